@@ -1,0 +1,554 @@
+"""One AMI session per PBX: connect, log in, keep alive, reconnect, resync.
+
+Built on panoramisk's protocol (action/response correlation, list actions),
+with the gaps that ``../shared/STYLE.md`` lists closed around it:
+
+* **No replays.**  panoramisk's ``AMIProtocol.close`` puts unanswered actions
+  on a queue that its ``Manager`` re-sends after the next ``FullyBooted``; a
+  replayed Originate dials a customer twice.  :class:`_Protocol` fails every
+  action in flight with :class:`ActionOutcomeUnknown` instead, and we do not
+  use panoramisk's ``Manager`` at all (its fixed 2 s reconnect is replaced by
+  capped exponential backoff with jitter).
+* **Half-open links.**  A keepalive ``Ping`` must be answered within
+  ``keepalive_timeout``; otherwise the transport is closed and we reconnect.
+* **Robust framing.**  Bytes go through :class:`asterisk.framing.AmiFramer`
+  (CRLF or LF, UTF-8 split across reads, bounded sizes); a bad message is
+  logged, counted and skipped.
+* **Fast events.**  Events that are not part of an action's answer are
+  normalised straight from the framed headers into domain events, without
+  building panoramisk ``Message`` objects (see docs/benchmarks.md).
+
+Secrets are never logged: the Login action is sent but never formatted into
+a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from panoramisk.actions import Action as PanoramiskAction
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from asterisk import actions as ami
+from asterisk.events import (
+    OriginateResponse,
+    OriginateResult,
+    PbxConnected,
+    PbxDisconnected,
+    PbxEvent,
+    PbxFullyBooted,
+    PbxShutdown,
+    ResyncCompleted,
+    normalize,
+)
+from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, Banner
+from asterisk.metrics import AmiMetrics
+from asterisk.mirror import ChannelMirror, ChannelSnapshot
+from asterisk.originate import OriginateTracker
+
+log = logging.getLogger("dirigent.asterisk")
+
+
+class AmiError(Exception):
+    """Base of the errors an AMI session raises to its callers."""
+
+
+class NotConnected(AmiError):
+    """No logged-in session: the action was not sent."""
+
+
+class ActionFailed(AmiError):
+    """Asterisk answered ``Response: Error``; ``message`` is its text."""
+
+    def __init__(self, action: str, message: str) -> None:
+        super().__init__(f"{action} failed: {message}")
+        self.action = action
+        self.message = message
+
+
+class ActionOutcomeUnknown(AmiError):
+    """The link dropped while the action was in flight.
+
+    It may or may not have been executed; it is *not* re-sent.  For an
+    Originate that means: reconcile from the PBX after resync, never redial.
+    """
+
+    def __init__(self, action: str) -> None:
+        super().__init__(
+            f"{action}: outcome unknown, the AMI link dropped while it was in flight (not re-sent)"
+        )
+        self.action = action
+
+
+class LoginFailed(AmiError):
+    pass
+
+
+@dataclass(frozen=True)
+class PbxSettings:
+    """How to reach one PBX.  ``secret`` is never logged or shown in repr."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "dirigent"
+    secret: str = field(default="", repr=False)
+    connect_timeout: float = 5.0
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 5.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    action_timeout: float = 10.0
+    #: Events dropped at the PBX (``Action: Filter``); VarSet is the bulk of a
+    #: dialer's event stream (29 of 77 events per call in the recordings).
+    exclude_events: tuple[str, ...] = ()
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Capped exponential backoff with "full jitter" (AWS architecture blog,
+    *Exponential Backoff And Jitter*, 2015): uniform in [0, min(cap, base·2^n)].
+    Jitter spreads the reconnects of many servers after a PBX restart."""
+    ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
+    return rng.uniform(initial / 2, max(initial / 2, ceiling))
+
+
+class _Protocol(AMIProtocol):
+    """panoramisk's protocol, fed by our framer, never re-queueing actions."""
+
+    def __init__(self, session: AmiSession) -> None:
+        self._session = session
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.framer = AmiFramer()
+        self.factory = self._session
+        self.log = log
+        self.encoding = "utf-8"
+        self.banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        framer = self.framer
+        framer.receive_data(data)
+        session = self._session
+        responses = self.responses
+        while (item := framer.next_message()) is not NEED_DATA:
+            if type(item) is AmiMessage:
+                aid = item.action_id
+                if aid is not None and aid in responses:
+                    self.handle_message(_to_panoramisk(item))
+                    if item.event is None:
+                        continue
+                    if item.event == "OriginateResponse":
+                        session._on_event(item)
+                elif item.event is not None:
+                    session._on_event(item)
+                else:
+                    log.debug("%s: response for no pending action dropped", session.name)
+            elif isinstance(item, Banner):
+                if not self.banner.done():
+                    self.banner.set_result(item.version)
+            elif isinstance(item, BadMessage):
+                session._on_bad_message(item)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(str(exc) if exc else "closed by peer")
+        self.close()
+
+    def close(self) -> None:
+        """Fail everything in flight; nothing goes to panoramisk's replay queue."""
+        pending = {id(a): a for a in self.responses.values()}
+        self.responses.clear()
+        for act in pending.values():
+            if not act.future.done():
+                act.future.set_exception(ActionOutcomeUnknown(str(act.get("Action", "?"))))
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def send_headers(self, headers: list[tuple[str, str]], as_list: bool) -> asyncio.Future[Any]:
+        act = PanoramiskAction(headers_dict(headers), as_list=as_list)
+        return self.send(act, as_list=as_list)
+
+
+def headers_dict(headers: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in headers:
+        if key in out:
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[key] = value
+    return out
+
+
+def _to_panoramisk(message: AmiMessage) -> Message:
+    return Message(headers_dict(list(message.headers)))
+
+
+def from_panoramisk(message: Message) -> AmiMessage:
+    pairs: list[tuple[str, str]] = []
+    for key, value in message.items():
+        if isinstance(value, list):
+            pairs.extend((key, v) for v in value)
+        else:
+            pairs.append((key, value))
+    return AmiMessage(tuple(pairs))
+
+
+Subscriber = Callable[[PbxEvent], None]
+
+
+class AmiSession:
+    """A self-healing AMI session to one PBX, with its channel mirror.
+
+    ``start()`` returns at once; the session connects in the background and
+    keeps trying with backoff, so the service starts even when no PBX is
+    reachable.  Subscribers receive every domain event, the session's own
+    (connected, disconnected, resync completed, originate results) included.
+    """
+
+    def __init__(
+        self,
+        settings: PbxSettings,
+        *,
+        metrics: AmiMetrics | None = None,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.metrics = metrics
+        self.mirror = ChannelMirror(settings.name)
+        self.tracker = OriginateTracker(settings.name)
+        self._rng = rng or random.Random()
+        self._monotonic = monotonic
+        self._subscribers: list[Subscriber] = []
+        self._protocol: _Protocol | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._logged_in = asyncio.Event()
+        self._originates: dict[str, asyncio.Future[OriginateResult]] = {}
+        self._resync_buffer: list[AmiMessage] | None = None
+        self._resync_wanted = asyncio.Event()
+        self._event_counters: dict[str, Any] = {}
+        self.connects = 0
+        self.version: str | None = None
+
+    # -- public API ---------------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_in.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._logged_in.wait(), timeout)
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._stopping = False
+            self._runner = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Log off cleanly (if connected) and stop reconnecting."""
+        self._stopping = True
+        proto = self._protocol
+        if proto is not None and self.connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send(proto, ami.logoff()), 2.0)
+        if proto is not None:
+            proto.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+            self._runner = None
+
+    async def send(self, action: ami.Action) -> AmiMessage:
+        """Send one action and return its response; raise on ``Error``."""
+        proto = self._require()
+        return await self._send(proto, action)
+
+    async def send_list(self, action: ami.Action) -> list[AmiMessage]:
+        """Send a list action; return its items (without start/complete)."""
+        proto = self._require()
+        return await self._send_list(proto, action)
+
+    async def originate(self, action: ami.Action) -> OriginateResult:
+        """Send an async Originate and wait for its classified result.
+
+        Raises :class:`ActionFailed` if Asterisk refuses it outright, and
+        :class:`ActionOutcomeUnknown` if the link drops before the result.
+        """
+        if action.name != "Originate":
+            raise ValueError("originate() takes an Originate action")
+        proto = self._require()
+        action_id = self._new_action_id()
+        channel_id = dict(action.headers).get("ChannelId")
+        result: asyncio.Future[OriginateResult] = asyncio.get_running_loop().create_future()
+        self._originates[action_id] = result
+        self.tracker.expect(action_id, channel_id)
+        try:
+            await self._send(proto, action, action_id=action_id)
+        except BaseException:
+            self._originates.pop(action_id, None)
+            self.tracker.forget(action_id)
+            raise
+        return await result
+
+    # -- internals: connection loop ---------------------------------------------------
+    def _require(self) -> _Protocol:
+        if self._protocol is None or not self.connected:
+            raise NotConnected(f"PBX {self.name} is not connected")
+        return self._protocol
+
+    _action_seq = 0
+
+    def _new_action_id(self) -> str:
+        AmiSession._action_seq += 1
+        return f"dirigent-{self.name}-{AmiSession._action_seq}"
+
+    async def _run(self) -> None:
+        attempt = 0
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if self.connects or attempt:
+                self._count(self.metrics and self.metrics.reconnects.labels(self.name))
+            lasted = False
+            try:
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(lambda: _Protocol(self), s.host, s.port),
+                    s.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+                log.warning("PBX %s at %s:%s %s: %s", self.name, s.host, s.port, reason, exc)
+                self._count(
+                    self.metrics and self.metrics.connect_failures.labels(self.name, reason)
+                )
+            else:
+                self._protocol = proto
+                try:
+                    lasted = await self._session(proto)
+                except LoginFailed as exc:
+                    log.error("PBX %s: login as %r refused: %s", self.name, s.username, exc)
+                    self._count(
+                        self.metrics and self.metrics.connect_failures.labels(self.name, "auth")
+                    )
+                except (TimeoutError, AmiError, OSError) as exc:
+                    log.warning("PBX %s: session ended: %s", self.name, exc)
+                finally:
+                    self._teardown(proto)
+            if self._stopping:
+                break
+            attempt = 0 if lasted else attempt + 1
+            await asyncio.sleep(backoff_delay(attempt, s.backoff_initial, s.backoff_max, self._rng))
+
+    async def _session(self, proto: _Protocol) -> bool:
+        """Log in, resync, keep alive until the link is lost.  True if we got in."""
+        s = self.settings
+        self.version = await asyncio.wait_for(proto.banner, s.connect_timeout)
+        try:
+            response = await asyncio.wait_for(
+                proto.send_headers(
+                    ami.login(s.username, s.secret).all_headers(self._new_action_id()), False
+                ),
+                s.connect_timeout,
+            )
+        except ActionOutcomeUnknown as exc:
+            raise LoginFailed("connection closed during login") from exc
+        if response.get("Response") != "Success":
+            raise LoginFailed(response.get("Message") or "refused")
+        self.connects += 1
+        log.info("PBX %s: logged in (AMI %s)", self.name, self.version)
+        for event_name in s.exclude_events:
+            await self._send(proto, ami.filter_out(event_name))
+        self._logged_in.set()
+        if self.metrics:
+            self.metrics.pbx_up.labels(self.name).set(1)
+        self._emit(PbxConnected(self.name, self.version or ""))
+        self._resync_wanted.set()
+        keepalive = asyncio.ensure_future(self._keepalive(proto))
+        resyncer = asyncio.ensure_future(self._resync_loop(proto))
+        try:
+            reason = await proto.lost
+        finally:
+            keepalive.cancel()
+            resyncer.cancel()
+        log.warning("PBX %s: link lost (%s)", self.name, reason)
+        return True
+
+    def _teardown(self, proto: _Protocol) -> None:
+        proto.close()
+        was_up = self._logged_in.is_set()
+        self._logged_in.clear()
+        self._protocol = None
+        self._resync_buffer = None
+        if self.metrics:
+            self.metrics.pbx_up.labels(self.name).set(0)
+        for action_id, fut in list(self._originates.items()):
+            self.tracker.forget(action_id)
+            if not fut.done():
+                fut.set_exception(ActionOutcomeUnknown("Originate"))
+        self._originates.clear()
+        if was_up:
+            self._emit(PbxDisconnected(self.name, "link lost"))
+
+    async def _keepalive(self, proto: _Protocol) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.keepalive_interval)
+            try:
+                await asyncio.wait_for(self._send(proto, ami.ping()), s.keepalive_timeout)
+            except (TimeoutError, AmiError):
+                log.warning("PBX %s: no answer to keepalive Ping; closing the link", self.name)
+                proto.lost.done() or proto.lost.set_result("keepalive timeout")
+                proto.close()
+                return
+            self._expire_originates()
+
+    async def _resync_loop(self, proto: _Protocol) -> None:
+        while True:
+            await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            await self.resync(proto)
+
+    async def resync(self, proto: _Protocol | None = None) -> None:
+        """Rebuild the mirror from ``CoreShowChannels``; emit the differences."""
+        proto = proto or self._require()
+        started = self._monotonic()
+        self._resync_buffer = []
+        try:
+            items = await self._send_list(proto, ami.core_show_channels())
+        except BaseException:
+            self._flush_resync_buffer()
+            raise
+        snapshot = [ChannelSnapshot.from_message(m) for m in items if m.event == "CoreShowChannel"]
+        diff = self.mirror.resync(snapshot)
+        for event in diff:
+            self._emit(event)
+        self._flush_resync_buffer()
+        seconds = self._monotonic() - started
+        if self.metrics:
+            self.metrics.resync_seconds.labels(self.name).observe(seconds)
+            self.metrics.channels.labels(self.name).set(len(self.mirror.channels))
+        log.info(
+            "PBX %s: resync found %d channels (%d changes)", self.name, len(snapshot), len(diff)
+        )
+        self._emit(ResyncCompleted(self.name, len(snapshot), len(self.mirror.bridges), seconds))
+
+    def _flush_resync_buffer(self) -> None:
+        buffered, self._resync_buffer = self._resync_buffer or [], None
+        for message in buffered:
+            self._dispatch(message)
+
+    # -- internals: messages ----------------------------------------------------------
+    async def _send(
+        self, proto: _Protocol, action: ami.Action, action_id: str | None = None
+    ) -> AmiMessage:
+        headers = action.all_headers(action_id or self._new_action_id())
+        try:
+            reply = await asyncio.wait_for(
+                proto.send_headers(headers, False), self.settings.action_timeout
+            )
+        except ActionOutcomeUnknown:
+            self._count_action(action.name, "unknown")
+            raise
+        except TimeoutError:
+            self._count_action(action.name, "unknown")
+            raise ActionOutcomeUnknown(action.name) from None
+        message = from_panoramisk(reply)
+        if message.response in ("Error", "Failure"):
+            self._count_action(action.name, "error")
+            raise ActionFailed(action.name, message.get("Message") or "error")
+        self._count_action(action.name, "success")
+        return message
+
+    async def _send_list(self, proto: _Protocol, action: ami.Action) -> list[AmiMessage]:
+        headers = action.all_headers(self._new_action_id())
+        try:
+            replies = await asyncio.wait_for(
+                proto.send_headers(headers, True), self.settings.action_timeout
+            )
+        except TimeoutError:
+            self._count_action(action.name, "unknown")
+            raise ActionOutcomeUnknown(action.name) from None
+        messages = [from_panoramisk(r) for r in replies]
+        if messages and messages[0].response in ("Error", "Failure"):
+            self._count_action(action.name, "error")
+            raise ActionFailed(action.name, messages[0].get("Message") or "error")
+        self._count_action(action.name, "success")
+        return [m for m in messages[1:] if m.get("EventList") is None]
+
+    def _count_action(self, name: str, result: str) -> None:
+        if self.metrics:
+            self.metrics.actions.labels(self.name, name, result).inc()
+
+    @staticmethod
+    def _count(child: Any) -> None:
+        if child:
+            child.inc()
+
+    def _on_bad_message(self, item: BadMessage) -> None:
+        log.warning("PBX %s: skipped a malformed AMI message: %s", self.name, item.reason)
+        if self.metrics:
+            self.metrics.bad_messages.labels(self.name).inc()
+
+    def _on_event(self, message: AmiMessage) -> None:
+        if self.metrics:
+            name = message.event or "?"
+            counter = self._event_counters.get(name)
+            if counter is None:
+                counter = self._event_counters[name] = self.metrics.events.labels(self.name, name)
+            counter.inc()
+        if self._resync_buffer is not None:
+            self._resync_buffer.append(message)
+            return
+        self._dispatch(message)
+
+    def _dispatch(self, message: AmiMessage) -> None:
+        event = normalize(self.name, message)
+        if event is None:
+            return
+        self.mirror.apply(event)
+        result = self.tracker.on_event(event, self._monotonic())
+        if isinstance(event, OriginateResponse) and event.action_id not in self._originates:
+            return  # an answer to someone else's Originate: not ours to report
+        self._emit(event)
+        if result is not None:
+            self._finish_originate(result)
+        if isinstance(event, PbxFullyBooted) and self.connects and self._logged_in.is_set():
+            # A login during boot sees an empty PBX; FullyBooted means the
+            # channel list is now worth reading again.
+            self._resync_wanted.set()
+        elif isinstance(event, PbxShutdown) and self._protocol is not None:
+            log.warning("PBX %s: Asterisk is shutting down", self.name)
+
+    def _expire_originates(self) -> None:
+        for result in self.tracker.expire(self._monotonic()):
+            self._finish_originate(result)
+
+    def _finish_originate(self, result: OriginateResult) -> None:
+        self._emit(result)
+        fut = self._originates.pop(result.action_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def _emit(self, event: PbxEvent) -> None:
+        for callback in self._subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("PBX %s: subscriber failed on %s", self.name, type(event).__name__)

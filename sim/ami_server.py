@@ -1,0 +1,346 @@
+"""The simulated PBX on the wire: an AMI server over real TCP (Twisted).
+
+Wire behaviour follows the recorded Asterisk 22 (``../shared/asterisk/
+README.md``): banner ``Asterisk Call Manager/11.0.0``; actions before Login
+get ``Permission denied``; a wrong secret gets ``Authentication failed``
+after a delay and the socket is closed; Logoff answers ``Goodbye`` and
+closes; list actions answer ``EventList: start``, items carrying the
+ActionID, then ``<Name>Complete`` with ``ListItems``; a shutdown sends
+``Event: Shutdown`` and closes every connection, which are then refused until
+:meth:`SimAmiServer.restart`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.logger import Logger
+
+from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, encode_message
+from sim.pbx import Headers, SimError, SimPbx
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+log = Logger(namespace="dirigent.sim")
+
+
+def _fields(message: AmiMessage) -> dict[str, Any]:
+    """Headers as a dict; ``Variable`` collects every value (it repeats)."""
+    out: dict[str, Any] = {"Variable": []}
+    for key, value in message.headers:
+        if key.lower() == "variable":
+            out["Variable"].append(value)
+            out.setdefault("variable", value)
+        else:
+            out.setdefault(key, value)
+            out.setdefault(key.lower(), value)
+    return out
+
+
+class AmiServerProtocol(protocol.Protocol):
+    factory: SimAmiServer
+
+    def connectionMade(self) -> None:
+        self.framer = AmiFramer(expect_banner=False)
+        self.authenticated = False
+        self.events_on = True
+        self.excluded: set[str] = set()
+        self.closing = False
+        self.transport.write(BANNER)
+        self.factory.sessions.add(self)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.sessions.discard(self)
+
+    # -- output ---------------------------------------------------------------------
+    def send(self, headers: Headers) -> None:
+        if not self.closing:
+            self.transport.write(encode_message(headers))
+
+    def respond(self, action_id: str | None, response: str, *extra: tuple[str, str]) -> None:
+        headers: Headers = [("Response", response)]
+        if action_id is not None:
+            headers.append(("ActionID", action_id))
+        headers.extend(extra)
+        self.send(headers)
+
+    def event(self, headers: Headers, encoded: bytes) -> None:
+        if (
+            self.authenticated
+            and self.events_on
+            and not self.closing
+            and headers[0][1] not in self.excluded
+        ):
+            self.transport.write(encoded)
+
+    # -- input ----------------------------------------------------------------------
+    def dataReceived(self, data: bytes) -> None:
+        self.framer.receive_data(data)
+        while (item := self.framer.next_message()) is not NEED_DATA:
+            if isinstance(item, AmiMessage):
+                self.handle(item)
+            elif isinstance(item, BadMessage):
+                self.respond(None, "Error", ("Message", "Missing action in request"))
+
+    def handle(self, message: AmiMessage) -> None:
+        name = (message.get("Action") or "").strip()
+        aid = message.get("ActionID")
+        lname = name.lower()
+        if not name:
+            self.respond(aid, "Error", ("Message", "Missing action in request"))
+            return
+        if not self.authenticated and lname not in ("login", "challenge", "logoff"):
+            self.respond(aid, "Error", ("Message", "Permission denied"))
+            return
+        handler = getattr(self, f"do_{lname}", None)
+        if handler is None:
+            self.respond(
+                aid,
+                "Error",
+                (
+                    "Message",
+                    f"Invalid/unknown command: {name}."
+                    " Use Action: ListCommands to show available commands.",
+                ),
+            )
+            return
+        try:
+            handler(aid, _fields(message))
+        except SimError as exc:
+            self.respond(aid, "Error", ("Message", str(exc)))
+
+    # -- actions --------------------------------------------------------------------
+    def do_login(self, aid: str | None, f: dict[str, Any]) -> None:
+        if self.authenticated:
+            self.respond(aid, "Success", ("Message", "Already authenticated"))
+            return
+        server = self.factory
+        if f.get("Username") == server.username and f.get("Secret") == server.secret:
+            self.authenticated = True
+            self.events_on = str(f.get("Events", "on")).lower() not in ("off", "no", "false")
+            self.respond(aid, "Success", ("Message", "Authentication accepted"))
+            if server.pbx.booted:
+                self.event_now(
+                    [
+                        ("Event", "FullyBooted"),
+                        ("Privilege", "system,all"),
+                        ("Uptime", str(int(server.pbx.now()))),
+                        ("LastReload", str(int(server.pbx.now()))),
+                        ("Status", "Fully Booted"),
+                    ]
+                )
+            return
+
+        def refuse() -> None:
+            self.respond(aid, "Error", ("Message", "Authentication failed"))
+            self.transport.loseConnection()
+
+        self.closing_soon = server.clock.callLater(server.auth_fail_delay, refuse)
+
+    def event_now(self, headers: Headers) -> None:
+        self.event(headers, encode_message(headers))
+
+    def do_logoff(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.respond(aid, "Goodbye", ("Message", "Thanks for all the fish."))
+        self.closing = True
+        self.transport.loseConnection()
+
+    def do_ping(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.respond(aid, "Success", ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}"))
+
+    def do_events(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.events_on = str(f.get("EventMask", "on")).lower() not in ("off", "no", "false")
+        self.respond(aid, "Success", ("Events", "On" if self.events_on else "Off"))
+
+    def do_filter(self, aid: str | None, f: dict[str, Any]) -> None:
+        criteria = f.get("MatchCriteria", "")
+        if criteria.startswith("action(exclude),name(") and criteria.endswith(")"):
+            self.excluded.add(criteria[len("action(exclude),name(") : -1])
+            self.respond(aid, "Success", ("Message", "Success"))
+        else:
+            self.respond(aid, "Error", ("Message", "Unsupported filter"))
+
+    def do_corestatus(self, aid: str | None, f: dict[str, Any]) -> None:
+        pbx = self.factory.pbx
+        self.respond(
+            aid,
+            "Success",
+            ("CoreStartupDate", time.strftime("%Y-%m-%d")),
+            ("CoreStartupTime", time.strftime("%H:%M:%S")),
+            ("CoreReloadDate", time.strftime("%Y-%m-%d")),
+            ("CoreReloadTime", time.strftime("%H:%M:%S")),
+            ("CoreCurrentCalls", str(len(pbx.channels))),
+            (
+                "CoreProcessedCalls",
+                str(pbx.stats.get("originate", 0) + pbx.stats.get("inbound", 0)),
+            ),
+        )
+
+    def do_coresettings(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.respond(
+            aid,
+            "Success",
+            ("AMIversion", "11.0.0"),
+            ("AsteriskVersion", "22.10.1-dirigent-sim"),
+            ("SystemName", ""),
+        )
+
+    def do_originate(self, aid: str | None, f: dict[str, Any]) -> None:
+        if not f.get("Channel"):
+            raise SimError("Channel not specified")
+        if not f.get("Application") and not (f.get("Context") and f.get("Exten")):
+            raise SimError("Context, Exten and Priority or Application required")
+        if str(f.get("Async", "false")).lower() not in ("true", "yes", "1"):
+            raise SimError("Only Async originates are simulated")
+        self.respond(aid, "Success", ("Message", "Originate successfully queued"))
+        self.factory.pbx.originate(f, aid or "", self.factory.broadcast)
+
+    def do_redirect(self, aid: str | None, f: dict[str, Any]) -> None:
+        priority = int(f.get("Priority") or 1)
+        self.factory.pbx.redirect(
+            f.get("Channel", ""), f.get("Context", ""), f.get("Exten", ""), priority
+        )
+        self.respond(aid, "Success", ("Message", "Redirect successful"))
+
+    def do_bridge(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.factory.pbx.bridge(f.get("Channel1", ""), f.get("Channel2", ""))
+        self.respond(aid, "Success", ("Message", "Channels have been bridged"))
+
+    def do_hangup(self, aid: str | None, f: dict[str, Any]) -> None:
+        try:
+            cause = int(f.get("Cause") or 16)
+        except ValueError:
+            cause = 16
+        channel = f.get("Channel", "")
+        count = self.factory.pbx.hangup(channel, cause)
+        if channel.startswith("/"):
+            self.respond(
+                aid, "Success", ("EventList", "start"), ("Message", "Channels hung up will follow")
+            )
+            self.send(
+                [
+                    ("Event", "ChannelsHungupListComplete"),
+                    ("EventList", "Complete"),
+                    ("ListItems", str(count)),
+                    *([("ActionID", aid)] if aid else []),
+                ]
+            )
+        else:
+            self.respond(aid, "Success", ("Message", "Channel Hungup"))
+
+    def do_setvar(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.factory.pbx.setvar(f.get("Channel"), f.get("variable") or "", f.get("Value", ""))
+        self.respond(aid, "Success", ("Message", "Variable Set"))
+
+    def do_getvar(self, aid: str | None, f: dict[str, Any]) -> None:
+        name = f.get("variable") or ""
+        value = self.factory.pbx.getvar(f.get("Channel"), name)
+        self.respond(aid, "Success", ("Variable", name), ("Value", value))
+
+    def do_musiconhold(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.factory.pbx.music_on_hold(f.get("Channel", ""), True)
+        self.respond(aid, "Success", ("Message", "Started music on hold"))
+
+    def do_stopmusiconhold(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.factory.pbx.music_on_hold(f.get("Channel", ""), False)
+        self.respond(aid, "Success", ("Message", "Stopped music on hold"))
+
+    def do_messagesend(self, aid: str | None, f: dict[str, Any]) -> None:
+        self.factory.pbx.message_send(f.get("To", ""))
+        self.respond(aid, "Success", ("Message", "Message successfully sent"))
+
+    def do_userevent(self, aid: str | None, f: dict[str, Any]) -> None:
+        name = f.get("UserEvent")
+        if not name:
+            raise SimError("UserEvent needs a name")
+        self.factory.pbx.user_event([("UserEvent", name)])
+        self.respond(aid, "Success")
+
+    def do_coreshowchannels(self, aid: str | None, f: dict[str, Any]) -> None:
+        items = self.factory.pbx.core_show_channels(aid or "")
+        self._list(aid, "Channels will follow", items, "CoreShowChannelsComplete")
+
+    def _list(self, aid: str | None, message: str, items: list[Headers], complete: str) -> None:
+        self.respond(aid, "Success", ("EventList", "start"), ("Message", message))
+        for item in items:
+            self.send(item)
+        self.send(
+            [
+                ("Event", complete),
+                *([("ActionID", aid)] if aid else []),
+                ("EventList", "Complete"),
+                ("ListItems", str(len(items))),
+            ]
+        )
+
+
+class SimAmiServer(protocol.ServerFactory):
+    """AMI over TCP in front of a :class:`SimPbx`; several clients at once."""
+
+    protocol = AmiServerProtocol
+
+    def __init__(
+        self,
+        pbx: SimPbx,
+        reactor: IReactorTCP,
+        *,
+        username: str = "dirigent",
+        secret: str = "secret",
+        auth_fail_delay: float = 1.0,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.pbx = pbx
+        self.reactor = reactor
+        self.clock: IReactorTime = clock or reactor  # type: ignore[assignment]
+        self.username = username
+        self.secret = secret
+        self.auth_fail_delay = auth_fail_delay
+        self.sessions: set[AmiServerProtocol] = set()
+        self.port: IListeningPort | None = None
+        self._interface = "127.0.0.1"
+        self._port_number = 0
+        pbx.subscribe(self.broadcast)
+
+    def broadcast(self, headers: Headers) -> None:
+        encoded = encode_message(headers)
+        for session in list(self.sessions):
+            session.event(headers, encoded)
+
+    def listen(self, port: int = 0, interface: str = "127.0.0.1") -> IListeningPort:
+        self._interface = interface
+        self.port = self.reactor.listenTCP(port, self, interface=interface)
+        self._port_number = self.port.getHost().port
+        return self.port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._interface, self._port_number
+
+    def drop_connections(self) -> None:
+        """Cut every client's TCP link at once (a network failure)."""
+        for session in list(self.sessions):
+            session.transport.abortConnection()
+
+    def shutdown(self, on_closed: Callable[[], None] | None = None) -> Any:
+        """``core stop now``: hang up calls, send Shutdown, close, stop listening."""
+        self.pbx.shutdown()
+        for session in list(self.sessions):
+            session.closing = True
+            session.transport.loseConnection()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+    def restart(self) -> IListeningPort:
+        """Start listening again on the same port, booted."""
+        self.pbx.booted = True
+        return self.listen(self._port_number, self._interface)
+
+    def stop(self) -> Any:
+        with contextlib.suppress(Exception):
+            self.drop_connections()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None

@@ -1,0 +1,1141 @@
+"""A simulated Asterisk: the PBX the fixtures were recorded on, as a model.
+
+Pure and clock-driven: time comes from an ``IReactorTime`` (the live reactor
+or ``twisted.internet.task.Clock``), chance from a seeded ``random.Random``.
+The model emits AMI events as header lists, with the event names, field names
+and field order that the recorded Asterisk 22 uses (``tests/fixtures/
+asterisk``); :mod:`sim.ami_server` puts them on TCP, and in-process users
+can subscribe directly.
+
+What it models (``../shared/asterisk/conf``):
+
+* agent phones ``PJSIP/1001``…: auto-answer after a short delay, one call at
+  a time (a second call gets cause 17, busy), can be unregistered;
+* the trunk ``PJSIP/<number>@customers`` (also ``PJSIP/customers/sip:<n>@h``):
+  called numbers answer (a person or a machine), are busy, ring out or fail,
+  drawn from a :class:`~sim.workload.Workload`; an Originate may force the
+  outcome with ``Variable: SIM_OUTCOME=<live|machine|no_answer|busy|invalid|
+  congestion>`` (tests) and ``SIM_RING``/``SIM_TALK`` seconds;
+* ``Local/<exten>@sim`` far ends (answer, busy, congestion, noanswer, agent,
+  customer) as in the lab dialplan;
+* the Dirigent dialplan contexts of ``asterisk/conf/extensions_dirigent.conf``
+  (inbound wait with MOH and fallback, outbound with AMD, nailed-up agent
+  bridges, connect-by-dial, abandon message);
+* inbound customer calls arriving as a Poisson process.
+
+The SIP trunk reports busy (486), congestion (503) and not-found (404) as
+``OriginateResponse`` Reason 0 with the outcome only in the hang-up cause,
+exactly as the recorded Asterisk does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from sim.workload import Workload, standard_workload
+
+Headers = list[tuple[str, str]]
+Listener = Callable[[Headers], None]
+
+STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
+CAUSE_TEXT = {
+    0: "Unknown",
+    1: "Unallocated (unassigned) number",
+    4: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    19: "User alerting, no answer",
+    20: "Subscriber absent",
+    34: "Circuit/channel congestion",
+}
+SIP_OF_CAUSE = {17: "486", 34: "503", 1: "404", 19: "480", 20: "480"}
+
+_TRUNK_RE = re.compile(r"^PJSIP/(?:customers/sip:(?P<a>[^@]+)@.*|(?P<b>[^@/]+)@customers)$")
+_AGENT_RE = re.compile(r"^PJSIP/(?P<ext>\d{3,6})$")
+_LOCAL_RE = re.compile(r"^Local/(?P<exten>[^@]+)@(?P<context>[^/]+)$")
+
+
+class SimError(Exception):
+    """An action the simulated PBX refuses; the message is Asterisk's."""
+
+
+@dataclass
+class SimChannel:
+    name: str
+    uniqueid: str
+    linkedid: str
+    state: int = 0
+    caller_num: str = "<unknown>"
+    caller_name: str = "<unknown>"
+    connected_num: str = "<unknown>"
+    connected_name: str = "<unknown>"
+    context: str = ""
+    exten: str = ""
+    priority: int = 1
+    app: str = ""
+    app_data: str = ""
+    bridge: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    created: float = 0.0
+    #: who is on the far end: "agent", "live", "machine", "local", "customer"
+    far: str = ""
+    agent: str | None = None  # endpoint number for agent channels
+    timers: list[IDelayedCall] = field(default_factory=list)
+    on_moh: bool = False
+    alive: bool = True
+
+
+@dataclass
+class SimBridge:
+    uniqueid: str
+    kind: str  # "basic" (two-party) or "holding" (an agent's nailed-up bridge)
+    members: list[str] = field(default_factory=list)
+    owner: str | None = None  # agent endpoint for holding bridges
+
+
+@dataclass
+class AgentPhone:
+    ext: str
+    registered: bool = True
+    channel: str | None = None  # uniqueid of its current call
+    answer_delay: float = 0.3
+
+
+class SimPbx:
+    """The PBX model.  ``listeners`` get every event as a header list."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        seed: int = 0,
+        agents: int = 10,
+        first_agent: int = 1001,
+        workload: Workload | None = None,
+        agent_answer_delay: float = 0.3,
+        inbound_patience_mean: float = 90.0,
+        fallback_after: float = 60.0,
+        amd: bool = True,
+    ) -> None:
+        self.clock = clock
+        self.rng = random.Random(seed)
+        self.workload = workload or standard_workload()
+        self.started_at = clock.seconds()
+        self.listeners: list[Listener] = []
+        self.channels: dict[str, SimChannel] = {}
+        self.by_name: dict[str, SimChannel] = {}
+        self.bridges: dict[str, SimBridge] = {}
+        self.phones = {
+            str(n): AgentPhone(str(n), answer_delay=agent_answer_delay)
+            for n in range(first_agent, first_agent + agents)
+        }
+        self.inbound_patience_mean = inbound_patience_mean
+        self.fallback_after = fallback_after
+        self.amd = amd
+        self.globals = {"SOUNDS": "/var/lib/asterisk/sounds/lab"}
+        self._chan_seq = itertools.count(0)
+        self._uid_seq = itertools.count(1)
+        self._inbound: IDelayedCall | None = None
+        self.booted = True
+        self.stats: dict[str, int] = {}
+
+    # -- plumbing -----------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def _emit(self, headers: Headers) -> None:
+        for listener in list(self.listeners):
+            listener(headers)
+
+    def _later(
+        self, chan: SimChannel | None, delay: float, fn: Callable[..., Any], *args: Any
+    ) -> None:
+        def run() -> None:
+            if chan is None or chan.alive:
+                fn(*args)
+
+        call = self.clock.callLater(max(0.0, delay), run)
+        if chan is not None:
+            chan.timers = [t for t in chan.timers if t.active()]
+            chan.timers.append(call)
+
+    def _uid(self) -> str:
+        return f"{int(self.clock.seconds())}.{next(self._uid_seq)}"
+
+    def now(self) -> float:
+        return self.clock.seconds() - self.started_at
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+    # -- event formatting (field order as recorded) ---------------------------------
+    @staticmethod
+    def _block(c: SimChannel, prefix: str = "") -> Headers:
+        return [
+            (f"{prefix}Channel", c.name),
+            (f"{prefix}ChannelState", str(c.state)),
+            (f"{prefix}ChannelStateDesc", STATE_DESC.get(c.state, "Unknown")),
+            (f"{prefix}CallerIDNum", c.caller_num),
+            (f"{prefix}CallerIDName", c.caller_name),
+            (f"{prefix}ConnectedLineNum", c.connected_num),
+            (f"{prefix}ConnectedLineName", c.connected_name),
+            (f"{prefix}Language", "en"),
+            (f"{prefix}AccountCode", ""),
+            (f"{prefix}Context", c.context),
+            (f"{prefix}Exten", c.exten),
+            (f"{prefix}Priority", str(c.priority)),
+            (f"{prefix}Uniqueid", c.uniqueid),
+            (f"{prefix}Linkedid", c.linkedid),
+        ]
+
+    def _chan_event(
+        self, name: str, c: SimChannel, *extra: tuple[str, str], privilege: str = "call,all"
+    ) -> None:
+        self._emit([("Event", name), ("Privilege", privilege), *self._block(c), *extra])
+
+    def _bridge_block(self, b: SimBridge) -> Headers:
+        return [
+            ("BridgeUniqueid", b.uniqueid),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge" if b.kind == "basic" else "holding_bridge"),
+            ("BridgeCreator", "<unknown>" if b.kind == "basic" else "dirigent"),
+            ("BridgeName", "<unknown>" if b.owner is None else f"agent-{b.owner}"),
+            ("BridgeNumChannels", str(len(b.members))),
+            ("BridgeVideoSourceMode", "none"),
+        ]
+
+    def _dial_event(
+        self, name: str, caller: SimChannel | None, dest: SimChannel, *extra: tuple[str, str]
+    ) -> None:
+        headers: Headers = [("Event", name), ("Privilege", "call,all")]
+        if caller is not None:
+            headers += self._block(caller)
+        headers += self._block(dest, "Dest")
+        headers += extra
+        self._emit(headers)
+
+    def _device(self, device: str, state: str) -> None:
+        self._emit(
+            [
+                ("Event", "DeviceStateChange"),
+                ("Privilege", "call,all"),
+                ("Device", device),
+                ("State", state),
+            ]
+        )
+
+    # -- channel lifecycle ----------------------------------------------------------
+    def _new_channel(
+        self,
+        name: str,
+        uniqueid: str | None,
+        linkedid: str | None,
+        *,
+        state: int,
+        context: str,
+        exten: str,
+    ) -> SimChannel:
+        uid = uniqueid or self._uid()
+        if uid in self.channels:
+            raise SimError("Uniqueid already in use")
+        chan = SimChannel(
+            name,
+            uid,
+            linkedid or uid,
+            state=state,
+            context=context,
+            exten=exten,
+            created=self.clock.seconds(),
+        )
+        self.channels[uid] = chan
+        self.by_name[name] = chan
+        self._chan_event("Newchannel", chan)
+        return chan
+
+    def _newexten(
+        self,
+        c: SimChannel,
+        app: str,
+        data: str,
+        *,
+        context: str | None = None,
+        exten: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        if context is not None:
+            c.context = context
+        if exten is not None:
+            c.exten = exten
+        c.priority = priority if priority is not None else c.priority
+        c.app, c.app_data = app, data
+        self._chan_event(
+            "Newexten",
+            c,
+            ("Extension", c.exten),
+            ("Application", app),
+            ("AppData", data),
+            privilege="dialplan,all",
+        )
+
+    def _setvar(self, c: SimChannel, name: str, value: str) -> None:
+        c.variables[name] = value
+        self._chan_event(
+            "VarSet", c, ("Variable", name), ("Value", value), privilege="dialplan,all"
+        )
+
+    def _set_state(self, c: SimChannel, state: int) -> None:
+        if c.state != state:
+            c.state = state
+            self._chan_event("Newstate", c)
+
+    def _set_callerid(self, c: SimChannel, num: str, name: str) -> None:
+        c.caller_num, c.caller_name = num, name
+        self._chan_event(
+            "NewCallerid", c, ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+        )
+        c.connected_num, c.connected_name = num, name
+        self._chan_event("NewConnectedLine", c)
+
+    def hangup_channel(
+        self, c: SimChannel, cause: int = 16, *, soft: bool = True, tech_cause: str | None = None
+    ) -> None:
+        """End a channel: leave its bridge, emit the hang-up events, free its phone."""
+        if not c.alive:
+            return
+        c.alive = False
+        for timer in c.timers:
+            if timer.active():
+                timer.cancel()
+        if c.bridge:
+            self._leave_bridge(c)
+        extra: Headers = [("TechCause", tech_cause)] if tech_cause else []
+        if soft:
+            self._chan_event("SoftHangupRequest", c, ("Cause", str(cause)))
+        self._chan_event(
+            "Hangup",
+            c,
+            ("Cause", str(cause)),
+            ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown")),
+            *extra,
+        )
+        self.channels.pop(c.uniqueid, None)
+        if self.by_name.get(c.name) is c:
+            del self.by_name[c.name]
+        if c.agent and (phone := self.phones.get(c.agent)) and phone.channel == c.uniqueid:
+            phone.channel = None
+            self._device(f"PJSIP/{c.agent}", "NOT_INUSE")
+
+    # -- bridges ------------------------------------------------------------------
+    def _create_bridge(self, kind: str, owner: str | None = None) -> SimBridge:
+        bridge = SimBridge(str(uuid.UUID(int=self.rng.getrandbits(128))), kind, owner=owner)
+        self.bridges[bridge.uniqueid] = bridge
+        self._emit(
+            [("Event", "BridgeCreate"), ("Privilege", "call,all"), *self._bridge_block(bridge)]
+        )
+        return bridge
+
+    def _enter_bridge(self, c: SimChannel, bridge: SimBridge) -> None:
+        if c.bridge:
+            self._leave_bridge(c)
+        if c.on_moh:
+            self._moh(c, False)
+        bridge.members.append(c.uniqueid)
+        c.bridge = bridge.uniqueid
+        self._emit(
+            [
+                ("Event", "BridgeEnter"),
+                ("Privilege", "call,all"),
+                *self._bridge_block(bridge),
+                *self._block(c),
+            ]
+        )
+        self._on_bridged(bridge)
+
+    def _leave_bridge(self, c: SimChannel) -> None:
+        bridge = self.bridges.get(c.bridge or "")
+        c.bridge = None
+        if bridge is None:
+            return
+        bridge.members.remove(c.uniqueid)
+        self._emit(
+            [
+                ("Event", "BridgeLeave"),
+                ("Privilege", "call,all"),
+                *self._bridge_block(bridge),
+                *self._block(c),
+            ]
+        )
+        if bridge.kind == "basic":
+            # The remaining party continues its dialplan at the next priority,
+            # which in every Dirigent context is Hangup().
+            for uid in list(bridge.members):
+                other = self.channels.get(uid)
+                if other is not None:
+                    self._later(other, 0.0, self.hangup_channel, other, 16)
+            if not bridge.members:
+                self._destroy_bridge(bridge)
+        elif not bridge.members:
+            self._destroy_bridge(bridge)
+
+    def _destroy_bridge(self, bridge: SimBridge) -> None:
+        self.bridges.pop(bridge.uniqueid, None)
+        self._emit(
+            [("Event", "BridgeDestroy"), ("Privilege", "call,all"), *self._bridge_block(bridge)]
+        )
+
+    def _on_bridged(self, bridge: SimBridge) -> None:
+        """A customer meeting an agent starts talking; the talk time is the customer's."""
+        members = [self.channels[u] for u in bridge.members if u in self.channels]
+        agents = [m for m in members if m.far == "agent"]
+        for m in members:
+            if (
+                agents
+                and m.far in ("live", "machine", "customer")
+                and not m.variables.get("_talking")
+            ):
+                m.variables["_talking"] = "1"
+                if m.far == "machine":
+                    talk = self.workload.amd.undetected_machine_talk
+                else:
+                    talk = float(m.variables.get("SIM_TALK") or self.workload.talk.sample(self.rng))
+                self._count("connected")
+                self._later(m, talk, self.hangup_channel, m, 16)
+
+    def _moh(self, c: SimChannel, on: bool) -> None:
+        c.on_moh = on
+        self._chan_event(
+            "MusicOnHoldStart" if on else "MusicOnHoldStop",
+            c,
+            *([("Class", "default")] if on else []),
+        )
+
+    # -- originate ------------------------------------------------------------------
+    def originate(
+        self, fields: dict[str, Any], action_id: str, respond: Callable[[Headers], None]
+    ) -> None:
+        """Handle ``Action: Originate`` (async); ``respond`` gets the events
+        that carry this ActionID (the OriginateResponse)."""
+        dial = fields.get("Channel", "")
+        variables = dict(v.split("=", 1) for v in fields.get("Variable", []) if "=" in v)
+        try:
+            timeout = float(fields.get("Timeout") or 30000) / 1000.0
+        except ValueError:
+            timeout = 30.0
+        target = _Target(
+            fields.get("Context"),
+            fields.get("Exten"),
+            fields.get("Application"),
+            fields.get("Data", ""),
+            int(fields.get("Priority") or 1) if str(fields.get("Priority") or "1").isdigit() else 1,
+        )
+        caller = _parse_callerid(fields.get("CallerID", ""))
+        uid = fields.get("ChannelId") or None
+        other = fields.get("OtherChannelId") or None
+        self._count("originate")
+        self._later(
+            None,
+            0.0,
+            self._start_originate,
+            dial,
+            target,
+            timeout,
+            caller,
+            variables,
+            uid,
+            other,
+            action_id,
+            respond,
+        )
+
+    def _originate_response(
+        self,
+        respond: Callable[[Headers], None],
+        action_id: str,
+        ok: bool,
+        channel: str,
+        target: _Target,
+        reason: int,
+        uid: str | None,
+        caller: tuple[str, str],
+    ) -> None:
+        headers: Headers = [
+            ("Event", "OriginateResponse"),
+            ("Privilege", "call,all"),
+            ("ActionID", action_id),
+            ("Response", "Success" if ok else "Failure"),
+            ("Channel", channel),
+        ]
+        if target.application:
+            headers += [("Application", target.application), ("Data", target.data)]
+        else:
+            headers += [("Context", target.context or ""), ("Exten", target.exten or "")]
+        headers += [
+            ("Reason", str(reason)),
+            ("Uniqueid", uid or "<null>"),
+            ("CallerIDNum", caller[0] or "<unknown>"),
+            ("CallerIDName", caller[1] or "<unknown>"),
+        ]
+        respond(headers)
+
+    def _start_originate(
+        self,
+        dial: str,
+        target: _Target,
+        timeout: float,
+        caller: tuple[str, str],
+        variables: dict[str, str],
+        uid: str | None,
+        other: str | None,
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        if m := _TRUNK_RE.match(dial):
+            self._originate_trunk(
+                m.group("a") or m.group("b"),
+                dial,
+                target,
+                timeout,
+                caller,
+                variables,
+                uid,
+                action_id,
+                respond,
+            )
+        elif m := _AGENT_RE.match(dial):
+            self._originate_agent(
+                m.group("ext"), dial, target, timeout, caller, variables, uid, action_id, respond
+            )
+        elif m := _LOCAL_RE.match(dial):
+            self._originate_local(
+                m.group("exten"),
+                m.group("context"),
+                dial,
+                target,
+                timeout,
+                caller,
+                variables,
+                uid,
+                other,
+                action_id,
+                respond,
+            )
+        else:
+            # Unknown technology or endpoint: no channel events at all (as recorded).
+            self._originate_response(respond, action_id, False, dial, target, 0, uid, caller)
+
+    def _outgoing(
+        self,
+        name: str,
+        uid: str | None,
+        caller: tuple[str, str],
+        variables: dict[str, str],
+        context: str,
+        exten: str,
+    ) -> SimChannel:
+        chan = self._new_channel(name, uid, None, state=0, context=context, exten=exten)
+        self._newexten(chan, "AppDial2", "(Outgoing Line)", priority=1)
+        for key, value in variables.items():
+            self._setvar(chan, key, value)
+        if caller[0]:
+            self._set_callerid(chan, caller[0], caller[1])
+        return chan
+
+    def _originate_trunk(
+        self,
+        number: str,
+        dial: str,
+        target: _Target,
+        timeout: float,
+        caller: tuple[str, str],
+        variables: dict[str, str],
+        uid: str | None,
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        wl = self.workload.at(self.now())
+        outcome = variables.get("SIM_OUTCOME") or wl.sample_outcome(self.rng)
+        if outcome == "invalid" and self.rng.random() < 0.3:
+            outcome = "congestion"
+        seq = next(self._chan_seq)
+        chan = self._outgoing(
+            f"PJSIP/customers-{seq:08x}", uid, caller, variables, "from-customers", "s"
+        )
+        chan.far = outcome if outcome in ("live", "machine") else ""
+        self._dial_event("DialBegin", None, chan, ("DialString", dial.split("/", 1)[1]))
+        self._count(f"trunk_{outcome}")
+
+        def fail(cause: int, status: str) -> None:
+            tech = SIP_OF_CAUSE.get(cause)
+            self._chan_event(
+                "HangupRequest", chan, ("Cause", str(cause)), ("TechCause", tech or "")
+            )
+            if cause == 34:
+                self._dial_event("DialEnd", None, chan, ("DialStatus", status))
+                self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
+                self._originate_response(
+                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
+                )
+            else:
+                self._originate_response(
+                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
+                )
+                self._dial_event("DialEnd", None, chan, ("DialStatus", status))
+                self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
+
+        if outcome == "busy":
+            self._later(chan, wl.timeouts.busy_detect, fail, 17, "BUSY")
+            return
+        if outcome in ("invalid", "congestion"):
+            cause, status = (1, "NOANSWER") if outcome == "invalid" else (34, "CONGESTION")
+            self._later(chan, wl.timeouts.invalid_detect, fail, cause, status)
+            return
+        self._later(chan, 0.05, self._ringing, chan)
+        ring = float(variables.get("SIM_RING") or wl.ring.sample(self.rng))
+        if outcome == "no_answer" or ring >= timeout:
+            self._later(
+                chan, timeout, self._ring_timeout, chan, dial, target, caller, action_id, respond
+            )
+            return
+        self._later(
+            chan, ring, self._answer_outgoing, chan, dial, target, caller, action_id, respond
+        )
+
+    def _ringing(self, chan: SimChannel) -> None:
+        self._dial_event("DialState", None, chan, ("DialStatus", "RINGING"))
+        self._set_state(chan, 5)
+        self._device(chan.name.rsplit("-", 1)[0], "RINGING")
+
+    def _ring_timeout(
+        self,
+        chan: SimChannel,
+        dial: str,
+        target: _Target,
+        caller: tuple[str, str],
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        self._originate_response(respond, action_id, False, dial, target, 3, chan.uniqueid, caller)
+        self.hangup_channel(chan, 19, soft=False, tech_cause="480")
+
+    def _answer_outgoing(
+        self,
+        chan: SimChannel,
+        dial: str,
+        target: _Target,
+        caller: tuple[str, str],
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        self._set_state(chan, 6)
+        self._device(chan.name.rsplit("-", 1)[0], "INUSE")
+        self._dial_event("DialEnd", None, chan, ("DialStatus", "ANSWER"))
+        self._originate_response(
+            respond, action_id, True, chan.name, target, 4, chan.uniqueid, caller
+        )
+        self._run_target(chan, target)
+
+    def _originate_agent(
+        self,
+        ext: str,
+        dial: str,
+        target: _Target,
+        timeout: float,
+        caller: tuple[str, str],
+        variables: dict[str, str],
+        uid: str | None,
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        phone = self.phones.get(ext)
+        if phone is None or not phone.registered:
+            # unknown endpoint / no contact: Reason 0 and no channel events (as recorded)
+            self._originate_response(respond, action_id, False, dial, target, 0, uid, caller)
+            return
+        seq = next(self._chan_seq)
+        chan = self._outgoing(f"PJSIP/{ext}-{seq:08x}", uid, caller, variables, "agents", "s")
+        chan.far, chan.agent = "agent", ext
+        self._dial_event("DialBegin", None, chan, ("DialString", ext))
+        if phone.channel is not None:
+
+            def busy() -> None:
+                self._chan_event("HangupRequest", chan, ("Cause", "17"), ("TechCause", "486"))
+                self._originate_response(
+                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
+                )
+                self._dial_event("DialEnd", None, chan, ("DialStatus", "BUSY"))
+                chan.agent = None  # the phone's own call is not this one
+                self.hangup_channel(chan, 17, soft=False, tech_cause="486")
+
+            self._later(chan, 0.02, busy)
+            return
+        phone.channel = chan.uniqueid
+        self._later(chan, 0.02, self._ringing, chan)
+        self._later(
+            chan,
+            phone.answer_delay,
+            self._answer_outgoing,
+            chan,
+            dial,
+            target,
+            caller,
+            action_id,
+            respond,
+        )
+
+    def _originate_local(
+        self,
+        exten: str,
+        context: str,
+        dial: str,
+        target: _Target,
+        timeout: float,
+        caller: tuple[str, str],
+        variables: dict[str, str],
+        uid: str | None,
+        other: str | None,
+        action_id: str,
+        respond: Callable[[Headers], None],
+    ) -> None:
+        seq = next(self._chan_seq)
+        base = f"Local/{exten}@{context}-{seq:08x}"
+        one = self._new_channel(f"{base};1", uid, None, state=0, context=context, exten=exten)
+        two = self._new_channel(
+            f"{base};2",
+            other or f"{one.uniqueid};2",
+            one.uniqueid,
+            state=4,
+            context=context,
+            exten=exten,
+        )
+        self._newexten(one, "AppDial2", "(Outgoing Line)", priority=1)
+        for key, value in variables.items():
+            self._setvar(one, key, value)
+        if caller[0]:
+            self._set_callerid(one, caller[0], caller[1])
+        self._dial_event("DialBegin", None, one, ("DialString", f"{exten}@{context}"))
+        behaviour = (
+            {
+                "answer": ("answer", 0.0),
+                "agent": ("answer", 0.0),
+                "customer": ("answer", 0.0),
+                "human": ("answer", 0.0),
+                "machine": ("answer", 0.0),
+                "silence": ("answer", 0.0),
+                "busy": ("busy", 0.0),
+                "congestion": ("congestion", 0.0),
+                "noanswer": ("ring", 0.0),
+            }.get(exten)
+            if context == "sim"
+            else ("answer", 0.0)
+        )
+        two.far = {"agent": "agent", "customer": "customer", "machine": "machine"}.get(
+            exten, "live"
+        )
+        one.far = two.far
+        if behaviour is None:
+            # unknown extension: the ;2 half fails at once, Reason 0, cause 0
+            self._originate_response(
+                respond, action_id, False, dial, target, 0, one.uniqueid, caller
+            )
+            self.hangup_channel(two, 0)
+            self.hangup_channel(one, 0)
+            return
+        kind = behaviour[0]
+        if kind in ("busy", "congestion"):
+            cause, reason, status = (17, 5, "BUSY") if kind == "busy" else (34, 8, "CONGESTION")
+            self._newexten(two, kind.capitalize(), "10", priority=2)
+            self._dial_event("DialEnd", None, one, ("DialStatus", status))
+            self._originate_response(
+                respond, action_id, False, dial, target, reason, one.uniqueid, caller
+            )
+            self.hangup_channel(two, cause)
+            self.hangup_channel(one, 0, soft=False)
+            return
+        if kind == "ring":
+            self._newexten(two, "Ringing", "", priority=2)
+            self._dial_event("DialState", None, one, ("DialStatus", "RINGING"))
+
+            def ring_out() -> None:
+                self._originate_response(
+                    respond, action_id, False, dial, target, 3, one.uniqueid, caller
+                )
+                self.hangup_channel(two, 19)
+                self.hangup_channel(one, 19, soft=False)
+
+            self._later(one, timeout, ring_out)
+            return
+        self._newexten(two, "Answer", "", priority=2)
+        self._set_state(two, 6)
+        self._set_state(one, 6)
+        self._dial_event("DialEnd", None, one, ("DialStatus", "ANSWER"))
+        self._originate_response(
+            respond, action_id, True, one.name, target, 4, one.uniqueid, caller
+        )
+        if exten == "agent":
+            talk = float(variables.get("TALK") or 5)
+            self._later(two, talk, self._hangup_pair, one, two)
+        self._run_target(one, target)
+
+    def _hangup_pair(self, one: SimChannel, two: SimChannel) -> None:
+        self.hangup_channel(two, 16)
+        self.hangup_channel(one, 16)
+
+    # -- dialplan -------------------------------------------------------------------
+    def _run_target(self, chan: SimChannel, target: _Target) -> None:
+        if target.application:
+            self._newexten(chan, target.application, target.data, context="", exten="", priority=1)
+            if target.application.lower() == "wait":
+                try:
+                    seconds = float(target.data or 0)
+                except ValueError:
+                    seconds = 0.0
+                self._later(chan, seconds, self.hangup_channel, chan, 16)
+            return
+        self.run_dialplan(chan, target.context or "", target.exten or "s", target.priority)
+
+    def run_dialplan(self, chan: SimChannel, context: str, exten: str, priority: int = 1) -> None:
+        """Run ``context,exten,priority`` for a channel that is already Up or ringing in."""
+        handler = {
+            "dirigent-inbound": self._ctx_inbound,
+            "inbound": self._ctx_inbound,
+            "dirigent-outbound": self._ctx_outbound,
+            "dirigent-agent": self._ctx_agent,
+            "dirigent-join": self._ctx_join,
+            "dirigent-connect": self._ctx_connect,
+            "dirigent-abandon": self._ctx_abandon,
+        }.get(context, self._ctx_wait)
+        handler(chan, context, exten, priority)
+
+    def _ctx_wait(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        self._newexten(chan, "Wait", "3600", context=context, exten=exten, priority=priority)
+        self._later_customer_patience(chan)
+
+    def _later_customer_patience(self, chan: SimChannel) -> None:
+        if chan.far == "live":
+            # A person who hears nothing hangs up after a few seconds (this is
+            # what an abandoned call sounds like from the customer's side).
+            self._later(chan, self.rng.uniform(3.0, 8.0), self._hang_if_alone, chan)
+        elif chan.far == "machine":
+            self._later(chan, 30.0, self._hang_if_alone, chan)
+
+    def _hang_if_alone(self, chan: SimChannel) -> None:
+        if chan.bridge is None:
+            self.hangup_channel(chan, 16)
+
+    def _ctx_inbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        self._newexten(
+            chan,
+            "NoOp",
+            f"inbound customer call on {chan.name}",
+            context=context,
+            exten=exten,
+            priority=1,
+        )
+        if chan.state != 6:
+            self._newexten(chan, "Answer", "", priority=2)
+            self._set_state(chan, 6)
+        queue = chan.variables.get("DIRIGENT_QUEUE") or (
+            exten if exten not in ("s", "") else "default"
+        )
+        self._newexten(chan, "Set", f"DIRIGENT_QUEUE={queue}", priority=3)
+        self._setvar(chan, "DIRIGENT_QUEUE", queue)
+        self._newexten(chan, "UserEvent", f"DirigentInbound,Queue: {queue}", priority=4)
+        self._chan_event(
+            "UserEvent",
+            chan,
+            ("UserEvent", "DirigentInbound"),
+            ("Queue", queue),
+            ("CallerIDNum", chan.caller_num),
+            ("CallUniqueid", chan.uniqueid),
+            privilege="user,all",
+        )
+        self._newexten(chan, "MusicOnHold", f"default,{int(self.fallback_after)}", priority=5)
+        self._moh(chan, True)
+        self._later(chan, self.fallback_after, self._inbound_fallback, chan)
+        if chan.far == "customer":
+            patience = self.rng.expovariate(1.0 / self.inbound_patience_mean)
+            self._later(chan, patience, self._hang_if_alone, chan)
+
+    def _inbound_fallback(self, chan: SimChannel) -> None:
+        if chan.bridge is None and chan.on_moh and chan.context in ("dirigent-inbound", "inbound"):
+            self._moh(chan, False)
+            self._count("inbound_fallback")
+            self._newexten(chan, "Queue", "fallback,,,,300", priority=7)
+
+    def _ctx_outbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        self._newexten(
+            chan,
+            "NoOp",
+            f"outbound call {chan.variables.get('DIRIGENT_ATTEMPT', '')}",
+            context=context,
+            exten=exten,
+            priority=1,
+        )
+        use_amd = self.amd and chan.variables.get("DIRIGENT_AMD", "1") != "0"
+        if use_amd:
+            self._newexten(chan, "AMD", "", priority=2)
+            self._later(chan, self.workload.amd.delay, self._amd_result, chan)
+        else:
+            self._newexten(chan, "Wait", "60", priority=3)
+            self._later_customer_patience(chan)
+
+    def _amd_result(self, chan: SimChannel) -> None:
+        amd = self.workload.amd
+        if chan.far == "machine":
+            machine = self.rng.random() < amd.machine_detected
+        else:
+            machine = self.rng.random() < amd.person_misread
+        status, cause = (
+            ("MACHINE", "LONGGREETING-1500-1500") if machine else ("HUMAN", "HUMAN-800-800")
+        )
+        self._setvar(chan, "AMDSTATUS", status)
+        self._setvar(chan, "AMDCAUSE", cause)
+        self._newexten(
+            chan, "UserEvent", f"DirigentAMD,Status: {status},Cause: {cause}", priority=4
+        )
+        self._chan_event(
+            "UserEvent",
+            chan,
+            ("UserEvent", "DirigentAMD"),
+            ("Status", status),
+            ("Cause", cause),
+            privilege="user,all",
+        )
+        self._newexten(chan, "Wait", "60", priority=5)
+        self._later_customer_patience(chan)
+
+    def _ctx_agent(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        """Nailed-up agent leg: answered, parked in the agent's own holding bridge."""
+        agent = chan.agent or exten
+        self._newexten(
+            chan, "ConfBridge", f"agent-{agent}", context=context, exten=exten, priority=1
+        )
+        existing = [b for b in self.bridges.values() if b.owner == agent]
+        bridge = existing[0] if existing else self._create_bridge("holding", owner=agent)
+        self._enter_bridge(chan, bridge)
+
+    def _ctx_join(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        """Customer moved into agent ``exten``'s bridge (no ringing)."""
+        self._newexten(
+            chan, "ConfBridge", f"agent-{exten}", context=context, exten=exten, priority=1
+        )
+        bridge = next((b for b in self.bridges.values() if b.owner == exten), None)
+        if bridge is None:
+            self._newexten(chan, "Hangup", "", priority=2)
+            self.hangup_channel(chan, 16)
+            return
+        self._enter_bridge(chan, bridge)
+
+    def _ctx_connect(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        """Dial the agent phone ``exten`` and bridge on answer."""
+        self._newexten(chan, "Dial", f"PJSIP/{exten},20", context=context, exten=exten, priority=2)
+        if chan.on_moh:
+            self._moh(chan, False)
+        phone = self.phones.get(exten)
+        seq = next(self._chan_seq)
+        if phone is None or not phone.registered or phone.channel is not None:
+            status = "CHANUNAVAIL" if phone is None or not phone.registered else "BUSY"
+            self._later(chan, 0.05, self._connect_failed, chan, status)
+            return
+        agent = self._new_channel(
+            f"PJSIP/{exten}-{seq:08x}", None, chan.linkedid, state=0, context="agents", exten=exten
+        )
+        agent.far, agent.agent = "agent", exten
+        phone.channel = agent.uniqueid
+        self._dial_event("DialBegin", chan, agent, ("DialString", exten))
+        self._later(agent, 0.02, self._set_state, agent, 5)
+        self._later(agent, phone.answer_delay, self._connect_answer, chan, agent)
+
+    def _connect_failed(self, chan: SimChannel, status: str) -> None:
+        self._count(f"connect_{status.lower()}")
+        self._chan_event(
+            "UserEvent",
+            chan,
+            ("UserEvent", "DirigentConnectFailed"),
+            ("DialStatus", status),
+            privilege="user,all",
+        )
+        if chan.context in ("dirigent-connect",):
+            # Back to waiting; Dirigent decides what to do next.
+            self._newexten(chan, "MusicOnHold", "default", priority=3)
+            self._moh(chan, True)
+
+    def _connect_answer(self, chan: SimChannel, agent: SimChannel) -> None:
+        self._set_state(agent, 6)
+        self._dial_event("DialEnd", chan, agent, ("DialStatus", "ANSWER"))
+        bridge = self._create_bridge("basic")
+        self._enter_bridge(agent, bridge)
+        self._enter_bridge(chan, bridge)
+
+    def _ctx_abandon(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        self._newexten(
+            chan, "Playback", exten or "dirigent/abandon", context=context, exten=exten, priority=1
+        )
+        self._count("abandon_message")
+        self._later(chan, 4.0, self.hangup_channel, chan, 16)
+
+    # -- inbound traffic --------------------------------------------------------------
+    def start_inbound(self, calls_per_hour: float, queue: str = "sales") -> None:
+        """Customers call in as a Poisson process into ``dirigent-inbound``."""
+        self.stop_inbound()
+        if calls_per_hour <= 0:
+            return
+        rate = calls_per_hour / 3600.0
+
+        def arrive() -> None:
+            self.inbound_call(queue=queue)
+            self._inbound = self.clock.callLater(self.rng.expovariate(rate), arrive)
+
+        self._inbound = self.clock.callLater(self.rng.expovariate(rate), arrive)
+
+    def stop_inbound(self) -> None:
+        if self._inbound is not None and self._inbound.active():
+            self._inbound.cancel()
+        self._inbound = None
+
+    def inbound_call(
+        self, *, queue: str = "sales", caller: str | None = None, did: str = "5001"
+    ) -> SimChannel:
+        """One customer calls a DID routed into ``dirigent-inbound``."""
+        seq = next(self._chan_seq)
+        number = caller or f"+4930{self.rng.randrange(1000000, 9999999)}"
+        chan = self._new_channel(
+            f"PJSIP/customers-{seq:08x}", None, None, state=4, context="from-customers", exten=did
+        )
+        chan.far = "customer"
+        self._set_callerid(chan, number, "Customer")
+        self._newexten(chan, "Goto", f"dirigent-inbound,{queue},1", priority=1)
+        chan.variables["DIRIGENT_QUEUE"] = queue
+        self._count("inbound")
+        self.run_dialplan(chan, "dirigent-inbound", queue, 1)
+        return chan
+
+    # -- actions other than Originate ---------------------------------------------------
+    def find(self, name: str) -> SimChannel:
+        chan = self.by_name.get(name) or self.channels.get(name)
+        if chan is None or not chan.alive:
+            raise SimError("No such channel")
+        return chan
+
+    def redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
+        chan = self.find(channel)
+        if chan.bridge:
+            self._leave_bridge(chan)
+        if chan.on_moh:
+            self._moh(chan, False)
+        self._later(chan, 0.0, self.run_dialplan, chan, context, exten, priority)
+
+    def bridge(self, channel1: str, channel2: str) -> None:
+        one, two = self.find(channel1), self.find(channel2)
+        bridge = self._create_bridge("basic")
+        self._enter_bridge(one, bridge)
+        self._enter_bridge(two, bridge)
+
+    def hangup(self, channel: str, cause: int = 16) -> int:
+        if channel.startswith("/") and channel.endswith("/") and len(channel) > 2:
+            pattern = re.compile(channel[1:-1])
+            victims = [c for c in list(self.channels.values()) if pattern.search(c.name)]
+            for c in victims:
+                self.hangup_channel(c, cause)
+            return len(victims)
+        self.hangup_channel(self.find(channel), cause)
+        return 1
+
+    def setvar(self, channel: str | None, name: str, value: str) -> None:
+        if not channel:
+            self.globals[name] = value
+            return
+        self._setvar(self.find(channel), name, value)
+
+    def getvar(self, channel: str | None, name: str) -> str:
+        if not channel:
+            return self.globals.get(name, "")
+        chan = self.find(channel)
+        if name == "CALLERID(num)":
+            return chan.caller_num
+        return chan.variables.get(name, "")
+
+    def music_on_hold(self, channel: str, on: bool) -> None:
+        chan = self.find(channel)
+        if chan.on_moh != on:
+            self._moh(chan, on)
+
+    def message_send(self, to: str) -> None:
+        if not to:
+            raise SimError("No 'To' address specified.")
+        tech, _, rest = to.partition(":")
+        if tech.lower() != "pjsip" or not rest:
+            raise SimError("Message technology not found.")
+        phone = self.phones.get(rest.split("@")[0])
+        if phone is None or not phone.registered:
+            raise SimError("Message failed to send.")
+
+    def user_event(self, fields: list[tuple[str, str]]) -> None:
+        self._emit([("Event", "UserEvent"), ("Privilege", "user,all"), *fields])
+
+    def set_registered(self, ext: str, registered: bool) -> None:
+        self.phones[ext].registered = registered
+        self._device(f"PJSIP/{ext}", "NOT_INUSE" if registered else "UNAVAILABLE")
+
+    def core_show_channels(self, action_id: str) -> list[Headers]:
+        items = []
+        now = self.clock.seconds()
+        for c in self.channels.values():
+            secs = int(now - c.created)
+            duration = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+            items.append(
+                [
+                    ("Event", "CoreShowChannel"),
+                    ("ActionID", action_id),
+                    *self._block(c)[:14],
+                    ("Application", c.app),
+                    ("ApplicationData", c.app_data),
+                    ("Duration", duration),
+                    ("BridgeId", c.bridge or ""),
+                ]
+            )
+        return items
+
+    def shutdown(self) -> None:
+        """``core stop now``: hang up every call (cause 4? no: soft hang-up), then Shutdown."""
+        self.stop_inbound()
+        for chan in list(self.channels.values()):
+            self.hangup_channel(chan, 16)
+        self.booted = False
+        self._emit(
+            [
+                ("Event", "Shutdown"),
+                ("Privilege", "system,all"),
+                ("Shutdown", "Cleanly"),
+                ("Restart", "False"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    context: str | None
+    exten: str | None
+    application: str | None
+    data: str
+    priority: int
+
+
+def _parse_callerid(value: str) -> tuple[str, str]:
+    """``"Name" <number>`` → (number, name)."""
+    m = re.match(r'^\s*"?([^"<]*)"?\s*<([^>]*)>\s*$', value)
+    if m:
+        return m.group(2).strip(), m.group(1).strip()
+    return value.strip(), ""
