@@ -359,7 +359,14 @@ class AmiSession:
     async def _session(self, proto: _Protocol) -> bool:
         """Log in, resync, keep alive until the link is lost.  True if we got in."""
         s = self.settings
-        self.version = await asyncio.wait_for(proto.banner, s.connect_timeout)
+        await asyncio.wait(
+            {proto.banner, proto.lost},
+            timeout=s.connect_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not proto.banner.done():
+            raise AmiError("no AMI banner: the peer closed the connection or is not Asterisk")
+        self.version = proto.banner.result()
         try:
             response = await asyncio.wait_for(
                 proto.send_headers(

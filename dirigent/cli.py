@@ -1,0 +1,271 @@
+"""The ``dirigent`` command line (contract in DESIGN.md).
+
+Exit codes: 0 success, 1 failure of the job, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dirigent", description="CTI and predictive dialer server"
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
+    parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], default="info")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", required=True, help="TOML configuration file")
+
+    demo = sub.add_parser("demo", help="server + simulated PBX on embedded defaults")
+    demo.add_argument("--http-port", type=int, default=8080)
+    demo.add_argument("--ami-port", type=int, default=0, help="simulated PBX port (0: any free)")
+    demo.add_argument(
+        "--db", default=None, help="database URL (default: SQLite file in a temp dir)"
+    )
+    demo.add_argument("--agents", type=int, default=10)
+    demo.add_argument("--inbound-rate", type=float, default=120.0, help="inbound calls per hour")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+    dbp = sub.add_parser("db", help="database maintenance")
+    dbsub = dbp.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="apply migrations")
+    up.add_argument(
+        "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
+    )
+    up.add_argument("--config", default=None)
+
+    sim = sub.add_parser("sim", help="simulations")
+    simsub = sim.add_subparsers(dest="sim_command", required=True)
+    pbx = simsub.add_parser("pbx", help="stand-alone simulated Asterisk (AMI over TCP)")
+    pbx.add_argument("--listen", type=_host_port, default=("127.0.0.1", 5038))
+    pbx.add_argument("--username", default="dirigent")
+    pbx.add_argument("--secret", default=None, help="AMI secret (or DIRIGENT_SIM_SECRET)")
+    pbx.add_argument("--seed", type=int, default=0)
+    pbx.add_argument("--agents", type=int, default=10)
+    pbx.add_argument("--inbound-rate", type=float, default=0.0, help="inbound calls per hour")
+    pbx.add_argument("--workload", default=None, help="workload TOML (default: standard)")
+    pbx.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "serve": cmd_serve,
+        "demo": cmd_demo,
+        "db": cmd_db,
+        "sim": cmd_sim,
+    }
+    try:
+        return handlers[args.command](args)
+    except UsageError as exc:
+        print(f"dirigent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# -- helpers --------------------------------------------------------------------------
+def _bad_input(exc: Exception) -> UsageError:
+    return UsageError(str(exc))
+
+
+def _run(args: argparse.Namespace, log_format: str, setup: Callable[[Any], Any]) -> int:
+    """Install the asyncio reactor, start logging, run ``setup`` and the reactor."""
+    from dirigent import reactor as reactor_setup
+
+    reactor_setup.install()
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    from dirigent import logs
+
+    logs.setup(args.log_format or log_format, args.log_level)
+    log = Logger(namespace="dirigent")
+    status = {"code": EXIT_OK}
+
+    def start() -> None:
+        try:
+            setup(reactor)
+        except Exception as exc:
+            log.failure("start-up failed: {exc}", exc=exc)
+            status["code"] = EXIT_FAILED
+            reactor.stop()
+
+    reactor.callWhenRunning(start)
+    reactor.run()
+    return status["code"]
+
+
+def _start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -> Any:
+    from dirigent.service import Dirigent
+
+    app = Dirigent(settings)
+    reactor.addSystemEventTrigger("before", "shutdown", app.service.stopService)
+    app.service.startService()
+    if duration is not None:
+        reactor.callLater(duration, reactor.stop)
+    return app
+
+
+# -- commands -------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dirigent import db
+    from dirigent.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        raise _bad_input(exc) from None
+    if settings.database.auto_upgrade:
+        db.upgrade(settings.database.url)
+    return _run(args, settings.log_format, lambda r: _start_dirigent(r, settings))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from dirigent import db
+    from dirigent.config import DEFAULT_DATABASE_URL, ConfigError, load_settings
+
+    url = args.db
+    if url is None and args.config:
+        try:
+            url = load_settings(args.config).database.url
+        except ConfigError as exc:
+            raise _bad_input(exc) from None
+    url = url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
+    try:
+        db.upgrade(url)
+    except Exception as exc:
+        print(f"dirigent db upgrade failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    engine = db.make_engine(url)
+    try:
+        print(f"database at revision {db.current_revision(engine)}")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:
+    from sim.ami_server import SimAmiServer
+    from sim.pbx import SimPbx
+    from sim.workload import WorkloadError, load_workload
+
+    workload = None
+    if getattr(args, "workload", None):
+        try:
+            workload = load_workload(args.workload)
+        except WorkloadError as exc:
+            raise _bad_input(exc) from None
+    pbx = SimPbx(reactor, seed=args.seed, agents=args.agents, workload=workload)
+    server = SimAmiServer(
+        pbx, reactor, username=getattr(args, "username", "dirigent"), secret=secret
+    )
+    return pbx, server
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("DIRIGENT_SIM_SECRET") or "secret"
+    if args.agents < 0 or args.inbound_rate < 0:
+        raise UsageError("--agents and --inbound-rate must not be negative")
+
+    def setup(reactor: Any) -> None:
+        from twisted.logger import Logger
+
+        pbx, server = _make_sim(reactor, args, secret)
+        host, port = args.listen
+        server.listen(port, host)
+        if args.inbound_rate:
+            pbx.start_inbound(args.inbound_rate)
+        Logger(namespace="dirigent.sim").info(
+            "simulated Asterisk listening on {host}:{port} (user {user}, {n} agent phones)",
+            host=host,
+            port=server.address[1],
+            user=args.username,
+            n=args.agents,
+        )
+        if args.duration is not None:
+            reactor.callLater(args.duration, reactor.stop)
+
+    return _run(args, "text", setup)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from asterisk.session import PbxSettings
+    from dirigent import db
+    from dirigent.config import DatabaseSettings, HttpSettings, Settings
+
+    tmp = None
+    url = args.db
+    if url is None:
+        tmp = tempfile.mkdtemp(prefix="dirigent-demo-")
+        url = f"sqlite:///{Path(tmp) / 'dirigent.db'}"
+    db.upgrade(url)
+    args.username = "dirigent"
+
+    def setup(reactor: Any) -> None:
+        pbx, server = _make_sim(reactor, args, "demo-secret")
+        server.listen(args.ami_port, "127.0.0.1")
+        if args.inbound_rate:
+            pbx.start_inbound(args.inbound_rate)
+        settings = Settings(
+            http=HttpSettings("127.0.0.1", args.http_port),
+            database=DatabaseSettings(url=url),
+            pbxs=(
+                PbxSettings(
+                    "sim",
+                    "127.0.0.1",
+                    server.address[1],
+                    "dirigent",
+                    "demo-secret",
+                    keepalive_interval=5.0,
+                ),
+            ),  # fmt: skip
+        )
+        app = _start_dirigent(reactor, settings, args.duration)
+        print(
+            "\nDirigent demo is running (simulated PBX + server, SQLite):\n"
+            f"  health:  http://127.0.0.1:{app.http_port}/healthz\n"
+            f"  metrics: http://127.0.0.1:{app.http_port}/metrics\n"
+            f"  simulated Asterisk AMI: 127.0.0.1:{server.address[1]}"
+            f" (user dirigent, {args.agents} agent phones, {args.inbound_rate:g} inbound calls/h)\n"
+            f"  database: {url}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    try:
+        return _run(args, "text", setup)
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                for f in Path(tmp).iterdir():
+                    f.unlink()
+                Path(tmp).rmdir()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

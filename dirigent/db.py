@@ -1,0 +1,307 @@
+"""The database: core tables (one meaning each) and migrations.
+
+Tables follow the data model of DESIGN.md.  They are defined with SQLAlchemy
+Core; the schema is created and changed only by Alembic migrations
+(``dirigent/migrations``), never by ``create_all``, so a SQLite file and a
+PostgreSQL database go through the same steps.  The MetaData carries a
+naming convention so that constraint names are stable across both (Alembic
+needs names to drop or alter constraints later).
+
+Rules kept by the schema itself:
+
+* ``consent`` is append-only: a withdrawal is a new row, the grant stays
+  (UWG §7a: proof of consent is kept for five years).
+* ``attempt`` rows are written *before* the Originate they record
+  (DESIGN.md principle 4); ``outcome`` is NULL until the result is known.
+* Phone numbers are stored in E.164; ``contact_phone.e164`` and
+  ``dnc.e164`` are indexed for the compliance look-ups.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    inspect,
+    text,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _created() -> Column:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+user = Table(
+    "app_user",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(80), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(20), nullable=False),  # agent, supervisor, campaign_manager, admin
+    Column("agent_id", ForeignKey("agent.id"), nullable=True),
+    _created(),
+)
+
+team = Table(
+    "team",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False, unique=True),
+)
+
+agent = Table(
+    "agent",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(40), nullable=False, unique=True),
+    Column("name", String(120), nullable=False),
+    Column("team_id", ForeignKey("team.id"), nullable=True),
+    Column("endpoint", String(120), nullable=True),  # e.g. PJSIP/1001
+    Column("connect_mode", String(10), nullable=False, server_default="ring"),  # ring | nailed
+    Column("capacity", JSON, nullable=False, default=dict),  # {"voice": 1, "chat": 4, ...}
+    _created(),
+)
+
+skill = Table(
+    "skill",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False, unique=True),
+)
+
+agent_skill = Table(
+    "agent_skill",
+    metadata,
+    Column("agent_id", ForeignKey("agent.id", ondelete="CASCADE"), primary_key=True),
+    Column("skill_id", ForeignKey("skill.id", ondelete="CASCADE"), primary_key=True),
+    Column("level", Integer, nullable=False),  # 1..10
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(80), nullable=False, unique=True),
+    Column("settings", JSON, nullable=False, default=dict),
+)
+
+contact = Table(
+    "contact",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("display_name", String(200), nullable=False, server_default=""),
+    Column("first_name", String(100), nullable=True),
+    Column("last_name", String(100), nullable=True),
+    Column("company", String(200), nullable=True),
+    Column("street", String(200), nullable=True),
+    Column("postal_code", String(20), nullable=True),
+    Column("city", String(100), nullable=True),
+    Column("country", String(2), nullable=True),
+    Column("email", String(254), nullable=True),
+    Column("phonetic_key", String(64), nullable=True, index=True),
+    Column("custom", JSON, nullable=False, default=dict),
+    _created(),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+)
+
+contact_phone = Table(
+    "contact_phone",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("contact_id", ForeignKey("contact.id", ondelete="CASCADE"), nullable=False),
+    Column("e164", String(16), nullable=False, index=True),
+    Column("number_type", String(20), nullable=True),  # mobile, fixed_line, ...
+    Column("region", String(2), nullable=True),
+    Column("timezones", String(200), nullable=True),
+    UniqueConstraint("contact_id", "e164"),
+)
+
+consent = Table(
+    "consent",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("contact_id", ForeignKey("contact.id"), nullable=False, index=True),
+    Column("channel", String(10), nullable=False),  # voice, sms, email
+    Column("granted", Boolean, nullable=False),  # False = withdrawal
+    Column("source", String(200), nullable=False),
+    Column("proof_ref", String(500), nullable=True),
+    Column("given_at", DateTime(timezone=True), nullable=False),
+    _created(),
+)
+
+campaign = Table(
+    "campaign",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(120), nullable=False, unique=True),
+    Column("status", String(20), nullable=False, server_default="stopped"),
+    Column("country", String(2), nullable=True),
+    Column("dial_mode", String(20), nullable=False, server_default="progressive"),
+    Column("caller_id", String(16), nullable=True),
+    Column("settings", JSON, nullable=False, default=dict),
+    _created(),
+)
+
+dial_list = Table(
+    "dial_list",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaign.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("source", String(500), nullable=True),
+    _created(),
+    UniqueConstraint("campaign_id", "name"),
+)
+
+record = Table(
+    "record",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", ForeignKey("dial_list.id"), nullable=False),
+    Column("contact_id", ForeignKey("contact.id"), nullable=False),
+    Column("e164", String(16), nullable=False),
+    Column("status", String(20), nullable=False, server_default="new"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_due_at", DateTime(timezone=True), nullable=True),
+    Column("callback_at", DateTime(timezone=True), nullable=True),
+    Column("last_outcome", String(20), nullable=True),
+    Column("closed_reason", String(80), nullable=True),
+    Column("extra", JSON, nullable=False, default=dict),
+    UniqueConstraint("list_id", "e164"),
+    Index("ix_record_hopper", "list_id", "status", "next_due_at", "priority"),
+)
+
+attempt = Table(
+    "attempt",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("record_id", ForeignKey("record.id"), nullable=True),
+    Column("campaign_id", ForeignKey("campaign.id"), nullable=True),
+    Column("e164", String(16), nullable=False, index=True),
+    Column("pbx", String(40), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("uniqueid", String(150), nullable=True, index=True),
+    Column("channel", String(200), nullable=True),
+    Column("outcome", String(20), nullable=True),  # NULL until known
+    Column("hangup_cause", Integer, nullable=True),
+    Column("ring_seconds", Float, nullable=True),
+    Column("talk_seconds", Float, nullable=True),
+    Column("agent_id", ForeignKey("agent.id"), nullable=True),
+    Column("disposition", String(40), nullable=True),
+    Column("abandoned", Boolean, nullable=False, server_default="0"),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
+interaction = Table(
+    "interaction",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("channel", String(10), nullable=False),  # voice, chat, email, sms
+    Column("direction", String(10), nullable=False),  # inbound, outbound
+    Column("contact_id", ForeignKey("contact.id"), nullable=True, index=True),
+    Column("queue_id", ForeignKey("queue.id"), nullable=True),
+    Column("campaign_id", ForeignKey("campaign.id"), nullable=True),
+    Column("attempt_id", ForeignKey("attempt.id"), nullable=True),
+    Column("agent_id", ForeignKey("agent.id"), nullable=True),
+    Column("pbx", String(40), nullable=True),
+    Column("uniqueid", String(150), nullable=True, index=True),
+    Column("arrived_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(20), nullable=True),
+    Column("disposition", String(40), nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("attributes", JSON, nullable=False, default=dict),
+)
+
+dnc = Table(
+    "dnc",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("e164", String(16), nullable=False, index=True),
+    Column("campaign_id", ForeignKey("campaign.id"), nullable=True),  # NULL = global
+    Column("source", String(200), nullable=False),
+    Column("reason", String(200), nullable=True),
+    _created(),
+    UniqueConstraint("e164", "campaign_id"),
+)
+
+
+# -- engines and migrations ---------------------------------------------------------
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and enforced foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (idempotent)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,89 @@
+"""Service assembly: one Twisted ``MultiService`` tree per process.
+
+Children start in order and stop in reverse (Twisted's ``MultiService``):
+PBX sessions, then the web server.  Stopping logs off every PBX (AMI
+``Logoff``) and disposes of the database engine, so SIGTERM leaves nothing
+half-done.  This module is the only place that knows which implementation of
+a port is wired in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application import internet, service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from asterisk.metrics import AmiMetrics
+from asterisk.session import AmiSession
+from dirigent import db
+from dirigent.config import Settings
+from dirigent.web import make_site
+
+log = Logger(namespace="dirigent.service")
+
+
+class PbxService(service.Service):
+    """Runs one :class:`AmiSession`; stopping logs off cleanly."""
+
+    def __init__(self, session: AmiSession) -> None:
+        self.session = session
+        self.name = f"pbx:{session.name}"
+
+    def startService(self) -> None:
+        super().startService()
+        self.session.start()
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        return Deferred.fromFuture(asyncio.ensure_future(self.session.stop()))
+
+
+class DatabaseService(service.Service):
+    name = "database"
+
+    def __init__(self, url: str) -> None:
+        self.engine = db.make_engine(url)
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.engine.dispose()
+
+
+class Dirigent:
+    """The assembled server: settings, metrics, PBX sessions, database, web."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.ami_metrics = AmiMetrics(self.registry)
+        self.service = service.MultiService()
+        self.database = DatabaseService(settings.database.url)
+        self.database.setServiceParent(self.service)
+        self.sessions: dict[str, AmiSession] = {}
+        for pbx in settings.pbxs:
+            session = AmiSession(pbx, metrics=self.ami_metrics)
+            self.sessions[pbx.name] = session
+            self.ami_metrics.pbx_up.labels(pbx.name).set(0)
+            PbxService(session).setServiceParent(self.service)
+        self.site = make_site(self.registry, self.pbx_status, lambda: db.ping(self.database.engine))
+        self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
+        self.web.setServiceParent(self.service)
+
+    def pbx_status(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                "connected": s.connected,
+                "channels": len(s.mirror.channels),
+                "connects": s.connects,
+            }
+            for name, s in self.sessions.items()
+        }
+
+    @property
+    def http_port(self) -> int:
+        port = getattr(self.web, "_port", None)
+        return port.getHost().port if port is not None else self.settings.http.port

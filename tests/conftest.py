@@ -1,0 +1,147 @@
+"""Shared fixtures: the asyncio reactor, a simulated PBX on real TCP, and a
+real PostgreSQL server (started here unless DIRIGENT_TEST_PG_URL is given)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dirigent import reactor as reactor_setup
+
+LOOP = reactor_setup.install()
+
+from twisted.internet import reactor  # noqa: E402
+
+from asterisk.session import AmiSession, PbxSettings  # noqa: E402
+from sim.ami_server import SimAmiServer  # noqa: E402
+from sim.pbx import SimPbx  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TRANSCRIPTS = FIXTURES / "asterisk"
+
+
+def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+    """Run a coroutine on the shared loop (Twisted I/O runs on it too)."""
+    return LOOP.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def settle(seconds: float) -> None:
+    run(asyncio.sleep(seconds))
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def sim() -> Iterator[tuple[SimPbx, SimAmiServer]]:
+    pbx = SimPbx(reactor, seed=7, agents=5, agent_answer_delay=0.05)
+    server = SimAmiServer(pbx, reactor, auth_fail_delay=0.1)
+    server.listen(0)
+    yield pbx, server
+    pbx.stop_inbound()
+    for chan in list(pbx.channels.values()):
+        for timer in chan.timers:
+            if timer.active():
+                timer.cancel()
+    d = server.stop()
+    if d is not None:
+        run(d.asFuture(LOOP))
+
+
+@pytest.fixture
+def session_factory() -> Iterator[Callable[..., AmiSession]]:
+    sessions: list[AmiSession] = []
+
+    def make(address: tuple[str, int], secret: str = "secret", **kw: Any) -> AmiSession:
+        options = {"backoff_initial": 0.05, "backoff_max": 0.2, "keepalive_interval": 5.0, **kw}
+        session = AmiSession(PbxSettings("pbx1", address[0], address[1], secret=secret, **options))
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        run(session.stop())
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+def _pg_bin() -> Path | None:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return candidate
+    found = shutil.which("initdb")
+    return Path(found).resolve().parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    given = os.environ.get("DIRIGENT_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    bindir = _pg_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run must install it")
+        pytest.skip("PostgreSQL is not installed")
+    base = Path(tempfile.mkdtemp(prefix="dirigent-pg-"))
+    data = base / "data"
+    port = _free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(base, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "dirigent", "-A", "trust",
+                    "--no-sync"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+                    f"-p {port} -k {base} -h 127.0.0.1 -F", "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dirigent",
+                        "dirigent_test"], check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql://dirigent@127.0.0.1:{port}/dirigent_test"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    base = request.getfixturevalue("postgres_url")
+    name = f"t_{os.getpid()}_{int(time.monotonic() * 1e6)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
