@@ -243,7 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     "demo-secret",
                     keepalive_interval=5.0,
                 ),
-            ),  # fmt: skip
+            ),
         )
         app = _start_dirigent(reactor, settings, args.duration)
         print(

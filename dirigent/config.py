@@ -157,8 +157,14 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
                     if key == "port"
                     else _typed(raw[key], kind, f"{prefix}.{key}")
                 )
-        for key in ("connect_timeout", "keepalive_interval", "keepalive_timeout", "backoff_initial",
-                    "backoff_max", "action_timeout"):  # fmt: skip
+        for key in (
+            "connect_timeout",
+            "keepalive_interval",
+            "keepalive_timeout",
+            "backoff_initial",
+            "backoff_max",
+            "action_timeout",
+        ):
             if key in values and values[key] <= 0:
                 raise ConfigError(f"{prefix}.{key}", "must be a positive number of seconds")
         secret = env.get(env_secret_name(name), values.get("secret", ""))

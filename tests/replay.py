@@ -111,16 +111,43 @@ class ReplayServer:
     def _generic(name: str, aid: str | None, writer: asyncio.StreamWriter) -> bool:
         ident = [("ActionID", aid)] if aid else []
         if name == "ping":
-            writer.write(encode_message([("Response", "Success"), *ident, ("Ping", "Pong"),
-                                         ("Timestamp", f"{time.time():.6f}")]))  # fmt: skip
+            writer.write(
+                encode_message(
+                    [
+                        ("Response", "Success"),
+                        *ident,
+                        ("Ping", "Pong"),
+                        ("Timestamp", f"{time.time():.6f}"),
+                    ]
+                )
+            )
         elif name == "coreshowchannels":
-            writer.write(encode_message([("Response", "Success"), *ident, ("EventList", "start"),
-                                         ("Message", "Channels will follow")]))  # fmt: skip
-            writer.write(encode_message([("Event", "CoreShowChannelsComplete"), *ident,
-                                         ("EventList", "Complete"), ("ListItems", "0")]))  # fmt: skip
+            writer.write(
+                encode_message(
+                    [
+                        ("Response", "Success"),
+                        *ident,
+                        ("EventList", "start"),
+                        ("Message", "Channels will follow"),
+                    ]
+                )
+            )
+            writer.write(
+                encode_message(
+                    [
+                        ("Event", "CoreShowChannelsComplete"),
+                        *ident,
+                        ("EventList", "Complete"),
+                        ("ListItems", "0"),
+                    ]
+                )
+            )
         elif name == "logoff":
-            writer.write(encode_message([("Response", "Goodbye"), *ident,
-                                         ("Message", "Thanks for all the fish.")]))  # fmt: skip
+            writer.write(
+                encode_message(
+                    [("Response", "Goodbye"), *ident, ("Message", "Thanks for all the fish.")]
+                )
+            )
             return True
         else:
             writer.write(encode_message([("Response", "Success"), *ident]))
