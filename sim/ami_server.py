@@ -90,6 +90,8 @@ class AmiServerProtocol(protocol.Protocol):
         name = (message.get("Action") or "").strip()
         aid = message.get("ActionID")
         lname = name.lower()
+        counts = self.factory.action_counts
+        counts[lname] = counts.get(lname, 0) + 1
         if not name:
             self.respond(aid, "Error", ("Message", "Missing action in request"))
             return
@@ -300,6 +302,8 @@ class SimAmiServer(protocol.ServerFactory):
         self.secret = secret
         self.auth_fail_delay = auth_fail_delay
         self.sessions: set[AmiServerProtocol] = set()
+        #: actions received, by lower-cased name (tests check nothing is replayed)
+        self.action_counts: dict[str, int] = {}
         self.port: IListeningPort | None = None
         self._interface = "127.0.0.1"
         self._port_number = 0

@@ -36,6 +36,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -565,9 +566,11 @@ class SimPbx:
         respond: Callable[[Headers], None],
     ) -> None:
         wl = self.workload.at(self.now())
-        outcome = variables.get("SIM_OUTCOME") or wl.sample_outcome(self.rng)
-        if outcome == "invalid" and self.rng.random() < 0.3:
-            outcome = "congestion"
+        outcome = variables.get("SIM_OUTCOME")
+        if outcome is None:
+            outcome = wl.sample_outcome(self.rng)
+            if outcome == "invalid" and self.rng.random() < 0.3:
+                outcome = "congestion"  # intercepts: 404 mostly, some 503
         seq = next(self._chan_seq)
         chan = self._outgoing(
             f"PJSIP/customers-{seq:08x}", uid, caller, variables, "from-customers", "s"
@@ -577,22 +580,32 @@ class SimPbx:
         self._count(f"trunk_{outcome}")
 
         def fail(cause: int, status: str) -> None:
+            # The order differs by SIP response in the recording (sip_calls.ami):
+            # 486: OriginateResponse before DialEnd; 404: after DialEnd;
+            # 503: after the Hangup.
             tech = SIP_OF_CAUSE.get(cause)
+            respond_now = partial(
+                self._originate_response,
+                respond,
+                action_id,
+                False,
+                dial,
+                target,
+                0,
+                chan.uniqueid,
+                caller,
+            )
             self._chan_event(
                 "HangupRequest", chan, ("Cause", str(cause)), ("TechCause", tech or "")
             )
+            if cause == 17:
+                respond_now()
+            self._dial_event("DialEnd", None, chan, ("DialStatus", status))
+            if cause == 1:
+                respond_now()
+            self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
             if cause == 34:
-                self._dial_event("DialEnd", None, chan, ("DialStatus", status))
-                self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
-                self._originate_response(
-                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
-                )
-            else:
-                self._originate_response(
-                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
-                )
-                self._dial_event("DialEnd", None, chan, ("DialStatus", status))
-                self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
+                respond_now()
 
         if outcome == "busy":
             self._later(chan, wl.timeouts.busy_detect, fail, 17, "BUSY")
@@ -601,9 +614,12 @@ class SimPbx:
             cause, status = (1, "NOANSWER") if outcome == "invalid" else (34, "CONGESTION")
             self._later(chan, wl.timeouts.invalid_detect, fail, cause, status)
             return
-        self._later(chan, 0.05, self._ringing, chan)
         ring = float(variables.get("SIM_RING") or wl.ring.sample(self.rng))
-        if outcome == "no_answer" or ring >= timeout:
+        rings_out = outcome == "no_answer" or ring >= timeout
+        # recorded: a call that is answered shows Newstate before DialState, a
+        # call that rings out the other way round
+        self._later(chan, 0.05, self._ringing, chan, not rings_out)
+        if rings_out:
             self._later(
                 chan, timeout, self._ring_timeout, chan, dial, target, caller, action_id, respond
             )
@@ -612,10 +628,14 @@ class SimPbx:
             chan, ring, self._answer_outgoing, chan, dial, target, caller, action_id, respond
         )
 
-    def _ringing(self, chan: SimChannel) -> None:
+    def _ringing(self, chan: SimChannel, state_first: bool = True) -> None:
+        if state_first:
+            self._set_state(chan, 5)
+            self._device(chan.name.rsplit("-", 1)[0], "RINGING")
         self._dial_event("DialState", None, chan, ("DialStatus", "RINGING"))
-        self._set_state(chan, 5)
-        self._device(chan.name.rsplit("-", 1)[0], "RINGING")
+        if not state_first:
+            self._set_state(chan, 5)
+            self._device(chan.name.rsplit("-", 1)[0], "RINGING")
 
     def _ring_timeout(
         self,

@@ -1,0 +1,201 @@
+"""The AMI session under faults, over real TCP: unreachable PBX, wrong
+credentials, links that drop or go silent, resync after reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from asterisk import actions as ami
+from asterisk.events import (
+    ChannelCreated,
+    ChannelHungUp,
+    OriginateResult,
+    Outcome,
+    PbxDisconnected,
+    PbxEvent,
+)
+from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, encode_message
+from asterisk.metrics import AmiMetrics
+from asterisk.session import ActionOutcomeUnknown, NotConnected, backoff_delay
+from tests.conftest import run, settle, wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    rng = random.Random(1)
+    delays = [backoff_delay(n, 0.5, 30.0, rng) for n in range(12)]
+    assert all(0.25 <= d <= 30.0 for d in delays)
+    assert max(delays[8:]) > 5 * max(delays[:2])
+    same_attempt = {round(backoff_delay(6, 0.5, 30.0, rng), 3) for _ in range(20)}
+    assert len(same_attempt) > 10, "jitter spreads reconnects"
+
+
+def test_unreachable_pbx_is_retried_and_connects_once_it_appears(session_factory, sim):
+    from twisted.internet import reactor
+
+    pbx, server = sim
+    port = _free_port()
+    session = session_factory(("127.0.0.1", port))
+    session.metrics = AmiMetrics(CollectorRegistry())
+    session.start()
+    settle(0.5)
+    assert not session.connected
+    with pytest.raises(NotConnected):
+        run(session.send(ami.ping()))
+    failures = session.metrics.connect_failures.labels("pbx1", "unreachable")._value.get()
+    assert failures >= 2
+    from sim.ami_server import SimAmiServer
+
+    late = SimAmiServer(pbx, reactor)
+    late.listen(port)
+    try:
+        run(session.wait_connected(5))
+        assert session.connected
+    finally:
+        run(session.stop())
+        late.stop()
+
+
+def test_wrong_secret_is_retried_never_crashes_and_never_connects(session_factory, sim):
+    pbx, server = sim
+    session = session_factory(server.address, secret="wrong")
+    session.metrics = AmiMetrics(CollectorRegistry())
+    session.start()
+    run(wait_for(lambda: server.action_counts.get("login", 0) >= 2, what="a second login attempt"))
+    assert not session.connected
+    assert session.metrics.connect_failures.labels("pbx1", "auth")._value.get() >= 1
+
+
+def test_in_flight_originate_fails_as_unknown_and_is_never_replayed(session_factory, sim):
+    pbx, server = sim
+    session = session_factory(server.address)
+    events: list[PbxEvent] = []
+    session.subscribe(events.append)
+    session.start()
+    run(session.wait_connected(5))
+    action = ami.originate(
+        "PJSIP/+4930111222@customers",
+        context="dirigent-outbound",
+        exten="s",
+        timeout_ms=25_000,
+        channel_id="attempt-1",
+        variables={"SIM_OUTCOME": "no_answer", "DIRIGENT_ATTEMPT": "1"},
+    )
+
+    async def scenario() -> None:
+        pending = asyncio.ensure_future(session.originate(action))
+        await wait_for(lambda: "attempt-1" in session.mirror.channels, what="the dial started")
+        server.drop_connections()
+        with pytest.raises(ActionOutcomeUnknown, match="not re-sent"):
+            await pending
+        await session.wait_connected(5)
+        await asyncio.sleep(0.3)
+
+    run(scenario())
+    assert server.action_counts["originate"] == 1
+    assert session.connects == 2
+    assert any(isinstance(e, PbxDisconnected) for e in events)
+    # the dial is still ringing at the PBX: resync found it, nobody dials again
+    assert "attempt-1" in session.mirror.channels
+    assert session.mirror.channels["attempt-1"].variables == {"DIRIGENT_ATTEMPT": "1"}
+
+
+class SilentAsterisk:
+    """Accepts a login, then never answers another action (a half-open link)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.actions: list[str] = []
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[:2]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        framer = AmiFramer(expect_banner=False)
+        try:
+            while data := await reader.read(4096):
+                framer.receive_data(data)
+                while (msg := framer.next_message()) is not NEED_DATA:
+                    assert isinstance(msg, AmiMessage)
+                    self.actions.append(msg.get("Action") or "")
+                    if msg.get("Action") == "Login":
+                        writer.write(
+                            encode_message(
+                                [("Response", "Success"), ("ActionID", msg.action_id or "")]
+                            )
+                        )
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        self.server.close()
+
+
+def test_silent_link_is_detected_by_keepalive_and_actions_in_flight_fail_unknown(session_factory):
+    silent = SilentAsterisk()
+    address = run(silent.start())
+    session = session_factory(
+        address, keepalive_interval=0.2, keepalive_timeout=0.2, action_timeout=0.5
+    )
+    session.start()
+    try:
+        run(session.wait_connected(5))
+        with pytest.raises(ActionOutcomeUnknown):
+            run(session.send(ami.hangup("PJSIP/customers-00000001")))
+        run(wait_for(lambda: silent.connections >= 2, timeout=5, what="reconnect after silence"))
+        assert silent.actions.count("Hangup") == 1, "never replayed"
+    finally:
+        run(session.stop())
+        run(silent.stop())
+
+
+def test_resync_after_reconnect_reports_calls_that_ended_or_started_meanwhile(session_factory, sim):
+    pbx, server = sim
+    session = session_factory(server.address)
+    events: list[PbxEvent] = []
+    session.subscribe(events.append)
+    session.start()
+    run(session.wait_connected(5))
+    result: OriginateResult = run(
+        session.originate(
+            ami.originate(
+                "PJSIP/1001", context="dirigent-agent", exten="1001", channel_id="agent-1001"
+            )
+        )
+    )
+    assert result.outcome is Outcome.ANSWERED
+    caller = pbx.inbound_call(queue="sales", caller="+4930555")
+    run(wait_for(lambda: caller.uniqueid in session.mirror.channels, what="inbound call seen"))
+
+    # the link goes down; meanwhile the agent leg ends and a new customer calls
+    pbx.unsubscribe(server.broadcast)
+    server.drop_connections()
+    pbx.hangup_channel(pbx.channels["agent-1001"], 16)
+    newcomer = pbx.inbound_call(queue="sales", caller="+4930777")
+    pbx.subscribe(server.broadcast)
+    before = len(events)
+    run(wait_for(lambda: session.connects == 2, what="reconnect"))
+    run(wait_for(lambda: newcomer.uniqueid in session.mirror.channels, what="resync"))
+
+    after = events[before:]
+    gone = [e for e in after if isinstance(e, ChannelHungUp) and e.resynced]
+    new = [e for e in after if isinstance(e, ChannelCreated) and e.resynced]
+    assert [e.uniqueid for e in gone] == ["agent-1001"] and gone[0].cause is None
+    assert [e.uniqueid for e in new] == [newcomer.uniqueid]
+    assert caller.uniqueid in session.mirror.channels, "the waiting caller survived the outage"
+    assert not session.mirror.bridges, "the agent's bridge went with the agent"

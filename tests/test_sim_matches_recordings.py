@@ -1,0 +1,218 @@
+"""The simulated PBX says what the recorded Asterisk 22 says.
+
+Structural comparison, ignoring unique ids and times: the same event names in
+the same order for the same scenario, and for every event name the sim emits
+that the recordings contain, the same field names in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import task
+
+from sim.pbx import SimPbx
+from tests.conftest import run
+from tests.transcript import load_transcript
+
+NOISE = {"DeviceStateChange", "VarSet", "Newexten", "NewCallerid", "NewConnectedLine"}
+
+
+def recorded_field_layouts() -> dict[str, set[tuple[str, ...]]]:
+    layouts: dict[str, set[tuple[str, ...]]] = {}
+    for _, transcript in load_transcript.all():
+        for conn in transcript.connections:
+            for msg in conn.received:
+                if msg and msg[0][0] == "Event":
+                    layouts.setdefault(msg[0][1], set()).add(tuple(k for k, _ in msg))
+    return layouts
+
+
+def recorded_case(channel_id: str) -> list[str]:
+    """Event names of one recorded trunk originate (by its ChannelId)."""
+    names = []
+    for conn in load_transcript("sip_calls.ami").connections:
+        for step in conn.steps:
+            if step.sent and dict(step.sent).get("ChannelId") == channel_id:
+                for msg in step.replies:
+                    if msg[0][0] == "Event" and msg[0][1] not in NOISE:
+                        names.append(msg[0][1])
+    return names
+
+
+def sim_case(outcome: str) -> list[str]:
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=3)
+    seen: list[list[tuple[str, str]]] = []
+    pbx.subscribe(seen.append)
+    fields = {
+        "Channel": "PJSIP/customers/sip:+49305555081@127.0.0.1:5081",
+        "Context": "dirigent-connect",
+        "Exten": "agent-sim",
+        "Priority": "1",
+        "Timeout": "6000",
+        "CallerID": '"Dirigent" <4711>',
+        "ChannelId": "case",
+        "Variable": [f"SIM_OUTCOME={outcome}", "SIM_RING=1"],
+    }
+    pbx.originate(fields, "a1", seen.append)
+    clock.advance(0)
+    for _ in range(100):
+        clock.advance(0.1)
+    names = [m[0][1] for m in seen if m[0][1] not in NOISE]
+    if outcome == "live":  # the recording continues with the agent dial; compare up to the answer
+        names = names[: names.index("OriginateResponse") + 1]
+    return names
+
+
+@pytest.mark.parametrize(
+    ("outcome", "channel_id"),
+    [
+        ("busy", "out-5081"),
+        ("congestion", "out-5082"),
+        ("invalid", "out-5083"),
+        ("no_answer", "out-5084"),
+    ],
+)
+def test_trunk_failures_emit_the_recorded_event_sequence(outcome, channel_id):
+    recorded = recorded_case(channel_id)
+    if outcome == "no_answer":
+        recorded = [n for n in recorded if n != "DialEnd"]  # not recorded for a CANCEL
+    assert sim_case(outcome) == recorded
+
+
+def test_trunk_answer_emits_the_recorded_event_sequence_up_to_the_originate_response():
+    recorded = recorded_case("out-5080")
+    recorded = recorded[: recorded.index("OriginateResponse") + 1]
+    assert sim_case("live") == recorded
+
+
+def _busy_sim() -> Iterator[list[tuple[str, str]]]:
+    """A varied run: inbound calls, agents, outbound calls of every outcome."""
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=11, agents=4, agent_answer_delay=0.2)
+    seen: list[list[tuple[str, str]]] = []
+    pbx.subscribe(seen.append)
+    for ext in ("1001", "1002"):
+        pbx.originate({"Channel": f"PJSIP/{ext}", "Context": "dirigent-agent", "Exten": ext,
+                       "Timeout": "20000", "Variable": []}, f"ag{ext}", seen.append)  # fmt: skip
+    for i in range(40):
+        pbx.originate({"Channel": f"PJSIP/+4930{i:07d}@customers", "Context": "dirigent-outbound",
+                       "Exten": "s", "Timeout": "22000", "Variable": [f"DIRIGENT_ATTEMPT={i}"]},
+                      f"o{i}", seen.append)  # fmt: skip
+    callers = [pbx.inbound_call(queue="sales") for _ in range(3)]
+    clock.advance(1)
+    pbx.redirect(callers[0].name, "dirigent-connect", "1003", 1)
+    pbx.redirect(callers[1].name, "dirigent-join", "1001", 1)
+    for _ in range(1200):
+        clock.advance(0.5)
+    yield from seen
+
+
+def test_every_event_the_sim_emits_has_a_recorded_field_layout():
+    layouts = recorded_field_layouts()
+    checked = set()
+    for msg in _busy_sim():
+        name = msg[0][1]
+        if name not in layouts:
+            continue
+        fields = tuple(k for k, _ in msg)
+        if name == "UserEvent":  # the body after the UserEvent name is the dialplan's own
+            fields = fields[: fields.index("UserEvent") + 1]
+            known = {f[: f.index("UserEvent") + 1] for f in layouts[name]}
+        else:
+            known = layouts[name]
+        assert fields in known, f"{name}: {fields} not among the recorded layouts"
+        checked.add(name)
+    assert {"Newchannel", "Newstate", "Hangup", "DialBegin", "DialEnd", "OriginateResponse",
+            "BridgeEnter", "BridgeLeave", "UserEvent", "MusicOnHoldStart"} <= checked  # fmt: skip
+
+
+async def _raw_exchange(address: tuple[str, int], actions: list[list[tuple[str, str]]]) -> list:
+    from asterisk.framing import AmiFramer, encode_message
+
+    reader, writer = await asyncio.open_connection(*address)
+    framer = AmiFramer()
+    out: list = []
+    for action in actions:
+        writer.write(encode_message(action))
+        await writer.drain()
+        await asyncio.sleep(0.15)
+        try:
+            data = await asyncio.wait_for(reader.read(65536), 0.5)
+        except TimeoutError:
+            data = b""
+        out.append(framer.feed(data))
+        if not data:
+            out.append("EOF")
+            break
+    writer.close()
+    return out
+
+
+def test_login_rules_on_the_wire_match_the_recording(sim):
+    pbx, server = sim
+    replies = run(
+        _raw_exchange(
+            server.address,
+            [
+                [("Action", "Ping"), ("ActionID", "1")],
+                [
+                    ("Action", "Login"),
+                    ("ActionID", "2"),
+                    ("Username", "dirigent"),
+                    ("Secret", "wrong"),
+                ],
+                [("Action", "Ping"), ("ActionID", "3")],
+            ],
+        )
+    )
+    banner, denied = replies[0][0], replies[0][1]
+    assert banner.version == "11.0.0"
+    assert denied.headers == (
+        ("Response", "Error"),
+        ("ActionID", "1"),
+        ("Message", "Permission denied"),
+    )
+    assert replies[1][0].headers == (
+        ("Response", "Error"),
+        ("ActionID", "2"),
+        ("Message", "Authentication failed"),
+    )
+    assert "EOF" in replies, "a wrong secret closes the socket"
+
+
+def test_list_actions_are_framed_like_asterisk(sim):
+    pbx, server = sim
+    pbx.inbound_call(queue="sales")
+    replies = run(
+        _raw_exchange(
+            server.address,
+            [
+                [
+                    ("Action", "Login"),
+                    ("ActionID", "1"),
+                    ("Username", "dirigent"),
+                    ("Secret", "secret"),
+                ],
+                [("Action", "CoreShowChannels"), ("ActionID", "2")],
+                [("Action", "Logoff"), ("ActionID", "3")],
+            ],
+        )
+    )
+    listing = [m for m in replies[1] if m.action_id == "2"]
+    assert (
+        listing[0].get("EventList") == "start"
+        and listing[0].get("Message") == "Channels will follow"
+    )
+    assert [m.event for m in listing[1:]] == ["CoreShowChannel", "CoreShowChannelsComplete"]
+    assert listing[-1].get("ListItems") == "1" and listing[-1].get("EventList") == "Complete"
+    recorded = next(
+        tuple(k for k, _ in m)
+        for m in load_transcript("list_actions.ami").connections[0].received
+        if m[0] == ("Event", "CoreShowChannel")
+    )
+    assert tuple(k for k, _ in listing[1].headers) == recorded
+    assert replies[2][0].headers[0] == ("Response", "Goodbye")
