@@ -43,7 +43,7 @@ def test_backoff_grows_is_capped_and_jittered():
 def test_unreachable_pbx_is_retried_and_connects_once_it_appears(session_factory, sim):
     from twisted.internet import reactor
 
-    pbx, server = sim
+    pbx, _server = sim
     port = _free_port()
     session = session_factory(("127.0.0.1", port))
     session.metrics = AmiMetrics(CollectorRegistry())
@@ -67,7 +67,7 @@ def test_unreachable_pbx_is_retried_and_connects_once_it_appears(session_factory
 
 
 def test_wrong_secret_is_retried_never_crashes_and_never_connects(session_factory, sim):
-    pbx, server = sim
+    _pbx, server = sim
     session = session_factory(server.address, secret="wrong")
     session.metrics = AmiMetrics(CollectorRegistry())
     session.start()
@@ -77,7 +77,7 @@ def test_wrong_secret_is_retried_never_crashes_and_never_connects(session_factor
 
 
 def test_in_flight_originate_fails_as_unknown_and_is_never_replayed(session_factory, sim):
-    pbx, server = sim
+    _pbx, server = sim
     session = session_factory(server.address)
     events: list[PbxEvent] = []
     session.subscribe(events.append)

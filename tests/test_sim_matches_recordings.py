@@ -153,7 +153,7 @@ async def _raw_exchange(address: tuple[str, int], actions: list[list[tuple[str, 
 
 
 def test_login_rules_on_the_wire_match_the_recording(sim):
-    pbx, server = sim
+    _pbx, server = sim
     replies = run(
         _raw_exchange(
             server.address,
