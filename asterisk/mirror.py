@@ -127,8 +127,12 @@ class ChannelMirror:
             case BridgeDestroyed():
                 self.bridges.pop(event.bridge_id, None)
             case BridgeEntered():
+                chan = self.channels.get(event.uniqueid)
+                if chan and chan.bridge_id and chan.bridge_id != event.bridge_id:
+                    # a channel is in one bridge at a time, even if a leave was missed
+                    self._leave(chan.bridge_id, chan.uniqueid, destroy_empty=False)
                 self.bridges.setdefault(event.bridge_id, set()).add(event.uniqueid)
-                if chan := self.channels.get(event.uniqueid):
+                if chan:
                     chan.bridge_id = event.bridge_id
             case BridgeLeft():
                 self._leave(event.bridge_id, event.uniqueid, destroy_empty=False)
@@ -163,9 +167,10 @@ class ChannelMirror:
         """Replace the mirror by ``snapshot``; return what changed as events.
 
         Order of the returned events: channels that vanished (leaving their
-        bridges first), then state and bridge changes of surviving channels,
-        then new channels (entering their bridges after creation).  Variables
-        of surviving channels are kept; the snapshot does not carry them.
+        bridges first), then, in snapshot order, state and bridge changes of
+        surviving channels and new channels (created, then entering their
+        bridge).  Variables of surviving channels are kept; the snapshot does
+        not carry them.
         """
         pbx = self.pbx
         fresh = {s.uniqueid: s for s in snapshot if s.uniqueid}

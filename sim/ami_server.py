@@ -147,6 +147,7 @@ class AmiServerProtocol(protocol.Protocol):
         self.event(headers, encode_message(headers))
 
     def do_logoff(self, aid: str | None, f: dict[str, Any]) -> None:
+        log.info("AMI client logged off")
         self.respond(aid, "Goodbye", ("Message", "Thanks for all the fish."))
         self.closing = True
         self.transport.loseConnection()

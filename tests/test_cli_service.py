@@ -1,0 +1,170 @@
+"""The command line and the server as real processes: start, serve
+/healthz and /metrics, log in the chosen format, stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+DIRIGENT = [sys.executable, "-m", "dirigent.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def poll(url: str, want: int, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            status, body = get(url)
+            if status == want:
+                return body
+            last = (status, body)
+        except OSError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered {want}: {last}")
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*DIRIGENT, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=15)
+    return proc.returncode, out
+
+
+def write_config(tmp_path: Path, ami_port: int, http_port: int, **pbx: object) -> Path:
+    lines = [
+        "[http]", f"port = {http_port}",
+        "[database]", f'url = "sqlite:///{tmp_path / "d.db"}"',
+        "[[pbx]]", 'name = "main"', f"port = {ami_port}", "backoff_initial = 0.1", "backoff_max = 0.5",
+    ]  # fmt: skip
+    lines += [f"{k} = {json.dumps(v)}" for k, v in pbx.items()]
+    path = tmp_path / "dirigent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def sim_pbx():
+    port = free_port()
+    proc = spawn(
+        "sim", "pbx", "--listen", f"127.0.0.1:{port}", "--secret", "top-s3cret", "--agents", "3"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield port, proc
+    stop(proc)
+
+
+def test_serve_connects_serves_health_and_metrics_and_logs_off_on_sigterm(tmp_path, sim_pbx):
+    ami_port, sim_proc = sim_pbx
+    http = free_port()
+    config = write_config(tmp_path, ami_port, http)
+    proc = spawn("--log-format", "json", "serve", "--config", str(config),
+                 env={"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"})  # fmt: skip
+    try:
+        health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
+        assert health == {"status": "ok", "database": "ok",
+                          "pbx": {"main": {"connected": True, "channels": 0, "connects": 1}}}  # fmt: skip
+        status, metrics = get(f"http://127.0.0.1:{http}/metrics")
+        assert status == 200
+        assert 'dirigent_pbx_up{pbx="main"} 1.0' in metrics
+        assert 'dirigent_ami_events_total{event="FullyBooted",pbx="main"} 1.0' in metrics
+        assert (
+            'dirigent_ami_actions_total{action="CoreShowChannels",pbx="main",result="success"}'
+            in metrics
+        )
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert all({"time", "level", "namespace", "message"} <= r.keys() for r in records)
+    assert any("logged in" in r["message"] for r in records)
+    assert "top-s3cret" not in out
+    _, sim_out = stop(sim_proc)
+    assert "AMI client logged off" in sim_out, "SIGTERM sends Logoff to the PBX"
+
+
+def test_serve_starts_without_a_reachable_pbx_and_reports_degraded(tmp_path):
+    http = free_port()
+    config = write_config(tmp_path, free_port(), http, secret="x")
+    proc = spawn("serve", "--config", str(config))
+    try:
+        health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 503))
+        assert health["status"] == "degraded" and health["pbx"]["main"]["connected"] is False
+        _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+        assert 'dirigent_pbx_up{pbx="main"} 0.0' in metrics
+        assert 'dirigent_ami_connect_failures_total{pbx="main",reason="unreachable"}' in metrics
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+
+
+def test_bad_configuration_exits_2_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[http]\nport = 8080\nhots = "x"\n')
+    result = subprocess.run(
+        [*DIRIGENT, "serve", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "http.hots: unknown key" in result.stderr
+
+
+def test_db_upgrade_on_both_databases(tmp_path, postgres_url):
+    for url in (f"sqlite:///{tmp_path / 'x.db'}", postgres_url):
+        result = subprocess.run(
+            [*DIRIGENT, "db", "upgrade", "--db", url], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert "database at revision 0001" in result.stdout
+
+
+def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
+    http = free_port()
+    proc = spawn("demo", "--http-port", str(http), "--duration", "6", "--inbound-rate", "3600")
+    try:
+        health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
+        assert health["pbx"]["sim"]["connected"] is True
+        time.sleep(2.5)
+        _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+        assert 'dirigent_ami_events_total{event="Newchannel",pbx="sim"}' in metrics, (
+            "inbound calls arrive"
+        )
+    finally:
+        code, out = proc.wait(timeout=20), proc.stdout.read()
+    assert code == 0, out
+    assert f"http://127.0.0.1:{http}/healthz" in out

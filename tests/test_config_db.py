@@ -1,0 +1,97 @@
+"""Configuration validation, and migrations on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import insert, inspect, select
+
+from dirigent import db
+from dirigent.config import ConfigError, env_secret_name, parse_settings
+
+BASE = {"pbx": [{"name": "main", "host": "127.0.0.1", "port": 5038, "secret": "s3cr3t"}]}
+
+
+def test_a_valid_file_gives_typed_settings_and_hides_the_secret():
+    settings = parse_settings({**BASE, "http": {"port": 9090}}, env={})
+    assert settings.http.port == 9090
+    (pbx,) = settings.pbxs
+    assert pbx.name == "main" and pbx.secret == "s3cr3t"
+    assert "s3cr3t" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "reason"),
+    [
+        ({"htp": {}}, "htp", "unknown key"),
+        ({"http": {"port": 70000}}, "http.port", "1 to 65535"),
+        ({"http": {"port": "80"}}, "http.port", "integer"),
+        ({"pbx": [{"name": "a", "secret": "x", "prot": 1}]}, "pbx[0].prot", "unknown key"),
+        ({"pbx": [{"name": "a"}]}, "pbx[0].secret", "DIRIGENT_PBX_A_SECRET"),
+        ({"pbx": [{"name": "bad name!", "secret": "x"}]}, "pbx[0].name", "letters"),
+        (
+            {"pbx": [{"name": "a", "secret": "x", "keepalive_interval": 0}]},
+            "pbx[0].keepalive_interval",
+            "positive",
+        ),
+        (
+            {"pbx": [{"name": "a", "secret": "x"}, {"name": "a", "secret": "y"}]},
+            "pbx[1].name",
+            "duplicate",
+        ),
+        ({"database": {"url": "mysql://x"}}, "database.url", "sqlite:// or postgresql://"),
+        ({"log": {"format": "xml"}}, "log.format", "'text' or 'json'"),
+    ],
+)
+def test_bad_configuration_names_the_key_and_the_reason(data, key, reason):
+    with pytest.raises(ConfigError) as err:
+        parse_settings(data, env={})
+    assert err.value.key == key and reason in err.value.reason
+
+
+def test_secrets_and_database_url_come_from_the_environment():
+    env = {env_secret_name("main-2"): "from-env", "DIRIGENT_DATABASE_URL": "postgresql://u@h/d"}
+    settings = parse_settings({"pbx": [{"name": "main-2"}]}, env=env)
+    assert settings.pbxs[0].secret == "from-env"
+    assert settings.database.url == "postgresql://u@h/d"
+    assert env_secret_name("main-2") == "DIRIGENT_PBX_MAIN_2_SECRET"
+
+
+def test_example_config_shipped_with_the_package_is_valid():
+    from pathlib import Path
+
+    from dirigent.config import load_settings
+
+    settings = load_settings(Path(db.__file__).with_name("dirigent.example.toml"), env={})
+    assert settings.pbxs[0].name == "main"
+
+
+def test_migrations_create_every_table_and_are_idempotent(database_url):
+    db.upgrade(database_url)
+    db.upgrade(database_url)  # a second run changes nothing
+    engine = db.make_engine(database_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert set(db.metadata.tables) <= tables
+        assert db.current_revision(engine) == "0001"
+        with engine.begin() as conn:
+            cid = conn.execute(
+                insert(db.campaign).values(name="spring", settings={})
+            ).inserted_primary_key[0]
+            conn.execute(insert(db.dnc).values(e164="+4930123456", campaign_id=cid, source="test"))
+            assert conn.execute(select(db.dnc.c.e164)).scalar() == "+4930123456"
+        uniques = {u["name"] for u in inspect(engine).get_unique_constraints("dnc")}
+        assert "uq_dnc_e164" in uniques, "constraint names follow the naming convention"
+    finally:
+        engine.dispose()
+
+
+def test_foreign_keys_are_enforced_on_both_databases(database_url):
+    from sqlalchemy.exc import IntegrityError
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(db.dial_list).values(campaign_id=999, name="orphan"))
+    finally:
+        engine.dispose()
