@@ -23,7 +23,7 @@ def test_caller_id_with_crlf_cannot_inject_a_second_action():
 
 @pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\x00b", "tab\there", "del\x7f"])
 def test_control_characters_are_refused_with_the_field_name(bad):
-    with pytest.raises(ami.ActionError, match="^Channel: contains a control character"):
+    with pytest.raises(ami.ActionError, match=r"^Channel: contains a control character"):
         ami.hangup(bad)
 
 
@@ -50,9 +50,13 @@ def test_caller_cannot_set_action_or_action_id():
 
 def test_originate_is_always_async_and_carries_its_channel_id_and_variables():
     action = ami.originate(
-        "PJSIP/+4930123@customers", context="dirigent-outbound", exten="s", channel_id="attempt-42",
-        variables={"DIRIGENT_ATTEMPT": "42"}, caller_id='"ACME" <+4930999>',
-    )  # fmt: skip
+        "PJSIP/+4930123@customers",
+        context="dirigent-outbound",
+        exten="s",
+        channel_id="attempt-42",
+        variables={"DIRIGENT_ATTEMPT": "42"},
+        caller_id='"ACME" <+4930999>',
+    )
     headers = dict(action.headers)
     assert headers["Async"] == "true" and headers["ChannelId"] == "attempt-42"
     assert ("Variable", "DIRIGENT_ATTEMPT=42") in action.headers

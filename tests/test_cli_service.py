@@ -50,9 +50,12 @@ def poll(url: str, want: int, timeout: float = 15.0) -> str:
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*DIRIGENT, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [*DIRIGENT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
@@ -64,10 +67,16 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, s
 
 def write_config(tmp_path: Path, ami_port: int, http_port: int, **pbx: object) -> Path:
     lines = [
-        "[http]", f"port = {http_port}",
-        "[database]", f'url = "sqlite:///{tmp_path / "d.db"}"',
-        "[[pbx]]", 'name = "main"', f"port = {ami_port}", "backoff_initial = 0.1", "backoff_max = 0.5",
-    ]  # fmt: skip
+        "[http]",
+        f"port = {http_port}",
+        "[database]",
+        f'url = "sqlite:///{tmp_path / "d.db"}"',
+        "[[pbx]]",
+        'name = "main"',
+        f"port = {ami_port}",
+        "backoff_initial = 0.1",
+        "backoff_max = 0.5",
+    ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in pbx.items()]
     path = tmp_path / "dirigent.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -94,12 +103,21 @@ def test_serve_connects_serves_health_and_metrics_and_logs_off_on_sigterm(tmp_pa
     ami_port, sim_proc = sim_pbx
     http = free_port()
     config = write_config(tmp_path, ami_port, http)
-    proc = spawn("--log-format", "json", "serve", "--config", str(config),
-                 env={"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"})  # fmt: skip
+    proc = spawn(
+        "--log-format",
+        "json",
+        "serve",
+        "--config",
+        str(config),
+        env={"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"},
+    )
     try:
         health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
-        assert health == {"status": "ok", "database": "ok",
-                          "pbx": {"main": {"connected": True, "channels": 0, "connects": 1}}}  # fmt: skip
+        assert health == {
+            "status": "ok",
+            "database": "ok",
+            "pbx": {"main": {"connected": True, "channels": 0, "connects": 1}},
+        }
         status, metrics = get(f"http://127.0.0.1:{http}/metrics")
         assert status == 200
         assert 'dirigent_pbx_up{pbx="main"} 1.0' in metrics

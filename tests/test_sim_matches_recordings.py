@@ -96,12 +96,29 @@ def _busy_sim() -> Iterator[list[tuple[str, str]]]:
     seen: list[list[tuple[str, str]]] = []
     pbx.subscribe(seen.append)
     for ext in ("1001", "1002"):
-        pbx.originate({"Channel": f"PJSIP/{ext}", "Context": "dirigent-agent", "Exten": ext,
-                       "Timeout": "20000", "Variable": []}, f"ag{ext}", seen.append)  # fmt: skip
+        pbx.originate(
+            {
+                "Channel": f"PJSIP/{ext}",
+                "Context": "dirigent-agent",
+                "Exten": ext,
+                "Timeout": "20000",
+                "Variable": [],
+            },
+            f"ag{ext}",
+            seen.append,
+        )
     for i in range(40):
-        pbx.originate({"Channel": f"PJSIP/+4930{i:07d}@customers", "Context": "dirigent-outbound",
-                       "Exten": "s", "Timeout": "22000", "Variable": [f"DIRIGENT_ATTEMPT={i}"]},
-                      f"o{i}", seen.append)  # fmt: skip
+        pbx.originate(
+            {
+                "Channel": f"PJSIP/+4930{i:07d}@customers",
+                "Context": "dirigent-outbound",
+                "Exten": "s",
+                "Timeout": "22000",
+                "Variable": [f"DIRIGENT_ATTEMPT={i}"],
+            },
+            f"o{i}",
+            seen.append,
+        )
     callers = [pbx.inbound_call(queue="sales") for _ in range(3)]
     clock.advance(1)
     pbx.redirect(callers[0].name, "dirigent-connect", "1003", 1)
@@ -126,8 +143,18 @@ def test_every_event_the_sim_emits_has_a_recorded_field_layout():
             known = layouts[name]
         assert fields in known, f"{name}: {fields} not among the recorded layouts"
         checked.add(name)
-    assert {"Newchannel", "Newstate", "Hangup", "DialBegin", "DialEnd", "OriginateResponse",
-            "BridgeEnter", "BridgeLeave", "UserEvent", "MusicOnHoldStart"} <= checked  # fmt: skip
+    assert {
+        "Newchannel",
+        "Newstate",
+        "Hangup",
+        "DialBegin",
+        "DialEnd",
+        "OriginateResponse",
+        "BridgeEnter",
+        "BridgeLeave",
+        "UserEvent",
+        "MusicOnHoldStart",
+    } <= checked
 
 
 async def _raw_exchange(address: tuple[str, int], actions: list[list[tuple[str, str]]]) -> list:
