@@ -27,6 +27,7 @@ link or a buggy peer may send instead, and what we do about it:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,7 +68,6 @@ class Banner:
     version: str
 
 
-@dataclass(frozen=True, slots=True)
 class AmiMessage:
     """One AMI message: its headers in wire order, duplicates kept.
 
@@ -77,7 +77,19 @@ class AmiMessage:
     sends the canonical spelling, which we match first for speed).
     """
 
-    headers: Headers
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AmiMessage) and other.headers == self.headers
+
+    def __hash__(self) -> int:
+        return hash(self.headers)
+
+    def __repr__(self) -> str:
+        return f"AmiMessage({self.headers!r})"
 
     def get(self, name: str, default: str | None = None) -> str | None:
         for key, value in self.headers:
@@ -130,22 +142,26 @@ class AmiFramer:
     ``expect_banner`` is true on the client side: the first line of a
     connection is the server's banner.  A server-side framer (the simulated
     PBX reading actions) passes ``False``.
+
+    Whole messages are located with one ``find`` for the blank line and
+    decoded at once; the buffer is consumed by moving an offset, not by
+    deleting from its front, so framing is linear in the bytes received.
     """
 
     def __init__(self, *, expect_banner: bool = True) -> None:
         self._buffer = bytearray()
+        self._pos = 0
         self._expect_banner = expect_banner
-        self._headers: list[tuple[str, str]] = []
-        self._size = 0
-        self._bad: str | None = None
-        self._skipping_long_line = False
-        self._has_event = False
-        self._has_response = False
-        self._ready: list[FramerItem] = []
+        self._bad: str | None = None  # the message being read is already bad
+        self._skip_line = False  # dropping the rest of an over-long line
+        self._ready: deque[FramerItem] = deque()
 
     # -- input ---------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         """Buffer bytes; they are framed lazily by :meth:`next_message`."""
+        if self._pos > 65536 and self._pos * 2 > len(self._buffer):
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
 
     def feed(self, data: bytes) -> list[FramerItem]:
@@ -156,89 +172,124 @@ class AmiFramer:
             out.append(item)
         return out
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received but not yet framed (bounded by the size limits)."""
+        return len(self._buffer) - self._pos
+
     # -- output --------------------------------------------------------------
     def next_message(self) -> FramerItem | _NeedData:
         while not self._ready:
-            line = self._next_line()
-            if line is None:
+            if not self._frame_one():
                 return NEED_DATA
-            self._take_line(line)
-        return self._ready.pop(0)
+        return self._ready.popleft()
 
     # -- internals -----------------------------------------------------------
-    def _next_line(self) -> bytes | None:
-        buf = self._buffer
-        idx = buf.find(b"\n")
-        if idx < 0:
-            if len(buf) > MAX_LINE_BYTES:
-                # Drop what we have and keep dropping until the line ends.
-                del buf[:]
-                if not self._skipping_long_line:
-                    self._skipping_long_line = True
-                    self._mark_bad(f"line longer than {MAX_LINE_BYTES} bytes")
-            return None
-        line = bytes(buf[:idx])
-        del buf[: idx + 1]
-        if self._skipping_long_line:
-            self._skipping_long_line = False
-            return b"\x00"  # sentinel: the tail of an over-long line, ignored
-        if len(line) > MAX_LINE_BYTES:
+    def _frame_one(self) -> bool:
+        """Frame the next item into ``_ready``; False if more bytes are needed."""
+        buf, pos = self._buffer, self._pos
+        if self._skip_line:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                self._drop_all()
+                return False
+            self._pos = pos = nl + 1
+            self._skip_line = False
+        if self._expect_banner:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                return self._check_unterminated()
+            line = bytes(buf[pos:nl]).rstrip(b"\r").decode("utf-8", "replace")
+            if line.startswith(BANNER_PREFIX):
+                self._pos = nl + 1
+                self._expect_banner = False
+                self._ready.append(Banner(line[len(BANNER_PREFIX) :].strip()))
+                return True
+            self._expect_banner = False
+        # A message ends at an empty line: "\n\n" or "\n\r\n" (or starts with one).
+        if buf.startswith(b"\n", pos) or buf.startswith(b"\r\n", pos):
+            end, after = pos, pos + (1 if buf[pos] == 10 else 2)
+        else:
+            # CRLF is what Asterisk sends; look for LF-only endings only before it
+            b = buf.find(b"\n\r\n", pos)
+            a = buf.find(b"\n\n", pos, b + 2 if b >= 0 else len(buf))
+            if a < 0 and b < 0:
+                return self._check_unterminated()
+            if b < 0 or 0 <= a < b:
+                end, after = a + 1, a + 2
+            else:
+                end, after = b + 1, b + 3
+        block = bytes(buf[pos:end])
+        self._pos = after
+        self._take_block(block)
+        return True
+
+    def _check_unterminated(self) -> bool:
+        """No complete message yet: enforce the line and message size limits."""
+        buf, pos = self._buffer, self._pos
+        pending = len(buf) - pos
+        last_nl = buf.rfind(b"\n", pos)
+        tail = len(buf) - (last_nl + 1 if last_nl >= 0 else pos)
+        if tail > MAX_LINE_BYTES:
             self._mark_bad(f"line longer than {MAX_LINE_BYTES} bytes")
-            return b"\x00"
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        return line
+            self._drop_all()
+            self._skip_line = True
+        elif pending > MAX_MESSAGE_BYTES:
+            self._mark_bad(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+            self._pos = last_nl + 1  # keep reading this message's lines, to its end
+        return False
+
+    def _drop_all(self) -> None:
+        del self._buffer[:]
+        self._pos = 0
 
     def _mark_bad(self, reason: str) -> None:
         if self._bad is None:
             self._bad = reason
 
-    def _take_line(self, raw: bytes) -> None:
-        if raw == b"\x00":
-            return
-        text = raw.decode("utf-8", "replace")
-        if self._expect_banner:
-            self._expect_banner = False
-            if text.startswith(BANNER_PREFIX):
-                self._ready.append(Banner(text[len(BANNER_PREFIX) :].strip()))
-                return
-        if not text.strip():
-            self._finish()
-            return
-        key, sep, value = text.partition(":")
-        if not sep or not key or key != key.strip():
-            self._mark_bad(f"header line without 'Name: value': {text[:80]!r}")
-            return
-        if value.startswith(" "):
-            value = value[1:]
-        if (key == "Event" and (self._has_event or self._has_response)) or (
-            key == "Response" and self._has_response
-        ):
-            self._finish()  # a blank line was missing: start a new message
-        self._size += len(raw) + 2
-        if self._size > MAX_MESSAGE_BYTES:
-            self._mark_bad(f"message larger than {MAX_MESSAGE_BYTES} bytes")
-            return
-        if len(self._headers) >= MAX_HEADERS:
-            self._mark_bad(f"more than {MAX_HEADERS} headers")
-            return
-        if key == "Event":
-            self._has_event = True
-        elif key == "Response":
-            self._has_response = True
-        self._headers.append((key, value))
-
-    def _finish(self) -> None:
-        headers = tuple(self._headers)
-        if self._bad is not None:
-            self._ready.append(BadMessage(self._bad, headers))
-        elif headers:
-            self._ready.append(AmiMessage(headers))
-        self._headers = []
-        self._size = 0
+    def _take_block(self, block: bytes) -> None:
+        headers: list[tuple[str, str]] = []
+        has_event = has_response = False
+        bad = self._bad
         self._bad = None
-        self._has_event = False
-        self._has_response = False
+        lines = block.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+        if len(lines) > MAX_HEADERS + 1:
+            bad = bad or f"more than {MAX_HEADERS} headers"
+        check_length = len(block) > MAX_LINE_BYTES
+        for line in lines:
+            if not line:
+                continue
+            key, sep, value = line.partition(": ")
+            if not sep or ":" in key:  # "Key:" / "Key:value", or a colon in the value
+                key, sep, value = line.partition(":")
+                if value[:1] == " ":
+                    value = value[1:]
+                if not sep:
+                    bad = bad or f"header line without 'Name: value': {line[:80]!r}"
+                    continue
+            if not key or key[0] == " " or key[-1] == " ":
+                bad = bad or f"header line without 'Name: value': {line[:80]!r}"
+                continue
+            if check_length and len(line) > MAX_LINE_BYTES:
+                bad = bad or f"line longer than {MAX_LINE_BYTES} bytes"
+                continue
+            if key == "Event" or key == "Response":
+                if has_response or (key == "Event" and has_event):
+                    self._emit(headers, bad)  # a blank line was missing: start a new message
+                    headers, bad = [], None
+                    has_event = has_response = False
+                if key == "Event":
+                    has_event = True
+                else:
+                    has_response = True
+            headers.append((key, value))
+        self._emit(headers, bad)
+
+    def _emit(self, headers: list[tuple[str, str]], bad: str | None) -> None:
+        if bad is not None:
+            self._ready.append(BadMessage(bad, tuple(headers)))
+        elif headers:
+            self._ready.append(AmiMessage(tuple(headers)))
 
 
 def encode_message(headers: list[tuple[str, str]] | Headers) -> bytes:

@@ -75,7 +75,7 @@ def test_huge_header_is_reported_and_the_next_message_survives():
     out += framer.feed(b"x" * 1000 + b"\r\n\r\nEvent: Small\r\nA: b\r\n\r\n")
     assert isinstance(out[0], BadMessage) and "longer than" in out[0].reason
     assert out[1] == AmiMessage((("Event", "Small"), ("A", "b")))
-    assert len(framer._buffer) == 0
+    assert framer.pending_bytes == 0
 
 
 def test_line_without_colon_marks_the_message_bad():
@@ -111,7 +111,7 @@ def test_arbitrary_bytes_never_crash_and_memory_stays_bounded(data, cuts):
             assert isinstance(item, Banner | AmiMessage | BadMessage)
         pos += cut
     framer.feed(data[pos:])
-    assert len(framer._buffer) <= MAX_LINE_BYTES + 64
+    assert framer.pending_bytes <= MAX_LINE_BYTES + 64
 
 
 @settings(max_examples=300, deadline=None)
