@@ -38,6 +38,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from asterisk import actions as ami
+from asterisk.errors import ActionFailed, ActionOutcomeUnknown, AmiError, LoginFailed, NotConnected
 from asterisk.events import (
     OriginateResponse,
     OriginateResult,
@@ -55,41 +56,6 @@ from asterisk.mirror import ChannelMirror, ChannelSnapshot
 from asterisk.originate import OriginateTracker
 
 log = logging.getLogger("dirigent.asterisk")
-
-
-class AmiError(Exception):
-    """Base of the errors an AMI session raises to its callers."""
-
-
-class NotConnected(AmiError):
-    """No logged-in session: the action was not sent."""
-
-
-class ActionFailed(AmiError):
-    """Asterisk answered ``Response: Error``; ``message`` is its text."""
-
-    def __init__(self, action: str, message: str) -> None:
-        super().__init__(f"{action} failed: {message}")
-        self.action = action
-        self.message = message
-
-
-class ActionOutcomeUnknown(AmiError):
-    """The link dropped while the action was in flight.
-
-    It may or may not have been executed; it is *not* re-sent.  For an
-    Originate that means: reconcile from the PBX after resync, never redial.
-    """
-
-    def __init__(self, action: str) -> None:
-        super().__init__(
-            f"{action}: outcome unknown, the AMI link dropped while it was in flight (not re-sent)"
-        )
-        self.action = action
-
-
-class LoginFailed(AmiError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -34,16 +34,32 @@ def dialer_event_stream(calls: int, seed: int = 1) -> list[list[tuple[str, str]]
     pbx.subscribe(out.append)
     for n in range(agents):
         ext = str(1001 + n)
-        pbx.originate({"Channel": f"PJSIP/{ext}", "Context": "dirigent-agent", "Exten": ext,
-                       "Timeout": "20000", "Variable": []}, f"a{n}", out.append)  # fmt: skip
+        pbx.originate(
+            {
+                "Channel": f"PJSIP/{ext}",
+                "Context": "dirigent-agent",
+                "Exten": ext,
+                "Timeout": "20000",
+                "Variable": [],
+            },
+            f"a{n}",
+            out.append,
+        )
     clock.advance(1)
     free = [str(1001 + n) for n in range(agents)]
     for i in range(calls):
         pbx.originate(
-            {"Channel": f"PJSIP/+4930{i:07d}@customers", "Context": "dirigent-outbound", "Exten": "s",
-             "Timeout": "22000", "ChannelId": f"att-{i}", "Variable": [f"DIRIGENT_ATTEMPT={i}"]},
-            f"o{i}", out.append,
-        )  # fmt: skip
+            {
+                "Channel": f"PJSIP/+4930{i:07d}@customers",
+                "Context": "dirigent-outbound",
+                "Exten": "s",
+                "Timeout": "22000",
+                "ChannelId": f"att-{i}",
+                "Variable": [f"DIRIGENT_ATTEMPT={i}"],
+            },
+            f"o{i}",
+            out.append,
+        )
         clock.advance(0.05)
         if i % 4 == 0:
             for chan in [c for c in pbx.channels.values() if c.far == "live" and c.bridge is None][
@@ -79,8 +95,16 @@ def serve_blob(port_queue: mp.Queue, blob: bytes, paced: bytes | None, rate: flo
                             [("Response", "Success"), ("ActionID", aid), ("EventList", "start")]
                         )
                     )
-                    writer.write(encode_message([("Event", "CoreShowChannelsComplete"), ("ActionID", aid),
-                                                 ("EventList", "Complete"), ("ListItems", "0")]))  # fmt: skip
+                    writer.write(
+                        encode_message(
+                            [
+                                ("Event", "CoreShowChannelsComplete"),
+                                ("ActionID", aid),
+                                ("EventList", "Complete"),
+                                ("ListItems", "0"),
+                            ]
+                        )
+                    )
                 elif action == "benchblast":
                     writer.write(encode_message([("Response", "Success"), ("ActionID", aid)]))
                     writer.write(blob)

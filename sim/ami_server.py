@@ -22,23 +22,10 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 from twisted.logger import Logger
 
 from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, encode_message
-from sim.pbx import Headers, SimError, SimPbx
+from sim.pbx import Headers, SimError, SimPbx, action_fields
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 log = Logger(namespace="dirigent.sim")
-
-
-def _fields(message: AmiMessage) -> dict[str, Any]:
-    """Headers as a dict; ``Variable`` collects every value (it repeats)."""
-    out: dict[str, Any] = {"Variable": []}
-    for key, value in message.headers:
-        if key.lower() == "variable":
-            out["Variable"].append(value)
-            out.setdefault("variable", value)
-        else:
-            out.setdefault(key, value)
-            out.setdefault(key.lower(), value)
-    return out
 
 
 class AmiServerProtocol(protocol.Protocol):
@@ -111,7 +98,7 @@ class AmiServerProtocol(protocol.Protocol):
             )
             return
         try:
-            handler(aid, _fields(message))
+            handler(aid, action_fields(message.headers))
         except SimError as exc:
             self.respond(aid, "Error", ("Message", str(exc)))
 

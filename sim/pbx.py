@@ -34,7 +34,7 @@ import itertools
 import random
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -92,6 +92,8 @@ class SimChannel:
     timers: list[IDelayedCall] = field(default_factory=list)
     on_moh: bool = False
     alive: bool = True
+    #: this call's own random stream (outbound calls), see SimPbx.call_rng
+    rng: random.Random | None = None
 
 
 @dataclass
@@ -127,7 +129,10 @@ class SimPbx:
         amd: bool = True,
     ) -> None:
         self.clock = clock
+        self.seed = seed
         self.rng = random.Random(seed)
+        self._dials: dict[str, int] = {}
+        self._bridge_ids = random.Random(f"{seed}:bridges")
         self.workload = workload or standard_workload()
         self.started_at = clock.seconds()
         self.listeners: list[Listener] = []
@@ -174,6 +179,18 @@ class SimPbx:
 
     def _uid(self) -> str:
         return f"{int(self.clock.seconds())}.{next(self._uid_seq)}"
+
+    def call_rng(self, number: str) -> random.Random:
+        """The random stream of the n-th dial of ``number``.
+
+        Derived from (seed, number, n) only, so a number behaves the same
+        whatever the timing or the dialing strategy: strategies compared on
+        the same seed meet the same customers, and the AMI path and the
+        in-process path give the same outcomes.
+        """
+        n = self._dials.get(number, 0)
+        self._dials[number] = n + 1
+        return random.Random(f"{self.seed}:{number}:{n}")
 
     def now(self) -> float:
         return self.clock.seconds() - self.started_at
@@ -340,7 +357,7 @@ class SimPbx:
 
     # -- bridges ------------------------------------------------------------------
     def _create_bridge(self, kind: str, owner: str | None = None) -> SimBridge:
-        bridge = SimBridge(str(uuid.UUID(int=self.rng.getrandbits(128))), kind, owner=owner)
+        bridge = SimBridge(str(uuid.UUID(int=self._bridge_ids.getrandbits(128))), kind, owner=owner)
         self.bridges[bridge.uniqueid] = bridge
         self._emit(
             [("Event", "BridgeCreate"), ("Privilege", "call,all"), *self._bridge_block(bridge)]
@@ -410,7 +427,9 @@ class SimPbx:
                 if m.far == "machine":
                     talk = self.workload.amd.undetected_machine_talk
                 else:
-                    talk = float(m.variables.get("SIM_TALK") or self.workload.talk.sample(self.rng))
+                    talk = float(
+                        m.variables.get("SIM_TALK") or self.workload.talk.sample(m.rng or self.rng)
+                    )
                 self._count("connected")
                 self._later(m, talk, self.hangup_channel, m, 16)
 
@@ -566,16 +585,18 @@ class SimPbx:
         respond: Callable[[Headers], None],
     ) -> None:
         wl = self.workload.at(self.now())
+        rng = self.call_rng(number)
         outcome = variables.get("SIM_OUTCOME")
         if outcome is None:
-            outcome = wl.sample_outcome(self.rng)
-            if outcome == "invalid" and self.rng.random() < 0.3:
+            outcome = wl.sample_outcome(rng)
+            if outcome == "invalid" and rng.random() < 0.3:
                 outcome = "congestion"  # intercepts: 404 mostly, some 503
         seq = next(self._chan_seq)
         chan = self._outgoing(
             f"PJSIP/customers-{seq:08x}", uid, caller, variables, "from-customers", "s"
         )
         chan.far = outcome if outcome in ("live", "machine") else ""
+        chan.rng = rng
         self._dial_event("DialBegin", None, chan, ("DialString", dial.split("/", 1)[1]))
         self._count(f"trunk_{outcome}")
 
@@ -614,7 +635,7 @@ class SimPbx:
             cause, status = (1, "NOANSWER") if outcome == "invalid" else (34, "CONGESTION")
             self._later(chan, wl.timeouts.invalid_detect, fail, cause, status)
             return
-        ring = float(variables.get("SIM_RING") or wl.ring.sample(self.rng))
+        ring = float(variables.get("SIM_RING") or wl.ring.sample(rng))
         rings_out = outcome == "no_answer" or ring >= timeout
         # recorded: a call that is answered shows Newstate before DialState, a
         # call that rings out the other way round
@@ -846,7 +867,7 @@ class SimPbx:
         if chan.far == "live":
             # A person who hears nothing hangs up after a few seconds (this is
             # what an abandoned call sounds like from the customer's side).
-            self._later(chan, self.rng.uniform(3.0, 8.0), self._hang_if_alone, chan)
+            self._later(chan, (chan.rng or self.rng).uniform(3.0, 8.0), self._hang_if_alone, chan)
         elif chan.far == "machine":
             self._later(chan, 30.0, self._hang_if_alone, chan)
 
@@ -913,10 +934,11 @@ class SimPbx:
 
     def _amd_result(self, chan: SimChannel) -> None:
         amd = self.workload.amd
+        rng = chan.rng or self.rng
         if chan.far == "machine":
-            machine = self.rng.random() < amd.machine_detected
+            machine = rng.random() < amd.machine_detected
         else:
-            machine = self.rng.random() < amd.person_misread
+            machine = rng.random() < amd.person_misread
         status, cause = (
             ("MACHINE", "LONGGREETING-1500-1500") if machine else ("HUMAN", "HUMAN-800-800")
         )
@@ -1142,6 +1164,20 @@ class SimPbx:
                 ("Restart", "False"),
             ]
         )
+
+
+def action_fields(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """An action's headers as the model takes them: first value of each
+    header (also under its lower-case name); ``Variable`` as the list of all."""
+    out: dict[str, Any] = {"Variable": []}
+    for key, value in headers:
+        if key.lower() == "variable":
+            out["Variable"].append(value)
+            out.setdefault("variable", value)
+        else:
+            out.setdefault(key, value)
+            out.setdefault(key.lower(), value)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""The Telephony port over the simulated PBX model, in process.
+
+No TCP and no AMI text: the model's events (header lists) go straight
+through the same normaliser, mirror and originate tracker as on the AMI
+path, and actions are validated by the same builders.  Under
+``twisted.internet.task.Clock`` everything is deterministic for a seed, so
+an 8-hour campaign is a loop of ``clock.advance()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from asterisk import actions as ami
+from asterisk.errors import ActionFailed
+from asterisk.events import OriginateResponse, OriginateResult, PbxEvent, normalize
+from asterisk.framing import AmiMessage
+from asterisk.mirror import ChannelMirror
+from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
+from asterisk.port import Subscriber
+from sim.pbx import Headers, SimError, SimPbx, action_fields
+
+
+class SimTelephony:
+    def __init__(self, pbx: SimPbx, name: str = "sim") -> None:
+        self.pbx = pbx
+        self.name = name
+        self.clock: IReactorTime = pbx.clock
+        self.mirror = ChannelMirror(name)
+        self.tracker = OriginateTracker(name)
+        self._subscribers: list[Subscriber] = []
+        self._pending: dict[str, Deferred[OriginateResult]] = {}
+        self._ids = itertools.count(1)
+        pbx.subscribe(self._on_headers)
+
+    @property
+    def connected(self) -> bool:
+        return self.pbx.booted
+
+    def subscribe(self, callback: Subscriber) -> None:
+        self._subscribers.append(callback)
+
+    # -- events ---------------------------------------------------------------------
+    def _on_headers(self, headers: Headers) -> None:
+        event = normalize(self.name, AmiMessage(tuple(headers)))
+        if event is None:
+            return
+        self.mirror.apply(event)
+        result = self.tracker.on_event(event, self.clock.seconds())
+        if isinstance(event, OriginateResponse):
+            if event.action_id not in self._pending:
+                return
+            if result is None:
+                self.clock.callLater(CAUSE_GRACE_SECONDS, self._expire)
+        self._emit(event)
+        if result is not None:
+            self._finish(result)
+
+    def _expire(self) -> None:
+        for result in self.tracker.expire(self.clock.seconds()):
+            self._finish(result)
+
+    def _finish(self, result: OriginateResult) -> None:
+        self._emit(result)
+        d = self._pending.pop(result.action_id, None)
+        if d is not None:
+            d.callback(result)
+
+    def _emit(self, event: PbxEvent) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+    # -- actions ----------------------------------------------------------------------
+    def originate(
+        self, channel: str, *, variables: Mapping[str, str] | None = None, **kw: Any
+    ) -> Deferred[OriginateResult]:
+        try:
+            action = ami.originate(channel, variables=variables, **kw)
+        except ami.ActionError as exc:
+            return fail(exc)
+        action_id = f"{self.name}-{next(self._ids)}"
+        d: Deferred[OriginateResult] = Deferred()
+        self._pending[action_id] = d
+        fields = action_fields(action.headers)
+        self.tracker.expect(action_id, fields.get("ChannelId"))
+        self.pbx.originate(fields, action_id, self._on_headers)
+        return d
+
+    def _call(
+        self, build: Callable[..., ami.Action], run: Callable[[dict[str, Any]], Any], *args: Any
+    ) -> Deferred[None]:
+        try:
+            action = build(*args)
+            run(action_fields(action.headers))
+        except ami.ActionError as exc:
+            return fail(exc)
+        except SimError as exc:
+            return fail(ActionFailed(action.name, str(exc)))
+        return succeed(None)
+
+    def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> Deferred[None]:
+        return self._call(
+            ami.redirect,
+            lambda f: self.pbx.redirect(f["Channel"], f["Context"], f["Exten"], int(f["Priority"])),
+            channel,
+            context,
+            exten,
+            priority,
+        )
+
+    def bridge(self, channel1: str, channel2: str) -> Deferred[None]:
+        return self._call(
+            ami.bridge, lambda f: self.pbx.bridge(f["Channel1"], f["Channel2"]), channel1, channel2
+        )
+
+    def hangup(self, channel: str, cause: int = 16) -> Deferred[None]:
+        return self._call(
+            ami.hangup, lambda f: self.pbx.hangup(f["Channel"], int(f["Cause"])), channel, cause
+        )
+
+    def setvar(self, channel: str, variable: str, value: str) -> Deferred[None]:
+        return self._call(
+            ami.setvar,
+            lambda f: self.pbx.setvar(f["Channel"], f["variable"], f["Value"]),
+            channel,
+            variable,
+            value,
+        )
+
+    def play_moh(self, channel: str, on: bool = True) -> Deferred[None]:
+        build = ami.play_moh if on else ami.stop_moh
+        return self._call(build, lambda f: self.pbx.music_on_hold(f["Channel"], on), channel)
+
+    def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
+        return self._call(
+            ami.message_send, lambda f: self.pbx.message_send(f["To"]), to, body, sender
+        )

@@ -1,0 +1,163 @@
+"""The Telephony port: one contract, two implementations (AMI over TCP and
+the in-process simulated PBX), the same outcomes for the same seed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from twisted.internet import task
+
+from asterisk.errors import ActionFailed
+from asterisk.events import ChannelHungUp, OriginateResult, Outcome, PbxEvent, UserEventReceived
+from asterisk.port import Telephony
+from asterisk.telephony import AmiTelephony
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from tests.conftest import LOOP, run
+
+NUMBERS = [f"+49301234{n:03d}" for n in range(40)]
+
+
+def tick(clock: task.Clock, seconds: float, step: float = 0.1) -> None:
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+
+
+def quick_workload():  # type: ignore[no-untyped-def]
+    """The standard outcome mix with short rings, so the real-time run is quick."""
+    from dataclasses import replace
+
+    from sim.workload import Distribution, Timeouts, standard_workload
+
+    return replace(
+        standard_workload(),
+        ring=Distribution("lognormal", mean=1.0, sd=0.5),
+        timeouts=Timeouts(no_answer=15.0, busy_detect=0.5, invalid_detect=0.3),
+    )
+
+
+def inprocess_outcomes(seed: int) -> tuple[list[Outcome], list[str]]:
+    clock = task.Clock()
+    phone = SimTelephony(SimPbx(clock, seed=seed, agents=2, workload=quick_workload()))
+    events: list[PbxEvent] = []
+    phone.subscribe(events.append)
+    outcomes = []
+    for number in NUMBERS:
+        d = phone.originate(
+            f"PJSIP/{number}@customers",
+            context="dirigent-outbound",
+            exten="s",
+            timeout_ms=2_500,
+            channel_id=f"a-{number}",
+        )
+        results: list[OriginateResult] = []
+        d.addCallback(results.append)
+        while not results:
+            clock.advance(0.25)
+        outcomes.append(results[0].outcome)
+    for _ in range(400):
+        clock.advance(1)
+    return outcomes, [f"{type(e).__name__}:{getattr(e, 'uniqueid', '')}" for e in events]
+
+
+def test_both_implementations_satisfy_the_port(sim, session_factory):
+    _pbx, server = sim
+    assert isinstance(SimTelephony(SimPbx(task.Clock())), Telephony)
+    assert isinstance(AmiTelephony(session_factory(server.address)), Telephony)
+
+
+def test_in_process_runs_are_deterministic_for_a_seed_and_differ_between_seeds():
+    first, events1 = inprocess_outcomes(seed=5)
+    second, events2 = inprocess_outcomes(seed=5)
+    other, _ = inprocess_outcomes(seed=6)
+    assert first == second and events1 == events2
+    assert first != other
+    assert {Outcome.ANSWERED, Outcome.NO_ANSWER} <= set(first)
+
+
+def test_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_factory):
+    from twisted.internet import reactor
+
+    from sim.ami_server import SimAmiServer
+
+    expected, _ = inprocess_outcomes(seed=5)
+    pbx = SimPbx(reactor, seed=5, agents=2, workload=quick_workload())
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    session = session_factory(server.address)
+    session.start()
+    run(session.wait_connected(5))
+    phone = AmiTelephony(session)
+
+    async def dial_all() -> list[Outcome]:
+        tasks = [
+            phone.originate(
+                f"PJSIP/{n}@customers",
+                context="dirigent-outbound",
+                exten="s",
+                timeout_ms=2_500,
+                channel_id=f"a-{n}",
+            ).asFuture(LOOP)
+            for n in NUMBERS
+        ]
+        return [r.outcome for r in await asyncio.gather(*tasks)]
+
+    # real time: dial them all at once; each number's fate is its own
+    try:
+        got = run(dial_all(), timeout=60)
+    finally:
+        for chan in list(pbx.channels.values()):
+            pbx.hangup_channel(chan)
+        server.stop()
+    assert got == expected
+
+
+def test_port_errors_are_the_same_on_both_paths(sim, session_factory):
+    _pbx, server = sim
+    session = session_factory(server.address)
+    session.start()
+    run(session.wait_connected(5))
+    over_ami = AmiTelephony(session)
+    in_process = SimTelephony(SimPbx(task.Clock()))
+    for phone in (over_ami, in_process):
+        failure = phone.redirect("PJSIP/nobody-00000000", "dirigent-join", "1001")
+        with pytest.raises(ActionFailed, match="No such channel"):
+            run(failure.asFuture(LOOP))
+        with pytest.raises(Exception, match="control character"):
+            run(phone.hangup("PJSIP/1001\r\nAction: Originate").asFuture(LOOP))
+
+
+def test_nailed_up_agent_gets_a_customer_without_ringing_in_virtual_time():
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=1, agents=2)
+    phone = SimTelephony(pbx)
+    events: list[PbxEvent] = []
+    phone.subscribe(events.append)
+    agent: list[OriginateResult] = []
+    phone.originate(
+        "PJSIP/1001", context="dirigent-agent", exten="1001", channel_id="agent"
+    ).addCallback(agent.append)
+    tick(clock, 1)
+    customer: list[OriginateResult] = []
+    phone.originate(
+        "PJSIP/+4930999@customers",
+        context="dirigent-outbound",
+        exten="s",
+        channel_id="cust",
+        variables={"SIM_OUTCOME": "live", "SIM_RING": "2", "SIM_TALK": "30"},
+    ).addCallback(customer.append)
+    tick(clock, 2.5)
+    assert customer[0].outcome is Outcome.ANSWERED
+    tick(clock, 1.6)  # AMD verdict after 1.5 s
+    amd = [e for e in events if isinstance(e, UserEventReceived) and e.name == "DirigentAMD"]
+    assert amd and amd[0].fields["Status"] == "HUMAN"
+    phone.redirect(phone.mirror.get("cust").name, "dirigent-join", "1001")
+    tick(clock, 0.1)
+    assert phone.mirror.get("cust").bridge_id == phone.mirror.get("agent").bridge_id is not None
+    tick(clock, 31)
+    assert phone.mirror.get("cust") is None, "the customer hung up after talking"
+    assert phone.mirror.get("agent") is not None, "the nailed-up agent stays on the line"
+    assert any(
+        isinstance(e, ChannelHungUp) and e.uniqueid == "cust" and e.cause == 16 for e in events
+    )
