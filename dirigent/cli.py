@@ -69,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     pbx.add_argument("--inbound-rate", type=float, default=0.0, help="inbound calls per hour")
     pbx.add_argument("--workload", default=None, help="workload TOML (default: standard)")
     pbx.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    phones = simsub.add_parser("phones", help="pyVoIP SIP endpoint farm for a real Asterisk")
+    phones.add_argument(
+        "--asterisk", type=_host_port, default=("127.0.0.1", 5060), help="Asterisk SIP HOST:PORT"
+    )
+    phones.add_argument("--agents", type=int, default=3, help="agent phones 1001.. that register")
+    phones.add_argument("--first-agent", type=int, default=1001)
+    phones.add_argument(
+        "--first-sip-port", type=int, default=5071, help="local SIP port of agent 1"
+    )
+    phones.add_argument(
+        "--customers",
+        type=_host_port,
+        default=("127.0.0.1", 5080),
+        help="where the customer side listens (the trunk's contact)",
+    )
+    phones.add_argument("--no-customers", action="store_true", help="agent phones only")
+    phones.add_argument("--seed", type=int, default=0)
+    phones.add_argument("--workload", default=None, help="workload TOML (default: standard)")
+    phones.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     return parser
 
 
@@ -188,6 +207,8 @@ def _make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    if args.sim_command == "phones":
+        return cmd_sim_phones(args)
     secret = args.secret or os.environ.get("DIRIGENT_SIM_SECRET") or "secret"
     if args.agents < 0 or args.inbound_rate < 0:
         raise UsageError("--agents and --inbound-rate must not be negative")
@@ -211,6 +232,44 @@ def cmd_sim(args: argparse.Namespace) -> int:
             reactor.callLater(args.duration, reactor.stop)
 
     return _run(args, "text", setup)
+
+
+def cmd_sim_phones(args: argparse.Namespace) -> int:
+    """Runs in its own process and threads (pyVoIP), not on the reactor."""
+    import signal
+    import threading
+
+    from sim.phones import AgentDecider, CustomerDecider, PhoneFarm
+    from sim.workload import WorkloadError, load_workload, standard_workload
+
+    if args.agents < 0:
+        raise UsageError("--agents must not be negative")
+    try:
+        workload = load_workload(args.workload) if args.workload else standard_workload()
+    except WorkloadError as exc:
+        raise _bad_input(exc) from None
+    agents = [str(args.first_agent + i) for i in range(args.agents)]
+    customers = None if args.no_customers else CustomerDecider(workload, args.seed)
+    farm = PhoneFarm(
+        args.asterisk,
+        agents,
+        AgentDecider(),
+        customers,
+        customer_listen=args.customers,
+        first_sip_port=args.first_sip_port,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    farm.start()
+    print(
+        f"phones: agents {', '.join(agents) or '-'} registering at {args.asterisk[0]}:{args.asterisk[1]};"
+        f" customers {'off' if customers is None else '{}:{}'.format(*args.customers)}",
+        flush=True,
+    )
+    done.wait(args.duration)
+    farm.stop()
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from sim.fates import CallFate, call_rng, draw_fate
 from sim.workload import Workload, standard_workload
 
 Headers = list[tuple[str, str]]
@@ -92,8 +93,8 @@ class SimChannel:
     timers: list[IDelayedCall] = field(default_factory=list)
     on_moh: bool = False
     alive: bool = True
-    #: this call's own random stream (outbound calls), see SimPbx.call_rng
-    rng: random.Random | None = None
+    #: what the far end of an outbound call will do (see sim.fates)
+    fate: CallFate | None = None
 
 
 @dataclass
@@ -180,17 +181,11 @@ class SimPbx:
     def _uid(self) -> str:
         return f"{int(self.clock.seconds())}.{next(self._uid_seq)}"
 
-    def call_rng(self, number: str) -> random.Random:
-        """The random stream of the n-th dial of ``number``.
-
-        Derived from (seed, number, n) only, so a number behaves the same
-        whatever the timing or the dialing strategy: strategies compared on
-        the same seed meet the same customers, and the AMI path and the
-        in-process path give the same outcomes.
-        """
+    def fate_of(self, number: str, forced: str | None = None) -> CallFate:
+        """The fate of the next dial of ``number`` (see :mod:`sim.fates`)."""
         n = self._dials.get(number, 0)
         self._dials[number] = n + 1
-        return random.Random(f"{self.seed}:{number}:{n}")
+        return draw_fate(self.workload.at(self.now()), call_rng(self.seed, number, n), forced)
 
     def now(self) -> float:
         return self.clock.seconds() - self.started_at
@@ -428,7 +423,8 @@ class SimPbx:
                     talk = self.workload.amd.undetected_machine_talk
                 else:
                     talk = float(
-                        m.variables.get("SIM_TALK") or self.workload.talk.sample(m.rng or self.rng)
+                        m.variables.get("SIM_TALK")
+                        or (m.fate.talk if m.fate else self.workload.talk.sample(self.rng))
                     )
                 self._count("connected")
                 self._later(m, talk, self.hangup_channel, m, 16)
@@ -584,19 +580,14 @@ class SimPbx:
         action_id: str,
         respond: Callable[[Headers], None],
     ) -> None:
-        wl = self.workload.at(self.now())
-        rng = self.call_rng(number)
-        outcome = variables.get("SIM_OUTCOME")
-        if outcome is None:
-            outcome = wl.sample_outcome(rng)
-            if outcome == "invalid" and rng.random() < 0.3:
-                outcome = "congestion"  # intercepts: 404 mostly, some 503
+        fate = self.fate_of(number, variables.get("SIM_OUTCOME"))
+        outcome = fate.outcome
         seq = next(self._chan_seq)
         chan = self._outgoing(
             f"PJSIP/customers-{seq:08x}", uid, caller, variables, "from-customers", "s"
         )
         chan.far = outcome if outcome in ("live", "machine") else ""
-        chan.rng = rng
+        chan.fate = fate
         self._dial_event("DialBegin", None, chan, ("DialString", dial.split("/", 1)[1]))
         self._count(f"trunk_{outcome}")
 
@@ -629,13 +620,13 @@ class SimPbx:
                 respond_now()
 
         if outcome == "busy":
-            self._later(chan, wl.timeouts.busy_detect, fail, 17, "BUSY")
+            self._later(chan, fate.detect, fail, 17, "BUSY")
             return
         if outcome in ("invalid", "congestion"):
             cause, status = (1, "NOANSWER") if outcome == "invalid" else (34, "CONGESTION")
-            self._later(chan, wl.timeouts.invalid_detect, fail, cause, status)
+            self._later(chan, fate.detect, fail, cause, status)
             return
-        ring = float(variables.get("SIM_RING") or wl.ring.sample(rng))
+        ring = float(variables.get("SIM_RING") or fate.ring)
         rings_out = outcome == "no_answer" or ring >= timeout
         # recorded: a call that is answered shows Newstate before DialState, a
         # call that rings out the other way round
@@ -867,7 +858,8 @@ class SimPbx:
         if chan.far == "live":
             # A person who hears nothing hangs up after a few seconds (this is
             # what an abandoned call sounds like from the customer's side).
-            self._later(chan, (chan.rng or self.rng).uniform(3.0, 8.0), self._hang_if_alone, chan)
+            patience = chan.fate.patience if chan.fate else self.rng.uniform(3.0, 8.0)
+            self._later(chan, patience, self._hang_if_alone, chan)
         elif chan.far == "machine":
             self._later(chan, 30.0, self._hang_if_alone, chan)
 
@@ -933,12 +925,12 @@ class SimPbx:
             self._later_customer_patience(chan)
 
     def _amd_result(self, chan: SimChannel) -> None:
-        amd = self.workload.amd
-        rng = chan.rng or self.rng
-        if chan.far == "machine":
-            machine = rng.random() < amd.machine_detected
+        if chan.fate is not None:
+            machine = chan.fate.amd_says_machine
         else:
-            machine = rng.random() < amd.person_misread
+            amd = self.workload.amd
+            rate = amd.machine_detected if chan.far == "machine" else amd.person_misread
+            machine = self.rng.random() < rate
         status, cause = (
             ("MACHINE", "LONGGREETING-1500-1500") if machine else ("HUMAN", "HUMAN-800-800")
         )
