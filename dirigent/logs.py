@@ -56,7 +56,7 @@ class _ToTwisted(logging.Handler):
                 "log_level": _LEVELS.get(record.levelno, LogLevel.info),
                 "log_namespace": record.name,
                 "log_time": record.created,
-                "log_system": "-",
+                "log_system": record.name,
             }
         )
 

@@ -199,3 +199,77 @@ def test_resync_after_reconnect_reports_calls_that_ended_or_started_meanwhile(se
     assert [e.uniqueid for e in new] == [newcomer.uniqueid]
     assert caller.uniqueid in session.mirror.channels, "the waiting caller survived the outage"
     assert not session.mirror.bridges, "the agent's bridge went with the agent"
+
+
+class GarbageAsterisk:
+    """Logs the client in, then sends broken messages between good events."""
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[:2]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        framer = AmiFramer(expect_banner=False)
+        try:
+            while data := await reader.read(4096):
+                for msg in framer.feed(data):
+                    aid = msg.action_id or ""
+                    if msg.get("Action") == "Login":
+                        writer.write(encode_message([("Response", "Success"), ("ActionID", aid)]))
+                        writer.write(
+                            b"Event: Newchannel\r\nthis line has no colon\r\nUniqueid: bad-1\r\n\r\n"
+                        )
+                        writer.write(b"Event: Newchannel\r\nData: " + b"x" * 70_000 + b"\r\n\r\n")
+                        writer.write(
+                            b"Event: Newchannel\r\nChannel: PJSIP/1001-1\r\nChannelState: 4\r\n"
+                            b"Uniqueid: good-1\r\nLinkedid: good-1\r\nCallerIDNum: \xff\xfe\r\n\r\n"
+                        )
+                    elif msg.get("Action") == "CoreShowChannels":
+                        writer.write(
+                            encode_message(
+                                [("Response", "Success"), ("ActionID", aid), ("EventList", "start")]
+                            )
+                        )
+                        writer.write(
+                            encode_message(
+                                [
+                                    ("Event", "CoreShowChannelsComplete"),
+                                    ("ActionID", aid),
+                                    ("EventList", "Complete"),
+                                    ("ListItems", "0"),
+                                ]
+                            )
+                        )
+                    else:
+                        writer.write(
+                            encode_message(
+                                [("Response", "Success"), ("ActionID", aid), ("Ping", "Pong")]
+                            )
+                        )
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+def test_malformed_messages_are_logged_counted_and_skipped_and_the_session_goes_on(
+    session_factory, caplog
+):
+    garbage = GarbageAsterisk()
+    address = run(garbage.start())
+    session = session_factory(address)
+    registry = CollectorRegistry()
+    session.metrics = AmiMetrics(registry)
+    created: list[PbxEvent] = []
+    session.subscribe(lambda e: created.append(e) if isinstance(e, ChannelCreated) else None)
+    session.start()
+    run(session.wait_connected(5))
+    run(wait_for(lambda: created, what="the good event after the bad ones"))
+    assert [e.uniqueid for e in created] == ["good-1"]
+    assert created[0].caller_num == "\ufffd\ufffd"
+    assert registry.get_sample_value("dirigent_ami_bad_messages_total", {"pbx": "pbx1"}) == 2
+    assert "skipped a malformed AMI message" in caplog.text
+    assert run(session.send(ami.ping())).get("Ping") == "Pong", "the session still works"
+    garbage.server.close()

@@ -243,3 +243,35 @@ def test_list_actions_are_framed_like_asterisk(sim):
     )
     assert tuple(k for k, _ in listing[1].headers) == recorded
     assert replies[2][0].headers[0] == ("Response", "Goodbye")
+
+
+def test_shutdown_sends_the_event_closes_refuses_and_restarts_like_asterisk(sim, session_factory):
+    from asterisk.events import PbxEvent, PbxShutdown
+
+    pbx, server = sim
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    events: list[PbxEvent] = []
+    session.subscribe(events.append)
+    session.start()
+    run(session.wait_connected(5))
+    caller = pbx.inbound_call(queue="sales")
+    run(_until(lambda: caller.uniqueid in session.mirror.channels))
+    d = server.shutdown()
+    run(d.asFuture(asyncio.get_event_loop()) if d is not None else asyncio.sleep(0))
+    run(_until(lambda: any(isinstance(e, PbxShutdown) for e in events)))
+    run(_until(lambda: not session.connected))
+    hangups = [
+        e for e in events if type(e).__name__ == "ChannelHungUp" and e.uniqueid == caller.uniqueid
+    ]
+    assert hangups and not hangups[0].resynced, "calls were hung up before the Shutdown event"
+    run(asyncio.sleep(0.3))
+    assert not session.connected, "connections are refused while Asterisk is down"
+    server.restart()
+    run(session.wait_connected(5))
+    assert session.connects == 2
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import wait_for
+
+    await wait_for(predicate, timeout)
