@@ -50,7 +50,7 @@ from asterisk.events import (
     ResyncCompleted,
     normalize,
 )
-from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, Banner
+from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, Banner, encode_message
 from asterisk.metrics import AmiMetrics
 from asterisk.mirror import ChannelMirror, ChannelSnapshot
 from asterisk.originate import OriginateTracker
@@ -100,6 +100,10 @@ class _Protocol(AMIProtocol):
         self.encoding = "utf-8"
         self.banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: list actions in flight: ActionID -> (future, messages so far).  Items
+        #: are collected here as framed, not as panoramisk Messages (resync of
+        #: 10,000 channels: see docs/benchmarks.md).
+        self.lists: dict[str, tuple[asyncio.Future[list[AmiMessage]], list[AmiMessage]]] = {}
 
     def data_received(self, data: bytes) -> None:
         framer = self.framer
@@ -109,7 +113,9 @@ class _Protocol(AMIProtocol):
         while (item := framer.next_message()) is not NEED_DATA:
             if type(item) is AmiMessage:
                 aid = item.action_id
-                if aid is not None and aid in responses:
+                if aid is not None and aid in self.lists:
+                    self._list_message(aid, item)
+                elif aid is not None and aid in responses:
                     self.handle_message(_to_panoramisk(item))
                     if item.event is None:
                         continue
@@ -125,6 +131,26 @@ class _Protocol(AMIProtocol):
             elif isinstance(item, BadMessage):
                 session._on_bad_message(item)
 
+    def _list_message(self, aid: str, message: AmiMessage) -> None:
+        future, items = self.lists[aid]
+        items.append(message)
+        first = len(items) == 1
+        done = (
+            first and (message.response != "Success" or message.get("EventList") is None)
+        ) or message.get("EventList") == "Complete"
+        if done:
+            del self.lists[aid]
+            if not future.done():
+                future.set_result(items)
+
+    def send_list(
+        self, headers: list[tuple[str, str]], action_id: str
+    ) -> asyncio.Future[list[AmiMessage]]:
+        future: asyncio.Future[list[AmiMessage]] = asyncio.get_running_loop().create_future()
+        self.lists[action_id] = (future, [])
+        self.transport.write(encode_message(headers))
+        return future
+
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
             self.lost.set_result(str(exc) if exc else "closed by peer")
@@ -137,6 +163,10 @@ class _Protocol(AMIProtocol):
         for act in pending.values():
             if not act.future.done():
                 act.future.set_exception(ActionOutcomeUnknown(str(act.get("Action", "?"))))
+        lists, self.lists = self.lists, {}
+        for future, _ in lists.values():
+            if not future.done():
+                future.set_exception(ActionOutcomeUnknown("list action"))
         if not self.closed:
             self.closed = True
             self.transport.close()
@@ -450,15 +480,19 @@ class AmiSession:
         return message
 
     async def _send_list(self, proto: _Protocol, action: ami.Action) -> list[AmiMessage]:
-        headers = action.all_headers(self._new_action_id())
+        action_id = self._new_action_id()
         try:
-            replies = await asyncio.wait_for(
-                proto.send_headers(headers, True), self.settings.action_timeout
+            messages = await asyncio.wait_for(
+                proto.send_list(action.all_headers(action_id), action_id),
+                self.settings.action_timeout,
             )
         except TimeoutError:
+            proto.lists.pop(action_id, None)
             self._count_action(action.name, "unknown")
             raise ActionOutcomeUnknown(action.name) from None
-        messages = [from_panoramisk(r) for r in replies]
+        except ActionOutcomeUnknown:
+            self._count_action(action.name, "unknown")
+            raise
         if messages and messages[0].response in ("Error", "Failure"):
             self._count_action(action.name, "error")
             raise ActionFailed(action.name, messages[0].get("Message") or "error")
