@@ -4,6 +4,7 @@ real PostgreSQL server (started here unless DIRIGENT_TEST_PG_URL is given)."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import socket
@@ -21,6 +22,12 @@ from dirigent import reactor as reactor_setup
 LOOP = reactor_setup.install()
 
 from twisted.internet import reactor  # noqa: E402
+
+# The tests drive the asyncio loop directly instead of reactor.run(), so the
+# reactor's thread pool (deferToThread: database work) is started by hand.
+_POOL = reactor.getThreadPool()
+_POOL.start()
+atexit.register(_POOL.stop)
 
 from asterisk.session import AmiSession, PbxSettings  # noqa: E402
 from sim.ami_server import SimAmiServer  # noqa: E402
