@@ -4,7 +4,6 @@ real PostgreSQL server (started here unless DIRIGENT_TEST_PG_URL is given)."""
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import shutil
 import socket
@@ -27,7 +26,11 @@ from twisted.internet import reactor  # noqa: E402
 # reactor's thread pool (deferToThread: database work) is started by hand.
 _POOL = reactor.getThreadPool()
 _POOL.start()
-atexit.register(_POOL.stop)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the pool's (non-daemon) workers, or the interpreter waits for them."""
+    _POOL.stop()
 
 from asterisk.session import AmiSession, PbxSettings  # noqa: E402
 from sim.ami_server import SimAmiServer  # noqa: E402
