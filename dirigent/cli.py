@@ -58,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", default=None)
 
+    erl = sub.add_parser("erlang", help="Erlang C (and A) staffing for one interval")
+    erl.add_argument("--calls", type=float, required=True, help="calls arriving in the interval")
+    erl.add_argument("--interval", type=float, required=True, help="interval length in seconds")
+    erl.add_argument("--aht", type=float, required=True, help="average handle time in seconds")
+    erl.add_argument("--target-sl", type=float, default=0.8, help="service level goal (0..1)")
+    erl.add_argument("--target-time", type=float, default=20.0, help="answer-within seconds")
+    erl.add_argument(
+        "--shrinkage", type=float, default=0.0, help="share of paid time off the phones"
+    )
+    erl.add_argument("--max-occupancy", type=float, default=1.0)
+    erl.add_argument("--agents", type=int, default=None, help="evaluate this many agents instead")
+    erl.add_argument("--patience", type=float, default=None, help="mean caller patience (Erlang A)")
+    erl.add_argument("--json", action="store_true")
+
     sim = sub.add_parser("sim", help="simulations")
     simsub = sim.add_subparsers(dest="sim_command", required=True)
     pbx = simsub.add_parser("pbx", help="stand-alone simulated Asterisk (AMI over TCP)")
@@ -95,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "erlang": cmd_erlang,
         "serve": cmd_serve,
         "demo": cmd_demo,
         "db": cmd_db,
@@ -204,6 +219,66 @@ def _make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:
         pbx, reactor, username=getattr(args, "username", "dirigent"), secret=secret
     )
     return pbx, server
+
+
+def cmd_erlang(args: argparse.Namespace) -> int:
+    import json
+
+    from dialer import erlang
+
+    checks = [
+        ("--calls", args.calls >= 0, "must be at least 0"),
+        ("--interval", args.interval > 0, "must be positive seconds"),
+        ("--aht", args.aht > 0, "must be positive seconds"),
+        ("--target-sl", 0 < args.target_sl < 1, "must be between 0 and 1"),
+        ("--target-time", args.target_time >= 0, "must be at least 0 seconds"),
+        ("--shrinkage", 0 <= args.shrinkage < 1, "must be at least 0 and below 1"),
+        ("--max-occupancy", 0 < args.max_occupancy <= 1, "must be in (0, 1]"),
+        ("--patience", args.patience is None or args.patience > 0, "must be positive seconds"),
+        ("--agents", args.agents is None or args.agents >= 0, "must be at least 0"),
+    ]
+    for option, ok, reason in checks:
+        if not ok:
+            raise UsageError(f"{option}: {reason}")
+    agents = args.agents
+    if agents is None:
+        agents = int(
+            erlang.agents_required(
+                args.calls,
+                args.interval,
+                args.aht,
+                args.target_sl,
+                args.target_time,
+                args.max_occupancy,
+            )[0]
+        )
+    if args.patience is not None:
+        fig = erlang.erlang_a_figures(
+            args.calls, args.interval, args.aht, agents, args.patience, args.target_time
+        )
+    else:
+        fig = erlang.erlang_c_figures(args.calls, args.interval, args.aht, agents, args.target_time)
+    result = {
+        "agents": agents,
+        "agents_scheduled": int(erlang.with_shrinkage(agents, args.shrinkage)),
+        "traffic_erlangs": round(float(fig.load.flat[0]), 6),
+        "p_wait": round(float(fig.p_wait.flat[0]), 7),
+        "service_level": round(float(fig.service_level.flat[0]), 7),
+        "asa": round(float(fig.asa.flat[0]), 4),
+        "occupancy": round(float(fig.occupancy.flat[0]), 7),
+    }
+    if fig.p_abandon is not None:
+        result["p_abandon"] = round(float(fig.p_abandon.flat[0]), 7)
+    if not args.json:
+        model = "Erlang A" if args.patience is not None else "Erlang C"
+        print(
+            f"{model}: {args.calls:g} calls / {args.interval:g} s, AHT {args.aht:g} s "
+            f"({result['traffic_erlangs']:g} Erlangs)"
+        )
+        for key, value in result.items():
+            print(f"  {key:17s} {value}")
+    print(json.dumps(result))
+    return EXIT_OK
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

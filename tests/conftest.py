@@ -32,6 +32,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the pool's (non-daemon) workers, or the interpreter waits for them."""
     _POOL.stop()
 
+
 from asterisk.session import AmiSession, PbxSettings  # noqa: E402
 from sim.ami_server import SimAmiServer  # noqa: E402
 from sim.pbx import SimPbx  # noqa: E402
