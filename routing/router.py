@@ -1,0 +1,446 @@
+"""The universal queue and the router: who takes what, for every channel.
+
+Pure and clock-free: every call passes ``now``; decisions come back as
+:class:`Offer` objects for the caller (the ACD service) to carry out.
+
+Decisions do not scan every agent or interaction:
+
+* waiting interactions sit in one sorted bucket per (queue, channel),
+  ordered by (−priority, arrival sequence); an interaction re-queued after an
+  unanswered offer goes back to its own place;
+* free agents are indexed per (queue, channel) with spare capacity, and per
+  (skill, level); a new interaction looks at the smaller of its queue's free
+  agents and the agents holding its rarest required skill;
+* an agent who frees up looks only at the heads of the buckets of its
+  queues, and picks the most urgent by priority and by how far the wait has
+  eaten into each channel's service-level target (so e-mail never starves
+  and voice never waits behind e-mail past its target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
+
+from routing.agent import Agent, AgentState, Phase
+from routing.blending import BlendingRules
+from routing.model import Channel, Interaction, QueueConfig, RoutingError
+
+POLICIES = ("longest_idle", "best_skill", "least_occupied")
+
+#: Weight of one priority step against SLA aging: a priority step is worth as
+#: much as having waited the whole service-level target time.
+PRIORITY_WEIGHT = 1.0
+
+
+@dataclass(frozen=True)
+class Offer:
+    agent: str
+    interaction: str
+    channel: Channel
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Exit:
+    """An interaction leaving the queue without an agent (overflow to
+    callback/voicemail, or its maximum wait reached)."""
+
+    interaction: str
+    reason: str
+
+
+@dataclass
+class RouterStats:
+    decisions: int = 0
+    candidates_examined: int = 0
+
+
+@dataclass
+class _Pending:
+    interaction: Interaction
+    agent: str
+    deadline: float
+
+
+@dataclass
+class Router:
+    queues: Mapping[str, QueueConfig]
+    rules: BlendingRules = field(default_factory=BlendingRules)
+    policy: str = "longest_idle"
+    offer_timeout: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise RoutingError(
+                "policy", f"unknown policy {self.policy!r} (one of {', '.join(POLICIES)})"
+            )
+        self.agents: dict[str, Agent] = {}
+        self.waiting: dict[str, Interaction] = {}
+        self.offered: dict[str, _Pending] = {}  # interaction id -> pending offer
+        self.handling: dict[str, str] = {}  # interaction id -> agent id
+        self._buckets: dict[tuple[str, Channel], SortedList] = {}
+        self._free: dict[tuple[str, Channel], set[str]] = {}
+        self._skill_index: dict[tuple[str, int], set[str]] = {}
+        self._seq = 0
+        self.stats = RouterStats()
+
+    # -- agents -----------------------------------------------------------------------------
+    def add_agent(self, agent: Agent) -> None:
+        if agent.id in self.agents:
+            raise RoutingError("agent", f"{agent.id} already known")
+        self.agents[agent.id] = agent
+        for skill, level in agent.skills.items():
+            self._skill_index.setdefault((skill, level), set()).add(agent.id)
+        self._reindex(agent)
+
+    def set_skills(self, agent_id: str, skills: Mapping[str, int]) -> None:
+        agent = self._agent(agent_id)
+        for skill, level in skills.items():
+            if not 1 <= level <= 10:
+                raise RoutingError(f"skills.{skill}", f"level must be 1..10, not {level}")
+        for skill, level in agent.skills.items():
+            self._skill_index.get((skill, level), set()).discard(agent.id)
+        agent.skills = dict(skills)
+        for skill, level in agent.skills.items():
+            self._skill_index.setdefault((skill, level), set()).add(agent.id)
+
+    def set_capacity(self, agent_id: str, capacity: Mapping[Channel, int]) -> None:
+        agent = self._agent(agent_id)
+        if any(n < 0 for n in capacity.values()):
+            raise RoutingError("capacity", "must not be negative")
+        agent.capacity = dict(capacity)
+        self._reindex(agent)
+
+    def _agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise RoutingError("agent", f"unknown agent {agent_id!r}") from None
+
+    def _reindex(self, agent: Agent) -> None:
+        """Keep the free-agent index in step with one agent's state."""
+        for key in [k for k, members in self._free.items() if agent.id in members]:
+            self._free[key].discard(agent.id)
+        if not agent.available:
+            return
+        for queue in agent.queues:
+            for channel, cap in agent.capacity.items():
+                if cap > agent.load(channel):
+                    self._free.setdefault((queue, channel), set()).add(agent.id)
+
+    def login(
+        self, agent_id: str, now: float, queues: Iterable[str], paused: str | None = None
+    ) -> list[Offer]:
+        queues = list(queues)
+        for q in queues:
+            if q not in self.queues:
+                raise RoutingError("queues", f"unknown queue {q!r}")
+        agent = self._agent(agent_id)
+        agent.login(now, queues, paused)
+        self._reindex(agent)
+        return self.route_agent(agent_id, now)
+
+    def logout(self, agent_id: str, now: float) -> None:
+        agent = self._agent(agent_id)
+        agent.logout(now)
+        self._reindex(agent)
+
+    def pause(self, agent_id: str, now: float, reason: str) -> None:
+        agent = self._agent(agent_id)
+        agent.pause(now, reason)
+        self._reindex(agent)
+
+    def ready(self, agent_id: str, now: float) -> list[Offer]:
+        agent = self._agent(agent_id)
+        agent.ready(now)
+        self._reindex(agent)
+        return self.route_agent(agent_id, now)
+
+    # -- interactions ---------------------------------------------------------------------
+    def calls_waiting(self) -> int:
+        return sum(len(b) for (q, ch), b in self._buckets.items() if ch is Channel.VOICE)
+
+    def enqueue(self, interaction: Interaction, now: float) -> list[Offer]:
+        """A new interaction: apply the queue's rules, queue it, try to route it."""
+        config = self.queues.get(interaction.queue)
+        if config is None:
+            raise RoutingError("queue", f"unknown queue {interaction.queue!r}")
+        if (
+            interaction.id in self.waiting
+            or interaction.id in self.offered
+            or interaction.id in self.handling
+        ):
+            raise RoutingError("id", f"interaction {interaction.id} already known")
+        for skill, level in config.skills.items():
+            interaction.skills.setdefault(skill, level)
+        for rule in config.expertise:
+            if rule.matches(interaction.attributes):
+                if rule.skill:
+                    interaction.skills[rule.skill] = max(
+                        interaction.skills.get(rule.skill, 0), rule.level
+                    )
+                if rule.team:
+                    interaction.team = rule.team
+        interaction.priority = max(interaction.priority, config.priority)
+        self._seq += 1
+        interaction.seq = self._seq
+        self._push(interaction)
+        return self.route_interaction(interaction.id, now)
+
+    def _push(self, interaction: Interaction) -> None:
+        self.waiting[interaction.id] = interaction
+        key = (interaction.queue, interaction.channel)
+        self._buckets.setdefault(key, SortedList()).add(
+            (-interaction.priority, interaction.seq, interaction.id)
+        )
+
+    def _pull(self, interaction: Interaction) -> None:
+        del self.waiting[interaction.id]
+        self._buckets[(interaction.queue, interaction.channel)].remove(
+            (-interaction.priority, interaction.seq, interaction.id)
+        )
+
+    def abandon(self, interaction_id: str, now: float) -> Interaction | None:
+        """The customer left while waiting (or during the offer)."""
+        if interaction_id in self.waiting:
+            interaction = self.waiting[interaction_id]
+            self._pull(interaction)
+            return interaction
+        pending = self.offered.pop(interaction_id, None)
+        if pending is not None:
+            agent = self.agents[pending.agent]
+            agent.drop(now, interaction_id, "caller left")
+            self._reindex(agent)
+            return pending.interaction
+        return None
+
+    # -- eligibility --------------------------------------------------------------------------
+    def eligible(self, agent: Agent, interaction: Interaction) -> bool:
+        if interaction.queue not in agent.queues or agent.id in interaction.declined_by:
+            return False
+        if interaction.team is not None and agent.team != interaction.team:
+            return False
+        return all(agent.skills.get(s, 0) >= lvl for s, lvl in interaction.skills.items())
+
+    def _sla_used(self, interaction: Interaction, now: float) -> float:
+        """Share of its service-level target time the interaction has waited."""
+        target = self.queues[interaction.queue].service_level(interaction.channel).seconds
+        return (now - interaction.arrived) / target
+
+    def _urgency(self, interaction: Interaction, now: float) -> float:
+        return PRIORITY_WEIGHT * interaction.priority + self._sla_used(interaction, now)
+
+    def _policy_key(self, agent: Agent, interaction: Interaction) -> tuple:
+        if self.policy == "best_skill":
+            return (
+                -sum(agent.skills.get(s, 0) for s in interaction.skills),
+                agent.idle_since,
+                agent.id,
+            )
+        if self.policy == "least_occupied":
+            return (agent.occupancy(), agent.idle_since, agent.id)
+        return (agent.idle_since, agent.id)
+
+    # -- decisions ----------------------------------------------------------------------------
+    def _offer(self, agent: Agent, interaction: Interaction, now: float) -> Offer:
+        self._pull(interaction)
+        agent.reserve(now, interaction.id, interaction.channel)
+        self._reindex(agent)
+        deadline = now + self.offer_timeout
+        self.offered[interaction.id] = _Pending(interaction, agent.id, deadline)
+        self.stats.decisions += 1
+        return Offer(agent.id, interaction.id, interaction.channel, deadline)
+
+    def best_agent(
+        self, interaction: Interaction, calls_waiting: int | None = None, now: float | None = None
+    ) -> Agent | None:
+        """The agent the policy picks for ``interaction`` (indexed look-up)."""
+        free = self._free.get((interaction.queue, interaction.channel))
+        if not free:
+            return None
+        candidates: Iterable[str] = free
+        if interaction.skills:
+            # the agents holding the rarest required skill at a sufficient level
+            smallest: set[str] | None = None
+            for skill, level in interaction.skills.items():
+                holders: set[str] = set()
+                for lvl in range(level, 11):
+                    holders |= self._skill_index.get((skill, lvl), set())
+                if smallest is None or len(holders) < len(smallest):
+                    smallest = holders
+            if smallest is not None and len(smallest) < len(free):
+                candidates = (a for a in smallest if a in free)
+        waiting = self.calls_waiting() if calls_waiting is None else calls_waiting
+        overdue = now is not None and self._sla_used(interaction, now) >= 1.0
+        best: Agent | None = None
+        best_key: tuple | None = None
+        for agent_id in candidates:
+            self.stats.candidates_examined += 1
+            agent = self.agents[agent_id]
+            if not self.eligible(agent, interaction) or not self.rules.may_offer(
+                agent, interaction.channel, waiting, overdue
+            ):
+                continue
+            key = self._policy_key(agent, interaction)
+            if best_key is None or key < best_key:
+                best, best_key = agent, key
+        return best
+
+    def route_interaction(self, interaction_id: str, now: float) -> list[Offer]:
+        interaction = self.waiting.get(interaction_id)
+        if interaction is None:
+            return []
+        agent = self.best_agent(interaction, now=now)
+        return [self._offer(agent, interaction, now)] if agent else []
+
+    def best_interaction(
+        self, agent: Agent, now: float, calls_waiting: int | None = None
+    ) -> Interaction | None:
+        """The most urgent waiting interaction ``agent`` may take (bucket heads only)."""
+        if not agent.available:
+            return None
+        waiting = self.calls_waiting() if calls_waiting is None else calls_waiting
+        best: Interaction | None = None
+        best_urgency = float("-inf")
+        for queue in agent.queues:
+            for channel in agent.capacity:
+                bucket = self._buckets.get((queue, channel))
+                if not bucket:
+                    continue
+                for _, _, iid in bucket:  # in order; usually the head is eligible
+                    self.stats.candidates_examined += 1
+                    interaction = self.waiting[iid]
+                    if self.eligible(agent, interaction):
+                        overdue = self._sla_used(interaction, now) >= 1.0
+                        if self.rules.may_offer(agent, channel, waiting, overdue):
+                            urgency = self._urgency(interaction, now)
+                            if urgency > best_urgency:
+                                best, best_urgency = interaction, urgency
+                        break
+        return best
+
+    def route_agent(self, agent_id: str, now: float) -> list[Offer]:
+        """Fill the agent's free capacity with the most urgent work it may take."""
+        agent = self._agent(agent_id)
+        offers = []
+        while True:
+            interaction = self.best_interaction(agent, now)
+            if interaction is None:
+                return offers
+            offers.append(self._offer(agent, interaction, now))
+
+    def route(self, now: float) -> list[Offer]:
+        """Match everything that can be matched (after a burst of changes)."""
+        offers = []
+        for agent_id in sorted({a for members in self._free.values() for a in members}):
+            offers += self.route_agent(agent_id, now)
+        return offers
+
+    # -- offer protocol ---------------------------------------------------------------------
+    def accept(self, agent_id: str, interaction_id: str, now: float) -> Interaction:
+        pending = self.offered.get(interaction_id)
+        if pending is None or pending.agent != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        self._agent(agent_id).accept(now, interaction_id)
+        del self.offered[interaction_id]
+        self.handling[interaction_id] = agent_id
+        return pending.interaction
+
+    def decline(
+        self, agent_id: str, interaction_id: str, now: float, timed_out: bool = False
+    ) -> list[Offer]:
+        """Rejected or unanswered: the interaction goes back to its place; a
+        timed-out agent is paused ("no answer").  Returns the next offers."""
+        pending = self.offered.get(interaction_id)
+        if pending is None or pending.agent != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        agent = self._agent(agent_id)
+        agent.decline(now, interaction_id, timed_out)
+        del self.offered[interaction_id]
+        pending.interaction.declined_by.add(agent_id)
+        self._reindex(agent)
+        self._push(pending.interaction)
+        offers = self.route_interaction(interaction_id, now)
+        if not timed_out:
+            offers += self.route_agent(agent_id, now)
+        return offers
+
+    def finish(
+        self, agent_id: str, interaction_id: str, now: float, wrap_up: float = 0.0
+    ) -> list[Offer]:
+        if self.handling.get(interaction_id) != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not handled by {agent_id}")
+        agent = self._agent(agent_id)
+        agent.finish(now, interaction_id, wrap_up)
+        if wrap_up <= 0:
+            del self.handling[interaction_id]
+        self._reindex(agent)
+        return self.route_agent(agent_id, now)
+
+    def end_wrap_up(self, agent_id: str, now: float) -> list[Offer]:
+        agent = self._agent(agent_id)
+        ended = [w.interaction for w in agent.work.values() if w.phase is Phase.WRAP_UP]
+        agent.end_wrap_up(now)
+        for iid in ended:
+            self.handling.pop(iid, None)
+        self._reindex(agent)
+        return self.route_agent(agent_id, now)
+
+    # -- time -------------------------------------------------------------------------------------
+    def tick(self, now: float) -> tuple[list[Offer], list[Exit]]:
+        """Offer time-outs, wrap-up ends, overflow steps, maximum waits."""
+        offers: list[Offer] = []
+        exits: list[Exit] = []
+        for iid, pending in list(self.offered.items()):
+            if pending.deadline <= now:
+                offers += self.decline(pending.agent, iid, now, timed_out=True)
+        for agent in self.agents.values():
+            if agent.state is AgentState.WRAP_UP or any(
+                w.phase is Phase.WRAP_UP for w in agent.work.values()
+            ):
+                for iid in agent.expire_wrap_ups(now):
+                    self.handling.pop(iid, None)
+                self._reindex(agent)
+        for interaction in list(self.waiting.values()):
+            config = self.queues[interaction.queue]
+            waited = now - interaction.arrived
+            if config.max_wait is not None and waited >= config.max_wait:
+                self._pull(interaction)
+                exits.append(Exit(interaction.id, "max wait"))
+                continue
+            exit_reason = self._apply_overflow(interaction, config, waited)
+            if exit_reason:
+                exits.append(Exit(interaction.id, exit_reason))
+        offers += self.route(now)
+        return offers, exits
+
+    def _apply_overflow(
+        self, interaction: Interaction, config: QueueConfig, waited: float
+    ) -> str | None:
+        """Apply the overflow steps now due; return "callback"/"voicemail" if
+        the interaction leaves the queue."""
+        steps = config.overflow
+        while (
+            interaction.overflow_step < len(steps)
+            and steps[interaction.overflow_step].after <= waited
+        ):
+            step = steps[interaction.overflow_step]
+            interaction.overflow_step += 1
+            self._pull(interaction)
+            if step.action in ("callback", "voicemail"):
+                return step.action
+            if step.action == "widen":
+                interaction.skills = {
+                    s: min(lvl, step.min_level or 1) for s, lvl in interaction.skills.items()
+                }
+            elif step.action == "drop_skill" and step.skill:
+                interaction.skills.pop(step.skill, None)
+            elif step.action == "team":
+                interaction.team = step.team
+            elif step.action == "queue" and step.queue:
+                interaction.queue = step.queue
+            self._push(interaction)
+        return None
