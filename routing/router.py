@@ -5,9 +5,9 @@ Pure and clock-free: every call passes ``now``; decisions come back as
 
 Decisions do not scan every agent or interaction:
 
-* waiting interactions sit in one sorted bucket per (queue, channel),
-  ordered by (−priority, arrival sequence); an interaction re-queued after an
-  unanswered offer goes back to its own place;
+* waiting interactions sit in one sorted bucket per (queue, channel), in
+  urgency order (which within a bucket does not change with time); an
+  interaction re-queued after an unanswered offer goes back to its place;
 * free agents are indexed per (queue, channel) with spare capacity, and per
   (skill, level); a new interaction looks at the smaller of its queue's free
   agents and the agents holding its rarest required skill;
@@ -190,17 +190,23 @@ class Router:
         self._push(interaction)
         return self.route_interaction(interaction.id, now)
 
+    def _bucket_key(self, interaction: Interaction) -> tuple[float, int, str]:
+        """Urgency order within a bucket, the same at any time: urgency is
+        ``W·priority + (now − arrived)/T`` and T is the bucket's own target,
+        so sorting by ``arrived/T − W·priority`` puts the most urgent first."""
+        target = self.queues[interaction.queue].service_level(interaction.channel).seconds
+        urgency_order = interaction.arrived / target - PRIORITY_WEIGHT * interaction.priority
+        return (urgency_order, interaction.seq, interaction.id)
+
     def _push(self, interaction: Interaction) -> None:
         self.waiting[interaction.id] = interaction
         key = (interaction.queue, interaction.channel)
-        self._buckets.setdefault(key, SortedList()).add(
-            (-interaction.priority, interaction.seq, interaction.id)
-        )
+        self._buckets.setdefault(key, SortedList()).add(self._bucket_key(interaction))
 
     def _pull(self, interaction: Interaction) -> None:
         del self.waiting[interaction.id]
         self._buckets[(interaction.queue, interaction.channel)].remove(
-            (-interaction.priority, interaction.seq, interaction.id)
+            self._bucket_key(interaction)
         )
 
     def abandon(self, interaction_id: str, now: float) -> Interaction | None:
@@ -304,7 +310,7 @@ class Router:
             return None
         waiting = self.calls_waiting() if calls_waiting is None else calls_waiting
         best: Interaction | None = None
-        best_urgency = float("-inf")
+        best_key = (float("-inf"), 0)
         for queue in agent.queues:
             for channel in agent.capacity:
                 bucket = self._buckets.get((queue, channel))
@@ -316,9 +322,10 @@ class Router:
                     if self.eligible(agent, interaction):
                         overdue = self._sla_used(interaction, now) >= 1.0
                         if self.rules.may_offer(agent, channel, waiting, overdue):
-                            urgency = self._urgency(interaction, now)
-                            if urgency > best_urgency:
-                                best, best_urgency = interaction, urgency
+                            # most urgent; on a tie, the earliest in the universal queue
+                            key = (self._urgency(interaction, now), -interaction.seq)
+                            if key > best_key:
+                                best, best_key = interaction, key
                         break
         return best
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -381,3 +382,72 @@ def test_unknown_things_are_refused_with_the_field_named():
     r.add_agent(Agent("a"))
     with pytest.raises(RoutingError, match="queues: unknown queue"):
         r.login("a", 0, ["nope"])
+
+
+# -- the indexes never change a decision ------------------------------------------------------
+def naive_agent(r: Router, it: Interaction, now: float) -> str | None:
+    waiting = r.calls_waiting()
+    overdue = r._sla_used(it, now) >= 1.0
+    ok = [
+        a
+        for a in r.agents.values()
+        if r.eligible(a, it) and r.rules.may_offer(a, it.channel, waiting, overdue)
+    ]
+    return min(ok, key=lambda a: r._policy_key(a, it)).id if ok else None
+
+
+def naive_interaction(r: Router, agent: Agent, now: float) -> str | None:
+    waiting = r.calls_waiting()
+    ok = [
+        it
+        for it in r.waiting.values()
+        if r.eligible(agent, it)
+        and r.rules.may_offer(agent, it.channel, waiting, r._sla_used(it, now) >= 1.0)
+    ]
+    return max(ok, key=lambda it: (r._urgency(it, now), -it.seq)).id if ok else None
+
+
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from(["longest_idle", "best_skill", "least_occupied"]),
+    st.integers(3, 25),
+    st.integers(0, 30),
+)
+def test_indexed_decisions_equal_a_naive_scan(seed, policy, n_agents, n_waiting):
+    import random
+
+    rng = random.Random(seed)
+    skills = ["a", "b", "c", "d"]
+    r = Router({"q1": QueueConfig("q1"), "q2": QueueConfig("q2", priority=1)}, policy=policy)
+    for i in range(n_agents):
+        agent = Agent(
+            f"ag{i}",
+            skills={s: rng.randint(1, 10) for s in rng.sample(skills, rng.randint(0, 3))},
+            capacity={V: 1, C: rng.randint(0, 3), E: rng.randint(0, 2)},
+        )
+        r.add_agent(agent)
+        agent.login(rng.uniform(0, 50), rng.sample(["q1", "q2"], rng.randint(1, 2)))
+        if rng.random() < 0.4:
+            agent.start(60, f"busy{i}", rng.choice([V, C]) if agent.capacity[C] else V)
+        if rng.random() < 0.1:
+            agent.pause(61, "break")
+        r._reindex(agent)
+    for i in range(n_waiting):
+        it = Interaction(
+            f"w{i}",
+            rng.choice([V, C, E]),
+            rng.choice(["q1", "q2"]),
+            rng.uniform(0, 100),
+            priority=rng.choice([0, 1]),
+            skills={s: rng.randint(1, 6) for s in rng.sample(skills, rng.randint(0, 2))},
+        )
+        r._seq += 1
+        it.seq = r._seq
+        r._push(it)
+    now = 120.0
+    for it in list(r.waiting.values()):
+        fast = r.best_agent(it, now=now)
+        assert (fast.id if fast else None) == naive_agent(r, it, now)
+    for agent in r.agents.values():
+        fast = r.best_interaction(agent, now)
+        assert (fast.id if fast else None) == naive_interaction(r, agent, now)
