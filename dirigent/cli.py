@@ -350,7 +350,14 @@ def cmd_sim_phones(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from asterisk.session import PbxSettings
     from dirigent import db
-    from dirigent.config import DatabaseSettings, HttpSettings, Settings
+    from dirigent.config import (
+        AgentSettings,
+        DatabaseSettings,
+        HttpSettings,
+        RoutingSettings,
+        Settings,
+    )
+    from routing.model import QueueConfig
 
     tmp = None
     url = args.db
@@ -378,6 +385,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     keepalive_interval=5.0,
                 ),
             ),
+            routing=RoutingSettings(
+                queues=(QueueConfig("sales"),),
+                agents=tuple(
+                    AgentSettings(
+                        f"agent{1001 + i}", str(1001 + i), queues=("sales",), auto_login=True
+                    )
+                    for i in range(args.agents)
+                ),
+            ),
         )
         app = _start_dirigent(reactor, settings, args.duration)
         print(
@@ -386,6 +402,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  metrics: http://127.0.0.1:{app.http_port}/metrics\n"
             f"  simulated Asterisk AMI: 127.0.0.1:{server.address[1]}"
             f" (user dirigent, {args.agents} agent phones, {args.inbound_rate:g} inbound calls/h)\n"
+            f"  simulated agents agent1001..agent{1000 + args.agents} log in to queue 'sales' and take the calls\n"
             f"  database: {url}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,

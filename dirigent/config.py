@@ -19,6 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from asterisk.session import PbxSettings
+from routing.blending import BlendingRules
+from routing.model import (
+    Channel,
+    ExpertiseRule,
+    OverflowStep,
+    QueueConfig,
+    RoutingError,
+    ServiceLevel,
+)
+from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///dirigent.db"
 
@@ -43,11 +53,34 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    id: str
+    endpoint: str
+    mode: str = "ring"
+    skills: Mapping[str, int] = field(default_factory=dict)
+    capacity: Mapping[Channel, int] = field(default_factory=lambda: {Channel.VOICE: 1})
+    queues: tuple[str, ...] = ()
+    team: str | None = None
+    auto_login: bool = False
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    policy: str = "longest_idle"
+    offer_timeout: float = 30.0
+    wrap_up: float = 10.0
+    blending: BlendingRules = field(default_factory=BlendingRules)
+    queues: tuple[QueueConfig, ...] = ()
+    agents: tuple[AgentSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     pbxs: tuple[PbxSettings, ...] = ()
     log_format: str = "text"
+    routing: RoutingSettings = RoutingSettings()
 
 
 _PBX_FIELDS: dict[str, type] = {
@@ -109,7 +142,7 @@ def env_secret_name(pbx_name: str) -> str:
 
 def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    _check_keys(data, {"http", "database", "pbx", "log"}, "")
+    _check_keys(data, {"http", "database", "pbx", "log", "routing", "queue", "agent"}, "")
     http = _table(data, "http")
     _check_keys(http, {"host", "port"}, "http")
     http_settings = HttpSettings(
@@ -174,7 +207,185 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
             )
         values["secret"] = secret
         pbxs.append(PbxSettings(**values))
-    return Settings(http_settings, db_settings, tuple(pbxs), log_format)
+    return Settings(http_settings, db_settings, tuple(pbxs), log_format, parse_routing(data))
+
+
+def _levels(value: Any, key: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table of skill = level")
+    for skill, level in value.items():
+        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
+            raise ConfigError(f"{key}.{skill}", "level must be a whole number from 1 to 10")
+    return dict(value)
+
+
+def _channel(value: Any, key: str) -> Channel:
+    try:
+        return Channel(value)
+    except ValueError:
+        raise ConfigError(
+            key, f"unknown channel {value!r} (one of {', '.join(c.value for c in Channel)})"
+        ) from None
+
+
+def _number(value: Any, key: str, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(key, f"must be a number >= {minimum:g}")
+    return float(value)
+
+
+def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
+    """``[routing]`` (policy, timeouts, ``[routing.blending]``), ``[[queue]]``, ``[[agent]]``."""
+    routing = _table(data, "routing")
+    _check_keys(routing, {"policy", "offer_timeout", "wrap_up", "blending"}, "routing")
+    policy = routing.get("policy", "longest_idle")
+    if policy not in POLICIES:
+        raise ConfigError("routing.policy", f"must be one of {', '.join(POLICIES)}")
+    try:
+        blending = BlendingRules.parse(_table(routing, "blending"))
+    except RoutingError as exc:
+        raise ConfigError(exc.field, exc.reason) from None
+    queues: list[QueueConfig] = []
+    for i, raw in enumerate(data.get("queue", [])):
+        prefix = f"queue[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(prefix, "must be a table")
+        _check_keys(
+            raw,
+            {"name", "skills", "priority", "max_wait", "service_level", "overflow", "expertise"},
+            prefix,
+        )
+        name = raw.get("name")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ConfigError(f"{prefix}.name", "required: letters, digits, '-' or '_'")
+        if any(q.name == name for q in queues):
+            raise ConfigError(f"{prefix}.name", f"duplicate queue {name!r}")
+        levels = {}
+        for channel, sl in _table(raw, "service_level").items():
+            ch = _channel(channel, f"{prefix}.service_level")
+            if not isinstance(sl, dict) or set(sl) != {"fraction", "seconds"}:
+                raise ConfigError(
+                    f"{prefix}.service_level.{channel}", "must be { fraction = 0.8, seconds = 20 }"
+                )
+            fraction = _number(sl["fraction"], f"{prefix}.service_level.{channel}.fraction")
+            if not 0 < fraction <= 1:
+                raise ConfigError(f"{prefix}.service_level.{channel}.fraction", "must be in (0, 1]")
+            levels[ch] = ServiceLevel(
+                fraction, _number(sl["seconds"], f"{prefix}.service_level.{channel}.seconds", 1)
+            )
+        overflow = []
+        for j, step in enumerate(raw.get("overflow", [])):
+            key = f"{prefix}.overflow[{j}]"
+            if not isinstance(step, dict):
+                raise ConfigError(key, "must be a table")
+            _check_keys(step, {"after", "action", "skill", "min_level", "team", "queue"}, key)
+            if step.get("action") not in (
+                "widen",
+                "drop_skill",
+                "team",
+                "queue",
+                "callback",
+                "voicemail",
+            ):
+                raise ConfigError(
+                    f"{key}.action", "one of widen, drop_skill, team, queue, callback, voicemail"
+                )
+            overflow.append(
+                OverflowStep(
+                    _number(step.get("after"), f"{key}.after"),
+                    step["action"],
+                    step.get("skill"),
+                    step.get("min_level"),
+                    step.get("team"),
+                    step.get("queue"),
+                )
+            )
+        expertise = []
+        for j, rule in enumerate(raw.get("expertise", [])):
+            key = f"{prefix}.expertise[{j}]"
+            if not isinstance(rule, dict):
+                raise ConfigError(key, "must be a table")
+            _check_keys(rule, {"attribute", "op", "value", "skill", "level", "team"}, key)
+            if rule.get("op") not in ("==", "!=", ">", ">=", "<", "<=", "in"):
+                raise ConfigError(f"{key}.op", "one of ==, !=, >, >=, <, <=, in")
+            if not isinstance(rule.get("attribute"), str) or "value" not in rule:
+                raise ConfigError(key, "needs attribute and value")
+            if not rule.get("skill") and not rule.get("team"):
+                raise ConfigError(key, "needs a skill or a team to route to")
+            expertise.append(
+                ExpertiseRule(
+                    rule["attribute"],
+                    rule["op"],
+                    rule["value"],
+                    rule.get("skill"),
+                    int(rule.get("level", 1)),
+                    rule.get("team"),
+                )
+            )
+        max_wait = raw.get("max_wait")
+        queues.append(
+            QueueConfig(
+                name,
+                skills=_levels(raw.get("skills", {}), f"{prefix}.skills"),
+                priority=int(_number(raw.get("priority", 0), f"{prefix}.priority")),
+                service_levels=levels or dict(QueueConfig(name).service_levels),
+                max_wait=None if max_wait is None else _number(max_wait, f"{prefix}.max_wait", 1),
+                overflow=tuple(sorted(overflow, key=lambda o: o.after)),
+                expertise=tuple(expertise),
+            )
+        )
+    names = {q.name for q in queues}
+    agents: list[AgentSettings] = []
+    for i, raw in enumerate(data.get("agent", [])):
+        prefix = f"agent[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(prefix, "must be a table")
+        _check_keys(
+            raw,
+            {"id", "endpoint", "mode", "skills", "capacity", "queues", "team", "auto_login"},
+            prefix,
+        )
+        agent_id = raw.get("id")
+        if not isinstance(agent_id, str) or not _NAME_RE.match(agent_id):
+            raise ConfigError(f"{prefix}.id", "required: letters, digits, '-' or '_'")
+        if any(a.id == agent_id for a in agents):
+            raise ConfigError(f"{prefix}.id", f"duplicate agent {agent_id!r}")
+        endpoint = raw.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise ConfigError(
+                f"{prefix}.endpoint", 'required: the agent\'s PJSIP endpoint, e.g. "1001"'
+            )
+        mode = raw.get("mode", "ring")
+        if mode not in ("ring", "nailed"):
+            raise ConfigError(f"{prefix}.mode", "must be 'ring' or 'nailed'")
+        capacity = {
+            _channel(c, f"{prefix}.capacity"): int(_number(n, f"{prefix}.capacity.{c}"))
+            for c, n in _table(raw, "capacity").items()
+        } or {Channel.VOICE: 1}
+        agent_queues = raw.get("queues", [])
+        for q in agent_queues:
+            if q not in names:
+                raise ConfigError(f"{prefix}.queues", f"unknown queue {q!r}")
+        agents.append(
+            AgentSettings(
+                agent_id,
+                endpoint,
+                mode,
+                _levels(raw.get("skills", {}), f"{prefix}.skills"),
+                capacity,
+                tuple(agent_queues),
+                raw.get("team"),
+                _typed(raw.get("auto_login", False), bool, f"{prefix}.auto_login"),
+            )
+        )
+    return RoutingSettings(
+        policy=policy,
+        offer_timeout=_number(routing.get("offer_timeout", 30.0), "routing.offer_timeout", 1),
+        wrap_up=_number(routing.get("wrap_up", 10.0), "routing.wrap_up"),
+        blending=blending,
+        queues=tuple(queues),
+        agents=tuple(agents),
+    )
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -17,11 +17,16 @@ from twisted.application import internet, service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from asterisk.events import PbxConnected, PbxEvent
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
+from asterisk.telephony import AmiTelephony
 from dirigent import db
+from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.config import Settings
 from dirigent.web import make_site
+from routing.agent import Agent
+from routing.router import Router
 
 log = Logger(namespace="dirigent.service")
 
@@ -53,6 +58,39 @@ class DatabaseService(service.Service):
         self.engine.dispose()
 
 
+class AcdService(service.Service):
+    """The inbound ACD on one PBX; logs in the auto-login agents once the
+    PBX is connected (nailed-up agents get their phone leg first)."""
+
+    name = "acd"
+
+    def __init__(self, acd: InboundAcd, auto_login: dict[str, tuple[str, ...]]) -> None:
+        self.acd = acd
+        self.auto_login = auto_login
+        acd.telephony.subscribe(self._on_event)
+
+    def _on_event(self, event: PbxEvent) -> None:
+        if isinstance(event, PbxConnected):
+            for agent_id, queues in self.auto_login.items():
+                agent = self.acd.router.agents[agent_id]
+                if self.acd.endpoints[agent_id].mode == "nailed":
+                    self.acd.nail_up(agent_id).addErrback(
+                        lambda f, a=agent_id: log.warn(
+                            "nail-up of {a} failed: {e}", a=a, e=f.getErrorMessage()
+                        )
+                    )
+                if not agent.logged_in:
+                    self.acd.login(agent_id, list(queues))
+
+    def startService(self) -> None:
+        super().startService()
+        self.acd.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.acd.stop()
+
+
 class Dirigent:
     """The assembled server: settings, metrics, PBX sessions, database, web."""
 
@@ -69,6 +107,34 @@ class Dirigent:
             self.sessions[pbx.name] = session
             self.ami_metrics.pbx_up.labels(pbx.name).set(0)
             PbxService(session).setServiceParent(self.service)
+        self.acd: InboundAcd | None = None
+        routing = settings.routing
+        if routing.queues and self.sessions:
+            from twisted.internet import reactor
+
+            self.router = Router(
+                {q.name: q for q in routing.queues},
+                routing.blending,
+                routing.policy,
+                routing.offer_timeout,
+            )
+            endpoints = {}
+            for a in routing.agents:
+                self.router.add_agent(
+                    Agent(a.id, skills=dict(a.skills), capacity=dict(a.capacity), team=a.team)
+                )
+                endpoints[a.id] = AgentEndpoint(a.id, a.endpoint, a.mode)
+            first = next(iter(self.sessions.values()))
+            self.acd = InboundAcd(
+                AmiTelephony(first),
+                self.router,
+                reactor,
+                endpoints,
+                registry=self.registry,
+                wrap_up=routing.wrap_up,
+            )
+            auto = {a.id: a.queues for a in routing.agents if a.auto_login}
+            AcdService(self.acd, auto).setServiceParent(self.service)
         self.site = make_site(self.registry, self.pbx_status, lambda: db.ping(self.database.engine))
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)

@@ -128,6 +128,7 @@ class SimPbx:
         inbound_patience_mean: float = 90.0,
         fallback_after: float = 60.0,
         amd: bool = True,
+        inbound_talk: float | None = None,
     ) -> None:
         self.clock = clock
         self.seed = seed
@@ -147,6 +148,8 @@ class SimPbx:
         self.inbound_patience_mean = inbound_patience_mean
         self.fallback_after = fallback_after
         self.amd = amd
+        #: mean talk time of inbound callers (exponential); None: the workload's talk
+        self.inbound_talk = inbound_talk
         self.globals = {"SOUNDS": "/var/lib/asterisk/sounds/lab"}
         self._chan_seq = itertools.count(0)
         self._uid_seq = itertools.count(1)
@@ -422,12 +425,16 @@ class SimPbx:
                 if m.far == "machine":
                     talk = self.workload.amd.undetected_machine_talk
                 else:
-                    talk = float(
-                        m.variables.get("SIM_TALK")
-                        or (m.fate.talk if m.fate else self.workload.talk.sample(self.rng))
-                    )
+                    talk = float(m.variables.get("SIM_TALK") or self._talk_time(m))
                 self._count("connected")
                 self._later(m, talk, self.hangup_channel, m, 16)
+
+    def _talk_time(self, chan: SimChannel) -> float:
+        if chan.fate is not None:
+            return chan.fate.talk
+        if chan.far == "customer" and self.inbound_talk is not None:
+            return self.rng.expovariate(1.0 / self.inbound_talk)
+        return self.workload.talk.sample(self.rng)
 
     def _moh(self, c: SimChannel, on: bool) -> None:
         c.on_moh = on
@@ -952,7 +959,7 @@ class SimPbx:
 
     def _ctx_agent(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
         """Nailed-up agent leg: answered, parked in the agent's own holding bridge."""
-        agent = chan.agent or exten
+        agent = exten  # ConfBridge(agent-${EXTEN}) in extensions_dirigent.conf
         self._newexten(
             chan, "ConfBridge", f"agent-{agent}", context=context, exten=exten, priority=1
         )

@@ -182,6 +182,12 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         assert 'dirigent_ami_events_total{event="Newchannel",pbx="sim"}' in metrics, (
             "inbound calls arrive"
         )
+        answered = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("dirigent_interactions_answered_total")
+        ]
+        assert answered and float(answered[0].split()[-1]) >= 1, "simulated agents take the calls"
     finally:
         code, out = proc.wait(timeout=20), proc.stdout.read()
     assert code == 0, out

@@ -95,3 +95,98 @@ def test_foreign_keys_are_enforced_on_both_databases(database_url):
             conn.execute(insert(db.dial_list).values(campaign_id=999, name="orphan"))
     finally:
         engine.dispose()
+
+
+ROUTING = {
+    **BASE,
+    "routing": {"policy": "best_skill", "wrap_up": 15, "blending": {"deferrable": ["email"]}},
+    "queue": [
+        {
+            "name": "sales",
+            "skills": {"de": 3},
+            "service_level": {"voice": {"fraction": 0.8, "seconds": 20}},
+            "overflow": [{"after": 60, "action": "widen", "min_level": 1}],
+            "expertise": [{"attribute": "product_age", "op": ">", "value": 5, "team": "2nd-level"}],
+        },
+    ],
+    "agent": [
+        {
+            "id": "anna",
+            "endpoint": "1001",
+            "mode": "nailed",
+            "skills": {"de": 8},
+            "capacity": {"voice": 1, "chat": 4},
+            "queues": ["sales"],
+            "auto_login": True,
+        }
+    ],
+}
+
+
+def test_routing_configuration_is_parsed_into_queues_agents_and_rules():
+    from routing.model import Channel
+
+    routing = parse_settings(ROUTING, env={}).routing
+    assert routing.policy == "best_skill" and routing.wrap_up == 15
+    (queue,) = routing.queues
+    assert queue.skills == {"de": 3} and queue.overflow[0].action == "widen"
+    assert queue.expertise[0].matches({"product_age": 7})
+    (agent,) = routing.agents
+    assert (
+        agent.mode == "nailed"
+        and agent.capacity == {Channel.VOICE: 1, Channel.CHAT: 4}
+        and agent.auto_login
+    )
+
+
+@pytest.mark.parametrize(
+    ("patch", "key", "reason"),
+    [
+        ({"routing": {"policy": "random"}}, "routing.policy", "one of"),
+        (
+            {"routing": {"blending": {"block": {"voice": ["fax"]}}}},
+            "routing.blending.block.voice",
+            "unknown channel",
+        ),
+        ({"queue": [{"name": "q", "skills": {"de": 11}}]}, "queue[0].skills.de", "1 to 10"),
+        (
+            {"queue": [{"name": "q", "overflow": [{"after": 5, "action": "explode"}]}]},
+            "queue[0].overflow[0].action",
+            "widen",
+        ),
+        (
+            {
+                "queue": [{"name": "q"}],
+                "agent": [{"id": "a", "endpoint": "1001", "queues": ["nope"]}],
+            },
+            "agent[0].queues",
+            "unknown queue",
+        ),
+        (
+            {
+                "queue": [{"name": "q"}],
+                "agent": [{"id": "a", "endpoint": "1001", "mode": "psychic"}],
+            },
+            "agent[0].mode",
+            "'ring' or 'nailed'",
+        ),
+        ({"queue": [{"name": "q"}], "agent": [{"id": "a"}]}, "agent[0].endpoint", "required"),
+    ],
+)
+def test_bad_routing_configuration_names_the_key(patch, key, reason):
+    with pytest.raises(ConfigError) as err:
+        parse_settings({**BASE, **patch}, env={})
+    assert err.value.key == key and reason in err.value.reason
+
+
+def test_deploy_config_for_compose_is_valid():
+    from pathlib import Path
+
+    from dirigent.config import load_settings
+
+    deploy = Path(__file__).parent.parent / "deploy" / "dirigent.toml"
+    settings = load_settings(
+        deploy,
+        env={"DIRIGENT_PBX_MAIN_SECRET": "x", "DIRIGENT_DATABASE_URL": "postgresql://u@db/d"},
+    )
+    assert settings.pbxs[0].host == "asterisk"

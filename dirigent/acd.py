@@ -1,0 +1,393 @@
+"""Inbound ACD: Asterisk callers to agents, through the Telephony port.
+
+The dialplan context ``dirigent-inbound`` answers a call, announces it with
+``UserEvent(DirigentInbound, Queue: <q>, CallUniqueid: <id>)`` and plays
+music on hold.  This service turns that into a voice interaction in the
+router's universal queue and carries out the router's offers:
+
+* agents rung per call (``mode = "ring"``): the caller is redirected to
+  ``dirigent-connect,<phone>,1``, which dials the agent's phone; the call is
+  accepted when the caller enters a bridge; a failed dial
+  (``UserEvent DirigentConnectFailed``: busy, unavailable, no answer)
+  declines the offer, pauses the agent with that reason and re-routes the
+  caller, who is back on music on hold;
+* nailed-up agents (``mode = "nailed"``, as the predictive dialer needs):
+  the agent's phone sits in its own ConfBridge (``dirigent-agent``); the
+  caller is redirected to ``dirigent-join,<agent>,1`` and joins without
+  ringing.
+
+A caller hanging up while waiting is counted abandoned (with the wait); one
+hanging up while connected ends the interaction (agent to wrap-up).  After a
+PBX link loss, waiting calls stay queued; the resync reports calls that ended
+meanwhile (closed with the right outcome) and nailed agent legs that
+vanished (agent paused, reason "pbx lost").
+
+Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from asterisk.events import (
+    BridgeEntered,
+    ChannelHungUp,
+    PbxDisconnected,
+    PbxEvent,
+    ResyncCompleted,
+    UserEventReceived,
+)
+from asterisk.port import Telephony
+from routing.agent import AgentState
+from routing.model import Channel, Interaction
+from routing.router import Exit, Offer, Router
+
+log = Logger(namespace="dirigent.acd")
+
+PBX_LOST = "pbx lost"
+SL_WINDOW = 1800.0  # "service level over the last 30 minutes"
+
+
+@dataclass
+class AgentEndpoint:
+    agent: str
+    endpoint: str  # e.g. "1001" for PJSIP/1001
+    mode: str = "ring"  # "ring" or "nailed"
+    nailed_uniqueid: str | None = None
+
+
+@dataclass
+class _Call:
+    interaction: Interaction
+    channel: str  # the caller's channel name
+    agent: str | None = None
+    answered_at: float | None = None
+
+
+class AcdMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["queue", "channel"]
+        self.offered = Counter(
+            "dirigent_interactions_offered_total",
+            "Interactions that entered a queue",
+            labels,
+            registry=registry,
+        )
+        self.answered = Counter(
+            "dirigent_interactions_answered_total",
+            "Interactions an agent accepted",
+            labels,
+            registry=registry,
+        )
+        self.abandoned = Counter(
+            "dirigent_interactions_abandoned_total",
+            "Interactions the customer left while waiting",
+            labels,
+            registry=registry,
+        )
+        self.waiting = Gauge(
+            "dirigent_queue_waiting", "Interactions waiting now", labels, registry=registry
+        )
+        self.oldest = Gauge(
+            "dirigent_queue_oldest_wait_seconds",
+            "Wait of the oldest waiting interaction",
+            labels,
+            registry=registry,
+        )
+        self.service_level = Gauge(
+            "dirigent_queue_service_level",
+            "Share answered within the target (window: 30m, today)",
+            [*labels, "window"],
+            registry=registry,
+        )
+        self.wait = Histogram(
+            "dirigent_queue_wait_seconds",
+            "Time from arrival to answer or abandon",
+            [*labels, "outcome"],
+            buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 86400),
+            registry=registry,
+        )
+        self.handle = Histogram(
+            "dirigent_interaction_handle_seconds",
+            "Time from answer to end",
+            labels,
+            buckets=(30, 60, 120, 180, 300, 600, 1200, 3600),
+            registry=registry,
+        )
+        self.agents = Gauge(
+            "dirigent_agents",
+            "Agents by state, per channel they serve",
+            ["state", "channel"],
+            registry=registry,
+        )
+
+
+class InboundAcd:
+    def __init__(
+        self,
+        telephony: Telephony,
+        router: Router,
+        clock: IReactorTime,
+        endpoints: Mapping[str, AgentEndpoint],
+        *,
+        registry: CollectorRegistry | None = None,
+        wrap_up: float = 10.0,
+        tick_interval: float = 1.0,
+        day_start: Callable[[float], float] = lambda now: now - now % 86_400,
+    ) -> None:
+        self.telephony = telephony
+        self.router = router
+        self.clock = clock
+        self.endpoints = dict(endpoints)
+        self.wrap_up = wrap_up
+        self.day_start = day_start
+        self.metrics = AcdMetrics(registry) if registry is not None else None
+        self.calls: dict[str, _Call] = {}  # interaction id (caller uniqueid) -> call
+        self.by_nailed: dict[str, str] = {}  # nailed agent leg uniqueid -> agent
+        self.answers: deque[tuple[float, str, float]] = deque()  # (answered at, queue, wait)
+        self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
+        self._today_start = day_start(clock.seconds())
+        self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
+        telephony.subscribe(self.on_event)
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+        self._tick_interval = tick_interval
+
+    def start(self) -> None:
+        self._ticker.start(self._tick_interval, now=False)
+
+    def stop(self) -> None:
+        if self._ticker.running:
+            self._ticker.stop()
+
+    # -- agents -------------------------------------------------------------------------
+    # Agent operations go through here, not straight to the router, so that
+    # the offers they cause are carried out at once.
+    def login(self, agent: str, queues: list[str], paused: str | None = None) -> None:
+        self._route(self.router.login(agent, self.clock.seconds(), queues, paused))
+
+    def ready(self, agent: str) -> None:
+        self._route(self.router.ready(agent, self.clock.seconds()))
+
+    def pause(self, agent: str, reason: str) -> None:
+        self.router.pause(agent, self.clock.seconds(), reason)
+
+    def logout(self, agent: str) -> None:
+        self.router.logout(agent, self.clock.seconds())
+
+    def end_wrap_up(self, agent: str) -> None:
+        self._route(self.router.end_wrap_up(agent, self.clock.seconds()))
+
+    def nail_up(self, agent: str) -> Any:
+        """Bring a nailed-up agent's phone into its own bridge (dirigent-agent)."""
+        ep = self.endpoints[agent]
+        uid = f"agent-{agent}-{int(self.clock.seconds() * 1000)}"
+        ep.nailed_uniqueid = uid
+        self.by_nailed[uid] = agent
+        return self.telephony.originate(
+            f"PJSIP/{ep.endpoint}",
+            context="dirigent-agent",
+            exten=agent,
+            channel_id=uid,
+            timeout_ms=30_000,
+        )
+
+    # -- events ---------------------------------------------------------------------------
+    def on_event(self, event: PbxEvent) -> None:
+        now = self.clock.seconds()
+        match event:
+            case UserEventReceived(name="DirigentInbound"):
+                self._arrived(event, now)
+            case UserEventReceived(name="DirigentConnectFailed"):
+                self._connect_failed(event, now)
+            case BridgeEntered(uniqueid=uid) if uid in self.calls:
+                self._connected(uid, now)
+            case ChannelHungUp(uniqueid=uid) if uid in self.calls:
+                self._caller_gone(uid, now, vanished=event.resynced)
+            case ChannelHungUp(uniqueid=uid) if uid in self.by_nailed:
+                agent = self.by_nailed.pop(uid)
+                self._agent_lost(agent, now, PBX_LOST if event.resynced else "phone hung up")
+            case ResyncCompleted():
+                self._route(self.router.route(now))
+            case PbxDisconnected():
+                log.warn(
+                    "PBX link lost: {n} calls stay queued until resync", n=len(self.router.waiting)
+                )
+            case _:
+                pass
+
+    def _arrived(self, event: UserEventReceived, now: float) -> None:
+        uid = event.fields.get("CallUniqueid") or event.uniqueid
+        queue = event.fields.get("Queue") or "default"
+        if not uid or uid in self.calls:
+            return
+        if queue not in self.router.queues:
+            log.warn(
+                "inbound call {uid} for unknown queue {q}: left to the dialplan fallback",
+                uid=uid,
+                q=queue,
+            )
+            return
+        chan = self.telephony.mirror.get(uid)
+        interaction = Interaction(
+            uid, Channel.VOICE, queue, now, customer=event.fields.get("CallerIDNum")
+        )
+        self.calls[uid] = _Call(interaction, chan.name if chan else (event.channel or ""))
+        if self.metrics:
+            self.metrics.offered.labels(queue, "voice").inc()
+        self._route(self.router.enqueue(interaction, now))
+
+    def _route(self, offers: list[Offer]) -> None:
+        for offer in offers:
+            call = self.calls.get(offer.interaction)
+            if call is None:  # not a call of ours (chat/e-mail interactions are routed elsewhere)
+                continue
+            call.agent = offer.agent
+            ep = self.endpoints.get(offer.agent)
+            if ep is None:
+                self.router.decline(offer.agent, offer.interaction, self.clock.seconds())
+                continue
+            if ep.mode == "nailed":
+                d = self.telephony.redirect(call.channel, "dirigent-join", offer.agent)
+            else:
+                d = self.telephony.redirect(call.channel, "dirigent-connect", ep.endpoint)
+            d.addErrback(self._redirect_failed, offer)
+
+    def _redirect_failed(self, failure: Any, offer: Offer) -> None:
+        log.warn(
+            "connecting {i} to {a} failed: {e}",
+            i=offer.interaction,
+            a=offer.agent,
+            e=failure.getErrorMessage(),
+        )
+        now = self.clock.seconds()
+        if offer.interaction in self.router.offered:
+            self._route(self.router.decline(offer.agent, offer.interaction, now))
+
+    def _connected(self, uid: str, now: float) -> None:
+        call = self.calls[uid]
+        if call.answered_at is not None or call.agent is None or uid not in self.router.offered:
+            return
+        self.router.accept(call.agent, uid, now)
+        call.answered_at = now
+        wait = now - call.interaction.arrived
+        queue = call.interaction.queue
+        self.answers.append((now, queue, wait))
+        target = self.router.queues[queue].service_level(Channel.VOICE).seconds
+        day = self.today.setdefault(queue, [0, 0])
+        day[0] += wait <= target
+        day[1] += 1
+        if self.metrics:
+            self.metrics.answered.labels(queue, "voice").inc()
+            self.metrics.wait.labels(queue, "voice", "answered").observe(wait)
+
+    def _connect_failed(self, event: UserEventReceived, now: float) -> None:
+        uid = event.uniqueid
+        call = self.calls.get(uid or "")
+        if call is None or call.agent is None or uid not in self.router.offered:
+            return
+        status = event.fields.get("DialStatus", "")
+        agent = call.agent
+        call.agent = None
+        reason = {"BUSY": "endpoint busy", "CHANUNAVAIL": "endpoint unreachable"}.get(
+            status, "no answer"
+        )
+        offers = self.router.decline(agent, uid, now, timed_out=True)
+        self.router.pause(agent, now, reason)
+        self._route(offers)
+
+    def _caller_gone(self, uid: str, now: float, vanished: bool) -> None:
+        call = self.calls.pop(uid)
+        queue = call.interaction.queue
+        if call.answered_at is not None and call.agent is not None:
+            if uid in self.router.handling:
+                self._route(self.router.finish(call.agent, uid, now, self.wrap_up))
+            if self.metrics:
+                self.metrics.handle.labels(queue, "voice").observe(now - call.answered_at)
+            return
+        self.router.abandon(uid, now)
+        wait = now - call.interaction.arrived
+        self.abandoned.append((uid, wait))
+        if self.metrics:
+            self.metrics.abandoned.labels(queue, "voice").inc()
+            self.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
+        if call.agent is not None and call.agent in self.router.agents:
+            self._route(self.router.route_agent(call.agent, now))
+
+    def _agent_lost(self, agent: str, now: float, reason: str) -> None:
+        a = self.router.agents.get(agent)
+        if a is None or not a.logged_in:
+            return
+        for iid in list(a.work):
+            a.drop(now, iid, reason)
+            self.router.handling.pop(iid, None)
+            self.router.offered.pop(iid, None)
+        self.router.pause(agent, now, reason)
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock.seconds()
+        offers, exits = self.router.tick(now)
+        self._route(offers)
+        for ex in exits:
+            self._exit(ex)
+        self.update_gauges(now)
+
+    def _exit(self, ex: Exit) -> None:
+        call = self.calls.get(ex.interaction)
+        if call is None:
+            return
+        # the caller goes to the dialplan fallback (queue / voicemail)
+        self.telephony.redirect(call.channel, "dirigent-inbound", call.interaction.queue, 7)
+
+    def service_level(self, queue: str, now: float) -> tuple[float | None, float | None]:
+        """(last 30 minutes, today) shares answered within the voice target."""
+        while self.answers and self.answers[0][0] < now - SL_WINDOW:
+            self.answers.popleft()
+        target = self.router.queues[queue].service_level(Channel.VOICE).seconds
+        recent = [w for _, q, w in self.answers if q == queue]
+        window = sum(w <= target for w in recent) / len(recent) if recent else None
+        start = self.day_start(now)
+        if start != self._today_start:
+            self._today_start, self.today = start, {}
+        within, total = self.today.get(queue, [0, 0])
+        return window, (within / total if total else None)
+
+    def update_gauges(self, now: float) -> None:
+        if not self.metrics:
+            return
+        m = self.metrics
+        for queue in self.router.queues:
+            for channel in Channel:
+                bucket = self.router._buckets.get((queue, channel))
+                m.waiting.labels(queue, channel.value).set(len(bucket) if bucket else 0)
+                oldest = (
+                    min((self.router.waiting[i].arrived for *_, i in bucket), default=None)
+                    if bucket
+                    else None
+                )
+                m.oldest.labels(queue, channel.value).set(now - oldest if oldest is not None else 0)
+            window, today = self.service_level(queue, now)
+            if window is not None:
+                m.service_level.labels(queue, "voice", "30m").set(window)
+            if today is not None:
+                m.service_level.labels(queue, "voice", "today").set(today)
+        counts: dict[tuple[str, str], int] = {}
+        for agent in self.router.agents.values():
+            for channel, cap in agent.capacity.items():
+                if cap > 0:
+                    key = (agent.state.value, channel.value)
+                    counts[key] = counts.get(key, 0) + 1
+        for state in AgentState:
+            for channel in Channel:
+                m.agents.labels(state.value, channel.value).set(
+                    counts.get((state.value, channel.value), 0)
+                )

@@ -1,0 +1,233 @@
+"""The inbound ACD end to end: simulated PBX callers, router, agents.
+
+Queue mechanics run in virtual time (task.Clock, in-process PBX); the AMI
+path and PBX link loss run over real TCP against the simulated Asterisk.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from twisted.internet import task
+
+from asterisk.telephony import AmiTelephony
+from dirigent.acd import PBX_LOST, AgentEndpoint, InboundAcd
+from routing.agent import Agent, AgentState
+from routing.model import QueueConfig
+from routing.router import Router
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from tests.conftest import run, wait_for
+
+
+def build(clock, n_agents=3, mode="ring", registry=None, **pbx_kw):  # type: ignore[no-untyped-def]
+    pbx = SimPbx(clock, seed=3, agents=n_agents, **pbx_kw)
+    phone = SimTelephony(pbx)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    endpoints = {}
+    for i in range(n_agents):
+        agent_id = f"agent{i}"
+        router.add_agent(Agent(agent_id))
+        endpoints[agent_id] = AgentEndpoint(agent_id, str(1001 + i), mode)
+    acd = InboundAcd(phone, router, clock, endpoints, registry=registry, wrap_up=5)
+    return pbx, phone, router, acd
+
+
+def advance(clock: task.Clock, seconds: float, step: float = 0.1) -> None:
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+
+
+def test_an_inbound_call_rings_the_longest_idle_agent_and_is_answered():
+    clock = task.Clock()
+    registry = CollectorRegistry()
+    pbx, phone, router, acd = build(clock, registry=registry, inbound_talk=30)
+    acd.start()
+    for i, agent in enumerate(router.agents):
+        router.login(agent, clock.seconds() + i, ["sales"])
+    caller = pbx.inbound_call(queue="sales", caller="+4930111")
+    advance(clock, 1)
+    assert router.agents["agent0"].state is AgentState.BUSY
+    assert phone.mirror.get(caller.uniqueid).bridge_id is not None
+    advance(clock, 120)  # talk, hang-up, wrap-up
+    assert router.agents["agent0"].state is AgentState.READY
+    assert (
+        registry.get_sample_value(
+            "dirigent_interactions_answered_total", {"queue": "sales", "channel": "voice"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "dirigent_interaction_handle_seconds_count", {"queue": "sales", "channel": "voice"}
+        )
+        == 1
+    )
+
+
+def test_poisson_arrivals_for_an_hour_every_call_is_answered_abandoned_or_waiting():
+    clock = task.Clock()
+    registry = CollectorRegistry()
+    pbx, _phone, router, acd = build(
+        clock, n_agents=4, registry=registry, inbound_talk=120, inbound_patience_mean=60
+    )
+    acd.start()
+    for agent in router.agents:
+        router.login(agent, 0, ["sales"])
+    pbx.start_inbound(150)  # calls per hour: 5 Erlangs on 4 agents, so some callers give up
+    offered_seen = 0
+    for _ in range(3600):
+        advance(clock, 1, step=0.25)
+        busy = [
+            a for a in router.agents.values() if a.state in (AgentState.BUSY, AgentState.RESERVED)
+        ]
+        assert len({w for a in busy for w in a.work}) == sum(len(a.work) for a in busy), (
+            "never offered twice"
+        )
+        offered_seen = max(offered_seen, len(router.offered))
+    pbx.stop_inbound()
+    labels = {"queue": "sales", "channel": "voice"}
+    offered = registry.get_sample_value("dirigent_interactions_offered_total", labels)
+    answered = registry.get_sample_value("dirigent_interactions_answered_total", labels)
+    abandoned = registry.get_sample_value("dirigent_interactions_abandoned_total", labels)
+    in_flight = len(acd.calls)
+    assert offered == pbx.stats["inbound"] > 100
+    assert answered > 0 and abandoned > 0
+    # every call is answered, abandoned, or still in the system (waiting or talking)
+    assert answered + abandoned + len(router.waiting) + len(router.offered) >= offered - in_flight
+    assert (
+        answered + abandoned + len([c for c in acd.calls.values() if c.answered_at is None])
+        == offered
+    )
+    assert all(w >= 0 for _, w in acd.abandoned)
+    window, today = acd.service_level("sales", clock.seconds())
+    assert 0 <= window <= 1 and 0 <= today <= 1
+    acd.update_gauges(clock.seconds())
+    assert (
+        registry.get_sample_value("dirigent_queue_service_level", {**labels, "window": "30m"})
+        == window
+    )
+
+
+def test_busy_agent_phone_pauses_the_agent_and_the_call_goes_to_another():
+    clock = task.Clock()
+    pbx, _phone, router, acd = build(clock, n_agents=2, inbound_talk=60)
+    acd.start()
+    router.login("agent0", 0, ["sales"])
+    router.login("agent1", 1, ["sales"])
+    pbx.phones["1001"].channel = "someone-else"  # agent0's phone is busy with a private call
+    caller = pbx.inbound_call(queue="sales")
+    advance(clock, 2)
+    a0, a1 = router.agents["agent0"], router.agents["agent1"]
+    assert a0.state is AgentState.PAUSED and a0.pause_reason == "endpoint busy"
+    assert a1.state is AgentState.BUSY and caller.uniqueid in a1.work
+
+
+def test_unregistered_phone_is_reported_unreachable():
+    clock = task.Clock()
+    pbx, _phone, router, acd = build(clock, n_agents=1)
+    acd.start()
+    router.login("agent0", 0, ["sales"])
+    pbx.set_registered("1001", False)
+    pbx.inbound_call(queue="sales")
+    advance(clock, 2)
+    assert router.agents["agent0"].pause_reason == "endpoint unreachable"
+    assert len(router.waiting) == 1, "the caller waits for the next agent"
+
+
+def test_nailed_up_agent_gets_the_caller_without_ringing():
+    clock = task.Clock()
+    pbx, phone, router, acd = build(clock, n_agents=1, mode="nailed", inbound_talk=20)
+    acd.start()
+    acd.nail_up("agent0")
+    advance(clock, 1)
+    router.login("agent0", clock.seconds(), ["sales"])
+    caller = pbx.inbound_call(queue="sales")
+    clock.advance(0)
+    advance(clock, 0.2)
+    assert router.agents["agent0"].state is AgentState.BUSY, "connected within 0.2 s, no phone rang"
+    agent_leg = phone.mirror.get(acd.endpoints["agent0"].nailed_uniqueid)
+    assert phone.mirror.get(caller.uniqueid).bridge_id == agent_leg.bridge_id
+    advance(clock, 200)
+    assert phone.mirror.get(acd.endpoints["agent0"].nailed_uniqueid) is not None, (
+        "the agent stays on the line"
+    )
+    assert router.agents["agent0"].state is AgentState.READY
+
+
+def test_caller_hanging_up_while_waiting_is_abandoned_with_its_wait():
+    clock = task.Clock()
+    registry = CollectorRegistry()
+    pbx, _phone, router, acd = build(clock, n_agents=1, registry=registry)
+    acd.start()
+    caller = pbx.inbound_call(queue="sales")  # nobody logged in
+    advance(clock, 12)
+    pbx.hangup_channel(caller, 16)
+    assert not router.waiting and acd.abandoned[0][0] == caller.uniqueid
+    assert 11.9 <= acd.abandoned[0][1] <= 12.1
+    labels = {"queue": "sales", "channel": "voice"}
+    assert registry.get_sample_value("dirigent_interactions_abandoned_total", labels) == 1
+
+
+def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_closed(
+    sim, session_factory
+):
+    from twisted.internet import reactor
+
+    pbx, server = sim
+    pbx.inbound_talk = 60
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    phone = AmiTelephony(session)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    endpoints = {
+        "nailed": AgentEndpoint("nailed", "1001", "nailed"),
+        "ringer": AgentEndpoint("ringer", "1002"),
+    }
+    for agent in endpoints:
+        router.add_agent(Agent(agent))
+    acd = InboundAcd(phone, router, reactor, endpoints, wrap_up=1)
+    session.start()
+    run(session.wait_connected(5))
+    acd.start()
+    try:
+        acd.nail_up("nailed")
+        run(
+            wait_for(
+                lambda: phone.mirror.get(endpoints["nailed"].nailed_uniqueid) is not None,
+                what="agent leg",
+            )
+        )
+        acd.login("nailed", ["sales"])
+        talking = pbx.inbound_call(queue="sales")
+        run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
+        waiting = pbx.inbound_call(queue="sales")
+        leaving = pbx.inbound_call(queue="sales")
+        run(wait_for(lambda: len(router.waiting) == 2, what="two callers queued"))
+
+        # link down: meanwhile one waiting caller hangs up and the agent's leg drops
+        pbx.unsubscribe(server.broadcast)
+        server.drop_connections()
+        pbx.hangup_channel(leaving, 16)
+        pbx.hangup_channel(pbx.channels[endpoints["nailed"].nailed_uniqueid], 16)
+        pbx.subscribe(server.broadcast)
+        run(
+            wait_for(
+                lambda: session.connects == 2 and leaving.uniqueid not in acd.calls, what="resync"
+            )
+        )
+
+        assert waiting.uniqueid in router.waiting, "still queued after the outage"
+        assert [uid for uid, _ in acd.abandoned] == [leaving.uniqueid]
+        nailed = router.agents["nailed"]
+        assert nailed.state is AgentState.PAUSED and nailed.pause_reason == PBX_LOST, (
+            "not left busy forever"
+        )
+        assert talking.uniqueid not in router.handling
+        # a ring-mode agent logs in: the surviving caller is connected over AMI
+        acd.login("ringer", ["sales"])
+        run(
+            wait_for(
+                lambda: router.agents["ringer"].state is AgentState.BUSY, what="ringer answers"
+            )
+        )
+    finally:
+        acd.stop()
