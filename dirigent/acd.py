@@ -27,6 +27,7 @@ Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ from asterisk.events import (
     UserEventReceived,
 )
 from asterisk.port import Telephony
-from routing.agent import AgentState
-from routing.model import Channel, Interaction
+from cti.bus import EventBus
+from routing.agent import Agent, AgentState
+from routing.model import Channel, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
 log = Logger(namespace="dirigent.acd")
@@ -142,6 +144,7 @@ class InboundAcd:
         wrap_up: float = 10.0,
         tick_interval: float = 1.0,
         day_start: Callable[[float], float] = lambda now: now - now % 86_400,
+        bus: EventBus | None = None,
     ) -> None:
         self.telephony = telephony
         self.router = router
@@ -156,6 +159,10 @@ class InboundAcd:
         self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
         self._today_start = day_start(clock.seconds())
         self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
+        self.bus = bus or EventBus()
+        self._published: dict[str, tuple[str, str | None]] = {}
+        self._ids = itertools.count(1)
+        router.agent_listeners.append(self._agent_changed)
         telephony.subscribe(self.on_event)
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
@@ -185,6 +192,67 @@ class InboundAcd:
 
     def end_wrap_up(self, agent: str) -> None:
         self._route(self.router.end_wrap_up(agent, self.clock.seconds()))
+
+    def _agent_changed(self, agent: Agent) -> None:
+        now_state = (agent.state.value, agent.pause_reason)
+        if self._published.get(agent.id) != now_state:
+            self._published[agent.id] = now_state
+            self.bus.publish(
+                "agent",
+                agent=agent.id,
+                state=now_state[0],
+                pause_reason=now_state[1],
+                at=self.clock.seconds(),
+            )
+
+    # -- non-voice interactions (chat, e-mail, SMS until their gateways exist) --------------
+    def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str:
+        iid = f"{channel.value}-{int(self.clock.seconds())}-{next(self._ids)}"
+        interaction = Interaction(iid, channel, queue, self.clock.seconds(), **fields)
+        if self.metrics:
+            self.metrics.offered.labels(queue, channel.value).inc()
+        self._route(self.router.enqueue(interaction, self.clock.seconds()))
+        return iid
+
+    def accept(self, agent: str, interaction: str) -> None:
+        pending = self.router.offered.get(interaction)
+        if pending is None or pending.agent != agent:
+            raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
+        now = self.clock.seconds()
+        self.router.accept(agent, interaction, now)
+        if self.metrics:
+            it = pending.interaction
+            self.metrics.answered.labels(it.queue, it.channel.value).inc()
+            self.metrics.wait.labels(it.queue, it.channel.value, "answered").observe(
+                now - it.arrived
+            )
+
+    def finish(self, agent: str, interaction: str, wrap_up: float) -> None:
+        self._route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
+
+    def queue_figures(self) -> list[dict[str, Any]]:
+        now = self.clock.seconds()
+        out = []
+        for name in sorted(self.router.queues):
+            window, today = self.service_level(name, now)
+            channels = {}
+            for channel in Channel:
+                bucket = self.router._buckets.get((name, channel)) or []
+                oldest = min((self.router.waiting[i].arrived for *_, i in bucket), default=None)
+                channels[channel.value] = {
+                    "waiting": len(bucket),
+                    "oldest_wait": now - oldest if oldest else 0.0,
+                }
+            out.append(
+                {
+                    "queue": name,
+                    "channels": channels,
+                    "service_level_30m": window,
+                    "service_level_today": today,
+                    "abandoned": len(self.abandoned),
+                }
+            )
+        return out
 
     def nail_up(self, agent: str) -> Any:
         """Bring a nailed-up agent's phone into its own bridge (dirigent-agent)."""
@@ -247,8 +315,22 @@ class InboundAcd:
 
     def _route(self, offers: list[Offer]) -> None:
         for offer in offers:
+            pending = self.router.offered.get(offer.interaction)
+            if pending is not None:
+                it = pending.interaction
+                # the screen pop: who, on what channel, with what the interaction carries
+                self.bus.publish(
+                    "offer",
+                    agent=offer.agent,
+                    interaction=it.id,
+                    channel=it.channel.value,
+                    queue=it.queue,
+                    customer=it.customer,
+                    attributes=it.attributes,
+                    deadline=offer.deadline,
+                )
             call = self.calls.get(offer.interaction)
-            if call is None:  # not a call of ours (chat/e-mail interactions are routed elsewhere)
+            if call is None:  # chat / e-mail / SMS: the agent accepts on the desktop
                 continue
             call.agent = offer.agent
             ep = self.endpoints.get(offer.agent)

@@ -58,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", default=None)
 
+    users = sub.add_parser("user", help="API users")
+    usersub = users.add_subparsers(dest="user_command", required=True)
+    add = usersub.add_parser("add", help="create a user or reset its password (read from stdin)")
+    add.add_argument("username")
+    add.add_argument(
+        "--role", required=True, choices=["agent", "supervisor", "campaign_manager", "admin"]
+    )
+    add.add_argument("--agent", default=None, help="the routing agent id this user logs in as")
+    add.add_argument(
+        "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
+    )
+    add.add_argument("--config", default=None)
+
     erl = sub.add_parser("erlang", help="Erlang C (and A) staffing for one interval")
     erl.add_argument("--calls", type=float, required=True, help="calls arriving in the interval")
     erl.add_argument("--interval", type=float, required=True, help="interval length in seconds")
@@ -110,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "erlang": cmd_erlang,
+        "user": cmd_user,
         "serve": cmd_serve,
         "demo": cmd_demo,
         "db": cmd_db,
@@ -219,6 +233,42 @@ def _make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:
         pbx, reactor, username=getattr(args, "username", "dirigent"), secret=secret
     )
     return pbx, server
+
+
+def _database_url(args: argparse.Namespace) -> str:
+    from dirigent.config import DEFAULT_DATABASE_URL, ConfigError, load_settings
+
+    url = args.db
+    if url is None and args.config:
+        try:
+            url = load_settings(args.config).database.url
+        except ConfigError as exc:
+            raise _bad_input(exc) from None
+    return url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``dirigent user add NAME --role R [--agent ID]``; the password comes on
+    standard input (one line), never on the command line."""
+    from cti.auth import hash_password
+    from dirigent import db
+
+    if args.role == "agent" and not args.agent:
+        raise UsageError("--agent: required for the agent role")
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        db.add_user(engine, args.username, hashed, args.role, args.agent)
+    finally:
+        engine.dispose()
+    print(f"user {args.username} ({args.role}) saved")
+    return EXIT_OK
 
 
 def cmd_erlang(args: argparse.Namespace) -> int:
@@ -347,6 +397,27 @@ def cmd_sim_phones(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DEMO_SUPERVISOR_PASSWORD = "supervisor-demo"
+DEMO_AGENT_PASSWORD = "agent-demo"
+
+
+def _demo_users(url: str, agents: int) -> None:
+    """API users for the demo: one supervisor and one user per simulated agent."""
+    from cti.auth import hash_password
+    from dirigent import db
+
+    engine = db.make_engine(url)
+    try:
+        db.add_user(
+            engine, "supervisor", hash_password(DEMO_SUPERVISOR_PASSWORD), "supervisor", None
+        )
+        agent_hash = hash_password(DEMO_AGENT_PASSWORD)
+        for i in range(agents):
+            db.add_user(engine, f"agent{1001 + i}", agent_hash, "agent", f"agent{1001 + i}")
+    finally:
+        engine.dispose()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from asterisk.session import PbxSettings
     from dirigent import db
@@ -365,6 +436,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tmp = tempfile.mkdtemp(prefix="dirigent-demo-")
         url = f"sqlite:///{Path(tmp) / 'dirigent.db'}"
     db.upgrade(url)
+    _demo_users(url, args.agents)
     args.username = "dirigent"
 
     def setup(reactor: Any) -> None:
@@ -403,6 +475,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  simulated Asterisk AMI: 127.0.0.1:{server.address[1]}"
             f" (user dirigent, {args.agents} agent phones, {args.inbound_rate:g} inbound calls/h)\n"
             f"  simulated agents agent1001..agent{1000 + args.agents} log in to queue 'sales' and take the calls\n"
+            f"  API: http://127.0.0.1:{app.http_port}/api (POST /api/login as supervisor /"
+            f" {DEMO_SUPERVISOR_PASSWORD}, or agent1001 / {DEMO_AGENT_PASSWORD}); push: ws://127.0.0.1:{app.http_port}/ws\n"
             f"  database: {url}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,

@@ -69,6 +69,8 @@ user = Table(
     Column("role", String(20), nullable=False),  # agent, supervisor, campaign_manager, admin
     Column("agent_id", ForeignKey("agent.id"), nullable=True),
     _created(),
+    # the routing agent this user logs in as (agents are configured by code)
+    Column("agent_code", String(40), nullable=True),
 )
 
 team = Table(
@@ -299,6 +301,30 @@ def current_revision(engine: Engine) -> str | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def find_user(engine: Engine, username: str) -> tuple[str, str, str | None] | None:
+    """(role, password hash, agent code) of a user, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            user.select()
+            .with_only_columns(user.c.role, user.c.password_hash, user.c.agent_code)
+            .where(user.c.username == username)
+        ).first()
+    return (row.role, row.password_hash, row.agent_code) if row else None
+
+
+def add_user(
+    engine: Engine, username: str, password_hash: str, role: str, agent_code: str | None
+) -> None:
+    """Create a user, or replace the password/role of an existing one."""
+    with engine.begin() as conn:
+        existing = conn.execute(user.select().where(user.c.username == username)).first()
+        values = {"password_hash": password_hash, "role": role, "agent_code": agent_code}
+        if existing:
+            conn.execute(user.update().where(user.c.username == username).values(**values))
+        else:
+            conn.execute(user.insert().values(username=username, **values))
 
 
 def ping(engine: Engine) -> None:

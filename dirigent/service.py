@@ -21,6 +21,9 @@ from asterisk.events import PbxConnected, PbxEvent
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
+from cti.api import ApiResource
+from cti.auth import TokenStore, User
+from cti.ws import push_resource
 from dirigent import db
 from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.config import Settings
@@ -135,9 +138,24 @@ class Dirigent:
             )
             auto = {a.id: a.queues for a in routing.agents if a.auto_login}
             AcdService(self.acd, auto).setServiceParent(self.service)
-        self.site = make_site(self.registry, self.pbx_status, lambda: db.ping(self.database.engine))
+        children = {}
+        self.tokens = TokenStore()
+        if self.acd is not None:
+            children[b"api"] = ApiResource(self.acd, self.find_user, self.tokens)
+            children[b"ws"] = push_resource(self.acd.bus, self.tokens)
+        self.site = make_site(
+            self.registry, self.pbx_status, lambda: db.ping(self.database.engine), children
+        )
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)
+
+    def find_user(self, username: str) -> tuple[User, str] | None:
+        """Database look-up for API logins (runs in a thread)."""
+        found = db.find_user(self.database.engine, username)
+        if found is None:
+            return None
+        role, password_hash, agent = found
+        return User(username, role, agent), password_hash
 
     def pbx_status(self) -> dict[str, dict[str, Any]]:
         return {

@@ -49,15 +49,18 @@ class HealthResource(resource.Resource):
 class RootResource(resource.Resource):
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return b"Dirigent: /healthz, /metrics\n"
+        return b"Dirigent: /healthz, /metrics, /api, /ws\n"
 
 
 def make_site(
     registry: CollectorRegistry,
     pbx_status: Callable[[], dict[str, dict[str, Any]]],
     db_ping: Callable[[], None],
+    children: dict[bytes, resource.Resource] | None = None,
 ) -> server.Site:
     root = RootResource()
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     root.putChild(b"", root)
     root.putChild(b"healthz", HealthResource(pbx_status, db_ping))
     root.putChild(b"metrics", MetricsResource(registry=registry))

@@ -19,7 +19,7 @@ Decisions do not scan every agent or interaction:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -86,6 +86,8 @@ class Router:
         self._skill_index: dict[tuple[str, int], set[str]] = {}
         self._seq = 0
         self.stats = RouterStats()
+        #: called after every change to an agent (state, work, capacity)
+        self.agent_listeners: list[Callable[[Agent], None]] = []
 
     # -- agents -----------------------------------------------------------------------------
     def add_agent(self, agent: Agent) -> None:
@@ -124,12 +126,13 @@ class Router:
         """Keep the free-agent index in step with one agent's state."""
         for key in [k for k, members in self._free.items() if agent.id in members]:
             self._free[key].discard(agent.id)
-        if not agent.available:
-            return
-        for queue in agent.queues:
-            for channel, cap in agent.capacity.items():
-                if cap > agent.load(channel):
-                    self._free.setdefault((queue, channel), set()).add(agent.id)
+        if agent.available:
+            for queue in agent.queues:
+                for channel, cap in agent.capacity.items():
+                    if cap > agent.load(channel):
+                        self._free.setdefault((queue, channel), set()).add(agent.id)
+        for listener in self.agent_listeners:
+            listener(agent)
 
     def login(
         self, agent_id: str, now: float, queues: Iterable[str], paused: str | None = None

@@ -1,0 +1,310 @@
+"""Agent and supervisor operations over HTTP (JSON, bearer tokens).
+
+========================================  ===========  =====================================
+route                                     who          what
+========================================  ===========  =====================================
+``POST /api/login``                       anyone       ``{username, password}`` → ``{token, role, agent}``
+``GET  /api/agents``                      any user     agents with state, skills, capacity, work
+``GET  /api/agents/<id>``                 any user     one agent
+``POST /api/agents/<id>/login``           self / sup.  ``{queues: [...]}``
+``POST /api/agents/<id>/logout|ready``    self / sup.
+``POST /api/agents/<id>/pause``           self / sup.  ``{reason}``
+``POST /api/agents/<id>/end-wrap-up``     self / sup.
+``PUT  /api/agents/<id>/skills``          supervisor   ``{skills: {name: level}}``
+``PUT  /api/agents/<id>/capacity``        supervisor   ``{capacity: {channel: n}}``
+``GET  /api/queues``                      any user     waiting, oldest wait, service level, counts
+``POST /api/interactions``                supervisor   a chat / e-mail / SMS: ``{channel, queue, ...}``
+``POST /api/interactions/<id>/accept``    the agent    accept an offered chat / e-mail / SMS
+``POST /api/interactions/<id>/finish``    the agent    ``{wrap_up: seconds}``
+========================================  ===========  =====================================
+
+Errors are JSON ``{"error": "<field>: <reason>", "field": ...}`` with 400
+(bad payload), 401 (no or bad token), 403 (not allowed), 404 (unknown),
+409 (not possible in the agent's current state).  Payloads are validated
+before anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from twisted.internet import threads
+from twisted.web import resource, server
+
+from cti.auth import TokenStore, User, check_password
+from routing.agent import Agent, IllegalTransition
+from routing.model import Channel, RoutingError
+from routing.router import Router
+
+MAX_BODY = 64 * 1024
+
+
+class Operations(Protocol):
+    """What the API needs from the ACD (implemented by ``dirigent.acd``)."""
+
+    router: Router
+
+    def login(self, agent: str, queues: list[str], paused: str | None = None) -> None: ...
+    def logout(self, agent: str) -> None: ...
+    def ready(self, agent: str) -> None: ...
+    def pause(self, agent: str, reason: str) -> None: ...
+    def end_wrap_up(self, agent: str) -> None: ...
+    def queue_figures(self) -> list[dict[str, Any]]: ...
+    def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str: ...
+    def accept(self, agent: str, interaction: str) -> None: ...
+    def finish(self, agent: str, interaction: str, wrap_up: float) -> None: ...
+
+
+UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, password hash)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.status, self.field, self.reason = status, field, reason
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "state": agent.state.value,
+        "pause_reason": agent.pause_reason,
+        "queues": sorted(agent.queues),
+        "skills": agent.skills,
+        "capacity": {c.value: n for c, n in agent.capacity.items()},
+        "team": agent.team,
+        "work": [
+            {"interaction": w.interaction, "channel": w.channel.value, "phase": w.phase.value}
+            for w in agent.work.values()
+        ],
+    }
+
+
+def _field(
+    body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True
+) -> Any:
+    if name not in body:
+        if required:
+            raise ApiError(400, name, "required")
+        return None
+    value = body[name]
+    if not isinstance(value, kind) or (
+        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
+        names = {
+            str: "text",
+            int: "a whole number",
+            float: "a number",
+            list: "a list",
+            dict: "an object",
+        }
+        want = " or ".join(
+            names.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,))
+        )
+        raise ApiError(400, name, f"must be {want}")
+    return value
+
+
+def _levels(value: Any, name: str) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ApiError(400, name, "must be an object of name: level")
+    for skill, level in value.items():
+        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
+            raise ApiError(400, f"{name}.{skill}", "level must be a whole number from 1 to 10")
+    return value
+
+
+def _channel(value: Any, name: str) -> Channel:
+    try:
+        return Channel(value)
+    except ValueError:
+        raise ApiError(
+            400, name, f"unknown channel {value!r} (one of {', '.join(c.value for c in Channel)})"
+        ) from None
+
+
+class ApiResource(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, ops: Operations, users: UserLookup, tokens: TokenStore) -> None:
+        super().__init__()
+        self.ops = ops
+        self.users = users
+        self.tokens = tokens
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def render(self, request: server.Request) -> Any:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        path = [p.decode() for p in request.postpath if p]
+        method = request.method.decode()
+        try:
+            body = self._body(request) if method in ("POST", "PUT") else {}
+            if path == ["login"] and method == "POST":
+                return self._login(request, body)
+            user = self.tokens.user(self._token(request))
+            if user is None:
+                raise ApiError(
+                    401, "authorization", "a valid bearer token is required (POST /api/login)"
+                )
+            result = self._dispatch(method, path, body, user)
+        except ApiError as exc:
+            return self._error(request, exc.status, exc.field, exc.reason)
+        except IllegalTransition as exc:
+            return self._error(request, 409, "state", str(exc))
+        except RoutingError as exc:
+            status = 404 if "unknown agent" in exc.reason or "unknown queue" in exc.reason else 400
+            return self._error(request, status, exc.field, exc.reason)
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            return self._error(request, 400, field, reason or str(exc))
+        return json.dumps(result).encode()
+
+    @staticmethod
+    def _token(request: server.Request) -> str | None:
+        header = (request.getHeader(b"authorization") or b"").decode()
+        return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+    @staticmethod
+    def _body(request: server.Request) -> dict[str, Any]:
+        raw = request.content.read(MAX_BODY + 1) if request.content else b""
+        if len(raw) > MAX_BODY:
+            raise ApiError(400, "body", f"larger than {MAX_BODY} bytes")
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "body", f"not valid JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body", "must be a JSON object")
+        return body
+
+    @staticmethod
+    def _error(request: server.Request, status: int, field: str, reason: str) -> bytes:
+        request.setResponseCode(status)
+        return json.dumps({"error": f"{field}: {reason}", "field": field}).encode()
+
+    def _login(self, request: server.Request, body: dict[str, Any]) -> Any:
+        username = _field(body, "username", str)
+        password = _field(body, "password", str)
+
+        def check() -> User | None:
+            found = self.users(username)
+            if found is None or not check_password(password, found[1]):
+                return None
+            return found[0]
+
+        def done(user: User | None) -> None:
+            if user is None:
+                request.write(
+                    self._error(request, 401, "password", "unknown user or wrong password")
+                )
+            else:
+                token = self.tokens.issue(user)
+                request.write(
+                    json.dumps({"token": token, "role": user.role, "agent": user.agent}).encode()
+                )
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            request.write(self._error(request, 500, "login", failure.getErrorMessage()))
+            request.finish()
+
+        threads.deferToThread(check).addCallbacks(done, failed)
+        return server.NOT_DONE_YET
+
+    # -- routes ---------------------------------------------------------------------------------
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.ops.router.agents.get(agent_id)
+        if agent is None:
+            raise ApiError(404, "agent", f"unknown agent {agent_id!r}")
+        return agent
+
+    def _dispatch(self, method: str, path: list[str], body: dict[str, Any], user: User) -> Any:
+        ops = self.ops
+        match method, path:
+            case "GET", ["agents"]:
+                return [agent_view(a) for _, a in sorted(ops.router.agents.items())]
+            case "GET", ["agents", agent_id]:
+                return agent_view(self._agent(agent_id))
+            case "GET", ["queues"]:
+                return ops.queue_figures()
+            case (("POST" | "PUT"), ["agents", agent_id, action]):
+                self._agent(agent_id)
+                supervisor_only = action in ("skills", "capacity")
+                if (supervisor_only and not user.supervises) or not user.may_act_for(agent_id):
+                    raise ApiError(403, "agent", f"{user.username} may not {action} for {agent_id}")
+                self._agent_action(method, agent_id, action, body)
+                return agent_view(self._agent(agent_id))
+            case "POST", ["interactions"]:
+                if not user.supervises:
+                    raise ApiError(
+                        403, "interactions", "only supervisors and integrations create interactions"
+                    )
+                channel = _channel(_field(body, "channel", str), "channel")
+                if channel is Channel.VOICE:
+                    raise ApiError(400, "channel", "voice interactions come from the PBX")
+                queue = _field(body, "queue", str)
+                if queue not in ops.router.queues:
+                    raise ApiError(400, "queue", f"unknown queue {queue!r}")
+                priority = _field(body, "priority", int, required=False) or 0
+                skills = _levels(body.get("skills", {}), "skills")
+                attributes = _field(body, "attributes", dict, required=False) or {}
+                customer = _field(body, "customer", str, required=False)
+                iid = ops.create_interaction(
+                    channel,
+                    queue,
+                    priority=priority,
+                    skills=skills,
+                    attributes=attributes,
+                    customer=customer,
+                )
+                return {"id": iid, "waiting": iid in ops.router.waiting}
+            case "POST", ["interactions", iid, ("accept" | "finish") as action]:
+                agent = user.agent
+                if agent is None:
+                    raise ApiError(403, "agent", "only an agent accepts or finishes interactions")
+                if action == "accept":
+                    ops.accept(agent, iid)
+                else:
+                    wrap = _field(body, "wrap_up", (int, float), required=False) or 0
+                    if wrap < 0:
+                        raise ApiError(400, "wrap_up", "must not be negative")
+                    ops.finish(agent, iid, float(wrap))
+                return agent_view(self._agent(agent))
+        raise ApiError(404, "path", f"no route {method} /api/{'/'.join(path)}")
+
+    def _agent_action(self, method: str, agent_id: str, action: str, body: dict[str, Any]) -> None:
+        ops = self.ops
+        if method == "POST" and action == "login":
+            queues = _field(body, "queues", list)
+            for q in queues:
+                if q not in ops.router.queues:
+                    raise ApiError(400, "queues", f"unknown queue {q!r}")
+            ops.login(agent_id, queues, _field(body, "paused", str, required=False))
+        elif method == "POST" and action == "logout":
+            ops.logout(agent_id)
+        elif method == "POST" and action == "ready":
+            ops.ready(agent_id)
+        elif method == "POST" and action == "pause":
+            reason = _field(body, "reason", str)
+            if not reason.strip():
+                raise ApiError(400, "reason", "must not be empty")
+            ops.pause(agent_id, reason)
+        elif method == "POST" and action == "end-wrap-up":
+            ops.end_wrap_up(agent_id)
+        elif method == "PUT" and action == "skills":
+            ops.router.set_skills(agent_id, _levels(_field(body, "skills", dict), "skills"))
+        elif method == "PUT" and action == "capacity":
+            raw = _field(body, "capacity", dict)
+            capacity = {}
+            for name, n in raw.items():
+                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                    raise ApiError(400, f"capacity.{name}", "must be a whole number >= 0")
+                capacity[_channel(name, "capacity")] = n
+            ops.router.set_capacity(agent_id, capacity)
+        else:
+            raise ApiError(404, "path", f"no route {method} /api/agents/{agent_id}/{action}")

@@ -1,0 +1,234 @@
+"""Agent and supervisor operations over HTTP, and the WebSocket push, on the
+assembled service (real TCP, real HTTP, simulated PBX over AMI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+from prometheus_client import CollectorRegistry
+
+from asterisk.session import PbxSettings
+from cti.auth import hash_password
+from dirigent import db
+from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
+from dirigent.service import Dirigent
+from routing.model import Channel, QueueConfig
+from tests.conftest import LOOP, run, wait_for
+
+
+@pytest.fixture
+def app(sim, tmp_path):
+    _pbx, server = sim
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
+    db.add_user(engine, "anna", hash_password("anna-password"), "agent", "anna")
+    db.add_user(engine, "ben", hash_password("ben-password"), "agent", "ben")
+    engine.dispose()
+    settings = Settings(
+        http=HttpSettings("127.0.0.1", 0),
+        database=DatabaseSettings(url=url),
+        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
+        routing=RoutingSettings(
+            queues=(QueueConfig("sales"),),
+            agents=(
+                AgentSettings(
+                    "anna", "1001", capacity={Channel.VOICE: 1, Channel.CHAT: 2}, queues=("sales",)
+                ),
+                AgentSettings("ben", "1002", queues=("sales",)),
+            ),
+        ),
+    )
+    dirigent = Dirigent(settings, CollectorRegistry())
+    dirigent.service.startService()
+    run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
+    yield dirigent
+    run(dirigent.service.stopService().asFuture(LOOP))
+
+
+def call(
+    app: Dirigent,
+    method: str,
+    path: str,
+    body: object = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+):
+    def go() -> tuple[int, dict]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{app.http_port}/api/{path}", data=data, method=method
+        )
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return run(LOOP.run_in_executor(None, go))
+
+
+def token(app: Dirigent, user: str) -> str:
+    status, body = call(app, "POST", "login", {"username": user, "password": f"{user}-password"})
+    assert status == 200, body
+    return body["token"]
+
+
+def test_login_needs_the_right_password_and_every_route_a_token(app):
+    status, body = call(app, "POST", "login", {"username": "anna", "password": "wrong-password"})
+    assert status == 401 and body["field"] == "password"
+    status, body = call(app, "GET", "agents")
+    assert status == 401 and "bearer token" in body["error"]
+    status, body = call(app, "POST", "login", {"username": "anna"})
+    assert status == 400 and body["error"] == "password: required"
+    anna = token(app, "anna")
+    status, agents = call(app, "GET", "agents", token=anna)
+    assert status == 200 and [a["id"] for a in agents] == ["anna", "ben"]
+
+
+def test_agents_act_for_themselves_supervisors_for_anyone(app):
+    anna, boss = token(app, "anna"), token(app, "boss")
+    status, view = call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)
+    assert status == 200 and view["state"] == "ready"
+    status, body = call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, anna)
+    assert status == 403
+    status, view = call(app, "POST", "agents/anna/pause", {"reason": "coffee"}, boss)
+    assert status == 200 and view["state"] == "paused" and view["pause_reason"] == "coffee"
+    status, _body = call(app, "PUT", "agents/anna/skills", {"skills": {"de": 8}}, anna)
+    assert status == 403, "skills are the supervisor's"
+    status, view = call(app, "PUT", "agents/anna/skills", {"skills": {"de": 8}}, boss)
+    assert status == 200 and view["skills"] == {"de": 8}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "reason"),
+    [
+        ("POST", "agents/anna/pause", {}, "reason", "required"),
+        ("POST", "agents/anna/pause", {"reason": 5}, "reason", "must be text"),
+        ("POST", "agents/anna/login", {"queues": ["nope"]}, "queues", "unknown queue 'nope'"),
+        ("PUT", "agents/anna/skills", {"skills": {"de": 11}}, "skills.de", "1 to 10"),
+        (
+            "PUT",
+            "agents/anna/capacity",
+            {"capacity": {"fax": 1}},
+            "capacity",
+            "unknown channel 'fax'",
+        ),
+        (
+            "POST",
+            "interactions",
+            {"channel": "chat", "queue": "sales", "priority": "high"},
+            "priority",
+            "whole number",
+        ),
+        (
+            "POST",
+            "interactions",
+            {"channel": "voice", "queue": "sales"},
+            "channel",
+            "come from the PBX",
+        ),
+    ],
+)
+def test_bad_payloads_name_the_field_and_change_nothing(app, method, path, body, field, reason):
+    boss = token(app, "boss")
+    before = call(app, "GET", "agents/anna", token=boss)[1]
+    status, error = call(app, method, path, body, boss)
+    assert status == 400 and error["field"] == field and reason in error["error"]
+    assert call(app, "GET", "agents/anna", token=boss)[1] == before
+
+
+def test_not_json_and_unknown_agent_and_illegal_transition(app):
+    boss = token(app, "boss")
+    status, error = call(app, "POST", "agents/anna/pause", token=boss, raw=b"{not json")
+    assert status == 400 and error["field"] == "body"
+    status, error = call(app, "POST", "agents/zoe/ready", {}, boss)
+    assert status == 404
+    status, error = call(app, "POST", "agents/anna/logout", {}, boss)
+    assert status == 409 and "cannot log out while logged_out" in error["error"]
+
+
+def test_a_chat_is_offered_pushed_to_the_agent_desktop_accepted_and_finished(app):
+    anna, boss = token(app, "anna"), token(app, "boss")
+    messages: list[dict] = []
+
+    async def scenario() -> None:
+        uri = f"ws://127.0.0.1:{app.http_port}/ws?token={anna}"
+        async with websockets.connect(uri) as ws:
+
+            async def reader() -> None:
+                async for raw in ws:
+                    messages.append(json.loads(raw))
+
+            task = asyncio.ensure_future(reader())
+            await asyncio.sleep(0.1)
+            status, _ = await LOOP.run_in_executor(
+                None,
+                lambda: call_sync(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna),
+            )
+            assert status == 200
+            status, created = await LOOP.run_in_executor(
+                None,
+                lambda: call_sync(
+                    app,
+                    "POST",
+                    "interactions",
+                    {
+                        "channel": "chat",
+                        "queue": "sales",
+                        "customer": "c-42",
+                        "attributes": {"topic": "invoice"},
+                    },
+                    boss,
+                ),
+            )
+            assert status == 200 and created["waiting"] is False
+            await wait_for(lambda: any(m["type"] == "offer" for m in messages), what="offer pushed")
+            await asyncio.sleep(0.1)
+            task.cancel()
+            messages.append({"type": "_created", "id": created["id"]})
+
+    run(scenario())
+    offer = next(m for m in messages if m["type"] == "offer")
+    created = next(m for m in messages if m["type"] == "_created")
+    assert offer["agent"] == "anna" and offer["interaction"] == created["id"]
+    assert offer["customer"] == "c-42" and offer["attributes"] == {"topic": "invoice"}
+    states = [m["state"] for m in messages if m["type"] == "agent"]
+    assert states[:2] == ["ready", "reserved"]
+    status, view = call(app, "POST", f"interactions/{created['id']}/accept", {}, anna)
+    assert status == 200 and view["state"] == "busy"
+    status, view = call(app, "POST", f"interactions/{created['id']}/finish", {"wrap_up": 0}, anna)
+    assert status == 200 and view["state"] == "ready"
+    status, queues = call(app, "GET", "queues", token=boss)
+    assert queues[0]["queue"] == "sales" and queues[0]["channels"]["chat"]["waiting"] == 0
+
+
+def test_websocket_refuses_a_connection_without_a_valid_token(app):
+    async def attempt() -> None:
+        async with websockets.connect(f"ws://127.0.0.1:{app.http_port}/ws?token=forged"):
+            pass
+
+    with pytest.raises(websockets.exceptions.InvalidStatus) as err:
+        run(attempt())
+    assert err.value.response.status_code == 401
+
+
+def call_sync(app: Dirigent, method: str, path: str, body: object, token: str) -> tuple[int, dict]:
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{app.http_port}/api/{path}", data=data, method=method
+    )
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
