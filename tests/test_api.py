@@ -98,7 +98,7 @@ def test_agents_act_for_themselves_supervisors_for_anyone(app):
     anna, boss = token(app, "anna"), token(app, "boss")
     status, view = call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)
     assert status == 200 and view["state"] == "ready"
-    status, body = call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, anna)
+    status, _body = call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, anna)
     assert status == 403
     status, view = call(app, "POST", "agents/anna/pause", {"reason": "coffee"}, boss)
     assert status == 200 and view["state"] == "paused" and view["pause_reason"] == "coffee"
