@@ -155,6 +155,7 @@ class InboundAcd:
         self.metrics = AcdMetrics(registry) if registry is not None else None
         self.calls: dict[str, _Call] = {}  # interaction id (caller uniqueid) -> call
         self.by_nailed: dict[str, str] = {}  # nailed agent leg uniqueid -> agent
+        self._login_when_bridged: dict[str, list[str]] = {}
         self.answers: deque[tuple[float, str, float]] = deque()  # (answered at, queue, wait)
         self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
         self._today_start = day_start(clock.seconds())
@@ -254,12 +255,17 @@ class InboundAcd:
             )
         return out
 
-    def nail_up(self, agent: str) -> Any:
-        """Bring a nailed-up agent's phone into its own bridge (dirigent-agent)."""
+    def nail_up(self, agent: str, queues: list[str] | None = None) -> Any:
+        """Bring a nailed-up agent's phone into its own bridge (dirigent-agent).
+
+        With ``queues``, the agent is logged in once the leg is in its bridge
+        (not before: a caller moved in earlier would find no bridge)."""
         ep = self.endpoints[agent]
         uid = f"agent-{agent}-{int(self.clock.seconds() * 1000)}"
         ep.nailed_uniqueid = uid
         self.by_nailed[uid] = agent
+        if queues is not None:
+            self._login_when_bridged[uid] = list(queues)
         return self.telephony.originate(
             f"PJSIP/{ep.endpoint}",
             context="dirigent-agent",
@@ -278,10 +284,16 @@ class InboundAcd:
                 self._connect_failed(event, now)
             case BridgeEntered(uniqueid=uid) if uid in self.calls:
                 self._connected(uid, now)
+            case BridgeEntered(uniqueid=uid) if uid in self._login_when_bridged:
+                agent = self.by_nailed.get(uid)
+                queues = self._login_when_bridged.pop(uid)
+                if agent is not None and not self.router.agents[agent].logged_in:
+                    self.login(agent, queues)
             case ChannelHungUp(uniqueid=uid) if uid in self.calls:
                 self._caller_gone(uid, now, vanished=event.resynced)
             case ChannelHungUp(uniqueid=uid) if uid in self.by_nailed:
                 agent = self.by_nailed.pop(uid)
+                self._login_when_bridged.pop(uid, None)
                 self._agent_lost(agent, now, PBX_LOST if event.resynced else "phone hung up")
             case ResyncCompleted():
                 self._route(self.router.route(now))

@@ -75,15 +75,17 @@ class AcdService(service.Service):
     def _on_event(self, event: PbxEvent) -> None:
         if isinstance(event, PbxConnected):
             for agent_id, queues in self.auto_login.items():
-                agent = self.acd.router.agents[agent_id]
+                if self.acd.router.agents[agent_id].logged_in:
+                    continue
                 if self.acd.endpoints[agent_id].mode == "nailed":
-                    self.acd.nail_up(agent_id).addErrback(
-                        lambda f, a=agent_id: log.warn(
-                            "nail-up of {a} failed: {e}", a=a, e=f.getErrorMessage()
-                        )
-                    )
-                if not agent.logged_in:
+                    d = self.acd.nail_up(agent_id, list(queues))  # logs in once bridged
+                    d.addErrback(self._nail_up_failed, agent_id)
+                else:
                     self.acd.login(agent_id, list(queues))
+
+    @staticmethod
+    def _nail_up_failed(failure: Any, agent_id: str) -> None:
+        log.warn("nail-up of {a} failed: {e}", a=agent_id, e=failure.getErrorMessage())
 
     def startService(self) -> None:
         super().startService()

@@ -74,6 +74,10 @@ class Interaction:
     overflow_step: int = 0
     #: agents who declined it or let the offer time out: not offered to them again
     declined_by: set[str] = field(default_factory=set)
+    #: restricted to this one agent (a blind transfer to an agent)
+    agent: str | None = None
+    #: what happened to it so far: queued, answered, transferred (kept across transfers)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ class Router:
         self.waiting: dict[str, Interaction] = {}
         self.offered: dict[str, _Pending] = {}  # interaction id -> pending offer
         self.handling: dict[str, str] = {}  # interaction id -> agent id
+        self.handled_interactions: dict[str, Interaction] = {}
         self._buckets: dict[tuple[str, Channel], SortedList] = {}
         self._free: dict[tuple[str, Channel], set[str]] = {}
         self._skill_index: dict[tuple[str, int], set[str]] = {}
@@ -190,6 +191,7 @@ class Router:
         interaction.priority = max(interaction.priority, config.priority)
         self._seq += 1
         interaction.seq = self._seq
+        interaction.history.append({"event": "queued", "queue": interaction.queue, "at": now})
         self._push(interaction)
         return self.route_interaction(interaction.id, now)
 
@@ -228,6 +230,8 @@ class Router:
 
     # -- eligibility --------------------------------------------------------------------------
     def eligible(self, agent: Agent, interaction: Interaction) -> bool:
+        if interaction.agent is not None:
+            return agent.id == interaction.agent and agent.id not in interaction.declined_by
         if interaction.queue not in agent.queues or agent.id in interaction.declined_by:
             return False
         if interaction.team is not None and agent.team != interaction.team:
@@ -357,6 +361,8 @@ class Router:
         self._agent(agent_id).accept(now, interaction_id)
         del self.offered[interaction_id]
         self.handling[interaction_id] = agent_id
+        self.handled_interactions[interaction_id] = pending.interaction
+        pending.interaction.history.append({"event": "answered", "agent": agent_id, "at": now})
         return pending.interaction
 
     def decline(
@@ -387,8 +393,73 @@ class Router:
         agent.finish(now, interaction_id, wrap_up)
         if wrap_up <= 0:
             del self.handling[interaction_id]
+        interaction = self.handled_interactions.pop(interaction_id, None)
+        if interaction is not None:
+            interaction.history.append({"event": "ended", "agent": agent_id, "at": now})
         self._reindex(agent)
         return self.route_agent(agent_id, now)
+
+    def transfer(
+        self,
+        agent_id: str,
+        interaction_id: str,
+        now: float,
+        *,
+        queue: str | None = None,
+        to_agent: str | None = None,
+        wrap_up: float = 0.0,
+    ) -> list[Offer]:
+        """Blind transfer of a handled interaction to a queue or to one agent.
+
+        The transferring agent goes to wrap-up; the interaction (same id, its
+        history kept) waits again from ``now``, in ``queue`` (default: its own)
+        and, for an agent transfer, for that agent only."""
+        if self.handling.get(interaction_id) != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not handled by {agent_id}")
+        if (queue is None) == (to_agent is None):
+            raise RoutingError("transfer", "give either a queue or an agent")
+        if queue is not None and queue not in self.queues:
+            raise RoutingError("queue", f"unknown queue {queue!r}")
+        if to_agent is not None:
+            self._agent(to_agent)
+        interaction = self._find_handled(agent_id, interaction_id)
+        agent = self._agent(agent_id)
+        agent.finish(now, interaction_id, wrap_up)
+        if wrap_up <= 0:
+            del self.handling[interaction_id]
+        else:
+            self.handling.pop(interaction_id, None)
+        self._reindex(agent)
+        interaction.history.append(
+            {
+                "event": "transferred",
+                "by": agent_id,
+                "to_queue": queue,
+                "to_agent": to_agent,
+                "at": now,
+            }
+        )
+        if to_agent is not None:
+            interaction.agent = to_agent
+            target_queues = self._agent(to_agent).queues
+            if interaction.queue not in target_queues and target_queues:
+                interaction.queue = sorted(target_queues)[0]
+        else:
+            interaction.queue = queue or interaction.queue
+            interaction.agent = None
+        interaction.arrived = now
+        interaction.declined_by = set()
+        self._seq += 1
+        interaction.seq = self._seq
+        interaction.history.append({"event": "queued", "queue": interaction.queue, "at": now})
+        self._push(interaction)
+        return self.route_interaction(interaction_id, now) + self.route_agent(agent_id, now)
+
+    def _find_handled(self, agent_id: str, interaction_id: str) -> Interaction:
+        interaction = self.handled_interactions.get(interaction_id)
+        if interaction is None:
+            raise RoutingError("interaction", f"{interaction_id} is not known to the router")
+        return interaction
 
     def end_wrap_up(self, agent_id: str, now: float) -> list[Offer]:
         agent = self._agent(agent_id)

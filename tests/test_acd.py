@@ -138,9 +138,10 @@ def test_nailed_up_agent_gets_the_caller_without_ringing():
     clock = task.Clock()
     pbx, phone, router, acd = build(clock, n_agents=1, mode="nailed", inbound_talk=20)
     acd.start()
-    acd.nail_up("agent0")
+    acd.nail_up("agent0", ["sales"])
+    assert not router.agents["agent0"].logged_in, "not before the leg is in its bridge"
     advance(clock, 1)
-    router.login("agent0", clock.seconds(), ["sales"])
+    assert router.agents["agent0"].logged_in
     caller = pbx.inbound_call(queue="sales")
     clock.advance(0)
     advance(clock, 0.2)
@@ -189,14 +190,11 @@ def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_c
     run(session.wait_connected(5))
     acd.start()
     try:
-        acd.nail_up("nailed")
+        acd.nail_up("nailed", ["sales"])
         run(
-            wait_for(
-                lambda: phone.mirror.get(endpoints["nailed"].nailed_uniqueid) is not None,
-                what="agent leg",
-            )
+            wait_for(lambda: router.agents["nailed"].logged_in, what="agent logged in once bridged")
         )
-        acd.login("nailed", ["sales"])
+        assert phone.mirror.get(endpoints["nailed"].nailed_uniqueid).bridge_id is not None
         talking = pbx.inbound_call(queue="sales")
         run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
         waiting = pbx.inbound_call(queue="sales")
