@@ -16,6 +16,8 @@ route                                     who          what
 ``POST /api/interactions``                supervisor   a chat / e-mail / SMS: ``{channel, queue, ...}``
 ``POST /api/interactions/<id>/accept``    the agent    accept an offered chat / e-mail / SMS
 ``POST /api/interactions/<id>/finish``    the agent    ``{wrap_up: seconds}``
+``POST /api/interactions/<id>/transfer``  the agent /  ``{queue}`` or ``{agent}``: blind transfer
+                                          supervisor
 ========================================  ===========  =====================================
 
 Errors are JSON ``{"error": "<field>: <reason>", "field": ...}`` with 400
@@ -55,6 +57,9 @@ class Operations(Protocol):
     def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str: ...
     def accept(self, agent: str, interaction: str) -> None: ...
     def finish(self, agent: str, interaction: str, wrap_up: float) -> None: ...
+    def transfer(
+        self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
+    ) -> None: ...
 
 
 UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, password hash)
@@ -263,6 +268,24 @@ class ApiResource(resource.Resource):
                     customer=customer,
                 )
                 return {"id": iid, "waiting": iid in ops.router.waiting}
+            case "POST", ["interactions", iid, "transfer"]:
+                handler = ops.router.handling.get(iid)
+                if handler is None:
+                    raise ApiError(404, "interaction", f"{iid} is not being handled")
+                if not user.may_act_for(handler):
+                    raise ApiError(403, "interaction", f"{user.username} may not transfer {iid}")
+                queue = _field(body, "queue", str, required=False)
+                to_agent = _field(body, "agent", str, required=False)
+                if (queue is None) == (to_agent is None):
+                    raise ApiError(400, "queue", "give either a queue or an agent")
+                if queue is not None and queue not in ops.router.queues:
+                    raise ApiError(400, "queue", f"unknown queue {queue!r}")
+                if to_agent is not None and to_agent not in ops.router.agents:
+                    raise ApiError(400, "agent", f"unknown agent {to_agent!r}")
+                interaction = ops.router.handled_interactions.get(iid)
+                ops.transfer(handler, iid, queue=queue, to_agent=to_agent)
+                history = interaction.history if interaction is not None else []
+                return {"id": iid, "history": history}
             case "POST", ["interactions", iid, ("accept" | "finish") as action]:
                 agent = user.agent
                 if agent is None:

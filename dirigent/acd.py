@@ -95,6 +95,12 @@ class AcdMetrics:
             labels,
             registry=registry,
         )
+        self.fallback = Counter(
+            "dirigent_interactions_fallback_total",
+            "Callers the dialplan fallback took (Dirigent too slow or down)",
+            labels,
+            registry=registry,
+        )
         self.waiting = Gauge(
             "dirigent_queue_waiting", "Interactions waiting now", labels, registry=registry
         )
@@ -160,6 +166,7 @@ class InboundAcd:
         self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
         self._today_start = day_start(clock.seconds())
         self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
+        self.fallbacks = 0
         self.bus = bus or EventBus()
         self._published: dict[str, tuple[str, str | None]] = {}
         self._ids = itertools.count(1)
@@ -231,6 +238,33 @@ class InboundAcd:
     def finish(self, agent: str, interaction: str, wrap_up: float) -> None:
         self._route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
 
+    def transfer(
+        self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
+    ) -> None:
+        """Blind transfer.  A call is first put back on hold (``dirigent-inbound``
+        of the target queue, music on hold), then offered like a new arrival;
+        the interaction keeps its id and history."""
+        now = self.clock.seconds()
+        call = self.calls.get(interaction)
+        if call is not None:
+            target_queue = queue or (
+                sorted(self.router.agents[to_agent].queues)[0]
+                if to_agent
+                and self.router.agents.get(to_agent)
+                and self.router.agents[to_agent].queues
+                else call.interaction.queue
+            )
+            offers = self.router.transfer(
+                agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.wrap_up
+            )
+            call.agent, call.answered_at = None, None
+            call.interaction.arrived = now
+            # hold first: the caller leaves the agent and hears music until the next offer
+            self.telephony.redirect(call.channel, "dirigent-inbound", target_queue)
+            self._route(offers)
+            return
+        self._route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
+
     def queue_figures(self) -> list[dict[str, Any]]:
         now = self.clock.seconds()
         out = []
@@ -282,6 +316,8 @@ class InboundAcd:
                 self._arrived(event, now)
             case UserEventReceived(name="DirigentConnectFailed"):
                 self._connect_failed(event, now)
+            case UserEventReceived(name="DirigentFallback"):
+                self._fallback(event, now)
             case BridgeEntered(uniqueid=uid) if uid in self.calls:
                 self._connected(uid, now)
             case BridgeEntered(uniqueid=uid) if uid in self._login_when_bridged:
@@ -397,6 +433,20 @@ class InboundAcd:
         offers = self.router.decline(agent, uid, now, timed_out=True)
         self.router.pause(agent, now, reason)
         self._route(offers)
+
+    def _fallback(self, event: UserEventReceived, now: float) -> None:
+        """The dialplan gave up on us (wait too long, or we were down): the
+        caller is in the fallback queue or voicemail now, not ours any more."""
+        uid = event.fields.get("CallUniqueid") or event.uniqueid or ""
+        call = self.calls.pop(uid, None)
+        if call is None:
+            return
+        self.router.abandon(uid, now)
+        self.fallbacks += 1
+        wait = now - call.interaction.arrived
+        log.warn("caller {uid} went to the dialplan fallback after {w:.0f} s", uid=uid, w=wait)
+        if self.metrics:
+            self.metrics.fallback.labels(call.interaction.queue, "voice").inc()
 
     def _caller_gone(self, uid: str, now: float, vanished: bool) -> None:
         call = self.calls.pop(uid)

@@ -912,6 +912,16 @@ class SimPbx:
         if chan.bridge is None and chan.on_moh and chan.context in ("dirigent-inbound", "inbound"):
             self._moh(chan, False)
             self._count("inbound_fallback")
+            queue = chan.variables.get("DIRIGENT_QUEUE", "")
+            self._newexten(chan, "UserEvent", f"DirigentFallback,Queue: {queue}", priority=6)
+            self._chan_event(
+                "UserEvent",
+                chan,
+                ("UserEvent", "DirigentFallback"),
+                ("Queue", queue),
+                ("CallUniqueid", chan.uniqueid),
+                privilege="user,all",
+            )
             self._newexten(chan, "Queue", "fallback,,,,300", priority=7)
 
     def _ctx_outbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:

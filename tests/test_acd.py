@@ -93,11 +93,13 @@ def test_poisson_arrivals_for_an_hour_every_call_is_answered_abandoned_or_waitin
     assert offered == pbx.stats["inbound"] > 100
     assert answered > 0 and abandoned > 0
     # every call is answered, abandoned, or still in the system (waiting or talking)
-    assert answered + abandoned + len(router.waiting) + len(router.offered) >= offered - in_flight
     assert (
-        answered + abandoned + len([c for c in acd.calls.values() if c.answered_at is None])
-        == offered
+        answered + abandoned + acd.fallbacks + len(router.waiting) + len(router.offered)
+        >= offered - in_flight
     )
+    unanswered = len([c for c in acd.calls.values() if c.answered_at is None])
+    assert answered + abandoned + acd.fallbacks + unanswered == offered
+    assert acd.fallbacks == pbx.stats.get("inbound_fallback", 0)
     assert all(w >= 0 for _, w in acd.abandoned)
     window, today = acd.service_level("sales", clock.seconds())
     assert 0 <= window <= 1 and 0 <= today <= 1
@@ -229,3 +231,80 @@ def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_c
         )
     finally:
         acd.stop()
+
+
+def test_blind_transfer_to_another_queue_keeps_the_history():
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=3, agents=2, inbound_talk=300)
+    phone = SimTelephony(pbx)
+    router = Router(
+        {"sales": QueueConfig("sales"), "billing": QueueConfig("billing")}, offer_timeout=30
+    )
+    router.add_agent(Agent("seller"))
+    router.add_agent(Agent("biller"))
+    acd = InboundAcd(
+        phone,
+        router,
+        clock,
+        {"seller": AgentEndpoint("seller", "1001"), "biller": AgentEndpoint("biller", "1002")},
+        wrap_up=5,
+    )
+    acd.start()
+    acd.login("seller", ["sales"])
+    caller = pbx.inbound_call(queue="sales")
+    advance(clock, 1)
+    assert router.agents["seller"].state is AgentState.BUSY
+    acd.transfer("seller", caller.uniqueid, queue="billing")
+    advance(clock, 1)
+    assert router.agents["seller"].state is AgentState.WRAP_UP
+    assert caller.uniqueid in router.waiting, "waiting in billing, nobody there yet"
+    assert phone.mirror.get(caller.uniqueid).bridge_id is None, (
+        "on hold, not with the seller any more"
+    )
+    acd.login("biller", ["billing"])
+    advance(clock, 1)
+    assert router.agents["biller"].state is AgentState.BUSY
+    history = router.handled_interactions[caller.uniqueid].history
+    assert [h["event"] for h in history] == [
+        "queued",
+        "answered",
+        "transferred",
+        "queued",
+        "answered",
+    ]
+    assert history[2]["to_queue"] == "billing" and history[4]["agent"] == "biller"
+    assert acd.calls[caller.uniqueid].answered_at is not None
+
+
+def test_blind_transfer_to_an_agent_waits_for_that_agent_only():
+    clock = task.Clock()
+    pbx, _phone, router, acd = build(clock, n_agents=3, inbound_talk=300)
+    acd.start()
+    for agent in ("agent0", "agent1"):
+        acd.login(agent, ["sales"])
+    caller = pbx.inbound_call(queue="sales")
+    advance(clock, 1)
+    first = next(a for a in router.agents.values() if a.state is AgentState.BUSY)
+    acd.transfer(first.id, caller.uniqueid, to_agent="agent2")
+    advance(clock, 2)
+    idle_other = next(a for a in router.agents.values() if a.id not in (first.id, "agent2"))
+    assert idle_other.state is AgentState.READY, (
+        "a free agent does not take a call meant for agent2"
+    )
+    acd.login("agent2", ["sales"])
+    advance(clock, 1)
+    assert router.agents["agent2"].state is AgentState.BUSY
+
+
+def test_a_caller_taken_by_the_dialplan_fallback_leaves_our_queue():
+    clock = task.Clock()
+    registry = CollectorRegistry()
+    pbx, _phone, router, acd = build(clock, n_agents=1, registry=registry, fallback_after=60)
+    acd.start()
+    pbx.inbound_call(queue="sales")  # nobody logged in: the dialplan's 60 s run out
+    advance(clock, 61)
+    assert not router.waiting and not acd.calls and acd.fallbacks == 1
+    labels = {"queue": "sales", "channel": "voice"}
+    assert registry.get_sample_value("dirigent_interactions_fallback_total", labels) == 1
+    acd.login("agent0", ["sales"])
+    assert router.agents["agent0"].state is AgentState.READY, "nothing left to offer"

@@ -232,3 +232,26 @@ def call_sync(app: Dirigent, method: str, path: str, body: object, token: str) -
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):
+    pbx, _server = sim
+    pbx.inbound_talk = 300
+    anna, ben = token(app, "anna"), token(app, "ben")
+    assert call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)[0] == 200
+    caller = pbx.inbound_call(queue="sales")
+    run(wait_for(lambda: app.router.agents["anna"].state.value == "busy", what="anna on the call"))
+    status, error = call(
+        app, "POST", f"interactions/{caller.uniqueid}/transfer", {"agent": "ben"}, ben
+    )
+    assert status == 403, "only the handling agent or a supervisor transfers"
+    status, error = call(app, "POST", f"interactions/{caller.uniqueid}/transfer", {}, anna)
+    assert status == 400 and error["field"] == "queue"
+    status, body = call(
+        app, "POST", f"interactions/{caller.uniqueid}/transfer", {"agent": "ben"}, anna
+    )
+    assert status == 200
+    assert [h["event"] for h in body["history"]] == ["queued", "answered", "transferred", "queued"]
+    assert call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, ben)[0] == 200
+    run(wait_for(lambda: app.router.agents["ben"].state.value == "busy", what="ben takes the call"))
+    assert caller.uniqueid in app.router.agents["ben"].work
