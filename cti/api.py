@@ -54,6 +54,7 @@ class Operations(Protocol):
     def pause(self, agent: str, reason: str) -> None: ...
     def end_wrap_up(self, agent: str) -> None: ...
     def queue_figures(self) -> list[dict[str, Any]]: ...
+    def day_window(self) -> tuple[float, float]: ...
     def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str: ...
     def accept(self, agent: str, interaction: str) -> None: ...
     def finish(self, agent: str, interaction: str, wrap_up: float) -> None: ...
@@ -71,7 +72,17 @@ class ApiError(Exception):
         self.status, self.field, self.reason = status, field, reason
 
 
-def agent_view(agent: Agent) -> dict[str, Any]:
+def agent_view(agent: Agent, today: tuple[float, float] | None = None) -> dict[str, Any]:
+    view = _agent_fields(agent)
+    if today is not None:
+        spent = agent.time_in_state(*today)
+        view["seconds_today"] = {
+            state.value: round(seconds, 3) for state, seconds in spent.items() if seconds
+        }
+    return view
+
+
+def _agent_fields(agent: Agent) -> dict[str, Any]:
     return {
         "id": agent.id,
         "state": agent.state.value,
@@ -232,9 +243,10 @@ class ApiResource(resource.Resource):
         ops = self.ops
         match method, path:
             case "GET", ["agents"]:
-                return [agent_view(a) for _, a in sorted(ops.router.agents.items())]
+                today = ops.day_window()
+                return [agent_view(a, today) for _, a in sorted(ops.router.agents.items())]
             case "GET", ["agents", agent_id]:
-                return agent_view(self._agent(agent_id))
+                return agent_view(self._agent(agent_id), ops.day_window())
             case "GET", ["queues"]:
                 return ops.queue_figures()
             case (("POST" | "PUT"), ["agents", agent_id, action]):

@@ -265,6 +265,11 @@ class InboundAcd:
             return
         self._route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
 
+    def day_window(self) -> tuple[float, float]:
+        """(start of today, now): the window of the per-day reports."""
+        now = self.clock.seconds()
+        return self.day_start(now), now
+
     def queue_figures(self) -> list[dict[str, Any]]:
         now = self.clock.seconds()
         out = []

@@ -140,10 +140,16 @@ def test_agents_act_for_themselves_supervisors_for_anyone(app):
 )
 def test_bad_payloads_name_the_field_and_change_nothing(app, method, path, body, field, reason):
     boss = token(app, "boss")
-    before = call(app, "GET", "agents/anna", token=boss)[1]
+
+    def view() -> dict:
+        agent = call(app, "GET", "agents/anna", token=boss)[1]
+        agent.pop("seconds_today")  # the clock moves on
+        return agent
+
+    before = view()
     status, error = call(app, method, path, body, boss)
     assert status == 400 and error["field"] == field and reason in error["error"]
-    assert call(app, "GET", "agents/anna", token=boss)[1] == before
+    assert view() == before
 
 
 def test_not_json_and_unknown_agent_and_illegal_transition(app):
@@ -255,3 +261,66 @@ def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):
     assert call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, ben)[0] == 200
     run(wait_for(lambda: app.router.agents["ben"].state.value == "busy", what="ben takes the call"))
     assert caller.uniqueid in app.router.agents["ben"].work
+
+
+def test_time_in_state_today_is_reported_per_agent(app):
+    anna = token(app, "anna")
+    call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)
+    run(asyncio.sleep(0.3))
+    call(app, "POST", "agents/anna/pause", {"reason": "lunch"}, anna)
+    run(asyncio.sleep(0.2))
+    _, view = call(app, "GET", "agents/anna", token=anna)
+    spent = view["seconds_today"]
+    assert spent["ready"] >= 0.25 and spent["paused"] >= 0.15
+    assert "logged_out" in spent
+
+
+def test_calls_chats_and_mails_blend_by_the_rules_end_to_end(app, sim):
+    """Poisson callers over AMI, chats and e-mails through the API; at every
+    moment no agent holds an e-mail or SMS while on a call, chats never exceed
+    capacity, and every call ends answered, abandoned, or still in the system."""
+    pbx, _server = sim
+    pbx.inbound_talk = 1.5
+    pbx.inbound_patience_mean = 3.0
+    app.acd.wrap_up = 0.2
+    boss = token(app, "boss")
+    for agent in ("anna", "ben"):
+        call(app, "POST", f"agents/{agent}/login", {"queues": ["sales"]}, boss)
+    app.router.set_capacity("anna", {Channel.VOICE: 1, Channel.CHAT: 2, Channel.EMAIL: 1})
+    pbx.start_inbound(3600 * 2)  # two callers a second on average, for a few seconds
+    created = []
+    violations = []
+
+    def check() -> None:
+        for agent in app.router.agents.values():
+            channels = [w.channel for w in agent.work.values()]
+            if Channel.VOICE in channels and ({Channel.EMAIL, Channel.SMS} & set(channels)):
+                violations.append((agent.id, channels))
+            if channels.count(Channel.CHAT) > agent.capacity.get(Channel.CHAT, 0):
+                violations.append((agent.id, channels))
+
+    app.router.agent_listeners.append(lambda _agent: check())
+    for i in range(6):
+        status, body = call(
+            app,
+            "POST",
+            "interactions",
+            {"channel": "chat" if i % 2 else "email", "queue": "sales"},
+            boss,
+        )
+        assert status == 200
+        created.append(body["id"])
+        run(asyncio.sleep(0.5))
+    pbx.stop_inbound()
+    run(asyncio.sleep(4))
+    assert violations == []
+    labels = {"queue": "sales", "channel": "voice"}
+    offered = app.registry.get_sample_value("dirigent_interactions_offered_total", labels)
+    answered = app.registry.get_sample_value("dirigent_interactions_answered_total", labels) or 0
+    abandoned = app.registry.get_sample_value("dirigent_interactions_abandoned_total", labels) or 0
+    assert offered >= 3 and answered >= 1
+    assert answered + abandoned + len(app.acd.calls) >= offered
+    offered_non_voice = [m for m in created if m in app.router.offered or m in app.router.waiting]
+    assert len(offered_non_voice) == len(created), (
+        "chats and mails are offered or waiting, none lost"
+    )
