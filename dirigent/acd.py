@@ -201,6 +201,19 @@ class InboundAcd:
     def end_wrap_up(self, agent: str) -> None:
         self._route(self.router.end_wrap_up(agent, self.clock.seconds()))
 
+    def _publish_interaction(self, event: str, interaction: Interaction, **extra: Any) -> None:
+        self.bus.publish(
+            "interaction",
+            event=event,
+            interaction=interaction.id,
+            channel=interaction.channel.value,
+            queue=interaction.queue,
+            customer=interaction.customer,
+            at=self.clock.seconds(),
+            history=list(interaction.history),
+            **extra,
+        )
+
     def _agent_changed(self, agent: Agent) -> None:
         now_state = (agent.state.value, agent.pause_reason)
         if self._published.get(agent.id) != now_state:
@@ -219,6 +232,7 @@ class InboundAcd:
         interaction = Interaction(iid, channel, queue, self.clock.seconds(), **fields)
         if self.metrics:
             self.metrics.offered.labels(queue, channel.value).inc()
+        self._publish_interaction("queued", interaction)
         self._route(self.router.enqueue(interaction, self.clock.seconds()))
         return iid
 
@@ -228,6 +242,7 @@ class InboundAcd:
             raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
         now = self.clock.seconds()
         self.router.accept(agent, interaction, now)
+        self._publish_interaction("answered", pending.interaction, agent=agent)
         if self.metrics:
             it = pending.interaction
             self.metrics.answered.labels(it.queue, it.channel.value).inc()
@@ -236,7 +251,10 @@ class InboundAcd:
             )
 
     def finish(self, agent: str, interaction: str, wrap_up: float) -> None:
+        handled = self.router.handled_interactions.get(interaction)
         self._route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
+        if handled is not None:
+            self._publish_interaction("ended", handled, agent=agent)
 
     def transfer(
         self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
@@ -364,6 +382,7 @@ class InboundAcd:
         self.calls[uid] = _Call(interaction, chan.name if chan else (event.channel or ""))
         if self.metrics:
             self.metrics.offered.labels(queue, "voice").inc()
+        self._publish_interaction("queued", interaction)
         self._route(self.router.enqueue(interaction, now))
 
     def _route(self, offers: list[Offer]) -> None:
@@ -413,6 +432,7 @@ class InboundAcd:
             return
         self.router.accept(call.agent, uid, now)
         call.answered_at = now
+        self._publish_interaction("answered", call.interaction, agent=call.agent)
         wait = now - call.interaction.arrived
         queue = call.interaction.queue
         self.answers.append((now, queue, wait))
@@ -448,6 +468,7 @@ class InboundAcd:
             return
         self.router.abandon(uid, now)
         self.fallbacks += 1
+        self._publish_interaction("fallback", call.interaction)
         wait = now - call.interaction.arrived
         log.warn("caller {uid} went to the dialplan fallback after {w:.0f} s", uid=uid, w=wait)
         if self.metrics:
@@ -457,6 +478,7 @@ class InboundAcd:
         call = self.calls.pop(uid)
         queue = call.interaction.queue
         if call.answered_at is not None and call.agent is not None:
+            self._publish_interaction("ended", call.interaction, agent=call.agent)
             if uid in self.router.handling:
                 self._route(self.router.finish(call.agent, uid, now, self.wrap_up))
             if self.metrics:
@@ -465,6 +487,7 @@ class InboundAcd:
         self.router.abandon(uid, now)
         wait = now - call.interaction.arrived
         self.abandoned.append((uid, wait))
+        self._publish_interaction("abandoned", call.interaction, wait=wait)
         if self.metrics:
             self.metrics.abandoned.labels(queue, "voice").inc()
             self.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)

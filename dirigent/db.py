@@ -245,6 +245,21 @@ interaction = Table(
     Column("disposition", String(40), nullable=True),
     Column("notes", Text, nullable=True),
     Column("attributes", JSON, nullable=False, default=dict),
+    # routing identities are configured by name/code, not database rows
+    Column("queue_name", String(80), nullable=True),
+    Column("agent_code", String(40), nullable=True),
+    Column("customer", String(200), nullable=True),
+)
+
+agent_state_log = Table(
+    "agent_state_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("agent_code", String(40), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("reason", String(80), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_agent_state_log_agent_at", "agent_code", "at"),
 )
 
 dnc = Table(

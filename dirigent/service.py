@@ -27,6 +27,7 @@ from cti.ws import push_resource
 from dirigent import db
 from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.config import Settings
+from dirigent.records import Recorder
 from dirigent.web import make_site
 from routing.agent import Agent
 from routing.router import Router
@@ -55,9 +56,12 @@ class DatabaseService(service.Service):
 
     def __init__(self, url: str) -> None:
         self.engine = db.make_engine(url)
+        self.recorder: Recorder | None = None
 
     def stopService(self) -> None:
         super().stopService()
+        if self.recorder is not None:
+            self.recorder.close()  # drain the report writes before the engine goes
         self.engine.dispose()
 
 
@@ -138,6 +142,7 @@ class Dirigent:
                 registry=self.registry,
                 wrap_up=routing.wrap_up,
             )
+            self.database.recorder = Recorder(self.database.engine, self.acd.bus)
             auto = {a.id: a.queues for a in routing.agents if a.auto_login}
             AcdService(self.acd, auto).setServiceParent(self.service)
         children = {}

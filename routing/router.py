@@ -358,7 +358,10 @@ class Router:
         pending = self.offered.get(interaction_id)
         if pending is None or pending.agent != agent_id:
             raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
-        self._agent(agent_id).accept(now, interaction_id)
+        agent = self._agent(agent_id)
+        agent.accept(now, interaction_id)
+        for listener in self.agent_listeners:
+            listener(agent)
         del self.offered[interaction_id]
         self.handling[interaction_id] = agent_id
         self.handled_interactions[interaction_id] = pending.interaction
