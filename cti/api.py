@@ -12,6 +12,7 @@ route                                     who          what
 ``POST /api/agents/<id>/end-wrap-up``     self / sup.
 ``PUT  /api/agents/<id>/skills``          supervisor   ``{skills: {name: level}}``
 ``PUT  /api/agents/<id>/capacity``        supervisor   ``{capacity: {channel: n}}``
+``GET  /api/agents/<id>/report``          self / sup.  seconds per state (``?from=&to=``, default today), from the database
 ``GET  /api/queues``                      any user     waiting, oldest wait, service level, counts
 ``POST /api/interactions``                supervisor   a chat / e-mail / SMS: ``{channel, queue, ...}``
 ``POST /api/interactions/<id>/accept``    the agent    accept an offered chat / e-mail / SMS
@@ -64,6 +65,8 @@ class Operations(Protocol):
 
 
 UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, password hash)
+#: (agent, start, end) -> seconds per state, read from the database (blocking: run in a thread)
+ReportLookup = Callable[[str, float, float], dict[str, float]]
 
 
 class ApiError(Exception):
@@ -144,11 +147,18 @@ def _channel(value: Any, name: str) -> Channel:
 class ApiResource(resource.Resource):
     isLeaf = True
 
-    def __init__(self, ops: Operations, users: UserLookup, tokens: TokenStore) -> None:
+    def __init__(
+        self,
+        ops: Operations,
+        users: UserLookup,
+        tokens: TokenStore,
+        reports: ReportLookup | None = None,
+    ) -> None:
         super().__init__()
         self.ops = ops
         self.users = users
         self.tokens = tokens
+        self.reports = reports
 
     # -- plumbing -----------------------------------------------------------------------------
     def render(self, request: server.Request) -> Any:
@@ -165,6 +175,8 @@ class ApiResource(resource.Resource):
                 raise ApiError(
                     401, "authorization", "a valid bearer token is required (POST /api/login)"
                 )
+            if method == "GET" and len(path) == 3 and path[0] == "agents" and path[2] == "report":
+                return self._report(request, path[1], user)
             result = self._dispatch(method, path, body, user)
         except ApiError as exc:
             return self._error(request, exc.status, exc.field, exc.reason)
@@ -230,6 +242,41 @@ class ApiResource(resource.Resource):
             request.finish()
 
         threads.deferToThread(check).addCallbacks(done, failed)
+        return server.NOT_DONE_YET
+
+    def _report(self, request: server.Request, agent_id: str, user: User) -> Any:
+        """``GET /api/agents/<id>/report?from=<epoch s>&to=<epoch s>`` (default:
+        today): seconds per state from the database, so it survives restarts."""
+        self._agent(agent_id)
+        if not user.may_act_for(agent_id):
+            raise ApiError(403, "agent", f"{user.username} may not see the report of {agent_id}")
+        if self.reports is None:
+            raise ApiError(404, "report", "no database reports in this setup")
+        start, end = self.ops.day_window()
+        for name in ("from", "to"):
+            raw = request.args.get(name.encode())
+            if raw:
+                try:
+                    value = float(raw[0])
+                except ValueError:
+                    raise ApiError(400, name, "must be seconds since the epoch") from None
+                start, end = (value, end) if name == "from" else (start, value)
+        if end <= start:
+            raise ApiError(400, "to", "must be after from")
+
+        def done(seconds: dict[str, float]) -> None:
+            request.write(
+                json.dumps(
+                    {"agent": agent_id, "from": start, "to": end, "seconds": seconds}
+                ).encode()
+            )
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            request.write(self._error(request, 500, "report", failure.getErrorMessage()))
+            request.finish()
+
+        threads.deferToThread(self.reports, agent_id, start, end).addCallbacks(done, failed)
         return server.NOT_DONE_YET
 
     # -- routes ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from cti.ws import push_resource
 from dirigent import db
 from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.config import Settings
-from dirigent.records import Recorder
+from dirigent.records import Recorder, time_in_state
 from dirigent.web import make_site
 from routing.agent import Agent
 from routing.router import Router
@@ -148,7 +148,13 @@ class Dirigent:
         children = {}
         self.tokens = TokenStore()
         if self.acd is not None:
-            children[b"api"] = ApiResource(self.acd, self.find_user, self.tokens)
+            engine = self.database.engine
+            children[b"api"] = ApiResource(
+                self.acd,
+                self.find_user,
+                self.tokens,
+                lambda a, t0, t1: time_in_state(engine, a, t0, t1),
+            )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(
             self.registry, self.pbx_status, lambda: db.ping(self.database.engine), children

@@ -324,3 +324,19 @@ def test_calls_chats_and_mails_blend_by_the_rules_end_to_end(app, sim):
     assert len(offered_non_voice) == len(created), (
         "chats and mails are offered or waiting, none lost"
     )
+
+
+def test_the_day_report_comes_from_the_database(app):
+    anna, ben = token(app, "anna"), token(app, "ben")
+    call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)
+    run(asyncio.sleep(0.3))
+    call(app, "POST", "agents/anna/pause", {"reason": "lunch"}, anna)
+    run(asyncio.sleep(0.2))
+    app.database.recorder.flush()
+    status, report = call(app, "GET", "agents/anna/report", token=anna)
+    assert (
+        status == 200 and report["seconds"]["ready"] >= 0.25 and report["seconds"]["paused"] >= 0.15
+    )
+    assert call(app, "GET", "agents/anna/report", token=ben)[0] == 403
+    status, error = call(app, "GET", "agents/anna/report?from=abc", token=anna)
+    assert status == 400 and error["field"] == "from"
