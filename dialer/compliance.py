@@ -1,0 +1,263 @@
+"""The one gate every dial passes through: may this number be called now?
+
+Checks, in order, each with a reason a supervisor can read:
+
+1. do-not-call: the global list and the campaign's (an opt-out during a
+   call is on the global list at once);
+2. consent, where the campaign requires it (German B2C telephone
+   advertising: UWG 7(2)); a withdrawal after a grant wins;
+3. the calling window in the called party's local time, for every time zone
+   of the number (several zones: all must be inside the window, i.e. the
+   most restrictive), public holidays where the country's pack says so;
+4. attempts per number per local day (Germany: at most 3);
+5. after an abandoned call, no redial within the lock-out (UK: 72 h) unless
+   an agent is guaranteed; after a machine, same-day retry only with an agent
+   guaranteed (UK);
+6. a "call back at" time set on the record.
+
+Country policy packs are data (``dialer/policies/*.toml``), validated when
+loaded.  Pure: the lookups and the time are passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from dialer.numbers import Number, Rejected, normalize
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+POLICY_DIR = Path(__file__).with_name("policies")
+
+
+class PolicyError(ValueError):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Window:
+    days: frozenset[int]  # 0 = Monday
+    start: dt.time
+    end: dt.time
+
+    def contains(self, local: dt.datetime) -> bool:
+        return local.weekday() in self.days and self.start <= local.time() < self.end
+
+
+@dataclass(frozen=True)
+class Policy:
+    country: str
+    windows: tuple[Window, ...]
+    public_holidays: bool
+    max_attempts_per_day: int
+    abandon_limit: float
+    abandon_window: str
+    abandon_lockout_hours: float
+    machine_retry_same_day_needs_agent: bool
+    requires_consent: bool
+
+    @classmethod
+    def parse(cls, data: dict[str, Any], source: str = "policy") -> Policy:
+        def need(key: str, kind: type | tuple[type, ...]) -> Any:
+            if key not in data:
+                raise PolicyError(f"{source}.{key}", "required")
+            value = data[key]
+            if not isinstance(value, kind) or (
+                isinstance(value, bool) and kind in (int, float, (int, float))
+            ):
+                raise PolicyError(f"{source}.{key}", f"wrong type {type(value).__name__}")
+            return value
+
+        windows = []
+        for i, w in enumerate(need("windows", list)):
+            try:
+                days = frozenset(DAYS.index(d) for d in w["days"])
+                start, end = dt.time.fromisoformat(w["start"]), dt.time.fromisoformat(w["end"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise PolicyError(
+                    f"{source}.windows[{i}]", f"needs days (mon..sun), start and end HH:MM ({exc})"
+                ) from None
+            if end <= start:
+                raise PolicyError(f"{source}.windows[{i}]", "end must be after start")
+            windows.append(Window(days, start, end))
+        limit = float(need("abandon_limit", (int, float)))
+        if not 0 <= limit <= 1:
+            raise PolicyError(f"{source}.abandon_limit", "must be a share between 0 and 1")
+        if need("abandon_window", str) not in ("30d", "day"):
+            raise PolicyError(f"{source}.abandon_window", "must be '30d' or 'day'")
+        return cls(
+            country=need("country", str).upper(),
+            windows=tuple(windows),
+            public_holidays=need("public_holidays", bool),
+            max_attempts_per_day=need("max_attempts_per_day", int),
+            abandon_limit=limit,
+            abandon_window=data["abandon_window"],
+            abandon_lockout_hours=float(need("abandon_lockout_hours", (int, float))),
+            machine_retry_same_day_needs_agent=need("machine_retry_same_day_needs_agent", bool),
+            requires_consent=need("requires_consent", bool),
+        )
+
+
+@cache
+def policy_for(country: str) -> Policy:
+    """The shipped pack for a country (``US``, ``DE``, ``GB``/``UK``)."""
+    name = {"GB": "uk", "UK": "uk"}.get(country.upper(), country.lower())
+    path = POLICY_DIR / f"{name}.toml"
+    if not path.exists():
+        raise PolicyError("country", f"no policy pack for {country!r} (have: us, de, uk)")
+    with open(path, "rb") as fh:
+        return Policy.parse(tomllib.load(fh), path.name)
+
+
+# -- what the gate needs to know ------------------------------------------------------------
+class DncLookup(Protocol):
+    def blocked(self, e164: str, campaign: str) -> str | None:
+        """'global' or 'campaign' if the number is on a do-not-call list, else None."""
+
+
+class ConsentLookup(Protocol):
+    def granted(self, contact: str, channel: str, at: dt.datetime) -> bool:
+        """The latest consent record for (contact, channel) at ``at`` is a grant."""
+
+
+@dataclass(frozen=True)
+class DialHistory:
+    """What happened to this number before (from the attempt table)."""
+
+    attempts_today: int = 0
+    last_abandoned_at: dt.datetime | None = None
+    last_machine_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    policy: Policy
+    caller_id: str
+    requires_consent: bool | None = None  # None: as the country pack says
+    holiday_subdivisions: tuple[str, ...] = ()  # e.g. ("BY", "NW"): a holiday in any counts
+    windows: tuple[Window, ...] = ()  # narrower campaign hours (in addition to the law)
+    max_attempts_per_day: int | None = None
+
+    def __post_init__(self) -> None:
+        checked = normalize(self.caller_id)
+        if isinstance(checked, Rejected) or not self.caller_id.strip().startswith("+"):
+            why = checked.reason if isinstance(checked, Rejected) else "must be in +E.164 form"
+            raise PolicyError(
+                "caller_id",
+                f"must be a valid, presented number ({why}); suppressed caller ID is refused",
+            )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str = "ok"
+    check: str = ""
+
+
+@dataclass
+class Compliance:
+    dnc: DncLookup
+    consent: ConsentLookup
+    _holidays: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+
+    def _is_holiday(self, country: str, subdivisions: Iterable[str], day: dt.date) -> bool:
+        for sub in (*subdivisions, ""):
+            key = (country, sub, day.year)
+            if key not in self._holidays:
+                self._holidays[key] = holidays.country_holidays(
+                    country, subdiv=sub or None, years=day.year
+                )
+            if day in self._holidays[key]:
+                return True
+        return False
+
+    def check(
+        self,
+        campaign: Campaign,
+        number: Number,
+        contact: str | None,
+        now: dt.datetime,
+        history: DialHistory = DialHistory(),
+        callback_at: dt.datetime | None = None,
+        agent_guaranteed: bool = False,
+    ) -> Verdict:
+        if now.tzinfo is None:
+            raise ValueError("now: must be timezone-aware")
+        policy = campaign.policy
+        listed = self.dnc.blocked(number.e164, campaign.name)
+        if listed:
+            return Verdict(False, f"on the {listed} do-not-call list", "dnc")
+        needs_consent = (
+            policy.requires_consent
+            if campaign.requires_consent is None
+            else campaign.requires_consent
+        )
+        if needs_consent and (contact is None or not self.consent.granted(contact, "voice", now)):
+            return Verdict(False, "no prior express consent for telephone calls", "consent")
+        zones = number.timezones or (_default_zone(number.region),)
+        for zone in zones:
+            local = now.astimezone(ZoneInfo(zone))
+            if not any(w.contains(local) for w in policy.windows):
+                return Verdict(
+                    False, f"outside the legal calling hours in {zone} ({local:%a %H:%M})", "window"
+                )
+            if campaign.windows and not any(w.contains(local) for w in campaign.windows):
+                return Verdict(
+                    False, f"outside the campaign's hours in {zone} ({local:%a %H:%M})", "window"
+                )
+            if policy.public_holidays and self._is_holiday(
+                policy.country, campaign.holiday_subdivisions, local.date()
+            ):
+                return Verdict(
+                    False, f"public holiday in {policy.country} ({local:%Y-%m-%d})", "holiday"
+                )
+        limit = campaign.max_attempts_per_day or policy.max_attempts_per_day
+        if limit and history.attempts_today >= limit:
+            return Verdict(
+                False, f"{history.attempts_today} attempts today (at most {limit})", "attempts"
+            )
+        if (
+            policy.abandon_lockout_hours
+            and history.last_abandoned_at is not None
+            and not agent_guaranteed
+        ):
+            until = history.last_abandoned_at + dt.timedelta(hours=policy.abandon_lockout_hours)
+            if now < until:
+                return Verdict(
+                    False,
+                    f"abandoned call: locked out until {until:%Y-%m-%d %H:%M} UTC",
+                    "abandon-lockout",
+                )
+        if (
+            policy.machine_retry_same_day_needs_agent
+            and history.last_machine_at is not None
+            and not agent_guaranteed
+            and history.last_machine_at.astimezone(ZoneInfo(zones[0])).date()
+            == now.astimezone(ZoneInfo(zones[0])).date()
+        ):
+            return Verdict(
+                False,
+                "answering machine today: retry only with an agent guaranteed",
+                "machine-retry",
+            )
+        if callback_at is not None and now < callback_at:
+            return Verdict(False, f"call back at {callback_at:%Y-%m-%d %H:%M} UTC", "callback")
+        return Verdict(True)
+
+
+def _default_zone(region: str) -> str:
+    return {"DE": "Europe/Berlin", "GB": "Europe/London", "US": "America/New_York"}.get(
+        region, "UTC"
+    )

@@ -1,0 +1,82 @@
+"""Phone numbers from lists: normalised to E.164 with phonenumbers, or
+rejected with the reason.
+
+Rejected: numbers that do not parse, that are not valid for their region,
+and those a dialer must not call: premium rate, shared cost, universal
+access (UAN), voicemail access, pagers and unknown types.  Kept: fixed line,
+mobile, fixed-or-mobile, toll free, VoIP, personal numbers.
+
+The number's region and time zone(s) are stored with it: calling windows are
+in the called party's local time, and a number whose zones differ (a US toll
+free number spans the continent) is held to the most restrictive one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import PhoneNumberType, timezone
+
+#: Types never dialed by a campaign (cost to the called party or not a person).
+REJECTED_TYPES = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate number",
+    PhoneNumberType.SHARED_COST: "shared-cost number",
+    PhoneNumberType.UAN: "universal access number",
+    PhoneNumberType.VOICEMAIL: "voicemail access number",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.UNKNOWN: "number of unknown type",
+}
+
+TYPE_NAMES = {
+    PhoneNumberType.FIXED_LINE: "fixed_line",
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_line_or_mobile",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.VOIP: "voip",
+    PhoneNumberType.PERSONAL_NUMBER: "personal",
+}
+
+#: Longest input we try to parse; phonenumbers itself stops at 250 characters.
+MAX_INPUT = 64
+
+
+@dataclass(frozen=True)
+class Number:
+    e164: str
+    number_type: str
+    region: str
+    timezones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    reason: str
+
+
+def normalize(raw: str, default_region: str | None = None) -> Number | Rejected:
+    """E.164 and facts of ``raw`` (national numbers need ``default_region``)."""
+    text = (raw or "").strip()
+    if not text:
+        return Rejected("empty")
+    if len(text) > MAX_INPUT:
+        return Rejected(f"longer than {MAX_INPUT} characters")
+    region = default_region.upper() if default_region else None
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        return Rejected(
+            f"not a phone number ({exc._msg})" if hasattr(exc, "_msg") else "not a phone number"
+        )
+    if not phonenumbers.is_valid_number(parsed):
+        return Rejected("not a valid number for its region")
+    kind = phonenumbers.number_type(parsed)
+    if kind in REJECTED_TYPES:
+        return Rejected(REJECTED_TYPES[kind])
+    zones = tuple(z for z in timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
+    return Number(
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        TYPE_NAMES.get(kind, str(kind)),
+        phonenumbers.region_code_for_number(parsed) or "",
+        zones,
+    )
