@@ -195,15 +195,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from dirigent import db
-    from dirigent.config import DEFAULT_DATABASE_URL, ConfigError, load_settings
 
-    url = args.db
-    if url is None and args.config:
-        try:
-            url = load_settings(args.config).database.url
-        except ConfigError as exc:
-            raise _bad_input(exc) from None
-    url = url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
+    url = _database_url(args)
     try:
         db.upgrade(url)
     except Exception as exc:

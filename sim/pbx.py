@@ -36,7 +36,6 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -450,56 +449,42 @@ class SimPbx:
     ) -> None:
         """Handle ``Action: Originate`` (async); ``respond`` gets the events
         that carry this ActionID (the OriginateResponse)."""
-        dial = fields.get("Channel", "")
-        variables = dict(v.split("=", 1) for v in fields.get("Variable", []) if "=" in v)
         try:
             timeout = float(fields.get("Timeout") or 30000) / 1000.0
         except ValueError:
             timeout = 30.0
-        target = _Target(
-            fields.get("Context"),
-            fields.get("Exten"),
-            fields.get("Application"),
-            fields.get("Data", ""),
-            int(fields.get("Priority") or 1) if str(fields.get("Priority") or "1").isdigit() else 1,
+        priority = str(fields.get("Priority") or "1")
+        request = _Dial(
+            dial=fields.get("Channel", ""),
+            target=_Target(
+                fields.get("Context"),
+                fields.get("Exten"),
+                fields.get("Application"),
+                fields.get("Data", ""),
+                int(priority) if priority.isdigit() else 1,
+            ),
+            timeout=timeout,
+            caller=_parse_callerid(fields.get("CallerID", "")),
+            variables=dict(v.split("=", 1) for v in fields.get("Variable", []) if "=" in v),
+            uid=fields.get("ChannelId") or None,
+            other=fields.get("OtherChannelId") or None,
+            action_id=action_id,
+            respond=respond,
         )
-        caller = _parse_callerid(fields.get("CallerID", ""))
-        uid = fields.get("ChannelId") or None
-        other = fields.get("OtherChannelId") or None
         self._count("originate")
-        self._later(
-            None,
-            0.0,
-            self._start_originate,
-            dial,
-            target,
-            timeout,
-            caller,
-            variables,
-            uid,
-            other,
-            action_id,
-            respond,
-        )
+        self._later(None, 0.0, self._start_originate, request)
 
     def _originate_response(
-        self,
-        respond: Callable[[Headers], None],
-        action_id: str,
-        ok: bool,
-        channel: str,
-        target: _Target,
-        reason: int,
-        uid: str | None,
-        caller: tuple[str, str],
+        self, req: _Dial, ok: bool, channel: str, reason: int, uid: str | None
     ) -> None:
         headers: Headers = [
             ("Event", "OriginateResponse"),
             ("Privilege", "call,all"),
-            ("ActionID", action_id),
+            ("ActionID", req.action_id),
             ("Response", "Success" if ok else "Failure"),
             ("Channel", channel),
         ]
+        target = req.target
         if target.application:
             headers += [("Application", target.application), ("Data", target.data)]
         else:
@@ -507,95 +492,43 @@ class SimPbx:
         headers += [
             ("Reason", str(reason)),
             ("Uniqueid", uid or "<null>"),
-            ("CallerIDNum", caller[0] or "<unknown>"),
-            ("CallerIDName", caller[1] or "<unknown>"),
+            ("CallerIDNum", req.caller[0] or "<unknown>"),
+            ("CallerIDName", req.caller[1] or "<unknown>"),
         ]
-        respond(headers)
+        req.respond(headers)
 
-    def _start_originate(
-        self,
-        dial: str,
-        target: _Target,
-        timeout: float,
-        caller: tuple[str, str],
-        variables: dict[str, str],
-        uid: str | None,
-        other: str | None,
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
-        if m := _TRUNK_RE.match(dial):
-            self._originate_trunk(
-                m.group("a") or m.group("b"),
-                dial,
-                target,
-                timeout,
-                caller,
-                variables,
-                uid,
-                action_id,
-                respond,
-            )
-        elif m := _AGENT_RE.match(dial):
-            self._originate_agent(
-                m.group("ext"), dial, target, timeout, caller, variables, uid, action_id, respond
-            )
-        elif m := _LOCAL_RE.match(dial):
-            self._originate_local(
-                m.group("exten"),
-                m.group("context"),
-                dial,
-                target,
-                timeout,
-                caller,
-                variables,
-                uid,
-                other,
-                action_id,
-                respond,
-            )
+    def _failed(self, req: _Dial, reason: int, uid: str | None) -> None:
+        """OriginateResponse Failure; the Channel header holds the dial string."""
+        self._originate_response(req, False, req.dial, reason, uid)
+
+    def _start_originate(self, req: _Dial) -> None:
+        if m := _TRUNK_RE.match(req.dial):
+            self._originate_trunk(m.group("a") or m.group("b"), req)
+        elif m := _AGENT_RE.match(req.dial):
+            self._originate_agent(m.group("ext"), req)
+        elif m := _LOCAL_RE.match(req.dial):
+            self._originate_local(m.group("exten"), m.group("context"), req)
         else:
             # Unknown technology or endpoint: no channel events at all (as recorded).
-            self._originate_response(respond, action_id, False, dial, target, 0, uid, caller)
+            self._failed(req, 0, req.uid)
 
-    def _outgoing(
-        self,
-        name: str,
-        uid: str | None,
-        caller: tuple[str, str],
-        variables: dict[str, str],
-        context: str,
-        exten: str,
-    ) -> SimChannel:
-        chan = self._new_channel(name, uid, None, state=0, context=context, exten=exten)
+    def _outgoing(self, name: str, req: _Dial, context: str, exten: str) -> SimChannel:
+        chan = self._new_channel(name, req.uid, None, state=0, context=context, exten=exten)
         self._newexten(chan, "AppDial2", "(Outgoing Line)", priority=1)
-        for key, value in variables.items():
+        for key, value in req.variables.items():
             self._setvar(chan, key, value)
-        if caller[0]:
-            self._set_callerid(chan, caller[0], caller[1])
+        if req.caller[0]:
+            self._set_callerid(chan, req.caller[0], req.caller[1])
         return chan
 
-    def _originate_trunk(
-        self,
-        number: str,
-        dial: str,
-        target: _Target,
-        timeout: float,
-        caller: tuple[str, str],
-        variables: dict[str, str],
-        uid: str | None,
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
-        fate = self.fate_of(number, variables.get("SIM_OUTCOME"))
+    def _originate_trunk(self, number: str, req: _Dial) -> None:
+        fate = self.fate_of(number, req.variables.get("SIM_OUTCOME"))
         outcome = fate.outcome
         seq = next(self._chan_seq)
-        chan = self._outgoing(
-            f"PJSIP/customers-{seq:08x}", uid, caller, variables, "from-customers", "s"
-        )
+        chan = self._outgoing(f"PJSIP/customers-{seq:08x}", req, "from-customers", "s")
         chan.far = outcome if outcome in ("live", "machine") else ""
         chan.fate = fate
-        self._dial_event("DialBegin", None, chan, ("DialString", dial.split("/", 1)[1]))
+        self._dial_event("DialBegin", None, chan, ("DialString", req.dial.split("/", 1)[1]))
         self._count(f"trunk_{outcome}")
 
         def fail(cause: int, status: str) -> None:
@@ -603,28 +536,17 @@ class SimPbx:
             # 486: OriginateResponse before DialEnd; 404: after DialEnd;
             # 503: after the Hangup.
             tech = SIP_OF_CAUSE.get(cause)
-            respond_now = partial(
-                self._originate_response,
-                respond,
-                action_id,
-                False,
-                dial,
-                target,
-                0,
-                chan.uniqueid,
-                caller,
-            )
             self._chan_event(
                 "HangupRequest", chan, ("Cause", str(cause)), ("TechCause", tech or "")
             )
             if cause == 17:
-                respond_now()
+                self._failed(req, 0, chan.uniqueid)
             self._dial_event("DialEnd", None, chan, ("DialStatus", status))
             if cause == 1:
-                respond_now()
+                self._failed(req, 0, chan.uniqueid)
             self.hangup_channel(chan, cause, soft=False, tech_cause=tech)
             if cause == 34:
-                respond_now()
+                self._failed(req, 0, chan.uniqueid)
 
         if outcome == "busy":
             self._later(chan, fate.detect, fail, 17, "BUSY")
@@ -633,19 +555,15 @@ class SimPbx:
             cause, status = (1, "NOANSWER") if outcome == "invalid" else (34, "CONGESTION")
             self._later(chan, fate.detect, fail, cause, status)
             return
-        ring = float(variables.get("SIM_RING") or fate.ring)
-        rings_out = outcome == "no_answer" or ring >= timeout
+        ring = float(req.variables.get("SIM_RING") or fate.ring)
+        rings_out = outcome == "no_answer" or ring >= req.timeout
         # recorded: a call that is answered shows Newstate before DialState, a
         # call that rings out the other way round
         self._later(chan, 0.05, self._ringing, chan, not rings_out)
         if rings_out:
-            self._later(
-                chan, timeout, self._ring_timeout, chan, dial, target, caller, action_id, respond
-            )
-            return
-        self._later(
-            chan, ring, self._answer_outgoing, chan, dial, target, caller, action_id, respond
-        )
+            self._later(chan, req.timeout, self._ring_timeout, chan, req)
+        else:
+            self._later(chan, ring, self._answer_outgoing, chan, req)
 
     def _ringing(self, chan: SimChannel, state_first: bool = True) -> None:
         if state_first:
@@ -656,63 +574,32 @@ class SimPbx:
             self._set_state(chan, 5)
             self._device(chan.name.rsplit("-", 1)[0], "RINGING")
 
-    def _ring_timeout(
-        self,
-        chan: SimChannel,
-        dial: str,
-        target: _Target,
-        caller: tuple[str, str],
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
-        self._originate_response(respond, action_id, False, dial, target, 3, chan.uniqueid, caller)
+    def _ring_timeout(self, chan: SimChannel, req: _Dial) -> None:
+        self._failed(req, 3, chan.uniqueid)
         self.hangup_channel(chan, 19, soft=False, tech_cause="480")
 
-    def _answer_outgoing(
-        self,
-        chan: SimChannel,
-        dial: str,
-        target: _Target,
-        caller: tuple[str, str],
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
+    def _answer_outgoing(self, chan: SimChannel, req: _Dial) -> None:
         self._set_state(chan, 6)
         self._device(chan.name.rsplit("-", 1)[0], "INUSE")
         self._dial_event("DialEnd", None, chan, ("DialStatus", "ANSWER"))
-        self._originate_response(
-            respond, action_id, True, chan.name, target, 4, chan.uniqueid, caller
-        )
-        self._run_target(chan, target)
+        self._originate_response(req, True, chan.name, 4, chan.uniqueid)
+        self._run_target(chan, req.target)
 
-    def _originate_agent(
-        self,
-        ext: str,
-        dial: str,
-        target: _Target,
-        timeout: float,
-        caller: tuple[str, str],
-        variables: dict[str, str],
-        uid: str | None,
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
+    def _originate_agent(self, ext: str, req: _Dial) -> None:
         phone = self.phones.get(ext)
         if phone is None or not phone.registered:
             # unknown endpoint / no contact: Reason 0 and no channel events (as recorded)
-            self._originate_response(respond, action_id, False, dial, target, 0, uid, caller)
+            self._failed(req, 0, req.uid)
             return
         seq = next(self._chan_seq)
-        chan = self._outgoing(f"PJSIP/{ext}-{seq:08x}", uid, caller, variables, "agents", "s")
+        chan = self._outgoing(f"PJSIP/{ext}-{seq:08x}", req, "agents", "s")
         chan.far, chan.agent = "agent", ext
         self._dial_event("DialBegin", None, chan, ("DialString", ext))
         if phone.channel is not None:
 
             def busy() -> None:
                 self._chan_event("HangupRequest", chan, ("Cause", "17"), ("TechCause", "486"))
-                self._originate_response(
-                    respond, action_id, False, dial, target, 0, chan.uniqueid, caller
-                )
+                self._failed(req, 0, chan.uniqueid)
                 self._dial_event("DialEnd", None, chan, ("DialStatus", "BUSY"))
                 chan.agent = None  # the phone's own call is not this one
                 self.hangup_channel(chan, 17, soft=False, tech_cause="486")
@@ -721,84 +608,56 @@ class SimPbx:
             return
         phone.channel = chan.uniqueid
         self._later(chan, 0.02, self._ringing, chan)
-        self._later(
-            chan,
-            phone.answer_delay,
-            self._answer_outgoing,
-            chan,
-            dial,
-            target,
-            caller,
-            action_id,
-            respond,
-        )
+        self._later(chan, phone.answer_delay, self._answer_outgoing, chan, req)
 
-    def _originate_local(
-        self,
-        exten: str,
-        context: str,
-        dial: str,
-        target: _Target,
-        timeout: float,
-        caller: tuple[str, str],
-        variables: dict[str, str],
-        uid: str | None,
-        other: str | None,
-        action_id: str,
-        respond: Callable[[Headers], None],
-    ) -> None:
+    #: what the lab's [sim] extensions do (extensions.conf of the recorded PBX)
+    _SIM_EXTENS = {
+        "answer": "answer",
+        "agent": "answer",
+        "customer": "answer",
+        "human": "answer",
+        "machine": "answer",
+        "silence": "answer",
+        "busy": "busy",
+        "congestion": "congestion",
+        "noanswer": "ring",
+    }
+
+    def _originate_local(self, exten: str, context: str, req: _Dial) -> None:
         seq = next(self._chan_seq)
         base = f"Local/{exten}@{context}-{seq:08x}"
-        one = self._new_channel(f"{base};1", uid, None, state=0, context=context, exten=exten)
+        # as recorded: both halves appear first, then the ;1 half's dialplan
+        one = self._new_channel(f"{base};1", req.uid, None, state=0, context=context, exten=exten)
         two = self._new_channel(
             f"{base};2",
-            other or f"{one.uniqueid};2",
+            req.other or f"{one.uniqueid};2",
             one.uniqueid,
             state=4,
             context=context,
             exten=exten,
         )
         self._newexten(one, "AppDial2", "(Outgoing Line)", priority=1)
-        for key, value in variables.items():
+        for key, value in req.variables.items():
             self._setvar(one, key, value)
-        if caller[0]:
-            self._set_callerid(one, caller[0], caller[1])
+        if req.caller[0]:
+            self._set_callerid(one, req.caller[0], req.caller[1])
         self._dial_event("DialBegin", None, one, ("DialString", f"{exten}@{context}"))
-        behaviour = (
-            {
-                "answer": ("answer", 0.0),
-                "agent": ("answer", 0.0),
-                "customer": ("answer", 0.0),
-                "human": ("answer", 0.0),
-                "machine": ("answer", 0.0),
-                "silence": ("answer", 0.0),
-                "busy": ("busy", 0.0),
-                "congestion": ("congestion", 0.0),
-                "noanswer": ("ring", 0.0),
-            }.get(exten)
-            if context == "sim"
-            else ("answer", 0.0)
-        )
+        kind = self._SIM_EXTENS.get(exten) if context == "sim" else "answer"
         two.far = {"agent": "agent", "customer": "customer", "machine": "machine"}.get(
             exten, "live"
         )
         one.far = two.far
-        if behaviour is None:
+        if kind is None:
             # unknown extension: the ;2 half fails at once, Reason 0, cause 0
-            self._originate_response(
-                respond, action_id, False, dial, target, 0, one.uniqueid, caller
-            )
+            self._failed(req, 0, one.uniqueid)
             self.hangup_channel(two, 0)
             self.hangup_channel(one, 0)
             return
-        kind = behaviour[0]
         if kind in ("busy", "congestion"):
             cause, reason, status = (17, 5, "BUSY") if kind == "busy" else (34, 8, "CONGESTION")
             self._newexten(two, kind.capitalize(), "10", priority=2)
             self._dial_event("DialEnd", None, one, ("DialStatus", status))
-            self._originate_response(
-                respond, action_id, False, dial, target, reason, one.uniqueid, caller
-            )
+            self._failed(req, reason, one.uniqueid)
             self.hangup_channel(two, cause)
             self.hangup_channel(one, 0, soft=False)
             return
@@ -807,25 +666,21 @@ class SimPbx:
             self._dial_event("DialState", None, one, ("DialStatus", "RINGING"))
 
             def ring_out() -> None:
-                self._originate_response(
-                    respond, action_id, False, dial, target, 3, one.uniqueid, caller
-                )
+                self._failed(req, 3, one.uniqueid)
                 self.hangup_channel(two, 19)
                 self.hangup_channel(one, 19, soft=False)
 
-            self._later(one, timeout, ring_out)
+            self._later(one, req.timeout, ring_out)
             return
         self._newexten(two, "Answer", "", priority=2)
         self._set_state(two, 6)
         self._set_state(one, 6)
         self._dial_event("DialEnd", None, one, ("DialStatus", "ANSWER"))
-        self._originate_response(
-            respond, action_id, True, one.name, target, 4, one.uniqueid, caller
-        )
+        self._originate_response(req, True, one.name, 4, one.uniqueid)
         if exten == "agent":
-            talk = float(variables.get("TALK") or 5)
+            talk = float(req.variables.get("TALK") or 5)
             self._later(two, talk, self._hangup_pair, one, two)
-        self._run_target(one, target)
+        self._run_target(one, req.target)
 
     def _hangup_pair(self, one: SimChannel, two: SimChannel) -> None:
         self.hangup_channel(two, 16)
@@ -1187,6 +1042,21 @@ def action_fields(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:
             out.setdefault(key, value)
             out.setdefault(key.lower(), value)
     return out
+
+
+@dataclass(frozen=True)
+class _Dial:
+    """One Originate request, as the model carries it from step to step."""
+
+    dial: str
+    target: _Target
+    timeout: float
+    caller: tuple[str, str]
+    variables: dict[str, str]
+    uid: str | None
+    other: str | None
+    action_id: str
+    respond: Callable[[Headers], None]
 
 
 @dataclass(frozen=True)

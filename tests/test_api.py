@@ -52,6 +52,28 @@ def app(sim, tmp_path):
     run(dirigent.service.stopService().asFuture(LOOP))
 
 
+def call_sync(
+    app: Dirigent,
+    method: str,
+    path: str,
+    body: object = None,
+    token: str | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, dict]:
+    """One API request (blocking: run it off the event loop)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{app.http_port}/api/{path}", data=data, method=method
+    )
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def call(
     app: Dirigent,
     method: str,
@@ -60,20 +82,7 @@ def call(
     token: str | None = None,
     raw: bytes | None = None,
 ):
-    def go() -> tuple[int, dict]:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{app.http_port}/api/{path}", data=data, method=method
-        )
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    return run(LOOP.run_in_executor(None, go))
+    return run(LOOP.run_in_executor(None, lambda: call_sync(app, method, path, body, token, raw)))
 
 
 def token(app: Dirigent, user: str) -> str:
@@ -225,19 +234,6 @@ def test_websocket_refuses_a_connection_without_a_valid_token(app):
     with pytest.raises(websockets.exceptions.InvalidStatus) as err:
         run(attempt())
     assert err.value.response.status_code == 401
-
-
-def call_sync(app: Dirigent, method: str, path: str, body: object, token: str) -> tuple[int, dict]:
-    data = json.dumps(body).encode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{app.http_port}/api/{path}", data=data, method=method
-    )
-    req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):

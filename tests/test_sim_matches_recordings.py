@@ -275,3 +275,30 @@ async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-un
     from tests.conftest import wait_for
 
     await wait_for(predicate, timeout)
+
+
+def test_local_channel_originate_starts_like_the_recording():
+    """Both halves of a Local channel appear before its dialplan runs."""
+    recorded = []
+    for conn in load_transcript("originate_answered.ami").connections:
+        for step in conn.steps:
+            if step.sent and dict(step.sent).get("ChannelId") == "dirigent-call-0001":
+                recorded = [m[0][1] for m in step.replies if m[0][0] == "Event"][:3]
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=1)
+    seen: list[list[tuple[str, str]]] = []
+    pbx.subscribe(seen.append)
+    pbx.originate(
+        {
+            "Channel": "Local/answer@sim",
+            "Context": "dirigent-connect",
+            "Exten": "agent-sim",
+            "ChannelId": "x",
+            "Variable": [],
+        },
+        "a",
+        seen.append,
+    )
+    clock.advance(0)
+    assert recorded == ["Newchannel", "Newchannel", "Newexten"]
+    assert [m[0][1] for m in seen][:3] == recorded
