@@ -58,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--config", default=None)
 
+    lists = sub.add_parser("lists", help="dial lists")
+    listsub = lists.add_subparsers(dest="lists_command", required=True)
+    imp = listsub.add_parser(
+        "import", help="import a CSV list into a campaign (created if missing)"
+    )
+    imp.add_argument("file")
+    imp.add_argument("--campaign", required=True)
+    imp.add_argument("--region", default=None, help="default country of national numbers, e.g. DE")
+    imp.add_argument("--mapping", default=None, help='TOML [columns] field = "header"')
+    imp.add_argument("--encoding", default=None, help="override the detected encoding")
+    imp.add_argument("--delimiter", default=None, help="override the detected delimiter")
+    imp.add_argument("--db", default=None)
+    imp.add_argument("--config", default=None)
+    imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    imp.add_argument("--json", action="store_true")
+
     users = sub.add_parser("user", help="API users")
     usersub = users.add_subparsers(dest="user_command", required=True)
     add = usersub.add_parser("add", help="create a user or reset its password (read from stdin)")
@@ -124,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "erlang": cmd_erlang,
         "user": cmd_user,
+        "lists": cmd_lists,
         "serve": cmd_serve,
         "demo": cmd_demo,
         "db": cmd_db,
@@ -238,6 +255,59 @@ def _database_url(args: argparse.Namespace) -> str:
         except ConfigError as exc:
             raise _bad_input(exc) from None
     return url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def cmd_lists(args: argparse.Namespace) -> int:
+    import json
+
+    from dialer.lists import ListError, load_mapping
+    from dirigent import db
+    from dirigent.lists_import import import_list, terminal_progress
+
+    if args.region is not None and len(args.region) != 2:
+        raise UsageError("--region: a two-letter country code, e.g. DE")
+    if args.delimiter is not None and len(args.delimiter.replace("\\t", "\t")) != 1:
+        raise UsageError("--delimiter: one character")
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        mapping = load_mapping(args.mapping) if args.mapping else None
+        report = import_list(
+            engine,
+            args.file,
+            args.campaign,
+            region=args.region,
+            mapping=mapping,
+            encoding=args.encoding,
+            delimiter=args.delimiter.replace("\\t", "\t") if args.delimiter else None,
+            dry_run=args.dry_run,
+            progress=terminal_progress(),
+        )
+    except ListError as exc:
+        raise UsageError(str(exc)) from None
+    except LookupError as exc:  # an unknown --encoding
+        raise UsageError(f"--encoding: {exc}") from None
+    finally:
+        engine.dispose()
+    summary = report.summary()
+    if not args.json:
+        print(
+            f"{args.file}: {report.rows} rows, {report.imported} imported, {report.updated} updated, "
+            f"{report.rejected} rejected, {report.duplicates} duplicates, "
+            f"{report.phonetic_duplicate_groups} phonetic duplicate groups"
+            + (" (dry run: nothing written)" if args.dry_run else "")
+        )
+        for problem in report.problems[:20]:
+            print(f"  row {problem.row}: {problem.field}: {problem.reason}")
+        if report.rejected_file:
+            print(f"  all rejected rows: {report.rejected_file}")
+        for group in report.groups[:10]:
+            print(
+                f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
+            )
+    print(json.dumps(summary))
+    return EXIT_OK
 
 
 def cmd_user(args: argparse.Namespace) -> int:

@@ -1,0 +1,354 @@
+"""Reading dial lists as CRM and Excel export them (pure: files in, rows out).
+
+* Encoding: UTF-8 with or without BOM; otherwise detected
+  (charset-normalizer), Windows-1252 as German Excel writes it by default;
+  a NUL byte means a binary file, which is refused.
+* Dialect: ``;`` ``,`` tab or ``|``, sniffed; quoted fields may hold newlines.
+* Columns by header name, German and English synonyms built in; a mapping
+  file (TOML ``[columns] phone = "Tel. privat"``) for unusual headers.
+  Columns that map to nothing are kept as the record's extra fields (for
+  screen pops and rules).
+* Rows are read one at a time (constant memory, whatever the file size).
+
+Every problem is reported per row with the field and the reason.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from charset_normalizer import from_bytes
+
+from dialer.numbers import Number, Rejected, normalize
+
+#: A field longer than this is refused (a CRM field is never this long; a
+#: binary blob or a broken export is).
+MAX_FIELD = 1000
+#: csv's own limit, raised so that one over-long field is reported, not fatal.
+csv.field_size_limit(1 << 20)
+
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "phone": (
+        "phone",
+        "telefon",
+        "telefonnummer",
+        "tel",
+        "phone_number",
+        "phonenumber",
+        "number",
+        "rufnummer",
+        "mobile",
+        "mobil",
+        "handy",
+        "festnetz",
+        "telephone",
+    ),
+    "first_name": ("first_name", "firstname", "vorname", "given_name", "first name"),
+    "last_name": (
+        "last_name",
+        "lastname",
+        "nachname",
+        "surname",
+        "family_name",
+        "name",
+        "last name",
+    ),
+    "company": ("company", "firma", "organisation", "organization", "unternehmen"),
+    "street": ("street", "strasse", "straße", "address", "adresse", "anschrift"),
+    "postal_code": ("zip", "plz", "postal_code", "postcode", "postleitzahl", "zip code"),
+    "city": ("city", "ort", "stadt", "wohnort"),
+    "country": ("country", "land", "country_code", "laendercode", "ländercode"),
+    "email": ("email", "e-mail", "mail", "e_mail"),
+    "priority": ("priority", "prio", "priorität", "prioritaet"),
+}
+FIELDS = tuple(SYNONYMS)
+#: Spreadsheet formula prefixes: such a value is neutralised when exported.
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+
+
+class ListError(ValueError):
+    """The file as a whole cannot be read; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    row: int
+    field: str
+    reason: str
+
+
+@dataclass
+class ListRow:
+    row: int
+    number: Number
+    fields: dict[str, str]
+    extra: dict[str, str] = field(default_factory=dict)
+    priority: int = 0
+
+
+# -- file level -------------------------------------------------------------------------
+def detect_encoding(sample: bytes) -> str:
+    if not sample:
+        raise ListError("file", "empty file")
+    if b"\x00" in sample:
+        raise ListError("file", "binary file (NUL bytes), not a CSV export")
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    best = from_bytes(sample).best()
+    guess = (best.encoding if best else "cp1252").lower()
+    # German Excel: cp1252; latin-1 detections are read as cp1252 (a superset)
+    return (
+        "cp1252" if guess in ("latin_1", "iso8859_1", "iso-8859-1", "latin-1", "cp1250") else guess
+    )
+
+
+def sniff_dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(text, delimiters=";,\t|")
+    except csv.Error:
+        first = text.splitlines()[0] if text else ""
+        counts = {d: first.count(d) for d in ";,\t|"}
+        delimiter = max(counts, key=counts.get)  # type: ignore[arg-type]
+        if not counts[delimiter]:
+            return csv.excel  # one column
+
+        class Guessed(csv.excel):
+            pass
+
+        Guessed.delimiter = delimiter
+        return Guessed
+
+
+def load_mapping(path: str | Path) -> dict[str, str]:
+    """``[columns]`` field = "Header in the file"."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ListError("mapping", f"cannot read {path}: {exc}") from None
+    columns = data.get("columns")
+    if not isinstance(columns, dict):
+        raise ListError("mapping", 'needs a [columns] table: field = "header"')
+    for key, value in columns.items():
+        if key not in FIELDS:
+            raise ListError(f"mapping.columns.{key}", f"unknown field (one of {', '.join(FIELDS)})")
+        if not isinstance(value, str):
+            raise ListError(f"mapping.columns.{key}", "must be the header text")
+    return dict(columns)
+
+
+def map_headers(headers: list[str], mapping: Mapping[str, str] | None = None) -> dict[int, str]:
+    """Column index -> field name (or ``extra:<header>``)."""
+    wanted = {v.strip().lower(): k for k, v in (mapping or {}).items()}
+    out: dict[int, str] = {}
+    taken: set[str] = set()
+    for i, raw in enumerate(headers):
+        name = raw.strip().lower()
+        target = wanted.get(name)
+        if target is None:
+            target = next(
+                (
+                    f
+                    for f, syn in SYNONYMS.items()
+                    if name in syn and f not in taken and f not in wanted.values()
+                ),
+                None,
+            )
+        if target is not None and target not in taken:
+            out[i] = target
+            taken.add(target)
+        else:
+            out[i] = f"extra:{raw.strip() or f'column {i + 1}'}"
+    if "phone" not in taken:
+        raise ListError(
+            "header",
+            f"no phone column (headers: {', '.join(h.strip() for h in headers)}; use --mapping)",
+        )
+    return out
+
+
+# -- rows -------------------------------------------------------------------------------------
+class ListReader:
+    """Iterates a list file; collects one problem per rejected row."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        region: str | None = None,
+        mapping: Mapping[str, str] | None = None,
+        encoding: str | None = None,
+        delimiter: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.region = region
+        self.mapping = mapping
+        try:
+            with open(self.path, "rb") as fh:
+                sample = fh.read(64 * 1024)
+        except OSError as exc:
+            raise ListError("file", f"cannot read {path}: {exc.strerror}") from None
+        self.encoding = encoding or detect_encoding(sample)
+        text = sample.decode(self.encoding, errors="replace")
+        if delimiter:
+
+            class Given(csv.excel):
+                pass
+
+            Given.delimiter = delimiter
+            self.dialect: Any = Given
+        else:
+            self.dialect = sniff_dialect(text[: 16 * 1024])
+        self.rows_read = 0
+        self.problems: list[RowProblem] = []
+        self.formula_fields = 0
+        self.columns: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[ListRow]:
+        with open(self.path, encoding=self.encoding, errors="strict", newline="") as fh:
+            reader = csv.reader(fh, self.dialect)
+            try:
+                headers = next(reader)
+            except StopIteration:
+                raise ListError("file", "empty file") from None
+            except UnicodeDecodeError as exc:
+                raise ListError(
+                    "encoding", f"not {self.encoding}: {exc.reason} (use --encoding)"
+                ) from None
+            self.columns = map_headers(headers, self.mapping)
+            width = len(headers)
+            while True:
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except UnicodeDecodeError as exc:
+                    raise ListError(
+                        "encoding",
+                        f"not {self.encoding} near row {self.rows_read + 2}: {exc.reason}",
+                    ) from None
+                except csv.Error as exc:
+                    self.rows_read += 1
+                    self.problems.append(RowProblem(reader.line_num, "row", f"unreadable: {exc}"))
+                    continue
+                if not any(v.strip() for v in values):
+                    continue  # blank line
+                self.rows_read += 1
+                row = self.rows_read + 1  # the header is row 1
+                result = self._row(row, values, width)
+                if isinstance(result, RowProblem):
+                    self.problems.append(result)
+                else:
+                    yield result
+
+    def _row(self, row: int, values: list[str], width: int) -> ListRow | RowProblem:
+        if len(values) != width:
+            return RowProblem(row, "row", f"{len(values)} fields, the header has {width}")
+        fields: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        for i, value in enumerate(values):
+            name = self.columns[i]
+            value = value.strip()
+            if len(value) > MAX_FIELD:
+                label = name[6:] if name.startswith("extra:") else name
+                return RowProblem(row, label, f"longer than {MAX_FIELD} characters")
+            if value.startswith(FORMULA_PREFIXES) and name != "phone":
+                self.formula_fields += 1
+            if name.startswith("extra:"):
+                extra[name[6:]] = value
+            else:
+                fields[name] = value
+        region = (fields.get("country") or self.region or "").upper() or None
+        if region is not None and len(region) != 2:
+            return RowProblem(
+                row, "country", f"{fields.get('country')!r} is not a two-letter country code"
+            )
+        number = normalize(fields.get("phone", ""), region)
+        if isinstance(number, Rejected):
+            return RowProblem(row, "phone", f"{number.reason}: {fields.get('phone', '')!r}")
+        priority = 0
+        if fields.get("priority"):
+            try:
+                priority = int(fields["priority"])
+            except ValueError:
+                return RowProblem(row, "priority", f"{fields['priority']!r} is not a whole number")
+        return ListRow(row, number, fields, extra, priority)
+
+
+def export_safe(value: str) -> str:
+    """A cell that a spreadsheet will not run as a formula (CSV injection)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def rejected_csv(problems: list[RowProblem]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["row", "field", "reason"])
+    for p in problems:
+        writer.writerow([p.row, p.field, export_safe(p.reason)])
+    return out.getvalue()
+
+
+# -- duplicates ---------------------------------------------------------------------------------
+def phonetic_key(first: str, last: str) -> str:
+    """Cologne phonetics of the surname and first name (Meyer, Meier, Maier → 67)."""
+    from cologne_phonetics import encode
+
+    def code(name: str) -> str:
+        return "-".join(c for _, c in encode(name)) if name.strip() else ""
+
+    return f"{code(last)}|{code(first)}"
+
+
+@dataclass
+class PhoneticGroups:
+    """Blocking by phonetic key (no all-pairs comparison), then a similarity
+    check on name + address within each block (rapidfuzz)."""
+
+    threshold: float = 85.0
+    blocks: dict[str, list[tuple[str, str, dict[str, str]]]] = field(default_factory=dict)
+
+    def add(self, e164: str, fields: Mapping[str, str]) -> None:
+        key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
+        if key != "|":
+            self.blocks.setdefault(key, []).append((e164, _identity(fields), dict(fields)))
+
+    def groups(self) -> list[dict[str, Any]]:
+        from rapidfuzz import fuzz
+
+        out = []
+        for key, members in self.blocks.items():
+            distinct = {m[0]: m for m in members}
+            if len(distinct) < 2:
+                continue
+            items = list(distinct.values())
+            anchor = items[0]
+            similar = [m for m in items if fuzz.token_sort_ratio(anchor[1], m[1]) >= self.threshold]
+            if len(similar) < 2:
+                continue
+            keep = max(similar, key=lambda m: sum(1 for v in m[2].values() if v))
+            out.append({"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]})
+        return out
+
+
+def _identity(fields: Mapping[str, str]) -> str:
+    return " ".join(
+        fields.get(k, "") for k in ("first_name", "last_name", "street", "postal_code", "city")
+    ).lower()

@@ -1,0 +1,255 @@
+"""``dirigent lists import``: a list file into a campaign, all or nothing.
+
+The whole import runs in one transaction: a file that fails midway (a
+database error, an unreadable encoding further down) leaves the list as it
+was.  Rows are written in batches; re-importing the same file changes
+nothing but the ``updated`` count (records are unique per list and number;
+contacts are matched by phone number, so a person's history stays one
+history whatever list they came from).
+
+Numbers that are already in another active list of the campaign, or twice
+in the file, are duplicates: reported and not imported again.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+
+from dialer.lists import ListReader, ListRow, PhoneticGroups, RowProblem, phonetic_key, rejected_csv
+from dirigent import db
+
+BATCH = 1000
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    updated: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    phonetic_duplicate_groups: int = 0
+    formula_like_fields: int = 0
+    encoding: str = ""
+    delimiter: str = ""
+    dry_run: bool = False
+    rejected_file: str | None = None
+    problems: list[RowProblem] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "updated": self.updated,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "phonetic_duplicate_groups": self.phonetic_duplicate_groups,
+            "formula_like_fields": self.formula_like_fields,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "dry_run": self.dry_run,
+            "rejected_file": self.rejected_file,
+        }
+
+
+class _DryRun(Exception):
+    pass
+
+
+def import_list(
+    engine: Engine,
+    path: str | Path,
+    campaign: str,
+    *,
+    region: str | None = None,
+    mapping: dict[str, str] | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    reader = ListReader(
+        path, region=region, mapping=mapping, encoding=encoding, delimiter=delimiter
+    )
+    report = ImportReport(
+        encoding=reader.encoding, delimiter=reader.dialect.delimiter, dry_run=dry_run
+    )
+    phonetic = PhoneticGroups()
+    try:
+        with engine.begin() as conn:
+            campaign_id = _campaign(conn, campaign)
+            list_id = _list(conn, campaign_id, Path(path).name, str(path))
+            seen: set[str] = set()
+            batch: list[ListRow] = []
+            for row in reader:
+                if row.number.e164 in seen:
+                    report.duplicates += 1
+                    continue
+                seen.add(row.number.e164)
+                phonetic.add(row.number.e164, row.fields)
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    _write(conn, campaign_id, list_id, batch, report)
+                    batch = []
+                    if progress:
+                        progress(reader.rows_read)
+            _write(conn, campaign_id, list_id, batch, report)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    report.rows = reader.rows_read
+    report.problems = reader.problems
+    report.rejected = len(reader.problems)
+    report.formula_like_fields = reader.formula_fields
+    report.groups = phonetic.groups()
+    report.phonetic_duplicate_groups = len(report.groups)
+    if reader.problems and not dry_run:
+        target = Path(path).with_suffix(Path(path).suffix + ".rejected.csv")
+        target.write_text(rejected_csv(reader.problems), encoding="utf-8")
+        report.rejected_file = str(target)
+    return report
+
+
+def _campaign(conn: Connection, name: str) -> int:
+    found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
+    if found is not None:
+        return found
+    return conn.execute(insert(db.campaign).values(name=name, settings={})).inserted_primary_key[0]
+
+
+def _list(conn: Connection, campaign_id: int, name: str, source: str) -> int:
+    t = db.dial_list
+    found = conn.execute(
+        select(t.c.id).where(and_(t.c.campaign_id == campaign_id, t.c.name == name))
+    ).scalar()
+    if found is not None:
+        return found
+    return conn.execute(
+        insert(t).values(campaign_id=campaign_id, name=name, source=source)
+    ).inserted_primary_key[0]
+
+
+def _write(
+    conn: Connection, campaign_id: int, list_id: int, batch: list[ListRow], report: ImportReport
+) -> None:
+    if not batch:
+        return
+    numbers = [r.number.e164 for r in batch]
+    rec, lst, phone = db.record, db.dial_list, db.contact_phone
+    existing = dict(
+        conn.execute(
+            select(rec.c.e164, rec.c.id).where(rec.c.list_id == list_id, rec.c.e164.in_(numbers))
+        ).all()
+    )
+    elsewhere = set(
+        conn.execute(
+            select(rec.c.e164)
+            .join(lst, lst.c.id == rec.c.list_id)
+            .where(
+                lst.c.campaign_id == campaign_id,
+                lst.c.active.is_(True),
+                lst.c.id != list_id,
+                rec.c.e164.in_(numbers),
+            )
+        ).scalars()
+    )
+    contacts = dict(
+        conn.execute(
+            select(phone.c.e164, phone.c.contact_id).where(phone.c.e164.in_(numbers))
+        ).all()
+    )
+    new_rows = [
+        r for r in batch if r.number.e164 not in existing and r.number.e164 not in elsewhere
+    ]
+    report.duplicates += sum(
+        1 for r in batch if r.number.e164 in elsewhere and r.number.e164 not in existing
+    )
+    needing_contact = [r for r in new_rows if r.number.e164 not in contacts]
+    if needing_contact:
+        ids = (
+            conn.execute(
+                insert(db.contact).returning(db.contact.c.id, sort_by_parameter_order=True),
+                [_contact_values(r) for r in needing_contact],
+            )
+            .scalars()
+            .all()
+        )
+        conn.execute(
+            insert(phone),
+            [
+                {
+                    "contact_id": cid,
+                    "e164": r.number.e164,
+                    "number_type": r.number.number_type,
+                    "region": r.number.region,
+                    "timezones": ",".join(r.number.timezones),
+                }
+                for cid, r in zip(ids, needing_contact, strict=True)
+            ],
+        )
+        contacts.update({r.number.e164: cid for cid, r in zip(ids, needing_contact, strict=True)})
+    if new_rows:
+        conn.execute(
+            insert(rec),
+            [
+                {
+                    "list_id": list_id,
+                    "contact_id": contacts[r.number.e164],
+                    "e164": r.number.e164,
+                    "status": "new",
+                    "priority": r.priority,
+                    "extra": r.extra,
+                }
+                for r in new_rows
+            ],
+        )
+        report.imported += len(new_rows)
+    for r in batch:
+        if r.number.e164 in existing:
+            conn.execute(
+                update(rec)
+                .where(rec.c.id == existing[r.number.e164])
+                .values(priority=r.priority, extra=r.extra)
+            )
+            report.updated += 1
+
+
+def _contact_values(r: ListRow) -> dict[str, Any]:
+    f = r.fields
+
+    display = " ".join(x for x in (f.get("first_name"), f.get("last_name")) if x) or f.get(
+        "company", ""
+    )
+    return {
+        "display_name": display,
+        "first_name": f.get("first_name") or None,
+        "last_name": f.get("last_name") or None,
+        "company": f.get("company") or None,
+        "street": f.get("street") or None,
+        "postal_code": f.get("postal_code") or None,
+        "city": f.get("city") or None,
+        "country": (f.get("country") or r.number.region or None),
+        "email": f.get("email") or None,
+        "phonetic_key": phonetic_key(f.get("first_name", ""), f.get("last_name", "")),
+        "custom": r.extra,
+    }
+
+
+def terminal_progress() -> Callable[[int], None] | None:
+    """A progress line on stderr when it is a terminal (rows read so far)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(rows: int) -> None:
+        sys.stderr.write(f"\r{rows:,} rows read")
+        sys.stderr.flush()
+
+    return show

@@ -1,0 +1,272 @@
+"""List import: real exports (encodings, delimiters, quoting), bad input,
+all-or-nothing writes, idempotent re-import; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from dialer.lists import ListError, ListReader, PhoneticGroups, export_safe, phonetic_key
+from dirigent import db
+from dirigent.lists_import import import_list
+
+GERMAN = [
+    "Vorname;Nachname;Telefon;PLZ;Ort;Kundennr;Notiz",
+    'Hans;Meyer;030 123456;10115;Berlin;K1;"zwei\nZeilen"',
+    "Hans;Meier;030 123457;10115;Berlin;K2;",
+    "Jürgen;Maier;0900 1234567;80331;München;K3;",
+    'Eva;Groß;0151 23456789;80331;München;K4;=HYPERLINK("x")',
+    "Bad;Row;030 999;1",
+    "Eva;Groß;0151 23456789;80331;München;K4-dup;",
+]
+
+
+def write(
+    tmp_path: Path, name: str, lines: list[str], encoding: str = "utf-8", newline: str = "\r\n"
+) -> Path:
+    path = tmp_path / name
+    path.write_bytes(newline.join(lines).encode(encoding))
+    return path
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return tuple(
+                conn.execute(select(func.count()).select_from(t)).scalar()
+                for t in (db.record, db.contact, db.dial_list)
+            )
+    finally:
+        engine.dispose()
+
+
+def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, database_url):
+    path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        report = import_list(engine, path, "spring", region="DE")
+        assert report.summary() | {"rejected_file": None} == {
+            "rows": 6,
+            "imported": 3,
+            "updated": 0,
+            "rejected": 2,
+            "duplicates": 1,
+            "phonetic_duplicate_groups": 1,
+            "formula_like_fields": 1,
+            "encoding": "cp1252",
+            "delimiter": ";",
+            "dry_run": False,
+            "rejected_file": None,
+        }
+        assert [(p.row, p.field) for p in report.problems] == [(4, "phone"), (6, "row")]
+        assert (
+            Path(report.rejected_file)
+            .read_text()
+            .startswith("row,field,reason\n4,phone,premium-rate")
+        )
+        with engine.connect() as conn:
+            eva = conn.execute(select(db.contact).where(db.contact.c.last_name == "Groß")).one()
+            assert eva.city == "München" and eva.custom["Kundennr"] == "K4"
+            record = conn.execute(select(db.record).where(db.record.c.e164 == "+4930123456")).one()
+            assert record.extra["Notiz"] == "zwei\nZeilen"
+        again = import_list(engine, path, "spring", region="DE")
+        assert (again.imported, again.updated) == (0, 3)
+        assert counts(database_url) == (3, 3, 1)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter", "bom"),
+    [("utf-8", ",", True), ("utf-8", "\t", False), ("cp1252", ",", False), ("utf-8", "|", False)],
+)
+def test_encodings_and_delimiters_are_detected(tmp_path, encoding, delimiter, bom):
+    lines = [
+        delimiter.join(["first_name", "last_name", "phone", "city"]),
+        delimiter.join(["Zoë", "Ørsted", "+44 20 7946 0018", "Köln"]),
+        delimiter.join(["Ana", "Núñez", "+1 212 555 0100", "New York"]),
+    ]
+    path = tmp_path / "list.csv"
+    data = "\r\n".join(lines).encode(encoding)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+    reader = ListReader(path)
+    rows = list(reader)
+    assert reader.dialect.delimiter == delimiter
+    assert [r.number.e164 for r in rows] == ["+442079460018", "+12125550100"]
+    assert rows[0].fields["first_name"] == "Zoë" and rows[0].fields["city"] == "Köln"
+
+
+def test_a_mapping_file_names_unusual_headers(tmp_path):
+    path = write(tmp_path, "crm.csv", ["Kontakt;Tel. privat;Segment", "A. Kunde;030 123456;gold"])
+    with pytest.raises(ListError, match="header: no phone column"):
+        list(ListReader(path, region="DE"))
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[columns]\nphone = "Tel. privat"\nlast_name = "Kontakt"\n')
+    from dialer.lists import load_mapping
+
+    (row,) = list(ListReader(path, region="DE", mapping=load_mapping(mapping)))
+    assert row.number.e164 == "+4930123456" and row.fields["last_name"] == "A. Kunde"
+    assert row.extra == {"Segment": "gold"}
+    mapping.write_text('[columns]\ntelephone = "x"\n')
+    with pytest.raises(ListError, match=r"mapping\.columns\.telephone: unknown field"):
+        load_mapping(mapping)
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [(b"", "file: empty file"), (b"\x00\x01\x02PK\x03\x04", "binary file"), (b"phone\r\n", None)],
+)
+def test_empty_binary_and_header_only_files(tmp_path, content, error):
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    if error:
+        with pytest.raises(ListError, match=error):
+            list(ListReader(path, region="DE"))
+    else:
+        reader = ListReader(path, region="DE")
+        assert list(reader) == [] and reader.rows_read == 0
+
+
+def test_absurdly_long_fields_and_bad_country_are_rejected_per_row(tmp_path):
+    path = write(
+        tmp_path,
+        "f.csv",
+        ["phone,notes,country", f"030 123456,{'x' * 5000},DE", "030 123457,ok,Germany"],
+    )
+    reader = ListReader(path)
+    assert list(reader) == []
+    assert [(p.row, p.field) for p in reader.problems] == [(2, "notes"), (3, "country")]
+
+
+def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_url):
+    lines = ["phone,last_name"] + [f"+4930{1000000 + i},Name{i}" for i in range(3000)]
+    path = tmp_path / "long.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n+4930999999,Bad\xff\xfeName\r\n")
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        with pytest.raises(ListError, match="encoding: not utf-8"):
+            import_list(engine, path, "spring")
+        assert counts(database_url) == (0, 0, 0), "two batches were written, and rolled back"
+        report = import_list(engine, path, "spring", encoding="cp1252")
+        assert report.imported == 3001
+    finally:
+        engine.dispose()
+
+
+def test_dry_run_writes_nothing(tmp_path, database_url):
+    path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        report = import_list(engine, path, "spring", region="DE", dry_run=True)
+        assert report.imported == 3 and report.dry_run
+        assert counts(database_url) == (0, 0, 0)
+    finally:
+        engine.dispose()
+
+
+def test_numbers_already_in_another_active_list_of_the_campaign_are_duplicates(
+    tmp_path, database_url
+):
+    first = write(tmp_path, "a.csv", ["phone", "+4930123456", "+4930123457"])
+    second = write(tmp_path, "b.csv", ["phone", "+4930123456", "+4930123458"])
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        import_list(engine, first, "c")
+        report = import_list(engine, second, "c")
+        assert (report.imported, report.duplicates) == (1, 1)
+        other = import_list(engine, second, "another-campaign")
+        assert other.imported == 2
+        assert counts(database_url)[1] == 3, "contacts are matched by number across campaigns"
+    finally:
+        engine.dispose()
+
+
+def test_cologne_phonetics_groups_meyer_meier_maier():
+    assert (
+        phonetic_key("Hans", "Meyer")
+        == phonetic_key("Hans", "Meier")
+        == phonetic_key("Hans", "Maier")
+    )
+    groups = PhoneticGroups()
+    for number, last in (("+1", "Meyer"), ("+2", "Meier"), ("+3", "Maier"), ("+4", "Schmidt")):
+        groups.add(
+            number,
+            {"first_name": "Hans", "last_name": last, "street": "Hauptstr. 1", "city": "Köln"},
+        )
+    (group,) = groups.groups()
+    assert sorted(group["numbers"]) == ["+1", "+2", "+3"]
+
+
+def test_exports_neutralise_formulas():
+    assert export_safe('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert export_safe("+4930") == "'+4930" and export_safe("Berlin") == "Berlin"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=3000))
+def test_any_bytes_give_rows_problems_or_a_clear_error(tmp_path, data):
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(b"phone;name\r\n" + data)
+    try:
+        reader = ListReader(path, region="DE")
+        rows = list(reader)
+    except ListError:
+        return
+    assert len(rows) + len(reader.problems) <= reader.rows_read
+
+
+def test_command_line_json_report_and_exit_codes(tmp_path):
+    path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    run = [sys.executable, "-m", "dirigent.cli", "lists", "import"]
+    out = subprocess.run(
+        [*run, str(path), "--campaign", "spring", "--region", "DE", "--db", url, "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {
+        k: report[k]
+        for k in (
+            "rows",
+            "imported",
+            "updated",
+            "rejected",
+            "duplicates",
+            "phonetic_duplicate_groups",
+        )
+    } == {
+        "rows": 6,
+        "imported": 3,
+        "updated": 0,
+        "rejected": 2,
+        "duplicates": 1,
+        "phonetic_duplicate_groups": 1,
+    }
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    out = subprocess.run(
+        [*run, str(empty), "--campaign", "x", "--db", url], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "file: empty file" in out.stderr
+    out = subprocess.run(
+        [*run, str(path), "--campaign", "x", "--db", url, "--region", "Germany"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "--region" in out.stderr
