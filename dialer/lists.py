@@ -97,6 +97,16 @@ class ListRow:
     extra: dict[str, str] = field(default_factory=dict)
     priority: int = 0
 
+    @property
+    def phonetic(self) -> str:
+        """Cologne phonetics of the name, computed once per row."""
+        key = self.__dict__.get("_phonetic")
+        if key is None:
+            key = self.__dict__["_phonetic"] = phonetic_key(
+                self.fields.get("first_name", ""), self.fields.get("last_name", "")
+            )
+        return key
+
 
 # -- file level -------------------------------------------------------------------------
 def detect_encoding(sample: bytes) -> str:
@@ -325,8 +335,9 @@ class PhoneticGroups:
     threshold: float = 85.0
     blocks: dict[str, list[tuple[str, str, dict[str, str]]]] = field(default_factory=dict)
 
-    def add(self, e164: str, fields: Mapping[str, str]) -> None:
-        key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
+    def add(self, e164: str, fields: Mapping[str, str], key: str | None = None) -> None:
+        if key is None:
+            key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
         if key != "|":
             self.blocks.setdefault(key, []).append((e164, _identity(fields), dict(fields)))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, select, update
 
-from dialer.lists import ListReader, ListRow, PhoneticGroups, RowProblem, phonetic_key, rejected_csv
+from dialer.lists import ListReader, ListRow, PhoneticGroups, RowProblem, rejected_csv
 from dirigent import db
 
 BATCH = 1000
@@ -93,7 +93,7 @@ def import_list(
                     report.duplicates += 1
                     continue
                 seen.add(row.number.e164)
-                phonetic.add(row.number.e164, row.fields)
+                phonetic.add(row.number.e164, row.fields, row.phonetic)
                 batch.append(row)
                 if len(batch) >= BATCH:
                     _write(conn, campaign_id, list_id, batch, report)
@@ -238,7 +238,7 @@ def _contact_values(r: ListRow) -> dict[str, Any]:
         "city": f.get("city") or None,
         "country": (f.get("country") or r.number.region or None),
         "email": f.get("email") or None,
-        "phonetic_key": phonetic_key(f.get("first_name", ""), f.get("last_name", "")),
+        "phonetic_key": r.phonetic,
         "custom": r.extra,
     }
 
