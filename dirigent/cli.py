@@ -74,6 +74,37 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     imp.add_argument("--json", action="store_true")
 
+    dnc = sub.add_parser("dnc", help="do-not-call lists")
+    dncsub = dnc.add_subparsers(dest="dnc_command", required=True)
+    for name, helptext in (
+        ("add", "add numbers"),
+        ("import", "import a file (CSV or one number per line)"),
+    ):
+        p = dncsub.add_parser(name, help=helptext)
+        p.add_argument("items", nargs="+", metavar="NUMBER" if name == "add" else "FILE")
+        p.add_argument(
+            "--campaign", default=None, help="the campaign's list (default: the global list)"
+        )
+        p.add_argument("--region", default=None, help="country of national numbers, e.g. DE")
+        p.add_argument("--reason", default=None)
+        p.add_argument("--db", default=None)
+        p.add_argument("--config", default=None)
+
+    consent = sub.add_parser("consent", help="consent records (never overwritten)")
+    consentsub = consent.add_subparsers(dest="consent_command", required=True)
+    cadd = consentsub.add_parser("add", help="record a grant or a withdrawal")
+    cadd.add_argument("--contact", type=int, required=True)
+    cadd.add_argument("--channel", choices=["voice", "sms", "email"], required=True)
+    group = cadd.add_mutually_exclusive_group(required=True)
+    group.add_argument("--granted", action="store_true")
+    group.add_argument("--withdrawn", action="store_true")
+    cadd.add_argument("--source", required=True, help="where it came from, e.g. web form 2026-11")
+    cadd.add_argument(
+        "--proof", default=None, help="reference to the stored proof (required for a grant)"
+    )
+    cadd.add_argument("--db", default=None)
+    cadd.add_argument("--config", default=None)
+
     users = sub.add_parser("user", help="API users")
     usersub = users.add_subparsers(dest="user_command", required=True)
     add = usersub.add_parser("add", help="create a user or reset its password (read from stdin)")
@@ -141,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "erlang": cmd_erlang,
         "user": cmd_user,
         "lists": cmd_lists,
+        "dnc": cmd_dnc,
+        "consent": cmd_consent,
         "serve": cmd_serve,
         "demo": cmd_demo,
         "db": cmd_db,
@@ -307,6 +340,71 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
     print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_dnc(args: argparse.Namespace) -> int:
+    from dialer.lists import ListError
+    from dirigent import db
+    from dirigent.compliance_store import add_dnc, import_dnc
+
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        if args.dnc_command == "add":
+            result = add_dnc(
+                engine, args.items, campaign=args.campaign, region=args.region, reason=args.reason
+            )
+        else:
+            result = None
+            for path in args.items:
+                part = import_dnc(engine, path, campaign=args.campaign, region=args.region)
+                if result is None:
+                    result = part
+                else:
+                    result.added += part.added
+                    result.already += part.already
+                    result.rejected = (result.rejected or []) + (part.rejected or [])
+    except (ListError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    assert result is not None
+    where = f"campaign {args.campaign}" if args.campaign else "the global list"
+    print(
+        f"do-not-call ({where}): {result.added} added, {result.already} already listed, "
+        f"{len(result.rejected or [])} rejected"
+    )
+    for raw, reason in (result.rejected or [])[:20]:
+        print(f"  {raw}: {reason}")
+    return EXIT_USAGE if result.rejected and not result.added and not result.already else EXIT_OK
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    from dialer.lists import ListError
+    from dirigent import db
+    from dirigent.compliance_store import record_consent
+
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        record_consent(
+            engine,
+            args.contact,
+            args.channel,
+            args.granted,
+            source=args.source,
+            proof_ref=args.proof,
+        )
+    except ListError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    print(
+        f"consent for contact {args.contact} ({args.channel}): {'granted' if args.granted else 'withdrawn'}"
+    )
     return EXIT_OK
 
 

@@ -1,0 +1,178 @@
+"""Do-not-call entries and consent records in the database, and the lookups
+the compliance gate (``dialer/compliance.py``) reads them through.
+
+Consent records are never overwritten: a withdrawal is a new row, and the
+latest record at the time asked about decides (UWG §7a: the proof of consent
+is kept).  An opt-out ("do not call") is a global DNC entry at once.
+Blocking database work: run it in a thread or a writer, not on the loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, and_, insert, or_, select
+
+from dialer.lists import ListError, ListReader
+from dialer.numbers import Rejected, normalize
+from dirigent import db
+
+CHANNELS = ("voice", "sms", "email")
+
+
+@dataclass
+class DncResult:
+    added: int = 0
+    already: int = 0
+    rejected: list[tuple[str, str]] | None = None
+
+
+def _campaign_id(conn, name: str | None, create: bool = False) -> int | None:  # type: ignore[no-untyped-def]
+    if name is None:
+        return None
+    found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
+    if found is None and create:
+        found = conn.execute(
+            insert(db.campaign).values(name=name, settings={})
+        ).inserted_primary_key[0]
+    if found is None:
+        raise ListError("campaign", f"unknown campaign {name!r}")
+    return found
+
+
+def add_dnc(
+    engine: Engine,
+    numbers: Iterable[str],
+    *,
+    campaign: str | None = None,
+    region: str | None = None,
+    source: str = "manual",
+    reason: str | None = None,
+) -> DncResult:
+    """Add numbers to the global list (``campaign=None``) or a campaign's."""
+    result = DncResult(rejected=[])
+    with engine.begin() as conn:
+        campaign_id = _campaign_id(conn, campaign, create=True)
+        for raw in numbers:
+            number = normalize(raw, region)
+            if isinstance(number, Rejected):
+                result.rejected.append((raw, number.reason))
+                continue
+            t = db.dnc
+            clause = (
+                t.c.campaign_id.is_(None) if campaign_id is None else t.c.campaign_id == campaign_id
+            )
+            if conn.execute(select(t.c.id).where(t.c.e164 == number.e164, clause)).first():
+                result.already += 1
+                continue
+            conn.execute(
+                insert(t).values(
+                    e164=number.e164, campaign_id=campaign_id, source=source, reason=reason
+                )
+            )
+            result.added += 1
+    return result
+
+
+def import_dnc(
+    engine: Engine, path: str | Path, *, campaign: str | None = None, region: str | None = None
+) -> DncResult:
+    """A DNC file: a CSV with a phone column, or one number per line."""
+    text = Path(path).read_bytes()[:4096]
+    if b";" in text or b"," in text or b"\t" in text:
+        reader = ListReader(path, region=region)
+        numbers = [row.number.e164 for row in reader]
+        result = add_dnc(engine, numbers, campaign=campaign, source=f"file:{Path(path).name}")
+        result.rejected = (result.rejected or []) + [
+            (f"row {p.row}", p.reason) for p in reader.problems
+        ]
+        return result
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    return add_dnc(
+        engine,
+        [line for line in lines if line.strip()],
+        campaign=campaign,
+        region=region,
+        source=f"file:{Path(path).name}",
+    )
+
+
+def opt_out(engine: Engine, e164: str, reason: str = "do not call (disposition)") -> None:
+    """The person asked not to be called: global DNC, for every campaign, at once."""
+    add_dnc(engine, [e164], source="disposition", reason=reason)
+
+
+def record_consent(
+    engine: Engine,
+    contact_id: int,
+    channel: str,
+    granted: bool,
+    *,
+    source: str,
+    proof_ref: str | None = None,
+    given_at: dt.datetime | None = None,
+) -> None:
+    if channel not in CHANNELS:
+        raise ListError("channel", f"one of {', '.join(CHANNELS)}")
+    if not source.strip():
+        raise ListError("source", "required: where the consent (or withdrawal) came from")
+    if granted and not (proof_ref or "").strip():
+        raise ListError("proof_ref", "required for a grant: UWG 7a asks for documented proof")
+    with engine.begin() as conn:
+        if (
+            conn.execute(select(db.contact.c.id).where(db.contact.c.id == contact_id)).first()
+            is None
+        ):
+            raise ListError("contact", f"unknown contact {contact_id}")
+        conn.execute(
+            insert(db.consent).values(
+                contact_id=contact_id,
+                channel=channel,
+                granted=granted,
+                source=source,
+                proof_ref=proof_ref,
+                given_at=given_at or dt.datetime.now(dt.UTC),
+            )
+        )
+
+
+class DbDnc:
+    """``DncLookup`` over the dnc table."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def blocked(self, e164: str, campaign: str) -> str | None:
+        t, c = db.dnc, db.campaign
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.campaign_id)
+                .select_from(t.outerjoin(c, c.c.id == t.c.campaign_id))
+                .where(t.c.e164 == e164, or_(t.c.campaign_id.is_(None), c.c.name == campaign))
+            ).all()
+        if not rows:
+            return None
+        return "global" if any(r.campaign_id is None for r in rows) else "campaign"
+
+
+class DbConsent:
+    """``ConsentLookup`` over the consent table (latest record wins)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def granted(self, contact: str, channel: str, at: dt.datetime) -> bool:
+        t = db.consent
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.granted)
+                .where(
+                    and_(t.c.contact_id == int(contact), t.c.channel == channel, t.c.given_at <= at)
+                )
+                .order_by(t.c.given_at.desc(), t.c.id.desc())
+                .limit(1)
+            ).first()
+        return bool(row and row.granted)
