@@ -1,0 +1,114 @@
+"""Record lifecycle, hopper, pool status and export (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from dialer.compliance import Campaign, Compliance, policy_for
+from dialer.retry import RetryError, RetryRules
+from dirigent import db
+from dirigent.compliance_store import DbConsent, DbDnc, add_dnc
+from dirigent.lists_import import import_list
+from dirigent.pool import claim, export_results, pool_status, record_outcome
+
+NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # Monday 10:00 in New York
+
+
+def test_retry_rules_schedule_close_and_complete():
+    rules = RetryRules()
+    step = rules.next("busy", NOW, attempts=1, same_outcome_attempts=1)
+    assert step.status == "scheduled" and step.due == NOW + dt.timedelta(minutes=15)
+    assert rules.next("busy", NOW, 5, 5).reason == "5 x busy (at most 5)"
+    assert rules.next("answered", NOW, 1, 1).status == "completed"
+    assert rules.next("invalid", NOW, 1, 1).reason == "invalid number"
+    assert rules.next("no-answer", NOW, 10, 2).reason == "10 attempts (at most 10)"
+    assert rules.next("callback", NOW, 1, 1, NOW + dt.timedelta(days=1)).due == NOW + dt.timedelta(
+        days=1
+    )
+    with pytest.raises(RetryError, match="callback_at"):
+        rules.next("callback", NOW, 1, 1)
+    with pytest.raises(RetryError, match=r"retry\.busy\.delay: at least 60"):
+        RetryRules.parse({"busy": {"delay": 5, "max_attempts": 3}})
+    with pytest.raises(RetryError, match=r"retry\.answered: no retry"):
+        RetryRules.parse({"answered": {"delay": 600, "max_attempts": 3}})
+
+
+@pytest.fixture
+def pool(database_url, tmp_path):
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "us.csv"
+    path.write_text(
+        "phone,first_name,last_name,priority\n"
+        + "\n".join(
+            [
+                f"+1 212 555 {100 + i:04d},Ann,=cmd|' /C calc'!A{i},{1 if i == 3 else 0}"
+                for i in range(6)
+            ]
+        )
+        + "\n"
+    )
+    import_list(engine, path, "us-spring")
+    yield engine
+    engine.dispose()
+
+
+def test_the_hopper_claims_due_records_in_order_and_never_twice(pool):
+    campaign = Campaign("us-spring", policy_for("US"), "+12125550199")
+    gate = Compliance(DbDnc(pool), DbConsent(pool))
+    add_dnc(pool, ["+12125550101"])  # never dialed, whatever else happens
+    first = claim(pool, campaign, gate, NOW, limit=2)
+    assert [c.e164 for c in first] == ["+12125550103", "+12125550100"], (
+        "priority first, then the list order"
+    )
+    rest = claim(pool, campaign, gate, NOW, limit=10)
+    assert {c.e164 for c in rest} == {"+12125550102", "+12125550104", "+12125550105"}
+    assert claim(pool, campaign, gate, NOW) == [], "all are dialing now"
+    night = claim(pool, campaign, gate, dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC))
+    assert night == []
+
+
+def test_outcomes_reschedule_and_close_and_the_pool_status_says_so(pool, tmp_path):
+    campaign = Campaign("us-spring", policy_for("US"), "+12125550199")
+    gate = Compliance(DbDnc(pool), DbConsent(pool))
+    rules = RetryRules()
+    claimed = {c.e164: c for c in claim(pool, campaign, gate, NOW, limit=10)}
+    assert (
+        record_outcome(pool, claimed["+12125550100"].record_id, "busy", NOW, rules) == "scheduled"
+    )
+    assert (
+        record_outcome(pool, claimed["+12125550102"].record_id, "answered", NOW, rules)
+        == "completed"
+    )
+    assert (
+        record_outcome(pool, claimed["+12125550104"].record_id, "invalid", NOW, rules) == "closed"
+    )
+    assert [c.e164 for c in claim(pool, campaign, gate, NOW + dt.timedelta(minutes=5))] == []
+    assert [c.e164 for c in claim(pool, campaign, gate, NOW + dt.timedelta(minutes=16))] == [
+        "+12125550100"
+    ]
+    with pool.begin() as conn:
+        conn.execute(
+            update(db.record)
+            .where(db.record.c.status == "dialing")
+            .values(status="scheduled", next_due_at=NOW)
+        )
+    add_dnc(pool, ["+12125550105"], campaign="us-spring")
+    status = pool_status(pool, campaign, gate, NOW + dt.timedelta(minutes=20))
+    assert status["records"] == {"scheduled": 4, "completed": 1, "closed": 1}
+    assert status["dialable_now"] == 3 and status["blocked_now"] == {"dnc": 1}
+    out = tmp_path / "results.csv"
+    assert export_results(pool, "us-spring", out) == 6
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["e164"] == "+12125550100", "numbers stay dialable"
+    assert all(not r["name"].startswith("=") for r in rows), "formulas neutralised"
+    with pool.connect() as conn:
+        closed = conn.execute(
+            select(db.record.c.closed_reason).where(db.record.c.status == "closed")
+        ).scalar()
+    assert closed == "invalid number"
