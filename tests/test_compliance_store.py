@@ -88,50 +88,28 @@ def test_dnc_files_one_number_per_line_or_csv(engine, tmp_path):
 
 def test_command_line_dnc_and_consent(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    cli = [sys.executable, "-m", "dirigent.cli"]
-    out = subprocess.run(
-        [*cli, "dnc", "add", "030 123456", "--region", "DE", "--db", url],
-        capture_output=True,
-        text=True,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dirigent.cli", *args, "--db", url],
+            capture_output=True,
+            text=True,
+        )
+
+    out = cli("dnc", "add", "030 123456", "--region", "DE")
     assert out.returncode == 0 and "1 added" in out.stdout
-    out = subprocess.run(
-        [
-            *cli,
-            "consent",
-            "add",
-            "--contact",
-            "1",
-            "--channel",
-            "voice",
-            "--granted",
-            "--source",
-            "web",
-            "--db",
-            url,
-        ],
-        capture_output=True,
-        text=True,
+    grant = (
+        "consent",
+        "add",
+        "--contact",
+        "1",
+        "--channel",
+        "voice",
+        "--granted",
+        "--source",
+        "web",
     )
+    out = cli(*grant)
     assert out.returncode == 2 and "proof_ref: required for a grant" in out.stderr
-    out = subprocess.run(
-        [
-            *cli,
-            "consent",
-            "add",
-            "--contact",
-            "1",
-            "--channel",
-            "voice",
-            "--granted",
-            "--source",
-            "web",
-            "--proof",
-            "doi-1",
-            "--db",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = cli(*grant, "--proof", "doi-1")
     assert out.returncode == 2 and "contact: unknown contact 1" in out.stderr
