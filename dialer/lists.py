@@ -333,13 +333,16 @@ class PhoneticGroups:
     check on name + address within each block (rapidfuzz)."""
 
     threshold: float = 85.0
-    blocks: dict[str, list[tuple[str, str, dict[str, str]]]] = field(default_factory=dict)
+    #: per phonetic key: (number, name + address, how many fields are filled);
+    #: only that, so a million rows stay small
+    blocks: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
     def add(self, e164: str, fields: Mapping[str, str], key: str | None = None) -> None:
         if key is None:
             key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
         if key != "|":
-            self.blocks.setdefault(key, []).append((e164, _identity(fields), dict(fields)))
+            filled = sum(1 for v in fields.values() if v)
+            self.blocks.setdefault(key, []).append((e164, _identity(fields), filled))
 
     def groups(self) -> list[dict[str, Any]]:
         from rapidfuzz import fuzz
@@ -354,7 +357,7 @@ class PhoneticGroups:
             similar = [m for m in items if fuzz.token_sort_ratio(anchor[1], m[1]) >= self.threshold]
             if len(similar) < 2:
                 continue
-            keep = max(similar, key=lambda m: sum(1 for v in m[2].values() if v))
+            keep = max(similar, key=lambda m: m[2])  # the record with the most data
             out.append({"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]})
         return out
 
