@@ -136,6 +136,25 @@ def _port(value: Any, key: str) -> int:
     return value
 
 
+def _named_table(
+    raw: Any, prefix: str, allowed: set[str], id_key: str, taken: set[str]
+) -> tuple[dict, str]:
+    """One entry of an array of tables (``[[pbx]]``, ``[[queue]]``, ``[[agent]]``):
+    a table with known keys only and a unique, well-formed ``id_key``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix, "must be a table")
+    _check_keys(raw, allowed, prefix)
+    name = raw.get(id_key)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"{prefix}.{id_key}", "required: letters, digits, '-' or '_' (at most 40)"
+        )
+    if name in taken:
+        raise ConfigError(f"{prefix}.{id_key}", f"duplicate {name!r}")
+    taken.add(name)
+    return raw, name
+
+
 def env_secret_name(pbx_name: str) -> str:
     return f"DIRIGENT_PBX_{pbx_name.upper().replace('-', '_')}_SECRET"
 
@@ -170,18 +189,10 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     if not isinstance(pbx_list, list):
         raise ConfigError("pbx", "must be an array of tables ([[pbx]])")
     pbxs: list[PbxSettings] = []
+    pbx_names: set[str] = set()
     for i, raw in enumerate(pbx_list):
         prefix = f"pbx[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(prefix, "must be a table")
-        _check_keys(raw, set(_PBX_FIELDS), prefix)
-        name = raw.get("name")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ConfigError(
-                f"{prefix}.name", "required: letters, digits, '-' or '_' (at most 40)"
-            )
-        if any(p.name == name for p in pbxs):
-            raise ConfigError(f"{prefix}.name", f"duplicate PBX name {name!r}")
+        raw, name = _named_table(raw, prefix, set(_PBX_FIELDS), "name", pbx_names)
         values: dict[str, Any] = {}
         for key, kind in _PBX_FIELDS.items():
             if key in raw:
@@ -246,20 +257,19 @@ def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
     except RoutingError as exc:
         raise ConfigError(exc.field, exc.reason) from None
     queues: list[QueueConfig] = []
+    queue_names: set[str] = set()
     for i, raw in enumerate(data.get("queue", [])):
         prefix = f"queue[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(prefix, "must be a table")
-        _check_keys(
-            raw,
-            {"name", "skills", "priority", "max_wait", "service_level", "overflow", "expertise"},
-            prefix,
-        )
-        name = raw.get("name")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ConfigError(f"{prefix}.name", "required: letters, digits, '-' or '_'")
-        if any(q.name == name for q in queues):
-            raise ConfigError(f"{prefix}.name", f"duplicate queue {name!r}")
+        queue_keys = {
+            "name",
+            "skills",
+            "priority",
+            "max_wait",
+            "service_level",
+            "overflow",
+            "expertise",
+        }
+        raw, name = _named_table(raw, prefix, queue_keys, "name", queue_names)
         levels = {}
         for channel, sl in _table(raw, "service_level").items():
             ch = _channel(channel, f"{prefix}.service_level")
@@ -334,22 +344,22 @@ def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
                 expertise=tuple(expertise),
             )
         )
-    names = {q.name for q in queues}
+    names = queue_names
     agents: list[AgentSettings] = []
+    agent_ids: set[str] = set()
     for i, raw in enumerate(data.get("agent", [])):
         prefix = f"agent[{i}]"
-        if not isinstance(raw, dict):
-            raise ConfigError(prefix, "must be a table")
-        _check_keys(
-            raw,
-            {"id", "endpoint", "mode", "skills", "capacity", "queues", "team", "auto_login"},
-            prefix,
-        )
-        agent_id = raw.get("id")
-        if not isinstance(agent_id, str) or not _NAME_RE.match(agent_id):
-            raise ConfigError(f"{prefix}.id", "required: letters, digits, '-' or '_'")
-        if any(a.id == agent_id for a in agents):
-            raise ConfigError(f"{prefix}.id", f"duplicate agent {agent_id!r}")
+        agent_keys = {
+            "id",
+            "endpoint",
+            "mode",
+            "skills",
+            "capacity",
+            "queues",
+            "team",
+            "auto_login",
+        }
+        raw, agent_id = _named_table(raw, prefix, agent_keys, "id", agent_ids)
         endpoint = raw.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             raise ConfigError(
