@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -31,7 +30,8 @@ from asterisk.framing import AmiFramer, AmiMessage, encode_message
 from asterisk.metrics import AmiMetrics
 from asterisk.mirror import ChannelMirror
 from asterisk.session import AmiSession, PbxSettings
-from bench.amistream import dialer_event_stream, machine, start_server
+from bench.amistream import dialer_event_stream, start_server
+from bench.common import emit, machine
 
 
 class BenchSession(AmiSession):
@@ -153,10 +153,7 @@ def main() -> None:
         "runs": args.runs,
         "machine": machine(),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:55s} {value}")
-    print(json.dumps(result))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import os
 import socket
 import sys
 import time
@@ -158,15 +157,3 @@ def start_server(
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # listening
     return proc, port
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"

@@ -10,7 +10,6 @@ same agent counts (checked); the figure is the median wall time of 5 runs.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.amistream import machine
+from bench.common import emit, machine
 from dialer.erlang import agents_required
 
 
@@ -59,10 +58,7 @@ def main() -> None:
         "runs": args.runs,
         "machine": machine(),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:30s} {value}")
-    print(json.dumps(result))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

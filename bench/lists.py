@@ -12,7 +12,6 @@ run: a plain ``csv`` + ``phonenumbers.parse`` loop over the same file.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import random
 import resource
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import contextlib
 
-from bench.amistream import machine
+from bench.common import emit, machine
 
 FIRST = [
     "Hans",
@@ -166,10 +165,7 @@ def main() -> None:
         "runs": args.runs,
         "machine": machine(),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:45s} {value}")
-    print(json.dumps(result))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import statistics
 import sys
@@ -29,7 +28,7 @@ from asterisk.events import ResyncCompleted
 from asterisk.framing import AmiFramer, encode_message
 from asterisk.mirror import ChannelMirror, ChannelSnapshot
 from asterisk.session import AmiSession, PbxSettings
-from bench.amistream import machine
+from bench.common import emit, machine
 
 
 def pbx_process(port_queue: mp.Queue, channels: int) -> None:
@@ -153,10 +152,7 @@ def main() -> None:
         "runs": args.runs,
         "machine": machine(),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:42s} {value}")
-    print(json.dumps(result))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ interaction with the same eligibility, blending and policy rules.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.amistream import machine
+from bench.common import emit, machine
 from routing.agent import Agent
 from routing.model import Channel, Interaction, QueueConfig
 from routing.router import Router
@@ -164,10 +163,7 @@ def main() -> None:
         "runs": args.runs,
         "machine": machine(),
     }
-    if not args.json:
-        for key, value in result.items():
-            print(f"{key:38s} {value}")
-    print(json.dumps(result))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
