@@ -29,6 +29,20 @@ def _action_id(msg: Msg | AmiMessage) -> str | None:
     return next((v for k, v in headers if k.lower() == "actionid"), None)
 
 
+def empty_list(aid: str | None, complete: str) -> list[list[tuple[str, str]]]:
+    """Asterisk's answer to a list action with no items (start, then Complete)."""
+    ident = [("ActionID", aid)] if aid else []
+    return [
+        [
+            ("Response", "Success"),
+            *ident,
+            ("EventList", "start"),
+            ("Message", "Channels will follow"),
+        ],
+        [("Event", complete), *ident, ("EventList", "Complete"), ("ListItems", "0")],
+    ]
+
+
 class ReplayServer:
     def __init__(self, transcript: Transcript, refuse_between: int = 0) -> None:
         self.transcript = transcript
@@ -122,26 +136,8 @@ class ReplayServer:
                 )
             )
         elif name == "coreshowchannels":
-            writer.write(
-                encode_message(
-                    [
-                        ("Response", "Success"),
-                        *ident,
-                        ("EventList", "start"),
-                        ("Message", "Channels will follow"),
-                    ]
-                )
-            )
-            writer.write(
-                encode_message(
-                    [
-                        ("Event", "CoreShowChannelsComplete"),
-                        *ident,
-                        ("EventList", "Complete"),
-                        ("ListItems", "0"),
-                    ]
-                )
-            )
+            for message in empty_list(aid, "CoreShowChannelsComplete"):
+                writer.write(encode_message(message))
         elif name == "logoff":
             writer.write(
                 encode_message(

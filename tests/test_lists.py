@@ -48,41 +48,42 @@ def counts(url: str) -> tuple[int, int, int]:
         engine.dispose()
 
 
-def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, database_url):
-    path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
+@pytest.fixture
+def engine(database_url):
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
-    try:
-        report = import_list(engine, path, "spring", region="DE")
-        assert report.summary() | {"rejected_file": None} == {
-            "rows": 6,
-            "imported": 3,
-            "updated": 0,
-            "rejected": 2,
-            "duplicates": 1,
-            "phonetic_duplicate_groups": 1,
-            "formula_like_fields": 1,
-            "encoding": "cp1252",
-            "delimiter": ";",
-            "dry_run": False,
-            "rejected_file": None,
-        }
-        assert [(p.row, p.field) for p in report.problems] == [(4, "phone"), (6, "row")]
-        assert (
-            Path(report.rejected_file)
-            .read_text()
-            .startswith("row,field,reason\n4,phone,premium-rate")
-        )
-        with engine.connect() as conn:
-            eva = conn.execute(select(db.contact).where(db.contact.c.last_name == "Groß")).one()
-            assert eva.city == "München" and eva.custom["Kundennr"] == "K4"
-            record = conn.execute(select(db.record).where(db.record.c.e164 == "+4930123456")).one()
-            assert record.extra["Notiz"] == "zwei\nZeilen"
-        again = import_list(engine, path, "spring", region="DE")
-        assert (again.imported, again.updated) == (0, 3)
-        assert counts(database_url) == (3, 3, 1)
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
+
+
+def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, database_url, engine):
+    path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
+    report = import_list(engine, path, "spring", region="DE")
+    assert report.summary() | {"rejected_file": None} == {
+        "rows": 6,
+        "imported": 3,
+        "updated": 0,
+        "rejected": 2,
+        "duplicates": 1,
+        "phonetic_duplicate_groups": 1,
+        "formula_like_fields": 1,
+        "encoding": "cp1252",
+        "delimiter": ";",
+        "dry_run": False,
+        "rejected_file": None,
+    }
+    assert [(p.row, p.field) for p in report.problems] == [(4, "phone"), (6, "row")]
+    assert (
+        Path(report.rejected_file).read_text().startswith("row,field,reason\n4,phone,premium-rate")
+    )
+    with engine.connect() as conn:
+        eva = conn.execute(select(db.contact).where(db.contact.c.last_name == "Groß")).one()
+        assert eva.city == "München" and eva.custom["Kundennr"] == "K4"
+        record = conn.execute(select(db.record).where(db.record.c.e164 == "+4930123456")).one()
+        assert record.extra["Notiz"] == "zwei\nZeilen"
+    again = import_list(engine, path, "spring", region="DE")
+    assert (again.imported, again.updated) == (0, 3)
+    assert counts(database_url) == (3, 3, 1)
 
 
 @pytest.mark.parametrize(
@@ -147,50 +148,35 @@ def test_absurdly_long_fields_and_bad_country_are_rejected_per_row(tmp_path):
     assert [(p.row, p.field) for p in reader.problems] == [(2, "notes"), (3, "country")]
 
 
-def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_url):
+def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_url, engine):
     lines = ["phone,last_name"] + [f"+4930{1000000 + i},Name{i}" for i in range(3000)]
     path = tmp_path / "long.csv"
     path.write_bytes("\r\n".join(lines).encode() + b"\r\n+4930999999,Bad\xff\xfeName\r\n")
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    try:
-        with pytest.raises(ListError, match="encoding: not utf-8"):
-            import_list(engine, path, "spring")
-        assert counts(database_url) == (0, 0, 0), "two batches were written, and rolled back"
-        report = import_list(engine, path, "spring", encoding="cp1252")
-        assert report.imported == 3001
-    finally:
-        engine.dispose()
+    with pytest.raises(ListError, match="encoding: not utf-8"):
+        import_list(engine, path, "spring")
+    assert counts(database_url) == (0, 0, 0), "two batches were written, and rolled back"
+    report = import_list(engine, path, "spring", encoding="cp1252")
+    assert report.imported == 3001
 
 
-def test_dry_run_writes_nothing(tmp_path, database_url):
+def test_dry_run_writes_nothing(tmp_path, database_url, engine):
     path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    try:
-        report = import_list(engine, path, "spring", region="DE", dry_run=True)
-        assert report.imported == 3 and report.dry_run
-        assert counts(database_url) == (0, 0, 0)
-    finally:
-        engine.dispose()
+    report = import_list(engine, path, "spring", region="DE", dry_run=True)
+    assert report.imported == 3 and report.dry_run
+    assert counts(database_url) == (0, 0, 0)
 
 
 def test_numbers_already_in_another_active_list_of_the_campaign_are_duplicates(
-    tmp_path, database_url
+    tmp_path, database_url, engine
 ):
     first = write(tmp_path, "a.csv", ["phone", "+4930123456", "+4930123457"])
     second = write(tmp_path, "b.csv", ["phone", "+4930123456", "+4930123458"])
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    try:
-        import_list(engine, first, "c")
-        report = import_list(engine, second, "c")
-        assert (report.imported, report.duplicates) == (1, 1)
-        other = import_list(engine, second, "another-campaign")
-        assert other.imported == 2
-        assert counts(database_url)[1] == 3, "contacts are matched by number across campaigns"
-    finally:
-        engine.dispose()
+    import_list(engine, first, "c")
+    report = import_list(engine, second, "c")
+    assert (report.imported, report.duplicates) == (1, 1)
+    other = import_list(engine, second, "another-campaign")
+    assert other.imported == 2
+    assert counts(database_url)[1] == 3, "contacts are matched by number across campaigns"
 
 
 def test_cologne_phonetics_groups_meyer_meier_maier():

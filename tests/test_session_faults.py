@@ -23,6 +23,7 @@ from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, encode_message
 from asterisk.metrics import AmiMetrics
 from asterisk.session import ActionOutcomeUnknown, NotConnected, backoff_delay
 from tests.conftest import run, settle, wait_for
+from tests.replay import empty_list
 
 
 def _free_port() -> int:
@@ -226,21 +227,8 @@ class GarbageAsterisk:
                             b"Uniqueid: good-1\r\nLinkedid: good-1\r\nCallerIDNum: \xff\xfe\r\n\r\n"
                         )
                     elif msg.get("Action") == "CoreShowChannels":
-                        writer.write(
-                            encode_message(
-                                [("Response", "Success"), ("ActionID", aid), ("EventList", "start")]
-                            )
-                        )
-                        writer.write(
-                            encode_message(
-                                [
-                                    ("Event", "CoreShowChannelsComplete"),
-                                    ("ActionID", aid),
-                                    ("EventList", "Complete"),
-                                    ("ListItems", "0"),
-                                ]
-                            )
-                        )
+                        for message in empty_list(aid, "CoreShowChannelsComplete"):
+                            writer.write(encode_message(message))
                     else:
                         writer.write(
                             encode_message(
