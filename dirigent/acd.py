@@ -299,7 +299,7 @@ class InboundAcd:
                 oldest = min((self.router.waiting[i].arrived for *_, i in bucket), default=None)
                 channels[channel.value] = {
                     "waiting": len(bucket),
-                    "oldest_wait": now - oldest if oldest else 0.0,
+                    "oldest_wait": now - oldest if oldest is not None else 0.0,
                 }
             out.append(
                 {
