@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -143,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     pbx.add_argument("--inbound-rate", type=float, default=0.0, help="inbound calls per hour")
     pbx.add_argument("--workload", default=None, help="workload TOML (default: standard)")
     pbx.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    dialer = simsub.add_parser(
+        "dialer", help="virtual-time pacing experiment (campaign runner against the simulated PBX)"
+    )
+    dialer.add_argument(
+        "--agents", default="10", help="agents (one number, or a list like 5,10,20,50,100)"
+    )
+    dialer.add_argument("--hours", type=float, default=8.0, help="campaign length (virtual)")
+    dialer.add_argument(
+        "--strategy",
+        default="predictive",
+        help="progressive, ratio:X, vicidial, predictive, oracle-agents, oracle-calls, or all",
+    )
+    dialer.add_argument("--workload", default=None, help="workload TOML (default: standard)")
+    dialer.add_argument("--seed", type=int, default=1)
+    dialer.add_argument("--max-lines-per-agent", type=float, default=3.0)
+    dialer.add_argument("--json", action="store_true")
+    dialer.add_argument("--plot", default=None, metavar="FILE.png", help="occupancy vs abandon")
     phones = simsub.add_parser("phones", help="pyVoIP SIP endpoint farm for a real Asterisk")
     phones.add_argument(
         "--asterisk", type=_host_port, default=("127.0.0.1", 5060), help="Asterisk SIP HOST:PORT"
@@ -495,6 +513,8 @@ def cmd_erlang(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     if args.sim_command == "phones":
         return cmd_sim_phones(args)
+    if args.sim_command == "dialer":
+        return cmd_sim_dialer(args)
     secret = args.secret or os.environ.get("DIRIGENT_SIM_SECRET") or "secret"
     if args.agents < 0 or args.inbound_rate < 0:
         raise UsageError("--agents and --inbound-rate must not be negative")
@@ -518,6 +538,54 @@ def cmd_sim(args: argparse.Namespace) -> int:
             reactor.callLater(args.duration, reactor.stop)
 
     return _run(args, "text", setup)
+
+
+def cmd_sim_dialer(args: argparse.Namespace) -> int:
+    from dialer.pacing import PacingError, make_strategy
+    from dirigent import sim_dialer
+    from sim.workload import WorkloadError, load_workload, standard_workload
+
+    try:
+        counts = [int(n) for n in str(args.agents).split(",")]
+    except ValueError:
+        raise UsageError(f"--agents: not a number or list of numbers: {args.agents!r}") from None
+    if any(n < 1 or n > 2000 for n in counts):
+        raise UsageError("--agents: each count must be between 1 and 2000")
+    if not 0 < args.hours <= 24 * 31:
+        raise UsageError("--hours: must be more than 0 and at most 744")
+    if not 1 <= args.max_lines_per_agent <= 10:
+        raise UsageError("--max-lines-per-agent: must be between 1 and 10")
+    strategies = sim_dialer.all_strategies() if args.strategy == "all" else [args.strategy]
+    try:
+        for name in strategies:
+            make_strategy(name)
+        workload = load_workload(args.workload) if args.workload else standard_workload()
+    except (PacingError, WorkloadError) as exc:
+        raise _bad_input(exc) from None
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in counts:
+        for name in strategies:
+            report = sim_dialer.run(
+                workload,
+                agents=n,
+                hours=args.hours,
+                strategy=name,
+                seed=args.seed,
+                max_lines_per_agent=args.max_lines_per_agent,
+            )
+            results.setdefault(n, {})[name] = report
+            if not args.json:
+                print(sim_dialer.format_line(report), flush=True)
+    if args.plot:
+        sim_dialer.plot(results, args.plot, workload.abandon_limit)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    if args.json:
+        by_count = {
+            str(n): (r[strategies[0]] if args.strategy != "all" else r) for n, r in results.items()
+        }
+        print(json.dumps(by_count[str(counts[0])] if len(counts) == 1 else by_count))
+    return 0
 
 
 def cmd_sim_phones(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
-from routing.agent import Agent, AgentState, Phase
+from routing.agent import Agent, Phase
 from routing.blending import BlendingRules
 from routing.model import Channel, Interaction, QueueConfig, RoutingError
 
@@ -482,9 +482,7 @@ class Router:
             if pending.deadline <= now:
                 offers += self.decline(pending.agent, iid, now, timed_out=True)
         for agent in self.agents.values():
-            if agent.state is AgentState.WRAP_UP or any(
-                w.phase is Phase.WRAP_UP for w in agent.work.values()
-            ):
+            if agent.work and any(w.phase is Phase.WRAP_UP for w in agent.work.values()):
                 for iid in agent.expire_wrap_ups(now):
                     self.handling.pop(iid, None)
                 self._reindex(agent)

@@ -155,6 +155,9 @@ class SimPbx:
         self._inbound: IDelayedCall | None = None
         self.booted = True
         self.stats: dict[str, int] = {}
+        self._phase_cache: dict[int, Workload] = {}
+        #: uniqueid -> fate of every trunk call, when set (benchmark ground truth)
+        self.fate_log: dict[str, CallFate] | None = None
 
     # -- plumbing -----------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -185,9 +188,26 @@ class SimPbx:
 
     def fate_of(self, number: str, forced: str | None = None) -> CallFate:
         """The fate of the next dial of ``number`` (see :mod:`sim.fates`)."""
+        fate = self.peek_fate(number, forced)
+        self._dials[number] = self._dials.get(number, 0) + 1
+        return fate
+
+    def peek_fate(
+        self, number: str, forced: str | None = None, at: float | None = None
+    ) -> CallFate:
+        """The fate the next dial of ``number`` would meet, without dialing
+        (the clairvoyant bound of the pacing benchmark uses it)."""
         n = self._dials.get(number, 0)
-        self._dials[number] = n + 1
-        return draw_fate(self.workload.at(self.now()), call_rng(self.seed, number, n), forced)
+        workload = self.workload_at(self.now() if at is None else at)
+        return draw_fate(workload, call_rng(self.seed, number, n), forced)
+
+    def workload_at(self, seconds: float) -> Workload:
+        """The workload in force (phases applied), computed once per phase."""
+        phase = sum(1 for p in self.workload.phases if p.start <= seconds)
+        cached = self._phase_cache.get(phase)
+        if cached is None:
+            cached = self._phase_cache[phase] = self.workload.at(seconds)
+        return cached
 
     def now(self) -> float:
         return self.clock.seconds() - self.started_at
@@ -422,7 +442,7 @@ class SimPbx:
             ):
                 m.variables["_talking"] = "1"
                 if m.far == "machine":
-                    talk = self.workload.amd.undetected_machine_talk
+                    talk = self.workload_at(self.now()).amd.undetected_machine_talk
                 else:
                     talk = float(m.variables.get("SIM_TALK") or self._talk_time(m))
                 self._count("connected")
@@ -528,6 +548,8 @@ class SimPbx:
         chan = self._outgoing(f"PJSIP/customers-{seq:08x}", req, "from-customers", "s")
         chan.far = outcome if outcome in ("live", "machine") else ""
         chan.fate = fate
+        if self.fate_log is not None:
+            self.fate_log[chan.uniqueid] = fate
         self._dial_event("DialBegin", None, chan, ("DialString", req.dial.split("/", 1)[1]))
         self._count(f"trunk_{outcome}")
 
@@ -791,7 +813,7 @@ class SimPbx:
         use_amd = self.amd and chan.variables.get("DIRIGENT_AMD", "1") != "0"
         if use_amd:
             self._newexten(chan, "AMD", "", priority=2)
-            self._later(chan, self.workload.amd.delay, self._amd_result, chan)
+            self._later(chan, self.workload_at(self.now()).amd.delay, self._amd_result, chan)
         else:
             self._newexten(chan, "Wait", "60", priority=3)
             self._later_customer_patience(chan)
@@ -800,7 +822,7 @@ class SimPbx:
         if chan.fate is not None:
             machine = chan.fate.amd_says_machine
         else:
-            amd = self.workload.amd
+            amd = self.workload_at(self.now()).amd
             rate = amd.machine_detected if chan.far == "machine" else amd.person_misread
             machine = self.rng.random() < rate
         status, cause = (

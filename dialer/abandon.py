@@ -1,0 +1,118 @@
+"""Abandoned-call accounting over the regulatory windows.
+
+The abandon rate is abandoned calls over live-answered calls.  Regulators
+measure it over different windows: the US (FTC 16 CFR 310.4(b)(4)(i), FCC
+47 CFR 64.1200(a)(7)) over each 30-day period of a campaign, Ofcom (UK) per
+calendar day, midnight to midnight, counting an estimate of the persons that
+answering-machine detection took for machines.  A ledger keeps one bucket
+per local calendar day (enough for both windows, and small enough to persist
+after every call), plus the last hour of calls for the pacing's short-term
+view and the "worst 60 minutes" report.
+
+One ledger serves one campaign or one drop-rate group of campaigns (UK
+rules allow the rate to be measured over a group).  Pure: the caller passes
+``now`` and a function giving the start of the local day.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+DAY = 86_400.0
+WINDOWS = ("30d", "day", "1h")
+
+
+@dataclass
+class DayCount:
+    day: float  # start of the local day (epoch seconds)
+    live: float = 0.0
+    abandoned: float = 0.0
+
+
+class AbandonLedger:
+    def __init__(
+        self,
+        *,
+        day_start: Callable[[float], float] = lambda now: now - now % DAY,
+        amd_false_positive: float = 0.0,
+        on_change: Callable[[DayCount], None] | None = None,
+    ) -> None:
+        if not 0.0 <= amd_false_positive < 1.0:
+            raise ValueError("amd_false_positive: must be in [0, 1)")
+        self.day_start = day_start
+        #: estimated share of persons that AMD reports as machines (counted abandoned)
+        self.amd_false_positive = amd_false_positive
+        self.days: dict[float, DayCount] = {}
+        self.recent: deque[tuple[float, float, float]] = deque()  # (at, live, abandoned)
+        self._hour = [0.0, 0.0]  # running sums over ``recent``
+        self.on_change = on_change
+
+    # -- recording -------------------------------------------------------------------------
+    def _add(self, now: float, live: float, abandoned: float) -> None:
+        start = self.day_start(now)
+        bucket = self.days.get(start)
+        if bucket is None:
+            bucket = self.days[start] = DayCount(start)
+            for old in [d for d in self.days if d < start - 31 * DAY]:
+                del self.days[old]
+        bucket.live += live
+        bucket.abandoned += abandoned
+        self.recent.append((now, live, abandoned))
+        self._hour[0] += live
+        self._hour[1] += abandoned
+        self._trim(now)
+        if self.on_change is not None:
+            self.on_change(bucket)
+
+    def live(self, now: float) -> None:
+        """A person answered (connected to an agent or not)."""
+        self._add(now, 1.0, 0.0)
+
+    def abandoned(self, now: float) -> None:
+        """A person answered and no agent took the call in time."""
+        self._add(now, 1.0, 1.0)
+
+    def human_verdict(self, now: float) -> None:
+        """AMD said "human".  For every person it recognises, fp/(1 - fp) more
+        were taken for machines and hung up on: Ofcom counts that estimate as
+        live and abandoned."""
+        fp = self.amd_false_positive
+        if fp > 0:
+            share = fp / (1.0 - fp)
+            self._add(now, share, share)
+
+    def _trim(self, now: float) -> None:
+        while self.recent and self.recent[0][0] < now - 3600.0:
+            _, live, abandoned = self.recent.popleft()
+            self._hour[0] -= live
+            self._hour[1] -= abandoned
+        if not self.recent:
+            self._hour = [0.0, 0.0]  # no drift from float sums
+
+    # -- figures ---------------------------------------------------------------------------
+    def counts(self, window: str, now: float) -> tuple[float, float]:
+        """(live, abandoned) over ``window``: "30d", "day" or "1h"."""
+        if window == "1h":
+            self._trim(now)
+            return self._hour[0], self._hour[1]
+        today = self.day_start(now)
+        if window == "day":
+            b = self.days.get(today)
+            return (b.live, b.abandoned) if b else (0.0, 0.0)
+        if window == "30d":
+            since = now - 30 * DAY
+            picked = [b for b in self.days.values() if b.day + DAY > since]
+            return sum(b.live for b in picked), sum(b.abandoned for b in picked)
+        raise ValueError(f"window: unknown window {window!r} (one of {', '.join(WINDOWS)})")
+
+    def rate(self, window: str, now: float) -> float | None:
+        live, abandoned = self.counts(window, now)
+        return abandoned / live if live > 0 else None
+
+    # -- persistence -----------------------------------------------------------------------
+    def load(self, rows: Iterable[DayCount]) -> None:
+        """Restore the day buckets saved before a restart."""
+        for row in rows:
+            self.days[row.day] = DayCount(row.day, row.live, row.abandoned)

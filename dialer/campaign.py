@@ -1,0 +1,117 @@
+"""A campaign's dialing settings, validated, and the records it dials.
+
+Settings come from configuration (``[[campaign]]`` tables) or the API; every
+error names the key.  The abandon target can never be set above the legal
+maximum of the campaign's country, and the ring timeout never below the 15 s
+the FCC requires (47 CFR 64.1200(a)(6)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+MODES = ("preview", "progressive", "power", "predictive")
+MACHINE_ACTIONS = ("hangup", "message")
+MIN_RING = 15.0
+
+
+class CampaignError(ValueError):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class Lead:
+    """One record to dial (a claimed hopper entry)."""
+
+    record_id: int | str
+    number: str  # E.164
+    contact: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class LeadSource(Protocol):
+    """Where a runner gets records to dial: the hopper behind the compliance gate."""
+
+    def take(self, n: int, now: float) -> list[Lead]:
+        """Up to ``n`` records that may be dialed now, each taken once."""
+        ...
+
+    def done(self, lead: Lead, outcome: str, now: float) -> None:
+        """The attempt on ``lead`` ended with ``outcome`` (retry rules apply)."""
+        ...
+
+    def empty_reason(self, now: float) -> str:
+        """Why ``take`` found nothing (for the campaign's idle status)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    name: str
+    mode: str = "predictive"
+    queue: str | None = None  # the routing queue agents log into (default: the name)
+    trunk: str = "PJSIP/{number}@customers"  # dial string; {number} is E.164 without '+' kept
+    caller_id: str | None = None
+    country: str | None = None
+    legal_max_abandon: float = 0.03
+    abandon_target: float = 0.03
+    windows: tuple[str, ...] = ("30d", "day")
+    ring_timeout: float = 22.0
+    amd: bool = True
+    machine_action: str = "hangup"
+    amd_false_positive: float = 0.01  # estimate, counted as abandoned (Ofcom method)
+    connect_within: float = 2.0
+    max_lines_per_agent: float = 3.0
+    power_ratio: float = 2.0
+    wrap_up: float = 120.0  # longest after-call work before the agent is ready again
+    preview_auto_dial: float | None = None  # seconds; None: the agent decides
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or self.name
+
+    def with_changes(self, **changes: Any) -> CampaignSettings:
+        """New settings with ``changes`` applied and validated (API controls)."""
+        return validate(replace(self, **changes))
+
+
+def validate(s: CampaignSettings) -> CampaignSettings:
+    if not s.name or len(s.name) > 120:
+        raise CampaignError("name", "must be 1 to 120 characters")
+    if s.mode not in MODES:
+        raise CampaignError("mode", f"unknown dial mode {s.mode!r} (one of {', '.join(MODES)})")
+    if s.machine_action not in MACHINE_ACTIONS:
+        raise CampaignError("machine_action", f"one of {', '.join(MACHINE_ACTIONS)}")
+    if not 0 < s.legal_max_abandon <= 1:
+        raise CampaignError("legal_max_abandon", "must be in (0, 1]")
+    if not 0 < s.abandon_target <= s.legal_max_abandon:
+        raise CampaignError(
+            "abandon_target",
+            f"must be above 0 and at most the legal maximum {s.legal_max_abandon:.1%}",
+        )
+    if s.ring_timeout < MIN_RING:
+        raise CampaignError("ring_timeout", f"must be at least {MIN_RING:.0f} s (FCC)")
+    if s.ring_timeout > 120:
+        raise CampaignError("ring_timeout", "must be at most 120 s")
+    if not 0 <= s.amd_false_positive < 0.5:
+        raise CampaignError("amd_false_positive", "must be in [0, 0.5)")
+    if not 0 < s.connect_within <= 2.0:
+        raise CampaignError("connect_within", "must be in (0, 2] s (FCC/Ofcom)")
+    if not 1 <= s.max_lines_per_agent <= 10:
+        raise CampaignError("max_lines_per_agent", "must be between 1 and 10")
+    if not 1 <= s.power_ratio <= s.max_lines_per_agent:
+        raise CampaignError("power_ratio", "must be between 1 and max_lines_per_agent")
+    if s.wrap_up < 0:
+        raise CampaignError("wrap_up", "must be >= 0 seconds")
+    if s.preview_auto_dial is not None and s.preview_auto_dial <= 0:
+        raise CampaignError("preview_auto_dial", "must be a positive number of seconds")
+    if "{number}" not in s.trunk:
+        raise CampaignError("trunk", "must contain {number}")
+    for w in s.windows:
+        if w not in ("30d", "day"):
+            raise CampaignError("windows", f"unknown window {w!r} (30d, day)")
+    return s

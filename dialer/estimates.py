@@ -1,0 +1,236 @@
+"""What a campaign has learned about its calls and its agents, for pacing.
+
+Pacing needs, per campaign: how likely a dial ends with a person to connect
+(AMD says "human"), how long calls ring before they are answered, how long
+failures take to be signalled, and how long agents talk and wrap up.  Each
+is estimated from the campaign's own recent calls, starting from priors
+(a new campaign has no history; the priors are deliberately pessimistic
+about the live-answer rate, so a new campaign starts careful) and
+forgetting old calls so that a change during the day (a caller ID blocked
+by carriers, a new list) shows within minutes.
+
+The estimates are turned into lookup tables of conditional probabilities on
+a grid of horizons (``HORIZONS`` seconds from now), which is what keeps the
+pacing decision a few NumPy gathers per second:
+
+* ``ring_table[e, j]`` -- a call still ringing after ``e`` seconds yields a
+  "human" verdict within ``HORIZONS[j]`` seconds;
+* ``talk_table[e, j]`` -- an agent ``e`` seconds into a conversation is free
+  (talk and wrap-up done) within ``HORIZONS[j]``;
+* ``wrap_table[e, j]`` -- the same for an agent ``e`` seconds into wrap-up;
+* ``new_call[j]`` -- a call dialed now yields a "human" verdict within
+  ``HORIZONS[j]``.
+
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtri
+
+#: seconds ahead the pacing looks (0..40 s: a new call's ring, AMD and the
+#: 2 s connect limit fit in it)
+HORIZONS = np.arange(0.0, 41.0, 1.0)
+#: talk elapsed-time grid (1 s steps); longer conversations use the last row
+MAX_TALK = 1800
+MAX_WRAP = 600
+MAX_RING = 120
+
+OUTCOME_KINDS = ("human", "machine", "failed", "no_answer")
+
+
+@dataclass(frozen=True)
+class Priors:
+    """What a new campaign assumes before its own calls say otherwise."""
+
+    human: float = 0.30  # share of dials that reach a person (AMD "human")
+    machine: float = 0.25
+    failed: float = 0.15  # busy, invalid, congestion
+    ring_mean: float = 10.0
+    ring_sd: float = 5.0
+    fail_after: float = 4.0
+    talk_mean: float = 150.0
+    wrap_mean: float = 20.0
+    weight: float = 40.0  # in dials (outcome shares) and in samples (durations)
+
+
+def _lognormal_quantiles(mean: float, sd: float, n: int) -> np.ndarray:
+    """``n`` evenly spaced quantiles of a lognormal: a deterministic prior sample."""
+    sigma2 = np.log1p((sd / mean) ** 2)
+    mu = np.log(mean) - sigma2 / 2
+    q = (np.arange(n) + 0.5) / n
+    return np.exp(mu + np.sqrt(sigma2) * ndtri(q))
+
+
+class Estimates:
+    """Smoothed outcome shares and duration samples of one campaign."""
+
+    def __init__(
+        self,
+        *,
+        ring_timeout: float = 22.0,
+        amd_delay: float = 1.5,
+        priors: Priors | None = None,
+        half_life: float = 400.0,
+        samples: int = 1500,
+        refresh_every: int = 100,
+    ) -> None:
+        self.priors = p = priors or Priors()
+        self.ring_timeout = ring_timeout
+        self.amd_delay = amd_delay
+        #: exponential forgetting per dial: after ``half_life`` dials a dial weighs half
+        self._decay = 0.5 ** (1.0 / half_life)
+        no_answer = max(0.0, 1.0 - p.human - p.machine - p.failed)
+        self._counts = {
+            "human": p.human * p.weight,
+            "machine": p.machine * p.weight,
+            "failed": p.failed * p.weight,
+            "no_answer": no_answer * p.weight,
+        }
+        n = int(p.weight)
+        self.ring: deque[float] = deque(_lognormal_quantiles(p.ring_mean, p.ring_sd, n), samples)
+        self.fail: deque[float] = deque([p.fail_after] * n, samples)
+        talks = _lognormal_quantiles(p.talk_mean, p.talk_mean, n)
+        wraps = _lognormal_quantiles(p.wrap_mean, p.wrap_mean / 2, n)
+        self.handle: deque[tuple[float, float]] = deque(zip(talks, wraps, strict=True), samples)
+        self.wrap: deque[float] = deque(wraps, samples)
+        self._refresh_every = refresh_every
+        self._since_refresh = refresh_every  # tables built on first use
+        self.dials = 0
+
+    # -- learning ----------------------------------------------------------------------
+    def outcome(self, kind: str) -> None:
+        """One dial ended its ringing phase as ``kind`` (see ``OUTCOME_KINDS``)."""
+        if kind not in self._counts:
+            raise ValueError(f"kind: unknown outcome kind {kind!r}")
+        for key in self._counts:
+            self._counts[key] *= self._decay
+        self._counts[kind] += 1.0
+        self.dials += 1
+        self._touch()
+
+    def answered_after(self, seconds: float) -> None:
+        self.ring.append(max(0.0, seconds))
+        self._touch()
+
+    def failed_after(self, seconds: float) -> None:
+        self.fail.append(max(0.0, seconds))
+
+    def handled(self, talk: float, wrap: float) -> None:
+        self.handle.append((max(0.0, talk), max(0.0, wrap)))
+        self.wrap.append(max(0.0, wrap))
+        self._touch()
+
+    def _touch(self) -> None:
+        self._since_refresh += 1
+
+    # -- figures -------------------------------------------------------------------------
+    def share(self, kind: str) -> float:
+        return self._counts[kind] / sum(self._counts.values())
+
+    @property
+    def p_human(self) -> float:
+        return self.share("human")
+
+    @property
+    def mean_handle(self) -> float:
+        return float(np.mean([t + w for t, w in self.handle]))
+
+    # -- tables --------------------------------------------------------------------------
+    def tables(self) -> Tables:
+        if self._since_refresh >= self._refresh_every:
+            self._tables = self._build()
+            self._since_refresh = 0
+        return self._tables
+
+    def _build(self) -> Tables:
+        h = HORIZONS
+        shares = {k: self.share(k) for k in self._counts}
+        # answer times: empirical CDF G, truncated at the ring timeout
+        ring = np.sort(np.asarray(self.ring, dtype=float))
+        ring = ring[ring < self.ring_timeout] if (ring < self.ring_timeout).any() else ring
+
+        def g(x: np.ndarray) -> np.ndarray:
+            return np.searchsorted(ring, x, side="right") / len(ring)
+
+        fail = np.sort(np.asarray(self.fail, dtype=float))
+
+        def f(x: np.ndarray) -> np.ndarray:
+            return np.searchsorted(fail, x, side="right") / len(fail)
+
+        e = np.arange(0, MAX_RING + 1, dtype=float)[:, None]
+        answered_by = g(e + h[None, :] - self.amd_delay)
+        survive = 1.0 - g(e)
+        still_pending = (
+            (shares["human"] + shares["machine"]) * survive
+            + shares["failed"] * (1.0 - f(e))
+            + shares["no_answer"] * (e < self.ring_timeout)
+        )
+        gain = shares["human"] * np.clip(answered_by - g(e), 0.0, None)
+        ring_table = np.where(still_pending > 1e-12, gain / np.maximum(still_pending, 1e-12), 0.0)
+        new_call = shares["human"] * g(h - self.amd_delay)
+
+        # agents: P(talk + wrap <= e + h | talk > e), from the (talk, wrap) pairs.
+        # Sample i counts for row e when total_i - h <= e < talk_i: an interval
+        # of rows per horizon, summed with difference arrays (no e x i loop).
+        pairs = np.asarray(self.handle, dtype=float)
+        talk, total = pairs[:, 0], pairs[:, 0] + pairs[:, 1]
+        rows = MAX_TALK + 1
+        hi = np.minimum(np.ceil(talk), rows).astype(np.int64)  # exclusive
+        lo = np.clip(np.ceil(total[None, :] - h[:, None]), 0, rows).astype(np.int64)
+        lo = np.minimum(lo, hi[None, :])
+        diff = np.zeros((len(h), rows + 1))
+        offsets = (np.arange(len(h)) * (rows + 1))[:, None]
+        np.add.at(diff.reshape(-1), (lo + offsets).ravel(), 1.0)
+        np.add.at(diff.reshape(-1), (np.broadcast_to(hi, lo.shape) + offsets).ravel(), -1.0)
+        done = np.cumsum(diff, axis=1)[:, :rows].T
+        alive = np.cumsum(np.bincount(hi, minlength=rows + 1)[::-1])[::-1][1:]
+        alive = alive[:rows] if len(alive) >= rows else np.pad(alive, (0, rows - len(alive)))
+        talk_table = np.where(alive[:, None] > 0, done / np.maximum(alive[:, None], 1), 1.0)
+        wraps = np.sort(np.asarray(self.wrap, dtype=float))
+        wgrid = np.arange(0, MAX_WRAP + 1, dtype=float)
+        longer = len(wraps) - np.searchsorted(wraps, wgrid, side="right")
+        done_by = np.searchsorted(wraps, wgrid[:, None] + h[None, :], side="right")
+        done_after = done_by - np.searchsorted(wraps, wgrid, side="right")[:, None]
+        wrap_table = np.where(longer[:, None] > 0, done_after / np.maximum(longer[:, None], 1), 1.0)
+        answered = shares["human"] + shares["machine"]
+        return Tables(
+            ring_table,
+            talk_table,
+            wrap_table,
+            new_call,
+            shares["human"],
+            shares["human"] / answered if answered > 0 else 0.5,
+        )
+
+
+@dataclass(frozen=True)
+class Tables:
+    ring: np.ndarray
+    talk: np.ndarray
+    wrap: np.ndarray
+    new_call: np.ndarray
+    p_human: float
+    p_human_given_answer: float
+
+    @property
+    def need_weights(self) -> np.ndarray:
+        """When a new call that reaches a person needs an agent: the share of
+        such calls per horizon step (sums to 1 over the grid)."""
+        cached = self.__dict__.get("_weights")
+        if cached is None:
+            density = np.diff(self.new_call, prepend=0.0)
+            total = density.sum()
+            cached = density / total if total > 0 else density
+            object.__setattr__(self, "_weights", cached)
+        return cached
+
+    @staticmethod
+    def rows(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Rows of ``table`` for elapsed times (seconds; clipped to the grid)."""
+        idx = np.minimum(elapsed.astype(np.int64), len(table) - 1)
+        return table[np.maximum(idx, 0)]

@@ -1,0 +1,323 @@
+"""How many calls to launch now: the dial modes and their pacing.
+
+Every strategy looks at a :class:`Snapshot` of the campaign (agents ready,
+talking and wrapping up with their elapsed times, calls ringing and waiting
+for their AMD verdict) and answers one number: calls to dial now.  The
+campaign runner asks every second and after every agent or call event, and
+caps the answer by the line limit.  Pure and clock-free.
+
+* :class:`Progressive` -- one call in flight per ready agent: no abandoned
+  calls from pacing, agents wait through every ring.
+* :class:`Power` -- a fixed number of calls in flight per ready agent.
+* :class:`VicidialAdaptive` -- the baseline: VICIdial's adaptive dial level,
+  adjusted once a minute from ready agents and waiting calls and cut when
+  today's drop rate passes the target, after the fact.
+* :class:`Predictive` -- ours; see ``docs/pacing.md`` for the model: it plans
+  forward (agents about to free up, calls about to be answered, new calls'
+  answer-time distribution) and keeps a safety margin that feedback on the
+  measured abandon rate (regulatory window, today, last hour) tightens or
+  loosens.
+* :class:`Predictive` with clairvoyant inputs -- the bounds of the
+  benchmark: ``oracle-agents`` knows when each agent will be free,
+  ``oracle-calls`` knows each call's outcome and answer time in advance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import ndtr
+
+from dialer.abandon import AbandonLedger
+from dialer.estimates import HORIZONS, Estimates
+
+STRATEGIES = ("progressive", "ratio:X", "vicidial", "predictive", "oracle-agents", "oracle-calls")
+EMPTY = np.zeros(0)
+
+
+class PacingError(ValueError):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+@dataclass
+class Snapshot:
+    """The live state of one campaign, as pacing sees it."""
+
+    now: float
+    agents: int  # logged in to the campaign and not paused
+    ready: int  # free for a call now
+    talking: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed talk (s), per agent
+    wrapping: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed wrap-up (s)
+    ringing: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed ring (s), per dial
+    verdicts: np.ndarray = field(default_factory=lambda: EMPTY)  # seconds to AMD verdict
+    waiting: int = 0  # persons waiting for an agent now
+    room: int = 256  # new calls the line limit allows now
+    # clairvoyant inputs (simulation bounds only)
+    agent_free_in: np.ndarray | None = None  # per busy/wrapping agent: seconds until free
+    call_need_in: np.ndarray | None = None  # per call in flight: seconds until it needs an agent
+    next_need_in: Callable[[int], np.ndarray] | None = None  # the next n records, same
+
+    @property
+    def in_flight(self) -> int:
+        """Dials that may still need an agent (ringing or awaiting the verdict)."""
+        return len(self.ringing) + len(self.verdicts)
+
+
+class Strategy:
+    name = "strategy"
+
+    def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        raise NotImplementedError
+
+    def observe(self, abandoned: bool) -> None:
+        """A person answered one of our calls and was served, or abandoned."""
+
+    @property
+    def level(self) -> float:
+        """The pacing level for the metrics (calls in flight per ready agent)."""
+        return 1.0
+
+
+class Progressive(Strategy):
+    name = "progressive"
+
+    def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        return max(0, s.ready - s.in_flight - s.waiting)
+
+
+@dataclass
+class Power(Strategy):
+    ratio: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.ratio <= 10.0:
+            raise PacingError("ratio", f"must be between 1 and 10, not {self.ratio}")
+        self.name = f"ratio:{self.ratio:g}"
+
+    @property
+    def level(self) -> float:
+        return self.ratio
+
+    def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        return max(0, math.floor(self.ratio * s.ready + 1e-9) - s.in_flight - s.waiting)
+
+
+@dataclass
+class VicidialAdaptive(Strategy):
+    """VICIdial's adaptive predictive mode, as its public ``AST_VDadapt.pl``
+    describes it: lines = dial level × active agents (ready or talking),
+    counting the calls already up; once a minute the level is multiplied by
+    ``1 + k·(ready − waiting)/agents`` and clamped to [1, 3]; when today's
+    drop rate passes the target the level is halved (and set to 1 once the
+    rate is above twice the target).  It reacts only after the fact."""
+
+    target: float = 0.03
+    intensity: float = 0.5
+    start_level: float = 1.5
+    name: str = "vicidial"
+    _level: float = 0.0
+    _next_adjust: float | None = None
+
+    def __post_init__(self) -> None:
+        self._level = self.start_level
+
+    @property
+    def level(self) -> float:
+        return self._level
+
+    def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        if self._next_adjust is None:
+            self._next_adjust = s.now + 60.0
+        elif s.now >= self._next_adjust:
+            self._next_adjust = s.now + 60.0
+            if s.agents:
+                factor = 1.0 + self.intensity * (s.ready - s.waiting) / s.agents
+                self._level = min(3.0, max(1.0, self._level * factor))
+            today = ledger.rate("day", s.now)
+            if today is not None and today > self.target:
+                self._level = 1.0 if today > 2 * self.target else max(1.0, self._level / 2)
+        active = s.ready + len(s.talking)
+        up = s.in_flight + s.waiting + len(s.talking)
+        return max(0, math.floor(self._level * active + 1e-9) - up)
+
+
+@dataclass
+class Predictive(Strategy):
+    """Plan forward under the abandon cap.
+
+    For each horizon h (0..38 s), with c the connect limit (2 s):
+
+        D(h) = waiting + Σ ringing P(human verdict ≤ h) + Σ answered P(verdict "human" ≤ h)
+        S(h) = ready + Σ talking P(free ≤ h + c) + Σ wrapping P(free ≤ h + c)
+
+    (means and Bernoulli variances).  The k-th new call needs an agent at a
+    time τ drawn from the answer-time distribution; it is abandoned if the
+    demand before it, D(τ) + (k − 1)·q(τ), already uses up S(τ).  With a
+    normal approximation, its abandon probability is
+
+        P_ab(k) = Σ_τ w(τ) · Φ((D(τ) + (k − 1)·q(τ) + ½ − S(τ)) / σ(τ))
+
+    and the strategy launches every call with ``P_ab(k) ≤ λ``: the
+    probability that a live answer finds no agent within c seconds stays
+    below λ for each call placed.  λ is the one knob feedback moves: every
+    live answer nudges log λ by ``gain·(budget − abandoned)``, so the
+    measured rate settles at the budget (the limit, less AMD's estimated
+    misreads, less a margin).  At the cap over the regulatory window, or
+    past the hourly guard, it dials progressively until back under.
+    """
+
+    limit: float = 0.03  # the legal or configured maximum abandon rate
+    margin: float = 0.008  # kept free below the limit (chance)
+    amd_false_positive: float = 0.0  # persons AMD hangs up on: part of the budget
+    connect_within: float = 2.0
+    lam: float = 0.01  # accepted abandon probability of the marginal call (start: careful)
+    lam_min: float = 0.0005
+    lam_max: float = 0.5
+    gain: float = 0.05
+    windows: tuple[str, ...] = ("30d", "day")
+    min_live: int = 200  # live answers before a window's rate is trusted for the guard
+    hour_guard: float = 0.045  # worst-hour rule (5 %) with room
+    name: str = "predictive"
+    clairvoyant: str | None = None  # None, "agents" or "calls"
+    max_burst: int = 256
+    _progressive: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.limit <= 1.0:
+            raise PacingError("abandon_target", f"must be in (0, 1], not {self.limit}")
+        if self.clairvoyant == "agents":
+            self.name = "oracle-agents"
+        elif self.clairvoyant == "calls":
+            self.name = "oracle-calls"
+
+    @property
+    def budget(self) -> float:
+        """The abandon rate pacing may cause: the limit less AMD's misreads and the margin."""
+        fp = self.amd_false_positive
+        return max(0.002, self.limit - fp / (1.0 - fp) - self.margin)
+
+    @property
+    def level(self) -> float:
+        return self.lam
+
+    def observe(self, abandoned: bool) -> None:
+        """A person answered a call this campaign placed: served or abandoned."""
+        if self._progressive:
+            return  # calls placed progressively say nothing about lambda
+        step = self.gain * (self.budget - (1.0 if abandoned else 0.0))
+        self.lam = min(self.lam_max, max(self.lam_min, self.lam * math.exp(step)))
+
+    def _guard(self, s: Snapshot, ledger: AbandonLedger) -> bool:
+        """At the cap: dial progressively until the measured rate is back under."""
+        for window in self.windows:
+            live, abandoned = ledger.counts(window, s.now)
+            if live >= self.min_live and abandoned / live >= self.limit:
+                return True
+        live, abandoned = ledger.counts("1h", s.now)
+        return live >= self.min_live and abandoned / live >= self.hour_guard
+
+    def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        self._progressive = self._guard(s, ledger)
+        if self._progressive or s.agents == 0:
+            return max(0, s.ready - s.in_flight - s.waiting)
+        t = est.tables()
+        c = round(self.connect_within)
+        j = np.arange(len(HORIZONS) - c)
+        # supply by h + c
+        if self.clairvoyant is not None and s.agent_free_in is not None:
+            free_by = (s.agent_free_in[:, None] <= HORIZONS[None, j + c]).sum(axis=0)
+            sup, sup_var = s.ready + free_by.astype(float), np.zeros(len(j))
+        else:
+            p = np.concatenate(
+                [t.rows(t.talk, s.talking)[:, j + c], t.rows(t.wrap, s.wrapping)[:, j + c]]
+            )
+            sup = s.ready + p.sum(axis=0)
+            sup_var = (p * (1 - p)).sum(axis=0)
+        # demand by h from the calls already placed
+        if self.clairvoyant == "calls" and s.call_need_in is not None:
+            dem = s.waiting + (s.call_need_in[:, None] <= HORIZONS[None, j]).sum(axis=0)
+            dem_var = np.zeros(len(j))
+        else:
+            q = t.rows(t.ring, s.ringing)[:, j]
+            due = (s.verdicts[:, None] <= HORIZONS[None, j]) * t.p_human_given_answer
+            dem = s.waiting + q.sum(axis=0) + due.sum(axis=0)
+            dem_var = (q * (1 - q)).sum(axis=0) + (due * (1 - due)).sum(axis=0)
+        dem = np.asarray(dem, dtype=float)
+        if self.clairvoyant == "calls" and s.next_need_in is not None:
+            return self._clairvoyant_k(s, sup, sup_var, dem)
+        new = t.new_call[j]
+        weights = t.need_weights[j]
+        if not weights.any():
+            return 0
+        base = dem + 0.5 - sup
+        var = sup_var + dem_var
+        spread = new * (1 - new)
+
+        def p_abandon(k: int) -> float:
+            """Abandon probability of the k-th new call (k - 1 placed before it)."""
+            sd = np.sqrt(np.maximum(var + (k - 1) * spread, 0.09))
+            return float((ndtr((base + (k - 1) * new) / sd) * weights).sum())
+
+        # P_ab grows with k: the largest k with P_ab(k) <= lam, by bisection
+        if p_abandon(1) > self.lam:
+            return 0
+        lo, hi = 1, max(1, min(self.max_burst, s.room))
+        if p_abandon(hi) <= self.lam:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if p_abandon(mid) <= self.lam:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _clairvoyant_k(
+        self, s: Snapshot, sup: np.ndarray, sup_var: np.ndarray, dem: np.ndarray
+    ) -> int:
+        """Each next record's need time is known: dial it if an agent will be there."""
+        assert s.next_need_in is not None
+        upcoming = s.next_need_in(min(self.max_burst, s.room))
+        sd = np.sqrt(np.maximum(sup_var, 0.09))
+        extra = np.zeros(len(dem))
+        for k, tau in enumerate(upcoming):
+            if np.isfinite(tau):
+                at = min(int(np.searchsorted(HORIZONS, tau)), len(dem) - 1)
+                # this call and every call needing an agent after it must still fit
+                later = slice(at, None)
+                risk = ndtr((dem[later] + extra[later] + 0.5 - sup[later]) / sd[later])
+                if risk.max() > self.lam:
+                    return k
+                extra[at:] += 1
+        return len(upcoming)
+
+
+def make_strategy(
+    name: str, *, limit: float = 0.03, amd_false_positive: float = 0.0, connect_within: float = 2.0
+) -> Strategy:
+    """A strategy from its ``--strategy`` name (``ratio:X`` with a number X)."""
+    if name == "progressive":
+        return Progressive()
+    if name.startswith("ratio:"):
+        try:
+            ratio = float(name.split(":", 1)[1])
+        except ValueError:
+            raise PacingError(
+                "strategy", f"{name!r}: ratio must be a number, e.g. ratio:2"
+            ) from None
+        return Power(ratio)
+    if name == "vicidial":
+        return VicidialAdaptive(target=limit)
+    if name in ("predictive", "oracle-agents", "oracle-calls"):
+        return Predictive(
+            limit=limit,
+            amd_false_positive=amd_false_positive,
+            connect_within=connect_within,
+            clairvoyant={"oracle-agents": "agents", "oracle-calls": "calls"}.get(name),
+        )
+    raise PacingError("strategy", f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")

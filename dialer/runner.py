@@ -1,0 +1,613 @@
+"""The campaign runner: dial, detect, connect or abandon, account, repeat.
+
+One runner drives one campaign through the Telephony port:
+
+1. every second (and soon after every call or agent event) it asks its pacing
+   strategy how many calls to launch, caps that by the line limit, and takes
+   that many records from its lead source (the hopper behind the compliance
+   gate: there is no other way to a number);
+2. each attempt is written to the attempt log *before* its ``Originate``
+   (``DIRIGENT_ATTEMPT`` is set on the channel, and the channel id is chosen
+   by us, so the attempt can be found on the PBX after a restart);
+3. the customer leg runs ``dirigent-outbound``: AMD announces "HUMAN" or
+   "MACHINE" with ``UserEvent(DirigentAMD)``; a machine is hung up (or gets
+   the message drop), a person becomes a voice interaction in the campaign's
+   routing queue and is moved into a free nailed-up agent's bridge
+   (``dirigent-join``) -- or, with no agent within ``connect_within``
+   seconds, hears the abandon message (``dirigent-abandon``) and counts as
+   abandoned;
+4. when the attempt ends its outcome is written, the lead source applies the
+   retry rules, and the estimates and the abandon ledger learn from it.
+
+If the PBX link drops, dialing stops at once; after the resync, attempts
+whose channel is gone are closed as "unknown" (never redialed blindly) and
+live ones are followed again.  :meth:`reconcile` does the same for attempts
+left open by a previous run of the process.
+
+Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from asterisk.events import (
+    BridgeEntered,
+    ChannelHungUp,
+    OriginateResult,
+    Outcome,
+    PbxDisconnected,
+    PbxEvent,
+    ResyncCompleted,
+    UserEventReceived,
+)
+from asterisk.port import Telephony
+from dialer.abandon import AbandonLedger
+from dialer.campaign import CampaignSettings, Lead, LeadSource
+from dialer.estimates import Estimates
+from dialer.pacing import Snapshot, Strategy
+from routing.agent import AgentState, Phase
+from routing.model import Channel, Direction, Interaction
+from routing.router import Offer, Router
+
+log = Logger(namespace="dirigent.dialer")
+
+#: attempt outcomes (the retry rules' vocabulary, see dialer.retry)
+_DIAL_OUTCOME = {
+    Outcome.BUSY: "busy",
+    Outcome.NO_ANSWER: "no-answer",
+    Outcome.CONGESTION: "congestion",
+    Outcome.INVALID: "invalid",
+    Outcome.FAILED: "failed",
+    Outcome.UNKNOWN: "unknown",
+}
+
+
+@dataclass
+class Attempt:
+    id: str
+    campaign: str
+    lead: Lead
+    started: float
+    channel_id: str
+    pbx: str = ""
+    answered: float | None = None
+    verdict: str | None = None  # "human" / "machine"
+    verdict_at: float | None = None
+    agent: str | None = None
+    connected: float | None = None
+    ended: float | None = None
+    outcome: str | None = None
+    cause: int | None = None
+    abandoned: bool = False
+    channel: str | None = None  # the customer channel name once known
+
+    @property
+    def open(self) -> bool:
+        return self.outcome is None
+
+
+class AttemptLog(Protocol):
+    """Durable attempts: ``begin`` returns only once the row is written."""
+
+    def begin(self, attempt: Attempt) -> None: ...
+
+    def end(self, attempt: Attempt) -> None: ...
+
+    def open_attempts(self, campaign: str) -> list[Attempt]: ...
+
+
+class MemoryAttemptLog:
+    """The attempt log of a simulation (and of tests): a dict."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, Attempt] = {}
+        self.order: list[str] = []
+
+    def begin(self, attempt: Attempt) -> None:
+        self.attempts[attempt.id] = attempt
+        self.order.append(attempt.id)
+
+    def end(self, attempt: Attempt) -> None:
+        self.attempts[attempt.id] = attempt
+
+    def open_attempts(self, campaign: str) -> list[Attempt]:
+        return [a for a in self.attempts.values() if a.campaign == campaign and a.open]
+
+
+class Oracle(Protocol):
+    """Clairvoyant inputs for the benchmark's bounds (simulation only)."""
+
+    def agent_free_in(self, runner: CampaignRunner, agent: str, now: float) -> float: ...
+
+    def call_need_in(self, runner: CampaignRunner, attempt: Attempt, now: float) -> float: ...
+
+    def next_need_in(self, runner: CampaignRunner, n: int, now: float) -> np.ndarray: ...
+
+
+@dataclass
+class RunnerStats:
+    dials: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    human: int = 0
+    machine: int = 0
+    connected: int = 0
+    abandoned: int = 0
+    peak_lines: int = 0
+    line_seconds: float = 0.0
+
+
+class CampaignRunner:
+    def __init__(
+        self,
+        settings: CampaignSettings,
+        telephony: Telephony,
+        router: Router,
+        clock: IReactorTime,
+        source: LeadSource,
+        strategy: Strategy,
+        *,
+        attempts: AttemptLog | None = None,
+        ledger: AbandonLedger | None = None,
+        estimates: Estimates | None = None,
+        oracle: Oracle | None = None,
+        foreign_offers: Callable[[list[Offer]], None] | None = None,
+        tick: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.telephony = telephony
+        self.router = router
+        self.clock = clock
+        self.source = source
+        self.strategy = strategy
+        self.log = attempts or MemoryAttemptLog()
+        self.ledger = ledger or AbandonLedger(amd_false_positive=settings.amd_false_positive)
+        self.estimates = estimates or Estimates(
+            ring_timeout=settings.ring_timeout, amd_delay=1.5 if settings.amd else 0.0
+        )
+        self.oracle = oracle
+        self.foreign_offers = foreign_offers
+        self.status = "stopped"
+        self.idle_reason: str | None = None
+        self.stats = RunnerStats()
+        self.live: dict[str, Attempt] = {}  # attempt id -> open attempt
+        self.by_channel: dict[str, Attempt] = {}  # customer channel uniqueid -> attempt
+        self.waiting_since: dict[str, float] = {}  # attempt id -> verdict time (no agent yet)
+        self._deadlines: dict[str, IDelayedCall] = {}
+        self._talk: dict[str, tuple[float, float]] = {}  # agent -> (talk seconds, wrap start)
+        self._ids = itertools.count(1)
+        self._pace_soon: IDelayedCall | None = None
+        self._last_line_change = clock.seconds()
+        self.listeners: list[Callable[[str, Attempt], None]] = []
+        queue = settings.queue_name
+        self._members = {a.id for a in router.agents.values() if a.logged_in and queue in a.queues}
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+        self._tick = tick
+        telephony.subscribe(self.on_event)
+        router.agent_listeners.append(self._agent_changed)
+
+    # -- controls ----------------------------------------------------------------------
+    def start(self) -> None:
+        self.status, self.idle_reason = "running", None
+        if not self._ticker.running:
+            self._ticker.start(self._tick, now=False)
+        self.pace_soon()
+
+    def pause(self) -> None:
+        """No new dials; calls in progress finish normally."""
+        self.status = "paused"
+
+    def stop(self) -> None:
+        self.status = "stopped"
+        if self._ticker.running:
+            self._ticker.stop()
+
+    def update(self, **changes: Any) -> None:
+        """Change settings live (abandon target, max lines per agent, ...)."""
+        self.settings = self.settings.with_changes(**changes)
+        if hasattr(self.strategy, "limit") and "abandon_target" in changes:
+            self.strategy.limit = self.settings.abandon_target  # type: ignore[attr-defined]
+
+    # -- agents --------------------------------------------------------------------------
+    def campaign_agents(self) -> list[str]:
+        """Agents logged in to the campaign's queue (kept by the agent listener)."""
+        return sorted(self._members)
+
+    def end_wrap_up(self, agent: str) -> None:
+        """The agent finished the after-call work (desktop or simulated agent)."""
+        now = self.clock.seconds()
+        a = self.router.agents.get(agent)
+        if a is None or not any(w.phase is Phase.WRAP_UP for w in a.work.values()):
+            return
+        talk = self._talk.pop(agent, None)
+        if talk is not None:
+            self.estimates.handled(talk[0], now - talk[1])
+        self._route(self.router.end_wrap_up(agent, now))
+
+    def _agent_changed(self, agent: Any) -> None:
+        if agent.logged_in and self.settings.queue_name in agent.queues:
+            self._members.add(agent.id)
+        else:
+            self._members.discard(agent.id)
+        if self.status == "running" and agent.state is AgentState.READY:
+            self.pace_soon()
+
+    # -- pacing ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock.seconds()
+        offers, _exits = self.router.tick(now)
+        self._route(offers)
+        self.pace()
+
+    def pace_soon(self) -> None:
+        if self._pace_soon is None or not self._pace_soon.active():
+            self._pace_soon = self.clock.callLater(0, self.pace)
+
+    def snapshot(self, now: float) -> Snapshot:
+        agents = [self.router.agents[a] for a in self._members]
+        ready, talking, wrapping, busy_ids = 0, [], [], []
+        voice_channel = Channel.VOICE
+        active, wrap_phase = Phase.ACTIVE, Phase.WRAP_UP
+        for a in agents:
+            w = None
+            for item in a.work.values():
+                if item.channel is voice_channel:
+                    w = item
+                    break
+            if w is None:
+                if a.pause_reason is None:
+                    ready += 1
+                continue
+            busy_ids.append(a.id)
+            if w.phase is wrap_phase:
+                wrapping.append(now - w.since)
+            else:
+                talking.append(now - w.since if w.phase is active else 0.0)
+        ringing, verdicts = [], []
+        delay = self.estimates.amd_delay
+        for att in self.live.values():
+            if att.answered is None:
+                ringing.append(now - att.started)
+            elif att.verdict is None:
+                verdicts.append(max(0.0, att.answered + delay - now))
+        s = Snapshot(
+            now=now,
+            agents=sum(1 for a in agents if a.pause_reason is None or a.work),
+            ready=ready,
+            talking=np.asarray(talking, dtype=float),
+            wrapping=np.asarray(wrapping, dtype=float),
+            ringing=np.asarray(ringing, dtype=float),
+            verdicts=np.asarray(verdicts, dtype=float),
+            waiting=len(self.waiting_since),
+        )
+        if self.oracle is not None:
+            o = self.oracle
+            s.agent_free_in = np.asarray(
+                [o.agent_free_in(self, a, now) for a in busy_ids], dtype=float
+            )
+            pending = [a for a in self.live.values() if a.verdict is None]
+            s.call_need_in = np.asarray(
+                [o.call_need_in(self, a, now) for a in pending], dtype=float
+            )
+            s.next_need_in = lambda n: o.next_need_in(self, n, now)
+        return s
+
+    def lines_in_use(self) -> int:
+        return len(self.live)
+
+    def _line_change(self, now: float) -> None:
+        self.stats.line_seconds += len(self.live) * (now - self._last_line_change)
+        self._last_line_change = now
+
+    def pace(self) -> None:
+        if self.status not in ("running", "idle"):
+            return
+        if not self.telephony.connected:
+            return  # PBX lost: no new dials until the resync
+        if self.settings.mode == "preview":
+            return  # the agent dials (preview_dial)
+        now = self.clock.seconds()
+        s = self.snapshot(now)
+        if s.agents == 0:
+            self._idle("no agents logged in and ready")
+            return
+        cap = int(self.settings.max_lines_per_agent * s.agents) - len(self.live)
+        if cap <= 0:
+            return
+        s.room = cap
+        want = self.strategy.decide(s, self.estimates, self.ledger)
+        n = max(0, min(want, cap))
+        if n == 0:
+            return
+        leads = self.source.take(n, now)
+        if not leads:
+            self._idle(self.source.empty_reason(now))
+            return
+        if self.status == "idle":
+            self.status, self.idle_reason = "running", None
+        for lead in leads:
+            self.dial(lead)
+
+    def _idle(self, reason: str) -> None:
+        if self.status == "running" or self.idle_reason != reason:
+            if self.idle_reason != reason:
+                log.info("campaign {c} idle: {r}", c=self.settings.name, r=reason)
+            self.status, self.idle_reason = "idle", reason
+
+    # -- dialing ---------------------------------------------------------------------------
+    def dial(self, lead: Lead, agent: str | None = None) -> Attempt:
+        now = self.clock.seconds()
+        seq = next(self._ids)
+        attempt_id = f"{self.settings.name}-{int(now)}-{seq}"
+        attempt = Attempt(
+            attempt_id,
+            self.settings.name,
+            lead,
+            now,
+            channel_id=f"dial-{attempt_id}",
+            pbx=self.telephony.name,
+            agent=agent,
+        )
+        self.log.begin(attempt)  # written before the Originate
+        self._line_change(now)
+        self.live[attempt.id] = attempt
+        self.by_channel[attempt.channel_id] = attempt
+        self.stats.dials += 1
+        self.stats.peak_lines = max(self.stats.peak_lines, len(self.live))
+        s = self.settings
+        d = self.telephony.originate(
+            s.trunk.format(number=lead.number.lstrip("+")),
+            context="dirigent-outbound",
+            exten="s",
+            timeout_ms=int(s.ring_timeout * 1000),
+            caller_id=s.caller_id,
+            variables={
+                "DIRIGENT_ATTEMPT": attempt.id,
+                "DIRIGENT_CAMPAIGN": s.name,
+                "DIRIGENT_AMD": "1" if s.amd and agent is None else "0",
+            },
+            channel_id=attempt.channel_id,
+        )
+        d.addCallbacks(self._originated, self._originate_failed, (attempt,), None, (attempt,))
+        self._notify("dialed", attempt)
+        return attempt
+
+    def _originated(self, result: OriginateResult, attempt: Attempt) -> None:
+        if not attempt.open:
+            return
+        now = self.clock.seconds()
+        if result.outcome is Outcome.ANSWERED:
+            attempt.answered = now
+            self.estimates.answered_after(now - attempt.started)
+            if not self.settings.amd or attempt.agent is not None:
+                self._verdict(attempt, "human", now)
+            return
+        outcome = _DIAL_OUTCOME.get(result.outcome, "failed")
+        attempt.cause = result.cause
+        self.estimates.outcome("no_answer" if outcome == "no-answer" else "failed")
+        if outcome != "no-answer":
+            self.estimates.failed_after(now - attempt.started)
+        self._end(attempt, outcome, now)
+
+    def _originate_failed(self, failure: Any, attempt: Attempt) -> None:
+        log.warn("originate for attempt {a} failed: {e}", a=attempt.id, e=failure.getErrorMessage())
+        # with the link down the call may exist: the resync decides, not us
+        if attempt.open and self.telephony.connected:
+            self._end(attempt, "failed", self.clock.seconds())
+
+    # -- events ----------------------------------------------------------------------------
+    def on_event(self, event: PbxEvent) -> None:
+        match event:
+            case UserEventReceived(name="DirigentAMD", uniqueid=uid) if uid in self.by_channel:
+                status = event.fields.get("Status", "")
+                self._verdict(
+                    self.by_channel[uid],
+                    "machine" if status == "MACHINE" else "human",
+                    self.clock.seconds(),
+                )
+            case BridgeEntered(uniqueid=uid) if uid in self.by_channel:
+                self._connected(self.by_channel[uid], self.clock.seconds())
+            case ChannelHungUp(uniqueid=uid) if uid in self.by_channel:
+                self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
+            case PbxDisconnected():
+                log.warn(
+                    "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
+                    c=self.settings.name,
+                    n=len(self.live),
+                )
+            case ResyncCompleted():
+                self.reconcile_live()
+                self.pace_soon()
+            case _:
+                pass
+
+    def _verdict(self, attempt: Attempt, verdict: str, now: float) -> None:
+        if not attempt.open or attempt.verdict is not None:
+            return
+        attempt.verdict, attempt.verdict_at = verdict, now
+        self.estimates.outcome(verdict)
+        if verdict == "machine":
+            self.stats.machine += 1
+            if self.settings.machine_action == "message":
+                self._redirect(attempt, "dirigent-message", "s")
+            else:
+                self.telephony.hangup(attempt.channel_id)
+            return
+        self.stats.human += 1
+        if self.settings.amd and attempt.agent is None:
+            self.ledger.human_verdict(now)
+        interaction = Interaction(
+            attempt.id,
+            Channel.VOICE,
+            self.settings.queue_name,
+            now,
+            direction=Direction.OUTBOUND,
+            customer=attempt.lead.number,
+            attributes=dict(attempt.lead.extra),
+            agent=attempt.agent,
+        )
+        self.waiting_since[attempt.id] = now
+        self._deadlines[attempt.id] = self.clock.callLater(
+            self.settings.connect_within, self._deadline, attempt
+        )
+        self._route(self.router.enqueue(interaction, now))
+
+    def _route(self, offers: list[Offer]) -> None:
+        foreign = []
+        for offer in offers:
+            attempt = self.live.get(offer.interaction)
+            if attempt is None:
+                foreign.append(offer)
+                continue
+            attempt.agent = offer.agent
+            self._redirect(attempt, "dirigent-join", offer.agent)
+        if foreign:
+            if self.foreign_offers is not None:
+                self.foreign_offers(foreign)
+            else:
+                for offer in foreign:
+                    log.warn("offer {o} for an interaction this campaign does not know", o=offer)
+
+    def _redirect(self, attempt: Attempt, context: str, exten: str) -> None:
+        d = self.telephony.redirect(attempt.channel or attempt.channel_id, context, exten)
+        d.addErrback(
+            lambda f: log.warn(
+                "redirect of {a} to {c} failed: {e}",
+                a=attempt.id,
+                c=context,
+                e=f.getErrorMessage(),
+            )
+        )
+
+    def _deadline(self, attempt: Attempt) -> None:
+        self._deadlines.pop(attempt.id, None)
+        if attempt.id not in self.waiting_since or not attempt.open:
+            return
+        now = self.clock.seconds()
+        pending = self.router.offered.get(attempt.id)
+        if pending is not None:
+            return  # moving into the agent's bridge right now
+        del self.waiting_since[attempt.id]
+        self.router.abandon(attempt.id, now)
+        attempt.abandoned = True
+        self.stats.abandoned += 1
+        self.ledger.abandoned(now)
+        self.strategy.observe(abandoned=True)
+        self._redirect(attempt, "dirigent-abandon", "s")
+        self._notify("abandoned", attempt)
+
+    def _connected(self, attempt: Attempt, now: float) -> None:
+        if attempt.connected is not None or attempt.agent is None:
+            return
+        if attempt.id not in self.router.offered:
+            return
+        self.waiting_since.pop(attempt.id, None)
+        timer = self._deadlines.pop(attempt.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.router.accept(attempt.agent, attempt.id, now)
+        attempt.connected = now
+        self.stats.connected += 1
+        self.ledger.live(now)
+        self.strategy.observe(abandoned=False)
+        self._notify("connected", attempt)
+
+    def _hung_up(self, attempt: Attempt, now: float, event: ChannelHungUp) -> None:
+        if not attempt.open:
+            return
+        if attempt.connected is not None and attempt.agent is not None:
+            if attempt.id in self.router.handling:
+                self._talk[attempt.agent] = (now - attempt.connected, now)
+                self._route(
+                    self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
+                )
+            self._end(attempt, "answered", now)
+            return
+        if attempt.abandoned:
+            self._end(attempt, "abandoned", now)
+            return
+        if attempt.id in self.waiting_since:
+            # the person hung up before an agent took the call: abandoned
+            del self.waiting_since[attempt.id]
+            timer = self._deadlines.pop(attempt.id, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+            if attempt.id in self.router.offered:
+                pending = self.router.offered[attempt.id]
+                self.router.decline(pending.agent, attempt.id, now)
+            self.router.abandon(attempt.id, now)
+            attempt.abandoned = True
+            self.stats.abandoned += 1
+            self.ledger.abandoned(now)
+            self.strategy.observe(abandoned=True)
+            self._end(attempt, "abandoned", now)
+            return
+        if attempt.verdict == "machine":
+            self._end(attempt, "machine", now)
+            return
+        if attempt.answered is None:
+            return  # the originate result closes it
+        # answered, hung up before AMD decided
+        self.estimates.outcome("failed")
+        self._end(attempt, "no-answer", now)
+
+    def _end(self, attempt: Attempt, outcome: str, now: float) -> None:
+        if not attempt.open:
+            return
+        self._line_change(now)
+        attempt.outcome, attempt.ended = outcome, now
+        self.live.pop(attempt.id, None)
+        self.by_channel.pop(attempt.channel_id, None)
+        self.log.end(attempt)
+        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        self.source.done(attempt.lead, outcome, now)
+        self._notify("ended", attempt)
+        self.pace_soon()
+
+    def _notify(self, what: str, attempt: Attempt) -> None:
+        for listener in self.listeners:
+            listener(what, attempt)
+
+    # -- restarts and link loss ------------------------------------------------------------
+    def reconcile_live(self) -> None:
+        """After a resync: attempts whose channel is gone are closed "unknown"."""
+        now = self.clock.seconds()
+        for attempt in list(self.live.values()):
+            if self.telephony.mirror.get(attempt.channel_id) is None:
+                self._close_unknown(attempt, now)
+
+    def reconcile(self) -> list[Attempt]:
+        """On start: attempts a previous run left open.  Calls still up on the
+        PBX are hung up (we lost their state) and closed "unknown"; the others
+        are closed "unknown" too.  None is redialed here: the retry rules
+        decide when the record is due again."""
+        now = self.clock.seconds()
+        closed = []
+        for attempt in self.log.open_attempts(self.settings.name):
+            if self.telephony.mirror.get(attempt.channel_id) is not None:
+                self.telephony.hangup(attempt.channel_id)
+            attempt.outcome, attempt.ended = "unknown", now
+            self.log.end(attempt)
+            self.source.done(attempt.lead, "unknown", now)
+            closed.append(attempt)
+        return closed
+
+    def _close_unknown(self, attempt: Attempt, now: float) -> None:
+        self.waiting_since.pop(attempt.id, None)
+        if attempt.id in self.router.waiting:
+            self.router.abandon(attempt.id, now)
+        if attempt.agent and attempt.id in self.router.handling:
+            a = self.router.agents.get(attempt.agent)
+            if a is not None:
+                a.drop(now, attempt.id, "pbx lost")
+            self.router.handling.pop(attempt.id, None)
+        self._end(attempt, "unknown", now)

@@ -1,0 +1,360 @@
+"""``dirigent sim dialer``: a campaign in virtual time against the simulated PBX.
+
+The real campaign runner, pacing strategy and router drive the in-process
+simulated PBX (:class:`sim.inprocess.SimTelephony`) under
+``twisted.internet.task.Clock``: hours of a campaign run in seconds, and
+every strategy meets the same customers (a call's fate depends on the seed
+and the number only; records are dialed in the same order).  Agents are
+nailed up; simulated agents end their wrap-up after a time drawn from the
+workload, also per customer.
+
+The report is computed from ground truth, not from what the dialer
+believes: a "live" answer is a call whose far end is a person, and persons
+that AMD took for machines count as abandoned, as the workload says.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dialer.campaign import CampaignSettings, Lead, validate
+from dialer.pacing import make_strategy
+from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
+from routing.agent import Agent, AgentState
+from routing.model import QueueConfig
+from routing.router import Router
+from sim.clock import HeapClock
+from sim.fates import CallFate, call_rng
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from sim.workload import Workload
+
+CAMPAIGN = "sim"
+FIRST_EXTENSION = 1001
+#: power ratios of ``--strategy all``
+ALL_RATIOS = (1.5, 2.0, 3.0)
+
+
+def all_strategies() -> list[str]:
+    return [
+        "progressive",
+        *(f"ratio:{r:g}" for r in ALL_RATIOS),
+        "vicidial",
+        "predictive",
+        "oracle-agents",
+        "oracle-calls",
+    ]
+
+
+class SimLeads:
+    """An endless list: record i has number +4930 9 i (fresh customers, in order)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.done_count = 0
+
+    @staticmethod
+    def number(i: int) -> str:
+        return f"+49309{i:08d}"
+
+    def take(self, n: int, now: float) -> list[Lead]:
+        leads = [Lead(i, self.number(i)) for i in range(self.next, self.next + n)]
+        self.next += n
+        return leads
+
+    def done(self, lead: Lead, outcome: str, now: float) -> None:
+        self.done_count += 1
+
+    def empty_reason(self, now: float) -> str:
+        return "list exhausted"
+
+
+def _dialed(number: str) -> str:
+    """The number as the trunk dial string carries it (and the PBX draws fates by)."""
+    return number.lstrip("+")
+
+
+def wrap_time(workload: Workload, seed: int, number: str) -> float:
+    """After-call work for this customer's call (same for every strategy)."""
+    return workload.wrapup.sample(call_rng(seed, f"{number}#wrap", 0))
+
+
+class SimOracle:
+    """What the clairvoyant bounds know: the simulator's ground truth."""
+
+    def __init__(self, pbx: SimPbx, leads: SimLeads, seed: int) -> None:
+        self.pbx = pbx
+        self.leads = leads
+        self.seed = seed
+        self.free_at: dict[str, float] = {}  # agent -> when talk + wrap end
+        self._cache: dict[int, float] = {}  # record index -> need time after dial
+        self._cache_phase = 0
+
+    def agent_free_in(self, runner: CampaignRunner, agent: str, now: float) -> float:
+        a = runner.router.agents[agent]
+        for item in a.work.values():
+            attempt = runner.live.get(item.interaction)
+            if attempt is not None and attempt.connected is None:
+                # being connected right now: busy for this customer's talk and wrap-up
+                return self.handle_time(attempt)
+        at = self.free_at.get(agent)
+        return max(0.0, at - now) if at is not None else 0.0
+
+    def handle_time(self, attempt: Attempt) -> float:
+        fate = (self.pbx.fate_log or {}).get(attempt.channel_id) or self.pbx.peek_fate(
+            _dialed(attempt.lead.number)
+        )
+        w = self.pbx.workload_at(self.pbx.now())
+        talk = (
+            w.amd.undetected_machine_talk
+            if fate is not None and fate.outcome == "machine"
+            else (fate.talk if fate else 0.0)
+        )
+        return talk + wrap_time(w, self.seed, attempt.lead.number)
+
+    def _need_after_dial(self, fate: CallFate) -> float:
+        w = self.pbx.workload_at(self.pbx.now())
+        if fate.outcome not in ("live", "machine") or fate.ring >= w.timeouts.no_answer:
+            return math.inf
+        if fate.amd_says_machine:
+            return math.inf
+        return fate.ring + w.amd.delay
+
+    def call_need_in(self, runner: CampaignRunner, attempt: Attempt, now: float) -> float:
+        fate = (self.pbx.fate_log or {}).get(attempt.channel_id)
+        if fate is None:  # dialed this instant: the PBX has not drawn it yet
+            fate = self.pbx.peek_fate(_dialed(attempt.lead.number))
+        return max(0.0, attempt.started + self._need_after_dial(fate) - now)
+
+    def next_need_in(self, runner: CampaignRunner, n: int, now: float) -> np.ndarray:
+        start = self.leads.next
+        phase = sum(1 for p in self.pbx.workload.phases if p.start <= self.pbx.now())
+        if phase != self._cache_phase:
+            self._cache, self._cache_phase = {}, phase
+        out = np.empty(n)
+        for k, i in enumerate(range(start, start + n)):
+            need = self._cache.get(i)
+            if need is None:
+                fate = self.pbx.peek_fate(_dialed(SimLeads.number(i)))
+                need = self._cache[i] = self._need_after_dial(fate)
+            out[k] = need
+        for old in [i for i in self._cache if i < start]:
+            del self._cache[old]
+        return out
+
+
+@dataclass
+class SimResult:
+    strategy: str
+    agents: int
+    hours: float
+    report: dict[str, Any]
+
+
+def run(
+    workload: Workload,
+    *,
+    agents: int,
+    hours: float,
+    strategy: str,
+    seed: int = 1,
+    max_lines_per_agent: float = 3.0,
+) -> dict[str, Any]:
+    """One strategy, one run; returns the report (see ``docs/pacing.md``)."""
+    wall = time.perf_counter()
+    clock = HeapClock()
+    pbx = SimPbx(clock, seed=seed, agents=agents, first_agent=FIRST_EXTENSION, workload=workload)
+    pbx.fate_log = {}
+    telephony = SimTelephony(pbx)
+    router = Router({CAMPAIGN: QueueConfig(CAMPAIGN)})
+    ids = [str(FIRST_EXTENSION + i) for i in range(agents)]
+    for agent_id in ids:
+        router.add_agent(Agent(agent_id))
+    settings = validate(
+        CampaignSettings(
+            CAMPAIGN,
+            mode="predictive",
+            caller_id="+4930555000",
+            abandon_target=workload.abandon_limit,
+            legal_max_abandon=workload.abandon_limit,
+            ring_timeout=max(15.0, workload.timeouts.no_answer),
+            amd_false_positive=workload.amd.person_misread,
+            connect_within=workload.connect_within,
+            max_lines_per_agent=max_lines_per_agent,
+            power_ratio=min(2.0, max_lines_per_agent),
+            wrap_up=600.0,
+        )
+    )
+    pacing = make_strategy(
+        strategy,
+        limit=workload.abandon_limit,
+        amd_false_positive=workload.amd.person_misread,
+        connect_within=workload.connect_within,
+    )
+    leads = SimLeads()
+    oracle = SimOracle(pbx, leads, seed) if strategy.startswith("oracle") else None
+    runner = CampaignRunner(
+        settings,
+        telephony,
+        router,
+        clock,
+        leads,
+        pacing,
+        attempts=MemoryAttemptLog(),
+        oracle=oracle,
+    )
+    runner.estimates.amd_delay = workload.amd.delay
+
+    def on_attempt(what: str, attempt: Attempt) -> None:
+        if what == "connected" and oracle is not None and attempt.agent:
+            oracle.free_at[attempt.agent] = clock.seconds() + oracle.handle_time(attempt)
+        if what == "ended" and attempt.outcome == "answered" and attempt.agent:
+            agent = attempt.agent
+            clock.callLater(
+                wrap_time(workload, seed, attempt.lead.number), runner.end_wrap_up, agent
+            )
+
+    runner.listeners.append(on_attempt)
+    # nail up every agent's phone into its own bridge, then log in
+    for agent_id in ids:
+        telephony.originate(
+            f"PJSIP/{agent_id}",
+            context="dirigent-agent",
+            exten=agent_id,
+            channel_id=f"agent-{agent_id}",
+        )
+    clock.run_until(2.0)
+    start = clock.seconds()
+    for agent_id in ids:
+        router.login(agent_id, start, [CAMPAIGN])
+    runner.start()
+    end = start + hours * 3600.0
+    clock.run_until(end)
+    runner.pause()
+    report = _report(runner, router, pbx, ids, start, end, workload)
+    report["wall_seconds"] = round(time.perf_counter() - wall, 2)
+    runner.stop()
+    return report
+
+
+def _report(
+    runner: CampaignRunner,
+    router: Router,
+    pbx: SimPbx,
+    ids: list[str],
+    start: float,
+    end: float,
+    workload: Workload,
+) -> dict[str, Any]:
+    logged = talk = wrap = 0.0
+    idle_waits: list[float] = []
+    for agent_id in ids:
+        agent = router.agents[agent_id]
+        t = agent.time_in_state(start, end)
+        logged += sum(v for k, v in t.items() if k is not AgentState.LOGGED_OUT)
+        talk += t[AgentState.BUSY]
+        wrap += t[AgentState.WRAP_UP]
+        history = agent.history
+        for i, tr in enumerate(history[:-1]):
+            if tr.state is AgentState.READY and tr.at >= start:
+                idle_waits.append(history[i + 1].at - tr.at)
+    fates = pbx.fate_log or {}
+    attempts = [a for a in runner.log.attempts.values() if a.started < end]  # type: ignore[attr-defined]
+    live_events: list[tuple[float, bool]] = []  # (answer time, abandoned?)
+    connects = 0
+    for a in attempts:
+        fate = fates.get(a.channel_id)
+        if fate is None or fate.outcome != "live" or a.answered is None:
+            continue
+        abandoned = a.abandoned or a.verdict == "machine"
+        live_events.append((a.answered, abandoned))
+        connects += a.connected is not None
+    lives = len(live_events)
+    abandoned = sum(1 for _, ab in live_events if ab)
+    worst = _worst_hour(live_events, start, end)
+    duration = end - start
+    waits = np.asarray(idle_waits) if idle_waits else np.zeros(1)
+    return {
+        "strategy": runner.strategy.name,
+        "agents": len(ids),
+        "hours": round(duration / 3600.0, 3),
+        "occupancy": round((talk + wrap) / logged, 4) if logged else 0.0,
+        "talk_utilization": round(talk / logged, 4) if logged else 0.0,
+        "talk_minutes_per_agent_hour": round(60.0 * talk / logged, 2) if logged else 0.0,
+        "abandon_rate": round(abandoned / lives, 4) if lives else 0.0,
+        "worst_hour_abandon_rate": round(worst, 4),
+        "idle_wait_mean": round(float(waits.mean()), 2),
+        "idle_wait_p95": round(float(np.percentile(waits, 95)), 2),
+        "dials": runner.stats.dials,
+        "live_answers": lives,
+        "abandoned": abandoned,
+        "live_connects": connects,
+        "dials_per_live_connect": round(runner.stats.dials / connects, 3) if connects else None,
+        "lines_in_use_mean": round(runner.stats.line_seconds / duration, 2) if duration else 0.0,
+        "lines_in_use_peak": runner.stats.peak_lines,
+    }
+
+
+def _worst_hour(events: list[tuple[float, bool]], start: float, end: float) -> float:
+    """The highest abandon rate over any full 60-minute window (1-minute steps)."""
+    if not events:
+        return 0.0
+    times = np.asarray([t for t, _ in events])
+    flags = np.asarray([1.0 if ab else 0.0 for _, ab in events])
+    order = np.argsort(times)
+    times, flags = times[order], flags[order]
+    cum = np.concatenate([[0.0], np.cumsum(flags)])
+    if end - start <= 3600.0:
+        return float(flags.sum() / len(flags))
+    worst = 0.0
+    for lo in np.arange(start, end - 3600.0 + 1e-9, 60.0):
+        i, j = np.searchsorted(times, lo), np.searchsorted(times, lo + 3600.0)
+        if j > i:
+            worst = max(worst, float((cum[j] - cum[i]) / (j - i)))
+    return worst
+
+
+def format_line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['strategy']:>14}  agents {r['agents']:>4}  occupancy {r['occupancy']:.3f}"
+        f"  abandon {r['abandon_rate']:.2%} (worst hour {r['worst_hour_abandon_rate']:.2%})"
+        f"  idle wait {r['idle_wait_mean']:.1f} s (p95 {r['idle_wait_p95']:.1f})"
+        f"  dials/connect {r['dials_per_live_connect']}  lines {r['lines_in_use_mean']:.1f}"
+        f"  [{r['wall_seconds']:.1f} s]"
+    )
+
+
+def plot(results: dict[int, dict[str, dict[str, Any]]], path: str, limit: float) -> None:
+    """Occupancy against abandon rate, one point per strategy and agent count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    names = sorted({name for per in results.values() for name in per})
+    for name in names:
+        points = sorted(
+            (n, per[name]["abandon_rate"], per[name]["occupancy"])
+            for n, per in results.items()
+            if name in per
+        )
+        xs = [100 * p[1] for p in points]
+        ys = [p[2] for p in points]
+        ax.plot(xs, ys, marker="o", label=name)
+        for n, x, y in zip((p[0] for p in points), xs, ys, strict=True):
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.axvline(100 * limit, color="red", linestyle="--", linewidth=1, label="abandon limit")
+    ax.set_xlabel("abandon rate (% of live answers)")
+    ax.set_ylabel("agent occupancy ((talk + wrap) / logged in)")
+    ax.set_title("Pacing strategies (labels: agents)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
