@@ -260,7 +260,7 @@ class Predictive(Strategy):
 
         def p_abandon(k: int) -> float:
             """Abandon probability of the k-th new call (k - 1 placed before it)."""
-            sd = np.sqrt(np.maximum(var + (k - 1) * spread, 0.09))
+            sd = np.sqrt(np.maximum(var + (k - 1) * spread, 0.01))
             return float((ndtr((base + (k - 1) * new) / sd) * weights).sum())
 
         # P_ab grows with k: the largest k with P_ab(k) <= lam, by bisection
@@ -283,7 +283,7 @@ class Predictive(Strategy):
         """Each next record's need time is known: dial it if an agent will be there."""
         assert s.next_need_in is not None
         upcoming = s.next_need_in(min(self.max_burst, s.room))
-        sd = np.sqrt(np.maximum(sup_var, 0.09))
+        sd = np.sqrt(np.maximum(sup_var, 0.01))
         extra = np.zeros(len(dem))
         for k, tau in enumerate(upcoming):
             if np.isfinite(tau):

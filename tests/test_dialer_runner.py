@@ -1,0 +1,282 @@
+"""The campaign runner against the in-process simulated PBX, in virtual time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from asterisk.events import ResyncCompleted
+from dialer.campaign import CampaignSettings, Lead, validate
+from dialer.pacing import Progressive, make_strategy
+from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
+from dirigent import sim_dialer
+from dirigent.cli import main
+from routing.agent import Agent
+from routing.model import QueueConfig
+from routing.router import Router
+from sim.clock import HeapClock
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from sim.workload import parse_workload, standard_workload
+
+
+class ListSource:
+    def __init__(self, numbers: list[str]) -> None:
+        self.queue = [Lead(i, n) for i, n in enumerate(numbers)]
+        self.done_calls: list[tuple[str, str]] = []
+
+    def take(self, n: int, now: float) -> list[Lead]:
+        out, self.queue = self.queue[:n], self.queue[n:]
+        return out
+
+    def done(self, lead: Lead, outcome: str, now: float) -> None:
+        self.done_calls.append((lead.number, outcome))
+
+    def empty_reason(self, now: float) -> str:
+        return "list exhausted"
+
+
+class CheckingLog(MemoryAttemptLog):
+    """Remembers how many Originates the PBX had seen when each attempt was written."""
+
+    def __init__(self, pbx: SimPbx) -> None:
+        super().__init__()
+        self.pbx = pbx
+        self.originates_at_begin: list[int] = []
+
+    def begin(self, attempt: Attempt) -> None:
+        self.originates_at_begin.append(self.pbx.stats.get("originate", 0))
+        super().begin(attempt)
+
+
+def workload(**outcomes: float) -> Any:
+    shares = {"live": 0.0, "machine": 0.0, "no_answer": 0.0, "busy": 0.0, "invalid": 0.0}
+    shares.update(outcomes)
+    return parse_workload(
+        {
+            "outcomes": shares,
+            "ring": {"dist": "constant", "value": 5.0},
+            "talk": {"dist": "constant", "value": 60.0},
+            "wrapup": {"dist": "constant", "value": 5.0},
+            "amd": {"person_misread": 0.0, "machine_detected": 1.0},
+        }
+    )
+
+
+def setup(
+    wl: Any, agents: int = 2, numbers: int = 10, strategy: Any = None, paused: bool = False
+) -> tuple[HeapClock, SimPbx, CampaignRunner, ListSource, CheckingLog]:
+    clock = HeapClock()
+    pbx = SimPbx(clock, seed=3, agents=agents, workload=wl)
+    tel = SimTelephony(pbx)
+    router = Router({"c": QueueConfig("c")})
+    ids = [str(1001 + i) for i in range(agents)]
+    for a in ids:
+        router.add_agent(Agent(a))
+        tel.originate(f"PJSIP/{a}", context="dirigent-agent", exten=a, channel_id=f"agent-{a}")
+    clock.run_until(2.0)
+    for a in ids:
+        router.login(a, clock.seconds(), ["c"], paused="break" if paused else None)
+    source = ListSource([f"+49301234{i:04d}" for i in range(numbers)])
+    log = CheckingLog(pbx)
+    runner = CampaignRunner(
+        validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
+        tel,
+        router,
+        clock,
+        source,
+        strategy or Progressive(),
+        attempts=log,
+    )
+    return clock, pbx, runner, source, log
+
+
+def test_attempt_is_written_before_its_originate() -> None:
+    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=3)
+    runner.start()
+    clock.run_until(60.0)
+    assert len(log.order) == 3
+    # each attempt row existed before the PBX saw the Originate for it
+    # (the two agents' nailed-up legs were the first two Originates)
+    assert log.originates_at_begin == [2, 3, 4]
+    assert [o for _, o in source.done_calls] == ["busy"] * 3
+    assert all(a.outcome == "busy" for a in log.attempts.values())
+
+
+def test_live_answers_are_connected_to_nailed_agents() -> None:
+    clock, pbx, runner, source, log = setup(workload(live=1.0), agents=2, numbers=2)
+    runner.start()
+    clock.run_until(30.0)
+    connected = [a for a in log.attempts.values() if a.connected is not None]
+    assert len(connected) == 2
+    assert {a.agent for a in connected} == {"1001", "1002"}
+    assert all(a.connected - a.verdict_at < 2.0 for a in connected)
+    clock.run_until(200.0)
+    assert sorted(o for _, o in source.done_calls) == ["answered", "answered"]
+    assert runner.ledger.rate("day", clock.seconds()) == 0.0
+
+
+def test_no_free_agent_means_the_abandon_message_and_an_abandoned_count() -> None:
+    # ratio 3 with one agent: three live answers arrive together, two find nobody
+    clock, pbx, runner, source, log = setup(
+        workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3")
+    )
+    runner.start()
+    clock.run_until(40.0)
+    outcomes = sorted(o for _, o in source.done_calls)
+    assert outcomes == ["abandoned", "abandoned"]
+    assert pbx.stats.get("abandon_message") == 2
+    assert runner.ledger.counts("day", clock.seconds()) == (3.0, 2.0)
+
+
+def test_machines_are_hung_up_and_never_reach_an_agent() -> None:
+    clock, pbx, runner, source, log = setup(workload(machine=1.0), numbers=4)
+    runner.start()
+    clock.run_until(60.0)
+    assert sorted(o for _, o in source.done_calls) == ["machine"] * 4
+    assert all(a.agent is None for a in log.attempts.values())
+
+
+def test_an_exhausted_list_makes_the_campaign_idle_and_say_why() -> None:
+    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=2)
+    runner.start()
+    clock.run_until(30.0)
+    assert runner.status == "idle"
+    assert runner.idle_reason == "list exhausted"
+
+
+def test_all_agents_paused_means_no_dialing() -> None:
+    clock, pbx, runner, source, log = setup(workload(live=1.0), paused=True)
+    runner.start()
+    clock.run_until(60.0)
+    assert log.order == []
+    assert runner.status == "idle"
+
+
+def test_pbx_link_lost_stops_dialing_and_resync_closes_vanished_calls_as_unknown() -> None:
+    clock, pbx, runner, source, log = setup(workload(no_answer=1.0), agents=2, numbers=10)
+    runner.start()
+    clock.run_until(3.0)
+    in_flight = set(runner.live)
+    assert in_flight
+    dialed = len(log.order)
+    # the link drops: the PBX restarts and every call on it is gone
+    pbx.booted = False
+    for chan in list(pbx.channels.values()):
+        if chan.name.startswith("PJSIP/customers"):
+            pbx.hangup_channel(chan, 16)
+            runner.telephony.mirror.channels.pop(chan.uniqueid, None)
+    clock.run_until(40.0)
+    assert len(log.order) == dialed  # nothing dialed while the link is down
+    pbx.booted = True
+    runner.on_event(ResyncCompleted("sim", 0, 0, 0.1))
+    for attempt_id in in_flight:
+        assert log.attempts[attempt_id].outcome in ("unknown", "no-answer")
+    numbers = [log.attempts[a].lead.number for a in log.order]
+    assert len(numbers) == len(set(numbers))  # no number dialed twice
+
+
+def test_restart_reconciliation_closes_open_attempts_as_unknown() -> None:
+    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
+    orphan = Attempt("c-1-1", "c", Lead(7, "+4930111"), 0.0, channel_id="dial-c-1-1")
+    log.begin(orphan)
+    closed = runner.reconcile()
+    assert [a.id for a in closed] == ["c-1-1"]
+    assert log.attempts["c-1-1"].outcome == "unknown"
+    assert source.done_calls == [("+4930111", "unknown")]
+
+
+def test_live_changes_are_validated() -> None:
+    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
+    runner.update(abandon_target=0.02, max_lines_per_agent=2.0)
+    assert runner.settings.abandon_target == 0.02
+    with pytest.raises(ValueError, match="abandon_target"):
+        runner.update(abandon_target=0.1)
+
+
+# -- the virtual-time benchmark -------------------------------------------------------------
+def test_sim_dialer_is_reproducible_and_progressive_never_abandons_by_pacing() -> None:
+    wl = standard_workload()
+    a = sim_dialer.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    b = sim_dialer.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    a.pop("wall_seconds"), b.pop("wall_seconds")
+    assert a == b
+    # only persons that AMD took for machines are abandoned: never one waiting for an agent
+    assert a["live_answers"] > 20
+    assert a["abandoned"] == a["live_answers"] - a["live_connects"]
+
+
+def test_predictive_keeps_agents_busier_than_progressive_within_the_cap() -> None:
+    wl = standard_workload()
+    prog = sim_dialer.run(wl, agents=20, hours=1.0, strategy="progressive", seed=2)
+    pred = sim_dialer.run(wl, agents=20, hours=1.0, strategy="predictive", seed=2)
+    assert pred["occupancy"] > prog["occupancy"] + 0.05
+    assert pred["abandon_rate"] <= 0.05
+
+
+def test_answer_rate_collapse_keeps_abandons_under_the_cap() -> None:
+    data = {
+        **json.loads(json.dumps(_standard_raw())),
+        "phase": [
+            {
+                "start": 1800,
+                "outcomes": {
+                    "live": 0.08,
+                    "machine": 0.32,
+                    "no_answer": 0.45,
+                    "busy": 0.05,
+                    "invalid": 0.10,
+                },
+            }
+        ],
+    }
+    wl = parse_workload(data)
+    r = sim_dialer.run(wl, agents=20, hours=1.5, strategy="predictive", seed=5)
+    assert r["abandon_rate"] <= 0.03
+    assert r["worst_hour_abandon_rate"] <= 0.05
+
+
+def _standard_raw() -> dict[str, Any]:
+    import tomllib
+    from pathlib import Path
+
+    import sim
+
+    with open(Path(sim.__file__).with_name("workloads") / "standard.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
+def test_cli_sim_dialer_json_and_bad_input(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    png = tmp_path / "p.png"
+    code = main(
+        [
+            "sim",
+            "dialer",
+            "--agents",
+            "3",
+            "--hours",
+            "0.2",
+            "--strategy",
+            "progressive",
+            "--json",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in (
+        "occupancy",
+        "talk_utilization",
+        "abandon_rate",
+        "worst_hour_abandon_rate",
+        "idle_wait_mean",
+        "idle_wait_p95",
+        "dials_per_live_connect",
+    ):
+        assert key in report
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sim", "dialer", "--strategy", "greedy", "--hours", "0.1"]) == 2
+    assert "strategy" in capsys.readouterr().err

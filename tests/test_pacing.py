@@ -1,0 +1,182 @@
+"""Pacing strategies, estimates, abandon accounting and campaign settings (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dialer.abandon import DAY, AbandonLedger, DayCount
+from dialer.campaign import CampaignError, CampaignSettings, validate
+from dialer.estimates import HORIZONS, Estimates
+from dialer.pacing import (
+    PacingError,
+    Power,
+    Predictive,
+    Progressive,
+    Snapshot,
+    VicidialAdaptive,
+    make_strategy,
+)
+
+
+def snap(**kw) -> Snapshot:
+    base = {"now": 1000.0, "agents": 10, "ready": 0}
+    base.update(kw)
+    for key in ("talking", "wrapping", "ringing", "verdicts"):
+        if key in base:
+            base[key] = np.asarray(base[key], dtype=float)
+    return Snapshot(**base)
+
+
+def test_progressive_keeps_one_call_in_flight_per_ready_agent() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    assert Progressive().decide(snap(ready=3, ringing=[4.0]), est, ledger) == 2
+    assert Progressive().decide(snap(ready=1, ringing=[1, 2]), est, ledger) == 0
+
+
+def test_power_ratio_keeps_x_calls_per_ready_agent() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    assert Power(2.0).decide(snap(ready=3, ringing=[1.0]), est, ledger) == 5
+    assert Power(1.5).decide(snap(ready=2), est, ledger) == 3
+    with pytest.raises(PacingError, match="ratio"):
+        Power(20)
+
+
+def test_strategy_names_are_checked() -> None:
+    assert make_strategy("ratio:2.5").name == "ratio:2.5"
+    assert make_strategy("oracle-calls").name == "oracle-calls"
+    with pytest.raises(PacingError, match="strategy"):
+        make_strategy("ratio:abc")
+    with pytest.raises(PacingError, match="unknown strategy"):
+        make_strategy("greedy")
+
+
+def test_predictive_dials_ahead_for_ready_agents_but_not_for_busy_ones() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    ready = Predictive().decide(snap(ready=10), est, ledger)
+    # about one in three dials reaches a person: more calls than agents, not absurdly many
+    assert 10 < ready < 40
+    # every agent just started a long conversation: nothing to dial for
+    busy = Predictive().decide(snap(ready=0, talking=[0.0] * 10), est, ledger)
+    assert busy == 0
+
+
+def test_predictive_counts_agents_about_to_free_up() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    for _ in range(200):
+        est.handled(60.0, 10.0)  # every conversation lasts 60 s, wrap-up 10 s
+    est.tables()
+    early = Predictive().decide(snap(ready=0, wrapping=[1.0] * 10), est, ledger)
+    late = Predictive().decide(snap(ready=0, wrapping=[9.5] * 10), est, ledger)
+    assert late > early
+
+
+def test_predictive_dials_less_when_calls_are_already_ringing() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    idle = Predictive().decide(snap(ready=5), est, ledger)
+    ringing = Predictive().decide(snap(ready=5, ringing=[2.0] * 10), est, ledger)
+    assert ringing < idle
+
+
+def test_predictive_goes_progressive_at_the_cap() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    for i in range(300):
+        (ledger.abandoned if i % 20 == 0 else ledger.live)(500.0 + i)  # 5 % abandoned
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(ready=4, ringing=[1.0]), est, ledger) == 3  # progressive: 4 - 1
+    assert p._progressive
+
+
+def test_feedback_lowers_lambda_on_abandons_and_raises_it_slowly_on_service() -> None:
+    p = Predictive(limit=0.03)
+    start = p.lam
+    p.observe(abandoned=True)
+    assert p.lam < start
+    low = p.lam
+    for _ in range(10):
+        p.observe(abandoned=False)
+    assert low < p.lam < start
+
+
+def test_vicidial_adapts_once_a_minute_and_halves_on_drops() -> None:
+    ledger, est = AbandonLedger(), Estimates()
+    v = VicidialAdaptive(target=0.03, start_level=2.0)
+    v.decide(snap(now=0.0, ready=5), est, ledger)
+    v.decide(snap(now=61.0, ready=10, agents=10), est, ledger)
+    assert v.level > 2.0  # agents idle: more aggressive
+    for i in range(100):
+        (ledger.abandoned if i % 10 == 0 else ledger.live)(100.0 + i)  # 10 % today
+    v.decide(snap(now=122.0, ready=10, agents=10), est, ledger)
+    assert v.level == 1.0  # more than twice the target: back to 1
+
+
+def test_estimates_learn_the_live_rate_and_answer_times() -> None:
+    est = Estimates()
+    prior = est.p_human
+    for _ in range(400):
+        est.outcome("human")
+        est.answered_after(3.0)
+        for _ in range(9):
+            est.outcome("no_answer")
+    assert est.p_human < prior
+    assert est.p_human == pytest.approx(0.1, abs=0.02)
+    t = est.tables()
+    # answers come after about 3 s now (+1.5 s AMD): most need an agent by 5 s
+    assert t.new_call[int(5)] > 0.8 * t.new_call[-1]
+    assert np.all(np.diff(t.new_call) >= 0)
+    with pytest.raises(ValueError, match="kind"):
+        est.outcome("fax")
+
+
+def test_ring_table_is_a_conditional_probability() -> None:
+    t = Estimates().tables()
+    assert np.all((t.ring >= 0) & (t.ring <= 1))
+    # a call still ringing after the timeout will not be answered
+    assert t.ring[25].max() == 0.0
+    assert len(t.new_call) == len(HORIZONS)
+
+
+def test_ledger_windows_and_restart() -> None:
+    saved: dict[float, DayCount] = {}
+    ledger = AbandonLedger(on_change=lambda b: saved.__setitem__(b.day, b))
+    day0 = 10 * DAY
+    for i in range(97):
+        ledger.live(day0 + 100 + i)
+    for i in range(3):
+        ledger.abandoned(day0 + 200 + i)
+    assert ledger.rate("day", day0 + 300) == pytest.approx(0.03)
+    next_day = day0 + DAY + 100
+    ledger.live(next_day)
+    assert ledger.rate("day", next_day) == 0.0
+    assert ledger.counts("30d", next_day) == (101.0, 3.0)
+    assert ledger.rate("1h", next_day) == 0.0  # yesterday's calls left the hour
+    # a restart loads the saved days: the rolling window does not reset
+    restored = AbandonLedger()
+    restored.load(saved.values())
+    assert restored.counts("30d", next_day) == (101.0, 3.0)
+    assert restored.rate("30d", day0 + 40 * DAY) is None  # everything aged out
+    with pytest.raises(ValueError, match="window"):
+        ledger.rate("week", next_day)
+
+
+def test_ledger_counts_estimated_amd_misreads_as_abandoned() -> None:
+    ledger = AbandonLedger(amd_false_positive=0.02)
+    for i in range(100):
+        ledger.human_verdict(float(i))
+        ledger.live(float(i))
+    live, abandoned = ledger.counts("day", 100.0)
+    assert abandoned == pytest.approx(100 * 0.02 / 0.98)
+    assert live == pytest.approx(100 + abandoned)
+
+
+def test_campaign_settings_refuse_illegal_values_naming_the_key() -> None:
+    ok = validate(CampaignSettings("winter"))
+    with pytest.raises(CampaignError, match="abandon_target"):
+        ok.with_changes(abandon_target=0.05)
+    with pytest.raises(CampaignError, match="ring_timeout"):
+        ok.with_changes(ring_timeout=10.0)
+    with pytest.raises(CampaignError, match="mode"):
+        ok.with_changes(mode="blaster")
+    with pytest.raises(CampaignError, match="trunk"):
+        ok.with_changes(trunk="PJSIP/customers")
+    assert ok.with_changes(abandon_target=0.02).abandon_target == 0.02
