@@ -94,7 +94,7 @@ def setup(
 
 
 def test_attempt_is_written_before_its_originate() -> None:
-    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=3)
+    clock, _pbx, runner, source, log = setup(workload(busy=1.0), numbers=3)
     runner.start()
     clock.run_until(60.0)
     assert len(log.order) == 3
@@ -106,7 +106,7 @@ def test_attempt_is_written_before_its_originate() -> None:
 
 
 def test_live_answers_are_connected_to_nailed_agents() -> None:
-    clock, pbx, runner, source, log = setup(workload(live=1.0), agents=2, numbers=2)
+    clock, _pbx, runner, source, log = setup(workload(live=1.0), agents=2, numbers=2)
     runner.start()
     clock.run_until(30.0)
     connected = [a for a in log.attempts.values() if a.connected is not None]
@@ -120,7 +120,7 @@ def test_live_answers_are_connected_to_nailed_agents() -> None:
 
 def test_no_free_agent_means_the_abandon_message_and_an_abandoned_count() -> None:
     # ratio 3 with one agent: three live answers arrive together, two find nobody
-    clock, pbx, runner, source, log = setup(
+    clock, pbx, runner, source, _log = setup(
         workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3")
     )
     runner.start()
@@ -132,7 +132,7 @@ def test_no_free_agent_means_the_abandon_message_and_an_abandoned_count() -> Non
 
 
 def test_machines_are_hung_up_and_never_reach_an_agent() -> None:
-    clock, pbx, runner, source, log = setup(workload(machine=1.0), numbers=4)
+    clock, _pbx, runner, source, log = setup(workload(machine=1.0), numbers=4)
     runner.start()
     clock.run_until(60.0)
     assert sorted(o for _, o in source.done_calls) == ["machine"] * 4
@@ -140,7 +140,7 @@ def test_machines_are_hung_up_and_never_reach_an_agent() -> None:
 
 
 def test_an_exhausted_list_makes_the_campaign_idle_and_say_why() -> None:
-    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=2)
+    clock, _pbx, runner, _source, _log = setup(workload(busy=1.0), numbers=2)
     runner.start()
     clock.run_until(30.0)
     assert runner.status == "idle"
@@ -148,7 +148,7 @@ def test_an_exhausted_list_makes_the_campaign_idle_and_say_why() -> None:
 
 
 def test_all_agents_paused_means_no_dialing() -> None:
-    clock, pbx, runner, source, log = setup(workload(live=1.0), paused=True)
+    clock, _pbx, runner, _source, log = setup(workload(live=1.0), paused=True)
     runner.start()
     clock.run_until(60.0)
     assert log.order == []
@@ -156,7 +156,7 @@ def test_all_agents_paused_means_no_dialing() -> None:
 
 
 def test_pbx_link_lost_stops_dialing_and_resync_closes_vanished_calls_as_unknown() -> None:
-    clock, pbx, runner, source, log = setup(workload(no_answer=1.0), agents=2, numbers=10)
+    clock, pbx, runner, _source, log = setup(workload(no_answer=1.0), agents=2, numbers=10)
     runner.start()
     clock.run_until(3.0)
     in_flight = set(runner.live)
@@ -179,7 +179,7 @@ def test_pbx_link_lost_stops_dialing_and_resync_closes_vanished_calls_as_unknown
 
 
 def test_restart_reconciliation_closes_open_attempts_as_unknown() -> None:
-    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
+    _clock, _pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
     orphan = Attempt("c-1-1", "c", Lead(7, "+4930111"), 0.0, channel_id="dial-c-1-1")
     log.begin(orphan)
     closed = runner.reconcile()
@@ -189,7 +189,7 @@ def test_restart_reconciliation_closes_open_attempts_as_unknown() -> None:
 
 
 def test_live_changes_are_validated() -> None:
-    clock, pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
+    _clock, _pbx, runner, _source, _log = setup(workload(busy=1.0), numbers=0)
     runner.update(abandon_target=0.02, max_lines_per_agent=2.0)
     assert runner.settings.abandon_target == 0.02
     with pytest.raises(ValueError, match="abandon_target"):

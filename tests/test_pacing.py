@@ -122,7 +122,7 @@ def test_estimates_learn_the_live_rate_and_answer_times() -> None:
     assert est.p_human == pytest.approx(0.1, abs=0.02)
     t = est.tables()
     # answers come after about 3 s now (+1.5 s AMD): most need an agent by 5 s
-    assert t.new_call[int(5)] > 0.8 * t.new_call[-1]
+    assert t.new_call[5] > 0.8 * t.new_call[-1]
     assert np.all(np.diff(t.new_call) >= 0)
     with pytest.raises(ValueError, match="kind"):
         est.outcome("fax")
