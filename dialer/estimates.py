@@ -100,7 +100,6 @@ class Estimates:
         self.wrap: deque[float] = deque(wraps, samples)
         self._refresh_every = refresh_every
         self._since_refresh = refresh_every  # tables built on first use
-        self.dials = 0
 
     # -- learning ----------------------------------------------------------------------
     def outcome(self, kind: str) -> None:
@@ -110,7 +109,6 @@ class Estimates:
         for key in self._counts:
             self._counts[key] *= self._decay
         self._counts[kind] += 1.0
-        self.dials += 1
         self._touch()
 
     def answered_after(self, seconds: float) -> None:
@@ -136,9 +134,6 @@ class Estimates:
     def p_human(self) -> float:
         return self.share("human")
 
-    @property
-    def mean_handle(self) -> float:
-        return float(np.mean([t + w for t, w in self.handle]))
 
     # -- tables --------------------------------------------------------------------------
     def tables(self) -> Tables:

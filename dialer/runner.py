@@ -137,8 +137,6 @@ class Oracle(Protocol):
 class RunnerStats:
     dials: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
-    human: int = 0
-    machine: int = 0
     connected: int = 0
     abandoned: int = 0
     peak_lines: int = 0
@@ -301,9 +299,6 @@ class CampaignRunner:
             s.next_need_in = lambda n: o.next_need_in(self, n, now)
         return s
 
-    def lines_in_use(self) -> int:
-        return len(self.live)
-
     def _line_change(self, now: float) -> None:
         self.stats.line_seconds += len(self.live) * (now - self._last_line_change)
         self._last_line_change = now
@@ -436,13 +431,11 @@ class CampaignRunner:
         attempt.verdict, attempt.verdict_at = verdict, now
         self.estimates.outcome(verdict)
         if verdict == "machine":
-            self.stats.machine += 1
             if self.settings.machine_action == "message":
                 self._redirect(attempt, "dirigent-message", "s")
             else:
                 self.telephony.hangup(attempt.channel_id)
             return
-        self.stats.human += 1
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
         interaction = Interaction(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -146,14 +145,6 @@ class SimOracle:
         for old in [i for i in self._cache if i < start]:
             del self._cache[old]
         return out
-
-
-@dataclass
-class SimResult:
-    strategy: str
-    agents: int
-    hours: float
-    report: dict[str, Any]
 
 
 def run(

@@ -26,7 +26,6 @@ class HeapClock:
         self.now = start
         self._heap: list[tuple[float, int, DelayedCall]] = []
         self._seq = itertools.count()
-        self._live = 0
 
     def seconds(self) -> float:
         return self.now
@@ -44,20 +43,16 @@ class HeapClock:
             seconds=self.seconds,
         )
         heapq.heappush(self._heap, (call.time, next(self._seq), call))
-        self._live += 1
         return call
 
     def _cancelled(self, call: DelayedCall) -> None:
-        self._live -= 1
+        """Cancelled calls stay in the heap and are skipped when popped."""
 
     def _reset(self, call: DelayedCall) -> None:
         heapq.heappush(self._heap, (call.time, next(self._seq), call))
 
     def getDelayedCalls(self) -> list[DelayedCall]:
         return [c for _, _, c in self._heap if c.active()]
-
-    def pending(self) -> int:
-        return self._live
 
     def run_until(self, end: float) -> None:
         """Run every call due up to ``end``, each at its own time, in order."""
@@ -68,7 +63,6 @@ class HeapClock:
                 continue  # cancelled, or reset to another time (a newer entry exists)
             self.now = at
             call.called = 1
-            self._live -= 1
             call.func(*call.args, **call.kw)
         self.now = max(self.now, end)
 
