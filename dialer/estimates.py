@@ -134,7 +134,6 @@ class Estimates:
     def p_human(self) -> float:
         return self.share("human")
 
-
     # -- tables --------------------------------------------------------------------------
     def tables(self) -> Tables:
         if self._since_refresh >= self._refresh_every:

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from dialer.abandon import AbandonLedger
+from dialer.campaign import CampaignSettings
 from dialer.estimates import HORIZONS, Estimates
 
 STRATEGIES = ("progressive", "ratio:X", "vicidial", "predictive", "oracle-agents", "oracle-calls")
@@ -76,6 +77,9 @@ class Strategy:
 
     def observe(self, abandoned: bool) -> None:
         """A person answered one of our calls and was served, or abandoned."""
+
+    def set_limit(self, limit: float) -> None:
+        """The campaign's abandon target changed (strategies that watch it)."""
 
     @property
     def level(self) -> float:
@@ -129,6 +133,9 @@ class VicidialAdaptive(Strategy):
     @property
     def level(self) -> float:
         return self._level
+
+    def set_limit(self, limit: float) -> None:
+        self.target = limit
 
     def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
         if self._next_adjust is None:
@@ -204,6 +211,9 @@ class Predictive(Strategy):
     @property
     def level(self) -> float:
         return self.lam
+
+    def set_limit(self, limit: float) -> None:
+        self.limit = limit
 
     def observe(self, abandoned: bool) -> None:
         """A person answered a call this campaign placed: served or abandoned."""
@@ -321,3 +331,19 @@ def make_strategy(
             clairvoyant={"oracle-agents": "agents", "oracle-calls": "calls"}.get(name),
         )
     raise PacingError("strategy", f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
+
+
+def strategy_for(settings: CampaignSettings) -> Strategy:
+    """The strategy a campaign's dial mode asks for, with the campaign's limits.
+
+    Preview campaigns are paced by their agents (nothing is dialed for them)."""
+    if settings.mode in ("progressive", "preview"):
+        return Progressive()
+    if settings.mode == "power":
+        return Power(settings.power_ratio)
+    return Predictive(
+        limit=settings.abandon_target,
+        amd_false_positive=settings.amd_false_positive,
+        connect_within=settings.connect_within,
+        windows=settings.windows,
+    )

@@ -53,7 +53,7 @@ from asterisk.port import Telephony
 from dialer.abandon import AbandonLedger
 from dialer.campaign import CampaignSettings, Lead, LeadSource
 from dialer.estimates import Estimates
-from dialer.pacing import Snapshot, Strategy
+from dialer.pacing import Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
 from routing.model import Channel, Direction, Interaction
 from routing.router import Offer, Router
@@ -151,7 +151,7 @@ class CampaignRunner:
         router: Router,
         clock: IReactorTime,
         source: LeadSource,
-        strategy: Strategy,
+        strategy: Strategy | None = None,
         *,
         attempts: AttemptLog | None = None,
         ledger: AbandonLedger | None = None,
@@ -165,7 +165,7 @@ class CampaignRunner:
         self.router = router
         self.clock = clock
         self.source = source
-        self.strategy = strategy
+        self.strategy = strategy or strategy_for(settings)
         self.log = attempts or MemoryAttemptLog()
         self.ledger = ledger or AbandonLedger(amd_false_positive=settings.amd_false_positive)
         self.estimates = estimates or Estimates(
@@ -210,10 +210,14 @@ class CampaignRunner:
             self._ticker.stop()
 
     def update(self, **changes: Any) -> None:
-        """Change settings live (abandon target, max lines per agent, ...)."""
+        """Change settings live (abandon target, max lines per agent, dial
+        mode, ...).  A new dial mode or power ratio brings a new strategy; a
+        new abandon target keeps what the current one has learned."""
         self.settings = self.settings.with_changes(**changes)
-        if hasattr(self.strategy, "limit") and "abandon_target" in changes:
-            self.strategy.limit = self.settings.abandon_target  # type: ignore[attr-defined]
+        if "mode" in changes or "power_ratio" in changes:
+            self.strategy = strategy_for(self.settings)
+        elif "abandon_target" in changes:
+            self.strategy.set_limit(self.settings.abandon_target)
 
     # -- agents --------------------------------------------------------------------------
     def campaign_agents(self) -> list[str]:

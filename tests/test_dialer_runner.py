@@ -9,7 +9,7 @@ import pytest
 
 from asterisk.events import ResyncCompleted
 from dialer.campaign import CampaignSettings, Lead, validate
-from dialer.pacing import Progressive, make_strategy
+from dialer.pacing import Power, Predictive, Progressive, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
 from dirigent import sim_dialer
 from dirigent.cli import main
@@ -188,12 +188,18 @@ def test_restart_reconciliation_closes_open_attempts_as_unknown() -> None:
     assert source.done_calls == [("+4930111", "unknown")]
 
 
-def test_live_changes_are_validated() -> None:
+def test_live_changes_are_validated_and_reach_the_strategy() -> None:
     _clock, _pbx, runner, _source, _log = setup(workload(busy=1.0), numbers=0)
+    runner.update(mode="predictive")
+    assert isinstance(runner.strategy, Predictive)
     runner.update(abandon_target=0.02, max_lines_per_agent=2.0)
     assert runner.settings.abandon_target == 0.02
+    assert runner.strategy.limit == 0.02
     with pytest.raises(ValueError, match="abandon_target"):
         runner.update(abandon_target=0.1)
+    assert runner.strategy.limit == 0.02  # a refused change changes nothing
+    runner.update(mode="power", power_ratio=2.0)
+    assert isinstance(runner.strategy, Power) and runner.strategy.ratio == 2.0
 
 
 # -- the virtual-time benchmark -------------------------------------------------------------
