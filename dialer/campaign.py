@@ -62,6 +62,7 @@ class CampaignSettings:
     windows: tuple[str, ...] = ("30d", "day")
     ring_timeout: float = 22.0
     amd: bool = True
+    amd_delay: float = 1.5  # AMD's analysis time after answer (amd.conf total_analysis_time)
     machine_action: str = "hangup"
     amd_false_positive: float = 0.01  # estimate, counted as abandoned (Ofcom method)
     connect_within: float = 2.0
@@ -97,6 +98,8 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         raise CampaignError("ring_timeout", f"must be at least {MIN_RING:.0f} s (FCC)")
     if s.ring_timeout > 120:
         raise CampaignError("ring_timeout", "must be at most 120 s")
+    if not 0 <= s.amd_delay <= 10:
+        raise CampaignError("amd_delay", "must be between 0 and 10 s")
     if not 0 <= s.amd_false_positive < 0.5:
         raise CampaignError("amd_false_positive", "must be in [0, 0.5)")
     if not 0 < s.connect_within <= 2.0:

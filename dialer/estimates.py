@@ -192,11 +192,15 @@ class Estimates:
         done_after = done_by - np.searchsorted(wraps, wgrid, side="right")[:, None]
         wrap_table = np.where(longer[:, None] > 0, done_after / np.maximum(longer[:, None], 1), 1.0)
         answered = shares["human"] + shares["machine"]
+        # when a new call that reaches a person needs an agent: share per horizon step
+        density = np.diff(new_call, prepend=0.0)
+        need_weights = density / density.sum() if density.sum() > 0 else density
         return Tables(
             ring_table,
             talk_table,
             wrap_table,
             new_call,
+            need_weights,
             shares["human"],
             shares["human"] / answered if answered > 0 else 0.5,
         )
@@ -208,20 +212,9 @@ class Tables:
     talk: np.ndarray
     wrap: np.ndarray
     new_call: np.ndarray
+    need_weights: np.ndarray  # sums to 1 over the grid (or all zero)
     p_human: float
     p_human_given_answer: float
-
-    @property
-    def need_weights(self) -> np.ndarray:
-        """When a new call that reaches a person needs an agent: the share of
-        such calls per horizon step (sums to 1 over the grid)."""
-        cached = self.__dict__.get("_weights")
-        if cached is None:
-            density = np.diff(self.new_call, prepend=0.0)
-            total = density.sum()
-            cached = density / total if total > 0 else density
-            object.__setattr__(self, "_weights", cached)
-        return cached
 
     @staticmethod
     def rows(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:

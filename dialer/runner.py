@@ -169,7 +169,8 @@ class CampaignRunner:
         self.log = attempts or MemoryAttemptLog()
         self.ledger = ledger or AbandonLedger(amd_false_positive=settings.amd_false_positive)
         self.estimates = estimates or Estimates(
-            ring_timeout=settings.ring_timeout, amd_delay=1.5 if settings.amd else 0.0
+            ring_timeout=settings.ring_timeout,
+            amd_delay=settings.amd_delay if settings.amd else 0.0,
         )
         self.oracle = oracle
         self.foreign_offers = foreign_offers

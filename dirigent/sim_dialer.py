@@ -174,6 +174,7 @@ def run(
             abandon_target=workload.abandon_limit,
             legal_max_abandon=workload.abandon_limit,
             ring_timeout=max(15.0, workload.timeouts.no_answer),
+            amd_delay=workload.amd.delay,
             amd_false_positive=workload.amd.person_misread,
             connect_within=workload.connect_within,
             max_lines_per_agent=max_lines_per_agent,
@@ -188,6 +189,7 @@ def run(
         connect_within=workload.connect_within,
     )
     leads = SimLeads()
+    attempts = MemoryAttemptLog()
     oracle = SimOracle(pbx, leads, seed) if strategy.startswith("oracle") else None
     runner = CampaignRunner(
         settings,
@@ -196,10 +198,9 @@ def run(
         clock,
         leads,
         pacing,
-        attempts=MemoryAttemptLog(),
+        attempts=attempts,
         oracle=oracle,
     )
-    runner.estimates.amd_delay = workload.amd.delay
 
     def on_attempt(what: str, attempt: Attempt) -> None:
         if what == "connected" and oracle is not None and attempt.agent:
@@ -227,7 +228,7 @@ def run(
     end = start + hours * 3600.0
     clock.run_until(end)
     runner.pause()
-    report = _report(runner, router, pbx, ids, start, end, workload)
+    report = _report(runner, attempts, router, pbx, ids, start, end)
     report["wall_seconds"] = round(time.perf_counter() - wall, 2)
     runner.stop()
     return report
@@ -235,12 +236,12 @@ def run(
 
 def _report(
     runner: CampaignRunner,
+    log: MemoryAttemptLog,
     router: Router,
     pbx: SimPbx,
     ids: list[str],
     start: float,
     end: float,
-    workload: Workload,
 ) -> dict[str, Any]:
     logged = talk = wrap = 0.0
     idle_waits: list[float] = []
@@ -255,7 +256,7 @@ def _report(
             if tr.state is AgentState.READY and tr.at >= start:
                 idle_waits.append(history[i + 1].at - tr.at)
     fates = pbx.fate_log or {}
-    attempts = [a for a in runner.log.attempts.values() if a.started < end]  # type: ignore[attr-defined]
+    attempts = [a for a in log.attempts.values() if a.started < end]
     live_events: list[tuple[float, bool]] = []  # (answer time, abandoned?)
     connects = 0
     for a in attempts:
