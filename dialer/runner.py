@@ -539,10 +539,10 @@ class CampaignRunner:
             timer = self._deadlines.pop(attempt.id, None)
             if timer is not None and timer.active():
                 timer.cancel()
-            if attempt.id in self.router.offered:
-                pending = self.router.offered[attempt.id]
-                self.router.decline(pending.agent, attempt.id, now)
-            self.router.abandon(attempt.id, now)
+            pending = self.router.offered.get(attempt.id)
+            self.router.abandon(attempt.id, now)  # also releases an agent it was offered to
+            if pending is not None:
+                self._route(self.router.route_agent(pending.agent, now))
             attempt.abandoned = True
             self.stats.abandoned += 1
             self.ledger.abandoned(now)
