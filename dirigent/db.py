@@ -223,6 +223,25 @@ attempt = Table(
     Column("disposition", String(40), nullable=True),
     Column("abandoned", Boolean, nullable=False, server_default="0"),
     Column("ended_at", DateTime(timezone=True), nullable=True),
+    # the dialer's attempt id (DIRIGENT_ATTEMPT on the channel), chosen before the Originate
+    Column("ref", String(120), nullable=True, unique=True),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("connected_at", DateTime(timezone=True), nullable=True),
+    Column("verdict", String(10), nullable=True),  # AMD: human / machine
+    Column("agent_code", String(40), nullable=True),
+    Index("ix_attempt_campaign_outcome", "campaign_id", "outcome"),
+)
+
+abandon_count = Table(
+    "abandon_count",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # a campaign, or a drop-rate group of campaigns (Ofcom allows either)
+    Column("grp", String(120), nullable=False),
+    Column("day_start", Float, nullable=False),  # start of the local day, epoch seconds
+    Column("live", Float, nullable=False),
+    Column("abandoned", Float, nullable=False),
+    UniqueConstraint("grp", "day_start", name="uq_abandon_count_grp_day"),
 )
 
 interaction = Table(

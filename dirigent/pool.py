@@ -68,7 +68,7 @@ def _candidates(conn, campaign_id: int, now: dt.datetime, limit: int):  # type: 
     ).all()
 
 
-def _campaign_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
+def find_campaign_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
     if found is None:
         raise LookupError(f"unknown campaign {name!r}")
@@ -99,7 +99,7 @@ def claim(
     """Up to ``limit`` records to dial now, marked ``dialing``."""
     out: list[Claimed] = []
     with engine.begin() as conn:
-        campaign_id = _campaign_id(conn, campaign.name)
+        campaign_id = find_campaign_id(conn, campaign.name)
         for row in _candidates(conn, campaign_id, now, limit * 4):
             verdict = gate.check(
                 campaign,
@@ -131,13 +131,16 @@ def record_outcome(
     rules: RetryRules,
     *,
     callback_at: dt.datetime | None = None,
+    counted: bool = False,
 ) -> str:
-    """Apply the retry rules after an attempt (its attempt row is written by
-    the dialer); returns the record's new status."""
+    """Apply the retry rules after an attempt; returns the record's new status.
+
+    ``counted``: the attempt's own row already carries ``outcome`` (the
+    dialer writes it first), so it is not counted a second time."""
     with engine.begin() as conn:
         rec = conn.execute(select(db.record).where(db.record.c.id == record_id)).one()
         attempts = rec.attempts + 1
-        same = 1 + (
+        same = (0 if counted else 1) + (
             conn.execute(
                 select(func.count()).where(
                     db.attempt.c.record_id == record_id, db.attempt.c.outcome == outcome
@@ -168,7 +171,7 @@ def pool_status(
     now and why the others may not (from a bounded sample)."""
     r, lst = db.record, db.dial_list
     with engine.connect() as conn:
-        campaign_id = _campaign_id(conn, campaign.name)
+        campaign_id = find_campaign_id(conn, campaign.name)
         by_status = dict(
             conn.execute(
                 select(r.c.status, func.count())
@@ -217,7 +220,7 @@ def export_results(engine: Engine, campaign: str, path: str | Path) -> int:
     """Records with their last outcome as CSV; returns the row count."""
     r, lst, c = db.record, db.dial_list, db.contact
     with engine.connect() as conn, open(path, "w", encoding="utf-8", newline="") as fh:
-        campaign_id = _campaign_id(conn, campaign)
+        campaign_id = find_campaign_id(conn, campaign)
         writer = csv.writer(fh)
         writer.writerow(
             [

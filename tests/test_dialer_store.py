@@ -1,0 +1,174 @@
+"""The dialer on the database: attempt rows, the hopper, the persisted ledger,
+restarts (SQLite and PostgreSQL), against the in-process simulated PBX."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from dialer.abandon import AbandonLedger
+from dialer.campaign import CampaignSettings, validate
+from dialer.compliance import Campaign, Compliance, policy_for
+from dialer.pacing import make_strategy
+from dialer.runner import Attempt, CampaignRunner
+from dirigent import db
+from dirigent.compliance_store import DbConsent, DbDnc
+from dirigent.dialer_store import DbAttemptLog, DbLeadSource, DbLedgerStore
+from dirigent.lists_import import import_list
+from routing.agent import Agent
+from routing.model import QueueConfig
+from routing.router import Router
+from sim.clock import HeapClock
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from tests.test_dialer_runner import workload
+
+MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC).timestamp()  # London, GMT
+HOUR = 3600.0
+CALLER_ID = "+442079460999"
+
+
+@pytest.fixture
+def engine(database_url: str, tmp_path: Any) -> Any:
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "uk.csv"
+    path.write_text(
+        "phone,name\n" + "".join(f"+44 20 7946 0{100 + i:03d},Person {i}\n" for i in range(6))
+    )
+    import_list(engine, path, "uk")
+    yield engine
+    engine.dispose()
+
+
+class RowCheckingLog(DbAttemptLog):
+    """Counts, at each ``begin``, the Originates the PBX had already seen and
+    whether the row could be read back by another connection."""
+
+    def __init__(self, engine: Any, campaign: str, pbx: SimPbx) -> None:
+        super().__init__(engine, campaign)
+        self.pbx = pbx
+        self.seen: list[tuple[int, bool]] = []
+
+    def begin(self, attempt: Attempt) -> None:
+        before = self.pbx.stats.get("originate", 0)
+        super().begin(attempt)
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(func.count()).where(db.attempt.c.ref == attempt.id)
+            ).scalar()
+        self.seen.append((before, found == 1))
+
+
+def make_runner(
+    engine: Any, wl: Any, *, agents: int = 2, strategy: str = "progressive", start: float = 0.0
+) -> tuple[HeapClock, SimPbx, CampaignRunner, DbLeadSource, RowCheckingLog]:
+    clock = HeapClock(MONDAY_10 + start)
+    pbx = SimPbx(clock, seed=3, agents=agents, workload=wl)
+    tel = SimTelephony(pbx)
+    router = Router({"uk": QueueConfig("uk")})
+    for i in range(agents):
+        a = str(1001 + i)
+        router.add_agent(Agent(a))
+        tel.originate(f"PJSIP/{a}", context="dirigent-agent", exten=a, channel_id=f"agent-{a}")
+    clock.run_until(clock.seconds() + 2.0)
+    for i in range(agents):
+        router.login(str(1001 + i), clock.seconds(), ["uk"])
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    source = DbLeadSource(engine, campaign, Compliance(DbDnc(engine), DbConsent(engine)))
+    log = RowCheckingLog(engine, "uk", pbx)
+    store = DbLedgerStore(engine, "uk")
+    ledger = AbandonLedger(on_change=store.save)
+    ledger.load(store.load())
+    runner = CampaignRunner(
+        validate(CampaignSettings("uk", caller_id=CALLER_ID, amd_false_positive=0.0)),
+        tel,
+        router,
+        clock,
+        source,
+        make_strategy(strategy),
+        attempts=log,
+        ledger=ledger,
+    )
+    return clock, pbx, runner, source, log
+
+
+def records(engine: Any) -> dict[str, tuple[str, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(db.record.c.e164, db.record.c.status, db.record.c.last_outcome))
+        return {r.e164: (r.status, r.last_outcome) for r in rows}
+
+
+def attempts(engine: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return conn.execute(select(db.attempt).order_by(db.attempt.c.id)).all()
+
+
+def test_every_attempt_row_is_committed_before_its_originate_and_retry_rules_follow(engine):
+    clock, _pbx, runner, _source, log = make_runner(engine, workload(busy=1.0))
+    runner.start()
+    clock.run_until(clock.seconds() + 60.0)
+    # two nailed-up agent legs were the first Originates; every row was readable before its own
+    assert log.seen == [(2 + i, True) for i in range(6)]
+    rows = attempts(engine)
+    assert [r.outcome for r in rows] == ["busy"] * 6
+    assert all(r.ref and r.uniqueid == f"dial-{r.ref}" and r.ended_at for r in rows)
+    assert set(records(engine).values()) == {("scheduled", "busy")}
+    assert runner.status == "idle"
+    assert runner.idle_reason == "nothing due now (6 due later today)"
+    # the busy rule: 15 minutes later they are due again and dialed a second time
+    clock.run_until(clock.seconds() + 16 * 60.0)
+    assert len(attempts(engine)) == 12
+
+
+def test_abandoned_numbers_are_locked_out_for_72_hours_and_the_ledger_survives_restart(engine):
+    # ratio 3 with one agent: three people answer at once, two find no agent
+    clock, _pbx, runner, source, _log = make_runner(
+        engine, workload(live=1.0), agents=1, strategy="ratio:3"
+    )
+    runner.start()
+    clock.run_until(clock.seconds() + 40.0)
+    runner.stop()  # no new dials; the call in progress ends normally
+    clock.run_until(clock.seconds() + 60.0)
+    rows = [r for r in attempts(engine) if r.outcome is not None]
+    abandoned = {r.e164 for r in rows if r.abandoned}
+    assert len(abandoned) == 2 and all(r.outcome == "abandoned" for r in rows if r.abandoned)
+    answered = [r for r in rows if r.outcome == "answered"]
+    assert len(answered) == 1 and answered[0].agent_code == "1001"
+    assert answered[0].talk_seconds == pytest.approx(60.0, abs=1.0)
+
+    # a restart: a new ledger loaded from the database has the same day
+    restored = AbandonLedger()
+    restored.load(DbLedgerStore(engine, "uk").load())
+    assert restored.counts("day", clock.seconds()) == (3.0, 2.0)
+    assert DbLedgerStore(engine, "other").load() == []
+
+    # the abandon retry rule makes them due in 3 hours; the UK gate keeps them out for 72
+    later = source.take(10, MONDAY_10 + 4 * HOUR)
+    assert abandoned.isdisjoint(lead.number for lead in later)
+    for lead in later:  # hand them back untouched
+        source.done(lead, "unknown", MONDAY_10 + 4 * HOUR)
+    thursday = [lead.number for lead in source.take(10, MONDAY_10 + 73 * HOUR)]
+    assert abandoned <= set(thursday)
+
+
+def test_restart_closes_open_attempts_unknown_and_frees_records_never_dialed(engine):
+    clock, _pbx, runner, source, log = make_runner(engine, workload(busy=1.0))
+    # a crash: one record was claimed and its attempt written, one only claimed
+    first, second = source.take(2, clock.seconds())
+    log.begin(Attempt("uk-1-1", "uk", first, clock.seconds(), channel_id="dial-uk-1-1"))
+    assert source.release_orphans() == 1  # the one without an attempt row
+    assert records(engine)[second.number][0] == "scheduled"
+    assert records(engine)[first.number][0] == "dialing"
+
+    closed = runner.reconcile()
+    assert [a.id for a in closed] == ["uk-1-1"]
+    row = attempts(engine)[0]
+    assert row.outcome == "unknown" and row.e164 == first.number
+    assert records(engine)[first.number] == ("scheduled", "unknown")
+    # never redialed blindly: the unknown one waits for its retry rule, the freed one is due
+    due = [lead.number for lead in source.take(10, clock.seconds())]
+    assert second.number in due and first.number not in due
