@@ -69,6 +69,15 @@ UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, pass
 ReportLookup = Callable[[str, float, float], dict[str, float]]
 
 
+class CampaignOps(Protocol):
+    """The dialer's controls (``dirigent.campaigns.Campaigns``)."""
+
+    def views(self) -> list[dict[str, Any]]: ...
+    def view(self, name: str) -> dict[str, Any]: ...
+    def control(self, name: str, action: str) -> dict[str, Any]: ...
+    def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class ApiError(Exception):
     def __init__(self, status: int, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -153,9 +162,12 @@ class ApiResource(resource.Resource):
         users: UserLookup,
         tokens: TokenStore,
         reports: ReportLookup | None = None,
+        *,
+        campaigns: CampaignOps | None = None,
     ) -> None:
         super().__init__()
         self.ops = ops
+        self.campaigns = campaigns
         self.users = users
         self.tokens = tokens
         self.reports = reports
@@ -167,7 +179,7 @@ class ApiResource(resource.Resource):
         path = [p.decode() for p in request.postpath if p]
         method = request.method.decode()
         try:
-            body = self._body(request) if method in ("POST", "PUT") else {}
+            body = self._body(request) if method in ("POST", "PUT", "PATCH") else {}
             if path == ["login"] and method == "POST":
                 return self._login(request, body)
             user = self.tokens.user(self._token(request))
@@ -177,7 +189,10 @@ class ApiResource(resource.Resource):
                 )
             if method == "GET" and len(path) == 3 and path[0] == "agents" and path[2] == "report":
                 return self._report(request, path[1], user)
-            result = self._dispatch(method, path, body, user)
+            if path and path[0] == "campaigns":
+                result = self._campaign(method, path[1:], body, user)
+            else:
+                result = self._dispatch(method, path, body, user)
         except ApiError as exc:
             return self._error(request, exc.status, exc.field, exc.reason)
         except IllegalTransition as exc:
@@ -278,6 +293,30 @@ class ApiResource(resource.Resource):
 
         threads.deferToThread(self.reports, agent_id, start, end).addCallbacks(done, failed)
         return server.NOT_DONE_YET
+
+    def _campaign(self, method: str, path: list[str], body: dict[str, Any], user: User) -> Any:
+        """``GET /api/campaigns[/<name>]``; ``POST /api/campaigns/<name>/start|pause|stop``;
+        ``PATCH /api/campaigns/<name>`` with live settings (abandon target,
+        max lines per agent, ...), all validated together."""
+        if self.campaigns is None:
+            raise ApiError(404, "campaign", "no campaigns are configured")
+        if not user.manages_campaigns:
+            raise ApiError(403, "campaign", f"{user.username} may not see or control campaigns")
+        try:
+            match method, path:
+                case "GET", []:
+                    return self.campaigns.views()
+                case "GET", [name]:
+                    return self.campaigns.view(name)
+                case "POST", [name, ("start" | "pause" | "stop") as action]:
+                    return self.campaigns.control(name, action)
+                case "PATCH", [name]:
+                    if not body:
+                        raise ApiError(400, "body", "give at least one setting to change")
+                    return self.campaigns.change(name, body)
+        except KeyError as exc:
+            raise ApiError(404, "campaign", f"unknown campaign {exc.args[0]!r}") from None
+        raise ApiError(404, "path", f"no route {method} /api/campaigns/{'/'.join(path)}")
 
     # -- routes ---------------------------------------------------------------------------------
     def _agent(self, agent_id: str) -> Agent:

@@ -62,6 +62,10 @@ class User:
     def supervises(self) -> bool:
         return self.role in ("supervisor", "admin")
 
+    @property
+    def manages_campaigns(self) -> bool:
+        return self.role in ("supervisor", "campaign_manager", "admin")
+
 
 class TokenStore:
     def __init__(

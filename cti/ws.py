@@ -19,6 +19,9 @@ from autobahn.websocket.types import ConnectionDeny
 from cti.auth import TokenStore, User
 from cti.bus import EventBus, Message
 
+#: campaign figures are for supervisors, not for every agent's desktop
+SUPERVISOR_ONLY = frozenset({"campaign"})
+
 
 class PushProtocol(WebSocketServerProtocol):
     factory: PushFactory
@@ -33,7 +36,10 @@ class PushProtocol(WebSocketServerProtocol):
         self._unsubscribe = self.factory.bus.subscribe(self._on_message)
 
     def _on_message(self, message: Message) -> None:
-        if self.user.supervises or message.get("agent") in (None, self.user.agent):
+        if self.user.supervises or (
+            message["type"] not in SUPERVISOR_ONLY
+            and message.get("agent") in (None, self.user.agent)
+        ):
             self.sendMessage(json.dumps(message).encode(), isBinary=False)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:

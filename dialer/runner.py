@@ -158,6 +158,8 @@ class CampaignRunner:
         estimates: Estimates | None = None,
         oracle: Oracle | None = None,
         foreign_offers: Callable[[list[Offer]], None] | None = None,
+        reserved_agents: Callable[[float], set[str]] | None = None,
+        ticks_router: bool = True,
         tick: float = 1.0,
     ) -> None:
         self.settings = settings
@@ -173,7 +175,14 @@ class CampaignRunner:
             amd_delay=settings.amd_delay if settings.amd else 0.0,
         )
         self.oracle = oracle
+        #: offers for interactions that are not this campaign's (the inbound ACD's)
         self.foreign_offers = foreign_offers
+        #: blended agents the inbound side needs now (service level at risk):
+        #: pacing does not count on them, so the dialer yields them first
+        self.reserved_agents = reserved_agents
+        #: False when another component (the ACD) ticks the shared router and
+        #: hands this runner its offers through :meth:`own_offers`
+        self.ticks_router = ticks_router
         self.status = "stopped"
         self.idle_reason: str | None = None
         self.stats = RunnerStats()
@@ -246,9 +255,9 @@ class CampaignRunner:
 
     # -- pacing ----------------------------------------------------------------------------
     def tick(self) -> None:
-        now = self.clock.seconds()
-        offers, _exits = self.router.tick(now)
-        self._route(offers)
+        if self.ticks_router:
+            offers, _exits = self.router.tick(self.clock.seconds())
+            self._route(offers)
         self.pace()
 
     def pace_soon(self) -> None:
@@ -256,7 +265,8 @@ class CampaignRunner:
             self._pace_soon = self.clock.callLater(0, self.pace)
 
     def snapshot(self, now: float) -> Snapshot:
-        agents = [self.router.agents[a] for a in self._members]
+        reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
+        agents = [self.router.agents[a] for a in self._members if a not in reserved]
         ready, talking, wrapping, busy_ids = 0, [], [], []
         voice_channel = Channel.VOICE
         active, wrap_phase = Phase.ACTIVE, Phase.WRAP_UP
@@ -457,9 +467,12 @@ class CampaignRunner:
         self._deadlines[attempt.id] = self.clock.callLater(
             self.settings.connect_within, self._deadline, attempt
         )
+        self._notify("queued", attempt)
         self._route(self.router.enqueue(interaction, now))
 
-    def _route(self, offers: list[Offer]) -> None:
+    def own_offers(self, offers: list[Offer]) -> list[Offer]:
+        """Carry out the offers for this campaign's calls (move the person into
+        the agent's bridge); return the others."""
         foreign = []
         for offer in offers:
             attempt = self.live.get(offer.interaction)
@@ -468,6 +481,11 @@ class CampaignRunner:
                 continue
             attempt.agent = offer.agent
             self._redirect(attempt, "dirigent-join", offer.agent)
+            self._notify("offered", attempt)
+        return foreign
+
+    def _route(self, offers: list[Offer]) -> None:
+        foreign = self.own_offers(offers)
         if foreign:
             if self.foreign_offers is not None:
                 self.foreign_offers(foreign)

@@ -170,6 +170,9 @@ class InboundAcd:
         self.bus = bus or EventBus()
         self._published: dict[str, tuple[str, str | None]] = {}
         self._ids = itertools.count(1)
+        #: other owners of interactions in the shared router (campaign runners):
+        #: each carries out its own offers and returns the rest
+        self.offer_owners: list[Callable[[list[Offer]], list[Offer]]] = []
         router.agent_listeners.append(self._agent_changed)
         telephony.subscribe(self.on_event)
         self._ticker = LoopingCall(self.tick)
@@ -312,6 +315,53 @@ class InboundAcd:
             )
         return out
 
+    def agents_needed_inbound(self, now: float) -> set[str]:
+        """Blended agents that inbound needs now, so the dialer yields them first.
+
+        A queue is at risk when inbound calls wait in it, or when its service
+        level over the last 30 minutes is below target.  It claims one agent
+        per waiting call, plus one while the service level is low: free
+        agents first, then those whose work ends soonest (in wrap-up)."""
+        waiting: dict[str, int] = {}
+        for iid, call in self.calls.items():
+            if call.answered_at is None and iid in self.router.waiting:
+                q = call.interaction.queue
+                waiting[q] = waiting.get(q, 0) + 1
+        needed: set[str] = set()
+        for queue in self.router.queues:
+            want = waiting.get(queue, 0)
+            window, _today = self.service_level(queue, now)
+            if (
+                window is not None
+                and window < self.router.queues[queue].service_level(Channel.VOICE).fraction
+            ):
+                want += 1
+            if want == 0:
+                continue
+            members = [
+                a
+                for a in self.router.agents.values()
+                if a.logged_in and queue in a.queues and a.id not in needed
+            ]
+            order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
+            members.sort(key=lambda a: (order.get(a.state, 2), a.id))
+            needed.update(a.id for a in members[:want])
+        return needed
+
+    def adopt_nailed(self, agent: str, queues: list[str]) -> bool:
+        """After a restart of Dirigent (not of the PBX), the agent's nailed-up
+        leg is still in its bridge: take it over and log the agent in,
+        instead of ringing a phone that is already on the line."""
+        prefix = f"agent-{agent}-"
+        for uid, chan in self.telephony.mirror.channels.items():
+            if uid.startswith(prefix) and chan.bridge_id is not None:
+                self.endpoints[agent].nailed_uniqueid = uid
+                self.by_nailed[uid] = agent
+                self.login(agent, queues)
+                log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
+                return True
+        return False
+
     def nail_up(self, agent: str, queues: list[str] | None = None) -> Any:
         """Bring a nailed-up agent's phone into its own bridge (dirigent-agent).
 
@@ -385,7 +435,15 @@ class InboundAcd:
         self._publish_interaction("queued", interaction)
         self._route(self.router.enqueue(interaction, now))
 
+    def route_offers(self, offers: list[Offer]) -> None:
+        """Carry out offers made by someone else's routing step (a campaign's)."""
+        self._route(offers)
+
     def _route(self, offers: list[Offer]) -> None:
+        for owner in self.offer_owners:
+            if not offers:
+                return
+            offers = owner(offers)
         for offer in offers:
             pending = self.router.offered.get(offer.interaction)
             if pending is not None:

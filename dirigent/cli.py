@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--inbound-rate", type=float, default=120.0, help="inbound calls per hour")
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--no-campaign",
+        action="store_true",
+        help="inbound only: no predictive campaign (agents ring instead of staying on the line)",
+    )
 
     dbp = sub.add_parser("db", help="database maintenance")
     dbsub = dbp.add_subparsers(dest="db_command", required=True)
@@ -118,6 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
     )
     add.add_argument("--config", default=None)
+
+    camp = sub.add_parser(
+        "campaign", help="campaign controls and figures (through a running server's API)"
+    )
+    camp.add_argument(
+        "action", choices=["list", "status", "start", "pause", "stop", "set"], help="what to do"
+    )
+    camp.add_argument("name", nargs="?", help="the campaign (all but list)")
+    camp.add_argument("--server", default="http://127.0.0.1:8080", help="the server's base URL")
+    camp.add_argument(
+        "--user",
+        default="supervisor",
+        help="API user (supervisor, campaign_manager or admin); the password comes from "
+        "DIRIGENT_PASSWORD or one line on standard input",
+    )
+    camp.add_argument("--abandon-target", type=float, default=None, help="set: e.g. 0.02")
+    camp.add_argument("--max-lines-per-agent", type=float, default=None, help="set: e.g. 2.5")
+    camp.add_argument(
+        "--mode", choices=["preview", "progressive", "power", "predictive"], default=None
+    )
+    camp.add_argument("--power-ratio", type=float, default=None, help="set: lines per agent")
+    camp.add_argument("--json", action="store_true")
 
     erl = sub.add_parser("erlang", help="Erlang C (and A) staffing for one interval")
     erl.add_argument("--calls", type=float, required=True, help="calls arriving in the interval")
@@ -188,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "erlang": cmd_erlang,
+        "campaign": cmd_campaign,
         "user": cmd_user,
         "lists": cmd_lists,
         "dnc": cmd_dnc,
@@ -450,6 +478,98 @@ def cmd_user(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api_call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One JSON request to the server's API; an API error becomes a
+    :class:`UsageError` (bad input) or ``RuntimeError`` (the server failed)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base.rstrip("/") + "/api/" + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        if exc.code >= 500:
+            raise RuntimeError(message) from None
+        raise UsageError(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"cannot reach {base}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _format_campaign(v: dict[str, Any]) -> str:
+    rates = ", ".join(
+        f"{w} {'-' if r is None else f'{r:.2%}'}" for w, r in v["abandon_rate"].items()
+    )
+    agents = ", ".join(f"{n} {s}" for s, n in sorted(v["agents"].items())) or "none"
+    idle = f" ({v['idle_reason']})" if v.get("idle_reason") else ""
+    return (
+        f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
+        f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent\n"
+        f"  lines {v['lines_in_use']}, agents: {agents}\n"
+        f"  dials {v['dials']}, connected {v['connected']}, abandoned {v['abandoned']};"
+        f" abandon rate {rates}"
+    )
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """``dirigent campaign list|status|start|pause|stop|set NAME``."""
+    import json
+    import os
+    import urllib.parse
+
+    if args.action != "list" and not args.name:
+        raise UsageError(f"campaign {args.action}: give the campaign's name")
+    changes = {
+        key: value
+        for key, value in (
+            ("abandon_target", args.abandon_target),
+            ("max_lines_per_agent", args.max_lines_per_agent),
+            ("mode", args.mode),
+            ("power_ratio", args.power_ratio),
+        )
+        if value is not None
+    }
+    if args.action == "set" and not changes:
+        raise UsageError(
+            "campaign set: give --abandon-target, --max-lines-per-agent, --mode or --power-ratio"
+        )
+    password = os.environ.get("DIRIGENT_PASSWORD")
+    if password is None:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        login = _api_call(
+            args.server, "POST", "login", {"username": args.user, "password": password}
+        )
+        name = urllib.parse.quote(args.name or "", safe="")
+        token = login["token"]
+        if args.action == "list":
+            result: Any = _api_call(args.server, "GET", "campaigns", token=token)
+        elif args.action == "status":
+            result = _api_call(args.server, "GET", f"campaigns/{name}", token=token)
+        elif args.action == "set":
+            result = _api_call(args.server, "PATCH", f"campaigns/{name}", changes, token)
+        else:
+            result = _api_call(args.server, "POST", f"campaigns/{name}/{args.action}", {}, token)
+    except RuntimeError as exc:
+        print(f"dirigent campaign: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    views = result if isinstance(result, list) else [result]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(_format_campaign(v) for v in views) or "no campaigns configured")
+    return EXIT_OK
+
+
 def cmd_erlang(args: argparse.Namespace) -> int:
     import json
 
@@ -647,6 +767,70 @@ def _demo_users(url: str, agents: int) -> None:
         engine.dispose()
 
 
+DEMO_CAMPAIGN = "demo-outbound"
+
+
+def _demo_campaign(url: str, directory: Path) -> Any:
+    """The demo's predictive campaign: 2,000 records from Ofcom's ranges for
+    drama (+44 20 7946 0xxx, +44 113 496 0xxx: never a real subscriber) that
+    only the simulated PBX answers, imported like any list.  Its rules are
+    the UK's except the calling hours (open all day, so the demo dials
+    whenever it is started): a demo-only policy, never shipped as a pack."""
+    from dialer.campaign import CampaignSettings, validate
+    from dialer.compliance import Policy
+    from dirigent import db
+    from dirigent.config import CampaignConfig
+    from dirigent.lists_import import import_list
+
+    path = directory / "demo-list.csv"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("phone,first_name,last_name,plan\n")
+        for i in range(1000):
+            fh.write(f"+44 20 7946 {i:04d},Alex,Demo{i},basic\n")
+            fh.write(f"+44 113 496 {i:04d},Sam,Demo{i},premium\n")
+    engine = db.make_engine(url)
+    try:
+        import_list(engine, path, DEMO_CAMPAIGN)
+    finally:
+        engine.dispose()
+    policy = Policy.parse(
+        {
+            "country": "GB",
+            "windows": [
+                {
+                    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                    "start": "00:00",
+                    "end": "23:59",
+                }
+            ],
+            "public_holidays": False,
+            "max_attempts_per_day": 0,
+            "abandon_limit": 0.03,
+            "abandon_window": "day",
+            "abandon_lockout_hours": 72,
+            "machine_retry_same_day_needs_agent": True,
+            "requires_consent": False,
+        },
+        "demo policy",
+    )
+    caller_id = "+442079460999"
+    return CampaignConfig(
+        validate(
+            CampaignSettings(
+                DEMO_CAMPAIGN,
+                caller_id=caller_id,
+                country="GB",
+                windows=("day",),
+                wrap_up=15.0,
+            )
+        ),
+        policy,
+        caller_id,
+        "Europe/London",
+        auto_start=True,
+    )
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from asterisk.session import PbxSettings
     from dirigent import db
@@ -659,14 +843,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from routing.model import QueueConfig
 
-    tmp = None
-    url = args.db
-    if url is None:
-        tmp = tempfile.mkdtemp(prefix="dirigent-demo-")
-        url = f"sqlite:///{Path(tmp) / 'dirigent.db'}"
+    tmp = tempfile.mkdtemp(prefix="dirigent-demo-")
+    url = args.db or f"sqlite:///{Path(tmp) / 'dirigent.db'}"
     db.upgrade(url)
     _demo_users(url, args.agents)
     args.username = "dirigent"
+    campaigns = () if args.no_campaign else (_demo_campaign(url, Path(tmp)),)
+    queues = ("sales",) if args.no_campaign else ("sales", DEMO_CAMPAIGN)
 
     def setup(reactor: Any) -> None:
         pbx, server = _make_sim(reactor, args, "demo-secret")
@@ -687,14 +870,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 ),
             ),
             routing=RoutingSettings(
-                queues=(QueueConfig("sales"),),
+                queues=tuple(QueueConfig(q) for q in queues),
                 agents=tuple(
                     AgentSettings(
-                        f"agent{1001 + i}", str(1001 + i), queues=("sales",), auto_login=True
+                        f"agent{1001 + i}",
+                        str(1001 + i),
+                        mode="ring" if args.no_campaign else "nailed",
+                        queues=queues,
+                        auto_login=True,
                     )
                     for i in range(args.agents)
                 ),
             ),
+            campaigns=campaigns,
         )
         app = _start_dirigent(reactor, settings, args.duration)
         print(
@@ -703,8 +891,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  metrics: http://127.0.0.1:{app.http_port}/metrics\n"
             f"  simulated Asterisk AMI: 127.0.0.1:{server.address[1]}"
             f" (user dirigent, {args.agents} agent phones, {args.inbound_rate:g} inbound calls/h)\n"
-            f"  simulated agents agent1001..agent{1000 + args.agents} log in to queue 'sales' and take the calls\n"
-            f"  API: http://127.0.0.1:{app.http_port}/api (POST /api/login as supervisor /"
+            f"  simulated agents agent1001..agent{1000 + args.agents} log in to {' and '.join(queues)}"
+            " and take the calls\n"
+            + (
+                ""
+                if args.no_campaign
+                else f"  predictive campaign '{DEMO_CAMPAIGN}' (2,000 records, abandon target 3 %):"
+                f" dirigent campaign status {DEMO_CAMPAIGN} --server http://127.0.0.1:{app.http_port}"
+                f" (password {DEMO_SUPERVISOR_PASSWORD} on stdin)\n"
+            )
+            + f"  API: http://127.0.0.1:{app.http_port}/api (POST /api/login as supervisor /"
             f" {DEMO_SUPERVISOR_PASSWORD}, or agent1001 / {DEMO_AGENT_PASSWORD}); push: ws://127.0.0.1:{app.http_port}/ws\n"
             f"  database: {url}\n"
             "Press Ctrl-C to stop.\n",
@@ -714,11 +910,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         return _run(args, "text", setup)
     finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                for f in Path(tmp).iterdir():
-                    f.unlink()
-                Path(tmp).rmdir()
+        with contextlib.suppress(OSError):
+            for f in Path(tmp).iterdir():
+                f.unlink()
+            Path(tmp).rmdir()
 
 
 if __name__ == "__main__":

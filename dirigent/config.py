@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from asterisk.session import PbxSettings
+from dialer.campaign import CampaignError, CampaignSettings, validate
+from dialer.compliance import Campaign, Policy, PolicyError, policy_for
+from dialer.retry import RetryError, RetryRules
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
@@ -75,12 +78,50 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True)
+class CampaignConfig:
+    """One ``[[campaign]]``: dialing settings, the country's rules, retries."""
+
+    settings: CampaignSettings
+    policy: Policy
+    caller_id: str
+    timezone: str  # the local day of the abandon ledger and of the reports
+    retry: RetryRules = field(default_factory=RetryRules)
+    drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
+    auto_start: bool = False
+    max_attempts_per_day: int | None = None
+    holiday_subdivisions: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def ledger_group(self) -> str:
+        return self.drop_group or self.settings.name
+
+    def compliance(self) -> Campaign:
+        """The campaign as the compliance gate sees it."""
+        return Campaign(
+            self.name,
+            self.policy,
+            self.caller_id,
+            holiday_subdivisions=self.holiday_subdivisions,
+            max_attempts_per_day=self.max_attempts_per_day,
+        )
+
+
+#: the local day for a country's ledger when ``timezone`` is not given
+DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
+
+
+@dataclass(frozen=True)
 class Settings:
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
     pbxs: tuple[PbxSettings, ...] = ()
     log_format: str = "text"
     routing: RoutingSettings = RoutingSettings()
+    campaigns: tuple[CampaignConfig, ...] = ()
 
 
 _PBX_FIELDS: dict[str, type] = {
@@ -161,7 +202,9 @@ def env_secret_name(pbx_name: str) -> str:
 
 def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
-    _check_keys(data, {"http", "database", "pbx", "log", "routing", "queue", "agent"}, "")
+    _check_keys(
+        data, {"http", "database", "pbx", "log", "routing", "queue", "agent", "campaign"}, ""
+    )
     http = _table(data, "http")
     _check_keys(http, {"host", "port"}, "http")
     http_settings = HttpSettings(
@@ -218,7 +261,9 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
             )
         values["secret"] = secret
         pbxs.append(PbxSettings(**values))
-    return Settings(http_settings, db_settings, tuple(pbxs), log_format, parse_routing(data))
+    campaigns = parse_campaigns(data)
+    routing = parse_routing(data, {c.settings.queue_name for c in campaigns})
+    return Settings(http_settings, db_settings, tuple(pbxs), log_format, routing, campaigns)
 
 
 def _levels(value: Any, key: str) -> dict[str, int]:
@@ -245,8 +290,13 @@ def _number(value: Any, key: str, minimum: float = 0.0) -> float:
     return float(value)
 
 
-def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
-    """``[routing]`` (policy, timeouts, ``[routing.blending]``), ``[[queue]]``, ``[[agent]]``."""
+def parse_routing(
+    data: Mapping[str, Any], campaign_queues: set[str] = frozenset()
+) -> RoutingSettings:  # type: ignore[assignment]
+    """``[routing]`` (policy, timeouts, ``[routing.blending]``), ``[[queue]]``, ``[[agent]]``.
+
+    A campaign's queue that is not configured as a ``[[queue]]`` is added
+    with the defaults: agents log in to it to take the campaign's calls."""
     routing = _table(data, "routing")
     _check_keys(routing, {"policy", "offer_timeout", "wrap_up", "blending"}, "routing")
     policy = routing.get("policy", "longest_idle")
@@ -344,7 +394,9 @@ def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
                 expertise=tuple(expertise),
             )
         )
-    names = queue_names
+    for name in sorted(campaign_queues - queue_names):
+        queues.append(QueueConfig(name))
+    names = queue_names | campaign_queues
     agents: list[AgentSettings] = []
     agent_ids: set[str] = set()
     for i, raw in enumerate(data.get("agent", [])):
@@ -396,6 +448,114 @@ def parse_routing(data: Mapping[str, Any]) -> RoutingSettings:
         queues=tuple(queues),
         agents=tuple(agents),
     )
+
+
+_CAMPAIGN_FIELDS: dict[str, type] = {
+    "mode": str,
+    "queue": str,
+    "trunk": str,
+    "abandon_target": float,
+    "ring_timeout": float,
+    "amd": bool,
+    "amd_delay": float,
+    "machine_action": str,
+    "amd_false_positive": float,
+    "connect_within": float,
+    "max_lines_per_agent": float,
+    "power_ratio": float,
+    "wrap_up": float,
+    "preview_auto_dial": float,
+}
+
+
+def parse_campaigns(data: Mapping[str, Any]) -> tuple[CampaignConfig, ...]:
+    """``[[campaign]]`` tables: the country picks the legal rules (calling
+    hours, abandon limit and window, lock-outs); the abandon target may be
+    lower than the country's limit, never higher."""
+    raw_list = data.get("campaign", [])
+    if not isinstance(raw_list, list):
+        raise ConfigError("campaign", "must be an array of tables ([[campaign]])")
+    out: list[CampaignConfig] = []
+    names: set[str] = set()
+    other = {
+        "name",
+        "country",
+        "caller_id",
+        "timezone",
+        "retry",
+        "drop_group",
+        "auto_start",
+        "max_attempts_per_day",
+        "holiday_subdivisions",
+    }
+    for i, raw in enumerate(raw_list):
+        prefix = f"campaign[{i}]"
+        raw, name = _named_table(raw, prefix, set(_CAMPAIGN_FIELDS) | other, "name", names)
+        country = raw.get("country")
+        if not isinstance(country, str):
+            raise ConfigError(f"{prefix}.country", "required: US, GB or DE")
+        try:
+            policy = policy_for(country)
+        except PolicyError as exc:
+            raise ConfigError(f"{prefix}.country", str(exc).split(": ", 1)[1]) from None
+        caller_id = raw.get("caller_id")
+        if not isinstance(caller_id, str):
+            raise ConfigError(f"{prefix}.caller_id", "required: the presented number, +E.164")
+        try:
+            Campaign(name, policy, caller_id)
+        except PolicyError as exc:
+            raise ConfigError(f"{prefix}.caller_id", str(exc).split(": ", 1)[1]) from None
+        values = {
+            k: _typed(raw[k], kind, f"{prefix}.{k}")
+            for k, kind in _CAMPAIGN_FIELDS.items()
+            if k in raw
+        }
+        windows = ("30d", "day") if policy.abandon_window == "30d" else ("day",)
+        try:
+            settings = validate(
+                CampaignSettings(
+                    name,
+                    caller_id=caller_id,
+                    country=policy.country,
+                    legal_max_abandon=policy.abandon_limit,
+                    abandon_target=values.pop("abandon_target", policy.abandon_limit),
+                    windows=windows,
+                    **values,
+                )
+            )
+        except CampaignError as exc:
+            raise ConfigError(f"{prefix}.{exc.key}", str(exc).split(": ", 1)[1]) from None
+        try:
+            retry = RetryRules.parse(_table(raw, "retry"), f"{prefix}.retry")
+        except RetryError as exc:
+            raise ConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
+        timezone = raw.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC"))
+        try:
+            import zoneinfo
+
+            zoneinfo.ZoneInfo(_typed(timezone, str, f"{prefix}.timezone"))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{prefix}.timezone", f"unknown time zone {timezone!r}") from None
+        per_day = raw.get("max_attempts_per_day")
+        subdivisions = raw.get("holiday_subdivisions", [])
+        out.append(
+            CampaignConfig(
+                settings,
+                policy,
+                caller_id,
+                timezone,
+                retry,
+                _typed(raw["drop_group"], str, f"{prefix}.drop_group")
+                if "drop_group" in raw
+                else None,
+                _typed(raw.get("auto_start", False), bool, f"{prefix}.auto_start"),
+                None
+                if per_day is None
+                else int(_number(per_day, f"{prefix}.max_attempts_per_day", 1)),
+                _typed(subdivisions, list, f"{prefix}.holiday_subdivisions"),
+            )
+        )
+    return tuple(out)
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

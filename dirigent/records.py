@@ -70,7 +70,7 @@ class Recorder:
                 conn.execute(
                     insert(t).values(
                         channel=m["channel"],
-                        direction="inbound",
+                        direction=m.get("direction", "inbound"),
                         uniqueid=m["interaction"],
                         arrived_at=at,
                         queue_name=m["queue"],

@@ -17,7 +17,7 @@ from twisted.application import internet, service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from asterisk.events import PbxConnected, PbxEvent
+from asterisk.events import PbxConnected, PbxEvent, ResyncCompleted
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
@@ -26,6 +26,7 @@ from cti.auth import TokenStore, User
 from cti.ws import push_resource
 from dirigent import db
 from dirigent.acd import AgentEndpoint, InboundAcd
+from dirigent.campaigns import Campaigns
 from dirigent.config import Settings
 from dirigent.records import Recorder, time_in_state
 from dirigent.web import make_site
@@ -77,15 +78,22 @@ class AcdService(service.Service):
         acd.telephony.subscribe(self._on_event)
 
     def _on_event(self, event: PbxEvent) -> None:
-        if isinstance(event, PbxConnected):
-            for agent_id, queues in self.auto_login.items():
-                if self.acd.router.agents[agent_id].logged_in:
-                    continue
-                if self.acd.endpoints[agent_id].mode == "nailed":
-                    d = self.acd.nail_up(agent_id, list(queues))  # logs in once bridged
-                    d.addErrback(self._nail_up_failed, agent_id)
-                else:
-                    self.acd.login(agent_id, list(queues))
+        # ringing agents log in at once; nailed-up ones after the resync, which
+        # shows whether their leg survived a restart of Dirigent
+        nailed_step = isinstance(event, ResyncCompleted)
+        if not (nailed_step or isinstance(event, PbxConnected)):
+            return
+        for agent_id, queues in self.auto_login.items():
+            if self.acd.router.agents[agent_id].logged_in:
+                continue
+            nailed = self.acd.endpoints[agent_id].mode == "nailed"
+            if nailed != nailed_step:
+                continue
+            if not nailed:
+                self.acd.login(agent_id, list(queues))
+            elif not self.acd.adopt_nailed(agent_id, list(queues)):
+                d = self.acd.nail_up(agent_id, list(queues))  # logs in once bridged
+                d.addErrback(self._nail_up_failed, agent_id)
 
     @staticmethod
     def _nail_up_failed(failure: Any, agent_id: str) -> None:
@@ -98,6 +106,21 @@ class AcdService(service.Service):
     def stopService(self) -> None:
         super().stopService()
         self.acd.stop()
+
+
+class CampaignService(service.Service):
+    name = "campaigns"
+
+    def __init__(self, campaigns: Campaigns) -> None:
+        self.campaigns = campaigns
+
+    def startService(self) -> None:
+        super().startService()
+        self.campaigns.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.campaigns.stop()
 
 
 class Dirigent:
@@ -145,6 +168,19 @@ class Dirigent:
             self.database.recorder = Recorder(self.database.engine, self.acd.bus)
             auto = {a.id: a.queues for a in routing.agents if a.auto_login}
             AcdService(self.acd, auto).setServiceParent(self.service)
+        self.campaigns: Campaigns | None = None
+        if settings.campaigns:
+            if self.acd is None:
+                raise ValueError("campaign: a campaign needs a [[pbx]] to dial through")
+            self.campaigns = Campaigns(
+                settings.campaigns,
+                self.database.engine,
+                self.acd.telephony,
+                self.acd,
+                reactor,
+                registry=self.registry,
+            )
+            CampaignService(self.campaigns).setServiceParent(self.service)
         children = {}
         self.tokens = TokenStore()
         if self.acd is not None:
@@ -154,6 +190,7 @@ class Dirigent:
                 self.find_user,
                 self.tokens,
                 lambda a, t0, t1: time_in_state(engine, a, t0, t1),
+                campaigns=self.campaigns,
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(

@@ -1,0 +1,423 @@
+"""The outbound side of the server: configured campaigns, each a runner.
+
+This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
+
+* its records, attempts and abandon ledger live in the database
+  (:mod:`dirigent.dialer_store`); a ledger is shared by the campaigns of one
+  drop-rate group and counts in the campaign's local day;
+* it shares the inbound ACD's router and PBX link: the ACD ticks the router
+  and hands every offer to its owner (``acd.offer_owners``), the runner hands
+  inbound offers back (``foreign_offers``), and blended agents that an
+  inbound queue needs are not counted by the pacing
+  (``acd.agents_needed_inbound``);
+* after the first resync of a process, attempts a previous run left open
+  are closed as "unknown", records claimed but never dialed are returned,
+  and campaigns that were running (or ``auto_start``) start again;
+* controls (start, pause, stop, live setting changes) are persisted, and
+  live figures go to Prometheus and to the WebSocket bus (``campaign``
+  messages, for supervisors).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Engine, func, select, update
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from asterisk.events import PbxEvent, ResyncCompleted
+from asterisk.port import Telephony
+from cti.bus import EventBus
+from dialer.abandon import WINDOWS, AbandonLedger
+from dialer.campaign import CampaignError
+from dialer.compliance import Compliance
+from dialer.runner import Attempt, CampaignRunner
+from dirigent import db
+from dirigent.acd import InboundAcd
+from dirigent.compliance_store import DbConsent, DbDnc
+from dirigent.config import CampaignConfig
+from dirigent.dialer_store import (
+    DbAttemptLog,
+    DbLeadSource,
+    DbLedgerStore,
+    campaign_status,
+    ensure_campaign,
+    set_campaign_status,
+)
+from routing.agent import AgentState
+
+log = Logger(namespace="dirigent.campaigns")
+
+#: settings that may be changed while a campaign runs (API / command line)
+LIVE_SETTINGS = {
+    "abandon_target": float,
+    "max_lines_per_agent": float,
+    "mode": str,
+    "power_ratio": float,
+    "ring_timeout": float,
+    "machine_action": str,
+    "wrap_up": float,
+}
+RECORD_STATUSES = ("new", "scheduled", "dialing", "completed", "closed")
+
+
+def local_day_start(timezone: str) -> Callable[[float], float]:
+    """Start of the local calendar day (epoch seconds) in ``timezone``."""
+    zone = zoneinfo.ZoneInfo(timezone)
+
+    def start(now: float) -> float:
+        local = dt.datetime.fromtimestamp(now, zone)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    return start
+
+
+class DialerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.calls = Counter(
+            "dirigent_dialer_calls",
+            "Dial attempts by final outcome",
+            ["campaign", "outcome"],
+            registry=registry,
+        )
+        self.abandon = Gauge(
+            "dirigent_dialer_abandon_ratio",
+            "Abandoned / live-answered calls over the window (AMD estimate included)",
+            ["campaign", "window"],
+            registry=registry,
+        )
+        self.lines = Gauge(
+            "dirigent_dialer_lines_in_use",
+            "Outbound calls in progress",
+            ["campaign"],
+            registry=registry,
+        )
+        self.level = Gauge(
+            "dirigent_dialer_dial_level",
+            "Lines in use per agent working the campaign (the pacing level)",
+            ["campaign"],
+            registry=registry,
+        )
+        self.agents = Gauge(
+            "dirigent_dialer_agents",
+            "Agents logged in to the campaign, by state",
+            ["campaign", "state"],
+            registry=registry,
+        )
+        self.running = Gauge(
+            "dirigent_dialer_campaign_status",
+            "1 for the campaign's current status",
+            ["campaign", "status"],
+            registry=registry,
+        )
+        self.records = Gauge(
+            "dirigent_campaign_records",
+            "Records of the campaign's active lists by status",
+            ["campaign", "status"],
+            registry=registry,
+        )
+
+
+@dataclass
+class Campaign:
+    config: CampaignConfig
+    runner: CampaignRunner
+    source: DbLeadSource
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Campaigns:
+    def __init__(
+        self,
+        configs: tuple[CampaignConfig, ...],
+        engine: Engine,
+        telephony: Telephony,
+        acd: InboundAcd,
+        clock: IReactorTime,
+        *,
+        registry: CollectorRegistry | None = None,
+        bus: EventBus | None = None,
+        figures_interval: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.bus = bus or acd.bus
+        self.metrics = DialerMetrics(registry) if registry is not None else None
+        self.campaigns: dict[str, Campaign] = {}
+        self._ledgers: dict[str, AbandonLedger] = {}
+        self._reconciled = False
+        gate = Compliance(DbDnc(engine), DbConsent(engine))
+        for cfg in configs:
+            s = cfg.settings
+            ensure_campaign(
+                engine,
+                s.name,
+                country=s.country,
+                dial_mode=s.mode,
+                caller_id=cfg.caller_id,
+            )
+            s = self._restore_settings(cfg)
+            source = DbLeadSource(engine, cfg.compliance(), gate, cfg.retry)
+            runner = CampaignRunner(
+                s,
+                telephony,
+                acd.router,
+                clock,
+                source,
+                attempts=DbAttemptLog(engine, s.name),
+                ledger=self._ledger(cfg),
+                foreign_offers=acd.route_offers,
+                reserved_agents=acd.agents_needed_inbound,
+                ticks_router=False,
+            )
+            acd.offer_owners.append(runner.own_offers)
+            runner.listeners.append(self._on_attempt)
+            self.campaigns[s.name] = Campaign(cfg, runner, source)
+        telephony.subscribe(self._on_event)
+        self._figures = LoopingCall(self.publish_figures)
+        self._figures.clock = clock
+        self._figures_interval = figures_interval
+
+    def _ledger(self, cfg: CampaignConfig) -> AbandonLedger:
+        group = cfg.ledger_group
+        ledger = self._ledgers.get(group)
+        if ledger is None:
+            store = DbLedgerStore(self.engine, group)
+            ledger = AbandonLedger(
+                day_start=local_day_start(cfg.timezone),
+                amd_false_positive=cfg.settings.amd_false_positive,
+                on_change=store.save,
+            )
+            ledger.load(store.load())
+            self._ledgers[group] = ledger
+        return ledger
+
+    def _restore_settings(self, cfg: CampaignConfig) -> Any:
+        """Live changes made through the API survive a restart (they are kept
+        in the campaign row); a stored value the configuration no longer
+        allows is dropped with a warning."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                select(db.campaign.c.settings).where(db.campaign.c.name == cfg.name)
+            ).scalar()
+        settings = cfg.settings
+        for key, value in (stored or {}).items():
+            if key not in LIVE_SETTINGS:
+                continue
+            try:
+                settings = settings.with_changes(**{key: value})
+            except CampaignError as exc:
+                log.warn("campaign {c}: stored {k} ignored: {e}", c=cfg.name, k=key, e=exc)
+        return settings
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._figures.start(self._figures_interval, now=False)
+
+    def stop(self) -> None:
+        if self._figures.running:
+            self._figures.stop()
+        for c in self.campaigns.values():
+            c.runner.stop()  # the stored status stays: a restart resumes it
+
+    def _on_event(self, event: PbxEvent) -> None:
+        if isinstance(event, ResyncCompleted) and not self._reconciled:
+            self._reconciled = True
+            self.clock.callLater(0, self.recover)
+
+    def recover(self) -> None:
+        """After the first resync: close what a previous run left open, then
+        resume the campaigns that were running."""
+        for c in self.campaigns.values():
+            closed = c.runner.reconcile()
+            freed = c.source.release_orphans()
+            if closed or freed:
+                log.info(
+                    "campaign {c}: {n} open attempts closed as unknown, {f} records returned",
+                    c=c.name,
+                    n=len(closed),
+                    f=freed,
+                )
+            if c.config.auto_start or campaign_status(self.engine, c.name) == "running":
+                c.runner.start()
+                set_campaign_status(self.engine, c.name, "running")
+        self.publish_figures()
+
+    # -- controls -------------------------------------------------------------------------
+    def get(self, name: str) -> Campaign:
+        found = self.campaigns.get(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def control(self, name: str, action: str) -> dict[str, Any]:
+        c = self.get(name)
+        if action == "start":
+            c.runner.start()
+        elif action == "pause":
+            c.runner.pause()
+        elif action == "stop":
+            c.runner.stop()
+        else:
+            raise ValueError(f"action: unknown action {action!r} (start, pause, stop)")
+        set_campaign_status(self.engine, name, "running" if action == "start" else c.runner.status)
+        log.info("campaign {c}: {a}", c=name, a=action)
+        self.publish_figures()
+        return self.view(name)
+
+    def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change live settings: validated all together (nothing changes if
+        one is refused), then kept in the campaign row."""
+        c = self.get(name)
+        clean: dict[str, Any] = {}
+        for key, value in changes.items():
+            kind = LIVE_SETTINGS.get(key)
+            if kind is None:
+                raise CampaignError(
+                    key, f"cannot be changed live (one of {', '.join(LIVE_SETTINGS)})"
+                )
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CampaignError(key, "must be a number" if kind is float else "must be text")
+            clean[key] = value
+        c.runner.update(**clean)
+        with self.engine.begin() as conn:
+            stored = (
+                conn.execute(
+                    select(db.campaign.c.settings).where(db.campaign.c.name == name)
+                ).scalar()
+                or {}
+            )
+            conn.execute(
+                update(db.campaign)
+                .where(db.campaign.c.name == name)
+                .values(
+                    settings={**stored, **clean},
+                    dial_mode=c.runner.settings.mode,
+                )
+            )
+        log.info("campaign {c}: changed {k}", c=name, k=", ".join(sorted(clean)))
+        self.publish_figures()
+        return self.view(name)
+
+    # -- figures ---------------------------------------------------------------------------
+    def view(self, name: str) -> dict[str, Any]:
+        c = self.get(name)
+        r = c.runner
+        now = self.clock.seconds()
+        states: dict[str, int] = {}
+        for agent_id in r.campaign_agents():
+            state = r.router.agents[agent_id].state.value
+            states[state] = states.get(state, 0) + 1
+        s = r.settings
+        return {
+            "campaign": name,
+            "status": r.status,
+            "idle_reason": r.idle_reason,
+            "mode": s.mode,
+            "country": s.country,
+            "abandon_target": s.abandon_target,
+            "legal_max_abandon": s.legal_max_abandon,
+            "max_lines_per_agent": s.max_lines_per_agent,
+            "power_ratio": s.power_ratio,
+            "ring_timeout": s.ring_timeout,
+            "lines_in_use": len(r.live),
+            "agents": states,
+            "dials": r.stats.dials,
+            "connected": r.stats.connected,
+            "abandoned": r.stats.abandoned,
+            "outcomes": dict(r.stats.outcomes),
+            "abandon_rate": {w: r.ledger.rate(w, now) for w in WINDOWS},
+            "drop_group": c.config.ledger_group,
+        }
+
+    def views(self) -> list[dict[str, Any]]:
+        return [self.view(name) for name in sorted(self.campaigns)]
+
+    def publish_figures(self) -> None:
+        now = self.clock.seconds()
+        for name, c in self.campaigns.items():
+            view = self.view(name)
+            self.bus.publish("campaign", **view, at=now)
+            if self.metrics is None:
+                continue
+            m = self.metrics
+            for window, rate in view["abandon_rate"].items():
+                m.abandon.labels(name, window).set(rate or 0.0)
+            m.lines.labels(name).set(view["lines_in_use"])
+            working = sum(
+                n for state, n in view["agents"].items() if state != AgentState.PAUSED.value
+            )
+            m.level.labels(name).set(view["lines_in_use"] / working if working else 0.0)
+            for state in AgentState:
+                if state is not AgentState.LOGGED_OUT:
+                    m.agents.labels(name, state.value).set(view["agents"].get(state.value, 0))
+            for status in ("running", "idle", "paused", "stopped"):
+                m.running.labels(name, status).set(1 if c.runner.status == status else 0)
+            self._record_gauges(c)
+
+    def _record_gauges(self, c: Campaign) -> None:
+        r, lst = db.record, db.dial_list
+        with self.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    select(r.c.status, func.count())
+                    .join(lst, lst.c.id == r.c.list_id)
+                    .where(lst.c.campaign_id == c.runner.log.campaign_id, lst.c.active.is_(True))  # type: ignore[attr-defined]
+                    .group_by(r.c.status)
+                ).all()
+            )
+        for status in RECORD_STATUSES:
+            self.metrics.records.labels(c.name, status).set(counts.get(status, 0))  # type: ignore[union-attr]
+
+    def _on_attempt(self, what: str, attempt: Attempt) -> None:
+        """Outbound interactions for the reports and the screen pop, and the
+        outcome counter."""
+        if what == "ended" and self.metrics is not None:
+            self.metrics.calls.labels(attempt.campaign, attempt.outcome or "unknown").inc()
+        event = {"queued": "queued", "connected": "answered"}.get(what)
+        if what == "ended" and attempt.verdict == "human":
+            event = "ended" if attempt.connected is not None else "abandoned"
+        if what == "offered" and attempt.agent:
+            c = self.campaigns[attempt.campaign]
+            self.bus.publish(
+                "offer",
+                agent=attempt.agent,
+                interaction=attempt.id,
+                channel="voice",
+                queue=c.runner.settings.queue_name,
+                customer=attempt.lead.number,
+                attributes=dict(attempt.lead.extra),
+                campaign=attempt.campaign,
+                deadline=None,
+            )
+        if event is None:
+            return
+        c = self.campaigns[attempt.campaign]
+        payload: dict[str, Any] = {}
+        if event in ("answered", "ended"):
+            payload["agent"] = attempt.agent
+        self.bus.publish(
+            "interaction",
+            event=event,
+            interaction=attempt.id,
+            channel="voice",
+            direction="outbound",
+            campaign=attempt.campaign,
+            queue=c.runner.settings.queue_name,
+            customer=attempt.lead.number,
+            at=self.clock.seconds(),
+            history=[],
+            **payload,
+        )
