@@ -48,6 +48,47 @@ def test_bad_configuration_names_the_key_and_the_reason(data, key, reason):
     assert err.value.key == key and reason in err.value.reason
 
 
+UK = {"name": "uk-winter", "country": "GB", "caller_id": "+442079460999"}
+
+
+def test_a_campaign_takes_its_country_rules_and_its_queue_exists():
+    settings = parse_settings(
+        {
+            "campaign": [{**UK, "abandon_target": 0.02, "drop_group": "uk-all"}],
+            "agent": [{"id": "a1", "endpoint": "1001", "mode": "nailed", "queues": ["uk-winter"]}],
+        },
+        env={},
+    )
+    (c,) = settings.campaigns
+    assert c.settings.legal_max_abandon == 0.03 and c.settings.abandon_target == 0.02
+    assert c.settings.windows == ("day",), "Ofcom: midnight to midnight"
+    assert c.timezone == "Europe/London" and c.ledger_group == "uk-all"
+    assert [q.name for q in settings.routing.queues] == ["uk-winter"]
+    us = parse_settings(
+        {"campaign": [{"name": "us", "country": "US", "caller_id": "+12125550199"}]}, env={}
+    )
+    assert us.campaigns[0].settings.windows == ("30d", "day")
+
+
+@pytest.mark.parametrize(
+    ("campaign", "key", "reason"),
+    [
+        ({"country": "FR"}, "campaign[0].country", "no policy pack"),
+        ({"caller_id": "anonymous"}, "campaign[0].caller_id", "suppressed caller ID is refused"),
+        ({"abandon_target": 0.05}, "campaign[0].abandon_target", "legal maximum 3.0%"),
+        ({"ring_timeout": 10}, "campaign[0].ring_timeout", "at least 15 s"),
+        ({"mode": "turbo"}, "campaign[0].mode", "unknown dial mode"),
+        ({"timezone": "Mars/Base"}, "campaign[0].timezone", "unknown time zone"),
+        ({"retry": {"busy": {"delay": 5, "max_attempts": 2}}}, "campaign[0].retry.busy.delay", "60"),
+        ({"speed": 3}, "campaign[0].speed", "unknown key"),
+    ],
+)
+def test_bad_campaign_configuration_names_the_key(campaign, key, reason):
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"campaign": [{**UK, **campaign}]}, env={})
+    assert err.value.key == key and reason in err.value.reason
+
+
 def test_secrets_and_database_url_come_from_the_environment():
     env = {env_secret_name("main-2"): "from-env", "DIRIGENT_DATABASE_URL": "postgresql://u@h/d"}
     settings = parse_settings({"pbx": [{"name": "main-2"}]}, env=env)

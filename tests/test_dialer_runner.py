@@ -286,3 +286,54 @@ def test_cli_sim_dialer_json_and_bad_input(capsys: pytest.CaptureFixture[str], t
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["sim", "dialer", "--strategy", "greedy", "--hours", "0.1"]) == 2
     assert "strategy" in capsys.readouterr().err
+
+
+# -- blended agents --------------------------------------------------------------------------
+def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
+    from dirigent.acd import AgentEndpoint, InboundAcd
+
+    clock = HeapClock()
+    pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))
+    tel = SimTelephony(pbx)
+    router = Router({"c": QueueConfig("c"), "sales": QueueConfig("sales")})
+    endpoints = {}
+    for a in ("1001", "1002"):
+        router.add_agent(Agent(a))
+        endpoints[a] = AgentEndpoint(a, a, "nailed")
+    acd = InboundAcd(tel, router, clock, endpoints, wrap_up=5)
+    for a in ("1001", "1002"):
+        acd.nail_up(a, ["sales", "c"])
+    clock.run_until(2.0)
+    source = ListSource([f"+49301234{i:04d}" for i in range(50)])
+    runner = CampaignRunner(
+        validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
+        tel,
+        router,
+        clock,
+        source,
+        Progressive(),
+        foreign_offers=acd.route_offers,
+        reserved_agents=acd.agents_needed_inbound,
+        ticks_router=False,
+    )
+    acd.offer_owners.append(runner.own_offers)
+    acd.start()
+    runner.start()
+    clock.run_until(20.0)
+    assert runner.stats.connected == 2, "both agents talk to campaign customers (60 s)"
+    assert runner.snapshot(clock.seconds()).agents == 2
+
+    pbx.inbound_call(queue="sales")
+    clock.run_until(21.0)
+    assert len(acd.calls) == 1 and acd.agents_needed_inbound(clock.seconds())
+    # the dialer no longer counts on one of the two agents ...
+    assert runner.snapshot(clock.seconds()).agents == 1
+    dials = runner.stats.dials
+    clock.run_until(120.0)
+    # ... so the first agent to free up takes the caller, and the campaign dials for the other
+    (call,) = acd.calls.values()
+    assert call.answered_at is not None and call.agent in ("1001", "1002")
+    first_free = min(a.connected for a in runner.log.attempts.values() if a.connected) + 60 + 5
+    assert call.answered_at == pytest.approx(first_free, abs=1.5), "talk 60 s, wrap-up 5 s"
+    assert runner.stats.dials == dials + 1
+    assert runner.stats.abandoned == 0
