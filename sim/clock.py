@@ -68,3 +68,33 @@ class HeapClock:
 
     def advance(self, amount: float) -> None:
         self.run_until(self.now + amount)
+
+
+@implementer(IReactorTime)
+class ScaledClock:
+    """The reactor's time, running ``speed`` times faster.
+
+    For real-time runs that must be short: the simulated PBX and the dialer
+    see minutes pass while the AMI traffic between them goes over real TCP in
+    seconds.  Delays are divided by ``speed`` on the way into the reactor;
+    network latency is multiplied by it in the virtual view, so keep the
+    speed modest (10 turns 5 ms of loopback latency into 50 ms)."""
+
+    def __init__(self, reactor: Any, speed: float, start: float | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed: must be positive")
+        self.reactor = reactor
+        self.speed = speed
+        self._real0 = reactor.seconds()
+        self._virtual0 = self._real0 if start is None else start
+
+    def seconds(self) -> float:
+        return self._virtual0 + (self.reactor.seconds() - self._real0) * self.speed
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any
+    ) -> DelayedCall:
+        return self.reactor.callLater(max(0.0, delay) / self.speed, callable, *args, **kw)
+
+    def getDelayedCalls(self) -> list[DelayedCall]:
+        return self.reactor.getDelayedCalls()

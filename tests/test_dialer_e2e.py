@@ -1,0 +1,130 @@
+"""The campaign runner end to end over AMI (real TCP to the simulated Asterisk)
+gives the same outcomes as the in-process path used by the benchmarks.
+
+Ten nailed-up agents, a progressive campaign, four virtual minutes of the
+standard outcome mix with shorter talk times, at ten times real speed (about
+24 s).  Fates are drawn from (seed, number, attempt), so a number dialed on
+both paths meets the same customer: its outcome must be the same."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from twisted.internet import reactor
+
+from asterisk.telephony import AmiTelephony
+from dialer.campaign import CampaignSettings, validate
+from dialer.pacing import Progressive
+from dialer.runner import CampaignRunner, MemoryAttemptLog
+from routing.agent import Agent
+from routing.model import QueueConfig
+from routing.router import Router
+from sim.ami_server import SimAmiServer
+from sim.clock import HeapClock, ScaledClock
+from sim.inprocess import SimTelephony
+from sim.pbx import SimPbx
+from sim.workload import Distribution, standard_workload
+from tests.conftest import LOOP, run, settle, wait_for
+from tests.test_dialer_runner import ListSource
+
+AGENTS = [str(1001 + i) for i in range(10)]
+NUMBERS = [f"+49301234{i:04d}" for i in range(400)]
+MINUTES = 4.0
+SPEED = 10.0
+SEED = 21
+
+
+def quick_workload() -> Any:
+    w = standard_workload()
+    return replace(
+        w,
+        talk=Distribution("lognormal", mean=20.0, sd=8.0),
+        amd=replace(w.amd, person_misread=0.0),
+    )
+
+
+def make_runner(telephony: Any, clock: Any) -> tuple[CampaignRunner, MemoryAttemptLog]:
+    router = Router({"c": QueueConfig("c")})
+    for a in AGENTS:
+        router.add_agent(Agent(a))
+    log = MemoryAttemptLog()
+    runner = CampaignRunner(
+        validate(
+            CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=3.0)
+        ),
+        telephony,
+        router,
+        clock,
+        ListSource(NUMBERS),
+        Progressive(),
+        attempts=log,
+    )
+    return runner, log
+
+
+def nail_up_and_login(runner: CampaignRunner, now: float) -> None:
+    for a in AGENTS:
+        runner.router.login(a, now, ["c"])
+
+
+def outcomes(log: MemoryAttemptLog) -> dict[str, str]:
+    return {a.lead.number: a.outcome for a in log.attempts.values() if a.outcome is not None}
+
+
+def in_process() -> dict[str, str]:
+    clock = HeapClock()
+    pbx = SimPbx(clock, seed=SEED, agents=len(AGENTS), workload=quick_workload())
+    tel = SimTelephony(pbx)
+    for a in AGENTS:
+        tel.originate(f"PJSIP/{a}", context="dirigent-agent", exten=a, channel_id=f"agent-{a}")
+    clock.run_until(2.0)
+    runner, log = make_runner(tel, clock)
+    nail_up_and_login(runner, clock.seconds())
+    runner.start()
+    clock.run_until(2.0 + MINUTES * 60)
+    runner.stop()
+    clock.run_until(2.0 + MINUTES * 60 + 120)  # calls in progress end
+    return outcomes(log)
+
+
+def test_the_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_factory):
+    clock = ScaledClock(reactor, SPEED)
+    pbx = SimPbx(clock, seed=SEED, agents=len(AGENTS), workload=quick_workload())
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    try:
+        session = session_factory(server.address)
+        session.start()
+        run(wait_for(lambda: session.connected, what="AMI login"))
+        tel = AmiTelephony(session)
+        for a in AGENTS:
+            tel.originate(f"PJSIP/{a}", context="dirigent-agent", exten=a, channel_id=f"agent-{a}")
+        settle(2.0 / SPEED)
+        runner, log = make_runner(tel, clock)
+        run(wait_for(lambda: len(pbx.bridges) >= len(AGENTS), what="agents in their bridges"))
+        nail_up_and_login(runner, clock.seconds())
+        runner.start()
+        settle(MINUTES * 60 / SPEED)
+        runner.stop()
+        run(wait_for(lambda: not runner.live, timeout=30, what="calls in progress to end"))
+    finally:
+        pbx.stop_inbound()
+        for chan in list(pbx.channels.values()):
+            for timer in chan.timers:
+                if timer.active():
+                    timer.cancel()
+        d = server.stop()
+        if d is not None:
+            run(d.asFuture(LOOP))
+    over_ami = outcomes(log)
+    local = in_process()
+    both = set(over_ami) & set(local)
+    assert len(local) > 100, "the run is long enough to mean something"
+    assert len(both) >= 0.85 * min(len(local), len(over_ami))
+    print(f"AMI {len(over_ami)} attempts, in-process {len(local)}, both {len(both)}")
+    differ = {n: (over_ami[n], local[n]) for n in both if over_ami[n] != local[n]}
+    assert differ == {}
+    # every outcome kind happened, and no person went without an agent
+    assert {"answered", "machine", "no-answer", "busy", "invalid"} <= set(over_ami.values())
+    assert "abandoned" not in over_ami.values() and runner.stats.abandoned == 0
