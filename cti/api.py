@@ -76,6 +76,8 @@ class CampaignOps(Protocol):
     def view(self, name: str) -> dict[str, Any]: ...
     def control(self, name: str, action: str) -> dict[str, Any]: ...
     def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def preview(self, agent: str) -> dict[str, Any] | None: ...
+    def preview_decision(self, agent: str, decision: str) -> dict[str, Any]: ...
 
 
 class ApiError(Exception):
@@ -325,6 +327,11 @@ class ApiResource(resource.Resource):
             raise ApiError(404, "agent", f"unknown agent {agent_id!r}")
         return agent
 
+    def _agent_may(self, agent_id: str, user: User, what: str) -> None:
+        self._agent(agent_id)
+        if not user.may_act_for(agent_id):
+            raise ApiError(403, "agent", f"{user.username} may not {what} {agent_id}")
+
     def _dispatch(self, method: str, path: list[str], body: dict[str, Any], user: User) -> Any:
         ops = self.ops
         match method, path:
@@ -335,6 +342,14 @@ class ApiResource(resource.Resource):
                 return agent_view(self._agent(agent_id), ops.day_window())
             case "GET", ["queues"]:
                 return ops.queue_figures()
+            case "GET", ["agents", agent_id, "preview"]:
+                self._agent_may(agent_id, user, "see the preview of")
+                return self.campaigns.preview(agent_id) if self.campaigns else None
+            case "POST", ["agents", agent_id, ("preview-dial" | "preview-skip") as action]:
+                self._agent_may(agent_id, user, action)
+                if self.campaigns is None:
+                    raise ApiError(404, "campaign", "no campaigns are configured")
+                return self.campaigns.preview_decision(agent_id, action.split("-")[1])
             case (("POST" | "PUT"), ["agents", agent_id, action]):
                 self._agent(agent_id)
                 supervisor_only = action in ("skills", "capacity")

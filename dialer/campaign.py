@@ -31,6 +31,7 @@ class Lead:
     number: str  # E.164
     contact: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None  # the contact's display name (screen pop, preview)
 
 
 class LeadSource(Protocol):
@@ -47,6 +48,9 @@ class LeadSource(Protocol):
     def empty_reason(self, now: float) -> str:
         """Why ``take`` found nothing (for the campaign's idle status)."""
         ...
+
+    # Optional: ``release(lead, now)`` returns a record taken but never dialed (an
+    # agent skipped the preview) without counting an attempt.
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,20 @@ class Oracle(Protocol):
     def next_need_in(self, runner: CampaignRunner, n: int, now: float) -> np.ndarray: ...
 
 
+#: the pause reason while an agent looks at (or dials) a preview record
+PREVIEW = "preview"
+#: the person on a preview call waits for one agent only: before anything queued
+PREVIEW_PRIORITY = 100
+
+
+@dataclass
+class Preview:
+    lead: Lead
+    since: float
+    timer: IDelayedCall | None = None
+    attempt: str | None = None  # set once the agent dialed
+
+
 @dataclass
 class RunnerStats:
     dials: int = 0
@@ -189,12 +203,16 @@ class CampaignRunner:
         self.live: dict[str, Attempt] = {}  # attempt id -> open attempt
         self.by_channel: dict[str, Attempt] = {}  # customer channel uniqueid -> attempt
         self.waiting_since: dict[str, float] = {}  # attempt id -> verdict time (no agent yet)
+        #: preview mode: agent -> the record on the agent's screen (not dialed yet)
+        self.previews: dict[str, Preview] = {}
         self._deadlines: dict[str, IDelayedCall] = {}
         self._talk: dict[str, tuple[float, float]] = {}  # agent -> (talk seconds, wrap start)
         self._ids = itertools.count(1)
         self._pace_soon: IDelayedCall | None = None
         self._last_line_change = clock.seconds()
         self.listeners: list[Callable[[str, Attempt], None]] = []
+        #: preview mode: called with (agent, preview) when a record is put on screen
+        self.preview_listeners: list[Callable[[str, Preview], None]] = []
         queue = settings.queue_name
         self._members = {a.id for a in router.agents.values() if a.logged_in and queue in a.queues}
         self._ticker = LoopingCall(self.tick)
@@ -250,6 +268,13 @@ class CampaignRunner:
             self._members.add(agent.id)
         else:
             self._members.discard(agent.id)
+        preview = self.previews.get(agent.id)
+        if (
+            preview is not None
+            and preview.attempt is None
+            and (agent.id not in self._members or agent.pause_reason != PREVIEW)
+        ):
+            self._release_preview(agent.id)  # logged out or paused for something else
         if self.status == "running" and agent.state is AgentState.READY:
             self.pace_soon()
 
@@ -323,9 +348,10 @@ class CampaignRunner:
             return
         if not self.telephony.connected:
             return  # PBX lost: no new dials until the resync
-        if self.settings.mode == "preview":
-            return  # the agent dials (preview_dial)
         now = self.clock.seconds()
+        if self.settings.mode == "preview":
+            self._offer_previews(now)
+            return
         s = self.snapshot(now)
         if s.agents == 0:
             self._idle("no agents logged in and ready")
@@ -346,6 +372,77 @@ class CampaignRunner:
             self.status, self.idle_reason = "running", None
         for lead in leads:
             self.dial(lead)
+
+    # -- preview mode ----------------------------------------------------------------------
+    def _offer_previews(self, now: float) -> None:
+        """Each ready agent gets one record to look at; the agent is paused
+        ("preview") so nothing else is routed to them meanwhile."""
+        free = [
+            a
+            for a in sorted(self._members)
+            if a not in self.previews and self.router.agents[a].state is AgentState.READY
+        ]
+        if not free:
+            if not self._members:
+                self._idle("no agents logged in and ready")
+            return
+        for agent in free:
+            leads = self.source.take(1, now)
+            if not leads:
+                self._idle(self.source.empty_reason(now))
+                return
+            if self.status == "idle":
+                self.status, self.idle_reason = "running", None
+            preview = self.previews[agent] = Preview(leads[0], now)
+            self.router.pause(agent, now, PREVIEW)
+            if self.settings.preview_auto_dial is not None:
+                preview.timer = self.clock.callLater(
+                    self.settings.preview_auto_dial, self.preview_dial, agent
+                )
+            self._notify_preview(agent, preview)
+
+    def preview_dial(self, agent: str) -> Attempt:
+        """The agent (or the auto-dial timer) dials the record on screen."""
+        preview = self.previews.get(agent)
+        if preview is None or preview.attempt is not None:
+            raise ValueError(
+                f"agent: {agent} has no record to dial in campaign {self.settings.name}"
+            )
+        if preview.timer is not None and preview.timer.active():
+            preview.timer.cancel()
+        attempt = self.dial(preview.lead, agent=agent)
+        preview.attempt = attempt.id
+        return attempt
+
+    def preview_skip(self, agent: str) -> None:
+        """The agent passes on the record: it goes back to the list untouched
+        (no attempt, no retry rule) and the agent gets the next one."""
+        preview = self.previews.get(agent)
+        if preview is None or preview.attempt is not None:
+            raise ValueError(
+                f"agent: {agent} has no record to skip in campaign {self.settings.name}"
+            )
+        self._release_preview(agent)
+        self._preview_over(agent)
+
+    def _release_preview(self, agent: str) -> None:
+        preview = self.previews.pop(agent)
+        if preview.timer is not None and preview.timer.active():
+            preview.timer.cancel()
+        release = getattr(self.source, "release", None)
+        if release is not None:
+            release(preview.lead, self.clock.seconds())
+
+    def _preview_over(self, agent: str) -> None:
+        """Back to ready (if still paused for the preview); pacing brings the next record."""
+        a = self.router.agents.get(agent)
+        if a is not None and a.logged_in and a.pause_reason == PREVIEW:
+            self._route(self.router.ready(agent, self.clock.seconds()))
+        self.pace_soon()
+
+    def _notify_preview(self, agent: str, preview: Preview) -> None:
+        for listener in self.preview_listeners:
+            listener(agent, preview)
 
     def _idle(self, reason: str) -> None:
         if self.status == "running" or self.idle_reason != reason:
@@ -453,6 +550,7 @@ class CampaignRunner:
             return
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
+        preview = self.previews.get(attempt.agent) if attempt.agent else None
         interaction = Interaction(
             attempt.id,
             Channel.VOICE,
@@ -462,6 +560,7 @@ class CampaignRunner:
             customer=attempt.lead.number,
             attributes=dict(attempt.lead.extra),
             agent=attempt.agent,
+            priority=PREVIEW_PRIORITY if preview is not None else 0,
         )
         self.waiting_since[attempt.id] = now
         self._deadlines[attempt.id] = self.clock.callLater(
@@ -469,6 +568,10 @@ class CampaignRunner:
         )
         self._notify("queued", attempt)
         self._route(self.router.enqueue(interaction, now))
+        if preview is not None and preview.attempt == attempt.id:
+            # the agent who dialed takes the call: out of the preview pause, into the offer
+            del self.previews[attempt.agent]  # type: ignore[arg-type]
+            self._route(self.router.ready(attempt.agent, now))  # type: ignore[arg-type]
 
     def own_offers(self, offers: list[Offer]) -> list[Offer]:
         """Carry out the offers for this campaign's calls (move the person into
@@ -586,6 +689,10 @@ class CampaignRunner:
         self.log.end(attempt)
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
         self.source.done(attempt.lead, outcome, now)
+        preview = self.previews.get(attempt.agent) if attempt.agent else None
+        if preview is not None and preview.attempt == attempt.id:
+            del self.previews[attempt.agent]  # type: ignore[arg-type]  # not answered
+            self._preview_over(attempt.agent)  # type: ignore[arg-type]  # the next record
         self._notify("ended", attempt)
         self.pace_soon()
 

@@ -182,6 +182,7 @@ class Campaigns:
             )
             acd.offer_owners.append(runner.own_offers)
             runner.listeners.append(self._on_attempt)
+            runner.preview_listeners.append(self._on_preview)
             self.campaigns[s.name] = Campaign(cfg, runner, source)
         telephony.subscribe(self._on_event)
         self._figures = LoopingCall(self.publish_figures)
@@ -310,6 +311,51 @@ class Campaigns:
         log.info("campaign {c}: changed {k}", c=name, k=", ".join(sorted(clean)))
         self.publish_figures()
         return self.view(name)
+
+    # -- preview mode ------------------------------------------------------------------------
+    def _preview_runner(self, agent: str) -> CampaignRunner:
+        for c in self.campaigns.values():
+            if agent in c.runner.previews:
+                return c.runner
+        raise ValueError(f"agent: {agent} has no preview record")
+
+    def preview(self, agent: str) -> dict[str, Any] | None:
+        """The record on the agent's screen, if any."""
+        for c in self.campaigns.values():
+            p = c.runner.previews.get(agent)
+            if p is not None:
+                return self._preview_view(c.name, agent, p)
+        return None
+
+    def preview_decision(self, agent: str, decision: str) -> dict[str, Any]:
+        runner = self._preview_runner(agent)
+        if decision == "dial":
+            attempt = runner.preview_dial(agent)
+            return {"campaign": runner.settings.name, "attempt": attempt.id, "dialing": True}
+        if decision == "skip":
+            runner.preview_skip(agent)
+            return {"campaign": runner.settings.name, "skipped": True}
+        raise ValueError(f"decision: unknown decision {decision!r} (dial, skip)")
+
+    def _preview_view(self, campaign: str, agent: str, p: Any) -> dict[str, Any]:
+        auto = self.campaigns[campaign].runner.settings.preview_auto_dial
+        return {
+            "agent": agent,
+            "campaign": campaign,
+            "record": p.lead.record_id,
+            "customer": p.lead.number,
+            "name": p.lead.name,
+            "attributes": dict(p.lead.extra),
+            "since": p.since,
+            "auto_dial_at": None if auto is None else p.since + auto,
+            "dialing": p.attempt is not None,
+        }
+
+    def _on_preview(self, agent: str, p: Any) -> None:
+        for c in self.campaigns.values():
+            if c.runner.previews.get(agent) is p:
+                self.bus.publish("preview", **self._preview_view(c.name, agent, p))
+                return
 
     # -- figures ---------------------------------------------------------------------------
     def view(self, name: str) -> dict[str, Any]:

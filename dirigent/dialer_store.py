@@ -175,10 +175,20 @@ class DbLeadSource:
 
     def take(self, n: int, now: float) -> list[Lead]:
         claimed = pool.claim(self.engine, self.campaign, self.gate, _at(now), limit=n)  # type: ignore[arg-type]
-        if claimed:
-            self._reason = None
+        if not claimed:
+            return []
+        self._reason = None
+        ids = {c.contact_id for c in claimed}
+        with self.engine.connect() as conn:
+            names = dict(
+                conn.execute(
+                    select(db.contact.c.id, db.contact.c.display_name).where(
+                        db.contact.c.id.in_(ids)
+                    )
+                ).all()
+            )
         return [
-            Lead(c.record_id, c.e164, str(c.contact_id), c.extra)  # record ids are ints here
+            Lead(c.record_id, c.e164, str(c.contact_id), c.extra, names.get(c.contact_id) or None)
             for c in claimed
         ]
 
@@ -193,6 +203,18 @@ class DbLeadSource:
             self.rules,
             counted=True,  # type: ignore[arg-type]
         )
+
+    def release(self, lead: Lead, now: float) -> None:
+        """A record taken but never dialed (a skipped preview) is due again,
+        behind the records never tried, with no attempt counted."""
+        if not isinstance(lead.record_id, int):
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(db.record)
+                .where(and_(db.record.c.id == lead.record_id, db.record.c.status == "dialing"))
+                .values(status="scheduled", next_due_at=_at(now))
+            )
 
     def empty_reason(self, now: float) -> str:
         """Why nothing is dialable, from the pool status (cached a few seconds:

@@ -192,3 +192,35 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
         a.lead.number for a in runner2.log.open_attempts(DEMO_CAMPAIGN)
     }
     assert redialed.isdisjoint(open_before.values()), "never redialed blindly"
+
+
+def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
+    start, _engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss, anna = token(app, "boss"), token(app, "anna")
+    status, view = call(app, "PATCH", f"campaigns/{DEMO_CAMPAIGN}", {"mode": "preview"}, boss)
+    assert status == 200 and view["mode"] == "preview"
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=20, what="a preview"))
+    dials = runner.stats.dials
+    status, shown = call(app, "GET", "agents/agent1001/preview", token=anna)
+    assert status == 200 and shown["campaign"] == DEMO_CAMPAIGN
+    assert shown["customer"].startswith("+44") and shown["name"].startswith(("Alex", "Sam"))
+    assert shown["attributes"]["plan"] in ("basic", "premium")
+    status, _body = call(app, "POST", "agents/agent1002/preview-dial", {}, anna)
+    assert status == 403, "an agent decides only about their own preview"
+
+    status, _body = call(app, "POST", "agents/agent1001/preview-skip", {}, anna)
+    assert status == 200
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=10, what="the next record"))
+    status, again = call(app, "GET", "agents/agent1001/preview", token=anna)
+    assert again["customer"] != shown["customer"]
+
+    status, body = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
+    assert status == 200 and body["dialing"] is True
+    with _engine.connect() as conn:
+        row = conn.execute(select(db.attempt).where(db.attempt.c.ref == body["attempt"])).one()
+    assert row.agent_code == "agent1001" and row.e164 == again["customer"]
+    status, err = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
+    assert status == 400 and err["field"] == "agent"
+    assert runner.stats.dials >= dials + 1

@@ -79,7 +79,11 @@ def test_a_campaign_takes_its_country_rules_and_its_queue_exists():
         ({"ring_timeout": 10}, "campaign[0].ring_timeout", "at least 15 s"),
         ({"mode": "turbo"}, "campaign[0].mode", "unknown dial mode"),
         ({"timezone": "Mars/Base"}, "campaign[0].timezone", "unknown time zone"),
-        ({"retry": {"busy": {"delay": 5, "max_attempts": 2}}}, "campaign[0].retry.busy.delay", "60"),
+        (
+            {"retry": {"busy": {"delay": 5, "max_attempts": 2}}},
+            "campaign[0].retry.busy.delay",
+            "60",
+        ),
         ({"speed": 3}, "campaign[0].speed", "unknown key"),
     ],
 )

@@ -37,6 +37,9 @@ class ListSource:
     def empty_reason(self, now: float) -> str:
         return "list exhausted"
 
+    def release(self, lead: Lead, now: float) -> None:
+        self.queue.append(lead)  # skipped: to the end of the list
+
 
 class CheckingLog(MemoryAttemptLog):
     """Remembers how many Originates the PBX had seen when each attempt was written."""
@@ -337,3 +340,52 @@ def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> 
     assert call.answered_at == pytest.approx(first_free, abs=1.5), "talk 60 s, wrap-up 5 s"
     assert runner.stats.dials == dials + 1
     assert runner.stats.abandoned == 0
+
+
+# -- preview mode ----------------------------------------------------------------------------
+def preview_setup(wl: Any, auto: float | None = None) -> Any:
+    clock, pbx, runner, source, log = setup(wl, agents=1, numbers=5)
+    runner.update(mode="preview", preview_auto_dial=auto)
+    shown: list[tuple[str, str]] = []
+    runner.preview_listeners.append(lambda agent, p: shown.append((agent, p.lead.number)))
+    return clock, pbx, runner, source, log, shown
+
+
+def test_preview_shows_the_record_first_and_the_agent_dials_or_skips() -> None:
+    clock, _pbx, runner, source, log, shown = preview_setup(workload(live=1.0))
+    runner.start()
+    clock.run_until(10.0)
+    agent = runner.router.agents["1001"]
+    assert shown == [("1001", "+493012340000")] and log.order == [], "nothing dialed yet"
+    assert agent.pause_reason == "preview", "nothing else is routed to an agent reading a record"
+
+    runner.preview_skip("1001")  # back to the list, no attempt
+    clock.run_until(11.0)
+    assert shown[-1] == ("1001", "+493012340001") and log.order == []
+    assert source.queue[-1].number == "+493012340000"
+
+    attempt = runner.preview_dial("1001")
+    clock.run_until(12.0)
+    assert attempt.agent == "1001" and attempt.lead.number == "+493012340001"
+    with pytest.raises(ValueError, match="no record to dial"):
+        runner.preview_dial("1001")  # dialing already
+    clock.run_until(30.0)
+    # the person reached the agent who dialed, with no AMD in the way
+    assert attempt.connected is not None and attempt.verdict == "human"
+    assert attempt.connected - attempt.answered < 2.0
+    clock.run_until(200.0)  # talk 60 s, then at most 120 s of wrap-up: the next record comes
+    assert attempt.outcome == "answered"
+    assert shown[-1] == ("1001", "+493012340002")
+
+
+def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_record() -> None:
+    clock, _pbx, runner, _source, log, shown = preview_setup(workload(busy=1.0), auto=5.0)
+    runner.start()
+    clock.run_until(3.0)
+    assert log.order == []
+    clock.run_until(9.0)
+    assert len(log.order) == 1, "dialed by itself after 5 s"
+    clock.run_until(30.0)
+    first = log.attempts[log.order[0]]
+    assert first.outcome == "busy"
+    assert len(shown) >= 2 and runner.router.agents["1001"].pause_reason == "preview"
