@@ -224,3 +224,72 @@ def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
     status, err = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
     assert status == 400 and err["field"] == "agent"
     assert runner.stats.dials >= dials + 1
+
+
+def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it(
+    setup, capsys, monkeypatch
+):
+    import asyncio
+    import json
+
+    import websockets
+
+    from dirigent.cli import main
+
+    start, _engine = setup
+    app = start()
+    boss, anna = token(app, "boss"), token(app, "anna")
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    run(wait_for(lambda: runner.status == "running", timeout=10, what="auto start"))
+    seen: dict[str, list[dict]] = {"boss": [], "anna": []}
+
+    async def listen() -> None:
+        base = f"ws://127.0.0.1:{app.http_port}/ws?token="
+        async with (
+            websockets.connect(base + boss) as ws_boss,
+            websockets.connect(base + anna) as ws_anna,
+        ):
+
+            async def reader(ws: Any, who: str) -> None:
+                async for raw in ws:
+                    seen[who].append(json.loads(raw))
+
+            tasks = [
+                asyncio.ensure_future(reader(ws_boss, "boss")),
+                asyncio.ensure_future(reader(ws_anna, "anna")),
+            ]
+            await asyncio.sleep(0.1)
+            monkeypatch.setenv("DIRIGENT_PASSWORD", "boss-password")
+            server = f"http://127.0.0.1:{app.http_port}"
+            code = await LOOP.run_in_executor(
+                None,
+                lambda: main(
+                    ["campaign", "pause", DEMO_CAMPAIGN, "--server", server, "--user", "boss"]
+                ),
+            )
+            assert code == 0
+            await wait_for(
+                lambda: any(m["type"] == "campaign" for m in seen["boss"]), what="figures"
+            )
+            await asyncio.sleep(0.2)
+            for t in tasks:
+                t.cancel()
+
+    run(listen())
+    out = capsys.readouterr().out
+    assert f"{DEMO_CAMPAIGN}: paused" in out and "abandon rate" in out
+    figures = [m for m in seen["boss"] if m["type"] == "campaign"]
+    assert figures[-1]["status"] == "paused" and "abandon_rate" in figures[-1]
+    assert not any(m["type"] == "campaign" for m in seen["anna"]), "figures are not for agents"
+
+    server = f"http://127.0.0.1:{app.http_port}"
+    argv = ["campaign", "set", DEMO_CAMPAIGN, "--server", server, "--user", "boss"]
+    code = run(LOOP.run_in_executor(None, lambda: main([*argv, "--abandon-target", "0.05"])))
+    assert code == 2 and "abandon_target" in capsys.readouterr().err
+    code = run(
+        LOOP.run_in_executor(None, lambda: main([*argv, "--max-lines-per-agent", "2", "--json"]))
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out)["max_lines_per_agent"] == 2.0
+    monkeypatch.setenv("DIRIGENT_PASSWORD", "wrong")
+    code = run(LOOP.run_in_executor(None, lambda: main(["campaign", "list", "--server", server])))
+    assert code == 2 and "password" in capsys.readouterr().err
