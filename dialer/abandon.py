@@ -107,6 +107,11 @@ class AbandonLedger:
             return sum(b.live for b in picked), sum(b.abandoned for b in picked)
         raise ValueError(f"window: unknown window {window!r} (one of {', '.join(WINDOWS)})")
 
+    def hour_span(self, now: float) -> float:
+        """How much of the last hour the short-term counts cover (seconds)."""
+        self._trim(now)
+        return min(3600.0, now - self.recent[0][0]) if self.recent else 0.0
+
     def rate(self, window: str, now: float) -> float | None:
         live, abandoned = self.counts(window, now)
         return abandoned / live if live > 0 else None
