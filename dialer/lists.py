@@ -8,6 +8,10 @@
   file (TOML ``[columns] phone = "Tel. privat"``) for unusual headers.
   Columns that map to nothing are kept as the record's extra fields (for
   screen pops and rules).
+* Excel workbooks (``.xlsx``, recognised by content, not by name): the
+  first sheet, read-only and streaming (openpyxl), cached values instead of
+  formulas, whole numbers without a trailing ``.0``, dates as ISO dates.
+  Old binary ``.xls`` files are refused with a hint.
 * Rows are read one at a time (constant memory, whatever the file size).
 
 Every problem is reported per row with the field and the reason.
@@ -215,6 +219,21 @@ class ListReader:
                 sample = fh.read(64 * 1024)
         except OSError as exc:
             raise ListError("file", f"cannot read {path}: {exc.strerror}") from None
+        self.rows_read = 0
+        self.problems: list[RowProblem] = []
+        self.formula_fields = 0
+        self.columns: dict[int, str] = {}
+        self.kind = "csv"
+        if sample.startswith(XLS_MAGIC):
+            raise ListError("file", "an old binary Excel file (.xls): save it as .xlsx or CSV")
+        if sample.startswith(b"PK\x03\x04"):
+            self.kind, self.encoding = "xlsx", "xlsx"
+
+            class Workbook(csv.excel):
+                pass
+
+            self.dialect: Any = Workbook
+            return
         self.encoding = encoding or detect_encoding(sample)
         text = sample.decode(self.encoding, errors="replace")
         if delimiter:
@@ -223,15 +242,14 @@ class ListReader:
                 pass
 
             Given.delimiter = delimiter
-            self.dialect: Any = Given
+            self.dialect = Given
         else:
             self.dialect = sniff_dialect(text[: 16 * 1024])
-        self.rows_read = 0
-        self.problems: list[RowProblem] = []
-        self.formula_fields = 0
-        self.columns: dict[int, str] = {}
 
     def __iter__(self) -> Iterator[ListRow]:
+        if self.kind == "xlsx":
+            yield from self._iter_xlsx()
+            return
         with open(self.path, encoding=self.encoding, errors="strict", newline="") as fh:
             reader = csv.reader(fh, self.dialect)
             try:
@@ -268,6 +286,41 @@ class ListReader:
                 else:
                     yield result
 
+    def _iter_xlsx(self) -> Iterator[ListRow]:
+        import zipfile
+
+        from openpyxl import load_workbook
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        try:
+            book = load_workbook(self.path, read_only=True, data_only=True)
+        except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+            raise ListError("file", f"not a readable .xlsx workbook ({exc})") from None
+        try:
+            sheet = book.worksheets[0]
+            rows = sheet.iter_rows(values_only=True)
+            headers = next(rows, None)
+            if headers is None or not any(h is not None for h in headers):
+                raise ListError("file", "empty file")
+            names = [cell_text(h) for h in headers]
+            while names and not names[-1]:
+                names.pop()  # trailing empty header cells
+            self.columns = map_headers(names, self.mapping)
+            width = len(names)
+            for number, values in enumerate(rows, start=2):
+                cells = [cell_text(v) for v in values[:width]]
+                cells += [""] * (width - len(cells))
+                if not any(c.strip() for c in cells):
+                    continue
+                self.rows_read += 1
+                result = self._row(number, cells, width)
+                if isinstance(result, RowProblem):
+                    self.problems.append(result)
+                else:
+                    yield result
+        finally:
+            book.close()
+
     def _row(self, row: int, values: list[str], width: int) -> ListRow | RowProblem:
         if len(values) != width:
             return RowProblem(row, "row", f"{len(values)} fields, the header has {width}")
@@ -300,6 +353,27 @@ class ListReader:
             except ValueError:
                 return RowProblem(row, "priority", f"{fields['priority']!r} is not a whole number")
         return ListRow(row, number, fields, extra, priority)
+
+
+#: the OLE2 compound-file signature of old binary .xls files
+XLS_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+
+
+def cell_text(value: Any) -> str:
+    """An Excel cell as the text a CSV export would hold."""
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 4930123456.0 -> "4930123456"
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 def export_safe(value: str) -> str:

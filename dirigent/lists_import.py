@@ -79,7 +79,9 @@ def import_list(
         path, region=region, mapping=mapping, encoding=encoding, delimiter=delimiter
     )
     report = ImportReport(
-        encoding=reader.encoding, delimiter=reader.dialect.delimiter, dry_run=dry_run
+        encoding=reader.encoding,
+        delimiter=reader.dialect.delimiter if reader.kind == "csv" else "",
+        dry_run=dry_run,
     )
     phonetic = PhoneticGroups()
     try:

@@ -256,3 +256,52 @@ def test_command_line_json_report_and_exit_codes(tmp_path):
         text=True,
     )
     assert out.returncode == 2 and "--region" in out.stderr
+
+
+def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_an_excel_workbook_imports_like_its_csv_export(tmp_path, database_url, engine):
+    import datetime as dt
+
+    path = write_xlsx(
+        tmp_path / "kunden.xlsx",
+        [
+            ["Vorname", "Nachname", "Telefon", "Geburtstag", "Kundennr", None],
+            ["Hans", "Meyer", "030 123456", dt.date(1970, 5, 1), 1001, None],
+            ["Eva", "Groß", 15123456789, None, 1002.0, None],  # a number Excel stored as a number
+            [None, None, None, None, None, None],  # blank row
+            ["Jürgen", "Maier", "0900 1234567", None, "K3", None],  # premium rate
+            ["Anna", "Formel", "=A2", None, "K4", None],  # a formula with no cached value
+        ],
+    )
+    report = import_list(engine, path, "spring", region="DE")
+    assert (report.rows, report.imported, report.rejected) == (4, 2, 2)
+    assert report.encoding == "xlsx" and report.delimiter == ""
+    assert [(p.row, p.field) for p in report.problems] == [(5, "phone"), (6, "phone")]
+    with engine.connect() as conn:
+        rows = {
+            r.e164: r.extra
+            for r in conn.execute(select(db.record.c.e164, db.record.c.extra)).all()
+        }
+    assert rows["+4930123456"] == {"Geburtstag": "1970-05-01", "Kundennr": "1001"}
+    assert rows["+4915123456789"]["Kundennr"] == "1002", "no trailing .0"
+
+
+def test_old_binary_excel_and_broken_workbooks_are_refused_clearly(tmp_path):
+    xls = tmp_path / "old.xls"
+    xls.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + b"\x00" * 512)
+    with pytest.raises(ListError, match=r"\.xls\): save it as \.xlsx or CSV"):
+        ListReader(xls)
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    with pytest.raises(ListError, match="not a readable .xlsx workbook"):
+        list(ListReader(broken))
