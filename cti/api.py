@@ -80,6 +80,22 @@ class CampaignOps(Protocol):
     def preview_decision(self, agent: str, decision: str) -> dict[str, Any]: ...
 
 
+class ListOps(Protocol):
+    """Lists, do-not-call, consent, pool status (``dirigent.list_ops``); blocking."""
+
+    def import_upload(
+        self, body: Any, name: str, campaign: str, *, region: str | None, dry_run: bool
+    ) -> dict[str, Any]: ...
+    def add_dnc(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]: ...
+    def add_consent(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def pool(self, campaign: str, now: float) -> dict[str, Any]: ...
+
+
+#: the largest list upload accepted (a million rows of CSV is about 100 MB)
+MAX_UPLOAD = 512 * 1024 * 1024
+
+
 class ApiError(Exception):
     def __init__(self, status: int, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -166,10 +182,12 @@ class ApiResource(resource.Resource):
         reports: ReportLookup | None = None,
         *,
         campaigns: CampaignOps | None = None,
+        lists: ListOps | None = None,
     ) -> None:
         super().__init__()
         self.ops = ops
         self.campaigns = campaigns
+        self.lists = lists
         self.users = users
         self.tokens = tokens
         self.reports = reports
@@ -181,6 +199,8 @@ class ApiResource(resource.Resource):
         path = [p.decode() for p in request.postpath if p]
         method = request.method.decode()
         try:
+            if path == ["lists"] and method == "POST":
+                return self._upload(request)  # the body is the list file, not JSON
             body = self._body(request) if method in ("POST", "PUT", "PATCH") else {}
             if path == ["login"] and method == "POST":
                 return self._login(request, body)
@@ -191,6 +211,8 @@ class ApiResource(resource.Resource):
                 )
             if method == "GET" and len(path) == 3 and path[0] == "agents" and path[2] == "report":
                 return self._report(request, path[1], user)
+            if (path and path[0] in ("dnc", "consent")) or path[-1:] == ["pool"]:
+                return self._list_route(request, method, path, body, user)
             if path and path[0] == "campaigns":
                 result = self._campaign(method, path[1:], body, user)
             else:
@@ -319,6 +341,93 @@ class ApiResource(resource.Resource):
         except KeyError as exc:
             raise ApiError(404, "campaign", f"unknown campaign {exc.args[0]!r}") from None
         raise ApiError(404, "path", f"no route {method} /api/campaigns/{'/'.join(path)}")
+
+    # -- lists, do-not-call, consent, pool (database work: in a thread) -------------------------
+    def _threaded(self, request: server.Request, fn: Any, *args: Any, **kw: Any) -> Any:
+        def done(result: Any) -> None:
+            request.write(json.dumps(result).encode())
+            request.finish()
+
+        def failed(failure: Any) -> None:
+            exc = failure.value
+            if isinstance(exc, KeyError):
+                body = self._error(request, 404, "campaign", f"unknown campaign {exc.args[0]!r}")
+            elif isinstance(exc, LookupError | ValueError):
+                field, _, reason = str(exc).partition(": ")
+                body = self._error(request, 400, field, reason or str(exc))
+            else:
+                body = self._error(request, 500, "server", failure.getErrorMessage())
+            request.write(body)
+            request.finish()
+
+        threads.deferToThread(fn, *args, **kw).addCallbacks(done, failed)
+        return server.NOT_DONE_YET
+
+    def _list_user(self, request: server.Request) -> User:
+        user = self.tokens.user(self._token(request))
+        if user is None:
+            raise ApiError(
+                401, "authorization", "a valid bearer token is required (POST /api/login)"
+            )
+        if not user.manages_campaigns:
+            raise ApiError(403, "lists", f"{user.username} may not manage lists")
+        if self.lists is None:
+            raise ApiError(404, "lists", "no database in this setup")
+        return user
+
+    def _upload(self, request: server.Request) -> Any:
+        """``POST /api/lists?campaign=C&name=FILE[&region=DE][&dry_run=1]``, the
+        file (CSV or .xlsx) as the body: the same import as ``dirigent lists import``."""
+        self._list_user(request)
+        length = request.getHeader(b"content-length")
+        if length is not None and int(length) > MAX_UPLOAD:
+            raise ApiError(413, "body", f"larger than {MAX_UPLOAD // (1024 * 1024)} MB")
+
+        def arg(name: str) -> str | None:
+            values = request.args.get(name.encode())
+            return values[0].decode("utf-8", "replace") if values else None
+
+        campaign, name = arg("campaign"), arg("name")
+        if not campaign:
+            raise ApiError(400, "campaign", "required (?campaign=...)")
+        if not name:
+            raise ApiError(400, "name", "required: the file's name (?name=customers.csv)")
+        body = request.content
+        if body is None:
+            raise ApiError(400, "body", "the list file is missing")
+        body.seek(0)
+        return self._threaded(
+            request,
+            self.lists.import_upload,  # type: ignore[union-attr]
+            body,
+            name,
+            campaign,
+            region=arg("region"),
+            dry_run=arg("dry_run") in ("1", "true", "yes"),
+        )
+
+    def _list_route(
+        self,
+        request: server.Request,
+        method: str,
+        path: list[str],
+        body: dict[str, Any],
+        user: User,
+    ) -> Any:
+        self._list_user(request)
+        ops = self.lists
+        assert ops is not None
+        match method, path:
+            case "POST", ["dnc"]:
+                return self._threaded(request, ops.add_dnc, body)
+            case "GET", ["dnc", number]:
+                campaign = request.args.get(b"campaign", [b""])[0].decode() or None
+                return self._threaded(request, ops.check_dnc, number, campaign)
+            case "POST", ["consent"]:
+                return self._threaded(request, ops.add_consent, body)
+            case "GET", ["campaigns", name, "pool"]:
+                return self._threaded(request, ops.pool, name, self.ops.day_window()[1])
+        raise ApiError(404, "path", f"no route {method} /api/{'/'.join(path)}")
 
     # -- routes ---------------------------------------------------------------------------------
     def _agent(self, agent_id: str) -> Agent:

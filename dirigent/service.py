@@ -28,6 +28,7 @@ from dirigent import db
 from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.campaigns import Campaigns
 from dirigent.config import Settings
+from dirigent.list_ops import ListOps
 from dirigent.records import Recorder, time_in_state
 from dirigent.web import make_site
 from routing.agent import Agent
@@ -191,6 +192,7 @@ class Dirigent:
                 self.tokens,
                 lambda a, t0, t1: time_in_state(engine, a, t0, t1),
                 campaigns=self.campaigns,
+                lists=ListOps(engine, settings.campaigns),
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(

@@ -293,3 +293,86 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
     monkeypatch.setenv("DIRIGENT_PASSWORD", "wrong")
     code = run(LOOP.run_in_executor(None, lambda: main(["campaign", "list", "--server", server])))
     assert code == 2 and "password" in capsys.readouterr().err
+
+
+def upload(app: Any, query: str, data: bytes, tok: str | None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    def send() -> tuple[int, dict]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{app.http_port}/api/lists?{query}", data=data, method="POST"
+        )
+        if tok:
+            req.add_header("Authorization", f"Bearer {tok}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return run(LOOP.run_in_executor(None, send))
+
+
+def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
+    from tests.test_lists import write_xlsx
+
+    start, _engine = setup
+    app = start()
+    boss, anna = token(app, "boss"), token(app, "anna")
+    csv_body = (
+        "Vorname;Nachname;Telefon;Tarif\r\n"
+        "Hans;Meyer;+44 121 496 0500;basic\r\n"
+        "Bad;Number;0900 123;basic\r\n"
+        "Eva;Groß;+44 117 496 0500;premium\r\n"
+    ).encode("cp1252")
+    status, _body = upload(app, f"campaign={DEMO_CAMPAIGN}&name=x.csv", csv_body, anna)
+    assert status == 403, "agents do not load lists"
+    status, body = upload(app, "name=x.csv", csv_body, boss)
+    assert status == 400 and body["field"] == "campaign"
+    status, report = upload(
+        app, f"campaign={DEMO_CAMPAIGN}&name=../../etc/winter.csv&region=GB", csv_body, boss
+    )
+    assert status == 200, report
+    assert report["list"] == "winter.csv", "no path from the client reaches the disk"
+    assert (report["rows"], report["imported"], report["rejected"]) == (3, 2, 1)
+    assert report["problems"] == [
+        {"row": 3, "field": "phone", "reason": report["problems"][0]["reason"]}
+    ]
+    assert report["encoding"] == "cp1252"
+    status, again = upload(app, f"campaign={DEMO_CAMPAIGN}&name=winter.csv", csv_body, boss)
+    assert (again["imported"], again["updated"]) == (0, 2), "re-importing only updates"
+    xlsx = write_xlsx(tmp_path / "b.xlsx", [["phone", "name"], ["+44 29 2018 0600", "Ann"]])
+    status, report = upload(app, f"campaign={DEMO_CAMPAIGN}&name=b.xlsx", xlsx.read_bytes(), boss)
+    assert status == 200 and report["imported"] == 1 and report["encoding"] == "xlsx"
+
+    status, body = call(app, "POST", "dnc", {"numbers": ["+44 121 496 0500", "12"]}, boss)
+    assert status == 200 and body["added"] == 1 and body["rejected"][0]["number"] == "12"
+    status, body = call(app, "GET", "dnc/+441214960500", token=boss)
+    assert body == {"number": "+441214960500", "blocked": "global"}
+    status, body = call(app, "POST", "dnc", {"numbers": "+442079460500"}, boss)
+    assert status == 400 and body["field"] == "numbers"
+    status, body = call(
+        app,
+        "POST",
+        "consent",
+        {"contact": 1, "channel": "voice", "granted": True, "source": "web"},
+        boss,
+    )
+    assert status == 400 and body["field"] == "proof_ref", "a grant needs its proof"
+    status, body = call(
+        app,
+        "POST",
+        "consent",
+        {"contact": 1, "channel": "voice", "granted": True, "source": "web", "proof_ref": "form-7"},
+        boss,
+    )
+    assert status == 200 and body["granted"] is True
+
+    status, pool = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}/pool", token=boss)
+    assert status == 200 and pool["campaign"] == DEMO_CAMPAIGN
+    assert sum(pool["records"].values()) == 2000 + 3
+    assert pool["blocked_now"].get("dnc", 0) <= 1
+    status, _body = call(app, "GET", "campaigns/nope/pool", token=boss)
+    assert status == 404

@@ -289,8 +289,7 @@ def test_an_excel_workbook_imports_like_its_csv_export(tmp_path, database_url, e
     assert [(p.row, p.field) for p in report.problems] == [(5, "phone"), (6, "phone")]
     with engine.connect() as conn:
         rows = {
-            r.e164: r.extra
-            for r in conn.execute(select(db.record.c.e164, db.record.c.extra)).all()
+            r.e164: r.extra for r in conn.execute(select(db.record.c.e164, db.record.c.extra)).all()
         }
     assert rows["+4930123456"] == {"Geburtstag": "1970-05-01", "Kundennr": "1001"}
     assert rows["+4915123456789"]["Kundennr"] == "1002", "no trailing .0"
@@ -303,5 +302,5 @@ def test_old_binary_excel_and_broken_workbooks_are_refused_clearly(tmp_path):
         ListReader(xls)
     broken = tmp_path / "broken.xlsx"
     broken.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
-    with pytest.raises(ListError, match="not a readable .xlsx workbook"):
+    with pytest.raises(ListError, match=r"not a readable \.xlsx workbook"):
         list(ListReader(broken))

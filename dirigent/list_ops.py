@@ -1,0 +1,143 @@
+"""Dial lists, do-not-call, consent and the address pool for the HTTP API.
+
+The same operations as ``dirigent lists import``, ``dirigent dnc`` and
+``dirigent consent``, for a campaign manager's browser or a CRM
+integration.  Every method blocks on the database: the API runs them in a
+thread.  An upload is written to a private temporary directory under its
+own (sanitised) file name, which becomes the list's name, imported in one
+transaction, and deleted; rejected rows come back in the answer instead of
+a ``.rejected.csv`` beside the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine
+
+from dialer.compliance import Compliance
+from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
+from dirigent.config import CampaignConfig
+from dirigent.lists_import import import_list
+from dirigent.pool import pool_status
+
+#: rejected rows listed in an upload's answer (the counts are always complete)
+MAX_PROBLEMS = 1000
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def safe_list_name(name: str) -> str:
+    """The uploaded file's name without any path or odd characters."""
+    base = _SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip(" .")
+    if not base:
+        raise ValueError("name: give the file's name (e.g. name=customers.csv)")
+    return base[:200]
+
+
+class ListOps:
+    def __init__(self, engine: Engine, campaigns: tuple[CampaignConfig, ...] = ()) -> None:
+        self.engine = engine
+        self.campaigns = {c.name: c for c in campaigns}
+
+    def import_upload(
+        self,
+        body: IO[bytes],
+        name: str,
+        campaign: str,
+        *,
+        region: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        if not campaign.strip():
+            raise ValueError("campaign: required")
+        if region is not None and not re.fullmatch(r"[A-Za-z]{2}", region):
+            raise ValueError(f"region: {region!r} is not a two-letter country code")
+        directory = Path(tempfile.mkdtemp(prefix="dirigent-upload-"))
+        try:
+            path = directory / safe_list_name(name)
+            with open(path, "wb") as fh:
+                shutil.copyfileobj(body, fh, 1 << 20)
+            report = import_list(self.engine, path, campaign, region=region, dry_run=dry_run)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        out = report.summary()
+        out.pop("rejected_file", None)
+        out["list"] = path.name
+        out["problems"] = [
+            {"row": p.row, "field": p.field, "reason": p.reason}
+            for p in report.problems[:MAX_PROBLEMS]
+        ]
+        out["phonetic_groups"] = report.groups[:MAX_PROBLEMS]
+        return out
+
+    def add_dnc(self, body: dict[str, Any]) -> dict[str, Any]:
+        numbers = body.get("numbers")
+        if (
+            not isinstance(numbers, list)
+            or not numbers
+            or not all(isinstance(n, str) for n in numbers)
+        ):
+            raise ValueError("numbers: a non-empty list of phone numbers")
+        campaign = _optional_text(body, "campaign")
+        region = _optional_text(body, "region")
+        result = add_dnc(
+            self.engine,
+            numbers,
+            campaign=campaign,
+            region=region,
+            source=_optional_text(body, "source") or "api",
+            reason=_optional_text(body, "reason"),
+        )
+        return {
+            "added": result.added,
+            "already": result.already,
+            "rejected": [{"number": n, "reason": r} for n, r in result.rejected or []],
+        }
+
+    def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]:
+        from dialer.numbers import Rejected, normalize
+
+        parsed = normalize(number, None)
+        if isinstance(parsed, Rejected):
+            raise ValueError(f"number: {parsed.reason}")
+        blocked = DbDnc(self.engine).blocked(parsed.e164, campaign or "")
+        return {"number": parsed.e164, "blocked": blocked}
+
+    def add_consent(self, body: dict[str, Any]) -> dict[str, Any]:
+        contact = body.get("contact")
+        if not isinstance(contact, int) or isinstance(contact, bool):
+            raise ValueError("contact: the contact's id (a whole number)")
+        granted = body.get("granted")
+        if not isinstance(granted, bool):
+            raise ValueError("granted: true (a grant) or false (a withdrawal)")
+        channel = _optional_text(body, "channel") or ""
+        record_consent(
+            self.engine,
+            contact,
+            channel,
+            granted,
+            source=_optional_text(body, "source") or "",
+            proof_ref=_optional_text(body, "proof_ref"),
+        )
+        return {"contact": contact, "channel": channel, "granted": granted}
+
+    def pool(self, campaign: str, now: float) -> dict[str, Any]:
+        config = self.campaigns.get(campaign)
+        if config is None:
+            raise KeyError(campaign)
+        gate = Compliance(DbDnc(self.engine), DbConsent(self.engine))
+        return pool_status(
+            self.engine, config.compliance(), gate, dt.datetime.fromtimestamp(now, dt.UTC)
+        )
+
+
+def _optional_text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key}: must be text")
+    return value or None
