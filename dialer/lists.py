@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -391,14 +392,18 @@ def rejected_csv(problems: list[RowProblem]) -> str:
 
 
 # -- duplicates ---------------------------------------------------------------------------------
-def phonetic_key(first: str, last: str) -> str:
-    """Cologne phonetics of the surname and first name (Meyer, Meier, Maier → 67)."""
+@functools.lru_cache(maxsize=1 << 16)
+def _cologne(name: str) -> str:
+    """One name's code; names repeat a lot in real lists (Müller, Schmidt,
+    Maria, ...), so codes are cached."""
     from cologne_phonetics import encode
 
-    def code(name: str) -> str:
-        return "-".join(c for _, c in encode(name)) if name.strip() else ""
+    return "-".join(c for _, c in encode(name)) if name.strip() else ""
 
-    return f"{code(last)}|{code(first)}"
+
+def phonetic_key(first: str, last: str) -> str:
+    """Cologne phonetics of the surname and first name (Meyer, Meier, Maier → 67)."""
+    return f"{_cologne(last)}|{_cologne(first)}"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import PhoneNumberType, timezone
+from phonenumbers.phonenumberutil import is_number_type_geographical
 
 #: Types never dialed by a campaign (cost to the called party or not a person).
 REJECTED_TYPES = {
@@ -39,6 +40,26 @@ TYPE_NAMES = {
 
 #: Longest input we try to parse; phonenumbers itself stops at 250 characters.
 MAX_INPUT = 64
+
+
+#: time zones of non-geographical numbers (mobiles, toll free) depend on the
+#: country code only: computed once per country
+_COUNTRY_ZONES: dict[int, tuple[str, ...]] = {}
+
+
+def _zones(parsed: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    """``timezone.time_zones_for_number`` without working out the type again
+    (it is half the cost of a number)."""
+    if is_number_type_geographical(kind, parsed.country_code):
+        found = timezone.time_zones_for_geographical_number(parsed)
+    else:
+        cached = _COUNTRY_ZONES.get(parsed.country_code)
+        if cached is not None:
+            return cached
+        found = timezone.time_zones_for_number(parsed)
+        _COUNTRY_ZONES[parsed.country_code] = tuple(z for z in found if z != "Etc/Unknown")
+        return _COUNTRY_ZONES[parsed.country_code]
+    return tuple(z for z in found if z != "Etc/Unknown")
 
 
 @dataclass(frozen=True)
@@ -76,7 +97,7 @@ def normalize(raw: str, default_region: str | None = None) -> Number | Rejected:
         return Rejected("not a valid number for its region")
     if kind in REJECTED_TYPES:
         return Rejected(REJECTED_TYPES[kind])
-    zones = tuple(z for z in timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
+    zones = _zones(parsed, kind)
     return Number(
         phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         TYPE_NAMES.get(kind, str(kind)),

@@ -193,3 +193,27 @@ def test_naive_times_are_refused():
     us = Campaign("us", policy_for("US"), "+12125550199")
     with pytest.raises(ValueError, match="timezone-aware"):
         gate().check(us, NY, None, dt.datetime(2026, 11, 23, 15))
+
+
+def test_time_zones_match_phonenumbers_for_every_region_and_type():
+    """normalize() skips phonenumbers' second type look-up; the zones must not change."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberType, timezone
+
+    from dialer.numbers import Number, normalize
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            result = normalize(e164)
+            if isinstance(result, Number):
+                expected = tuple(
+                    z for z in timezone.time_zones_for_number(example) if z != "Etc/Unknown"
+                )
+                assert result.timezones == expected, e164
+                checked += 1
+    assert checked > 500
