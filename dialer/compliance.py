@@ -206,7 +206,7 @@ class Compliance:
         )
         if needs_consent and (contact is None or not self.consent.granted(contact, "voice", now)):
             return Verdict(False, "no prior express consent for telephone calls", "consent")
-        zones = number.timezones or (_default_zone(number.region),)
+        zones = number.timezones or (default_zone(number.region),)
         for zone in zones:
             local = now.astimezone(ZoneInfo(zone))
             if not any(w.contains(local) for w in policy.windows):
@@ -257,7 +257,7 @@ class Compliance:
         return Verdict(True)
 
 
-def _default_zone(region: str) -> str:
+def default_zone(region: str) -> str:
     return {"DE": "Europe/Berlin", "GB": "Europe/London", "US": "America/New_York"}.get(
         region, "UTC"
     )

@@ -203,6 +203,26 @@ record = Table(
     UniqueConstraint("list_id", "e164"),
     Index("ix_record_hopper", "list_id", "status", "next_due_at", "priority"),
 )
+# the hopper's two ordered reads (dirigent.pool._candidates): records never
+# tried, and retries that are due; partial, so they hold only open records
+_OPEN = "status IN ('new', 'scheduled')"
+Index(
+    "ix_record_fresh",
+    record.c.list_id,
+    record.c.priority.desc(),
+    record.c.id,
+    sqlite_where=text(f"{_OPEN} AND next_due_at IS NULL"),
+    postgresql_where=text(f"{_OPEN} AND next_due_at IS NULL"),
+)
+Index(
+    "ix_record_retry",
+    record.c.list_id,
+    record.c.priority.desc(),
+    record.c.next_due_at,
+    record.c.id,
+    sqlite_where=text(f"{_OPEN} AND next_due_at IS NOT NULL"),
+    postgresql_where=text(f"{_OPEN} AND next_due_at IS NOT NULL"),
+)
 
 attempt = Table(
     "attempt",

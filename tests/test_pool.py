@@ -112,3 +112,96 @@ def test_outcomes_reschedule_and_close_and_the_pool_status_says_so(pool, tmp_pat
             select(db.record.c.closed_reason).where(db.record.c.status == "closed")
         ).scalar()
     assert closed == "invalid number"
+
+
+def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp_path):
+    """Every check of the gate, with its look-ups batched, against the first
+    claim that asked the database once per candidate."""
+    from sqlalchemy import insert
+
+    from dirigent.compliance_store import record_consent
+    from dirigent.pool import claim_one_by_one
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "de.csv"
+    path.write_text(
+        "phone,first_name,last_name\n"
+        + "".join(f"+49 30 1234{i:04d},P{i},Person\n" for i in range(40))
+    )
+    import_list(engine, path, "de-spring")
+    monday = dt.datetime(2026, 11, 23, 13, 0, tzinfo=dt.UTC)  # 14:00 in Berlin
+    with engine.begin() as conn:
+        rows = conn.execute(select(db.record.c.id, db.record.c.e164, db.record.c.contact_id)).all()
+        cid = conn.execute(select(db.campaign.c.id)).scalar()
+        # three attempts today (the German limit), two yesterday evening, one machine
+        for r in rows[:3]:
+            for h in (1, 2, 3):
+                conn.execute(
+                    insert(db.attempt).values(
+                        campaign_id=cid,
+                        e164=r.e164,
+                        pbx="x",
+                        started_at=monday - dt.timedelta(hours=h),
+                        outcome="busy",
+                    )
+                )
+        for r in rows[3:5]:
+            for h in (14, 15, 16):  # before local midnight: not today
+                conn.execute(
+                    insert(db.attempt).values(
+                        campaign_id=cid,
+                        e164=r.e164,
+                        pbx="x",
+                        started_at=monday - dt.timedelta(hours=h),
+                        outcome="no-answer",
+                    )
+                )
+        conn.execute(
+            update(db.record)
+            .where(db.record.c.id == rows[6].id)
+            .values(callback_at=monday + dt.timedelta(hours=2))
+        )
+    add_dnc(engine, [rows[7].e164])
+    add_dnc(engine, [rows[8].e164], campaign="de-spring")
+    add_dnc(engine, [rows[9].e164], campaign="other")
+    for r in rows[:30]:
+        record_consent(
+            engine,
+            r.contact_id,
+            "voice",
+            True,
+            source="form",
+            proof_ref="p",
+            given_at=monday - dt.timedelta(days=30),
+        )
+    record_consent(
+        engine,
+        rows[10].contact_id,
+        "voice",
+        False,
+        source="call",
+        given_at=monday - dt.timedelta(days=1),
+    )
+    campaign = Campaign("de-spring", policy_for("DE"), "+4930555000")
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+
+    def both(now: dt.datetime) -> tuple[set[str], set[str]]:
+        reference = {c.e164 for c in claim_one_by_one(engine, campaign, gate, now, limit=100)}
+        with engine.begin() as conn:
+            conn.execute(update(db.record).values(status="new"))
+        batched = {c.e164 for c in claim(engine, campaign, gate, now, limit=100)}
+        with engine.begin() as conn:
+            conn.execute(update(db.record).values(status="new"))
+        return reference, batched
+
+    reference, batched = both(monday)
+    assert batched == reference
+    e = [r.e164 for r in rows]
+    assert e[0] not in batched and e[3] in batched, "three attempts today; yesterday's do not count"
+    assert {e[6], e[7], e[8], e[10]}.isdisjoint(batched), "call-back, DNC, campaign DNC, withdrawn"
+    assert e[9] in batched, "another campaign's DNC entry does not apply"
+    assert not set(e[30:]) & batched, "no consent, no call (Germany)"
+    sunday = dt.datetime(2026, 11, 22, 13, 0, tzinfo=dt.UTC)
+    assert both(sunday) == (set(), set())
+    engine.dispose()
