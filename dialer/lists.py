@@ -408,11 +408,19 @@ def phonetic_key(first: str, last: str) -> str:
 
 @dataclass
 class PhoneticGroups:
-    """Blocking by phonetic key (no all-pairs comparison), then a similarity
-    check on name + address within each block (rapidfuzz)."""
+    """Possible duplicates without comparing all pairs.
+
+    Blocking: records meet only inside a block of the same Cologne code of
+    surname and first name *and* the same postal code (a person written two
+    ways still lives in one place; without a postal code, the name alone).
+    Inside a block, each record joins the first cluster whose anchor is at
+    least ``threshold`` similar on name + address (rapidfuzz token sort
+    ratio), or starts a new one.  A cluster of two or more records with
+    different numbers is a group; the record with the most data is the
+    suggested one to keep."""
 
     threshold: float = 85.0
-    #: per phonetic key: (number, name + address, how many fields are filled);
+    #: per block key: (number, name + address, how many fields are filled);
     #: only that, so a million rows stay small
     blocks: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
@@ -421,23 +429,40 @@ class PhoneticGroups:
             key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
         if key != "|":
             filled = sum(1 for v in fields.values() if v)
-            self.blocks.setdefault(key, []).append((e164, _identity(fields), filled))
+            block = f"{key}|{fields.get('postal_code', '').strip()}"
+            self.blocks.setdefault(block, []).append((e164, _identity(fields), filled))
 
     def groups(self) -> list[dict[str, Any]]:
-        from rapidfuzz import fuzz
+        from rapidfuzz import fuzz, process
 
         out = []
-        for key, members in self.blocks.items():
-            distinct = {m[0]: m for m in members}
+        for block, members in self.blocks.items():
+            distinct = list({m[0]: m for m in members}.values())
             if len(distinct) < 2:
                 continue
-            items = list(distinct.values())
-            anchor = items[0]
-            similar = [m for m in items if fuzz.token_sort_ratio(anchor[1], m[1]) >= self.threshold]
-            if len(similar) < 2:
-                continue
-            keep = max(similar, key=lambda m: m[2])  # the record with the most data
-            out.append({"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]})
+            anchors: list[str] = []
+            clusters: list[list[tuple[str, str, int]]] = []
+            for m in distinct:
+                hit = (
+                    process.extractOne(
+                        m[1], anchors, scorer=fuzz.token_sort_ratio, score_cutoff=self.threshold
+                    )
+                    if anchors
+                    else None
+                )
+                if hit is None:
+                    anchors.append(m[1])
+                    clusters.append([m])
+                else:
+                    clusters[hit[2]].append(m)
+            key = block.rsplit("|", 1)[0]
+            for similar in clusters:
+                if len(similar) < 2:
+                    continue
+                keep = max(similar, key=lambda m: m[2])  # the record with the most data
+                out.append(
+                    {"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]}
+                )
         return out
 
 

@@ -195,6 +195,24 @@ def test_cologne_phonetics_groups_meyer_meier_maier():
     assert sorted(group["numbers"]) == ["+1", "+2", "+3"]
 
 
+def test_two_different_people_with_one_name_each_keep_their_own_duplicates():
+    groups = PhoneticGroups()
+    people = [
+        ("+1", "Meyer", "Hauptstraße 1", "Hans Meyer, Kundennr K1"),
+        ("+2", "Meier", "Hauptstr. 1", ""),
+        ("+3", "Maier", "Lindenallee 77", ""),
+        ("+4", "Meyer", "Lindenallee 77", ""),
+        ("+5", "Meyer", "Am Berg 5", ""),  # a third Hans Meyer: nobody's duplicate
+    ]
+    for number, last, street, note in people:
+        fields = {"first_name": "Hans", "last_name": last, "street": street, "postal_code": "50667"}
+        if note:
+            fields["note"] = note
+        groups.add(number, fields)
+    found = sorted((sorted(g["numbers"]), g["suggested_keep"]) for g in groups.groups())
+    assert found == [(["+1", "+2"], "+1"), (["+3", "+4"], "+3")]
+
+
 def test_exports_neutralise_formulas():
     assert export_safe('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
     assert export_safe("+4930") == "'+4930" and export_safe("Berlin") == "Berlin"
