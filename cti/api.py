@@ -90,6 +90,7 @@ class ListOps(Protocol):
     def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]: ...
     def add_consent(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def pool(self, campaign: str, now: float) -> dict[str, Any]: ...
+    def merge(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 #: the largest list upload accepted (a million rows of CSV is about 100 MB)
@@ -211,7 +212,7 @@ class ApiResource(resource.Resource):
                 )
             if method == "GET" and len(path) == 3 and path[0] == "agents" and path[2] == "report":
                 return self._report(request, path[1], user)
-            if (path and path[0] in ("dnc", "consent")) or path[-1:] == ["pool"]:
+            if path[:1] in (["dnc"], ["consent"], ["lists"]) or path[-1:] == ["pool"]:
                 return self._list_route(request, method, path, body, user)
             if path and path[0] == "campaigns":
                 result = self._campaign(method, path[1:], body, user)
@@ -425,6 +426,8 @@ class ApiResource(resource.Resource):
                 return self._threaded(request, ops.check_dnc, number, campaign)
             case "POST", ["consent"]:
                 return self._threaded(request, ops.add_consent, body)
+            case "POST", ["lists", "merge"]:
+                return self._threaded(request, ops.merge, body)
             case "GET", ["campaigns", name, "pool"]:
                 return self._threaded(request, ops.pool, name, self.ops.day_window()[1])
         raise ApiError(404, "path", f"no route {method} /api/{'/'.join(path)}")

@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     imp.add_argument("--json", action="store_true")
 
+    mrg = listsub.add_parser(
+        "merge", help="merge duplicate records into one (one contact, one history)"
+    )
+    mrg.add_argument("--campaign", required=True)
+    mrg.add_argument("--keep", required=True, help="number of the record to keep")
+    mrg.add_argument("--drop", required=True, nargs="+", help="numbers of the records to merge in")
+    mrg.add_argument("--region", default=None, help="country of national numbers, e.g. DE")
+    mrg.add_argument("--db", default=None)
+    mrg.add_argument("--config", default=None)
+    mrg.add_argument("--json", action="store_true")
+
     dnc = sub.add_parser("dnc", help="do-not-call lists")
     dncsub = dnc.add_subparsers(dest="dnc_command", required=True)
     for name, helptext in (
@@ -339,6 +350,9 @@ def _database_url(args: argparse.Namespace) -> str:
 def cmd_lists(args: argparse.Namespace) -> int:
     import json
 
+    if args.lists_command == "merge":
+        return cmd_lists_merge(args)
+
     from dialer.lists import ListError, load_mapping
     from dirigent import db
     from dirigent.lists_import import import_list, terminal_progress
@@ -386,6 +400,40 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
     print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_lists_merge(args: argparse.Namespace) -> int:
+    import json
+
+    from dialer.numbers import Rejected, normalize
+    from dirigent import db
+    from dirigent.lists_merge import MergeError, merge
+
+    def number(raw: str, option: str) -> str:
+        parsed = normalize(raw, args.region)
+        if isinstance(parsed, Rejected):
+            raise UsageError(f"{option}: {raw!r}: {parsed.reason}")
+        return parsed.e164
+
+    keep = number(args.keep, "--keep")
+    drop = [number(n, "--drop") for n in args.drop]
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        report = merge(engine, args.campaign, keep, drop)
+    except MergeError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not args.json:
+        print(
+            f"kept record {report.kept}; closed {', '.join(map(str, report.closed))};"
+            f" {report.contacts_folded} contacts folded in ({report.numbers_moved} numbers,"
+            f" {report.consents_moved} consent records, {report.interactions_moved} interactions)"
+        )
+    print(json.dumps(report.summary()))
     return EXIT_OK
 
 

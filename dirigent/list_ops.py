@@ -126,6 +126,26 @@ class ListOps:
         )
         return {"contact": contact, "channel": channel, "granted": granted}
 
+    def merge(self, body: dict[str, Any]) -> dict[str, Any]:
+        from dialer.numbers import Rejected, normalize
+        from dirigent.lists_merge import merge
+
+        campaign = _optional_text(body, "campaign")
+        if not campaign:
+            raise ValueError("campaign: required")
+        raw_drop = body.get("drop")
+        if not isinstance(raw_drop, list) or not all(isinstance(n, str) for n in raw_drop):
+            raise ValueError("drop: a list of numbers")
+
+        def e164(raw: str, key: str) -> str:
+            parsed = normalize(raw, _optional_text(body, "region"))
+            if isinstance(parsed, Rejected):
+                raise ValueError(f"{key}: {raw!r}: {parsed.reason}")
+            return parsed.e164
+
+        keep = e164(_optional_text(body, "keep") or "", "keep")
+        return merge(self.engine, campaign, keep, [e164(n, "drop") for n in raw_drop]).summary()
+
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)
         if config is None:

@@ -370,6 +370,13 @@ def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
     )
     assert status == 200 and body["granted"] is True
 
+    body = {"campaign": DEMO_CAMPAIGN, "keep": "+44 117 496 0500", "drop": "+44 121 496 0500"}
+    status, err = call(app, "POST", "lists/merge", body, boss)
+    assert status == 400 and err["field"] == "drop"
+    body["drop"] = ["+44 121 496 0500"]
+    status, merged = call(app, "POST", "lists/merge", body, boss)
+    assert status == 200 and len(merged["closed"]) == 1 and merged["contacts_folded"] == 1
+
     status, pool = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}/pool", token=boss)
     assert status == 200 and pool["campaign"] == DEMO_CAMPAIGN
     assert sum(pool["records"].values()) == 2000 + 3

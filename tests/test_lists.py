@@ -322,3 +322,121 @@ def test_old_binary_excel_and_broken_workbooks_are_refused_clearly(tmp_path):
     broken.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
     with pytest.raises(ListError, match=r"not a readable \.xlsx workbook"):
         list(ListReader(broken))
+
+
+def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
+    tmp_path, database_url, engine
+):
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    from dirigent.compliance_store import record_consent
+    from dirigent.lists_merge import MergeError, merge
+
+    path = write(
+        tmp_path,
+        "dupes.csv",
+        [
+            "Vorname;Nachname;Telefon;Straße;PLZ;Ort;Email;Kundennr",
+            "Hans;Meyer;030 123456;Hauptstr. 1;10115;Berlin;;K1",
+            "Hans;Meier;030 654321;Hauptstr. 1;10115;Berlin;hans@example.org;",
+            "Eva;Groß;0151 23456789;;80331;München;;K4",
+        ],
+    )
+    report = import_list(engine, path, "spring", region="DE")
+    assert report.phonetic_duplicate_groups == 1
+    (group,) = report.groups
+    assert sorted(group["numbers"]) == ["+4930123456", "+4930654321"]
+    with engine.begin() as conn:
+        rec = {r.e164: r for r in conn.execute(select(db.record)).all()}
+        conn.execute(
+            insert(db.attempt).values(
+                record_id=rec["+4930654321"].id,
+                e164="+4930654321",
+                pbx="x",
+                started_at=dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC),
+                outcome="busy",
+            )
+        )
+        conn.execute(
+            insert(db.interaction).values(
+                channel="voice",
+                direction="outbound",
+                contact_id=rec["+4930654321"].contact_id,
+                arrived_at=dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC),
+                attributes={},
+            )
+        )
+    record_consent(
+        engine, rec["+4930654321"].contact_id, "voice", True, source="web", proof_ref="f-1"
+    )
+    with pytest.raises(MergeError, match="drop: no record with number"):
+        merge(engine, "spring", "+4930123456", ["+4930999999"])
+    with pytest.raises(MergeError, match="campaign: unknown campaign"):
+        merge(engine, "autumn", "+4930123456", ["+4930654321"])
+
+    done = merge(engine, "spring", "+4930123456", ["+4930654321"])
+    assert done.closed == [rec["+4930654321"].id] and done.contacts_folded == 1
+    assert (done.numbers_moved, done.consents_moved, done.interactions_moved) == (1, 1, 1)
+    with engine.connect() as conn:
+        kept_contact = rec["+4930123456"].contact_id
+        contact = conn.execute(select(db.contact).where(db.contact.c.id == kept_contact)).one()
+        assert (contact.last_name, contact.city, contact.email) == (
+            "Meyer",
+            "Berlin",
+            "hans@example.org",
+        ), "empty fields filled from the merged contact, the kept values stay"
+        phones = {
+            r.e164
+            for r in conn.execute(
+                select(db.contact_phone.c.e164).where(db.contact_phone.c.contact_id == kept_contact)
+            )
+        }
+        assert phones == {"+4930123456", "+4930654321"}
+        closed = conn.execute(select(db.record).where(db.record.c.e164 == "+4930654321")).one()
+        assert closed.status == "closed" and closed.contact_id == kept_contact
+        assert closed.closed_reason == f"merged into record {rec['+4930123456'].id}"
+        assert conn.execute(select(func.count()).select_from(db.attempt)).scalar() == 1
+        assert conn.execute(select(db.consent.c.contact_id)).scalar() == kept_contact
+        assert conn.execute(select(db.interaction.c.contact_id)).scalar() == kept_contact
+        assert conn.execute(select(func.count()).select_from(db.contact)).scalar() == 2
+
+
+def test_merge_on_the_command_line(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    path = write(
+        tmp_path, "d.csv", ["name;phone", "Ann Lee;+1 212 555 0100", "Ann Li;+1 212 555 0101"]
+    )
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "dirigent.cli", *a], capture_output=True, text=True
+    )
+    assert run("lists", "import", str(path), "--campaign", "c", "--db", url).returncode == 0
+    bad = run(
+        "lists",
+        "merge",
+        "--campaign",
+        "c",
+        "--keep",
+        "+1 212 555 0100",
+        "--drop",
+        "12",
+        "--db",
+        url,
+    )
+    assert bad.returncode == 2 and "--drop" in bad.stderr
+    ok = run(
+        "lists",
+        "merge",
+        "--campaign",
+        "c",
+        "--keep",
+        "+1 212 555 0100",
+        "--drop",
+        "+1 212 555 0101",
+        "--db",
+        url,
+        "--json",
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["closed"]
