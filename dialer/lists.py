@@ -225,6 +225,8 @@ class ListReader:
         self.formula_fields = 0
         self.columns: dict[int, str] = {}
         self.kind = "csv"
+        self.size = self.path.stat().st_size
+        self._position: Any = lambda: 0.0  # share of the file read so far
         if sample.startswith(XLS_MAGIC):
             raise ListError("file", "an old binary Excel file (.xls): save it as .xlsx or CSV")
         if sample.startswith(b"PK\x03\x04"):
@@ -252,6 +254,8 @@ class ListReader:
             yield from self._iter_xlsx()
             return
         with open(self.path, encoding=self.encoding, errors="strict", newline="") as fh:
+            raw = fh.buffer
+            self._position = lambda: raw.tell() / self.size if self.size else 1.0
             reader = csv.reader(fh, self.dialect)
             try:
                 headers = next(reader)
@@ -287,6 +291,10 @@ class ListReader:
                 else:
                     yield result
 
+    def position(self) -> float:
+        """The share of the file read so far (0..1), for a progress bar."""
+        return float(self._position())
+
     def _iter_xlsx(self) -> Iterator[ListRow]:
         import zipfile
 
@@ -303,12 +311,14 @@ class ListReader:
             headers = next(rows, None)
             if headers is None or not any(h is not None for h in headers):
                 raise ListError("file", "empty file")
+            total = max(1, (sheet.max_row or 1) - 1)
             names = [cell_text(h) for h in headers]
             while names and not names[-1]:
                 names.pop()  # trailing empty header cells
             self.columns = map_headers(names, self.mapping)
             width = len(names)
             for number, values in enumerate(rows, start=2):
+                self._position = lambda n=number: min(1.0, (n - 1) / total)
                 cells = [cell_text(v) for v in values[:width]]
                 cells += [""] * (width - len(cells))
                 if not any(c.strip() for c in cells):

@@ -364,6 +364,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
     url = _database_url(args)
     db.upgrade(url)
     engine = db.make_engine(url)
+    bar = terminal_progress(args.file)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
         report = import_list(
@@ -375,13 +376,15 @@ def cmd_lists(args: argparse.Namespace) -> int:
             encoding=args.encoding,
             delimiter=args.delimiter.replace("\\t", "\t") if args.delimiter else None,
             dry_run=args.dry_run,
-            progress=terminal_progress(),
+            progress=bar,
         )
     except ListError as exc:
         raise UsageError(str(exc)) from None
     except LookupError as exc:  # an unknown --encoding
         raise UsageError(f"--encoding: {exc}") from None
     finally:
+        if bar is not None:
+            bar.close()
         engine.dispose()
     summary = report.summary()
     if not args.json:

@@ -73,7 +73,7 @@ def import_list(
     encoding: str | None = None,
     delimiter: str | None = None,
     dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> ImportReport:
     reader = ListReader(
         path, region=region, mapping=mapping, encoding=encoding, delimiter=delimiter
@@ -101,7 +101,7 @@ def import_list(
                     _write(conn, campaign_id, list_id, batch, report)
                     batch = []
                     if progress:
-                        progress(reader.rows_read)
+                        progress(reader.rows_read, reader.position())
             _write(conn, campaign_id, list_id, batch, report)
             if dry_run:
                 raise _DryRun
@@ -245,13 +245,32 @@ def _contact_values(r: ListRow) -> dict[str, Any]:
     }
 
 
-def terminal_progress() -> Callable[[int], None] | None:
-    """A progress line on stderr when it is a terminal (rows read so far)."""
-    if not sys.stderr.isatty():
-        return None
+class TerminalProgress:
+    """A progress bar on stderr when it is a terminal (tqdm): the share of
+    the file read, rows so far, rate and time left."""
 
-    def show(rows: int) -> None:
-        sys.stderr.write(f"\r{rows:,} rows read")
-        sys.stderr.flush()
+    def __init__(self, path: str | Path) -> None:
+        from tqdm import tqdm
 
-    return show
+        self.bar = tqdm(
+            total=1000,
+            desc=Path(path).name,
+            unit="‰",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
+            file=sys.stderr,
+            leave=True,
+        )
+
+    def __call__(self, rows: int, fraction: float) -> None:
+        self.bar.n = int(fraction * 1000)
+        self.bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.n = self.bar.total
+        self.bar.close()
+
+
+def terminal_progress(path: str | Path) -> TerminalProgress | None:
+    """The progress bar, or None when stderr is not a terminal (logs, CI)."""
+    return TerminalProgress(path) if sys.stderr.isatty() else None

@@ -440,3 +440,21 @@ def test_merge_on_the_command_line(tmp_path):
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.strip().splitlines()[-1])["closed"]
+
+
+def test_the_import_reports_progress_through_the_file(tmp_path, database_url, engine, capsys):
+    from dirigent.lists_import import BATCH, TerminalProgress
+
+    lines = ["phone,name"] + [f"+1 212 555 {i % 10000:04d},N{i}" for i in range(3 * BATCH)]
+    path = write(tmp_path, "big.csv", lines)
+    seen: list[tuple[int, float]] = []
+    import_list(engine, path, "c", progress=lambda rows, share: seen.append((rows, share)))
+    assert len(seen) >= 2
+    assert [r for r, _ in seen] == sorted(r for r, _ in seen)
+    shares = [s for _, s in seen]
+    assert shares == sorted(shares) and 0 < shares[0] < 1 and shares[-1] > 0.5
+    bar = TerminalProgress(path)
+    bar(1234, 0.5)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "big.csv" in err and "1,234 rows" in err and "100%" in err
