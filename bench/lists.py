@@ -3,7 +3,8 @@
 The file: German and international numbers, names, addresses; 5 % invalid
 numbers, 3 % repeated numbers; written as German Excel does (cp1252, ``;``).
 Each run imports it into a fresh SQLite file in a child process, which
-reports wall time and its peak memory (ru_maxrss).  Baseline in the same
+reports wall time and its peak memory (ru_maxrss); ``--postgres-runs``
+more go into a throwaway local PostgreSQL server (tests/pg.py).  Baseline in the same
 run: a plain ``csv`` + ``phonenumbers.parse`` loop over the same file.
 
     python bench/lists.py [--rows 1000000] [--runs 5] [--json]
@@ -137,8 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--postgres-runs", type=int, default=1, help="runs into a throwaway PostgreSQL (0: none)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    pg_times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="dirigent-bench-") as tmp:
         path = Path(tmp) / "list.csv"
         generate(path, args.rows)
@@ -151,12 +156,22 @@ def main() -> None:
             peaks.append(peak)
             base_elapsed, _, _ = child(_baseline, str(path))
             base_times.append(base_elapsed)
+        if args.postgres_runs:
+            from tests.pg import pg_bin, temporary_postgres
+
+            if pg_bin() is not None:
+                for run in range(args.postgres_runs):
+                    with temporary_postgres(f"bench{run}") as url:
+                        pg_times.append(child(_import, str(path), url)[0])
     result = {
         "rows": args.rows,
         "rows_per_second": round(args.rows / statistics.median(times)),
         "peak_memory_mb": round(statistics.median(peaks), 1),
         "baseline_csv_phonenumbers_rows_per_second": round(
             args.rows / statistics.median(base_times)
+        ),
+        "postgresql_rows_per_second": (
+            round(args.rows / statistics.median(pg_times)) if pg_times else None
         ),
         "imported": summary.get("imported"),
         "rejected": summary.get("rejected"),

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -17,6 +13,7 @@ from typing import Any
 import pytest
 
 from dirigent import reactor as reactor_setup
+from tests import pg
 
 LOOP = reactor_setup.install()
 
@@ -90,91 +87,18 @@ def session_factory() -> Iterator[Callable[..., AmiSession]]:
 
 
 # -- PostgreSQL -------------------------------------------------------------------------
-def _pg_bin() -> Path | None:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return candidate
-    found = shutil.which("initdb")
-    return Path(found).resolve().parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     given = os.environ.get("DIRIGENT_TEST_PG_URL")
     if given:
         yield given
         return
-    bindir = _pg_bin()
-    if bindir is None:
+    if pg.pg_bin() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed; .ci/run must install it")
         pytest.skip("PostgreSQL is not installed")
-    base = Path(tempfile.mkdtemp(prefix="dirigent-pg-"))
-    data = base / "data"
-    port = _free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "dirigent",
-            "-A",
-            "trust",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "log"),
-            "-o",
-            f"-p {port} -k {base} -h 127.0.0.1 -F",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        subprocess.run(
-            [
-                str(bindir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "dirigent",
-                "dirigent_test",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        yield f"postgresql://dirigent@127.0.0.1:{port}/dirigent_test"
-    finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with pg.temporary_postgres() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
