@@ -483,9 +483,11 @@ class Router:
                 offers += self.decline(pending.agent, iid, now, timed_out=True)
         for agent in self.agents.values():
             if agent.work and any(w.phase is Phase.WRAP_UP for w in agent.work.values()):
-                for iid in agent.expire_wrap_ups(now):
+                ended = agent.expire_wrap_ups(now)
+                for iid in ended:
                     self.handling.pop(iid, None)
-                self._reindex(agent)
+                if ended:  # nothing changed otherwise: no re-indexing
+                    self._reindex(agent)
         for interaction in list(self.waiting.values()):
             config = self.queues[interaction.queue]
             waited = now - interaction.arrived
