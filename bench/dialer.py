@@ -24,7 +24,14 @@ from bench.common import emit, machine
 from dirigent import sim_dialer
 from sim.workload import load_workload
 
-KEYS = ("occupancy", "abandon_rate", "worst_hour_abandon_rate", "idle_wait_mean", "wall_seconds")
+KEYS = (
+    "occupancy",
+    "abandon_rate",
+    "worst_hour_abandon_rate",
+    "idle_wait_mean",
+    "dials_per_live_connect",
+    "wall_seconds",
+)
 
 
 def main() -> None:
