@@ -67,7 +67,11 @@ def generate(n: int, seed: int = 1) -> tuple[list[tuple[str, dict[str, str]]], s
     rng = random.Random(seed)
     # many rare surnames and a few common ones, as in a real list
     surnames = [v[0] for v in VARIANTS] + [f"Name{i}" for i in range(20_000)]
-    weights = [1.0 / (k + 1) ** 0.9 for k in range(len(surnames))]
+    cum: list[float] = []
+    total = 0.0
+    for k in range(len(surnames)):
+        total += 1.0 / (k + 1) ** 0.9
+        cum.append(total)
     rows: list[tuple[str, dict[str, str]]] = []
     planted: set[frozenset[str]] = set()
     for i in range(n):
@@ -86,7 +90,7 @@ def generate(n: int, seed: int = 1) -> tuple[list[tuple[str, dict[str, str]]], s
         else:
             fields = {
                 "first_name": rng.choice(FIRST),
-                "last_name": rng.choices(surnames, weights)[0],
+                "last_name": rng.choices(surnames, cum_weights=cum)[0],
                 "street": f"{rng.choice(STREETS)} {rng.randint(1, 120)}",
                 "postal_code": f"{rng.randint(1000, 99999):05d}",
                 "city": "Stadt",
