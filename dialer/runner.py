@@ -709,20 +709,70 @@ class CampaignRunner:
                 self._close_unknown(attempt, now)
 
     def reconcile(self) -> list[Attempt]:
-        """On start: attempts a previous run left open.  Calls still up on the
-        PBX are hung up (we lost their state) and closed "unknown"; the others
-        are closed "unknown" too.  None is redialed here: the retry rules
-        decide when the record is due again."""
+        """On start (after the first resync): attempts a previous run left open.
+
+        A call still bridged with a nailed-up agent is a conversation going
+        on: it is taken over (the agent is busy with it, and its end is
+        recorded as usual) instead of being cut off.  Any other call still up
+        is hung up (its state was lost) and, like the calls already gone,
+        closed "unknown".  None is redialed here: the retry rules decide when
+        the record is due again.  Returns the attempts closed."""
         now = self.clock.seconds()
         closed = []
         for attempt in self.log.open_attempts(self.settings.name):
-            if self.telephony.mirror.get(attempt.channel_id) is not None:
+            chan = self.telephony.mirror.get(attempt.channel_id)
+            if chan is not None:
+                agent = self._agent_bridged_with(chan)
+                if agent is not None and self._adopt(attempt, chan, agent, now):
+                    continue
                 self.telephony.hangup(attempt.channel_id)
             attempt.outcome, attempt.ended = "unknown", now
             self.log.end(attempt)
             self.source.done(attempt.lead, "unknown", now)
             closed.append(attempt)
         return closed
+
+    def _agent_bridged_with(self, chan: Any) -> str | None:
+        """The agent whose nailed-up leg (``agent-<id>-<ms>``) shares the bridge."""
+        members = self.telephony.mirror.bridges.get(chan.bridge_id or "", set())
+        for uid in members:
+            if uid.startswith("agent-") and uid.count("-") >= 2:
+                return uid[len("agent-") :].rsplit("-", 1)[0]
+        return None
+
+    def _adopt(self, attempt: Attempt, chan: Any, agent_id: str, now: float) -> bool:
+        agent = self.router.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.READY:
+            return False
+        attempt.answered = attempt.answered or now
+        attempt.verdict, attempt.verdict_at = "human", now
+        attempt.channel = chan.name
+        self.live[attempt.id] = attempt
+        self.by_channel[attempt.channel_id] = attempt
+        interaction = Interaction(
+            attempt.id,
+            Channel.VOICE,
+            self.settings.queue_name,
+            now,
+            direction=Direction.OUTBOUND,
+            customer=attempt.lead.number,
+            agent=agent_id,
+            priority=PREVIEW_PRIORITY,
+        )
+        self.router.enqueue(interaction, now)  # offered to that agent only
+        if attempt.id not in self.router.offered:
+            self.router.abandon(attempt.id, now)
+            del self.live[attempt.id], self.by_channel[attempt.channel_id]
+            return False
+        self.router.accept(agent_id, attempt.id, now)
+        attempt.agent, attempt.connected = agent_id, now
+        log.info(
+            "campaign {c}: call {a} with agent {g} taken over after a restart",
+            c=self.settings.name,
+            a=attempt.id,
+            g=agent_id,
+        )
+        return True
 
     def _close_unknown(self, attempt: Attempt, now: float) -> None:
         self.waiting_since.pop(attempt.id, None)
