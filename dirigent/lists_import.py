@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, insert, select, update
 
 from dialer.lists import ListReader, ListRow, PhoneticGroups, RowProblem, rejected_csv
 from dirigent import db
@@ -214,14 +214,19 @@ def _write(
             ],
         )
         report.imported += len(new_rows)
-    for r in batch:
-        if r.number.e164 in existing:
-            conn.execute(
-                update(rec)
-                .where(rec.c.id == existing[r.number.e164])
-                .values(priority=r.priority, extra=r.extra)
-            )
-            report.updated += 1
+    updates = [
+        {"rid": existing[r.number.e164], "new_priority": r.priority, "new_extra": r.extra}
+        for r in batch
+        if r.number.e164 in existing
+    ]
+    if updates:  # one executemany for the batch (a re-import updates every row)
+        conn.execute(
+            update(rec)
+            .where(rec.c.id == bindparam("rid"))
+            .values(priority=bindparam("new_priority"), extra=bindparam("new_extra")),
+            updates,
+        )
+        report.updated += len(updates)
 
 
 def _contact_values(r: ListRow) -> dict[str, Any]:
