@@ -66,6 +66,8 @@ LIVE_SETTINGS = {
     "wrap_up": float,
 }
 RECORD_STATUSES = ("new", "scheduled", "dialing", "completed", "closed")
+#: set in the campaign row once someone started, paused or stopped it
+CONTROLLED = "_controlled"
 
 
 def local_day_start(timezone: str) -> Callable[[float], float]:
@@ -156,6 +158,7 @@ class Campaigns:
         self.campaigns: dict[str, Campaign] = {}
         self._ledgers: dict[str, AbandonLedger] = {}
         self._reconciled = False
+        self._counting = False
         gate = Compliance(DbDnc(engine), DbConsent(engine))
         for cfg in configs:
             s = cfg.settings
@@ -249,7 +252,10 @@ class Campaigns:
                     n=len(closed),
                     f=freed,
                 )
-            if c.config.auto_start or campaign_status(self.engine, c.name) == "running":
+            # auto_start until someone controls the campaign: a supervisor's
+            # pause or stop outlives restarts, and so does a start
+            status, controlled = campaign_status(self.engine, c.name), self._controlled(c.name)
+            if status == "running" or (c.config.auto_start and not controlled):
                 c.runner.start()
                 set_campaign_status(self.engine, c.name, "running")
         self.publish_figures()
@@ -272,6 +278,7 @@ class Campaigns:
         else:
             raise ValueError(f"action: unknown action {action!r} (start, pause, stop)")
         set_campaign_status(self.engine, name, "running" if action == "start" else c.runner.status)
+        self._store_settings(name, {CONTROLLED: True})
         log.info("campaign {c}: {a}", c=name, a=action)
         self.publish_figures()
         return self.view(name)
@@ -293,6 +300,25 @@ class Campaigns:
                 raise CampaignError(key, "must be a number" if kind is float else "must be text")
             clean[key] = value
         c.runner.update(**clean)
+        self._store_settings(name, clean, dial_mode=c.runner.settings.mode)
+        log.info("campaign {c}: changed {k}", c=name, k=", ".join(sorted(clean)))
+        self.publish_figures()
+        return self.view(name)
+
+    def _stored(self, name: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(db.campaign.c.settings).where(db.campaign.c.name == name)
+                ).scalar()
+                or {}
+            )
+
+    def _controlled(self, name: str) -> bool:
+        return bool(self._stored(name).get(CONTROLLED))
+
+    def _store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
+        """Merge ``updates`` into the campaign row's settings (kept across restarts)."""
         with self.engine.begin() as conn:
             stored = (
                 conn.execute(
@@ -303,14 +329,8 @@ class Campaigns:
             conn.execute(
                 update(db.campaign)
                 .where(db.campaign.c.name == name)
-                .values(
-                    settings={**stored, **clean},
-                    dial_mode=c.runner.settings.mode,
-                )
+                .values(settings={**stored, **updates}, **columns)
             )
-        log.info("campaign {c}: changed {k}", c=name, k=", ".join(sorted(clean)))
-        self.publish_figures()
-        return self.view(name)
 
     # -- preview mode ------------------------------------------------------------------------
     def _preview_runner(self, agent: str) -> CampaignRunner:
@@ -411,21 +431,43 @@ class Campaigns:
                     m.agents.labels(name, state.value).set(view["agents"].get(state.value, 0))
             for status in ("running", "idle", "paused", "stopped"):
                 m.running.labels(name, status).set(1 if c.runner.status == status else 0)
-            self._record_gauges(c)
+        self._refresh_record_gauges()
 
-    def _record_gauges(self, c: Campaign) -> None:
+    def _refresh_record_gauges(self) -> None:
+        """Records by status: a count over the whole list, so in a thread
+        (never on the reactor), at most one refresh at a time."""
+        if self.metrics is None or self._counting:
+            return
+        from twisted.internet import threads
+
+        self._counting = True
+        d = threads.deferToThread(self._count_records)
+        d.addCallback(self._set_record_gauges)
+        d.addErrback(lambda f: log.warn("record counts failed: {e}", e=f.getErrorMessage()))
+        d.addBoth(lambda _: setattr(self, "_counting", False))
+
+    def _count_records(self) -> dict[str, dict[str, int]]:
         r, lst = db.record, db.dial_list
+        out = {}
         with self.engine.connect() as conn:
-            counts = dict(
-                conn.execute(
-                    select(r.c.status, func.count())
-                    .join(lst, lst.c.id == r.c.list_id)
-                    .where(lst.c.campaign_id == c.runner.log.campaign_id, lst.c.active.is_(True))  # type: ignore[attr-defined]
-                    .group_by(r.c.status)
-                ).all()
-            )
-        for status in RECORD_STATUSES:
-            self.metrics.records.labels(c.name, status).set(counts.get(status, 0))  # type: ignore[union-attr]
+            for name, c in self.campaigns.items():
+                out[name] = dict(
+                    conn.execute(
+                        select(r.c.status, func.count())
+                        .join(lst, lst.c.id == r.c.list_id)
+                        .where(
+                            lst.c.campaign_id == c.runner.log.campaign_id,  # type: ignore[attr-defined]
+                            lst.c.active.is_(True),
+                        )
+                        .group_by(r.c.status)
+                    ).all()
+                )
+        return out
+
+    def _set_record_gauges(self, counts: dict[str, dict[str, int]]) -> None:
+        for name, by_status in counts.items():
+            for status in RECORD_STATUSES:
+                self.metrics.records.labels(name, status).set(by_status.get(status, 0))  # type: ignore[union-attr]
 
     def _on_attempt(self, what: str, attempt: Attempt) -> None:
         """Outbound interactions for the reports and the screen pop, and the

@@ -305,6 +305,15 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
         LOOP.run_in_executor(None, lambda: main([*argv, "--max-lines-per-agent", "2", "--json"]))
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["max_lines_per_agent"] == 2.0
+    # the supervisor's pause outlives a restart, although the campaign auto-starts
+    run(app.service.stopService().asFuture(LOOP))
+    again = start()
+    run(wait_for(lambda: again.campaigns._reconciled, what="the first resync"))
+    settle(0.5)
+    runner2 = again.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    assert runner2.status != "running" and runner2.stats.dials == 0
+    app = again
+    server = f"http://127.0.0.1:{app.http_port}"
     monkeypatch.setenv("DIRIGENT_PASSWORD", "wrong")
     code = run(LOOP.run_in_executor(None, lambda: main(["campaign", "list", "--server", server])))
     assert code == 2 and "password" in capsys.readouterr().err
