@@ -229,11 +229,14 @@ class CampaignRunner:
         self.pace_soon()
 
     def pause(self) -> None:
-        """No new dials; calls in progress finish normally."""
+        """No new dials; calls in progress finish normally; records on preview
+        screens that were not dialed go back to the list."""
         self.status = "paused"
+        self._drop_previews()
 
     def stop(self) -> None:
         self.status = "stopped"
+        self._drop_previews()
         if self._ticker.running:
             self._ticker.stop()
 
@@ -242,6 +245,8 @@ class CampaignRunner:
         mode, ...).  A new dial mode or power ratio brings a new strategy; a
         new abandon target keeps what the current one has learned."""
         self.settings = self.settings.with_changes(**changes)
+        if self.settings.mode != "preview":
+            self._drop_previews()
         if "mode" in changes or "power_ratio" in changes:
             self.strategy = strategy_for(self.settings)
         elif "abandon_target" in changes:
@@ -408,6 +413,8 @@ class CampaignRunner:
             raise ValueError(
                 f"agent: {agent} has no record to dial in campaign {self.settings.name}"
             )
+        if not self.telephony.connected:
+            raise ValueError("pbx: the PBX link is down; dial again once it is back")
         if preview.timer is not None and preview.timer.active():
             preview.timer.cancel()
         attempt = self.dial(preview.lead, agent=agent)
@@ -424,6 +431,13 @@ class CampaignRunner:
             )
         self._release_preview(agent)
         self._preview_over(agent)
+
+    def _drop_previews(self) -> None:
+        """Records on screen that were not dialed go back; their agents are ready."""
+        for agent, preview in list(self.previews.items()):
+            if preview.attempt is None:
+                self._release_preview(agent)
+                self._preview_over(agent)
 
     def _release_preview(self, agent: str) -> None:
         preview = self.previews.pop(agent)

@@ -379,7 +379,7 @@ def test_preview_shows_the_record_first_and_the_agent_dials_or_skips() -> None:
 
 
 def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_record() -> None:
-    clock, _pbx, runner, _source, log, shown = preview_setup(workload(busy=1.0), auto=5.0)
+    clock, _pbx, runner, source, log, shown = preview_setup(workload(busy=1.0), auto=5.0)
     runner.start()
     clock.run_until(3.0)
     assert log.order == []
@@ -389,3 +389,8 @@ def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_
     first = log.attempts[log.order[0]]
     assert first.outcome == "busy"
     assert len(shown) >= 2 and runner.router.agents["1001"].pause_reason == "preview"
+    # a campaign pause gives the record on screen back and frees the agent
+    on_screen = runner.previews["1001"].lead.number
+    runner.pause()
+    assert runner.previews == {} and runner.router.agents["1001"].pause_reason is None
+    assert on_screen in [lead.number for lead in source.queue]
