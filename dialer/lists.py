@@ -439,33 +439,24 @@ class PhoneticGroups:
             key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
         if key != "|":
             filled = sum(1 for v in fields.values() if v)
-            block = f"{key}|{fields.get('postal_code', '').strip()}"
-            self.blocks.setdefault(block, []).append((e164, _identity(fields), filled))
+            self.blocks.setdefault(key, []).append((e164, _identity(fields), filled))
 
     def groups(self) -> list[dict[str, Any]]:
         from rapidfuzz import fuzz, process
 
         out = []
-        for block, members in self.blocks.items():
+        for key, members in self.blocks.items():
             distinct = list({m[0]: m for m in members}.values())
             if len(distinct) < 2:
                 continue
-            anchors: list[str] = []
-            clusters: list[list[tuple[str, str, int]]] = []
+            # the postal code leads the identity: sub-blocks without a second dict
+            by_place: dict[str, list[tuple[str, str, int]]] = {}
             for m in distinct:
-                hit = (
-                    process.extractOne(
-                        m[1], anchors, scorer=fuzz.token_sort_ratio, score_cutoff=self.threshold
-                    )
-                    if anchors
-                    else None
-                )
-                if hit is None:
-                    anchors.append(m[1])
-                    clusters.append([m])
-                else:
-                    clusters[hit[2]].append(m)
-            key = block.rsplit("|", 1)[0]
+                by_place.setdefault(m[1].split(" ", 1)[0], []).append(m)
+            clusters: list[list[tuple[str, str, int]]] = []
+            for place in by_place.values():
+                if len(place) > 1:
+                    clusters += _clusters(place, self.threshold, process, fuzz)
             for similar in clusters:
                 if len(similar) < 2:
                     continue
@@ -476,7 +467,29 @@ class PhoneticGroups:
         return out
 
 
+def _clusters(
+    items: list[tuple[str, str, int]], threshold: float, process: Any, fuzz: Any
+) -> list[list[tuple[str, str, int]]]:
+    """Each record joins the first cluster whose anchor is similar enough."""
+    anchors: list[str] = []
+    clusters: list[list[tuple[str, str, int]]] = []
+    for m in items:
+        hit = (
+            process.extractOne(m[1], anchors, scorer=fuzz.token_sort_ratio, score_cutoff=threshold)
+            if anchors
+            else None
+        )
+        if hit is None:
+            anchors.append(m[1])
+            clusters.append([m])
+        else:
+            clusters[hit[2]].append(m)
+    return clusters
+
+
 def _identity(fields: Mapping[str, str]) -> str:
-    return " ".join(
-        fields.get(k, "") for k in ("first_name", "last_name", "street", "postal_code", "city")
-    ).lower()
+    """Name and address for the similarity check; the postal code first (or
+    "-"), so that records can be sub-blocked by place without storing it twice."""
+    place = fields.get("postal_code", "").strip().replace(" ", "") or "-"
+    rest = " ".join(fields.get(k, "") for k in ("first_name", "last_name", "street", "city"))
+    return f"{place} {rest}".lower()
