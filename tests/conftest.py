@@ -61,6 +61,11 @@ def sim() -> Iterator[tuple[SimPbx, SimAmiServer]]:
     server = SimAmiServer(pbx, reactor, auth_fail_delay=0.1)
     server.listen(0)
     yield pbx, server
+    stop_sim(pbx, server)
+
+
+def stop_sim(pbx: SimPbx, server: SimAmiServer) -> None:
+    """End a simulated PBX a test started: no more calls, no timers, port closed."""
     pbx.stop_inbound()
     for chan in list(pbx.channels.values()):
         for timer in chan.timers:

@@ -22,7 +22,7 @@ from routing.model import QueueConfig
 from sim.ami_server import SimAmiServer
 from sim.pbx import SimPbx
 from sim.workload import parse_workload
-from tests.conftest import LOOP, run, settle, wait_for
+from tests.conftest import LOOP, run, settle, stop_sim, wait_for
 from tests.test_api import call, token
 
 FAST = {
@@ -41,13 +41,7 @@ def fast_sim() -> Iterator[tuple[SimPbx, SimAmiServer]]:
     server = SimAmiServer(pbx, reactor)
     server.listen(0)
     yield pbx, server
-    for chan in list(pbx.channels.values()):
-        for timer in chan.timers:
-            if timer.active():
-                timer.cancel()
-    d = server.stop()
-    if d is not None:
-        run(d.asFuture(LOOP))
+    stop_sim(pbx, server)
 
 
 @pytest.fixture

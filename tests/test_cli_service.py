@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.pg import free_port
+
 DIRIGENT = [sys.executable, "-m", "dirigent.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, str]:

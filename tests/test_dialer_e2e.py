@@ -25,7 +25,7 @@ from sim.clock import HeapClock, ScaledClock
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import Distribution, standard_workload
-from tests.conftest import LOOP, run, settle, wait_for
+from tests.conftest import run, settle, stop_sim, wait_for
 from tests.test_dialer_runner import ListSource
 
 AGENTS = [str(1001 + i) for i in range(10)]
@@ -109,14 +109,7 @@ def test_the_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_fac
         runner.stop()
         run(wait_for(lambda: not runner.live, timeout=30, what="calls in progress to end"))
     finally:
-        pbx.stop_inbound()
-        for chan in list(pbx.channels.values()):
-            for timer in chan.timers:
-                if timer.active():
-                    timer.cancel()
-        d = server.stop()
-        if d is not None:
-            run(d.asFuture(LOOP))
+        stop_sim(pbx, server)
     over_ami = outcomes(log)
     local = in_process()
     both = set(over_ami) & set(local)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,13 +22,8 @@ from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, encode_message
 from asterisk.metrics import AmiMetrics
 from asterisk.session import ActionOutcomeUnknown, NotConnected, backoff_delay
 from tests.conftest import run, settle, wait_for
+from tests.pg import free_port
 from tests.replay import empty_list
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_backoff_grows_is_capped_and_jittered():
@@ -45,7 +39,7 @@ def test_unreachable_pbx_is_retried_and_connects_once_it_appears(session_factory
     from twisted.internet import reactor
 
     pbx, _server = sim
-    port = _free_port()
+    port = free_port()
     session = session_factory(("127.0.0.1", port))
     session.metrics = AmiMetrics(CollectorRegistry())
     session.start()
