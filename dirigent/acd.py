@@ -173,6 +173,8 @@ class InboundAcd:
         #: other owners of interactions in the shared router (campaign runners):
         #: each carries out its own offers and returns the rest
         self.offer_owners: list[Callable[[list[Offer]], list[Offer]]] = []
+        #: queues whose service level over 30 minutes is below target (each tick)
+        self.low_service: set[str] = set()
         router.agent_listeners.append(self._agent_changed)
         telephony.subscribe(self.on_event)
         self._ticker = LoopingCall(self.tick)
@@ -319,23 +321,19 @@ class InboundAcd:
         """Blended agents that inbound needs now, so the dialer yields them first.
 
         A queue is at risk when inbound calls wait in it, or when its service
-        level over the last 30 minutes is below target.  It claims one agent
+        level over the last 30 minutes is below target (as of the last tick:
+        this runs on every pacing decision, the service level once a second).
+        It claims one agent
         per waiting call, plus one while the service level is low: free
         agents first, then those whose work ends soonest (in wrap-up)."""
         waiting: dict[str, int] = {}
-        for iid, call in self.calls.items():
+        for iid, call in self.calls.items():  # a handful of waiting inbound calls
             if call.answered_at is None and iid in self.router.waiting:
                 q = call.interaction.queue
                 waiting[q] = waiting.get(q, 0) + 1
         needed: set[str] = set()
         for queue in self.router.queues:
-            want = waiting.get(queue, 0)
-            window, _today = self.service_level(queue, now)
-            if (
-                window is not None
-                and window < self.router.queues[queue].service_level(Channel.VOICE).fraction
-            ):
-                want += 1
+            want = waiting.get(queue, 0) + (queue in self.low_service)
             if want == 0:
                 continue
             members = [
@@ -569,7 +567,14 @@ class InboundAcd:
         self._route(offers)
         for ex in exits:
             self._exit(ex)
-        self.update_gauges(now)
+        levels = {queue: self.service_level(queue, now) for queue in self.router.queues}
+        self.low_service = {
+            queue
+            for queue, (window, _today) in levels.items()
+            if window is not None
+            and window < self.router.queues[queue].service_level(Channel.VOICE).fraction
+        }
+        self.update_gauges(now, levels)
 
     def _exit(self, ex: Exit) -> None:
         call = self.calls.get(ex.interaction)
@@ -591,7 +596,9 @@ class InboundAcd:
         within, total = self.today.get(queue, [0, 0])
         return window, (within / total if total else None)
 
-    def update_gauges(self, now: float) -> None:
+    def update_gauges(
+        self, now: float, levels: Mapping[str, tuple[float | None, float | None]]
+    ) -> None:
         if not self.metrics:
             return
         m = self.metrics
@@ -605,7 +612,7 @@ class InboundAcd:
                     else None
                 )
                 m.oldest.labels(queue, channel.value).set(now - oldest if oldest is not None else 0)
-            window, today = self.service_level(queue, now)
+            window, today = levels[queue]
             if window is not None:
                 m.service_level.labels(queue, "voice", "30m").set(window)
             if today is not None:

@@ -103,7 +103,7 @@ def test_poisson_arrivals_for_an_hour_every_call_is_answered_abandoned_or_waitin
     assert all(w >= 0 for _, w in acd.abandoned)
     window, today = acd.service_level("sales", clock.seconds())
     assert 0 <= window <= 1 and 0 <= today <= 1
-    acd.update_gauges(clock.seconds())
+    acd.tick()  # gauges are refreshed by the tick
     assert (
         registry.get_sample_value("dirigent_queue_service_level", {**labels, "window": "30m"})
         == window
