@@ -81,6 +81,12 @@ def local_day_start(timezone: str) -> Callable[[float], float]:
     return start
 
 
+def _stored_settings(conn: Any, name: str) -> dict[str, Any]:
+    """The campaign row's settings: live changes and whether it was controlled."""
+    found = conn.execute(select(db.campaign.c.settings).where(db.campaign.c.name == name))
+    return found.scalar() or {}
+
+
 class DialerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.calls = Counter(
@@ -210,12 +216,8 @@ class Campaigns:
         """Live changes made through the API survive a restart (they are kept
         in the campaign row); a stored value the configuration no longer
         allows is dropped with a warning."""
-        with self.engine.connect() as conn:
-            stored = conn.execute(
-                select(db.campaign.c.settings).where(db.campaign.c.name == cfg.name)
-            ).scalar()
         settings = cfg.settings
-        for key, value in (stored or {}).items():
+        for key, value in self._stored(cfg.name).items():
             if key not in LIVE_SETTINGS:
                 continue
             try:
@@ -307,12 +309,7 @@ class Campaigns:
 
     def _stored(self, name: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
-            return (
-                conn.execute(
-                    select(db.campaign.c.settings).where(db.campaign.c.name == name)
-                ).scalar()
-                or {}
-            )
+            return _stored_settings(conn, name)
 
     def _controlled(self, name: str) -> bool:
         return bool(self._stored(name).get(CONTROLLED))
@@ -320,12 +317,7 @@ class Campaigns:
     def _store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
         """Merge ``updates`` into the campaign row's settings (kept across restarts)."""
         with self.engine.begin() as conn:
-            stored = (
-                conn.execute(
-                    select(db.campaign.c.settings).where(db.campaign.c.name == name)
-                ).scalar()
-                or {}
-            )
+            stored = _stored_settings(conn, name)
             conn.execute(
                 update(db.campaign)
                 .where(db.campaign.c.name == name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,11 +530,13 @@ def parse_campaigns(data: Mapping[str, Any]) -> tuple[CampaignConfig, ...]:
             retry = RetryRules.parse(_table(raw, "retry"), f"{prefix}.retry")
         except RetryError as exc:
             raise ConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
-        timezone = raw.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC"))
+        timezone = _typed(
+            raw.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
+            str,
+            f"{prefix}.timezone",
+        )
         try:
-            import zoneinfo
-
-            zoneinfo.ZoneInfo(_typed(timezone, str, f"{prefix}.timezone"))
+            zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"{prefix}.timezone", f"unknown time zone {timezone!r}") from None
         per_day = raw.get("max_attempts_per_day")
