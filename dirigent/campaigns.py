@@ -21,6 +21,7 @@ This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ class Campaigns:
             )
             acd.offer_owners.append(runner.own_offers)
             runner.listeners.append(self._on_attempt)
-            runner.preview_listeners.append(self._on_preview)
+            runner.preview_listeners.append(functools.partial(self._on_preview, s.name))
             self.campaigns[s.name] = Campaign(cfg, runner, source)
         telephony.subscribe(self._on_event)
         self._figures = LoopingCall(self.publish_figures)
@@ -363,11 +364,8 @@ class Campaigns:
             "dialing": p.attempt is not None,
         }
 
-    def _on_preview(self, agent: str, p: Any) -> None:
-        for c in self.campaigns.values():
-            if c.runner.previews.get(agent) is p:
-                self.bus.publish("preview", **self._preview_view(c.name, agent, p))
-                return
+    def _on_preview(self, campaign: str, agent: str, p: Any) -> None:
+        self.bus.publish("preview", **self._preview_view(campaign, agent, p))
 
     # -- figures ---------------------------------------------------------------------------
     def view(self, name: str) -> dict[str, Any]:

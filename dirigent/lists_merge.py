@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from dirigent import db
 from dirigent.pool import find_campaign_id
@@ -134,7 +134,7 @@ def merge(engine: Engine, campaign: str, keep: str, drop: list[str]) -> MergeRep
                 update(it).where(it.c.contact_id == source).values(contact_id=target.id)
             ).rowcount
             conn.execute(update(r).where(r.c.contact_id == source).values(contact_id=target.id))
-            conn.execute(delete(c).where(and_(c.c.id == source)))
+            conn.execute(delete(c).where(c.c.id == source))
             report.contacts_folded += 1
         conn.execute(update(c).where(c.c.id == target.id).values(**fields, custom=custom))
         conn.execute(update(r).where(r.c.id == kept.id).values(extra=extra))
