@@ -412,32 +412,10 @@ def test_merge_on_the_command_line(tmp_path):
         [sys.executable, "-m", "dirigent.cli", *a], capture_output=True, text=True
     )
     assert run("lists", "import", str(path), "--campaign", "c", "--db", url).returncode == 0
-    bad = run(
-        "lists",
-        "merge",
-        "--campaign",
-        "c",
-        "--keep",
-        "+1 212 555 0100",
-        "--drop",
-        "12",
-        "--db",
-        url,
-    )
+    merge = ["lists", "merge", "--campaign", "c", "--keep", "+1 212 555 0100", "--db", url]
+    bad = run(*merge, "--drop", "12")
     assert bad.returncode == 2 and "--drop" in bad.stderr
-    ok = run(
-        "lists",
-        "merge",
-        "--campaign",
-        "c",
-        "--keep",
-        "+1 212 555 0100",
-        "--drop",
-        "+1 212 555 0101",
-        "--db",
-        url,
-        "--json",
-    )
+    ok = run(*merge, "--drop", "+1 212 555 0101", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout.strip().splitlines()[-1])["closed"]
 

@@ -134,29 +134,23 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
     with engine.begin() as conn:
         rows = conn.execute(select(db.record.c.id, db.record.c.e164, db.record.c.contact_id)).all()
         cid = conn.execute(select(db.campaign.c.id)).scalar()
-        # three attempts today (the German limit), two yesterday evening, one machine
-        for r in rows[:3]:
-            for h in (1, 2, 3):
-                conn.execute(
-                    insert(db.attempt).values(
-                        campaign_id=cid,
-                        e164=r.e164,
-                        pbx="x",
-                        started_at=monday - dt.timedelta(hours=h),
-                        outcome="busy",
+        # three attempts today (the German limit) for rows 0-2; three before
+        # local midnight (yesterday in Berlin) for rows 3-4
+        for picked, hours, outcome in (
+            (rows[:3], (1, 2, 3), "busy"),
+            (rows[3:5], (14, 15, 16), "no-answer"),
+        ):
+            for r in picked:
+                for h in hours:
+                    conn.execute(
+                        insert(db.attempt).values(
+                            campaign_id=cid,
+                            e164=r.e164,
+                            pbx="x",
+                            started_at=monday - dt.timedelta(hours=h),
+                            outcome=outcome,
+                        )
                     )
-                )
-        for r in rows[3:5]:
-            for h in (14, 15, 16):  # before local midnight: not today
-                conn.execute(
-                    insert(db.attempt).values(
-                        campaign_id=cid,
-                        e164=r.e164,
-                        pbx="x",
-                        started_at=monday - dt.timedelta(hours=h),
-                        outcome="no-answer",
-                    )
-                )
         conn.execute(
             update(db.record)
             .where(db.record.c.id == rows[6].id)
