@@ -205,14 +205,17 @@ record = Table(
 )
 # the hopper's two ordered reads (dirigent.pool._candidates): records never
 # tried, and retries that are due; partial, so they hold only open records
-_OPEN = "status IN ('new', 'scheduled')"
+#: records the hopper may still take; the partial indexes hold only these
+OPEN_STATUSES = ("new", "scheduled")
+OPEN_CONDITION = f"status IN ({', '.join(repr(s) for s in OPEN_STATUSES)})"
+
 Index(
     "ix_record_fresh",
     record.c.list_id,
     record.c.priority.desc(),
     record.c.id,
-    sqlite_where=text(f"{_OPEN} AND next_due_at IS NULL"),
-    postgresql_where=text(f"{_OPEN} AND next_due_at IS NULL"),
+    sqlite_where=text(f"{OPEN_CONDITION} AND next_due_at IS NULL"),
+    postgresql_where=text(f"{OPEN_CONDITION} AND next_due_at IS NULL"),
 )
 Index(
     "ix_record_retry",
@@ -220,8 +223,8 @@ Index(
     record.c.priority.desc(),
     record.c.next_due_at,
     record.c.id,
-    sqlite_where=text(f"{_OPEN} AND next_due_at IS NOT NULL"),
-    postgresql_where=text(f"{_OPEN} AND next_due_at IS NOT NULL"),
+    sqlite_where=text(f"{OPEN_CONDITION} AND next_due_at IS NOT NULL"),
+    postgresql_where=text(f"{OPEN_CONDITION} AND next_due_at IS NOT NULL"),
 )
 
 attempt = Table(

@@ -31,7 +31,7 @@ from dialer.retry import RetryRules
 from dirigent import db
 from dirigent.compliance_store import DbConsent, DbDnc
 
-OPEN = ("new", "scheduled")
+OPEN = db.OPEN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: the partial indexes' own condition, as literal SQL: with bound parameters
 #: (``status IN (?, ?)``) neither SQLite nor PostgreSQL can prove that a
 #: partial index applies, and the hopper would sort the whole list
-_OPEN_SQL = text(f"record.status IN ({', '.join(repr(s) for s in OPEN)})")
+_OPEN_SQL = text(f"record.{db.OPEN_CONDITION}")
 
 
 def find_campaign_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
