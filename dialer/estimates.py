@@ -27,7 +27,7 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import ndtri
@@ -177,11 +177,12 @@ class Estimates:
         hi = np.minimum(np.ceil(talk), rows).astype(np.int64)  # exclusive
         lo = np.clip(np.ceil(total[None, :] - h[:, None]), 0, rows).astype(np.int64)
         lo = np.minimum(lo, hi[None, :])
-        diff = np.zeros((len(h), rows + 1))
         offsets = (np.arange(len(h)) * (rows + 1))[:, None]
-        np.add.at(diff.reshape(-1), (lo + offsets).ravel(), 1.0)
-        np.add.at(diff.reshape(-1), (np.broadcast_to(hi, lo.shape) + offsets).ravel(), -1.0)
-        done = np.cumsum(diff, axis=1)[:, :rows].T
+        size = len(h) * (rows + 1)
+        diff = np.bincount((lo + offsets).ravel(), minlength=size) - np.bincount(
+            (np.broadcast_to(hi, lo.shape) + offsets).ravel(), minlength=size
+        )
+        done = np.cumsum(diff.reshape(len(h), rows + 1), axis=1)[:, :rows].T
         alive = np.cumsum(np.bincount(hi, minlength=rows + 1)[::-1])[::-1][1:]
         alive = alive[:rows] if len(alive) >= rows else np.pad(alive, (0, rows - len(alive)))
         talk_table = np.where(alive[:, None] > 0, done / np.maximum(alive[:, None], 1), 1.0)
@@ -207,6 +208,34 @@ class Estimates:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The tables cut to the horizons one pacing decision looks at.
+
+    Each ``*_mv`` table holds, per elapsed-time row, the probabilities for
+    the ``J`` horizons followed by their Bernoulli variances ``p(1 - p)``:
+    one gather and one sum give a Poisson-binomial mean and variance."""
+
+    talk_mv: np.ndarray  # (MAX_TALK + 1, 2J), shifted by the connect limit
+    wrap_mv: np.ndarray  # (MAX_WRAP + 1, 2J), shifted by the connect limit
+    ring_mv: np.ndarray  # (MAX_RING + 1, 2J)
+    new_call: np.ndarray  # (J,)
+    need_weights: np.ndarray  # (J,)
+    spread: np.ndarray  # (J,) new_call (1 - new_call)
+
+    @staticmethod
+    def sums(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Summed rows of ``table`` for elapsed times (clipped to the grid)."""
+        if len(elapsed) == 0:
+            return np.zeros(table.shape[1])
+        idx = np.maximum(np.minimum(elapsed.astype(np.int64), len(table) - 1), 0)
+        return np.ones(len(idx)) @ table.take(idx, axis=0)
+
+
+def _with_variance(p: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([p, p * (1.0 - p)], axis=1))
+
+
+@dataclass(frozen=True)
 class Tables:
     ring: np.ndarray
     talk: np.ndarray
@@ -215,9 +244,28 @@ class Tables:
     need_weights: np.ndarray  # sums to 1 over the grid (or all zero)
     p_human: float
     p_human_given_answer: float
+    _windows: dict[int, Window] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def rows(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
         """Rows of ``table`` for elapsed times (seconds; clipped to the grid)."""
         idx = np.minimum(elapsed.astype(np.int64), len(table) - 1)
         return table[np.maximum(idx, 0)]
+
+    def window(self, connect_within: int) -> Window:
+        """Horizons 0..40 - c with supply looked up ``c`` seconds later (cached:
+        the tables change every 100 observations, decisions come every second)."""
+        w = self._windows.get(connect_within)
+        if w is None:
+            c = connect_within
+            j = len(HORIZONS) - c
+            new = self.new_call[:j]
+            w = self._windows[c] = Window(
+                talk_mv=_with_variance(self.talk[:, c : c + j]),
+                wrap_mv=_with_variance(self.wrap[:, c : c + j]),
+                ring_mv=_with_variance(self.ring[:, :j]),
+                new_call=new,
+                need_weights=self.need_weights[:j],
+                spread=new * (1.0 - new),
+            )
+        return w

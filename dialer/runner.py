@@ -296,13 +296,25 @@ class CampaignRunner:
 
     def snapshot(self, now: float) -> Snapshot:
         reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
-        agents = [self.router.agents[a] for a in self._members if a not in reserved]
-        ready, talking, wrapping, busy_ids = 0, [], [], []
-        voice_channel = Channel.VOICE
-        active, wrap_phase = Phase.ACTIVE, Phase.WRAP_UP
-        for a in agents:
+        agents = self.router.agents
+        counted = ready = 0
+        talking: list[float] = []
+        wrapping: list[float] = []
+        busy_ids: list[str] = []
+        voice_channel, active, wrap_phase = Channel.VOICE, Phase.ACTIVE, Phase.WRAP_UP
+        for agent_id in self._members:
+            if agent_id in reserved:
+                continue
+            a = agents[agent_id]
+            work = a.work
+            if not work:  # the common case: nothing in hand
+                if a.pause_reason is None:
+                    ready += 1
+                    counted += 1
+                continue
+            counted += 1  # in a conversation or wrap-up counts even when paused next
             w = None
-            for item in a.work.values():
+            for item in work.values():
                 if item.channel is voice_channel:
                     w = item
                     break
@@ -310,7 +322,7 @@ class CampaignRunner:
                 if a.pause_reason is None:
                     ready += 1
                 continue
-            busy_ids.append(a.id)
+            busy_ids.append(agent_id)
             if w.phase is wrap_phase:
                 wrapping.append(now - w.since)
             else:
@@ -324,7 +336,7 @@ class CampaignRunner:
                 verdicts.append(max(0.0, att.answered + delay - now))
         s = Snapshot(
             now=now,
-            agents=sum(1 for a in agents if a.pause_reason is None or a.work),
+            agents=counted,
             ready=ready,
             talking=np.asarray(talking, dtype=float),
             wrapping=np.asarray(wrapping, dtype=float),

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from asterisk import actions as ami
 from asterisk.errors import ActionFailed
-from asterisk.events import OriginateResponse, OriginateResult, PbxEvent, normalize
+from asterisk.events import KNOWN_EVENTS, OriginateResponse, OriginateResult, PbxEvent, normalize
 from asterisk.framing import AmiMessage
 from asterisk.mirror import ChannelMirror
 from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
@@ -36,7 +36,7 @@ class SimTelephony:
         self._subscribers: list[Subscriber] = []
         self._pending: dict[str, Deferred[OriginateResult]] = {}
         self._ids = itertools.count(1)
-        pbx.subscribe(self._on_headers)
+        pbx.subscribe(self._on_headers, KNOWN_EVENTS)  # the rest would be dropped anyway
 
     @property
     def connected(self) -> bool:

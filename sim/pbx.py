@@ -112,6 +112,26 @@ class AgentPhone:
     answer_delay: float = 0.3
 
 
+#: the channel block of an event, in the order Asterisk sends it
+_BLOCK_FIELDS = (
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+)
+_BLOCK_KEYS: dict[str, tuple[str, ...]] = {}
+
+
 class SimPbx:
     """The PBX model.  ``listeners`` get every event as a header list."""
 
@@ -137,6 +157,8 @@ class SimPbx:
         self.workload = workload or standard_workload()
         self.started_at = clock.seconds()
         self.listeners: list[Listener] = []
+        self._only: dict[Listener, frozenset[str] | None] = {}
+        self._wanted: frozenset[str] | None = None  # None: someone wants every event
         self.channels: dict[str, SimChannel] = {}
         self.by_name: dict[str, SimChannel] = {}
         self.bridges: dict[str, SimBridge] = {}
@@ -160,16 +182,40 @@ class SimPbx:
         self.fate_log: dict[str, CallFate] | None = None
 
     # -- plumbing -----------------------------------------------------------------
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, events: frozenset[str] | None = None) -> None:
+        """``listener`` gets every event, or only those named in ``events``.
+
+        When every listener names its events, the others are never built:
+        the in-process path reads about 70 % of what a real Asterisk sends,
+        and formatting the rest was a fifth of a long simulation's time."""
         self.listeners.append(listener)
+        self._only[listener] = events
+        self._refilter()
 
     def unsubscribe(self, listener: Listener) -> None:
         if listener in self.listeners:
             self.listeners.remove(listener)
+            self._only.pop(listener, None)
+            self._refilter()
+
+    def _refilter(self) -> None:
+        wanted: set[str] = set()
+        for events in self._only.values():
+            if events is None:
+                self._wanted = None
+                return
+            wanted |= events
+        self._wanted = frozenset(wanted)
+
+    def _wants(self, name: str) -> bool:
+        return self._wanted is None or name in self._wanted
 
     def _emit(self, headers: Headers) -> None:
+        name = headers[0][1]
         for listener in list(self.listeners):
-            listener(headers)
+            only = self._only.get(listener)
+            if only is None or name in only:
+                listener(headers)
 
     def _later(
         self, chan: SimChannel | None, delay: float, fn: Callable[..., Any], *args: Any
@@ -218,27 +264,32 @@ class SimPbx:
     # -- event formatting (field order as recorded) ---------------------------------
     @staticmethod
     def _block(c: SimChannel, prefix: str = "") -> Headers:
-        return [
-            (f"{prefix}Channel", c.name),
-            (f"{prefix}ChannelState", str(c.state)),
-            (f"{prefix}ChannelStateDesc", STATE_DESC.get(c.state, "Unknown")),
-            (f"{prefix}CallerIDNum", c.caller_num),
-            (f"{prefix}CallerIDName", c.caller_name),
-            (f"{prefix}ConnectedLineNum", c.connected_num),
-            (f"{prefix}ConnectedLineName", c.connected_name),
-            (f"{prefix}Language", "en"),
-            (f"{prefix}AccountCode", ""),
-            (f"{prefix}Context", c.context),
-            (f"{prefix}Exten", c.exten),
-            (f"{prefix}Priority", str(c.priority)),
-            (f"{prefix}Uniqueid", c.uniqueid),
-            (f"{prefix}Linkedid", c.linkedid),
-        ]
+        keys = _BLOCK_KEYS.get(prefix) or _BLOCK_KEYS.setdefault(
+            prefix, tuple(prefix + k for k in _BLOCK_FIELDS)
+        )
+        values = (
+            c.name,
+            str(c.state),
+            STATE_DESC.get(c.state, "Unknown"),
+            c.caller_num,
+            c.caller_name,
+            c.connected_num,
+            c.connected_name,
+            "en",
+            "",
+            c.context,
+            c.exten,
+            str(c.priority),
+            c.uniqueid,
+            c.linkedid,
+        )
+        return list(zip(keys, values, strict=True))
 
     def _chan_event(
         self, name: str, c: SimChannel, *extra: tuple[str, str], privilege: str = "call,all"
     ) -> None:
-        self._emit([("Event", name), ("Privilege", privilege), *self._block(c), *extra])
+        if self._wants(name):
+            self._emit([("Event", name), ("Privilege", privilege), *self._block(c), *extra])
 
     def _bridge_block(self, b: SimBridge) -> Headers:
         return [
@@ -254,6 +305,8 @@ class SimPbx:
     def _dial_event(
         self, name: str, caller: SimChannel | None, dest: SimChannel, *extra: tuple[str, str]
     ) -> None:
+        if not self._wants(name):
+            return
         headers: Headers = [("Event", name), ("Privilege", "call,all")]
         if caller is not None:
             headers += self._block(caller)

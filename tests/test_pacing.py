@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import ndtr
 
 from dialer.abandon import DAY, AbandonLedger, DayCount
 from dialer.campaign import CampaignError, CampaignSettings, validate
-from dialer.estimates import HORIZONS, Estimates
+from dialer.estimates import HORIZONS, Estimates, Tables
 from dialer.pacing import (
     PacingError,
     Power,
@@ -76,6 +79,48 @@ def test_predictive_dials_less_when_calls_are_already_ringing() -> None:
     idle = Predictive().decide(snap(ready=5), est, ledger)
     ringing = Predictive().decide(snap(ready=5, ringing=[2.0] * 10), est, ledger)
     assert ringing < idle
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ready=st.integers(0, 30),
+    talking=st.lists(st.floats(0, 2000), max_size=60),
+    wrapping=st.lists(st.floats(0, 700), max_size=30),
+    ringing=st.lists(st.floats(0, 150), max_size=120),
+    lam=st.floats(0.0005, 0.5),
+    room=st.integers(1, 300),
+)
+def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lambda(
+    ready, talking, wrapping, ringing, lam, room
+) -> None:
+    """The chunked search gives the largest k with P_ab(k) <= lambda, as a
+    call-by-call walk over the same formula does."""
+    est, ledger = Estimates(), AbandonLedger()
+    s = snap(
+        agents=max(1, ready + len(talking) + len(wrapping)),
+        ready=ready,
+        talking=talking,
+        wrapping=wrapping,
+        ringing=ringing,
+        room=room,
+    )
+    p = Predictive(lam=lam)
+    got = p.decide(s, est, ledger)
+    t = est.tables()
+    sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
+    sup = sup + Tables.rows(t.wrap, s.wrapping)[:, 2:].sum(0)
+    q = Tables.rows(t.ring, s.ringing)[:, :-2]
+    pt = np.concatenate([Tables.rows(t.talk, s.talking), Tables.rows(t.wrap, s.wrapping)])[:, 2:]
+    var = (pt * (1 - pt)).sum(0) + (q * (1 - q)).sum(0)
+    base = q.sum(0) + 0.5 - sup
+    new, w = t.new_call[:-2], t.need_weights[:-2]
+    k = 0
+    while k < min(room, p.max_burst):
+        sd = np.sqrt(np.maximum(var + k * new * (1 - new), 0.01))
+        if float((ndtr((base + k * new) / sd) * w).sum()) > lam:
+            break
+        k += 1
+    assert got == k
 
 
 def test_predictive_goes_progressive_at_the_cap() -> None:

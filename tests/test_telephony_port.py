@@ -161,3 +161,29 @@ def test_nailed_up_agent_gets_a_customer_without_ringing_in_virtual_time():
     assert any(
         isinstance(e, ChannelHungUp) and e.uniqueid == "cust" and e.cause == 16 for e in events
     )
+
+
+def test_a_listener_naming_its_events_gets_only_those_and_the_others_still_get_all():
+    """The in-process path asks only for the events it normalises; an AMI
+    client on the same simulated PBX must still see everything Asterisk sends."""
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=5, agents=2, workload=quick_workload())
+    picky: list[str] = []
+    pbx.subscribe(lambda h: picky.append(h[0][1]), frozenset({"Newchannel", "Hangup"}))
+
+    def dial_all() -> None:
+        phone = SimTelephony(pbx)
+        for number in NUMBERS[:3]:
+            phone.originate(f"PJSIP/{number}@customers", context="dirigent-outbound", exten="s")
+        for _ in range(100):
+            clock.advance(1)
+
+    dial_all()
+    assert set(picky) == {"Newchannel", "Hangup"}
+    assert "Newexten" not in pbx._wanted  # nobody asked for it: never built
+    everything: list[str] = []
+    pbx.subscribe(lambda h: everything.append(h[0][1]))
+    picky.clear()
+    dial_all()
+    assert {"Newexten", "VarSet", "DialBegin", "Newchannel", "Hangup"} <= set(everything)
+    assert set(picky) == {"Newchannel", "Hangup"}
