@@ -18,6 +18,7 @@ from dialer.pacing import (
     Progressive,
     Snapshot,
     VicidialAdaptive,
+    exact_abandon_chances,
     make_strategy,
 )
 
@@ -93,8 +94,8 @@ def test_predictive_dials_less_when_calls_are_already_ringing() -> None:
 def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lambda(
     ready, talking, wrapping, ringing, lam, room
 ) -> None:
-    """The chunked search gives the largest k with P_ab(k) <= lambda, as a
-    call-by-call walk over the same formula does."""
+    """The chunked search gives the largest k with P_ab(k) <= lambda (normal
+    approximation), as a call-by-call walk over the same formula does."""
     est, ledger = Estimates(), AbandonLedger()
     s = snap(
         agents=max(1, ready + len(talking) + len(wrapping)),
@@ -104,7 +105,7 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
         ringing=ringing,
         room=room,
     )
-    p = Predictive(lam=lam)
+    p = Predictive(lam=lam, exact_terms=0)
     got = p.decide(s, est, ledger)
     t = est.tables()
     sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
@@ -121,6 +122,48 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
             break
         k += 1
     assert got == k
+
+
+def test_exact_abandon_chances_match_a_monte_carlo_of_the_same_model() -> None:
+    """With few agents pacing uses the exact Poisson-binomial tail; a direct
+    simulation of the same Bernoulli model must agree."""
+    est = Estimates()
+    s = snap(
+        agents=4,
+        ready=1,
+        talking=[30.0, 100.0],
+        wrapping=[5.0],
+        ringing=[2.0, 6.0, 10.0, 1.0],
+        verdicts=[0.5],
+        waiting=0,
+    )
+    t = est.tables()
+    w = t.window(2)
+    n = len(w.new_call)
+    exact = exact_abandon_chances(s, t, w, 2)(np.arange(1.0, 5.0))
+    rng = np.random.default_rng(7)
+    draws = 100_000
+    q = np.concatenate(
+        [
+            Tables.rows(t.ring, s.ringing)[:, :n],
+            (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer,
+            1.0 - Tables.rows(t.talk, s.talking)[:, 2 : 2 + n],
+            1.0 - Tables.rows(t.wrap, s.wrapping)[:, 2 : 2 + n],
+        ]
+    )
+    hits = (rng.random((draws, *q.shape)) < q[None]).sum(axis=1)  # D + U per draw, horizon
+    for k, p in enumerate(exact, start=1):
+        before = rng.binomial(k - 1, w.new_call[None, :], size=(draws, n))
+        lost = (hits + before >= s.ready + 3).mean(axis=0)  # 3 agents busy
+        assert abs(float(lost @ w.need_weights) - p) < 0.006, (k, p)
+    assert np.all(np.diff(exact) > 0)  # each call placed makes the next riskier
+    # and the normal approximation, with so few agents, is far from it
+    p_normal = Predictive(exact_terms=0)
+    p_exact = Predictive()
+    for lam in (0.005, 0.01, 0.02):
+        p_normal.lam = p_exact.lam = lam
+        ledger = AbandonLedger()
+        assert p_exact.decide(s, est, ledger) <= p_normal.decide(s, est, ledger)
 
 
 def test_predictive_goes_progressive_at_the_cap() -> None:
