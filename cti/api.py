@@ -353,7 +353,10 @@ class ApiResource(resource.Resource):
             exc = failure.value
             if isinstance(exc, KeyError):
                 body = self._error(request, 404, "campaign", f"unknown campaign {exc.args[0]!r}")
-            elif isinstance(exc, LookupError | ValueError):
+            elif isinstance(exc, LookupError):  # "field: what was not found"
+                field, _, reason = str(exc).partition(": ")
+                body = self._error(request, 404, field, reason or str(exc))
+            elif isinstance(exc, ValueError):
                 field, _, reason = str(exc).partition(": ")
                 body = self._error(request, 400, field, reason or str(exc))
             else:
@@ -428,6 +431,8 @@ class ApiResource(resource.Resource):
                 return self._threaded(request, ops.add_consent, body)
             case "POST", ["lists", "merge"]:
                 return self._threaded(request, ops.merge, body)
+            case "PATCH", ["lists", campaign, name]:
+                return self._threaded(request, ops.set_active, campaign, name, body)
             case "GET", ["campaigns", name, "pool"]:
                 return self._threaded(request, ops.pool, name, self.ops.day_window()[1])
         raise ApiError(404, "path", f"no route {method} /api/{'/'.join(path)}")

@@ -132,6 +132,12 @@ class DialerMetrics:
             ["campaign", "status"],
             registry=registry,
         )
+        self.list_records = Gauge(
+            "dirigent_list_records",
+            "Records of each of the campaign's lists by status (inactive lists too)",
+            ["campaign", "list", "status"],
+            registry=registry,
+        )
 
 
 @dataclass
@@ -436,28 +442,31 @@ class Campaigns:
         d.addErrback(lambda f: log.warn("record counts failed: {e}", e=f.getErrorMessage()))
         d.addBoth(lambda _: setattr(self, "_counting", False))
 
-    def _count_records(self) -> dict[str, dict[str, int]]:
+    def _count_records(self) -> dict[str, dict[tuple[str, bool], dict[str, int]]]:
+        """campaign -> (list, active) -> status -> records."""
         r, lst = db.record, db.dial_list
-        out = {}
+        out: dict[str, dict[tuple[str, bool], dict[str, int]]] = {}
         with self.engine.connect() as conn:
             for name, c in self.campaigns.items():
-                out[name] = dict(
-                    conn.execute(
-                        select(r.c.status, func.count())
-                        .join(lst, lst.c.id == r.c.list_id)
-                        .where(
-                            lst.c.campaign_id == c.runner.log.campaign_id,  # type: ignore[attr-defined]
-                            lst.c.active.is_(True),
-                        )
-                        .group_by(r.c.status)
-                    ).all()
-                )
+                per_list = out[name] = {}
+                for list_name, active, status, n in conn.execute(
+                    select(lst.c.name, lst.c.active, r.c.status, func.count())
+                    .join(lst, lst.c.id == r.c.list_id)
+                    .where(lst.c.campaign_id == c.runner.log.campaign_id)  # type: ignore[attr-defined]
+                    .group_by(lst.c.name, lst.c.active, r.c.status)
+                ):
+                    per_list.setdefault((list_name, bool(active)), {})[status] = n
         return out
 
-    def _set_record_gauges(self, counts: dict[str, dict[str, int]]) -> None:
-        for name, by_status in counts.items():
+    def _set_record_gauges(self, counts: dict[str, dict[tuple[str, bool], dict[str, int]]]) -> None:
+        m = self.metrics
+        assert m is not None
+        for name, per_list in counts.items():
             for status in RECORD_STATUSES:
-                self.metrics.records.labels(name, status).set(by_status.get(status, 0))  # type: ignore[union-attr]
+                active = sum(by.get(status, 0) for (_, on), by in per_list.items() if on)
+                m.records.labels(name, status).set(active)
+                for (list_name, _), by in per_list.items():
+                    m.list_records.labels(name, list_name, status).set(by.get(status, 0))
 
     def _on_attempt(self, what: str, attempt: Attempt) -> None:
         """Outbound interactions for the reports and the screen pop, and the

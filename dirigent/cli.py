@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     mrg.add_argument("--config", default=None)
     mrg.add_argument("--json", action="store_true")
 
+    for verb, what in (("activate", "dial"), ("deactivate", "stop dialing")):
+        act = listsub.add_parser(verb, help=f"{what} a list's records (kept, with their history)")
+        act.add_argument("name", help="the list's name (the imported file's name)")
+        act.add_argument("--campaign", required=True)
+        act.add_argument("--db", default=None)
+        act.add_argument("--config", default=None)
+        act.add_argument("--json", action="store_true")
+
     dnc = sub.add_parser("dnc", help="do-not-call lists")
     dncsub = dnc.add_subparsers(dest="dnc_command", required=True)
     for name, helptext in (
@@ -352,6 +360,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
 
     if args.lists_command == "merge":
         return cmd_lists_merge(args)
+    if args.lists_command in ("activate", "deactivate"):
+        return cmd_lists_activate(args)
 
     from dialer.lists import ListError, load_mapping
     from dirigent import db
@@ -403,6 +413,28 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
     print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_lists_activate(args: argparse.Namespace) -> int:
+    import json
+
+    from dirigent import db
+    from dirigent.pool import set_list_active
+
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        result = set_list_active(engine, args.campaign, args.name, args.lists_command == "activate")
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    if not args.json:
+        state = "active" if result["active"] else "inactive"
+        print(f"list {args.name!r} of campaign {args.campaign!r} is {state}")
+    print(json.dumps(result))
     return EXIT_OK
 
 

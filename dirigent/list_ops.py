@@ -24,7 +24,7 @@ from dialer.compliance import Compliance
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
 from dirigent.config import CampaignConfig
 from dirigent.lists_import import import_list
-from dirigent.pool import pool_status
+from dirigent.pool import pool_status, set_list_active
 
 #: rejected rows listed in an upload's answer (the counts are always complete)
 MAX_PROBLEMS = 1000
@@ -145,6 +145,13 @@ class ListOps:
 
         keep = e164(_optional_text(body, "keep") or "", "keep")
         return merge(self.engine, campaign, keep, [e164(n, "drop") for n in raw_drop]).summary()
+
+    def set_active(self, campaign: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /api/lists/<campaign>/<list>`` with ``{"active": true|false}``."""
+        active = body.get("active")
+        if not isinstance(active, bool):
+            raise ValueError("active: must be true or false")
+        return set_list_active(self.engine, campaign, name, active)
 
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)

@@ -54,17 +54,20 @@ def _number(conn, e164: str) -> Number:  # type: ignore[no-untyped-def]
     return Number(e164, row.number_type if row else "", row.region if row else "", zones)
 
 
-def _candidates(conn, campaign_id: int, now: dt.datetime, limit: int, offset: int = 0):  # type: ignore[no-untyped-def]
+def _candidates(  # type: ignore[no-untyped-def]
+    conn, campaign_id: int, now: dt.datetime, limit: int, offset: int = 0, only: int | None = None
+):
     """Due records in hopper order (priority, then new before scheduled, then
     due time, then list order).  Two index-ordered reads (never-tried records
     and due retries, each on its own partial index) merged here, so a refill
-    reads about ``limit`` rows whatever the list's size."""
+    reads about ``limit`` rows whatever the list's size.  ``only``: one list's."""
     r, lst = db.record, db.dial_list
     lists = [
         row.id
         for row in conn.execute(
             select(lst.c.id).where(lst.c.campaign_id == campaign_id, lst.c.active.is_(True))
         )
+        if only is None or row.id == only
     ]
     if not lists:
         return []
@@ -118,7 +121,7 @@ _OPEN_SQL = text(f"record.{db.OPEN_CONDITION}")
 def find_campaign_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
     if found is None:
-        raise LookupError(f"unknown campaign {name!r}")
+        raise LookupError(f"campaign: unknown campaign {name!r}")
     return found
 
 
@@ -379,46 +382,92 @@ def record_outcome(
 def pool_status(
     engine: Engine, campaign: Campaign, gate: Compliance, now: dt.datetime, sample: int = 2000
 ) -> dict[str, Any]:
-    """Records by status; of the open ones due now, how many may be dialed
-    now and why the others may not (from a bounded sample)."""
+    """The campaign's pool, and the same for each of its lists.
+
+    Records by status (all lists, active or not); of the active lists'
+    records due now, how many may be dialed now and why the others may not
+    (from the first ``sample`` due records of each list, in hopper order);
+    how many fall due later today; how many are closed ("exhausted")."""
     r, lst = db.record, db.dial_list
     with engine.connect() as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
-        by_status = dict(
+        lists = conn.execute(
+            select(lst.c.id, lst.c.name, lst.c.active)
+            .where(lst.c.campaign_id == campaign_id)
+            .order_by(lst.c.id)
+        ).all()
+        ids = [row.id for row in lists]
+        by_status: dict[int, dict[str, int]] = {i: {} for i in ids}
+        for list_id, status, n in conn.execute(
+            select(r.c.list_id, r.c.status, func.count())
+            .where(r.c.list_id.in_(ids))
+            .group_by(r.c.list_id, r.c.status)
+        ):
+            by_status[list_id][status] = n
+        end_of_day = now.replace(hour=23, minute=59, second=59)
+        later_today = dict(
             conn.execute(
-                select(r.c.status, func.count())
-                .join(lst, lst.c.id == r.c.list_id)
-                .where(lst.c.campaign_id == campaign_id)
-                .group_by(r.c.status)
+                select(r.c.list_id, func.count())
+                .where(
+                    r.c.list_id.in_(ids),
+                    r.c.status.in_(OPEN),
+                    r.c.next_due_at > now,
+                    r.c.next_due_at <= end_of_day,
+                )
+                .group_by(r.c.list_id)
             ).all()
         )
-        end_of_day = now.replace(hour=23, minute=59, second=59)
-        later_today = conn.execute(
-            select(func.count())
-            .select_from(r.join(lst, lst.c.id == r.c.list_id))
-            .where(
-                lst.c.campaign_id == campaign_id,
-                r.c.status.in_(OPEN),
-                r.c.next_due_at > now,
-                r.c.next_due_at <= end_of_day,
-            )
-        ).scalar()
-        blocked: Counter[str] = Counter()
-        dialable = 0
-        candidates = _candidates(conn, campaign_id, now, sample)
-        for _row, verdict in _verdicts(conn, campaign, gate, candidates, now):
-            if verdict.allowed:
-                dialable += 1
-            else:
-                blocked[verdict.check] += 1
+        per_list: dict[str, dict[str, Any]] = {}
+        for row in lists:
+            blocked: Counter[str] = Counter()
+            dialable = 0
+            if row.active:
+                candidates = _candidates(conn, campaign_id, now, sample, only=row.id)
+                for _row, verdict in _verdicts(conn, campaign, gate, candidates, now):
+                    if verdict.allowed:
+                        dialable += 1
+                    else:
+                        blocked[verdict.check] += 1
+            per_list[row.name] = {
+                "active": bool(row.active),
+                "records": by_status[row.id],
+                "dialable_now": dialable,
+                "due_later_today": later_today.get(row.id, 0),
+                "blocked_now": dict(blocked),
+                "exhausted": by_status[row.id].get("closed", 0),
+            }
+    total: Counter[str] = Counter()
+    blocked_all: Counter[str] = Counter()
+    for figures in per_list.values():
+        total.update(figures["records"])
+        blocked_all.update(figures["blocked_now"])
     return {
         "campaign": campaign.name,
-        "records": by_status,
-        "dialable_now": dialable,
-        "due_later_today": later_today,
-        "blocked_now": dict(blocked),
-        "exhausted": by_status.get("closed", 0),
+        "records": dict(total),
+        "dialable_now": sum(f["dialable_now"] for f in per_list.values()),
+        "due_later_today": sum(f["due_later_today"] for f in per_list.values()),
+        "blocked_now": dict(blocked_all),
+        "exhausted": total.get("closed", 0),
+        "lists": per_list,
     }
+
+
+def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> dict[str, Any]:
+    """Switch a list on or off for the hopper.  Records of an inactive list
+    are kept with their history, never dialed, and not counted as another
+    active list's duplicates; switching it back on resumes where it was."""
+    lst = db.dial_list
+    with engine.begin() as conn:
+        campaign_id = find_campaign_id(conn, campaign)
+        row = conn.execute(
+            select(lst.c.id, lst.c.active).where(
+                lst.c.campaign_id == campaign_id, lst.c.name == name
+            )
+        ).first()
+        if row is None:
+            raise LookupError(f"list: no list {name!r} in campaign {campaign!r}")
+        conn.execute(update(lst).where(lst.c.id == row.id).values(active=active))
+    return {"campaign": campaign, "list": name, "active": active, "was_active": bool(row.active)}
 
 
 def export_results(engine: Engine, campaign: str, path: str | Path) -> int:

@@ -401,3 +401,24 @@ def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
     assert pool["blocked_now"].get("dnc", 0) <= 1
     status, _body = call(app, "GET", "campaigns/nope/pool", token=boss)
     assert status == 404
+    lists = pool["lists"]
+    assert set(lists) >= {"winter.csv", "b.xlsx"}
+    assert lists["b.xlsx"]["records"] == {"new": 1} and lists["b.xlsx"]["active"] is True
+    assert sum(sum(f["records"].values()) for f in lists.values()) == 2000 + 3
+    assert pool["dialable_now"] == sum(f["dialable_now"] for f in lists.values())
+
+    # a list switched off stays in the pool (with its history) but is not dialed
+    status, body = call(app, "PATCH", f"lists/{DEMO_CAMPAIGN}/b.xlsx", {"active": "no"}, boss)
+    assert status == 400 and body["field"] == "active"
+    status, body = call(app, "PATCH", f"lists/{DEMO_CAMPAIGN}/nope.csv", {"active": False}, boss)
+    assert status == 404 and body["field"] == "list"
+    status, body = call(app, "PATCH", f"lists/{DEMO_CAMPAIGN}/b.xlsx", {"active": False}, boss)
+    assert status == 200 and body == {
+        "campaign": DEMO_CAMPAIGN,
+        "list": "b.xlsx",
+        "active": False,
+        "was_active": True,
+    }
+    status, pool = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}/pool", token=boss)
+    off = pool["lists"]["b.xlsx"]
+    assert off["active"] is False and off["dialable_now"] == 0 and off["records"] == {"new": 1}

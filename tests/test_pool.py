@@ -199,3 +199,51 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
     sunday = dt.datetime(2026, 11, 22, 13, 0, tzinfo=dt.UTC)
     assert both(sunday) == (set(), set())
     engine.dispose()
+
+
+def test_pool_status_per_list_and_a_list_switched_off_from_the_command_line(
+    pool, database_url, tmp_path, capsys
+):
+    """The supervisor's pool, list by list; a deactivated list keeps its
+    records and history but the hopper no longer takes from it."""
+    import json
+
+    from dirigent.cli import main
+
+    campaign = Campaign("us-spring", policy_for("US"), "+12125550199")
+    gate = Compliance(DbDnc(pool), DbConsent(pool))
+    extra = tmp_path / "autumn.csv"
+    extra.write_text("phone\n+1 212 555 0200\n+1 212 555 0201\n")
+    import_list(pool, extra, "us-spring")
+    status = pool_status(pool, campaign, gate, NOW)
+    assert status["lists"]["us.csv"]["records"] == {"new": 6}
+    assert status["lists"]["autumn.csv"] == {
+        "active": True,
+        "records": {"new": 2},
+        "dialable_now": 2,
+        "due_later_today": 0,
+        "blocked_now": {},
+        "exhausted": 0,
+    }
+    assert status["dialable_now"] == 8 and status["records"] == {"new": 8}
+
+    base = ["lists", "deactivate", "autumn.csv", "--campaign", "us-spring", "--db", database_url]
+    assert main([*base, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["active"] is False
+    assert (
+        main(["lists", "deactivate", "nope.csv", "--campaign", "us-spring", "--db", database_url])
+        == 2
+    )
+    assert "list: no list 'nope.csv'" in capsys.readouterr().err
+    claimed = {c.e164 for c in claim(pool, campaign, gate, NOW, limit=20)}
+    assert claimed and not claimed & {"+12125550200", "+12125550201"}
+    off = pool_status(pool, campaign, gate, NOW)["lists"]["autumn.csv"]
+    assert off["active"] is False and off["dialable_now"] == 0 and off["records"] == {"new": 2}
+    assert (
+        main(["lists", "activate", "autumn.csv", "--campaign", "us-spring", "--db", database_url])
+        == 0
+    )
+    assert {c.e164 for c in claim(pool, campaign, gate, NOW, limit=20)} == {
+        "+12125550200",
+        "+12125550201",
+    }
