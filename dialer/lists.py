@@ -24,7 +24,7 @@ import csv
 import functools
 import io
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,47 +432,60 @@ class PhoneticGroups:
     threshold: float = 85.0
     #: per block key: (number, name + address, how many fields are filled);
     #: only that, so a million rows stay small
-    blocks: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
+    blocks: dict[str, list[Member]] = field(default_factory=dict)
 
     def add(self, e164: str, fields: Mapping[str, str], key: str | None = None) -> None:
         if key is None:
             key = phonetic_key(fields.get("first_name", ""), fields.get("last_name", ""))
         if key != "|":
-            filled = sum(1 for v in fields.values() if v)
-            self.blocks.setdefault(key, []).append((e164, _identity(fields), filled))
+            self.blocks.setdefault(key, []).append(member(e164, fields))
 
     def groups(self) -> list[dict[str, Any]]:
-        from rapidfuzz import fuzz, process
+        return block_groups(self.blocks.items(), self.threshold)
 
-        out = []
-        for key, members in self.blocks.items():
-            distinct = list({m[0]: m for m in members}.values())
-            if len(distinct) < 2:
+
+Member = tuple[str, str, int]  # (number, identity, fields filled)
+
+
+def block_groups(
+    blocks: Iterable[tuple[str, list[Member]]], threshold: float = PhoneticGroups.threshold
+) -> list[dict[str, Any]]:
+    """Groups of possible duplicates, one block (phonetic key) at a time.
+
+    ``blocks`` may be a stream (e.g. rows read from the database in key
+    order): only one block is held at a time."""
+    from rapidfuzz import fuzz, process
+
+    out = []
+    for key, members in blocks:
+        distinct = list({m[0]: m for m in members}.values())
+        if len(distinct) < 2:
+            continue
+        # the postal code leads the identity: sub-blocks without a second dict
+        by_place: dict[str, list[Member]] = {}
+        for m in distinct:
+            by_place.setdefault(m[1].split(" ", 1)[0], []).append(m)
+        clusters: list[list[Member]] = []
+        for place in by_place.values():
+            if len(place) > 1:
+                clusters += _clusters(place, threshold, process, fuzz)
+        for similar in clusters:
+            if len(similar) < 2:
                 continue
-            # the postal code leads the identity: sub-blocks without a second dict
-            by_place: dict[str, list[tuple[str, str, int]]] = {}
-            for m in distinct:
-                by_place.setdefault(m[1].split(" ", 1)[0], []).append(m)
-            clusters: list[list[tuple[str, str, int]]] = []
-            for place in by_place.values():
-                if len(place) > 1:
-                    clusters += _clusters(place, self.threshold, process, fuzz)
-            for similar in clusters:
-                if len(similar) < 2:
-                    continue
-                keep = max(similar, key=lambda m: m[2])  # the record with the most data
-                out.append(
-                    {"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]}
-                )
-        return out
+            keep = max(similar, key=lambda m: m[2])  # the record with the most data
+            out.append({"key": key, "numbers": [m[0] for m in similar], "suggested_keep": keep[0]})
+    return out
 
 
-def _clusters(
-    items: list[tuple[str, str, int]], threshold: float, process: Any, fuzz: Any
-) -> list[list[tuple[str, str, int]]]:
+def member(e164: str, fields: Mapping[str, str]) -> Member:
+    """What grouping keeps of a record."""
+    return (e164, _identity(fields), sum(1 for v in fields.values() if v))
+
+
+def _clusters(items: list[Member], threshold: float, process: Any, fuzz: Any) -> list[list[Member]]:
     """Each record joins the first cluster whose anchor is similar enough."""
     anchors: list[str] = []
-    clusters: list[list[tuple[str, str, int]]] = []
+    clusters: list[list[Member]] = []
     for m in items:
         hit = (
             process.extractOne(m[1], anchors, scorer=fuzz.token_sort_ratio, score_cutoff=threshold)

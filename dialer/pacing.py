@@ -255,6 +255,8 @@ class Predictive(Strategy):
         self._progressive = self._guard(s, ledger)
         if self._progressive or s.agents == 0:
             return max(0, s.ready - s.in_flight - s.waiting)
+        if self.clairvoyant == "calls" and s.next_need_in is not None:
+            return self._clairvoyant_k(s)
         t = est.tables()
         c = round(self.connect_within)
         w = t.window(c)
@@ -267,19 +269,12 @@ class Predictive(Strategy):
             mv = w.sums(w.talk_mv, s.talking) + w.sums(w.wrap_mv, s.wrapping)
             sup, sup_var = s.ready + mv[:n], mv[n:]
         # demand by h from the calls already placed
-        if self.clairvoyant == "calls" and s.call_need_in is not None:
-            dem = s.waiting + (s.call_need_in[:, None] <= HORIZONS[None, :n]).sum(axis=0)
-            dem_var = np.zeros(n)
-        else:
-            mv = w.sums(w.ring_mv, s.ringing)
-            dem, dem_var = s.waiting + mv[:n], mv[n:]
-            if len(s.verdicts):
-                due = (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer
-                dem = dem + due.sum(axis=0)
-                dem_var = dem_var + (due * (1 - due)).sum(axis=0)
-        dem = np.asarray(dem, dtype=float)
-        if self.clairvoyant == "calls" and s.next_need_in is not None:
-            return self._clairvoyant_k(s, sup, sup_var, dem)
+        mv = w.sums(w.ring_mv, s.ringing)
+        dem, dem_var = s.waiting + mv[:n], mv[n:]
+        if len(s.verdicts):
+            due = (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer
+            dem = dem + due.sum(axis=0)
+            dem_var = dem_var + (due * (1 - due)).sum(axis=0)
         if not w.need_weights.any():
             return 0
         most = max(1, min(self.max_burst, s.room))
@@ -320,23 +315,37 @@ class Predictive(Strategy):
             done = stop
         return done
 
-    def _clairvoyant_k(
-        self, s: Snapshot, sup: np.ndarray, sup_var: np.ndarray, dem: np.ndarray
-    ) -> int:
-        """Each next record's need time is known: dial it if an agent will be there."""
-        assert s.next_need_in is not None
+    def _clairvoyant_k(self, s: Snapshot) -> int:
+        """Each call's need time and each agent's free time are known: dial
+        the next records (in hopper order) while every call that will need an
+        agent still gets one within the connect limit.
+
+        That holds when the needs, sorted, can be paired with the agents'
+        free times, sorted, such that the i-th agent is free by the i-th need
+        plus the limit (Hall's condition for deadlines).  An agent serves one
+        of these calls at most: the next need comes within seconds, a
+        conversation with its wrap-up lasts longer.  Times are compared
+        exactly, not on the pacing grid (rounding to whole seconds let calls
+        through that missed their agent by a fraction of a second)."""
+        assert s.next_need_in is not None and s.agent_free_in is not None
+        assert s.call_need_in is not None
+        c = self.connect_within
+        free = np.sort(np.concatenate([np.zeros(s.ready), s.agent_free_in]))
+        needs = sorted([0.0] * s.waiting + [x for x in s.call_need_in.tolist() if x != math.inf])
+
+        def feasible(trial: list[float]) -> bool:
+            if len(trial) > len(free):
+                return False
+            return bool(np.all(free[: len(trial)] <= np.asarray(trial) + c))
+
         upcoming = s.next_need_in(min(self.max_burst, s.room))
-        sd = np.sqrt(np.maximum(sup_var, 0.01))
-        extra = np.zeros(len(dem))
-        for k, tau in enumerate(upcoming):
-            if np.isfinite(tau):
-                at = min(int(np.searchsorted(HORIZONS, tau)), len(dem) - 1)
-                # this call and every call needing an agent after it must still fit
-                later = slice(at, None)
-                risk = ndtr((dem[later] + extra[later] + 0.5 - sup[later]) / sd[later])
-                if risk.max() > self.lam:
-                    return k
-                extra[at:] += 1
+        for k, tau in enumerate(upcoming.tolist()):
+            if tau == math.inf:
+                continue  # never needs an agent (machine, busy, no answer...)
+            trial = sorted([*needs, tau])
+            if not feasible(trial):
+                return k
+            needs = trial
         return len(upcoming)
 
 

@@ -144,6 +144,10 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     )
     assert f'dirigent_dialer_abandon_ratio{{campaign="{DEMO_CAMPAIGN}",window="day"}}' in metrics
     assert f'dirigent_campaign_records{{campaign="{DEMO_CAMPAIGN}",status="new"}}' in metrics
+    assert (
+        f'dirigent_list_records{{campaign="{DEMO_CAMPAIGN}",list="demo-list.csv",status="new"}}'
+        in metrics
+    )
 
     # attempts and outbound interactions are in the database
     app.database.recorder.flush()

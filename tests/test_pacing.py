@@ -166,6 +166,25 @@ def test_exact_abandon_chances_match_a_monte_carlo_of_the_same_model() -> None:
         assert p_exact.decide(s, est, ledger) <= p_normal.decide(s, est, ledger)
 
 
+def test_the_calls_oracle_dials_a_record_only_if_an_agent_is_free_within_the_limit() -> None:
+    """The clairvoyant bound compares exact times: an agent free 2.2 s after
+    the person answers is too late, one free 1.8 s after is not."""
+    est, ledger = Estimates(), AbandonLedger()
+    inf = float("inf")
+
+    def decide(free_in: list[float], upcoming: list[float], waiting: int = 0) -> int:
+        s = snap(ready=0, waiting=waiting, room=10)
+        s.agent_free_in = np.asarray(free_in)
+        s.call_need_in = np.asarray([inf])  # a machine in flight: never needs anyone
+        s.next_need_in = lambda n: np.asarray(upcoming[:n], dtype=float)
+        return make_strategy("oracle-calls").decide(s, est, ledger)
+
+    assert decide([7.9, 300.0], [5.7, inf]) == 0
+    assert decide([7.5, 300.0], [5.7, inf, inf, 7.0]) == 3, "the second person would wait"
+    assert decide([7.5, 8.0], [5.7, inf, inf, 7.0, inf]) == 5
+    assert decide([1.0, 8.0], [5.7], waiting=1) == 0, "the person waiting now comes first"
+
+
 def test_predictive_goes_progressive_at_the_cap() -> None:
     ledger, est = AbandonLedger(), Estimates()
     for i in range(300):
