@@ -171,6 +171,9 @@ class Compliance:
     dnc: DncLookup
     consent: ConsentLookup
     _holidays: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    #: set for one batch of checks at one instant (the hopper's claim): the
+    #: hours and holidays of a time zone are worked out once, not per number
+    zone_verdicts: dict[tuple[str, str, dt.datetime], Verdict | None] | None = None
 
     def _is_holiday(self, country: str, subdivisions: Iterable[str], day: dt.date) -> bool:
         for sub in (*subdivisions, ""):
@@ -182,6 +185,26 @@ class Compliance:
             if day in self._holidays[key]:
                 return True
         return False
+
+    def _zone_refusal(self, campaign: Campaign, zone: str, now: dt.datetime) -> Verdict | None:
+        """Calling hours and holidays in one time zone: why not now, or None."""
+        policy = campaign.policy
+        local = now.astimezone(ZoneInfo(zone))
+        if not any(w.contains(local) for w in policy.windows):
+            return Verdict(
+                False, f"outside the legal calling hours in {zone} ({local:%a %H:%M})", "window"
+            )
+        if campaign.windows and not any(w.contains(local) for w in campaign.windows):
+            return Verdict(
+                False, f"outside the campaign's hours in {zone} ({local:%a %H:%M})", "window"
+            )
+        if policy.public_holidays and self._is_holiday(
+            policy.country, campaign.holiday_subdivisions, local.date()
+        ):
+            return Verdict(
+                False, f"public holiday in {policy.country} ({local:%Y-%m-%d})", "holiday"
+            )
+        return None
 
     def check(
         self,
@@ -208,21 +231,15 @@ class Compliance:
             return Verdict(False, "no prior express consent for telephone calls", "consent")
         zones = number.timezones or (default_zone(number.region),)
         for zone in zones:
-            local = now.astimezone(ZoneInfo(zone))
-            if not any(w.contains(local) for w in policy.windows):
-                return Verdict(
-                    False, f"outside the legal calling hours in {zone} ({local:%a %H:%M})", "window"
-                )
-            if campaign.windows and not any(w.contains(local) for w in campaign.windows):
-                return Verdict(
-                    False, f"outside the campaign's hours in {zone} ({local:%a %H:%M})", "window"
-                )
-            if policy.public_holidays and self._is_holiday(
-                policy.country, campaign.holiday_subdivisions, local.date()
-            ):
-                return Verdict(
-                    False, f"public holiday in {policy.country} ({local:%Y-%m-%d})", "holiday"
-                )
+            if self.zone_verdicts is None:
+                refused = self._zone_refusal(campaign, zone, now)
+            else:
+                key = (campaign.name, zone, now)
+                if key not in self.zone_verdicts:
+                    self.zone_verdicts[key] = self._zone_refusal(campaign, zone, now)
+                refused = self.zone_verdicts[key]
+            if refused is not None:
+                return refused
         limit = campaign.max_attempts_per_day or policy.max_attempts_per_day
         if limit and history.attempts_today >= limit:
             return Verdict(

@@ -75,7 +75,6 @@ def _candidates(  # type: ignore[no-untyped-def]
         r.c.id,
         r.c.e164,
         r.c.contact_id,
-        r.c.extra,
         r.c.attempts,
         r.c.callback_at,
         r.c.priority,
@@ -186,7 +185,7 @@ def _batch_gate(
         ):
             latest[row.contact_id] = row.granted  # the last one wins
         consent = _Consented(latest)
-    return Compliance(dnc, consent, gate._holidays)
+    return Compliance(dnc, consent, gate._holidays, zone_verdicts={})
 
 
 @dataclass
@@ -291,18 +290,20 @@ def claim(
         allowed = allowed[:limit]
         if not allowed:
             return []
+        # the extra fields (JSON) are read only for the records taken
         taken = {
-            r.id
+            r.id: r.extra
             for r in conn.execute(
                 update(db.record)
                 .where(db.record.c.id.in_([r.id for r in allowed]), db.record.c.status.in_(OPEN))
                 .values(status="dialing")
-                .returning(db.record.c.id)
+                .returning(db.record.c.id, db.record.c.extra)
             )
         }
         for row in allowed:
             if row.id in taken:
-                out.append(Claimed(row.id, row.e164, row.contact_id, dict(row.extra or {})))
+                extra = taken[row.id]
+                out.append(Claimed(row.id, row.e164, row.contact_id, dict(extra or {})))
     return out
 
 
@@ -330,9 +331,10 @@ def claim_one_by_one(
                 update(db.record)
                 .where(and_(db.record.c.id == row.id, db.record.c.status.in_(OPEN)))
                 .values(status="dialing")
-            ).rowcount
-            if changed:
-                out.append(Claimed(row.id, row.e164, row.contact_id, dict(row.extra or {})))
+                .returning(db.record.c.extra)
+            ).first()
+            if changed is not None:
+                out.append(Claimed(row.id, row.e164, row.contact_id, dict(changed.extra or {})))
             if len(out) >= limit:
                 break
     return out
