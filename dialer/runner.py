@@ -104,6 +104,9 @@ class AttemptLog(Protocol):
 
     def open_attempts(self, campaign: str) -> list[Attempt]: ...
 
+    # Optional: ``connected(attempt)`` records that a person reached an agent,
+    # so that a call taken over after a restart keeps its talk time.
+
 
 class MemoryAttemptLog:
     """The attempt log of a simulation (and of tests): a dict."""
@@ -661,6 +664,9 @@ class CampaignRunner:
             timer.cancel()
         self.router.accept(attempt.agent, attempt.id, now)
         attempt.connected = now
+        mark = getattr(self.log, "connected", None)
+        if mark is not None:
+            mark(attempt)
         self.stats.connected += 1
         self.ledger.live(now)
         self.strategy.observe(abandoned=False)
@@ -771,7 +777,7 @@ class CampaignRunner:
         if agent is None or agent.state is not AgentState.READY:
             return False
         attempt.answered = attempt.answered or now
-        attempt.verdict, attempt.verdict_at = "human", now
+        attempt.verdict, attempt.verdict_at = "human", attempt.verdict_at or now
         attempt.channel = chan.name
         self.live[attempt.id] = attempt
         self.by_channel[attempt.channel_id] = attempt
@@ -791,7 +797,8 @@ class CampaignRunner:
             del self.live[attempt.id], self.by_channel[attempt.channel_id]
             return False
         self.router.accept(agent_id, attempt.id, now)
-        attempt.agent, attempt.connected = agent_id, now
+        # the conversation began before the restart: its talk time counts from then
+        attempt.agent, attempt.connected = agent_id, attempt.connected or now
         log.info(
             "campaign {c}: call {a} with agent {g} taken over after a restart",
             c=self.settings.name,

@@ -132,6 +132,21 @@ class DbAttemptLog:
                 )
             )
 
+    def connected(self, attempt: Attempt) -> None:
+        """A person reached an agent: kept so that a restart does not lose
+        when the conversation began."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(db.attempt)
+                .where(db.attempt.c.ref == attempt.id)
+                .values(
+                    answered_at=_at(attempt.answered),
+                    connected_at=_at(attempt.connected),
+                    verdict=attempt.verdict,
+                    agent_code=attempt.agent,
+                )
+            )
+
     def open_attempts(self, campaign: str) -> list[Attempt]:
         a = db.attempt
         with self.engine.connect() as conn:
@@ -149,6 +164,9 @@ class DbAttemptLog:
                 channel_id=row.uniqueid or "",
                 pbx=row.pbx,
                 agent=row.agent_code,
+                answered=_seconds(row.answered_at),
+                connected=_seconds(row.connected_at),
+                verdict=row.verdict,
             )
             for row in rows
         ]

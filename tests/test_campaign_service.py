@@ -3,6 +3,7 @@ SQLite, HTTP API, metrics, and a restart that reconciles what was left open."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -172,7 +173,7 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     status, _view = call(app, "POST", f"campaigns/{DEMO_CAMPAIGN}/start", {}, boss)
     run(wait_for(lambda: any(a.connected for a in runner.live.values()), what="a conversation"))
     open_before = {a.id: a.lead.number for a in runner.live.values()}
-    talking = {a.id for a in runner.live.values() if a.connected is not None}
+    talking = {a.id: a.connected for a in runner.live.values() if a.connected is not None}
     run(app.service.stopService().asFuture(LOOP))
     again = start()
     runner2 = again.campaigns.campaigns[DEMO_CAMPAIGN].runner
@@ -190,12 +191,27 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
             ).all()
         return {r.ref: (r.outcome, r.agent_code) for r in rows}
 
+    # a conversation taken over keeps the moment it began, from before the restart
+    adopted = [runner2.live[ref] for ref in talking if ref in runner2.live]
+    assert all(a.connected == pytest.approx(talking[a.id], abs=0.01) for a in adopted)
+
     run(wait_for(lambda: all(o for o, _ in outcomes().values()), timeout=15, what="all ended"))
     ended = outcomes()
     assert len(ended) == len(open_before)
     for ref in talking:
         outcome, agent = ended[ref]
         assert outcome == "answered" and agent in AGENTS, "the conversation was not cut off"
+    with engine.connect() as conn:
+        began = dict(
+            conn.execute(
+                select(db.attempt.c.ref, db.attempt.c.connected_at).where(
+                    db.attempt.c.ref.in_(list(talking))
+                )
+            ).all()
+        )
+    for ref, connected in talking.items():
+        stored_at = began[ref].replace(tzinfo=began[ref].tzinfo or dt.UTC).timestamp()
+        assert stored_at == pytest.approx(connected, abs=0.01), "talk time from the real start"
     with engine.connect() as conn:
         dials = dict(
             conn.execute(
