@@ -23,6 +23,8 @@ import codecs
 import csv
 import functools
 import io
+import shutil
+import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -221,7 +223,7 @@ class ListReader:
         except OSError as exc:
             raise ListError("file", f"cannot read {path}: {exc.strerror}") from None
         self.rows_read = 0
-        self.problems: list[RowProblem] = []
+        self.problems = Problems()
         self.formula_fields = 0
         self.columns: dict[int, str] = {}
         self.kind = "csv"
@@ -392,13 +394,61 @@ def export_safe(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
-def rejected_csv(problems: list[RowProblem]) -> str:
+def rejected_csv(problems: Iterable[RowProblem]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["row", "field", "reason"])
     for p in problems:
         writer.writerow([p.row, p.field, export_safe(p.reason)])
     return out.getvalue()
+
+
+class Problems:
+    """The rejected rows of one file: every one counted and spooled to a
+    temporary file as a CSV line, the first ``keep`` also held for the report
+    (a million-row file with 10 % bad rows would otherwise hold 100,000 of
+    them in memory).  Iterating gives the kept ones; ``len`` counts all."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.keep = keep
+        self.kept: list[RowProblem] = []
+        self.count = 0
+        self._spool: Any = None
+
+    def append(self, problem: RowProblem) -> None:
+        self.count += 1
+        if len(self.kept) < self.keep:
+            self.kept.append(problem)
+        if self._spool is None:
+            # lives until write_csv / close: one spool per file read
+            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")  # noqa: SIM115
+            self._writer = csv.writer(self._spool)
+            self._writer.writerow(["row", "field", "reason"])
+        self._writer.writerow([problem.row, problem.field, export_safe(problem.reason)])
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[RowProblem]:
+        return iter(self.kept)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def write_csv(self, target: Path) -> None:
+        """All rejected rows as CSV (row, field, reason) at ``target``."""
+        if self._spool is None:
+            target.write_text(rejected_csv(()), encoding="utf-8")
+            return
+        self._spool.flush()
+        self._spool.seek(0)
+        with open(target, "w", encoding="utf-8", newline="") as out:
+            shutil.copyfileobj(self._spool, out)
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
 
 
 # -- duplicates ---------------------------------------------------------------------------------

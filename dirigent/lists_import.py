@@ -30,7 +30,6 @@ from dialer.lists import (
     RowProblem,
     block_groups,
     member,
-    rejected_csv,
 )
 from dirigent import db
 
@@ -126,14 +125,15 @@ def import_list(
     except _DryRun:
         pass
     report.rows = reader.rows_read
-    report.problems = reader.problems
+    report.problems = list(reader.problems)  # the first 1,000; all are in the file
     report.rejected = len(reader.problems)
     report.formula_like_fields = reader.formula_fields
     report.phonetic_duplicate_groups = len(report.groups)
     if reader.problems and not dry_run:
         target = Path(path).with_suffix(Path(path).suffix + ".rejected.csv")
-        target.write_text(rejected_csv(reader.problems), encoding="utf-8")
+        reader.problems.write_csv(target)
         report.rejected_file = str(target)
+    reader.problems.close()
     return report
 
 

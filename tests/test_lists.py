@@ -463,3 +463,20 @@ def test_seen_numbers_say_new_exactly_once_per_number(numbers):
         assert seen.add(n) == (n not in plain), n
         plain.add(n)
     assert len(seen) == len(plain)
+
+
+def test_rejected_rows_beyond_the_first_thousand_are_counted_and_all_in_the_file(tmp_path):
+    """Rejects are spooled to disk, not held: the report keeps the first
+    1,000, the count and the .rejected.csv have them all."""
+    import csv
+
+    path = tmp_path / "bad.csv"
+    path.write_text("phone\n" + "".join(f"12{i}\n" for i in range(1005)) + "+4930123456\n")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    db.upgrade(f"sqlite:///{tmp_path / 'x.db'}")
+    report = import_list(engine, path, "c", region="DE")
+    assert (report.rejected, report.imported) == (1005, 1)
+    assert len(report.problems) == 1000 and report.problems[0].row == 2
+    with open(report.rejected_file, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 1005 and rows[-1]["row"] == "1006" and rows[-1]["field"] == "phone"
