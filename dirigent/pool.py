@@ -87,17 +87,7 @@ def _candidates(  # type: ignore[no-untyped-def]
         .order_by(r.c.priority.desc(), r.c.id)
         .limit(want)
     ).all()
-    retries = conn.execute(
-        select(*columns)
-        .where(
-            r.c.list_id.in_(lists),
-            _OPEN_SQL,
-            r.c.next_due_at.is_not(None),
-            r.c.next_due_at <= now,
-        )
-        .order_by(r.c.priority.desc(), r.c.next_due_at, r.c.id)
-        .limit(want)
-    ).all()
+    retries = [row for list_id in lists for row in _due_retries(conn, list_id, now, want, columns)]
     rows = sorted(
         (*fresh, *retries),
         key=lambda x: (
@@ -108,6 +98,27 @@ def _candidates(  # type: ignore[no-untyped-def]
         ),
     )
     return rows[offset:want]
+
+
+def _due_retries(conn, list_id: int, now: dt.datetime, want: int, columns):  # type: ignore[no-untyped-def]
+    """One list's first ``want`` due retries in hopper order, one priority at
+    a time, highest first.  Each read seeks (list, priority, due time) on the
+    retry index and stops at ``now``.  One read over all priorities cannot
+    stop there: it walked every retry scheduled for later (200,000 in the
+    benchmark) to find the due ones, 23 ms even when none were due."""
+    r = db.record
+    retry = (r.c.list_id == list_id, _OPEN_SQL, r.c.next_due_at.is_not(None))
+    out: list[Any] = []
+    top = conn.execute(select(func.max(r.c.priority)).where(*retry)).scalar()
+    while top is not None and len(out) < want:
+        out += conn.execute(
+            select(*columns)
+            .where(*retry, r.c.priority == top, r.c.next_due_at <= now)
+            .order_by(r.c.next_due_at, r.c.id)
+            .limit(want - len(out))
+        ).all()
+        top = conn.execute(select(func.max(r.c.priority)).where(*retry, r.c.priority < top)).scalar()
+    return out
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

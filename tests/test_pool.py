@@ -247,3 +247,62 @@ def test_pool_status_per_list_and_a_list_switched_off_from_the_command_line(
         "+12125550200",
         "+12125550201",
     }
+
+
+def test_hopper_order_over_lists_priorities_and_due_retries_matches_a_full_sort(pool, tmp_path):
+    """The hopper reads index ranges (fresh records; due retries one priority
+    at a time, per list); what it returns must be the head of the whole pool
+    sorted: priority, fresh before retries, due time, record id."""
+    import random
+
+    from dirigent.pool import _candidates, find_campaign_id
+
+    extra = tmp_path / "more.csv"
+    extra.write_text("phone\n" + "".join(f"+1 212 555 {200 + i:04d}\n" for i in range(30)))
+    import_list(pool, extra, "us-spring")
+    rng = random.Random(4)
+    r = db.record
+    with pool.begin() as conn:
+        for (rid,) in conn.execute(select(r.c.id)).all():
+            kind = rng.choice(["fresh", "due", "later", "closed"])
+            due = {
+                "fresh": None,
+                "due": NOW - dt.timedelta(minutes=rng.randint(1, 500)),
+                "later": NOW + dt.timedelta(minutes=rng.randint(1, 500)),
+                "closed": None,
+            }[kind]
+            conn.execute(
+                update(r)
+                .where(r.c.id == rid)
+                .values(
+                    priority=rng.choice([0, 0, 1, 5]),
+                    next_due_at=due,
+                    status="closed"
+                    if kind == "closed"
+                    else ("new" if due is None else "scheduled"),
+                )
+            )
+    with pool.connect() as conn:
+        rows = conn.execute(select(r.c.id, r.c.priority, r.c.next_due_at, r.c.status)).all()
+        expected = [
+            x.id
+            for x in sorted(
+                (
+                    x
+                    for x in rows
+                    if x.status != "closed"
+                    and (x.next_due_at is None or x.next_due_at.replace(tzinfo=dt.UTC) <= NOW)
+                ),
+                key=lambda x: (
+                    -x.priority,
+                    x.next_due_at is not None,
+                    x.next_due_at or dt.datetime.min,
+                    x.id,
+                ),
+            )
+        ]
+        campaign_id = find_campaign_id(conn, "us-spring")
+        for limit in (1, 5, 100):
+            got = [x.id for x in _candidates(conn, campaign_id, NOW, limit)]
+            assert got == expected[:limit]
+        assert [x.id for x in _candidates(conn, campaign_id, NOW, 4, offset=3)] == expected[3:7]
