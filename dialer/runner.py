@@ -212,6 +212,7 @@ class CampaignRunner:
         self._talk: dict[str, tuple[float, float]] = {}  # agent -> (talk seconds, wrap start)
         self._ids = itertools.count(1)
         self._pace_soon: IDelayedCall | None = None
+        self._unsettled_at_stop = 0
         self._last_line_change = clock.seconds()
         self.listeners: list[Callable[[str, Attempt], None]] = []
         #: preview mode: called with (agent, preview) when a record is put on screen
@@ -535,6 +536,17 @@ class CampaignRunner:
         self._end(attempt, outcome, now)
 
     def _originate_failed(self, failure: Any, attempt: Attempt) -> None:
+        if self.status == "stopped" and not self.telephony.connected:
+            # shutting down: the link closed under calls still ringing; the
+            # next start's reconcile settles them (one line, not one per call)
+            self._unsettled_at_stop += 1
+            if self._unsettled_at_stop == 1:
+                log.info(
+                    "campaign {c}: calls still ringing at shutdown are settled by the next"
+                    " start's reconcile",
+                    c=self.settings.name,
+                )
+            return
         log.warn("originate for attempt {a} failed: {e}", a=attempt.id, e=failure.getErrorMessage())
         # with the link down the call may exist: the resync decides, not us
         if attempt.open and self.telephony.connected:
@@ -554,7 +566,7 @@ class CampaignRunner:
                 self._connected(self.by_channel[uid], self.clock.seconds())
             case ChannelHungUp(uniqueid=uid) if uid in self.by_channel:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
-            case PbxDisconnected():
+            case PbxDisconnected() if self.status != "stopped":
                 log.warn(
                     "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
                     c=self.settings.name,

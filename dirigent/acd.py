@@ -177,6 +177,7 @@ class InboundAcd:
         self.low_service: set[str] = set()
         router.agent_listeners.append(self._agent_changed)
         telephony.subscribe(self.on_event)
+        self.stopping = False
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         self._tick_interval = tick_interval
@@ -185,6 +186,7 @@ class InboundAcd:
         self._ticker.start(self._tick_interval, now=False)
 
     def stop(self) -> None:
+        self.stopping = True  # the PBX link closes next: expected, not a fault
         if self._ticker.running:
             self._ticker.stop()
 
@@ -404,7 +406,7 @@ class InboundAcd:
                 self._agent_lost(agent, now, PBX_LOST if event.resynced else "phone hung up")
             case ResyncCompleted():
                 self._route(self.router.route(now))
-            case PbxDisconnected():
+            case PbxDisconnected() if not self.stopping:
                 log.warn(
                     "PBX link lost: {n} calls stay queued until resync", n=len(self.router.waiting)
                 )

@@ -117,7 +117,9 @@ def _due_retries(conn, list_id: int, now: dt.datetime, want: int, columns):  # t
             .order_by(r.c.next_due_at, r.c.id)
             .limit(want - len(out))
         ).all()
-        top = conn.execute(select(func.max(r.c.priority)).where(*retry, r.c.priority < top)).scalar()
+        top = conn.execute(
+            select(func.max(r.c.priority)).where(*retry, r.c.priority < top)
+        ).scalar()
     return out
 
 
