@@ -214,6 +214,8 @@ class ApiResource(resource.Resource):
                 return self._report(request, path[1], user)
             if path[:1] in (["dnc"], ["consent"], ["lists"]) or path[-1:] == ["pool"]:
                 return self._list_route(request, method, path, body, user)
+            if method == "POST" and len(path) == 3 and path[::2] == ["interactions", "disposition"]:
+                return self._disposition(request, path[1], body, user)
             if path and path[0] == "campaigns":
                 result = self._campaign(method, path[1:], body, user)
             else:
@@ -353,6 +355,9 @@ class ApiResource(resource.Resource):
             exc = failure.value
             if isinstance(exc, KeyError):
                 body = self._error(request, 404, "campaign", f"unknown campaign {exc.args[0]!r}")
+            elif isinstance(exc, PermissionError):
+                field, _, reason = str(exc).partition(": ")
+                body = self._error(request, 403, field, reason or str(exc))
             elif isinstance(exc, LookupError):  # "field: what was not found"
                 field, _, reason = str(exc).partition(": ")
                 body = self._error(request, 404, field, reason or str(exc))
@@ -366,6 +371,19 @@ class ApiResource(resource.Resource):
 
         threads.deferToThread(fn, *args, **kw).addCallbacks(done, failed)
         return server.NOT_DONE_YET
+
+    def _disposition(
+        self, request: server.Request, ref: str, body: dict[str, Any], user: User
+    ) -> Any:
+        """An outbound call's result, from the agent who took it (or a
+        supervisor): recorded, and "do-not-call" / "callback" act at once."""
+        if self.lists is None:
+            raise ApiError(404, "interaction", "no database in this setup")
+        if user.agent is None and not user.supervises:
+            raise ApiError(403, "agent", f"{user.username} did not take this call")
+        agent = None if user.supervises else user.agent
+        now = self.ops.day_window()[1]
+        return self._threaded(request, self.lists.disposition, ref, body, agent, now)
 
     def _list_user(self, request: server.Request) -> User:
         user = self.tokens.user(self._token(request))

@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     mrg.add_argument("--config", default=None)
     mrg.add_argument("--json", action="store_true")
 
+    exp = listsub.add_parser(
+        "export", help="the campaign's records with their last outcome and disposition (CSV)"
+    )
+    exp.add_argument("--campaign", required=True)
+    exp.add_argument("--out", required=True, help="the CSV file to write")
+    exp.add_argument("--db", default=None)
+    exp.add_argument("--config", default=None)
+
     for verb, what in (("activate", "dial"), ("deactivate", "stop dialing")):
         act = listsub.add_parser(verb, help=f"{what} a list's records (kept, with their history)")
         act.add_argument("name", help="the list's name (the imported file's name)")
@@ -362,6 +370,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
         return cmd_lists_merge(args)
     if args.lists_command in ("activate", "deactivate"):
         return cmd_lists_activate(args)
+    if args.lists_command == "export":
+        return cmd_lists_export(args)
 
     from dialer.lists import ListError, load_mapping
     from dirigent import db
@@ -413,6 +423,25 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
     print(json.dumps(summary))
+    return EXIT_OK
+
+
+def cmd_lists_export(args: argparse.Namespace) -> int:
+    from dirigent import db
+    from dirigent.pool import export_results
+
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        n = export_results(engine, args.campaign, args.out)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {args.out}: {exc.strerror}") from None
+    finally:
+        engine.dispose()
+    print(f"{n} records written to {args.out}")
     return EXIT_OK
 
 

@@ -18,13 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from dialer.compliance import Compliance
+from dialer.retry import RetryRules
+from dirigent import db
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
 from dirigent.config import CampaignConfig
 from dirigent.lists_import import import_list
-from dirigent.pool import pool_status, set_list_active
+from dirigent.pool import apply_disposition, pool_status, set_list_active
 
 #: rejected rows listed in an upload's answer (the counts are always complete)
 MAX_PROBLEMS = 1000
@@ -152,6 +154,40 @@ class ListOps:
         if not isinstance(active, bool):
             raise ValueError("active: must be true or false")
         return set_list_active(self.engine, campaign, name, active)
+
+    def disposition(
+        self, ref: str, body: dict[str, Any], agent: str | None, now: float
+    ) -> dict[str, Any]:
+        """``POST /api/interactions/<id>/disposition`` ``{code, callback_at?}``."""
+        code = body.get("code")
+        if not isinstance(code, str):
+            raise ValueError("code: give the call's result as text, e.g. 'sale' or 'callback'")
+        raw_at = _optional_text(body, "callback_at")
+        callback_at = None
+        if raw_at is not None:
+            try:
+                callback_at = dt.datetime.fromisoformat(raw_at)
+            except ValueError:
+                raise ValueError(f"callback_at: {raw_at!r} is not an ISO 8601 time") from None
+            if callback_at.tzinfo is None:
+                raise ValueError("callback_at: give the offset, e.g. 2026-11-24T10:00:00+01:00")
+        config = self.campaigns.get(self._campaign_of(ref) or "")
+        return apply_disposition(
+            self.engine,
+            ref,
+            code,
+            dt.datetime.fromtimestamp(now, dt.UTC),
+            config.retry if config is not None else RetryRules(),
+            callback_at=callback_at,
+            agent=agent,
+        )
+
+    def _campaign_of(self, ref: str) -> str | None:
+        a, c = db.attempt, db.campaign
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(c.c.name).join(a, a.c.campaign_id == c.c.id).where(a.c.ref == ref)
+            ).scalar()
 
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)

@@ -467,6 +467,91 @@ def pool_status(
     }
 
 
+#: dispositions with an effect beyond being recorded (spelling is normalised:
+#: "Do not call", "do_not_call", "DNC" are one code; "Call back", "callback")
+DO_NOT_CALL, CALLBACK = "do-not-call", "callback"
+_SPECIAL_CODES = {
+    "do-not-call": DO_NOT_CALL,
+    "dnc": DO_NOT_CALL,
+    "callback": CALLBACK,
+    "call-back": CALLBACK,
+}
+
+
+def disposition_code(raw: str) -> str:
+    """The code an agent gave, trimmed and checked; special codes normalised."""
+    code = " ".join(raw.split())
+    if not code or len(code) > 40:
+        raise ValueError("code: give the call's result in 1 to 40 characters")
+    key = "-".join(code.lower().replace("_", " ").split())
+    return _SPECIAL_CODES.get(key, code)
+
+
+def apply_disposition(
+    engine: Engine,
+    ref: str,
+    raw_code: str,
+    now: dt.datetime,
+    rules: RetryRules,
+    *,
+    callback_at: dt.datetime | None = None,
+    agent: str | None = None,
+) -> dict[str, Any]:
+    """An agent's result for an outbound call (attempt ``ref``).
+
+    Recorded on the attempt row.  ``do-not-call`` puts the number on the
+    global do-not-call list at once (every campaign) and closes the record;
+    ``callback`` schedules the record at ``callback_at``, with the attempt
+    limits of the retry rules (only once the call has ended: the hang-up
+    would otherwise complete the record after it).  ``agent``: the one
+    giving it, who must be the one who took the call (None: a supervisor)."""
+    from dirigent.compliance_store import opt_out
+
+    code = disposition_code(raw_code)
+    a, r = db.attempt, db.record
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(a.c.id, a.c.record_id, a.c.e164, a.c.outcome, a.c.agent_code).where(
+                a.c.ref == ref
+            )
+        ).first()
+        if row is None:
+            raise LookupError(f"interaction: no outbound call {ref!r}")
+        if agent is not None and row.agent_code != agent:
+            raise PermissionError(f"agent: {agent} did not take call {ref}")
+        if code == CALLBACK:
+            if callback_at is None:
+                raise ValueError("callback_at: a call-back needs its time (ISO 8601 with offset)")
+            if callback_at <= now:
+                raise ValueError("callback_at: must be in the future")
+            if row.outcome is None:
+                raise ValueError("state: the call is still up; set the call-back once it has ended")
+        if code == DO_NOT_CALL:
+            opt_out(engine, row.e164)  # first: whatever else fails, the number is blocked
+        conn.execute(update(a).where(a.c.id == row.id).values(disposition=code))
+        status = None
+        if (
+            row.record_id is not None
+            and row.outcome is not None
+            and code in (DO_NOT_CALL, CALLBACK)
+        ):
+            rec = conn.execute(select(r.c.attempts).where(r.c.id == row.record_id)).one()
+            step = rules.next(code, now, rec.attempts, 1, callback_at)
+            conn.execute(
+                update(r)
+                .where(r.c.id == row.record_id)
+                .values(
+                    status=step.status,
+                    next_due_at=step.due,
+                    callback_at=callback_at if code == CALLBACK else None,
+                    closed_reason=step.reason,
+                    last_outcome=code,
+                )
+            )
+            status = step.status
+    return {"interaction": ref, "disposition": code, "record_status": status}
+
+
 def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> dict[str, Any]:
     """Switch a list on or off for the hopper.  Records of an inactive list
     are kept with their history, never dialed, and not counted as another
@@ -487,9 +572,18 @@ def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> d
 
 def export_results(engine: Engine, campaign: str, path: str | Path) -> int:
     """Records with their last outcome as CSV; returns the row count."""
-    r, lst, c = db.record, db.dial_list, db.contact
+    r, lst, c, a = db.record, db.dial_list, db.contact, db.attempt
+    # the agent's result of the record's latest call that has one
+    last_disposition = (
+        select(a.c.disposition)
+        .where(a.c.record_id == r.c.id, a.c.disposition.is_not(None))
+        .order_by(a.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    with engine.connect() as conn:
+        campaign_id = find_campaign_id(conn, campaign)  # before the file is created
     with engine.connect() as conn, open(path, "w", encoding="utf-8", newline="") as fh:
-        campaign_id = find_campaign_id(conn, campaign)
         writer = csv.writer(fh)
         writer.writerow(
             [
@@ -499,6 +593,7 @@ def export_results(engine: Engine, campaign: str, path: str | Path) -> int:
                 "status",
                 "attempts",
                 "last_outcome",
+                "disposition",
                 "closed_reason",
                 "next_due_at",
             ]
@@ -512,6 +607,7 @@ def export_results(engine: Engine, campaign: str, path: str | Path) -> int:
                 r.c.status,
                 r.c.attempts,
                 r.c.last_outcome,
+                last_disposition,
                 r.c.closed_reason,
                 r.c.next_due_at,
             )

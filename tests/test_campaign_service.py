@@ -442,3 +442,101 @@ def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
     status, pool = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}/pool", token=boss)
     off = pool["lists"]["b.xlsx"]
     assert off["active"] is False and off["dialable_now"] == 0 and off["records"] == {"new": 1}
+
+
+def test_an_agent_records_the_result_do_not_call_blocks_at_once_and_callback_reschedules(
+    setup, tmp_path
+):
+    """The disposition of an outbound call: recorded on the attempt, in the
+    results export; "do not call" is a global DNC entry at once and closes the
+    record; "callback" schedules it at the agent's time.  Only the agent who
+    took the call (or a supervisor) gives it; bad input names the field."""
+    import csv
+
+    from dirigent.cli import main
+
+    start, engine = setup
+    app = start()
+    boss, anna = token(app, "boss"), token(app, "anna")
+
+    def answered(agent: str) -> list[Any]:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(db.attempt.c.ref, db.attempt.c.e164, db.attempt.c.record_id)
+                .where(db.attempt.c.outcome == "answered", db.attempt.c.agent_code == agent)
+                .order_by(db.attempt.c.id)
+            ).all()
+
+    run(
+        wait_for(
+            lambda: len(answered("agent1001")) >= 2 and answered("agent1002"),
+            timeout=30,
+            what="answered calls",
+        )
+    )
+    first, second = answered("agent1001")[:2]
+    other = answered("agent1002")[0]
+    path = f"interactions/{first.ref}/disposition"
+
+    status, body = call(app, "POST", f"interactions/{other.ref}/disposition", {"code": "x"}, anna)
+    assert status == 403 and body["field"] == "agent", "not anna's call"
+    for bad, field in (
+        ({"code": ""}, "code"),
+        ({"code": "x" * 41}, "code"),
+        ({"code": "callback"}, "callback_at"),
+        ({"code": "callback", "callback_at": "tomorrow"}, "callback_at"),
+        ({"code": "callback", "callback_at": "2030-01-01T10:00:00"}, "callback_at"),
+        ({"code": "callback", "callback_at": "2020-01-01T10:00:00+00:00"}, "callback_at"),
+    ):
+        status, body = call(app, "POST", path, bad, anna)
+        assert status == 400 and body["field"] == field, (bad, body)
+    status, body = call(app, "POST", "interactions/nope/disposition", {"code": "x"}, boss)
+    assert status == 404 and body["field"] == "interaction"
+
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=1)
+    status, body = call(
+        app, "POST", path, {"code": "Call back", "callback_at": at.isoformat()}, anna
+    )
+    assert (
+        status == 200
+        and body["disposition"] == "callback"
+        and body["record_status"] == ("scheduled")
+    )
+    status, body = call(
+        app, "POST", f"interactions/{second.ref}/disposition", {"code": "Do not call"}, anna
+    )
+    assert status == 200 and body["disposition"] == "do-not-call"
+    assert body["record_status"] == "closed"
+    status, body = call(app, "GET", f"dnc/{second.e164}", token=boss)
+    assert body["blocked"] == "global", "blocked for every campaign, at once"
+    status, body = call(
+        app, "POST", f"interactions/{other.ref}/disposition", {"code": "sale"}, boss
+    )
+    assert status == 200 and body["record_status"] is None, "recorded only"
+
+    with engine.connect() as conn:
+        rec = conn.execute(
+            select(db.record.c.status, db.record.c.next_due_at).where(
+                db.record.c.id == first.record_id
+            )
+        ).one()
+    assert rec.status == "scheduled"
+    assert rec.next_due_at.replace(tzinfo=rec.next_due_at.tzinfo or dt.UTC) == at
+
+    out = tmp_path / "results.csv"
+    url = engine.url.render_as_string(hide_password=False)
+    code = run(
+        LOOP.run_in_executor(
+            None,
+            lambda: main(
+                ["lists", "export", "--campaign", DEMO_CAMPAIGN, "--out", str(out), "--db", url]
+            ),
+        )
+    )
+    assert code == 0
+    with open(out, newline="") as fh:
+        results = {r["e164"]: r for r in csv.DictReader(fh)}
+    assert results[first.e164]["disposition"] == "callback"
+    assert results[second.e164]["disposition"] == "do-not-call"
+    assert results[second.e164]["status"] == "closed"
+    assert results[other.e164]["disposition"] == "sale"
