@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +363,21 @@ def _database_url(args: argparse.Namespace) -> str:
     return url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[Any]:
+    """The command's database (``--db``, the config, or the default), at the
+    newest revision, disposed of when the command is done."""
+    from dirigent import db
+
+    url = _database_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def cmd_lists(args: argparse.Namespace) -> int:
     import json
 
@@ -374,30 +389,27 @@ def cmd_lists(args: argparse.Namespace) -> int:
         return cmd_lists_export(args)
 
     from dialer.lists import ListError, load_mapping
-    from dirigent import db
     from dirigent.lists_import import import_list, terminal_progress
 
     if args.region is not None and len(args.region) != 2:
         raise UsageError("--region: a two-letter country code, e.g. DE")
     if args.delimiter is not None and len(args.delimiter.replace("\\t", "\t")) != 1:
         raise UsageError("--delimiter: one character")
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     bar = terminal_progress(args.file)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
-        report = import_list(
-            engine,
-            args.file,
-            args.campaign,
-            region=args.region,
-            mapping=mapping,
-            encoding=args.encoding,
-            delimiter=args.delimiter.replace("\\t", "\t") if args.delimiter else None,
-            dry_run=args.dry_run,
-            progress=bar,
-        )
+        with _database(args) as engine:
+            report = import_list(
+                engine,
+                args.file,
+                args.campaign,
+                region=args.region,
+                mapping=mapping,
+                encoding=args.encoding,
+                delimiter=args.delimiter.replace("\\t", "\t") if args.delimiter else None,
+                dry_run=args.dry_run,
+                progress=bar,
+            )
     except ListError as exc:
         raise UsageError(str(exc)) from None
     except LookupError as exc:  # an unknown --encoding
@@ -405,7 +417,6 @@ def cmd_lists(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-        engine.dispose()
     summary = report.summary()
     if not args.json:
         print(
@@ -427,20 +438,15 @@ def cmd_lists(args: argparse.Namespace) -> int:
 
 
 def cmd_lists_export(args: argparse.Namespace) -> int:
-    from dirigent import db
     from dirigent.pool import export_results
 
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     try:
-        n = export_results(engine, args.campaign, args.out)
+        with _database(args) as engine:
+            n = export_results(engine, args.campaign, args.out)
     except LookupError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"--out: cannot write {args.out}: {exc.strerror}") from None
-    finally:
-        engine.dispose()
     print(f"{n} records written to {args.out}")
     return EXIT_OK
 
@@ -448,18 +454,14 @@ def cmd_lists_export(args: argparse.Namespace) -> int:
 def cmd_lists_activate(args: argparse.Namespace) -> int:
     import json
 
-    from dirigent import db
     from dirigent.pool import set_list_active
 
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     try:
-        result = set_list_active(engine, args.campaign, args.name, args.lists_command == "activate")
+        with _database(args) as engine:
+            active = args.lists_command == "activate"
+            result = set_list_active(engine, args.campaign, args.name, active)
     except LookupError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
     if not args.json:
         state = "active" if result["active"] else "inactive"
         print(f"list {args.name!r} of campaign {args.campaign!r} is {state}")
@@ -471,7 +473,6 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
     import json
 
     from dialer.numbers import Rejected, normalize
-    from dirigent import db
     from dirigent.lists_merge import MergeError, merge
 
     def number(raw: str, option: str) -> str:
@@ -482,15 +483,11 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
 
     keep = number(args.keep, "--keep")
     drop = [number(n, "--drop") for n in args.drop]
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     try:
-        report = merge(engine, args.campaign, keep, drop)
+        with _database(args) as engine:
+            report = merge(engine, args.campaign, keep, drop)
     except MergeError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
     if not args.json:
         print(
             f"kept record {report.kept}; closed {', '.join(map(str, report.closed))};"
@@ -503,31 +500,30 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
 
 def cmd_dnc(args: argparse.Namespace) -> int:
     from dialer.lists import ListError
-    from dirigent import db
     from dirigent.compliance_store import add_dnc, import_dnc
 
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     try:
-        if args.dnc_command == "add":
-            result = add_dnc(
-                engine, args.items, campaign=args.campaign, region=args.region, reason=args.reason
-            )
-        else:
-            result = None
-            for path in args.items:
-                part = import_dnc(engine, path, campaign=args.campaign, region=args.region)
-                if result is None:
-                    result = part
-                else:
-                    result.added += part.added
-                    result.already += part.already
-                    result.rejected = (result.rejected or []) + (part.rejected or [])
+        with _database(args) as engine:
+            if args.dnc_command == "add":
+                result = add_dnc(
+                    engine,
+                    args.items,
+                    campaign=args.campaign,
+                    region=args.region,
+                    reason=args.reason,
+                )
+            else:
+                result = None
+                for path in args.items:
+                    part = import_dnc(engine, path, campaign=args.campaign, region=args.region)
+                    if result is None:
+                        result = part
+                    else:
+                        result.added += part.added
+                        result.already += part.already
+                        result.rejected = (result.rejected or []) + (part.rejected or [])
     except (ListError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
     assert result is not None
     where = f"campaign {args.campaign}" if args.campaign else "the global list"
     print(
@@ -541,25 +537,20 @@ def cmd_dnc(args: argparse.Namespace) -> int:
 
 def cmd_consent(args: argparse.Namespace) -> int:
     from dialer.lists import ListError
-    from dirigent import db
     from dirigent.compliance_store import record_consent
 
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
     try:
-        record_consent(
-            engine,
-            args.contact,
-            args.channel,
-            args.granted,
-            source=args.source,
-            proof_ref=args.proof,
-        )
+        with _database(args) as engine:
+            record_consent(
+                engine,
+                args.contact,
+                args.channel,
+                args.granted,
+                source=args.source,
+                proof_ref=args.proof,
+            )
     except ListError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
     print(
         f"consent for contact {args.contact} ({args.channel}): {'granted' if args.granted else 'withdrawn'}"
     )
@@ -579,13 +570,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         hashed = hash_password(password)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    url = _database_url(args)
-    db.upgrade(url)
-    engine = db.make_engine(url)
-    try:
+    with _database(args) as engine:
         db.add_user(engine, args.username, hashed, args.role, args.agent)
-    finally:
-        engine.dispose()
     print(f"user {args.username} ({args.role}) saved")
     return EXIT_OK
 
