@@ -370,24 +370,28 @@ def _originate(pbx: str, m: AmiMessage) -> PbxEvent:
     )
 
 
+#: the channel block of a call event, in the order Asterisk sends it
+CHANNEL_FIELDS = (
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+)
 _CHANNEL_BLOCK = frozenset(
     {
         "Event",
         "Privilege",
-        "Channel",
-        "ChannelState",
-        "ChannelStateDesc",
-        "CallerIDNum",
-        "CallerIDName",
-        "ConnectedLineNum",
-        "ConnectedLineName",
-        "Language",
-        "AccountCode",
-        "Context",
-        "Exten",
-        "Priority",
-        "Uniqueid",
-        "Linkedid",
+        *CHANNEL_FIELDS,
         "UserEvent",
         "ActionID",
     }

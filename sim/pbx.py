@@ -40,6 +40,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from asterisk.events import CHANNEL_FIELDS
 from sim.fates import CallFate, call_rng, draw_fate
 from sim.workload import Workload, standard_workload
 
@@ -112,23 +113,6 @@ class AgentPhone:
     answer_delay: float = 0.3
 
 
-#: the channel block of an event, in the order Asterisk sends it
-_BLOCK_FIELDS = (
-    "Channel",
-    "ChannelState",
-    "ChannelStateDesc",
-    "CallerIDNum",
-    "CallerIDName",
-    "ConnectedLineNum",
-    "ConnectedLineName",
-    "Language",
-    "AccountCode",
-    "Context",
-    "Exten",
-    "Priority",
-    "Uniqueid",
-    "Linkedid",
-)
 _BLOCK_KEYS: dict[str, tuple[str, ...]] = {}
 
 
@@ -265,7 +249,7 @@ class SimPbx:
     @staticmethod
     def _block(c: SimChannel, prefix: str = "") -> Headers:
         keys = _BLOCK_KEYS.get(prefix) or _BLOCK_KEYS.setdefault(
-            prefix, tuple(prefix + k for k in _BLOCK_FIELDS)
+            prefix, tuple(prefix + k for k in CHANNEL_FIELDS)
         )
         values = (
             c.name,
