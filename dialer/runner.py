@@ -592,16 +592,8 @@ class CampaignRunner:
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
         preview = self.previews.get(attempt.agent) if attempt.agent else None
-        interaction = Interaction(
-            attempt.id,
-            Channel.VOICE,
-            self.settings.queue_name,
-            now,
-            direction=Direction.OUTBOUND,
-            customer=attempt.lead.number,
-            attributes=dict(attempt.lead.extra),
-            agent=attempt.agent,
-            priority=PREVIEW_PRIORITY if preview is not None else 0,
+        interaction = self._interaction(
+            attempt, now, attempt.agent, PREVIEW_PRIORITY if preview is not None else 0
         )
         self.waiting_since[attempt.id] = now
         self._deadlines[attempt.id] = self.clock.callLater(
@@ -784,6 +776,23 @@ class CampaignRunner:
                 return uid[len("agent-") :].rsplit("-", 1)[0]
         return None
 
+    def _interaction(
+        self, attempt: Attempt, now: float, agent: str | None, priority: int
+    ) -> Interaction:
+        """The router's side of a person on the line: offered to ``agent``
+        only when one is named (preview, a call taken over after a restart)."""
+        return Interaction(
+            attempt.id,
+            Channel.VOICE,
+            self.settings.queue_name,
+            now,
+            direction=Direction.OUTBOUND,
+            customer=attempt.lead.number,
+            attributes=dict(attempt.lead.extra),
+            agent=agent,
+            priority=priority,
+        )
+
     def _adopt(self, attempt: Attempt, chan: Any, agent_id: str, now: float) -> bool:
         agent = self.router.agents.get(agent_id)
         if agent is None or agent.state is not AgentState.READY:
@@ -793,16 +802,7 @@ class CampaignRunner:
         attempt.channel = chan.name
         self.live[attempt.id] = attempt
         self.by_channel[attempt.channel_id] = attempt
-        interaction = Interaction(
-            attempt.id,
-            Channel.VOICE,
-            self.settings.queue_name,
-            now,
-            direction=Direction.OUTBOUND,
-            customer=attempt.lead.number,
-            agent=agent_id,
-            priority=PREVIEW_PRIORITY,
-        )
+        interaction = self._interaction(attempt, now, agent_id, PREVIEW_PRIORITY)
         self.router.enqueue(interaction, now)  # offered to that agent only
         if attempt.id not in self.router.offered:
             self.router.abandon(attempt.id, now)

@@ -334,23 +334,8 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
 
 
 def upload(app: Any, query: str, data: bytes, tok: str | None) -> tuple[int, dict]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    def send() -> tuple[int, dict]:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{app.http_port}/api/lists?{query}", data=data, method="POST"
-        )
-        if tok:
-            req.add_header("Authorization", f"Bearer {tok}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    return run(LOOP.run_in_executor(None, send))
+    """A list file as the body of ``POST /api/lists?<query>``."""
+    return call(app, "POST", f"lists?{query}", token=tok, raw=data)
 
 
 def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
