@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, func, select, update
+from twisted.internet import threads
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -183,7 +184,9 @@ class Campaigns:
                 caller_id=cfg.caller_id,
             )
             s = self._restore_settings(cfg)
-            source = DbLeadSource(engine, cfg.compliance(), gate, cfg.retry)
+            source = DbLeadSource(
+                engine, cfg.compliance(), gate, cfg.retry, in_thread=threads.deferToThread
+            )
             runner = CampaignRunner(
                 s,
                 telephony,
@@ -434,8 +437,6 @@ class Campaigns:
         (never on the reactor), at most one refresh at a time."""
         if self.metrics is None or self._counting:
             return
-        from twisted.internet import threads
-
         self._counting = True
         d = threads.deferToThread(self._count_records)
         d.addCallback(self._set_record_gauges)

@@ -23,9 +23,11 @@ PostgreSQL), and the attempt row *must* be on disk before the Originate.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, select, update
+from twisted.logger import Logger
 
 from dialer.abandon import DayCount
 from dialer.campaign import Lead
@@ -33,6 +35,8 @@ from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
 from dirigent import db, pool
+
+log = Logger(namespace="dirigent.dialer")
 
 
 def _at(seconds: float | None) -> dt.datetime | None:
@@ -183,6 +187,7 @@ class DbLeadSource:
         rules: RetryRules | None = None,
         *,
         reason_ttl: float = 15.0,
+        in_thread: Callable[..., Any] | None = None,
     ) -> None:
         self.engine = engine
         self.campaign = campaign
@@ -190,6 +195,8 @@ class DbLeadSource:
         self.rules = rules or RetryRules()
         self.reason_ttl = reason_ttl
         self._reason: tuple[float, str] | None = None
+        self.in_thread = in_thread  # e.g. threads.deferToThread; None: on the caller's thread
+        self._refreshing = False
 
     def take(self, n: int, now: float) -> list[Lead]:
         claimed = pool.claim(self.engine, self.campaign, self.gate, _at(now), limit=n)  # type: ignore[arg-type]
@@ -236,9 +243,26 @@ class DbLeadSource:
 
     def empty_reason(self, now: float) -> str:
         """Why nothing is dialable, from the pool status (cached a few seconds:
-        an idle campaign asks every second)."""
+        an idle campaign asks every second).
+
+        The pool status counts the whole campaign; with ``in_thread`` set
+        (the server) it is worked out there and the last answer is given
+        meanwhile, so the reactor never waits for it."""
         if self._reason is not None and now - self._reason[0] < self.reason_ttl:
             return self._reason[1]
+        if self.in_thread is None:
+            self._reason = (now, self.reason_now(now))
+            return self._reason[1]
+        if not self._refreshing:
+            self._refreshing = True
+            d = self.in_thread(self.reason_now, now)
+            d.addCallback(lambda reason: setattr(self, "_reason", (now, reason)))
+            d.addErrback(lambda f: log.warn("pool status failed: {e}", e=f.getErrorMessage()))
+            d.addBoth(lambda _: setattr(self, "_refreshing", False))
+        return self._reason[1] if self._reason is not None else "nothing dialable now"
+
+    def reason_now(self, now: float) -> str:
+        """The idle reason, from a fresh pool status (blocks on the database)."""
         status = pool.pool_status(self.engine, self.campaign, self.gate, _at(now), sample=500)  # type: ignore[arg-type]
         records = status["records"]
         open_ = records.get("new", 0) + records.get("scheduled", 0)
@@ -253,7 +277,6 @@ class DbLeadSource:
             reason = f"nothing due now ({status['due_later_today']} due later today)"
         else:
             reason = "nothing due now"
-        self._reason = (now, reason)
         return reason
 
     def release_orphans(self) -> int:

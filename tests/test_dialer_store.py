@@ -172,3 +172,24 @@ def test_restart_closes_open_attempts_unknown_and_frees_records_never_dialed(eng
     # never redialed blindly: the unknown one waits for its retry rule, the freed one is due
     due = [lead.number for lead in source.take(10, clock.seconds())]
     assert second.number in due and first.number not in due
+
+
+def test_in_the_server_the_idle_reason_is_worked_out_off_the_reactor(engine):
+    """The pool status counts the whole campaign: the server asks for it in a
+    thread and gives the last answer meanwhile, never blocking the reactor."""
+    import datetime as dt
+
+    from twisted.internet import threads
+
+    from tests.conftest import run, wait_for
+
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    source = DbLeadSource(engine, campaign, gate, in_thread=threads.deferToThread)
+    # Sunday 03:00 in London: outside the calling hours, so nothing may be dialed
+    night = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC).timestamp()
+    assert source.take(5, night) == []
+    assert source.empty_reason(night) == "nothing dialable now", "no answer yet: no waiting"
+    run(wait_for(lambda: source.empty_reason(night) != "nothing dialable now", what="reason"))
+    expected = DbLeadSource(engine, campaign, gate).empty_reason(night)
+    assert source.empty_reason(night) == expected and expected.startswith("no record may be dialed")
