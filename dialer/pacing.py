@@ -195,7 +195,7 @@ class Predictive(Strategy):
     clairvoyant: str | None = None  # None, "agents" or "calls"
     max_burst: int = 256
     #: the exact tail replaces the normal approximation up to this many
-    #: Bernoulli terms (agents busy + calls in flight); 0 turns it off
+    #: Bernoulli terms (agents busy + calls in flight); -1 turns it off
     exact_terms: int = 40
     _progressive: bool = False
 
@@ -260,6 +260,12 @@ class Predictive(Strategy):
         t = est.tables()
         c = round(self.connect_within)
         w = t.window(c)
+        if not w.need_weights.any():
+            return 0
+        most = max(1, min(self.max_burst, s.room))
+        terms = len(s.talking) + len(s.wrapping) + len(s.ringing) + len(s.verdicts)
+        if self.clairvoyant is None and terms <= self.exact_terms:
+            return self._search(exact_abandon_chances(s, t, w, c), most)
         n = len(w.new_call)
         # supply by h + c: agents ready, plus those whose talk and wrap-up end by then
         if self.clairvoyant is not None and s.agent_free_in is not None:
@@ -275,18 +281,7 @@ class Predictive(Strategy):
             due = (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer
             dem = dem + due.sum(axis=0)
             dem_var = dem_var + (due * (1 - due)).sum(axis=0)
-        if not w.need_weights.any():
-            return 0
-        most = max(1, min(self.max_burst, s.room))
-        if self.clairvoyant is None and self.exact_terms:
-            terms = len(s.talking) + len(s.wrapping) + len(s.ringing) + len(s.verdicts)
-            if terms <= self.exact_terms:
-                return self._largest_k_exact(s, t, w, c, most)
         return self._largest_k(dem + 0.5 - sup, sup_var + dem_var, w, most)
-
-    def _largest_k_exact(self, s: Snapshot, t: Tables, w: Window, c: int, most: int) -> int:
-        """The same search with the exact Poisson-binomial tail (few agents)."""
-        return self._search(exact_abandon_chances(s, t, w, c), most)
 
     def _largest_k(self, base: np.ndarray, var: np.ndarray, w: Window, most: int) -> int:
         """The search with P_ab from the normal approximation (many agents)."""

@@ -105,7 +105,7 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
         ringing=ringing,
         room=room,
     )
-    p = Predictive(lam=lam, exact_terms=0)
+    p = Predictive(lam=lam, exact_terms=-1)
     got = p.decide(s, est, ledger)
     t = est.tables()
     sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
@@ -158,7 +158,7 @@ def test_exact_abandon_chances_match_a_monte_carlo_of_the_same_model() -> None:
         assert abs(float(lost @ w.need_weights) - p) < 0.006, (k, p)
     assert np.all(np.diff(exact) > 0)  # each call placed makes the next riskier
     # and the normal approximation, with so few agents, is far from it
-    p_normal = Predictive(exact_terms=0)
+    p_normal = Predictive(exact_terms=-1)
     p_exact = Predictive()
     for lam in (0.005, 0.01, 0.02):
         p_normal.lam = p_exact.lam = lam
