@@ -18,11 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from dialer.compliance import Compliance
 from dialer.retry import RetryRules
-from dirigent import db
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
 from dirigent.config import CampaignConfig
 from dirigent.lists_import import import_list
@@ -171,23 +170,19 @@ class ListOps:
                 raise ValueError(f"callback_at: {raw_at!r} is not an ISO 8601 time") from None
             if callback_at.tzinfo is None:
                 raise ValueError("callback_at: give the offset, e.g. 2026-11-24T10:00:00+01:00")
-        config = self.campaigns.get(self._campaign_of(ref) or "")
         return apply_disposition(
             self.engine,
             ref,
             code,
             dt.datetime.fromtimestamp(now, dt.UTC),
-            config.retry if config is not None else RetryRules(),
+            self._retry_rules,
             callback_at=callback_at,
             agent=agent,
         )
 
-    def _campaign_of(self, ref: str) -> str | None:
-        a, c = db.attempt, db.campaign
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(c.c.name).join(a, a.c.campaign_id == c.c.id).where(a.c.ref == ref)
-            ).scalar()
+    def _retry_rules(self, campaign: str) -> RetryRules:
+        config = self.campaigns.get(campaign)
+        return config.retry if config is not None else RetryRules()
 
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)

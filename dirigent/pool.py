@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import zoneinfo
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,7 +493,7 @@ def apply_disposition(
     ref: str,
     raw_code: str,
     now: dt.datetime,
-    rules: RetryRules,
+    rules: Callable[[str], RetryRules],
     *,
     callback_at: dt.datetime | None = None,
     agent: str | None = None,
@@ -504,16 +505,17 @@ def apply_disposition(
     ``callback`` schedules the record at ``callback_at``, with the attempt
     limits of the retry rules (only once the call has ended: the hang-up
     would otherwise complete the record after it).  ``agent``: the one
-    giving it, who must be the one who took the call (None: a supervisor)."""
+    giving it, who must be the one who took the call (None: a supervisor).
+    ``rules``: a campaign's retry rules, by its name."""
     from dirigent.compliance_store import opt_out
 
     code = disposition_code(raw_code)
     a, r = db.attempt, db.record
     with engine.begin() as conn:
         row = conn.execute(
-            select(a.c.id, a.c.record_id, a.c.e164, a.c.outcome, a.c.agent_code).where(
-                a.c.ref == ref
-            )
+            select(a.c.id, a.c.record_id, a.c.e164, a.c.outcome, a.c.agent_code, db.campaign.c.name)
+            .outerjoin(db.campaign, db.campaign.c.id == a.c.campaign_id)
+            .where(a.c.ref == ref)
         ).first()
         if row is None:
             raise LookupError(f"interaction: no outbound call {ref!r}")
@@ -536,7 +538,7 @@ def apply_disposition(
             and code in (DO_NOT_CALL, CALLBACK)
         ):
             rec = conn.execute(select(r.c.attempts).where(r.c.id == row.record_id)).one()
-            step = rules.next(code, now, rec.attempts, 1, callback_at)
+            step = rules(row.name or "").next(code, now, rec.attempts, 1, callback_at)
             conn.execute(
                 update(r)
                 .where(r.c.id == row.record_id)
