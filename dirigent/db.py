@@ -19,6 +19,8 @@ Rules kept by the schema itself:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -27,6 +29,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -335,6 +338,34 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def begin_unsynced(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose commit does not wait for the disk.
+
+    For writes a power cut may take back without harm, such as the hopper's
+    claim (records marked ``dialing``; lost, they are simply open again).
+    The database stays consistent either way, and any later ordinary commit
+    (the attempt row written before an Originate) flushes this one first:
+    both SQLite's WAL and PostgreSQL's WAL are written in order.  SQLite:
+    ``synchronous=NORMAL`` for this transaction, the connection's setting
+    restored afterwards; PostgreSQL: ``SET LOCAL synchronous_commit``."""
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
+            return
+        raw = conn.connection.driver_connection
+        before = raw.execute("PRAGMA synchronous").fetchone()[0]
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            raw.execute(f"PRAGMA synchronous={int(before)}")
 
 
 def alembic_config(url: str) -> Config:

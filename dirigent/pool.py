@@ -56,12 +56,20 @@ def _number(conn, e164: str) -> Number:  # type: ignore[no-untyped-def]
 
 
 def _candidates(  # type: ignore[no-untyped-def]
-    conn, campaign_id: int, now: dt.datetime, limit: int, offset: int = 0, only: int | None = None
+    conn,
+    campaign_id: int,
+    now: dt.datetime,
+    limit: int,
+    offset: int = 0,
+    only: int | None = None,
+    looked_up: tuple[Any, ...] = (),
 ):
     """Due records in hopper order (priority, then new before scheduled, then
     due time, then list order).  Two index-ordered reads (never-tried records
     and due retries, each on its own partial index) merged here, so a refill
-    reads about ``limit`` rows whatever the list's size.  ``only``: one list's."""
+    reads about ``limit`` rows whatever the list's size.  ``only``: one list's.
+    ``looked_up``: further columns (see :func:`_lookups`), computed by the
+    database for the rows read only."""
     r, lst = db.record, db.dial_list
     lists = [
         row.id
@@ -80,15 +88,18 @@ def _candidates(  # type: ignore[no-untyped-def]
         r.c.callback_at,
         r.c.priority,
         r.c.next_due_at,
+        *looked_up,
     )
     want = limit + offset
     fresh = conn.execute(
-        select(*columns)
+        _from_record(columns)
         .where(r.c.list_id.in_(lists), _OPEN_SQL, r.c.next_due_at.is_(None))
         .order_by(r.c.priority.desc(), r.c.id)
         .limit(want)
     ).all()
     retries = [row for list_id in lists for row in _due_retries(conn, list_id, now, want, columns)]
+    if not retries:  # the fresh read is in hopper order already
+        return fresh[offset:want]
     rows = sorted(
         (*fresh, *retries),
         key=lambda x: (
@@ -99,6 +110,62 @@ def _candidates(  # type: ignore[no-untyped-def]
         ),
     )
     return rows[offset:want]
+
+
+def _from_record(columns: tuple[Any, ...]):  # type: ignore[no-untyped-def]
+    """SELECT ``columns`` FROM record, with the record's own number (its
+    contact's phone row: type, region, time zones) beside it; merging moves
+    phone rows with their records, so the pair always exists."""
+    r, p = db.record, db.contact_phone
+    return select(*columns).select_from(
+        r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
+    )
+
+
+def _lookups(campaign_id: int, now: dt.datetime, consent: bool) -> tuple[Any, ...]:
+    """What the gate needs to know of each candidate, as columns of the
+    candidate read itself: correlated look-ups the database answers per row
+    read, through the indexes on ``attempt.e164``, ``dnc.e164`` and
+    ``consent.contact_id``.  Sending a thousand numbers back as ``IN`` lists
+    (as before) cost more in building the statements than in running them.
+
+    ``dnc``: 0 on the global list, 1 on the campaign's only, NULL on neither.
+    ``recent``: attempts in the last 24 hours (their times are read only for
+    the few numbers that have any).  ``consented``: the latest voice consent
+    given by ``now`` (NULL: none)."""
+    r, p, a, d, c = db.record, db.contact_phone, db.attempt, db.dnc, db.consent
+    mine = a.c.e164 == r.c.e164
+    cols = [
+        p.c.number_type,
+        p.c.region,
+        p.c.timezones,
+        select(func.max(a.c.started_at))
+        .where(mine, a.c.abandoned.is_(True))
+        .scalar_subquery()
+        .label("last_abandoned"),
+        select(func.max(a.c.started_at))
+        .where(mine, a.c.outcome == "machine")
+        .scalar_subquery()
+        .label("last_machine"),
+        select(func.count())
+        .where(mine, a.c.started_at >= now - dt.timedelta(hours=24))
+        .scalar_subquery()
+        .label("recent"),
+        select(func.min(case((d.c.campaign_id.is_(None), 0), else_=1)))
+        .where(d.c.e164 == r.c.e164, or_(d.c.campaign_id.is_(None), d.c.campaign_id == campaign_id))
+        .scalar_subquery()
+        .label("dnc"),
+    ]
+    if consent:
+        cols.append(
+            select(c.c.granted)
+            .where(c.c.contact_id == r.c.contact_id, c.c.channel == "voice", c.c.given_at <= now)
+            .order_by(c.c.given_at.desc(), c.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+            .label("consented")
+        )
+    return tuple(cols)
 
 
 def _due_retries(conn, list_id: int, now: dt.datetime, want: int, columns):  # type: ignore[no-untyped-def]
@@ -113,7 +180,7 @@ def _due_retries(conn, list_id: int, now: dt.datetime, want: int, columns):  # t
     top = conn.execute(select(func.max(r.c.priority)).where(*retry)).scalar()
     while top is not None and len(out) < want:
         out += conn.execute(
-            select(*columns)
+            _from_record(columns)
             .where(*retry, r.c.priority == top, r.c.next_due_at <= now)
             .order_by(r.c.next_due_at, r.c.id)
             .limit(want - len(out))
@@ -164,46 +231,10 @@ def _local_midnight(zone: str, now: dt.datetime) -> dt.datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
 
 
-def _batch_gate(
-    conn,
-    gate: Compliance,
-    e164s: set[str],
-    contacts: set[int],
-    campaign: Campaign,
-    now: dt.datetime,
-) -> Compliance:  # type: ignore[no-untyped-def]
-    """The gate with its database look-ups answered by two queries for the
-    whole batch (the same answers as DbDnc / DbConsent one by one)."""
-    dnc, consent = gate.dnc, gate.consent
-    if isinstance(dnc, DbDnc):
-        t, c = db.dnc, db.campaign
-        listed: dict[str, str] = {}
-        for row in conn.execute(
-            select(t.c.e164, t.c.campaign_id)
-            .select_from(t.outerjoin(c, c.c.id == t.c.campaign_id))
-            .where(
-                t.c.e164.in_(e164s),
-                or_(t.c.campaign_id.is_(None), c.c.name == campaign.name),
-            )
-        ):
-            if row.campaign_id is None or row.e164 not in listed:
-                listed[row.e164] = "global" if row.campaign_id is None else "campaign"
-        dnc = _Listed(listed, campaign.name)
-    if isinstance(consent, DbConsent) and contacts:
-        t = db.consent
-        latest: dict[int, bool] = {}
-        for row in conn.execute(
-            select(t.c.contact_id, t.c.granted)
-            .where(t.c.contact_id.in_(contacts), t.c.channel == "voice", t.c.given_at <= now)
-            .order_by(t.c.contact_id, t.c.given_at, t.c.id)
-        ):
-            latest[row.contact_id] = row.granted  # the last one wins
-        consent = _Consented(latest)
-    return Compliance(dnc, consent, gate._holidays, zone_verdicts={})
-
-
 @dataclass
 class _Listed:
+    """The do-not-call answers of one batch (``DbDnc``'s, read with the candidates)."""
+
     listed: dict[str, str]
     campaign: str
 
@@ -213,73 +244,104 @@ class _Listed:
 
 @dataclass
 class _Consented:
+    """The consent answers of one batch (``DbConsent``'s, read with the candidates)."""
+
     latest: dict[int, bool]
 
     def granted(self, contact: str, channel: str, at: dt.datetime) -> bool:
         return channel == "voice" and self.latest.get(int(contact), False)
 
 
-def _verdicts(
-    conn, campaign: Campaign, gate: Compliance, rows: list[Any], now: dt.datetime
-) -> list[tuple[Any, Verdict]]:  # type: ignore[no-untyped-def]
-    """The gate's verdict for each candidate, with every look-up batched:
-    numbers (zones), dial history and the gate's lists in a few queries."""
+def _needs_consent(campaign: Campaign) -> bool:
+    if campaign.requires_consent is None:
+        return campaign.policy.requires_consent
+    return campaign.requires_consent
+
+
+def _read(  # type: ignore[no-untyped-def]
+    conn,
+    campaign_id: int,
+    campaign: Campaign,
+    gate: Compliance,
+    now: dt.datetime,
+    limit: int,
+    offset: int = 0,
+    only: int | None = None,
+) -> list[tuple[Any, Verdict]]:
+    """Candidates in hopper order, each with the gate's verdict.  Everything
+    the gate looks up comes with the candidate read (:func:`_lookups`); only
+    the times of attempts in the last 24 hours, for the few numbers that
+    have any, take one more query."""
+    rows = _candidates(
+        conn,
+        campaign_id,
+        now,
+        limit,
+        offset,
+        only,
+        looked_up=_lookups(campaign_id, now, _needs_consent(campaign)),
+    )
     if not rows:
         return []
-    e164s = {r.e164 for r in rows}
-    p = db.contact_phone
-    numbers: dict[str, Number] = {}
-    for row in conn.execute(
-        select(p.c.e164, p.c.number_type, p.c.region, p.c.timezones).where(p.c.e164.in_(e164s))
-    ):
-        if row.e164 not in numbers:
-            zones = tuple(z for z in (row.timezones or "").split(",") if z)
-            numbers[row.e164] = Number(row.e164, row.number_type or "", row.region or "", zones)
     a = db.attempt
-    since = now - dt.timedelta(hours=24)
     recent: dict[str, list[dt.datetime]] = {}
-    abandoned: dict[str, dt.datetime] = {}
-    machine: dict[str, dt.datetime] = {}
-    for row in conn.execute(
-        select(
-            a.c.e164,
-            func.max(case((a.c.abandoned.is_(True), a.c.started_at))).label("abandoned"),
-            func.max(case((a.c.outcome == "machine", a.c.started_at))).label("machine"),
+    dialed = {row.e164 for row in rows if row.recent}
+    if dialed:
+        since = now - dt.timedelta(hours=24)
+        for row in conn.execute(
+            select(a.c.e164, a.c.started_at).where(a.c.e164.in_(dialed), a.c.started_at >= since)
+        ):
+            recent.setdefault(row.e164, []).append(_aware(row.started_at))  # type: ignore[arg-type]
+    dnc, consent = gate.dnc, gate.consent
+    if isinstance(dnc, DbDnc):
+        kinds = ("global", "campaign")
+        dnc = _Listed(
+            {row.e164: kinds[row.dnc] for row in rows if row.dnc is not None}, campaign.name
         )
-        .where(a.c.e164.in_(e164s))
-        .group_by(a.c.e164)
-    ):
-        if row.abandoned is not None:
-            abandoned[row.e164] = _aware(row.abandoned)  # type: ignore[assignment]
-        if row.machine is not None:
-            machine[row.e164] = _aware(row.machine)  # type: ignore[assignment]
-    for row in conn.execute(
-        select(a.c.e164, a.c.started_at).where(a.c.e164.in_(e164s), a.c.started_at >= since)
-    ):
-        recent.setdefault(row.e164, []).append(_aware(row.started_at))  # type: ignore[arg-type]
-    needs_consent = (
-        campaign.policy.requires_consent
-        if campaign.requires_consent is None
-        else campaign.requires_consent
+    if isinstance(consent, DbConsent) and _needs_consent(campaign):
+        consent = _Consented(
+            {row.contact_id: bool(row.consented) for row in rows if row.consented is not None}
+        )
+    granted = (
+        {row.contact_id for row in rows if consent.granted(str(row.contact_id), "voice", now)}
+        if _needs_consent(campaign)
+        else set()
     )
-    contacts = {r.contact_id for r in rows} if needs_consent else set()
-    batch = _batch_gate(conn, gate, e164s, contacts, campaign, now)
+    batch = Compliance(dnc, consent, gate._holidays, zone_verdicts={})
+    # most candidates have nothing of their own for the gate to weigh (no
+    # list entry, no attempt, no call-back time): their verdict depends on
+    # the number's region and zones (and the contact's consent) only, and
+    # is worked out once per such kind in a batch
+    plain: dict[tuple[Any, ...], Verdict] = {}
     out = []
     for row in rows:
-        number = numbers.get(row.e164) or Number(row.e164, "", "", ())
-        started = recent.get(row.e164, [])
-        if started:
-            zone = (number.timezones or (default_zone(number.region),))[0]
-            midnight = _local_midnight(zone, now)
-            today = sum(1 for t in started if t >= midnight)
-        else:
-            today = 0
-        history = DialHistory(today, abandoned.get(row.e164), machine.get(row.e164))
-        verdict = batch.check(
-            campaign, number, str(row.contact_id), now, history, _aware(row.callback_at)
-        )
+        key = None
+        if not (row.recent or row.dnc is not None or row.last_abandoned or row.last_machine) and (
+            row.callback_at is None
+        ):
+            key = (row.number_type, row.region, row.timezones, row.contact_id in granted)
+            if key in plain:
+                out.append((row, plain[key]))
+                continue
+        verdict = _verdict(batch, campaign, row, now, recent.get(row.e164))
+        if key is not None:
+            plain[key] = verdict
         out.append((row, verdict))
     return out
+
+
+def _verdict(  # type: ignore[no-untyped-def]
+    gate: Compliance, campaign: Campaign, row, now: dt.datetime, started: list[dt.datetime] | None
+) -> Verdict:
+    """The gate's verdict on one candidate read with its look-ups."""
+    zones = tuple(z for z in (row.timezones or "").split(",") if z)
+    number = Number(row.e164, row.number_type or "", row.region or "", zones)
+    today = 0
+    if started:
+        midnight = _local_midnight((zones or (default_zone(number.region),))[0], now)
+        today = sum(1 for t in started if t >= midnight)
+    history = DialHistory(today, _aware(row.last_abandoned), _aware(row.last_machine))
+    return gate.check(campaign, number, str(row.contact_id), now, history, _aware(row.callback_at))
 
 
 def claim(
@@ -289,16 +351,17 @@ def claim(
     transaction (a concurrent claimer's records are skipped: the update only
     takes rows still open)."""
     out: list[Claimed] = []
-    with engine.begin() as conn:
+    # a claim lost to a power cut leaves its records open: no wait for the disk
+    with db.begin_unsynced(engine) as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
         allowed: list[Any] = []
         offset, chunk = 0, limit + limit // 4 + 8
         # most due records pass the gate: read a little more than needed, and
         # more only while blocked ones leave the batch short (at most 8 x limit)
         while len(allowed) < limit and offset < 8 * limit:
-            rows = _candidates(conn, campaign_id, now, chunk, offset)
-            allowed += [row for row, v in _verdicts(conn, campaign, gate, rows, now) if v.allowed]
-            if len(rows) < chunk:
+            read = _read(conn, campaign_id, campaign, gate, now, chunk, offset)
+            allowed += [row for row, v in read if v.allowed]
+            if len(read) < chunk:
                 break
             offset += chunk
         allowed = allowed[:limit]
@@ -438,8 +501,9 @@ def pool_status(
             blocked: Counter[str] = Counter()
             dialable = 0
             if row.active:
-                candidates = _candidates(conn, campaign_id, now, sample, only=row.id)
-                for _row, verdict in _verdicts(conn, campaign, gate, candidates, now):
+                for _row, verdict in _read(
+                    conn, campaign_id, campaign, gate, now, sample, only=row.id
+                ):
                     if verdict.allowed:
                         dialable += 1
                     else:

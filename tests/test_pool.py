@@ -198,6 +198,37 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
     assert not set(e[30:]) & batched, "no consent, no call (Germany)"
     sunday = dt.datetime(2026, 11, 22, 13, 0, tzinfo=dt.UTC)
     assert both(sunday) == (set(), set())
+
+    # the UK rules weigh earlier calls: an abandoned call locks the number out
+    # for 72 hours, a machine today allows no retry without an agent
+    with engine.begin() as conn:
+        for r, hours, outcome, abandoned in (
+            (rows[11], 30, "answered", True),
+            (rows[12], 2, "machine", False),
+            (rows[13], 80, "answered", True),
+        ):
+            conn.execute(
+                insert(db.attempt).values(
+                    campaign_id=cid,
+                    e164=r.e164,
+                    pbx="x",
+                    started_at=monday - dt.timedelta(hours=hours),
+                    outcome=outcome,
+                    abandoned=abandoned,
+                )
+            )
+    campaign = Campaign("de-spring", policy_for("UK"), "+4930555000", requires_consent=False)
+    reference, batched = both(monday)
+    assert batched == reference
+    assert {e[11], e[12]}.isdisjoint(batched) and e[13] in batched, "72 h lock-out, machine"
+    assert e[0] in batched and e[31] in batched, "no daily limit and no consent rule here"
+
+    # the claim's commit does not wait for the disk; the next writer's does
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
     engine.dispose()
 
 
