@@ -19,9 +19,8 @@ Rules kept by the schema itself:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -47,6 +46,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -230,6 +230,18 @@ Index(
     postgresql_where=text(f"{OPEN_CONDITION} AND next_due_at IS NOT NULL"),
 )
 
+#: records claimed by a dialer, from the claim until their attempt's outcome
+#: (VICIdial's "hopper"): a claim inserts a few small rows here instead of
+#: rewriting a thousand scattered record rows, and the primary key keeps two
+#: claimers from taking the same record
+hopper = Table(
+    "hopper",
+    metadata,
+    Column("record_id", ForeignKey("record.id"), primary_key=True),
+    Column("campaign_id", ForeignKey("campaign.id"), nullable=False, index=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
 attempt = Table(
     "attempt",
     metadata,
@@ -340,32 +352,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-@contextmanager
-def begin_unsynced(engine: Engine) -> Iterator[Connection]:
-    """A transaction whose commit does not wait for the disk.
-
-    For writes a power cut may take back without harm, such as the hopper's
-    claim (records marked ``dialing``; lost, they are simply open again).
-    The database stays consistent either way, and any later ordinary commit
-    (the attempt row written before an Originate) flushes this one first:
-    both SQLite's WAL and PostgreSQL's WAL are written in order.  SQLite:
-    ``synchronous=NORMAL`` for this transaction, the connection's setting
-    restored afterwards; PostgreSQL: ``SET LOCAL synchronous_commit``."""
-    with engine.connect() as conn:
-        if conn.dialect.name != "sqlite":
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield conn
-            return
-        raw = conn.connection.driver_connection
-        before = raw.execute("PRAGMA synchronous").fetchone()[0]
-        raw.execute("PRAGMA synchronous=NORMAL")
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            raw.execute(f"PRAGMA synchronous={int(before)}")
+def dialect_insert(conn: Connection) -> Any:
+    """The dialect's own ``insert`` (it has ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def alembic_config(url: str) -> Config:

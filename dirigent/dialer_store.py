@@ -11,7 +11,7 @@ over SQLAlchemy so that a restart finds everything it needs:
 * :class:`DbLeadSource` takes records through :func:`dirigent.pool.claim`
   (the compliance gate, one transaction) and applies the retry rules after
   every attempt.  It says why the campaign is idle, and after a crash it
-  returns records marked ``dialing`` that never got an attempt row.
+  returns records claimed (in the hopper) that never got an attempt row.
 * :class:`DbLedgerStore` persists the abandon ledger's day buckets per
   campaign or drop-rate group, after every change.
 
@@ -26,7 +26,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, select, update
 from twisted.logger import Logger
 
 from dialer.abandon import DayCount
@@ -109,6 +109,8 @@ class DbAttemptLog:
                     agent_code=attempt.agent,
                 )
             )
+            if isinstance(record, int):
+                pool.mark_dialing(conn, record)
 
     def end(self, attempt: Attempt) -> None:
         answered = attempt.answered
@@ -234,12 +236,16 @@ class DbLeadSource:
         behind the records never tried, with no attempt counted."""
         if not isinstance(lead.record_id, int):
             return
+        r = db.record
         with self.engine.begin() as conn:
             conn.execute(
-                update(db.record)
-                .where(and_(db.record.c.id == lead.record_id, db.record.c.status == "dialing"))
+                update(r)
+                .where(
+                    and_(r.c.id == lead.record_id, r.c.status.in_((*db.OPEN_STATUSES, "dialing")))
+                )
                 .values(status="scheduled", next_due_at=_at(now))
             )
+            pool.unclaim(conn, [lead.record_id])
 
     def empty_reason(self, now: float) -> str:
         """Why nothing is dialable, from the pool status (cached a few seconds:
@@ -280,17 +286,25 @@ class DbLeadSource:
         return reason
 
     def release_orphans(self) -> int:
-        """Records left ``dialing`` by a crash between the claim and the
-        attempt row go back to ``scheduled`` (due now): they were never dialed.
-        Records with an open attempt stay until the reconciliation closes it."""
-        r, a, lst = db.record, db.attempt, db.dial_list
+        """Records a crash left claimed but never dialed (in the hopper, no
+        attempt row) go back to the pool as they were; so do records left
+        ``dialing`` without an open attempt.  Records with an open attempt
+        stay until the reconciliation closes it.  Returns how many."""
+        r, a, h, lst = db.record, db.attempt, db.hopper, db.dial_list
         with self.engine.begin() as conn:
             campaign_id = pool.find_campaign_id(conn, self.campaign.name)
             open_records = select(a.c.record_id).where(
                 a.c.outcome.is_(None), a.c.record_id.is_not(None)
             )
+            never_dialed = conn.execute(
+                delete(h).where(
+                    h.c.campaign_id == campaign_id,
+                    h.c.record_id.not_in(open_records),
+                    h.c.record_id.in_(select(r.c.id).where(r.c.status.in_(db.OPEN_STATUSES))),
+                )
+            ).rowcount
             lists = select(lst.c.id).where(lst.c.campaign_id == campaign_id)
-            return conn.execute(
+            stuck = conn.execute(
                 update(r)
                 .where(
                     and_(
@@ -301,6 +315,10 @@ class DbLeadSource:
                 )
                 .values(status="scheduled", next_due_at=None)
             ).rowcount
+            conn.execute(  # and the hopper rows of the records just freed
+                delete(h).where(h.c.campaign_id == campaign_id, h.c.record_id.not_in(open_records))
+            )
+            return never_dialed + stuck
 
 
 class DbLedgerStore:

@@ -75,7 +75,10 @@ def _record(conn, campaign_id: int, e164: str, field: str) -> Any:  # type: igno
     ).first()
     if row is None:
         raise MergeError(field, f"no record with number {e164} in this campaign")
-    if row.status == "dialing":
+    claimed = conn.execute(
+        select(db.hopper.c.record_id).where(db.hopper.c.record_id == row.id)
+    ).first()
+    if row.status == "dialing" or claimed is not None:
         raise MergeError(field, f"record {row.id} ({e164}) is being dialed; merge after the call")
     return row
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select, text, update
+from sqlalchemy import Engine, and_, case, delete, func, or_, select, text, update
 
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
@@ -115,10 +115,13 @@ def _candidates(  # type: ignore[no-untyped-def]
 def _from_record(columns: tuple[Any, ...]):  # type: ignore[no-untyped-def]
     """SELECT ``columns`` FROM record, with the record's own number (its
     contact's phone row: type, region, time zones) beside it; merging moves
-    phone rows with their records, so the pair always exists."""
-    r, p = db.record, db.contact_phone
-    return select(*columns).select_from(
-        r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
+    phone rows with their records, so the pair always exists.  Records in
+    the hopper (claimed already) are left out."""
+    r, p, h = db.record, db.contact_phone, db.hopper
+    return (
+        select(*columns)
+        .select_from(r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164)))
+        .where(~select(h.c.record_id).where(h.c.record_id == r.c.id).exists())
     )
 
 
@@ -267,11 +270,12 @@ def _read(  # type: ignore[no-untyped-def]
     limit: int,
     offset: int = 0,
     only: int | None = None,
+    extra: bool = False,
 ) -> list[tuple[Any, Verdict]]:
     """Candidates in hopper order, each with the gate's verdict.  Everything
     the gate looks up comes with the candidate read (:func:`_lookups`); only
     the times of attempts in the last 24 hours, for the few numbers that
-    have any, take one more query."""
+    have any, take one more query.  ``extra``: the records' own fields too."""
     rows = _candidates(
         conn,
         campaign_id,
@@ -279,7 +283,10 @@ def _read(  # type: ignore[no-untyped-def]
         limit,
         offset,
         only,
-        looked_up=_lookups(campaign_id, now, _needs_consent(campaign)),
+        looked_up=(
+            *_lookups(campaign_id, now, _needs_consent(campaign)),
+            *((db.record.c.extra,) if extra else ()),
+        ),
     )
     if not rows:
         return []
@@ -347,19 +354,19 @@ def _verdict(  # type: ignore[no-untyped-def]
 def claim(
     engine: Engine, campaign: Campaign, gate: Compliance, now: dt.datetime, limit: int = 100
 ) -> list[Claimed]:
-    """Up to ``limit`` records to dial now, marked ``dialing`` in the same
-    transaction (a concurrent claimer's records are skipped: the update only
-    takes rows still open)."""
-    out: list[Claimed] = []
-    # a claim lost to a power cut leaves its records open: no wait for the disk
-    with db.begin_unsynced(engine) as conn:
+    """Up to ``limit`` records to dial now, put in the hopper in the same
+    transaction (a concurrent claimer's records are skipped: the hopper's
+    key takes each record once).  The records themselves are not written:
+    the attempt marks its record ``dialing`` (:func:`mark_dialing`), the
+    outcome takes it out of the hopper (:func:`record_outcome`)."""
+    with engine.begin() as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
         allowed: list[Any] = []
         offset, chunk = 0, limit + limit // 4 + 8
         # most due records pass the gate: read a little more than needed, and
         # more only while blocked ones leave the batch short (at most 8 x limit)
         while len(allowed) < limit and offset < 8 * limit:
-            read = _read(conn, campaign_id, campaign, gate, now, chunk, offset)
+            read = _read(conn, campaign_id, campaign, gate, now, chunk, offset, extra=True)
             allowed += [row for row, v in read if v.allowed]
             if len(read) < chunk:
                 break
@@ -367,21 +374,32 @@ def claim(
         allowed = allowed[:limit]
         if not allowed:
             return []
-        # the extra fields (JSON) are read only for the records taken
-        taken = {
-            r.id: r.extra
-            for r in conn.execute(
-                update(db.record)
-                .where(db.record.c.id.in_([r.id for r in allowed]), db.record.c.status.in_(OPEN))
-                .values(status="dialing")
-                .returning(db.record.c.id, db.record.c.extra)
-            )
-        }
-        for row in allowed:
-            if row.id in taken:
-                extra = taken[row.id]
-                out.append(Claimed(row.id, row.e164, row.contact_id, dict(extra or {})))
-    return out
+        taken = _into_hopper(conn, campaign_id, [row.id for row in allowed], now)
+        return [
+            Claimed(row.id, row.e164, row.contact_id, dict(row.extra or {}))
+            for row in allowed
+            if row.id in taken
+        ]
+
+
+def _into_hopper(conn, campaign_id: int, ids: list[int], now: dt.datetime) -> set[int]:  # type: ignore[no-untyped-def]
+    """Put records in the hopper; the ones another claimer holds already are
+    skipped.  Returns the ids taken."""
+    h = db.hopper
+    insert = db.dialect_insert(conn)
+    stmt = insert(h).on_conflict_do_nothing(index_elements=[h.c.record_id]).returning(h.c.record_id)
+    rows = [{"record_id": i, "campaign_id": campaign_id, "claimed_at": now} for i in ids]
+    return {row.record_id for row in conn.execute(stmt, rows)}
+
+
+def mark_dialing(conn, record_id: int) -> None:  # type: ignore[no-untyped-def]
+    """The record's attempt is written: the record is being dialed."""
+    conn.execute(update(db.record).where(db.record.c.id == record_id).values(status="dialing"))
+
+
+def unclaim(conn, record_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+    """Out of the hopper (an outcome, a record handed back)."""
+    conn.execute(delete(db.hopper).where(db.hopper.c.record_id.in_(record_ids)))
 
 
 def claim_one_by_one(
@@ -404,14 +422,11 @@ def claim_one_by_one(
             )
             if not verdict.allowed:
                 continue
-            changed = conn.execute(
-                update(db.record)
-                .where(and_(db.record.c.id == row.id, db.record.c.status.in_(OPEN)))
-                .values(status="dialing")
-                .returning(db.record.c.extra)
-            ).first()
-            if changed is not None:
-                out.append(Claimed(row.id, row.e164, row.contact_id, dict(changed.extra or {})))
+            if _into_hopper(conn, campaign_id, [row.id], now):
+                extra = conn.execute(
+                    select(db.record.c.extra).where(db.record.c.id == row.id)
+                ).scalar()
+                out.append(Claimed(row.id, row.e164, row.contact_id, dict(extra or {})))
             if len(out) >= limit:
                 break
     return out
@@ -455,6 +470,7 @@ def record_outcome(
                 closed_reason=step.reason,
             )
         )
+        unclaim(conn, [record_id])
     return step.status
 
 

@@ -160,9 +160,13 @@ def test_restart_closes_open_attempts_unknown_and_frees_records_never_dialed(eng
     # a crash: one record was claimed and its attempt written, one only claimed
     first, second = source.take(2, clock.seconds())
     log.begin(Attempt("uk-1-1", "uk", first, clock.seconds(), channel_id="dial-uk-1-1"))
-    assert source.release_orphans() == 1  # the one without an attempt row
-    assert records(engine)[second.number][0] == "scheduled"
+    assert records(engine)[second.number][0] == "new", "a claim alone writes no record"
     assert records(engine)[first.number][0] == "dialing"
+    assert source.take(10, clock.seconds())[0].number not in (first.number, second.number), (
+        "claimed records are not taken twice"
+    )
+    assert source.release_orphans() == 5  # the four just taken too: none has an attempt row
+    assert records(engine)[second.number][0] == "new"
 
     closed = runner.reconcile()
     assert [a.id for a in closed] == ["uk-1-1"]

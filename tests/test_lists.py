@@ -375,6 +375,14 @@ def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
         merge(engine, "spring", "+4930123456", ["+4930999999"])
     with pytest.raises(MergeError, match="campaign: unknown campaign"):
         merge(engine, "autumn", "+4930123456", ["+4930654321"])
+    # a record a dialer has claimed (in the hopper) is not merged under its feet
+    with engine.begin() as conn:
+        claimed = {"record_id": rec["+4930654321"].id, "campaign_id": 1}
+        conn.execute(insert(db.hopper).values(claimed_at=dt.datetime.now(dt.UTC), **claimed))
+    with pytest.raises(MergeError, match="drop: record .* is being dialed"):
+        merge(engine, "spring", "+4930123456", ["+4930654321"])
+    with engine.begin() as conn:
+        conn.execute(db.hopper.delete())
 
     done = merge(engine, "spring", "+4930123456", ["+4930654321"])
     assert done.closed == [rec["+4930654321"].id] and done.contacts_folded == 1
