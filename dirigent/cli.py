@@ -292,11 +292,12 @@ def _run(args: argparse.Namespace, log_format: str, setup: Callable[[Any], Any])
 
 
 def _start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -> Any:
-    from dirigent.service import Dirigent
+    from dirigent.service import Dirigent, freeze_startup_objects
 
     app = Dirigent(settings)
     reactor.addSystemEventTrigger("before", "shutdown", app.service.stopService)
     app.service.startService()
+    freeze_startup_objects()
     if duration is not None:
         reactor.callLater(duration, reactor.stop)
     return app

@@ -379,7 +379,7 @@ def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
     with engine.begin() as conn:
         claimed = {"record_id": rec["+4930654321"].id, "campaign_id": 1}
         conn.execute(insert(db.hopper).values(claimed_at=dt.datetime.now(dt.UTC), **claimed))
-    with pytest.raises(MergeError, match="drop: record .* is being dialed"):
+    with pytest.raises(MergeError, match=r"drop: record .* is being dialed"):
         merge(engine, "spring", "+4930123456", ["+4930654321"])
     with engine.begin() as conn:
         conn.execute(db.hopper.delete())
