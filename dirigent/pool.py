@@ -1,11 +1,12 @@
 """The address pool of a campaign: hopper, outcomes, status, export.
 
 * :func:`claim` fills the hopper: the next due records (priority first, then
-  due time) that pass the compliance gate now, marked ``dialing`` in the same
-  transaction, so two dialers never take the same record.  It reads a bounded
-  window of candidates through the ``ix_record_hopper`` index, never the
-  whole list.
-* :func:`record_outcome` applies the retry rules after an attempt.
+  due time) that pass the compliance gate now, put in the ``hopper`` table in
+  the same transaction, so two dialers never take the same record.  It reads
+  a bounded window of candidates through the two partial indexes, never the
+  whole list.  The attempt marks its record ``dialing``.
+* :func:`record_outcome` applies the retry rules after an attempt and takes
+  the record out of the hopper.
 * :func:`pool_status` is the supervisor's "Adressvorrat": records by status,
   dialable now, due later today, blocked (and why).
 * :func:`export_results` writes records with their last outcome as CSV,
