@@ -67,18 +67,16 @@ class MergeReport:
 
 
 def _record(conn, campaign_id: int, e164: str, field: str) -> Any:  # type: ignore[no-untyped-def]
-    r, lst = db.record, db.dial_list
+    r, lst, h = db.record, db.dial_list, db.hopper
     row = conn.execute(
-        select(r)
+        select(r, h.c.record_id.label("claimed"))
         .join(lst, lst.c.id == r.c.list_id)
+        .outerjoin(h, h.c.record_id == r.c.id)
         .where(lst.c.campaign_id == campaign_id, r.c.e164 == e164)
     ).first()
     if row is None:
         raise MergeError(field, f"no record with number {e164} in this campaign")
-    claimed = conn.execute(
-        select(db.hopper.c.record_id).where(db.hopper.c.record_id == row.id)
-    ).first()
-    if row.status == "dialing" or claimed is not None:
+    if row.status == "dialing" or row.claimed is not None:
         raise MergeError(field, f"record {row.id} ({e164}) is being dialed; merge after the call")
     return row
 

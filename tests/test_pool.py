@@ -156,6 +156,20 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
     with engine.begin() as conn:
         rows = conn.execute(select(db.record.c.id, db.record.c.e164, db.record.c.contact_id)).all()
         cid = conn.execute(select(db.campaign.c.id)).scalar()
+
+    def dialed(conn, e164: str, hours_ago: float, outcome: str, abandoned: bool = False) -> None:  # type: ignore[no-untyped-def]
+        conn.execute(
+            insert(db.attempt).values(
+                campaign_id=cid,
+                e164=e164,
+                pbx="x",
+                started_at=monday - dt.timedelta(hours=hours_ago),
+                outcome=outcome,
+                abandoned=abandoned,
+            )
+        )
+
+    with engine.begin() as conn:
         # three attempts today (the German limit) for rows 0-2; three before
         # local midnight (yesterday in Berlin) for rows 3-4
         for picked, hours, outcome in (
@@ -164,15 +178,7 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
         ):
             for r in picked:
                 for h in hours:
-                    conn.execute(
-                        insert(db.attempt).values(
-                            campaign_id=cid,
-                            e164=r.e164,
-                            pbx="x",
-                            started_at=monday - dt.timedelta(hours=h),
-                            outcome=outcome,
-                        )
-                    )
+                    dialed(conn, r.e164, h, outcome)
         conn.execute(
             update(db.record)
             .where(db.record.c.id == rows[6].id)
@@ -229,16 +235,7 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
             (rows[12], 2, "machine", False),
             (rows[13], 80, "answered", True),
         ):
-            conn.execute(
-                insert(db.attempt).values(
-                    campaign_id=cid,
-                    e164=r.e164,
-                    pbx="x",
-                    started_at=monday - dt.timedelta(hours=hours),
-                    outcome=outcome,
-                    abandoned=abandoned,
-                )
-            )
+            dialed(conn, r.e164, hours, outcome, abandoned)
     campaign = Campaign("de-spring", policy_for("UK"), "+4930555000", requires_consent=False)
     reference, batched = both(monday)
     assert batched == reference
