@@ -138,6 +138,21 @@ contact = Table(
     Column("updated_at", DateTime(timezone=True), nullable=True),
 )
 
+#: a contact's own data columns, in this order wherever they are copied
+#: (list import, merge)
+CONTACT_FIELDS = (
+    "display_name",
+    "first_name",
+    "last_name",
+    "company",
+    "street",
+    "postal_code",
+    "city",
+    "country",
+    "email",
+    "phonetic_key",
+)
+
 contact_phone = Table(
     "contact_phone",
     metadata,

@@ -26,18 +26,7 @@ from sqlalchemy import Engine, delete, select, update
 from dirigent import db
 from dirigent.pool import find_campaign_id
 
-CONTACT_FIELDS = (
-    "display_name",
-    "first_name",
-    "last_name",
-    "company",
-    "street",
-    "postal_code",
-    "city",
-    "country",
-    "email",
-    "phonetic_key",
-)
+CONTACT_FIELDS = db.CONTACT_FIELDS
 
 
 class MergeError(ValueError):

@@ -179,6 +179,26 @@ def test_numbers_already_in_another_active_list_of_the_campaign_are_duplicates(
     assert counts(database_url)[1] == 3, "contacts are matched by number across campaigns"
 
 
+def test_contacts_written_beside_imports_keep_their_own_ids(tmp_path, database_url, engine):
+    """The import numbers its contacts itself (one write per batch); the
+    server's own contacts, before and after, must not collide with them."""
+    with engine.begin() as conn:
+        conn.execute(db.contact.insert().values(display_name="inbound caller"))
+    first = write(tmp_path, "a.csv", ["phone"] + [f"+4930{1000000 + i}" for i in range(1500)])
+    assert import_list(engine, first, "c").imported == 1500
+    with engine.begin() as conn:
+        conn.execute(db.contact.insert().values(display_name="another caller"))
+    second = write(tmp_path, "b.csv", ["phone", "+4930123456"])
+    assert import_list(engine, second, "c").imported == 1
+    with engine.connect() as conn:
+        ids = conn.execute(select(db.contact.c.id)).scalars().all()
+        numbered = conn.execute(
+            select(func.count()).select_from(db.contact_phone.join(db.contact))
+        ).scalar()
+    assert len(ids) == len(set(ids)) == 1503
+    assert numbered == 1501, "every imported number belongs to its own contact"
+
+
 def test_cologne_phonetics_groups_meyer_meier_maier():
     assert (
         phonetic_key("Hans", "Meyer")
