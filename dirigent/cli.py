@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     dialer.add_argument("--max-lines-per-agent", type=float, default=3.0)
     dialer.add_argument("--json", action="store_true")
     dialer.add_argument("--plot", default=None, metavar="FILE.png", help="occupancy vs abandon")
+    dialer.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once, in separate processes (results are the same: each run is seeded)",
+    )
     phones = simsub.add_parser("phones", help="pyVoIP SIP endpoint farm for a real Asterisk")
     phones.add_argument(
         "--asterisk", type=_host_port, default=("127.0.0.1", 5060), help="Asterisk SIP HOST:PORT"
@@ -781,20 +787,21 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
         workload = load_workload(args.workload) if args.workload else standard_workload()
     except (PacingError, WorkloadError) as exc:
         raise _bad_input(exc) from None
+    if not 1 <= args.jobs <= 64:
+        raise UsageError("--jobs: must be between 1 and 64")
+    runs = [(n, name) for n in counts for name in strategies]
+    options = {
+        "hours": args.hours,
+        "seed": args.seed,
+        "max_lines_per_agent": args.max_lines_per_agent,
+    }
     results: dict[int, dict[str, dict[str, Any]]] = {}
-    for n in counts:
-        for name in strategies:
-            report = sim_dialer.run(
-                workload,
-                agents=n,
-                hours=args.hours,
-                strategy=name,
-                seed=args.seed,
-                max_lines_per_agent=args.max_lines_per_agent,
-            )
-            results.setdefault(n, {})[name] = report
-            if not args.json:
-                print(sim_dialer.format_line(report), flush=True)
+    for (n, name), report in zip(
+        runs, _sim_reports(workload, runs, options, args.jobs), strict=True
+    ):
+        results.setdefault(n, {})[name] = report
+        if not args.json:
+            print(sim_dialer.format_line(report), flush=True)
     if args.plot:
         sim_dialer.plot(results, args.plot, workload.abandon_limit)
         if not args.json:
@@ -805,6 +812,28 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
         }
         print(json.dumps(by_count[str(counts[0])] if len(counts) == 1 else by_count))
     return 0
+
+
+def _sim_reports(
+    workload: Any, runs: list[tuple[int, str]], options: dict[str, Any], jobs: int
+) -> Iterator[dict[str, Any]]:
+    """The reports of ``runs`` (agents, strategy), in that order; with
+    ``jobs`` > 1 from a process pool (a run is one CPU-bound loop)."""
+    from dirigent import sim_dialer
+
+    if jobs == 1 or len(runs) == 1:
+        for n, name in runs:
+            yield sim_dialer.run(workload, agents=n, strategy=name, **options)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
+        futures = [
+            pool.submit(sim_dialer.run, workload, agents=n, strategy=name, **options)
+            for n, name in runs
+        ]
+        for future in futures:
+            yield future.result()
 
 
 def cmd_sim_phones(args: argparse.Namespace) -> int:

@@ -291,6 +291,24 @@ def test_cli_sim_dialer_json_and_bad_input(capsys: pytest.CaptureFixture[str], t
     assert "strategy" in capsys.readouterr().err
 
 
+def test_cli_sim_dialer_runs_in_parallel_give_the_same_reports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def reports(jobs: str) -> dict[str, Any]:
+        argv = ["sim", "dialer", "--agents", "3,4", "--hours", "0.2", "--strategy", "progressive"]
+        assert main([*argv, "--json", "--jobs", jobs]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        for per_count in out.values():
+            per_count.pop("wall_seconds")
+        return out
+
+    alone = reports("1")
+    assert set(alone) == {"3", "4"} and alone["3"] != alone["4"]
+    assert reports("2") == alone
+    assert main(["sim", "dialer", "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
 # -- blended agents --------------------------------------------------------------------------
 def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
     from dirigent.acd import AgentEndpoint, InboundAcd
