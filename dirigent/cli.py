@@ -469,10 +469,11 @@ def cmd_lists_activate(args: argparse.Namespace) -> int:
             result = set_list_active(engine, args.campaign, args.name, active)
     except LookupError as exc:
         raise UsageError(str(exc)) from None
-    if not args.json:
+    if args.json:
+        print(json.dumps(result))
+    else:
         state = "active" if result["active"] else "inactive"
         print(f"list {args.name!r} of campaign {args.campaign!r} is {state}")
-    print(json.dumps(result))
     return EXIT_OK
 
 
@@ -780,6 +781,8 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
         raise UsageError("--hours: must be more than 0 and at most 744")
     if not 1 <= args.max_lines_per_agent <= 10:
         raise UsageError("--max-lines-per-agent: must be between 1 and 10")
+    if not 1 <= args.jobs <= 64:
+        raise UsageError("--jobs: must be between 1 and 64")
     strategies = sim_dialer.all_strategies() if args.strategy == "all" else [args.strategy]
     try:
         for name in strategies:
@@ -787,8 +790,6 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
         workload = load_workload(args.workload) if args.workload else standard_workload()
     except (PacingError, WorkloadError) as exc:
         raise _bad_input(exc) from None
-    if not 1 <= args.jobs <= 64:
-        raise UsageError("--jobs: must be between 1 and 64")
     runs = [(n, name) for n in counts for name in strategies]
     options = {
         "hours": args.hours,

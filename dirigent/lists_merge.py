@@ -26,8 +26,6 @@ from sqlalchemy import Engine, delete, select, update
 from dirigent import db
 from dirigent.pool import find_campaign_id
 
-CONTACT_FIELDS = db.CONTACT_FIELDS
-
 
 class MergeError(ValueError):
     def __init__(self, field: str, reason: str) -> None:
@@ -85,7 +83,7 @@ def merge(engine: Engine, campaign: str, keep: str, drop: list[str]) -> MergeRep
         kept = _record(conn, campaign_id, keep, "keep")
         others = [_record(conn, campaign_id, e164, "drop") for e164 in dict.fromkeys(drop)]
         target = conn.execute(select(c).where(c.c.id == kept.contact_id)).one()
-        fields = {k: getattr(target, k) for k in CONTACT_FIELDS}
+        fields = {k: getattr(target, k) for k in db.CONTACT_FIELDS}
         custom = dict(target.custom or {})
         extra = dict(kept.extra or {})
         report = MergeReport(kept.id, [], 0, 0, 0, 0)
@@ -103,7 +101,7 @@ def merge(engine: Engine, campaign: str, keep: str, drop: list[str]) -> MergeRep
                 continue
             folded.add(source)
             old = conn.execute(select(c).where(c.c.id == source)).one()
-            for k in CONTACT_FIELDS:
+            for k in db.CONTACT_FIELDS:
                 if not fields[k] and getattr(old, k):
                     fields[k] = getattr(old, k)
             custom = {**(old.custom or {}), **custom}

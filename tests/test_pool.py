@@ -286,6 +286,7 @@ def test_pool_status_per_list_and_a_list_switched_off_from_the_command_line(
         main(["lists", "activate", "autumn.csv", "--campaign", "us-spring", "--db", database_url])
         == 0
     )
+    assert capsys.readouterr().out == "list 'autumn.csv' of campaign 'us-spring' is active\n"
     assert {c.e164 for c in claim(pool, campaign, gate, NOW, limit=20)} == {
         "+12125550200",
         "+12125550201",
