@@ -102,10 +102,12 @@ class AttemptLog(Protocol):
 
     def end(self, attempt: Attempt) -> None: ...
 
-    def open_attempts(self, campaign: str) -> list[Attempt]: ...
+    def connected(self, attempt: Attempt) -> None:
+        """A person reached an agent: kept so that a call taken over after a
+        restart keeps its talk time."""
+        ...
 
-    # Optional: ``connected(attempt)`` records that a person reached an agent,
-    # so that a call taken over after a restart keeps its talk time.
+    def open_attempts(self, campaign: str) -> list[Attempt]: ...
 
 
 class MemoryAttemptLog:
@@ -121,6 +123,9 @@ class MemoryAttemptLog:
 
     def end(self, attempt: Attempt) -> None:
         self.attempts[attempt.id] = attempt
+
+    def connected(self, attempt: Attempt) -> None:
+        """Nothing to keep: the attempt object itself is the record."""
 
     def open_attempts(self, campaign: str) -> list[Attempt]:
         return [a for a in self.attempts.values() if a.campaign == campaign and a.open]
@@ -668,9 +673,7 @@ class CampaignRunner:
             timer.cancel()
         self.router.accept(attempt.agent, attempt.id, now)
         attempt.connected = now
-        mark = getattr(self.log, "connected", None)
-        if mark is not None:
-            mark(attempt)
+        self.log.connected(attempt)
         self.stats.connected += 1
         self.ledger.live(now)
         self.strategy.observe(abandoned=False)
