@@ -211,24 +211,46 @@ class Estimates:
 class Window:
     """The tables cut to the horizons one pacing decision looks at.
 
-    Each ``*_mv`` table holds, per elapsed-time row, the probabilities for
-    the ``J`` horizons followed by their Bernoulli variances ``p(1 - p)``:
-    one gather and one sum give a Poisson-binomial mean and variance."""
+    Every elapsed-time row holds the probabilities for the ``J`` horizons
+    followed by their Bernoulli variances ``p(1 - p)``, so that one gather
+    and one sum give a Poisson-binomial mean and variance.  The talk,
+    wrap-up and ring rows are stacked in one table behind a row of zeros:
+    a decision gathers the supply (talking and wrapping agents) and the
+    demand (ringing calls) in one ``take`` and sums both with one
+    ``reduceat`` (a handful of NumPy calls per second is what keeps a
+    simulated day within seconds)."""
 
-    talk_mv: np.ndarray  # (MAX_TALK + 1, 2J), shifted by the connect limit
-    wrap_mv: np.ndarray  # (MAX_WRAP + 1, 2J), shifted by the connect limit
-    ring_mv: np.ndarray  # (MAX_RING + 1, 2J)
+    stacked: np.ndarray  # (1 + rows, 2J): zeros, talk (shifted by c), wrap (shifted), ring
     new_call: np.ndarray  # (J,)
     need_weights: np.ndarray  # (J,)
     spread: np.ndarray  # (J,) new_call (1 - new_call)
+    some_need: bool  # need_weights has a non-zero weight: a new call can need an agent
 
-    @staticmethod
-    def sums(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
-        """Summed rows of ``table`` for elapsed times (clipped to the grid)."""
-        if len(elapsed) == 0:
-            return np.zeros(table.shape[1])
-        idx = np.maximum(np.minimum(elapsed.astype(np.int64), len(table) - 1), 0)
-        return np.ones(len(idx)) @ table.take(idx, axis=0)
+    #: first row of each part in ``stacked``
+    TALK = 1
+    WRAP = TALK + MAX_TALK + 1
+    RING = WRAP + MAX_WRAP + 1
+
+    def supply_demand(
+        self, talking: np.ndarray, wrapping: np.ndarray, ringing: np.ndarray
+    ) -> np.ndarray:
+        """``[supply, demand]``: the summed rows for agents talking and wrapping
+        up, and for calls ringing, by elapsed seconds (never negative; the
+        longest ones share the grid's last row)."""
+        idx = np.concatenate(
+            (
+                _ZERO,
+                np.minimum(talking, MAX_TALK) + self.TALK,
+                np.minimum(wrapping, MAX_WRAP) + self.WRAP,
+                _ZERO,
+                np.minimum(ringing, MAX_RING) + self.RING,
+            )
+        ).astype(np.intp)
+        split = 1 + len(talking) + len(wrapping)  # the second zero row
+        return np.add.reduceat(self.stacked.take(idx, axis=0), (0, split), axis=0)
+
+
+_ZERO = np.zeros(1)
 
 
 def _with_variance(p: np.ndarray) -> np.ndarray:
@@ -254,18 +276,31 @@ class Tables:
 
     def window(self, connect_within: int) -> Window:
         """Horizons 0..40 - c with supply looked up ``c`` seconds later (cached:
-        the tables change every 100 observations, decisions come every second)."""
+        the tables change every 100 observations, decisions come every second).
+
+        The window ends at the last horizon at which a new call can need an
+        agent (its ring timeout plus the AMD delay; 24 s on the standard
+        workload): later horizons have no weight in any abandon chance, and
+        leaving them out makes every gather of a decision a third smaller."""
         w = self._windows.get(connect_within)
         if w is None:
             c = connect_within
-            j = len(HORIZONS) - c
+            weighted = np.flatnonzero(self.need_weights[: len(HORIZONS) - c])
+            j = int(weighted[-1]) + 1 if len(weighted) else 1
             new = self.new_call[:j]
+            stacked = np.concatenate(
+                [
+                    np.zeros((1, 2 * j)),
+                    _with_variance(self.talk[:, c : c + j]),
+                    _with_variance(self.wrap[:, c : c + j]),
+                    _with_variance(self.ring[:, :j]),
+                ]
+            )
             w = self._windows[c] = Window(
-                talk_mv=_with_variance(self.talk[:, c : c + j]),
-                wrap_mv=_with_variance(self.wrap[:, c : c + j]),
-                ring_mv=_with_variance(self.ring[:, :j]),
+                stacked=stacked,
                 new_call=new,
                 need_weights=self.need_weights[:j],
                 spread=new * (1.0 - new),
+                some_need=bool(self.need_weights[:j].any()),
             )
         return w

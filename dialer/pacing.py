@@ -260,46 +260,56 @@ class Predictive(Strategy):
         t = est.tables()
         c = round(self.connect_within)
         w = t.window(c)
-        if not w.need_weights.any():
+        if not w.some_need:
             return 0
         most = max(1, min(self.max_burst, s.room))
         terms = len(s.talking) + len(s.wrapping) + len(s.ringing) + len(s.verdicts)
         if self.clairvoyant is None and terms <= self.exact_terms:
             return self._search(exact_abandon_chances(s, t, w, c), most)
         n = len(w.new_call)
-        # supply by h + c: agents ready, plus those whose talk and wrap-up end by then
-        if self.clairvoyant is not None and s.agent_free_in is not None:
-            free_by = (s.agent_free_in[:, None] <= HORIZONS[None, c : c + n]).sum(axis=0)
-            sup, sup_var = s.ready + free_by.astype(float), np.zeros(n)
-        else:
-            mv = w.sums(w.talk_mv, s.talking) + w.sums(w.wrap_mv, s.wrapping)
-            sup, sup_var = s.ready + mv[:n], mv[n:]
+        # supply by h + c: agents ready, plus those whose talk and wrap-up end by then;
         # demand by h from the calls already placed
-        mv = w.sums(w.ring_mv, s.ringing)
-        dem, dem_var = s.waiting + mv[:n], mv[n:]
+        if self.clairvoyant is not None and s.agent_free_in is not None:
+            mv = w.supply_demand(EMPTY, EMPTY, s.ringing)
+            free_by = (s.agent_free_in[:, None] <= HORIZONS[None, c : c + n]).sum(axis=0)
+            mv[0] = 0.0
+            mv[0, :n] = free_by
+        else:
+            mv = w.supply_demand(s.talking, s.wrapping, s.ringing)
+        # D(h) + 1/2 - S(h) and its variance
+        base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
+        var = mv[0, n:] + mv[1, n:]
         if len(s.verdicts):
             due = (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer
-            dem = dem + due.sum(axis=0)
-            dem_var = dem_var + (due * (1 - due)).sum(axis=0)
-        return self._largest_k(dem + 0.5 - sup, sup_var + dem_var, w, most)
+            base = base + due.sum(axis=0)
+            var = var + (due * (1 - due)).sum(axis=0)
+        return self._largest_k(base, var, w, most)
 
     def _largest_k(self, base: np.ndarray, var: np.ndarray, w: Window, most: int) -> int:
         """The search with P_ab from the normal approximation (many agents)."""
+        # the first call alone, in few steps: three decisions in four place nothing
+        first = ndtr(base / np.sqrt(np.maximum(var, 0.01))) @ w.need_weights
+        if first > self.lam:
+            return 0
+        if most == 1:
+            return 1
 
         def p_abandon(ks: np.ndarray) -> np.ndarray:
             before = (ks - 1.0)[:, None]  # new calls placed before the k-th
             sd = np.sqrt(np.maximum(var + before * w.spread, 0.01))
             return ndtr((base + before * w.new_call) / sd) @ w.need_weights
 
-        return self._search(p_abandon, most)
+        return self._search(p_abandon, most, done=1)
 
-    def _search(self, p_abandon: Callable[[np.ndarray], np.ndarray], most: int) -> int:
+    def _search(
+        self, p_abandon: Callable[[np.ndarray], np.ndarray], most: int, done: int = 0
+    ) -> int:
         """The largest k <= ``most`` with P_ab(k) <= lambda (P_ab grows with k).
 
         P_ab is evaluated for several k at once, in growing chunks: k = 1
         alone (three decisions in four place nothing), then k = 2..8, which
-        holds nearly every other answer, then the rest."""
-        done = 0
+        holds nearly every other answer, then the rest.  ``done``: the k
+        already known to pass."""
         for chunk_end in (1, FIRST_KS, most):
             stop = min(chunk_end, most)
             if stop <= done:

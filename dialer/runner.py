@@ -51,6 +51,7 @@ from asterisk.events import (
 )
 from asterisk.port import Telephony
 from dialer.abandon import AbandonLedger
+from dialer.agent_board import AgentBoard
 from dialer.campaign import CampaignSettings, Lead, LeadSource
 from dialer.estimates import Estimates
 from dialer.pacing import Snapshot, Strategy, strategy_for
@@ -224,6 +225,9 @@ class CampaignRunner:
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
         queue = settings.queue_name
         self._members = {a.id for a in router.agents.values() if a.logged_in and queue in a.queues}
+        self._board = AgentBoard()
+        for a in router.agents.values():
+            self._board.update(a, a.id in self._members)
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         self._tick = tick
@@ -282,6 +286,7 @@ class CampaignRunner:
             self._members.add(agent.id)
         else:
             self._members.discard(agent.id)
+        self._board.update(agent, agent.id in self._members)
         preview = self.previews.get(agent.id)
         if (
             preview is not None
@@ -305,37 +310,7 @@ class CampaignRunner:
 
     def snapshot(self, now: float) -> Snapshot:
         reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
-        agents = self.router.agents
-        counted = ready = 0
-        talking: list[float] = []
-        wrapping: list[float] = []
-        busy_ids: list[str] = []
-        voice_channel, active, wrap_phase = Channel.VOICE, Phase.ACTIVE, Phase.WRAP_UP
-        for agent_id in self._members:
-            if agent_id in reserved:
-                continue
-            a = agents[agent_id]
-            work = a.work
-            if not work:  # the common case: nothing in hand
-                if a.pause_reason is None:
-                    ready += 1
-                    counted += 1
-                continue
-            counted += 1  # in a conversation or wrap-up counts even when paused next
-            w = None
-            for item in work.values():
-                if item.channel is voice_channel:
-                    w = item
-                    break
-            if w is None:
-                if a.pause_reason is None:
-                    ready += 1
-                continue
-            busy_ids.append(agent_id)
-            if w.phase is wrap_phase:
-                wrapping.append(now - w.since)
-            else:
-                talking.append(now - w.since if w.phase is active else 0.0)
+        board = self._board.board(now, reserved)
         ringing, verdicts = [], []
         delay = self.estimates.amd_delay
         for att in self.live.values():
@@ -345,10 +320,10 @@ class CampaignRunner:
                 verdicts.append(max(0.0, att.answered + delay - now))
         s = Snapshot(
             now=now,
-            agents=counted,
-            ready=ready,
-            talking=np.asarray(talking, dtype=float),
-            wrapping=np.asarray(wrapping, dtype=float),
+            agents=board.counted,
+            ready=board.ready,
+            talking=board.talking,
+            wrapping=board.wrapping,
             ringing=np.asarray(ringing, dtype=float),
             verdicts=np.asarray(verdicts, dtype=float),
             waiting=len(self.waiting_since),
@@ -356,7 +331,7 @@ class CampaignRunner:
         if self.oracle is not None:
             o = self.oracle
             s.agent_free_in = np.asarray(
-                [o.agent_free_in(self, a, now) for a in busy_ids], dtype=float
+                [o.agent_free_in(self, a, now) for a in board.busy], dtype=float
             )
             pending = [a for a in self.live.values() if a.verdict is None]
             s.call_need_in = np.asarray(

@@ -85,6 +85,7 @@ class Router:
         self._buckets: dict[tuple[str, Channel], SortedList] = {}
         self._free: dict[tuple[str, Channel], set[str]] = {}
         self._skill_index: dict[tuple[str, int], set[str]] = {}
+        self._wrapping: set[str] = set()  # agents with after-call work (the tick ends it)
         self._seq = 0
         self.stats = RouterStats()
         #: called after every change to an agent (state, work, capacity)
@@ -127,6 +128,10 @@ class Router:
         """Keep the free-agent index in step with one agent's state."""
         for key in [k for k, members in self._free.items() if agent.id in members]:
             self._free[key].discard(agent.id)
+        if any(w.phase is Phase.WRAP_UP for w in agent.work.values()):
+            self._wrapping.add(agent.id)
+        else:
+            self._wrapping.discard(agent.id)
         if agent.available:
             for queue in agent.queues:
                 for channel, cap in agent.capacity.items():
@@ -481,13 +486,14 @@ class Router:
         for iid, pending in list(self.offered.items()):
             if pending.deadline <= now:
                 offers += self.decline(pending.agent, iid, now, timed_out=True)
-        for agent in self.agents.values():
-            if agent.work and any(w.phase is Phase.WRAP_UP for w in agent.work.values()):
-                ended = agent.expire_wrap_ups(now)
-                for iid in ended:
-                    self.handling.pop(iid, None)
-                if ended:  # nothing changed otherwise: no re-indexing
-                    self._reindex(agent)
+        # in the agents' order, as the listeners have always heard them
+        for agent_id in [a for a in self.agents if a in self._wrapping]:
+            agent = self.agents[agent_id]
+            ended = agent.expire_wrap_ups(now)
+            for iid in ended:
+                self.handling.pop(iid, None)
+            if ended:  # nothing changed otherwise: no re-indexing
+                self._reindex(agent)
         for interaction in list(self.waiting.values()):
             config = self.queues[interaction.queue]
             waited = now - interaction.arrived
@@ -498,7 +504,8 @@ class Router:
             exit_reason = self._apply_overflow(interaction, config, waited)
             if exit_reason:
                 exits.append(Exit(interaction.id, exit_reason))
-        offers += self.route(now)
+        if self.waiting:  # nothing waits: nothing to offer
+            offers += self.route(now)
         return offers, exits
 
     def _apply_overflow(

@@ -102,6 +102,25 @@ messages = st.lists(st.tuples(header_names, header_values), min_size=1, max_size
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Uniqueid", "uniqueid", "UNIQUEID", "Channel", "X"]), header_values
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(["Uniqueid", "uniqueid", "Channel", "channel", "Missing"]),
+)
+def test_a_header_reads_as_its_first_value_same_spelling_first(headers, name):
+    msg = AmiMessage(tuple(headers))
+    exact = [v for k, v in headers if k == name]
+    folded = [v for k, v in headers if k.lower() == name.lower()]
+    expected = exact[0] if exact else folded[0] if folded else None
+    assert msg.get(name) == expected
+    assert msg.get(name) == expected  # the second read (from the index) agrees
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=4000), st.lists(st.integers(1, 64), max_size=50))
 def test_arbitrary_bytes_never_crash_and_memory_stays_bounded(data, cuts):
     framer = AmiFramer()
