@@ -12,8 +12,9 @@ resync finished) live here too, so consumers subscribe to one stream.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from asterisk.framing import AmiMessage
 
@@ -301,72 +302,87 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _s(msg: AmiMessage, name: str) -> str:
-    return msg.get(name) or ""
+class Fields(Protocol):
+    """What a normaliser reads of one event: the first value of a header by
+    name, and every header.  An :class:`AmiMessage` from the wire is one; so
+    is a plain ``dict`` of headers from the simulated PBX in the same process
+    (no text, no tuples to scan: half the cost of a simulated call event)."""
+
+    def get(self, name: str, default: None = None, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
 
 
-def _created(pbx: str, m: AmiMessage) -> PbxEvent:
+def _created(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
     return ChannelCreated(
         pbx,
-        _s(m, "Uniqueid"),
-        _s(m, "Linkedid"),
-        _s(m, "Channel"),
-        ChannelState.parse(m.get("ChannelState")),
-        _s(m, "CallerIDNum"),
-        _s(m, "CallerIDName"),
-        _s(m, "Context"),
-        _s(m, "Exten"),
+        g("Uniqueid") or "",
+        g("Linkedid") or "",
+        g("Channel") or "",
+        ChannelState.parse(g("ChannelState")),
+        g("CallerIDNum") or "",
+        g("CallerIDName") or "",
+        g("Context") or "",
+        g("Exten") or "",
     )
 
 
-def _newstate(pbx: str, m: AmiMessage) -> PbxEvent:
-    state = ChannelState.parse(m.get("ChannelState"))
+def _newstate(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
+    state = ChannelState.parse(g("ChannelState"))
     if state is ChannelState.UP:
-        return ChannelAnswered(pbx, _s(m, "Uniqueid"), _s(m, "Channel"))
-    return ChannelStateChanged(pbx, _s(m, "Uniqueid"), _s(m, "Channel"), state)
+        return ChannelAnswered(pbx, g("Uniqueid") or "", g("Channel") or "")
+    return ChannelStateChanged(pbx, g("Uniqueid") or "", g("Channel") or "", state)
 
 
-def _hangup(pbx: str, m: AmiMessage) -> PbxEvent:
+def _hangup(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
     return ChannelHungUp(
-        pbx, _s(m, "Uniqueid"), _s(m, "Channel"), _int(m.get("Cause")), _s(m, "Cause-txt")
+        pbx, g("Uniqueid") or "", g("Channel") or "", _int(g("Cause")), g("Cause-txt") or ""
     )
 
 
-def _hangup_request(pbx: str, m: AmiMessage) -> PbxEvent | None:
+def _hangup_request(pbx: str, m: Fields) -> PbxEvent | None:
     cause = _int(m.get("Cause"))
     if not cause or cause == 16:  # 0: none yet; 16: normal clearing says nothing
         return None
-    return HangupCauseSeen(pbx, _s(m, "Uniqueid"), cause)
+    return HangupCauseSeen(pbx, m.get("Uniqueid") or "", cause)
 
 
-def _dial_begin(pbx: str, m: AmiMessage) -> PbxEvent:
+def _dial_begin(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
     return DialBegun(
-        pbx, m.get("Uniqueid"), _s(m, "DestUniqueid"), _s(m, "DestChannel"), _s(m, "DialString")
+        pbx, g("Uniqueid"), g("DestUniqueid") or "", g("DestChannel") or "", g("DialString") or ""
     )
 
 
-def _dial_end(pbx: str, m: AmiMessage) -> PbxEvent:
+def _dial_end(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
     return DialEnded(
-        pbx, m.get("Uniqueid"), _s(m, "DestUniqueid"), _s(m, "DestChannel"), _s(m, "DialStatus")
+        pbx, g("Uniqueid"), g("DestUniqueid") or "", g("DestChannel") or "", g("DialStatus") or ""
     )
 
 
-def _bridge_enter(pbx: str, m: AmiMessage) -> PbxEvent:
-    return BridgeEntered(pbx, _s(m, "BridgeUniqueid"), _s(m, "Uniqueid"), _s(m, "Channel"))
+def _bridge_enter(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
+    return BridgeEntered(pbx, g("BridgeUniqueid") or "", g("Uniqueid") or "", g("Channel") or "")
 
 
-def _bridge_leave(pbx: str, m: AmiMessage) -> PbxEvent:
-    return BridgeLeft(pbx, _s(m, "BridgeUniqueid"), _s(m, "Uniqueid"), _s(m, "Channel"))
+def _bridge_leave(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
+    return BridgeLeft(pbx, g("BridgeUniqueid") or "", g("Uniqueid") or "", g("Channel") or "")
 
 
-def _originate(pbx: str, m: AmiMessage) -> PbxEvent:
+def _originate(pbx: str, m: Fields) -> PbxEvent:
+    g = m.get
     return OriginateResponse(
         pbx,
-        _s(m, "ActionID"),
-        m.get("Response") == "Success",
-        _int(m.get("Reason")) or 0,
-        _s(m, "Channel"),
-        m.get("Uniqueid"),
+        g("ActionID") or "",
+        g("Response") == "Success",
+        _int(g("Reason")) or 0,
+        g("Channel") or "",
+        g("Uniqueid"),
     )
 
 
@@ -398,19 +414,26 @@ _CHANNEL_BLOCK = frozenset(
 )
 
 
-def _user_event(pbx: str, m: AmiMessage) -> PbxEvent:
-    fields = {k: v for k, v in m.headers if k not in _CHANNEL_BLOCK}
-    return UserEventReceived(pbx, _s(m, "UserEvent"), m.get("Uniqueid"), m.get("Channel"), fields)
+def _user_event(pbx: str, m: Fields) -> PbxEvent:
+    fields = {k: v for k, v in m.items() if k not in _CHANNEL_BLOCK}
+    return UserEventReceived(
+        pbx, m.get("UserEvent") or "", m.get("Uniqueid"), m.get("Channel"), fields
+    )
 
 
-def _dtmf(end: bool) -> Callable[[str, AmiMessage], PbxEvent]:
-    def make(pbx: str, m: AmiMessage) -> PbxEvent:
-        return Dtmf(pbx, _s(m, "Uniqueid"), _s(m, "Digit"), _s(m, "Direction"), end)
+def _dtmf(end: bool) -> Callable[[str, Fields], PbxEvent]:
+    def make(pbx: str, m: Fields) -> PbxEvent:
+        g = m.get
+        return Dtmf(pbx, g("Uniqueid") or "", g("Digit") or "", g("Direction") or "", end)
 
     return make
 
 
-_NORMALIZERS: dict[str, Callable[[str, AmiMessage], PbxEvent | None]] = {
+def _s(m: Fields, name: str) -> str:
+    return m.get(name) or ""
+
+
+_NORMALIZERS: dict[str, Callable[[str, Fields], PbxEvent | None]] = {
     "Newchannel": _created,
     "Newstate": _newstate,
     "NewCallerid": lambda p, m: CallerIdChanged(
@@ -448,5 +471,10 @@ def normalize(pbx: str, message: AmiMessage) -> PbxEvent | None:
         name = message.get("Event")
         if name is None:
             return None
+    return normalize_fields(pbx, name, message)
+
+
+def normalize_fields(pbx: str, name: str, fields: Fields) -> PbxEvent | None:
+    """The domain event for the headers of one event named ``name``."""
     make = _NORMALIZERS.get(name)
-    return make(pbx, message) if make else None
+    return make(pbx, fields) if make else None

@@ -108,6 +108,10 @@ class AmiMessage:
                 return value
         return default
 
+    def items(self) -> Headers:
+        """Every header in wire order, duplicates kept."""
+        return self.headers
+
     def get_all(self, name: str) -> list[str]:
         lowered = name.lower()
         return [value for key, value in self.headers if key.lower() == lowered]

@@ -1,8 +1,8 @@
 """The Telephony port over the simulated PBX model, in process.
 
-No TCP and no AMI text: the model's events (header lists) go straight
-through the same normaliser, mirror and originate tracker as on the AMI
-path, and actions are validated by the same builders.  Under
+No TCP and no AMI text: the model's events (header lists, read as dicts)
+go straight through the same normalisers, mirror and originate tracker as
+on the AMI path, and actions are validated by the same builders.  Under
 ``twisted.internet.task.Clock`` everything is deterministic for a seed, so
 an 8-hour campaign is a loop of ``clock.advance()``.
 """
@@ -18,8 +18,13 @@ from twisted.internet.interfaces import IReactorTime
 
 from asterisk import actions as ami
 from asterisk.errors import ActionFailed
-from asterisk.events import KNOWN_EVENTS, OriginateResponse, OriginateResult, PbxEvent, normalize
-from asterisk.framing import AmiMessage
+from asterisk.events import (
+    KNOWN_EVENTS,
+    OriginateResponse,
+    OriginateResult,
+    PbxEvent,
+    normalize_fields,
+)
 from asterisk.mirror import ChannelMirror
 from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
 from asterisk.port import Subscriber
@@ -47,7 +52,8 @@ class SimTelephony:
 
     # -- events ---------------------------------------------------------------------
     def _on_headers(self, headers: Headers) -> None:
-        event = normalize(self.name, AmiMessage(tuple(headers)))
+        # the headers as a dict: the model never repeats one in an event
+        event = normalize_fields(self.name, headers[0][1], dict(headers))
         if event is None:
             return
         self.mirror.apply(event)

@@ -9,7 +9,14 @@ import pytest
 from twisted.internet import task
 
 from asterisk.errors import ActionFailed
-from asterisk.events import ChannelHungUp, OriginateResult, Outcome, PbxEvent, UserEventReceived
+from asterisk.events import (
+    ChannelHungUp,
+    OriginateResponse,
+    OriginateResult,
+    Outcome,
+    PbxEvent,
+    UserEventReceived,
+)
 from asterisk.port import Telephony
 from asterisk.telephony import AmiTelephony
 from sim.inprocess import SimTelephony
@@ -74,6 +81,38 @@ def test_in_process_runs_are_deterministic_for_a_seed_and_differ_between_seeds()
     assert first == second and events1 == events2
     assert first != other
     assert {Outcome.ANSWERED, Outcome.NO_ANSWER} <= set(first)
+
+
+def test_in_process_events_are_what_the_ami_normaliser_makes_of_the_same_headers():
+    """The in-process path reads the model's headers as a dict; every event
+    it emits must equal the one the wire path builds from an AmiMessage."""
+    from asterisk.events import KNOWN_EVENTS, normalize
+    from asterisk.framing import AmiMessage
+
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=3, agents=2, workload=quick_workload())
+    over_wire: list[PbxEvent] = []
+    pbx.subscribe(lambda h: over_wire.append(normalize("sim", AmiMessage(tuple(h)))), KNOWN_EVENTS)
+    phone = SimTelephony(pbx)
+    in_process: list[PbxEvent] = []
+    phone.subscribe(in_process.append)
+    for number in NUMBERS[:20]:
+        phone.originate(
+            f"PJSIP/{number}@customers",
+            context="dirigent-outbound",
+            exten="s",
+            timeout_ms=2_500,
+            channel_id=f"a-{number}",
+        )
+        clock.advance(0.5)
+    for _ in range(100):
+        clock.advance(1)
+    # the tracker's results are not PBX events; an OriginateResponse goes to
+    # the connection that sent the action, not to every listener
+    derived = (OriginateResult, OriginateResponse)
+    got = [e for e in in_process if not isinstance(e, derived)]
+    assert got == [e for e in over_wire if e is not None]
+    assert len({type(e) for e in got}) >= 8 and any(isinstance(e, ChannelHungUp) for e in got)
 
 
 def test_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_factory):
