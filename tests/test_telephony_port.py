@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from twisted.internet import task
+from twisted.internet.defer import Deferred
 
 from asterisk.errors import ActionFailed
 from asterisk.events import (
@@ -44,6 +45,17 @@ def quick_workload():  # type: ignore[no-untyped-def]
     )
 
 
+def dial(phone: Telephony, number: str) -> Deferred[OriginateResult]:
+    """One customer call into the outbound context, as the dialer places it."""
+    return phone.originate(
+        f"PJSIP/{number}@customers",
+        context="dirigent-outbound",
+        exten="s",
+        timeout_ms=2_500,
+        channel_id=f"a-{number}",
+    )
+
+
 def inprocess_outcomes(seed: int) -> tuple[list[Outcome], list[str]]:
     clock = task.Clock()
     phone = SimTelephony(SimPbx(clock, seed=seed, agents=2, workload=quick_workload()))
@@ -51,13 +63,7 @@ def inprocess_outcomes(seed: int) -> tuple[list[Outcome], list[str]]:
     phone.subscribe(events.append)
     outcomes = []
     for number in NUMBERS:
-        d = phone.originate(
-            f"PJSIP/{number}@customers",
-            context="dirigent-outbound",
-            exten="s",
-            timeout_ms=2_500,
-            channel_id=f"a-{number}",
-        )
+        d = dial(phone, number)
         results: list[OriginateResult] = []
         d.addCallback(results.append)
         while not results:
@@ -97,13 +103,7 @@ def test_in_process_events_are_what_the_ami_normaliser_makes_of_the_same_headers
     in_process: list[PbxEvent] = []
     phone.subscribe(in_process.append)
     for number in NUMBERS[:20]:
-        phone.originate(
-            f"PJSIP/{number}@customers",
-            context="dirigent-outbound",
-            exten="s",
-            timeout_ms=2_500,
-            channel_id=f"a-{number}",
-        )
+        dial(phone, number)
         clock.advance(0.5)
     for _ in range(100):
         clock.advance(1)
@@ -130,16 +130,7 @@ def test_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_factory
     phone = AmiTelephony(session)
 
     async def dial_all() -> list[Outcome]:
-        tasks = [
-            phone.originate(
-                f"PJSIP/{n}@customers",
-                context="dirigent-outbound",
-                exten="s",
-                timeout_ms=2_500,
-                channel_id=f"a-{n}",
-            ).asFuture(LOOP)
-            for n in NUMBERS
-        ]
+        tasks = [dial(phone, n).asFuture(LOOP) for n in NUMBERS]
         return [r.outcome for r in await asyncio.gather(*tasks)]
 
     # real time: dial them all at once; each number's fate is its own
