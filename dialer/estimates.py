@@ -207,6 +207,9 @@ class Estimates:
         )
 
 
+_ZERO = np.zeros(1)
+
+
 @dataclass(frozen=True)
 class Window:
     """The tables cut to the horizons one pacing decision looks at.
@@ -220,7 +223,10 @@ class Window:
     ``reduceat`` (a handful of NumPy calls per second is what keeps a
     simulated day within seconds)."""
 
-    stacked: np.ndarray  # (1 + rows, 2J): zeros, talk (shifted by c), wrap (shifted), ring
+    #: (rows, 2J): zeros, talk (shifted by c), wrap (shifted), ring, then the verdict
+    #: rows: a call answered and due for its AMD verdict in r seconds (r = 0..J) needs
+    #: an agent, with the chance a verdict is "human", from horizon r on
+    stacked: np.ndarray
     new_call: np.ndarray  # (J,)
     need_weights: np.ndarray  # (J,)
     spread: np.ndarray  # (J,) new_call (1 - new_call)
@@ -230,13 +236,21 @@ class Window:
     TALK = 1
     WRAP = TALK + MAX_TALK + 1
     RING = WRAP + MAX_WRAP + 1
+    VERDICT = RING + MAX_RING + 1
 
     def supply_demand(
-        self, talking: np.ndarray, wrapping: np.ndarray, ringing: np.ndarray
+        self,
+        talking: np.ndarray,
+        wrapping: np.ndarray,
+        ringing: np.ndarray,
+        verdicts: np.ndarray = _ZERO[:0],
     ) -> np.ndarray:
         """``[supply, demand]``: the summed rows for agents talking and wrapping
         up, and for calls ringing, by elapsed seconds (never negative; the
-        longest ones share the grid's last row)."""
+        longest ones share the grid's last row), and for calls answered and
+        waiting ``verdicts`` seconds for AMD (due by horizon h when h >= the
+        wait; a wait past the last horizon is never due)."""
+        j = len(self.new_call)
         idx = np.concatenate(
             (
                 _ZERO,
@@ -244,13 +258,11 @@ class Window:
                 np.minimum(wrapping, MAX_WRAP) + self.WRAP,
                 _ZERO,
                 np.minimum(ringing, MAX_RING) + self.RING,
+                np.minimum(np.ceil(verdicts), j) + self.VERDICT,
             )
         ).astype(np.intp)
         split = 1 + len(talking) + len(wrapping)  # the second zero row
         return np.add.reduceat(self.stacked.take(idx, axis=0), (0, split), axis=0)
-
-
-_ZERO = np.zeros(1)
 
 
 def _with_variance(p: np.ndarray) -> np.ndarray:
@@ -288,12 +300,15 @@ class Tables:
             weighted = np.flatnonzero(self.need_weights[: len(HORIZONS) - c])
             j = int(weighted[-1]) + 1 if len(weighted) else 1
             new = self.new_call[:j]
+            # row r: due from horizon r on; row j: after the last horizon (never)
+            due = np.arange(j + 1)[:, None] <= np.arange(j)[None, :]
             stacked = np.concatenate(
                 [
                     np.zeros((1, 2 * j)),
                     _with_variance(self.talk[:, c : c + j]),
                     _with_variance(self.wrap[:, c : c + j]),
                     _with_variance(self.ring[:, :j]),
+                    _with_variance(due * self.p_human_given_answer),
                 ]
             )
             w = self._windows[c] = Window(

@@ -270,19 +270,15 @@ class Predictive(Strategy):
         # supply by h + c: agents ready, plus those whose talk and wrap-up end by then;
         # demand by h from the calls already placed
         if self.clairvoyant is not None and s.agent_free_in is not None:
-            mv = w.supply_demand(EMPTY, EMPTY, s.ringing)
+            mv = w.supply_demand(EMPTY, EMPTY, s.ringing, s.verdicts)
             free_by = (s.agent_free_in[:, None] <= HORIZONS[None, c : c + n]).sum(axis=0)
             mv[0] = 0.0
             mv[0, :n] = free_by
         else:
-            mv = w.supply_demand(s.talking, s.wrapping, s.ringing)
+            mv = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
         # D(h) + 1/2 - S(h) and its variance
         base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
         var = mv[0, n:] + mv[1, n:]
-        if len(s.verdicts):
-            due = (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer
-            base = base + due.sum(axis=0)
-            var = var + (due * (1 - due)).sum(axis=0)
         return self._largest_k(base, var, w, most)
 
     def _largest_k(self, base: np.ndarray, var: np.ndarray, w: Window, most: int) -> int:
