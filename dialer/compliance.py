@@ -148,6 +148,8 @@ class Campaign:
     holiday_subdivisions: tuple[str, ...] = ()  # e.g. ("BY", "NW"): a holiday in any counts
     windows: tuple[Window, ...] = ()  # narrower campaign hours (in addition to the law)
     max_attempts_per_day: int | None = None
+    #: the campaign's local day (reports: what is due "later today")
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         checked = normalize(self.caller_id)
@@ -174,6 +176,12 @@ class Compliance:
     #: set for one batch of checks at one instant (the hopper's claim): the
     #: hours and holidays of a time zone are worked out once, not per number
     zone_verdicts: dict[tuple[str, str, dt.datetime], Verdict | None] | None = None
+
+    def for_batch(self, dnc: DncLookup, consent: ConsentLookup) -> Compliance:
+        """A gate for one batch of checks at one instant (the hopper's claim):
+        its own look-ups, this gate's holiday calendars, and each time zone's
+        hours and holidays worked out once."""
+        return Compliance(dnc, consent, self._holidays, zone_verdicts={})
 
     def _is_holiday(self, country: str, subdivisions: Iterable[str], day: dt.date) -> bool:
         for sub in (*subdivisions, ""):

@@ -108,6 +108,7 @@ class CampaignConfig:
             self.caller_id,
             holiday_subdivisions=self.holiday_subdivisions,
             max_attempts_per_day=self.max_attempts_per_day,
+            timezone=self.timezone,
         )
 
 

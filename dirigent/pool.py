@@ -331,7 +331,7 @@ def _read(  # type: ignore[no-untyped-def]
         if _needs_consent(campaign)
         else set()
     )
-    batch = Compliance(dnc, consent, gate._holidays, zone_verdicts={})
+    batch = gate.for_batch(dnc, consent)
     # most candidates have nothing of their own for the gate to weigh (no
     # list entry, no attempt, no call-back time): their verdict depends on
     # the number's region and zones (and the contact's consent) only, and
@@ -512,6 +512,13 @@ def record_outcome(
     return step.status
 
 
+def _next_local_midnight(now: dt.datetime, timezone: str) -> dt.datetime:
+    """The end of ``now``'s calendar day in ``timezone``, in ``now``'s own zone."""
+    local = now.astimezone(zoneinfo.ZoneInfo(timezone))
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), local.tzinfo)
+    return midnight.astimezone(now.tzinfo)
+
+
 def pool_status(
     engine: Engine, campaign: Campaign, gate: Compliance, now: dt.datetime, sample: int = 2000
 ) -> dict[str, Any]:
@@ -537,7 +544,7 @@ def pool_status(
             .group_by(r.c.list_id, r.c.status)
         ):
             by_status[list_id][status] = n
-        end_of_day = now.replace(hour=23, minute=59, second=59)
+        end_of_day = _next_local_midnight(now, campaign.timezone)
         later_today = dict(
             conn.execute(
                 select(r.c.list_id, func.count())
@@ -545,7 +552,7 @@ def pool_status(
                     r.c.list_id.in_(ids),
                     r.c.status.in_(OPEN),
                     r.c.next_due_at > now,
-                    r.c.next_due_at <= end_of_day,
+                    r.c.next_due_at < end_of_day,
                 )
                 .group_by(r.c.list_id)
             ).all()

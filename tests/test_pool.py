@@ -350,3 +350,23 @@ def test_hopper_order_over_lists_priorities_and_due_retries_matches_a_full_sort(
             got = [x.id for x in _candidates(conn, campaign_id, NOW, limit)]
             assert got == expected[:limit]
         assert [x.id for x in _candidates(conn, campaign_id, NOW, 4, offset=3)] == expected[3:7]
+
+
+def test_due_later_today_ends_at_the_campaigns_local_midnight(pool):
+    """At 20:00 in New York (01:00 UTC the next day), a retry due at 23:30
+    New York time is later today; one due at 00:30 is tomorrow, though both
+    fall on the same UTC day."""
+    now = dt.datetime(2026, 11, 24, 1, 0, tzinfo=dt.UTC)
+    with pool.begin() as conn:
+        ids = [row.id for row in conn.execute(select(db.record.c.id).order_by(db.record.c.id))]
+        for record_id, hours in zip(ids, (3.5, 4.5), strict=False):
+            conn.execute(
+                update(db.record)
+                .where(db.record.c.id == record_id)
+                .values(status="scheduled", next_due_at=now + dt.timedelta(hours=hours))
+            )
+    gate = Compliance(DbDnc(pool), DbConsent(pool))
+    local = Campaign("us-spring", policy_for("US"), "+12125550199", timezone="America/New_York")
+    assert pool_status(pool, local, gate, now)["due_later_today"] == 1
+    utc = Campaign("us-spring", policy_for("US"), "+12125550199")  # the UTC day: both
+    assert pool_status(pool, utc, gate, now)["due_later_today"] == 2
