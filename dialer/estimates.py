@@ -217,11 +217,11 @@ class Window:
     Every elapsed-time row holds the probabilities for the ``J`` horizons
     followed by their Bernoulli variances ``p(1 - p)``, so that one gather
     and one sum give a Poisson-binomial mean and variance.  The talk,
-    wrap-up and ring rows are stacked in one table behind a row of zeros:
-    a decision gathers the supply (talking and wrapping agents) and the
-    demand (ringing calls) in one ``take`` and sums both with one
-    ``reduceat`` (a handful of NumPy calls per second is what keeps a
-    simulated day within seconds)."""
+    wrap-up, ring and verdict rows are stacked in one table behind a row of
+    zeros: a decision gathers the supply (talking and wrapping agents) and
+    the demand (calls ringing or waiting for their AMD verdict) in one
+    ``take`` and sums both with one ``reduceat`` (a handful of NumPy calls
+    per decision is what keeps a simulated day within seconds)."""
 
     #: (rows, 2J): zeros, talk (shifted by c), wrap (shifted), ring, then the verdict
     #: rows: a call answered and due for its AMD verdict in r seconds (r = 0..J) needs
@@ -311,6 +311,8 @@ class Tables:
                     _with_variance(due * self.p_human_given_answer),
                 ]
             )
+            if stacked.shape[0] != Window.VERDICT + j + 1:
+                raise ValueError(f"tables: {stacked.shape[0]} rows, not the grid's")
             w = self._windows[c] = Window(
                 stacked=stacked,
                 new_call=new,
