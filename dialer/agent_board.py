@@ -60,22 +60,30 @@ class Board:
 
 
 class AgentBoard:
-    def __init__(self) -> None:
-        self._parts: dict[str, Part] = {}
+    """The members of one campaign queue (agents logged in to it) and their parts."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self._parts: dict[str, Part] = {}  # one per member
         self._counted = 0
         self._ready = 0
         self._talk_since: dict[str, float] = {}
         self._wrap_since: dict[str, float] = {}
 
-    def update(self, agent: Agent, member: bool) -> None:
-        """``agent`` changed; ``member``: logged in to the campaign's queue."""
+    @property
+    def members(self) -> Collection[str]:
+        """The agents logged in to the campaign's queue."""
+        return self._parts.keys()
+
+    def update(self, agent: Agent) -> None:
+        """``agent`` changed (logged in or out, paused, work taken or done)."""
         old = self._parts.pop(agent.id, None)
         if old is not None:
             self._counted -= old.counted
             self._ready -= old.ready
             self._talk_since.pop(agent.id, None)
             self._wrap_since.pop(agent.id, None)
-        if not member:
+        if not (agent.logged_in and self.queue in agent.queues):
             return
         new = self._parts[agent.id] = part_of(agent)
         self._counted += new.counted

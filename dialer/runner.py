@@ -223,11 +223,10 @@ class CampaignRunner:
         self.listeners: list[Callable[[str, Attempt], None]] = []
         #: preview mode: called with (agent, preview) when a record is put on screen
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
-        queue = settings.queue_name
-        self._members = {a.id for a in router.agents.values() if a.logged_in and queue in a.queues}
-        self._board = AgentBoard()
+        #: the campaign's agents (logged in to its queue), as pacing counts them
+        self._board = AgentBoard(settings.queue_name)
         for a in router.agents.values():
-            self._board.update(a, a.id in self._members)
+            self._board.update(a)
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         self._tick = tick
@@ -268,7 +267,7 @@ class CampaignRunner:
     # -- agents --------------------------------------------------------------------------
     def campaign_agents(self) -> list[str]:
         """Agents logged in to the campaign's queue (kept by the agent listener)."""
-        return sorted(self._members)
+        return sorted(self._board.members)
 
     def end_wrap_up(self, agent: str) -> None:
         """The agent finished the after-call work (desktop or simulated agent)."""
@@ -282,16 +281,12 @@ class CampaignRunner:
         self._route(self.router.end_wrap_up(agent, now))
 
     def _agent_changed(self, agent: Any) -> None:
-        if agent.logged_in and self.settings.queue_name in agent.queues:
-            self._members.add(agent.id)
-        else:
-            self._members.discard(agent.id)
-        self._board.update(agent, agent.id in self._members)
+        self._board.update(agent)
         preview = self.previews.get(agent.id)
         if (
             preview is not None
             and preview.attempt is None
-            and (agent.id not in self._members or agent.pause_reason != PREVIEW)
+            and (agent.id not in self._board.members or agent.pause_reason != PREVIEW)
         ):
             self._release_preview(agent.id)  # logged out or paused for something else
         if self.status == "running" and agent.state is AgentState.READY:
@@ -380,11 +375,11 @@ class CampaignRunner:
         ("preview") so nothing else is routed to them meanwhile."""
         free = [
             a
-            for a in sorted(self._members)
+            for a in sorted(self._board.members)
             if a not in self.previews and self.router.agents[a].state is AgentState.READY
         ]
         if not free:
-            if not self._members:
+            if not self._board.members:
                 self._idle("no agents logged in and ready")
             return
         for agent in free:

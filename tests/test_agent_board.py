@@ -48,7 +48,7 @@ class BoardMachine(RuleBasedStateMachine):
         self.router = Router({"camp": QueueConfig("camp"), "chat": QueueConfig("chat")})
         for agent_id in AGENTS:
             self.router.add_agent(Agent(agent_id, capacity={V: 1, C: 2}))
-        self.board = AgentBoard()
+        self.board = AgentBoard("camp")
         self.members: set[str] = set()
         self.router.agent_listeners.append(self._changed)
         self.now = 0.0
@@ -59,7 +59,7 @@ class BoardMachine(RuleBasedStateMachine):
             self.members.add(agent.id)
         else:
             self.members.discard(agent.id)
-        self.board.update(agent, agent.id in self.members)
+        self.board.update(agent)
 
     def _try(self, op) -> None:  # type: ignore[no-untyped-def]
         with contextlib.suppress(IllegalTransition, RoutingError):  # refused: nothing changes
@@ -119,6 +119,7 @@ class BoardMachine(RuleBasedStateMachine):
 
     @invariant()
     def board_matches_a_recount(self) -> None:
+        assert set(self.board.members) == self.members
         for reserved in (set(), {"a1", "a3"}):
             b = self.board.board(self.now, reserved)
             counted, ready, talking, wrapping = recount(
@@ -145,8 +146,8 @@ test_the_board_says_what_a_recount_of_the_agents_says = BoardMachine.TestCase
 
 def test_a_reserved_agent_is_neither_counted_nor_ready():
     router = Router({"camp": QueueConfig("camp")})
-    board = AgentBoard()
-    router.agent_listeners.append(lambda a: board.update(a, a.logged_in))
+    board = AgentBoard("camp")
+    router.agent_listeners.append(board.update)
     for agent_id in ("a1", "a2"):
         router.add_agent(Agent(agent_id))
         router.login(agent_id, 0.0, ["camp"])
