@@ -313,33 +313,34 @@ class Fields(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
 
 
+def _s(m: Fields, name: str) -> str:
+    return m.get(name) or ""
+
+
 def _created(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
     return ChannelCreated(
         pbx,
-        g("Uniqueid") or "",
-        g("Linkedid") or "",
-        g("Channel") or "",
-        ChannelState.parse(g("ChannelState")),
-        g("CallerIDNum") or "",
-        g("CallerIDName") or "",
-        g("Context") or "",
-        g("Exten") or "",
+        _s(m, "Uniqueid"),
+        _s(m, "Linkedid"),
+        _s(m, "Channel"),
+        ChannelState.parse(m.get("ChannelState")),
+        _s(m, "CallerIDNum"),
+        _s(m, "CallerIDName"),
+        _s(m, "Context"),
+        _s(m, "Exten"),
     )
 
 
 def _newstate(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
-    state = ChannelState.parse(g("ChannelState"))
+    state = ChannelState.parse(m.get("ChannelState"))
     if state is ChannelState.UP:
-        return ChannelAnswered(pbx, g("Uniqueid") or "", g("Channel") or "")
-    return ChannelStateChanged(pbx, g("Uniqueid") or "", g("Channel") or "", state)
+        return ChannelAnswered(pbx, _s(m, "Uniqueid"), _s(m, "Channel"))
+    return ChannelStateChanged(pbx, _s(m, "Uniqueid"), _s(m, "Channel"), state)
 
 
 def _hangup(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
     return ChannelHungUp(
-        pbx, g("Uniqueid") or "", g("Channel") or "", _int(g("Cause")), g("Cause-txt") or ""
+        pbx, _s(m, "Uniqueid"), _s(m, "Channel"), _int(m.get("Cause")), _s(m, "Cause-txt")
     )
 
 
@@ -351,38 +352,33 @@ def _hangup_request(pbx: str, m: Fields) -> PbxEvent | None:
 
 
 def _dial_begin(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
     return DialBegun(
-        pbx, g("Uniqueid"), g("DestUniqueid") or "", g("DestChannel") or "", g("DialString") or ""
+        pbx, m.get("Uniqueid"), _s(m, "DestUniqueid"), _s(m, "DestChannel"), _s(m, "DialString")
     )
 
 
 def _dial_end(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
     return DialEnded(
-        pbx, g("Uniqueid"), g("DestUniqueid") or "", g("DestChannel") or "", g("DialStatus") or ""
+        pbx, m.get("Uniqueid"), _s(m, "DestUniqueid"), _s(m, "DestChannel"), _s(m, "DialStatus")
     )
 
 
 def _bridge_enter(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
-    return BridgeEntered(pbx, g("BridgeUniqueid") or "", g("Uniqueid") or "", g("Channel") or "")
+    return BridgeEntered(pbx, _s(m, "BridgeUniqueid"), _s(m, "Uniqueid"), _s(m, "Channel"))
 
 
 def _bridge_leave(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
-    return BridgeLeft(pbx, g("BridgeUniqueid") or "", g("Uniqueid") or "", g("Channel") or "")
+    return BridgeLeft(pbx, _s(m, "BridgeUniqueid"), _s(m, "Uniqueid"), _s(m, "Channel"))
 
 
 def _originate(pbx: str, m: Fields) -> PbxEvent:
-    g = m.get
     return OriginateResponse(
         pbx,
-        g("ActionID") or "",
-        g("Response") == "Success",
-        _int(g("Reason")) or 0,
-        g("Channel") or "",
-        g("Uniqueid"),
+        _s(m, "ActionID"),
+        m.get("Response") == "Success",
+        _int(m.get("Reason")) or 0,
+        _s(m, "Channel"),
+        m.get("Uniqueid"),
     )
 
 
@@ -423,14 +419,9 @@ def _user_event(pbx: str, m: Fields) -> PbxEvent:
 
 def _dtmf(end: bool) -> Callable[[str, Fields], PbxEvent]:
     def make(pbx: str, m: Fields) -> PbxEvent:
-        g = m.get
-        return Dtmf(pbx, g("Uniqueid") or "", g("Digit") or "", g("Direction") or "", end)
+        return Dtmf(pbx, _s(m, "Uniqueid"), _s(m, "Digit"), _s(m, "Direction"), end)
 
     return make
-
-
-def _s(m: Fields, name: str) -> str:
-    return m.get(name) or ""
 
 
 _NORMALIZERS: dict[str, Callable[[str, Fields], PbxEvent | None]] = {
