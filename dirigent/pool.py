@@ -244,10 +244,12 @@ def _history(conn, number: Number, now: dt.datetime) -> DialHistory:  # type: ig
     return DialHistory(today, _aware(abandoned), _aware(machine))
 
 
-def _local_midnight(zone: str, now: dt.datetime) -> dt.datetime:
-    """Start of ``now``'s calendar day in ``zone`` (for attempts per day)."""
-    local = now.astimezone(zoneinfo.ZoneInfo(zone))
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+def _local_midnight(zone: str, now: dt.datetime, days: int = 0) -> dt.datetime:
+    """Start of the calendar day ``days`` after ``now``'s in ``zone``, in UTC
+    (today's: attempts per day; tomorrow's: what is due later today)."""
+    tz = zoneinfo.ZoneInfo(zone)
+    day = now.astimezone(tz).date() + dt.timedelta(days=days)
+    return dt.datetime.combine(day, dt.time(), tz).astimezone(dt.UTC)
 
 
 @dataclass
@@ -512,13 +514,6 @@ def record_outcome(
     return step.status
 
 
-def _next_local_midnight(now: dt.datetime, timezone: str) -> dt.datetime:
-    """The end of ``now``'s calendar day in ``timezone``, in ``now``'s own zone."""
-    local = now.astimezone(zoneinfo.ZoneInfo(timezone))
-    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), local.tzinfo)
-    return midnight.astimezone(now.tzinfo)
-
-
 def pool_status(
     engine: Engine, campaign: Campaign, gate: Compliance, now: dt.datetime, sample: int = 2000
 ) -> dict[str, Any]:
@@ -544,7 +539,7 @@ def pool_status(
             .group_by(r.c.list_id, r.c.status)
         ):
             by_status[list_id][status] = n
-        end_of_day = _next_local_midnight(now, campaign.timezone)
+        end_of_day = _local_midnight(campaign.timezone, now, days=1)
         later_today = dict(
             conn.execute(
                 select(r.c.list_id, func.count())
