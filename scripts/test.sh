@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check Dirigent has: installs the package with its test
-# dependencies (and PostgreSQL from Debian if it is missing), then ruff,
-# the import-linter layering contracts and the whole pytest suite.  The
-# tests start their own PostgreSQL server on a free loopback port.
+# Runs every check Dirigent has: installs PostgreSQL from Debian if it is
+# missing, the package with its test dependencies into a virtual environment
+# (.venv, see scripts/venv.sh), then ruff, the import-linter layering
+# contracts and the whole pytest suite.  The tests start their own
+# PostgreSQL server on a free loopback port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+. scripts/venv.sh '[test]'
 ruff check .
 ruff format --check .
 lint-imports
