@@ -1,10 +1,21 @@
-"""WebSocket push of what happens (``/ws?token=...``), via autobahn.
+"""WebSocket push of what happens (``/ws``), via autobahn.
 
 Each message is one JSON object from the in-process :class:`EventBus`:
 ``{"type": "agent", "agent": ..., "state": ...}``, ``{"type": "offer",
-"agent": ..., "interaction": ..., "channel": ..., ...}``.  An agent's socket
-receives the messages about that agent; supervisors receive everything.
-A connection without a valid token is refused with HTTP 401.
+"agent": ..., "interaction": ..., "channel": ..., ...}``.
+
+Who sees what: an agent's socket carries the messages that name that agent
+(its own state, its own offers and previews, the interactions it answers and
+ends) and nothing else -- a queued call or chat names no agent yet and
+carries a customer's number, so it is for supervisors only.  Supervisors and
+admins see everything.
+
+The token is never in the URL, where proxies and access logs keep it: send
+it in an ``Authorization: Bearer`` header (programs) or as the first message
+``{"type": "auth", "token": "..."}`` within :data:`AUTH_WITHIN` seconds
+(browsers, which cannot set headers on a WebSocket).  A bad header token is
+refused with HTTP 401; a bad or late first message closes the socket with
+code 4401; ``?token=`` is refused with HTTP 400 saying where the token goes.
 """
 
 from __future__ import annotations
@@ -15,46 +26,113 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IDelayedCall
 
 from cti.auth import TokenStore, User
 from cti.bus import EventBus, Message
 
 #: campaign figures are for supervisors, not for every agent's desktop
 SUPERVISOR_ONLY = frozenset({"campaign"})
+#: seconds a socket opened without a header token has to send its auth message
+AUTH_WITHIN = 10.0
+#: close code for a socket that did not authenticate (4000-4999: the application's own)
+CLOSE_UNAUTHENTICATED = 4401
+
+
+def visible_to(user: User, message: Message) -> bool:
+    """Whether ``user``'s socket may carry ``message`` (see the module's rules)."""
+    if user.supervises:
+        return True
+    if message.get("type") in SUPERVISOR_ONLY:
+        return False
+    return user.agent is not None and message.get("agent") == user.agent
 
 
 class PushProtocol(WebSocketServerProtocol):
     factory: PushFactory
 
     def onConnect(self, request: Any) -> None:
+        self.user: User | None = None
+        self._unsubscribe: Any = None
+        self._auth_timer: IDelayedCall | None = None
         params = request.params or {}
-        token = (params.get("token") or [None])[0]
-        user = self.factory.tokens.user(token)
+        if "token" in params:
+            raise ConnectionDeny(
+                400,
+                "the token does not go in the URL: send an Authorization: Bearer header "
+                'or a first message {"type": "auth", "token": ...}',
+            )
+        header = (request.headers or {}).get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            user = self.factory.tokens.user(token.strip()) if scheme.lower() == "bearer" else None
+            if user is None:
+                raise ConnectionDeny(401, "a valid bearer token is required")
+            self.user = user
+
+    def onOpen(self) -> None:
+        if self.user is not None:
+            self._subscribe()
+        else:
+            self._auth_timer = self.factory.clock.callLater(AUTH_WITHIN, self._auth_too_late)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.user is not None:
+            return  # the push is one-way once authenticated
+        user = None
+        try:
+            message = json.loads(payload)
+            if isinstance(message, dict) and message.get("type") == "auth":
+                token = message.get("token")
+                user = self.factory.tokens.user(token) if isinstance(token, str) else None
+        except (ValueError, UnicodeDecodeError):
+            pass
         if user is None:
-            raise ConnectionDeny(401, "a valid token is required")
-        self.user: User = user
+            self._cancel_timer()
+            self.sendClose(CLOSE_UNAUTHENTICATED, "a valid token is required")
+            return
+        self._cancel_timer()
+        self.user = user
+        self._subscribe()
+        self.sendMessage(
+            json.dumps({"type": "authenticated", "user": user.username}).encode(), isBinary=False
+        )
+
+    def _subscribe(self) -> None:
         self._unsubscribe = self.factory.bus.subscribe(self._on_message)
 
+    def _auth_too_late(self) -> None:
+        self._auth_timer = None
+        if self.user is None:
+            self.sendClose(CLOSE_UNAUTHENTICATED, f"no auth message within {AUTH_WITHIN:g} s")
+
+    def _cancel_timer(self) -> None:
+        if self._auth_timer is not None and self._auth_timer.active():
+            self._auth_timer.cancel()
+        self._auth_timer = None
+
     def _on_message(self, message: Message) -> None:
-        if self.user.supervises or (
-            message["type"] not in SUPERVISOR_ONLY
-            and message.get("agent") in (None, self.user.agent)
-        ):
+        if self.user is not None and visible_to(self.user, message):
             self.sendMessage(json.dumps(message).encode(), isBinary=False)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+        self._cancel_timer()
         unsubscribe = getattr(self, "_unsubscribe", None)
         if unsubscribe is not None:
             unsubscribe()
+            self._unsubscribe = None
 
 
 class PushFactory(WebSocketServerFactory):
     protocol = PushProtocol
 
-    def __init__(self, bus: EventBus, tokens: TokenStore) -> None:
+    def __init__(self, bus: EventBus, tokens: TokenStore, clock: Any = None) -> None:
         super().__init__()
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.bus = bus
         self.tokens = tokens
+        self.clock = clock
 
 
 def push_resource(bus: EventBus, tokens: TokenStore) -> WebSocketResource:
