@@ -176,8 +176,9 @@ def test_a_chat_is_offered_pushed_to_the_agent_desktop_accepted_and_finished(app
     messages: list[dict] = []
 
     async def scenario() -> None:
-        uri = f"ws://127.0.0.1:{app.http_port}/ws?token={anna}"
-        async with websockets.connect(uri) as ws:
+        uri = f"ws://127.0.0.1:{app.http_port}/ws"
+        headers = {"Authorization": f"Bearer {anna}"}
+        async with websockets.connect(uri, additional_headers=headers) as ws:
 
             async def reader() -> None:
                 async for raw in ws:
@@ -228,7 +229,10 @@ def test_a_chat_is_offered_pushed_to_the_agent_desktop_accepted_and_finished(app
 
 def test_websocket_refuses_a_connection_without_a_valid_token(app):
     async def attempt() -> None:
-        async with websockets.connect(f"ws://127.0.0.1:{app.http_port}/ws?token=forged"):
+        headers = {"Authorization": "Bearer forged"}
+        async with websockets.connect(
+            f"ws://127.0.0.1:{app.http_port}/ws", additional_headers=headers
+        ):
             pass
 
     with pytest.raises(websockets.exceptions.InvalidStatus) as err:
