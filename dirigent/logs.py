@@ -14,18 +14,21 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
+from prometheus_client import CollectorRegistry, Counter
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
+    formatEventAsClassicLogText,
     globalLogBeginner,
     globalLogPublisher,
-    textFileLogObserver,
 )
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 _SECRET_RE = re.compile(r"(?i)(secret\s*[:=]\s*)([^\s,'\"}]+)")
@@ -44,21 +47,42 @@ def redact(text: str) -> str:
 
 
 class _ToTwisted(logging.Handler):
+    """Standard-library records into twisted.logger, their traceback kept:
+    ``log.exception(...)`` carries ``exc_info``, which becomes the event's
+    ``log_failure`` so that both formats print it (dropping it once hid why
+    an end-of-call update failed)."""
+
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = redact(record.getMessage())
         except Exception:  # a bad format string must not kill logging
             message = str(record.msg)
-        globalLogPublisher(
-            {
-                "log_format": "{msg}",
-                "msg": message,
-                "log_level": _LEVELS.get(record.levelno, LogLevel.info),
-                "log_namespace": record.name,
-                "log_time": record.created,
-                "log_system": record.name,
-            }
-        )
+        event: dict[str, Any] = {
+            "log_format": "{msg}",
+            "msg": message,
+            "log_level": _LEVELS.get(record.levelno, LogLevel.info),
+            "log_namespace": record.name,
+            "log_time": record.created,
+            "log_system": record.name,
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            _type, value, tb = record.exc_info
+            event["log_failure"] = Failure(value, _type, tb)
+        globalLogPublisher(event)
+
+
+@implementer(ILogObserver)
+class TextObserver:
+    """twisted.logger's classic text lines (traceback included), redacted."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        text = formatEventAsClassicLogText(event)
+        if text:
+            self.out.write(redact(text))
+            self.out.flush()
 
 
 @implementer(ILogObserver)
@@ -81,7 +105,7 @@ class JsonLinesObserver:
         }
         failure = event.get("log_failure")
         if failure is not None:
-            record["traceback"] = failure.getTraceback()
+            record["traceback"] = redact(failure.getTraceback())
         self.out.write(json.dumps(record) + "\n")
         self.out.flush()
 
@@ -89,7 +113,7 @@ class JsonLinesObserver:
 def setup(log_format: str = "text", level: str = "info", out: IO[str] | None = None) -> None:
     """Start logging once per process (twisted.logger's global beginner)."""
     stream = out or sys.stdout
-    base = JsonLinesObserver(stream) if log_format == "json" else textFileLogObserver(stream)
+    base = JsonLinesObserver(stream) if log_format == "json" else TextObserver(stream)
     observer = FilteringLogObserver(
         base, [LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))]
     )
@@ -98,3 +122,24 @@ def setup(log_format: str = "text", level: str = "info", out: IO[str] | None = N
     root.handlers = [_ToTwisted()]
     root.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
     logging.getLogger("panoramisk").setLevel(logging.WARNING)
+
+
+def count_errors(registry: CollectorRegistry) -> Callable[[], None]:
+    """Count every error and critical log event in
+    ``dirigent_log_errors_total{namespace}``, so that a failure that is
+    logged is also seen on a dashboard; returns the function that stops it."""
+    errors = Counter(
+        "dirigent_log_errors",
+        "Error and critical log events (each logged with its traceback where there is one)",
+        ["namespace"],
+        registry=registry,
+    )
+
+    @implementer(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        level = event.get("log_level")
+        if level in (LogLevel.error, LogLevel.critical) or event.get("isError"):
+            errors.labels(str(event.get("log_namespace", "-")).split("#")[0]).inc()
+
+    globalLogPublisher.addObserver(observe)
+    return lambda: globalLogPublisher.removeObserver(observe)
