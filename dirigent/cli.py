@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -681,6 +682,9 @@ def cmd_erlang(args: argparse.Namespace) -> int:
 
     from dialer import erlang
 
+    for option in ("calls", "interval", "aht", "target_sl", "target_time", "shrinkage"):
+        if not math.isfinite(getattr(args, option)):
+            raise UsageError(f"--{option.replace('_', '-')}: must be a finite number")
     checks = [
         ("--calls", args.calls >= 0, "must be at least 0"),
         ("--interval", args.interval > 0, "must be positive seconds"),
@@ -697,33 +701,45 @@ def cmd_erlang(args: argparse.Namespace) -> int:
             raise UsageError(f"{option}: {reason}")
     agents = args.agents
     if agents is None:
-        agents = int(
-            erlang.agents_required(
+        try:
+            required = erlang.agents_required(
                 args.calls,
                 args.interval,
                 args.aht,
                 args.target_sl,
                 args.target_time,
                 args.max_occupancy,
-            )[0]
-        )
+            )
+        except ValueError as exc:  # beyond what it searches (a million agents)
+            raise UsageError(
+                f"--calls: {args.calls:g} calls of {args.aht:g} s in {args.interval:g} s: {exc}"
+            ) from None
+        agents = int(required[0])
     if args.patience is not None:
         fig = erlang.erlang_a_figures(
             args.calls, args.interval, args.aht, agents, args.patience, args.target_time
         )
     else:
         fig = erlang.erlang_c_figures(args.calls, args.interval, args.aht, agents, args.target_time)
-    result = {
+    traffic = float(fig.load.flat[0])
+    # Erlang C has no steady state when the agents cannot carry the traffic:
+    # the queue grows without end and the mean wait is infinite, which JSON
+    # cannot say (Infinity is not JSON): ASA is null and "stable" false.
+    stable = args.patience is not None or agents > traffic or traffic == 0
+    result: dict[str, Any] = {
         "agents": agents,
         "agents_scheduled": int(erlang.with_shrinkage(agents, args.shrinkage)),
-        "traffic_erlangs": round(float(fig.load.flat[0]), 6),
-        "p_wait": round(float(fig.p_wait.flat[0]), 7),
-        "service_level": round(float(fig.service_level.flat[0]), 7),
-        "asa": round(float(fig.asa.flat[0]), 4),
-        "occupancy": round(float(fig.occupancy.flat[0]), 7),
+        "traffic_erlangs": round(traffic, 6),
+        "stable": stable,
+        "p_wait": _figure(fig.p_wait, 7),
+        "service_level": _figure(fig.service_level, 7),
+        "asa": _figure(fig.asa, 4) if stable else None,
+        "occupancy": _figure(fig.occupancy, 7),
     }
+    if traffic == 0:  # nobody calls: nobody waits, nobody is busy
+        result.update(p_wait=0.0, service_level=1.0, asa=0.0, occupancy=0.0)
     if fig.p_abandon is not None:
-        result["p_abandon"] = round(float(fig.p_abandon.flat[0]), 7)
+        result["p_abandon"] = _figure(fig.p_abandon, 7)
     if not args.json:
         model = "Erlang A" if args.patience is not None else "Erlang C"
         print(
@@ -732,8 +748,19 @@ def cmd_erlang(args: argparse.Namespace) -> int:
         )
         for key, value in result.items():
             print(f"  {key:17s} {value}")
-    print(json.dumps(result))
+        if not stable:
+            print(
+                f"  {agents} agents cannot carry {traffic:g} Erlangs: the queue grows "
+                "without end (no finite ASA)"
+            )
+    print(json.dumps(result, allow_nan=False))
     return EXIT_OK
+
+
+def _figure(values: Any, digits: int) -> float | None:
+    """One figure of a vectorised result, rounded; None where it is not finite."""
+    value = float(values.flat[0])
+    return round(value, digits) if math.isfinite(value) else None
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -568,6 +568,14 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("config", f"{path} is a folder, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError("config", f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "config", f"{path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
     return parse_settings(data, env)

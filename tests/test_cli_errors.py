@@ -1,0 +1,65 @@
+"""Bad input on the command line gets a named error and exit 2, never a
+traceback; figures that have no finite value are said so in valid JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+DIRIGENT = [sys.executable, "-m", "dirigent.cli"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DIRIGENT, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "is a folder, not a TOML file"),
+        (bytes(range(256)), "is not UTF-8 text (byte 128)"),
+        ('[http]\nhost = "caf\xe9"\n'.encode("latin-1"), "is not UTF-8 text (byte 18)"),
+    ],
+    ids=["folder", "binary", "latin-1"],
+)
+def test_a_config_that_is_not_a_utf8_file_is_named(tmp_path, content, expected):
+    path = tmp_path / "dirigent.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    result = cli("serve", "--config", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"config: {path} {expected}" in result.stderr
+
+
+def test_erlang_with_too_few_agents_prints_valid_json_and_says_why():
+    result = cli("erlang", "--calls", "100", "--interval", "1800", "--aht", "180", "--agents", "5")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])  # strict JSON: no Infinity
+    assert figures["stable"] is False and figures["asa"] is None
+    assert figures["p_wait"] == 1.0 and figures["service_level"] == 0.0
+    assert "cannot carry 10 Erlangs" in result.stdout
+
+
+def test_erlang_without_calls_needs_nobody_and_nobody_waits():
+    result = cli("erlang", "--calls", "0", "--interval", "1800", "--aht", "180", "--json")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["agents"] == 0 and figures["asa"] == 0.0 and figures["service_level"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("calls", "expected"),
+    [
+        ("1e9", "--calls: 1e+09 calls of 180 s in 1800 s: more than"),
+        ("inf", "--calls: must be a finite number"),
+    ],
+)
+def test_erlang_beyond_what_it_computes_is_a_named_usage_error(calls, expected):
+    result = cli("erlang", "--calls", calls, "--interval", "1800", "--aht", "180")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and expected in result.stderr
