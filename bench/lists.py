@@ -100,7 +100,7 @@ def _import(path: str, url: str, out: mp.Queue) -> None:
     db.upgrade(url)
     engine = db.make_engine(url)
     t0 = time.perf_counter()
-    report = import_list(engine, path, "bench", region="DE")
+    report = import_list(engine, path, "bench", region="DE", create=True)
     elapsed = time.perf_counter() - t0
     engine.dispose()
     out.put((elapsed, report.summary(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))

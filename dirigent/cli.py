@@ -67,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lists = sub.add_parser("lists", help="dial lists")
     listsub = lists.add_subparsers(dest="lists_command", required=True)
-    imp = listsub.add_parser(
-        "import", help="import a CSV list into a campaign (created if missing)"
-    )
+    imp = listsub.add_parser("import", help="import a CSV or .xlsx list into a campaign")
     imp.add_argument("file")
     imp.add_argument("--campaign", required=True)
+    imp.add_argument(
+        "--create", action="store_true", help="make the campaign if it does not exist yet"
+    )
     imp.add_argument("--region", default=None, help="default country of national numbers, e.g. DE")
     imp.add_argument("--mapping", default=None, help='TOML [columns] field = "header"')
     imp.add_argument("--encoding", default=None, help="override the detected encoding")
@@ -397,12 +398,18 @@ def cmd_lists(args: argparse.Namespace) -> int:
         return cmd_lists_export(args)
 
     from dialer.lists import ListError, load_mapping
-    from dirigent.lists_import import import_list, terminal_progress
+    from dialer.numbers import check_region
+    from dirigent.lists_import import UnknownCampaign, import_list, terminal_progress
 
-    if args.region is not None and len(args.region) != 2:
-        raise UsageError("--region: a two-letter country code, e.g. DE")
+    if args.region is not None:
+        try:
+            args.region = check_region(args.region)
+        except ValueError as exc:
+            raise UsageError(f"--region: {exc}") from None
     if args.delimiter is not None and len(args.delimiter.replace("\\t", "\t")) != 1:
         raise UsageError("--delimiter: one character")
+    if not Path(args.file).is_file():
+        raise UsageError(f"{args.file}: no such file")
     bar = terminal_progress(args.file)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
@@ -417,7 +424,11 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 delimiter=args.delimiter.replace("\\t", "\t") if args.delimiter else None,
                 dry_run=args.dry_run,
                 progress=bar,
+                create=args.create,
+                configured=_configured_campaigns(args),
             )
+    except UnknownCampaign as exc:
+        raise UsageError(f"--campaign: {exc}") from None
     except ListError as exc:
         raise UsageError(str(exc)) from None
     except LookupError as exc:  # an unknown --encoding
@@ -442,7 +453,32 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
     print(json.dumps(summary))
+    if report.imported + report.updated == 0:
+        what = "would import" if args.dry_run else "imported"
+        print(
+            f"dirigent: {args.file}: {what} nothing ({report.rows} rows, "
+            f"{report.rejected} rejected, {report.duplicates} duplicates)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _configured_campaigns(args: argparse.Namespace) -> tuple[str, ...]:
+    """The ``[[campaign]]`` names of ``--config`` (they count as existing)."""
+    if not args.config:
+        return ()
+    import tomllib
+
+    try:
+        with open(args.config, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, ValueError):
+        return ()  # the database URL look-up has already named what is wrong with the file
+    tables = data.get("campaign", [])
+    return tuple(
+        t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)
+    )
 
 
 def cmd_lists_export(args: argparse.Namespace) -> int:
@@ -946,7 +982,7 @@ def _demo_campaign(url: str, directory: Path) -> Any:
             fh.write(f"+44 113 496 {i:04d},Sam,Demo{i},premium\n")
     engine = db.make_engine(url)
     try:
-        import_list(engine, path, DEMO_CAMPAIGN)
+        import_list(engine, path, DEMO_CAMPAIGN, create=True)
     finally:
         engine.dispose()
     policy = Policy.parse(

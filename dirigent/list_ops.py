@@ -21,10 +21,11 @@ from typing import IO, Any
 from sqlalchemy import Engine
 
 from dialer.compliance import Compliance
+from dialer.numbers import check_region
 from dialer.retry import RetryRules
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
 from dirigent.config import CampaignConfig
-from dirigent.lists_import import import_list
+from dirigent.lists_import import UnknownCampaign, import_list
 from dirigent.pool import apply_disposition, pool_status, set_list_active
 
 #: rejected rows listed in an upload's answer (the counts are always complete)
@@ -53,17 +54,32 @@ class ListOps:
         *,
         region: str | None = None,
         dry_run: bool = False,
+        create: bool = False,
     ) -> dict[str, Any]:
         if not campaign.strip():
             raise ValueError("campaign: required")
-        if region is not None and not re.fullmatch(r"[A-Za-z]{2}", region):
-            raise ValueError(f"region: {region!r} is not a two-letter country code")
+        if region is not None:
+            try:
+                region = check_region(region)
+            except ValueError as exc:
+                raise ValueError(f"region: {exc}") from None
         directory = Path(tempfile.mkdtemp(prefix="dirigent-upload-"))
         try:
             path = directory / safe_list_name(name)
             with open(path, "wb") as fh:
                 shutil.copyfileobj(body, fh, 1 << 20)
-            report = import_list(self.engine, path, campaign, region=region, dry_run=dry_run)
+            try:
+                report = import_list(
+                    self.engine,
+                    path,
+                    campaign,
+                    region=region,
+                    dry_run=dry_run,
+                    create=create,
+                    configured=tuple(self.campaigns),
+                )
+            except UnknownCampaign as exc:
+                raise ValueError(f"campaign: {exc}") from None
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         out = report.summary()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,10 +99,21 @@ def import_list(
     delimiter: str | None = None,
     dry_run: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    create: bool = False,
+    configured: Collection[str] = (),
 ) -> ImportReport:
+    """Import the list file at ``path`` into ``campaign``.
+
+    The campaign must exist (a row, or a name in ``configured``, the
+    server's ``[[campaign]]`` tables) unless ``create`` is set: a misspelt
+    name would otherwise make a campaign of its own that nothing dials, while
+    ``lists export`` says it does not exist.  :class:`UnknownCampaign` is
+    raised before any row is read."""
     reader = ListReader(
         path, region=region, mapping=mapping, encoding=encoding, delimiter=delimiter
     )
+    if not create and campaign not in configured:
+        _require_campaign(engine, campaign)
     report = ImportReport(
         encoding=reader.encoding,
         delimiter=reader.dialect.delimiter if reader.kind == "csv" else "",
@@ -210,6 +221,24 @@ def _phonetic_groups(conn: Connection, list_id: int) -> list[dict[str, Any]]:
             yield key, members
 
     return block_groups(blocks())
+
+
+class UnknownCampaign(LookupError):
+    """A list import into a campaign nobody configured or created."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        listed = ", ".join(known[:20]) if known else "none yet"
+        super().__init__(f"unknown campaign {name!r} (known: {listed}); --create makes a new one")
+
+
+def _require_campaign(engine: Engine, name: str) -> None:
+    with engine.connect() as conn:
+        names = [
+            n for (n,) in conn.execute(select(db.campaign.c.name).order_by(db.campaign.c.name))
+        ]
+    if name not in names:
+        raise UnknownCampaign(name, names)
 
 
 def _campaign(conn: Connection, name: str) -> int:

@@ -273,10 +273,14 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
     seen: dict[str, list[dict]] = {"boss": [], "anna": []}
 
     async def listen() -> None:
-        base = f"ws://127.0.0.1:{app.http_port}/ws?token="
+        base = f"ws://127.0.0.1:{app.http_port}/ws"
         async with (
-            websockets.connect(base + boss) as ws_boss,
-            websockets.connect(base + anna) as ws_anna,
+            websockets.connect(
+                base, additional_headers={"Authorization": f"Bearer {boss}"}
+            ) as ws_boss,
+            websockets.connect(
+                base, additional_headers={"Authorization": f"Bearer {anna}"}
+            ) as ws_anna,
         ):
 
             async def reader(ws: Any, who: str) -> None:

@@ -39,7 +39,7 @@ def engine(database_url: str, tmp_path: Any) -> Any:
     path.write_text(
         "phone,name\n" + "".join(f"+44 20 7946 0{100 + i:03d},Person {i}\n" for i in range(6))
     )
-    import_list(engine, path, "uk")
+    import_list(engine, path, "uk", create=True)
     yield engine
     engine.dispose()
 

@@ -58,7 +58,7 @@ def engine(database_url):
 
 def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, database_url, engine):
     path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
-    report = import_list(engine, path, "spring", region="DE")
+    report = import_list(engine, path, "spring", region="DE", create=True)
     assert report.summary() | {"rejected_file": None} == {
         "rows": 6,
         "imported": 3,
@@ -81,7 +81,7 @@ def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, databa
         assert eva.city == "München" and eva.custom["Kundennr"] == "K4"
         record = conn.execute(select(db.record).where(db.record.c.e164 == "+4930123456")).one()
         assert record.extra["Notiz"] == "zwei\nZeilen"
-    again = import_list(engine, path, "spring", region="DE")
+    again = import_list(engine, path, "spring", region="DE", create=True)
     assert (again.imported, again.updated) == (0, 3)
     assert counts(database_url) == (3, 3, 1)
 
@@ -153,15 +153,15 @@ def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_u
     path = tmp_path / "long.csv"
     path.write_bytes("\r\n".join(lines).encode() + b"\r\n+4930999999,Bad\xff\xfeName\r\n")
     with pytest.raises(ListError, match="encoding: not utf-8"):
-        import_list(engine, path, "spring")
+        import_list(engine, path, "spring", create=True)
     assert counts(database_url) == (0, 0, 0), "two batches were written, and rolled back"
-    report = import_list(engine, path, "spring", encoding="cp1252")
+    report = import_list(engine, path, "spring", encoding="cp1252", create=True)
     assert report.imported == 3001
 
 
 def test_dry_run_writes_nothing(tmp_path, database_url, engine):
     path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
-    report = import_list(engine, path, "spring", region="DE", dry_run=True)
+    report = import_list(engine, path, "spring", region="DE", dry_run=True, create=True)
     assert report.imported == 3 and report.dry_run
     assert counts(database_url) == (0, 0, 0)
 
@@ -171,10 +171,10 @@ def test_numbers_already_in_another_active_list_of_the_campaign_are_duplicates(
 ):
     first = write(tmp_path, "a.csv", ["phone", "+4930123456", "+4930123457"])
     second = write(tmp_path, "b.csv", ["phone", "+4930123456", "+4930123458"])
-    import_list(engine, first, "c")
-    report = import_list(engine, second, "c")
+    import_list(engine, first, "c", create=True)
+    report = import_list(engine, second, "c", create=True)
     assert (report.imported, report.duplicates) == (1, 1)
-    other = import_list(engine, second, "another-campaign")
+    other = import_list(engine, second, "another-campaign", create=True)
     assert other.imported == 2
     assert counts(database_url)[1] == 3, "contacts are matched by number across campaigns"
 
@@ -185,11 +185,11 @@ def test_contacts_written_beside_imports_keep_their_own_ids(tmp_path, database_u
     with engine.begin() as conn:
         conn.execute(db.contact.insert().values(display_name="inbound caller"))
     first = write(tmp_path, "a.csv", ["phone"] + [f"+4930{1000000 + i}" for i in range(1500)])
-    assert import_list(engine, first, "c").imported == 1500
+    assert import_list(engine, first, "c", create=True).imported == 1500
     with engine.begin() as conn:
         conn.execute(db.contact.insert().values(display_name="another caller"))
     second = write(tmp_path, "b.csv", ["phone", "+4930123456"])
-    assert import_list(engine, second, "c").imported == 1
+    assert import_list(engine, second, "c", create=True).imported == 1
     with engine.connect() as conn:
         ids = conn.execute(select(db.contact.c.id)).scalars().all()
         numbered = conn.execute(
@@ -258,7 +258,18 @@ def test_command_line_json_report_and_exit_codes(tmp_path):
     url = f"sqlite:///{tmp_path / 'l.db'}"
     run = [sys.executable, "-m", "dirigent.cli", "lists", "import"]
     out = subprocess.run(
-        [*run, str(path), "--campaign", "spring", "--region", "DE", "--db", url, "--json"],
+        [
+            *run,
+            str(path),
+            "--campaign",
+            "spring",
+            "--create",
+            "--region",
+            "DE",
+            "--db",
+            url,
+            "--json",
+        ],
         capture_output=True,
         text=True,
     )
@@ -321,7 +332,7 @@ def test_an_excel_workbook_imports_like_its_csv_export(tmp_path, database_url, e
             ["Anna", "Formel", "=A2", None, "K4", None],  # a formula with no cached value
         ],
     )
-    report = import_list(engine, path, "spring", region="DE")
+    report = import_list(engine, path, "spring", region="DE", create=True)
     assert (report.rows, report.imported, report.rejected) == (4, 2, 2)
     assert report.encoding == "xlsx" and report.delimiter == ""
     assert [(p.row, p.field) for p in report.problems] == [(5, "phone"), (6, "phone")]
@@ -364,7 +375,7 @@ def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
             "Eva;Groß;0151 23456789;;80331;München;;K4",
         ],
     )
-    report = import_list(engine, path, "spring", region="DE")
+    report = import_list(engine, path, "spring", region="DE", create=True)
     assert report.phonetic_duplicate_groups == 1
     (group,) = report.groups
     assert sorted(group["numbers"]) == ["+4930123456", "+4930654321"]
@@ -439,7 +450,10 @@ def test_merge_on_the_command_line(tmp_path):
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "dirigent.cli", *a], capture_output=True, text=True
     )
-    assert run("lists", "import", str(path), "--campaign", "c", "--db", url).returncode == 0
+    assert (
+        run("lists", "import", str(path), "--campaign", "c", "--create", "--db", url).returncode
+        == 0
+    )
     merge = ["lists", "merge", "--campaign", "c", "--keep", "+1 212 555 0100", "--db", url]
     bad = run(*merge, "--drop", "12")
     assert bad.returncode == 2 and "--drop" in bad.stderr
@@ -454,7 +468,9 @@ def test_the_import_reports_progress_through_the_file(tmp_path, database_url, en
     lines = ["phone,name"] + [f"+1 212 555 {i % 10000:04d},N{i}" for i in range(3 * BATCH)]
     path = write(tmp_path, "big.csv", lines)
     seen: list[tuple[int, float]] = []
-    import_list(engine, path, "c", progress=lambda rows, share: seen.append((rows, share)))
+    import_list(
+        engine, path, "c", progress=lambda rows, share: seen.append((rows, share)), create=True
+    )
     assert len(seen) >= 2
     assert [r for r, _ in seen] == sorted(r for r, _ in seen)
     shares = [s for _, s in seen]
@@ -502,7 +518,7 @@ def test_rejected_rows_beyond_the_first_thousand_are_counted_and_all_in_the_file
     path.write_text("phone\n" + "".join(f"12{i}\n" for i in range(1005)) + "+4930123456\n")
     engine = db.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     db.upgrade(f"sqlite:///{tmp_path / 'x.db'}")
-    report = import_list(engine, path, "c", region="DE")
+    report = import_list(engine, path, "c", region="DE", create=True)
     assert (report.rejected, report.imported) == (1005, 1)
     assert len(report.problems) == 1000 and report.problems[0].row == 2
     with open(report.rejected_file, newline="") as fh:

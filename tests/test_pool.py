@@ -52,7 +52,7 @@ def pool(database_url, tmp_path):
         )
         + "\n"
     )
-    import_list(engine, path, "us-spring")
+    import_list(engine, path, "us-spring", create=True)
     yield engine
     engine.dispose()
 
@@ -151,7 +151,7 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
         "phone,first_name,last_name\n"
         + "".join(f"+49 30 1234{i:04d},P{i},Person\n" for i in range(40))
     )
-    import_list(engine, path, "de-spring")
+    import_list(engine, path, "de-spring", create=True)
     monday = dt.datetime(2026, 11, 23, 13, 0, tzinfo=dt.UTC)  # 14:00 in Berlin
     with engine.begin() as conn:
         rows = conn.execute(select(db.record.c.id, db.record.c.e164, db.record.c.contact_id)).all()
@@ -257,7 +257,7 @@ def test_pool_status_per_list_and_a_list_switched_off_from_the_command_line(
     gate = Compliance(DbDnc(pool), DbConsent(pool))
     extra = tmp_path / "autumn.csv"
     extra.write_text("phone\n+1 212 555 0200\n+1 212 555 0201\n")
-    import_list(pool, extra, "us-spring")
+    import_list(pool, extra, "us-spring", create=True)
     status = pool_status(pool, campaign, gate, NOW)
     assert status["lists"]["us.csv"]["records"] == {"new": 6}
     assert status["lists"]["autumn.csv"] == {
@@ -303,7 +303,7 @@ def test_hopper_order_over_lists_priorities_and_due_retries_matches_a_full_sort(
 
     extra = tmp_path / "more.csv"
     extra.write_text("phone\n" + "".join(f"+1 212 555 {200 + i:04d}\n" for i in range(30)))
-    import_list(pool, extra, "us-spring")
+    import_list(pool, extra, "us-spring", create=True)
     rng = random.Random(4)
     r = db.record
     with pool.begin() as conn:

@@ -1,0 +1,96 @@
+"""The campaign manager's path through ``dirigent lists import``: a
+misspelt campaign, a region nobody has, a list that imports nothing -- each
+said at once with exit 2 or 1, nothing written."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+
+from dirigent import db
+from dirigent.list_ops import ListOps
+
+DIRIGENT = [sys.executable, "-m", "dirigent.cli"]
+GOOD = "phone,first_name\n+49 30 1234 5678,Ada\n+49 30 1234 5679,Ben\n"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DIRIGENT, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lists.db'}"
+    db.upgrade(url)
+    return url
+
+
+def counts(url: str) -> tuple[int, int]:
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            campaigns = conn.execute(select(func.count()).select_from(db.campaign)).scalar()
+            records = conn.execute(select(func.count()).select_from(db.record)).scalar()
+        return campaigns, records
+    finally:
+        engine.dispose()
+
+
+def test_a_misspelt_campaign_is_refused_and_create_makes_it(tmp_path, url):
+    path = tmp_path / "spring.csv"
+    path.write_text(GOOD)
+    made = cli("lists", "import", str(path), "--campaign", "spring", "--create", "--db", url)
+    assert made.returncode == 0, made.stderr
+    typo = cli("lists", "import", str(path), "--campaign", "sprnig", "--db", url)
+    assert typo.returncode == 2
+    assert "--campaign: unknown campaign 'sprnig' (known: spring); --create" in typo.stderr
+    assert counts(url) == (1, 2), "the typo made no campaign and no records"
+
+
+def test_a_campaign_of_the_config_counts_as_known(tmp_path, url):
+    path = tmp_path / "spring.csv"
+    path.write_text(GOOD)
+    config = tmp_path / "dirigent.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n\n[[campaign]]\nname = "winter"\n')
+    result = cli(
+        "lists", "import", str(path), "--campaign", "winter", "--db", url, "--config", str(config)
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_region_is_refused_before_any_row_is_read(tmp_path, url):
+    path = tmp_path / "spring.csv"
+    path.write_text(GOOD)
+    result = cli(
+        "lists", "import", str(path), "--campaign", "s", "--create", "--region", "XX", "--db", url
+    )
+    assert result.returncode == 2
+    assert "--region: 'XX' is not a country code phonenumbers knows" in result.stderr
+    assert counts(url) == (0, 0)
+
+
+def test_an_import_that_imports_nothing_fails(tmp_path, url):
+    path = tmp_path / "bad.csv"
+    path.write_text("phone\n0900 123\nnot a number\n")
+    result = cli(
+        "lists", "import", str(path), "--campaign", "s", "--create", "--region", "DE", "--db", url
+    )
+    assert result.returncode == 1
+    assert "imported nothing (2 rows, 2 rejected" in result.stderr
+
+
+def test_an_upload_into_an_unknown_campaign_names_the_field(url):
+    engine = db.make_engine(url)
+    try:
+        ops = ListOps(engine)
+        with pytest.raises(ValueError, match=r"^campaign: unknown campaign 'nope'"):
+            ops.import_upload(io.BytesIO(GOOD.encode()), "x.csv", "nope")
+        with pytest.raises(ValueError, match=r"^region: 'XX' is not a country code"):
+            ops.import_upload(io.BytesIO(GOOD.encode()), "x.csv", "nope", region="XX")
+    finally:
+        engine.dispose()
+    assert counts(url) == (0, 0)
