@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     consent = sub.add_parser("consent", help="consent records (never overwritten)")
     consentsub = consent.add_subparsers(dest="consent_command", required=True)
     cadd = consentsub.add_parser("add", help="record a grant or a withdrawal")
-    cadd.add_argument("--contact", type=int, required=True)
+    who = cadd.add_mutually_exclusive_group(required=True)
+    who.add_argument("--contact", type=int, help="the contact's id (dirigent contacts find)")
+    who.add_argument("--phone", help="the contact's phone number (must name one contact)")
+    cadd.add_argument("--region", default=None, help="country of a national --phone, e.g. DE")
     cadd.add_argument("--channel", choices=["voice", "sms", "email"], required=True)
     group = cadd.add_mutually_exclusive_group(required=True)
     group.add_argument("--granted", action="store_true")
@@ -139,6 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cadd.add_argument("--db", default=None)
     cadd.add_argument("--config", default=None)
+
+    contacts = sub.add_parser("contacts", help="contacts (people and companies called)")
+    contactsub = contacts.add_subparsers(dest="contacts_command", required=True)
+    cfind = contactsub.add_parser(
+        "find", help="who a phone number belongs to: contact ids, consent, DNC, records"
+    )
+    cfind.add_argument("number")
+    cfind.add_argument("--region", default=None, help="country of a national number, e.g. DE")
+    cfind.add_argument("--db", default=None)
+    cfind.add_argument("--config", default=None)
+    cfind.add_argument("--json", action="store_true")
 
     users = sub.add_parser("user", help="API users")
     usersub = users.add_subparsers(dest="user_command", required=True)
@@ -255,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lists": cmd_lists,
         "dnc": cmd_dnc,
         "consent": cmd_consent,
+        "contacts": cmd_contacts,
         "serve": cmd_serve,
         "demo": cmd_demo,
         "db": cmd_db,
@@ -586,6 +601,8 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
     try:
         with _database(args) as engine:
+            if args.contact is None:
+                args.contact = _one_contact(engine, args.phone, args.region)
             record_consent(
                 engine,
                 args.contact,
@@ -600,6 +617,57 @@ def cmd_consent(args: argparse.Namespace) -> int:
         f"consent for contact {args.contact} ({args.channel}): {'granted' if args.granted else 'withdrawn'}"
     )
     return EXIT_OK
+
+
+def _one_contact(engine: Any, phone: str, region: str | None) -> int:
+    """The id of the one contact with ``phone``, or a usage error saying why not."""
+    from dirigent.contacts_store import find_by_phone
+
+    try:
+        found = find_by_phone(engine, phone, region)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
+    if not found.contacts:
+        raise UsageError(f"--phone: no contact has {found.e164}")
+    if len(found.contacts) > 1:
+        ids = ", ".join(str(c.id) for c in found.contacts)
+        raise UsageError(f"--phone: {found.e164} belongs to contacts {ids}: give --contact ID")
+    return found.contacts[0].id
+
+
+def cmd_contacts(args: argparse.Namespace) -> int:
+    """``dirigent contacts find NUMBER``: the contacts behind a number."""
+    import json
+
+    from dirigent.contacts_store import find_by_phone
+
+    with _database(args) as engine:
+        try:
+            found = find_by_phone(engine, args.number, args.region)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if not args.json:
+        dnc = f"; do not call: {', '.join(found.do_not_call)}" if found.do_not_call else ""
+        print(f"{found.e164}: {len(found.contacts)} contact(s){dnc}")
+        for c in found.contacts:
+            where = ", ".join(x for x in (c.company, c.city) if x)
+            print(
+                f"  contact {c.id}: {c.display_name or '(no name)'}{f' ({where})' if where else ''}"
+            )
+            print(f"    phones: {', '.join(c.phones)}")
+            for consent in c.consent:
+                state = "granted" if consent.granted else "withdrawn"
+                print(
+                    f"    consent {consent.channel}: {state} ({consent.source}, {consent.given_at})"
+                )
+            for r in c.records:
+                print(
+                    f"    campaign {r.campaign}, list {r.list}: record {r.record} {r.status}, "
+                    f"{r.attempts} attempts"
+                    + (f", last {r.last_outcome}" if r.last_outcome else "")
+                )
+    print(json.dumps(found.as_dict()))
+    return EXIT_OK if found.contacts else EXIT_FAILED
 
 
 def cmd_user(args: argparse.Namespace) -> int:
