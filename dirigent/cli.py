@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         act.add_argument("--config", default=None)
         act.add_argument("--json", action="store_true")
 
+    dis = listsub.add_parser(
+        "discard",
+        help="drop an import that was killed midway (never dialed), instead of resuming it",
+    )
+    dis.add_argument("name", help="the list's name (the imported file's name)")
+    dis.add_argument("--campaign", required=True)
+    dis.add_argument("--db", default=None)
+    dis.add_argument("--config", default=None)
+    dis.add_argument("--json", action="store_true")
+
     dnc = sub.add_parser("dnc", help="do-not-call lists")
     dncsub = dnc.add_subparsers(dest="dnc_command", required=True)
     for name, helptext in (
@@ -411,6 +421,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
         return cmd_lists_activate(args)
     if args.lists_command == "export":
         return cmd_lists_export(args)
+    if args.lists_command == "discard":
+        return cmd_lists_discard(args)
 
     from dialer.lists import ListError, load_mapping
     from dialer.numbers import check_region
@@ -458,6 +470,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
             f"{report.rejected} rejected, {report.duplicates} duplicates, "
             f"{report.phonetic_duplicate_groups} phonetic duplicate groups"
             + (" (dry run: nothing written)" if args.dry_run else "")
+            + (" (resumed an import that had not ended)" if report.resumed else "")
         )
         for problem in report.problems[:20]:
             print(f"  row {problem.row}: {problem.field}: {problem.reason}")
@@ -526,6 +539,23 @@ def cmd_lists_activate(args: argparse.Namespace) -> int:
     else:
         state = "active" if result["active"] else "inactive"
         print(f"list {args.name!r} of campaign {args.campaign!r} is {state}")
+    return EXIT_OK
+
+
+def cmd_lists_discard(args: argparse.Namespace) -> int:
+    import json
+
+    from dirigent.lists_import import discard_import
+
+    try:
+        with _database(args) as engine:
+            result = discard_import(engine, args.campaign, args.name)
+    except (LookupError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"the unfinished import of list {args.name!r} of campaign {args.campaign!r} is gone")
     return EXIT_OK
 
 

@@ -196,6 +196,11 @@ dial_list = Table(
     Column("name", String(200), nullable=False),
     Column("active", Boolean, nullable=False, server_default="1"),
     Column("source", String(500), nullable=True),
+    # NULL: whole.  "new": a first import is writing it (inactive until it is
+    # whole); "adding": records are being added to a live list (as "staged",
+    # which the hopper never takes); "switching": the staged records are
+    # being made "new" (dirigent.lists_import)
+    Column("import_state", String(10), nullable=True),
     _created(),
     UniqueConstraint("campaign_id", "name"),
 )

@@ -1,20 +1,37 @@
-"""``dirigent lists import``: a list file into a campaign, all or nothing.
+"""``dirigent lists import``: a list file into a campaign, all or nothing
+for dialing, without stopping a running server.
 
-The whole import runs in one transaction: a file that fails midway (a
-database error, an unreadable encoding further down) leaves the list as it
-was.  Rows are written in batches; re-importing the same file changes
-nothing but the ``updated`` count (records are unique per list and number;
-contacts are matched by phone number, so a person's history stays one
-history whatever list they came from).
+Rows are written in batches, each batch its own short transaction: on
+SQLite a writer holds the one write lock, so an import in one transaction
+froze the running server's writes (outcomes, report rows) for as long as it
+ran.  Until the import is whole, nothing of it is dialed:
 
-Numbers that are already in another active list of the campaign, or twice
-in the file, are duplicates: reported and not imported again.
+* a new list is written inactive (``import_state = "new"``) and switched on
+  in one small transaction at the end;
+* records added to a live list are written ``staged`` (the hopper takes only
+  ``new`` and ``scheduled``) under ``import_state = "adding"``, and made
+  ``new`` in batches at the end (``"switching"``; a switch cut short is
+  finished by the next import of the list).
+
+A failure or Ctrl-C midway discards what the import wrote (its records, its
+new list, the contacts it created) and the old list goes on dialing; after a
+``kill -9`` the list stays as it was before (a new list inactive, staged
+records undialed) and running the same import again resumes it (every row is
+matched by number), or ``dirigent lists discard`` drops it.
+
+Re-importing the same file changes nothing but the ``updated`` count
+(records are unique per list and number; contacts are matched by phone
+number, so a person's history stays one history whatever list they came
+from).  Numbers that are already in another active list of the campaign, or
+twice in the file, are duplicates: reported and not imported again.  A dry
+run is one transaction rolled back.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +47,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    delete,
     insert,
     literal,
     select,
@@ -46,6 +64,8 @@ from dialer.lists import (
     member,
 )
 from dirigent import db
+
+log = logging.getLogger("dirigent.lists")
 
 BATCH = 1000
 #: batch counts after which PostgreSQL's statistics are refreshed during a load
@@ -64,6 +84,7 @@ class ImportReport:
     encoding: str = ""
     delimiter: str = ""
     dry_run: bool = False
+    resumed: bool = False
     rejected_file: str | None = None
     problems: list[RowProblem] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
@@ -119,37 +140,10 @@ def import_list(
         delimiter=reader.dialect.delimiter if reader.kind == "csv" else "",
         dry_run=dry_run,
     )
-    try:
-        with engine.begin() as conn:
-            campaign_id = _campaign(conn, campaign)
-            list_id = _list(conn, campaign_id, Path(path).name, str(path))
-            _hold_write_lock(conn, list_id)
-            seen = SeenNumbers()
-            batch: list[ListRow] = []
-            written = 0
-            for row in reader:
-                if not seen.add(row.number.e164):
-                    report.duplicates += 1
-                    continue
-                batch.append(row)
-                if len(batch) >= BATCH:
-                    _write(conn, campaign_id, list_id, batch, report)
-                    batch = []
-                    written += 1
-                    if written in ANALYZE_AFTER and conn.dialect.name == "postgresql":
-                        # a bulk load outgrows the planner's statistics: without
-                        # fresh ones PostgreSQL scans the growing tables for
-                        # every batch's look-ups (quadratic)
-                        conn.execute(text("ANALYZE record, contact_phone, contact"))
-                    if progress:
-                        progress(reader.rows_read, reader.position())
-            _write(conn, campaign_id, list_id, batch, report)
-            # from the rows just written (a dry run's too, before they are rolled back)
-            report.groups = _phonetic_groups(conn, list_id)
-            if dry_run:
-                raise _DryRun
-    except _DryRun:
-        pass
+    if dry_run:
+        _dry_run(engine, reader, campaign, Path(path), report, progress)
+    else:
+        _staged_import(engine, reader, campaign, Path(path), report, progress)
     report.rows = reader.rows_read
     report.problems = list(reader.problems)  # the first 1,000; all are in the file
     report.rejected = len(reader.problems)
@@ -161,6 +155,233 @@ def import_list(
         report.rejected_file = str(target)
     reader.problems.close()
     return report
+
+
+def _dry_run(
+    engine: Engine,
+    reader: ListReader,
+    campaign: str,
+    path: Path,
+    report: ImportReport,
+    progress: Callable[[int, float], None] | None,
+) -> None:
+    """Everything an import does, in one transaction that is rolled back."""
+    try:
+        with engine.begin() as conn:
+            campaign_id = _campaign(conn, campaign)
+            list_id = _list(conn, campaign_id, path.name, str(path))
+            _hold_write_lock(conn, list_id)
+            seen = SeenNumbers()
+            for batch in _batches(reader, seen, report, progress):
+                _write(conn, campaign_id, list_id, batch, report, "new", [])
+            report.groups = _phonetic_groups(conn, list_id)
+            raise _DryRun
+    except _DryRun:
+        pass
+
+
+def _staged_import(
+    engine: Engine,
+    reader: ListReader,
+    campaign: str,
+    path: Path,
+    report: ImportReport,
+    progress: Callable[[int, float], None] | None,
+) -> None:
+    with engine.begin() as conn:
+        campaign_id = _campaign(conn, campaign)
+        list_id, state = _stage_list(conn, campaign_id, path.name, str(path))
+    report.resumed = state == "resumed"
+    if state == "switching":  # an earlier import was cut short in its switch
+        _go_live(engine, list_id)
+        _stage_list_again(engine, list_id)
+    status = "staged" if _state_of(engine, list_id) == "adding" else "new"
+    created: list[int] = []
+    try:
+        seen = SeenNumbers()
+        written = 0
+        for batch in _batches(reader, seen, report, progress):
+            with engine.begin() as conn:
+                _hold_write_lock(conn, list_id)
+                _write(conn, campaign_id, list_id, batch, report, status, created)
+                written += 1
+                if written in ANALYZE_AFTER and conn.dialect.name == "postgresql":
+                    # a bulk load outgrows the planner's statistics: without
+                    # fresh ones PostgreSQL scans the growing tables for
+                    # every batch's look-ups (quadratic)
+                    conn.execute(text("ANALYZE record, contact_phone, contact"))
+        with engine.connect() as conn:
+            report.groups = _phonetic_groups(conn, list_id)
+        _go_live(engine, list_id)
+    except BaseException:
+        _discard(engine, list_id, created, reason="the import failed midway")
+        raise
+
+
+def _batches(
+    reader: ListReader,
+    seen: SeenNumbers,
+    report: ImportReport,
+    progress: Callable[[int, float], None] | None,
+) -> Iterator[list[ListRow]]:
+    """The file's rows in batches of :data:`BATCH`, duplicates in the file
+    counted and left out; progress reported after each batch."""
+    batch: list[ListRow] = []
+    for row in reader:
+        if not seen.add(row.number.e164):
+            report.duplicates += 1
+            continue
+        batch.append(row)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+            if progress:
+                progress(reader.rows_read, reader.position())
+    if batch:
+        yield batch
+
+
+def _stage_list(conn: Connection, campaign_id: int, name: str, source: str) -> tuple[int, str]:
+    """The list's row, marked as being imported: (id, what was found):
+    "created", "live" (records will be added staged), "resumed" (an import
+    that did not end: go on with it) or "switching"."""
+    t = db.dial_list
+    found = conn.execute(
+        select(t.c.id, t.c.import_state).where(
+            and_(t.c.campaign_id == campaign_id, t.c.name == name)
+        )
+    ).first()
+    if found is None:
+        list_id = conn.execute(
+            insert(t).values(
+                campaign_id=campaign_id, name=name, source=source, active=False, import_state="new"
+            )
+        ).inserted_primary_key[0]
+        return list_id, "created"
+    if found.import_state == "switching":
+        return found.id, "switching"
+    if found.import_state in ("new", "adding"):
+        return found.id, "resumed"
+    conn.execute(update(t).where(t.c.id == found.id).values(import_state="adding"))
+    return found.id, "live"
+
+
+def _stage_list_again(engine: Engine, list_id: int) -> None:
+    t = db.dial_list
+    with engine.begin() as conn:
+        conn.execute(update(t).where(t.c.id == list_id).values(import_state="adding"))
+
+
+def _state_of(engine: Engine, list_id: int) -> str | None:
+    t = db.dial_list
+    with engine.connect() as conn:
+        return conn.execute(select(t.c.import_state).where(t.c.id == list_id)).scalar()
+
+
+#: staged records made "new" per transaction when a re-import goes live
+SWITCH_BATCH = 5000
+
+
+def _go_live(engine: Engine, list_id: int) -> None:
+    """Make the imported list dialable: a new list is switched on in one
+    small transaction; staged records of a live list are made ``new`` a few
+    thousand at a time (the list is marked ``switching`` first, so that a
+    switch cut short is finished, not forgotten)."""
+    t, r = db.dial_list, db.record
+    with engine.begin() as conn:
+        state = conn.execute(select(t.c.import_state).where(t.c.id == list_id)).scalar()
+        if state == "new":
+            conn.execute(update(t).where(t.c.id == list_id).values(active=True, import_state=None))
+            return
+        conn.execute(update(t).where(t.c.id == list_id).values(import_state="switching"))
+    while True:
+        with engine.begin() as conn:
+            ids = (
+                select(r.c.id)
+                .where(r.c.list_id == list_id, r.c.status == "staged")
+                .limit(SWITCH_BATCH)
+                .scalar_subquery()
+            )
+            done = conn.execute(update(r).where(r.c.id.in_(ids)).values(status="new")).rowcount
+        if not done:
+            break
+    with engine.begin() as conn:
+        conn.execute(update(t).where(t.c.id == list_id).values(import_state=None))
+
+
+def _discard(engine: Engine, list_id: int, created: list[int], reason: str) -> None:
+    """Take back what an unfinished import wrote: its staged records (all
+    records of a list it created, and the list), and the contacts it created
+    that nothing else refers to.  A discard that fails itself leaves the
+    list marked as being imported: not dialed, and resumable."""
+    t, r = db.dial_list, db.record
+    try:
+        with engine.begin() as conn:
+            state = conn.execute(select(t.c.import_state).where(t.c.id == list_id)).scalar()
+        if state == "switching":
+            return  # every row is written: the next import finishes the switch
+        staged = (
+            r.c.list_id == list_id
+            if state == "new"
+            else and_(r.c.list_id == list_id, r.c.status == "staged")
+        )
+        while True:
+            with engine.begin() as conn:
+                ids = select(r.c.id).where(staged).limit(SWITCH_BATCH).scalar_subquery()
+                if not conn.execute(delete(r).where(r.c.id.in_(ids))).rowcount:
+                    break
+        for start in range(0, len(created), SWITCH_BATCH):
+            _drop_contacts(engine, created[start : start + SWITCH_BATCH])
+        with engine.begin() as conn:
+            if state == "new":
+                conn.execute(delete(t).where(t.c.id == list_id))
+            else:
+                conn.execute(update(t).where(t.c.id == list_id).values(import_state=None))
+        log.warning("list %s: import discarded (%s)", list_id, reason)
+    except Exception:
+        log.exception("list %s: discarding an unfinished import failed; it stays staged", list_id)
+
+
+def _drop_contacts(engine: Engine, ids: list[int]) -> None:
+    """Delete the contacts among ``ids`` that no record, consent,
+    interaction or attempt refers to (an import's own, unused ones)."""
+    c, cp = db.contact, db.contact_phone
+    with engine.begin() as conn:
+        used: set[int] = set()
+        for table in (db.record, db.consent, db.interaction):
+            if "contact_id" in table.c:
+                used.update(
+                    conn.execute(
+                        select(table.c.contact_id).where(table.c.contact_id.in_(ids))
+                    ).scalars()
+                )
+        unused = [i for i in ids if i not in used]
+        if unused:
+            conn.execute(delete(cp).where(cp.c.contact_id.in_(unused)))
+            conn.execute(delete(c).where(c.c.id.in_(unused)))
+
+
+def discard_import(engine: Engine, campaign: str, name: str) -> dict[str, Any]:
+    """``dirigent lists discard``: drop an import that was killed midway
+    (its list marked "new" or "adding").  The contacts it created stay (the
+    process that knew them is gone); they have no records and are not dialed."""
+    t = db.dial_list
+    with engine.connect() as conn:
+        campaign_id = conn.execute(
+            select(db.campaign.c.id).where(db.campaign.c.name == campaign)
+        ).scalar()
+        row = conn.execute(
+            select(t.c.id, t.c.import_state).where(t.c.campaign_id == campaign_id, t.c.name == name)
+        ).first()
+    if row is None:
+        raise LookupError(f"list: no list {name!r} in campaign {campaign!r}")
+    if row.import_state not in ("new", "adding"):
+        raise ValueError(
+            f"list: {name!r} is not an unfinished import"
+            + (" (its switch is under way: import it again to finish)" if row.import_state else "")
+        )
+    _discard(engine, row.id, [], reason="discarded on request")
+    return {"campaign": campaign, "list": name, "discarded": True}
 
 
 class SeenNumbers:
@@ -261,7 +482,13 @@ def _list(conn: Connection, campaign_id: int, name: str, source: str) -> int:
 
 
 def _write(
-    conn: Connection, campaign_id: int, list_id: int, batch: list[ListRow], report: ImportReport
+    conn: Connection,
+    campaign_id: int,
+    list_id: int,
+    batch: list[ListRow],
+    report: ImportReport,
+    status: str,
+    created: list[int],
 ) -> None:
     if not batch:
         return
@@ -322,6 +549,7 @@ def _write(
             ],
         )
         contacts.update({r.number.e164: cid for cid, r in zip(ids, needing_contact, strict=True)})
+        created.extend(ids)
     if new_rows:
         _insert_many(
             conn,
@@ -332,7 +560,7 @@ def _write(
                     list_id,
                     contacts[r.number.e164],
                     r.number.e164,
-                    "new",
+                    status,
                     r.priority,
                     json.dumps(r.extra),
                 )
@@ -393,9 +621,9 @@ def _reserve_ids(conn: Connection, table: str, count: int) -> range | list[int]:
     be written in one ``executemany`` without ``RETURNING`` (which SQLAlchemy
     runs row by row on SQLite to keep the order).
 
-    PostgreSQL hands them out from the table's sequence.  On SQLite the
-    import holds the write lock from its start (``_hold_write_lock``), so no
-    one else can take the ids after the largest one."""
+    PostgreSQL hands them out from the table's sequence.  On SQLite each
+    batch's transaction takes the write lock before it reads the largest id
+    (``_hold_write_lock``), so no one else can take the ids after it."""
     if conn.dialect.name == "postgresql":
         return list(
             conn.execute(
@@ -411,7 +639,7 @@ def _reserve_ids(conn: Connection, table: str, count: int) -> range | list[int]:
 
 def _hold_write_lock(conn: Connection, list_id: int) -> None:
     """Take SQLite's write lock now (a write opens the transaction's lock):
-    the ids ``_reserve_ids`` reads stay free until the import commits.
+    the ids ``_reserve_ids`` reads stay free until the batch commits.
     Readers (the running server) go on reading the last committed state.
     On PostgreSQL the row lock keeps a second import of the same list
     waiting until this one ends."""

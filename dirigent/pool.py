@@ -527,7 +527,7 @@ def pool_status(
     with engine.connect() as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
         lists = conn.execute(
-            select(lst.c.id, lst.c.name, lst.c.active)
+            select(lst.c.id, lst.c.name, lst.c.active, lst.c.import_state)
             .where(lst.c.campaign_id == campaign_id)
             .order_by(lst.c.id)
         ).all()
@@ -572,6 +572,8 @@ def pool_status(
                 "blocked_now": dict(blocked),
                 "exhausted": by_status[row.id].get("closed", 0),
             }
+            if row.import_state is not None:  # an import not finished (see lists_import)
+                per_list[row.name]["importing"] = row.import_state
     total: Counter[str] = Counter()
     blocked_all: Counter[str] = Counter()
     for figures in per_list.values():
@@ -682,12 +684,17 @@ def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> d
     with engine.begin() as conn:
         campaign_id = find_campaign_id(conn, campaign)
         row = conn.execute(
-            select(lst.c.id, lst.c.active).where(
+            select(lst.c.id, lst.c.active, lst.c.import_state).where(
                 lst.c.campaign_id == campaign_id, lst.c.name == name
             )
         ).first()
         if row is None:
             raise LookupError(f"list: no list {name!r} in campaign {campaign!r}")
+        if row.import_state == "new":
+            raise LookupError(
+                f"list: {name!r} is still being imported (not whole yet): import the file "
+                "again to finish it, or lists discard"
+            )
         conn.execute(update(lst).where(lst.c.id == row.id).values(active=active))
     return {"campaign": campaign, "list": name, "active": active, "was_active": bool(row.active)}
 

@@ -1,0 +1,173 @@
+"""A list import beside a running server: the server's writes go on between
+the import's batches, nothing of a list is dialed before it is whole, and an
+import cut short (an error, Ctrl-C, kill -9) leaves the old list dialing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, insert, select
+
+from dialer.compliance import Campaign, Compliance, policy_for
+from dirigent import db
+from dirigent.compliance_store import DbConsent, DbDnc
+from dirigent.lists_import import BATCH, import_list
+from dirigent.pool import claim, set_list_active
+from tests.test_pool import NOW
+
+CAMPAIGN = Campaign("us-spring", policy_for("US"), "+12125550199")
+
+
+def write_list(path: Path, first: int, count: int) -> Path:
+    """``count`` New York numbers from ``+1 212 555 <first>`` on (in range 0100-9999)."""
+    rows = "".join(f"+1 212 {first + i:07d},P{i},Person\n" for i in range(count))
+    path.write_text("phone,first_name,last_name\n" + rows)
+    return path
+
+
+def dialable(engine) -> set[str]:
+    """What the hopper would take now (then put back: the claim is rolled into a set)."""
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    taken = claim(engine, CAMPAIGN, gate, NOW, limit=100_000)
+    with engine.begin() as conn:
+        conn.execute(db.hopper.delete())
+    return {c.e164 for c in taken}
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+@pytest.fixture
+def engine(database_url, tmp_path):
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    import_list(engine, write_list(tmp_path / "old.csv", 5550100, 3), "us-spring", create=True)
+    yield engine
+    engine.dispose()
+
+
+def test_the_servers_writes_go_on_between_batches_and_the_new_list_waits(tmp_path):
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    import_list(engine, write_list(tmp_path / "old.csv", 5550100, 3), "us-spring", create=True)
+    # the running server: its own connection, giving up on a lock after 0.5 s
+    server = create_engine(url, connect_args={"timeout": 0.5})
+    seen: list[set[str]] = []
+
+    def meanwhile(rows: int, _fraction: float) -> None:
+        with server.begin() as conn:  # an outcome, a report row: must not wait for the import
+            conn.execute(insert(db.dnc).values(e164=f"+1202555{rows % 10000:04d}", source="t"))
+        seen.append(dialable(server))
+
+    try:
+        big = write_list(tmp_path / "big.csv", 5560000, 4 * BATCH + 10)
+        report = import_list(engine, big, "us-spring", progress=meanwhile)
+        assert report.imported == 4 * BATCH + 10
+        assert len(seen) == 4, "the server wrote after every batch"
+        old = {f"+1212{5550100 + i:07d}" for i in range(3)}
+        assert all(s == old for s in seen), "only the old list was dialable during the import"
+        assert len(dialable(engine)) == 3 + 4 * BATCH + 10
+    finally:
+        server.dispose()
+        engine.dispose()
+
+
+class Interrupted(BaseException):
+    """What Ctrl-C raises: not an Exception."""
+
+
+def test_ctrl_c_midway_takes_back_the_new_list_and_its_contacts(engine, tmp_path):
+    before = (count(engine, db.contact), count(engine, db.record), count(engine, db.dial_list))
+
+    def stop_after_two(rows: int, _fraction: float) -> None:
+        if rows >= 2 * BATCH:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        import_list(
+            engine,
+            write_list(tmp_path / "new.csv", 5560000, 3 * BATCH),
+            "us-spring",
+            progress=stop_after_two,
+        )
+    after = (count(engine, db.contact), count(engine, db.record), count(engine, db.dial_list))
+    assert after == before, "the unfinished import left rows behind"
+    assert len(dialable(engine)) == 3
+
+
+def test_a_failed_reimport_into_a_live_list_keeps_the_old_records_dialing(engine, tmp_path):
+    path = write_list(tmp_path / "old.csv", 5550100, 3 + 2 * BATCH)  # the same list, grown
+
+    def stop(rows: int, _fraction: float) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_list(engine, path, "us-spring", progress=stop)
+    assert count(engine, db.record) == 3
+    assert len(dialable(engine)) == 3
+    with engine.connect() as conn:
+        state = conn.execute(select(db.dial_list.c.active, db.dial_list.c.import_state)).one()
+    assert tuple(state) == (True, None)
+    # and the same import, run again, goes through and only then dials the new rows
+    report = import_list(engine, path, "us-spring")
+    assert report.imported == 2 * BATCH and report.updated == 3
+    assert len(dialable(engine)) == 3 + 2 * BATCH
+
+
+KILLED = """
+import os, signal, sys
+from dirigent import db
+from dirigent.lists_import import import_list
+engine = db.make_engine(sys.argv[1])
+def die(rows, fraction):
+    if rows >= 2000:
+        os.kill(os.getpid(), signal.SIGKILL)
+import_list(engine, sys.argv[2], "us-spring", progress=die)
+"""
+
+
+def test_kill_9_midway_leaves_the_list_undialed_and_running_again_resumes(
+    engine, database_url, tmp_path
+):
+    path = write_list(tmp_path / "new.csv", 5560000, 3 * BATCH)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED, database_url, str(path)], capture_output=True, timeout=120
+    )
+    assert killed.returncode == -9, killed.stderr
+    with engine.connect() as conn:
+        state = conn.execute(
+            select(db.dial_list.c.active, db.dial_list.c.import_state).where(
+                db.dial_list.c.name == "new.csv"
+            )
+        ).one()
+    assert tuple(state) == (False, "new")
+    assert count(engine, db.record) == 3 + 2 * BATCH, "two batches were written"
+    assert len(dialable(engine)) == 3, "nothing of the unfinished list is dialed"
+    with pytest.raises(LookupError, match="still being imported"):
+        set_list_active(engine, "us-spring", "new.csv", True)
+    report = import_list(engine, path, "us-spring")
+    assert report.resumed and report.imported == BATCH and report.updated == 2 * BATCH
+    assert len(dialable(engine)) == 3 + 3 * BATCH
+
+
+def test_lists_discard_drops_a_killed_import(engine, database_url, tmp_path):
+    path = write_list(tmp_path / "new.csv", 5560000, 3 * BATCH)
+    subprocess.run(
+        [sys.executable, "-c", KILLED, database_url, str(path)], capture_output=True, timeout=120
+    )
+    cli = [sys.executable, "-m", "dirigent.cli", "lists", "discard", "new.csv"]
+    done = subprocess.run(
+        [*cli, "--campaign", "us-spring", "--db", database_url], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert count(engine, db.record) == 3 and count(engine, db.dial_list) == 1
+    again = subprocess.run(
+        [*cli, "--campaign", "us-spring", "--db", database_url], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "no list 'new.csv'" in again.stderr
