@@ -4,6 +4,7 @@
 route                                     who          what
 ========================================  ===========  =====================================
 ``POST /api/login``                       anyone       ``{username, password}`` → ``{token, role, agent}``
+``POST /api/logout``                      any user     ends the token it is sent with
 ``GET  /api/agents``                      any user     agents with state, skills, capacity, work
 ``GET  /api/agents/<id>``                 any user     one agent
 ``POST /api/agents/<id>/login``           self / sup.  ``{queues: [...]}``
@@ -30,13 +31,14 @@ before anything changes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from twisted.internet import threads
 from twisted.web import resource, server
 
-from cti.auth import TokenStore, User, check_password
+from cti.auth import LoginThrottle, TokenStore, User, check_login
 from routing.agent import Agent, IllegalTransition
 from routing.model import Channel, RoutingError
 from routing.router import Router
@@ -129,6 +131,23 @@ def _agent_fields(agent: Agent) -> dict[str, Any]:
     }
 
 
+#: longest pause reason (``agent_state_log.reason`` holds 80 characters)
+MAX_REASON = 80
+
+
+def _reason(value: str, name: str) -> str:
+    """A pause reason as it is shown and stored: one line of text.  Control
+    characters (CR, LF, tab, escape ...) are refused here, at the edge: stored
+    raw they would break log lines, CSV exports and the supervisors' screens."""
+    if not value.strip():
+        raise ApiError(400, name, "must not be empty")
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ApiError(400, name, "must not contain control characters (CR, LF, tab ...)")
+    if len(value) > MAX_REASON:
+        raise ApiError(400, name, f"must be at most {MAX_REASON} characters")
+    return value
+
+
 def _field(
     body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], required: bool = True
 ) -> Any:
@@ -172,6 +191,25 @@ def _channel(value: Any, name: str) -> Channel:
         ) from None
 
 
+#: the ``interaction.customer`` column's width
+CUSTOMER_MAX = 200
+
+
+def _text_fits(value: str, field: str, limit: int) -> None:
+    """A text headed for a column of ``limit`` characters, without control
+    characters: refused here with the field named, instead of dropped by the
+    database later (PostgreSQL: value too long for character varying)."""
+    if len(value) > limit:
+        raise ApiError(400, field, f"at most {limit} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ApiError(400, field, "must not contain control characters")
+
+
+#: the latest time a report may ask about (the year 3000): beyond it, or NaN,
+#: the database's date conversion fails
+LATEST_EPOCH = 32503680000.0
+
+
 class ApiResource(resource.Resource):
     isLeaf = True
 
@@ -184,8 +222,10 @@ class ApiResource(resource.Resource):
         *,
         campaigns: CampaignOps | None = None,
         lists: ListOps | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         super().__init__()
+        self.throttle = throttle or LoginThrottle()
         self.ops = ops
         self.campaigns = campaigns
         self.lists = lists
@@ -197,8 +237,11 @@ class ApiResource(resource.Resource):
     def render(self, request: server.Request) -> Any:
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        path = [p.decode() for p in request.postpath if p]
-        method = request.method.decode()
+        try:
+            path = [p.decode() for p in request.postpath if p]
+        except UnicodeDecodeError:
+            return self._error(request, 400, "path", "not UTF-8 (a %-escape of no character)")
+        method = request.method.decode("latin-1")
         try:
             if path == ["lists"] and method == "POST":
                 return self._upload(request)  # the body is the list file, not JSON
@@ -210,6 +253,9 @@ class ApiResource(resource.Resource):
                 raise ApiError(
                     401, "authorization", "a valid bearer token is required (POST /api/login)"
                 )
+            if path == ["logout"] and method == "POST":
+                self.tokens.revoke(self._token(request) or "")
+                return json.dumps({"logged_out": user.username}).encode()
             if method == "GET" and len(path) == 3 and path[0] == "agents" and path[2] == "report":
                 return self._report(request, path[1], user)
             if path[:1] in (["dnc"], ["consent"], ["lists"]) or path[-1:] == ["pool"]:
@@ -248,8 +294,16 @@ class ApiResource(resource.Resource):
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(400, "body", f"not valid JSON ({exc})") from None
+        except RecursionError:  # 64 KB of "[" is within the size limit
+            raise ApiError(400, "body", "nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "body", "must be a JSON object")
+        try:  # "\ud800" is valid JSON but no character: no database can store it
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(
+                400, "body", "holds a lone surrogate (\\uD800-\\uDFFF), no character"
+            ) from None
         return body
 
     @staticmethod
@@ -260,12 +314,20 @@ class ApiResource(resource.Resource):
     def _login(self, request: server.Request, body: dict[str, Any]) -> Any:
         username = _field(body, "username", str)
         password = _field(body, "password", str)
+        address = getattr(request.getClientAddress(), "host", "?")
+        wait = self.throttle.begin(username, address)
+        if wait is not None:
+            request.setHeader(b"retry-after", str(math.ceil(wait)).encode())
+            return self._error(
+                request, 429, "login", f"too many failed logins: try again in {math.ceil(wait)} s"
+            )
 
         def check() -> User | None:
             found = self.users(username)
-            if found is None or not check_password(password, found[1]):
+            # the same scrypt work for an unknown user: no enumeration by timing
+            if not check_login(password, found[1] if found else None):
                 return None
-            return found[0]
+            return found[0] if found else None
 
         def done(user: User | None) -> None:
             if user is None:
@@ -273,6 +335,7 @@ class ApiResource(resource.Resource):
                     self._error(request, 401, "password", "unknown user or wrong password")
                 )
             else:
+                self.throttle.succeeded(username, address)
                 token = self.tokens.issue(user)
                 request.write(
                     json.dumps({"token": token, "role": user.role, "agent": user.agent}).encode()
@@ -302,6 +365,10 @@ class ApiResource(resource.Resource):
                     value = float(raw[0])
                 except ValueError:
                     raise ApiError(400, name, "must be seconds since the epoch") from None
+                if not (math.isfinite(value) and 0 <= value <= LATEST_EPOCH):
+                    raise ApiError(
+                        400, name, f"must be seconds since the epoch, 0 to {LATEST_EPOCH:.0f}"
+                    )
                 start, end = (value, end) if name == "from" else (start, value)
         if end <= start:
             raise ApiError(400, "to", "must be after from")
@@ -507,6 +574,10 @@ class ApiResource(resource.Resource):
                 skills = _levels(body.get("skills", {}), "skills")
                 attributes = _field(body, "attributes", dict, required=False) or {}
                 customer = _field(body, "customer", str, required=False)
+                if customer is not None:
+                    _text_fits(customer, "customer", CUSTOMER_MAX)
+                if not -1000 <= priority <= 1000:
+                    raise ApiError(400, "priority", "must be from -1000 to 1000")
                 iid = ops.create_interaction(
                     channel,
                     queue,
@@ -555,16 +626,14 @@ class ApiResource(resource.Resource):
             for q in queues:
                 if q not in ops.router.queues:
                     raise ApiError(400, "queues", f"unknown queue {q!r}")
-            ops.login(agent_id, queues, _field(body, "paused", str, required=False))
+            paused = _field(body, "paused", str, required=False)
+            ops.login(agent_id, queues, None if paused is None else _reason(paused, "paused"))
         elif method == "POST" and action == "logout":
             ops.logout(agent_id)
         elif method == "POST" and action == "ready":
             ops.ready(agent_id)
         elif method == "POST" and action == "pause":
-            reason = _field(body, "reason", str)
-            if not reason.strip():
-                raise ApiError(400, "reason", "must not be empty")
-            ops.pause(agent_id, reason)
+            ops.pause(agent_id, _reason(_field(body, "reason", str), "reason"))
         elif method == "POST" and action == "end-wrap-up":
             ops.end_wrap_up(agent_id)
         elif method == "PUT" and action == "skills":

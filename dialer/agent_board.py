@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class Part:
     ready: int  # free for a call now
     talk_since: float | None = None  # in a voice conversation since (NOT_YET: offered)
     wrap_since: float | None = None  # in wrap-up since
+    wrap_until: float = math.inf  # ... which ends then at the latest (the campaign's wrap_up)
 
 
 def part_of(agent: Agent) -> Part:
@@ -44,7 +45,8 @@ def part_of(agent: Agent) -> Part:
     if voice is None:
         return Part(1, 1 if available else 0)
     if voice.phase is Phase.WRAP_UP:
-        return Part(1, 0, wrap_since=voice.since)
+        until = voice.wrap_until if voice.wrap_until is not None else math.inf
+        return Part(1, 0, wrap_since=voice.since, wrap_until=until)
     return Part(1, 0, talk_since=voice.since if voice.phase is Phase.ACTIVE else NOT_YET)
 
 
@@ -57,6 +59,9 @@ class Board:
     talking: np.ndarray  # elapsed talk (s), per agent
     wrapping: np.ndarray  # elapsed wrap-up (s), per agent
     busy: list[str]  # the agents behind ``talking`` and ``wrapping``, in that order
+    #: per wrapping agent: seconds until the wrap-up ends by itself (the time
+    #: the router's wrap-up timer was set to; inf: no end set)
+    wrap_left: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class AgentBoard:
@@ -69,6 +74,7 @@ class AgentBoard:
         self._ready = 0
         self._talk_since: dict[str, float] = {}
         self._wrap_since: dict[str, float] = {}
+        self._wrap_until: dict[str, float] = {}
 
     @property
     def members(self) -> Collection[str]:
@@ -83,6 +89,7 @@ class AgentBoard:
             self._ready -= old.ready
             self._talk_since.pop(agent.id, None)
             self._wrap_since.pop(agent.id, None)
+            self._wrap_until.pop(agent.id, None)
         if not (agent.logged_in and self.queue in agent.queues):
             return
         new = self._parts[agent.id] = part_of(agent)
@@ -92,12 +99,13 @@ class AgentBoard:
             self._talk_since[agent.id] = new.talk_since
         elif new.wrap_since is not None:
             self._wrap_since[agent.id] = new.wrap_since
+            self._wrap_until[agent.id] = new.wrap_until
 
     def board(self, now: float, reserved: Collection[str] = ()) -> Board:
         """The picture at ``now``, without the ``reserved`` agents (blended
         agents the inbound side needs: pacing does not count on them)."""
         counted, ready = self._counted, self._ready
-        talk, wrap = self._talk_since, self._wrap_since
+        talk, wrap, until = self._talk_since, self._wrap_since, self._wrap_until
         if reserved:
             for agent_id in reserved:
                 part = self._parts.get(agent_id)
@@ -107,10 +115,12 @@ class AgentBoard:
             talk = {a: t for a, t in talk.items() if a not in reserved}
             wrap = {a: t for a, t in wrap.items() if a not in reserved}
         talking = now - np.fromiter(talk.values(), dtype=float, count=len(talk))
+        left = np.fromiter((until[a] for a in wrap), dtype=float, count=len(wrap)) - now
         return Board(
             counted,
             ready,
             np.maximum(talking, 0.0),  # offered, not talking yet: 0
             now - np.fromiter(wrap.values(), dtype=float, count=len(wrap)),
             [*talk, *wrap],
+            np.maximum(left, 0.0),
         )

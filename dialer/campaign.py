@@ -8,6 +8,7 @@ the FCC requires (47 CFR 64.1200(a)(6)).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -15,6 +16,12 @@ from typing import Any, Protocol
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
 MIN_RING = 15.0
+#: one part of a dial string (technology, endpoint, number prefix): what a
+#: PJSIP endpoint name may be, so control characters or blanks in ``trunk``
+#: stop start-up instead of failing every dial
+DIAL_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+#: after the technology: PJSIP's ``endpoint/sip:user@host:port`` form too
+DIAL_URI_PART = re.compile(r"(sips?:)?[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}(:[0-9]{1,5})?")
 
 
 class CampaignError(ValueError):
@@ -118,7 +125,29 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         raise CampaignError("preview_auto_dial", "must be a positive number of seconds")
     if "{number}" not in s.trunk:
         raise CampaignError("trunk", "must contain {number}")
+    _check_trunk(s.trunk)
     for w in s.windows:
         if w not in ("30d", "day"):
             raise CampaignError("windows", f"unknown window {w!r} (30d, day)")
     return s
+
+
+def _check_trunk(trunk: str) -> None:
+    """``TECH/{number}@endpoint`` or ``TECH/endpoint/{number}``: every part
+    between ``/`` and ``@`` a name like a PJSIP endpoint's (``{number}`` may
+    sit inside one, e.g. ``0{number}``)."""
+    if trunk.count("{number}") != 1:
+        raise CampaignError("trunk", "must contain {number} exactly once")
+    filled = trunk.replace("{number}", "0")
+    parts = re.split(r"[/@]", filled)
+    if len(parts) < 2 or "/" not in filled.split("@", 1)[0]:
+        raise CampaignError(
+            "trunk", f"{trunk!r}: must be TECH/... (e.g. PJSIP/{{number}}@customers)"
+        )
+    for i, part in enumerate(parts):
+        if not (DIAL_PART if i == 0 else DIAL_URI_PART).fullmatch(part):
+            raise CampaignError(
+                "trunk",
+                f"{trunk!r}: {part!r} is not a valid part of a dial string (a letter or digit,"
+                " then up to 63 of letters, digits and _ . + -)",
+            )

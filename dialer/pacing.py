@@ -33,7 +33,7 @@ from scipy.special import bdtrc, ndtr
 
 from dialer.abandon import AbandonLedger
 from dialer.campaign import CampaignSettings
-from dialer.estimates import HORIZONS, Estimates, Tables, Window
+from dialer.estimates import HORIZONS, Estimates, Priors, Tables, Window
 
 STRATEGIES = ("progressive", "ratio:X", "vicidial", "predictive", "oracle-agents", "oracle-calls")
 EMPTY = np.zeros(0)
@@ -56,6 +56,9 @@ class Snapshot:
     ready: int  # free for a call now
     talking: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed talk (s), per agent
     wrapping: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed wrap-up (s)
+    #: per wrapping agent: seconds until the wrap-up ends by itself (the
+    #: campaign's wrap_up, as the router's timer has it); empty: not known
+    wrap_left: np.ndarray = field(default_factory=lambda: EMPTY)
     ringing: np.ndarray = field(default_factory=lambda: EMPTY)  # elapsed ring (s), per dial
     verdicts: np.ndarray = field(default_factory=lambda: EMPTY)  # seconds to AMD verdict
     waiting: int = 0  # persons waiting for an agent now
@@ -276,6 +279,12 @@ class Predictive(Strategy):
             mv[0, :n] = free_by
         else:
             mv = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
+            if len(s.wrap_left):
+                # a wrap-up that ends by its timer within the window: free by then for sure
+                table = Tables.rows(t.wrap, s.wrapping)[:, c : c + n]
+                sure = wrap_free_by(s, t, c, n)
+                mv[0, :n] += (sure - table).sum(axis=0)
+                mv[0, n:] += (sure * (1.0 - sure) - table * (1.0 - table)).sum(axis=0)
         # D(h) + 1/2 - S(h) and its variance
         base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
         var = mv[0, n:] + mv[1, n:]
@@ -350,6 +359,34 @@ class Predictive(Strategy):
         return len(upcoming)
 
 
+def wrap_free_by(s: Snapshot, t: Tables, c: int, n: int) -> np.ndarray:
+    """P(free by h + c) per wrapping agent (rows) and horizon h (columns).
+
+    What the campaign has learned of its agents' after-call work (how often
+    they end it early), and certainty once the wrap-up's own end is reached:
+    the router ends it then (``wrap_up`` of the campaign).  A new campaign's
+    estimates start from its configured ``wrap_up`` (see
+    :func:`estimates_for`), so an agent just into a 120 s wrap-up is not
+    counted on before it is free."""
+    p = Tables.rows(t.wrap, s.wrapping)[:, c : c + n]
+    if len(s.wrap_left) != len(s.wrapping) or not len(p):
+        return p
+    return np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, c : c + n])
+
+
+def estimates_for(settings: CampaignSettings) -> Estimates:
+    """A campaign's estimates before its own calls teach it: ring and AMD
+    from its settings, and after-call work as long as its ``wrap_up`` (the
+    longest an agent may take; agents who end it sooner teach the estimates
+    so).  The default prior (20 s) let the pacer dial for agents who had two
+    minutes of wrap-up left."""
+    return Estimates(
+        ring_timeout=settings.ring_timeout,
+        amd_delay=settings.amd_delay if settings.amd else 0.0,
+        priors=Priors(wrap_mean=max(1.0, settings.wrap_up)),
+    )
+
+
 def poisson_binomial(p: np.ndarray) -> np.ndarray:
     """Distribution of a sum of independent Bernoulli variables, per column.
 
@@ -386,7 +423,7 @@ def exact_abandon_chances(
         Tables.rows(t.ring, s.ringing)[:, :n],
         (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer,
         1.0 - Tables.rows(t.talk, s.talking)[:, c : c + n],
-        1.0 - Tables.rows(t.wrap, s.wrapping)[:, c : c + n],
+        1.0 - wrap_free_by(s, t, c, n),
     ]
     pmf = poisson_binomial(np.concatenate(rows))  # (n, terms + 1)
     # new calls before this one that must need an agent for it to be abandoned,

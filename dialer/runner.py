@@ -21,8 +21,12 @@ One runner drives one campaign through the Telephony port:
 
 If the PBX link drops, dialing stops at once; after the resync, attempts
 whose channel is gone are closed as "unknown" (never redialed blindly) and
-live ones are followed again.  :meth:`reconcile` does the same for attempts
-left open by a previous run of the process.
+live ones are followed again; a conversation whose channel vanished ends
+when the link was lost (its talk time is not stretched to the resync), with
+the outcome "pbx-lost" (the record counts as reached, like "answered").
+:meth:`reconcile` does the same for attempts left open by a previous run of
+the process.  A person is moved only into the bridge of an agent whose
+nailed-up leg is there (``can_connect``): an empty conference is no agent.
 
 Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
 """
@@ -61,6 +65,9 @@ from routing.router import Offer, Router
 
 log = Logger(namespace="dirigent.dialer")
 
+#: a conversation whose channels vanished with the PBX link (stored as the
+#: attempt's outcome; the retry rules see "answered": the person was reached)
+PBX_LOST = "pbx-lost"
 #: attempt outcomes (the retry rules' vocabulary, see dialer.retry)
 _DIAL_OUTCOME = {
     Outcome.BUSY: "busy",
@@ -182,6 +189,8 @@ class CampaignRunner:
         oracle: Oracle | None = None,
         foreign_offers: Callable[[list[Offer]], None] | None = None,
         reserved_agents: Callable[[float], set[str]] | None = None,
+        can_connect: Callable[[str], bool] | None = None,
+        no_leg: Callable[[str], None] | None = None,
         ticks_router: bool = True,
         tick: float = 1.0,
     ) -> None:
@@ -203,6 +212,13 @@ class CampaignRunner:
         #: blended agents the inbound side needs now (service level at risk):
         #: pacing does not count on them, so the dialer yields them first
         self.reserved_agents = reserved_agents
+        #: whether an agent's nailed-up leg is in its bridge now (the ACD's
+        #: ``has_leg``); None: every agent has one (simulations)
+        self.can_connect = can_connect
+        #: told of an agent offered a call without a leg (pauses it, nails it up)
+        self.no_leg = no_leg
+        #: when the PBX link was lost (None while up)
+        self.lost_at: float | None = None
         #: False when another component (the ACD) ticks the shared router and
         #: hands this runner its offers through :meth:`own_offers`
         self.ticks_router = ticks_router
@@ -275,13 +291,17 @@ class CampaignRunner:
         a = self.router.agents.get(agent)
         if a is None or not any(w.phase is Phase.WRAP_UP for w in a.work.values()):
             return
-        talk = self._talk.pop(agent, None)
-        if talk is not None:
-            self.estimates.handled(talk[0], now - talk[1])
-        self._route(self.router.end_wrap_up(agent, now))
+        self._route(self.router.end_wrap_up(agent, now))  # the listener learns its length
 
     def _agent_changed(self, agent: Any) -> None:
         self._board.update(agent)
+        if agent.id in self._talk and not any(
+            w.phase is Phase.WRAP_UP for w in agent.work.values()
+        ):
+            # after-call work over, however it ended (the agent, the router's
+            # timer, the desktop through the ACD): the estimates learn its length
+            talk, wrap_start = self._talk.pop(agent.id)
+            self.estimates.handled(talk, self.clock.seconds() - wrap_start)
         preview = self.previews.get(agent.id)
         if (
             preview is not None
@@ -319,6 +339,7 @@ class CampaignRunner:
             ready=board.ready,
             talking=board.talking,
             wrapping=board.wrapping,
+            wrap_left=board.wrap_left,
             ringing=np.asarray(ringing, dtype=float),
             verdicts=np.asarray(verdicts, dtype=float),
             waiting=len(self.waiting_since),
@@ -541,14 +562,17 @@ class CampaignRunner:
                 self._connected(self.by_channel[uid], self.clock.seconds())
             case ChannelHungUp(uniqueid=uid) if uid in self.by_channel:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
-            case PbxDisconnected() if self.status != "stopped":
-                log.warn(
-                    "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
-                    c=self.settings.name,
-                    n=len(self.live),
-                )
+            case PbxDisconnected():
+                self.lost_at = self.clock.seconds()
+                if self.status != "stopped":
+                    log.warn(
+                        "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
+                        c=self.settings.name,
+                        n=len(self.live),
+                    )
             case ResyncCompleted():
                 self.reconcile_live()
+                self.lost_at = None
                 self.pace_soon()
             case _:
                 pass
@@ -589,6 +613,22 @@ class CampaignRunner:
             attempt = self.live.get(offer.interaction)
             if attempt is None:
                 foreign.append(offer)
+                continue
+            if self.can_connect is not None and not self.can_connect(offer.agent):
+                # never into an agent's bridge without the agent's leg in it
+                log.warn(
+                    "campaign {c}: agent {g} has no phone leg; {a} goes back to the queue",
+                    c=self.settings.name,
+                    g=offer.agent,
+                    a=attempt.id,
+                )
+                if self.no_leg is not None:
+                    self.no_leg(offer.agent)
+                now = self.clock.seconds()
+                if offer.interaction in self.router.offered:
+                    foreign += self.own_offers(
+                        self.router.decline(offer.agent, offer.interaction, now)
+                    )
                 continue
             attempt.agent = offer.agent
             self._redirect(attempt, "dirigent-join", offer.agent)
@@ -653,6 +693,17 @@ class CampaignRunner:
         if not attempt.open:
             return
         if attempt.connected is not None and attempt.agent is not None:
+            vanished = event.resynced and self.lost_at is not None
+            if vanished or getattr(event, "cut_by_shutdown", False):
+                # cut by the PBX; one that vanished while the link was down ended
+                # at the latest when the link was lost (not at the resync)
+                ended = max(attempt.connected, self.lost_at or now) if vanished else now
+                if attempt.id in self.router.handling:
+                    self._route(
+                        self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
+                    )
+                self._end(attempt, PBX_LOST, ended, retry_as="answered")
+                return
             if attempt.id in self.router.handling:
                 self._talk[attempt.agent] = (now - attempt.connected, now)
                 self._route(
@@ -688,16 +739,18 @@ class CampaignRunner:
         self.estimates.outcome("failed")
         self._end(attempt, "no-answer", now)
 
-    def _end(self, attempt: Attempt, outcome: str, now: float) -> None:
+    def _end(self, attempt: Attempt, outcome: str, now: float, retry_as: str | None = None) -> None:
+        """Close the attempt with ``outcome`` at ``now``; the retry rules see
+        ``retry_as`` when given (an outcome of their vocabulary)."""
         if not attempt.open:
             return
-        self._line_change(now)
+        self._line_change(max(now, self._last_line_change))
         attempt.outcome, attempt.ended = outcome, now
         self.live.pop(attempt.id, None)
         self.by_channel.pop(attempt.channel_id, None)
         self.log.end(attempt)
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
-        self.source.done(attempt.lead, outcome, now)
+        self.source.done(attempt.lead, retry_as or outcome, now)
         preview = self.previews.get(attempt.agent) if attempt.agent else None
         if preview is not None and preview.attempt == attempt.id:
             del self.previews[attempt.agent]  # type: ignore[arg-type]  # not answered
@@ -738,7 +791,9 @@ class CampaignRunner:
             attempt.outcome, attempt.ended = "unknown", now
             self.log.end(attempt)
             self.source.done(attempt.lead, "unknown", now)
+            self.stats.outcomes["unknown"] = self.stats.outcomes.get("unknown", 0) + 1
             closed.append(attempt)
+            self._notify("ended", attempt)  # counted and reported like any other end
         return closed
 
     def _agent_bridged_with(self, chan: Any) -> str | None:

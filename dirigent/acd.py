@@ -19,8 +19,19 @@ router's universal queue and carries out the router's offers:
 A caller hanging up while waiting is counted abandoned (with the wait); one
 hanging up while connected ends the interaction (agent to wrap-up).  After a
 PBX link loss, waiting calls stay queued; the resync reports calls that ended
-meanwhile (closed with the right outcome) and nailed agent legs that
-vanished (agent paused, reason "pbx lost").
+meanwhile: a conversation among them ends at the moment the link was lost
+(its talk time is not stretched to the resync) with the outcome "pbx-lost".
+
+Nailed-up agents are offered calls only while their leg sits in its bridge.
+An agent without one is paused with the reason "pbx lost" (the leg vanished
+with the PBX: restart, crash, link loss) or "no phone" (a nail-up failed or
+is still ringing), and the leg is nailed up again by itself: after the
+resync, and after every failure, with retries backed off 1 s, 2 s, 4 s ...
+(capped, at most ``nail_retries`` in a row; the clock is the injected one).
+Once the leg is in its bridge the agent returns to what it was before,
+ready or paused with its own reason.  A leg the agent's phone hung up
+("phone hung up") is not rung again until the agent or a supervisor sets
+the agent ready.
 
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
@@ -34,15 +45,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from asterisk.errors import ActionOutcomeUnknown
 from asterisk.events import (
     BridgeEntered,
     ChannelHungUp,
+    OriginateResult,
+    Outcome,
     PbxDisconnected,
     PbxEvent,
+    PbxShutdown,
     ResyncCompleted,
     UserEventReceived,
 )
@@ -54,7 +70,19 @@ from routing.router import Exit, Offer, Router
 
 log = Logger(namespace="dirigent.acd")
 
+#: pause reasons of a nailed-up agent without its leg (set and cleared by the ACD)
 PBX_LOST = "pbx lost"
+NO_PHONE = "no phone"
+PHONE_HUNG_UP = "phone hung up"
+LEG_REASONS = frozenset((PBX_LOST, NO_PHONE))
+#: the outcome of a conversation whose channels vanished with the PBX link
+ENDED_PBX_LOST = "pbx-lost"
+#: a leg hung up this long before the PBX announced its shutdown (or the link
+#: dropped) went down with the PBX, not by the agent's hand
+SHUTDOWN_WINDOW = 5.0
+#: the pause a preview campaign sets; never restored after a lost leg (the
+#: record on screen went back meanwhile)
+PREVIEW = "preview"
 SL_WINDOW = 1800.0  # "service level over the last 30 minutes"
 
 
@@ -64,6 +92,17 @@ class AgentEndpoint:
     endpoint: str  # e.g. "1001" for PJSIP/1001
     mode: str = "ring"  # "ring" or "nailed"
     nailed_uniqueid: str | None = None
+    #: the nailed leg is in its bridge (calls may be moved in)
+    leg_up: bool = False
+    #: queues to log in to once the leg is up (auto-login, login without a leg)
+    queues: list[str] | None = None
+    #: what the agent returns to once the leg is up: None = ready, else that pause
+    resume: str | None = None
+    nailing: bool = False  # an Originate for the leg is in flight
+    answered: bool = False  # ... and was answered (the bridge comes next)
+    tries: int = 0  # nail-ups failed in a row
+    retry: IDelayedCall | None = None
+    hung_up_at: float | None = None  # the leg hung up (not yet known why)
 
 
 @dataclass
@@ -136,6 +175,12 @@ class AcdMetrics:
             ["state", "channel"],
             registry=registry,
         )
+        self.nailup_failures = Counter(
+            "dirigent_agent_nailup_failures",
+            "Nail-ups of an agent's phone leg that failed (each is retried, backed off)",
+            ["reason"],
+            registry=registry,
+        )
 
 
 class InboundAcd:
@@ -151,6 +196,9 @@ class InboundAcd:
         tick_interval: float = 1.0,
         day_start: Callable[[float], float] = lambda now: now - now % 86_400,
         bus: EventBus | None = None,
+        nail_retry_initial: float = 1.0,
+        nail_retry_max: float = 60.0,
+        nail_retries: int = 10,
     ) -> None:
         self.telephony = telephony
         self.router = router
@@ -161,7 +209,13 @@ class InboundAcd:
         self.metrics = AcdMetrics(registry) if registry is not None else None
         self.calls: dict[str, _Call] = {}  # interaction id (caller uniqueid) -> call
         self.by_nailed: dict[str, str] = {}  # nailed agent leg uniqueid -> agent
-        self._login_when_bridged: dict[str, list[str]] = {}
+        self.nail_retry_initial = nail_retry_initial
+        self.nail_retry_max = nail_retry_max
+        self.nail_retries = nail_retries
+        #: when the PBX link was lost (None while up): conversations that vanished
+        #: meanwhile end then, not at the resync
+        self.lost_at: float | None = None
+        self._pbx_going_down = False  # Shutdown seen: legs hanging up now go with the PBX
         self.answers: deque[tuple[float, str, float]] = deque()  # (answered at, queue, wait)
         self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
         self._today_start = day_start(clock.seconds())
@@ -189,26 +243,79 @@ class InboundAcd:
         self.stopping = True  # the PBX link closes next: expected, not a fault
         if self._ticker.running:
             self._ticker.stop()
+        for ep in self.endpoints.values():
+            self._cancel_retry(ep)
 
     # -- agents -------------------------------------------------------------------------
     # Agent operations go through here, not straight to the router, so that
     # the offers they cause are carried out at once.
     def login(self, agent: str, queues: list[str], paused: str | None = None) -> None:
+        """Log in.  A nailed-up agent without a leg logs in paused "no phone"
+        and its leg is nailed up; it becomes ready (or ``paused``) once the
+        leg is in its bridge."""
+        _check_reason(paused)
+        ep = self.endpoints.get(agent)
+        if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
+            self.router.login(agent, self.clock.seconds(), queues, NO_PHONE)
+            ep.queues, ep.resume = list(queues), paused
+            self.nail_up(agent)
+            return
         self._route(self.router.login(agent, self.clock.seconds(), queues, paused))
 
     def ready(self, agent: str) -> None:
+        """Ready for work.  For a nailed-up agent whose leg is down this does
+        not open routing (a call moved to an agent without a leg finds an
+        empty conference): the wish is kept, the agent stays paused "pbx
+        lost" / "no phone", a nail-up is started if none is under way, and
+        the agent is ready by itself once the leg is in its bridge."""
+        ep = self.endpoints.get(agent)
+        a = self.router.agents.get(agent)
+        if (
+            ep is not None
+            and ep.mode == "nailed"
+            and a is not None
+            and a.logged_in
+            and not self.has_leg(agent)
+        ):
+            ep.resume = None
+            if a.pause_reason not in LEG_REASONS:
+                self.router.pause(agent, self.clock.seconds(), NO_PHONE)
+            if not ep.nailing and (ep.retry is None or not ep.retry.active()):
+                ep.tries = 0
+                self.nail_up(agent)
+            return
         self._route(self.router.ready(agent, self.clock.seconds()))
 
     def pause(self, agent: str, reason: str) -> None:
+        """Pause.  While a nailed-up agent's leg is down the pause is kept for
+        when the leg is back (the agent shows the leg's reason until then)."""
+        _check_reason(reason)
+        ep = self.endpoints.get(agent)
+        a = self.router.agents.get(agent)
+        if (
+            ep is not None
+            and a is not None
+            and a.logged_in
+            and a.pause_reason in LEG_REASONS
+            and not self.has_leg(agent)
+        ):
+            ep.resume = reason
+            return
         self.router.pause(agent, self.clock.seconds(), reason)
 
     def logout(self, agent: str) -> None:
         self.router.logout(agent, self.clock.seconds())
+        ep = self.endpoints.get(agent)
+        if ep is not None:  # logged out on purpose: not logged in again by a re-nail
+            self._cancel_retry(ep)
+            ep.queues, ep.resume = None, None
 
     def end_wrap_up(self, agent: str) -> None:
         self._route(self.router.end_wrap_up(agent, self.clock.seconds()))
 
-    def _publish_interaction(self, event: str, interaction: Interaction, **extra: Any) -> None:
+    def _publish_interaction(
+        self, event: str, interaction: Interaction, at: float | None = None, **extra: Any
+    ) -> None:
         self.bus.publish(
             "interaction",
             event=event,
@@ -216,7 +323,7 @@ class InboundAcd:
             channel=interaction.channel.value,
             queue=interaction.queue,
             customer=interaction.customer,
-            at=self.clock.seconds(),
+            at=self.clock.seconds() if at is None else at,
             history=list(interaction.history),
             **extra,
         )
@@ -355,31 +462,210 @@ class InboundAcd:
         prefix = f"agent-{agent}-"
         for uid, chan in self.telephony.mirror.channels.items():
             if uid.startswith(prefix) and chan.bridge_id is not None:
-                self.endpoints[agent].nailed_uniqueid = uid
+                ep = self.endpoints[agent]
+                ep.nailed_uniqueid, ep.leg_up, ep.queues = uid, True, list(queues)
                 self.by_nailed[uid] = agent
                 self.login(agent, queues)
                 log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
                 return True
         return False
 
-    def nail_up(self, agent: str, queues: list[str] | None = None) -> Any:
+    def has_leg(self, agent: str) -> bool:
+        """May calls be moved to this agent?  Ring-mode agents: always (their
+        phone is rung per call).  Nailed-up agents: only while their leg is in
+        its bridge, as the PBX mirror shows it."""
+        ep = self.endpoints.get(agent)
+        if ep is None or ep.mode != "nailed":
+            return True
+        if not ep.leg_up or ep.nailed_uniqueid is None:
+            return False
+        chan = self.telephony.mirror.get(ep.nailed_uniqueid)
+        return chan is not None and chan.bridge_id is not None
+
+    def nail_up(self, agent: str, queues: list[str] | None = None) -> Deferred[None]:
         """Bring a nailed-up agent's phone into its own bridge (dirigent-agent).
 
         With ``queues``, the agent is logged in once the leg is in its bridge
-        (not before: a caller moved in earlier would find no bridge)."""
+        (not before: a caller moved in earlier would find no bridge).  A
+        failure (busy, no answer, originate refused) is logged, counted
+        (``dirigent_agent_nailup_failures_total``) and retried, backed off;
+        the agent shows "no phone" meanwhile.  Calling this while a nail-up
+        is under way, or with the leg up, changes nothing (one leg per agent).
+        The Deferred fires (with None) once the Originate is answered or has
+        failed; it never fails."""
         ep = self.endpoints[agent]
-        uid = f"agent-{agent}-{int(self.clock.seconds() * 1000)}"
-        ep.nailed_uniqueid = uid
-        self.by_nailed[uid] = agent
         if queues is not None:
-            self._login_when_bridged[uid] = list(queues)
-        return self.telephony.originate(
+            ep.queues = list(queues)
+        if ep.nailing or self.has_leg(agent):
+            return succeed(None)
+        self._cancel_retry(ep)
+        return self._nail(agent)
+
+    def _nail(self, agent: str) -> Deferred[None]:
+        ep = self.endpoints[agent]
+        ep.retry = None
+        if not self.telephony.connected:
+            return succeed(None)  # the resync after the reconnect nails it up
+        uid = f"agent-{agent}-{int(self.clock.seconds() * 1000)}"
+        if uid == ep.nailed_uniqueid or uid in self.by_nailed:
+            uid = f"{uid}{ep.tries + 1}"  # same millisecond: still agent-<id>-<digits>
+        if ep.nailed_uniqueid is not None:
+            self.by_nailed.pop(ep.nailed_uniqueid, None)
+        ep.nailed_uniqueid, ep.leg_up, ep.nailing, ep.answered = uid, False, True, False
+        self.by_nailed[uid] = agent
+        d = self.telephony.originate(
             f"PJSIP/{ep.endpoint}",
             context="dirigent-agent",
             exten=agent,
             channel_id=uid,
             timeout_ms=30_000,
         )
+        d.addCallbacks(self._nail_result, self._nail_error, (agent, uid), None, (agent, uid))
+        return d
+
+    def _nail_result(self, result: OriginateResult, agent: str, uid: str) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid or not ep.nailing:
+            return
+        if result.outcome is Outcome.ANSWERED:
+            ep.answered = True  # the bridge follows (or a hang-up: see on_event)
+            return
+        cause = f", cause {result.cause}" if result.cause is not None else ""
+        self._nail_failed(agent, uid, result.outcome.value, f"{result.outcome.value}{cause}")
+
+    def _nail_error(self, failure: Any, agent: str, uid: str) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid or not ep.nailing:
+            return
+        if not self.telephony.connected:
+            # the link dropped under the Originate: the resync shows whether the
+            # leg exists, and nails it up if not
+            ep.nailing = False
+            log.info("agent {a}: nail-up interrupted by the PBX link loss", a=agent)
+            return
+        unknown = failure.check(ActionOutcomeUnknown) is not None
+        self._nail_failed(
+            agent, uid, "unknown" if unknown else "originate-failed", failure.getErrorMessage()
+        )
+
+    def _nail_failed(self, agent: str, uid: str, reason: str, detail: str) -> None:
+        ep = self.endpoints[agent]
+        ep.nailing, ep.answered, ep.leg_up = False, False, False
+        self.by_nailed.pop(uid, None)
+        ep.tries += 1
+        if self.metrics:
+            self.metrics.nailup_failures.labels(reason).inc()
+        delay = self._retry_delay(ep)
+        if delay is None:
+            log.error(
+                "agent {a}: nail-up of PJSIP/{e} failed ({d}); gave up after {n} tries in a row"
+                " (the agent stays paused '{r}' until set ready or the next resync)",
+                a=agent,
+                e=ep.endpoint,
+                d=detail,
+                n=ep.tries,
+                r=NO_PHONE,
+            )
+        else:
+            log.warn(
+                "agent {a}: nail-up of PJSIP/{e} failed ({d}); try {n} again in {s:g} s",
+                a=agent,
+                e=ep.endpoint,
+                d=detail,
+                n=ep.tries + 1,
+                s=delay,
+            )
+        self._leg_down(agent, NO_PHONE)
+        if delay is not None:
+            self._schedule_nail(agent, delay)
+
+    def _retry_delay(self, ep: AgentEndpoint) -> float | None:
+        """1 s, 2 s, 4 s ... capped; None once ``nail_retries`` failed in a row."""
+        if ep.tries >= self.nail_retries:
+            return None
+        return float(min(self.nail_retry_max, self.nail_retry_initial * 2 ** max(0, ep.tries - 1)))
+
+    def _schedule_nail(self, agent: str, delay: float) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailing or (ep.retry is not None and ep.retry.active()):
+            return
+        ep.retry = self.clock.callLater(delay, self._nail, agent)
+
+    @staticmethod
+    def _cancel_retry(ep: AgentEndpoint) -> None:
+        if ep.retry is not None and ep.retry.active():
+            ep.retry.cancel()
+        ep.retry = None
+
+    def _leg_down(self, agent: str, reason: str) -> None:
+        """The agent has no leg: it shows ``reason`` (and keeps what to return to)."""
+        ep = self.endpoints[agent]
+        a = self.router.agents.get(agent)
+        if a is None:
+            return
+        now = self.clock.seconds()
+        if not a.logged_in:
+            if ep.queues is not None:  # meant to be logged in: visible, not logged out
+                self.router.login(agent, now, ep.queues, reason)
+            return
+        if a.pause_reason not in LEG_REASONS and a.pause_reason != PHONE_HUNG_UP:
+            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
+        if a.pause_reason != reason:
+            self.router.pause(agent, now, reason)
+
+    def _leg_up(self, agent: str) -> None:
+        """The leg is in its bridge: log in, or back to ready / the agent's own pause."""
+        ep = self.endpoints[agent]
+        self._cancel_retry(ep)
+        ep.leg_up, ep.nailing, ep.answered, ep.tries, ep.hung_up_at = True, False, False, 0, None
+        a = self.router.agents.get(agent)
+        if a is None:
+            return
+        resume, ep.resume = ep.resume, None
+        now = self.clock.seconds()
+        if not a.logged_in:
+            if ep.queues is not None:
+                self._route(self.router.login(agent, now, ep.queues, resume))
+            return
+        if a.pause_reason in LEG_REASONS:
+            log.info("agent {a}: phone leg up again", a=agent)
+            if resume is None:
+                self._route(self.router.ready(agent, now))
+            else:
+                self.router.pause(agent, now, resume)
+
+    def leg_missing(self, agent: str) -> None:
+        """Someone was about to move a call to ``agent`` whose leg is gone
+        (the campaign runners ask :meth:`has_leg` first): pause the agent
+        "no phone" and nail the leg up again."""
+        log.warn("agent {a}: no phone leg in its bridge; not offered calls until it is", a=agent)
+        self._leg_down(agent, NO_PHONE)
+        self._schedule_nail(agent, 0)
+
+    def _renail_all(self) -> None:
+        """After a resync: every logged-in nailed agent without its leg (lost
+        with the PBX, or never up) gets a new one, the first try after
+        ``nail_retry_initial`` (Asterisk takes logins before it has booted)."""
+        for agent, ep in self.endpoints.items():
+            a = self.router.agents.get(agent)
+            if ep.mode != "nailed" or a is None or not a.logged_in or ep.nailing:
+                continue
+            if a.pause_reason not in LEG_REASONS or self.has_leg(agent):
+                continue
+            self._cancel_retry(ep)
+            ep.tries = 0
+            self._schedule_nail(agent, self.nail_retry_initial)
+
+    def _with_the_pbx(self, now: float) -> None:
+        """The PBX is going (Shutdown) or gone (link lost): legs that hung up
+        just before went with it, not by the agent's hand."""
+        for agent, ep in self.endpoints.items():
+            if ep.hung_up_at is None:
+                continue
+            recent, ep.hung_up_at = now - ep.hung_up_at <= SHUTDOWN_WINDOW, None
+            a = self.router.agents.get(agent)
+            if recent and a is not None and a.logged_in and a.pause_reason == PHONE_HUNG_UP:
+                self.router.pause(agent, now, PBX_LOST)
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: PbxEvent) -> None:
@@ -393,25 +679,51 @@ class InboundAcd:
                 self._fallback(event, now)
             case BridgeEntered(uniqueid=uid) if uid in self.calls:
                 self._connected(uid, now)
-            case BridgeEntered(uniqueid=uid) if uid in self._login_when_bridged:
-                agent = self.by_nailed.get(uid)
-                queues = self._login_when_bridged.pop(uid)
-                if agent is not None and not self.router.agents[agent].logged_in:
-                    self.login(agent, queues)
+            case BridgeEntered(uniqueid=uid) if uid in self.by_nailed:
+                agent = self.by_nailed[uid]
+                if self.endpoints[agent].nailed_uniqueid == uid:
+                    self._leg_up(agent)
             case ChannelHungUp(uniqueid=uid) if uid in self.calls:
                 self._caller_gone(uid, now, vanished=event.resynced)
             case ChannelHungUp(uniqueid=uid) if uid in self.by_nailed:
-                agent = self.by_nailed.pop(uid)
-                self._login_when_bridged.pop(uid, None)
-                self._agent_lost(agent, now, PBX_LOST if event.resynced else "phone hung up")
+                # with the PBX: vanished during a link loss, or cut by a shutdown/restart
+                with_pbx = event.resynced or getattr(event, "cut_by_shutdown", False)
+                self._leg_gone(self.by_nailed.pop(uid), uid, now, with_pbx)
+            case PbxShutdown():
+                self._pbx_going_down = True
+                self._with_the_pbx(now)
             case ResyncCompleted():
+                self.lost_at, self._pbx_going_down = None, False
+                self._renail_all()
                 self._route(self.router.route(now))
-            case PbxDisconnected() if not self.stopping:
-                log.warn(
-                    "PBX link lost: {n} calls stay queued until resync", n=len(self.router.waiting)
-                )
+            case PbxDisconnected():
+                self.lost_at = now
+                self._with_the_pbx(now)
+                for ep in self.endpoints.values():
+                    self._cancel_retry(ep)  # the resync decides what to nail up
+                if not self.stopping:
+                    log.warn(
+                        "PBX link lost: {n} calls stay queued until resync",
+                        n=len(self.router.waiting),
+                    )
             case _:
                 pass
+
+    def _leg_gone(self, agent: str, uid: str, now: float, with_pbx: bool) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid:
+            return  # an older leg of this agent
+        was_up, ep.leg_up = ep.leg_up, False
+        if not was_up:
+            if ep.nailing and ep.answered:  # answered, then hung up before the bridge
+                self._nail_failed(agent, uid, "hung-up", "hung up before its bridge")
+            elif ep.nailing and with_pbx:
+                ep.nailing = False  # went with the PBX: the resync nails it up
+            return  # still ringing: the Originate's result says how it ended
+        with_pbx = with_pbx or self._pbx_going_down
+        self._agent_lost(agent, now, PBX_LOST if with_pbx else PHONE_HUNG_UP)
+        if not with_pbx:
+            ep.hung_up_at = now  # unless the PBX turns out to be going down
 
     def _arrived(self, event: UserEventReceived, now: float) -> None:
         uid = event.fields.get("CallUniqueid") or event.uniqueid
@@ -468,6 +780,12 @@ class InboundAcd:
                 self.router.decline(offer.agent, offer.interaction, self.clock.seconds())
                 continue
             if ep.mode == "nailed":
+                if not self.has_leg(offer.agent):  # an empty conference is no agent
+                    call.agent = None
+                    self.leg_missing(offer.agent)
+                    now = self.clock.seconds()
+                    self._route(self.router.decline(offer.agent, offer.interaction, now))
+                    continue
                 d = self.telephony.redirect(call.channel, "dirigent-join", offer.agent)
             else:
                 d = self.telephony.redirect(call.channel, "dirigent-connect", ep.endpoint)
@@ -536,11 +854,17 @@ class InboundAcd:
         call = self.calls.pop(uid)
         queue = call.interaction.queue
         if call.answered_at is not None and call.agent is not None:
-            self._publish_interaction("ended", call.interaction, agent=call.agent)
+            # vanished with the link: it ended at the latest when the link was lost
+            lost = vanished and self.lost_at is not None
+            ended = max(call.answered_at, self.lost_at or now) if lost else now
+            extra = {"outcome": ENDED_PBX_LOST} if lost else {}
+            self._publish_interaction(
+                "ended", call.interaction, agent=call.agent, at=ended, **extra
+            )
             if uid in self.router.handling:
                 self._route(self.router.finish(call.agent, uid, now, self.wrap_up))
             if self.metrics:
-                self.metrics.handle.labels(queue, "voice").observe(now - call.answered_at)
+                self.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
             return
         self.router.abandon(uid, now)
         wait = now - call.interaction.arrived
@@ -556,6 +880,9 @@ class InboundAcd:
         a = self.router.agents.get(agent)
         if a is None or not a.logged_in:
             return
+        ep = self.endpoints.get(agent)
+        if ep is not None and a.pause_reason not in LEG_REASONS | {PHONE_HUNG_UP}:
+            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
         for iid in list(a.work):
             a.drop(now, iid, reason)
             self.router.handling.pop(iid, None)
@@ -630,3 +957,10 @@ class InboundAcd:
                 m.agents.labels(state.value, channel.value).set(
                     counts.get((state.value, channel.value), 0)
                 )
+
+
+def _check_reason(reason: str | None) -> None:
+    """Pause reasons are one line of text: a control character (CR, LF ...)
+    is refused before it reaches the state log (the API refuses it first)."""
+    if reason is not None and any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in reason):
+        raise ValueError("reason: must not contain control characters (CR, LF, tab ...)")

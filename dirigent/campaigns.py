@@ -40,7 +40,8 @@ from cti.bus import EventBus
 from dialer.abandon import WINDOWS, AbandonLedger
 from dialer.campaign import CampaignError
 from dialer.compliance import Compliance
-from dialer.runner import Attempt, CampaignRunner
+from dialer.pacing import estimates_for
+from dialer.runner import PBX_LOST, Attempt, CampaignRunner
 from dirigent import db
 from dirigent.acd import InboundAcd
 from dirigent.compliance_store import DbConsent, DbDnc
@@ -195,8 +196,14 @@ class Campaigns:
                 source,
                 attempts=DbAttemptLog(engine, s.name),
                 ledger=self._ledger(cfg),
+                # after-call work as configured until the campaign learns better:
+                # agents in a 120 s wrap-up are not counted on before it ends
+                estimates=estimates_for(s),
                 foreign_offers=acd.route_offers,
                 reserved_agents=acd.agents_needed_inbound,
+                # a person goes only to an agent whose nailed-up leg is in its bridge
+                can_connect=acd.has_leg,
+                no_leg=acd.leg_missing,
                 ticks_router=False,
             )
             acd.offer_owners.append(runner.own_offers)
@@ -475,8 +482,12 @@ class Campaigns:
         if what == "ended" and self.metrics is not None:
             self.metrics.calls.labels(attempt.campaign, attempt.outcome or "unknown").inc()
         event = {"queued": "queued", "connected": "answered"}.get(what)
+        extra: dict[str, Any] = {}
         if what == "ended" and attempt.verdict == "human":
             event = "ended" if attempt.connected is not None else "abandoned"
+            if attempt.outcome in (PBX_LOST, "unknown"):
+                # cut by the PBX, or closed at start-up: not the person's doing
+                event, extra = "ended", {"outcome": attempt.outcome}
         if what == "offered" and attempt.agent:
             c = self.campaigns[attempt.campaign]
             self.bus.publish(
@@ -493,7 +504,7 @@ class Campaigns:
         if event is None:
             return
         c = self.campaigns[attempt.campaign]
-        payload: dict[str, Any] = {}
+        payload: dict[str, Any] = dict(extra)
         if event in ("answered", "ended"):
             payload["agent"] = attempt.agent
         self.bus.publish(
@@ -505,7 +516,11 @@ class Campaigns:
             campaign=attempt.campaign,
             queue=c.runner.settings.queue_name,
             customer=attempt.lead.number,
-            at=self.clock.seconds(),
+            # an end is reported when it happened (a call cut by a link loss
+            # ended when the link was lost, not at the resync)
+            at=attempt.ended
+            if what == "ended" and attempt.ended is not None
+            else self.clock.seconds(),
             history=[],
             **payload,
         )

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     consentsub = consent.add_subparsers(dest="consent_command", required=True)
     cadd = consentsub.add_parser("add", help="record a grant or a withdrawal")
     who = cadd.add_mutually_exclusive_group(required=True)
-    who.add_argument("--contact", type=int, help="the contact's id (dirigent contacts find)")
+    who.add_argument("--contact", type=_record_id, help="the contact's id (dirigent contacts find)")
     who.add_argument("--phone", help="the contact's phone number (must name one contact)")
     cadd.add_argument("--region", default=None, help="country of a national --phone, e.g. DE")
     cadd.add_argument("--channel", choices=["voice", "sms", "email"], required=True)
@@ -176,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
     )
     add.add_argument("--config", default=None)
+    for verb, helptext in (
+        ("list", "the users, their roles and whether they may log in"),
+        (
+            "passwd",
+            "a new password (asked without echo, or one line on stdin); ends the user's tokens",
+        ),
+        ("disable", "the user can no longer log in; ends the user's tokens"),
+        ("enable", "a disabled user may log in again"),
+        ("remove", "delete the user; ends the user's tokens"),
+    ):
+        p = usersub.add_parser(verb, help=helptext)
+        if verb != "list":
+            p.add_argument("username")
+        else:
+            p.add_argument("--json", action="store_true")
+        p.add_argument("--db", default=None)
+        p.add_argument("--config", default=None)
 
     camp = sub.add_parser(
         "campaign", help="campaign controls and figures (through a running server's API)"
@@ -293,6 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- helpers --------------------------------------------------------------------------
+def _record_id(text: str) -> int:
+    """A database id on the command line: a whole number from 1 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is not an id (1 to 2**63 - 1)")
+    return value
+
+
 def _bad_input(exc: Exception) -> UsageError:
     return UsageError(str(exc))
 
@@ -701,21 +729,82 @@ def cmd_contacts(args: argparse.Namespace) -> int:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    """``dirigent user add NAME --role R [--agent ID]``; the password comes on
-    standard input (one line), never on the command line."""
+    """``dirigent user add NAME --role R [--agent ID]`` and ``user
+    list|passwd|disable|enable|remove``; a password comes on standard input
+    (asked without echo on a terminal), never on the command line."""
     from cti.auth import hash_password
     from dirigent import db
 
-    if args.role == "agent" and not args.agent:
+    if args.user_command == "list":
+        return _user_list(args)
+    if args.user_command in ("disable", "enable", "remove"):
+        with _database(args) as engine:
+            if args.user_command == "remove":
+                found = db.remove_user(engine, args.username)
+            else:
+                found = db.set_disabled(engine, args.username, args.user_command == "disable")
+        if not found:
+            raise UsageError(f"user: no user {args.username!r}")
+        done = {"disable": "disabled", "enable": "enabled", "remove": "removed"}[args.user_command]
+        ended = "" if args.user_command == "enable" else "; its tokens end within seconds"
+        print(f"user {args.username} {done}{ended}")
+        return EXIT_OK
+    if args.user_command == "add" and args.role == "agent" and not args.agent:
         raise UsageError("--agent: required for the agent role")
-    password = sys.stdin.readline().rstrip("\n")
     try:
-        hashed = hash_password(password)
+        hashed = hash_password(_read_password())
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with _database(args) as engine:
+        if args.user_command == "passwd":
+            if not db.set_password(engine, args.username, hashed):
+                raise UsageError(f"user: no user {args.username!r}")
+            print(f"password of {args.username} changed; its tokens end within seconds")
+            return EXIT_OK
         db.add_user(engine, args.username, hashed, args.role, args.agent)
     print(f"user {args.username} ({args.role}) saved")
+    return EXIT_OK
+
+
+def _read_password() -> str:
+    """The password: asked twice without echo on a terminal, else one line of stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("password: the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    import json
+
+    from dirigent import db
+
+    with _database(args) as engine:
+        users = db.list_users(engine)
+    rows = [
+        {
+            "username": u.username,
+            "role": u.role,
+            "agent": u.agent,
+            "disabled": u.disabled,
+            "credentials_changed_at": u.credentials_changed_at.isoformat()
+            if u.credentials_changed_at
+            else None,
+        }
+        for u in users
+    ]
+    if not args.json:
+        for r in rows:
+            agent = f" (agent {r['agent']})" if r["agent"] else ""
+            print(f"{r['username']}: {r['role']}{agent}{', disabled' if r['disabled'] else ''}")
+        if not rows:
+            print("no users")
+    else:
+        print(json.dumps({"users": rows}))
     return EXIT_OK
 
 

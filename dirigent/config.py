@@ -35,6 +35,14 @@ from routing.model import (
 from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///dirigent.db"
+#: a name the shipped dialplan patterns (``_[a-zA-Z0-9].``: a letter or digit,
+#: then one character or more) can match -- endpoints dialled from
+#: dirigent-connect, agent ids and queue names used as extensions -- with no
+#: control characters, blanks or dialplan punctuation that would only fail
+#: when the first call is sent
+ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
+_EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
+_EXTEN_REASON = "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them"
 
 
 class ConfigError(ValueError):
@@ -322,6 +330,8 @@ def parse_routing(
             "expertise",
         }
         raw, name = _named_table(raw, prefix, queue_keys, "name", queue_names)
+        if not _EXTEN_NAME.fullmatch(name):
+            raise ConfigError(f"{prefix}.name", _EXTEN_REASON)
         levels = {}
         for channel, sl in _table(raw, "service_level").items():
             ch = _channel(channel, f"{prefix}.service_level")
@@ -414,10 +424,18 @@ def parse_routing(
             "auto_login",
         }
         raw, agent_id = _named_table(raw, prefix, agent_keys, "id", agent_ids)
+        if not _EXTEN_NAME.fullmatch(agent_id):
+            raise ConfigError(f"{prefix}.id", _EXTEN_REASON)
         endpoint = raw.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             raise ConfigError(
                 f"{prefix}.endpoint", 'required: the agent\'s PJSIP endpoint, e.g. "1001"'
+            )
+        if not ENDPOINT_NAME.fullmatch(endpoint):
+            raise ConfigError(
+                f"{prefix}.endpoint",
+                f"{endpoint!r} is not a PJSIP endpoint name (a letter or digit, then 1 to"
+                " 63 of letters, digits and _ . + -)",
             )
         mode = raw.get("mode", "ring")
         if mode not in ("ring", "nailed"):

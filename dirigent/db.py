@@ -19,7 +19,10 @@ Rules kept by the schema itself:
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -40,8 +43,10 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
     func,
     inspect,
+    select,
     text,
 )
 
@@ -71,6 +76,10 @@ user = Table(
     _created(),
     # the routing agent this user logs in as (agents are configured by code)
     Column("agent_code", String(40), nullable=True),
+    # a disabled user cannot log in; tokens issued before the last password
+    # change (or disabling) are ended by the server's revocation check
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("credentials_changed_at", DateTime(timezone=True), nullable=True),
 )
 
 team = Table(
@@ -396,12 +405,13 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def find_user(engine: Engine, username: str) -> tuple[str, str, str | None] | None:
-    """(role, password hash, agent code) of a user, or None."""
+    """(role, password hash, agent code) of a user who may log in, or None
+    (no such user, or disabled)."""
     with engine.connect() as conn:
         row = conn.execute(
             user.select()
             .with_only_columns(user.c.role, user.c.password_hash, user.c.agent_code)
-            .where(user.c.username == username)
+            .where(user.c.username == username, user.c.disabled.is_(False))
         ).first()
     return (row.role, row.password_hash, row.agent_code) if row else None
 
@@ -409,14 +419,88 @@ def find_user(engine: Engine, username: str) -> tuple[str, str, str | None] | No
 def add_user(
     engine: Engine, username: str, password_hash: str, role: str, agent_code: str | None
 ) -> None:
-    """Create a user, or replace the password/role of an existing one."""
+    """Create a user, or replace the password/role of an existing one (which
+    ends the tokens it holds, see :func:`user_credentials`)."""
     with engine.begin() as conn:
         existing = conn.execute(user.select().where(user.c.username == username)).first()
         values = {"password_hash": password_hash, "role": role, "agent_code": agent_code}
         if existing:
-            conn.execute(user.update().where(user.c.username == username).values(**values))
+            conn.execute(
+                user.update()
+                .where(user.c.username == username)
+                .values(**values, credentials_changed_at=_now())
+            )
         else:
             conn.execute(user.insert().values(username=username, **values))
+
+
+@dataclass(frozen=True)
+class UserRow:
+    username: str
+    role: str
+    agent: str | None
+    disabled: bool
+    created_at: dt.datetime | None
+    credentials_changed_at: dt.datetime | None
+
+
+def list_users(engine: Engine) -> list[UserRow]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                user.c.username,
+                user.c.role,
+                user.c.agent_code,
+                user.c.disabled,
+                user.c.created_at,
+                user.c.credentials_changed_at,
+            ).order_by(user.c.username)
+        ).all()
+    return [UserRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
+
+
+def set_password(engine: Engine, username: str, password_hash: str) -> bool:
+    """A new password; the user's tokens end.  False if there is no such user."""
+    with engine.begin() as conn:
+        done = conn.execute(
+            user.update()
+            .where(user.c.username == username)
+            .values(password_hash=password_hash, credentials_changed_at=_now())
+        ).rowcount
+    return bool(done)
+
+
+def set_disabled(engine: Engine, username: str, disabled: bool) -> bool:
+    with engine.begin() as conn:
+        values: dict[str, Any] = {"disabled": disabled}
+        if disabled:
+            values["credentials_changed_at"] = _now()
+        done = conn.execute(user.update().where(user.c.username == username).values(**values))
+    return bool(done.rowcount)
+
+
+def remove_user(engine: Engine, username: str) -> bool:
+    with engine.begin() as conn:
+        return bool(conn.execute(user.delete().where(user.c.username == username)).rowcount)
+
+
+def user_credentials(engine: Engine) -> dict[str, tuple[bool, float | None]]:
+    """username -> (disabled, epoch seconds of the last credentials change):
+    what the server's revocation check compares its live tokens with."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(user.c.username, user.c.disabled, user.c.credentials_changed_at)
+        ).all()
+    out: dict[str, tuple[bool, float | None]] = {}
+    for name, disabled, changed in rows:
+        if changed is not None and changed.tzinfo is None:
+            changed = changed.replace(tzinfo=dt.UTC)
+        out[name] = (bool(disabled), changed.timestamp() if changed is not None else None)
+    return out
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def ping(engine: Engine) -> None:

@@ -127,8 +127,8 @@ class ListOps:
 
     def add_consent(self, body: dict[str, Any]) -> dict[str, Any]:
         contact = body.get("contact")
-        if not isinstance(contact, int) or isinstance(contact, bool):
-            raise ValueError("contact: the contact's id (a whole number)")
+        if not isinstance(contact, int) or isinstance(contact, bool) or not 0 < contact < 2**63:
+            raise ValueError("contact: the contact's id (a whole number from 1 to 2**63 - 1)")
         granted = body.get("granted")
         if not isinstance(granted, bool):
             raise ValueError("granted: true (a grant) or false (a withdrawal)")

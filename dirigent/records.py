@@ -5,17 +5,28 @@ history across transfers).
 
 Subscribes to the in-process event bus; the writes run on one worker thread
 in order (the event loop never waits for the database), and :meth:`close`
-drains the queue, so a clean shutdown loses nothing.
+drains the queue, so a clean shutdown loses nothing.  A write that fails
+(SQLite's lock held by a list import, a PostgreSQL restart) is tried again
+with backoff; one that still fails is logged with its traceback and counted
+(``dirigent_report_write_failures_total``), never dropped in silence.  What
+the API lets in is checked against the columns at the edge (cti/api.py), so
+no row is refused for its values.  At start-up, :func:`close_unfinished`
+ends the interactions and agent states a crash left open.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from cti.bus import EventBus, Message
 from dirigent import db
@@ -27,9 +38,28 @@ def _ts(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+#: seconds between the tries of a failed write (then it is logged and counted)
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
 class Recorder:
-    def __init__(self, engine: Engine, bus: EventBus) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        bus: EventBus,
+        registry: CollectorRegistry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
+    ) -> None:
         self.engine = engine
+        self._sleep = sleep
+        self._delays = retry_delays
+        self.failures = Counter(
+            "dirigent_report_write_failures",
+            "Report rows (agent states, interactions) not written after every retry",
+            ["kind"],
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dirigent-records")
         self._last: Future[Any] | None = None
         self._unsubscribe = bus.subscribe(self.on_message)
@@ -43,12 +73,35 @@ class Recorder:
     def _submit(self, fn: Any, message: Message) -> None:
         self._last = self._pool.submit(self._safely, fn, dict(message))
 
-    @staticmethod
-    def _safely(fn: Any, message: Message) -> None:
-        try:
-            fn(message)
-        except Exception as exc:  # a lost report row must not stop routing
-            log.error("could not record {kind}: {exc}", kind=message.get("type"), exc=exc)
+    def _safely(self, fn: Any, message: Message) -> None:
+        kind = str(message.get("type"))
+        failure: Failure | None = None
+        for delay in (*self._delays, None):
+            try:
+                fn(message)
+                return
+            except (OperationalError, DBAPIError) as exc:
+                failure = Failure()
+                if delay is None or not _transient(exc):
+                    break
+                log.warn(
+                    "recording {kind} failed ({exc}); again in {d} s",
+                    kind=kind,
+                    exc=type(exc.orig).__name__ if exc.orig is not None else exc,
+                    d=delay,
+                )
+                self._sleep(delay)
+            except Exception:
+                failure = Failure()
+                break
+        # a lost report row must not stop routing, but it must be seen
+        self.failures.labels(kind).inc()
+        log.failure(
+            "could not record {kind} {what} after retries",
+            failure,
+            kind=kind,
+            what=message.get("interaction") or message.get("agent"),
+        )
 
     def _agent_state(self, m: Message) -> None:
         with self.engine.begin() as conn:
@@ -88,7 +141,9 @@ class Recorder:
             if event == "answered":
                 values.update(answered_at=at, agent_code=m.get("agent"))
             elif event in ("ended", "abandoned", "fallback"):
-                values.update(ended_at=at, outcome={"ended": "answered"}.get(event, event))
+                # "pbx-lost": the channels vanished with the PBX link (ended then)
+                outcome = m.get("outcome") or {"ended": "answered"}.get(event, event)
+                values.update(ended_at=at, outcome=outcome)
             conn.execute(update(t).where(t.c.uniqueid == m["interaction"]).values(**values))
 
     def flush(self, timeout: float = 10.0) -> None:
@@ -100,6 +155,57 @@ class Recorder:
     def close(self) -> None:
         self._unsubscribe()
         self._pool.shutdown(wait=True)
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """A failure that may pass: a lock, a lost connection (not a bad value)."""
+    text = str(exc.orig or exc).lower()
+    return exc.connection_invalidated or any(
+        word in text
+        for word in ("locked", "busy", "connection", "server closed", "terminating", "timeout")
+    )
+
+
+def close_unfinished(engine: Engine) -> tuple[int, int]:
+    """End what a crash left open: interactions without an end, at the time
+    of their last known event (answer or arrival) with outcome
+    ``server-restart``,
+    and agents whose last logged state is not ``logged_out``, logged out at
+    the time of their last logged state with the reason "server restart".
+    Returns (interactions, agents) closed.  Run before the server routes."""
+    t, s = db.interaction, db.agent_state_log
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(t.c.id, t.c.arrived_at, t.c.answered_at).where(t.c.ended_at.is_(None))
+        ).all()
+        for row in rows:
+            last = row.answered_at or row.arrived_at
+            conn.execute(
+                update(t).where(t.c.id == row.id).values(ended_at=last, outcome="server-restart")
+            )
+        latest = (
+            select(s.c.agent_code, func.max(s.c.id).label("last_id"))
+            .group_by(s.c.agent_code)
+            .subquery()
+        )
+        open_agents = conn.execute(
+            select(s.c.agent_code, s.c.at)
+            .join(latest, latest.c.last_id == s.c.id)
+            .where(s.c.state != "logged_out")
+        ).all()
+        for agent, at in open_agents:
+            conn.execute(
+                insert(s).values(
+                    agent_code=agent, state="logged_out", reason="server restart", at=at
+                )
+            )
+    if rows or open_agents:
+        log.info(
+            "closed {i} interactions and {a} agent states left open by the last run",
+            i=len(rows),
+            a=len(open_agents),
+        )
+    return len(rows), len(open_agents)
 
 
 def time_in_state(engine: Engine, agent: str, start: float, end: float) -> dict[str, float]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.application import internet, service
+from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -23,19 +24,22 @@ from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
 from cti.api import ApiResource
-from cti.auth import TokenStore, User
+from cti.auth import TokenStore, User, revoke_changed
 from cti.ws import push_resource
-from dirigent import db
+from dirigent import db, logs
 from dirigent.acd import AgentEndpoint, InboundAcd
 from dirigent.campaigns import Campaigns
 from dirigent.config import Settings
 from dirigent.list_ops import ListOps
-from dirigent.records import Recorder, time_in_state
+from dirigent.records import Recorder, close_unfinished, time_in_state
 from dirigent.web import make_site
 from routing.agent import Agent
 from routing.router import Router
 
 log = Logger(namespace="dirigent.service")
+
+#: seconds between comparisons of the live tokens with the users table
+REVOCATION_INTERVAL = 5.0
 
 
 def freeze_startup_objects() -> None:
@@ -62,6 +66,26 @@ class PbxService(service.Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         return Deferred.fromFuture(asyncio.ensure_future(self.session.stop()))
+
+
+class ErrorCountService(service.Service):
+    """Counts error log events in ``dirigent_log_errors_total`` while it runs."""
+
+    name = "error-count"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._stop: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._stop = logs.count_errors(self.registry)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._stop is not None:
+            self._stop()
+            self._stop = None
 
 
 class DatabaseService(service.Service):
@@ -104,12 +128,9 @@ class AcdService(service.Service):
             if not nailed:
                 self.acd.login(agent_id, list(queues))
             elif not self.acd.adopt_nailed(agent_id, list(queues)):
-                d = self.acd.nail_up(agent_id, list(queues))  # logs in once bridged
-                d.addErrback(self._nail_up_failed, agent_id)
-
-    @staticmethod
-    def _nail_up_failed(failure: Any, agent_id: str) -> None:
-        log.warn("nail-up of {a} failed: {e}", a=agent_id, e=failure.getErrorMessage())
+                # logs in once bridged; a failure is logged, counted and retried
+                # by the ACD (the agent shows "no phone" meanwhile)
+                self.acd.nail_up(agent_id, list(queues))
 
     def startService(self) -> None:
         super().startService()
@@ -143,6 +164,7 @@ class Dirigent:
         self.registry = registry or CollectorRegistry()
         self.ami_metrics = AmiMetrics(self.registry)
         self.service = service.MultiService()
+        ErrorCountService(self.registry).setServiceParent(self.service)
         self.database = DatabaseService(settings.database.url)
         self.database.setServiceParent(self.service)
         self.sessions: dict[str, AmiSession] = {}
@@ -177,7 +199,11 @@ class Dirigent:
                 registry=self.registry,
                 wrap_up=routing.wrap_up,
             )
-            self.database.recorder = Recorder(self.database.engine, self.acd.bus)
+            # before anything routes: what the last run left open ends now
+            close_unfinished(self.database.engine)
+            self.database.recorder = Recorder(
+                self.database.engine, self.acd.bus, registry=self.registry
+            )
             auto = {a.id: a.queues for a in routing.agents if a.auto_login}
             AcdService(self.acd, auto).setServiceParent(self.service)
         self.campaigns: Campaigns | None = None
@@ -195,6 +221,10 @@ class Dirigent:
             CampaignService(self.campaigns).setServiceParent(self.service)
         children = {}
         self.tokens = TokenStore()
+        # tokens end within REVOCATION_INTERVAL of a password change, a disabled
+        # or removed user (done by `dirigent user` in another process)
+        revocation = internet.TimerService(REVOCATION_INTERVAL, self._revoke_changed)
+        revocation.setServiceParent(self.service)
         if self.acd is not None:
             engine = self.database.engine
             children[b"api"] = ApiResource(
@@ -211,6 +241,22 @@ class Dirigent:
         )
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)
+
+    def _revoke_changed(self) -> Deferred[Any]:
+        engine = self.database.engine
+
+        def ended(names: list[str]) -> None:
+            for name in names:
+                log.info("tokens of user {u} ended (password changed or user removed)", u=name)
+
+        def compare(credentials: dict[str, tuple[bool, float | None]]) -> None:
+            ended(revoke_changed(self.tokens, credentials))
+
+        def failed(failure: Any) -> None:
+            log.failure("revocation check failed", failure)
+
+        d = threads.deferToThread(db.user_credentials, engine)
+        return d.addCallbacks(compare, failed)
 
     def find_user(self, username: str) -> tuple[User, str] | None:
         """Database look-up for API logins (runs in a thread)."""

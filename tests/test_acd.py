@@ -308,3 +308,62 @@ def test_a_caller_taken_by_the_dialplan_fallback_leaves_our_queue():
     assert registry.get_sample_value("dirigent_interactions_fallback_total", labels) == 1
     acd.login("agent0", ["sales"])
     assert router.agents["agent0"].state is AgentState.READY, "nothing left to offer"
+
+
+def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_so(
+    sim, session_factory
+):
+    """Issue 14, finding 10: the channels vanish in a crash; the resync that
+    finds them gone comes later.  The talk time ends when the link was lost,
+    the outcome says why, and the agent gets a new leg by itself."""
+    from twisted.internet import reactor
+
+    from tests.conftest import settle
+
+    pbx, server = sim
+    pbx.inbound_talk = 600
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    phone = AmiTelephony(session)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    router.add_agent(Agent("nailed"))
+    endpoints = {"nailed": AgentEndpoint("nailed", "1001", "nailed")}
+    acd = InboundAcd(phone, router, reactor, endpoints, wrap_up=1, nail_retry_initial=0.5)
+    ended: list[dict] = []
+    acd.bus.subscribe(lambda m: ended.append(m) if m.get("event") == "ended" else None)
+    lost: list[float] = []
+    phone.subscribe(
+        lambda e: lost.append(reactor.seconds()) if type(e).__name__ == "PbxDisconnected" else None
+    )
+    session.start()
+    run(session.wait_connected(5))
+    acd.start()
+    try:
+        acd.nail_up("nailed", ["sales"])
+        run(wait_for(lambda: router.agents["nailed"].logged_in, what="agent logged in"))
+        caller = pbx.inbound_call(queue="sales")
+        run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
+        answered = acd.calls[caller.uniqueid].answered_at
+
+        # the PBX crashes: link gone, every channel gone, Asterisk back a while later
+        pbx.unsubscribe(server.broadcast)
+        server.stop()
+        for chan in list(pbx.channels.values()):
+            pbx.hangup_channel(chan, 16)
+        run(wait_for(lambda: lost, what="link loss seen"))
+        settle(0.6)
+        server.restart()
+        pbx.subscribe(server.broadcast)
+        run(wait_for(lambda: ended, timeout=10, what="the conversation closed by the resync"))
+
+        (msg,) = ended
+        assert msg["interaction"] == caller.uniqueid and msg["outcome"] == "pbx-lost"
+        assert answered <= msg["at"] <= lost[0] + 0.01, "talk time ends when the link was lost"
+        assert router.agents["nailed"].pause_reason == PBX_LOST
+        run(
+            wait_for(
+                lambda: router.agents["nailed"].state is AgentState.READY and acd.has_leg("nailed"),
+                what="a new leg nailed up after the resync, agent ready again",
+            )
+        )
+    finally:
+        acd.stop()

@@ -122,6 +122,17 @@ def test_agents_act_for_themselves_supervisors_for_anyone(app):
     [
         ("POST", "agents/anna/pause", {}, "reason", "required"),
         ("POST", "agents/anna/pause", {"reason": 5}, "reason", "must be text"),
+        # stored raw, CR/LF would forge lines in logs and exports
+        ("POST", "agents/anna/pause", {"reason": "lunch\r\nready"}, "reason", "control char"),
+        ("POST", "agents/anna/pause", {"reason": "tab\there"}, "reason", "control char"),
+        ("POST", "agents/anna/pause", {"reason": "x" * 81}, "reason", "at most 80"),
+        (
+            "POST",
+            "agents/anna/login",
+            {"queues": ["sales"], "paused": "brief\ning"},
+            "paused",
+            "control char",
+        ),
         ("POST", "agents/anna/login", {"queues": ["nope"]}, "queues", "unknown queue 'nope'"),
         ("PUT", "agents/anna/skills", {"skills": {"de": 11}}, "skills.de", "1 to 10"),
         (

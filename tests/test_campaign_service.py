@@ -529,3 +529,108 @@ def test_an_agent_records_the_result_do_not_call_blocks_at_once_and_callback_res
     assert results[second.e164]["disposition"] == "do-not-call"
     assert results[second.e164]["status"] == "closed"
     assert results[other.e164]["disposition"] == "sale"
+
+
+def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(setup):
+    """Issue 14, finding 12: restart recovery closes what a previous run left
+    open as "unknown"; those attempts are dial attempts like any other."""
+    import time
+
+    from dialer.campaign import Lead
+    from dialer.runner import Attempt
+    from dirigent.dialer_store import DbAttemptLog
+
+    start, engine = setup
+    # a previous process died with this call in progress
+    DbAttemptLog(engine, DEMO_CAMPAIGN).begin(
+        Attempt(
+            "orphan-1",
+            DEMO_CAMPAIGN,
+            Lead("orphan-1", "+442079460999"),
+            time.time() - 60,
+            channel_id="dial-orphan-1",
+        )
+    )
+    app = start()
+    labels = {"campaign": DEMO_CAMPAIGN, "outcome": "unknown"}
+    run(
+        wait_for(
+            lambda: app.registry.get_sample_value("dirigent_dialer_calls_total", labels) == 1,
+            what="the orphan counted",
+        )
+    )
+    with engine.connect() as conn:
+        outcome = conn.execute(
+            select(db.attempt.c.outcome).where(db.attempt.c.ref == "orphan-1")
+        ).scalar()
+    assert outcome == "unknown"
+
+
+def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
+    tmp_path, session_factory
+):
+    """Issue 14, finding 14: both agents in the campaign's 120 s wrap-up, no
+    call in flight: a person answering in ~25 s would find no agent, so the
+    predictive campaign (the server's wiring: Campaigns over AMI, the ACD's
+    router) dials nothing in the first minute of it.  Twenty times real speed."""
+    from asterisk.telephony import AmiTelephony
+    from dirigent.acd import AgentEndpoint, InboundAcd
+    from dirigent.campaigns import Campaigns
+    from routing.agent import Agent, AgentState
+    from routing.router import Router
+    from sim.clock import ScaledClock
+
+    speed = 20.0
+    clock = ScaledClock(reactor, speed)
+    wl = {**FAST, "talk": {"dist": "constant", "value": 3.0}}
+    pbx = SimPbx(clock, seed=11, agents=2, agent_answer_delay=0.05, workload=parse_workload(wl))
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    url = f"sqlite:///{tmp_path / 'wrap.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    campaign = _demo_campaign(url, tmp_path)
+    campaign = replace(
+        campaign, settings=campaign.settings.with_changes(wrap_up=120.0, mode="progressive")
+    )
+    agents = ("agent1001", "agent1002")
+    session = session_factory(server.address)
+    campaigns = None
+    try:
+        session.start()
+        run(wait_for(lambda: session.connected, what="AMI login"))
+        tel = AmiTelephony(session)
+        router = Router({DEMO_CAMPAIGN: QueueConfig(DEMO_CAMPAIGN)})
+        endpoints = {}
+        for a in agents:
+            router.add_agent(Agent(a))
+            endpoints[a] = AgentEndpoint(a, a[-4:], "nailed")
+        acd = InboundAcd(tel, router, clock, endpoints)
+        campaigns = Campaigns((campaign,), engine, tel, acd, clock, registry=CollectorRegistry())
+        acd.start()
+        for a in agents:
+            acd.nail_up(a, [DEMO_CAMPAIGN])
+        run(wait_for(lambda: all(router.agents[a].logged_in for a in agents), what="legs up"))
+        runner = campaigns.campaigns[DEMO_CAMPAIGN].runner
+        campaigns.control(DEMO_CAMPAIGN, "start")
+
+        def both_wrapping() -> bool:
+            return not runner.live and all(
+                router.agents[a].state is AgentState.WRAP_UP for a in agents
+            )
+
+        run(wait_for(both_wrapping, timeout=20, what="both agents in wrap-up, no call up"))
+        campaigns.change(DEMO_CAMPAIGN, {"mode": "predictive"})
+        dials, since = runner.stats.dials, clock.seconds()
+        while clock.seconds() - since < 60.0:  # virtual seconds: 3 s of real time
+            settle(0.05)
+            assert all(router.agents[a].state is AgentState.WRAP_UP for a in agents)
+            assert runner.stats.dials == dials, (
+                f"dialed {clock.seconds() - since:.0f} s into a 120 s wrap-up of both agents"
+            )
+        assert runner.stats.abandoned == 0
+    finally:
+        if campaigns is not None:
+            campaigns.stop()
+        stop_sim(pbx, server)
+        engine.dispose()

@@ -63,3 +63,12 @@ def test_erlang_beyond_what_it_computes_is_a_named_usage_error(calls, expected):
     result = cli("erlang", "--calls", calls, "--interval", "1800", "--aht", "180")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and expected in result.stderr
+
+
+def test_a_contact_id_beyond_any_database_integer_is_refused(tmp_path):
+    result = cli(
+        "consent", "add", "--contact", str(10**30), "--channel", "voice", "--withdrawn",
+        "--source", "call", "--db", f"sqlite:///{tmp_path / 'c.db'}",
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--contact: 1000000000000000000000000000000 is not an id" in result.stderr

@@ -85,6 +85,11 @@ def test_a_campaign_takes_its_country_rules_and_its_queue_exists():
             "60",
         ),
         ({"speed": 3}, "campaign[0].speed", "unknown key"),
+        # a control character would only fail when sent: every dial "failed"
+        ({"trunk": "PJSIP/{number}@customers\r\nX: y"}, "campaign[0].trunk", "not a valid part"),
+        ({"trunk": "PJSIP/{number}@cust\x07"}, "campaign[0].trunk", "not a valid part"),
+        ({"trunk": "PJSIP/{number}@my trunk"}, "campaign[0].trunk", "not a valid part"),
+        ({"trunk": "{number}"}, "campaign[0].trunk", "TECH/"),
     ],
 )
 def test_bad_campaign_configuration_names_the_key(campaign, key, reason):
@@ -117,7 +122,7 @@ def test_migrations_create_every_table_and_are_idempotent(database_url):
     try:
         tables = set(inspect(engine).get_table_names())
         assert set(db.metadata.tables) <= tables
-        assert db.current_revision(engine) == "0007"
+        assert db.current_revision(engine) == "0008"
         with engine.begin() as conn:
             cid = conn.execute(
                 insert(db.campaign).values(name="spring", settings={})
@@ -193,29 +198,44 @@ def test_routing_configuration_is_parsed_into_queues_agents_and_rules():
             "routing.blending.block.voice",
             "unknown channel",
         ),
-        ({"queue": [{"name": "q", "skills": {"de": 11}}]}, "queue[0].skills.de", "1 to 10"),
+        ({"queue": [{"name": "q1", "skills": {"de": 11}}]}, "queue[0].skills.de", "1 to 10"),
         (
-            {"queue": [{"name": "q", "overflow": [{"after": 5, "action": "explode"}]}]},
+            {"queue": [{"name": "q1", "overflow": [{"after": 5, "action": "explode"}]}]},
             "queue[0].overflow[0].action",
             "widen",
         ),
         (
             {
-                "queue": [{"name": "q"}],
-                "agent": [{"id": "a", "endpoint": "1001", "queues": ["nope"]}],
+                "queue": [{"name": "q1"}],
+                "agent": [{"id": "a1", "endpoint": "1001", "queues": ["nope"]}],
             },
             "agent[0].queues",
             "unknown queue",
         ),
         (
             {
-                "queue": [{"name": "q"}],
-                "agent": [{"id": "a", "endpoint": "1001", "mode": "psychic"}],
+                "queue": [{"name": "q1"}],
+                "agent": [{"id": "a1", "endpoint": "1001", "mode": "psychic"}],
             },
             "agent[0].mode",
             "'ring' or 'nailed'",
         ),
-        ({"queue": [{"name": "q"}], "agent": [{"id": "a"}]}, "agent[0].endpoint", "required"),
+        ({"queue": [{"name": "q1"}], "agent": [{"id": "a1"}]}, "agent[0].endpoint", "required"),
+        (
+            {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "1001\r\nX: y"}]},
+            "agent[0].endpoint",
+            "not a PJSIP endpoint name",
+        ),
+        (
+            {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "al ice"}]},
+            "agent[0].endpoint",
+            "not a PJSIP endpoint name",
+        ),
+        (
+            {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "-1001"}]},
+            "agent[0].endpoint",
+            "not a PJSIP endpoint name",
+        ),
     ],
 )
 def test_bad_routing_configuration_names_the_key(patch, key, reason):
@@ -235,3 +255,55 @@ def test_deploy_config_for_compose_is_valid():
         env={"DIRIGENT_PBX_MAIN_SECRET": "x", "DIRIGENT_DATABASE_URL": "postgresql://u@db/d"},
     )
     assert settings.pbxs[0].host == "asterisk"
+
+
+def test_valid_endpoint_and_trunk_names_are_accepted():
+    """Names the shipped dialplan (``_[a-zA-Z0-9].``) connects: not only digits."""
+    settings = parse_settings(
+        {
+            **BASE,
+            "queue": [{"name": "q1"}],
+            "agent": [{"id": "a1", "endpoint": "alice.smith+2", "queues": ["q1"]}],
+            "campaign": [{**UK, "trunk": "PJSIP/customers/sip:{number}@127.0.0.1:5080"}],
+        },
+        env={},
+    )
+    assert settings.routing.agents[0].endpoint == "alice.smith+2"
+    assert settings.campaigns[0].settings.trunk.startswith("PJSIP/customers/")
+
+
+@pytest.mark.parametrize(
+    ("routing", "key"),
+    [
+        ({"queue": [{"name": "q"}]}, "queue[0].name"),
+        ({"queue": [{"name": "q1"}], "agent": [{"id": "a", "endpoint": "1001"}]}, "agent[0].id"),
+        (
+            {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "7"}]},
+            "agent[0].endpoint",
+        ),
+    ],
+)
+def test_one_letter_names_the_dialplan_cannot_match_are_refused(routing, key):
+    """``_[a-zA-Z0-9].`` needs two characters: a one-letter agent, queue or
+    endpoint would reach no extension and the caller would be hung up."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings({**BASE, **routing}, env={})
+    assert err.value.key == key
+
+
+def test_a_control_character_in_an_endpoint_stops_start_up_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[[queue]]\nname = "q1"\n[[agent]]\nid = "a1"\nendpoint = "1001\\u0007"\nqueues = ["q1"]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "dirigent.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "agent[0].endpoint:" in result.stderr

@@ -121,3 +121,66 @@ def test_the_ami_path_gives_the_same_outcomes_as_the_in_process_path(session_fac
     # every outcome kind happened, and no person went without an agent
     assert {"answered", "machine", "no-answer", "busy", "invalid"} <= set(over_ami.values())
     assert "abandoned" not in over_ami.values() and runner.stats.abandoned == 0
+
+
+def test_a_conversation_cut_by_a_pbx_crash_ends_when_the_link_was_lost(session_factory):
+    """Issue 14, finding 10, outbound: the attempt whose channels vanished is
+    closed "pbx-lost" with the talk time up to the link loss (not up to the
+    resync), and the record counts as reached for the retry rules."""
+    from asterisk.events import PbxDisconnected
+    from dialer.pacing import Progressive
+    from tests.test_dialer_runner import ListSource, workload
+
+    wl = replace(workload(live=1.0), talk=Distribution("constant", value=600.0))
+    pbx = SimPbx(reactor, seed=SEED, agents=1, workload=wl, agent_answer_delay=0.05)
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    try:
+        session = session_factory(server.address)
+        session.start()
+        run(wait_for(lambda: session.connected, what="AMI login"))
+        tel = AmiTelephony(session)
+        lost: list[float] = []
+        tel.subscribe(
+            lambda e: lost.append(reactor.seconds()) if isinstance(e, PbxDisconnected) else None
+        )
+        tel.originate("PJSIP/1001", context="dirigent-agent", exten="1001", channel_id="agent-1001")
+        run(wait_for(lambda: pbx.bridges, what="the agent in its bridge"))
+        router = Router({"c": QueueConfig("c")})
+        router.add_agent(Agent("1001"))
+        router.login("1001", reactor.seconds(), ["c"])
+        source = ListSource(["+4930123400001"])
+        log = MemoryAttemptLog()
+        runner = CampaignRunner(
+            validate(
+                CampaignSettings(
+                    "c", caller_id="+4930555000", amd=False, amd_false_positive=0.0, ring_timeout=15
+                )
+            ),
+            tel,
+            router,
+            reactor,
+            source,
+            Progressive(),
+            attempts=log,
+        )
+        runner.start()
+        run(wait_for(lambda: runner.stats.connected == 1, timeout=20, what="a conversation"))
+        (attempt,) = log.attempts.values()
+
+        pbx.unsubscribe(server.broadcast)  # the PBX crashes: nothing more on the wire
+        server.stop()
+        for chan in list(pbx.channels.values()):
+            pbx.hangup_channel(chan, 16)
+        run(wait_for(lambda: lost, what="link loss seen"))
+        settle(0.6)
+        server.restart()
+        pbx.subscribe(server.broadcast)
+        run(wait_for(lambda: not attempt.open, timeout=10, what="closed by the resync"))
+        runner.stop()
+    finally:
+        stop_sim(pbx, server)
+    assert attempt.outcome == "pbx-lost"
+    # (the runner notes the loss a few microseconds after this test's listener)
+    assert attempt.connected <= attempt.ended <= lost[0] + 0.01, "talk time ends with the link"
+    assert source.done_calls == [("+4930123400001", "answered")], "a person was reached"
