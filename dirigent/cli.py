@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--http-port", type=int, default=8080)
     demo.add_argument("--ami-port", type=int, default=0, help="simulated PBX port (0: any free)")
     demo.add_argument(
-        "--db", default=None, help="database URL (default: SQLite file in a temp dir)"
+        "--data",
+        default="dirigent-demo",
+        help="folder the demo keeps its SQLite database and list in (kept between runs)",
+    )
+    demo.add_argument("--fresh", action="store_true", help="empty the data folder first")
+    demo.add_argument(
+        "--db", default=None, help="database URL (default: dirigent.db in the data folder)"
+    )
+    demo.add_argument(
+        "--summary-every", type=float, default=60.0, help="seconds between summary lines"
     )
     demo.add_argument("--agents", type=int, default=10)
     demo.add_argument("--inbound-rate", type=float, default=120.0, help="inbound calls per hour")
@@ -846,7 +854,7 @@ def _format_campaign(v: dict[str, Any]) -> str:
         f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent\n"
         f"  lines {v['lines_in_use']}, agents: {agents}\n"
         f"  dials {v['dials']}, connected {v['connected']}, abandoned {v['abandoned']};"
-        f" abandon rate {rates}"
+        f" abandon rate {rates} (with the estimate of persons AMD took for machines)"
     )
 
 
@@ -1222,12 +1230,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from routing.model import QueueConfig
 
-    tmp = tempfile.mkdtemp(prefix="dirigent-demo-")
-    url = args.db or f"sqlite:///{Path(tmp) / 'dirigent.db'}"
+    data = Path(args.data).resolve()
+    if args.fresh and data.exists():
+        import shutil
+
+        shutil.rmtree(data)
+        print(f"demo: emptied {data}", flush=True)
+    data.mkdir(parents=True, exist_ok=True)
+    url = args.db or f"sqlite:///{data / 'dirigent.db'}"
+    print(f"demo: data in {data} (kept between runs; --fresh starts over)", flush=True)
+    print("demo: migrating the database, adding users, importing the demo list ...", flush=True)
     db.upgrade(url)
     _demo_users(url, args.agents)
     args.username = "dirigent"
-    campaigns = () if args.no_campaign else (_demo_campaign(url, Path(tmp)),)
+    campaigns = () if args.no_campaign else (_demo_campaign(url, data),)
     queues = ("sales",) if args.no_campaign else ("sales", DEMO_CAMPAIGN)
 
     def setup(reactor: Any) -> None:
@@ -1264,6 +1280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             campaigns=campaigns,
         )
         app = _start_dirigent(reactor, settings, args.duration)
+        DemoReporter(reactor, app, args.summary_every).start()
         print(
             "\nDirigent demo is running (simulated PBX + server, SQLite):\n"
             f"  health:  http://127.0.0.1:{app.http_port}/healthz\n"
@@ -1286,13 +1303,96 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    code = _run(args, "text", setup)
+    if not args.no_campaign:
+        print(_demo_outcome(url), flush=True)
+    print(f"demo: data kept in {data}", flush=True)
+    return code
+
+
+class DemoReporter:
+    """What the demo is doing, in words: each agent's first login, then
+    one summary line a minute (agents by state, inbound calls, dials and
+    abandons of the campaign)."""
+
+    def __init__(self, reactor: Any, app: Any, every: float) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self.reactor, self.app, self.every = reactor, app, every
+        self.logged_in: set[str] = set()
+        self.states: dict[str, str] = {}
+        self.inbound = {"queued": 0, "answered": 0, "abandoned": 0, "fallback": 0}
+        self._loop = LoopingCall(self.summary)
+        self._loop.clock = reactor
+
+    def start(self) -> None:
+        if self.app.acd is None:
+            return
+        self.app.acd.bus.subscribe(self.on_message)
+        if self.every > 0:
+            self._loop.start(self.every, now=False)
+
+    def on_message(self, m: dict[str, Any]) -> None:
+        if m["type"] == "agent":
+            self.states[m["agent"]] = m["state"]
+            if m["state"] != "logged_out" and m["agent"] not in self.logged_in:
+                self.logged_in.add(m["agent"])
+                print(f"demo: {m['agent']} logged in ({m['state']})", flush=True)
+        elif (
+            m["type"] == "interaction"
+            and m.get("direction", "inbound") == "inbound"
+            and m["event"] in self.inbound
+        ):
+            self.inbound[m["event"]] += 1
+
+    def summary(self) -> None:
+        import time as _time
+
+        by_state: dict[str, int] = {}
+        for state in self.states.values():
+            by_state[state] = by_state.get(state, 0) + 1
+        agents = ", ".join(f"{n} {st}" for st, n in sorted(by_state.items())) or "none"
+        line = (
+            f"demo {_time.strftime('%H:%M:%S')}: agents {agents}; inbound {self.inbound['queued']}"
+            f" offered, {self.inbound['answered']} answered, {self.inbound['abandoned']} abandoned"
+        )
+        if self.app.campaigns is not None:
+            for v in self.app.campaigns.views():
+                day = v["abandon_rate"].get("day")
+                rate = "-" if day is None else f"{day:.2%}"
+                line += (
+                    f"; {v['campaign']}: {v['status']}, {v['dials']} dials, {v['connected']}"
+                    f" connected, {v['abandoned']} abandoned (today {rate} with the AMD estimate)"
+                )
+        print(line, flush=True)
+
+
+def _demo_outcome(url: str) -> str:
+    """The campaign's abandon rate from the database's own attempt rows
+    (counted: persons answered and connected or not; AMD estimate apart)."""
+    from sqlalchemy import func, select
+
+    from dirigent import db
+
+    engine = db.make_engine(url)
     try:
-        return _run(args, "text", setup)
+        a = db.attempt
+        with engine.connect() as conn:
+            connected = conn.execute(
+                select(func.count()).where(a.c.connected_at.is_not(None))
+            ).scalar_one()
+            abandoned = conn.execute(
+                select(func.count()).where(a.c.abandoned.is_(True))
+            ).scalar_one()
+            dials = conn.execute(select(func.count()).select_from(a)).scalar_one()
     finally:
-        with contextlib.suppress(OSError):
-            for f in Path(tmp).iterdir():
-                f.unlink()
-            Path(tmp).rmdir()
+        engine.dispose()
+    live = connected + abandoned
+    rate = f"{abandoned / live:.2%}" if live else "-"
+    return (
+        f"demo: from the database: {dials} dials, {live} live answers, {connected} connected,"
+        f" {abandoned} abandoned: abandon rate {rate} (all runs in this data folder)"
+    )
 
 
 if __name__ == "__main__":
