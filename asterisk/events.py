@@ -42,6 +42,34 @@ class ChannelState(enum.IntEnum):
             return cls.DOWN
 
 
+class SoftHangup(enum.IntFlag):
+    """Why Asterisk asked a channel to hang up: the ``Cause`` of a
+    ``SoftHangupRequest`` event.  It is a bit set of ``AST_SOFTHANGUP_*``
+    (``include/asterisk/channel.h``), not a Q.850 cause: 4 is a shutdown or
+    restart, 16 the end of the channel's dialplan.  Read as a cause, 4 looked
+    like "no route" and 1 like "unallocated number" (issue 14, finding 7)."""
+
+    DEV = 0x01  # requested by the channel driver or another internal reason
+    ASYNCGOTO = 0x02  # break the frame flow for an async goto (Redirect)
+    SHUTDOWN = 0x04  # Asterisk is stopping or restarting
+    TIMEOUT = 0x08  # absolute timeout
+    APPUNLOAD = 0x10  # the dialplan ended (or an application was unloaded)
+    EXPLICIT = 0x20  # requested by someone else (AMI Hangup, CLI)
+    HANGUP_EXEC = 0x80  # the channel runs its hangup handlers
+
+    @classmethod
+    def parse(cls, value: str | None) -> SoftHangup:
+        """The flags of a ``Cause:`` header; unknown bits are kept, junk is 0."""
+        try:
+            return cls(int(value or 0))
+        except ValueError:
+            return cls(0)
+
+
+#: no soft hang-up requested (yet)
+NO_SOFT_HANGUP = SoftHangup(0)
+
+
 class Outcome(enum.StrEnum):
     """How a dial ended, as a dialer needs it."""
 
@@ -98,13 +126,22 @@ class CallerIdChanged(PbxEvent):
 @dataclass(frozen=True, slots=True)
 class ChannelHungUp(PbxEvent):
     """A channel ended.  ``cause`` is the Q.850 cause; ``None`` when the
-    channel vanished while the link was down and resync found it gone."""
+    channel vanished while the link was down and resync found it gone.
+    ``soft_hangup`` holds the flags of the ``SoftHangupRequest`` events the
+    channel had before (filled in by the channel mirror): a call cut by a
+    PBX shutdown or restart has :attr:`cut_by_shutdown` and a cause of 0,
+    which says nothing about the far end."""
 
     uniqueid: str
     channel: str
     cause: int | None
     cause_text: str = ""
     resynced: bool = False
+    soft_hangup: SoftHangup = NO_SOFT_HANGUP
+
+    @property
+    def cut_by_shutdown(self) -> bool:
+        return bool(self.soft_hangup & SoftHangup.SHUTDOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +151,15 @@ class HangupCauseSeen(PbxEvent):
 
     uniqueid: str
     cause: int
+
+
+@dataclass(frozen=True, slots=True)
+class SoftHangupRequested(PbxEvent):
+    """``SoftHangupRequest``: Asterisk asked the channel to hang up, for the
+    reasons in ``flags`` (never a hang-up cause, see :class:`SoftHangup`)."""
+
+    uniqueid: str
+    flags: SoftHangup
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +217,17 @@ class OriginateResponse(PbxEvent):
 
 @dataclass(frozen=True, slots=True)
 class UserEventReceived(PbxEvent):
+    """A ``UserEvent``.  ``fields`` is its body: every header after
+    ``UserEvent:``, as the dialplan wrote it, even where a name is also in the
+    channel block before it (the shipped ``DirigentInbound`` sends
+    ``CallerIDNum`` in both; the body's is kept).  ``caller_num`` is the
+    channel block's own caller id, for events whose body has none."""
+
     name: str
     uniqueid: str | None
     channel: str | None
     fields: dict[str, str] = field(default_factory=dict)
+    caller_num: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +404,11 @@ def _hangup_request(pbx: str, m: Fields) -> PbxEvent | None:
     return HangupCauseSeen(pbx, m.get("Uniqueid") or "", cause)
 
 
+def _soft_hangup_request(pbx: str, m: Fields) -> PbxEvent:
+    # Cause here is AST_SOFTHANGUP_* flags (channel.c ast_softhangup), not Q.850
+    return SoftHangupRequested(pbx, _s(m, "Uniqueid"), SoftHangup.parse(m.get("Cause")))
+
+
 def _dial_begin(pbx: str, m: Fields) -> PbxEvent:
     return DialBegun(
         pbx, m.get("Uniqueid"), _s(m, "DestUniqueid"), _s(m, "DestChannel"), _s(m, "DialString")
@@ -383,6 +441,7 @@ def _originate(pbx: str, m: Fields) -> PbxEvent:
 
 
 #: the channel block of a call event, in the order Asterisk sends it
+#: (``ast_manager_build_channel_state_string``)
 CHANNEL_FIELDS = (
     "Channel",
     "ChannelState",
@@ -399,21 +458,29 @@ CHANNEL_FIELDS = (
     "Uniqueid",
     "Linkedid",
 )
-_CHANNEL_BLOCK = frozenset(
-    {
-        "Event",
-        "Privilege",
-        *CHANNEL_FIELDS,
-        "UserEvent",
-        "ActionID",
-    }
-)
 
 
 def _user_event(pbx: str, m: Fields) -> PbxEvent:
-    fields = {k: v for k, v in m.items() if k not in _CHANNEL_BLOCK}
+    """Asterisk sends ``<channel block>UserEvent: <name>\r\n<body>``
+    (``multi_user_event_to_ami`` in main/stasis.c, ``action_userevent`` in
+    main/manager.c): the body is what follows the ``UserEvent`` header, so a
+    body field named like a channel-block field is kept, not dropped.  A
+    name the body repeats keeps its last value."""
+    body: dict[str, str] = {}
+    in_body = False
+    for key, value in m.items():
+        if in_body:
+            if key != "ActionID":
+                body[key] = value
+        elif key == "UserEvent":
+            in_body = True
     return UserEventReceived(
-        pbx, m.get("UserEvent") or "", m.get("Uniqueid"), m.get("Channel"), fields
+        pbx,
+        m.get("UserEvent") or "",
+        m.get("Uniqueid"),
+        m.get("Channel"),
+        body,
+        m.get("CallerIDNum"),  # the first one: the channel block's
     )
 
 
@@ -432,7 +499,7 @@ _NORMALIZERS: dict[str, Callable[[str, Fields], PbxEvent | None]] = {
     ),
     "Hangup": _hangup,
     "HangupRequest": _hangup_request,
-    "SoftHangupRequest": _hangup_request,
+    "SoftHangupRequest": _soft_hangup_request,
     "DialBegin": _dial_begin,
     "DialEnd": _dial_end,
     "BridgeCreate": lambda p, m: BridgeCreated(p, _s(m, "BridgeUniqueid"), _s(m, "BridgeType")),

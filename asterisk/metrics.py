@@ -41,6 +41,14 @@ class AmiMetrics:
             ["pbx"],
             registry=registry,
         )
+        self.stray_responses = Counter(
+            "dirigent_ami_stray_responses_total",
+            "OriginateResponse events ignored as not ours, by reason (unknown-action: an"
+            " ActionID of ours we do not wait for, e.g. of the process before a restart;"
+            " foreign-channel: our ActionID on a channel we did not create; other-client)",
+            ["pbx", "reason"],
+            registry=registry,
+        )
         self.resync_seconds = Histogram(
             "dirigent_ami_resync_duration_seconds",
             "Time to rebuild the channel mirror after a (re)connect",

@@ -14,9 +14,10 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from asterisk.events import (
+    NO_SOFT_HANGUP,
     BridgeCreated,
     BridgeDestroyed,
     BridgeEntered,
@@ -28,6 +29,8 @@ from asterisk.events import (
     ChannelState,
     ChannelStateChanged,
     PbxEvent,
+    SoftHangup,
+    SoftHangupRequested,
     VariableSet,
 )
 from asterisk.framing import AmiMessage
@@ -49,6 +52,8 @@ class Channel:
     exten: str = ""
     bridge_id: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    #: flags of the SoftHangupRequest events seen for it (SHUTDOWN on a restart)
+    soft_hangup: SoftHangup = NO_SOFT_HANGUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,17 @@ class ChannelMirror:
         self.bridges: dict[str, set[str]] = {}
 
     # -- live events ------------------------------------------------------------
+    def annotate(self, event: PbxEvent) -> PbxEvent:
+        """``event`` as consumers should see it: a :class:`ChannelHungUp`
+        gains the soft-hangup flags its channel collected (so that a call cut
+        by a restart is told from one the far end ended).  Call it before
+        :meth:`apply`, which forgets the channel."""
+        if type(event) is ChannelHungUp:
+            chan = self.channels.get(event.uniqueid)
+            if chan is not None and chan.soft_hangup:
+                return replace(event, soft_hangup=chan.soft_hangup)
+        return event
+
     def apply(self, event: PbxEvent) -> None:
         """Follow one event (events of other kinds are ignored)."""
         match event:
@@ -118,6 +134,9 @@ class ChannelMirror:
                     chan := self.channels.get(event.uniqueid)
                 ):
                     chan.variables[event.variable] = event.value
+            case SoftHangupRequested():
+                if chan := self.channels.get(event.uniqueid):
+                    chan.soft_hangup |= event.flags
             case ChannelHungUp():
                 chan = self.channels.pop(event.uniqueid, None)
                 if chan and chan.bridge_id:

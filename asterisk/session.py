@@ -17,6 +17,18 @@ with the gaps that ``../shared/STYLE.md`` lists closed around it:
 * **Fast events.**  Events that are not part of an action's answer are
   normalised straight from the framed headers into domain events, without
   building panoramisk ``Message`` objects (see docs/benchmarks.md).
+* **ActionIDs unique across processes.**  ``OriginateResponse`` goes to every
+  AMI session and may come minutes late; a restarted process whose counter
+  began at 1 again took its predecessor's late responses as its own answers
+  (issue 14, finding 3).  ActionIDs carry a random token per session object
+  (``dirigent-<pbx>-<token>-<n>``), and a response is only accepted for the
+  channel we created (see :mod:`asterisk.originate`).
+* **One resync per login.**  Asterisk sends ``FullyBooted`` after every login
+  (``action_login``, main/manager.c) when it is booted, and once more as a
+  broadcast when a login came in during boot.  The session resyncs once,
+  after that ``FullyBooted`` (waiting at most ``boot_wait``); only if it had
+  to resync without it does a later ``FullyBooted`` (the real end of a boot)
+  cause a second one.
 
 Secrets are never logged: the Login action is sent but never formatted into
 a log line.
@@ -28,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +58,6 @@ from asterisk.events import (
     PbxConnected,
     PbxDisconnected,
     PbxEvent,
-    PbxFullyBooted,
     PbxShutdown,
     ResyncCompleted,
     normalize,
@@ -53,7 +65,7 @@ from asterisk.events import (
 from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, Banner, encode_message
 from asterisk.metrics import AmiMetrics
 from asterisk.mirror import ChannelMirror, ChannelSnapshot
-from asterisk.originate import OriginateTracker
+from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
 
 log = logging.getLogger("dirigent.asterisk")
 
@@ -76,6 +88,11 @@ class PbxSettings:
     #: Events dropped at the PBX (``Action: Filter``); VarSet is the bulk of a
     #: dialer's event stream (29 of 77 events per call in the recordings).
     exclude_events: tuple[str, ...] = ()
+    #: How long after login to wait for ``FullyBooted`` before resyncing
+    #: anyway (an AMI user without ``read = system`` never gets it).  A login
+    #: during boot gets it when the boot ends (~25 ms after login in
+    #: shutdown.ami; a PBX with many modules takes seconds).
+    boot_wait: float = 10.0
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -100,6 +117,9 @@ class _Protocol(AMIProtocol):
         self.encoding = "utf-8"
         self.banner: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: set by this connection's FullyBooted (it can arrive with the Login
+        #: answer, before the session has looked at the login's result)
+        self.fully_booted = asyncio.Event()
         #: list actions in flight: ActionID -> (future, messages so far).  Items
         #: are collected here as framed, not as panoramisk Messages (resync of
         #: 10,000 channels: see docs/benchmarks.md).
@@ -115,13 +135,16 @@ class _Protocol(AMIProtocol):
                 aid = item.action_id
                 if aid is not None and aid in self.lists:
                     self._list_message(aid, item)
+                elif item.event == "OriginateResponse":
+                    # an event for every session, never an action's answer: one
+                    # echoing an ActionID we have in flight (a stray of another
+                    # process) must not complete that action
+                    session._on_event(item)
                 elif aid is not None and aid in responses:
                     self.handle_message(_to_panoramisk(item))
-                    if item.event is None:
-                        continue
-                    if item.event == "OriginateResponse":
-                        session._on_event(item)
                 elif item.event is not None:
+                    if item.event == "FullyBooted":
+                        self.fully_booted.set()
                     session._on_event(item)
                 else:
                     log.debug("%s: response for no pending action dropped", session.name)
@@ -235,8 +258,11 @@ class AmiSession:
         self._logged_in = asyncio.Event()
         self._originates: dict[str, asyncio.Future[OriginateResult]] = {}
         self._resync_buffer: list[AmiMessage] | None = None
-        self._resync_wanted = asyncio.Event()
         self._event_counters: dict[str, Any] = {}
+        #: random per session object: two processes (or a process and the one
+        #: before its restart) never send the same ActionID
+        self.instance_token = secrets.token_hex(4)
+        self._action_seq = 0
         self.connects = 0
         self.version: str | None = None
 
@@ -309,11 +335,14 @@ class AmiSession:
             raise NotConnected(f"PBX {self.name} is not connected")
         return self._protocol
 
-    _action_seq = 0
+    @property
+    def action_id_prefix(self) -> str:
+        """What every ActionID of this session starts with."""
+        return f"dirigent-{self.name}-{self.instance_token}-"
 
     def _new_action_id(self) -> str:
-        AmiSession._action_seq += 1
-        return f"dirigent-{self.name}-{AmiSession._action_seq}"
+        self._action_seq += 1
+        return f"{self.action_id_prefix}{self._action_seq}"
 
     async def _run(self) -> None:
         attempt = 0
@@ -382,9 +411,8 @@ class AmiSession:
         if self.metrics:
             self.metrics.pbx_up.labels(self.name).set(1)
         self._emit(PbxConnected(self.name, self.version or ""))
-        self._resync_wanted.set()
         keepalive = asyncio.ensure_future(self._keepalive(proto))
-        resyncer = asyncio.ensure_future(self._resync_loop(proto))
+        resyncer = asyncio.ensure_future(self._resync_after_boot(proto))
         try:
             reason = await proto.lost
         finally:
@@ -422,11 +450,37 @@ class AmiSession:
                 return
             self._expire_originates()
 
-    async def _resync_loop(self, proto: _Protocol) -> None:
-        while True:
-            await self._resync_wanted.wait()
-            self._resync_wanted.clear()
+    async def _resync_after_boot(self, proto: _Protocol) -> None:
+        """The one resync of this login, once Asterisk is fully booted.
+
+        Nail-ups and routing start on its :class:`ResyncCompleted`; during a
+        boot they would meet a PBX whose channel drivers are not loaded yet."""
+        try:
+            await self._resync_once_booted(proto)
+        except (AmiError, TimeoutError):
+            # without a resync the mirror cannot be trusted: a new link gets one
+            log.exception("PBX %s: resync failed; closing the link to start again", self.name)
+            proto.lost.done() or proto.lost.set_result("resync failed")
+            proto.close()
+
+    async def _resync_once_booted(self, proto: _Protocol) -> None:
+        booted = proto.fully_booted
+        try:
+            await asyncio.wait_for(booted.wait(), self.settings.boot_wait)
+        except TimeoutError:
+            log.warning(
+                "PBX %s: no FullyBooted within %.0f s of login (still booting, or the AMI"
+                " user lacks 'read = system'); resyncing anyway",
+                self.name,
+                self.settings.boot_wait,
+            )
+        if booted.is_set():
             await self.resync(proto)
+            return
+        await self.resync(proto)
+        await booted.wait()
+        log.info("PBX %s: finished booting after our login; resyncing again", self.name)
+        await self.resync(proto)
 
     async def resync(self, proto: _Protocol | None = None) -> None:
         """Rebuild the mirror from ``CoreShowChannels``; emit the differences."""
@@ -529,19 +583,49 @@ class AmiSession:
         event = normalize(self.name, message)
         if event is None:
             return
+        if type(event) is OriginateResponse:
+            why = self.tracker.stray(event)
+            if why is not None or event.action_id not in self._originates:
+                self._stray(event, why or "unknown-action")
+                return
+        event = self.mirror.annotate(event)
         self.mirror.apply(event)
         result = self.tracker.on_event(event, self._monotonic())
-        if isinstance(event, OriginateResponse) and event.action_id not in self._originates:
-            return  # an answer to someone else's Originate: not ours to report
+        if type(event) is OriginateResponse and result is None:
+            # waiting for the hang-up that carries the cause, at most the grace time
+            asyncio.get_running_loop().call_later(
+                CAUSE_GRACE_SECONDS + 0.05, self._expire_originates
+            )
         self._emit(event)
         if result is not None:
             self._finish_originate(result)
-        if isinstance(event, PbxFullyBooted) and self.connects and self._logged_in.is_set():
-            # A login during boot sees an empty PBX; FullyBooted means the
-            # channel list is now worth reading again.
-            self._resync_wanted.set()
-        elif isinstance(event, PbxShutdown) and self._protocol is not None:
-            log.warning("PBX %s: Asterisk is shutting down", self.name)
+        if isinstance(event, PbxShutdown) and self._protocol is not None:
+            log.warning(
+                "PBX %s: Asterisk is %s",
+                self.name,
+                "restarting" if event.restart else "shutting down",
+            )
+
+    def _stray(self, event: OriginateResponse, why: str) -> None:
+        """An OriginateResponse that is not the answer to an Originate of ours:
+        ignored.  Another application's responses reach every AMI session, so
+        those are only counted; one carrying our name (a sibling server on the
+        same ``[[pbx]]`` name, or our process before a restart) is a warning."""
+        if why == "unknown-action" and not event.action_id.startswith(f"dirigent-{self.name}-"):
+            why = "other-client"
+            log.debug("PBX %s: OriginateResponse of another client ignored", self.name)
+        else:
+            log.warning(
+                "PBX %s: ignored an OriginateResponse that is not ours (%s): ActionID %r,"
+                " channel %r, Uniqueid %r",
+                self.name,
+                why,
+                event.action_id,
+                event.channel,
+                event.uniqueid,
+            )
+        if self.metrics:
+            self.metrics.stray_responses.labels(self.name, why).inc()
 
     def _expire_originates(self) -> None:
         for result in self.tracker.expire(self._monotonic()):

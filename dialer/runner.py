@@ -735,6 +735,11 @@ class CampaignRunner:
             return
         if attempt.answered is None:
             return  # the originate result closes it
+        if event.cut_by_shutdown:
+            # answered, AMD undecided, cut by a PBX shutdown or restart: nobody
+            # knows what answered (a flag, not a Q.850 cause: not "no answer")
+            self._close_unknown(attempt, now)
+            return
         # answered, hung up before AMD decided
         self.estimates.outcome("failed")
         self._end(attempt, "no-answer", now)

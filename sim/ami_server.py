@@ -8,6 +8,14 @@ closes; list actions answer ``EventList: start``, items carrying the
 ActionID, then ``<Name>Complete`` with ``ListItems``; a shutdown sends
 ``Event: Shutdown`` and closes every connection, which are then refused until
 :meth:`SimAmiServer.restart`.
+
+And what the live lab showed (issue 14): ``FullyBooted`` follows every
+successful login while booted (``action_login``); a login accepted during a
+boot gets it later, as the boot's broadcast (:meth:`SimAmiServer.restart`
+with ``boot_delay``); ``OriginateResponse`` is an event for every logged-in
+session (``ast_manager_event_multichan``), so a call originated by a client
+that died still gets its response, minutes later, on whichever sessions are
+connected then: the next process's included, ActionID echoed verbatim.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, encod
 from sim.pbx import Headers, SimError, SimPbx, action_fields
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+#: FullyBooted follows the Login answer as a write of its own (as in Asterisk:
+#: astman_send_ack, then astman_append), on the reactor's next turn: a client
+#: may act on the answer before it reads the event
+LOGIN_EVENT_GAP = 0.0
 log = Logger(namespace="dirigent.sim")
 
 
@@ -79,6 +91,7 @@ class AmiServerProtocol(protocol.Protocol):
         lname = name.lower()
         counts = self.factory.action_counts
         counts[lname] = counts.get(lname, 0) + 1
+        self.factory.action_log.append((name, aid))
         if not name:
             self.respond(aid, "Error", ("Message", "Missing action in request"))
             return
@@ -113,14 +126,18 @@ class AmiServerProtocol(protocol.Protocol):
             self.events_on = str(f.get("Events", "on")).lower() not in ("off", "no", "false")
             self.respond(aid, "Success", ("Message", "Authentication accepted"))
             if server.pbx.booted:
-                self.event_now(
+                # action_login writes it right after the answer, as a write of
+                # its own: a client may well read it after acting on the answer
+                server.clock.callLater(
+                    LOGIN_EVENT_GAP,
+                    self.event_now,
                     [
                         ("Event", "FullyBooted"),
                         ("Privilege", "system,all"),
                         ("Uptime", str(int(server.pbx.now()))),
                         ("LastReload", str(int(server.pbx.now()))),
                         ("Status", "Fully Booted"),
-                    ]
+                    ],
                 )
             return
 
@@ -292,6 +309,8 @@ class SimAmiServer(protocol.ServerFactory):
         self.sessions: set[AmiServerProtocol] = set()
         #: actions received, by lower-cased name (tests check nothing is replayed)
         self.action_counts: dict[str, int] = {}
+        #: every action received as (name, ActionID), in order
+        self.action_log: list[tuple[str, str | None]] = []
         self.port: IListeningPort | None = None
         self._interface = "127.0.0.1"
         self._port_number = 0
@@ -317,19 +336,37 @@ class SimAmiServer(protocol.ServerFactory):
         for session in list(self.sessions):
             session.transport.abortConnection()
 
-    def shutdown(self, on_closed: Callable[[], None] | None = None) -> Any:
+    def shutdown(self, on_closed: Callable[[], None] | None = None, restart: bool = False) -> Any:
         """``core stop now``: hang up calls, send Shutdown, close, stop listening."""
-        self.pbx.shutdown()
+        self.pbx.shutdown(restart=restart)
         for session in list(self.sessions):
             session.closing = True
             session.transport.loseConnection()
         port, self.port = self.port, None
         return port.stopListening() if port is not None else None
 
-    def restart(self) -> IListeningPort:
-        """Start listening again on the same port, booted."""
-        self.pbx.booted = True
-        return self.listen(self._port_number, self._interface)
+    def restart(self, boot_delay: float = 0.0) -> IListeningPort:
+        """Start listening again on the same port.
+
+        ``boot_delay`` > 0: AMI accepts logins before the boot is over (as
+        recorded, ~0.5 s after start); those get no ``FullyBooted`` with their
+        login, and the boot's own ``FullyBooted`` reaches every session when
+        it ends, ``boot_delay`` seconds later."""
+        port = self.listen(self._port_number, self._interface)
+        if boot_delay <= 0:
+            self.pbx.booted = True
+        else:
+            self.pbx.booted = False
+            self.clock.callLater(boot_delay, self.pbx.fully_booted)
+        return port
+
+    def core_restart(self, down_for: float = 1.0, boot_delay: float = 0.0) -> Any:
+        """``core restart now``: every call hung up (agents' legs too),
+        ``Shutdown`` with ``Restart: True``, connections closed and refused;
+        ``down_for`` seconds later AMI listens again (see :meth:`restart`)."""
+        stopped = self.shutdown(restart=True)
+        self.clock.callLater(down_for, self.restart, boot_delay)
+        return stopped
 
     def stop(self) -> Any:
         with contextlib.suppress(Exception):

@@ -25,6 +25,7 @@ from asterisk.events import (
     PbxEvent,
     normalize_fields,
 )
+from asterisk.framing import AmiMessage
 from asterisk.mirror import ChannelMirror
 from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
 from asterisk.port import Subscriber
@@ -52,17 +53,23 @@ class SimTelephony:
 
     # -- events ---------------------------------------------------------------------
     def _on_headers(self, headers: Headers) -> None:
-        # the headers as a dict: the model never repeats one in an event
-        event = normalize_fields(self.name, headers[0][1], dict(headers))
+        name = headers[0][1]
+        # The headers as a dict (half the cost of scanning tuples), except for
+        # a UserEvent: its body may repeat a channel-block name (CallerIDNum of
+        # DirigentInbound), and the body is what follows the UserEvent header.
+        fields = AmiMessage(tuple(headers)) if name == "UserEvent" else dict(headers)
+        event = normalize_fields(self.name, name, fields)
         if event is None:
             return
+        if type(event) is OriginateResponse and (
+            event.action_id not in self._pending or self.tracker.stray(event) is not None
+        ):
+            return  # not the answer to an Originate of ours (see asterisk.originate)
+        event = self.mirror.annotate(event)
         self.mirror.apply(event)
         result = self.tracker.on_event(event, self.clock.seconds())
-        if isinstance(event, OriginateResponse):
-            if event.action_id not in self._pending:
-                return
-            if result is None:
-                self.clock.callLater(CAUSE_GRACE_SECONDS, self._expire)
+        if type(event) is OriginateResponse and result is None:
+            self.clock.callLater(CAUSE_GRACE_SECONDS, self._expire)
         self._emit(event)
         if result is not None:
             self._finish(result)

@@ -26,6 +26,21 @@ What it models (``../shared/asterisk/conf``):
 The SIP trunk reports busy (486), congestion (503) and not-found (404) as
 ``OriginateResponse`` Reason 0 with the outcome only in the hang-up cause,
 exactly as the recorded Asterisk does.
+
+What the real Asterisk 22 showed beyond the recordings (issue 14), modelled:
+
+* which extensions exist comes from the shipped ``extensions_dirigent.conf``
+  (read at start, matched like ``pbx.c``'s ``_extension_match_core``) plus the
+  lab contexts this model plays; a Redirect or Originate to a context or
+  extension that does not exist runs nothing: the channel is hung up ("sent
+  to invalid extension but no invalid handler"), after ``Redirect successful``;
+* ``SoftHangupRequest``'s ``Cause`` is an ``AST_SOFTHANGUP_*`` flag (16 when
+  the dialplan ends, 4 on a shutdown or restart), never the Q.850 cause;
+* a shutdown or ``core restart now`` hangs up every call, nailed-up agent
+  legs included, in the recorded order (shutdown.ami); calls still ringing
+  get their ``OriginateResponse`` (Reason 1) first;
+* the ``DirigentInbound`` UserEvent carries ``CallerIDNum`` twice (channel
+  block and body), as the shipped dialplan makes Asterisk send it.
 """
 
 from __future__ import annotations
@@ -36,11 +51,13 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from asterisk.events import CHANNEL_FIELDS
+from asterisk.events import CHANNEL_FIELDS, SoftHangup
 from sim.fates import CallFate, call_rng, draw_fate
 from sim.workload import Workload, standard_workload
 
@@ -69,6 +86,136 @@ class SimError(Exception):
     """An action the simulated PBX refuses; the message is Asterisk's."""
 
 
+# -- the dialplan: which context/extension exists ---------------------------------
+def extension_matches(pattern: str, exten: str) -> bool:
+    """Does ``exten`` match the extension ``pattern`` as Asterisk 22 matches it
+    (``_extension_match_core`` in main/pbx.c, E_MATCH)?
+
+    Not a pattern (no leading ``_``): equal, ``-`` ignored on both sides.  A
+    pattern: ``X`` 0-9, ``Z`` 1-9, ``N`` 2-9 (either case), ``[a-z0-9]`` a set
+    with ranges, ``.`` one or more of anything, ``!`` zero or more, ``-``
+    ignored, anything else itself.  So ``_X.`` needs a digit first and two
+    characters or more: ``alice`` and ``7`` never match it."""
+    if not pattern.startswith("_"):
+        return pattern.replace("-", "") == exten.replace("-", "")
+    pat, data = pattern[1:].split("/", 1)[0], exten
+    i = j = 0
+    while True:
+        while j < len(data) and data[j] == "-":
+            j += 1
+        while i < len(pat) and pat[i] == "-":
+            i += 1
+        if j >= len(data) or i >= len(pat):
+            break
+        c, d = pat[i], data[j]
+        if c == "[":
+            end = pat.find("]", i + 1)
+            if end < 0:
+                return False  # "Wrong usage of [] in the extension"
+            k, found = i + 1, False
+            while k < end:
+                if k + 2 < end and pat[k + 1] == "-":
+                    if pat[k] <= d <= pat[k + 2]:
+                        found = True
+                        break
+                    k += 3
+                    continue
+                if d == pat[k]:
+                    found = True
+                    break
+                k += 1
+            if end == i + 1:  # an empty set is ignored
+                i += 2
+                continue
+            if not found:
+                return False
+            i = end
+        elif c in "nN":
+            if not "2" <= d <= "9":
+                return False
+        elif c in "xX":
+            if not "0" <= d <= "9":
+                return False
+        elif c in "zZ":
+            if not "1" <= d <= "9":
+                return False
+        elif c == "." or c == "!":
+            return True
+        elif c != d:
+            return False
+        i += 1
+        j += 1
+    if j < len(data):
+        return False  # data longer than the pattern
+    return i >= len(pat) or pat[i] == "!"
+
+
+_CONTEXT_RE = re.compile(r"^\[([^\]]+)\]")
+_EXTEN_RE = re.compile(r"^exten\s*=>?\s*([^,]+),")
+
+#: the lab's own contexts (../shared/asterisk/conf/extensions.conf) that this
+#: model plays besides the shipped ones
+LAB_DIALPLAN: dict[str, tuple[str, ...]] = {
+    "sim": (
+        *("answer", "busy", "congestion", "noanswer", "agent", "customer"),
+        *("human", "machine", "silence"),
+    ),
+    "from-customers": ("4930555000", "4930555001", "5001", "5002", "_X."),
+    "inbound": ("s", "direct-1001", "queue"),
+    "agents": ("_10XX",),
+}
+
+
+def shipped_dialplan_path() -> Path:
+    """The dialplan an operator installs: ``asterisk/conf/extensions_dirigent.conf``."""
+    return Path(str(resources.files("asterisk") / "conf" / "extensions_dirigent.conf"))
+
+
+def parse_dialplan(text: str) -> dict[str, tuple[str, ...]]:
+    """``[context]`` headers and their ``exten =>`` names (``same =>`` lines add
+    priorities, not extensions); ``[general]`` and ``[globals]`` are settings."""
+    contexts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if m := _CONTEXT_RE.match(line):
+            name = m.group(1).strip()
+            current = None if name in ("general", "globals") else contexts.setdefault(name, [])
+        elif current is not None and (m := _EXTEN_RE.match(line)):
+            exten = m.group(1).strip()
+            if exten not in current:
+                current.append(exten)
+    return {name: tuple(extens) for name, extens in contexts.items()}
+
+
+class Dialplan:
+    """Which ``context,exten`` exist: what decides whether a Redirect or an
+    Originate's target runs or hangs the channel up."""
+
+    def __init__(self, contexts: dict[str, tuple[str, ...]]) -> None:
+        self.contexts = contexts
+        self._known: dict[tuple[str, str], bool] = {}
+
+    @classmethod
+    def shipped(cls, path: Path | None = None) -> Dialplan:
+        """The lab contexts plus the shipped dialplan file, read now."""
+        path = path or shipped_dialplan_path()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SimError(f"cannot read the shipped dialplan {path}: {exc}") from exc
+        return cls({**LAB_DIALPLAN, **parse_dialplan(text)})
+
+    def exists(self, context: str, exten: str) -> bool:
+        key = (context, exten)
+        known = self._known.get(key)
+        if known is None:
+            patterns = self.contexts.get(context)
+            known = patterns is not None and any(extension_matches(p, exten) for p in patterns)
+            self._known[key] = known
+        return known
+
+
 @dataclass
 class SimChannel:
     name: str
@@ -95,6 +242,10 @@ class SimChannel:
     alive: bool = True
     #: what the far end of an outbound call will do (see sim.fates)
     fate: CallFate | None = None
+    #: runs dialplan (a PBX thread): it sends SoftHangupRequest APPUNLOAD at its end
+    in_pbx: bool = False
+    #: the Originate still waiting for this channel's answer (its response is due)
+    originating: _Dial | None = None
 
 
 @dataclass
@@ -132,8 +283,11 @@ class SimPbx:
         fallback_after: float = 60.0,
         amd: bool = True,
         inbound_talk: float | None = None,
+        dialplan: Dialplan | None = None,
     ) -> None:
         self.clock = clock
+        #: the contexts and extensions that exist (the shipped file, read now)
+        self.dialplan = dialplan or Dialplan.shipped()
         self.seed = seed
         self.rng = random.Random(seed)
         self._dials: dict[str, int] = {}
@@ -381,9 +535,20 @@ class SimPbx:
         self._chan_event("NewConnectedLine", c)
 
     def hangup_channel(
-        self, c: SimChannel, cause: int = 16, *, soft: bool = True, tech_cause: str | None = None
+        self,
+        c: SimChannel,
+        cause: int = 16,
+        *,
+        soft: bool = True,
+        tech_cause: str | None = None,
+        before_hangup: Callable[[], None] | None = None,
     ) -> None:
-        """End a channel: leave its bridge, emit the hang-up events, free its phone."""
+        """End a channel: leave its bridge, emit the hang-up events, free its phone.
+
+        ``cause`` is the Q.850 cause of the ``Hangup`` event.  ``soft``: the
+        channel's dialplan ends first, which Asterisk reports as
+        ``SoftHangupRequest`` with the APPUNLOAD flag (16; the flag, not the
+        cause: a busy Local half shows SoftHangupRequest 16, Hangup 17)."""
         if not c.alive:
             return
         c.alive = False
@@ -393,8 +558,12 @@ class SimPbx:
         if c.bridge:
             self._leave_bridge(c)
         extra: Headers = [("TechCause", tech_cause)] if tech_cause else []
+        if c.on_moh:
+            self._moh(c, False)  # MusicOnHold() returns before the channel goes
         if soft:
-            self._chan_event("SoftHangupRequest", c, ("Cause", str(cause)))
+            self._chan_event("SoftHangupRequest", c, ("Cause", str(int(SoftHangup.APPUNLOAD))))
+        if before_hangup is not None:
+            before_hangup()
         self._chan_event(
             "Hangup",
             c,
@@ -552,6 +721,8 @@ class SimPbx:
             ("CallerIDNum", req.caller[0] or "<unknown>"),
             ("CallerIDName", req.caller[1] or "<unknown>"),
         ]
+        if uid and (chan := self.channels.get(uid)) is not None and chan.originating is req:
+            chan.originating = None
         req.respond(headers)
 
     def _failed(self, req: _Dial, reason: int, uid: str | None) -> None:
@@ -571,6 +742,7 @@ class SimPbx:
 
     def _outgoing(self, name: str, req: _Dial, context: str, exten: str) -> SimChannel:
         chan = self._new_channel(name, req.uid, None, state=0, context=context, exten=exten)
+        chan.originating = req
         self._newexten(chan, "AppDial2", "(Outgoing Line)", priority=1)
         for key, value in req.variables.items():
             self._setvar(chan, key, value)
@@ -695,6 +867,7 @@ class SimPbx:
             context=context,
             exten=exten,
         )
+        one.originating, two.in_pbx = req, True
         self._newexten(one, "AppDial2", "(Outgoing Line)", priority=1)
         for key, value in req.variables.items():
             self._setvar(one, key, value)
@@ -747,6 +920,7 @@ class SimPbx:
 
     # -- dialplan -------------------------------------------------------------------
     def _run_target(self, chan: SimChannel, target: _Target) -> None:
+        chan.in_pbx = True
         if target.application:
             self._newexten(chan, target.application, target.data, context="", exten="", priority=1)
             if target.application.lower() == "wait":
@@ -759,7 +933,17 @@ class SimPbx:
         self.run_dialplan(chan, target.context or "", target.exten or "s", target.priority)
 
     def run_dialplan(self, chan: SimChannel, context: str, exten: str, priority: int = 1) -> None:
-        """Run ``context,exten,priority`` for a channel that is already Up or ringing in."""
+        """Run ``context,exten,priority`` for a channel that is already Up or ringing in.
+
+        A context or extension the dialplan does not have runs nothing: the
+        channel hangs up (Asterisk logs "sent to invalid extension but no
+        invalid handler"), cause 0, after the APPUNLOAD soft hang-up."""
+        chan.in_pbx = True
+        if not self.dialplan.exists(context, exten):
+            chan.context, chan.exten, chan.priority = context, exten, priority
+            self._count("invalid_extension")
+            self.hangup_channel(chan, 0)
+            return
         handler = {
             "dirigent-inbound": self._ctx_inbound,
             "inbound": self._ctx_inbound,
@@ -768,6 +952,7 @@ class SimPbx:
             "dirigent-join": self._ctx_join,
             "dirigent-connect": self._ctx_connect,
             "dirigent-abandon": self._ctx_abandon,
+            "dirigent-message": self._ctx_message,
         }.get(context, self._ctx_wait)
         handler(chan, context, exten, priority)
 
@@ -805,7 +990,13 @@ class SimPbx:
         )
         self._newexten(chan, "Set", f"DIRIGENT_QUEUE={queue}", priority=3)
         self._setvar(chan, "DIRIGENT_QUEUE", queue)
-        self._newexten(chan, "UserEvent", f"DirigentInbound,Queue: {queue}", priority=4)
+        self._newexten(
+            chan,
+            "UserEvent",
+            f"DirigentInbound,Queue: {queue},CallerIDNum: {chan.caller_num},"
+            f"CallUniqueid: {chan.uniqueid}",
+            priority=4,
+        )
         self._chan_event(
             "UserEvent",
             chan,
@@ -951,6 +1142,14 @@ class SimPbx:
         self._count("abandon_message")
         self._later(chan, 4.0, self.hangup_channel, chan, 16)
 
+    def _ctx_message(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        """The machine message (only if the shipped dialplan has the context)."""
+        self._newexten(
+            chan, "Playback", "dirigent/message", context=context, exten=exten, priority=1
+        )
+        self._count("machine_message")
+        self._later(chan, 8.0, self.hangup_channel, chan, 16)
+
     # -- inbound traffic --------------------------------------------------------------
     def start_inbound(self, calls_per_hour: float, queue: str = "sales") -> None:
         """Customers call in as a Poisson process into ``dirigent-inbound``."""
@@ -1073,20 +1272,60 @@ class SimPbx:
             )
         return items
 
-    def shutdown(self) -> None:
-        """``core stop now``: hang up every call (cause 4? no: soft hang-up), then Shutdown."""
+    def shutdown(self, restart: bool = False) -> None:
+        """``core stop now`` / ``core restart now``: every call ends, then ``Shutdown``.
+
+        As recorded (shutdown.ami): every channel first gets a
+        ``SoftHangupRequest`` with the SHUTDOWN flag (4), newest first; then
+        each ends (newest first) with cause 0: a Local ``;2`` half queues a
+        hang-up on its ``;1`` (``HangupRequest`` cause 0) before its own
+        ``Hangup``; a channel that ran dialplan reports its end (APPUNLOAD)
+        after MusicOnHold stopped.  A call still ringing is answered to its
+        Originate with Reason 1 (``ast_read`` gave nothing: AST_CONTROL_HANGUP).
+        Nailed-up agent legs go like every other call: nothing survives."""
         self.stop_inbound()
-        for chan in list(self.channels.values()):
-            self.hangup_channel(chan, 16)
+        doomed = [c for c in reversed(self.channels.values()) if c.alive]
+        for chan in doomed:
+            self._chan_event("SoftHangupRequest", chan, ("Cause", str(int(SoftHangup.SHUTDOWN))))
+        for chan in doomed:
+            if not chan.alive:
+                continue
+            peer = None
+            if chan.name.endswith(";2"):
+                peer = self.by_name.get(chan.name[:-1] + "1")
+
+            def queue_hangup(peer: SimChannel | None = peer) -> None:
+                if peer is not None and peer.alive:
+                    self._chan_event("HangupRequest", peer, ("Cause", "0"))
+
+            pending = chan.originating
+            chan.originating = None
+            self.hangup_channel(chan, 0, soft=chan.in_pbx, before_hangup=queue_hangup)
+            if pending is not None:
+                self._failed(pending, 1, chan.uniqueid)
         self.booted = False
         self._emit(
             [
                 ("Event", "Shutdown"),
                 ("Privilege", "system,all"),
                 ("Shutdown", "Cleanly"),
-                ("Restart", "False"),
+                ("Restart", "True" if restart else "False"),
             ]
         )
+
+    def fully_booted(self) -> Headers:
+        """The end of a boot: ``booted`` again, and the ``FullyBooted`` Asterisk
+        broadcasts then (field order of the boot event, not the login one)."""
+        self.booted = True
+        headers: Headers = [
+            ("Event", "FullyBooted"),
+            ("Privilege", "system,all"),
+            ("Status", "Fully Booted"),
+            ("Uptime", "0"),
+            ("LastReload", "0"),
+        ]
+        self._emit(headers)
+        return headers
 
 
 def action_fields(headers: Iterable[tuple[str, str]]) -> dict[str, Any]:

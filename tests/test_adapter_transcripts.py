@@ -138,7 +138,8 @@ def test_originate_without_varset_events_after_a_server_side_filter(harness):
 
 def test_every_recorded_originate_failure_in_order(harness):
     h = harness("originate_failures.ami", exclude_events=("VarSet",))
-    outcomes = []
+    outcomes: list = []
+    causes: list[int | None] = []
     for conn in h.transcript.connections:
         for msg in conn.sent:
             if dict(msg).get("Action") != "Originate":
@@ -147,7 +148,9 @@ def test_every_recorded_originate_failure_in_order(harness):
                 "Originate", [(k, v) for k, v in msg if k not in ("Action", "ActionID")]
             )
             try:
-                outcomes.append(run(h.session.originate(action)).outcome)
+                result = run(h.session.originate(action))
+                outcomes.append(result.outcome)
+                causes.append(result.cause)
             except ActionFailed as exc:
                 outcomes.append(exc.message)
     assert outcomes == [
@@ -161,6 +164,7 @@ def test_every_recorded_originate_failure_in_order(harness):
         "Originate failed",  # the synchronous one: refused in the response itself
         Outcome.ANSWERED,
     ]
+    assert causes[2] == 19, "the no-answer (ring timeout, Reason 3) keeps its cause"
 
 
 def test_sip_trunk_outcomes_come_from_the_hangup_cause_not_the_reason(harness):
@@ -176,6 +180,8 @@ def test_sip_trunk_outcomes_come_from_the_hangup_cause_not_the_reason(harness):
         "out-5084": Outcome.NO_ANSWER,  # ring timeout, Reason 3
     }
     assert [results[c].reason for c in ("out-5081", "out-5082", "out-5083")] == [0, 0, 0]
+    # the ring timeout's cause 19 comes in the Hangup after the OriginateResponse
+    assert (results["out-5084"].reason, results["out-5084"].cause) == (3, 19)
     # the inbound calls before: the 486 from phone 1001 reached us as cause 17
     dials = [e for e in h.of(DialBegun) if e.dest_channel.startswith("PJSIP/1001")]
     assert len(dials) == 2

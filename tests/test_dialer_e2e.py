@@ -165,7 +165,10 @@ def test_a_conversation_cut_by_a_pbx_crash_ends_when_the_link_was_lost(session_f
             attempts=log,
         )
         runner.start()
-        run(wait_for(lambda: runner.stats.connected == 1, timeout=20, what="a conversation"))
+        run(
+            wait_for(lambda: runner.stats.connected == 1, timeout=60, what="a conversation"),
+            timeout=70,
+        )
         (attempt,) = log.attempts.values()
 
         pbx.unsubscribe(server.broadcast)  # the PBX crashes: nothing more on the wire

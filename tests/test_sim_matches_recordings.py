@@ -302,3 +302,148 @@ def test_local_channel_originate_starts_like_the_recording():
     clock.advance(0)
     assert recorded == ["Newchannel", "Newchannel", "Newexten"]
     assert [m[0][1] for m in seen][:3] == recorded
+
+
+# -- what the live lab showed, where a recording shows it (issue 14) ------------------
+def _recorded_from_shutdown() -> list[list[tuple[str, str]]]:
+    """shutdown.ami from the first SHUTDOWN soft hang-up to the Shutdown event."""
+    received = load_transcript("shutdown.ami").connections[0].received
+    start = next(
+        i
+        for i, m in enumerate(received)
+        if m[0] == ("Event", "SoftHangupRequest") and ("Cause", "4") in m
+    )
+    return [m for m in received[start:] if m and m[0][0] == "Event"]
+
+
+def _summary(messages: list[list[tuple[str, str]]]) -> list[tuple[str, ...]]:
+    """Event names (noise left out) with the Cause of the hang-up events and
+    the Shutdown fields: what a consumer reads from a shutdown."""
+    out = []
+    for m in messages:
+        name = m[0][1]
+        if name in NOISE:
+            continue
+        fields = dict(m)
+        if name in ("SoftHangupRequest", "HangupRequest", "Hangup"):
+            out.append((name, fields["Channel"][-2:], fields["Cause"]))
+        elif name == "Shutdown":
+            out.append((name, fields["Shutdown"], fields["Restart"]))
+        else:
+            out.append((name, fields.get("Channel", "")[-2:]))
+    return out
+
+
+def test_shutdown_with_a_call_up_hangs_up_with_soft_hangup_flags_as_recorded():
+    """``core stop now`` with a Local call up (shutdown.ami): SHUTDOWN (4) on
+    both halves, then each half's dialplan end (APPUNLOAD, 16), Hangup cause 0,
+    then Shutdown; and every layout as recorded."""
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=1)
+    seen: list[list[tuple[str, str]]] = []
+    pbx.subscribe(seen.append)
+    pbx.originate(
+        {
+            "Channel": "Local/customer@sim",
+            "Context": "inbound",
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": '"Customer" <+4930123456>',
+            "ChannelId": "shutdown-call",
+            "Variable": [],
+        },
+        "shutdown-2",
+        seen.append,
+    )
+    clock.advance(0)
+    clock.advance(1)
+    start = len(seen)
+    pbx.shutdown()
+    recorded = _recorded_from_shutdown()
+    assert _summary(seen[start:]) == _summary(recorded)
+    layouts = recorded_field_layouts()
+    for m in seen[start:]:
+        assert tuple(k for k, _ in m) in layouts[m[0][1]], f"{m[0][1]} layout not recorded"
+
+
+def test_a_restart_says_so_in_the_shutdown_event():
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=1)
+    seen: list[list[tuple[str, str]]] = []
+    pbx.subscribe(seen.append)
+    pbx.shutdown(restart=True)
+    assert seen[-1] == [
+        ("Event", "Shutdown"),
+        ("Privilege", "system,all"),
+        ("Shutdown", "Cleanly"),
+        ("Restart", "True"),
+    ]
+
+
+def _after_each_login(received_by_step: list[tuple[str, list]]) -> list[list[str]]:
+    """Event names that follow each Login answer (before the next action)."""
+    return [
+        [m[0][1] for m in replies if m and m[0][0] == "Event" and m[0][1] != "SuccessfulAuth"]
+        for name, replies in received_by_step
+        if name == "Login"
+    ]
+
+
+def test_fully_booted_follows_every_login_but_not_a_second_login_as_recorded(sim):
+    """connect.ami: Login -> FullyBooted (login layout); a second Login on the
+    same session -> "Already authenticated" and no FullyBooted."""
+    recorded: list[tuple[str, list]] = []
+    layout = None
+    for conn in load_transcript("connect.ami").connections:
+        for step in conn.steps:
+            fields = dict(step.sent or [])
+            if fields.get("Action") == "Login" and fields.get("Secret") == "secret":
+                recorded.append(("Login", step.replies))
+                for m in step.replies:
+                    if m[0] == ("Event", "FullyBooted"):
+                        layout = tuple(k for k, _ in m)
+    assert _after_each_login(recorded) == [["FullyBooted"], ["RequestBadFormat"]]
+    _pbx, server = sim
+    login = [("Action", "Login"), ("Username", "dirigent"), ("Secret", "secret")]
+    replies = run(_raw_exchange(server.address, [[*login, ("ActionID", "1")], login]))
+    got = [("Login", [list(m.headers) for m in r if hasattr(m, "headers")]) for r in replies]
+    # RequestBadFormat was the recording's own bad action before; ours has none
+    assert _after_each_login(got) == [["FullyBooted"], []]
+    assert replies[1][0].get("Message") == "Already authenticated"
+    booted = next(m for m in replies[0] if getattr(m, "event", None) == "FullyBooted")
+    assert tuple(k for k, _ in booted.headers) == layout
+
+
+def test_a_login_during_boot_gets_fully_booted_only_when_the_boot_ends_as_recorded(sim):
+    """shutdown.ami, after the restart: the login is accepted with no
+    FullyBooted; the boot's FullyBooted (its own field order) comes later."""
+    conn = load_transcript("shutdown.ami").connections[1]
+    login_step = next(s for s in conn.steps if dict(s.sent or []).get("Action") == "Login")
+    recorded_names = [m[0][1] if m[0][0] == "Event" else m[0][0] for m in login_step.replies]
+    assert recorded_names == ["Response", "SuccessfulAuth", "FullyBooted"]
+    recorded_boot = next(m for m in login_step.replies if m[0] == ("Event", "FullyBooted"))
+
+    _pbx, server = sim
+    d = server.shutdown()
+    run(d.asFuture(asyncio.get_event_loop()) if d is not None else asyncio.sleep(0))
+    server.restart(boot_delay=0.4)
+    login = [("Action", "Login"), ("ActionID", "1"), ("Username", "dirigent")]
+
+    async def exchange() -> tuple[list, list]:
+        from asterisk.framing import AmiFramer, encode_message
+
+        reader, writer = await asyncio.open_connection(*server.address)
+        framer = AmiFramer()
+        writer.write(encode_message([*login, ("Secret", "secret")]))
+        await writer.drain()
+        await asyncio.sleep(0.15)
+        at_login = framer.feed(await reader.read(65536))
+        await asyncio.sleep(0.4)
+        later = framer.feed(await reader.read(65536))
+        writer.close()
+        return at_login, later
+
+    at_login, later = run(exchange())
+    assert [getattr(m, "event", None) for m in at_login[1:]] == [None]  # the answer only
+    assert at_login[1].get("Message") == "Authentication accepted"
+    assert [tuple(k for k, _ in m.headers) for m in later] == [tuple(k for k, _ in recorded_boot)]

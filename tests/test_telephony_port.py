@@ -94,11 +94,21 @@ def test_in_process_events_are_what_the_ami_normaliser_makes_of_the_same_headers
     it emits must equal the one the wire path builds from an AmiMessage."""
     from asterisk.events import KNOWN_EVENTS, normalize
     from asterisk.framing import AmiMessage
+    from asterisk.mirror import ChannelMirror
 
     clock = task.Clock()
     pbx = SimPbx(clock, seed=3, agents=2, workload=quick_workload())
-    over_wire: list[PbxEvent] = []
-    pbx.subscribe(lambda h: over_wire.append(normalize("sim", AmiMessage(tuple(h)))), KNOWN_EVENTS)
+    over_wire: list[PbxEvent | None] = []
+    wire_mirror = ChannelMirror("sim")  # the session annotates hang-ups from its mirror
+
+    def on_wire(headers: list[tuple[str, str]]) -> None:
+        event = normalize("sim", AmiMessage(tuple(headers)))
+        if event is not None:
+            event = wire_mirror.annotate(event)
+            wire_mirror.apply(event)
+        over_wire.append(event)
+
+    pbx.subscribe(on_wire, KNOWN_EVENTS)
     phone = SimTelephony(pbx)
     in_process: list[PbxEvent] = []
     phone.subscribe(in_process.append)
@@ -107,8 +117,8 @@ def test_in_process_events_are_what_the_ami_normaliser_makes_of_the_same_headers
         clock.advance(0.5)
     for _ in range(100):
         clock.advance(1)
-    # the tracker's results are not PBX events; an OriginateResponse goes to
-    # the connection that sent the action, not to every listener
+    # the tracker's results are not PBX events; in process an OriginateResponse
+    # goes to the Originate's sender only (over AMI Asterisk sends it to every session)
     derived = (OriginateResult, OriginateResponse)
     got = [e for e in in_process if not isinstance(e, derived)]
     assert got == [e for e in over_wire if e is not None]
