@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Runs every check Dirigent has: installs PostgreSQL from Debian if it is
-# missing, the package with its test dependencies into a virtual environment
-# (.venv, see scripts/venv.sh), then ruff, the import-linter layering
-# contracts and the whole pytest suite.  The tests start their own
-# PostgreSQL server on a free loopback port.
+# Runs every check Dirigent has: installs the Debian packages the tests
+# need if they are missing, the package with its test dependencies into a
+# virtual environment (.venv, see scripts/venv.sh), then ruff, the
+# import-linter layering contracts and the whole pytest suite, the real-PBX
+# tier included.  The tests start their own PostgreSQL server and Asterisk
+# on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+# Debian packages the tests need: PostgreSQL for the database tests; the
+# runtime libraries of the relocatable Asterisk in ../shared/asterisk/dist and
+# zstd to unpack it, for the real-PBX tier (tests/realpbx, skipped with one
+# line when no Asterisk is found).  Installed with apt as root, else named.
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+for pkg in libjansson4 libsrtp2-1 libxslt1.1 libedit2 libxml2 libsqlite3-0 libuuid1 libssl3 zstd; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    echo "installing ${need[*]} (apt) ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "PostgreSQL is needed for the database tests: apt-get install postgresql" >&2
+    echo "the tests need these Debian packages: apt-get install ${need[*]}" >&2
   fi
 fi
 

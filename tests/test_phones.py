@@ -3,6 +3,7 @@ SIP (UDP on loopback) through pyVoIP."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -12,10 +13,13 @@ import pytest
 
 from sim.fates import call_rng, draw_fate
 from sim.phones import (
+    HUMAN_GREETING,
+    MACHINE_GREETING,
     AgentDecider,
     CustomerDecider,
     Decision,
     PhoneFarm,
+    ScriptedCustomers,
     called_number,
     reject_response,
 )
@@ -29,6 +33,39 @@ def test_agent_phone_answers_one_call_at_a_time():
     assert agents.invite("1002").answer_after == 1.0
     agents.ended("1001")
     assert agents.invite("1001").answer_after == 1.0
+
+
+def test_agent_phone_is_free_again_when_the_pbx_hangs_up_its_call():
+    """Finding 13: the phone answered one call, then 486 for ever.  Calls are
+    known by Call-ID, so the end of the refused second call (Asterisk's
+    CANCEL/ACK of our 486) does not free a phone that is still talking."""
+    agents = AgentDecider(answer_delay=1.0)
+    assert agents.invite("1001", "call-a").answer_after == 1.0
+    assert agents.invite("1001", "call-b") == Decision(reject=486)
+    agents.call_ended("call-b")
+    assert agents.invite("1001", "call-c") == Decision(reject=486), "still on call-a"
+    agents.call_ended("call-a")  # the BYE from the PBX
+    assert agents.invite("1001", "call-d").answer_after == 1.0
+
+
+def test_scripted_customers_meet_every_outcome_and_speak_first():
+    numbers = {
+        f"+4420794600{i:02d}": kind
+        for i, kind in enumerate(["human", "machine", "busy", "invalid", "congestion", "no_answer"])
+    }
+    customers = ScriptedCustomers(numbers, talk=5.0, machine_talk=9.0)
+    got = {kind: customers.invite(n.lstrip("+")) for n, kind in numbers.items()}
+    assert got["busy"].reject == 486 and got["invalid"].reject == 404
+    assert got["congestion"].reject == 503
+    assert got["no_answer"] == Decision(), "rings until cancelled"
+    assert got["human"].audio == HUMAN_GREETING and got["human"].hangup_after == 5.0
+    assert got["machine"].audio == MACHINE_GREETING and got["machine"].hangup_after == 9.0
+    assert customers.invite("+15550000000").reject == 404, "an unscripted number does not exist"
+    # AMD's thresholds (lab amd.conf): a person's greeting is shorter than
+    # 1.5 s then silent, a machine's longer; 8 kHz 8-bit unsigned PCM
+    assert len(HUMAN_GREETING) > 8 * 700 and len(MACHINE_GREETING) > 8 * 4000
+    with pytest.raises(ValueError, match="voicemail"):
+        ScriptedCustomers({"1": "voicemail"})
 
 
 def test_customers_follow_the_workload_shares():
@@ -154,3 +191,133 @@ def test_customer_uas_answers_invites_over_real_sip_per_its_fate():
         "invalid": "SIP/2.0 404 Not Found",
         "congestion": "SIP/2.0 503 Service Unavailable",
     }
+
+
+class FakeRegistrar:
+    """The PBX side of an agent phone over real UDP: answers REGISTER with
+    200 OK (so pyVoIP's start() returns) and queues everything else."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: queue.Queue[str] = queue.Queue()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            text = data.decode()
+            if text.startswith("REGISTER"):
+                head = dict(line.split(": ", 1) for line in text.split("\r\n")[1:] if ": " in line)
+                ok = (
+                    "SIP/2.0 200 OK\r\n"
+                    f"Via: {head['Via']};received=127.0.0.1\r\n"
+                    f"From: {head['From']}\r\n"
+                    f"To: {head['To']};tag=reg\r\n"
+                    f"Call-ID: {head['Call-ID']}\r\n"
+                    f"CSeq: {head['CSeq']}\r\n"
+                    f"Contact: {head['Contact']};expires=120\r\n"
+                    "Expires: 120\r\nContent-Length: 0\r\n\r\n"
+                )
+                self.sock.sendto(ok.encode(), peer)
+            else:
+                self.received.put(text)
+
+    def send(self, message: bytes, port: int) -> None:
+        self.sock.sendto(message, ("127.0.0.1", port))
+
+    def expect(self, status: str, timeout: float = 5.0) -> str:
+        """The next response whose first line has ``status`` (provisional ones skipped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                text = self.received.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            first = text.split("\r\n", 1)[0]
+            if status in first:
+                return text
+            if " 1" not in first[:9]:  # a final response we did not want
+                return text
+        raise AssertionError(f"no {status} within {timeout} s")
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def _request(method: str, call_id: str, cseq: int, phone_port: int, pbx_port: int) -> bytes:
+    body = ""
+    if method == "INVITE":
+        body = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 20002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        )
+    head = (
+        f"{method} sip:1001@127.0.0.1:{phone_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{pbx_port};branch=z9hG4bK-{call_id}-{cseq};rport\r\n"
+        f'From: "Customer" <sip:4711@127.0.0.1>;tag=t-{call_id}\r\n'
+        f"To: <sip:1001@127.0.0.1>{';tag=' + 'x' if method != 'INVITE' else ''}\r\n"
+        f"Call-ID: {call_id}@127.0.0.1\r\n"
+        f"CSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:asterisk@127.0.0.1:{pbx_port}>\r\n"
+        "Max-Forwards: 70\r\n"
+        + ("Content-Type: application/sdp\r\n" if body else "")
+        + f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return (head + body).encode()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_agent_phone_answers_again_after_the_pbx_hung_up_over_real_sip():
+    """Finding 13 over real SIP: call 1 answered, the PBX sends BYE, call 2
+    must be answered too (it got 486 for ever)."""
+    pbx = FakeRegistrar()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        phone_port = probe.getsockname()[1]
+    farm = PhoneFarm(
+        ("127.0.0.1", pbx.port),
+        ["1001"],
+        AgentDecider(),
+        None,
+        sip_ports={"1001": phone_port},
+        log=lambda _m: None,
+    )
+    threads_before = set(threading.enumerate())
+    farm.start()  # registers (the fake registrar says 200 OK)
+    try:
+        time.sleep(1.2)  # pyVoIP starts its receive loop after 1 s
+        pbx.send(_request("INVITE", "call1", 1, phone_port, pbx.port), phone_port)
+        first = pbx.expect("200 OK", timeout=5).split("\r\n", 1)[0]
+        assert first == "SIP/2.0 200 OK", first
+        pbx.send(_request("ACK", "call1", 1, phone_port, pbx.port), phone_port)
+        pbx.send(_request("BYE", "call1", 2, phone_port, pbx.port), phone_port)
+        assert pbx.expect("200 OK").split("\r\n", 1)[0] == "SIP/2.0 200 OK"
+        time.sleep(0.2)
+        pbx.send(_request("INVITE", "call2", 1, phone_port, pbx.port), phone_port)
+        second = pbx.expect("200 OK", timeout=5).split("\r\n", 1)[0]
+        assert second == "SIP/2.0 200 OK", f"the second call got {second!r}"
+        assert farm.invites["1001"] == 2
+        assert farm.events_of("1001") == [
+            "ringing",
+            "answered",
+            "hung up by the other side",
+            "ringing",
+            "answered",
+        ]
+        pbx.send(_request("BYE", "call2", 2, phone_port, pbx.port), phone_port)
+        pbx.expect("200 OK")
+    finally:
+        farm.stop()
+        pbx.close()
+        for thread in set(threading.enumerate()) - threads_before:
+            thread.join(timeout=5)

@@ -1,0 +1,43 @@
+"""The tier's SIP endpoints (the phone farm of :mod:`sim.phones`, in
+threads of the test process): agent phones registered at the lab, and the
+far end of the ``customers`` trunk answering each number as scripted."""
+
+from __future__ import annotations
+
+from sim.phones import AgentDecider, PhoneFarm, ScriptedCustomers
+from tests.realpbx.lab import PASSWORDS, Lab, free_udp_port
+
+#: agent phones the farm registers (1004 answers the dialplan's fallback queue)
+PHONES = ("1001", "1002", "1003", "1004", "1005", "1006", "alice")
+
+
+class Farm:
+    """The SIP endpoints: agent phones registered at the lab, and the far
+    end of the ``customers`` trunk with a script per called number."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.customers = ScriptedCustomers({}, talk=8.0)
+        self.agents = AgentDecider()
+        self.phones = PhoneFarm(
+            ("127.0.0.1", lab.sip_port),
+            list(PHONES),
+            self.agents,
+            self.customers,
+            customer_listen=("127.0.0.1", lab.trunk_port),
+            password=lambda ext: PASSWORDS[ext],
+            sip_ports={ext: free_udp_port() for ext in PHONES},
+            log=lambda _m: None,
+        )
+
+    def script(self, behaviours: dict[str, str]) -> None:
+        """Give called numbers their behaviour (human, machine, busy, ...)."""
+        for number, kind in behaviours.items():
+            self.customers.script[number.lstrip("+")] = kind
+
+    def invites(self, number: str) -> int:
+        return self.phones.invites[number.lstrip("+")]
+
+    def registered(self) -> bool:
+        out = self.lab.contacts()
+        return all(f"{ext}/sip:" in out for ext in PHONES)
