@@ -114,7 +114,16 @@ def test_serve_connects_serves_health_and_metrics_and_logs_off_on_sigterm(tmp_pa
             "database": "ok",
             "pbx": {"main": {"connected": True, "channels": 0, "connects": 1}},
         }
-        status, metrics = get(f"http://127.0.0.1:{http}/metrics")
+        # logged in first; the resync follows the login's FullyBooted
+        resynced = (
+            'dirigent_ami_actions_total{action="CoreShowChannels",pbx="main",result="success"}'
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            status, metrics = get(f"http://127.0.0.1:{http}/metrics")
+            if resynced in metrics or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert status == 200
         assert 'dirigent_pbx_up{pbx="main"} 1.0' in metrics
         assert 'dirigent_ami_events_total{event="FullyBooted",pbx="main"} 1.0' in metrics
