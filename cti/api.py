@@ -191,6 +191,39 @@ def _channel(value: Any, name: str) -> Channel:
         ) from None
 
 
+def _own_path(user: User, path: list[str]) -> bool:
+    """An agent acting on itself (its own state, its own interactions):
+    not audited; everything a supervisor or campaign manager does is."""
+    if len(path) >= 2 and path[0] == "agents":
+        return path[1] == user.agent
+    return path[:1] == ["interactions"] and user.role == "agent"
+
+
+def _target(path: list[str]) -> str | None:
+    kinds = {"agents": "agent", "campaigns": "campaign", "interactions": "interaction",
+             "lists": "list", "dnc": "dnc", "consent": "consent"}  # fmt: skip
+    if not path:
+        return None
+    kind = kinds.get(path[0], path[0])
+    return f"{kind} {'/'.join(path[1:2])}".strip() if len(path) > 1 else kind
+
+
+def _request_record(request: server.Request, path: list[str]) -> Any:
+    """What the action asked for: the JSON body, or for a list upload its query."""
+    if path == ["lists"]:
+        return {k.decode("latin-1"): [v.decode("latin-1", "replace") for v in vs]
+                for k, vs in (request.args or {}).items()}  # fmt: skip
+    content = request.content
+    if content is None:
+        return None
+    try:
+        content.seek(0)
+        raw = content.read(MAX_BODY)
+        return json.loads(raw) if raw.strip() else None
+    except (ValueError, OSError, RecursionError):
+        return None
+
+
 #: the ``interaction.customer`` column's width
 CUSTOMER_MAX = 200
 
@@ -223,9 +256,11 @@ class ApiResource(resource.Resource):
         campaigns: CampaignOps | None = None,
         lists: ListOps | None = None,
         throttle: LoginThrottle | None = None,
+        audit: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__()
         self.throttle = throttle or LoginThrottle()
+        self.audit = audit
         self.ops = ops
         self.campaigns = campaigns
         self.lists = lists
@@ -242,6 +277,52 @@ class ApiResource(resource.Resource):
         except UnicodeDecodeError:
             return self._error(request, 400, "path", "not UTF-8 (a %-escape of no character)")
         method = request.method.decode("latin-1")
+        if method == "GET" or self.audit is None or path in (["login"], ["logout"]):
+            return self._render(request, method, path)
+        user = self.tokens.user(self._token(request))
+        before = self._audit_view(path)
+        result = self._render(request, method, path)
+        if user is not None and (
+            user.supervises or user.manages_campaigns or not _own_path(user, path)
+        ):
+            entry = {
+                "actor": user.username,
+                "role": user.role,
+                "action": f"{method} /api/{'/'.join(path)}",
+                "target": _target(path),
+                "request": _request_record(request, path),
+                "before": before,
+            }
+            if result is server.NOT_DONE_YET:  # database work in a thread: when it is done
+                request.notifyFinish().addBoth(
+                    lambda _r: self._audited(entry, request.code, self._audit_view(path))
+                )
+            else:
+                self._audited(entry, request.code, self._audit_view(path))
+        return result
+
+    def _audit_view(self, path: list[str]) -> Any:
+        """The state an action changes, for the audit's before and after."""
+        try:
+            if len(path) >= 2 and path[0] == "agents" and path[1] in self.ops.router.agents:
+                view = agent_view(self.ops.router.agents[path[1]])
+                return {
+                    k: view[k] for k in ("state", "pause_reason", "skills", "capacity") if k in view
+                }
+            if len(path) >= 2 and path[0] == "campaigns" and self.campaigns is not None:
+                view = self.campaigns.view(path[1])
+                keep = ("status", "mode", "abandon_target", "max_lines_per_agent", "power_ratio",
+                        "ring_timeout", "machine_action", "wrap_up")  # fmt: skip
+                return {k: view[k] for k in keep if k in view}
+        except (KeyError, AttributeError):
+            return None
+        return None
+
+    def _audited(self, entry: dict[str, Any], status: int, after: Any) -> None:
+        assert self.audit is not None
+        self.audit({**entry, "status": int(status or 200), "after": after})
+
+    def _render(self, request: server.Request, method: str, path: list[str]) -> Any:
         try:
             if path == ["lists"] and method == "POST":
                 return self._upload(request)  # the body is the list file, not JSON

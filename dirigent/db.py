@@ -358,6 +358,30 @@ dnc = Table(
 )
 
 
+#: every supervisor and campaign action through the API: who, what, on
+#: what, when, the state before and after, and the answer's status
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(80), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("action", String(200), nullable=False),  # "PATCH /api/campaigns/spring"
+    Column("target", String(200), nullable=True),  # "campaign spring", "agent anna"
+    Column("request", JSON, nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("status", Integer, nullable=False),
+    Index("ix_audit_at", "at"),
+)
+
+
+def add_audit(engine: Engine, entry: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(audit.insert().values(**entry))
+
+
 # -- engines and migrations ---------------------------------------------------------
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and enforced foreign keys."""

@@ -103,6 +103,13 @@ class Recorder:
             what=message.get("interaction") or message.get("agent"),
         )
 
+    def audit(self, entry: dict[str, Any]) -> None:
+        """An audit row, in order with the report rows (same writer, same retries)."""
+        self._submit(self._audit_row, {"type": "audit", **entry})
+
+    def _audit_row(self, m: Message) -> None:
+        db.add_audit(self.engine, {k: v for k, v in m.items() if k != "type"})
+
     def _agent_state(self, m: Message) -> None:
         with self.engine.begin() as conn:
             conn.execute(

@@ -234,6 +234,7 @@ class Dirigent:
                 lambda a, t0, t1: time_in_state(engine, a, t0, t1),
                 campaigns=self.campaigns,
                 lists=ListOps(engine, settings.campaigns),
+                audit=self._audit,
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(
@@ -241,6 +242,20 @@ class Dirigent:
         )
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)
+
+    def _audit(self, entry: dict[str, Any]) -> None:
+        """A supervisor's or campaign manager's action: in the log at once,
+        in the ``audit`` table by the report writer (in order, retried; a row
+        that still fails is logged with its traceback and counted)."""
+        import datetime as dt
+
+        log.info(
+            "audit: {actor} ({role}) {action} -> {status}; before {before}; after {after}",
+            **entry,
+        )
+        row = {**entry, "at": dt.datetime.now(dt.UTC)}
+        if self.database.recorder is not None:
+            self.database.recorder.audit(row)
 
     def _revoke_changed(self) -> Deferred[Any]:
         engine = self.database.engine
