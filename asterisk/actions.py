@@ -207,6 +207,15 @@ def status(variables: Iterable[str] = ()) -> Action:
     return action("Status", [("Variables", names)] if names else [])
 
 
+def db_get(family: str, key: str) -> Action:
+    """AstDB read (a list action in Asterisk 22: DBGetResponse, DBGetComplete)."""
+    return action("DBGet", [("Family", family), ("Key", key)], ["Family", "Key"])
+
+
+def db_put(family: str, key: str, value: str) -> Action:
+    return action("DBPut", [("Family", family), ("Key", key), ("Val", value)], ["Family", "Key"])
+
+
 def ping() -> Action:
     return action("Ping")
 

@@ -40,3 +40,16 @@ class LoginFailed(AmiError):
 
 
 __all__ = ["ActionFailed", "ActionOutcomeUnknown", "AmiError", "LoginFailed", "NotConnected"]
+
+
+class PbxOwned(AmiError):
+    """Another Dirigent holds the PBX's lease: this one does not take its
+    agents and calls over (``[[pbx]] takeover = true`` does, on purpose)."""
+
+    def __init__(self, owner: str, until: float) -> None:
+        super().__init__(
+            f"driven by another Dirigent ({owner}, lease renewed until {until:.0f}); not taking"
+            " it over (set takeover = true in its [[pbx]] table to take it over)"
+        )
+        self.owner = owner
+        self.until = until

@@ -51,7 +51,14 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from asterisk import actions as ami
-from asterisk.errors import ActionFailed, ActionOutcomeUnknown, AmiError, LoginFailed, NotConnected
+from asterisk.errors import (
+    ActionFailed,
+    ActionOutcomeUnknown,
+    AmiError,
+    LoginFailed,
+    NotConnected,
+    PbxOwned,
+)
 from asterisk.events import (
     OriginateResponse,
     OriginateResult,
@@ -93,6 +100,18 @@ class PbxSettings:
     #: during boot gets it when the boot ends (~25 ms after login in
     #: shutdown.ami; a PBX with many modules takes seconds).
     boot_wait: float = 10.0
+    #: Who this Dirigent is, for the PBX's lease (one Dirigent per PBX): a
+    #: second instance that finds the lease held by a live other owner stays
+    #: off the PBX and says why; empty: no lease (tests, tools).
+    owner: str = ""
+    #: take the PBX over although another Dirigent holds its lease
+    takeover: bool = False
+    #: seconds a lease lasts unless renewed (renewed with every keepalive)
+    lease_seconds: float = 60.0
+
+
+#: where the PBX's lease lives in its AstDB (``database show dirigent``)
+LEASE_FAMILY, LEASE_KEY = "dirigent", "owner"
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -250,6 +269,9 @@ class AmiSession:
         self.mirror = ChannelMirror(settings.name)
         self.tracker = OriginateTracker(settings.name)
         self._rng = rng or random.Random()
+        #: why this Dirigent stays off the PBX (its lease is another's), or None
+        self.refused: str | None = None
+        self._refused_by: str | None = None
         self._monotonic = monotonic
         self._subscribers: list[Subscriber] = []
         self._protocol: _Protocol | None = None
@@ -372,6 +394,15 @@ class AmiSession:
                     self._count(
                         self.metrics and self.metrics.connect_failures.labels(self.name, "auth")
                     )
+                except PbxOwned as exc:
+                    if exc.owner != self._refused_by:
+                        log.error("PBX %s: %s", self.name, exc)
+                        self._refused_by = exc.owner
+                    self._count(
+                        self.metrics and self.metrics.connect_failures.labels(self.name, "owned")
+                    )
+                    with contextlib.suppress(AmiError, OSError, TimeoutError):
+                        await self._send(proto, ami.logoff())
                 except (TimeoutError, AmiError, OSError) as exc:
                     log.warning("PBX %s: session ended: %s", self.name, exc)
                 finally:
@@ -403,6 +434,8 @@ class AmiSession:
             raise LoginFailed("connection closed during login") from exc
         if response.get("Response") != "Success":
             raise LoginFailed(response.get("Message") or "refused")
+        if s.owner:
+            await self._take_lease(proto)  # raises PbxOwned: another Dirigent drives it
         self.connects += 1
         log.info("PBX %s: logged in (AMI %s)", self.name, self.version)
         for event_name in s.exclude_events:
@@ -437,12 +470,48 @@ class AmiSession:
         if was_up:
             self._emit(PbxDisconnected(self.name, "link lost"))
 
+    async def _take_lease(self, proto: _Protocol, renewing: bool = False) -> None:
+        """Hold the PBX's lease in its own AstDB (``dirigent/owner``: owner and
+        expiry): whoever runs the PBX sees it (``database show dirigent``),
+        and it needs no database shared between the Dirigents.  Read, then
+        written when free, expired, ours or taken over on purpose."""
+        s = self.settings
+        now = time.time()
+        holder, until = "", 0.0
+        try:
+            items = await self._send_list(proto, ami.db_get(LEASE_FAMILY, LEASE_KEY))
+            value = items[0].get("Val", "") if items else ""
+            holder, _, expiry = value.rpartition("|")
+            until = float(expiry) if holder else 0.0
+        except ActionFailed:
+            pass  # "Database entry not found": nobody holds it
+        except ValueError:
+            holder = ""  # not a lease of ours: overwrite it
+        if holder and holder != s.owner and until > now:
+            if not s.takeover:
+                self.refused = f"driven by another Dirigent ({holder})"
+                raise PbxOwned(holder, until)
+            log.warning("PBX %s: taking it over from %s (takeover = true)", self.name, holder)
+        elif holder and holder != s.owner and renewing:
+            log.warning("PBX %s: lease of %s had expired; taking it back", self.name, holder)
+        await self._send(
+            proto, ami.db_put(LEASE_FAMILY, LEASE_KEY, f"{s.owner}|{now + s.lease_seconds:.0f}")
+        )
+        self.refused = None
+
     async def _keepalive(self, proto: _Protocol) -> None:
         s = self.settings
         while True:
             await asyncio.sleep(s.keepalive_interval)
             try:
                 await asyncio.wait_for(self._send(proto, ami.ping()), s.keepalive_timeout)
+                if s.owner:
+                    await self._take_lease(proto, renewing=True)
+            except PbxOwned as exc:
+                log.error("PBX %s: %s; leaving it", self.name, exc)
+                proto.lost.done() or proto.lost.set_result("taken over by another Dirigent")
+                proto.close()
+                return
             except (TimeoutError, AmiError):
                 log.warning("PBX %s: no answer to keepalive Ping; closing the link", self.name)
                 proto.lost.done() or proto.lost.set_result("keepalive timeout")

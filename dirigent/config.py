@@ -147,6 +147,8 @@ _PBX_FIELDS: dict[str, type] = {
     "backoff_max": float,
     "action_timeout": float,
     "exclude_events": list,
+    "takeover": bool,
+    "lease": bool,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
@@ -204,6 +206,17 @@ def _named_table(
         raise ConfigError(f"{prefix}.{id_key}", f"duplicate {name!r}")
     taken.add(name)
     return raw, name
+
+
+def instance_name(database_url: str) -> str:
+    """This installation's name on a PBX's lease: the host and its database
+    (a restart of the same server is the same owner and takes its PBX back
+    at once; another server, or another database, is not)."""
+    import hashlib
+    import socket
+
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:10]
+    return f"{socket.gethostname()}/{digest}"
 
 
 def env_secret_name(pbx_name: str) -> str:
@@ -270,6 +283,8 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
                 f"{prefix}.secret", f"required (in the file or in {env_secret_name(name)})"
             )
         values["secret"] = secret
+        if values.pop("lease", True):
+            values["owner"] = instance_name(db_settings.url)
         pbxs.append(PbxSettings(**values))
     campaigns = parse_campaigns(data)
     routing = parse_routing(data, {c.settings.queue_name for c in campaigns})

@@ -282,14 +282,16 @@ class Dirigent:
         return User(username, role, agent), password_hash
 
     def pbx_status(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: {
+        status: dict[str, dict[str, Any]] = {}
+        for name, s in self.sessions.items():
+            status[name] = {
                 "connected": s.connected,
                 "channels": len(s.mirror.channels),
                 "connects": s.connects,
             }
-            for name, s in self.sessions.items()
-        }
+            if s.refused:  # another Dirigent holds the PBX's lease
+                status[name]["refused"] = s.refused
+        return status
 
     @property
     def http_port(self) -> int:

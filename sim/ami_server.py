@@ -267,6 +267,28 @@ class AmiServerProtocol(protocol.Protocol):
         self.factory.pbx.user_event([("UserEvent", name)])
         self.respond(aid, "Success")
 
+    def do_dbget(self, aid: str | None, f: dict[str, Any]) -> None:
+        """AstDB read, as Asterisk 22 answers it (a list of one, or an error)."""
+        family, key = f.get("Family", ""), f.get("Key", "")
+        value = self.factory.astdb.get((family, key))
+        if value is None:
+            self.respond(aid, "Error", ("Message", "Database entry not found"))
+            return
+        item: Headers = [
+            ("Event", "DBGetResponse"),
+            ("Family", family),
+            ("Key", key),
+            ("Val", value),
+            *([("ActionID", aid)] if aid else []),
+        ]
+        self._list(aid, "Result will follow", [item], "DBGetComplete")
+
+    def do_dbput(self, aid: str | None, f: dict[str, Any]) -> None:
+        if not f.get("Family") or not f.get("Key"):
+            raise SimError("No family specified" if not f.get("Family") else "No key specified")
+        self.factory.astdb[(f["Family"], f["Key"])] = f.get("Val", "")
+        self.respond(aid, "Success", ("Message", "Updated database successfully"))
+
     def do_coreshowchannels(self, aid: str | None, f: dict[str, Any]) -> None:
         items = self.factory.pbx.core_show_channels(aid or "")
         self._list(aid, "Channels will follow", items, "CoreShowChannelsComplete")
@@ -302,6 +324,8 @@ class SimAmiServer(protocol.ServerFactory):
     ) -> None:
         self.pbx = pbx
         self.reactor = reactor
+        #: the PBX's AstDB (family, key) -> value: it outlives client sessions
+        self.astdb: dict[tuple[str, str], str] = {}
         self.clock: IReactorTime = clock or reactor  # type: ignore[assignment]
         self.username = username
         self.secret = secret
