@@ -6,7 +6,7 @@ Pure data; no I/O, no clock (times are plain seconds given by the caller).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,16 +114,17 @@ class ExpertiseRule:
         if self.attribute not in attributes:
             return False
         actual = attributes[self.attribute]
+        compare: dict[str, Callable[[], Any]] = {
+            "==": lambda: actual == self.value,
+            "!=": lambda: actual != self.value,
+            ">": lambda: actual > self.value,
+            ">=": lambda: actual >= self.value,
+            "<": lambda: actual < self.value,
+            "<=": lambda: actual <= self.value,
+            "in": lambda: actual in self.value,
+        }
         try:
-            return {
-                "==": lambda: actual == self.value,
-                "!=": lambda: actual != self.value,
-                ">": lambda: actual > self.value,
-                ">=": lambda: actual >= self.value,
-                "<": lambda: actual < self.value,
-                "<=": lambda: actual <= self.value,
-                "in": lambda: actual in self.value,
-            }[self.op]()
+            return bool(compare[self.op]())
         except TypeError:
             return False  # incomparable types: the rule does not apply
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sortedcontainers import SortedList
 
@@ -82,7 +83,7 @@ class Router:
         self.offered: dict[str, _Pending] = {}  # interaction id -> pending offer
         self.handling: dict[str, str] = {}  # interaction id -> agent id
         self.handled_interactions: dict[str, Interaction] = {}
-        self._buckets: dict[tuple[str, Channel], SortedList] = {}
+        self._buckets: dict[tuple[str, Channel], SortedList[tuple[float, int, str]]] = {}
         self._free: dict[tuple[str, Channel], set[str]] = {}
         self._skill_index: dict[tuple[str, int], set[str]] = {}
         self._wrapping: set[str] = set()  # agents with after-call work (the tick ends it)
@@ -251,7 +252,7 @@ class Router:
     def _urgency(self, interaction: Interaction, now: float) -> float:
         return PRIORITY_WEIGHT * interaction.priority + self._sla_used(interaction, now)
 
-    def _policy_key(self, agent: Agent, interaction: Interaction) -> tuple:
+    def _policy_key(self, agent: Agent, interaction: Interaction) -> tuple[Any, ...]:
         if self.policy == "best_skill":
             return (
                 -sum(agent.skills.get(s, 0) for s in interaction.skills),
@@ -294,7 +295,7 @@ class Router:
         waiting = self.calls_waiting() if calls_waiting is None else calls_waiting
         overdue = now is not None and self._sla_used(interaction, now) >= 1.0
         best: Agent | None = None
-        best_key: tuple | None = None
+        best_key: tuple[Any, ...] | None = None
         for agent_id in candidates:
             self.stats.candidates_examined += 1
             agent = self.agents[agent_id]
@@ -344,7 +345,7 @@ class Router:
     def route_agent(self, agent_id: str, now: float) -> list[Offer]:
         """Fill the agent's free capacity with the most urgent work it may take."""
         agent = self._agent(agent_id)
-        offers = []
+        offers: list[Offer] = []
         while True:
             interaction = self.best_interaction(agent, now)
             if interaction is None:

@@ -2,7 +2,7 @@
 # Runs every check Dirigent has: installs the Debian packages the tests
 # need if they are missing, the package with its test dependencies into a
 # virtual environment (.venv, see scripts/venv.sh), then ruff, the
-# import-linter layering contracts and the whole pytest suite, the real-PBX
+# import-linter layering contracts, mypy on the pure core and the whole pytest suite, the real-PBX
 # tier included.  The tests start their own PostgreSQL server and Asterisk
 # on free loopback ports.
 set -euo pipefail
@@ -30,4 +30,5 @@ fi
 ruff check .
 ruff format --check .
 lint-imports
+mypy routing  # strict (pyproject.toml); the rest of the tree follows (issue 16)
 python3 -m pytest -q "$@"
