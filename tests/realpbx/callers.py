@@ -6,10 +6,43 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import select
+import threading
 import time
 from typing import Any
 
 from tests.realpbx.lab import Lab, free_udp_port
+
+
+class _InviteSocket:
+    """pyVoIP's SIP socket, made safe for its INVITE.
+
+    pyVoIP's receive loop makes the socket non-blocking while it holds the
+    receive lock and blocking again only *after* releasing it, so an INVITE
+    that takes the lock in between reads a non-blocking socket and fails with
+    BlockingIOError (seen in CI on a loaded machine).  Here a read from any
+    thread but the receive loop's waits up to ``timeout`` for the answer."""
+
+    def __init__(self, sock: Any, timeout: float = 5.0) -> None:
+        self._sock = sock
+        self._timeout = timeout
+        self.loop_thread: threading.Thread | None = None
+
+    def recv(self, size: int) -> bytes:
+        if threading.current_thread() is self.loop_thread:
+            return self._sock.recv(size)  # the loop relies on BlockingIOError
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return self._sock.recv(size)
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                select.select([self._sock], [], [], left)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class InboundCaller:
@@ -39,7 +72,19 @@ class InboundCaller:
         self.call: Any = None
 
     def __enter__(self) -> InboundCaller:
+        sip = self.phone.sip
+        loop = sip.recv_loop
+        guard: list[_InviteSocket] = []
+
+        def recv_loop() -> None:  # note the loop's thread, then run it
+            if guard:
+                guard[0].loop_thread = threading.current_thread()
+            loop()
+
+        sip.recv_loop = recv_loop  # pyVoIP starts it from a timer, 1 s after start()
         self.phone.start()
+        guard.append(_InviteSocket(sip.s))
+        sip.s = sip.out = guard[0]
         time.sleep(1.1)  # pyVoIP starts its receive loop after 1 s
         return self
 
