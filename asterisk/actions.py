@@ -216,6 +216,10 @@ def db_put(family: str, key: str, value: str) -> Action:
     return action("DBPut", [("Family", family), ("Key", key), ("Val", value)], ["Family", "Key"])
 
 
+def db_del(family: str, key: str) -> Action:
+    return action("DBDel", [("Family", family), ("Key", key)], ["Family", "Key"])
+
+
 def ping() -> Action:
     return action("Ping")
 

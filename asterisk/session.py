@@ -309,6 +309,11 @@ class AmiSession:
         self._stopping = True
         proto = self._protocol
         if proto is not None and self.connected:
+            if self.settings.owner:  # a clean stop frees the PBX for a successor at once
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        self._send(proto, ami.db_del(LEASE_FAMILY, LEASE_KEY)), 2.0
+                    )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send(proto, ami.logoff()), 2.0)
         if proto is not None:

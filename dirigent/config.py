@@ -43,6 +43,10 @@ DEFAULT_DATABASE_URL = "sqlite:///dirigent.db"
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
 _EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
 _EXTEN_REASON = "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them"
+#: extension names Asterisk runs by itself (``failed``: a failed Originate's
+#: placeholder channel; ``talk``, ``fax``): an agent or queue of that name
+#: would share their calls
+_RESERVED_EXTENS = frozenset({"failed", "talk", "fax"})
 
 
 class ConfigError(ValueError):
@@ -347,6 +351,8 @@ def parse_routing(
         raw, name = _named_table(raw, prefix, queue_keys, "name", queue_names)
         if not _EXTEN_NAME.fullmatch(name):
             raise ConfigError(f"{prefix}.name", _EXTEN_REASON)
+        if name in _RESERVED_EXTENS:
+            raise ConfigError(f"{prefix}.name", f"{name!r} is an extension Asterisk keeps")
         levels = {}
         for channel, sl in _table(raw, "service_level").items():
             ch = _channel(channel, f"{prefix}.service_level")
@@ -441,6 +447,8 @@ def parse_routing(
         raw, agent_id = _named_table(raw, prefix, agent_keys, "id", agent_ids)
         if not _EXTEN_NAME.fullmatch(agent_id):
             raise ConfigError(f"{prefix}.id", _EXTEN_REASON)
+        if agent_id in _RESERVED_EXTENS:
+            raise ConfigError(f"{prefix}.id", f"{agent_id!r} is an extension Asterisk keeps")
         endpoint = raw.get("endpoint")
         if not isinstance(endpoint, str) or not endpoint:
             raise ConfigError(

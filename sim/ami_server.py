@@ -289,6 +289,12 @@ class AmiServerProtocol(protocol.Protocol):
         self.factory.astdb[(f["Family"], f["Key"])] = f.get("Val", "")
         self.respond(aid, "Success", ("Message", "Updated database successfully"))
 
+    def do_dbdel(self, aid: str | None, f: dict[str, Any]) -> None:
+        if self.factory.astdb.pop((f.get("Family", ""), f.get("Key", "")), None) is None:
+            self.respond(aid, "Error", ("Message", "Database entry not found"))
+            return
+        self.respond(aid, "Success", ("Message", "Key deleted successfully"))
+
     def do_coreshowchannels(self, aid: str | None, f: dict[str, Any]) -> None:
         items = self.factory.pbx.core_show_channels(aid or "")
         self._list(aid, "Channels will follow", items, "CoreShowChannelsComplete")

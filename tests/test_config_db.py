@@ -281,6 +281,12 @@ def test_valid_endpoint_and_trunk_names_are_accepted():
             {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "7"}]},
             "agent[0].endpoint",
         ),
+        # Asterisk's own "failed" extension: an agent of that name would share its channels
+        (
+            {"queue": [{"name": "q1"}], "agent": [{"id": "failed", "endpoint": "1001"}]},
+            "agent[0].id",
+        ),
+        ({"queue": [{"name": "talk"}]}, "queue[0].name"),
     ],
 )
 def test_one_letter_names_the_dialplan_cannot_match_are_refused(routing, key):

@@ -55,3 +55,15 @@ def test_takeover_takes_the_pbx_and_the_first_dirigent_leaves(sim, session_facto
     assert first.refused == "driven by another Dirigent (host-b/db2)"
     settle(0.6)
     assert not first.connected and second.connected
+
+
+def test_a_clean_stop_frees_the_pbx_for_another_dirigent_at_once(sim, session_factory):
+    _pbx, server = sim
+    old = session_factory(server.address, owner="host-a/db1")
+    old.start()
+    run(wait_for(lambda: old.connected, what="in"))
+    run(old.stop())  # SIGTERM: the lease goes with the Logoff
+    assert ("dirigent", "owner") not in server.astdb
+    successor = session_factory(server.address, owner="host-c/db3")
+    successor.start()
+    run(wait_for(lambda: successor.connected, timeout=5, what="the successor in"))

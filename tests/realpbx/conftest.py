@@ -82,6 +82,7 @@ def pbx(lab: Lab, farm: Farm) -> Lab:
     lab.wait_booted()
     wait_until(farm.registered, 20, "agent phones registered at the lab PBX")
     lab.hangup_all()
+    lab.forget_lease()  # each scenario's Dirigent has its own database: another owner
     return lab
 
 

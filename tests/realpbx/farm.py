@@ -4,6 +4,8 @@ far end of the ``customers`` trunk answering each number as scripted."""
 
 from __future__ import annotations
 
+import contextlib
+
 from sim.phones import AgentDecider, PhoneFarm, ScriptedCustomers
 from tests.realpbx.lab import PASSWORDS, Lab, free_udp_port
 
@@ -37,6 +39,23 @@ class Farm:
 
     def invites(self, number: str) -> int:
         return self.phones.invites[number.lstrip("+")]
+
+    def forget_dead_calls(self) -> int:
+        """After the PBX died (kill -9) no BYE will ever come: end every call the
+        phones still hold, locally (no SIP sent), and free the agent phones, as
+        a real phone does once it notices the dead call.  Without this an agent
+        phone refuses its re-nail with 486 for ever, and the dead calls' RTP
+        keeps arriving at ports the restarted Asterisk hands to new calls.
+        Returns how many calls were dropped."""
+        dropped = 0
+        for phone in self.phones.phones:
+            for call_id, call in list(phone.calls.items()):
+                with contextlib.suppress(Exception):
+                    call.bye()  # stops its RTP, leaves phone.calls
+                phone.calls.pop(call_id, None)
+                self.agents.call_ended(call_id)
+                dropped += 1
+        return dropped
 
     def registered(self) -> bool:
         out = self.lab.contacts()

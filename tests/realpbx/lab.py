@@ -405,6 +405,21 @@ class Lab:
             time.sleep(0.2)
         raise LabError(f"asterisk not fully booted after {timeout} s: {last.strip()}")
 
+    def crash(self) -> int:
+        """``kill -9`` of this Asterisk (the lab started it): every call and AMI
+        session ends at once, with no SIP BYE, no hang-up events and no
+        ``Shutdown`` event -- what a PBX crash or power loss looks like from
+        outside.  :meth:`start` brings it back on the same ports and run folder
+        (the registrations survive in its astdb, as on a real PBX).  Returns
+        the killed PID."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise LabError("crash: the lab's Asterisk is not running")
+        pid = self.proc.pid
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        # its control socket is left behind; Asterisk removes a stale one at start
+        return pid
+
     def cli(self, command: str, timeout: float = 15.0) -> str:
         """``asterisk -rx`` in this instance."""
         r = subprocess.run(
@@ -501,6 +516,13 @@ class Lab:
 
     def contacts(self) -> str:
         return self.cli("pjsip show contacts")
+
+    def forget_lease(self) -> None:
+        """Remove Dirigent's lease (``dirigent/owner`` in the AstDB): the
+        Dirigent of a previous scenario is gone (stopped, with a database of
+        its own), and a new one must not wait for its 60 s lease to expire.
+        An operator replacing a server does the same by hand (or waits)."""
+        self.cli("database deltree dirigent")
 
     def hangup_all(self, timeout: float = 10.0) -> None:
         """No call left over from a previous test."""

@@ -139,7 +139,7 @@ def write_config(
         lines += [
             "[[agent]]",
             f'id = "{a.id}"',
-            f'endpoint = "{a.endpoint}"',
+            f"endpoint = {toml_value(a.endpoint)}",  # escaped: a test may give a bad one
             f'mode = "{a.mode}"',
             f"queues = {json.dumps(list(a.queues))}",
             "auto_login = true",

@@ -1,6 +1,8 @@
 """Restarts on the real PBX: Asterisk's ``core restart now`` in the middle
-of a campaign (every call cut, nailed-up legs included), and a kill -9 of
-the Dirigent server in the middle of a campaign, then a new process."""
+of a campaign (every call cut, nailed-up legs included), one resync and one
+nail-up per login across it, a kill -9 of the Dirigent server in the middle
+of a campaign, then a new process, and a kill -9 of Asterisk itself in the
+middle of a conversation."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 
 import pytest
 
+from tests.realpbx.ami import AmiWatcher, agent_legs
 from tests.realpbx.server import AgentSpec, CampaignSpec, fresh_numbers, wait_until
 
 pytestmark = pytest.mark.realpbx
@@ -63,6 +66,10 @@ def test_core_restart_mid_campaign_renails_every_agent_and_stores_cut_calls_as_u
         30,
         "a person connected to a nailed-up agent before the restart",
     )
+    # the attempts the restart cuts: those still open now (which numbers were
+    # dialed by then depends on how fast each agent was nailed up; a number
+    # dialed after the restart may ring out as a plain no-answer, cause 19)
+    live = {r["id"] for r in server.query("SELECT id FROM attempt WHERE outcome IS NULL")}
     restart_at = time.monotonic()
     pbx.cli("core restart now")
     time.sleep(1.0)
@@ -89,9 +96,10 @@ def test_core_restart_mid_campaign_renails_every_agent_and_stores_cut_calls_as_u
         view = server.agent(agent)
         assert view["state"] in ("ready", "busy", "wrap_up"), (agent, view)
     rows = server.query(
-        "SELECT e164, outcome, hangup_cause FROM attempt WHERE outcome IS NOT NULL ORDER BY id"
+        "SELECT id, e164, outcome, hangup_cause FROM attempt WHERE outcome IS NOT NULL ORDER BY id"
     )
-    cut = [dict(r) for r in rows if r["e164"] in numbers[:4]]
+    cut = [dict(r) for r in rows if r["id"] in live]
+    assert live and len(cut) == len(live), f"attempts open at the restart {live}, closed {cut}"
     wrong = [
         r
         for r in cut
@@ -168,3 +176,107 @@ def _by_number(server):
     for r in server.query("SELECT e164, outcome, agent_code FROM attempt ORDER BY id"):
         found.setdefault(r["e164"], []).append(dict(r))
     return found
+
+
+def _lines(log: str, what: str) -> list[str]:
+    return [line for line in log.splitlines() if f"PBX lab: {what}" in line]
+
+
+def test_one_resync_and_one_nail_up_per_login_across_a_core_restart(pbx, farm, dirigent):
+    """Finding 9: Asterisk sends ``FullyBooted`` after every login (and once
+    more at the end of a boot); Dirigent resynced on each of them, twice per
+    login, and ran its nail-up logic on each.  Counted on both sides: the
+    serve log's resyncs per login, and on the PBX every nailed agent's phone
+    entering ``dirigent-agent`` (AMI ``Newexten``) and the INVITEs the phone
+    got -- exactly one per agent per (re)connect."""
+    with AmiWatcher(pbx.ami_port) as watcher:
+        watcher.wait_logged_in()
+        invites_before = {phone: farm.invites(phone) for phone in BRIDGES.values()}
+        mark = pbx.log_mark()
+        server = dirigent(AGENTS, queues=["out"])
+        server.wait_healthy()
+        wait_until(lambda: all_nailed(pbx), 20, "carl (1003) and dora (1005) nailed up")
+        time.sleep(3.0)  # room for a second resync and its nail-ups, if any came
+        pbx.cli("core restart now")
+        time.sleep(1.0)
+        pbx.wait_booted()
+        wait_until(lambda: all_nailed(pbx), 30, "carl and dora re-nailed after core restart now")
+        time.sleep(3.0)
+        pbx_logins = pbx.log_since(mark).count("Manager 'dirigent' logged on")
+        log = server.log()
+        logins, resyncs = _lines(log, "logged in"), _lines(log, "resync found")
+        assert len(logins) == 2 <= pbx_logins, (
+            f"expected a login at start and one after the restart: {logins}; the PBX logged "
+            f"{pbx_logins} logins of user dirigent"
+        )
+        # every login followed by exactly one resync before the next login
+        per_login = [
+            part.count("PBX lab: resync found") for part in log.split("PBX lab: logged in")[1:]
+        ]
+        assert per_login == [1, 1], (
+            f"resyncs per login {per_login} (one per FullyBooted?): {resyncs}"
+        )
+        for agent, phone in BRIDGES.items():
+            legs = agent_legs(watcher, phone, agent)
+            invites = farm.invites(phone) - invites_before[phone]
+            assert (len(legs), invites) == (2, 2), (
+                f"{agent}'s phone {phone}: {len(legs)} legs into dirigent-agent and {invites} "
+                f"INVITEs on the PBX for 2 logins (one nail-up per agent per connect expected): "
+                f"{[e.get('Channel') for e in legs]}"
+            )
+
+
+def test_talk_time_of_a_call_cut_by_a_pbx_crash_ends_at_the_crash(pbx, farm, dirigent):
+    """Finding 10: a conversation whose channels vanished in a PBX crash was
+    closed "answered" with its talk time running on to the resync after the
+    restart (16.7 s recorded for 1.3 s real).  Asterisk is killed (-9) in the
+    middle of a connected call and stays down for ``DOWN`` seconds, as a
+    crashed PBX does before its supervisor brings it back: the attempt must
+    be ``pbx-lost`` with the talk time up to the crash (measured on the PBX:
+    the customer's ``BridgeEnter`` into the agent's ConfBridge to the kill),
+    not up to the resync ``DOWN`` seconds and a boot later."""
+    down = 5.0
+    (number,) = fresh_numbers(1)
+    farm.script({number: "human"})  # talks 8 s: still talking at the kill
+    with AmiWatcher(pbx.ami_port) as watcher:
+        watcher.wait_logged_in()
+        server = dirigent(
+            AGENTS[:1], queues=[], campaigns=[CampaignSpec("out")], lists={"out": [number]}
+        )
+        server.wait_healthy()
+        entered = wait_until(
+            lambda: watcher.events(
+                "BridgeEnter",
+                lambda e: (
+                    e.get("Channel").startswith("PJSIP/customers-")
+                    and e.get("BridgeName") == "agent-carl"
+                ),
+            ),
+            30,
+            "the person who answered joined carl's ConfBridge on the PBX",
+        )
+        time.sleep(2.0)
+        killed_at = time.monotonic()
+        pbx.crash()
+        real = killed_at - entered[0].at
+        farm.forget_dead_calls()
+        time.sleep(down)
+        pbx.start()
+        rows = wait_until(
+            lambda: server.query(
+                "SELECT outcome, talk_seconds, connected_at FROM attempt WHERE outcome IS NOT NULL"
+            ),
+            30,
+            "the cut call's attempt closed after the PBX came back",
+        )
+    attempt = dict(rows[0])
+    talk = attempt["talk_seconds"]
+    print(f"crash: {real:.2f} s talk on the PBX, {talk} s stored ({attempt['outcome']})")
+    assert attempt["outcome"] == "pbx-lost" and talk is not None and abs(talk - real) < 1.0, (
+        f"the call cut by the crash is stored {attempt['outcome']!r} with {talk} s of talk; on "
+        f"the PBX it was connected {real:.1f} s when Asterisk died (down {down:.0f} s, then "
+        "restarted): its talk time must end when the link was lost, outcome pbx-lost"
+    )
+    assert farm.invites(number) == 1, "the person whose call was cut was dialed again"
+    wait_until(farm.registered, 20, "the agent phones still registered after the restart")
+    wait_until(lambda: pbx.confbridges().get("agent-carl") == 1, 30, "carl re-nailed")
