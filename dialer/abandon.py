@@ -121,3 +121,17 @@ class AbandonLedger:
         """Restore the day buckets saved before a restart."""
         for row in rows:
             self.days[row.day] = DayCount(row.day, row.live, row.abandoned)
+
+    def load_recent(self, events: Iterable[tuple[float, float, float]], now: float) -> None:
+        """Restore the last hour's (at, live, abandoned) events after a restart.
+
+        The day buckets are saved after every change; the hour is rebuilt
+        from what the store kept of the calls (attempt rows).  Without it a
+        restart emptied the short-term view, and the hourly guard let a
+        small campaign dial into a bad hour as if it were a new one.  The
+        day buckets are not touched: they already hold these calls."""
+        kept = [e for e in events if now - 3600.0 <= e[0] <= now]
+        merged = sorted([*self.recent, *kept])
+        self.recent = deque(merged)
+        self._hour = [sum(e[1] for e in merged), sum(e[2] for e in merged)]
+        self._trim(now)

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import bdtrc, ndtr
+from scipy.special import bdtrc, betaincinv, ndtr
 
 from dialer.abandon import AbandonLedger
 from dialer.campaign import CampaignSettings
@@ -63,6 +63,11 @@ class Snapshot:
     verdicts: np.ndarray = field(default_factory=lambda: EMPTY)  # seconds to AMD verdict
     waiting: int = 0  # persons waiting for an agent now
     room: int = 256  # new calls the line limit allows now
+    #: other work that takes the campaign's agents ahead of its calls (inbound
+    #: calls of blended agents), arrivals per second: each one that comes
+    #: before a call of ours needs its agent takes one of the agents counted
+    #: in the supply
+    inbound_rate: float = 0.0
     # clairvoyant inputs (simulation bounds only)
     agent_free_in: np.ndarray | None = None  # per busy/wrapping agent: seconds until free
     call_need_in: np.ndarray | None = None  # per call in flight: seconds until it needs an agent
@@ -192,8 +197,18 @@ class Predictive(Strategy):
     lam_max: float = 0.5
     gain: float = 0.05
     windows: tuple[str, ...] = ("30d", "day")
-    min_live: int = 200  # live answers before a window's rate is trusted for the guard
     hour_guard: float = 0.045  # worst-hour rule (5 %) with room
+    #: the guard's belief before a window holds answers: a Beta prior with this
+    #: mean and this weight (in live answers); see :func:`rate_bound`
+    prior_rate: float = 0.015
+    prior_weight: float = 20.0
+    #: the guard stops predictive dialing while the rate's upper bound at this
+    #: confidence (over a window) is at the window's limit
+    confidence: float = 0.8
+    #: the same for the last hour, against ``hour_guard``: surer, because the
+    #: hour is short (80 live answers with five agents) and AMD's misreads,
+    #: which pacing cannot see, come on top of it
+    hour_confidence: float = 0.9
     name: str = "predictive"
     clairvoyant: str | None = None  # None, "agents" or "calls"
     max_burst: int = 256
@@ -201,6 +216,9 @@ class Predictive(Strategy):
     #: Bernoulli terms (agents busy + calls in flight); -1 turns it off
     exact_terms: int = 40
     _progressive: bool = False
+    _bound_cache: dict[tuple[float, float, float, float], bool] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.limit <= 1.0:
@@ -231,12 +249,34 @@ class Predictive(Strategy):
         self.lam = min(self.lam_max, max(self.lam_min, self.lam * math.exp(step)))
 
     def _guard(self, s: Snapshot, ledger: AbandonLedger) -> bool:
-        """At the cap: dial progressively until the measured rate is back under."""
-        for window in self.windows:
+        """At the cap, or not sure to be under it: dial progressively.
+
+        Each window (the regulatory ones against the limit, the last hour
+        against the worst-hour rule) is judged by an upper bound on its
+        abandon rate that is valid for few answers (:func:`rate_bound`), so
+        the guard acts from a campaign's first calls: two abandons in ten
+        live answers stop predictive dialing, no abandon in three does not.
+        A fixed threshold of 200 answers left the first hours of a small
+        blended campaign unguarded."""
+        checks = [(window, self.limit, self.confidence) for window in self.windows]
+        checks.append(("1h", self.hour_guard, self.hour_confidence))
+        for window, limit, confidence in checks:
             live, abandoned = ledger.counts(window, s.now)
-            if live >= self.min_live and abandoned / live >= self.limit:
+            if self._over(live, abandoned, limit, confidence):
                 return True
         return self._hour_at_risk(s.now, ledger)
+
+    def _over(self, live: float, abandoned: float, limit: float, confidence: float) -> bool:
+        key = (live, abandoned, limit, confidence)
+        cache = self._bound_cache
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) > 64:
+                cache.clear()
+            hit = cache[key] = (
+                rate_bound(live, abandoned, confidence, self.prior_rate, self.prior_weight) >= limit
+            )
+        return hit
 
     def _hour_at_risk(self, now: float, ledger: AbandonLedger) -> bool:
         """Would one more abandon take the last hour past the guard?
@@ -256,10 +296,22 @@ class Predictive(Strategy):
 
     def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
         self._progressive = self._guard(s, ledger)
-        if self._progressive or s.agents == 0:
-            return max(0, s.ready - s.in_flight - s.waiting)
+        progressive = max(0, s.ready - s.in_flight - s.waiting)
+        if s.agents == 0:
+            return progressive
+        if self._progressive:
+            if s.inbound_rate <= 0 or progressive == 0 or self.clairvoyant is not None:
+                return progressive
+            # blended agents: one call per ready agent is not safe when an
+            # inbound caller may take the agent first; only the calls the
+            # model gives (almost) no chance of finding no agent
+            return min(progressive, self._model_k(s, est, self.lam_min))
         if self.clairvoyant == "calls" and s.next_need_in is not None:
             return self._clairvoyant_k(s)
+        return self._model_k(s, est, self.lam)
+
+    def _model_k(self, s: Snapshot, est: Estimates, lam: float) -> int:
+        """The largest number of new calls each with P_ab <= ``lam``."""
         t = est.tables()
         c = round(self.connect_within)
         w = t.window(c)
@@ -268,7 +320,7 @@ class Predictive(Strategy):
         most = max(1, min(self.max_burst, s.room))
         terms = len(s.talking) + len(s.wrapping) + len(s.ringing) + len(s.verdicts)
         if self.clairvoyant is None and terms <= self.exact_terms:
-            return self._search(exact_abandon_chances(s, t, w, c), most)
+            return self._search(exact_abandon_chances(s, t, w, c), most, lam)
         n = len(w.new_call)
         # supply by h + c: agents ready, plus those whose talk and wrap-up end by then;
         # demand by h from the calls already placed
@@ -288,13 +340,20 @@ class Predictive(Strategy):
         # D(h) + 1/2 - S(h) and its variance
         base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
         var = mv[0, n:] + mv[1, n:]
-        return self._largest_k(base, var, w, most)
+        if s.inbound_rate > 0:
+            # inbound arrivals by h + c take agents first: Poisson, mean = variance
+            arrivals = inbound_means(s.inbound_rate, c, n)
+            base = base + arrivals
+            var = var + arrivals
+        return self._largest_k(base, var, w, most, lam)
 
-    def _largest_k(self, base: np.ndarray, var: np.ndarray, w: Window, most: int) -> int:
+    def _largest_k(
+        self, base: np.ndarray, var: np.ndarray, w: Window, most: int, lam: float
+    ) -> int:
         """The search with P_ab from the normal approximation (many agents)."""
         # the first call alone, in few steps: three decisions in four place nothing
         first = ndtr(base / np.sqrt(np.maximum(var, 0.01))) @ w.need_weights
-        if first > self.lam:
+        if first > lam:
             return 0
         if most == 1:
             return 1
@@ -304,10 +363,14 @@ class Predictive(Strategy):
             sd = np.sqrt(np.maximum(var + before * w.spread, 0.01))
             return ndtr((base + before * w.new_call) / sd) @ w.need_weights
 
-        return self._search(p_abandon, most, done=1)
+        return self._search(p_abandon, most, lam, done=1)
 
     def _search(
-        self, p_abandon: Callable[[np.ndarray], np.ndarray], most: int, done: int = 0
+        self,
+        p_abandon: Callable[[np.ndarray], np.ndarray],
+        most: int,
+        lam: float,
+        done: int = 0,
     ) -> int:
         """The largest k <= ``most`` with P_ab(k) <= lambda (P_ab grows with k).
 
@@ -319,7 +382,7 @@ class Predictive(Strategy):
             stop = min(chunk_end, most)
             if stop <= done:
                 continue
-            over = p_abandon(np.arange(done + 1.0, stop + 1.0)) > self.lam
+            over = p_abandon(np.arange(done + 1.0, stop + 1.0)) > lam
             if over.any():
                 return done + int(np.argmax(over))
             done = stop
@@ -387,6 +450,47 @@ def estimates_for(settings: CampaignSettings) -> Estimates:
     )
 
 
+def rate_bound(
+    live: float, abandoned: float, confidence: float, prior_rate: float, prior_weight: float
+) -> float:
+    """Upper bound on a window's abandon rate, valid for small samples.
+
+    The ``confidence`` quantile of the Beta posterior of the rate after
+    ``abandoned`` of ``live`` answers, from a Beta prior with mean
+    ``prior_rate`` worth ``prior_weight`` answers (a campaign is believed to
+    be under the cap until its calls say otherwise).  With many answers it
+    is the measured rate; with few, one or two abandons weigh what they
+    should: 0 of 3 gives 2.3 %, 2 of 10 gives 11 %, 1 of 50 gives 2.9 %
+    (defaults).  Monotonic: more abandons at the same volume never lower it.
+    The ledger's counts are fractional (AMD's estimated misreads), which the
+    Beta distribution takes as they are."""
+    a = prior_rate * prior_weight + max(0.0, abandoned)
+    b = (1.0 - prior_rate) * prior_weight + max(0.0, live - abandoned)
+    return float(betaincinv(a, b, confidence))
+
+
+def inbound_means(rate: float, c: int, n: int) -> np.ndarray:
+    """Expected inbound arrivals that take an agent before a call of ours
+    needing one at horizon h can have it: those by h + c (per horizon)."""
+    return rate * (HORIZONS[:n] + c)
+
+
+def with_poisson(pmf: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """``pmf`` (horizons × counts) convolved with a Poisson count per horizon."""
+    top = float(means.max())
+    m = math.ceil(top + 8.0 * math.sqrt(top) + 2.0)
+    j = np.arange(m + 1.0)
+    # Poisson pmf per horizon (rows) and count (columns), by its recurrence
+    pois = np.exp(-means)[:, None] * np.cumprod(
+        np.concatenate([np.ones((len(means), 1)), means[:, None] / j[None, 1:]], axis=1), axis=1
+    )
+    out = np.zeros((pmf.shape[0], pmf.shape[1] + m))
+    width = pmf.shape[1]
+    for k in range(m + 1):
+        out[:, k : k + width] += pmf * pois[:, k : k + 1]
+    return out
+
+
 def poisson_binomial(p: np.ndarray) -> np.ndarray:
     """Distribution of a sum of independent Bernoulli variables, per column.
 
@@ -426,6 +530,8 @@ def exact_abandon_chances(
         1.0 - wrap_free_by(s, t, c, n),
     ]
     pmf = poisson_binomial(np.concatenate(rows))  # (n, terms + 1)
+    if s.inbound_rate > 0:
+        pmf = with_poisson(pmf, inbound_means(s.inbound_rate, c, n))
     # new calls before this one that must need an agent for it to be abandoned,
     # when D + U = x
     short = (s.ready + len(s.talking) + len(s.wrapping) - s.waiting) - np.arange(pmf.shape[1])

@@ -57,7 +57,7 @@ from asterisk.port import Telephony
 from dialer.abandon import AbandonLedger
 from dialer.agent_board import AgentBoard
 from dialer.campaign import CampaignSettings, Lead, LeadSource
-from dialer.estimates import Estimates
+from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
 from routing.model import Channel, Direction, Interaction
@@ -241,6 +241,10 @@ class CampaignRunner:
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
         #: the campaign's agents (logged in to its queue), as pacing counts them
         self._board = AgentBoard(settings.queue_name)
+        #: how often the campaign's agents are taken by other (inbound) calls,
+        #: and the voice work of others each member has now
+        self.inbound = InboundRate()
+        self._foreign: dict[str, set[str]] = {}
         for a in router.agents.values():
             self._board.update(a)
         self._ticker = LoopingCall(self.tick)
@@ -295,6 +299,7 @@ class CampaignRunner:
 
     def _agent_changed(self, agent: Any) -> None:
         self._board.update(agent)
+        self._count_foreign(agent)
         if agent.id in self._talk and not any(
             w.phase is Phase.WRAP_UP for w in agent.work.values()
         ):
@@ -323,6 +328,24 @@ class CampaignRunner:
         if self._pace_soon is None or not self._pace_soon.active():
             self._pace_soon = self.clock.callLater(0, self.pace)
 
+    def _count_foreign(self, agent: Any) -> None:
+        """A member of the campaign given a voice call that is not the
+        campaign's (an inbound call of a blended agent): pacing learns how
+        often that happens (``Snapshot.inbound_rate``)."""
+        others = {
+            iid
+            for iid, w in agent.work.items()
+            if w.channel is Channel.VOICE and w.phase is not Phase.WRAP_UP and iid not in self.live
+        }
+        before = self._foreign.get(agent.id, set())
+        if agent.id in self._board.members:
+            for _ in others - before:
+                self.inbound.took(self.clock.seconds())
+        if others:
+            self._foreign[agent.id] = others
+        else:
+            self._foreign.pop(agent.id, None)
+
     def snapshot(self, now: float) -> Snapshot:
         reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
         board = self._board.board(now, reserved)
@@ -343,6 +366,7 @@ class CampaignRunner:
             ringing=np.asarray(ringing, dtype=float),
             verdicts=np.asarray(verdicts, dtype=float),
             waiting=len(self.waiting_since),
+            inbound_rate=self.inbound.rate(now),
         )
         if self.oracle is not None:
             o = self.oracle
@@ -364,7 +388,8 @@ class CampaignRunner:
         if self.status not in ("running", "idle"):
             return
         if not self.telephony.connected:
-            return  # PBX lost: no new dials until the resync
+            self._idle("PBX down")  # no new dials until the resync
+            return
         now = self.clock.seconds()
         if self.settings.mode == "preview":
             self._offer_previews(now)

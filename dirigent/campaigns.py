@@ -171,6 +171,7 @@ class Campaigns:
         self.bus = bus or acd.bus
         self.metrics = DialerMetrics(registry) if registry is not None else None
         self.campaigns: dict[str, Campaign] = {}
+        self._configs = configs
         self._ledgers: dict[str, AbandonLedger] = {}
         self._reconciled = False
         self._counting = False
@@ -219,13 +220,17 @@ class Campaigns:
         group = cfg.ledger_group
         ledger = self._ledgers.get(group)
         if ledger is None:
-            store = DbLedgerStore(self.engine, group)
+            members = [c.name for c in self._configs if c.ledger_group == group]
+            store = DbLedgerStore(self.engine, group, members)
             ledger = AbandonLedger(
                 day_start=local_day_start(cfg.timezone),
                 amd_false_positive=cfg.settings.amd_false_positive,
                 on_change=store.save,
             )
             ledger.load(store.load())
+            # the last hour too: the hourly guard judges it from the first call
+            now = self.clock.seconds()
+            ledger.load_recent(store.recent(now, ledger.amd_false_positive), now)
             self._ledgers[group] = ledger
         return ledger
 
@@ -410,7 +415,8 @@ class Campaigns:
             "connected": r.stats.connected,
             "abandoned": r.stats.abandoned,
             "outcomes": dict(r.stats.outcomes),
-            "abandon_rate": {w: r.ledger.rate(w, now) for w in WINDOWS},
+            # rounded: 0.010000000000000002 is float noise, not a figure
+            "abandon_rate": {w: _rounded(r.ledger.rate(w, now)) for w in WINDOWS},
             "drop_group": c.config.ledger_group,
         }
 
@@ -524,3 +530,7 @@ class Campaigns:
             history=[],
             **payload,
         )
+
+
+def _rounded(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 6)

@@ -13,7 +13,8 @@ over SQLAlchemy so that a restart finds everything it needs:
   every attempt.  It says why the campaign is idle, and after a crash it
   returns records claimed (in the hopper) that never got an attempt row.
 * :class:`DbLedgerStore` persists the abandon ledger's day buckets per
-  campaign or drop-rate group, after every change.
+  campaign or drop-rate group, after every change, and rebuilds its last
+  hour from the attempt rows after a restart.
 
 The writes are synchronous on the reactor thread: one small indexed
 statement each (well under a millisecond on SQLite, about one on a local
@@ -23,10 +24,10 @@ PostgreSQL), and the attempt row *must* be on disk before the Originate.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from twisted.logger import Logger
 
 from dialer.abandon import DayCount
@@ -322,17 +323,54 @@ class DbLeadSource:
 
 
 class DbLedgerStore:
-    """One abandon ledger's day buckets, saved after every change."""
+    """One abandon ledger's day buckets, saved after every change, and its
+    last hour, rebuilt from the attempt rows of the group's campaigns."""
 
-    def __init__(self, engine: Engine, group: str) -> None:
+    def __init__(self, engine: Engine, group: str, campaigns: Iterable[str] = ()) -> None:
         self.engine = engine
         self.group = group
+        #: the campaigns whose calls the ledger counts (default: the one named ``group``)
+        self.campaigns = tuple(campaigns) or (group,)
 
     def load(self) -> list[DayCount]:
         t = db.abandon_count
         with self.engine.connect() as conn:
             rows = conn.execute(select(t).where(t.c.grp == self.group)).all()
         return [DayCount(r.day_start, r.live, r.abandoned) for r in rows]
+
+    def recent(
+        self, now: float, amd_false_positive: float = 0.0, span: float = 3600.0
+    ) -> list[tuple[float, float, float]]:
+        """The ledger's events of the last ``span`` seconds, from the attempt
+        rows: (when, live, abandoned), as the runner counted them: a person
+        connected to an agent (live), a person who found none in time
+        (abandoned), and per "human" verdict the estimate of persons AMD
+        took for machines (``fp / (1 - fp)`` live and abandoned).  An
+        abandon is placed at its answer (a few seconds before the runner
+        counted it)."""
+        t, c = db.attempt, db.campaign
+        since = _at(now - span)
+        ids = select(c.c.id).where(c.c.name.in_(self.campaigns))
+        query = select(t.c.answered_at, t.c.connected_at, t.c.abandoned, t.c.verdict).where(
+            t.c.campaign_id.in_(ids), or_(t.c.connected_at >= since, t.c.answered_at >= since)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        fp = amd_false_positive
+        share = fp / (1.0 - fp) if 0.0 < fp < 1.0 else 0.0
+        start = now - span
+        events: list[tuple[float, float, float]] = []
+        for r in rows:
+            answered, connected = _seconds(r.answered_at), _seconds(r.connected_at)
+            if connected is not None and connected >= start:
+                events.append((connected, 1.0, 0.0))
+            if answered is None or answered < start:
+                continue
+            if r.abandoned:
+                events.append((answered, 1.0, 1.0))
+            if share and r.verdict == "human":
+                events.append((answered, share, share))
+        return sorted(events)
 
     def save(self, bucket: DayCount) -> None:
         t = db.abandon_count

@@ -8,6 +8,13 @@ and the number only; records are dialed in the same order).  Agents are
 nailed up; simulated agents end their wrap-up after a time drawn from the
 workload, also per customer.
 
+With an ``[inbound]`` table in the workload, inbound callers arrive
+(Poisson) into a second queue that the same agents are logged in to, routed
+by the same router ahead of the campaign (:class:`InboundSim`): the blend of
+the assembled server, where a campaign yields agents to inbound queues whose
+service level is at risk.  The report then gives the inbound service level,
+speed of answer and abandons beside the outbound figures.
+
 The report is computed from ground truth, not from what the dialer
 believes: a "live" answer is a call whose far end is a person, and persons
 that AMD took for machines count as abandoned, as the workload says.
@@ -16,7 +23,11 @@ that AMD took for machines count as abandoned, as the workload says.
 from __future__ import annotations
 
 import math
+import random
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,15 +36,18 @@ from dialer.campaign import CampaignSettings, Lead, validate
 from dialer.pacing import make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
 from routing.agent import Agent, AgentState
-from routing.model import QueueConfig
-from routing.router import Router
+from routing.model import Channel, Direction, Interaction, QueueConfig, ServiceLevel
+from routing.router import Offer, Router
 from sim.clock import HeapClock
 from sim.fates import CallFate, call_rng
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
-from sim.workload import Workload
+from sim.workload import Inbound, Workload
 
 CAMPAIGN = "sim"
+INBOUND = "sim-inbound"
+#: the inbound service level is judged over this window for the yield rule
+SL_WINDOW = 1800.0
 FIRST_EXTENSION = 1001
 #: power ratios of ``--strategy all``
 ALL_RATIOS = (1.5, 2.0, 3.0)
@@ -147,6 +161,150 @@ class SimOracle:
         return out
 
 
+class InboundSim:
+    """Inbound callers into the campaign's agents, in virtual time.
+
+    Callers arrive as a Poisson process (the same arrival times and callers
+    for every strategy: drawn from the seed only) into the ``INBOUND`` queue,
+    which every agent is logged in to beside the campaign and which is
+    routed ahead of it (its ``priority``).  A simulated agent answers an
+    offer at once, talks for the caller's handle time and wraps up for the
+    caller's wrap-up time.  A caller with ``patience`` hangs up after it if
+    still waiting.  :meth:`needed` is the rule the assembled server uses to
+    make a campaign yield agents (``InboundAcd.agents_needed_inbound``): one
+    agent per waiting caller, plus one while the service level over the last
+    30 minutes is below target; free agents first, then those in wrap-up."""
+
+    def __init__(
+        self,
+        spec: Inbound,
+        workload: Workload,
+        clock: HeapClock,
+        router: Router,
+        agents: int,
+        seed: int,
+        wrap_up_limit: float,
+    ) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.router = router
+        self.seed = seed
+        self.wrap_up_limit = wrap_up_limit
+        self.rate = spec.rate(agents, workload.wrapup)
+        self.wrapup = spec.wrapup or workload.wrapup
+        self._arrivals = random.Random(f"{seed}:inbound-arrivals")
+        self._n = 0
+        self.route: Callable[[list[Offer]], None] = lambda offers: None
+        self.end_wrap_up: Callable[[str], None] = lambda agent: None
+        self.arrived: dict[str, float] = {}  # caller -> arrival (still waiting)
+        self.waits: list[float] = []  # answered callers' waits
+        self.abandon_waits: list[float] = []
+        self.handle_seconds = 0.0
+        self.answers: deque[tuple[float, float]] = deque()  # (answered at, wait), 30 min
+        self._low: tuple[float, bool] = (-1.0, False)
+        self._start = 0.0
+        self._end = math.inf
+
+    def start(self, at: float, end: float) -> None:
+        self._start, self._end = at, end
+        if self.rate > 0:
+            self._next()
+
+    def _next(self) -> None:
+        gap = self._arrivals.expovariate(self.rate)
+        if self.clock.seconds() + gap < self._end:
+            self.clock.callLater(gap, self._arrive)
+
+    def _rng(self, caller: str, what: str) -> random.Random:
+        return call_rng(self.seed, f"{caller}#{what}", 0)
+
+    def _arrive(self) -> None:
+        now = self.clock.seconds()
+        self._n += 1
+        caller = f"in-{self._n}"
+        self.arrived[caller] = now
+        if self.spec.patience is not None:
+            patience = self.spec.patience.sample(self._rng(caller, "patience"))
+            self.clock.callLater(patience, self._give_up, caller)
+        it = Interaction(caller, Channel.VOICE, INBOUND, now, direction=Direction.INBOUND)
+        self.route(self.router.enqueue(it, now))
+        self._next()
+
+    def _give_up(self, caller: str) -> None:
+        if caller not in self.arrived or caller not in self.router.waiting:
+            return
+        now = self.clock.seconds()
+        self.router.abandon(caller, now)
+        self.abandon_waits.append(now - self.arrived.pop(caller))
+
+    def offers(self, offers: list[Offer]) -> None:
+        """Offers of inbound callers (the runner hands over what is not its own)."""
+        for offer in offers:
+            caller = offer.interaction
+            if caller not in self.arrived or caller not in self.router.offered:
+                continue
+            now = self.clock.seconds()
+            self.router.accept(offer.agent, caller, now)
+            wait = now - self.arrived.pop(caller)
+            self.waits.append(wait)
+            self.answers.append((now, wait))
+            handle = self.spec.handle.sample(self._rng(caller, "handle"))
+            self.handle_seconds += handle
+            self.clock.callLater(handle, self._hang_up, offer.agent, caller)
+
+    def _hang_up(self, agent: str, caller: str) -> None:
+        now = self.clock.seconds()
+        self.route(self.router.finish(agent, caller, now, self.wrap_up_limit))
+        wrap = self.wrapup.sample(self._rng(caller, "wrap"))
+        self.clock.callLater(wrap, self.end_wrap_up, agent)
+
+    def _service_low(self, now: float) -> bool:
+        at, low = self._low
+        if now - at < 1.0:
+            return low  # once a second, like the ACD's tick
+        while self.answers and self.answers[0][0] < now - SL_WINDOW:
+            self.answers.popleft()
+        within = sum(w <= self.spec.service_seconds for _, w in self.answers)
+        low = bool(self.answers) and within / len(self.answers) < self.spec.service_level
+        self._low = (now, low)
+        return low
+
+    def needed(self, now: float) -> set[str]:
+        """Blended agents the inbound queue needs now (the campaign yields them)."""
+        want = sum(1 for c in self.arrived if c in self.router.waiting) + self._service_low(now)
+        if want == 0:
+            return set()
+        order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
+        members = sorted(
+            (a for a in self.router.agents.values() if a.logged_in and INBOUND in a.queues),
+            key=lambda a: (order.get(a.state, 2), a.id),
+        )
+        return {a.id for a in members[:want]}
+
+    def report(self) -> dict[str, Any]:
+        target = self.spec.service_seconds
+        answered = len(self.waits)
+        gave_up = len(self.abandon_waits)
+        offered = answered + gave_up
+        within = sum(w <= target for w in self.waits)
+        return {
+            "inbound_calls": self._n,
+            "inbound_answered": answered,
+            "inbound_abandoned": gave_up,
+            "inbound_abandon_rate": round(gave_up / offered, 4) if offered else 0.0,
+            # answered within the target, of the callers who were answered or hung up
+            "inbound_service_level": round(within / offered, 4) if offered else None,
+            "inbound_service_target": f"{self.spec.service_level:.0%} in {target:g} s",
+            "inbound_asa": round(sum(self.waits) / answered, 2) if answered else None,
+            "inbound_wait_p95": round(float(np.percentile(self.waits, 95)), 2)
+            if answered
+            else None,
+            "inbound_offered_erlangs": round(
+                self.rate * (self.spec.handle.expected + self.wrapup.expected), 2
+            ),
+        }
+
+
 def run(
     workload: Workload,
     *,
@@ -155,14 +313,29 @@ def run(
     strategy: str,
     seed: int = 1,
     max_lines_per_agent: float = 3.0,
+    inbound_share: float | None = None,
 ) -> dict[str, Any]:
-    """One strategy, one run; returns the report (see ``docs/pacing.md``)."""
+    """One strategy, one run; returns the report (see ``docs/pacing.md``).
+
+    ``inbound_share`` overrides the workload's ``[inbound]`` traffic: that
+    share of the agents' capacity (0: none)."""
     wall = time.perf_counter()
+    if inbound_share is not None:
+        spec = replace(workload.inbound, share=inbound_share, rate_per_hour=0.0)
+        workload = replace(workload, inbound=spec)
     clock = HeapClock()
     pbx = SimPbx(clock, seed=seed, agents=agents, first_agent=FIRST_EXTENSION, workload=workload)
     pbx.fate_log = {}
     telephony = SimTelephony(pbx)
-    router = Router({CAMPAIGN: QueueConfig(CAMPAIGN)})
+    spec = workload.inbound
+    queues = {CAMPAIGN: QueueConfig(CAMPAIGN)}
+    if spec.active:
+        queues[INBOUND] = QueueConfig(
+            INBOUND,
+            priority=spec.priority,
+            service_levels={Channel.VOICE: ServiceLevel(spec.service_level, spec.service_seconds)},
+        )
+    router = Router(queues)
     ids = [str(FIRST_EXTENSION + i) for i in range(agents)]
     for agent_id in ids:
         router.add_agent(Agent(agent_id))
@@ -191,6 +364,11 @@ def run(
     leads = SimLeads()
     attempts = MemoryAttemptLog()
     oracle = SimOracle(pbx, leads, seed) if strategy.startswith("oracle") else None
+    inbound = (
+        InboundSim(spec, workload, clock, router, agents, seed, settings.wrap_up)
+        if spec.active
+        else None
+    )
     runner = CampaignRunner(
         settings,
         telephony,
@@ -200,7 +378,13 @@ def run(
         pacing,
         attempts=attempts,
         oracle=oracle,
+        foreign_offers=inbound.offers if inbound is not None else None,
+        reserved_agents=inbound.needed if inbound is not None else None,
     )
+    if inbound is not None:
+        hand = inbound.offers
+        inbound.route = lambda offers: hand(runner.own_offers(offers))
+        inbound.end_wrap_up = runner.end_wrap_up
 
     def on_attempt(what: str, attempt: Attempt) -> None:
         if what == "connected" and oracle is not None and attempt.agent:
@@ -223,12 +407,16 @@ def run(
     clock.run_until(2.0)
     start = clock.seconds()
     for agent_id in ids:
-        router.login(agent_id, start, [CAMPAIGN])
+        router.login(agent_id, start, list(queues))
     runner.start()
     end = start + hours * 3600.0
+    if inbound is not None:
+        inbound.start(start, end)
     clock.run_until(end)
     runner.pause()
     report = _report(runner, attempts, router, pbx, ids, start, end)
+    if inbound is not None:
+        report.update(inbound.report())
     report["wall_seconds"] = round(time.perf_counter() - wall, 2)
     runner.stop()
     return report
@@ -318,6 +506,14 @@ def format_line(r: dict[str, Any]) -> str:
         f"  idle wait {r['idle_wait_mean']:.1f} s (p95 {r['idle_wait_p95']:.1f})"
         f"  dials/connect {r['dials_per_live_connect']}  lines {r['lines_in_use_mean']:.1f}"
         f"  [{r['wall_seconds']:.1f} s]"
+        + (
+            f"\n{'':>14}  inbound {r['inbound_answered']} answered,"
+            f" service level {r['inbound_service_level'] or 0:.1%}"
+            f" (target {r['inbound_service_target']}), ASA {r['inbound_asa'] or 0:.1f} s,"
+            f" abandoned {r['inbound_abandoned']} ({r['inbound_abandon_rate']:.1%})"
+            if "inbound_calls" in r
+            else ""
+        )
     )
 
 

@@ -1,8 +1,9 @@
 """Outbound workload files (``bench/workloads/standard.toml`` schema).
 
 A workload says how called numbers behave: the share of each outcome, how
-long they ring, talk and wrap up, how answering-machine detection errs, and
-optional ``[[phase]]`` changes during a run.  Loading validates the file and
+long they ring, talk and wrap up, how answering-machine detection errs,
+optional inbound traffic into the same agents (``[inbound]``, see
+:class:`Inbound`), and optional ``[[phase]]`` changes during a run.  Loading validates the file and
 names the key at fault; sampling takes an explicit ``random.Random`` so that
 a run is reproducible for a seed.
 """
@@ -120,6 +121,39 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Inbound:
+    """Inbound calls into the campaign's agents (blended agents).
+
+    Arrivals are Poisson: ``rate_per_hour`` calls an hour, or ``share`` of
+    the agents' capacity (``share`` × agents / mean(handle + wrap-up) a
+    second: 0.2 keeps a fifth of the agents busy with inbound on average).
+    The inbound queue is routed ahead of the campaign (``priority``) and
+    yields agents as the server does: one per waiting caller, plus one while
+    its service level over 30 minutes is below ``service_level`` within
+    ``service_seconds``.  Callers hang up after ``patience`` (none: they wait)."""
+
+    rate_per_hour: float = 0.0
+    share: float = 0.0
+    handle: Distribution = Distribution("lognormal", mean=180.0, sd=120.0)
+    wrapup: Distribution | None = None  # None: the outbound [wrapup]
+    service_level: float = 0.8
+    service_seconds: float = 20.0
+    patience: Distribution | None = None
+    priority: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.rate_per_hour > 0 or self.share > 0
+
+    def rate(self, agents: int, outbound_wrapup: Distribution) -> float:
+        """Arrivals per second for ``agents`` agents."""
+        if self.rate_per_hour > 0:
+            return self.rate_per_hour / 3600.0
+        wrap = (self.wrapup or outbound_wrapup).expected
+        return self.share * agents / max(1.0, self.handle.expected + wrap)
+
+
+@dataclass(frozen=True)
 class Phase:
     start: float
     changes: dict[str, Any]
@@ -136,6 +170,7 @@ class Workload:
     amd: Amd = Amd()
     abandon_limit: float = 0.03
     connect_within: float = 2.0
+    inbound: Inbound = Inbound()
     phases: tuple[Phase, ...] = field(default=())
 
     def sample_outcome(self, rng: random.Random) -> str:
@@ -194,7 +229,75 @@ def _raw_of(w: Workload) -> dict[str, Any]:
             "undetected_machine_talk": w.amd.undetected_machine_talk,
         },
         "regulation": {"abandon_limit": w.abandon_limit, "connect_within": w.connect_within},
+        "inbound": _raw_inbound(w.inbound, dist),
     }
+
+
+def _raw_inbound(i: Inbound, dist: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "rate_per_hour": i.rate_per_hour,
+        "share": i.share,
+        "handle": dist(i.handle),
+        "service_level": i.service_level,
+        "service_seconds": i.service_seconds,
+        "priority": i.priority,
+    }
+    if i.wrapup is not None:
+        raw["wrapup"] = dist(i.wrapup)
+    if i.patience is not None:
+        raw["patience"] = dist(i.patience)
+    return raw
+
+
+INBOUND_KEYS = (
+    "rate_per_hour",
+    "share",
+    "handle",
+    "wrapup",
+    "service_level",
+    "service_seconds",
+    "patience",
+    "priority",
+)
+
+
+def parse_inbound(data: Any) -> Inbound:
+    """The ``[inbound]`` table (absent: no inbound traffic)."""
+    if data is None:
+        return Inbound()
+    if not isinstance(data, dict):
+        raise WorkloadError("inbound", "must be a table")
+    for key in data:
+        if key not in INBOUND_KEYS:
+            raise WorkloadError(f"inbound.{key}", f"unknown key (one of {', '.join(INBOUND_KEYS)})")
+    rate = data.get("rate_per_hour", 0.0)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate < math.inf:
+        raise WorkloadError("inbound.rate_per_hour", "must be a number of calls >= 0")
+    share = _fraction(data, "share", "inbound", 0.0)
+    if rate > 0 and share > 0:
+        raise WorkloadError("inbound", "give rate_per_hour or share, not both")
+    if share >= 1.0:
+        raise WorkloadError("inbound.share", "must be below 1 (the agents' whole capacity)")
+    seconds = _seconds(data, "service_seconds", "inbound", 20.0)
+    if seconds <= 0:
+        raise WorkloadError("inbound.service_seconds", "must be more than 0 seconds")
+    priority = data.get("priority", 1)
+    if not isinstance(priority, int) or isinstance(priority, bool) or priority < 0:
+        raise WorkloadError("inbound.priority", "must be a whole number >= 0")
+    return Inbound(
+        rate_per_hour=float(rate),
+        share=share,
+        handle=Distribution.parse(data["handle"], "inbound.handle")
+        if "handle" in data
+        else Inbound.handle,
+        wrapup=Distribution.parse(data["wrapup"], "inbound.wrapup") if "wrapup" in data else None,
+        service_level=_fraction(data, "service_level", "inbound", 0.8),
+        service_seconds=seconds,
+        patience=Distribution.parse(data["patience"], "inbound.patience")
+        if "patience" in data
+        else None,
+        priority=priority,
+    )
 
 
 def _fraction(table: dict[str, Any], key: str, prefix: str, default: float) -> float:
@@ -212,7 +315,18 @@ def _seconds(table: dict[str, Any], key: str, prefix: str, default: float) -> fl
 
 
 def parse_workload(data: dict[str, Any], *, with_phases: bool = True) -> Workload:
-    known = {"name", "outcomes", "ring", "timeouts", "amd", "talk", "wrapup", "regulation", "phase"}
+    known = {
+        "name",
+        "outcomes",
+        "ring",
+        "timeouts",
+        "amd",
+        "talk",
+        "wrapup",
+        "regulation",
+        "inbound",
+        "phase",
+    }
     for key in data:
         if key not in known:
             raise WorkloadError(key, "unknown key")
@@ -264,6 +378,7 @@ def parse_workload(data: dict[str, Any], *, with_phases: bool = True) -> Workloa
         ),
         abandon_limit=_fraction(regulation, "abandon_limit", "regulation", 0.03),
         connect_within=_seconds(regulation, "connect_within", "regulation", 2.0),
+        inbound=parse_inbound(data.get("inbound")),
         phases=tuple(sorted(phases, key=lambda p: p.start)),
     )
 

@@ -10,7 +10,7 @@ from scipy.special import ndtr
 
 from dialer.abandon import DAY, AbandonLedger, DayCount
 from dialer.campaign import CampaignError, CampaignSettings, validate
-from dialer.estimates import HORIZONS, Estimates, Tables
+from dialer.estimates import HORIZONS, Estimates, InboundRate, Priors, Tables
 from dialer.pacing import (
     PacingError,
     Power,
@@ -20,6 +20,7 @@ from dialer.pacing import (
     VicidialAdaptive,
     exact_abandon_chances,
     make_strategy,
+    rate_bound,
 )
 
 
@@ -287,3 +288,119 @@ def test_campaign_settings_refuse_illegal_values_naming_the_key() -> None:
     with pytest.raises(CampaignError, match="trunk"):
         ok.with_changes(trunk="PJSIP/customers")
     assert ok.with_changes(abandon_target=0.02).abandon_target == 0.02
+
+
+# -- the guard from the first call (issue 15, finding 1) --------------------------------------
+
+
+def early_day(lives: int, abandons: int) -> AbandonLedger:
+    """A ledger with ``lives`` live answers (``abandons`` of them abandoned)
+    in the first hours of today, none in the last hour."""
+    ledger = AbandonLedger()
+    day = 20 * DAY
+    for i in range(lives):
+        at = day + 3600.0 + i * 60.0
+        (ledger.abandoned if i < abandons else ledger.live)(at)
+    return ledger
+
+
+def test_the_guard_stops_after_two_abandons_in_ten_live_answers_not_after_none_in_three() -> None:
+    now = 20 * DAY + 6 * 3600.0  # hours later: the last hour is empty, the day is not
+    est = Estimates()
+    bad = Predictive(limit=0.03)
+    # 20 % abandoned over ten answers: no fixed threshold of 200 answers waits for more
+    assert bad.decide(snap(now=now, ready=4, ringing=[1.0]), est, early_day(10, 2)) == 3
+    assert bad._progressive
+    good = Predictive(limit=0.03)
+    assert good.decide(snap(now=now, ready=4, ringing=[1.0]), est, early_day(3, 0)) > 3
+    assert not good._progressive
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    live=st.floats(0.0, 5000.0),
+    share=st.floats(0.0, 1.0),
+    more=st.floats(0.01, 50.0),
+    confidence=st.floats(0.5, 0.99),
+)
+def test_the_rate_bound_grows_with_abandons_and_with_confidence(
+    live: float, share: float, more: float, confidence: float
+) -> None:
+    abandoned = live * share
+    bound = rate_bound(live, abandoned, confidence, 0.015, 20.0)
+    assert 0.0 <= bound <= 1.0
+    # one more abandon at the same volume never lowers it
+    assert rate_bound(live, min(live, abandoned + more), confidence, 0.015, 20.0) >= bound - 1e-12
+    assert rate_bound(live, abandoned, min(0.999, confidence + 0.005), 0.015, 20.0) >= bound - 1e-12
+
+
+def test_the_rate_bound_is_the_measured_rate_for_many_answers() -> None:
+    assert rate_bound(100_000, 2_500, 0.8, 0.015, 20.0) == pytest.approx(0.025, abs=0.001)
+    # and careful with few: one abandon in ten is far above the cap
+    assert rate_bound(10, 1, 0.8, 0.015, 20.0) > 0.05
+    assert rate_bound(3, 0, 0.8, 0.015, 20.0) < 0.03
+
+
+# -- agents the pacer cannot have (issue 15, findings 1 and 2) --------------------------------
+
+
+def test_an_agent_longer_in_a_call_than_any_seen_is_not_counted_as_free() -> None:
+    # conversations of 20 s to about ten minutes; five agents all 40 minutes into theirs
+    est = Estimates(priors=Priors(weight=1.0))
+    for talk in Estimates().handle:
+        est.handled(float(talk[0]), 10.0)
+    for _ in range(6):
+        for talk in np.geomspace(20.0, 600.0, 50):
+            est.handled(float(talk), 10.0)
+    longest = max(t for t, _ in est.handle)
+    busy = snap(agents=5, ready=0, talking=[4 * longest] * 5)
+    # the empirical table said "free now" past the longest sample: the pacer dialed
+    assert Predictive().decide(busy, est, AbandonLedger()) == 0
+
+
+def test_an_inbound_caller_expected_before_the_call_needs_the_agent_stops_the_dial() -> None:
+    est, ledger = Estimates(), AbandonLedger()
+    one_ready = {"agents": 3, "ready": 1, "talking": [0.0, 0.0]}
+    assert Predictive().decide(snap(**one_ready), est, ledger) >= 1
+    # inbound callers take these agents every 20 s: the one ready agent is likely
+    # gone to one of them before a person we dial now answers
+    assert Predictive().decide(snap(**one_ready, inbound_rate=1 / 20.0), est, ledger) == 0
+    # with many agents ready a few inbound arrivals only take some of them
+    many = Predictive().decide(snap(agents=20, ready=20, inbound_rate=1 / 20.0), est, ledger)
+    assert 0 < many < Predictive().decide(snap(agents=20, ready=20), est, ledger)
+
+
+def test_at_the_cap_blended_agents_are_not_dialed_for_when_inbound_will_take_them() -> None:
+    now = 20 * DAY + 6 * 3600.0
+    est, ledger = Estimates(), early_day(10, 2)
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(now=now, ready=2), est, ledger) == 2  # progressive
+    assert p.decide(snap(now=now, ready=2, inbound_rate=1 / 10.0), est, ledger) == 0
+    assert p._progressive
+
+
+def test_the_inbound_rate_counts_takes_over_the_last_half_hour() -> None:
+    rate = InboundRate()
+    assert rate.rate(0.0) == 0.0
+    rate.took(30.0)
+    # one take in the first half minute is not a rate of one a minute
+    assert rate.rate(60.0) == pytest.approx(1 / 300.0)
+    for i in range(1, 60):
+        rate.took(30.0 + 60.0 * i)
+    assert rate.rate(3600.0) == pytest.approx(30 / 1800.0, rel=0.05)
+    assert rate.rate(3600.0 + 1800.0 + 60.0) == 0.0  # all aged out
+
+
+def test_the_exact_tail_counts_inbound_arrivals_as_a_poisson_demand() -> None:
+    # two agents ready, nothing else: the first call is abandoned when two or
+    # more inbound callers arrive before it needs an agent (by h + c)
+    from scipy.stats import poisson
+
+    t = Estimates().tables()
+    c = 2
+    w = t.window(c)
+    rate = 1 / 15.0
+    s = snap(agents=2, ready=2, inbound_rate=rate)
+    got = exact_abandon_chances(s, t, w, c)(np.array([1.0]))[0]
+    mu = rate * (HORIZONS[: len(w.new_call)] + c)
+    assert got == pytest.approx(poisson.sf(1, mu) @ w.need_weights, rel=1e-9)

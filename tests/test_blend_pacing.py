@@ -1,0 +1,105 @@
+"""Pacing with blended agents in virtual time: inbound callers routed by the
+same router to the campaign's agents, ahead of its calls (issue 15).
+
+The virtual-time benchmark used to meet no inbound traffic, so it could not
+see the abandons of the blended demo: an inbound caller took the last ready
+agent seconds before a person the pacer had dialed for answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dirigent import sim_dialer
+from sim.workload import WorkloadError, parse_workload, standard_workload
+
+
+def blended(rate_per_hour: float, **inbound: Any) -> Any:
+    """Half the dials reach a person (no machines, AMD never errs): every
+    abandon in the report is one the pacing caused."""
+    return parse_workload(
+        {
+            "outcomes": {
+                "live": 0.5,
+                "machine": 0.0,
+                "no_answer": 0.5,
+                "busy": 0.0,
+                "invalid": 0.0,
+            },
+            "ring": {"dist": "lognormal", "mean": 8.0, "sd": 3.0},
+            "talk": {"dist": "lognormal", "mean": 40.0, "sd": 20.0},
+            "wrapup": {"dist": "constant", "value": 5.0},
+            "amd": {"person_misread": 0.0, "machine_detected": 1.0},
+            "inbound": {
+                "rate_per_hour": rate_per_hour,
+                "handle": {"dist": "lognormal", "mean": 30.0, "sd": 10.0},
+                **inbound,
+            },
+        }
+    )
+
+
+def test_the_pacer_does_not_dial_for_an_agent_an_inbound_caller_is_about_to_take() -> None:
+    # three agents, an inbound caller a minute: the old pacer counted the last
+    # ready agent, the caller took it, and 5 of 135 persons found nobody (3.7 %)
+    r = sim_dialer.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=1)
+    assert r["inbound_answered"] == r["inbound_calls"] > 30
+    assert r["live_answers"] > 0
+    assert r["abandoned"] == 0
+
+
+def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures() -> None:
+    r = sim_dialer.run(
+        standard_workload(),
+        agents=10,
+        hours=0.5,
+        strategy="predictive",
+        seed=2,
+        inbound_share=0.2,
+    )
+    for key in ("occupancy", "abandon_rate", "worst_hour_abandon_rate", "dials"):
+        assert key in r  # the outbound contract is kept
+    assert r["inbound_calls"] > 0
+    assert 0.0 <= r["inbound_service_level"] <= 1.0
+    assert r["inbound_service_target"] == "80% in 20 s"
+    assert r["inbound_asa"] >= 0.0
+    assert r["inbound_abandoned"] == 0  # no patience in the standard file: callers wait
+    # a fifth of ten agents' capacity: two erlangs offered
+    assert r["inbound_offered_erlangs"] == pytest.approx(2.0, abs=0.01)
+    assert "service level" in sim_dialer.format_line({**r, "wall_seconds": 0.0})
+
+
+def test_callers_with_patience_hang_up_and_are_counted() -> None:
+    wl = blended(600.0, patience={"dist": "constant", "value": 5.0})
+    r = sim_dialer.run(wl, agents=2, hours=0.5, strategy="progressive", seed=1)
+    assert r["inbound_abandoned"] > 0
+    assert r["inbound_abandoned"] + r["inbound_answered"] <= r["inbound_calls"]
+    assert r["inbound_abandon_rate"] > 0
+
+
+@pytest.mark.parametrize(
+    ("inbound", "key"),
+    [
+        ({"share": 1.5}, "inbound.share"),
+        ({"share": 1.0}, "inbound.share"),
+        ({"rate_per_hour": -1}, "inbound.rate_per_hour"),
+        ({"rate_per_hour": 10, "share": 0.2}, "inbound"),
+        ({"service_seconds": 0}, "inbound.service_seconds"),
+        ({"service_level": 2}, "inbound.service_level"),
+        ({"handle": {"dist": "gamma"}}, "inbound.handle.dist"),
+        ({"priority": -1}, "inbound.priority"),
+        ({"queue": "x"}, "inbound.queue"),
+    ],
+)
+def test_a_bad_inbound_table_is_refused_naming_the_key(inbound: dict[str, Any], key: str) -> None:
+    raw = {
+        "outcomes": {"live": 1.0},
+        "ring": {"dist": "constant", "value": 5.0},
+        "talk": {"dist": "constant", "value": 5.0},
+        "wrapup": {"dist": "constant", "value": 5.0},
+        "inbound": inbound,
+    }
+    with pytest.raises(WorkloadError) as err:
+        parse_workload(raw)
+    assert err.value.key == key
