@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import emit, machine
-from dirigent import sim_dialer
+from sim import lab as sim_dialer
 from sim.workload import load_workload
 
 KEYS = (

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from dialer.numbers import Number, Rejected, normalize
+from core.numbers import Number, Rejected, normalize
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 POLICY_DIR = Path(__file__).with_name("policies")

@@ -33,7 +33,7 @@ from typing import Any
 
 from charset_normalizer import from_bytes
 
-from dialer.numbers import Number, Rejected, normalize
+from core.numbers import Number, Rejected, normalize
 
 #: A field longer than this is refused (a CRM field is never this long; a
 #: binary blob or a broken export is).

@@ -460,8 +460,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
     if args.lists_command == "discard":
         return cmd_lists_discard(args)
 
+    from core.numbers import check_region
     from dialer.lists import ListError, load_mapping
-    from dialer.numbers import check_region
     from dirigent.lists_import import UnknownCampaign, import_list, terminal_progress
 
     if args.region is not None:
@@ -598,7 +598,7 @@ def cmd_lists_discard(args: argparse.Namespace) -> int:
 def cmd_lists_merge(args: argparse.Namespace) -> int:
     import json
 
-    from dialer.numbers import Rejected, normalize
+    from core.numbers import Rejected, normalize
     from dirigent.lists_merge import MergeError, merge
 
     def number(raw: str, option: str) -> str:
@@ -1026,7 +1026,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_sim_dialer(args: argparse.Namespace) -> int:
     from dialer.pacing import PacingError, make_strategy
-    from dirigent import sim_dialer
+    from sim import lab as sim_dialer
     from sim.workload import WorkloadError, load_workload, standard_workload
 
     try:
@@ -1078,7 +1078,7 @@ def _sim_reports(
 ) -> Iterator[dict[str, Any]]:
     """The reports of ``runs`` (agents, strategy), in that order; with
     ``jobs`` > 1 from a process pool (a run is one CPU-bound loop)."""
-    from dirigent import sim_dialer
+    from sim import lab as sim_dialer
 
     if jobs == 1 or len(runs) == 1:
         for n, name in runs:

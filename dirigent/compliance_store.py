@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, and_, insert, or_, select
 
+from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
-from dialer.numbers import Rejected, normalize
 from dirigent import db
 
 CHANNELS = ("voice", "sms", "email")

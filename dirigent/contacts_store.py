@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from dialer.numbers import Rejected, normalize
+from core.numbers import Rejected, normalize
 from dirigent import db
 
 

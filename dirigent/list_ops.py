@@ -20,8 +20,8 @@ from typing import IO, Any
 
 from sqlalchemy import Engine
 
+from core.numbers import check_region
 from dialer.compliance import Compliance
-from dialer.numbers import check_region
 from dialer.retry import RetryRules
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
 from dirigent.config import CampaignConfig
@@ -117,7 +117,7 @@ class ListOps:
         }
 
     def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]:
-        from dialer.numbers import Rejected, normalize
+        from core.numbers import Rejected, normalize
 
         parsed = normalize(number, None)
         if isinstance(parsed, Rejected):
@@ -144,7 +144,7 @@ class ListOps:
         return {"contact": contact, "channel": channel, "granted": granted}
 
     def merge(self, body: dict[str, Any]) -> dict[str, Any]:
-        from dialer.numbers import Rejected, normalize
+        from core.numbers import Rejected, normalize
         from dirigent.lists_merge import merge
 
         campaign = _optional_text(body, "campaign")

@@ -41,9 +41,9 @@ from sqlalchemy import (
     update,
 )
 
+from core.numbers import Number
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
-from dialer.numbers import Number
 from dialer.retry import RetryRules
 from dirigent import db
 from dirigent.compliance_store import DbConsent, DbDnc

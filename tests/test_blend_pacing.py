@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dirigent import sim_dialer
+from sim import lab as sim_dialer
 from sim.workload import WorkloadError, parse_workload, standard_workload
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.numbers import Number, Rejected, normalize
 from dialer.compliance import Campaign, Compliance, DialHistory, Policy, PolicyError, policy_for
-from dialer.numbers import Number, Rejected, normalize
 
 UTC = dt.UTC
 
@@ -200,7 +200,7 @@ def test_time_zones_match_phonenumbers_for_every_region_and_type():
     import phonenumbers
     from phonenumbers import PhoneNumberType, timezone
 
-    from dialer.numbers import Number, normalize
+    from core.numbers import Number, normalize
 
     checked = 0
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):

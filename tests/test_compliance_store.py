@@ -10,9 +10,9 @@ import sys
 import pytest
 from sqlalchemy import insert
 
+from core.numbers import normalize
 from dialer.compliance import Campaign, Compliance, policy_for
 from dialer.lists import ListError
-from dialer.numbers import normalize
 from dirigent import db
 from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, import_dnc, opt_out, record_consent
 

@@ -11,11 +11,11 @@ from asterisk.events import ResyncCompleted
 from dialer.campaign import CampaignSettings, Lead, validate
 from dialer.pacing import Power, Predictive, Progressive, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
-from dirigent import sim_dialer
 from dirigent.cli import main
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
+from sim import lab as sim_dialer
 from sim.clock import HeapClock
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
