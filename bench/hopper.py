@@ -33,10 +33,10 @@ from sqlalchemy import delete, insert
 
 from bench.common import emit, machine
 from dialer.compliance import Campaign, Compliance, policy_for
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc
-from dirigent.pool import claim, claim_one_by_one
 from dirigent.service import freeze_startup_objects
+from store import db
+from store.consent import DbConsent, DbDnc
+from store.pool import claim, claim_one_by_one
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # Monday 16:00 in Berlin
 

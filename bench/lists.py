@@ -94,8 +94,8 @@ def generate(path: Path, rows: int, seed: int = 1) -> None:
 
 
 def _import(path: str, url: str, out: mp.Queue) -> None:
-    from dirigent import db
-    from dirigent.lists_import import import_list
+    from store import db
+    from store.lists_import import import_list
 
     db.upgrade(url)
     engine = db.make_engine(url)

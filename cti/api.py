@@ -47,7 +47,7 @@ MAX_BODY = 64 * 1024
 
 
 class Operations(Protocol):
-    """What the API needs from the ACD (implemented by ``dirigent.acd``)."""
+    """What the API needs from the ACD (implemented by ``center.acd``)."""
 
     router: Router
 
@@ -83,7 +83,7 @@ class CampaignOps(Protocol):
 
 
 class ListOps(Protocol):
-    """Lists, do-not-call, consent, pool status (``dirigent.list_ops``); blocking."""
+    """Lists, do-not-call, consent, pool status (``store.list_ops``); blocking."""
 
     def import_upload(
         self, body: Any, name: str, campaign: str, *, region: str | None, dry_run: bool

@@ -228,7 +228,7 @@ def revoke_changed(
 ) -> list[str]:
     """End the tokens the database no longer backs: of users removed or
     disabled, and those issued before a user's last password change.
-    ``credentials`` is :func:`dirigent.db.user_credentials`; returns the
+    ``credentials`` is :func:`store.db.user_credentials`; returns the
     users whose tokens ended (a password is changed with ``dirigent user
     passwd`` in another process, so the server compares, it is not told)."""
     ended = []

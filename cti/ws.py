@@ -28,8 +28,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IDelayedCall
 
+from core.bus import EventBus, Message
 from cti.auth import TokenStore, User
-from cti.bus import EventBus, Message
 
 #: campaign figures are for supervisors, not for every agent's desktop
 SUPERVISOR_ONLY = frozenset({"campaign"})

@@ -3,7 +3,7 @@
 This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
 
 * its records, attempts and abandon ledger live in the database
-  (:mod:`dirigent.dialer_store`); a ledger is shared by the campaigns of one
+  (:mod:`store.dialer`); a ledger is shared by the campaigns of one
   drop-rate group and counts in the campaign's local day;
 * it shares the inbound ACD's router and PBX link: the ACD ticks the router
   and hands every offer to its owner (``acd.offer_owners``), the runner hands
@@ -36,17 +36,18 @@ from twisted.logger import Logger
 
 from asterisk.events import PbxEvent, ResyncCompleted
 from asterisk.port import Telephony
-from cti.bus import EventBus
+from center.acd import InboundAcd
+from core.bus import EventBus
 from dialer.abandon import WINDOWS, AbandonLedger
 from dialer.campaign import CampaignError
 from dialer.compliance import Compliance
 from dialer.pacing import estimates_for
 from dialer.runner import PBX_LOST, Attempt, CampaignRunner
-from dirigent import db
-from dirigent.acd import InboundAcd
-from dirigent.compliance_store import DbConsent, DbDnc
 from dirigent.config import CampaignConfig
-from dirigent.dialer_store import (
+from routing.agent import AgentState
+from store import db
+from store.consent import DbConsent, DbDnc
+from store.dialer import (
     DbAttemptLog,
     DbLeadSource,
     DbLedgerStore,
@@ -54,7 +55,6 @@ from dirigent.dialer_store import (
     ensure_campaign,
     set_campaign_status,
 )
-from routing.agent import AgentState
 
 log = Logger(namespace="dirigent.campaigns")
 

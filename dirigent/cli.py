@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--fresh", action="store_true", help="empty the data folder first")
     demo.add_argument(
-        "--db", default=None, help="database URL (default: dirigent.db in the data folder)"
+        "--db", default=None, help="database URL (default: store.db in the data folder)"
     )
     demo.add_argument(
         "--summary-every", type=float, default=60.0, help="seconds between summary lines"
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     dbsub = dbp.add_subparsers(dest="db_command", required=True)
     up = dbsub.add_parser("upgrade", help="apply migrations")
     up.add_argument(
-        "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
+        "--db", default=None, help="database URL (default: config or sqlite:///store.db)"
     )
     up.add_argument("--config", default=None)
 
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--agent", default=None, help="the routing agent id this user logs in as")
     add.add_argument(
-        "--db", default=None, help="database URL (default: config or sqlite:///dirigent.db)"
+        "--db", default=None, help="database URL (default: config or sqlite:///store.db)"
     )
     add.add_argument("--config", default=None)
     for verb, helptext in (
@@ -374,8 +374,8 @@ def _start_dirigent(reactor: Any, settings: Any, duration: float | None = None) 
 
 # -- commands -------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    from dirigent import db
     from dirigent.config import ConfigError, load_settings
+    from store import db
 
     try:
         settings = load_settings(args.config)
@@ -387,7 +387,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from dirigent import db
+    from store import db
 
     url = _database_url(args)
     try:
@@ -437,7 +437,7 @@ def _database_url(args: argparse.Namespace) -> str:
 def _database(args: argparse.Namespace) -> Iterator[Any]:
     """The command's database (``--db``, the config, or the default), at the
     newest revision, disposed of when the command is done."""
-    from dirigent import db
+    from store import db
 
     url = _database_url(args)
     db.upgrade(url)
@@ -462,7 +462,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
 
     from core.numbers import check_region
     from dialer.lists import ListError, load_mapping
-    from dirigent.lists_import import UnknownCampaign, import_list, terminal_progress
+    from store.lists_import import UnknownCampaign, import_list, terminal_progress
 
     if args.region is not None:
         try:
@@ -546,7 +546,7 @@ def _configured_campaigns(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def cmd_lists_export(args: argparse.Namespace) -> int:
-    from dirigent.pool import export_results
+    from store.pool import export_results
 
     try:
         with _database(args) as engine:
@@ -562,7 +562,7 @@ def cmd_lists_export(args: argparse.Namespace) -> int:
 def cmd_lists_activate(args: argparse.Namespace) -> int:
     import json
 
-    from dirigent.pool import set_list_active
+    from store.pool import set_list_active
 
     try:
         with _database(args) as engine:
@@ -581,7 +581,7 @@ def cmd_lists_activate(args: argparse.Namespace) -> int:
 def cmd_lists_discard(args: argparse.Namespace) -> int:
     import json
 
-    from dirigent.lists_import import discard_import
+    from store.lists_import import discard_import
 
     try:
         with _database(args) as engine:
@@ -599,7 +599,7 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
     import json
 
     from core.numbers import Rejected, normalize
-    from dirigent.lists_merge import MergeError, merge
+    from store.lists_merge import MergeError, merge
 
     def number(raw: str, option: str) -> str:
         parsed = normalize(raw, args.region)
@@ -626,7 +626,7 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
 
 def cmd_dnc(args: argparse.Namespace) -> int:
     from dialer.lists import ListError
-    from dirigent.compliance_store import add_dnc, import_dnc
+    from store.consent import add_dnc, import_dnc
 
     try:
         with _database(args) as engine:
@@ -663,7 +663,7 @@ def cmd_dnc(args: argparse.Namespace) -> int:
 
 def cmd_consent(args: argparse.Namespace) -> int:
     from dialer.lists import ListError
-    from dirigent.compliance_store import record_consent
+    from store.consent import record_consent
 
     try:
         with _database(args) as engine:
@@ -687,7 +687,7 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
 def _one_contact(engine: Any, phone: str, region: str | None) -> int:
     """The id of the one contact with ``phone``, or a usage error saying why not."""
-    from dirigent.contacts_store import find_by_phone
+    from store.contacts import find_by_phone
 
     try:
         found = find_by_phone(engine, phone, region)
@@ -705,7 +705,7 @@ def cmd_contacts(args: argparse.Namespace) -> int:
     """``dirigent contacts find NUMBER``: the contacts behind a number."""
     import json
 
-    from dirigent.contacts_store import find_by_phone
+    from store.contacts import find_by_phone
 
     with _database(args) as engine:
         try:
@@ -741,7 +741,7 @@ def cmd_user(args: argparse.Namespace) -> int:
     list|passwd|disable|enable|remove``; a password comes on standard input
     (asked without echo on a terminal), never on the command line."""
     from cti.auth import hash_password
-    from dirigent import db
+    from store import db
 
     if args.user_command == "list":
         return _user_list(args)
@@ -789,7 +789,7 @@ def _read_password() -> str:
 def _user_list(args: argparse.Namespace) -> int:
     import json
 
-    from dirigent import db
+    from store import db
 
     with _database(args) as engine:
         users = db.list_users(engine)
@@ -1140,7 +1140,7 @@ DEMO_AGENT_PASSWORD = "agent-demo"
 def _demo_users(url: str, agents: int) -> None:
     """API users for the demo: one supervisor and one user per simulated agent."""
     from cti.auth import hash_password
-    from dirigent import db
+    from store import db
 
     engine = db.make_engine(url)
     try:
@@ -1165,9 +1165,9 @@ def _demo_campaign(url: str, directory: Path) -> Any:
     whenever it is started): a demo-only policy, never shipped as a pack."""
     from dialer.campaign import CampaignSettings, validate
     from dialer.compliance import Policy
-    from dirigent import db
     from dirigent.config import CampaignConfig
-    from dirigent.lists_import import import_list
+    from store import db
+    from store.lists_import import import_list
 
     path = directory / "demo-list.csv"
     with open(path, "w", encoding="utf-8") as fh:
@@ -1220,7 +1220,6 @@ def _demo_campaign(url: str, directory: Path) -> Any:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from asterisk.session import PbxSettings
-    from dirigent import db
     from dirigent.config import (
         AgentSettings,
         DatabaseSettings,
@@ -1229,6 +1228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Settings,
     )
     from routing.model import QueueConfig
+    from store import db
 
     data = Path(args.data).resolve()
     if args.fresh and data.exists():
@@ -1237,7 +1237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(data)
         print(f"demo: emptied {data}", flush=True)
     data.mkdir(parents=True, exist_ok=True)
-    url = args.db or f"sqlite:///{data / 'dirigent.db'}"
+    url = args.db or f"sqlite:///{data / 'store.db'}"
     print(f"demo: data in {data} (kept between runs; --fresh starts over)", flush=True)
     print("demo: migrating the database, adding users, importing the demo list ...", flush=True)
     db.upgrade(url)
@@ -1372,7 +1372,7 @@ def _demo_outcome(url: str) -> str:
     (counted: persons answered and connected or not; AMD estimate apart)."""
     from sqlalchemy import func, select
 
-    from dirigent import db
+    from store import db
 
     engine = db.make_engine(url)
     try:

@@ -34,7 +34,7 @@ from routing.model import (
 )
 from routing.router import POLICIES
 
-DEFAULT_DATABASE_URL = "sqlite:///dirigent.db"
+DEFAULT_DATABASE_URL = "sqlite:///store.db"
 #: a name the shipped dialplan patterns (``_[a-zA-Z0-9].``: a letter or digit,
 #: then one character or more) can match -- endpoints dialled from
 #: dirigent-connect, agent ids and queue names used as extensions -- with no

@@ -23,18 +23,19 @@ from asterisk.events import PbxConnected, PbxEvent, ResyncCompleted
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
+from center.acd import AgentEndpoint, InboundAcd
 from cti.api import ApiResource
 from cti.auth import TokenStore, User, revoke_changed
+from cti.web import make_site
 from cti.ws import push_resource
-from dirigent import db, logs
-from dirigent.acd import AgentEndpoint, InboundAcd
+from dirigent import logs
 from dirigent.campaigns import Campaigns
 from dirigent.config import Settings
-from dirigent.list_ops import ListOps
-from dirigent.records import Recorder, close_unfinished, time_in_state
-from dirigent.web import make_site
 from routing.agent import Agent
 from routing.router import Router
+from store import db
+from store.list_ops import ListOps
+from store.records import Recorder, close_unfinished, time_in_state
 
 log = Logger(namespace="dirigent.service")
 

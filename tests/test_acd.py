@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import task
 
 from asterisk.telephony import AmiTelephony
-from dirigent.acd import PBX_LOST, AgentEndpoint, InboundAcd
+from center.acd import PBX_LOST, AgentEndpoint, InboundAcd
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router

@@ -18,8 +18,8 @@ from twisted.internet import task
 from asterisk.events import CHANNEL_FIELDS, UserEventReceived, normalize
 from asterisk.framing import AmiMessage
 from asterisk.telephony import AmiTelephony
-from cti.bus import EventBus
-from dirigent.acd import AgentEndpoint, InboundAcd
+from center.acd import AgentEndpoint, InboundAcd
+from core.bus import EventBus
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router

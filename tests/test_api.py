@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from asterisk.session import PbxSettings
 from cti.auth import hash_password
-from dirigent import db
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
 from routing.model import Channel, QueueConfig
+from store import db
 from tests.conftest import LOOP, run, wait_for
 
 

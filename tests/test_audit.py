@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from dirigent import db
+from store import db
 from tests.conftest import run, wait_for
 from tests.test_api import app, call, token
 

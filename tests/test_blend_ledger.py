@@ -13,9 +13,9 @@ import pytest
 from dialer.abandon import AbandonLedger
 from dialer.estimates import Estimates
 from dialer.pacing import Predictive, Snapshot
-from dirigent import db
-from dirigent.dialer_store import DbLedgerStore
-from dirigent.lists_import import import_list
+from store import db
+from store.dialer import DbLedgerStore
+from store.lists_import import import_list
 from tests.test_dialer_runner import workload
 from tests.test_dialer_store import HOUR, make_runner
 

@@ -15,7 +15,6 @@ from twisted.internet import reactor
 
 from asterisk.session import PbxSettings
 from cti.auth import hash_password
-from dirigent import db
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
@@ -23,6 +22,7 @@ from routing.model import QueueConfig
 from sim.ami_server import SimAmiServer
 from sim.pbx import SimPbx
 from sim.workload import parse_workload
+from store import db
 from tests.conftest import LOOP, run, settle, stop_sim, wait_for
 from tests.test_api import call, token
 
@@ -538,7 +538,7 @@ def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(set
 
     from dialer.campaign import Lead
     from dialer.runner import Attempt
-    from dirigent.dialer_store import DbAttemptLog
+    from store.dialer import DbAttemptLog
 
     start, engine = setup
     # a previous process died with this call in progress
@@ -574,7 +574,7 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     predictive campaign (the server's wiring: Campaigns over AMI, the ACD's
     router) dials nothing in the first minute of it.  Twenty times real speed."""
     from asterisk.telephony import AmiTelephony
-    from dirigent.acd import AgentEndpoint, InboundAcd
+    from center.acd import AgentEndpoint, InboundAcd
     from dirigent.campaigns import Campaigns
     from routing.agent import Agent, AgentState
     from routing.router import Router

@@ -13,8 +13,8 @@ from sqlalchemy import insert
 from core.numbers import normalize
 from dialer.compliance import Campaign, Compliance, policy_for
 from dialer.lists import ListError
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, import_dnc, opt_out, record_consent
+from store import db
+from store.consent import DbConsent, DbDnc, add_dnc, import_dnc, opt_out, record_consent
 
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # Monday 10:00 in Berlin
 BERLIN = normalize("+49 30 123456")

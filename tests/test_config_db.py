@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import insert, inspect, select
 
-from dirigent import db
+from dirigent import config
 from dirigent.config import ConfigError, env_secret_name, parse_settings
+from store import db
 
 BASE = {"pbx": [{"name": "main", "host": "127.0.0.1", "port": 5038, "secret": "s3cr3t"}]}
 
@@ -111,7 +112,7 @@ def test_example_config_shipped_with_the_package_is_valid():
 
     from dirigent.config import load_settings
 
-    settings = load_settings(Path(db.__file__).with_name("dirigent.example.toml"), env={})
+    settings = load_settings(Path(config.__file__).with_name("dirigent.example.toml"), env={})
     assert settings.pbxs[0].name == "main"
 
 

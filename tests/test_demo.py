@@ -32,7 +32,7 @@ def test_the_demo_says_what_it_does_and_keeps_its_data(tmp_path):
     assert "demo: agent1001 logged in" in first
     summaries = [x for x in first.splitlines() if x.startswith("demo ") and "agents" in x]
     assert summaries and "dials" in summaries[-1] and "with the AMD estimate" in summaries[-1]
-    assert "abandon rate" in first and (data / "dirigent.db").is_file()
+    assert "abandon rate" in first and (data / "store.db").is_file()
     again = demo(data)
     assert dials(again) >= dials(first), "the second run goes on with the first one's data"
     fresh = demo(data, "--fresh")

@@ -14,16 +14,16 @@ from dialer.campaign import CampaignSettings, validate
 from dialer.compliance import Campaign, Compliance, policy_for
 from dialer.pacing import make_strategy
 from dialer.runner import Attempt, CampaignRunner
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc
-from dirigent.dialer_store import DbAttemptLog, DbLeadSource, DbLedgerStore
-from dirigent.lists_import import import_list
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.clock import HeapClock
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
+from store import db
+from store.consent import DbConsent, DbDnc
+from store.dialer import DbAttemptLog, DbLeadSource, DbLedgerStore
+from store.lists_import import import_list
 from tests.test_dialer_runner import workload
 
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC).timestamp()  # London, GMT

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from dialer.lists import ListError, ListReader, PhoneticGroups, export_safe, phonetic_key
-from dirigent import db
-from dirigent.lists_import import import_list
+from store import db
+from store.lists_import import import_list
 
 GERMAN = [
     "Vorname;Nachname;Telefon;PLZ;Ort;Kundennr;Notiz",
@@ -362,8 +362,8 @@ def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
 
     from sqlalchemy import insert
 
-    from dirigent.compliance_store import record_consent
-    from dirigent.lists_merge import MergeError, merge
+    from store.consent import record_consent
+    from store.lists_merge import MergeError, merge
 
     path = write(
         tmp_path,
@@ -463,7 +463,7 @@ def test_merge_on_the_command_line(tmp_path):
 
 
 def test_the_import_reports_progress_through_the_file(tmp_path, database_url, engine, capsys):
-    from dirigent.lists_import import BATCH, TerminalProgress
+    from store.lists_import import BATCH, TerminalProgress
 
     lines = ["phone,name"] + [f"+1 212 555 {i % 10000:04d},N{i}" for i in range(3 * BATCH)]
     path = write(tmp_path, "big.csv", lines)
@@ -498,7 +498,7 @@ def test_the_import_reports_progress_through_the_file(tmp_path, database_url, en
 def test_seen_numbers_say_new_exactly_once_per_number(numbers):
     """The compact duplicate check of the import agrees with a plain set,
     across its merges (merged every 8 numbers here)."""
-    from dirigent.lists_import import SeenNumbers
+    from store.lists_import import SeenNumbers
 
     seen = SeenNumbers()
     seen.MERGE_EVERY = 8

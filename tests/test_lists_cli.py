@@ -11,8 +11,8 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from dirigent import db
-from dirigent.list_ops import ListOps
+from store import db
+from store.list_ops import ListOps
 
 DIRIGENT = [sys.executable, "-m", "dirigent.cli"]
 GOOD = "phone,first_name\n+49 30 1234 5678,Ada\n+49 30 1234 5679,Ben\n"

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select
 
 from dialer.compliance import Campaign, Compliance, policy_for
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc
-from dirigent.lists_import import BATCH, import_list
-from dirigent.pool import claim, set_list_active
+from store import db
+from store.consent import DbConsent, DbDnc
+from store.lists_import import BATCH, import_list
+from store.pool import claim, set_list_active
 from tests.test_pool import NOW
 
 CAMPAIGN = Campaign("us-spring", policy_for("US"), "+12125550199")
@@ -122,8 +122,8 @@ def test_a_failed_reimport_into_a_live_list_keeps_the_old_records_dialing(engine
 
 KILLED = """
 import os, signal, sys
-from dirigent import db
-from dirigent.lists_import import import_list
+from store import db
+from store.lists_import import import_list
 engine = db.make_engine(sys.argv[1])
 def die(rows, fraction):
     if rows >= 2000:

@@ -5,7 +5,7 @@ or a removed user ends every token (assembled service, real HTTP)."""
 from __future__ import annotations
 
 from cti.auth import hash_password
-from dirigent import db
+from store import db
 from tests.conftest import LOOP, run
 from tests.test_api import app, call, token
 

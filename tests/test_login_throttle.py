@@ -146,7 +146,7 @@ def test_user_commands_list_change_disable_and_remove(tmp_path):
     assert run("passwd", "anna", stdin="second-pass\n").returncode == 0
     assert run("disable", "anna").returncode == 0
     assert "anna: agent (agent anna), disabled" in run("list").stdout
-    from dirigent import db
+    from store import db
 
     engine = db.make_engine(url)
     try:

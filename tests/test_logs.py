@@ -47,16 +47,12 @@ def test_errors_are_counted_by_namespace():
     stop = logs.count_errors(registry)
     try:
         logs._ToTwisted().emit(
-            logging.LogRecord(
-                "dirigent.records", logging.ERROR, __file__, 1, "row failed", (), None
-            )
+            logging.LogRecord("store.records", logging.ERROR, __file__, 1, "row failed", (), None)
         )
         logs._ToTwisted().emit(
-            logging.LogRecord("dirigent.records", logging.INFO, __file__, 1, "fine", (), None)
+            logging.LogRecord("store.records", logging.INFO, __file__, 1, "fine", (), None)
         )
     finally:
         stop()
-    value = registry.get_sample_value(
-        "dirigent_log_errors_total", {"namespace": "dirigent.records"}
-    )
+    value = registry.get_sample_value("dirigent_log_errors_total", {"namespace": "store.records"})
     assert value == 1.0

@@ -21,9 +21,8 @@ from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 
 from asterisk.session import PbxSettings
+from center.acd import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
 from cti.auth import hash_password
-from dirigent import db
-from dirigent.acd import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
@@ -34,6 +33,7 @@ from sim.ami_server import SimAmiServer
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload
+from store import db
 from tests.conftest import LOOP, run, settle, stop_sim, wait_for
 from tests.test_api import call, token
 
@@ -64,7 +64,7 @@ def warnings() -> Iterator[list[str]]:
     seen: list[str] = []
 
     def observer(event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "dirigent.acd" and event.get("log_level").name in (
+        if event.get("log_namespace") == "center.acd" and event.get("log_level").name in (
             "warn",
             "error",
         ):

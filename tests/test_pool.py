@@ -10,10 +10,10 @@ from sqlalchemy import delete, select, update
 
 from dialer.compliance import Campaign, Compliance, policy_for
 from dialer.retry import RetryError, RetryRules
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc, add_dnc
-from dirigent.lists_import import import_list
-from dirigent.pool import claim, export_results, pool_status, record_outcome
+from store import db
+from store.consent import DbConsent, DbDnc, add_dnc
+from store.lists_import import import_list
+from store.pool import claim, export_results, pool_status, record_outcome
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # Monday 10:00 in New York
 
@@ -75,7 +75,7 @@ def test_the_hopper_claims_due_records_in_order_and_never_twice(pool):
 def test_a_claimer_that_read_the_same_candidates_gets_only_what_is_still_free(pool):
     """Two dialers that read the same candidates: the second one's insert into
     the hopper skips what the first took (its primary key), on both databases."""
-    from dirigent.pool import _into_hopper, find_campaign_id
+    from store.pool import _into_hopper, find_campaign_id
 
     campaign = Campaign("us-spring", policy_for("US"), "+12125550199")
     gate = Compliance(DbDnc(pool), DbConsent(pool))
@@ -141,8 +141,8 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
     claim that asked the database once per candidate."""
     from sqlalchemy import insert
 
-    from dirigent.compliance_store import record_consent
-    from dirigent.pool import claim_one_by_one
+    from store.consent import record_consent
+    from store.pool import claim_one_by_one
 
     db.upgrade(database_url)
     engine = db.make_engine(database_url)
@@ -299,7 +299,7 @@ def test_hopper_order_over_lists_priorities_and_due_retries_matches_a_full_sort(
     sorted: priority, fresh before retries, due time, record id."""
     import random
 
-    from dirigent.pool import _candidates, find_campaign_id
+    from store.pool import _candidates, find_campaign_id
 
     extra = tmp_path / "more.csv"
     extra.write_text("phone\n" + "".join(f"+1 212 555 {200 + i:04d}\n" for i in range(30)))

@@ -9,14 +9,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from twisted.internet import task
 
-from dirigent import db
-from dirigent.acd import AgentEndpoint, InboundAcd
-from dirigent.records import Recorder, time_in_state
+from center.acd import AgentEndpoint, InboundAcd
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
+from store import db
+from store.records import Recorder, time_in_state
 
 
 def test_migrations_produce_exactly_the_tables_the_code_defines(database_url):

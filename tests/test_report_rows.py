@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, insert, select
 from twisted.logger import globalLogPublisher
 
-from cti.bus import EventBus
-from dirigent import db
-from dirigent.records import Recorder, close_unfinished
+from core.bus import EventBus
+from store import db
+from store.records import Recorder, close_unfinished
 from tests.test_api import app, call, token
 
 __all__ = ["app"]

@@ -12,11 +12,11 @@ from twisted.internet import reactor
 from asterisk.events import Dtmf, PbxShutdown, normalize
 from asterisk.framing import AmiMessage
 from asterisk.session import PbxSettings
-from dirigent import db
 from dirigent.config import DatabaseSettings, HttpSettings, Settings
 from dirigent.service import Dirigent
 from sim.ami_server import SimAmiServer
 from sim.pbx import SimPbx
+from store import db
 from tests.conftest import LOOP, run, wait_for
 
 

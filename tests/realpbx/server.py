@@ -105,7 +105,7 @@ def write_config(
         'host = "127.0.0.1"',
         f"port = {http}",
         "[database]",
-        f'url = "sqlite:///{folder / "dirigent.db"}"',
+        f'url = "sqlite:///{folder / "store.db"}"',
         "[[pbx]]",
         f'name = "{pbx_name}"',
         'host = "127.0.0.1"',
@@ -174,7 +174,7 @@ class Dirigent:
         self.config = config
         self.http = http
         self.base = f"http://127.0.0.1:{http}"
-        self.db = folder / "dirigent.db"
+        self.db = folder / "store.db"
         self.env = {f"DIRIGENT_PBX_{pbx_name.upper().replace('-', '_')}_SECRET": secret}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = folder / "serve.log"

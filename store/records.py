@@ -28,10 +28,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from cti.bus import EventBus, Message
-from dirigent import db
+from core.bus import EventBus, Message
+from store import db
 
-log = Logger(namespace="dirigent.records")
+log = Logger(namespace="store.records")
 
 
 def _ts(seconds: float) -> dt.datetime:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, insert, or_, select
 
 from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
-from dirigent import db
+from store import db
 
 CHANNELS = ("voice", "sms", "email")
 

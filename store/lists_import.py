@@ -64,7 +64,7 @@ from dialer.lists import (
     block_groups,
     member,
 )
-from dirigent import db
+from store import db
 
 log = logging.getLogger("dirigent.lists")
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from core.numbers import Rejected, normalize
-from dirigent import db
+from store import db
 
 
 @dataclass(frozen=True)

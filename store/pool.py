@@ -45,8 +45,8 @@ from core.numbers import Number
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
 from dialer.retry import RetryRules
-from dirigent import db
-from dirigent.compliance_store import DbConsent, DbDnc
+from store import db
+from store.consent import DbConsent, DbDnc
 
 OPEN = db.OPEN_STATUSES
 
@@ -629,7 +629,7 @@ def apply_disposition(
     would otherwise complete the record after it).  ``agent``: the one
     giving it, who must be the one who took the call (None: a supervisor).
     ``rules``: a campaign's retry rules, by its name."""
-    from dirigent.compliance_store import opt_out
+    from store.consent import opt_out
 
     code = disposition_code(raw_code)
     a, r = db.attempt, db.record

@@ -23,8 +23,8 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
-from dirigent import db
-from dirigent.pool import find_campaign_id
+from store import db
+from store.pool import find_campaign_id
 
 
 class MergeError(ValueError):

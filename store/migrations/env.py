@@ -1,10 +1,10 @@
-"""Alembic environment: runs on a connection handed in by ``dirigent.db``
+"""Alembic environment: runs on a connection handed in by ``store.db``
 (or opens one from ``sqlalchemy.url`` when called by the alembic CLI)."""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from dirigent.db import metadata
+from store.db import metadata
 
 config = context.config
 target_metadata = metadata

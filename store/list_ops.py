@@ -16,17 +16,16 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from sqlalchemy import Engine
 
 from core.numbers import check_region
-from dialer.compliance import Compliance
+from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
-from dirigent.compliance_store import DbConsent, DbDnc, add_dnc, record_consent
-from dirigent.config import CampaignConfig
-from dirigent.lists_import import UnknownCampaign, import_list
-from dirigent.pool import apply_disposition, pool_status, set_list_active
+from store.consent import DbConsent, DbDnc, add_dnc, record_consent
+from store.lists_import import UnknownCampaign, import_list
+from store.pool import apply_disposition, pool_status, set_list_active
 
 #: rejected rows listed in an upload's answer (the counts are always complete)
 MAX_PROBLEMS = 1000
@@ -41,8 +40,21 @@ def safe_list_name(name: str) -> str:
     return base[:200]
 
 
+class CampaignRules(Protocol):
+    """What list operations need of a configured campaign: its name, its retry
+    rules and its compliance rules (the configuration's ``CampaignConfig``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def retry(self) -> RetryRules: ...
+
+    def compliance(self) -> Campaign: ...
+
+
 class ListOps:
-    def __init__(self, engine: Engine, campaigns: tuple[CampaignConfig, ...] = ()) -> None:
+    def __init__(self, engine: Engine, campaigns: tuple[CampaignRules, ...] = ()) -> None:
         self.engine = engine
         self.campaigns = {c.name: c for c in campaigns}
 
@@ -145,7 +157,7 @@ class ListOps:
 
     def merge(self, body: dict[str, Any]) -> dict[str, Any]:
         from core.numbers import Rejected, normalize
-        from dirigent.lists_merge import merge
+        from store.lists_merge import merge
 
         campaign = _optional_text(body, "campaign")
         if not campaign:

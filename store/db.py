@@ -2,7 +2,7 @@
 
 Tables follow the data model of DESIGN.md.  They are defined with SQLAlchemy
 Core; the schema is created and changed only by Alembic migrations
-(``dirigent/migrations``), never by ``create_all``, so a SQLite file and a
+(``store/migrations``), never by ``create_all``, so a SQLite file and a
 PostgreSQL database go through the same steps.  The MetaData carries a
 naming convention so that constraint names are stable across both (Alembic
 needs names to drop or alter constraints later).
@@ -208,7 +208,7 @@ dial_list = Table(
     # NULL: whole.  "new": a first import is writing it (inactive until it is
     # whole); "adding": records are being added to a live list (as "staged",
     # which the hopper never takes); "switching": the staged records are
-    # being made "new" (dirigent.lists_import)
+    # being made "new" (store.lists_import)
     Column("import_state", String(10), nullable=True),
     _created(),
     UniqueConstraint("campaign_id", "name"),
@@ -232,7 +232,7 @@ record = Table(
     UniqueConstraint("list_id", "e164"),
     Index("ix_record_hopper", "list_id", "status", "next_due_at", "priority"),
 )
-# the hopper's two ordered reads (dirigent.pool._candidates): records never
+# the hopper's two ordered reads (store.pool._candidates): records never
 # tried, and retries that are due; partial, so they hold only open records
 #: records the hopper may still take; the partial indexes hold only these
 OPEN_STATUSES = ("new", "scheduled")

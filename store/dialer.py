@@ -8,7 +8,7 @@ over SQLAlchemy so that a restart finds everything it needs:
   in ``ref``, the same id the channel carries as ``DIRIGENT_ATTEMPT``) and
   commits it *before* ``begin`` returns, so the Originate that follows can
   always be matched to a row.  ``open_attempts`` finds what a crash left open.
-* :class:`DbLeadSource` takes records through :func:`dirigent.pool.claim`
+* :class:`DbLeadSource` takes records through :func:`store.pool.claim`
   (the compliance gate, one transaction) and applies the retry rules after
   every attempt.  It says why the campaign is idle, and after a crash it
   returns records claimed (in the hopper) that never got an attempt row.
@@ -35,7 +35,7 @@ from dialer.campaign import Lead
 from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
-from dirigent import db, pool
+from store import db, pool
 
 log = Logger(namespace="dirigent.dialer")
 

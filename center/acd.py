@@ -63,12 +63,12 @@ from asterisk.events import (
     UserEventReceived,
 )
 from asterisk.port import Telephony
-from cti.bus import EventBus
+from core.bus import EventBus
 from routing.agent import Agent, AgentState
 from routing.model import Channel, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
-log = Logger(namespace="dirigent.acd")
+log = Logger(namespace="center.acd")
 
 #: pause reasons of a nailed-up agent without its leg (set and cleared by the ACD)
 PBX_LOST = "pbx lost"
