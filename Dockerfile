@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
+COPY core ./core
+COPY center ./center
+COPY channels ./channels
+COPY store ./store
 COPY asterisk ./asterisk
 COPY routing ./routing
 COPY dialer ./dialer
