@@ -1,18 +1,24 @@
 """Errors the PBX side raises to its callers, whichever implementation of
-the Telephony port (AMI or the in-process simulation) is wired in."""
+the link (AMI or the in-process simulation) is wired in.
+
+Each is also the port's domain error (:mod:`core.telephony`), so the ACD
+and the dialer catch ``OutcomeUnknown`` or ``CommandRefused`` without
+knowing that AMI is behind them."""
 
 from __future__ import annotations
 
+from core.telephony import CommandRefused, OutcomeUnknown, PbxUnavailable, TelephonyError
 
-class AmiError(Exception):
+
+class AmiError(TelephonyError):
     """Base of the errors an AMI session raises to its callers."""
 
 
-class NotConnected(AmiError):
+class NotConnected(AmiError, PbxUnavailable):
     """No logged-in session: the action was not sent."""
 
 
-class ActionFailed(AmiError):
+class ActionFailed(AmiError, CommandRefused):
     """Asterisk answered ``Response: Error``; ``message`` is its text."""
 
     def __init__(self, action: str, message: str) -> None:
@@ -21,7 +27,7 @@ class ActionFailed(AmiError):
         self.message = message
 
 
-class ActionOutcomeUnknown(AmiError):
+class ActionOutcomeUnknown(AmiError, OutcomeUnknown):
     """The link dropped while the action was in flight.
 
     It may or may not have been executed; it is *not* re-sent.  For an

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from asterisk.framing import AmiMessage
+from core.telephony import Outcome as Outcome  # the port's dial outcome, re-exported
 
 
 class ChannelState(enum.IntEnum):
@@ -68,18 +69,6 @@ class SoftHangup(enum.IntFlag):
 
 #: no soft hang-up requested (yet)
 NO_SOFT_HANGUP = SoftHangup(0)
-
-
-class Outcome(enum.StrEnum):
-    """How a dial ended, as a dialer needs it."""
-
-    ANSWERED = "answered"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    CONGESTION = "congestion"
-    INVALID = "invalid"  # number not in service / unallocated
-    FAILED = "failed"  # could not even start (unknown endpoint, no contact)
-    UNKNOWN = "unknown"  # the link dropped before we learned it
 
 
 # -- events from the wire -----------------------------------------------------

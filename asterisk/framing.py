@@ -27,9 +27,10 @@ link or a buggy peer may send instead, and what we do about it:
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, overload
 
 #: Longest line we buffer.  Asterisk's own limit for one header is 1 KiB of
 #: value in most places, but ``Command`` output and ``UserEvent`` bodies can be
@@ -48,15 +49,18 @@ MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
 BANNER_PREFIX: Final = "Asterisk Call Manager/"
 
 
-class _NeedData:
-    __slots__ = ()
+class _NeedData(enum.Enum):
+    """A one-member enum, so that ``item is not NEED_DATA`` narrows the type
+    of ``item`` to :data:`FramerItem` for the type checker."""
+
+    NEED_DATA = "NEED_DATA"
 
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
 #: Returned by :meth:`AmiFramer.next_message` when more bytes are needed.
-NEED_DATA: Final = _NeedData()
+NEED_DATA: Final = _NeedData.NEED_DATA
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -94,7 +98,14 @@ class AmiMessage:
     def __repr__(self) -> str:
         return f"AmiMessage({self.headers!r})"
 
+    @overload
+    def get(self, name: str, default: None = None) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
     def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (any case), else ``default``;
+        with a string default the result is a string."""
         first = self._first
         if first is None:
             # reversed: the first of repeated headers is the one that stays

@@ -195,11 +195,11 @@ class ChannelMirror:
         fresh = {s.uniqueid: s for s in snapshot if s.uniqueid}
         out: list[PbxEvent] = []
         old = self.channels
-        for uid, chan in old.items():
+        for uid, gone in old.items():
             if uid not in fresh:
-                if chan.bridge_id:
-                    out.append(BridgeLeft(pbx, chan.bridge_id, uid, chan.name, resynced=True))
-                out.append(ChannelHungUp(pbx, uid, chan.name, None, "vanished", resynced=True))
+                if gone.bridge_id:
+                    out.append(BridgeLeft(pbx, gone.bridge_id, uid, gone.name, resynced=True))
+                out.append(ChannelHungUp(pbx, uid, gone.name, None, "vanished", resynced=True))
         channels: dict[str, Channel] = {}
         for uid, snap in fresh.items():
             chan = old.get(uid)
@@ -244,8 +244,8 @@ class ChannelMirror:
             channels[uid] = chan
         self.channels = channels
         bridges: dict[str, set[str]] = {}
-        for chan in channels.values():
-            if chan.bridge_id:
-                bridges.setdefault(chan.bridge_id, set()).add(chan.uniqueid)
+        for kept in channels.values():
+            if kept.bridge_id:
+                bridges.setdefault(kept.bridge_id, set()).add(kept.uniqueid)
         self.bridges = bridges
         return out

@@ -1,31 +1,72 @@
-"""The Telephony port: what routing and the dialer need from a PBX.
+"""The telephony port in Asterisk's words.
 
-Two implementations share it: :class:`asterisk.telephony.AmiTelephony`
-(a real or simulated Asterisk over AMI) and :class:`sim.inprocess.SimTelephony`
-(the simulated PBX model called directly, so that a run under
-``twisted.internet.task.Clock`` compresses hours into seconds).  Results are
-Twisted Deferreds: they work with the live reactor and with a Clock alike.
+Two layers, both here because only ``asterisk/`` may know what is below:
 
-Every method validates its input with :mod:`asterisk.actions` (the same
-checks on both implementations) and fails with the errors of
-:mod:`asterisk.errors`.
+* :class:`PbxLink`: an Asterisk as AMI shows it -- Originate, Redirect,
+  Bridge, Hangup, ... as Deferreds, the normalised :class:`PbxEvent` stream
+  and the channel mirror.  Two implementations: :class:`asterisk.telephony.AmiTelephony`
+  (a real or simulated Asterisk over AMI) and :class:`sim.inprocess.SimTelephony`
+  (the simulated PBX model called directly, so that a run under
+  ``twisted.internet.task.Clock`` compresses hours into seconds).  Both
+  validate actions with :mod:`asterisk.actions` and fail with
+  :mod:`asterisk.errors`.
+* :class:`AsteriskVoice`: the domain port (:class:`core.telephony.Telephony`)
+  over a link.  This is where the shipped dialplan (``conf/extensions_dirigent.conf``)
+  is known: which context a command goes to, the fallback's priority, the
+  dial strings, the channel variables of an attempt, and which ``UserEvent``
+  means what.  Both links inherit it, so the ACD and the dialer get the same
+  domain events and commands from a real Asterisk and from the simulation
+  (the simulated PBX models the same dialplan).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-from asterisk.events import OriginateResult, PbxEvent
+from asterisk import actions as ami
+from asterisk.events import (
+    BridgeEntered,
+    ChannelHungUp,
+    OriginateResult,
+    PbxConnected,
+    PbxDisconnected,
+    PbxEvent,
+    PbxShutdown,
+    ResyncCompleted,
+    UserEventReceived,
+)
 from asterisk.mirror import ChannelMirror
+from core.telephony import (
+    AgentRingFailed,
+    AttemptRef,
+    CallBridged,
+    CallClassified,
+    CallEnded,
+    CallFellBack,
+    CallWaiting,
+    DialResult,
+    InvalidCommand,
+    Listener,
+    LiveCall,
+    PbxGoingDown,
+    PbxLost,
+    PbxSynced,
+    PbxUp,
+    Prompt,
+    RingFailure,
+    TelephonyEvent,
+    Verdict,
+)
 
 Subscriber = Callable[[PbxEvent], None]
 
 
 @runtime_checkable
-class Telephony(Protocol):
+class PbxLink(Protocol):
     name: str
     mirror: ChannelMirror
 
@@ -62,3 +103,203 @@ class Telephony(Protocol):
     def play_moh(self, channel: str, on: bool = True) -> Deferred[None]: ...
 
     def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]: ...
+
+
+# -- the shipped dialplan (asterisk/conf/extensions_dirigent.conf) ----------------------
+INBOUND = "dirigent-inbound"  # exten = queue: announce, hold music, then the fallback
+#: the priority of ``dirigent-inbound`` after its ``DirigentFallback`` UserEvent:
+#: a caller sent there goes to the fallback queue / voicemail without announcing it
+FALLBACK_PRIORITY = 7
+OUTBOUND = "dirigent-outbound"  # exten s: AMD (if asked), then wait to be moved
+AGENT_LINE = "dirigent-agent"  # exten = agent: the agent's own ConfBridge
+JOIN = "dirigent-join"  # exten = agent: join that agent's ConfBridge
+CONNECT = "dirigent-connect"  # exten = phone: Dial it, UserEvent DirigentConnectFailed
+PROMPTS = {Prompt.ABANDON: "dirigent-abandon", Prompt.MACHINE_MESSAGE: "dirigent-message"}
+#: an agent's phone as a dial string
+PHONE = "PJSIP/{phone}"
+#: DialStatus of ``DirigentConnectFailed`` -> why
+RING_FAILURES = {"BUSY": RingFailure.BUSY, "CHANUNAVAIL": RingFailure.UNREACHABLE}
+
+
+def call_event(event: PbxEvent) -> TelephonyEvent | None:
+    """The domain event an AMI event means, or None (most mean nothing to the
+    domain: they only keep the mirror and the originate tracker up to date).
+    One dict look-up per event: this runs for every event of a PBX."""
+    translate = _TRANSLATE.get(type(event))
+    return None if translate is None else translate(event)
+
+
+def _user_event(event: UserEventReceived) -> TelephonyEvent | None:
+    fields = event.fields
+    match event.name:
+        case "DirigentInbound":
+            call = fields.get("CallUniqueid") or event.uniqueid
+            if not call:
+                return None
+            return CallWaiting(
+                event.pbx, call, fields.get("Queue") or None, fields.get("CallerIDNum")
+            )
+        case "DirigentFallback":
+            call = fields.get("CallUniqueid") or event.uniqueid
+            return CallFellBack(event.pbx, call) if call else None
+        case "DirigentConnectFailed" if event.uniqueid:
+            failure = RING_FAILURES.get(fields.get("DialStatus", ""), RingFailure.NO_ANSWER)
+            return AgentRingFailed(event.pbx, event.uniqueid, failure)
+        case "DirigentAMD" if event.uniqueid:
+            machine = fields.get("Status", "") == "MACHINE"
+            return CallClassified(
+                event.pbx, event.uniqueid, Verdict.MACHINE if machine else Verdict.HUMAN
+            )
+    return None
+
+
+_TRANSLATE: dict[type[PbxEvent], Callable[[Any], TelephonyEvent | None]] = {
+    BridgeEntered: lambda e: CallBridged(e.pbx, e.uniqueid),
+    ChannelHungUp: lambda e: CallEnded(e.pbx, e.uniqueid, e.resynced, e.cut_by_shutdown),
+    UserEventReceived: lambda e: _user_event(e),
+    PbxConnected: lambda e: PbxUp(e.pbx),
+    PbxShutdown: lambda e: PbxGoingDown(e.pbx),
+    PbxDisconnected: lambda e: PbxLost(e.pbx),
+    ResyncCompleted: lambda e: PbxSynced(e.pbx),
+}
+
+
+def _invalid(failure: Failure) -> Failure:
+    """An action the builders refused is the port's :class:`InvalidCommand`."""
+    exc = failure.value
+    if isinstance(exc, ami.ActionError) and not isinstance(exc, InvalidCommand):
+        err = InvalidCommand(exc.field, exc.reason)
+        err.__cause__ = exc
+        return Failure(err)
+    return failure
+
+
+def _result(result: OriginateResult) -> DialResult:
+    return DialResult(result.uniqueid, result.outcome, result.cause)
+
+
+class AsteriskVoice:
+    """:class:`core.telephony.Telephony` over the :class:`PbxLink` methods of
+    ``self`` (mixed into both links)."""
+
+    name: str
+    mirror: ChannelMirror
+    _listeners: list[Listener] | None = None
+
+    # the link's methods (implemented by the class this is mixed into)
+    def subscribe(self, callback: Subscriber) -> None:
+        raise NotImplementedError
+
+    def originate(self, channel: str, **kw: Any) -> Deferred[OriginateResult]:
+        raise NotImplementedError
+
+    def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> Deferred[None]:
+        raise NotImplementedError
+
+    def hangup(self, channel: str, cause: int = 16) -> Deferred[None]:
+        raise NotImplementedError
+
+    def play_moh(self, channel: str, on: bool = True) -> Deferred[None]:
+        raise NotImplementedError
+
+    def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
+        raise NotImplementedError
+
+    # -- events -----------------------------------------------------------------------
+    def listen(self, callback: Listener) -> None:
+        if self._listeners is None:
+            # subscribed on first use: the domain listeners keep their place
+            # among the link's subscribers (ACD and runners before the service's)
+            self._listeners = []
+            self.subscribe(self._translate)
+        self._listeners.append(callback)
+
+    def _translate(self, event: PbxEvent) -> None:
+        out = call_event(event)
+        if out is not None and self._listeners:
+            for callback in self._listeners:
+                callback(out)
+
+    # -- queries ----------------------------------------------------------------------
+    def live_call(self, call: str) -> LiveCall | None:
+        chan = self.mirror.get(call)
+        return None if chan is None else LiveCall(chan.uniqueid, chan.name, chan.bridge_id)
+
+    def live_calls(self) -> Iterable[LiveCall]:
+        return [LiveCall(c.uniqueid, c.name, c.bridge_id) for c in self.mirror.channels.values()]
+
+    def bridged_with(self, call: str) -> frozenset[str]:
+        chan = self.mirror.get(call)
+        if chan is None or chan.bridge_id is None:
+            return frozenset()
+        return frozenset(self.mirror.bridges.get(chan.bridge_id, ())) - {call}
+
+    def _channel(self, call: str) -> str:
+        """The channel name of a call id (Asterisk also takes the uniqueid)."""
+        chan = self.mirror.get(call)
+        return chan.name if chan is not None else call
+
+    # -- commands ---------------------------------------------------------------------
+    def dial_customer(
+        self,
+        number: str,
+        *,
+        route: str,
+        call: str,
+        ref: AttemptRef,
+        timeout: float,
+        caller_id: str | None = None,
+        detect_machine: bool = False,
+    ) -> Deferred[DialResult]:
+        d = self.originate(
+            route.format(number=number.lstrip("+")),
+            context=OUTBOUND,
+            exten="s",
+            timeout_ms=int(timeout * 1000),
+            caller_id=caller_id,
+            variables={
+                "DIRIGENT_ATTEMPT": ref.attempt,
+                "DIRIGENT_CAMPAIGN": ref.campaign,
+                "DIRIGENT_AMD": "1" if detect_machine else "0",
+            },
+            channel_id=call,
+        )
+        return d.addCallbacks(_result, _invalid)
+
+    def keep_line(
+        self, agent: str, phone: str, *, call: str, timeout: float = 30.0
+    ) -> Deferred[DialResult]:
+        d = self.originate(
+            PHONE.format(phone=phone),
+            context=AGENT_LINE,
+            exten=agent,
+            channel_id=call,
+            timeout_ms=int(timeout * 1000),
+        )
+        return d.addCallbacks(_result, _invalid)
+
+    def connect_to_agent(self, call: str, agent: str, ring: str | None = None) -> Deferred[None]:
+        if ring is not None:
+            d = self.redirect(self._channel(call), CONNECT, ring)
+        else:
+            d = self.redirect(self._channel(call), JOIN, agent)
+        return d.addErrback(_invalid)
+
+    def transfer_to_queue(self, call: str, queue: str) -> Deferred[None]:
+        return self.redirect(self._channel(call), INBOUND, queue).addErrback(_invalid)
+
+    def to_fallback(self, call: str, queue: str) -> Deferred[None]:
+        d = self.redirect(self._channel(call), INBOUND, queue, FALLBACK_PRIORITY)
+        return d.addErrback(_invalid)
+
+    def play_prompt(self, call: str, prompt: Prompt) -> Deferred[None]:
+        return self.redirect(self._channel(call), PROMPTS[prompt], "s").addErrback(_invalid)
+
+    def hold_music(self, call: str, on: bool = True) -> Deferred[None]:
+        return self.play_moh(self._channel(call), on).addErrback(_invalid)
+
+    def hang_up(self, call: str) -> Deferred[None]:
+        return self.hangup(self._channel(call)).addErrback(_invalid)
+
+    def send_message(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
+        return self.message_send(to, body, sender).addErrback(_invalid)

@@ -125,6 +125,9 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Rand
 class _Protocol(AMIProtocol):
     """panoramisk's protocol, fed by our framer, never re-queueing actions."""
 
+    #: set by panoramisk's connection_made, true once the transport is closed
+    closed: bool
+
     def __init__(self, session: AmiSession) -> None:
         self._session = session
 
@@ -514,12 +517,14 @@ class AmiSession:
                     await self._take_lease(proto, renewing=True)
             except PbxOwned as exc:
                 log.error("PBX %s: %s; leaving it", self.name, exc)
-                proto.lost.done() or proto.lost.set_result("taken over by another Dirigent")
+                if not proto.lost.done():
+                    proto.lost.set_result("taken over by another Dirigent")
                 proto.close()
                 return
             except (TimeoutError, AmiError):
                 log.warning("PBX %s: no answer to keepalive Ping; closing the link", self.name)
-                proto.lost.done() or proto.lost.set_result("keepalive timeout")
+                if not proto.lost.done():
+                    proto.lost.set_result("keepalive timeout")
                 proto.close()
                 return
             self._expire_originates()
@@ -534,7 +539,8 @@ class AmiSession:
         except (AmiError, TimeoutError):
             # without a resync the mirror cannot be trusted: a new link gets one
             log.exception("PBX %s: resync failed; closing the link to start again", self.name)
-            proto.lost.done() or proto.lost.set_result("resync failed")
+            if not proto.lost.done():
+                proto.lost.set_result("resync failed")
             proto.close()
 
     async def _resync_once_booted(self, proto: _Protocol) -> None:

@@ -1,4 +1,5 @@
-"""The Telephony port over AMI: an :class:`AmiSession` behind Deferreds."""
+"""The PBX link over AMI: an :class:`AmiSession` behind Deferreds, and with
+it the domain port (:class:`asterisk.port.AsteriskVoice`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from twisted.internet.defer import Deferred, fail
 
 from asterisk import actions as ami
 from asterisk.events import OriginateResult
-from asterisk.port import Subscriber
+from asterisk.port import AsteriskVoice, Subscriber
 from asterisk.session import AmiSession
 
 
@@ -18,7 +19,7 @@ def _deferred(coro: Coroutine[Any, Any, Any]) -> Deferred[Any]:
     return Deferred.fromFuture(asyncio.ensure_future(coro))
 
 
-class AmiTelephony:
+class AmiTelephony(AsteriskVoice):
     def __init__(self, session: AmiSession) -> None:
         self.session = session
         self.name = session.name

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asterisk.framing import AmiFramer, encode_message
+from asterisk.framing import AmiFramer, AmiMessage, encode_message
 
 
 def dialer_event_stream(calls: int, seed: int = 1) -> list[list[tuple[str, str]]]:
@@ -84,6 +84,8 @@ def serve_blob(port_queue: mp.Queue, blob: bytes, paced: bytes | None, rate: flo
             if not data:
                 return
             for msg in framer.feed(data):
+                if not isinstance(msg, AmiMessage):
+                    continue  # the client sends no banner; a bad action gets no answer
                 aid = msg.action_id or ""
                 action = (msg.get("Action") or "").lower()
                 if action == "login":

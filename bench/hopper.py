@@ -25,18 +25,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Engine, delete, insert
 
 from bench.common import emit, machine
 from dialer.compliance import Campaign, Compliance, policy_for
 from dirigent.service import freeze_startup_objects
 from store import db
 from store.consent import DbConsent, DbDnc
-from store.pool import claim, claim_one_by_one
+from store.pool import Claimed, claim, claim_one_by_one
 
 NOW = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # Monday 16:00 in Berlin
 
@@ -46,12 +47,8 @@ def build(url: str, records: int, seed: int = 1) -> None:
     engine = db.make_engine(url)
     rng = random.Random(seed)
     with engine.begin() as conn:
-        cid = conn.execute(
-            insert(db.campaign).values(name="bench", settings={})
-        ).inserted_primary_key[0]
-        lid = conn.execute(
-            insert(db.dial_list).values(campaign_id=cid, name="big.csv")
-        ).inserted_primary_key[0]
+        cid = db.insert_id(conn, insert(db.campaign).values(name="bench", settings={}))
+        lid = db.insert_id(conn, insert(db.dial_list).values(campaign_id=cid, name="big.csv"))
         batch = 50_000
         for start in range(0, records, batch):
             ids = range(start + 1, min(records, start + batch) + 1)
@@ -112,7 +109,13 @@ def build(url: str, records: int, seed: int = 1) -> None:
     engine.dispose()
 
 
-def timed(fn, engine, campaign, gate, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(
+    fn: Callable[..., list[Claimed]],
+    engine: Engine,
+    campaign: Campaign,
+    gate: Compliance,
+    runs: int,
+) -> list[float]:
     out = []
     for _ in range(runs):
         t0 = time.perf_counter()

@@ -20,7 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -125,8 +127,10 @@ def _baseline(path: str, out: mp.Queue) -> None:
     )
 
 
-def child(target, *args):  # type: ignore[no-untyped-def]
-    queue: mp.Queue = mp.Queue()
+def child(target: Callable[..., None], *args: object) -> Any:
+    """``target(*args, queue)`` in a fresh process (its own peak memory);
+    what it put on the queue."""
+    queue: mp.Queue[Any] = mp.Queue()
     proc = mp.Process(target=target, args=(*args, queue))
     proc.start()
     result = queue.get()

@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -99,7 +100,7 @@ def generate(n: int, seed: int = 1) -> tuple[list[tuple[str, dict[str, str]]], s
     return rows, planted
 
 
-def ours(rows: list[tuple[str, dict[str, str]]]) -> tuple[float, list[dict]]:
+def ours(rows: list[tuple[str, dict[str, str]]]) -> tuple[float, list[dict[str, Any]]]:
     t0 = time.perf_counter()
     groups = PhoneticGroups()
     for number, fields in rows:
@@ -128,7 +129,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows, planted = generate(args.records)
-    times, found = [], []
+    times: list[float] = []
+    found: list[dict[str, Any]] = []
     for _ in range(args.runs):
         seconds, found = ours(rows)
         times.append(seconds)

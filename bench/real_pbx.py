@@ -293,8 +293,8 @@ class DirectClient:
             )
         elif event == "Hangup":
             with self._lock:
-                attempt = self._attempt_of.pop(msg.get("Uniqueid", ""), None)
-                done = self.ended.get(attempt) if attempt else None
+                ended = self._attempt_of.pop(msg.get("Uniqueid", ""), None)
+                done = self.ended.get(ended) if ended else None
             if done is not None:
                 done.set()
 
@@ -385,9 +385,9 @@ def main() -> None:
                 ours = run_dirigent(lab, farm, watcher, args.calls, args.inbound, Path(folder), run)
             base = run_baseline(lab, farm, watcher, args.calls, args.inbound, run)
             row: dict[str, Any] = {}
-            for side, result in (("dirigent", ours), ("baseline", base)):
+            for side, measured in (("dirigent", ours), ("baseline", base)):
                 for direction in ("outbound", "inbound"):
-                    s = summary(result[direction])
+                    s = summary(measured[direction])
                     row[f"{side}_{direction}_p50_ms"] = s["p50_ms"]
                     row[f"{side}_{direction}_p99_ms"] = s["p99_ms"]
                     row[f"{side}_{direction}_calls"] = s["n"]

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asterisk.events import ResyncCompleted
-from asterisk.framing import AmiFramer, encode_message
+from asterisk.framing import AmiFramer, AmiMessage, encode_message
 from asterisk.mirror import ChannelMirror, ChannelSnapshot
 from asterisk.session import AmiSession, PbxSettings
 from bench.common import emit, machine
@@ -86,7 +86,12 @@ def mirror_memory(items: list) -> float:
     tracemalloc.start()
     base = tracemalloc.take_snapshot()
     framer = AmiFramer(expect_banner=False)
-    snapshots = [ChannelSnapshot.from_message(m) for b in blobs for m in framer.feed(b)]
+    snapshots = [
+        ChannelSnapshot.from_message(m)
+        for b in blobs
+        for m in framer.feed(b)
+        if isinstance(m, AmiMessage)
+    ]
     mirror = ChannelMirror("bench")
     mirror.resync(snapshots)
     del snapshots, framer
@@ -102,7 +107,7 @@ def panoramisk_list_parse(items: list) -> float:
     blob = b"".join(encode_message(h) for h in items)
 
     class Factory:
-        def dispatch(self, message):  # type: ignore[no-untyped-def]
+        def dispatch(self, message: object) -> None:
             pass
 
     class Transport:

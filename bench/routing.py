@@ -17,7 +17,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -25,6 +27,8 @@ from bench.common import emit, machine
 from routing.agent import Agent
 from routing.model import Channel, Interaction, QueueConfig
 from routing.router import Router
+
+T = TypeVar("T")
 
 CHANNELS = [Channel.VOICE, Channel.CHAT, Channel.EMAIL, Channel.SMS]
 
@@ -96,7 +100,7 @@ def naive_best_interaction(
     return best
 
 
-def timed(fn, items) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[T], object], items: Iterable[T]) -> list[float]:
     out = []
     for item in items:
         t0 = time.perf_counter()
@@ -131,9 +135,9 @@ def main() -> None:
         fast, slow = router.best_agent(it, waiting), naive_best_agent(router, it, waiting)
         assert (fast and fast.id) == (slow and slow.id)
     for agent in free_agents[:50]:
-        fast = router.best_interaction(agent, 1000, waiting)
-        slow = naive_best_interaction(router, agent, 1000, waiting)
-        assert (fast and fast.id) == (slow and slow.id), (agent.id, fast, slow)
+        fast_it = router.best_interaction(agent, 1000, waiting)
+        slow_it = naive_best_interaction(router, agent, 1000, waiting)
+        assert (fast_it and fast_it.id) == (slow_it and slow_it.id), (agent.id, fast_it, slow_it)
     rates, p99s, base_rates, base_p99s = [], [], [], []
     for _ in range(args.runs):
         samples = timed(lambda it: router.best_agent(it, waiting), arrivals)

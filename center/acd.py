@@ -1,20 +1,21 @@
-"""Inbound ACD: Asterisk callers to agents, through the Telephony port.
+"""Inbound ACD: PBX callers to agents, through the telephony port.
 
-The dialplan context ``dirigent-inbound`` answers a call, announces it with
-``UserEvent(DirigentInbound, Queue: <q>, CallUniqueid: <id>)`` and plays
-music on hold.  This service turns that into a voice interaction in the
-router's universal queue and carries out the router's offers:
+The PBX announces a waiting caller (:class:`core.telephony.CallWaiting`:
+answered, on hold music, for a queue).  This service turns that into a voice
+interaction in the router's universal queue and carries out the router's
+offers with :meth:`Telephony.connect_to_agent`:
 
-* agents rung per call (``mode = "ring"``): the caller is redirected to
-  ``dirigent-connect,<phone>,1``, which dials the agent's phone; the call is
-  accepted when the caller enters a bridge; a failed dial
-  (``UserEvent DirigentConnectFailed``: busy, unavailable, no answer)
-  declines the offer, pauses the agent with that reason and re-routes the
-  caller, who is back on music on hold;
+* agents rung per call (``mode = "ring"``): the agent's phone is rung for
+  the caller; the call is accepted when the caller enters a bridge; a failed
+  ring (:class:`AgentRingFailed`: busy, unreachable, no answer) declines the
+  offer, pauses the agent with that reason and re-routes the caller, who is
+  back on hold;
 * nailed-up agents (``mode = "nailed"``, as the predictive dialer needs):
-  the agent's phone sits in its own ConfBridge (``dirigent-agent``); the
-  caller is redirected to ``dirigent-join,<agent>,1`` and joins without
-  ringing.
+  the agent's phone is kept on the line in its own bridge
+  (:meth:`Telephony.keep_line`); the caller joins it without ringing.
+
+(How the shipped Asterisk dialplan does each of these is
+:mod:`asterisk.port`'s business.)
 
 A caller hanging up while waiting is counted abandoned (with the wait); one
 hanging up while connected ends the interaction (agent to wrap-up).  After a
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,20 +51,24 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from asterisk.errors import ActionOutcomeUnknown
-from asterisk.events import (
-    BridgeEntered,
-    ChannelHungUp,
-    OriginateResult,
-    Outcome,
-    PbxDisconnected,
-    PbxEvent,
-    PbxShutdown,
-    ResyncCompleted,
-    UserEventReceived,
-)
-from asterisk.port import Telephony
 from core.bus import EventBus
+from core.events import AgentStateChanged, InteractionChanged, OfferMade, Stage
+from core.telephony import (
+    AgentRingFailed,
+    CallBridged,
+    CallEnded,
+    CallFellBack,
+    CallWaiting,
+    DialResult,
+    Outcome,
+    OutcomeUnknown,
+    PbxGoingDown,
+    PbxLost,
+    PbxSynced,
+    RingFailure,
+    Telephony,
+    TelephonyEvent,
+)
 from routing.agent import Agent, AgentState
 from routing.model import Channel, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
@@ -84,12 +89,18 @@ SHUTDOWN_WINDOW = 5.0
 #: record on screen went back meanwhile)
 PREVIEW = "preview"
 SL_WINDOW = 1800.0  # "service level over the last 30 minutes"
+#: the pause reason of a ring-mode agent whose phone did not take the call
+PAUSE_FOR_RING_FAILURE = {
+    RingFailure.BUSY: "endpoint busy",
+    RingFailure.UNREACHABLE: "endpoint unreachable",
+    RingFailure.NO_ANSWER: "no answer",
+}
 
 
 @dataclass
 class AgentEndpoint:
     agent: str
-    endpoint: str  # e.g. "1001" for PJSIP/1001
+    endpoint: str  # the agent's phone, as the PBX names it (e.g. "1001")
     mode: str = "ring"  # "ring" or "nailed"
     nailed_uniqueid: str | None = None
     #: the nailed leg is in its bridge (calls may be moved in)
@@ -107,8 +118,7 @@ class AgentEndpoint:
 
 @dataclass
 class _Call:
-    interaction: Interaction
-    channel: str  # the caller's channel name
+    interaction: Interaction  # its id is the caller's call id
     agent: str | None = None
     answered_at: float | None = None
 
@@ -222,7 +232,7 @@ class InboundAcd:
         self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
         self.fallbacks = 0
         self.bus = bus or EventBus()
-        self._published: dict[str, tuple[str, str | None]] = {}
+        self._published: dict[str, tuple[AgentState, str | None]] = {}
         self._ids = itertools.count(1)
         #: other owners of interactions in the shared router (campaign runners):
         #: each carries out its own offers and returns the rest
@@ -230,7 +240,7 @@ class InboundAcd:
         #: queues whose service level over 30 minutes is below target (each tick)
         self.low_service: set[str] = set()
         router.agent_listeners.append(self._agent_changed)
-        telephony.subscribe(self.on_event)
+        telephony.listen(self.on_event)
         self.stopping = False
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
@@ -314,30 +324,37 @@ class InboundAcd:
         self._route(self.router.end_wrap_up(agent, self.clock.seconds()))
 
     def _publish_interaction(
-        self, event: str, interaction: Interaction, at: float | None = None, **extra: Any
+        self,
+        stage: Stage,
+        interaction: Interaction,
+        at: float | None = None,
+        *,
+        agent: str | None = None,
+        outcome: str | None = None,
+        wait: float | None = None,
     ) -> None:
         self.bus.publish(
-            "interaction",
-            event=event,
-            interaction=interaction.id,
-            channel=interaction.channel.value,
-            queue=interaction.queue,
-            customer=interaction.customer,
-            at=self.clock.seconds() if at is None else at,
-            history=list(interaction.history),
-            **extra,
+            InteractionChanged(
+                self.clock.seconds() if at is None else at,
+                stage,
+                interaction.id,
+                interaction.channel,
+                interaction.queue,
+                interaction.customer,
+                interaction.direction,
+                tuple(interaction.history),
+                agent=agent,
+                outcome=outcome,
+                wait=wait,
+            )
         )
 
     def _agent_changed(self, agent: Agent) -> None:
-        now_state = (agent.state.value, agent.pause_reason)
+        now_state = (agent.state, agent.pause_reason)
         if self._published.get(agent.id) != now_state:
             self._published[agent.id] = now_state
             self.bus.publish(
-                "agent",
-                agent=agent.id,
-                state=now_state[0],
-                pause_reason=now_state[1],
-                at=self.clock.seconds(),
+                AgentStateChanged(self.clock.seconds(), agent.id, agent.state, agent.pause_reason)
             )
 
     # -- non-voice interactions (chat, e-mail, SMS until their gateways exist) --------------
@@ -346,7 +363,7 @@ class InboundAcd:
         interaction = Interaction(iid, channel, queue, self.clock.seconds(), **fields)
         if self.metrics:
             self.metrics.offered.labels(queue, channel.value).inc()
-        self._publish_interaction("queued", interaction)
+        self._publish_interaction(Stage.QUEUED, interaction)
         self._route(self.router.enqueue(interaction, self.clock.seconds()))
         return iid
 
@@ -356,7 +373,7 @@ class InboundAcd:
             raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
         now = self.clock.seconds()
         self.router.accept(agent, interaction, now)
-        self._publish_interaction("answered", pending.interaction, agent=agent)
+        self._publish_interaction(Stage.ANSWERED, pending.interaction, agent=agent)
         if self.metrics:
             it = pending.interaction
             self.metrics.answered.labels(it.queue, it.channel.value).inc()
@@ -368,7 +385,7 @@ class InboundAcd:
         handled = self.router.handled_interactions.get(interaction)
         self._route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
         if handled is not None:
-            self._publish_interaction("ended", handled, agent=agent)
+            self._publish_interaction(Stage.ENDED, handled, agent=agent)
 
     def transfer(
         self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
@@ -392,7 +409,7 @@ class InboundAcd:
             call.agent, call.answered_at = None, None
             call.interaction.arrived = now
             # hold first: the caller leaves the agent and hears music until the next offer
-            self.telephony.redirect(call.channel, "dirigent-inbound", target_queue)
+            self.telephony.transfer_to_queue(interaction, target_queue)
             self._route(offers)
             return
         self._route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
@@ -409,7 +426,9 @@ class InboundAcd:
             window, today = self.service_level(name, now)
             channels = {}
             for channel in Channel:
-                bucket = self.router._buckets.get((name, channel)) or []
+                bucket: Sequence[tuple[float, int, str]] = (
+                    self.router._buckets.get((name, channel)) or []
+                )
                 oldest = min((self.router.waiting[i].arrived for *_, i in bucket), default=None)
                 channels[channel.value] = {
                     "waiting": len(bucket),
@@ -460,8 +479,9 @@ class InboundAcd:
         leg is still in its bridge: take it over and log the agent in,
         instead of ringing a phone that is already on the line."""
         prefix = f"agent-{agent}-"
-        for uid, chan in self.telephony.mirror.channels.items():
-            if uid.startswith(prefix) and chan.bridge_id is not None:
+        for live in self.telephony.live_calls():
+            uid = live.id
+            if uid.startswith(prefix) and live.bridge is not None:
                 ep = self.endpoints[agent]
                 ep.nailed_uniqueid, ep.leg_up, ep.queues = uid, True, list(queues)
                 self.by_nailed[uid] = agent
@@ -479,8 +499,8 @@ class InboundAcd:
             return True
         if not ep.leg_up or ep.nailed_uniqueid is None:
             return False
-        chan = self.telephony.mirror.get(ep.nailed_uniqueid)
-        return chan is not None and chan.bridge_id is not None
+        live = self.telephony.live_call(ep.nailed_uniqueid)
+        return live is not None and live.bridge is not None
 
     def nail_up(self, agent: str, queues: list[str] | None = None) -> Deferred[None]:
         """Bring a nailed-up agent's phone into its own bridge (dirigent-agent).
@@ -513,17 +533,13 @@ class InboundAcd:
             self.by_nailed.pop(ep.nailed_uniqueid, None)
         ep.nailed_uniqueid, ep.leg_up, ep.nailing, ep.answered = uid, False, True, False
         self.by_nailed[uid] = agent
-        d = self.telephony.originate(
-            f"PJSIP/{ep.endpoint}",
-            context="dirigent-agent",
-            exten=agent,
-            channel_id=uid,
-            timeout_ms=30_000,
+        d = self.telephony.keep_line(agent, ep.endpoint, call=uid, timeout=30.0)
+        done: Deferred[None] = d.addCallbacks(
+            self._nail_result, self._nail_error, (agent, uid), {}, (agent, uid)
         )
-        d.addCallbacks(self._nail_result, self._nail_error, (agent, uid), None, (agent, uid))
-        return d
+        return done  # fires with None: both callbacks return it
 
-    def _nail_result(self, result: OriginateResult, agent: str, uid: str) -> None:
+    def _nail_result(self, result: DialResult, agent: str, uid: str) -> None:
         ep = self.endpoints[agent]
         if ep.nailed_uniqueid != uid or not ep.nailing:
             return
@@ -543,7 +559,7 @@ class InboundAcd:
             ep.nailing = False
             log.info("agent {a}: nail-up interrupted by the PBX link loss", a=agent)
             return
-        unknown = failure.check(ActionOutcomeUnknown) is not None
+        unknown = failure.check(OutcomeUnknown) is not None
         self._nail_failed(
             agent, uid, "unknown" if unknown else "originate-failed", failure.getErrorMessage()
         )
@@ -558,7 +574,7 @@ class InboundAcd:
         delay = self._retry_delay(ep)
         if delay is None:
             log.error(
-                "agent {a}: nail-up of PJSIP/{e} failed ({d}); gave up after {n} tries in a row"
+                "agent {a}: nail-up of phone {e} failed ({d}); gave up after {n} tries in a row"
                 " (the agent stays paused '{r}' until set ready or the next resync)",
                 a=agent,
                 e=ep.endpoint,
@@ -568,7 +584,7 @@ class InboundAcd:
             )
         else:
             log.warn(
-                "agent {a}: nail-up of PJSIP/{e} failed ({d}); try {n} again in {s:g} s",
+                "agent {a}: nail-up of phone {e} failed ({d}); try {n} again in {s:g} s",
                 a=agent,
                 e=ep.endpoint,
                 d=detail,
@@ -668,35 +684,35 @@ class InboundAcd:
                 self.router.pause(agent, now, PBX_LOST)
 
     # -- events ---------------------------------------------------------------------------
-    def on_event(self, event: PbxEvent) -> None:
+    def on_event(self, event: TelephonyEvent) -> None:
         now = self.clock.seconds()
         match event:
-            case UserEventReceived(name="DirigentInbound"):
+            case CallWaiting():
                 self._arrived(event, now)
-            case UserEventReceived(name="DirigentConnectFailed"):
+            case AgentRingFailed():
                 self._connect_failed(event, now)
-            case UserEventReceived(name="DirigentFallback"):
+            case CallFellBack():
                 self._fallback(event, now)
-            case BridgeEntered(uniqueid=uid) if uid in self.calls:
+            case CallBridged(call=uid) if uid in self.calls:
                 self._connected(uid, now)
-            case BridgeEntered(uniqueid=uid) if uid in self.by_nailed:
+            case CallBridged(call=uid) if uid in self.by_nailed:
                 agent = self.by_nailed[uid]
                 if self.endpoints[agent].nailed_uniqueid == uid:
                     self._leg_up(agent)
-            case ChannelHungUp(uniqueid=uid) if uid in self.calls:
-                self._caller_gone(uid, now, vanished=event.resynced)
-            case ChannelHungUp(uniqueid=uid) if uid in self.by_nailed:
+            case CallEnded(call=uid) if uid in self.calls:
+                self._caller_gone(uid, now, vanished=event.vanished)
+            case CallEnded(call=uid) if uid in self.by_nailed:
                 # with the PBX: vanished during a link loss, or cut by a shutdown/restart
-                with_pbx = event.resynced or getattr(event, "cut_by_shutdown", False)
+                with_pbx = event.vanished or event.cut_by_pbx
                 self._leg_gone(self.by_nailed.pop(uid), uid, now, with_pbx)
-            case PbxShutdown():
+            case PbxGoingDown():
                 self._pbx_going_down = True
                 self._with_the_pbx(now)
-            case ResyncCompleted():
+            case PbxSynced():
                 self.lost_at, self._pbx_going_down = None, False
                 self._renail_all()
                 self._route(self.router.route(now))
-            case PbxDisconnected():
+            case PbxLost():
                 self.lost_at = now
                 self._with_the_pbx(now)
                 for ep in self.endpoints.values():
@@ -725,10 +741,10 @@ class InboundAcd:
         if not with_pbx:
             ep.hung_up_at = now  # unless the PBX turns out to be going down
 
-    def _arrived(self, event: UserEventReceived, now: float) -> None:
-        uid = event.fields.get("CallUniqueid") or event.uniqueid
-        queue = event.fields.get("Queue") or "default"
-        if not uid or uid in self.calls:
+    def _arrived(self, event: CallWaiting, now: float) -> None:
+        uid = event.call
+        queue = event.queue or "default"
+        if uid in self.calls:
             return
         if queue not in self.router.queues:
             log.warn(
@@ -737,14 +753,11 @@ class InboundAcd:
                 q=queue,
             )
             return
-        chan = self.telephony.mirror.get(uid)
-        interaction = Interaction(
-            uid, Channel.VOICE, queue, now, customer=event.fields.get("CallerIDNum")
-        )
-        self.calls[uid] = _Call(interaction, chan.name if chan else (event.channel or ""))
+        interaction = Interaction(uid, Channel.VOICE, queue, now, customer=event.caller)
+        self.calls[uid] = _Call(interaction)
         if self.metrics:
             self.metrics.offered.labels(queue, "voice").inc()
-        self._publish_interaction("queued", interaction)
+        self._publish_interaction(Stage.QUEUED, interaction)
         self._route(self.router.enqueue(interaction, now))
 
     def route_offers(self, offers: list[Offer]) -> None:
@@ -762,14 +775,16 @@ class InboundAcd:
                 it = pending.interaction
                 # the screen pop: who, on what channel, with what the interaction carries
                 self.bus.publish(
-                    "offer",
-                    agent=offer.agent,
-                    interaction=it.id,
-                    channel=it.channel.value,
-                    queue=it.queue,
-                    customer=it.customer,
-                    attributes=it.attributes,
-                    deadline=offer.deadline,
+                    OfferMade(
+                        self.clock.seconds(),
+                        offer.agent,
+                        it.id,
+                        it.channel,
+                        it.queue,
+                        it.customer,
+                        dict(it.attributes),
+                        offer.deadline,
+                    )
                 )
             call = self.calls.get(offer.interaction)
             if call is None:  # chat / e-mail / SMS: the agent accepts on the desktop
@@ -786,9 +801,9 @@ class InboundAcd:
                     now = self.clock.seconds()
                     self._route(self.router.decline(offer.agent, offer.interaction, now))
                     continue
-                d = self.telephony.redirect(call.channel, "dirigent-join", offer.agent)
+                d = self.telephony.connect_to_agent(offer.interaction, offer.agent)
             else:
-                d = self.telephony.redirect(call.channel, "dirigent-connect", ep.endpoint)
+                d = self.telephony.connect_to_agent(offer.interaction, offer.agent, ep.endpoint)
             d.addErrback(self._redirect_failed, offer)
 
     def _redirect_failed(self, failure: Any, offer: Offer) -> None:
@@ -808,7 +823,7 @@ class InboundAcd:
             return
         self.router.accept(call.agent, uid, now)
         call.answered_at = now
-        self._publish_interaction("answered", call.interaction, agent=call.agent)
+        self._publish_interaction(Stage.ANSWERED, call.interaction, agent=call.agent)
         wait = now - call.interaction.arrived
         queue = call.interaction.queue
         self.answers.append((now, queue, wait))
@@ -820,31 +835,28 @@ class InboundAcd:
             self.metrics.answered.labels(queue, "voice").inc()
             self.metrics.wait.labels(queue, "voice", "answered").observe(wait)
 
-    def _connect_failed(self, event: UserEventReceived, now: float) -> None:
-        uid = event.uniqueid
-        call = self.calls.get(uid or "")
+    def _connect_failed(self, event: AgentRingFailed, now: float) -> None:
+        uid = event.call
+        call = self.calls.get(uid)
         if call is None or call.agent is None or uid not in self.router.offered:
             return
-        status = event.fields.get("DialStatus", "")
         agent = call.agent
         call.agent = None
-        reason = {"BUSY": "endpoint busy", "CHANUNAVAIL": "endpoint unreachable"}.get(
-            status, "no answer"
-        )
+        reason = PAUSE_FOR_RING_FAILURE[event.failure]
         offers = self.router.decline(agent, uid, now, timed_out=True)
         self.router.pause(agent, now, reason)
         self._route(offers)
 
-    def _fallback(self, event: UserEventReceived, now: float) -> None:
+    def _fallback(self, event: CallFellBack, now: float) -> None:
         """The dialplan gave up on us (wait too long, or we were down): the
         caller is in the fallback queue or voicemail now, not ours any more."""
-        uid = event.fields.get("CallUniqueid") or event.uniqueid or ""
+        uid = event.call
         call = self.calls.pop(uid, None)
         if call is None:
             return
         self.router.abandon(uid, now)
         self.fallbacks += 1
-        self._publish_interaction("fallback", call.interaction)
+        self._publish_interaction(Stage.FALLBACK, call.interaction)
         wait = now - call.interaction.arrived
         log.warn("caller {uid} went to the dialplan fallback after {w:.0f} s", uid=uid, w=wait)
         if self.metrics:
@@ -857,9 +869,12 @@ class InboundAcd:
             # vanished with the link: it ended at the latest when the link was lost
             lost = vanished and self.lost_at is not None
             ended = max(call.answered_at, self.lost_at or now) if lost else now
-            extra = {"outcome": ENDED_PBX_LOST} if lost else {}
             self._publish_interaction(
-                "ended", call.interaction, agent=call.agent, at=ended, **extra
+                Stage.ENDED,
+                call.interaction,
+                at=ended,
+                agent=call.agent,
+                outcome=ENDED_PBX_LOST if lost else None,
             )
             if uid in self.router.handling:
                 self._route(self.router.finish(call.agent, uid, now, self.wrap_up))
@@ -869,7 +884,7 @@ class InboundAcd:
         self.router.abandon(uid, now)
         wait = now - call.interaction.arrived
         self.abandoned.append((uid, wait))
-        self._publish_interaction("abandoned", call.interaction, wait=wait)
+        self._publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
         if self.metrics:
             self.metrics.abandoned.labels(queue, "voice").inc()
             self.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
@@ -909,8 +924,8 @@ class InboundAcd:
         call = self.calls.get(ex.interaction)
         if call is None:
             return
-        # the caller goes to the dialplan fallback (queue / voicemail)
-        self.telephony.redirect(call.channel, "dirigent-inbound", call.interaction.queue, 7)
+        # the caller goes to the PBX's own fallback (queue / voicemail)
+        self.telephony.to_fallback(call.interaction.id, call.interaction.queue)
 
     def service_level(self, queue: str, now: float) -> tuple[float | None, float | None]:
         """(last 30 minutes, today) shares answered within the voice target."""

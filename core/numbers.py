@@ -47,18 +47,19 @@ MAX_INPUT = 64
 _COUNTRY_ZONES: dict[int, tuple[str, ...]] = {}
 
 
-def _zones(parsed: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+def _zones(parsed: phonenumbers.PhoneNumber, kind: int, country_code: int) -> tuple[str, ...]:
     """``timezone.time_zones_for_number`` without working out the type again
     (it is half the cost of a number)."""
-    if is_number_type_geographical(kind, parsed.country_code):
+    if is_number_type_geographical(kind, country_code):
         found = timezone.time_zones_for_geographical_number(parsed)
     else:
-        cached = _COUNTRY_ZONES.get(parsed.country_code)
+        cached = _COUNTRY_ZONES.get(country_code)
         if cached is not None:
             return cached
         found = timezone.time_zones_for_number(parsed)
-        _COUNTRY_ZONES[parsed.country_code] = tuple(z for z in found if z != "Etc/Unknown")
-        return _COUNTRY_ZONES[parsed.country_code]
+        zones = tuple(z for z in found if z != "Etc/Unknown")
+        _COUNTRY_ZONES[country_code] = zones
+        return zones
     return tuple(z for z in found if z != "Etc/Unknown")
 
 
@@ -93,11 +94,13 @@ def normalize(raw: str, default_region: str | None = None) -> Number | Rejected:
     # for both once is a third of the cost of asking is_valid_number first.
     number_region = phonenumbers.region_code_for_number(parsed)
     kind = phonenumbers.number_type(parsed)
-    if number_region is None or kind == PhoneNumberType.UNKNOWN:
+    # a number with a region has a country code; the check narrows the type
+    country_code = parsed.country_code
+    if number_region is None or country_code is None or kind == PhoneNumberType.UNKNOWN:
         return Rejected("not a valid number for its region")
     if kind in REJECTED_TYPES:
         return Rejected(REJECTED_TYPES[kind])
-    zones = _zones(parsed, kind)
+    zones = _zones(parsed, kind, country_code)
     return Number(
         phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
         TYPE_NAMES.get(kind, str(kind)),

@@ -21,6 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 ROLES = ("agent", "supervisor", "campaign_manager", "admin")
+#: who may do what, by role: the HTTP API's role decorator and ``User`` use these
+ANY_USER = frozenset(ROLES)
+SUPERVISORS = frozenset({"supervisor", "admin"})
+CAMPAIGN_MANAGERS = frozenset({"supervisor", "campaign_manager", "admin"})
 #: scrypt cost: n=2**14, r=8, p=1 (the parameters RFC 7914 and OWASP suggest
 #: for interactive logins; about 50 ms here).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -75,17 +79,15 @@ class User:
 
     def may_act_for(self, agent: str) -> bool:
         """Agents act for themselves; supervisors and admins for anyone."""
-        return self.role in ("supervisor", "admin") or (
-            self.role == "agent" and self.agent == agent
-        )
+        return self.role in SUPERVISORS or (self.role == "agent" and self.agent == agent)
 
     @property
     def supervises(self) -> bool:
-        return self.role in ("supervisor", "admin")
+        return self.role in SUPERVISORS
 
     @property
     def manages_campaigns(self) -> bool:
-        return self.role in ("supervisor", "campaign_manager", "admin")
+        return self.role in CAMPAIGN_MANAGERS
 
 
 @dataclass

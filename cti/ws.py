@@ -1,6 +1,7 @@
 """WebSocket push of what happens (``/ws``), via autobahn.
 
-Each message is one JSON object from the in-process :class:`EventBus`:
+Each message is one JSON object made from a typed event of the in-process
+:class:`EventBus` by :func:`core.events.to_message` (the one serialiser):
 ``{"type": "agent", "agent": ..., "state": ...}``, ``{"type": "offer",
 "agent": ..., "interaction": ..., "channel": ..., ...}``.
 
@@ -28,24 +29,36 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IDelayedCall
 
-from core.bus import EventBus, Message
+from core.bus import EventBus
+from core.events import (
+    AgentStateChanged,
+    CampaignFigures,
+    DomainEvent,
+    InteractionChanged,
+    OfferMade,
+    PreviewShown,
+    to_message,
+)
 from cti.auth import TokenStore, User
 
-#: campaign figures are for supervisors, not for every agent's desktop
-SUPERVISOR_ONLY = frozenset({"campaign"})
 #: seconds a socket opened without a header token has to send its auth message
 AUTH_WITHIN = 10.0
 #: close code for a socket that did not authenticate (4000-4999: the application's own)
 CLOSE_UNAUTHENTICATED = 4401
 
 
-def visible_to(user: User, message: Message) -> bool:
-    """Whether ``user``'s socket may carry ``message`` (see the module's rules)."""
+def visible_to(user: User, event: DomainEvent) -> bool:
+    """Whether ``user``'s socket may carry ``event`` (see the module's rules)."""
     if user.supervises:
         return True
-    if message.get("type") in SUPERVISOR_ONLY:
-        return False
-    return user.agent is not None and message.get("agent") == user.agent
+    match event:
+        case CampaignFigures():
+            return False  # campaign figures are for supervisors, not every desktop
+        case AgentStateChanged(agent=agent) | OfferMade(agent=agent) | PreviewShown(agent=agent):
+            return user.agent is not None and agent == user.agent
+        case InteractionChanged(agent=agent):
+            return user.agent is not None and agent == user.agent
+    return False
 
 
 class PushProtocol(WebSocketServerProtocol):
@@ -99,7 +112,7 @@ class PushProtocol(WebSocketServerProtocol):
         )
 
     def _subscribe(self) -> None:
-        self._unsubscribe = self.factory.bus.subscribe(self._on_message)
+        self._unsubscribe = self.factory.bus.subscribe_all(self._on_event)
 
     def _auth_too_late(self) -> None:
         self._auth_timer = None
@@ -111,9 +124,9 @@ class PushProtocol(WebSocketServerProtocol):
             self._auth_timer.cancel()
         self._auth_timer = None
 
-    def _on_message(self, message: Message) -> None:
-        if self.user is not None and visible_to(self.user, message):
-            self.sendMessage(json.dumps(message).encode(), isBinary=False)
+    def _on_event(self, event: DomainEvent) -> None:
+        if self.user is not None and visible_to(self.user, event):
+            self.sendMessage(json.dumps(to_message(event)).encode(), isBinary=False)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
         self._cancel_timer()
@@ -124,7 +137,7 @@ class PushProtocol(WebSocketServerProtocol):
 
 
 class PushFactory(WebSocketServerFactory):
-    protocol = PushProtocol
+    protocol = PushProtocol  # type: ignore[assignment]  # autobahn: untyped base
 
     def __init__(self, bus: EventBus, tokens: TokenStore, clock: Any = None) -> None:
         super().__init__()

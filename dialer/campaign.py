@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from core.errors import Invalid
+
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
 MIN_RING = 15.0
@@ -24,9 +26,11 @@ DIAL_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 DIAL_URI_PART = re.compile(r"(sips?:)?[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}(:[0-9]{1,5})?")
 
 
-class CampaignError(ValueError):
+class CampaignError(Invalid):
+    """A campaign setting refused; ``key`` (= ``field``) names it."""
+
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(key, reason)
         self.key = key
 
 

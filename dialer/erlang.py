@@ -34,9 +34,9 @@ FloatArray = NDArray[np.float64]
 def offered_load(calls: ArrayLike, interval: ArrayLike, aht: ArrayLike) -> FloatArray:
     """Traffic in Erlangs: arrival rate times mean handle time."""
     return (
-        np.asarray(calls, dtype=float)
-        * np.asarray(aht, dtype=float)
-        / np.asarray(interval, dtype=float)
+        np.asarray(calls, dtype=np.float64)
+        * np.asarray(aht, dtype=np.float64)
+        / np.asarray(interval, dtype=np.float64)
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from charset_normalizer import from_bytes
 
+from core.errors import Invalid
 from core.numbers import Number, Rejected, normalize
 
 #: A field longer than this is refused (a CRM field is never this long; a
@@ -80,13 +81,8 @@ FIELDS = tuple(SYNONYMS)
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 
 
-class ListError(ValueError):
+class ListError(Invalid):
     """The file as a whole cannot be read; ``field`` names what is wrong."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -255,8 +251,11 @@ class ListReader:
         if self.kind == "xlsx":
             yield from self._iter_xlsx()
             return
-        with open(self.path, encoding=self.encoding, errors="strict", newline="") as fh:
-            raw = fh.buffer
+        # the binary file under the text one tells how far the import is
+        with (
+            open(self.path, "rb") as raw,
+            io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline="") as fh,
+        ):
             self._position = lambda: raw.tell() / self.size if self.size else 1.0
             reader = csv.reader(fh, self.dialect)
             try:

@@ -39,8 +39,6 @@ STRATEGIES = ("progressive", "ratio:X", "vicidial", "predictive", "oracle-agents
 EMPTY = np.zeros(0)
 #: new calls whose abandon probability is evaluated together first (see Predictive._largest_k)
 FIRST_KS = 8
-import os
-GUARD_MODE = os.environ.get("GUARD_MODE", "new")
 
 
 class PacingError(ValueError):
@@ -204,12 +202,11 @@ class Predictive(Strategy):
     #: mean and this weight (in live answers); see :func:`rate_bound`
     prior_rate: float = 0.015
     prior_weight: float = 20.0
-    #: the guard stops predictive dialing while the rate's upper bound at this
-    #: confidence (over a window) is at the window's limit
-    confidence: float = 0.8
-    #: the same for the last hour, against ``hour_guard``: surer, because the
-    #: hour is short (80 live answers with five agents) and AMD's misreads,
-    #: which pacing cannot see, come on top of it
+    #: the guard stops predictive dialing while the last hour's rate has an
+    #: upper bound at this confidence at ``hour_guard``: sure, because the hour
+    #: is short (80 live answers with five agents) and AMD's misreads, which
+    #: pacing cannot see, come on top of it.  (The day and 30-day windows are
+    #: judged by their counted rate, see ``_day_at_cap``.)
     hour_confidence: float = 0.9
     name: str = "predictive"
     clairvoyant: str | None = None  # None, "agents" or "calls"
@@ -269,17 +266,11 @@ class Predictive(Strategy):
         of the day's occupancy) over abandons that the rest of the day
         absorbs; the hour, whose 5 % a short run of bad luck can break, is
         where the bound binds."""
-        if GUARD_MODE == "old":
-            checks = [(window, self.limit, self.confidence) for window in self.windows]
-        else:
-            checks = []
-            if self._day_at_cap(s.now, ledger):
-                return True
-        checks.append(("1h", self.hour_guard, self.hour_confidence))
-        for window, limit, confidence in checks:
-            live, abandoned = ledger.counts(window, s.now)
-            if self._over(live, abandoned, limit, confidence):
-                return True
+        if self._day_at_cap(s.now, ledger):
+            return True
+        live, abandoned = ledger.counts("1h", s.now)
+        if self._over(live, abandoned, self.hour_guard, self.hour_confidence):
+            return True
         return self._hour_at_risk(s.now, ledger)
 
     def _day_at_cap(self, now: float, ledger: AbandonLedger) -> bool:
@@ -327,9 +318,7 @@ class Predictive(Strategy):
         live, abandoned = ledger.counts("1h", now)
         if abandoned < 1.0:
             return False
-        span = ledger.hour_span(now)
-        projected = live * 3600.0 / max(span, 600.0) if span < 3600.0 else live
-        return abandoned + 1.0 > self.hour_guard * max(live, projected)
+        return abandoned + 1.0 > self.hour_guard * max(live, self._projected_hour(now, ledger))
 
     def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
         self._progressive = self._guard(s, ledger)

@@ -6,16 +6,16 @@ One runner drives one campaign through the Telephony port:
    strategy how many calls to launch, caps that by the line limit, and takes
    that many records from its lead source (the hopper behind the compliance
    gate: there is no other way to a number);
-2. each attempt is written to the attempt log *before* its ``Originate``
-   (``DIRIGENT_ATTEMPT`` is set on the channel, and the channel id is chosen
+2. each attempt is written to the attempt log *before* its dial
+   (the customer leg carries its attempt, and the call id is chosen
    by us, so the attempt can be found on the PBX after a restart);
-3. the customer leg runs ``dirigent-outbound``: AMD announces "HUMAN" or
-   "MACHINE" with ``UserEvent(DirigentAMD)``; a machine is hung up (or gets
+3. answering-machine detection classifies the answered customer leg
+   (:class:`core.telephony.CallClassified`); a machine is hung up (or gets
    the message drop), a person becomes a voice interaction in the campaign's
-   routing queue and is moved into a free nailed-up agent's bridge
-   (``dirigent-join``) -- or, with no agent within ``connect_within``
-   seconds, hears the abandon message (``dirigent-abandon``) and counts as
-   abandoned;
+   routing queue and is connected to a free nailed-up agent's line
+   (:meth:`Telephony.connect_to_agent`) -- or, with no agent within
+   ``connect_within`` seconds, hears the abandon message
+   (:attr:`Prompt.ABANDON`) and counts as abandoned;
 4. when the attempt ends its outcome is written, the lead source applies the
    retry rules, and the estimates and the abandon ledger learn from it.
 
@@ -39,21 +39,26 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from asterisk.events import (
-    BridgeEntered,
-    ChannelHungUp,
-    OriginateResult,
+from core.telephony import (
+    AttemptRef,
+    CallBridged,
+    CallClassified,
+    CallEnded,
+    DialResult,
+    LiveCall,
     Outcome,
-    PbxDisconnected,
-    PbxEvent,
-    ResyncCompleted,
-    UserEventReceived,
+    PbxLost,
+    PbxSynced,
+    Prompt,
+    Telephony,
+    TelephonyEvent,
+    Verdict,
 )
-from asterisk.port import Telephony
 from dialer.abandon import AbandonLedger
 from dialer.agent_board import AgentBoard
 from dialer.campaign import CampaignSettings, Lead, LeadSource
@@ -104,13 +109,15 @@ class Attempt:
 
 
 class AttemptLog(Protocol):
-    """Durable attempts: ``begin`` returns only once the row is written."""
+    """Durable attempts: ``begin`` returns once the row is written, or a
+    Deferred that fires then (the database in a thread): the Originate
+    waits for it, and is not sent if it fails."""
 
-    def begin(self, attempt: Attempt) -> None: ...
+    def begin(self, attempt: Attempt) -> Deferred[Any] | None: ...
 
-    def end(self, attempt: Attempt) -> None: ...
+    def end(self, attempt: Attempt) -> Deferred[Any] | None: ...
 
-    def connected(self, attempt: Attempt) -> None:
+    def connected(self, attempt: Attempt) -> Deferred[Any] | None:
         """A person reached an agent: kept so that a call taken over after a
         restart keeps its talk time."""
         ...
@@ -250,7 +257,7 @@ class CampaignRunner:
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         self._tick = tick
-        telephony.subscribe(self.on_event)
+        telephony.listen(self.on_event)
         router.agent_listeners.append(self._agent_changed)
 
     # -- controls ----------------------------------------------------------------------
@@ -515,32 +522,37 @@ class CampaignRunner:
             pbx=self.telephony.name,
             agent=agent,
         )
-        self.log.begin(attempt)  # written before the Originate
+        # the row is written before the Originate (a Deferred: in the database's thread)
+        written = maybeDeferred(self.log.begin, attempt)
         self._line_change(now)
         self.live[attempt.id] = attempt
         self.by_channel[attempt.channel_id] = attempt
         self.stats.dials += 1
         self.stats.peak_lines = max(self.stats.peak_lines, len(self.live))
-        s = self.settings
-        d = self.telephony.originate(
-            s.trunk.format(number=lead.number.lstrip("+")),
-            context="dirigent-outbound",
-            exten="s",
-            timeout_ms=int(s.ring_timeout * 1000),
-            caller_id=s.caller_id,
-            variables={
-                "DIRIGENT_ATTEMPT": attempt.id,
-                "DIRIGENT_CAMPAIGN": s.name,
-                "DIRIGENT_AMD": "1" if s.amd and agent is None else "0",
-            },
-            channel_id=attempt.channel_id,
-        )
-        d.addCallbacks(self._originated, self._originate_failed, (attempt,), None, (attempt,))
+        d = written.addCallback(lambda _: self._send(attempt, agent))
+        d.addCallbacks(self._originated, self._originate_failed, (attempt,), {}, (attempt,))
         self._notify("dialed", attempt)
         return attempt
 
-    def _originated(self, result: OriginateResult, attempt: Attempt) -> None:
+    def _send(self, attempt: Attempt, agent: str | None) -> Deferred[DialResult] | None:
+        """The Originate of an attempt whose row is written (unless it was
+        closed meanwhile, e.g. by a resync)."""
         if not attempt.open:
+            return None
+        s = self.settings
+        lead = attempt.lead
+        return self.telephony.dial_customer(
+            lead.number,
+            route=s.trunk,
+            call=attempt.channel_id,
+            ref=AttemptRef(attempt.id, s.name),
+            timeout=s.ring_timeout,
+            caller_id=s.caller_id,
+            detect_machine=s.amd and agent is None,
+        )
+
+    def _originated(self, result: DialResult | None, attempt: Attempt) -> None:
+        if not attempt.open or result is None:
             return
         now = self.clock.seconds()
         if result.outcome is Outcome.ANSWERED:
@@ -574,20 +586,16 @@ class CampaignRunner:
             self._end(attempt, "failed", self.clock.seconds())
 
     # -- events ----------------------------------------------------------------------------
-    def on_event(self, event: PbxEvent) -> None:
+    def on_event(self, event: TelephonyEvent) -> None:
         match event:
-            case UserEventReceived(name="DirigentAMD", uniqueid=uid) if uid in self.by_channel:
-                status = event.fields.get("Status", "")
-                self._verdict(
-                    self.by_channel[uid],
-                    "machine" if status == "MACHINE" else "human",
-                    self.clock.seconds(),
-                )
-            case BridgeEntered(uniqueid=uid) if uid in self.by_channel:
+            case CallClassified(call=uid) if uid in self.by_channel:
+                verdict = "machine" if event.verdict is Verdict.MACHINE else "human"
+                self._verdict(self.by_channel[uid], verdict, self.clock.seconds())
+            case CallBridged(call=uid) if uid in self.by_channel:
                 self._connected(self.by_channel[uid], self.clock.seconds())
-            case ChannelHungUp(uniqueid=uid) if uid in self.by_channel:
+            case CallEnded(call=uid) if uid in self.by_channel:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
-            case PbxDisconnected():
+            case PbxLost():
                 self.lost_at = self.clock.seconds()
                 if self.status != "stopped":
                     log.warn(
@@ -595,7 +603,7 @@ class CampaignRunner:
                         c=self.settings.name,
                         n=len(self.live),
                     )
-            case ResyncCompleted():
+            case PbxSynced():
                 self.reconcile_live()
                 self.lost_at = None
                 self.pace_soon()
@@ -609,9 +617,10 @@ class CampaignRunner:
         self.estimates.outcome(verdict)
         if verdict == "machine":
             if self.settings.machine_action == "message":
-                self._redirect(attempt, "dirigent-message", "s")
+                d = self.telephony.play_prompt(attempt.channel_id, Prompt.MACHINE_MESSAGE)
+                self._command(attempt, "machine message", d)
             else:
-                self.telephony.hangup(attempt.channel_id)
+                self.telephony.hang_up(attempt.channel_id)
             return
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
@@ -656,7 +665,8 @@ class CampaignRunner:
                     )
                 continue
             attempt.agent = offer.agent
-            self._redirect(attempt, "dirigent-join", offer.agent)
+            d = self.telephony.connect_to_agent(attempt.channel_id, offer.agent)
+            self._command(attempt, "connecting to the agent", d)
             self._notify("offered", attempt)
         return foreign
 
@@ -669,14 +679,13 @@ class CampaignRunner:
                 for offer in foreign:
                     log.warn("offer {o} for an interaction this campaign does not know", o=offer)
 
-    def _redirect(self, attempt: Attempt, context: str, exten: str) -> None:
-        d = self.telephony.redirect(attempt.channel or attempt.channel_id, context, exten)
+    @staticmethod
+    def _command(attempt: Attempt, what: str, d: Deferred[None]) -> None:
+        """A command on the customer leg that may fail (the call gone meanwhile):
+        logged, the call's own events say what happened next."""
         d.addErrback(
             lambda f: log.warn(
-                "redirect of {a} to {c} failed: {e}",
-                a=attempt.id,
-                c=context,
-                e=f.getErrorMessage(),
+                "{w} of {a} failed: {e}", w=what, a=attempt.id, e=f.getErrorMessage()
             )
         )
 
@@ -694,7 +703,8 @@ class CampaignRunner:
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
         self.strategy.observe(abandoned=True)
-        self._redirect(attempt, "dirigent-abandon", "s")
+        d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
+        self._command(attempt, "abandon message", d)
         self._notify("abandoned", attempt)
 
     def _connected(self, attempt: Attempt, now: float) -> None:
@@ -714,12 +724,12 @@ class CampaignRunner:
         self.strategy.observe(abandoned=False)
         self._notify("connected", attempt)
 
-    def _hung_up(self, attempt: Attempt, now: float, event: ChannelHungUp) -> None:
+    def _hung_up(self, attempt: Attempt, now: float, event: CallEnded) -> None:
         if not attempt.open:
             return
         if attempt.connected is not None and attempt.agent is not None:
-            vanished = event.resynced and self.lost_at is not None
-            if vanished or getattr(event, "cut_by_shutdown", False):
+            vanished = event.vanished and self.lost_at is not None
+            if vanished or event.cut_by_pbx:
                 # cut by the PBX; one that vanished while the link was down ended
                 # at the latest when the link was lost (not at the resync)
                 ended = max(attempt.connected, self.lost_at or now) if vanished else now
@@ -760,7 +770,7 @@ class CampaignRunner:
             return
         if attempt.answered is None:
             return  # the originate result closes it
-        if event.cut_by_shutdown:
+        if event.cut_by_pbx:
             # answered, AMD undecided, cut by a PBX shutdown or restart: nobody
             # knows what answered (a flag, not a Q.850 cause: not "no answer")
             self._close_unknown(attempt, now)
@@ -797,7 +807,7 @@ class CampaignRunner:
         """After a resync: attempts whose channel is gone are closed "unknown"."""
         now = self.clock.seconds()
         for attempt in list(self.live.values()):
-            if self.telephony.mirror.get(attempt.channel_id) is None:
+            if self.telephony.live_call(attempt.channel_id) is None:
                 self._close_unknown(attempt, now)
 
     def reconcile(self) -> list[Attempt]:
@@ -812,12 +822,12 @@ class CampaignRunner:
         now = self.clock.seconds()
         closed = []
         for attempt in self.log.open_attempts(self.settings.name):
-            chan = self.telephony.mirror.get(attempt.channel_id)
+            chan = self.telephony.live_call(attempt.channel_id)
             if chan is not None:
                 agent = self._agent_bridged_with(chan)
                 if agent is not None and self._adopt(attempt, chan, agent, now):
                     continue
-                self.telephony.hangup(attempt.channel_id)
+                self.telephony.hang_up(attempt.channel_id)
             attempt.outcome, attempt.ended = "unknown", now
             self.log.end(attempt)
             self.source.done(attempt.lead, "unknown", now)
@@ -826,10 +836,9 @@ class CampaignRunner:
             self._notify("ended", attempt)  # counted and reported like any other end
         return closed
 
-    def _agent_bridged_with(self, chan: Any) -> str | None:
+    def _agent_bridged_with(self, chan: LiveCall) -> str | None:
         """The agent whose nailed-up leg (``agent-<id>-<ms>``) shares the bridge."""
-        members = self.telephony.mirror.bridges.get(chan.bridge_id or "", set())
-        for uid in members:
+        for uid in self.telephony.bridged_with(chan.id):
             if uid.startswith("agent-") and uid.count("-") >= 2:
                 return uid[len("agent-") :].rsplit("-", 1)[0]
         return None
@@ -851,7 +860,7 @@ class CampaignRunner:
             priority=priority,
         )
 
-    def _adopt(self, attempt: Attempt, chan: Any, agent_id: str, now: float) -> bool:
+    def _adopt(self, attempt: Attempt, chan: LiveCall, agent_id: str, now: float) -> bool:
         agent = self.router.agents.get(agent_id)
         if agent is None or agent.state is not AgentState.READY:
             return False

@@ -15,7 +15,14 @@ This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
   and campaigns that were running (or ``auto_start``) start again;
 * controls (start, pause, stop, live setting changes) are persisted, and
   live figures go to Prometheus and to the WebSocket bus (``campaign``
-  messages, for supervisors).
+  messages, for supervisors);
+* none of its database work runs on the reactor thread: claims, attempt
+  rows, outcomes, the ledger and the campaign row go through one ordered
+  :class:`~store.dialer.DialerWriter` (the attempt row is committed before
+  its Originate is sent), the record counts through a thread.
+
+Time is the ``clock`` given (the reactor, or a ``ScaledClock`` in tests),
+for the runners and for the figures alike.
 """
 
 from __future__ import annotations
@@ -28,16 +35,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Engine, func, select, update
 from twisted.internet import threads
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from asterisk.events import PbxEvent, ResyncCompleted
-from asterisk.port import Telephony
 from center.acd import InboundAcd
 from core.bus import EventBus
+from core.events import (
+    CampaignFigures,
+    Channel,
+    Direction,
+    InteractionChanged,
+    OfferMade,
+    PreviewShown,
+    Stage,
+)
+from core.telephony import PbxSynced, Telephony, TelephonyEvent
 from dialer.abandon import WINDOWS, AbandonLedger
 from dialer.campaign import CampaignError
 from dialer.compliance import Compliance
@@ -45,15 +60,20 @@ from dialer.pacing import estimates_for
 from dialer.runner import PBX_LOST, Attempt, CampaignRunner
 from dirigent.config import CampaignConfig
 from routing.agent import AgentState
-from store import db
 from store.consent import DbConsent, DbDnc
 from store.dialer import (
     DbAttemptLog,
     DbLeadSource,
     DbLedgerStore,
+    DialerWriter,
+    Engine,
+    WriteMetrics,
     campaign_status,
+    count_records,
     ensure_campaign,
     set_campaign_status,
+    store_settings,
+    stored_settings,
 )
 
 log = Logger(namespace="dirigent.campaigns")
@@ -82,12 +102,6 @@ def local_day_start(timezone: str) -> Callable[[float], float]:
         return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
     return start
-
-
-def _stored_settings(conn: Any, name: str) -> dict[str, Any]:
-    """The campaign row's settings: live changes and whether it was controlled."""
-    found = conn.execute(select(db.campaign.c.settings).where(db.campaign.c.name == name))
-    return found.scalar() or {}
 
 
 class DialerMetrics:
@@ -140,6 +154,8 @@ class DialerMetrics:
             ["campaign", "list", "status"],
             registry=registry,
         )
+        #: the writer's retries, failures and kept writes (dirigent_attempt_write_*)
+        self.writes = WriteMetrics(registry)
 
 
 @dataclass
@@ -147,6 +163,7 @@ class Campaign:
     config: CampaignConfig
     runner: CampaignRunner
     source: DbLeadSource
+    attempts: DbAttemptLog
 
     @property
     def name(self) -> str:
@@ -165,17 +182,24 @@ class Campaigns:
         registry: CollectorRegistry | None = None,
         bus: EventBus | None = None,
         figures_interval: float = 5.0,
+        sweep_interval: float = 30.0,
+        writer: DialerWriter | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.bus = bus or acd.bus
         self.metrics = DialerMetrics(registry) if registry is not None else None
+        #: every database write and claim of the campaigns, in order, off the reactor
+        self.writer = writer or DialerWriter(
+            metrics=self.metrics.writes if self.metrics is not None else None
+        )
         self.campaigns: dict[str, Campaign] = {}
         self._configs = configs
         self._ledgers: dict[str, AbandonLedger] = {}
         self._reconciled = False
         self._counting = False
         gate = Compliance(DbDnc(engine), DbConsent(engine))
+        # start-up (before the reactor serves anything): the rows are made here
         for cfg in configs:
             s = cfg.settings
             ensure_campaign(
@@ -187,15 +211,21 @@ class Campaigns:
             )
             s = self._restore_settings(cfg)
             source = DbLeadSource(
-                engine, cfg.compliance(), gate, cfg.retry, in_thread=threads.deferToThread
+                engine,
+                cfg.compliance(),
+                gate,
+                cfg.retry,
+                in_thread=threads.deferToThread,
+                writer=self.writer,
             )
+            attempts = DbAttemptLog(engine, s.name, self.writer)
             runner = CampaignRunner(
                 s,
                 telephony,
                 acd.router,
                 clock,
                 source,
-                attempts=DbAttemptLog(engine, s.name),
+                attempts=attempts,
                 ledger=self._ledger(cfg),
                 # after-call work as configured until the campaign learns better:
                 # agents in a 120 s wrap-up are not counted on before it ends
@@ -207,21 +237,26 @@ class Campaigns:
                 no_leg=acd.leg_missing,
                 ticks_router=False,
             )
+            source.on_filled = runner.pace_soon  # a refill of the hopper: pace again
             acd.offer_owners.append(runner.own_offers)
             runner.listeners.append(self._on_attempt)
             runner.preview_listeners.append(functools.partial(self._on_preview, s.name))
-            self.campaigns[s.name] = Campaign(cfg, runner, source)
-        telephony.subscribe(self._on_event)
+            self.campaigns[s.name] = Campaign(cfg, runner, source, attempts)
+        telephony.listen(self._on_event)
         self._figures = LoopingCall(self.publish_figures)
         self._figures.clock = clock
         self._figures_interval = figures_interval
+        # writes the database refused for longer than the retries are tried again
+        self._sweep = LoopingCall(self.writer.sweep)
+        self._sweep.clock = clock
+        self._sweep_interval = sweep_interval
 
     def _ledger(self, cfg: CampaignConfig) -> AbandonLedger:
         group = cfg.ledger_group
         ledger = self._ledgers.get(group)
         if ledger is None:
             members = [c.name for c in self._configs if c.ledger_group == group]
-            store = DbLedgerStore(self.engine, group, members)
+            store = DbLedgerStore(self.engine, group, members, writer=self.writer)
             ledger = AbandonLedger(
                 day_start=local_day_start(cfg.timezone),
                 amd_false_positive=cfg.settings.amd_false_positive,
@@ -239,7 +274,7 @@ class Campaigns:
         in the campaign row); a stored value the configuration no longer
         allows is dropped with a warning."""
         settings = cfg.settings
-        for key, value in self._stored(cfg.name).items():
+        for key, value in stored_settings(self.engine, cfg.name).items():
             if key not in LIVE_SETTINGS:
                 continue
             try:
@@ -251,38 +286,72 @@ class Campaigns:
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
         self._figures.start(self._figures_interval, now=False)
+        self._sweep.start(self._sweep_interval, now=False)
 
     def stop(self) -> None:
-        if self._figures.running:
-            self._figures.stop()
+        for loop in (self._figures, self._sweep):
+            if loop.running:
+                loop.stop()
         for c in self.campaigns.values():
             c.runner.stop()  # the stored status stays: a restart resumes it
+            c.source.release_buffer()
+        # what is queued is written before the engine goes (bounded by the retries)
+        self.writer.close()
 
-    def _on_event(self, event: PbxEvent) -> None:
-        if isinstance(event, ResyncCompleted) and not self._reconciled:
+    def flush(self) -> Deferred[Any]:
+        """Fires once every write asked for so far has been tried (tests, shutdown)."""
+        return self.writer.flush()
+
+    def _on_event(self, event: TelephonyEvent) -> None:
+        if isinstance(event, PbxSynced) and not self._reconciled:
             self._reconciled = True
             self.clock.callLater(0, self.recover)
 
-    def recover(self) -> None:
+    def recover(self) -> Deferred[Any]:
         """After the first resync: close what a previous run left open, then
-        resume the campaigns that were running."""
+        resume the campaigns that were running.  What the database says is
+        read in the writer's thread; the runners act on it here."""
+
+        def read() -> dict[str, tuple[str | None, bool]]:
+            states = {}
+            for c in self.campaigns.values():
+                c.attempts.preload_open(c.name)
+                controlled = bool(stored_settings(self.engine, c.name).get(CONTROLLED))
+                states[c.name] = (campaign_status(self.engine, c.name), controlled)
+            return states
+
+        d = self.writer.submit("recover", read, durable=False)
+        d.addCallback(self._resume)
+        d.addErrback(lambda f: log.failure("campaign recovery failed", f))
+        return d
+
+    def _resume(self, states: dict[str, tuple[str | None, bool]]) -> None:
         for c in self.campaigns.values():
-            closed = c.runner.reconcile()
-            freed = c.source.release_orphans()
-            if closed or freed:
-                log.info(
-                    "campaign {c}: {n} open attempts closed as unknown, {f} records returned",
-                    c=c.name,
-                    n=len(closed),
-                    f=freed,
-                )
+            closed = c.runner.reconcile()  # their ends are queued in the writer first
+            freed = self.writer.submit("orphans", c.source.release_orphans, durable=False)
+            freed.addCallback(self._recovered, c.name, len(closed))
+            freed.addErrback(lambda f: log.failure("returning orphaned records failed", f))
             # auto_start until someone controls the campaign: a supervisor's
             # pause or stop outlives restarts, and so does a start
-            status, controlled = campaign_status(self.engine, c.name), self._controlled(c.name)
+            status, controlled = states[c.name]
             if status == "running" or (c.config.auto_start and not controlled):
-                c.runner.start()
-                set_campaign_status(self.engine, c.name, "running")
+                self._status(c.name, "running")
+                # the first leads are claimed before the runner paces
+                primed = c.source.fill(self.clock.seconds())
+                primed.addCallback(_start, c.runner)
         self.publish_figures()
+
+    def _recovered(self, freed: int, name: str, closed: int) -> None:
+        if closed or freed:
+            log.info(
+                "campaign {c}: {n} open attempts closed as unknown, {f} records returned",
+                c=name,
+                n=closed,
+                f=freed,
+            )
+
+    def _status(self, name: str, status: str) -> None:
+        self.writer.submit("status", set_campaign_status, self.engine, name, status)
 
     # -- controls -------------------------------------------------------------------------
     def get(self, name: str) -> Campaign:
@@ -297,11 +366,13 @@ class Campaigns:
             c.runner.start()
         elif action == "pause":
             c.runner.pause()
+            c.source.release_buffer()
         elif action == "stop":
             c.runner.stop()
+            c.source.release_buffer()
         else:
             raise ValueError(f"action: unknown action {action!r} (start, pause, stop)")
-        set_campaign_status(self.engine, name, "running" if action == "start" else c.runner.status)
+        self._status(name, "running" if action == "start" else c.runner.status)
         self._store_settings(name, {CONTROLLED: True})
         log.info("campaign {c}: {a}", c=name, a=action)
         self.publish_figures()
@@ -329,22 +400,10 @@ class Campaigns:
         self.publish_figures()
         return self.view(name)
 
-    def _stored(self, name: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            return _stored_settings(conn, name)
-
-    def _controlled(self, name: str) -> bool:
-        return bool(self._stored(name).get(CONTROLLED))
-
     def _store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
-        """Merge ``updates`` into the campaign row's settings (kept across restarts)."""
-        with self.engine.begin() as conn:
-            stored = _stored_settings(conn, name)
-            conn.execute(
-                update(db.campaign)
-                .where(db.campaign.c.name == name)
-                .values(settings={**stored, **updates}, **columns)
-            )
+        """Merge ``updates`` into the campaign row's settings (kept across
+        restarts), in the writer's order."""
+        self.writer.submit("settings", store_settings, self.engine, name, dict(updates), **columns)
 
     # -- preview mode ------------------------------------------------------------------------
     def _preview_runner(self, agent: str) -> CampaignRunner:
@@ -386,7 +445,9 @@ class Campaigns:
         }
 
     def _on_preview(self, campaign: str, agent: str, p: Any) -> None:
-        self.bus.publish("preview", **self._preview_view(campaign, agent, p))
+        self.bus.publish(
+            PreviewShown(self.clock.seconds(), **self._preview_view(campaign, agent, p))
+        )
 
     # -- figures ---------------------------------------------------------------------------
     def view(self, name: str) -> dict[str, Any]:
@@ -427,7 +488,7 @@ class Campaigns:
         now = self.clock.seconds()
         for name, c in self.campaigns.items():
             view = self.view(name)
-            self.bus.publish("campaign", **view, at=now)
+            self.bus.publish(CampaignFigures.of(view, now))
             if self.metrics is None:
                 continue
             m = self.metrics
@@ -458,19 +519,8 @@ class Campaigns:
 
     def _count_records(self) -> dict[str, dict[tuple[str, bool], dict[str, int]]]:
         """campaign -> (list, active) -> status -> records."""
-        r, lst = db.record, db.dial_list
-        out: dict[str, dict[tuple[str, bool], dict[str, int]]] = {}
-        with self.engine.connect() as conn:
-            for name, c in self.campaigns.items():
-                per_list = out[name] = {}
-                for list_name, active, status, n in conn.execute(
-                    select(lst.c.name, lst.c.active, r.c.status, func.count())
-                    .join(lst, lst.c.id == r.c.list_id)
-                    .where(lst.c.campaign_id == c.runner.log.campaign_id)  # type: ignore[attr-defined]
-                    .group_by(lst.c.name, lst.c.active, r.c.status)
-                ):
-                    per_list.setdefault((list_name, bool(active)), {})[status] = n
-        return out
+        ids = {name: c.attempts.campaign_id for name, c in self.campaigns.items()}
+        return count_records(self.engine, ids)
 
     def _set_record_gauges(self, counts: dict[str, dict[tuple[str, bool], dict[str, int]]]) -> None:
         m = self.metrics
@@ -497,15 +547,17 @@ class Campaigns:
         if what == "offered" and attempt.agent:
             c = self.campaigns[attempt.campaign]
             self.bus.publish(
-                "offer",
-                agent=attempt.agent,
-                interaction=attempt.id,
-                channel="voice",
-                queue=c.runner.settings.queue_name,
-                customer=attempt.lead.number,
-                attributes=dict(attempt.lead.extra),
-                campaign=attempt.campaign,
-                deadline=None,
+                OfferMade(
+                    self.clock.seconds(),
+                    attempt.agent,
+                    attempt.id,
+                    Channel.VOICE,
+                    c.runner.settings.queue_name,
+                    attempt.lead.number,
+                    dict(attempt.lead.extra),
+                    deadline=None,
+                    campaign=attempt.campaign,
+                )
             )
         if event is None:
             return
@@ -514,22 +566,27 @@ class Campaigns:
         if event in ("answered", "ended"):
             payload["agent"] = attempt.agent
         self.bus.publish(
-            "interaction",
-            event=event,
-            interaction=attempt.id,
-            channel="voice",
-            direction="outbound",
-            campaign=attempt.campaign,
-            queue=c.runner.settings.queue_name,
-            customer=attempt.lead.number,
-            # an end is reported when it happened (a call cut by a link loss
-            # ended when the link was lost, not at the resync)
-            at=attempt.ended
-            if what == "ended" and attempt.ended is not None
-            else self.clock.seconds(),
-            history=[],
-            **payload,
+            InteractionChanged(
+                # an end is reported when it happened (a call cut by a link loss
+                # ended when the link was lost, not at the resync)
+                attempt.ended
+                if what == "ended" and attempt.ended is not None
+                else self.clock.seconds(),
+                Stage(event),
+                attempt.id,
+                Channel.VOICE,
+                c.runner.settings.queue_name,
+                attempt.lead.number,
+                Direction.OUTBOUND,
+                agent=payload.get("agent"),
+                campaign=attempt.campaign,
+                outcome=payload.get("outcome"),
+            )
         )
+
+
+def _start(_: object, runner: CampaignRunner) -> None:
+    runner.start()
 
 
 def _rounded(rate: float | None) -> float | None:

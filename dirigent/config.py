@@ -1,35 +1,64 @@
 """Configuration: one TOML file, secrets also from the environment.
 
-Unknown keys and invalid values stop start-up with a :class:`ConfigError`
-naming the key (``pbx[0].port: must be an integer from 1 to 65535``), so a
-typo never silently falls back to a default.  Secrets can stay out of the
-file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides ``[[pbx]] secret`` for the PBX
-called ``<name>`` (upper-cased, ``-`` as ``_``), and ``DIRIGENT_DATABASE_URL``
-overrides ``[database] url``.  ``repr`` of the settings never shows a secret.
+The tables of the file are the frozen pydantic models below, and they are
+the settings the server is built from: one declaration per setting, strict
+types (``"80"`` is no port, ``1`` no boolean), a key a table does not know
+refused with the keys it does know.  A pydantic error becomes one
+:class:`ConfigError` naming the key path (``pbx[0].port: must be an integer
+from 1 to 65535``, :func:`_config_error`), so a typo never silently falls
+back to a default.  What other packages define (a PBX's
+:class:`~asterisk.session.PbxSettings`, a queue's
+:class:`~routing.model.QueueConfig`, a campaign's dial settings, its
+country's policy, retry and blending rules) stays theirs and is built from
+the validated tables, its own checks with it; their errors name their key
+relative to the table and are joined to its path.  Secrets can stay out of
+the file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides ``[[pbx]] secret`` for
+the PBX called ``<name>`` (upper-cased, ``-`` as ``_``), and
+``DIRIGENT_DATABASE_URL`` overrides ``[database] url``.  ``repr`` of the
+settings never shows a secret.
+
+A command that only touches the database loads the file with
+``need=("database",)`` (:func:`load_database_settings`): the whole file is
+still checked, but a PBX's secret is not demanded of it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import socket
 import tomllib
 import zoneinfo
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from asterisk.session import PbxSettings
-from dialer.campaign import CampaignError, CampaignSettings, validate
-from dialer.compliance import Campaign, Policy, PolicyError, policy_for
-from dialer.retry import RetryError, RetryRules
+from dialer.campaign import CampaignSettings, validate
+from dialer.compliance import Campaign, Policy, policy_for
+from dialer.retry import RetryRules
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
     ExpertiseRule,
+    Operator,
+    OverflowAction,
     OverflowStep,
     QueueConfig,
-    RoutingError,
     ServiceLevel,
 )
 from routing.router import POLICIES
@@ -41,12 +70,16 @@ DEFAULT_DATABASE_URL = "sqlite:///store.db"
 #: control characters, blanks or dialplan punctuation that would only fail
 #: when the first call is sent
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
-_EXTEN_REASON = "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them"
 #: extension names Asterisk runs by itself (``failed``: a failed Originate's
 #: placeholder channel; ``talk``, ``fax``): an agent or queue of that name
 #: would share their calls
 _RESERVED_EXTENS = frozenset({"failed", "talk", "fax"})
+#: the local day for a country's ledger when ``timezone`` is not given
+DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
+#: what :func:`parse_settings` can be asked to build (``need``)
+SECTIONS = frozenset({"http", "database", "log", "pbx", "routing", "campaigns"})
 
 
 class ConfigError(ValueError):
@@ -56,53 +89,325 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class HttpSettings:
+def instance_name(database_url: str) -> str:
+    """This installation's name on a PBX's lease: the host and its database
+    (a restart of the same server is the same owner and takes its PBX back
+    at once; another server, or another database, is not)."""
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:10]
+    return f"{socket.gethostname()}/{digest}"
+
+
+def env_secret_name(pbx_name: str) -> str:
+    return f"DIRIGENT_PBX_{pbx_name.upper().replace('-', '_')}_SECRET"
+
+
+# -- value types: the checks each kind of value gets, written once --------------------------
+def _rule(ok: Callable[[Any], object], reason: str | Callable[[Any], str]) -> AfterValidator:
+    """A check in our words (pydantic's constraints get generic ones)."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(reason(value) if callable(reason) else reason)
+        return value
+
+    return AfterValidator(check)
+
+
+def _extension(name: str) -> str:
+    """An agent id or queue name: the dialplan reaches it as an extension."""
+    if not _EXTEN_NAME.fullmatch(name):
+        raise ValueError("two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them")
+    if name in _RESERVED_EXTENS:
+        raise ValueError(f"{name!r} is an extension Asterisk keeps")
+    return name
+
+
+def _time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+T = TypeVar("T")
+#: an array (of tables or of text): TOML gives a list, the settings keep a tuple
+Many = Annotated[tuple[T, ...], Strict(False)]
+#: a table keyed by channel name (``voice``, ``chat``, ...)
+ByChannel = dict[Annotated[Channel, Strict(False)], T]
+_NAME_REASON = "required: letters, digits, '-' or '_' (at most 40)"
+Name = Annotated[str, _rule(_NAME_RE.fullmatch, _NAME_REASON)]
+Extension = Annotated[Name, AfterValidator(_extension)]
+Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
+#: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
+#: :attr:`dirigent.service.Dirigent.http_port` says which)
+ListenPort = Annotated[
+    int, _rule(lambda v: 0 <= v <= 65535, "must be an integer from 1 to 65535 (0: any free port)")
+]
+Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
+Levels = dict[
+    str, Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
+]
+Endpoint = Annotated[
+    str,
+    _rule(
+        ENDPOINT_NAME.fullmatch,
+        lambda v: (
+            f"{v!r} is not a PJSIP endpoint name (a letter or digit, then 1 to"
+            " 63 of letters, digits and _ . + -)"
+        ),
+    ),
+]
+DatabaseUrl = Annotated[
+    str,
+    _rule(
+        lambda v: re.match(r"^(sqlite|postgresql)(\+\w+)?://", v),
+        "must start with sqlite:// or postgresql://",
+    ),
+]
+
+
+def _check_keys(data: Mapping[str, Any], allowed: Collection[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise PydanticCustomError(
+                "unknown_key",
+                "unknown key (allowed: {allowed})",
+                {"key": key, "allowed": ", ".join(sorted(allowed))},
+            )
+
+
+class _Table(BaseModel):
+    """A TOML table, and the settings it gives: frozen, strict types, and a
+    key it does not know is named with the keys it does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _check_keys(data, cls.model_fields)
+        return data
+
+
+# -- the tables: each is the settings of its part -----------------------------------------
+class HttpSettings(_Table):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: ListenPort = 8080
 
 
-@dataclass(frozen=True)
-class DatabaseSettings:
-    url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+class DatabaseSettings(_Table):
+    url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL, validate_default=True, repr=False)
     auto_upgrade: bool = True
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _from_env(cls, url: Any, info: ValidationInfo) -> Any:
+        """``DIRIGENT_DATABASE_URL`` (given as the context) wins over the file."""
+        return (info.context or {}).get("database_url") or url
 
-@dataclass(frozen=True)
-class AgentSettings:
-    id: str
-    endpoint: str
-    mode: str = "ring"
-    skills: Mapping[str, int] = field(default_factory=dict)
-    capacity: Mapping[Channel, int] = field(default_factory=lambda: {Channel.VOICE: 1})
-    queues: tuple[str, ...] = ()
+
+class LogSettings(_Table):
+    format: Literal["text", "json"] = "text"
+
+
+class PbxTable(_Table):
+    """``[[pbx]]``; what is left out gets :class:`PbxSettings`' defaults."""
+
+    name: Name
+    host: str | None = None
+    port: Port | None = None
+    username: str | None = None
+    secret: str = Field(default="", repr=False)
+    connect_timeout: Seconds | None = None
+    keepalive_interval: Seconds | None = None
+    keepalive_timeout: Seconds | None = None
+    backoff_initial: Seconds | None = None
+    backoff_max: Seconds | None = None
+    action_timeout: Seconds | None = None
+    exclude_events: Many[str] = ()
+    takeover: bool = False
+    lease: bool = True
+
+    def build(self, env: Mapping[str, str], owner: str, key: str) -> PbxSettings:
+        secret = env.get(env_secret_name(self.name), self.secret)
+        if not secret:
+            raise ConfigError(
+                f"{key}.secret", f"required (in the file or in {env_secret_name(self.name)})"
+            )
+        given = self.model_dump(exclude_none=True, exclude={"lease", "secret"})
+        return PbxSettings(**given, secret=secret, owner=owner if self.lease else "")
+
+
+class ServiceLevelTable(_Table):
+    fraction: Annotated[float, _rule(lambda v: 0 < v <= 1, "must be in (0, 1]")]
+    seconds: Annotated[float, Field(ge=1)]
+
+
+class OverflowTable(_Table):
+    after: Annotated[float, Field(ge=0)]
+    action: Annotated[OverflowAction, Strict(False)]  # from its value
+    skill: str | None = None
+    min_level: int | None = None
+    team: str | None = None
+    queue: str | None = None
+
+
+class ExpertiseTable(_Table):
+    attribute: str
+    op: Annotated[Operator, Strict(False)]
+    value: Any
+    skill: str | None = None
+    level: int = 1
+    team: str | None = None
+
+    @model_validator(mode="after")
+    def _a_target(self) -> Self:
+        if not self.skill and not self.team:
+            raise ValueError("needs a skill or a team to route to")
+        return self
+
+
+class QueueTable(_Table):
+    """``[[queue]]``, built into the router's :class:`QueueConfig`."""
+
+    name: Extension
+    skills: Levels = {}
+    priority: Annotated[int, Field(ge=0)] = 0
+    max_wait: Annotated[float, Field(ge=1)] | None = None
+    service_level: ByChannel[ServiceLevelTable] = {}
+    overflow: Many[OverflowTable] = ()
+    expertise: Many[ExpertiseTable] = ()
+
+    def build(self) -> QueueConfig:
+        levels = {
+            ch: ServiceLevel(sl.fraction, sl.seconds) for ch, sl in self.service_level.items()
+        }
+        return QueueConfig(
+            self.name,
+            skills=self.skills,
+            priority=self.priority,
+            service_levels=levels or dict(QueueConfig(self.name).service_levels),
+            max_wait=self.max_wait,
+            overflow=tuple(
+                OverflowStep(**o.model_dump()) for o in sorted(self.overflow, key=lambda o: o.after)
+            ),
+            expertise=tuple(ExpertiseRule(**e.model_dump()) for e in self.expertise),
+        )
+
+
+class AgentSettings(_Table):
+    """``[[agent]]``: its endpoint (dialled to reach it), skills, queues."""
+
+    id: Extension
+    endpoint: Endpoint
+    mode: Literal["ring", "nailed"] = "ring"
+    skills: Levels = {}
+    capacity: Annotated[
+        ByChannel[Annotated[int, Field(ge=0)]], AfterValidator(lambda c: c or {Channel.VOICE: 1})
+    ] = {Channel.VOICE: 1}
+    queues: Many[str] = ()
     team: str | None = None
     auto_login: bool = False
 
 
-@dataclass(frozen=True)
-class RoutingSettings:
-    policy: str = "longest_idle"
-    offer_timeout: float = 30.0
-    wrap_up: float = 10.0
-    blending: BlendingRules = field(default_factory=BlendingRules)
-    queues: tuple[QueueConfig, ...] = ()
-    agents: tuple[AgentSettings, ...] = ()
+class RoutingTable(_Table):
+    """``[routing]``; ``blending`` is :class:`BlendingRules`' own table."""
+
+    policy: Annotated[
+        str, _rule(lambda v: v in POLICIES, f"must be one of {', '.join(POLICIES)}")
+    ] = "longest_idle"
+    offer_timeout: Annotated[float, Field(ge=1)] = 30.0
+    wrap_up: Annotated[float, Field(ge=0)] = 10.0
+    blending: BlendingRules = BlendingRules()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blending(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("blending"), dict):
+            return {**data, "blending": BlendingRules.parse(data["blending"], "blending")}
+        return data
 
 
-@dataclass(frozen=True)
-class CampaignConfig:
-    """One ``[[campaign]]``: dialing settings, the country's rules, retries."""
+class RoutingSettings(RoutingTable):
+    """``[routing]`` with the ``[[queue]]`` and ``[[agent]]`` tables beside it."""
+
+    queues: Many[QueueConfig] = ()
+    agents: Many[AgentSettings] = ()
+
+
+class _Dialing(_Table):
+    """The ``[[campaign]]`` keys that make its :class:`CampaignSettings` (and,
+    by its country, its :class:`Policy`); left out: their defaults."""
+
+    name: Name
+    country: str
+    caller_id: str
+    mode: str | None = None
+    queue: str | None = None
+    trunk: str | None = None
+    abandon_target: float | None = None
+    ring_timeout: float | None = None
+    amd: bool | None = None
+    amd_delay: float | None = None
+    machine_action: str | None = None
+    amd_false_positive: float | None = None
+    connect_within: float | None = None
+    max_lines_per_agent: float | None = None
+    power_ratio: float | None = None
+    wrap_up: float | None = None
+    preview_auto_dial: float | None = None
+
+
+class CampaignConfig(_Table):
+    """One ``[[campaign]]``: dialing settings, the country's rules, retries.
+
+    The country picks the legal rules (calling hours, abandon limit and
+    window, lock-outs); the abandon target may be lower than the country's
+    limit, never higher (:func:`dialer.campaign.validate`)."""
 
     settings: CampaignSettings
     policy: Policy
     caller_id: str
-    timezone: str  # the local day of the abandon ledger and of the reports
-    retry: RetryRules = field(default_factory=RetryRules)
+    timezone: Annotated[str, AfterValidator(_time_zone)]  # the local day of ledger and reports
+    retry: RetryRules = RetryRules()
     drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
     auto_start: bool = False
-    max_attempts_per_day: int | None = None
-    holiday_subdivisions: tuple[str, ...] = ()
+    max_attempts_per_day: Annotated[int, Field(ge=1)] | None = None
+    holiday_subdivisions: Many[str] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """The table as the file has it (built in code: as it is); each
+        domain error names its key in this table."""
+        if not isinstance(data, dict) or isinstance(data.get("settings"), CampaignSettings):
+            return data
+        own = set(cls.model_fields) - {"settings", "policy", "caller_id"}
+        _check_keys(data, own | set(_Dialing.model_fields))
+        dial = _Dialing.model_validate({k: v for k, v in data.items() if k not in own})
+        policy = policy_for(dial.country)  # PolicyError("country", ...)
+        Campaign(dial.name, policy, dial.caller_id)  # PolicyError("caller_id", ...)
+        settings = validate(  # CampaignError(key, ...)
+            CampaignSettings(
+                **{"abandon_target": policy.abandon_limit}
+                | dial.model_dump(exclude_none=True, exclude={"country"}),
+                country=policy.country,
+                legal_max_abandon=policy.abandon_limit,
+                windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
+            )
+        )
+        retry = data.get("retry", {})
+        return {
+            **{k: v for k, v in data.items() if k in own},
+            "settings": settings,
+            "policy": policy,
+            "caller_id": dial.caller_id,
+            "timezone": data.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
+            # RetryError("retry.<outcome>...", ...)
+            "retry": RetryRules.parse(retry, "retry") if isinstance(retry, dict) else retry,
+        }
 
     @property
     def name(self) -> str:
@@ -124,489 +429,160 @@ class CampaignConfig:
         )
 
 
-#: the local day for a country's ledger when ``timezone`` is not given
-DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
+class Settings(_Table):
+    """What the server is built from: the tables above, the domain's objects built from them."""
 
-
-@dataclass(frozen=True)
-class Settings:
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
-    pbxs: tuple[PbxSettings, ...] = ()
-    log_format: str = "text"
+    pbxs: Many[PbxSettings] = ()
+    log_format: Literal["text", "json"] = "text"
     routing: RoutingSettings = RoutingSettings()
-    campaigns: tuple[CampaignConfig, ...] = ()
+    campaigns: Many[CampaignConfig] = ()
 
 
-_PBX_FIELDS: dict[str, type] = {
-    "name": str,
-    "host": str,
-    "port": int,
-    "username": str,
-    "secret": str,
-    "connect_timeout": float,
-    "keepalive_interval": float,
-    "keepalive_timeout": float,
-    "backoff_initial": float,
-    "backoff_max": float,
-    "action_timeout": float,
-    "exclude_events": list,
-    "takeover": bool,
-    "lease": bool,
-}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+class ConfigFile(_Table):
+    """The whole file: its tables, and the checks across them."""
 
+    http: HttpSettings = HttpSettings()
+    # validated even when absent: DIRIGENT_DATABASE_URL comes in through the context
+    database: DatabaseSettings = Field(default={}, validate_default=True)
+    log: LogSettings = LogSettings()
+    pbx: Many[PbxTable] = ()
+    routing: RoutingTable = RoutingTable()
+    queue: Many[QueueTable] = ()
+    agent: Many[AgentSettings] = ()
+    campaign: Many[CampaignConfig] = ()
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str], prefix: str) -> None:
-    for key in table:
-        if key not in allowed:
-            where = f"{prefix}.{key}" if prefix else key
-            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
-
-
-def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(key, "must be a table")
-    return value
-
-
-def _typed(value: Any, kind: type, key: str) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(key, "must be a list of strings")
-        return tuple(value)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise ConfigError(key, f"must be {_KIND_NAMES[kind]}")
-    return value
-
-
-_KIND_NAMES = {float: "a number", int: "an integer", str: "text", bool: "true or false"}
-
-
-def _port(value: Any, key: str) -> int:
-    value = _typed(value, int, key)
-    if not 1 <= value <= 65535:
-        raise ConfigError(key, "must be an integer from 1 to 65535")
-    return value
-
-
-def _named_table(
-    raw: Any, prefix: str, allowed: set[str], id_key: str, taken: set[str]
-) -> tuple[dict, str]:
-    """One entry of an array of tables (``[[pbx]]``, ``[[queue]]``, ``[[agent]]``):
-    a table with known keys only and a unique, well-formed ``id_key``."""
-    if not isinstance(raw, dict):
-        raise ConfigError(prefix, "must be a table")
-    _check_keys(raw, allowed, prefix)
-    name = raw.get(id_key)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(
-            f"{prefix}.{id_key}", "required: letters, digits, '-' or '_' (at most 40)"
-        )
-    if name in taken:
-        raise ConfigError(f"{prefix}.{id_key}", f"duplicate {name!r}")
-    taken.add(name)
-    return raw, name
-
-
-def instance_name(database_url: str) -> str:
-    """This installation's name on a PBX's lease: the host and its database
-    (a restart of the same server is the same owner and takes its PBX back
-    at once; another server, or another database, is not)."""
-    import hashlib
-    import socket
-
-    digest = hashlib.sha256(database_url.encode()).hexdigest()[:10]
-    return f"{socket.gethostname()}/{digest}"
-
-
-def env_secret_name(pbx_name: str) -> str:
-    return f"DIRIGENT_PBX_{pbx_name.upper().replace('-', '_')}_SECRET"
-
-
-def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
-    _check_keys(
-        data, {"http", "database", "pbx", "log", "routing", "queue", "agent", "campaign"}, ""
-    )
-    http = _table(data, "http")
-    _check_keys(http, {"host", "port"}, "http")
-    http_settings = HttpSettings(
-        host=_typed(http.get("host", "127.0.0.1"), str, "http.host"),
-        port=_port(http.get("port", 8080), "http.port"),
-    )
-    database = _table(data, "database")
-    _check_keys(database, {"url", "auto_upgrade"}, "database")
-    url = env.get("DIRIGENT_DATABASE_URL") or _typed(
-        database.get("url", DEFAULT_DATABASE_URL), str, "database.url"
-    )
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
-        raise ConfigError("database.url", "must start with sqlite:// or postgresql://")
-    db_settings = DatabaseSettings(
-        url=url,
-        auto_upgrade=_typed(database.get("auto_upgrade", True), bool, "database.auto_upgrade"),
-    )
-    log = _table(data, "log")
-    _check_keys(log, {"format"}, "log")
-    log_format = log.get("format", "text")
-    if log_format not in ("text", "json"):
-        raise ConfigError("log.format", "must be 'text' or 'json'")
-
-    pbx_list = data.get("pbx", [])
-    if not isinstance(pbx_list, list):
-        raise ConfigError("pbx", "must be an array of tables ([[pbx]])")
-    pbxs: list[PbxSettings] = []
-    pbx_names: set[str] = set()
-    for i, raw in enumerate(pbx_list):
-        prefix = f"pbx[{i}]"
-        raw, name = _named_table(raw, prefix, set(_PBX_FIELDS), "name", pbx_names)
-        values: dict[str, Any] = {}
-        for key, kind in _PBX_FIELDS.items():
-            if key in raw:
-                values[key] = (
-                    _port(raw[key], f"{prefix}.port")
-                    if key == "port"
-                    else _typed(raw[key], kind, f"{prefix}.{key}")
-                )
-        for key in (
-            "connect_timeout",
-            "keepalive_interval",
-            "keepalive_timeout",
-            "backoff_initial",
-            "backoff_max",
-            "action_timeout",
+    @model_validator(mode="after")
+    def _across_tables(self) -> Self:
+        """Names unique per kind; an agent's queues exist (configured or a campaign's)."""
+        for kind, key, names in (
+            ("pbx", "name", [p.name for p in self.pbx]),
+            ("queue", "name", [q.name for q in self.queue]),
+            ("agent", "id", [a.id for a in self.agent]),
+            ("campaign", "name", [c.name for c in self.campaign]),
         ):
-            if key in values and values[key] <= 0:
-                raise ConfigError(f"{prefix}.{key}", "must be a positive number of seconds")
-        secret = env.get(env_secret_name(name), values.get("secret", ""))
-        if not secret:
-            raise ConfigError(
-                f"{prefix}.secret", f"required (in the file or in {env_secret_name(name)})"
-            )
-        values["secret"] = secret
-        if values.pop("lease", True):
-            values["owner"] = instance_name(db_settings.url)
-        pbxs.append(PbxSettings(**values))
-    campaigns = parse_campaigns(data)
-    routing = parse_routing(data, {c.settings.queue_name for c in campaigns})
-    return Settings(http_settings, db_settings, tuple(pbxs), log_format, routing, campaigns)
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise ConfigError(f"{kind}[{i}].{key}", f"duplicate {name!r}")
+        queues = {q.name for q in self.queue} | self._campaign_queues()
+        for i, agent in enumerate(self.agent):
+            for q in agent.queues:
+                if q not in queues:
+                    raise ConfigError(f"agent[{i}].queues", f"unknown queue {q!r}")
+        return self
 
+    def _campaign_queues(self) -> set[str]:
+        return {c.settings.queue_name for c in self.campaign}
 
-def _levels(value: Any, key: str) -> dict[str, int]:
-    if not isinstance(value, dict):
-        raise ConfigError(key, "must be a table of skill = level")
-    for skill, level in value.items():
-        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
-            raise ConfigError(f"{key}.{skill}", "level must be a whole number from 1 to 10")
-    return dict(value)
-
-
-def _channel(value: Any, key: str) -> Channel:
-    try:
-        return Channel(value)
-    except ValueError:
-        raise ConfigError(
-            key, f"unknown channel {value!r} (one of {', '.join(c.value for c in Channel)})"
-        ) from None
-
-
-def _number(value: Any, key: str, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(key, f"must be a number >= {minimum:g}")
-    return float(value)
-
-
-def parse_routing(
-    data: Mapping[str, Any], campaign_queues: set[str] = frozenset()
-) -> RoutingSettings:  # type: ignore[assignment]
-    """``[routing]`` (policy, timeouts, ``[routing.blending]``), ``[[queue]]``, ``[[agent]]``.
-
-    A campaign's queue that is not configured as a ``[[queue]]`` is added
-    with the defaults: agents log in to it to take the campaign's calls."""
-    routing = _table(data, "routing")
-    _check_keys(routing, {"policy", "offer_timeout", "wrap_up", "blending"}, "routing")
-    policy = routing.get("policy", "longest_idle")
-    if policy not in POLICIES:
-        raise ConfigError("routing.policy", f"must be one of {', '.join(POLICIES)}")
-    try:
-        blending = BlendingRules.parse(_table(routing, "blending"))
-    except RoutingError as exc:
-        raise ConfigError(exc.field, exc.reason) from None
-    queues: list[QueueConfig] = []
-    queue_names: set[str] = set()
-    for i, raw in enumerate(data.get("queue", [])):
-        prefix = f"queue[{i}]"
-        queue_keys = {
-            "name",
-            "skills",
-            "priority",
-            "max_wait",
-            "service_level",
-            "overflow",
-            "expertise",
-        }
-        raw, name = _named_table(raw, prefix, queue_keys, "name", queue_names)
-        if not _EXTEN_NAME.fullmatch(name):
-            raise ConfigError(f"{prefix}.name", _EXTEN_REASON)
-        if name in _RESERVED_EXTENS:
-            raise ConfigError(f"{prefix}.name", f"{name!r} is an extension Asterisk keeps")
-        levels = {}
-        for channel, sl in _table(raw, "service_level").items():
-            ch = _channel(channel, f"{prefix}.service_level")
-            if not isinstance(sl, dict) or set(sl) != {"fraction", "seconds"}:
-                raise ConfigError(
-                    f"{prefix}.service_level.{channel}", "must be { fraction = 0.8, seconds = 20 }"
-                )
-            fraction = _number(sl["fraction"], f"{prefix}.service_level.{channel}.fraction")
-            if not 0 < fraction <= 1:
-                raise ConfigError(f"{prefix}.service_level.{channel}.fraction", "must be in (0, 1]")
-            levels[ch] = ServiceLevel(
-                fraction, _number(sl["seconds"], f"{prefix}.service_level.{channel}.seconds", 1)
-            )
-        overflow = []
-        for j, step in enumerate(raw.get("overflow", [])):
-            key = f"{prefix}.overflow[{j}]"
-            if not isinstance(step, dict):
-                raise ConfigError(key, "must be a table")
-            _check_keys(step, {"after", "action", "skill", "min_level", "team", "queue"}, key)
-            if step.get("action") not in (
-                "widen",
-                "drop_skill",
-                "team",
-                "queue",
-                "callback",
-                "voicemail",
-            ):
-                raise ConfigError(
-                    f"{key}.action", "one of widen, drop_skill, team, queue, callback, voicemail"
-                )
-            overflow.append(
-                OverflowStep(
-                    _number(step.get("after"), f"{key}.after"),
-                    step["action"],
-                    step.get("skill"),
-                    step.get("min_level"),
-                    step.get("team"),
-                    step.get("queue"),
-                )
-            )
-        expertise = []
-        for j, rule in enumerate(raw.get("expertise", [])):
-            key = f"{prefix}.expertise[{j}]"
-            if not isinstance(rule, dict):
-                raise ConfigError(key, "must be a table")
-            _check_keys(rule, {"attribute", "op", "value", "skill", "level", "team"}, key)
-            if rule.get("op") not in ("==", "!=", ">", ">=", "<", "<=", "in"):
-                raise ConfigError(f"{key}.op", "one of ==, !=, >, >=, <, <=, in")
-            if not isinstance(rule.get("attribute"), str) or "value" not in rule:
-                raise ConfigError(key, "needs attribute and value")
-            if not rule.get("skill") and not rule.get("team"):
-                raise ConfigError(key, "needs a skill or a team to route to")
-            expertise.append(
-                ExpertiseRule(
-                    rule["attribute"],
-                    rule["op"],
-                    rule["value"],
-                    rule.get("skill"),
-                    int(rule.get("level", 1)),
-                    rule.get("team"),
-                )
-            )
-        max_wait = raw.get("max_wait")
-        queues.append(
-            QueueConfig(
-                name,
-                skills=_levels(raw.get("skills", {}), f"{prefix}.skills"),
-                priority=int(_number(raw.get("priority", 0), f"{prefix}.priority")),
-                service_levels=levels or dict(QueueConfig(name).service_levels),
-                max_wait=None if max_wait is None else _number(max_wait, f"{prefix}.max_wait", 1),
-                overflow=tuple(sorted(overflow, key=lambda o: o.after)),
-                expertise=tuple(expertise),
-            )
+    def settings(self, env: Mapping[str, str], need: Collection[str]) -> Settings:
+        """The settings of the sections in ``need`` (the others: defaults), the
+        domain's objects built here.  A campaign's queue that is not a
+        ``[[queue]]`` gets the defaults: agents log in to it to take its calls."""
+        owner = instance_name(self.database.url)
+        queues = [q.build() for q in self.queue]
+        queues += [
+            QueueConfig(n) for n in sorted(self._campaign_queues() - {q.name for q in queues})
+        ]
+        routing = RoutingSettings(**dict(self.routing), queues=tuple(queues), agents=self.agent)
+        return Settings(
+            http=self.http if "http" in need else HttpSettings(),
+            database=self.database,
+            pbxs=tuple(p.build(env, owner, f"pbx[{i}]") for i, p in enumerate(self.pbx))
+            if "pbx" in need
+            else (),
+            log_format=self.log.format if "log" in need else "text",
+            routing=routing if "routing" in need else RoutingSettings(),
+            campaigns=self.campaign if "campaigns" in need else (),
         )
-    for name in sorted(campaign_queues - queue_names):
-        queues.append(QueueConfig(name))
-    names = queue_names | campaign_queues
-    agents: list[AgentSettings] = []
-    agent_ids: set[str] = set()
-    for i, raw in enumerate(data.get("agent", [])):
-        prefix = f"agent[{i}]"
-        agent_keys = {
-            "id",
-            "endpoint",
-            "mode",
-            "skills",
-            "capacity",
-            "queues",
-            "team",
-            "auto_login",
-        }
-        raw, agent_id = _named_table(raw, prefix, agent_keys, "id", agent_ids)
-        if not _EXTEN_NAME.fullmatch(agent_id):
-            raise ConfigError(f"{prefix}.id", _EXTEN_REASON)
-        if agent_id in _RESERVED_EXTENS:
-            raise ConfigError(f"{prefix}.id", f"{agent_id!r} is an extension Asterisk keeps")
-        endpoint = raw.get("endpoint")
-        if not isinstance(endpoint, str) or not endpoint:
-            raise ConfigError(
-                f"{prefix}.endpoint", 'required: the agent\'s PJSIP endpoint, e.g. "1001"'
-            )
-        if not ENDPOINT_NAME.fullmatch(endpoint):
-            raise ConfigError(
-                f"{prefix}.endpoint",
-                f"{endpoint!r} is not a PJSIP endpoint name (a letter or digit, then 1 to"
-                " 63 of letters, digits and _ . + -)",
-            )
-        mode = raw.get("mode", "ring")
-        if mode not in ("ring", "nailed"):
-            raise ConfigError(f"{prefix}.mode", "must be 'ring' or 'nailed'")
-        capacity = {
-            _channel(c, f"{prefix}.capacity"): int(_number(n, f"{prefix}.capacity.{c}"))
-            for c, n in _table(raw, "capacity").items()
-        } or {Channel.VOICE: 1}
-        agent_queues = raw.get("queues", [])
-        for q in agent_queues:
-            if q not in names:
-                raise ConfigError(f"{prefix}.queues", f"unknown queue {q!r}")
-        agents.append(
-            AgentSettings(
-                agent_id,
-                endpoint,
-                mode,
-                _levels(raw.get("skills", {}), f"{prefix}.skills"),
-                capacity,
-                tuple(agent_queues),
-                raw.get("team"),
-                _typed(raw.get("auto_login", False), bool, f"{prefix}.auto_login"),
-            )
-        )
-    return RoutingSettings(
-        policy=policy,
-        offer_timeout=_number(routing.get("offer_timeout", 30.0), "routing.offer_timeout", 1),
-        wrap_up=_number(routing.get("wrap_up", 10.0), "routing.wrap_up"),
-        blending=blending,
-        queues=tuple(queues),
-        agents=tuple(agents),
-    )
 
 
-_CAMPAIGN_FIELDS: dict[str, type] = {
-    "mode": str,
-    "queue": str,
-    "trunk": str,
-    "abandon_target": float,
-    "ring_timeout": float,
-    "amd": bool,
-    "amd_delay": float,
-    "machine_action": str,
-    "amd_false_positive": float,
-    "connect_within": float,
-    "max_lines_per_agent": float,
-    "power_ratio": float,
-    "wrap_up": float,
-    "preview_auto_dial": float,
+# -- pydantic's errors in our words -----------------------------------------------------
+_REASONS = {
+    "missing": "required",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be text",
+    "bool_type": "must be true or false",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "dataclass_exact_type": "must be a table",
+    "literal_error": "must be {expected}",
+    "enum": "must be {expected}",
+    "greater_than_equal": "must be >= {ge:g}",
+}
+#: what a missing key must hold, where the name alone does not say it
+_REQUIRED = {
+    "name": _NAME_REASON,
+    "id": _NAME_REASON,
+    "endpoint": 'required: the agent\'s PJSIP endpoint, e.g. "1001"',
+    "country": "required: US, GB or DE",
+    "caller_id": "required: the presented number, +E.164",
 }
 
 
-def parse_campaigns(data: Mapping[str, Any]) -> tuple[CampaignConfig, ...]:
-    """``[[campaign]]`` tables: the country picks the legal rules (calling
-    hours, abandon limit and window, lock-outs); the abandon target may be
-    lower than the country's limit, never higher."""
-    raw_list = data.get("campaign", [])
-    if not isinstance(raw_list, list):
-        raise ConfigError("campaign", "must be an array of tables ([[campaign]])")
-    out: list[CampaignConfig] = []
-    names: set[str] = set()
-    other = {
-        "name",
-        "country",
-        "caller_id",
-        "timezone",
-        "retry",
-        "drop_group",
-        "auto_start",
-        "max_attempts_per_day",
-        "holiday_subdivisions",
-    }
-    for i, raw in enumerate(raw_list):
-        prefix = f"campaign[{i}]"
-        raw, name = _named_table(raw, prefix, set(_CAMPAIGN_FIELDS) | other, "name", names)
-        country = raw.get("country")
-        if not isinstance(country, str):
-            raise ConfigError(f"{prefix}.country", "required: US, GB or DE")
-        try:
-            policy = policy_for(country)
-        except PolicyError as exc:
-            raise ConfigError(f"{prefix}.country", str(exc).split(": ", 1)[1]) from None
-        caller_id = raw.get("caller_id")
-        if not isinstance(caller_id, str):
-            raise ConfigError(f"{prefix}.caller_id", "required: the presented number, +E.164")
-        try:
-            Campaign(name, policy, caller_id)
-        except PolicyError as exc:
-            raise ConfigError(f"{prefix}.caller_id", str(exc).split(": ", 1)[1]) from None
-        values = {
-            k: _typed(raw[k], kind, f"{prefix}.{k}")
-            for k, kind in _CAMPAIGN_FIELDS.items()
-            if k in raw
-        }
-        windows = ("30d", "day") if policy.abandon_window == "30d" else ("day",)
-        try:
-            settings = validate(
-                CampaignSettings(
-                    name,
-                    caller_id=caller_id,
-                    country=policy.country,
-                    legal_max_abandon=policy.abandon_limit,
-                    abandon_target=values.pop("abandon_target", policy.abandon_limit),
-                    windows=windows,
-                    **values,
-                )
-            )
-        except CampaignError as exc:
-            raise ConfigError(f"{prefix}.{exc.key}", str(exc).split(": ", 1)[1]) from None
-        try:
-            retry = RetryRules.parse(_table(raw, "retry"), f"{prefix}.retry")
-        except RetryError as exc:
-            raise ConfigError(exc.key, str(exc).split(": ", 1)[1]) from None
-        timezone = _typed(
-            raw.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
-            str,
-            f"{prefix}.timezone",
-        )
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"{prefix}.timezone", f"unknown time zone {timezone!r}") from None
-        per_day = raw.get("max_attempts_per_day")
-        subdivisions = raw.get("holiday_subdivisions", [])
-        out.append(
-            CampaignConfig(
-                settings,
-                policy,
-                caller_id,
-                timezone,
-                retry,
-                _typed(raw["drop_group"], str, f"{prefix}.drop_group")
-                if "drop_group" in raw
-                else None,
-                _typed(raw.get("auto_start", False), bool, f"{prefix}.auto_start"),
-                None
-                if per_day is None
-                else int(_number(per_day, f"{prefix}.max_attempts_per_day", 1)),
-                _typed(subdivisions, list, f"{prefix}.holiday_subdivisions"),
-            )
-        )
-    return tuple(out)
+def _dotted(loc: Iterable[int | str]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key
 
 
-def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+def _config_error(error: ErrorDetails) -> ConfigError:
+    """The first error of a validation, as ``key.path: reason``."""
+    loc = [part for part in error["loc"] if part != "[key]"]  # a bad key: named as itself
+    key = _dotted(loc) or "config"
+    ctx = error.get("ctx", {})
+    cause = ctx.get("error")
+    if isinstance(cause, ValueError):  # ours, or the domain's naming its key in the table
+        inner = getattr(cause, "key", None) or getattr(cause, "field", None)
+        if isinstance(inner, str):
+            reason = getattr(cause, "reason", None) or str(cause).split(": ", 1)[-1]
+            return ConfigError(_dotted([*loc, *inner.split(".")]), reason)
+        return ConfigError(key, str(cause))
+    kind = error["type"]
+    if kind == "unknown_key":
+        return ConfigError(_dotted([*loc, ctx["key"]]), error["msg"])
+    if kind == "missing" and loc and loc[-1] in _REQUIRED:
+        return ConfigError(key, _REQUIRED[str(loc[-1])])
+    if kind == "tuple_type" and len(loc) == 1:
+        return ConfigError(key, f"must be an array of tables ([[{key}]])")
+    template = _REASONS.get(kind)
+    return ConfigError(key, template.format(**ctx) if template else error["msg"])
+
+
+def parse_settings(
+    data: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    *,
+    need: Collection[str] = SECTIONS,
+) -> Settings:
+    """Settings from a parsed TOML document.
+
+    The whole document is always checked (keys, types, values, names across
+    tables).  ``need`` names the sections the caller uses (of
+    :data:`SECTIONS`); only those are returned (the others keep their
+    defaults) and only those demand what comes from outside the file: a
+    command that only touches the database runs without a PBX's secret."""
+    env = os.environ if env is None else env
+    unknown = set(need) - SECTIONS
+    if unknown:
+        raise ValueError(f"need: unknown sections {sorted(unknown)}")
+    try:
+        doc = ConfigFile.model_validate(
+            data, context={"database_url": env.get("DIRIGENT_DATABASE_URL")}
+        )
+    except ValidationError as exc:
+        raise _config_error(exc.errors()[0]) from None
+    return doc.settings(env, need)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed file, or a :class:`ConfigError` saying in words what is wrong with it."""
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
     except IsADirectoryError:
@@ -619,4 +595,21 @@ def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Set
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
-    return parse_settings(data, env)
+
+
+def load_settings(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    need: Collection[str] = SECTIONS,
+) -> Settings:
+    """The settings of the file at ``path`` (``need``: see :func:`parse_settings`)."""
+    return parse_settings(read_toml(path), env, need=need)
+
+
+def load_database_settings(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> DatabaseSettings:
+    """Only ``[database]`` (the file checked whole): for the commands that
+    touch nothing but the database (lists, contacts, consent, users ...)."""
+    return load_settings(path, env, need=("database",)).database

@@ -18,7 +18,7 @@ def install() -> asyncio.AbstractEventLoop:
             raise RuntimeError(
                 f"a {type(reactor).__name__} was installed before the asyncio reactor"
             )
-        return reactor._asyncioEventloop  # type: ignore[attr-defined,no-any-return]
+        return reactor._asyncioEventloop  # type: ignore[attr-defined]  # the asyncio reactor's own loop; the module is typed as the common reactor interfaces
     from twisted.internet import asyncioreactor
 
     loop = asyncio.new_event_loop()

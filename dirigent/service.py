@@ -17,13 +17,14 @@ from prometheus_client import CollectorRegistry
 from twisted.application import internet, service
 from twisted.internet import threads
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from asterisk.events import PbxConnected, PbxEvent, ResyncCompleted
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
 from center.acd import AgentEndpoint, InboundAcd
+from core.telephony import PbxSynced, PbxUp, TelephonyEvent
 from cti.api import ApiResource
 from cti.auth import TokenStore, User, revoke_changed
 from cti.web import make_site
@@ -112,13 +113,13 @@ class AcdService(service.Service):
     def __init__(self, acd: InboundAcd, auto_login: dict[str, tuple[str, ...]]) -> None:
         self.acd = acd
         self.auto_login = auto_login
-        acd.telephony.subscribe(self._on_event)
+        acd.telephony.listen(self._on_event)
 
-    def _on_event(self, event: PbxEvent) -> None:
+    def _on_event(self, event: TelephonyEvent) -> None:
         # ringing agents log in at once; nailed-up ones after the resync, which
         # shows whether their leg survived a restart of Dirigent
-        nailed_step = isinstance(event, ResyncCompleted)
-        if not (nailed_step or isinstance(event, PbxConnected)):
+        nailed_step = isinstance(event, PbxSynced)
+        if not (nailed_step or isinstance(event, PbxUp)):
             return
         for agent_id, queues in self.auto_login.items():
             if self.acd.router.agents[agent_id].logged_in:
@@ -158,9 +159,24 @@ class CampaignService(service.Service):
 
 
 class Dirigent:
-    """The assembled server: settings, metrics, PBX sessions, database, web."""
+    """The assembled server: settings, metrics, PBX sessions, database, web.
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    ``clock``: the time of routing and dialing (the ACD, the campaigns and
+    their runners); the reactor by default, a ``ScaledClock`` shared with a
+    simulated PBX to run a simulated hour in a minute.  Network, database
+    and token housekeeping keep the reactor's own time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        self.clock: IReactorTime = clock
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.ami_metrics = AmiMetrics(self.registry)
@@ -177,8 +193,6 @@ class Dirigent:
         self.acd: InboundAcd | None = None
         routing = settings.routing
         if routing.queues and self.sessions:
-            from twisted.internet import reactor
-
             self.router = Router(
                 {q.name: q for q in routing.queues},
                 routing.blending,
@@ -195,7 +209,7 @@ class Dirigent:
             self.acd = InboundAcd(
                 AmiTelephony(first),
                 self.router,
-                reactor,
+                self.clock,
                 endpoints,
                 registry=self.registry,
                 wrap_up=routing.wrap_up,
@@ -216,11 +230,11 @@ class Dirigent:
                 self.database.engine,
                 self.acd.telephony,
                 self.acd,
-                reactor,
+                self.clock,
                 registry=self.registry,
             )
             CampaignService(self.campaigns).setServiceParent(self.service)
-        children = {}
+        children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
         self.tokens = TokenStore()
         # tokens end within REVOCATION_INTERVAL of a password change, a disabled
         # or removed user (done by `dirigent user` in another process)

@@ -29,16 +29,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from core.events import AgentState as AgentState  # one list of states (events carry them)
 from routing.model import Channel
-
-
-class AgentState(enum.StrEnum):
-    LOGGED_OUT = "logged_out"
-    READY = "ready"
-    RESERVED = "reserved"
-    BUSY = "busy"
-    WRAP_UP = "wrap_up"
-    PAUSED = "paused"
 
 
 class Phase(enum.StrEnum):

@@ -6,30 +6,23 @@ Pure data; no I/O, no clock (times are plain seconds given by the caller).
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class Channel(enum.StrEnum):
-    VOICE = "voice"
-    CHAT = "chat"
-    EMAIL = "email"
-    SMS = "sms"
+from core.errors import Invalid, NotFound
+from core.events import Channel as Channel  # one list of channels (events carry them)
+from core.events import Direction as Direction
 
 
-class Direction(enum.StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
+class RoutingError(Invalid):
+    """Bad routing input or configuration; ``field`` names the culprit,
+    ``reason`` says why (a ``ValueError``, as callers have caught it)."""
 
 
-class RoutingError(ValueError):
-    """Bad routing input or configuration; ``field`` names the culprit."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+class UnknownName(NotFound, RoutingError):
+    """An agent or queue the router does not know (a 404 to the API, by type)."""
 
 
 @dataclass(frozen=True)
@@ -80,22 +73,72 @@ class Interaction:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class OverflowAction(enum.StrEnum):
+    """What an overflow step does to a waiting interaction."""
+
+    WIDEN = "widen"  # lower every required level to ``min_level``
+    DROP_SKILL = "drop_skill"  # remove ``skill``
+    TEAM = "team"  # restrict to ``team``
+    QUEUE = "queue"  # move to ``queue``
+    CALLBACK = "callback"  # leave the queue: the caller gets a call back
+    VOICEMAIL = "voicemail"  # leave the queue: the caller leaves a message
+
+    @property
+    def leaves_queue(self) -> bool:
+        return self in (OverflowAction.CALLBACK, OverflowAction.VOICEMAIL)
+
+
+class Operator(enum.StrEnum):
+    """The comparisons of an expertise rule."""
+
+    EQ = "=="
+    NE = "!="
+    GT = ">"
+    GE = ">="
+    LT = "<"
+    LE = "<="
+    IN = "in"
+
+
+#: ``actual op value`` for each operator
+_COMPARE: Mapping[Operator, Callable[[Any, Any], Any]] = {
+    Operator.EQ: operator.eq,
+    Operator.NE: operator.ne,
+    Operator.GT: operator.gt,
+    Operator.GE: operator.ge,
+    Operator.LT: operator.lt,
+    Operator.LE: operator.le,
+    Operator.IN: lambda actual, value: actual in value,
+}
+
+
+def _enum_field(obj: object, name: str, kind: type[enum.StrEnum]) -> None:
+    """Accept the enum's value as text (configuration files), refuse the rest
+    with the field named."""
+    value = getattr(obj, name)
+    if isinstance(value, kind):
+        return
+    try:
+        object.__setattr__(obj, name, kind(value))
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise RoutingError(name, f"{value!r} is not one of {choices}") from None
+
+
 @dataclass(frozen=True)
 class OverflowStep:
-    """After ``after`` seconds of waiting, change the interaction's routing.
-
-    ``action`` is one of: ``widen`` (lower every required level to
-    ``min_level``), ``drop_skill`` (remove ``skill``), ``team`` (restrict to
-    ``team``), ``queue`` (move to ``queue``), ``callback`` or ``voicemail``
-    (leave the queue: the caller gets that instead).
-    """
+    """After ``after`` seconds of waiting, change the interaction's routing
+    as ``action`` says (see :class:`OverflowAction`)."""
 
     after: float
-    action: str
+    action: OverflowAction
     skill: str | None = None
     min_level: int | None = None
     team: str | None = None
     queue: str | None = None
+
+    def __post_init__(self) -> None:
+        _enum_field(self, "action", OverflowAction)
 
 
 @dataclass(frozen=True)
@@ -104,27 +147,20 @@ class ExpertiseRule:
     restrict to ``team`` (e.g. product_age > 5 → 2nd-level team)."""
 
     attribute: str
-    op: str
+    op: Operator
     value: Any
     skill: str | None = None
     level: int = 1
     team: str | None = None
 
+    def __post_init__(self) -> None:
+        _enum_field(self, "op", Operator)
+
     def matches(self, attributes: Mapping[str, Any]) -> bool:
         if self.attribute not in attributes:
             return False
-        actual = attributes[self.attribute]
-        compare: dict[str, Callable[[], Any]] = {
-            "==": lambda: actual == self.value,
-            "!=": lambda: actual != self.value,
-            ">": lambda: actual > self.value,
-            ">=": lambda: actual >= self.value,
-            "<": lambda: actual < self.value,
-            "<=": lambda: actual <= self.value,
-            "in": lambda: actual in self.value,
-        }
         try:
-            return bool(compare[self.op]())
+            return bool(_COMPARE[self.op](attributes[self.attribute], self.value))
         except TypeError:
             return False  # incomparable types: the rule does not apply
 

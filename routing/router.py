@@ -27,7 +27,14 @@ from sortedcontainers import SortedList
 
 from routing.agent import Agent, Phase
 from routing.blending import BlendingRules
-from routing.model import Channel, Interaction, QueueConfig, RoutingError
+from routing.model import (
+    Channel,
+    Interaction,
+    OverflowAction,
+    QueueConfig,
+    RoutingError,
+    UnknownName,
+)
 
 POLICIES = ("longest_idle", "best_skill", "least_occupied")
 
@@ -123,7 +130,7 @@ class Router:
         try:
             return self.agents[agent_id]
         except KeyError:
-            raise RoutingError("agent", f"unknown agent {agent_id!r}") from None
+            raise UnknownName("agent", f"unknown agent {agent_id!r}") from None
 
     def _reindex(self, agent: Agent) -> None:
         """Keep the free-agent index in step with one agent's state."""
@@ -147,7 +154,7 @@ class Router:
         queues = list(queues)
         for q in queues:
             if q not in self.queues:
-                raise RoutingError("queues", f"unknown queue {q!r}")
+                raise UnknownName("queues", f"unknown queue {q!r}")
         agent = self._agent(agent_id)
         agent.login(now, queues, paused)
         self._reindex(agent)
@@ -177,7 +184,7 @@ class Router:
         """A new interaction: apply the queue's rules, queue it, try to route it."""
         config = self.queues.get(interaction.queue)
         if config is None:
-            raise RoutingError("queue", f"unknown queue {interaction.queue!r}")
+            raise UnknownName("queue", f"unknown queue {interaction.queue!r}")
         if (
             interaction.id in self.waiting
             or interaction.id in self.offered
@@ -428,7 +435,7 @@ class Router:
         if (queue is None) == (to_agent is None):
             raise RoutingError("transfer", "give either a queue or an agent")
         if queue is not None and queue not in self.queues:
-            raise RoutingError("queue", f"unknown queue {queue!r}")
+            raise UnknownName("queue", f"unknown queue {queue!r}")
         if to_agent is not None:
             self._agent(to_agent)
         interaction = self._find_handled(agent_id, interaction_id)
@@ -522,17 +529,17 @@ class Router:
             step = steps[interaction.overflow_step]
             interaction.overflow_step += 1
             self._pull(interaction)
-            if step.action in ("callback", "voicemail"):
-                return step.action
-            if step.action == "widen":
+            if step.action.leaves_queue:
+                return step.action.value
+            if step.action is OverflowAction.WIDEN:
                 interaction.skills = {
                     s: min(lvl, step.min_level or 1) for s, lvl in interaction.skills.items()
                 }
-            elif step.action == "drop_skill" and step.skill:
+            elif step.action is OverflowAction.DROP_SKILL and step.skill:
                 interaction.skills.pop(step.skill, None)
-            elif step.action == "team":
+            elif step.action is OverflowAction.TEAM:
                 interaction.team = step.team
-            elif step.action == "queue" and step.queue:
+            elif step.action is OverflowAction.QUEUE and step.queue:
                 interaction.queue = step.queue
             self._push(interaction)
         return None

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime, ITCPTransport
 from twisted.logger import Logger
 
 from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, BadMessage, encode_message
@@ -42,6 +43,8 @@ log = Logger(namespace="dirigent.sim")
 
 class AmiServerProtocol(protocol.Protocol):
     factory: SimAmiServer
+    #: set by the TCP port before connectionMade, for the connection's life
+    transport: ITCPTransport
 
     def connectionMade(self) -> None:
         self.framer = AmiFramer(expect_banner=False)
@@ -313,7 +316,7 @@ class AmiServerProtocol(protocol.Protocol):
         )
 
 
-class SimAmiServer(protocol.ServerFactory):
+class SimAmiServer(protocol.ServerFactory[AmiServerProtocol]):
     """AMI over TCP in front of a :class:`SimPbx`; several clients at once."""
 
     protocol = AmiServerProtocol
@@ -353,8 +356,13 @@ class SimAmiServer(protocol.ServerFactory):
 
     def listen(self, port: int = 0, interface: str = "127.0.0.1") -> IListeningPort:
         self._interface = interface
-        self.port = self.reactor.listenTCP(port, self, interface=interface)
-        self._port_number = self.port.getHost().port
+        # Twisted types listenTCP's factory as a bare ServerFactory, i.e.
+        # ServerFactory[_ProtoWithFactory], and Factory is invariant in its
+        # protocol: no factory of a concrete protocol class passes.
+        self.port = self.reactor.listenTCP(port, self, interface=interface)  # type: ignore[arg-type]
+        host = self.port.getHost()
+        assert isinstance(host, IPv4Address | IPv6Address), host
+        self._port_number = host.port
         return self.port
 
     @property

@@ -1,4 +1,5 @@
-"""The Telephony port over the simulated PBX model, in process.
+"""The PBX link (and so the domain port, :class:`asterisk.port.AsteriskVoice`)
+over the simulated PBX model, in process.
 
 No TCP and no AMI text: the model's events (header lists, read as dicts)
 go straight through the same normalisers, mirror and originate tracker as
@@ -28,11 +29,11 @@ from asterisk.events import (
 from asterisk.framing import AmiMessage
 from asterisk.mirror import ChannelMirror
 from asterisk.originate import CAUSE_GRACE_SECONDS, OriginateTracker
-from asterisk.port import Subscriber
+from asterisk.port import AsteriskVoice, Subscriber
 from sim.pbx import Headers, SimError, SimPbx, action_fields
 
 
-class SimTelephony:
+class SimTelephony(AsteriskVoice):
     def __init__(self, pbx: SimPbx, name: str = "sim") -> None:
         self.pbx = pbx
         self.name = name

@@ -398,12 +398,7 @@ def run(
     runner.listeners.append(on_attempt)
     # nail up every agent's phone into its own bridge, then log in
     for agent_id in ids:
-        telephony.originate(
-            f"PJSIP/{agent_id}",
-            context="dirigent-agent",
-            exten=agent_id,
-            channel_id=f"agent-{agent_id}",
-        )
+        telephony.keep_line(agent_id, agent_id, call=f"agent-{agent_id}")
     clock.run_until(2.0)
     start = clock.seconds()
     for agent_id in ids:

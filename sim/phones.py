@@ -260,7 +260,7 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 farm.events.append((time.monotonic(), user, call_id, what))
 
         def make_class(decide: Callable[[Any], Decision], on_end: Callable[[str], None]) -> type:
-            class DecidingPhone(VoIPPhone):  # type: ignore[misc,valid-type]
+            class DecidingPhone(VoIPPhone):
                 def __init__(self, *args: Any, **kwargs: Any) -> None:
                     super().__init__(*args, **kwargs)
                     self._decisions: dict[str, Decision] = {}
@@ -359,15 +359,17 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 note(_user_of(call.request), call.call_id, "hung up")
                 on_end(call.call_id)
 
-            DecidingPhone.on_call = staticmethod(on_call)  # type: ignore[attr-defined]
+            DecidingPhone.on_call = staticmethod(on_call)  # type: ignore[attr-defined]  # added after the class body, which on_call follows
             return DecidingPhone
 
         ports = dict(sip_ports or {})
+
+        def agent_invite(ext: str) -> Callable[[Any], Decision]:
+            """The decision on an INVITE to agent ``ext``'s phone."""
+            return lambda req: agent_decider.invite(ext, req.headers["Call-ID"])
+
         for i, ext in enumerate(agents):
-            cls = make_class(
-                lambda req, e=ext: agent_decider.invite(e, req.headers["Call-ID"]),
-                agent_decider.call_ended,
-            )
+            cls = make_class(agent_invite(ext), agent_decider.call_ended)
             phone = cls(
                 host,
                 port,

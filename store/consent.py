@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, insert, or_, select
+from sqlalchemy import Connection, Engine, and_, insert, or_, select
 
 from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
@@ -27,17 +27,16 @@ CHANNELS = ("voice", "sms", "email")
 class DncResult:
     added: int = 0
     already: int = 0
-    rejected: list[tuple[str, str]] | None = None
+    #: (the input, why it was refused)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _campaign_id(conn, name: str | None, create: bool = False) -> int | None:  # type: ignore[no-untyped-def]
+def _campaign_id(conn: Connection, name: str | None, create: bool = False) -> int | None:
     if name is None:
         return None
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
     if found is None and create:
-        found = conn.execute(
-            insert(db.campaign).values(name=name, settings={})
-        ).inserted_primary_key[0]
+        found = db.insert_id(conn, insert(db.campaign).values(name=name, settings={}))
     if found is None:
         raise ListError("campaign", f"unknown campaign {name!r}")
     return found
@@ -53,7 +52,7 @@ def add_dnc(
     reason: str | None = None,
 ) -> DncResult:
     """Add numbers to the global list (``campaign=None``) or a campaign's."""
-    result = DncResult(rejected=[])
+    result = DncResult()
     with engine.begin() as conn:
         campaign_id = _campaign_id(conn, campaign, create=True)
         for raw in numbers:
@@ -86,9 +85,7 @@ def import_dnc(
         reader = ListReader(path, region=region)
         numbers = [row.number.e164 for row in reader]
         result = add_dnc(engine, numbers, campaign=campaign, source=f"file:{Path(path).name}")
-        result.rejected = (result.rejected or []) + [
-            (f"row {p.row}", p.reason) for p in reader.problems
-        ]
+        result.rejected += [(f"row {p.row}", p.reason) for p in reader.problems]
         return result
     lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     return add_dnc(

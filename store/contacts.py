@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from core.errors import Invalid
 from core.numbers import Rejected, normalize
 from store import db
 
@@ -72,7 +73,7 @@ def e164_of(raw: str, region: str | None = None) -> str:
     number = normalize(raw, region)
     if isinstance(number, Rejected):
         hint = "" if region or raw.strip().startswith("+") else " (national numbers need --region)"
-        raise ValueError(f"phone: {raw!r}: {number.reason}{hint}")
+        raise Invalid("phone", f"{raw!r}: {number.reason}{hint}")
     return number.e164
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -49,6 +50,8 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.sql.dml import Insert
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -377,6 +380,16 @@ audit = Table(
 )
 
 
+def insert_id(conn: Connection, statement: Insert) -> int:
+    """Runs the INSERT ``statement`` of one row and returns the new row's
+    integer primary key (SQLAlchemy types it as optional: an INSERT of no
+    row, or of several, has none, which would be a bug here)."""
+    key = conn.execute(statement).inserted_primary_key
+    if key is None:
+        raise RuntimeError(f"an INSERT into {statement.table} returned no primary key")
+    return int(key[0])
+
+
 def add_audit(engine: Engine, entry: dict[str, Any]) -> None:
     with engine.begin() as conn:
         conn.execute(audit.insert().values(**entry))
@@ -389,7 +402,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")

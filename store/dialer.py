@@ -6,8 +6,8 @@ over SQLAlchemy so that a restart finds everything it needs:
 
 * :class:`DbAttemptLog` writes the attempt row (with the runner's attempt id
   in ``ref``, the same id the channel carries as ``DIRIGENT_ATTEMPT``) and
-  commits it *before* ``begin`` returns, so the Originate that follows can
-  always be matched to a row.  ``open_attempts`` finds what a crash left open.
+  commits it *before* the Originate is sent.  ``open_attempts`` finds what
+  a crash left open.
 * :class:`DbLeadSource` takes records through :func:`store.pool.claim`
   (the compliance gate, one transaction) and applies the retry rules after
   every attempt.  It says why the campaign is idle, and after a crash it
@@ -16,19 +16,40 @@ over SQLAlchemy so that a restart finds everything it needs:
   campaign or drop-rate group, after every change, and rebuilds its last
   hour from the attempt rows after a restart.
 
-The writes are synchronous on the reactor thread: one small indexed
-statement each (well under a millisecond on SQLite, about one on a local
-PostgreSQL), and the attempt row *must* be on disk before the Originate.
+In the server (``writer`` given) nothing here runs on the reactor thread:
+every write and every claim goes to one :class:`DialerWriter` thread, in
+the order the reactor asked for them, and ``begin`` returns a Deferred
+that fires once the row is committed -- the runner sends the Originate
+only then.  The hopper is a small buffer of claimed leads, refilled in
+that thread ahead of demand, so pacing never waits for the database.
+Without a writer (virtual-time simulations and tests) the same code runs
+synchronously on the caller's thread.
+
+A write refused for a moment (SQLite's lock held by a list import, a lost
+PostgreSQL connection) is tried again with backoff; one that still fails is
+logged with its traceback, counted, and kept to be tried again before the
+next write (never dropped); an attempt whose outcome never lands is closed
+"unknown" at the next start-up (:meth:`DbAttemptLog.open_attempts`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select, update
-from twisted.logger import Logger
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 from dialer.abandon import DayCount
 from dialer.campaign import Lead
@@ -37,11 +58,252 @@ from dialer.retry import RetryRules
 from dialer.runner import Attempt
 from store import db, pool
 
+__all__ = [
+    "DbAttemptLog",
+    "DbLeadSource",
+    "DbLedgerStore",
+    "DialerWriter",
+    "Engine",
+    "WriteMetrics",
+]
+
 log = Logger(namespace="dirigent.dialer")
+
+#: seconds between the tries of a refused write (then it is logged, counted and kept)
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that may pass: a lock, a lost connection (not a bad value)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc.orig or exc).lower()
+    return exc.connection_invalidated or any(
+        word in text
+        for word in ("locked", "busy", "connection", "server closed", "terminating", "timeout")
+    )
+
+
+class WriteMetrics:
+    """The writer's counters (registered with the dialer's, ``DialerMetrics``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self.retries = Counter(
+            "dirigent_attempt_write_retries",
+            "Dialer writes (attempts, outcomes, claims, ledger) refused and tried again",
+            ["kind"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "dirigent_attempt_write_failures",
+            "Dialer writes that failed after every retry (kept and tried again later"
+            " when the failure may pass)",
+            ["kind"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "dirigent_attempt_writes_pending",
+            "Dialer writes that failed and wait for the database to take them",
+            registry=registry,
+        )
+
+
+#: what a durable write's Deferred fires with when it is kept for later
+PENDING = "pending"
+
+
+@dataclass
+class _Job:
+    kind: str
+    fn: Callable[[], Any]
+    durable: bool
+    what: str = ""
+    tries: int = field(default=0)
+
+
+class DialerWriter:
+    """The dialer's database work on one thread, in order, with retries.
+
+    ``submit`` returns a Deferred fired on the reactor thread with the
+    job's result.  A *durable* job (an outcome, a status) that still fails
+    after the retries is logged with its traceback, counted, and kept: the
+    writer tries it again, in order, before the next durable write and at
+    every :meth:`sweep` (its Deferred fires with :data:`PENDING`).  Other
+    jobs (an attempt row before its call, a claim) fail their Deferred
+    instead: a call whose row cannot be written is not made."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any = None,
+        metrics: WriteMetrics | None = None,
+        delays: tuple[float, ...] = RETRY_DELAYS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default
+
+            reactor = default
+        self.reactor = reactor
+        self.metrics = metrics or WriteMetrics()
+        self.delays = delays
+        self._sleep = sleep
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dirigent-dialer")
+        self._backlog: deque[_Job] = deque()  # the writer thread's only
+        self._lock = threading.Lock()  # the backlog, when run inline after close
+        self.closed = False
+        self.metrics.pending.set_function(lambda: len(self._backlog))
+
+    def submit(
+        self, kind: str, fn: Callable[..., Any], *args: Any, durable: bool = True, **kw: Any
+    ) -> Deferred[Any]:
+        job = _Job(kind, functools.partial(fn, *args, **kw), durable, _what(args))
+        if self.closed:  # shutting down: the last outcomes are written here and now
+            try:
+                return succeed(self._run(job))
+            except Exception:
+                return fail(Failure())
+        d: Deferred[Any] = Deferred()
+        future = self._pool.submit(self._run, job)
+        future.add_done_callback(lambda f: self.reactor.callFromThread(_fire, d, f))
+        return d
+
+    def sweep(self) -> Deferred[Any]:
+        """Try the kept writes again (the database may take them now)."""
+        return self.submit("sweep", _nothing, durable=False)
+
+    def flush(self) -> Deferred[Any]:
+        """Fires once everything submitted before has been tried."""
+        return self.submit("flush", _nothing, durable=False)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    def close(self) -> None:
+        """Wait for what is queued; later submissions run on the caller's thread."""
+        self.closed = True
+        self._pool.shutdown(wait=True)
+
+    # -- the writer thread --------------------------------------------------------------
+    def _run(self, job: _Job) -> Any:
+        with self._lock:
+            self._drain()
+            if job.durable and self._backlog:
+                self._backlog.append(job)  # behind the writes still refused: in order
+                return PENDING
+            try:
+                return self._try(job)
+            except Exception as exc:
+                failure = Failure()
+                self.metrics.failures.labels(job.kind).inc()
+                if not job.durable:
+                    log.failure(
+                        "dialer write {kind} {what} failed after {n} tries",
+                        failure,
+                        LogLevel.error,
+                        kind=job.kind,
+                        what=job.what,
+                        n=job.tries,
+                    )
+                    raise
+                kept = transient(exc)
+                log.failure(
+                    "dialer write {kind} {what} failed after {n} tries; {then}",
+                    failure,
+                    LogLevel.error,
+                    kind=job.kind,
+                    what=job.what,
+                    n=job.tries,
+                    then="kept, tried again before the next write"
+                    if kept
+                    else "not retried (the start-up recovery closes what it left open)",
+                )
+                if kept:
+                    self._backlog.append(job)
+                return PENDING
+
+    def _try(self, job: _Job) -> Any:
+        for delay in (*self.delays, None):
+            job.tries += 1
+            try:
+                return job.fn()
+            except Exception as exc:
+                if delay is None or not transient(exc):
+                    raise
+                self.metrics.retries.labels(job.kind).inc()
+                log.warn(
+                    "dialer write {kind} {what} refused ({e}); again in {d} s",
+                    kind=job.kind,
+                    what=job.what,
+                    e=_short(exc),
+                    d=delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _drain(self) -> None:
+        """Kept writes, oldest first, one try each; stops at the first refusal."""
+        while self._backlog:
+            job = self._backlog[0]
+            try:
+                job.tries += 1
+                job.fn()
+            except Exception as exc:
+                if transient(exc):
+                    return
+                log.failure(
+                    "kept dialer write {kind} {what} failed for good",
+                    Failure(),
+                    LogLevel.error,
+                    kind=job.kind,
+                    what=job.what,
+                )
+            else:
+                log.info(
+                    "kept dialer write {kind} {what} written after {n} tries",
+                    kind=job.kind,
+                    what=job.what,
+                    n=job.tries,
+                )
+            self._backlog.popleft()
+
+
+def _fire(d: Deferred[Any], future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        d.errback(Failure(exc))
+    else:
+        d.callback(future.result())
+
+
+def _nothing() -> None:
+    """A job that only waits for the ones before it."""
+
+
+def _what(args: tuple[Any, ...]) -> str:
+    """What a job is about, for its log line (an attempt id, a record id)."""
+    for a in args:
+        if isinstance(a, dict) and "ref" in a:
+            return str(a["ref"])
+        if isinstance(a, str | int) and not isinstance(a, bool):
+            return str(a)
+    return ""
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _at(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _seconds(value: dt.datetime | None) -> float | None:
@@ -64,15 +326,17 @@ def ensure_campaign(
     """The campaign's row (created if a list import has not made it yet),
     updated with the configured mode, country and caller ID."""
     c = db.campaign
-    values = {"country": country, "dial_mode": dial_mode, "caller_id": caller_id}
+    values: dict[str, Any] = {"country": country, "dial_mode": dial_mode, "caller_id": caller_id}
     if settings is not None:
         values["settings"] = settings
     with engine.begin() as conn:
         found = conn.execute(select(c.c.id).where(c.c.name == name)).scalar()
         if found is None:
-            return conn.execute(
+            key = conn.execute(
                 insert(c).values(name=name, **{"settings": {}, **values})
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert key is not None
+            return int(key[0])
         conn.execute(update(c).where(c.c.id == found).values(**values))
         return found
 
@@ -87,74 +351,141 @@ def campaign_status(engine: Engine, name: str) -> str | None:
         return conn.execute(select(db.campaign.c.status).where(db.campaign.c.name == name)).scalar()
 
 
-class DbAttemptLog:
-    """Attempt rows, one per dial; ``begin`` commits before returning."""
+def stored_settings(engine: Engine, name: str) -> dict[str, Any]:
+    """The campaign row's settings: live changes and whether it was controlled."""
+    with engine.connect() as conn:
+        return _stored_settings(conn, name)
 
-    def __init__(self, engine: Engine, campaign: str) -> None:
+
+def _stored_settings(conn: Any, name: str) -> dict[str, Any]:
+    found = conn.execute(select(db.campaign.c.settings).where(db.campaign.c.name == name))
+    return dict(found.scalar() or {})
+
+
+def store_settings(engine: Engine, name: str, updates: dict[str, Any], **columns: Any) -> None:
+    """Merge ``updates`` into the campaign row's settings (kept across restarts)."""
+    with engine.begin() as conn:
+        stored = _stored_settings(conn, name)
+        conn.execute(
+            update(db.campaign)
+            .where(db.campaign.c.name == name)
+            .values(settings={**stored, **updates}, **columns)
+        )
+
+
+def count_records(
+    engine: Engine, campaign_ids: dict[str, int]
+) -> dict[str, dict[tuple[str, bool], dict[str, int]]]:
+    """campaign -> (list, active) -> status -> records (a count over whole lists:
+    run it in a thread)."""
+    r, lst = db.record, db.dial_list
+    out: dict[str, dict[tuple[str, bool], dict[str, int]]] = {}
+    with engine.connect() as conn:
+        for name, campaign_id in campaign_ids.items():
+            per_list: dict[tuple[str, bool], dict[str, int]] = {}
+            out[name] = per_list
+            for list_name, active, status, n in conn.execute(
+                select(lst.c.name, lst.c.active, r.c.status, func.count())
+                .join(lst, lst.c.id == r.c.list_id)
+                .where(lst.c.campaign_id == campaign_id)
+                .group_by(lst.c.name, lst.c.active, r.c.status)
+            ):
+                per_list.setdefault((list_name, bool(active)), {})[status] = n
+    return out
+
+
+class DbAttemptLog:
+    """Attempt rows, one per dial, committed before the Originate.
+
+    Without ``writer`` each method writes before it returns; with one,
+    ``begin`` returns a Deferred fired once the row is committed (the runner
+    sends the Originate then) and the other writes follow it in order."""
+
+    def __init__(self, engine: Engine, campaign: str, writer: DialerWriter | None = None) -> None:
         self.engine = engine
+        self.writer = writer
+        self._preloaded: list[Attempt] | None = None
         with engine.connect() as conn:
             self.campaign_id = pool.find_campaign_id(conn, campaign)
 
-    def begin(self, attempt: Attempt) -> None:
+    def begin(self, attempt: Attempt) -> Deferred[Any] | None:
         record = attempt.lead.record_id
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(db.attempt).values(
-                    ref=attempt.id,
-                    record_id=record if isinstance(record, int) else None,
-                    campaign_id=self.campaign_id,
-                    e164=attempt.lead.number,
-                    pbx=attempt.pbx,
-                    started_at=_at(attempt.started),
-                    uniqueid=attempt.channel_id,
-                    agent_code=attempt.agent,
-                )
-            )
-            if isinstance(record, int):
-                pool.mark_dialing(conn, record)
+        values = {
+            "ref": attempt.id,
+            "record_id": record if isinstance(record, int) else None,
+            "campaign_id": self.campaign_id,
+            "e164": attempt.lead.number,
+            "pbx": attempt.pbx,
+            "started_at": _at(attempt.started),
+            "uniqueid": attempt.channel_id,
+            "agent_code": attempt.agent,
+        }
+        if self.writer is None:
+            self._begin(values)
+            return None
+        return self.writer.submit("begin", self._begin, values, durable=False)
 
-    def end(self, attempt: Attempt) -> None:
+    def _begin(self, values: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(db.attempt).values(**values))
+            if values["record_id"] is not None:
+                pool.mark_dialing(conn, values["record_id"])
+
+    def end(self, attempt: Attempt) -> Deferred[Any] | None:
         answered = attempt.answered
         ring_end = answered if answered is not None else attempt.ended
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(db.attempt)
-                .where(db.attempt.c.ref == attempt.id)
-                .values(
-                    outcome=attempt.outcome,
-                    hangup_cause=attempt.cause,
-                    channel=attempt.channel,
-                    ring_seconds=None if ring_end is None else ring_end - attempt.started,
-                    answered_at=_at(answered),
-                    connected_at=_at(attempt.connected),
-                    talk_seconds=(
-                        attempt.ended - attempt.connected
-                        if attempt.connected is not None and attempt.ended is not None
-                        else None
-                    ),
-                    verdict=attempt.verdict,
-                    agent_code=attempt.agent,
-                    abandoned=attempt.abandoned,
-                    ended_at=_at(attempt.ended),
-                )
-            )
+        values = {
+            "outcome": attempt.outcome,
+            "hangup_cause": attempt.cause,
+            "channel": attempt.channel,
+            "ring_seconds": None if ring_end is None else ring_end - attempt.started,
+            "answered_at": _at(answered),
+            "connected_at": _at(attempt.connected),
+            "talk_seconds": (
+                attempt.ended - attempt.connected
+                if attempt.connected is not None and attempt.ended is not None
+                else None
+            ),
+            "verdict": attempt.verdict,
+            "agent_code": attempt.agent,
+            "abandoned": attempt.abandoned,
+            "ended_at": _at(attempt.ended),
+        }
+        return self._update("end", attempt.id, values)
 
-    def connected(self, attempt: Attempt) -> None:
+    def connected(self, attempt: Attempt) -> Deferred[Any] | None:
         """A person reached an agent: kept so that a restart does not lose
         when the conversation began."""
+        values = {
+            "answered_at": _at(attempt.answered),
+            "connected_at": _at(attempt.connected),
+            "verdict": attempt.verdict,
+            "agent_code": attempt.agent,
+        }
+        return self._update("connected", attempt.id, values)
+
+    def _update(self, kind: str, ref: str, values: dict[str, Any]) -> Deferred[Any] | None:
+        if self.writer is None:
+            self._write(ref, values)
+            return None
+        return self.writer.submit(kind, self._write, ref, values)
+
+    def _write(self, ref: str, values: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(db.attempt)
-                .where(db.attempt.c.ref == attempt.id)
-                .values(
-                    answered_at=_at(attempt.answered),
-                    connected_at=_at(attempt.connected),
-                    verdict=attempt.verdict,
-                    agent_code=attempt.agent,
-                )
-            )
+            conn.execute(update(db.attempt).where(db.attempt.c.ref == ref).values(**values))
+
+    def preload_open(self, campaign: str) -> None:
+        """Read the open attempts now (in the writer's thread) for the next
+        :meth:`open_attempts` (on the reactor, after the first resync)."""
+        self._preloaded = self._open_attempts(campaign)
 
     def open_attempts(self, campaign: str) -> list[Attempt]:
+        if self._preloaded is not None:
+            found, self._preloaded = self._preloaded, None
+            return found
+        return self._open_attempts(campaign)
+
+    def _open_attempts(self, campaign: str) -> list[Attempt]:
         a = db.attempt
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -180,7 +511,15 @@ class DbAttemptLog:
 
 
 class DbLeadSource:
-    """The hopper: records that pass the compliance gate now, each taken once."""
+    """The hopper: records that pass the compliance gate now, each taken once.
+
+    With ``writer`` (the server) the claims run in the writer's thread into
+    a small buffer of leads, refilled ahead of demand: :meth:`take` hands out
+    what the buffer holds and never waits.  A lead waits there at most
+    ``max_age`` seconds (the gate judged it when it was claimed; a later
+    do-not-call entry or the end of the calling hours must not be missed by
+    much), then goes back to the pool undialed.  ``on_filled`` is called
+    when a refill brought leads (the runner paces again)."""
 
     def __init__(
         self,
@@ -191,6 +530,9 @@ class DbLeadSource:
         *,
         reason_ttl: float = 15.0,
         in_thread: Callable[..., Any] | None = None,
+        writer: DialerWriter | None = None,
+        batch: int = 10,
+        max_age: float = 10.0,
     ) -> None:
         self.engine = engine
         self.campaign = campaign
@@ -200,9 +542,48 @@ class DbLeadSource:
         self._reason: tuple[float, str] | None = None
         self.in_thread = in_thread  # e.g. threads.deferToThread; None: on the caller's thread
         self._refreshing = False
+        self.writer = writer
+        self.batch = batch
+        self.max_age = max_age
+        self.on_filled: Callable[[], None] | None = None
+        self._buffer: deque[tuple[float, Lead]] = deque()
+        self._filling = False
+        #: whether the last claim came back with leads (None: none answered yet)
+        self._found: bool | None = None
 
     def take(self, n: int, now: float) -> list[Lead]:
-        claimed = pool.claim(self.engine, self.campaign, self.gate, _at(now), limit=n)  # type: ignore[arg-type]
+        if self.writer is None:
+            return self.claim_now(n, now)
+        self._drop_stale(now)
+        out = [self._buffer.popleft()[1] for _ in range(min(n, len(self._buffer)))]
+        if len(self._buffer) < max(n, self.batch // 2):
+            self.fill(now, max(2 * n, self.batch))
+        return out
+
+    def fill(self, now: float, target: int | None = None) -> Deferred[Any]:
+        """Claim up to ``target`` leads into the buffer (one claim at a time)."""
+        want = (target or self.batch) - len(self._buffer)
+        if self.writer is None or self._filling or want <= 0:
+            return succeed(None)
+        self._filling = True
+        d = self.writer.submit("claim", self.claim_now, want, now, durable=False)
+
+        def filled(leads: list[Lead]) -> None:
+            self._found = bool(leads)
+            self._buffer.extend((now, lead) for lead in leads)
+            if leads and self.on_filled is not None:
+                self.on_filled()
+
+        def failed(f: Failure) -> None:
+            log.warn("campaign {c}: claim failed: {e}", c=self.campaign.name, e=f.getErrorMessage())
+
+        d.addCallbacks(filled, failed)
+        d.addBoth(lambda _: setattr(self, "_filling", False))
+        return d
+
+    def claim_now(self, n: int, now: float) -> list[Lead]:
+        """Claim ``n`` records on this thread (blocks on the database)."""
+        claimed = pool.claim(self.engine, self.campaign, self.gate, _utc(now), limit=n)
         if not claimed:
             return []
         self._reason = None
@@ -220,33 +601,56 @@ class DbLeadSource:
             for c in claimed
         ]
 
+    def _drop_stale(self, now: float) -> None:
+        stale = []
+        while self._buffer and now - self._buffer[0][0] > self.max_age:
+            stale.append(self._buffer.popleft()[1])
+        self._give_back(stale)
+
+    def release_buffer(self) -> int:
+        """The buffered leads go back to the pool undialed (pause, stop)."""
+        leads = [lead for _, lead in self._buffer]
+        self._buffer.clear()
+        self._give_back(leads)
+        return len(leads)
+
+    def _give_back(self, leads: list[Lead]) -> None:
+        ids = [lead.record_id for lead in leads if isinstance(lead.record_id, int)]
+        if ids and self.writer is not None:
+            self.writer.submit("unclaim", self._unclaim, ids)
+
+    def _unclaim(self, ids: list[int]) -> None:
+        with self.engine.begin() as conn:
+            pool.unclaim(conn, ids)
+
     def done(self, lead: Lead, outcome: str, now: float) -> None:
         if not isinstance(lead.record_id, int):
             return  # an attempt without a record (a manual dial)
-        pool.record_outcome(
-            self.engine,
-            lead.record_id,
-            outcome,
-            _at(now),
-            self.rules,
-            counted=True,  # type: ignore[arg-type]
-        )
+        args = (self.engine, lead.record_id, outcome, _utc(now), self.rules)
+        if self.writer is None:
+            pool.record_outcome(*args, counted=True)
+        else:
+            self.writer.submit("outcome", pool.record_outcome, *args, counted=True)
 
     def release(self, lead: Lead, now: float) -> None:
         """A record taken but never dialed (a skipped preview) is due again,
         behind the records never tried, with no attempt counted."""
         if not isinstance(lead.record_id, int):
             return
+        if self.writer is None:
+            self._release(lead.record_id, now)
+        else:
+            self.writer.submit("release", self._release, lead.record_id, now)
+
+    def _release(self, record_id: int, now: float) -> None:
         r = db.record
         with self.engine.begin() as conn:
             conn.execute(
                 update(r)
-                .where(
-                    and_(r.c.id == lead.record_id, r.c.status.in_((*db.OPEN_STATUSES, "dialing")))
-                )
+                .where(and_(r.c.id == record_id, r.c.status.in_((*db.OPEN_STATUSES, "dialing"))))
                 .values(status="scheduled", next_due_at=_at(now))
             )
-            pool.unclaim(conn, [lead.record_id])
+            pool.unclaim(conn, [record_id])
 
     def empty_reason(self, now: float) -> str:
         """Why nothing is dialable, from the pool status (cached a few seconds:
@@ -257,6 +661,8 @@ class DbLeadSource:
         meanwhile, so the reactor never waits for it."""
         if self._reason is not None and now - self._reason[0] < self.reason_ttl:
             return self._reason[1]
+        if self._filling and self._found is None:
+            return "filling the hopper"  # the first claim is on its way
         if self.in_thread is None:
             self._reason = (now, self.reason_now(now))
             return self._reason[1]
@@ -270,7 +676,7 @@ class DbLeadSource:
 
     def reason_now(self, now: float) -> str:
         """The idle reason, from a fresh pool status (blocks on the database)."""
-        status = pool.pool_status(self.engine, self.campaign, self.gate, _at(now), sample=500)  # type: ignore[arg-type]
+        status = pool.pool_status(self.engine, self.campaign, self.gate, _utc(now), sample=500)
         records = status["records"]
         open_ = records.get("new", 0) + records.get("scheduled", 0)
         if not records:
@@ -326,9 +732,16 @@ class DbLedgerStore:
     """One abandon ledger's day buckets, saved after every change, and its
     last hour, rebuilt from the attempt rows of the group's campaigns."""
 
-    def __init__(self, engine: Engine, group: str, campaigns: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        group: str,
+        campaigns: Iterable[str] = (),
+        writer: DialerWriter | None = None,
+    ) -> None:
         self.engine = engine
         self.group = group
+        self.writer = writer
         #: the campaigns whose calls the ledger counts (default: the one named ``group``)
         self.campaigns = tuple(campaigns) or (group,)
 
@@ -373,6 +786,14 @@ class DbLedgerStore:
         return sorted(events)
 
     def save(self, bucket: DayCount) -> None:
+        """Save a day bucket (with a writer: a copy of it, in the writer's order)."""
+        if self.writer is not None:
+            copy = DayCount(bucket.day, bucket.live, bucket.abandoned)
+            self.writer.submit("ledger", self._save, copy)
+            return
+        self._save(bucket)
+
+    def _save(self, bucket: DayCount) -> None:
         t = db.abandon_count
         where = and_(t.c.grp == self.group, t.c.day_start == bucket.day)
         values = {"live": bucket.live, "abandoned": bucket.abandoned}

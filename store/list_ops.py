@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 
 from sqlalchemy import Engine
 
+from core.errors import Invalid, NotFound
 from core.numbers import check_region
 from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
@@ -36,7 +37,7 @@ def safe_list_name(name: str) -> str:
     """The uploaded file's name without any path or odd characters."""
     base = _SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name).strip(" .")
     if not base:
-        raise ValueError("name: give the file's name (e.g. name=customers.csv)")
+        raise Invalid("name", "give the file's name (e.g. name=customers.csv)")
     return base[:200]
 
 
@@ -69,12 +70,12 @@ class ListOps:
         create: bool = False,
     ) -> dict[str, Any]:
         if not campaign.strip():
-            raise ValueError("campaign: required")
+            raise Invalid("campaign", "required")
         if region is not None:
             try:
                 region = check_region(region)
             except ValueError as exc:
-                raise ValueError(f"region: {exc}") from None
+                raise Invalid("region", str(exc)) from None
         directory = Path(tempfile.mkdtemp(prefix="dirigent-upload-"))
         try:
             path = directory / safe_list_name(name)
@@ -91,7 +92,7 @@ class ListOps:
                     configured=tuple(self.campaigns),
                 )
             except UnknownCampaign as exc:
-                raise ValueError(f"campaign: {exc}") from None
+                raise Invalid("campaign", str(exc)) from None
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         out = report.summary()
@@ -111,7 +112,7 @@ class ListOps:
             or not numbers
             or not all(isinstance(n, str) for n in numbers)
         ):
-            raise ValueError("numbers: a non-empty list of phone numbers")
+            raise Invalid("numbers", "a non-empty list of phone numbers")
         campaign = _optional_text(body, "campaign")
         region = _optional_text(body, "region")
         result = add_dnc(
@@ -125,7 +126,7 @@ class ListOps:
         return {
             "added": result.added,
             "already": result.already,
-            "rejected": [{"number": n, "reason": r} for n, r in result.rejected or []],
+            "rejected": [{"number": n, "reason": r} for n, r in result.rejected],
         }
 
     def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]:
@@ -133,17 +134,17 @@ class ListOps:
 
         parsed = normalize(number, None)
         if isinstance(parsed, Rejected):
-            raise ValueError(f"number: {parsed.reason}")
+            raise Invalid("number", parsed.reason)
         blocked = DbDnc(self.engine).blocked(parsed.e164, campaign or "")
         return {"number": parsed.e164, "blocked": blocked}
 
     def add_consent(self, body: dict[str, Any]) -> dict[str, Any]:
         contact = body.get("contact")
         if not isinstance(contact, int) or isinstance(contact, bool) or not 0 < contact < 2**63:
-            raise ValueError("contact: the contact's id (a whole number from 1 to 2**63 - 1)")
+            raise Invalid("contact", "the contact's id (a whole number from 1 to 2**63 - 1)")
         granted = body.get("granted")
         if not isinstance(granted, bool):
-            raise ValueError("granted: true (a grant) or false (a withdrawal)")
+            raise Invalid("granted", "true (a grant) or false (a withdrawal)")
         channel = _optional_text(body, "channel") or ""
         record_consent(
             self.engine,
@@ -161,15 +162,15 @@ class ListOps:
 
         campaign = _optional_text(body, "campaign")
         if not campaign:
-            raise ValueError("campaign: required")
+            raise Invalid("campaign", "required")
         raw_drop = body.get("drop")
         if not isinstance(raw_drop, list) or not all(isinstance(n, str) for n in raw_drop):
-            raise ValueError("drop: a list of numbers")
+            raise Invalid("drop", "a list of numbers")
 
         def e164(raw: str, key: str) -> str:
             parsed = normalize(raw, _optional_text(body, "region"))
             if isinstance(parsed, Rejected):
-                raise ValueError(f"{key}: {raw!r}: {parsed.reason}")
+                raise Invalid(key, f"{raw!r}: {parsed.reason}")
             return parsed.e164
 
         keep = e164(_optional_text(body, "keep") or "", "keep")
@@ -179,7 +180,7 @@ class ListOps:
         """``PATCH /api/lists/<campaign>/<list>`` with ``{"active": true|false}``."""
         active = body.get("active")
         if not isinstance(active, bool):
-            raise ValueError("active: must be true or false")
+            raise Invalid("active", "must be true or false")
         return set_list_active(self.engine, campaign, name, active)
 
     def disposition(
@@ -188,16 +189,16 @@ class ListOps:
         """``POST /api/interactions/<id>/disposition`` ``{code, callback_at?}``."""
         code = body.get("code")
         if not isinstance(code, str):
-            raise ValueError("code: give the call's result as text, e.g. 'sale' or 'callback'")
+            raise Invalid("code", "give the call's result as text, e.g. 'sale' or 'callback'")
         raw_at = _optional_text(body, "callback_at")
         callback_at = None
         if raw_at is not None:
             try:
                 callback_at = dt.datetime.fromisoformat(raw_at)
             except ValueError:
-                raise ValueError(f"callback_at: {raw_at!r} is not an ISO 8601 time") from None
+                raise Invalid("callback_at", f"{raw_at!r} is not an ISO 8601 time") from None
             if callback_at.tzinfo is None:
-                raise ValueError("callback_at: give the offset, e.g. 2026-11-24T10:00:00+01:00")
+                raise Invalid("callback_at", "give the offset, e.g. 2026-11-24T10:00:00+01:00")
         return apply_disposition(
             self.engine,
             ref,
@@ -212,10 +213,16 @@ class ListOps:
         config = self.campaigns.get(campaign)
         return config.retry if config is not None else RetryRules()
 
+    def find_contacts(self, phone: str, region: str | None = None) -> dict[str, Any]:
+        """``GET /api/contacts?phone=``: what ``dirigent contacts find`` shows."""
+        from store.contacts import find_by_phone
+
+        return find_by_phone(self.engine, phone, region).as_dict()
+
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)
         if config is None:
-            raise KeyError(campaign)
+            raise NotFound("campaign", f"unknown campaign {campaign!r}")
         gate = Compliance(DbDnc(self.engine), DbConsent(self.engine))
         return pool_status(
             self.engine, config.compliance(), gate, dt.datetime.fromtimestamp(now, dt.UTC)
@@ -225,5 +232,5 @@ class ListOps:
 def _optional_text(body: dict[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{key}: must be text")
+        raise Invalid(key, "must be text")
     return value or None

@@ -56,6 +56,7 @@ from sqlalchemy import (
     update,
 )
 
+from core.errors import Invalid, NotFound
 from dialer.lists import (
     ListReader,
     ListRow,
@@ -275,11 +276,12 @@ def _stage_list(conn: Connection, campaign_id: int, name: str, source: str) -> t
         )
     ).first()
     if found is None:
-        list_id = conn.execute(
+        list_id = db.insert_id(
+            conn,
             insert(t).values(
                 campaign_id=campaign_id, name=name, source=source, active=False, import_state="new"
-            )
-        ).inserted_primary_key[0]
+            ),
+        )
         return list_id, "created"
     if found.import_state == "switching":
         return found.id, "switching"
@@ -397,11 +399,12 @@ def discard_import(engine: Engine, campaign: str, name: str) -> dict[str, Any]:
             select(t.c.id, t.c.import_state).where(t.c.campaign_id == campaign_id, t.c.name == name)
         ).first()
     if row is None:
-        raise LookupError(f"list: no list {name!r} in campaign {campaign!r}")
+        raise NotFound("list", f"no list {name!r} in campaign {campaign!r}")
     if row.import_state not in ("new", "adding"):
-        raise ValueError(
-            f"list: {name!r} is not an unfinished import"
-            + (" (its switch is under way: import it again to finish)" if row.import_state else "")
+        raise Invalid(
+            "list",
+            f"{name!r} is not an unfinished import"
+            + (" (its switch is under way: import it again to finish)" if row.import_state else ""),
         )
     _discard(engine, row.id, [], reason="discarded on request")
     return {"campaign": campaign, "list": name, "discarded": True}
@@ -489,7 +492,7 @@ def _campaign(conn: Connection, name: str) -> int:
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
     if found is not None:
         return found
-    return conn.execute(insert(db.campaign).values(name=name, settings={})).inserted_primary_key[0]
+    return db.insert_id(conn, insert(db.campaign).values(name=name, settings={}))
 
 
 def _list(conn: Connection, campaign_id: int, name: str, source: str) -> int:
@@ -499,9 +502,7 @@ def _list(conn: Connection, campaign_id: int, name: str, source: str) -> int:
     ).scalar()
     if found is not None:
         return found
-    return conn.execute(
-        insert(t).values(campaign_id=campaign_id, name=name, source=source)
-    ).inserted_primary_key[0]
+    return db.insert_id(conn, insert(t).values(campaign_id=campaign_id, name=name, source=source))
 
 
 def _write(
@@ -680,8 +681,10 @@ def _insert_many(
     PostgreSQL import).  JSON values come already encoded; the values are
     bound or streamed, never spliced into the SQL."""
     if conn.dialect.name == "postgresql":
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
+        import psycopg
+
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection), raw
         with (
             raw.cursor() as cur,
             cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
@@ -701,8 +704,9 @@ class TerminalProgress:
     def __init__(self, path: str | Path) -> None:
         from tqdm import tqdm
 
+        self.total = 1000  # per mille of the file read
         self.bar = tqdm(
-            total=1000,
+            total=self.total,
             desc=Path(path).name,
             unit="‰",
             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]",
@@ -711,12 +715,12 @@ class TerminalProgress:
         )
 
     def __call__(self, rows: int, fraction: float) -> None:
-        self.bar.n = int(fraction * 1000)
+        self.bar.n = int(fraction * self.total)
         self.bar.set_postfix_str(f"{rows:,} rows", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.n = self.bar.total
+        self.bar.n = self.total
         self.bar.close()
 
 

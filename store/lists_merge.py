@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from store import db
 from store.pool import find_campaign_id
@@ -53,7 +53,7 @@ class MergeReport:
         }
 
 
-def _record(conn, campaign_id: int, e164: str, field: str) -> Any:  # type: ignore[no-untyped-def]
+def _record(conn: Connection, campaign_id: int, e164: str, field: str) -> Any:
     r, lst, h = db.record, db.dial_list, db.hopper
     row = conn.execute(
         select(r, h.c.record_id.label("claimed"))

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Integer,
+    Select,
     Text,
     and_,
     bindparam,
@@ -41,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 
+from core.errors import Forbidden, Invalid, NotFound
 from core.numbers import Number
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
@@ -63,7 +66,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
-def _number(conn, e164: str) -> Number:  # type: ignore[no-untyped-def]
+def _number(conn: Connection, e164: str) -> Number:
     row = conn.execute(
         select(db.contact_phone).where(db.contact_phone.c.e164 == e164).limit(1)
     ).first()
@@ -71,8 +74,8 @@ def _number(conn, e164: str) -> Number:  # type: ignore[no-untyped-def]
     return Number(e164, row.number_type if row else "", row.region if row else "", zones)
 
 
-def _candidates(  # type: ignore[no-untyped-def]
-    conn,
+def _candidates(
+    conn: Connection,
     campaign_id: int,
     now: dt.datetime,
     limit: int,
@@ -128,7 +131,7 @@ def _candidates(  # type: ignore[no-untyped-def]
     return rows[offset:want]
 
 
-def _from_record(columns: tuple[Any, ...]):  # type: ignore[no-untyped-def]
+def _from_record(columns: tuple[Any, ...]) -> Select[Any]:
     """SELECT ``columns`` FROM record, with the record's own number (its
     contact's phone row: type, region, time zones) beside it; merging moves
     phone rows with their records, so the pair always exists.  Records in
@@ -187,7 +190,9 @@ def _lookups(campaign_id: int, now: dt.datetime, consent: bool) -> tuple[Any, ..
     return tuple(cols)
 
 
-def _due_retries(conn, list_id: int, now: dt.datetime, want: int, columns):  # type: ignore[no-untyped-def]
+def _due_retries(
+    conn: Connection, list_id: int, now: dt.datetime, want: int, columns: tuple[Any, ...]
+) -> list[Any]:
     """One list's first ``want`` due retries in hopper order, one priority at
     a time, highest first.  Each read seeks (list, priority, due time) on the
     retry index and stops at ``now``.  One read over all priorities cannot
@@ -217,14 +222,14 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _OPEN_SQL = text(f"record.{db.OPEN_CONDITION}")
 
 
-def find_campaign_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
+def find_campaign_id(conn: Connection, name: str) -> int:
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
     if found is None:
-        raise LookupError(f"campaign: unknown campaign {name!r}")
+        raise NotFound("campaign", f"unknown campaign {name!r}")
     return found
 
 
-def _history(conn, number: Number, now: dt.datetime) -> DialHistory:  # type: ignore[no-untyped-def]
+def _history(conn: Connection, number: Number, now: dt.datetime) -> DialHistory:
     """Attempts today count from midnight in the number's (first) time zone."""
     a = db.attempt
     e164 = number.e164
@@ -279,8 +284,8 @@ def _needs_consent(campaign: Campaign) -> bool:
     return campaign.requires_consent
 
 
-def _read(  # type: ignore[no-untyped-def]
-    conn,
+def _read(
+    conn: Connection,
     campaign_id: int,
     campaign: Campaign,
     gate: Compliance,
@@ -356,8 +361,12 @@ def _read(  # type: ignore[no-untyped-def]
     return out
 
 
-def _verdict(  # type: ignore[no-untyped-def]
-    gate: Compliance, campaign: Campaign, row, now: dt.datetime, started: list[dt.datetime] | None
+def _verdict(
+    gate: Compliance,
+    campaign: Campaign,
+    row: Any,
+    now: dt.datetime,
+    started: list[dt.datetime] | None,
 ) -> Verdict:
     """The gate's verdict on one candidate read with its look-ups."""
     zones = tuple(z for z in (row.timezones or "").split(",") if z)
@@ -416,7 +425,7 @@ _INTO_HOPPER = {
 }
 
 
-def _into_hopper(conn, campaign_id: int, ids: list[int], now: dt.datetime) -> set[int]:  # type: ignore[no-untyped-def]
+def _into_hopper(conn: Connection, campaign_id: int, ids: list[int], now: dt.datetime) -> set[int]:
     """Put records in the hopper; the ones another claimer holds already are
     skipped (the hopper's key).  Returns the ids taken."""
     dialect = conn.dialect.name
@@ -432,12 +441,12 @@ def _into_hopper(conn, campaign_id: int, ids: list[int], now: dt.datetime) -> se
     return set(conn.execute(stmt).scalars())
 
 
-def mark_dialing(conn, record_id: int) -> None:  # type: ignore[no-untyped-def]
+def mark_dialing(conn: Connection, record_id: int) -> None:
     """The record's attempt is written: the record is being dialed."""
     conn.execute(update(db.record).where(db.record.c.id == record_id).values(status="dialing"))
 
 
-def unclaim(conn, record_ids: list[int]) -> None:  # type: ignore[no-untyped-def]
+def unclaim(conn: Connection, record_ids: list[int]) -> None:
     """Out of the hopper (an outcome, a record handed back)."""
     conn.execute(delete(db.hopper).where(db.hopper.c.record_id.in_(record_ids)))
 
@@ -540,7 +549,7 @@ def pool_status(
         ):
             by_status[list_id][status] = n
         end_of_day = _local_midnight(campaign.timezone, now, days=1)
-        later_today = dict(
+        later_today: dict[int, int] = dict(
             conn.execute(
                 select(r.c.list_id, func.count())
                 .where(
@@ -605,7 +614,7 @@ def disposition_code(raw: str) -> str:
     """The code an agent gave, trimmed and checked; special codes normalised."""
     code = " ".join(raw.split())
     if not code or len(code) > 40:
-        raise ValueError("code: give the call's result in 1 to 40 characters")
+        raise Invalid("code", "give the call's result in 1 to 40 characters")
     key = "-".join(code.lower().replace("_", " ").split())
     return _SPECIAL_CODES.get(key, code)
 
@@ -640,16 +649,16 @@ def apply_disposition(
             .where(a.c.ref == ref)
         ).first()
         if row is None:
-            raise LookupError(f"interaction: no outbound call {ref!r}")
+            raise NotFound("interaction", f"no outbound call {ref!r}")
         if agent is not None and row.agent_code != agent:
-            raise PermissionError(f"agent: {agent} did not take call {ref}")
+            raise Forbidden("agent", f"{agent} did not take call {ref}")
         if code == CALLBACK:
             if callback_at is None:
-                raise ValueError("callback_at: a call-back needs its time (ISO 8601 with offset)")
+                raise Invalid("callback_at", "a call-back needs its time (ISO 8601 with offset)")
             if callback_at <= now:
-                raise ValueError("callback_at: must be in the future")
+                raise Invalid("callback_at", "must be in the future")
             if row.outcome is None:
-                raise ValueError("state: the call is still up; set the call-back once it has ended")
+                raise Invalid("state", "the call is still up; set the call-back once it has ended")
         if code == DO_NOT_CALL:
             opt_out(engine, row.e164)  # first: whatever else fails, the number is blocked
         conn.execute(update(a).where(a.c.id == row.id).values(disposition=code))
@@ -689,11 +698,12 @@ def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> d
             )
         ).first()
         if row is None:
-            raise LookupError(f"list: no list {name!r} in campaign {campaign!r}")
+            raise NotFound("list", f"no list {name!r} in campaign {campaign!r}")
         if row.import_state == "new":
-            raise LookupError(
-                f"list: {name!r} is still being imported (not whole yet): import the file "
-                "again to finish it, or lists discard"
+            raise NotFound(
+                "list",
+                f"{name!r} is still being imported (not whole yet): import the file "
+                "again to finish it, or lists discard",
             )
         conn.execute(update(lst).where(lst.c.id == row.id).values(active=active))
     return {"campaign": campaign, "list": name, "active": active, "was_active": bool(row.active)}

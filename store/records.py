@@ -3,7 +3,8 @@ state change (``agent_state_log``) and every interaction's life
 (``interaction``: queued, answered, ended / abandoned / fallback, with its
 history across transfers).
 
-Subscribes to the in-process event bus; the writes run on one worker thread
+Subscribes to the in-process event bus (agent state changes and interaction
+events, by their classes); the writes run on one worker thread
 in order (the event loop never waits for the database), and :meth:`close`
 drains the queue, so a clean shutdown loses nothing.  A write that fails
 (SQLite's lock held by a list import, a PostgreSQL restart) is tried again
@@ -28,7 +29,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from core.bus import EventBus, Message
+from core.bus import EventBus
+from core.events import AgentStateChanged, InteractionChanged, Stage
 from store import db
 
 log = Logger(namespace="store.records")
@@ -62,23 +64,27 @@ class Recorder:
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dirigent-records")
         self._last: Future[Any] | None = None
-        self._unsubscribe = bus.subscribe(self.on_message)
+        off = [
+            bus.subscribe(AgentStateChanged, self.on_agent_state),
+            bus.subscribe(InteractionChanged, self.on_interaction),
+        ]
+        self._unsubscribe = lambda: [unsubscribe() for unsubscribe in off]
 
-    def on_message(self, message: Message) -> None:
-        if message["type"] == "agent":
-            self._submit(self._agent_state, message)
-        elif message["type"] == "interaction":
-            self._submit(self._interaction, message)
+    def on_agent_state(self, event: AgentStateChanged) -> None:
+        self._submit(self._agent_state, event, event.TYPE, event.agent)
 
-    def _submit(self, fn: Any, message: Message) -> None:
-        self._last = self._pool.submit(self._safely, fn, dict(message))
+    def on_interaction(self, event: InteractionChanged) -> None:
+        self._submit(self._interaction, event, event.TYPE, event.interaction)
 
-    def _safely(self, fn: Any, message: Message) -> None:
-        kind = str(message.get("type"))
+    def _submit(self, fn: Callable[[Any], None], item: Any, kind: str, what: str | None) -> None:
+        # events are frozen: the writer thread reads them as they were published
+        self._last = self._pool.submit(self._safely, fn, item, kind, what)
+
+    def _safely(self, fn: Callable[[Any], None], item: Any, kind: str, what: str | None) -> None:
         failure: Failure | None = None
         for delay in (*self._delays, None):
             try:
-                fn(message)
+                fn(item)
                 return
             except (OperationalError, DBAPIError) as exc:
                 failure = Failure()
@@ -100,58 +106,56 @@ class Recorder:
             "could not record {kind} {what} after retries",
             failure,
             kind=kind,
-            what=message.get("interaction") or message.get("agent"),
+            what=what,
         )
 
     def audit(self, entry: dict[str, Any]) -> None:
         """An audit row, in order with the report rows (same writer, same retries)."""
-        self._submit(self._audit_row, {"type": "audit", **entry})
+        self._submit(self._audit_row, dict(entry), "audit", None)
 
-    def _audit_row(self, m: Message) -> None:
-        db.add_audit(self.engine, {k: v for k, v in m.items() if k != "type"})
+    def _audit_row(self, entry: dict[str, Any]) -> None:
+        db.add_audit(self.engine, entry)
 
-    def _agent_state(self, m: Message) -> None:
+    def _agent_state(self, e: AgentStateChanged) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 insert(db.agent_state_log).values(
-                    agent_code=m["agent"],
-                    state=m["state"],
-                    reason=m.get("pause_reason"),
-                    at=_ts(m["at"]),
+                    agent_code=e.agent,
+                    state=e.state.value,
+                    reason=e.pause_reason,
+                    at=_ts(e.at),
                 )
             )
 
-    def _interaction(self, m: Message) -> None:
+    def _interaction(self, e: InteractionChanged) -> None:
         t = db.interaction
-        at = _ts(m["at"])
+        at = _ts(e.at)
+        history = [dict(entry) for entry in e.history]
         with self.engine.begin() as conn:
-            row = conn.execute(select(t.c.id).where(t.c.uniqueid == m["interaction"])).first()
+            row = conn.execute(select(t.c.id).where(t.c.uniqueid == e.interaction)).first()
             if row is None:
                 conn.execute(
                     insert(t).values(
-                        channel=m["channel"],
-                        direction=m.get("direction", "inbound"),
-                        uniqueid=m["interaction"],
+                        channel=e.channel.value,
+                        direction=e.direction.value,
+                        uniqueid=e.interaction,
                         arrived_at=at,
-                        queue_name=m["queue"],
-                        customer=m.get("customer"),
-                        attributes={"history": m["history"]},
+                        queue_name=e.queue,
+                        customer=e.customer,
+                        attributes={"history": history},
                     )
                 )
-                if m["event"] == "queued":
+                if e.stage is Stage.QUEUED:
                     return
-            values: dict[str, Any] = {
-                "queue_name": m["queue"],
-                "attributes": {"history": m["history"]},
-            }
-            event = m["event"]
-            if event == "answered":
-                values.update(answered_at=at, agent_code=m.get("agent"))
-            elif event in ("ended", "abandoned", "fallback"):
-                # "pbx-lost": the channels vanished with the PBX link (ended then)
-                outcome = m.get("outcome") or {"ended": "answered"}.get(event, event)
-                values.update(ended_at=at, outcome=outcome)
-            conn.execute(update(t).where(t.c.uniqueid == m["interaction"]).values(**values))
+            values: dict[str, Any] = {"queue_name": e.queue, "attributes": {"history": history}}
+            if e.stage is Stage.ANSWERED:
+                values.update(answered_at=at, agent_code=e.agent)
+            elif e.stage is not Stage.QUEUED:
+                # ended: "answered" unless cut ("pbx-lost": the channels vanished
+                # with the PBX link, ended then); abandoned and fallback: themselves
+                default = "answered" if e.stage is Stage.ENDED else e.stage.value
+                values.update(ended_at=at, outcome=e.outcome or default)
+            conn.execute(update(t).where(t.c.uniqueid == e.interaction).values(**values))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written."""

@@ -4,30 +4,134 @@ real PostgreSQL server (started here unless DIRIGENT_TEST_PG_URL is given)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import re
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from dirigent import reactor as reactor_setup
 from tests import pg
 
 LOOP = reactor_setup.install()
 
+# No timing assertions (COMMON.md), hypothesis's 200 ms deadline per example
+# included: on a loaded machine (CI, two cores shared) it fails correct code.
+settings.register_profile("dirigent", deadline=None)
+settings.load_profile("dirigent")
+
 from twisted.internet import reactor  # noqa: E402
+from twisted.internet.interfaces import IReactorThreads  # noqa: E402
 
 # The tests drive the asyncio loop directly instead of reactor.run(), so the
 # reactor's thread pool (deferToThread: database work) is started by hand.
-_POOL = reactor.getThreadPool()
+_POOL = IReactorThreads(reactor).getThreadPool()
 _POOL.start()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop the pool's (non-daemon) workers, or the interpreter waits for them."""
     _POOL.stop()
+
+
+# -- test tiers (README, "Tests") -------------------------------------------------------
+#: from fast to slow; every test gets exactly one, so ``-m unit`` is the fast tier
+TIERS = ("unit", "protocol", "integration", "realpbx", "browser")
+
+#: fixtures that put a test on a tier (with several, the slowest tier wins)
+FIXTURE_TIERS = {
+    "sim": "protocol",  # the simulated PBX over real TCP
+    "session_factory": "protocol",  # AMI sessions over TCP
+    "database_url": "integration",  # a fresh database, SQLite file or PostgreSQL
+    "postgres_url": "integration",  # a real PostgreSQL server
+    "lab": "realpbx",  # a real Asterisk
+}
+
+#: what a test, a fixture it uses or a test helper it calls does, read from
+#: their source: real TCP or SIP over UDP makes it a protocol test; a database or a process
+#: of its own (the CLI, ``dirigent serve``, the demo) an integration test
+_DOES = (
+    (
+        "integration",
+        re.compile(
+            r"\bsubprocess\.|\bPopen\(|\bsys\.executable\b|\bmultiprocessing\b|"
+            r"\bdb\.upgrade\(|\bmake_engine\(|\bcreate_engine\(|sqlite:///"
+        ),
+    ),
+    (
+        "protocol",
+        re.compile(
+            r"\bSimAmiServer\(|\.listen\(|\blistenTCP\(|\bconnectTCP\(|\bwebsockets\b|"
+            r"\bstart_server\(|\bopen_connection\(|\burlopen\(|\btreq\b|\bhttp\.client\b|"
+            r"\bsocket\.socket\(|\bSOCK_DGRAM\b|\bPhoneFarm\(|\bVoIPPhone\("
+        ),
+    ),
+)
+_CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
+_TIER_OF_CODE: dict[object, str] = {}
+
+
+def _slowest(tiers: Iterable[str]) -> str:
+    return max(tiers, key=TIERS.index, default="unit")
+
+
+def _code_tier(obj: Any, namespace: dict[str, Any], seen: set[int]) -> str:
+    """The tier what ``obj`` (a function) does asks for, following the calls
+    it makes to other functions of the tests (helpers, one module deep each)."""
+    # a pytest fixture definition wraps its function
+    func = inspect.unwrap(getattr(obj, "_get_wrapped_function", lambda: obj)())
+    if id(func) in seen:
+        return "unit"
+    seen.add(id(func))
+    if func in _TIER_OF_CODE:
+        return _TIER_OF_CODE[func]
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return "unit"
+    found = [tier for tier, pattern in _DOES if pattern.search(source)]
+    own = getattr(func, "__globals__", namespace)
+    for name in set(_CALL.findall(source)):
+        helper = own.get(name)
+        if inspect.isfunction(helper) and helper.__module__.startswith("tests"):
+            found.append(_code_tier(helper, own, seen))
+    tier = _TIER_OF_CODE[func] = _slowest(found)
+    return tier
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The tier of one collected test: its own marker, else its folder, else
+    the slowest of what its fixtures and its code (with the test helpers and
+    fixtures it uses) ask for; a module may say it with ``pytestmark``."""
+    marked = [tier for tier in TIERS if item.get_closest_marker(tier) is not None]
+    if marked:
+        return _slowest(marked)
+    if "realpbx" in Path(str(item.fspath)).parts:
+        return "realpbx"
+    names = getattr(item, "fixturenames", ())
+    found = [FIXTURE_TIERS[name] for name in names if name in FIXTURE_TIERS]
+    namespace = vars(item.module) if isinstance(item, pytest.Function) and item.module else {}
+    obj = getattr(item, "obj", None)
+    if obj is not None:
+        found.append(_code_tier(obj, namespace, set()))
+    info = getattr(item, "_fixtureinfo", None)
+    for name in names:
+        for fixture in info.name2fixturedefs.get(name, ()) if info is not None else ():
+            if fixture.baseid != "" or fixture.argname in FIXTURE_TIERS:  # not pytest's own
+                found.append(_code_tier(fixture.func, namespace, set()))
+    return _slowest(found)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if item.get_closest_marker(tier) is None:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 from asterisk.session import AmiSession, PbxSettings  # noqa: E402

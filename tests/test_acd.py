@@ -11,6 +11,7 @@ from twisted.internet import task
 
 from asterisk.telephony import AmiTelephony
 from center.acd import PBX_LOST, AgentEndpoint, InboundAcd
+from core.events import InteractionChanged, Stage, to_message
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
@@ -329,7 +330,10 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
     endpoints = {"nailed": AgentEndpoint("nailed", "1001", "nailed")}
     acd = InboundAcd(phone, router, reactor, endpoints, wrap_up=1, nail_retry_initial=0.5)
     ended: list[dict] = []
-    acd.bus.subscribe(lambda m: ended.append(m) if m.get("event") == "ended" else None)
+    acd.bus.subscribe(
+        InteractionChanged,
+        lambda e: ended.append(to_message(e)) if e.stage is Stage.ENDED else None,
+    )
     lost: list[float] = []
     phone.subscribe(
         lambda e: lost.append(reactor.seconds()) if type(e).__name__ == "PbxDisconnected" else None

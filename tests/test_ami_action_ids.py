@@ -84,7 +84,7 @@ def test_two_processes_on_the_same_pbx_name_never_send_the_same_action_id(sim):
     assert not first & second, f"ActionIDs repeated across processes: {sorted(first & second)}"
 
 
-def _connect(session_factory, server, token: str | None = None):  # type: ignore[no-untyped-def]
+def _connect(session_factory, server, token: str | None = None):
     """A session, logged in and resynced (its ActionIDs so far: Login, CoreShowChannels)."""
     session: AmiSession = session_factory(server.address)
     if token is not None:
@@ -94,7 +94,7 @@ def _connect(session_factory, server, token: str | None = None):  # type: ignore
     resynced: list[ResyncCompleted] = []
     session.subscribe(lambda e: resynced.append(e) if isinstance(e, ResyncCompleted) else None)
     session.start()
-    run(wait_for(lambda: resynced, what="logged in and resynced"))
+    run(wait_for(lambda: bool(resynced), what="logged in and resynced"))
     return session, registry
 
 

@@ -20,6 +20,7 @@ from asterisk.framing import AmiMessage
 from asterisk.telephony import AmiTelephony
 from center.acd import AgentEndpoint, InboundAcd
 from core.bus import EventBus
+from core.events import to_message
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
@@ -101,7 +102,7 @@ def test_a_screen_pop_gets_the_inbound_callers_number(sim, session_factory):
     router.add_agent(Agent("agent0"))
     bus = EventBus()
     messages: list[dict] = []
-    bus.subscribe(messages.append)
+    bus.subscribe_all(lambda e: messages.append(to_message(e)))
     acd = InboundAcd(
         telephony, router, reactor, {"agent0": AgentEndpoint("agent0", "1001", "ring")}, bus=bus
     )

@@ -32,16 +32,19 @@ def app(sim, tmp_path):
     db.add_user(engine, "ben", hash_password("ben-password"), "agent", "ben")
     engine.dispose()
     settings = Settings(
-        http=HttpSettings("127.0.0.1", 0),
+        http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
         pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
         routing=RoutingSettings(
             queues=(QueueConfig("sales"),),
             agents=(
                 AgentSettings(
-                    "anna", "1001", capacity={Channel.VOICE: 1, Channel.CHAT: 2}, queues=("sales",)
+                    id="anna",
+                    endpoint="1001",
+                    capacity={Channel.VOICE: 1, Channel.CHAT: 2},
+                    queues=("sales",),
                 ),
-                AgentSettings("ben", "1002", queues=("sales",)),
+                AgentSettings(id="ben", endpoint="1002", queues=("sales",)),
             ),
         ),
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -55,16 +54,16 @@ def setup(fast_sim, tmp_path) -> Iterator[Any]:
     db.add_user(engine, "anna", hash_password("anna-password"), "agent", "agent1001")
     campaign = _demo_campaign(url, tmp_path)
     # agents are ready again 1 s after a call (the demo gives them 15 s)
-    campaign = replace(campaign, settings=campaign.settings.with_changes(wrap_up=1.0))
+    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=1.0)})
     queues = ("sales", DEMO_CAMPAIGN)
     settings = Settings(
-        http=HttpSettings("127.0.0.1", 0),
+        http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
         pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
         routing=RoutingSettings(
             queues=tuple(QueueConfig(q) for q in queues),
             agents=tuple(
-                AgentSettings(a, a[-4:], mode="nailed", queues=queues, auto_login=True)
+                AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=queues, auto_login=True)
                 for a in AGENTS
             ),
         ),
@@ -151,6 +150,7 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     )
 
     # attempts and outbound interactions are in the database
+    run(app.campaigns.flush().asFuture(LOOP))  # the dialer's writes are in their thread
     app.database.recorder.flush()
     with engine.connect() as conn:
         rows = conn.execute(select(db.attempt)).all()
@@ -247,6 +247,7 @@ def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
 
     status, body = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
     assert status == 200 and body["dialing"] is True
+    run(app.campaigns.flush().asFuture(LOOP))  # the row is written in the dialer's thread
     with _engine.connect() as conn:
         row = conn.execute(select(db.attempt).where(db.attempt.c.ref == body["attempt"])).one()
     assert row.agent_code == "agent1001" and row.e164 == again["customer"]
@@ -559,6 +560,7 @@ def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(set
             what="the orphan counted",
         )
     )
+    run(app.campaigns.flush().asFuture(LOOP))  # its outcome is written in the dialer's thread
     with engine.connect() as conn:
         outcome = conn.execute(
             select(db.attempt.c.outcome).where(db.attempt.c.ref == "orphan-1")
@@ -590,8 +592,8 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     db.upgrade(url)
     engine = db.make_engine(url)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = replace(
-        campaign, settings=campaign.settings.with_changes(wrap_up=120.0, mode="progressive")
+    campaign = campaign.model_copy(
+        update={"settings": campaign.settings.with_changes(wrap_up=120.0, mode="progressive")}
     )
     agents = ("agent1001", "agent1002")
     session = session_factory(server.address)

@@ -15,7 +15,7 @@ from dialer.compliance import Campaign, Compliance, DialHistory, Policy, PolicyE
 UTC = dt.UTC
 
 
-def at(y, mo, d, h, mi=0):  # type: ignore[no-untyped-def]
+def at(y, mo, d, h, mi=0):
     return dt.datetime(y, mo, d, h, mi, tzinfo=UTC)
 
 
@@ -116,7 +116,7 @@ BERLIN = normalize("+49 30 123456")
 LONDON = normalize("+44 20 7946 0018")
 
 
-def gate(dnc=None, consents=None):  # type: ignore[no-untyped-def]
+def gate(dnc=None, consents=None):
     return Compliance(dnc or Dnc(), consents or Consents())
 
 

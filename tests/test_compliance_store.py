@@ -28,7 +28,7 @@ def engine(database_url):
     engine.dispose()
 
 
-def gate(engine) -> Compliance:  # type: ignore[no-untyped-def]
+def gate(engine) -> Compliance:
     return Compliance(DbDnc(engine), DbConsent(engine))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from asterisk.events import ResyncCompleted
+from core.telephony import PbxSynced
 from dialer.campaign import CampaignSettings, Lead, validate
 from dialer.pacing import Power, Predictive, Progressive, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
@@ -174,7 +174,7 @@ def test_pbx_link_lost_stops_dialing_and_resync_closes_vanished_calls_as_unknown
     clock.run_until(40.0)
     assert len(log.order) == dialed  # nothing dialed while the link is down
     pbx.booted = True
-    runner.on_event(ResyncCompleted("sim", 0, 0, 0.1))
+    runner.on_event(PbxSynced("sim"))
     for attempt_id in in_flight:
         assert log.attempts[attempt_id].outcome in ("unknown", "no-answer")
     numbers = [log.attempts[a].lead.number for a in log.order]

@@ -13,11 +13,11 @@ from asterisk.framing import (
     Banner,
     encode_message,
 )
-from tests.transcript import load_transcript, received_bytes
+from tests.transcript import all_transcripts, load_transcript, received_bytes
 
 
 def test_every_recorded_stream_frames_into_the_messages_asterisk_sent():
-    for path, transcript in load_transcript.all():
+    for path, transcript in all_transcripts():
         for conn in transcript.connections:
             raw = received_bytes(conn)
             items = AmiFramer().feed(raw)
@@ -94,7 +94,7 @@ def test_repeated_headers_are_kept_in_order():
 # -- properties ---------------------------------------------------------------------
 header_names = st.from_regex(r"[A-Za-z][A-Za-z0-9-]{0,20}", fullmatch=True)
 header_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=60
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=60
 ).map(lambda v: v.lstrip(" "))
 messages = st.lists(st.tuples(header_names, header_values), min_size=1, max_size=8).map(
     lambda hs: [("Event", "X"), *[(k, v) for k, v in hs if k not in ("Event", "Response")]]

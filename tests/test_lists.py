@@ -40,10 +40,11 @@ def counts(url: str) -> tuple[int, int, int]:
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            return tuple(
-                conn.execute(select(func.count()).select_from(t)).scalar()
+            records, contacts, lists = (
+                conn.execute(select(func.count()).select_from(t)).scalar_one()
                 for t in (db.record, db.contact, db.dial_list)
             )
+            return records, contacts, lists
     finally:
         engine.dispose()
 
@@ -309,9 +310,11 @@ def test_command_line_json_report_and_exit_codes(tmp_path):
 
 def write_xlsx(path: Path, rows: list[list[object]]) -> Path:
     from openpyxl import Workbook
+    from openpyxl.worksheet.worksheet import Worksheet
 
     book = Workbook()
     sheet = book.active
+    assert isinstance(sheet, Worksheet)  # a new workbook's one sheet
     for row in rows:
         sheet.append(row)
     book.save(path)

@@ -49,7 +49,7 @@ class MirrorResync(RuleBasedStateMachine):
         self.synced = True
         self.n = 0
 
-    def _feed(self, event) -> None:  # type: ignore[no-untyped-def]
+    def _feed(self, event) -> None:
         if self.linked:
             self.mirror.apply(event)
 

@@ -12,7 +12,6 @@ Asterisk, with the assembled server and a running campaign.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -175,10 +174,10 @@ def assembled(tmp_path) -> Iterator[Any]:
     engine = db.make_engine(url)
     db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = replace(campaign, settings=campaign.settings.with_changes(wrap_up=0.5))
+    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=0.5)})
     queues = ("sales", DEMO_CAMPAIGN)
     settings = Settings(
-        http=HttpSettings("127.0.0.1", 0),
+        http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
         pbxs=(
             PbxSettings(
@@ -188,7 +187,7 @@ def assembled(tmp_path) -> Iterator[Any]:
         routing=RoutingSettings(
             queues=tuple(QueueConfig(q) for q in queues),
             agents=tuple(
-                AgentSettings(a, a[-4:], mode="nailed", queues=queues, auto_login=True)
+                AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=queues, auto_login=True)
                 for a in AGENTS
             ),
         ),

@@ -316,6 +316,32 @@ def test_the_guard_stops_after_two_abandons_in_ten_live_answers_not_after_none_i
     assert not good._progressive
 
 
+def test_a_day_whose_first_minutes_run_near_the_cap_keeps_dialing_predictively() -> None:
+    # a 50-agent campaign, 15 minutes into its day: 200 live answers, 5 of them
+    # abandoned (2.5 %, on budget).  The 80 % bound on the day (3.2 %) stopped
+    # predictive dialing for a third of such first hours; the day's counted
+    # rate, over the volume the hour projects (800), is far from the cap
+    day = 20 * DAY
+    ledger = AbandonLedger()
+    for i in range(200):
+        (ledger.abandoned if i % 40 == 0 else ledger.live)(day + 4.5 * i)
+    now = day + 900.0
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(now=now, agents=50, ready=4, ringing=[1.0]), Estimates(), ledger) > 3
+    assert not p._progressive
+
+
+def test_a_day_at_the_cap_still_stops_predictive_dialing_with_a_clean_last_hour() -> None:
+    day = 20 * DAY
+    ledger = AbandonLedger()
+    for i in range(2000):  # 3.1 % abandoned over the day so far
+        (ledger.abandoned if i % 32 == 0 else ledger.live)(day + 3600.0 + 9.0 * i)
+    now = day + 3600.0 + 9.0 * 2000 + 3700.0  # the last hour holds none of them
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(now=now, agents=50, ready=4, ringing=[1.0]), Estimates(), ledger) == 3
+    assert p._progressive
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     live=st.floats(0.0, 5000.0),

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, insert, select
 from twisted.logger import globalLogPublisher
 
 from core.bus import EventBus
+from core.events import AgentState, AgentStateChanged
 from store import db
 from store.records import Recorder, close_unfinished
 from tests.test_api import app, call, token
@@ -32,7 +33,7 @@ def test_a_write_waits_out_a_held_lock_instead_of_dropping_the_row(tmp_path):
     release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
     release.start()
     try:
-        bus.publish("agent", agent="anna", state="ready", pause_reason=None, at=T0)
+        bus.publish(AgentStateChanged(T0, "anna", AgentState.READY, None))
         recorder.flush(timeout=10)
     finally:
         release.join()
@@ -56,7 +57,7 @@ def test_a_row_that_cannot_be_written_is_logged_with_its_traceback_and_counted(t
     globalLogPublisher.addObserver(seen.append)
     try:
         # a lone surrogate is no character: SQLite cannot store it
-        bus.publish("agent", agent="anna", state="paused", pause_reason="\ud800", at=T0)
+        bus.publish(AgentStateChanged(T0, "anna", AgentState.PAUSED, "\ud800"))
         recorder.flush(timeout=10)
     finally:
         globalLogPublisher.removeObserver(seen.append)

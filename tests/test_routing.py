@@ -107,7 +107,7 @@ class AgentMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.n = 0
 
-    def _try(self, op) -> None:  # type: ignore[no-untyped-def]
+    def _try(self, op) -> None:
         before = (
             self.agent.state,
             dict(self.agent.work),
@@ -194,7 +194,7 @@ TestAgentMachine = AgentMachine.TestCase
 
 
 # -- blending -----------------------------------------------------------------------------
-def blended(agent_id: str = "a1", **kw) -> Agent:  # type: ignore[no-untyped-def]
+def blended(agent_id: str = "a1", **kw) -> Agent:
     a = Agent(agent_id, capacity=dict(BLENDED), **kw)
     a.login(0, ["q"])
     return a
@@ -244,12 +244,12 @@ def test_blending_config_is_validated_naming_the_key():
 
 
 # -- router ---------------------------------------------------------------------------------
-def make_router(policy: str = "longest_idle", **queue_kw) -> Router:  # type: ignore[no-untyped-def]
+def make_router(policy: str = "longest_idle", **queue_kw) -> Router:
     queues = {"sales": QueueConfig("sales", **queue_kw), "support": QueueConfig("support")}
     return Router(queues, policy=policy, offer_timeout=15)
 
 
-def call(iid: str, now: float, queue: str = "sales", **kw) -> Interaction:  # type: ignore[no-untyped-def]
+def call(iid: str, now: float, queue: str = "sales", **kw) -> Interaction:
     return Interaction(iid, kw.pop("channel", V), queue, now, **kw)
 
 

@@ -37,7 +37,7 @@ def test_one_service_drives_several_pbxs_and_reports_each(tmp_path):
     url = f"sqlite:///{tmp_path / 'd.db'}"
     db.upgrade(url)
     settings = Settings(
-        http=HttpSettings("127.0.0.1", 0),
+        http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
         pbxs=tuple(
             PbxSettings(

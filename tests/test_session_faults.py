@@ -209,6 +209,8 @@ class GarbageAsterisk:
         try:
             while data := await reader.read(4096):
                 for msg in framer.feed(data):
+                    if not isinstance(msg, AmiMessage):
+                        continue
                     aid = msg.action_id or ""
                     if msg.get("Action") == "Login":
                         writer.write(encode_message([("Response", "Success"), ("ActionID", aid)]))

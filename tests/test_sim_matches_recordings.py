@@ -15,14 +15,14 @@ from twisted.internet import task
 
 from sim.pbx import SimPbx
 from tests.conftest import run
-from tests.transcript import load_transcript
+from tests.transcript import all_transcripts, load_transcript
 
 NOISE = {"DeviceStateChange", "VarSet", "Newexten", "NewCallerid", "NewConnectedLine"}
 
 
 def recorded_field_layouts() -> dict[str, set[tuple[str, ...]]]:
     layouts: dict[str, set[tuple[str, ...]]] = {}
-    for _, transcript in load_transcript.all():
+    for _, transcript in all_transcripts():
         for conn in transcript.connections:
             for msg in conn.received:
                 if msg and msg[0][0] == "Event":
@@ -271,7 +271,7 @@ def test_shutdown_sends_the_event_closes_refuses_and_restarts_like_asterisk(sim,
     assert session.connects == 2
 
 
-async def _until(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 5.0) -> None:
     from tests.conftest import wait_for
 
     await wait_for(predicate, timeout)
@@ -319,7 +319,7 @@ def _recorded_from_shutdown() -> list[list[tuple[str, str]]]:
 def _summary(messages: list[list[tuple[str, str]]]) -> list[tuple[str, ...]]:
     """Event names (noise left out) with the Cause of the hang-up events and
     the Shutdown fields: what a consumer reads from a shutdown."""
-    out = []
+    out: list[tuple[str, ...]] = []
     for m in messages:
         name = m[0][1]
         if name in NOISE:

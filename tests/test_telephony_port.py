@@ -18,8 +18,19 @@ from asterisk.events import (
     PbxEvent,
     UserEventReceived,
 )
-from asterisk.port import Telephony
+from asterisk.port import PbxLink as Telephony
 from asterisk.telephony import AmiTelephony
+from core.telephony import (
+    CallBridged,
+    CallEnded,
+    CallWaiting,
+    CommandRefused,
+    DialResult,
+    InvalidCommand,
+    PbxUnavailable,
+    Prompt,
+)
+from core.telephony import Telephony as DomainTelephony
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from tests.conftest import LOOP, run
@@ -227,3 +238,49 @@ def test_a_listener_naming_its_events_gets_only_those_and_the_others_still_get_a
     dial_all()
     assert {"Newexten", "VarSet", "DialBegin", "Newchannel", "Hangup"} <= set(everything)
     assert set(picky) == {"Newchannel", "Hangup"}
+
+
+def test_the_domain_port_turns_pbx_failures_into_domain_errors_on_both_paths(sim, session_factory):
+    """The ACD and the dialer catch the errors of core.telephony, never AMI's."""
+    _pbx, server = sim
+    session = session_factory(server.address)
+    session.start()
+    run(session.wait_connected(5))
+    over_ami = AmiTelephony(session)
+    in_process = SimTelephony(SimPbx(task.Clock()))
+    for phone in (over_ami, in_process):
+        assert isinstance(phone, DomainTelephony)
+        with pytest.raises(CommandRefused, match="No such channel"):
+            run(phone.connect_to_agent("nobody-00000000", "1001").asFuture(LOOP))
+        with pytest.raises(InvalidCommand, match="control character") as err:
+            run(phone.hang_up("PJSIP/1001\r\nAction: Originate").asFuture(LOOP))
+        assert err.value.field
+    offline = AmiTelephony(session_factory(server.address))  # never started
+    with pytest.raises(PbxUnavailable):
+        run(offline.play_prompt("some-call", Prompt.ABANDON).asFuture(LOOP))
+
+
+def test_the_domain_port_reports_an_inbound_call_in_domain_words_in_virtual_time():
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=1, agents=2, inbound_talk=5)
+    phone = SimTelephony(pbx)
+    events: list[object] = []
+    phone.listen(events.append)
+    line: list[DialResult] = []
+    phone.keep_line("agent0", "1001", call="agent-agent0-1").addCallback(line.append)
+    tick(clock, 1)
+    assert line[0].outcome is Outcome.ANSWERED and line[0].call == "agent-agent0-1"
+    assert CallBridged("sim", "agent-agent0-1") in events
+    caller = pbx.inbound_call(queue="sales", caller="+4930333")
+    tick(clock, 0.5)
+    assert [e for e in events if isinstance(e, CallWaiting)] == [
+        CallWaiting("sim", caller.uniqueid, "sales", "+4930333")
+    ]
+    phone.connect_to_agent(caller.uniqueid, "agent0")
+    tick(clock, 0.5)
+    assert phone.bridged_with(caller.uniqueid) == {"agent-agent0-1"}
+    assert phone.live_call(caller.uniqueid).bridge is not None  # type: ignore[union-attr]
+    tick(clock, 10)
+    assert CallEnded("sim", caller.uniqueid) in events, "the caller hung up after talking"
+    assert phone.live_call("agent-agent0-1") is not None, "the agent's line is kept"
+    assert not any(type(e).__module__ != "core.telephony" for e in events)

@@ -52,7 +52,7 @@ def _pairs(lines: list[str]) -> Msg:
 def load_transcript(name: str) -> Transcript:
     conns: list[Connection] = []
     conn: Connection | None = None
-    pending = {"<<<": [], ">>>": []}
+    pending: dict[str, list[str]] = {"<<<": [], ">>>": []}
     for raw in (TRANSCRIPTS / name).read_text().splitlines():
         if raw.startswith("#"):
             continue
@@ -87,11 +87,9 @@ def load_transcript(name: str) -> Transcript:
     return Transcript(name, conns)
 
 
-def _all() -> list[tuple[str, Transcript]]:
+def all_transcripts() -> list[tuple[str, Transcript]]:
+    """Every recorded transcript, by file name."""
     return [(p.name, load_transcript(p.name)) for p in sorted(TRANSCRIPTS.glob("*.ami"))]
-
-
-load_transcript.all = _all  # type: ignore[attr-defined]
 
 
 def received_bytes(conn: Connection) -> bytes:

@@ -63,7 +63,7 @@ class InboundCaller:
             rtpPortLow=36000 + port % 1000 * 2,
             rtpPortHigh=36001 + port % 1000 * 2,
         )
-        self.phone.sip.register = lambda: True  # a trunk peer: never registers
+        self.phone.sip.register = lambda: True  # type: ignore[method-assign]  # a trunk peer: never registers (pyVoIP has no switch for it)
         # pyVoIP derives Call-ID *and* the INVITE's Via branch from a counter
         # starting at 1 in every phone: a second caller's first INVITE has the
         # branch of the first caller's, and Asterisk takes it for a

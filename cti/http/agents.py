@@ -1,0 +1,156 @@
+"""Agents and queues: who is logged in, in which state, with which skills;
+an agent's own state changes (self, or a supervisor for anyone); skills and
+capacity (supervisors); the day report from the database; preview dialling.
+
+========================================  ===========  =====================================
+``GET  /api/agents``                      any user     agents with state, skills, capacity, work
+``GET  /api/agents/<id>``                 any user     one agent
+``POST /api/agents/<id>/login``           self / sup.  ``{queues: [...], paused?}``
+``POST /api/agents/<id>/logout|ready``    self / sup.
+``POST /api/agents/<id>/pause``           self / sup.  ``{reason}``
+``POST /api/agents/<id>/end-wrap-up``     self / sup.
+``PUT  /api/agents/<id>/skills``          supervisor   ``{skills: {name: level}}``
+``PUT  /api/agents/<id>/capacity``        supervisor   ``{capacity: {channel: n}}``
+``GET  /api/agents/<id>/report``          self / sup.  seconds per state (``?from=&to=``)
+``GET  /api/agents/<id>/preview``         self / sup.  the preview record on the agent's screen
+``POST /api/agents/<id>/preview-dial``    self / sup.  (and ``preview-skip``)
+``GET  /api/queues``                      any user     waiting, oldest wait, service level
+========================================  ===========  =====================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.internet import threads
+from twisted.web.server import Request
+
+from core.errors import Forbidden, Invalid, NotFound
+from cti.auth import SUPERVISORS, User
+from cti.http.context import ApiContext, query, read_body, route
+from cti.schemas import (
+    AgentDayView,
+    AgentLoginRequest,
+    AgentView,
+    CapacityRequest,
+    PauseRequest,
+    ReportAnswer,
+    ReportQuery,
+    SkillsRequest,
+    parse,
+)
+from cti.views import agent_day_view, agent_view
+
+
+def register(app: Klein, api: ApiContext) -> None:
+    ops = api.ops
+
+    def may_act(user: User, agent_id: str, what: str) -> None:
+        api.agent(agent_id)
+        if not user.may_act_for(agent_id):
+            raise Forbidden("agent", f"{user.username} may not {what} {agent_id}")
+
+    def acted(agent_id: str) -> AgentView:
+        return agent_view(api.agent(agent_id))
+
+    @route(app, "/agents", "GET")
+    @api.requires()
+    def agents(request: Request, user: User) -> list[AgentDayView]:
+        today = ops.day_window()
+        return [agent_day_view(a, today) for _, a in sorted(ops.router.agents.items())]
+
+    @route(app, "/agents/<agent_id>", "GET")
+    @api.requires()
+    def agent(request: Request, user: User, agent_id: str) -> AgentDayView:
+        return agent_day_view(api.agent(agent_id), ops.day_window())
+
+    @route(app, "/queues", "GET")
+    @api.requires()
+    def queues(request: Request, user: User) -> list[dict[str, Any]]:
+        return ops.queue_figures()
+
+    # -- the agent's own state (or a supervisor's hand) ------------------------------------------
+    @route(app, "/agents/<agent_id>/login", "POST")
+    @api.requires()
+    def login(request: Request, user: User, agent_id: str) -> AgentView:
+        may_act(user, agent_id, "login for")
+        body = parse(AgentLoginRequest, read_body(request))
+        for q in body.queues:
+            if q not in ops.router.queues:
+                raise Invalid("queues", f"unknown queue {q!r}")
+        ops.login(agent_id, body.queues, body.paused)
+        return acted(agent_id)
+
+    @route(app, "/agents/<agent_id>/pause", "POST")
+    @api.requires()
+    def pause(request: Request, user: User, agent_id: str) -> AgentView:
+        may_act(user, agent_id, "pause for")
+        ops.pause(agent_id, parse(PauseRequest, read_body(request)).reason)
+        return acted(agent_id)
+
+    def simple(action: str, do: Any) -> None:
+        @route(app, f"/agents/<agent_id>/{action}", "POST")
+        @api.requires()
+        def change(request: Request, user: User, agent_id: str) -> AgentView:
+            may_act(user, agent_id, f"{action} for")
+            read_body(request)  # a malformed body is refused even where none is needed
+            do(agent_id)
+            return acted(agent_id)
+
+    simple("logout", ops.logout)
+    simple("ready", ops.ready)
+    simple("end-wrap-up", ops.end_wrap_up)
+
+    # -- the supervisor's settings ----------------------------------------------------------------
+    supervisor = api.requires(
+        SUPERVISORS,
+        field="agent",
+        refusal="{user} may not change the skills or capacity of {agent_id}",
+    )
+
+    @route(app, "/agents/<agent_id>/skills", "PUT")
+    @supervisor
+    def skills(request: Request, user: User, agent_id: str) -> AgentView:
+        api.agent(agent_id)
+        ops.router.set_skills(agent_id, parse(SkillsRequest, read_body(request)).skills)
+        return acted(agent_id)
+
+    @route(app, "/agents/<agent_id>/capacity", "PUT")
+    @supervisor
+    def capacity(request: Request, user: User, agent_id: str) -> AgentView:
+        api.agent(agent_id)
+        ops.router.set_capacity(agent_id, parse(CapacityRequest, read_body(request)).capacity)
+        return acted(agent_id)
+
+    # -- the day report (from the database, so it survives restarts) ------------------------------
+    @route(app, "/agents/<agent_id>/report", "GET")
+    @api.requires()
+    async def report(request: Request, user: User, agent_id: str) -> ReportAnswer:
+        """``?from=<epoch s>&to=<epoch s>``, default: today."""
+        may_act(user, agent_id, "see the report of")
+        if api.reports is None:
+            raise NotFound("report", "no database reports in this setup")
+        window = parse(ReportQuery, query(request))
+        day_start, day_end = ops.day_window()
+        start = day_start if window.start is None else window.start
+        end = day_end if window.end is None else window.end
+        if end <= start:
+            raise Invalid("to", "must be after from")
+        seconds = await threads.deferToThread(api.reports, agent_id, start, end)
+        return ReportAnswer(agent=agent_id, start=start, end=end, seconds=seconds)
+
+    # -- preview dialling -------------------------------------------------------------------------
+    @route(app, "/agents/<agent_id>/preview", "GET")
+    @api.requires()
+    def preview(request: Request, user: User, agent_id: str) -> dict[str, Any] | None:
+        may_act(user, agent_id, "see the preview of")
+        return api.campaigns.preview(agent_id) if api.campaigns else None
+
+    @route(app, "/agents/<agent_id>/<any('preview-dial', 'preview-skip'):action>", "POST")
+    @api.requires()
+    def decide(request: Request, user: User, agent_id: str, action: str) -> dict[str, Any]:
+        may_act(user, agent_id, action)
+        if api.campaigns is None:
+            raise NotFound("campaign", "no campaigns are configured")
+        return api.campaigns.preview_decision(agent_id, action.split("-")[1])

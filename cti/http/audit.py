@@ -1,0 +1,102 @@
+"""The audit trail of the HTTP API: every change a supervisor or campaign
+manager makes (refused ones too), with who, what, on whom, the request,
+the state before and after, and the status answered.  An agent acting on
+itself (its own state, its own interactions) is not audited.
+
+It wraps the routes rather than living in each of them, so that no new
+route can forget it; the "after" is taken when the answer is finished,
+also for answers computed in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.server import Request
+
+from cti.auth import User
+from cti.http.context import MAX_BODY, ApiContext
+from cti.schemas import AgentView
+from cti.views import agent_view
+
+#: the campaign settings an audit entry shows before and after
+CAMPAIGN_KEYS = ("status", "mode", "abandon_target", "max_lines_per_agent", "power_ratio",
+                 "ring_timeout", "machine_action", "wrap_up")  # fmt: skip
+_KINDS = {"agents": "agent", "campaigns": "campaign", "interactions": "interaction",
+          "lists": "list", "dnc": "dnc", "consent": "consent"}  # fmt: skip
+
+
+def own_path(user: User, path: list[str]) -> bool:
+    """An agent acting on itself: not audited."""
+    if len(path) >= 2 and path[0] == "agents":
+        return path[1] == user.agent
+    return path[:1] == ["interactions"] and user.role == "agent"
+
+
+def target(path: list[str]) -> str | None:
+    if not path:
+        return None
+    kind = _KINDS.get(path[0], path[0])
+    return f"{kind} {'/'.join(path[1:2])}".strip() if len(path) > 1 else kind
+
+
+def request_record(request: Request, path: list[str]) -> Any:
+    """What the action asked for: the JSON body, or for a list upload its query."""
+    if path == ["lists"]:
+        return {k.decode("latin-1"): [v.decode("latin-1", "replace") for v in vs]
+                for k, vs in (request.args or {}).items()}  # fmt: skip
+    content = request.content
+    if content is None:
+        return None
+    try:
+        content.seek(0)
+        raw = content.read(MAX_BODY)
+        content.seek(0)  # the handler reads it next
+        return json.loads(raw) if raw.strip() else None
+    except (ValueError, OSError, RecursionError):
+        return None
+
+
+def state_of(api: ApiContext, path: list[str]) -> Any:
+    """The state an action changes, for the audit's before and after."""
+    try:
+        if len(path) >= 2 and path[0] == "agents" and path[1] in api.ops.router.agents:
+            view: AgentView = agent_view(api.ops.router.agents[path[1]])
+            return view.model_dump(include={"state", "pause_reason", "skills", "capacity"})
+        if len(path) >= 2 and path[0] == "campaigns" and api.campaigns is not None:
+            found = api.campaigns.view(path[1])
+            return {k: found[k] for k in CAMPAIGN_KEYS if k in found}
+    except (KeyError, AttributeError):
+        return None
+    return None
+
+
+def audit(api: ApiContext, request: Request, path: list[str]) -> None:
+    """Audit the request about to be answered, if it is an audited one."""
+    method = request.method.decode("latin-1")
+    sink = api.audit
+    if method == "GET" or sink is None or path in (["login"], ["logout"]):
+        return
+    user = api.user(request)
+    if user is None or not (user.supervises or user.manages_campaigns or not own_path(user, path)):
+        return
+    entry = {
+        "actor": user.username,
+        "role": user.role,
+        "action": f"{method} /api/{'/'.join(path)}",
+        "target": target(path),
+        "request": request_record(request, path),
+        "before": state_of(api, path),
+    }
+
+    def finished(_result: object) -> None:
+        sink(
+            {
+                **entry,
+                "status": int(request.code or 200),
+                "after": state_of(api, path),
+            }
+        )
+
+    request.notifyFinish().addBoth(finished)

@@ -1,0 +1,82 @@
+"""The dialer's campaigns: views, start / pause / stop, live settings, and
+the address pool (campaign managers and supervisors).
+
+==========================================  ====================================================
+``GET   /api/campaigns``                    every campaign with its figures
+``GET   /api/campaigns/<name>``             one campaign
+``POST  /api/campaigns/<name>/start``       (and ``pause``, ``stop``)
+``PATCH /api/campaigns/<name>``             live settings (abandon target, ...), all or none
+``GET   /api/campaigns/<name>/pool``        records by status, dialable now, blocked, by list
+==========================================  ====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from klein import Klein
+from twisted.internet import threads
+from twisted.web.server import Request
+
+from core.errors import Invalid, NotFound
+from cti.auth import CAMPAIGN_MANAGERS, User
+from cti.http.context import ApiContext, CampaignOps, read_body, route
+
+
+@contextmanager
+def _known() -> Iterator[None]:
+    """``Campaigns`` raises KeyError for a name it does not have: that is a 404."""
+    try:
+        yield
+    except KeyError as exc:
+        raise NotFound("campaign", f"unknown campaign {exc.args[0]!r}") from None
+
+
+def register(app: Klein, api: ApiContext) -> None:
+    manager = api.requires(
+        CAMPAIGN_MANAGERS, field="campaign", refusal="{user} may not see or control campaigns"
+    )
+
+    def campaigns() -> CampaignOps:
+        if api.campaigns is None:
+            raise NotFound("campaign", "no campaigns are configured")
+        return api.campaigns
+
+    @route(app, "/campaigns", "GET")
+    @manager
+    def views(request: Request, user: User) -> list[dict[str, Any]]:
+        return campaigns().views()
+
+    @route(app, "/campaigns/<name>", "GET")
+    @manager
+    def view(request: Request, user: User, name: str) -> dict[str, Any]:
+        with _known():
+            return campaigns().view(name)
+
+    @route(app, "/campaigns/<name>/<any(start, pause, stop):action>", "POST")
+    @manager
+    def control(request: Request, user: User, name: str, action: str) -> dict[str, Any]:
+        read_body(request)
+        with _known():
+            return campaigns().control(name, action)
+
+    @route(app, "/campaigns/<name>", "PATCH")
+    @manager
+    def change(request: Request, user: User, name: str) -> dict[str, Any]:
+        changes = read_body(request)
+        ops = campaigns()
+        if not changes:
+            raise Invalid("body", "give at least one setting to change")
+        with _known():
+            return ops.change(name, changes)
+
+    @route(app, "/campaigns/<name>/pool", "GET")
+    @api.requires(CAMPAIGN_MANAGERS, field="lists", refusal="{user} may not manage lists")
+    async def pool(request: Request, user: User, name: str) -> dict[str, Any]:
+        if api.lists is None:
+            raise NotFound("lists", "no database in this setup")
+        status: Callable[[str, float], dict[str, Any]] = api.lists.pool
+        result: dict[str, Any] = await threads.deferToThread(status, name, api.now())
+        return result

@@ -1,0 +1,103 @@
+"""Dial lists, do-not-call and consent (campaign managers and supervisors);
+every operation is database work and runs in a thread.
+
+================================================  ==============================================
+``POST  /api/lists?campaign=C&name=F[&region=]``  the file (CSV or .xlsx) as the body: an import
+``POST  /api/lists/merge``                        ``{campaign, keep, drop: [...], region?}``
+``PATCH /api/lists/<campaign>/<name>``            ``{active: true|false}``
+``POST  /api/dnc``                                ``{numbers: [...], campaign?, region?, ...}``
+``GET   /api/dnc/<number>[?campaign=]``           is the number blocked
+``POST  /api/consent``                            ``{contact, channel, granted, source, ...}``
+================================================  ==============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from klein import Klein
+from twisted.internet import threads
+from twisted.web.server import Request
+
+from core.errors import Invalid, NotFound
+from cti.auth import CAMPAIGN_MANAGERS, User
+from cti.errors import ApiError
+from cti.http.context import (
+    MAX_UPLOAD,
+    ApiContext,
+    ListOps,
+    query,
+    read_body,
+    route,
+)
+
+
+def register(app: Klein, api: ApiContext) -> None:
+    manager = api.requires(CAMPAIGN_MANAGERS, field="lists", refusal="{user} may not manage lists")
+
+    def lists() -> ListOps:
+        if api.lists is None:
+            raise NotFound("lists", "no database in this setup")
+        return api.lists
+
+    async def threaded(fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await threads.deferToThread(fn, *args, **kw)
+        return result
+
+    @route(app, "/lists", "POST")
+    @manager
+    async def upload(request: Request, user: User) -> dict[str, Any]:
+        """The same import as ``dirigent lists import``; the body is the file, not JSON."""
+        ops = lists()
+        length = request.getHeader(b"content-length")
+        if length is not None and int(length) > MAX_UPLOAD:
+            raise ApiError(413, "body", f"larger than {MAX_UPLOAD // (1024 * 1024)} MB")
+        args = query(request)
+        campaign, name = args.get("campaign"), args.get("name")
+        if not campaign:
+            raise Invalid("campaign", "required (?campaign=...)")
+        if not name:
+            raise Invalid("name", "required: the file's name (?name=customers.csv)")
+        body = request.content
+        if body is None:
+            raise Invalid("body", "the list file is missing")
+        body.seek(0)
+        return await threaded(
+            ops.import_upload,
+            body,
+            name,
+            campaign,
+            region=args.get("region"),
+            dry_run=args.get("dry_run") in ("1", "true", "yes"),
+        )
+
+    @route(app, "/lists/merge", "POST")
+    @manager
+    async def merge(request: Request, user: User) -> dict[str, Any]:
+        ops = lists()
+        return await threaded(ops.merge, read_body(request))
+
+    @route(app, "/lists/<campaign>/<name>", "PATCH")
+    @manager
+    async def set_active(request: Request, user: User, campaign: str, name: str) -> dict[str, Any]:
+        ops = lists()
+        return await threaded(ops.set_active, campaign, name, read_body(request))
+
+    @route(app, "/dnc", "POST")
+    @manager
+    async def add_dnc(request: Request, user: User) -> dict[str, Any]:
+        ops = lists()
+        return await threaded(ops.add_dnc, read_body(request))
+
+    @route(app, "/dnc/<number>", "GET")
+    @manager
+    async def check_dnc(request: Request, user: User, number: str) -> dict[str, Any]:
+        ops = lists()
+        return await threaded(ops.check_dnc, number, query(request).get("campaign") or None)
+
+    @route(app, "/consent", "POST")
+    @manager
+    async def add_consent(request: Request, user: User) -> dict[str, Any]:
+        ops = lists()
+        return await threaded(ops.add_consent, read_body(request))

@@ -1,0 +1,127 @@
+"""``dirigent campaign list|status|start|pause|stop|set``: through a running server's API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dirigent.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the ``dirigent`` parser."""
+    camp = sub.add_parser(
+        "campaign", help="campaign controls and figures (through a running server's API)"
+    )
+    camp.add_argument(
+        "action", choices=["list", "status", "start", "pause", "stop", "set"], help="what to do"
+    )
+    camp.add_argument("name", nargs="?", help="the campaign (all but list)")
+    camp.add_argument("--server", default="http://127.0.0.1:8080", help="the server's base URL")
+    camp.add_argument(
+        "--user",
+        default="supervisor",
+        help="API user (supervisor, campaign_manager or admin); the password comes from "
+        "DIRIGENT_PASSWORD or one line on standard input",
+    )
+    camp.add_argument("--abandon-target", type=float, default=None, help="set: e.g. 0.02")
+    camp.add_argument("--max-lines-per-agent", type=float, default=None, help="set: e.g. 2.5")
+    camp.add_argument(
+        "--mode", choices=["preview", "progressive", "power", "predictive"], default=None
+    )
+    camp.add_argument("--power-ratio", type=float, default=None, help="set: lines per agent")
+    camp.add_argument("--json", action="store_true")
+    camp.set_defaults(handler=cmd_campaign)
+
+
+def _api_call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    """One JSON request to the server's API; an API error becomes a
+    :class:`UsageError` (bad input) or ``RuntimeError`` (the server failed)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base.rstrip("/") + "/api/" + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        if exc.code >= 500:
+            raise RuntimeError(message) from None
+        raise UsageError(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"cannot reach {base}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _format_campaign(v: dict[str, Any]) -> str:
+    rates = ", ".join(
+        f"{w} {'-' if r is None else f'{r:.2%}'}" for w, r in v["abandon_rate"].items()
+    )
+    agents = ", ".join(f"{n} {s}" for s, n in sorted(v["agents"].items())) or "none"
+    idle = f" ({v['idle_reason']})" if v.get("idle_reason") else ""
+    return (
+        f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
+        f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent\n"
+        f"  lines {v['lines_in_use']}, agents: {agents}\n"
+        f"  dials {v['dials']}, connected {v['connected']}, abandoned {v['abandoned']};"
+        f" abandon rate {rates} (with the estimate of persons AMD took for machines)"
+    )
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """``dirigent campaign list|status|start|pause|stop|set NAME``."""
+    import json
+    import os
+    import urllib.parse
+
+    if args.action != "list" and not args.name:
+        raise UsageError(f"campaign {args.action}: give the campaign's name")
+    changes = {
+        key: value
+        for key, value in (
+            ("abandon_target", args.abandon_target),
+            ("max_lines_per_agent", args.max_lines_per_agent),
+            ("mode", args.mode),
+            ("power_ratio", args.power_ratio),
+        )
+        if value is not None
+    }
+    if args.action == "set" and not changes:
+        raise UsageError(
+            "campaign set: give --abandon-target, --max-lines-per-agent, --mode or --power-ratio"
+        )
+    password = os.environ.get("DIRIGENT_PASSWORD")
+    if password is None:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        login = _api_call(
+            args.server, "POST", "login", {"username": args.user, "password": password}
+        )
+        name = urllib.parse.quote(args.name or "", safe="")
+        token = login["token"]
+        if args.action == "list":
+            result: Any = _api_call(args.server, "GET", "campaigns", token=token)
+        elif args.action == "status":
+            result = _api_call(args.server, "GET", f"campaigns/{name}", token=token)
+        elif args.action == "set":
+            result = _api_call(args.server, "PATCH", f"campaigns/{name}", changes, token)
+        else:
+            result = _api_call(args.server, "POST", f"campaigns/{name}/{args.action}", {}, token)
+    except RuntimeError as exc:
+        print(f"dirigent campaign: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    views = result if isinstance(result, list) else [result]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(_format_campaign(v) for v in views) or "no campaigns configured")
+    return EXIT_OK

@@ -1,0 +1,123 @@
+"""``dirigent user add|list|passwd|disable|enable|remove``: API users."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dirigent.cli.common import EXIT_OK, UsageError, database
+
+
+def register(sub: Any) -> None:
+    """Add this group's commands to the ``dirigent`` parser."""
+    users = sub.add_parser("user", help="API users")
+    usersub = users.add_subparsers(dest="user_command", required=True)
+    add = usersub.add_parser("add", help="create a user or reset its password (read from stdin)")
+    add.add_argument("username")
+    add.add_argument(
+        "--role", required=True, choices=["agent", "supervisor", "campaign_manager", "admin"]
+    )
+    add.add_argument("--agent", default=None, help="the routing agent id this user logs in as")
+    add.add_argument(
+        "--db", default=None, help="database URL (default: config or sqlite:///store.db)"
+    )
+    add.add_argument("--config", default=None)
+    for verb, helptext in (
+        ("list", "the users, their roles and whether they may log in"),
+        (
+            "passwd",
+            "a new password (asked without echo, or one line on stdin); ends the user's tokens",
+        ),
+        ("disable", "the user can no longer log in; ends the user's tokens"),
+        ("enable", "a disabled user may log in again"),
+        ("remove", "delete the user; ends the user's tokens"),
+    ):
+        p = usersub.add_parser(verb, help=helptext)
+        if verb != "list":
+            p.add_argument("username")
+        else:
+            p.add_argument("--json", action="store_true")
+        p.add_argument("--db", default=None)
+        p.add_argument("--config", default=None)
+    users.set_defaults(handler=cmd_user)
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """``dirigent user add NAME --role R [--agent ID]`` and ``user
+    list|passwd|disable|enable|remove``; a password comes on standard input
+    (asked without echo on a terminal), never on the command line."""
+    from cti.auth import hash_password
+    from store import db
+
+    if args.user_command == "list":
+        return _user_list(args)
+    if args.user_command in ("disable", "enable", "remove"):
+        with database(args) as engine:
+            if args.user_command == "remove":
+                found = db.remove_user(engine, args.username)
+            else:
+                found = db.set_disabled(engine, args.username, args.user_command == "disable")
+        if not found:
+            raise UsageError(f"user: no user {args.username!r}")
+        done = {"disable": "disabled", "enable": "enabled", "remove": "removed"}[args.user_command]
+        ended = "" if args.user_command == "enable" else "; its tokens end within seconds"
+        print(f"user {args.username} {done}{ended}")
+        return EXIT_OK
+    if args.user_command == "add" and args.role == "agent" and not args.agent:
+        raise UsageError("--agent: required for the agent role")
+    try:
+        hashed = hash_password(_read_password())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with database(args) as engine:
+        if args.user_command == "passwd":
+            if not db.set_password(engine, args.username, hashed):
+                raise UsageError(f"user: no user {args.username!r}")
+            print(f"password of {args.username} changed; its tokens end within seconds")
+            return EXIT_OK
+        db.add_user(engine, args.username, hashed, args.role, args.agent)
+    print(f"user {args.username} ({args.role}) saved")
+    return EXIT_OK
+
+
+def _read_password() -> str:
+    """The password: asked twice without echo on a terminal, else one line of stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("password: the two entries differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    import json
+
+    from store import db
+
+    with database(args) as engine:
+        users = db.list_users(engine)
+    rows = [
+        {
+            "username": u.username,
+            "role": u.role,
+            "agent": u.agent,
+            "disabled": u.disabled,
+            "credentials_changed_at": u.credentials_changed_at.isoformat()
+            if u.credentials_changed_at
+            else None,
+        }
+        for u in users
+    ]
+    if not args.json:
+        for r in rows:
+            agent = f" (agent {r['agent']})" if r["agent"] else ""
+            print(f"{r['username']}: {r['role']}{agent}{', disabled' if r['disabled'] else ''}")
+        if not rows:
+            print("no users")
+    else:
+        print(json.dumps({"users": rows}))
+    return EXIT_OK

@@ -1,0 +1,217 @@
+"""The abandon cap holds in the assembled server with blended agents (issue 15,
+finding 1).
+
+The README's demo (ten nailed-up agents in the inbound queue "sales" and in
+the predictive campaign, 120 inbound calls an hour, the demo's campaign and
+list, SQLite) reached 15 % abandoned in ten minutes: an inbound call took
+the last ready agent seconds before each abandon.  Here the same
+configuration runs as the server runs it -- the Dirigent service tree, the
+simulated PBX over real AMI/TCP -- for one simulated hour, the server and the
+PBX sharing one :class:`~sim.clock.ScaledClock`, and the cap is read from
+what the server itself wrote to the database: the attempt rows (abandoned at
+most 3 % of the persons who answered, as the demo reports it) and the
+ledger's day bucket (with AMD's estimated misreads, at most 5 % for an hour).
+With the pacing before 480f686 (no inbound demand, no small-sample bound)
+the same hour gave 3.9 % counted, 4.9 % in the ledger.
+
+Speed: 50 times real time (the hour in 72 s).  The loopback AMI round trip
+(a few ms) becomes a few hundred virtual ms, and so does a SQLite commit
+before each Originate and the reactor's lateness on a busy machine: they
+make the server slower than it is, not faster.  Unloaded, or at 40 times,
+the hour holds about 120 live answers; at 50-60 times on a 2-core machine
+loaded to 5-6 about 85-100 (the summary gives the reactor's lateness)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import event, func, select
+from twisted.internet import reactor
+from twisted.internet.task import LoopingCall
+
+from asterisk.session import PbxSettings
+from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
+from dirigent.service import Dirigent
+from routing.model import QueueConfig
+from sim.ami_server import SimAmiServer
+from sim.clock import ScaledClock
+from sim.pbx import SimPbx
+from store import db
+from tests.conftest import LOOP, run, stop_sim, wait_for
+
+try:  # the demo's own pieces (dirigent/cli became a package in issue 16)
+    from dirigent.cli.server import DEMO_CAMPAIGN, _demo_campaign, _demo_users
+except ImportError:  # pragma: no cover - the single-module command line
+    from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign, _demo_users  # type: ignore[no-redef]
+
+SPEED = 50.0
+HOUR = 3600.0
+#: the demo's defaults (``dirigent demo``): agents, inbound calls per hour, seed
+AGENTS, INBOUND_RATE, SEED = 10, 120.0, 1
+#: a Monday, 10:00 in London: the simulated hour is inside every calling window
+START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC).timestamp()
+
+
+class ReactorLag:
+    """How late the reactor runs its timers (real seconds): at 60 times real
+    speed 10 ms late is 0.6 s of the simulated hour, so the figure goes into
+    the test's summary (a loaded machine dials less in the hour)."""
+
+    EVERY = 0.05
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self._last: float | None = None
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = reactor
+
+    def _tick(self) -> None:
+        now = reactor.seconds()
+        if self._last is not None:
+            self.late.append(max(0.0, now - self._last - self.EVERY))
+        self._last = now
+
+    def start(self) -> None:
+        self._loop.start(self.EVERY)
+
+    def stop(self) -> str:
+        if self._loop.running:
+            self._loop.stop()
+        late = sorted(self.late) or [0.0]
+        p95 = late[int(0.95 * (len(late) - 1))]
+        return f"reactor late p95 {p95 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms"
+
+
+def demo_settings(url: str, ami_port: int, campaign: Any) -> Settings:
+    """What ``dirigent demo`` builds (dirigent/cli/server.py ``cmd_demo``)."""
+    queues = ("sales", DEMO_CAMPAIGN)
+    return Settings(
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=url),
+        pbxs=(
+            PbxSettings(
+                "sim", "127.0.0.1", ami_port, "dirigent", "demo-secret", keepalive_interval=5.0
+            ),
+        ),
+        routing=RoutingSettings(
+            queues=tuple(QueueConfig(q) for q in queues),
+            agents=tuple(
+                AgentSettings(
+                    id=f"agent{1001 + i}",
+                    endpoint=str(1001 + i),
+                    mode="nailed",
+                    queues=queues,
+                    auto_login=True,
+                )
+                for i in range(AGENTS)
+            ),
+        ),
+        campaigns=(campaign,),
+    )
+
+
+def counted(engine: Any) -> dict[str, int]:
+    """The campaign's calls as the attempt rows say (persons connected to an
+    agent, persons abandoned), and the inbound callers as the report rows say."""
+    a, i = db.attempt, db.interaction
+    with engine.connect() as conn:
+
+        def n(*where: Any, table: Any = a) -> int:
+            return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+        inbound = i.c.direction == "inbound"
+        return {
+            "dials": n(a.c.id.is_not(None)),
+            "connected": n(a.c.connected_at.is_not(None)),
+            "abandoned": n(a.c.abandoned.is_(True)),
+            "open": n(a.c.outcome.is_(None)),
+            "inbound": n(inbound, table=i),
+            "inbound_answered": n(inbound, i.c.answered_at.is_not(None), table=i),
+        }
+
+
+def ledger(engine: Any) -> tuple[float, float]:
+    """(live, abandoned) of the drop-rate group's day, as the server saved it
+    (persons taken for machines by AMD included, as the regulator counts)."""
+    t = db.abandon_count
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.c.live, t.c.abandoned)).all()
+    return sum(r.live for r in rows), sum(r.abandoned for r in rows)
+
+
+@pytest.mark.timeout(300)
+def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percent(tmp_path):
+    clock = ScaledClock(reactor, SPEED, start=START)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    db.upgrade(url)
+    _demo_users(url, AGENTS)
+    campaign = _demo_campaign(url, tmp_path)
+    pbx = SimPbx(clock, seed=SEED, agents=AGENTS)
+    server = SimAmiServer(pbx, reactor, clock=clock, username="dirigent", secret="demo-secret")
+    server.listen(0)
+    pbx.start_inbound(INBOUND_RATE)
+    app = Dirigent(demo_settings(url, server.address[1], campaign), CollectorRegistry(), clock)
+    app.service.startService()
+    engine = db.make_engine(url)
+    lag = ReactorLag()
+    lag.start()
+    # issue 16: once started, the server never waits for the database on the
+    # reactor thread (claims, attempt rows, outcomes, ledger, figures)
+    reactor_thread, on_reactor = threading.get_ident(), []
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if threading.get_ident() == reactor_thread:
+            on_reactor.append(" ".join(statement.split())[:60])
+
+    event.listen(app.database.engine, "before_cursor_execute", watch)
+    try:
+        assert app.campaigns is not None
+        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+        run(wait_for(lambda: runner.stats.dials > 0, timeout=30, what="the campaign dialing"))
+        began = clock.seconds()
+        run(asyncio.sleep(HOUR / SPEED), timeout=HOUR / SPEED + 30)
+        assert clock.seconds() - began >= HOUR
+        # no new dials; the calls in progress end as usual
+        app.campaigns.control(DEMO_CAMPAIGN, "pause")
+        run(wait_for(lambda: not runner.live, timeout=30, what="the last calls ended"))
+        run(app.campaigns.flush().asFuture(LOOP))
+        assert app.database.recorder is not None
+        app.database.recorder.flush()
+        figures = counted(engine)
+        live, abandoned_ledger = ledger(engine)
+        event.remove(app.database.engine, "before_cursor_execute", watch)
+    finally:
+        lateness = lag.stop()
+        if app.service.running:
+            run(app.service.stopService().asFuture(LOOP))
+        stop_sim(pbx, server)
+        engine.dispose()
+
+    answered = figures["connected"] + figures["abandoned"]  # persons who answered
+    rate = figures["abandoned"] / answered
+    summary = (
+        f"{figures['dials']} dials, {answered} live answers, {figures['abandoned']} abandoned"
+        f" ({rate:.2%}); ledger {abandoned_ledger:.1f} of {live:.1f}"
+        f" ({abandoned_ledger / live:.2%} with the AMD estimate); inbound"
+        f" {figures['inbound_answered']} of {figures['inbound']} answered; {lateness}"
+    )
+    print(summary)
+    # about 120 live answers in the hour when the machine keeps up (fewer on a
+    # loaded one: the reactor's lateness is in the summary)
+    assert answered >= 70, f"too few calls for the figure to mean anything: {summary}"
+    # the demo's figure (`dirigent demo` prints it from the same rows): the cap
+    assert rate <= 0.03, f"abandon cap broken with blended agents: {summary}"
+    # the ledger adds AMD's estimated misreads (1 % of persons), as Ofcom counts,
+    # and the campaign's target is the legal 3 % of the day with them: one hour
+    # of it stays within the worst-hour goal of issue 15 (5 %)
+    assert abandoned_ledger / live <= 0.05, f"the server's own ledger is over 5 %: {summary}"
+    assert figures["open"] == 0, "every attempt has its outcome"
+    assert not on_reactor, f"{len(on_reactor)} statements on the reactor thread: {on_reactor[:3]}"
+    # the inbound callers are served too (120 an hour, a Poisson stream)
+    assert figures["inbound"] >= 80
+    assert figures["inbound_answered"] >= 0.9 * figures["inbound"], summary

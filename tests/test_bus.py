@@ -1,0 +1,118 @@
+"""The typed event bus and the one serialiser of its events to the WebSocket's JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.bus import EventBus
+from core.events import (
+    EVENTS,
+    AgentState,
+    AgentStateChanged,
+    CampaignFigures,
+    Channel,
+    Direction,
+    DomainEvent,
+    InteractionChanged,
+    OfferMade,
+    Stage,
+    to_message,
+)
+from routing.model import ExpertiseRule, Operator, OverflowAction, OverflowStep, RoutingError
+
+
+def test_subscribers_get_the_classes_they_named_in_the_order_they_subscribed():
+    bus = EventBus()
+    seen: list[str] = []
+    bus.subscribe(AgentStateChanged, lambda e: seen.append(f"agent:{e.agent}"))
+    bus.subscribe_all(lambda e: seen.append(f"all:{e.TYPE}"))
+    off = bus.subscribe(OfferMade, lambda e: seen.append(f"offer:{e.interaction}"))
+    bus.publish(AgentStateChanged(1.0, "anna", AgentState.READY))
+    bus.publish(OfferMade(2.0, "anna", "i-1", Channel.CHAT, "sales"))
+    off()
+    bus.publish(OfferMade(3.0, "anna", "i-2", Channel.CHAT, "sales"))
+    assert seen == ["agent:anna", "all:agent", "all:offer", "offer:i-1", "all:offer"]
+
+
+def test_the_json_of_each_event_is_what_the_push_always_sent():
+    agent = to_message(AgentStateChanged(5.0, "anna", AgentState.PAUSED, "lunch"))
+    assert agent == {
+        "type": "agent",
+        "at": 5.0,
+        "agent": "anna",
+        "state": "paused",
+        "pause_reason": "lunch",
+    }
+    queued = to_message(
+        InteractionChanged(
+            7.0,
+            Stage.QUEUED,
+            "c-1",
+            Channel.VOICE,
+            "sales",
+            "+4930111",
+            history=({"event": "queued", "queue": "sales", "at": 7.0},),
+        )
+    )
+    # optional fields that are not set are left out (agent, outcome, wait, campaign)
+    assert queued == {
+        "type": "interaction",
+        "at": 7.0,
+        "event": "queued",
+        "interaction": "c-1",
+        "channel": "voice",
+        "queue": "sales",
+        "customer": "+4930111",
+        "direction": "inbound",
+        "history": [{"event": "queued", "queue": "sales", "at": 7.0}],
+    }
+    ended = to_message(
+        InteractionChanged(
+            9.0,
+            Stage.ENDED,
+            "d-1",
+            Channel.VOICE,
+            "out",
+            "+4930222",
+            Direction.OUTBOUND,
+            agent="ben",
+            campaign="c",
+            outcome="pbx-lost",
+        )
+    )
+    assert ended["event"] == "ended" and ended["outcome"] == "pbx-lost"
+    assert ended["agent"] == "ben" and ended["direction"] == "outbound"
+    offer = to_message(OfferMade(1.0, "anna", "i-1", Channel.CHAT, "sales", "c-42", {"t": 1}))
+    assert offer["deadline"] is None and "campaign" not in offer
+    assert offer["attributes"] == {"t": 1} and offer["channel"] == "chat"
+    figures = to_message(
+        CampaignFigures.of({"campaign": "c", "status": "paused", "dials": 3}, at=4.0)
+    )
+    assert figures == {
+        "type": "campaign",
+        "campaign": "c",
+        "status": "paused",
+        "dials": 3,
+        "at": 4.0,
+    }
+    json.dumps([agent, queued, ended, offer, figures])  # all of it is JSON
+
+
+def test_every_event_class_is_named_once_with_its_message_type():
+    assert set(EVENTS) == {"agent", "interaction", "offer", "preview", "campaign"}
+    assert all(issubclass(cls, DomainEvent) and t == cls.TYPE for t, cls in EVENTS.items())
+
+
+def test_overflow_actions_and_rule_operators_are_enums_read_from_their_text():
+    step = OverflowStep(60, "widen", min_level=1)  # type: ignore[arg-type]  # as config gives it
+    assert step.action is OverflowAction.WIDEN and not step.action.leaves_queue
+    assert OverflowStep(60, OverflowAction.VOICEMAIL).action.leaves_queue
+    rule = ExpertiseRule("product_age", ">", 5, team="2nd")  # type: ignore[arg-type]
+    assert rule.op is Operator.GT and rule.matches({"product_age": 6})
+    assert not rule.matches({"product_age": "old"})  # incomparable: the rule does not apply
+    with pytest.raises(RoutingError, match="action: 'shout' is not one of widen"):
+        OverflowStep(60, "shout")  # type: ignore[arg-type]
+    with pytest.raises(RoutingError, match="op: '=~' is not one of"):
+        ExpertiseRule("a", "=~", 1)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""``GET /api/contacts?phone=``: a campaign manager finds the contact behind
+a number over HTTP, with the same facts as ``dirigent contacts find``
+(assembled service, real HTTP, the database the service writes)."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from cti.auth import hash_password
+from store import db
+from store.consent import add_dnc, record_consent
+from store.lists_import import import_list
+from tests.test_api import app, call, token
+
+__all__ = ["app"]
+
+
+def find(app, phone: str, tok: str, region: str | None = None) -> tuple[int, dict]:
+    args = {"phone": phone, **({"region": region} if region else {})}
+    return call(app, "GET", f"contacts?{urllib.parse.urlencode(args)}", token=tok)
+
+
+def test_a_number_leads_to_its_contact_consent_dnc_and_records(app, tmp_path):
+    engine = app.database.engine
+    path = tmp_path / "spring.csv"
+    path.write_text(
+        "phone,first_name,last_name,company\n+49 30 1234 5678,Ada,Lovelace,Acme\n"
+        "+49 30 1234 5679,Ben,Other,\n"
+    )
+    import_list(engine, path, "spring", create=True)
+    add_dnc(engine, ["+49 30 1234 5678"], campaign="spring", source="complaint")
+    db.add_user(engine, "carla", hash_password("carla-password"), "campaign_manager", None)
+    carla = token(app, "carla")
+
+    status, view = find(app, "+49 (30) 1234-5678", carla)
+    assert status == 200, view
+    assert view["e164"] == "+493012345678" and view["do_not_call"] == ["spring"]
+    [contact] = view["contacts"]
+    assert contact["display_name"] == "Ada Lovelace" and contact["company"] == "Acme"
+    assert contact["consent"] == []
+    assert [(r["campaign"], r["list"], r["status"]) for r in contact["records"]] == [
+        ("spring", "spring.csv", "new")
+    ]
+
+    record_consent(engine, contact["id"], "voice", True, source="web form", proof_ref="form-17")
+    status, again = find(app, "030 1234 5678", token(app, "boss"), region="DE")
+    assert status == 200, "a supervisor may look up contacts too; national numbers with region"
+    assert [(c["channel"], c["granted"]) for c in again["contacts"][0]["consent"]] == [
+        ("voice", True)
+    ]
+
+    status, nobody = find(app, "+44 20 7946 0500", carla)
+    assert status == 200 and nobody["contacts"] == [] and nobody["do_not_call"] == []
+
+
+def test_a_bad_number_is_a_400_naming_phone_and_agents_may_not_look(app):
+    boss = token(app, "boss")
+    status, error = find(app, "030 12", boss)
+    assert status == 400 and error["field"] == "phone" and "'030 12'" in error["error"]
+    status, error = call(app, "GET", "contacts", token=boss)
+    assert (status, error["field"], error["error"]) == (400, "phone", "phone: required")
+    status, error = find(app, "+49 30 1234 5678", token(app, "anna"))
+    assert status == 403 and error["field"] == "contacts"
+    status, error = find(app, "+49 30 1234 5678", "no-such-token")
+    assert status == 401 and error["field"] == "authorization"

@@ -1,0 +1,45 @@
+"""Domain errors become HTTP statuses by their type, never by their text."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from cti.errors import ApiError, answer
+from routing.agent import AgentState, IllegalTransition
+from routing.model import RoutingError, UnknownName
+from routing.router import Router
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (Invalid("queue", "unknown queue 'x'"), 400),  # the words "unknown queue" decide nothing
+        (NotFound("list", "no list 'a.csv'"), 404),
+        (Forbidden("agent", "ben did not take call 7"), 403),
+        (Conflict("state", "the call is still up"), 409),
+        (Unavailable("database", "not configured"), 503),
+        (RoutingError("capacity", "must not be negative"), 400),
+        (UnknownName("agent", "unknown agent 'zoe'"), 404),
+        (IllegalTransition("anna", AgentState.LOGGED_OUT, "log out"), 409),
+        (ApiError(429, "login", "too many failed logins"), 429),
+        (ValueError("code: give the result"), 400),  # the old convention still reads
+    ],
+)
+def test_status_by_type(exc, status):
+    found = answer(exc)
+    assert found is not None and found[0] == status
+
+
+def test_the_field_comes_from_the_error_not_its_message():
+    assert answer(Invalid("skills.de", "level: 11")) == (400, "skills.de", "level: 11")
+    assert answer(RuntimeError("boom")) is None, "not a domain error: a 500, logged"
+
+
+def test_domain_errors_stay_what_callers_caught_before():
+    assert issubclass(Invalid, ValueError) and issubclass(NotFound, LookupError)
+    assert issubclass(Forbidden, PermissionError) and issubclass(RoutingError, ValueError)
+    assert issubclass(UnknownName, DomainError)
+    with pytest.raises(UnknownName) as caught:
+        Router({}).login("zoe", 0.0, [])
+    assert str(caught.value) == "agent: unknown agent 'zoe'"
