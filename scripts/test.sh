@@ -42,6 +42,10 @@ MYPY_CLEAN=(
   tests/test_records.py tests/test_report_rows.py tests/test_routing.py
   tests/test_service.py tests/test_session_faults.py
   tests/test_sim_matches_recordings.py tests/test_ws_privacy.py
+  tests/test_acd.py tests/test_agent_board.py tests/test_api.py tests/test_api_edges.py
+  tests/test_assembled_blended.py tests/test_bus.py tests/test_campaign_service.py
+  tests/test_dialer_runner.py tests/test_lists_cli.py tests/test_nailup_recovery.py
+  tests/test_pool.py tests/test_telephony_port.py
 )
 
 # Debian packages the tests need: PostgreSQL for the database tests; the

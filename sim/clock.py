@@ -120,7 +120,9 @@ class ScaledClock:
     see minutes pass while the AMI traffic between them goes over real TCP in
     seconds.  Delays are divided by ``speed`` on the way into the reactor;
     network latency is multiplied by it in the virtual view, so keep the
-    speed modest (10 turns 5 ms of loopback latency into 50 ms)."""
+    speed modest (10 turns 5 ms of loopback latency into 50 ms).  So is the
+    reactor's lateness on a busy machine: :meth:`set_speed` slows the clock
+    down when it grows (a test measures it and decides)."""
 
     def __init__(self, reactor: Any, speed: float, start: float | None = None) -> None:
         if speed <= 0:
@@ -129,6 +131,9 @@ class ScaledClock:
         self.speed = speed
         self._real0 = reactor.seconds()
         self._virtual0 = self._real0 if start is None else start
+        #: the calls made through this clock (pruned as they run): a new speed moves them
+        self._calls: list[DelayedCall] = []
+        self._prune_at = 1024
 
     def seconds(self) -> float:
         return self._virtual0 + (self.reactor.seconds() - self._real0) * self.speed
@@ -136,7 +141,28 @@ class ScaledClock:
     def callLater(
         self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any
     ) -> DelayedCall:
-        return self.reactor.callLater(max(0.0, delay) / self.speed, callable, *args, **kw)
+        call = self.reactor.callLater(max(0.0, delay) / self.speed, callable, *args, **kw)
+        self._calls.append(call)
+        if len(self._calls) >= self._prune_at:
+            self._calls = [c for c in self._calls if c.active()]
+            self._prune_at = max(1024, 2 * len(self._calls))
+        return call
+
+    def set_speed(self, speed: float) -> None:
+        """Run ``speed`` times faster from now on.  The virtual time goes on
+        from where it is, and every pending call keeps its virtual due time
+        (a ring timeout of 30 s stays 30 s): only real time stretches."""
+        if speed <= 0:
+            raise ValueError("speed: must be positive")
+        if speed == self.speed:
+            return
+        real = self.reactor.seconds()
+        self._virtual0, self._real0 = self.seconds(), real
+        old, self.speed = self.speed, speed
+        live = [c for c in self._calls if c.active()]
+        for call in live:
+            call.reset(max(0.0, call.getTime() - real) * old / speed)
+        self._calls = live
 
     def getDelayedCalls(self) -> list[DelayedCall]:
         return self.reactor.getDelayedCalls()

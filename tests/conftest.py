@@ -8,7 +8,7 @@ import inspect
 import os
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +142,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TRANSCRIPTS = FIXTURES / "asterisk"
 
 
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-    """Run a coroutine on the shared loop (Twisted I/O runs on it too)."""
+def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
+    """Run a coroutine (or a future) on the shared loop (Twisted I/O runs on it too)."""
     return LOOP.run_until_complete(asyncio.wait_for(coro, timeout))
 
 

@@ -20,7 +20,7 @@ from sim.pbx import SimPbx
 from tests.conftest import run, wait_for
 
 
-def build(clock, n_agents=3, mode="ring", registry=None, **pbx_kw):  # type: ignore[no-untyped-def]
+def build(clock, n_agents=3, mode="ring", registry=None, **pbx_kw):
     pbx = SimPbx(clock, seed=3, agents=n_agents, **pbx_kw)
     phone = SimTelephony(pbx)
     router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)

@@ -61,7 +61,7 @@ class BoardMachine(RuleBasedStateMachine):
             self.members.discard(agent.id)
         self.board.update(agent)
 
-    def _try(self, op) -> None:  # type: ignore[no-untyped-def]
+    def _try(self, op) -> None:
         with contextlib.suppress(IllegalTransition, RoutingError):  # refused: nothing changes
             op()
 

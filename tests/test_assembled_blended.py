@@ -14,16 +14,20 @@ ledger's day bucket (with AMD's estimated misreads, at most 5 % for an hour).
 With the pacing before 480f686 (no inbound demand, no small-sample bound)
 the same hour gave 3.9 % counted, 4.9 % in the ledger.
 
-Speed: 50 times real time (the hour in 72 s).  The loopback AMI round trip
-(a few ms) becomes a few hundred virtual ms, and so does a SQLite commit
-before each Originate and the reactor's lateness on a busy machine: they
-make the server slower than it is, not faster.  Unloaded, or at 40 times,
-the hour holds about 120 live answers; at 50-60 times on a 2-core machine
-loaded to 5-6 about 85-100 (the summary gives the reactor's lateness)."""
+Speed: up to 50 times real time (the hour in 72 s).  The loopback AMI round
+trip (a few ms) becomes a few hundred virtual ms, and so does a SQLite commit
+before each Originate and the reactor's lateness on a busy machine: they make
+the server slower than it is, not faster, and a person who must reach an agent
+within 2 s finds none when 40 real ms of lateness are 2 virtual seconds (a
+loaded machine gave 3.7 % and 4.5 % abandoned that way).  So the test measures
+the lateness every second and slows the clock down (to 25 times at the least,
+the hour in 144 s) to keep it under a quarter of those 2 s; when even that is
+not enough for much of the hour and the cap is missed, the hour says nothing
+about the pacing and the test is skipped, saying so.  Unloaded the hour holds
+about 120 live answers, on a 2-core machine loaded to 5-6 about 85-100."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import threading
 from typing import Any
@@ -35,6 +39,7 @@ from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
 from asterisk.session import PbxSettings
+from dirigent.cli.server import DEMO_CAMPAIGN, _demo_campaign, _demo_users
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
 from routing.model import QueueConfig
@@ -44,12 +49,14 @@ from sim.pbx import SimPbx
 from store import db
 from tests.conftest import LOOP, run, stop_sim, wait_for
 
-try:  # the demo's own pieces (dirigent/cli became a package in issue 16)
-    from dirigent.cli.server import DEMO_CAMPAIGN, _demo_campaign, _demo_users
-except ImportError:  # pragma: no cover - the single-module command line
-    from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign, _demo_users  # type: ignore[no-redef]
-
 SPEED = 50.0
+#: the slowest the clock may run: the hour in 144 s of wall time
+MIN_SPEED = 25.0
+#: the reactor's lateness allowed, in virtual seconds (the 90th percentile of a
+#: second): a quarter of the 2 s in which a person must reach an agent
+LAG_BOUND = 0.5
+#: the share of the hour over that bound (at the slowest speed) that makes it meaningless
+LAG_OVER_SHARE = 0.1
 HOUR = 3600.0
 #: the demo's defaults (``dirigent demo``): agents, inbound calls per hour, seed
 AGENTS, INBOUND_RATE, SEED = 10, 120.0, 1
@@ -58,14 +65,23 @@ START = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC).timestamp()
 
 
 class ReactorLag:
-    """How late the reactor runs its timers (real seconds): at 60 times real
-    speed 10 ms late is 0.6 s of the simulated hour, so the figure goes into
-    the test's summary (a loaded machine dials less in the hour)."""
+    """How late the reactor runs its timers (real seconds): at 50 times real
+    speed 10 ms late is 0.5 s of the simulated hour.  Every second the 90th
+    percentile of that second's lateness, times the clock's speed, is held
+    against :data:`LAG_BOUND`: over it the clock slows down (not below
+    :data:`MIN_SPEED`), well under it speeds up again (not above
+    :data:`SPEED`).  The seconds still over the bound are counted, and the
+    figures go into the test's summary."""
 
     EVERY = 0.05
+    WINDOW = 20  # ticks: one second
 
-    def __init__(self) -> None:
+    def __init__(self, clock: ScaledClock | None = None) -> None:
+        self.clock = clock
         self.late: list[float] = []
+        self.windows = self.over = 0
+        self.slowest = clock.speed if clock is not None else SPEED
+        self._window: list[float] = []
         self._last: float | None = None
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
@@ -73,8 +89,31 @@ class ReactorLag:
     def _tick(self) -> None:
         now = reactor.seconds()
         if self._last is not None:
-            self.late.append(max(0.0, now - self._last - self.EVERY))
+            late = max(0.0, now - self._last - self.EVERY)
+            self.late.append(late)
+            self._window.append(late)
         self._last = now
+        if len(self._window) >= self.WINDOW:
+            self._adapt(sorted(self._window)[int(0.9 * (len(self._window) - 1))])
+            self._window = []
+
+    def _adapt(self, p90: float) -> None:
+        if self.clock is None:
+            return
+        speed = self.clock.speed
+        self.windows += 1
+        if p90 * speed > LAG_BOUND:
+            self.over += speed <= MIN_SPEED  # slowing down cannot help any more
+            speed = max(MIN_SPEED, LAG_BOUND / p90 * 0.8)
+        elif p90 * speed < LAG_BOUND / 2:
+            speed = min(SPEED, speed * 1.25)
+        self.clock.set_speed(speed)
+        self.slowest = min(self.slowest, speed)
+
+    @property
+    def over_share(self) -> float:
+        """The share of the seconds whose lateness stayed over the bound."""
+        return self.over / self.windows if self.windows else 0.0
 
     def start(self) -> None:
         self._loop.start(self.EVERY)
@@ -84,7 +123,11 @@ class ReactorLag:
             self._loop.stop()
         late = sorted(self.late) or [0.0]
         p95 = late[int(0.95 * (len(late) - 1))]
-        return f"reactor late p95 {p95 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms"
+        return (
+            f"reactor late p95 {p95 * 1000:.0f} ms, max {late[-1] * 1000:.0f} ms; clock down to"
+            f" {self.slowest:.0f}x, {self.over_share:.0%} of the seconds over"
+            f" {LAG_BOUND} virtual s late"
+        )
 
 
 def demo_settings(url: str, ami_port: int, campaign: Any) -> Settings:
@@ -158,7 +201,7 @@ def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percen
     app = Dirigent(demo_settings(url, server.address[1], campaign), CollectorRegistry(), clock)
     app.service.startService()
     engine = db.make_engine(url)
-    lag = ReactorLag()
+    lag = ReactorLag(clock)
     lag.start()
     # issue 16: once started, the server never waits for the database on the
     # reactor thread (claims, attempt rows, outcomes, ledger, figures)
@@ -174,8 +217,14 @@ def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percen
         runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
         run(wait_for(lambda: runner.stats.dials > 0, timeout=30, what="the campaign dialing"))
         began = clock.seconds()
-        run(asyncio.sleep(HOUR / SPEED), timeout=HOUR / SPEED + 30)
-        assert clock.seconds() - began >= HOUR
+        run(
+            wait_for(
+                lambda: clock.seconds() - began >= HOUR,
+                timeout=HOUR / MIN_SPEED + 10,
+                what="the simulated hour",
+            ),
+            timeout=HOUR / MIN_SPEED + 30,
+        )
         # no new dials; the calls in progress end as usual
         app.campaigns.control(DEMO_CAMPAIGN, "pause")
         run(wait_for(lambda: not runner.live, timeout=30, what="the last calls ended"))
@@ -201,17 +250,27 @@ def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percen
         f" {figures['inbound_answered']} of {figures['inbound']} answered; {lateness}"
     )
     print(summary)
-    # about 120 live answers in the hour when the machine keeps up (fewer on a
-    # loaded one: the reactor's lateness is in the summary)
-    assert answered >= 70, f"too few calls for the figure to mean anything: {summary}"
-    # the demo's figure (`dirigent demo` prints it from the same rows): the cap
-    assert rate <= 0.03, f"abandon cap broken with blended agents: {summary}"
-    # the ledger adds AMD's estimated misreads (1 % of persons), as Ofcom counts,
-    # and the campaign's target is the legal 3 % of the day with them: one hour
-    # of it stays within the worst-hour goal of issue 15 (5 %)
-    assert abandoned_ledger / live <= 0.05, f"the server's own ledger is over 5 %: {summary}"
     assert figures["open"] == 0, "every attempt has its outcome"
     assert not on_reactor, f"{len(on_reactor)} statements on the reactor thread: {on_reactor[:3]}"
-    # the inbound callers are served too (120 an hour, a Poisson stream)
+    # the inbound callers come (120 an hour, a Poisson stream of the simulated PBX)
     assert figures["inbound"] >= 80
-    assert figures["inbound_answered"] >= 0.9 * figures["inbound"], summary
+    held = {
+        # about 120 live answers in the hour when the machine keeps up
+        "too few calls for the figure to mean anything": answered >= 70,
+        # the demo's figure (`dirigent demo` prints it from the same rows): the cap
+        "abandon cap broken with blended agents": rate <= 0.03,
+        # the ledger adds AMD's estimated misreads (1 % of persons), as Ofcom counts,
+        # and the campaign's target is the legal 3 % of the day with them: one hour
+        # of it stays within the worst-hour goal of issue 15 (5 %)
+        "the server's own ledger is over 5 %": abandoned_ledger / live <= 0.05,
+        # the inbound callers are served too
+        "inbound callers not served": figures["inbound_answered"] >= 0.9 * figures["inbound"],
+    }
+    missed = [what for what, ok in held.items() if not ok]
+    if missed and lag.over_share > LAG_OVER_SHARE:
+        pytest.skip(
+            f"the machine is too busy for the hour to judge the pacing: the reactor ran over"
+            f" {LAG_BOUND} virtual s late in {lag.over_share:.0%} of the seconds even at"
+            f" {MIN_SPEED:.0f} times real speed ({'; '.join(missed)}: {summary})"
+        )
+    assert not missed, f"{'; '.join(missed)}: {summary}"

@@ -106,13 +106,13 @@ def test_every_event_class_is_named_once_with_its_message_type():
 
 
 def test_overflow_actions_and_rule_operators_are_enums_read_from_their_text():
-    step = OverflowStep(60, "widen", min_level=1)  # type: ignore[arg-type]  # as config gives it
+    step = OverflowStep(60, "widen", min_level=1)  # as config gives it
     assert step.action is OverflowAction.WIDEN and not step.action.leaves_queue
     assert OverflowStep(60, OverflowAction.VOICEMAIL).action.leaves_queue
-    rule = ExpertiseRule("product_age", ">", 5, team="2nd")  # type: ignore[arg-type]
+    rule = ExpertiseRule("product_age", ">", 5, team="2nd")
     assert rule.op is Operator.GT and rule.matches({"product_age": 6})
     assert not rule.matches({"product_age": "old"})  # incomparable: the rule does not apply
     with pytest.raises(RoutingError, match="action: 'shout' is not one of widen"):
-        OverflowStep(60, "shout")  # type: ignore[arg-type]
+        OverflowStep(60, "shout")
     with pytest.raises(RoutingError, match="op: '=~' is not one of"):
-        ExpertiseRule("a", "=~", 1)  # type: ignore[arg-type]
+        ExpertiseRule("a", "=~", 1)

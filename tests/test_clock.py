@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import error
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import Clock, LoopingCall
 
-from sim.clock import HeapClock
+from sim.clock import HeapClock, ScaledClock
 
 
 def test_each_call_runs_at_its_own_time_in_order_of_time_then_of_scheduling():
@@ -82,3 +82,26 @@ def test_whatever_is_scheduled_runs_once_at_its_final_time_in_time_order(plan):
     clock.run_until(200.0)
     assert sorted(ran) == sorted(expected)
     assert [t for t, _ in ran] == sorted(t for t, _ in ran)
+
+
+def test_a_scaled_clock_slowed_down_keeps_virtual_time_and_every_due_time():
+    """A test on a busy machine slows its ScaledClock down: the virtual time
+    goes on from where it was, and a call due in 30 virtual seconds still
+    runs 30 virtual seconds after it was made (only real time stretches)."""
+    real = Clock()
+    clock = ScaledClock(real, 50.0, start=1000.0)
+    seen: list[tuple[str, float]] = []
+    clock.callLater(30.0, lambda: seen.append(("ring timeout", clock.seconds())))
+    clock.callLater(5.0, lambda: seen.append(("amd", clock.seconds())))
+    cancelled = clock.callLater(10.0, seen.append, ("cancelled", 0.0))
+    cancelled.cancel()
+    real.advance(0.1)  # 5 virtual seconds
+    clock.set_speed(25.0)
+    assert clock.seconds() == pytest.approx(1005.0)
+    real.advance(0.4)  # 10 virtual seconds at 25 times: the ring timeout is not due yet
+    assert clock.seconds() == pytest.approx(1015.0)
+    assert [what for what, _ in seen] == ["amd"]
+    real.advance(0.6)  # 15 more
+    assert seen == [("amd", pytest.approx(1005.0)), ("ring timeout", pytest.approx(1030.0))]
+    with pytest.raises(ValueError, match="speed: must be positive"):
+        clock.set_speed(0.0)

@@ -115,7 +115,10 @@ def test_live_answers_are_connected_to_nailed_agents() -> None:
     connected = [a for a in log.attempts.values() if a.connected is not None]
     assert len(connected) == 2
     assert {a.agent for a in connected} == {"1001", "1002"}
-    assert all(a.connected - a.verdict_at < 2.0 for a in connected)
+    assert all(
+        a.connected is not None and a.verdict_at is not None and a.connected - a.verdict_at < 2.0
+        for a in connected
+    )
     clock.run_until(200.0)
     assert sorted(o for _, o in source.done_calls) == ["answered", "answered"]
     assert runner.ledger.rate("day", clock.seconds()) == 0.0
@@ -167,6 +170,7 @@ def test_pbx_link_lost_stops_dialing_and_resync_closes_vanished_calls_as_unknown
     dialed = len(log.order)
     # the link drops: the PBX restarts and every call on it is gone
     pbx.booted = False
+    assert isinstance(runner.telephony, SimTelephony)
     for chan in list(pbx.channels.values()):
         if chan.name.startswith("PJSIP/customers"):
             pbx.hangup_channel(chan, 16)
@@ -354,6 +358,7 @@ def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> 
     # ... so the first agent to free up takes the caller, and the campaign dials for the other
     (call,) = acd.calls.values()
     assert call.answered_at is not None and call.agent in ("1001", "1002")
+    assert isinstance(runner.log, MemoryAttemptLog)
     first_free = min(a.connected for a in runner.log.attempts.values() if a.connected) + 60 + 5
     assert call.answered_at == pytest.approx(first_free, abs=1.5), "talk 60 s, wrap-up 5 s"
     assert runner.stats.dials == dials + 1

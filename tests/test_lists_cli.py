@@ -33,8 +33,8 @@ def counts(url: str) -> tuple[int, int]:
     engine = db.make_engine(url)
     try:
         with engine.connect() as conn:
-            campaigns = conn.execute(select(func.count()).select_from(db.campaign)).scalar()
-            records = conn.execute(select(func.count()).select_from(db.record)).scalar()
+            campaigns = conn.execute(select(func.count()).select_from(db.campaign)).scalar_one()
+            records = conn.execute(select(func.count()).select_from(db.record)).scalar_one()
         return campaigns, records
     finally:
         engine.dispose()

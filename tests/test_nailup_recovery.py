@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, task
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from zope.interface import provider
 
 from asterisk.session import PbxSettings
 from center.acd import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
@@ -62,11 +63,10 @@ def failures(registry: CollectorRegistry, reason: str) -> float:
 def warnings() -> Iterator[list[str]]:
     seen: list[str] = []
 
+    @provider(ILogObserver)
     def observer(event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "center.acd" and event.get("log_level").name in (
-            "warn",
-            "error",
-        ):
+        level = event.get("log_level")
+        if event.get("log_namespace") == "center.acd" and level in (LogLevel.warn, LogLevel.error):
             from twisted.logger import formatEvent
 
             seen.append(formatEvent(event))

@@ -157,7 +157,7 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
         rows = conn.execute(select(db.record.c.id, db.record.c.e164, db.record.c.contact_id)).all()
         cid = conn.execute(select(db.campaign.c.id)).scalar()
 
-    def dialed(conn, e164: str, hours_ago: float, outcome: str, abandoned: bool = False) -> None:  # type: ignore[no-untyped-def]
+    def dialed(conn, e164: str, hours_ago: float, outcome: str, abandoned: bool = False) -> None:
         conn.execute(
             insert(db.attempt).values(
                 campaign_id=cid,

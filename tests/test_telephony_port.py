@@ -43,7 +43,7 @@ def tick(clock: task.Clock, seconds: float, step: float = 0.1) -> None:
         clock.advance(step)
 
 
-def quick_workload():  # type: ignore[no-untyped-def]
+def quick_workload():
     """The standard outcome mix with short rings, so the real-time run is quick."""
     from dataclasses import replace
 
@@ -279,7 +279,7 @@ def test_the_domain_port_reports_an_inbound_call_in_domain_words_in_virtual_time
     phone.connect_to_agent(caller.uniqueid, "agent0")
     tick(clock, 0.5)
     assert phone.bridged_with(caller.uniqueid) == {"agent-agent0-1"}
-    assert phone.live_call(caller.uniqueid).bridge is not None  # type: ignore[union-attr]
+    assert phone.live_call(caller.uniqueid).bridge is not None
     tick(clock, 10)
     assert CallEnded("sim", caller.uniqueid) in events, "the caller hung up after talking"
     assert phone.live_call("agent-agent0-1") is not None, "the agent's line is kept"
