@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from center.acd import InboundAcd
+from center.hub import Hub
 from core.bus import EventBus
 from core.events import (
     CampaignFigures,
@@ -170,13 +170,22 @@ class Campaign:
         return self.config.name
 
 
+def _port_of(pbxs: Mapping[str, Telephony], cfg: CampaignConfig) -> Telephony:
+    """The telephony port of the PBX the campaign names (the only one by default)."""
+    if cfg.pbx is not None and cfg.pbx in pbxs:
+        return pbxs[cfg.pbx]
+    if len(pbxs) == 1:
+        return next(iter(pbxs.values()))
+    raise ValueError(f"campaign {cfg.name}: pbx {cfg.pbx!r} is not one of {sorted(pbxs)}")
+
+
 class Campaigns:
     def __init__(
         self,
         configs: tuple[CampaignConfig, ...],
         engine: Engine,
-        telephony: Telephony,
-        acd: InboundAcd,
+        telephony: Telephony | Mapping[str, Telephony],
+        acd: Hub,
         clock: IReactorTime,
         *,
         registry: CollectorRegistry | None = None,
@@ -199,6 +208,8 @@ class Campaigns:
         self._reconciled = False
         self._counting = False
         gate = Compliance(DbDnc(engine), DbConsent(engine))
+        #: each campaign dials through its own PBX's port (``pbx`` in its table)
+        pbxs = dict(telephony) if isinstance(telephony, Mapping) else {"": telephony}
         # start-up (before the reactor serves anything): the rows are made here
         for cfg in configs:
             s = cfg.settings
@@ -221,7 +232,7 @@ class Campaigns:
             attempts = DbAttemptLog(engine, s.name, self.writer)
             runner = CampaignRunner(
                 s,
-                telephony,
+                _port_of(pbxs, cfg),
                 acd.router,
                 clock,
                 source,
@@ -242,7 +253,8 @@ class Campaigns:
             runner.listeners.append(self._on_attempt)
             runner.preview_listeners.append(functools.partial(self._on_preview, s.name))
             self.campaigns[s.name] = Campaign(cfg, runner, source, attempts)
-        telephony.listen(self._on_event)
+        for port in pbxs.values():
+            port.listen(self._on_event)
         self._figures = LoopingCall(self.publish_figures)
         self._figures.clock = clock
         self._figures_interval = figures_interval

@@ -279,6 +279,8 @@ class QueueTable(_Table):
     service_level: ByChannel[ServiceLevelTable] = {}
     overflow: Many[OverflowTable] = ()
     expertise: Many[ExpertiseTable] = ()
+    #: the ``[[pbx]]`` its callers arrive on (the only one by default)
+    pbx: str | None = None
 
     def build(self) -> QueueConfig:
         levels = {
@@ -310,6 +312,8 @@ class AgentSettings(_Table):
     queues: Many[str] = ()
     team: str | None = None
     auto_login: bool = False
+    #: the ``[[pbx]]`` its phone is on (the only one by default)
+    pbx: str | None = None
 
 
 class RoutingTable(_Table):
@@ -335,6 +339,8 @@ class RoutingSettings(RoutingTable):
 
     queues: Many[QueueConfig] = ()
     agents: Many[AgentSettings] = ()
+    #: queue name -> the PBX its callers arrive on (every queue, once a PBX is configured)
+    queue_pbx: dict[str, str] = {}
 
 
 class _Dialing(_Table):
@@ -376,6 +382,8 @@ class CampaignConfig(_Table):
     auto_start: bool = False
     max_attempts_per_day: Annotated[int, Field(ge=1)] | None = None
     holiday_subdivisions: Many[str] = ()
+    #: the ``[[pbx]]`` it dials through (the only one by default)
+    pbx: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -470,7 +478,49 @@ class ConfigFile(_Table):
             for q in agent.queues:
                 if q not in queues:
                     raise ConfigError(f"agent[{i}].queues", f"unknown queue {q!r}")
+        on = self._queue_pbx()
+        for i, agent in enumerate(self.agent):
+            pbx = self._pbx_of("agent", i, agent.pbx)
+            for q in agent.queues:
+                if pbx is not None and on.get(q, pbx) != pbx:
+                    raise ConfigError(
+                        f"agent[{i}].queues",
+                        f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}",
+                    )
         return self
+
+    def _pbx_of(self, kind: str, i: int, given: str | None) -> str | None:
+        """The PBX a queue, agent or campaign names; the only one when it names
+        none; refused when several are configured and it names none or an unknown one."""
+        names = [p.name for p in self.pbx]
+        if given is None:
+            if len(names) > 1:
+                raise ConfigError(
+                    f"{kind}[{i}].pbx", f"required with several PBXs (one of {', '.join(names)})"
+                )
+            return names[0] if names else None
+        if given not in names:
+            known = ", ".join(names) or "none configured"
+            raise ConfigError(f"{kind}[{i}].pbx", f"unknown PBX {given!r} (known: {known})")
+        return given
+
+    def _queue_pbx(self) -> dict[str, str]:
+        """Queue -> PBX: a ``[[queue]]``'s own, a campaign's queue its campaign's."""
+        on: dict[str, str] = {}
+        for i, q in enumerate(self.queue):
+            pbx = self._pbx_of("queue", i, q.pbx)
+            if pbx is not None:
+                on[q.name] = pbx
+        for i, c in enumerate(self.campaign):
+            pbx = self._pbx_of("campaign", i, c.pbx)
+            name = c.settings.queue_name
+            if pbx is None:
+                continue
+            if on.setdefault(name, pbx) != pbx:
+                raise ConfigError(
+                    f"campaign[{i}].pbx", f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
+                )
+        return on
 
     def _campaign_queues(self) -> set[str]:
         return {c.settings.queue_name for c in self.campaign}
@@ -484,7 +534,20 @@ class ConfigFile(_Table):
         queues += [
             QueueConfig(n) for n in sorted(self._campaign_queues() - {q.name for q in queues})
         ]
-        routing = RoutingSettings(**dict(self.routing), queues=tuple(queues), agents=self.agent)
+        agents = tuple(
+            a.model_copy(update={"pbx": self._pbx_of("agent", i, a.pbx)})
+            for i, a in enumerate(self.agent)
+        )
+        routing = RoutingSettings(
+            **dict(self.routing),
+            queues=tuple(queues),
+            agents=agents,
+            queue_pbx=self._queue_pbx(),
+        )
+        campaigns = tuple(
+            c.model_copy(update={"pbx": self._pbx_of("campaign", i, c.pbx)})
+            for i, c in enumerate(self.campaign)
+        )
         return Settings(
             http=self.http if "http" in need else HttpSettings(),
             database=self.database,
@@ -493,7 +556,7 @@ class ConfigFile(_Table):
             else (),
             log_format=self.log.format if "log" in need else "text",
             routing=routing if "routing" in need else RoutingSettings(),
-            campaigns=self.campaign if "campaigns" in need else (),
+            campaigns=campaigns if "campaigns" in need else (),
         )
 
 

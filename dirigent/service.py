@@ -10,6 +10,7 @@ a port is wired in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from typing import Any
 
@@ -23,7 +24,8 @@ from twisted.logger import Logger
 from asterisk.metrics import AmiMetrics
 from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
-from center.acd import AgentEndpoint, InboundAcd
+from center.hub import Hub
+from channels.voice import AgentEndpoint, VoiceInbound
 from core.telephony import PbxSynced, PbxUp, TelephonyEvent
 from cti.api import ApiResource
 from cti.auth import TokenStore, User, revoke_changed
@@ -105,34 +107,42 @@ class DatabaseService(service.Service):
 
 
 class AcdService(service.Service):
-    """The inbound ACD on one PBX; logs in the auto-login agents once the
-    PBX is connected (nailed-up agents get their phone leg first)."""
+    """The hub and its voice adapters, one per PBX; logs in a PBX's
+    auto-login agents once that PBX is connected (nailed-up agents get
+    their phone leg first)."""
 
     name = "acd"
 
-    def __init__(self, acd: InboundAcd, auto_login: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        acd: Hub,
+        voices: dict[str, VoiceInbound],
+        auto_login: dict[str, tuple[str, ...]],
+    ) -> None:
         self.acd = acd
         self.auto_login = auto_login
-        acd.telephony.listen(self._on_event)
+        for voice in voices.values():
+            voice.telephony.listen(functools.partial(self._on_event, voice))
 
-    def _on_event(self, event: TelephonyEvent) -> None:
+    def _on_event(self, voice: VoiceInbound, event: TelephonyEvent) -> None:
         # ringing agents log in at once; nailed-up ones after the resync, which
         # shows whether their leg survived a restart of Dirigent
         nailed_step = isinstance(event, PbxSynced)
         if not (nailed_step or isinstance(event, PbxUp)):
             return
         for agent_id, queues in self.auto_login.items():
-            if self.acd.router.agents[agent_id].logged_in:
-                continue
-            nailed = self.acd.endpoints[agent_id].mode == "nailed"
+            ep = voice.endpoints.get(agent_id)
+            if ep is None or self.acd.router.agents[agent_id].logged_in:
+                continue  # an agent of another PBX, or already in
+            nailed = ep.mode == "nailed"
             if nailed != nailed_step:
                 continue
             if not nailed:
                 self.acd.login(agent_id, list(queues))
-            elif not self.acd.adopt_nailed(agent_id, list(queues)):
+            elif not voice.adopt_nailed(agent_id, list(queues)):
                 # logs in once bridged; a failure is logged, counted and retried
-                # by the ACD (the agent shows "no phone" meanwhile)
-                self.acd.nail_up(agent_id, list(queues))
+                # by the adapter (the agent shows "no phone" meanwhile)
+                voice.nail_up(agent_id, list(queues))
 
     def startService(self) -> None:
         super().startService()
@@ -190,7 +200,9 @@ class Dirigent:
             self.sessions[pbx.name] = session
             self.ami_metrics.pbx_up.labels(pbx.name).set(0)
             PbxService(session).setServiceParent(self.service)
-        self.acd: InboundAcd | None = None
+        self.acd: Hub | None = None
+        #: the voice channel of each PBX, by the PBX's name
+        self.voices: dict[str, VoiceInbound] = {}
         routing = settings.routing
         if routing.queues and self.sessions:
             self.router = Router(
@@ -199,28 +211,41 @@ class Dirigent:
                 routing.policy,
                 routing.offer_timeout,
             )
-            endpoints = {}
+            only = next(iter(self.sessions)) if len(self.sessions) == 1 else None
+            agent_pbx: dict[str, str] = {}
+            endpoints: dict[str, dict[str, AgentEndpoint]] = {name: {} for name in self.sessions}
             for a in routing.agents:
                 self.router.add_agent(
                     Agent(a.id, skills=dict(a.skills), capacity=dict(a.capacity), team=a.team)
                 )
-                endpoints[a.id] = AgentEndpoint(a.id, a.endpoint, a.mode)
-            first = next(iter(self.sessions.values()))
-            self.acd = InboundAcd(
-                AmiTelephony(first),
+                home = a.pbx or only
+                if home is None or home not in endpoints:
+                    raise ValueError(f"agent {a.id}: pbx {home!r} is not one of {list(endpoints)}")
+                agent_pbx[a.id] = home
+                endpoints[home][a.id] = AgentEndpoint(a.id, a.endpoint, a.mode)
+            self.acd = Hub(
                 self.router,
                 self.clock,
-                endpoints,
                 registry=self.registry,
                 wrap_up=routing.wrap_up,
+                agent_pbx=agent_pbx,
+                queue_pbx=routing.queue_pbx,
             )
+            for name, session in self.sessions.items():
+                self.voices[name] = VoiceInbound(
+                    AmiTelephony(session),
+                    self.acd,
+                    endpoints[name],
+                    name=name,
+                    qualify_ids=len(self.sessions) > 1,
+                )
             # before anything routes: what the last run left open ends now
             close_unfinished(self.database.engine)
             self.database.recorder = Recorder(
                 self.database.engine, self.acd.bus, registry=self.registry
             )
             auto = {a.id: a.queues for a in routing.agents if a.auto_login}
-            AcdService(self.acd, auto).setServiceParent(self.service)
+            AcdService(self.acd, self.voices, auto).setServiceParent(self.service)
         self.campaigns: Campaigns | None = None
         if settings.campaigns:
             if self.acd is None:
@@ -228,7 +253,7 @@ class Dirigent:
             self.campaigns = Campaigns(
                 settings.campaigns,
                 self.database.engine,
-                self.acd.telephony,
+                {name: voice.telephony for name, voice in self.voices.items()},
                 self.acd,
                 self.clock,
                 registry=self.registry,

@@ -180,6 +180,14 @@ class Router:
     def calls_waiting(self) -> int:
         return sum(len(b) for (q, ch), b in self._buckets.items() if ch is Channel.VOICE)
 
+    def waiting_in(self, queue: str, channel: Channel) -> tuple[int, float | None]:
+        """(how many wait in ``queue`` on ``channel``, the arrival of the
+        oldest or None): the figures the live KPIs and the gauges show."""
+        bucket = self._buckets.get((queue, channel))
+        if not bucket:
+            return 0, None
+        return len(bucket), min(self.waiting[i].arrived for *_, i in bucket)
+
     def enqueue(self, interaction: Interaction, now: float) -> list[Offer]:
         """A new interaction: apply the queue's rules, queue it, try to route it."""
         config = self.queues.get(interaction.queue)

@@ -171,7 +171,7 @@ class InboundSim:
     offer at once, talks for the caller's handle time and wraps up for the
     caller's wrap-up time.  A caller with ``patience`` hangs up after it if
     still waiting.  :meth:`needed` is the rule the assembled server uses to
-    make a campaign yield agents (``InboundAcd.agents_needed_inbound``): one
+    make a campaign yield agents (``center.hub.Hub.agents_needed_inbound``): one
     agent per waiting caller, plus one while the service level over the last
     30 minutes is below target; free agents first, then those in wrap-up."""
 

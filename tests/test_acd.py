@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import task
 
 from asterisk.telephony import AmiTelephony
-from center.acd import PBX_LOST, AgentEndpoint, InboundAcd
+from channels.voice import PBX_LOST, AgentEndpoint, InboundAcd
 from core.events import InteractionChanged, Stage, to_message
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig

@@ -18,7 +18,7 @@ from twisted.internet import task
 from asterisk.events import CHANNEL_FIELDS, UserEventReceived, normalize
 from asterisk.framing import AmiMessage
 from asterisk.telephony import AmiTelephony
-from center.acd import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint, InboundAcd
 from core.bus import EventBus
 from core.events import to_message
 from routing.agent import Agent

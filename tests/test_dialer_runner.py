@@ -315,7 +315,7 @@ def test_cli_sim_dialer_runs_in_parallel_give_the_same_reports(
 
 # -- blended agents --------------------------------------------------------------------------
 def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
-    from center.acd import AgentEndpoint, InboundAcd
+    from channels.voice import AgentEndpoint, InboundAcd
 
     clock = HeapClock()
     pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))

@@ -21,7 +21,7 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from zope.interface import provider
 
 from asterisk.session import PbxSettings
-from center.acd import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
+from channels.voice import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
 from cti.auth import hash_password
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
@@ -66,7 +66,10 @@ def warnings() -> Iterator[list[str]]:
     @provider(ILogObserver)
     def observer(event: dict[str, Any]) -> None:
         level = event.get("log_level")
-        if event.get("log_namespace") == "center.acd" and level in (LogLevel.warn, LogLevel.error):
+        if event.get("log_namespace") == "channels.voice" and level in (
+            LogLevel.warn,
+            LogLevel.error,
+        ):
             from twisted.logger import formatEvent
 
             seen.append(formatEvent(event))
@@ -209,6 +212,7 @@ def test_after_a_pbx_restart_agents_are_nailed_up_again_and_nobody_joins_an_empt
 ):
     app, pbx, server = assembled
     acd = app.acd
+    (voice,) = app.voices.values()  # the one PBX's voice channel
     runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
     empty_joins: list[str] = []
 
@@ -249,7 +253,7 @@ def test_after_a_pbx_restart_agents_are_nailed_up_again_and_nobody_joins_an_empt
     )
     # each agent has a leg in its own bridge on the PBX side
     for agent in AGENTS:
-        uid = acd.endpoints[agent].nailed_uniqueid
+        uid = voice.endpoints[agent].nailed_uniqueid
         chan = pbx.channels[uid]
         assert chan.bridge is not None and pbx.bridges[chan.bridge].owner == agent
     # back to what they were: ready (and working the campaign), and the lunch pause

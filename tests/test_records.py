@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from twisted.internet import task
 
-from center.acd import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint, InboundAcd
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router

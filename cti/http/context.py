@@ -38,7 +38,7 @@ MAX_UPLOAD = 512 * 1024 * 1024
 
 
 class Operations(Protocol):
-    """What the API needs from the centre (implemented by ``center.acd``)."""
+    """What the API needs from the centre (implemented by ``center.hub.Hub``)."""
 
     router: Router
 

@@ -1,0 +1,421 @@
+"""The hub: one router for every channel and every PBX, behind commands and queries.
+
+What the hub owns:
+
+* the :class:`~routing.router.Router` (nothing outside ``routing/`` reads
+  its private fields; the hub asks it through its methods);
+* agent commands (login, ready, pause, logout, end of wrap-up): the offers
+  they cause are carried out at once;
+* the lifecycle of every interaction on every channel (queued, offered,
+  answered, ended, transferred), published on the bus as typed events;
+* the registry of channel adapters: an adapter (``channels.voice``, one per
+  PBX) *owns* the interactions it brings in (:meth:`enqueue` with
+  ``owner``) and receives their offers (:meth:`ChannelAdapter.carry_out`),
+  their exits and transfers; an agent with a phone is reached through its
+  :class:`AgentLine` (the voice adapter of the agent's PBX);
+* the live KPI figures (:mod:`center.kpi`) and the gauges
+  (:mod:`center.metrics`).
+
+Interactions nobody owns (chat, e-mail, SMS created through the API until
+their gateways exist) are accepted and finished on the desktop.  Campaign
+runners still filter the offers of the calls they dialled
+(:attr:`offer_owners`, tried first), as the shared router hands them out.
+
+Which PBX an agent and a queue belong to is the hub's to check
+(``agent_pbx`` / ``queue_pbx``): an agent logs in only to queues of its own
+PBX, so the router never offers a caller on one PBX to an agent on another.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+
+from center.kpi import Kpi
+from center.metrics import AcdMetrics
+from core.bus import EventBus
+from core.events import AgentStateChanged, InteractionChanged, OfferMade, Stage
+from routing.agent import Agent, AgentState
+from routing.model import Channel, Interaction, RoutingError
+from routing.router import Exit, Offer, Router
+
+__all__ = ["AcdMetrics", "AgentLine", "ChannelAdapter", "Hub"]
+
+
+class ChannelAdapter(Protocol):
+    """A channel's side of the interactions it owns (one voice adapter per PBX)."""
+
+    def carry_out(self, offer: Offer) -> None:
+        """Bring the interaction of ``offer`` to its agent (ring, connect ...)."""
+
+    def on_exit(self, ex: Exit) -> None:
+        """The router gave the interaction up (max wait): hand it elsewhere."""
+
+    def transfer(
+        self, agent: str, interaction: str, queue: str | None, to_agent: str | None
+    ) -> list[Offer]:
+        """A blind transfer of an interaction this adapter owns."""
+
+    def waiting_inbound(self) -> Iterable[str]:
+        """The queue of each inbound customer waiting now (for blending)."""
+
+    def stop(self) -> None: ...
+
+
+class AgentLine(Protocol):
+    """How an agent's phone is reached (the voice adapter of its PBX).  Each
+    hook returns True when it handled the command itself."""
+
+    def login(self, agent: str, queues: list[str], paused: str | None) -> bool: ...
+    def ready(self, agent: str) -> bool: ...
+    def pause(self, agent: str, reason: str) -> bool: ...
+    def logged_out(self, agent: str) -> None: ...
+    def has_leg(self, agent: str) -> bool: ...
+    def leg_missing(self, agent: str) -> None: ...
+
+
+class Hub:
+    def __init__(
+        self,
+        router: Router,
+        clock: IReactorTime,
+        *,
+        registry: CollectorRegistry | None = None,
+        wrap_up: float = 10.0,
+        tick_interval: float = 1.0,
+        day_start: Callable[[float], float] = lambda now: now - now % 86_400,
+        bus: EventBus | None = None,
+        agent_pbx: Mapping[str, str] | None = None,
+        queue_pbx: Mapping[str, str] | None = None,
+    ) -> None:
+        self.router = router
+        self.clock = clock
+        self.wrap_up = wrap_up
+        self.day_start = day_start
+        self.metrics = AcdMetrics(registry) if registry is not None else None
+        self.kpi = Kpi(router, day_start, clock.seconds())
+        self.bus = bus or EventBus()
+        self.agent_pbx = dict(agent_pbx or {})
+        self.queue_pbx = dict(queue_pbx or {})
+        self._published: dict[str, tuple[AgentState, str | None]] = {}
+        self._ids = itertools.count(1)
+        #: campaign runners: each carries out the offers of its own calls and returns the rest
+        self.offer_owners: list[Callable[[list[Offer]], list[Offer]]] = []
+        self.adapters: list[ChannelAdapter] = []
+        self._owners: dict[str, ChannelAdapter] = {}  # interaction id -> its adapter
+        self._lines: dict[str, AgentLine] = {}  # agent -> how its phone is reached
+        router.agent_listeners.append(self._agent_changed)
+        self.stopping = False
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+        self._tick_interval = tick_interval
+
+    # -- registry ---------------------------------------------------------------------------
+    def add_adapter(self, adapter: ChannelAdapter) -> None:
+        self.adapters.append(adapter)
+
+    def add_line(self, agent: str, line: AgentLine) -> None:
+        self._lines[agent] = line
+
+    def own(self, interaction: str, adapter: ChannelAdapter) -> None:
+        self._owners[interaction] = adapter
+
+    def release(self, interaction: str) -> None:
+        self._owners.pop(interaction, None)
+
+    def start(self) -> None:
+        self._ticker.start(self._tick_interval, now=False)
+
+    def stop(self) -> None:
+        self.stopping = True  # the PBX links close next: expected, not a fault
+        if self._ticker.running:
+            self._ticker.stop()
+        for adapter in self.adapters:
+            adapter.stop()
+
+    # -- agents -------------------------------------------------------------------------
+    def login(self, agent: str, queues: list[str], paused: str | None = None) -> None:
+        """Log in (to queues of the agent's own PBX only)."""
+        check_reason(paused)
+        own = self.agent_pbx.get(agent)
+        for q in queues:
+            pbx = self.queue_pbx.get(q)
+            if own is not None and pbx is not None and pbx != own:
+                raise RoutingError(
+                    "queues", f"queue {q!r} is on PBX {pbx!r}, agent {agent} on {own!r}"
+                )
+        line = self._lines.get(agent)
+        if line is not None and line.login(agent, queues, paused):
+            return
+        self.route(self.router.login(agent, self.clock.seconds(), queues, paused))
+
+    def ready(self, agent: str) -> None:
+        line = self._lines.get(agent)
+        if line is not None and line.ready(agent):
+            return
+        self.route(self.router.ready(agent, self.clock.seconds()))
+
+    def pause(self, agent: str, reason: str) -> None:
+        check_reason(reason)
+        line = self._lines.get(agent)
+        if line is not None and line.pause(agent, reason):
+            return
+        self.router.pause(agent, self.clock.seconds(), reason)
+
+    def logout(self, agent: str) -> None:
+        self.router.logout(agent, self.clock.seconds())
+        line = self._lines.get(agent)
+        if line is not None:
+            line.logged_out(agent)
+
+    def end_wrap_up(self, agent: str) -> None:
+        self.route(self.router.end_wrap_up(agent, self.clock.seconds()))
+
+    def has_leg(self, agent: str) -> bool:
+        """May a call be moved to ``agent`` now (a nailed-up leg in its bridge)?"""
+        line = self._lines.get(agent)
+        return True if line is None else line.has_leg(agent)
+
+    def leg_missing(self, agent: str) -> None:
+        line = self._lines.get(agent)
+        if line is not None:
+            line.leg_missing(agent)
+
+    # -- events -----------------------------------------------------------------------------
+    def publish_interaction(
+        self,
+        stage: Stage,
+        interaction: Interaction,
+        at: float | None = None,
+        *,
+        agent: str | None = None,
+        outcome: str | None = None,
+        wait: float | None = None,
+    ) -> None:
+        self.bus.publish(
+            InteractionChanged(
+                self.clock.seconds() if at is None else at,
+                stage,
+                interaction.id,
+                interaction.channel,
+                interaction.queue,
+                interaction.customer,
+                interaction.direction,
+                tuple(interaction.history),
+                agent=agent,
+                outcome=outcome,
+                wait=wait,
+            )
+        )
+
+    def _agent_changed(self, agent: Agent) -> None:
+        now_state = (agent.state, agent.pause_reason)
+        if self._published.get(agent.id) != now_state:
+            self._published[agent.id] = now_state
+            self.bus.publish(
+                AgentStateChanged(self.clock.seconds(), agent.id, agent.state, agent.pause_reason)
+            )
+
+    # -- interactions -------------------------------------------------------------------
+    def enqueue(self, interaction: Interaction, owner: ChannelAdapter | None = None) -> None:
+        """A new interaction in the universal queue, owned by ``owner`` (None:
+        the desktop accepts and finishes it)."""
+        if owner is not None:
+            self.own(interaction.id, owner)
+        if self.metrics:
+            self.metrics.offered.labels(interaction.queue, interaction.channel.value).inc()
+        self.publish_interaction(Stage.QUEUED, interaction)
+        self.route(self.router.enqueue(interaction, self.clock.seconds()))
+
+    def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str:
+        """A chat, e-mail or SMS (until their gateways exist): created through the API."""
+        iid = f"{channel.value}-{int(self.clock.seconds())}-{next(self._ids)}"
+        self.enqueue(Interaction(iid, channel, queue, self.clock.seconds(), **fields))
+        return iid
+
+    def accept(self, agent: str, interaction: str) -> None:
+        pending = self.router.offered.get(interaction)
+        if pending is None or pending.agent != agent:
+            raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
+        now = self.clock.seconds()
+        self.router.accept(agent, interaction, now)
+        self.publish_interaction(Stage.ANSWERED, pending.interaction, agent=agent)
+        if self.metrics:
+            it = pending.interaction
+            self.metrics.answered.labels(it.queue, it.channel.value).inc()
+            self.metrics.wait.labels(it.queue, it.channel.value, "answered").observe(
+                now - it.arrived
+            )
+
+    def finish(self, agent: str, interaction: str, wrap_up: float) -> None:
+        handled = self.router.handled_interactions.get(interaction)
+        self.route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
+        if handled is not None:
+            self.publish_interaction(Stage.ENDED, handled, agent=agent)
+
+    def transfer(
+        self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
+    ) -> None:
+        """Blind transfer; an owned interaction (a call) goes through its adapter
+        (the caller is put back on hold first); it keeps its id and history."""
+        owner = self._owners.get(interaction)
+        if owner is not None:
+            self.route(owner.transfer(agent, interaction, queue, to_agent))
+            return
+        now = self.clock.seconds()
+        self.route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
+
+    # -- offers -------------------------------------------------------------------------
+    def route_offers(self, offers: list[Offer]) -> None:
+        """Carry out offers made by someone else's routing step (a campaign's)."""
+        self.route(offers)
+
+    def route(self, offers: list[Offer]) -> None:
+        for runner in self.offer_owners:
+            if not offers:
+                return
+            offers = runner(offers)
+        for offer in offers:
+            pending = self.router.offered.get(offer.interaction)
+            if pending is not None:
+                it = pending.interaction
+                # the screen pop: who, on what channel, with what the interaction carries
+                self.bus.publish(
+                    OfferMade(
+                        self.clock.seconds(),
+                        offer.agent,
+                        it.id,
+                        it.channel,
+                        it.queue,
+                        it.customer,
+                        dict(it.attributes),
+                        offer.deadline,
+                    )
+                )
+            owner = self._owners.get(offer.interaction)
+            if owner is not None:  # else chat / e-mail / SMS: accepted on the desktop
+                owner.carry_out(offer)
+
+    # -- queries ----------------------------------------------------------------------------
+    @property
+    def abandoned(self) -> list[tuple[str, float]]:
+        return self.kpi.abandoned
+
+    @property
+    def fallbacks(self) -> int:
+        return self.kpi.fallbacks
+
+    @property
+    def low_service(self) -> set[str]:
+        return self.kpi.low_service
+
+    def day_window(self) -> tuple[float, float]:
+        """(start of today, now): the window of the per-day reports."""
+        now = self.clock.seconds()
+        return self.day_start(now), now
+
+    def service_level(self, queue: str, now: float) -> tuple[float | None, float | None]:
+        """(last 30 minutes, today) shares answered within the voice target."""
+        return self.kpi.service_level(queue, now)
+
+    def queue_figures(self) -> list[dict[str, Any]]:
+        now = self.clock.seconds()
+        out = []
+        for name in sorted(self.router.queues):
+            window, today = self.service_level(name, now)
+            channels = {}
+            for channel in Channel:
+                waiting, oldest = self.router.waiting_in(name, channel)
+                channels[channel.value] = {
+                    "waiting": waiting,
+                    "oldest_wait": now - oldest if oldest is not None else 0.0,
+                }
+            out.append(
+                {
+                    "queue": name,
+                    "channels": channels,
+                    "service_level_30m": window,
+                    "service_level_today": today,
+                    "abandoned": len(self.kpi.abandoned),
+                }
+            )
+        return out
+
+    def agents_needed_inbound(self, now: float) -> set[str]:
+        """Blended agents that inbound needs now, so the dialer yields them first.
+
+        A queue is at risk when inbound calls wait in it, or when its service
+        level over the last 30 minutes is below target (as of the last tick:
+        this runs on every pacing decision, the service level once a second).
+        It claims one agent per waiting call, plus one while the service level
+        is low: free agents first, then those whose work ends soonest (in
+        wrap-up)."""
+        waiting: dict[str, int] = {}
+        for adapter in self.adapters:  # a handful of waiting inbound calls
+            for q in adapter.waiting_inbound():
+                waiting[q] = waiting.get(q, 0) + 1
+        needed: set[str] = set()
+        for queue in self.router.queues:
+            want = waiting.get(queue, 0) + (queue in self.kpi.low_service)
+            if want == 0:
+                continue
+            members = [
+                a
+                for a in self.router.agents.values()
+                if a.logged_in and queue in a.queues and a.id not in needed
+            ]
+            order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
+            members.sort(key=lambda a: (order.get(a.state, 2), a.id))
+            needed.update(a.id for a in members[:want])
+        return needed
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock.seconds()
+        offers, exits = self.router.tick(now)
+        self.route(offers)
+        for ex in exits:
+            owner = self._owners.get(ex.interaction)
+            if owner is not None:
+                owner.on_exit(ex)
+        self.update_gauges(now, self.kpi.levels(now))
+
+    def update_gauges(
+        self, now: float, levels: Mapping[str, tuple[float | None, float | None]]
+    ) -> None:
+        if not self.metrics:
+            return
+        m = self.metrics
+        for queue in self.router.queues:
+            for channel in Channel:
+                waiting, oldest = self.router.waiting_in(queue, channel)
+                m.waiting.labels(queue, channel.value).set(waiting)
+                m.oldest.labels(queue, channel.value).set(now - oldest if oldest is not None else 0)
+            window, today = levels[queue]
+            if window is not None:
+                m.service_level.labels(queue, "voice", "30m").set(window)
+            if today is not None:
+                m.service_level.labels(queue, "voice", "today").set(today)
+        counts: dict[tuple[str, str], int] = {}
+        for agent in self.router.agents.values():
+            for channel, cap in agent.capacity.items():
+                if cap > 0:
+                    key = (agent.state.value, channel.value)
+                    counts[key] = counts.get(key, 0) + 1
+        for state in AgentState:
+            for channel in Channel:
+                m.agents.labels(state.value, channel.value).set(
+                    counts.get((state.value, channel.value), 0)
+                )
+
+
+def check_reason(reason: str | None) -> None:
+    """Pause reasons are one line of text: a control character (CR, LF ...)
+    is refused before it reaches the state log (the API refuses it first)."""
+    if reason is not None and any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in reason):
+        raise ValueError("reason: must not contain control characters (CR, LF, tab ...)")

@@ -1,0 +1,63 @@
+"""Live KPI figures of the hub: service level (last 30 minutes, today),
+abandoned callers, dialplan fallbacks.
+
+Kept apart from the hub so that every channel adapter reports into one
+place (a caller answered on either PBX counts in its queue's service level)
+and so that the figures the API, the pacing and the gauges read have one
+definition.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from routing.model import Channel
+from routing.router import Router
+
+SL_WINDOW = 1800.0  # "service level over the last 30 minutes"
+
+
+class Kpi:
+    def __init__(self, router: Router, day_start: Callable[[float], float], now: float) -> None:
+        self.router = router
+        self.day_start = day_start
+        self.answers: deque[tuple[float, str, float]] = deque()  # (answered at, queue, wait)
+        self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
+        self._today_start = day_start(now)
+        self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
+        self.fallbacks = 0
+        #: queues whose service level over 30 minutes is below target (each tick)
+        self.low_service: set[str] = set()
+
+    def answered(self, queue: str, wait: float, now: float) -> None:
+        """A voice caller of ``queue`` answered after ``wait`` seconds."""
+        self.answers.append((now, queue, wait))
+        target = self.router.queues[queue].service_level(Channel.VOICE).seconds
+        day = self.today.setdefault(queue, [0, 0])
+        day[0] += wait <= target
+        day[1] += 1
+
+    def service_level(self, queue: str, now: float) -> tuple[float | None, float | None]:
+        """(last 30 minutes, today) shares answered within the voice target."""
+        while self.answers and self.answers[0][0] < now - SL_WINDOW:
+            self.answers.popleft()
+        target = self.router.queues[queue].service_level(Channel.VOICE).seconds
+        recent = [w for _, q, w in self.answers if q == queue]
+        window = sum(w <= target for w in recent) / len(recent) if recent else None
+        start = self.day_start(now)
+        if start != self._today_start:
+            self._today_start, self.today = start, {}
+        within, total = self.today.get(queue, [0, 0])
+        return window, (within / total if total else None)
+
+    def levels(self, now: float) -> dict[str, tuple[float | None, float | None]]:
+        """Every queue's service level; remembers which are below target."""
+        levels = {queue: self.service_level(queue, now) for queue in self.router.queues}
+        self.low_service = {
+            queue
+            for queue, (window, _today) in levels.items()
+            if window is not None
+            and window < self.router.queues[queue].service_level(Channel.VOICE).fraction
+        }
+        return levels

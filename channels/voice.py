@@ -1,0 +1,740 @@
+"""The voice channel of one PBX: its callers to agents, through the telephony port.
+
+One :class:`VoiceInbound` per PBX, all registered with one
+:class:`center.hub.Hub`.  The PBX announces a waiting caller
+(:class:`core.telephony.CallWaiting`: answered, on hold music, for a queue).
+The adapter turns that into a voice interaction it owns in the hub's
+universal queue and carries out the hub's offers for it with
+:meth:`Telephony.connect_to_agent`:
+
+* agents rung per call (``mode = "ring"``): the agent's phone is rung for
+  the caller; the call is accepted when the caller enters a bridge; a failed
+  ring (:class:`AgentRingFailed`: busy, unreachable, no answer) declines the
+  offer, pauses the agent with that reason and re-routes the caller, who is
+  back on hold;
+* nailed-up agents (``mode = "nailed"``, as the predictive dialer needs):
+  the agent's phone is kept on the line in its own bridge
+  (:meth:`Telephony.keep_line`); the caller joins it without ringing.
+
+(How the shipped Asterisk dialplan does each of these is
+:mod:`asterisk.port`'s business.)
+
+A caller hanging up while waiting is counted abandoned (with the wait); one
+hanging up while connected ends the interaction (agent to wrap-up).  After a
+PBX link loss, waiting calls stay queued; the resync reports calls that ended
+meanwhile: a conversation among them ends at the moment the link was lost
+(its talk time is not stretched to the resync) with the outcome "pbx-lost".
+
+Nailed-up agents are offered calls only while their leg sits in its bridge.
+An agent without one is paused with the reason "pbx lost" (the leg vanished
+with the PBX: restart, crash, link loss) or "no phone" (a nail-up failed or
+is still ringing), and the leg is nailed up again by itself: after the
+resync, and after every failure, with retries backed off 1 s, 2 s, 4 s ...
+(capped, at most ``nail_retries`` in a row; the clock is the injected one).
+Once the leg is in its bridge the agent returns to what it was before,
+ready or paused with its own reason.  A leg the agent's phone hung up
+("phone hung up") is not rung again until the agent or a supervisor sets
+the agent ready.
+
+Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from center.hub import Hub
+from core.bus import EventBus
+from core.events import Stage
+from core.telephony import (
+    AgentRingFailed,
+    CallBridged,
+    CallEnded,
+    CallFellBack,
+    CallWaiting,
+    DialResult,
+    Outcome,
+    OutcomeUnknown,
+    PbxGoingDown,
+    PbxLost,
+    PbxSynced,
+    RingFailure,
+    Telephony,
+    TelephonyEvent,
+)
+from routing.model import Channel, Interaction
+from routing.router import Exit, Offer, Router
+
+log = Logger(namespace="channels.voice")
+
+#: pause reasons of a nailed-up agent without its leg (set and cleared by the ACD)
+PBX_LOST = "pbx lost"
+NO_PHONE = "no phone"
+PHONE_HUNG_UP = "phone hung up"
+LEG_REASONS = frozenset((PBX_LOST, NO_PHONE))
+#: the outcome of a conversation whose channels vanished with the PBX link
+ENDED_PBX_LOST = "pbx-lost"
+#: a leg hung up this long before the PBX announced its shutdown (or the link
+#: dropped) went down with the PBX, not by the agent's hand
+SHUTDOWN_WINDOW = 5.0
+#: the pause a preview campaign sets; never restored after a lost leg (the
+#: record on screen went back meanwhile)
+PREVIEW = "preview"
+#: the pause reason of a ring-mode agent whose phone did not take the call
+PAUSE_FOR_RING_FAILURE = {
+    RingFailure.BUSY: "endpoint busy",
+    RingFailure.UNREACHABLE: "endpoint unreachable",
+    RingFailure.NO_ANSWER: "no answer",
+}
+
+
+@dataclass
+class AgentEndpoint:
+    agent: str
+    endpoint: str  # the agent's phone, as the PBX names it (e.g. "1001")
+    mode: str = "ring"  # "ring" or "nailed"
+    nailed_uniqueid: str | None = None
+    #: the nailed leg is in its bridge (calls may be moved in)
+    leg_up: bool = False
+    #: queues to log in to once the leg is up (auto-login, login without a leg)
+    queues: list[str] | None = None
+    #: what the agent returns to once the leg is up: None = ready, else that pause
+    resume: str | None = None
+    nailing: bool = False  # an Originate for the leg is in flight
+    answered: bool = False  # ... and was answered (the bridge comes next)
+    tries: int = 0  # nail-ups failed in a row
+    retry: IDelayedCall | None = None
+    hung_up_at: float | None = None  # the leg hung up (not yet known why)
+
+
+@dataclass
+class _Call:
+    interaction: Interaction  # its id is the caller's call id
+    agent: str | None = None
+    answered_at: float | None = None
+
+
+class VoiceInbound:
+    """The voice channel of one PBX: its callers, its agents' phones.
+
+    Speaks only the telephony port (:class:`core.telephony.Telephony`);
+    owns in the hub the calls that arrive on its PBX and is the
+    :class:`~center.hub.AgentLine` of the agents whose phones are on it.
+    Link loss, resync and nail-up retries are per PBX: one PBX going down
+    leaves the agents and callers of the others alone."""
+
+    def __init__(
+        self,
+        telephony: Telephony,
+        hub: Hub,
+        endpoints: Mapping[str, AgentEndpoint],
+        *,
+        name: str = "",
+        qualify_ids: bool = False,
+        nail_retry_initial: float = 1.0,
+        nail_retry_max: float = 60.0,
+        nail_retries: int = 10,
+    ) -> None:
+        self.telephony = telephony
+        self.hub = hub
+        self.name = name  # the PBX's name in the configuration
+        self.endpoints = dict(endpoints)
+        self.calls: dict[str, _Call] = {}  # the caller's call id on this PBX -> call
+        #: interaction ids are "<pbx>:<call id>" with several PBXs (two Asterisks
+        #: number their channels alike), the PBX's call id with one
+        self.prefix = f"{name}:" if qualify_ids else ""
+        self.by_nailed: dict[str, str] = {}  # nailed agent leg uniqueid -> agent
+        self.nail_retry_initial = nail_retry_initial
+        self.nail_retry_max = nail_retry_max
+        self.nail_retries = nail_retries
+        #: when the PBX link was lost (None while up): conversations that vanished
+        #: meanwhile end then, not at the resync
+        self.lost_at: float | None = None
+        self._pbx_going_down = False  # Shutdown seen: legs hanging up now go with the PBX
+        hub.add_adapter(self)
+        for agent in self.endpoints:
+            hub.add_line(agent, self)
+        telephony.listen(self.on_event)
+
+    def stop(self) -> None:
+        for ep in self.endpoints.values():
+            self._cancel_retry(ep)
+
+    # -- agent commands (center.hub.AgentLine) --------------------------------------------
+    def login(self, agent: str, queues: list[str], paused: str | None) -> bool:
+        """A nailed-up agent without a leg logs in paused "no phone" and its
+        leg is nailed up; it becomes ready (or ``paused``) once the leg is in
+        its bridge."""
+        ep = self.endpoints.get(agent)
+        if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
+            self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
+            ep.queues, ep.resume = list(queues), paused
+            self.nail_up(agent)
+            return True
+        return False
+
+    def ready(self, agent: str) -> bool:
+        """For a nailed-up agent whose leg is down this does not open routing
+        (a call moved to an agent without a leg finds an empty conference):
+        the wish is kept, the agent stays paused "pbx lost" / "no phone", a
+        nail-up is started if none is under way, and the agent is ready by
+        itself once the leg is in its bridge."""
+        ep = self.endpoints.get(agent)
+        a = self.hub.router.agents.get(agent)
+        if (
+            ep is not None
+            and ep.mode == "nailed"
+            and a is not None
+            and a.logged_in
+            and not self.has_leg(agent)
+        ):
+            ep.resume = None
+            if a.pause_reason not in LEG_REASONS:
+                self.hub.router.pause(agent, self.hub.clock.seconds(), NO_PHONE)
+            if not ep.nailing and (ep.retry is None or not ep.retry.active()):
+                ep.tries = 0
+                self.nail_up(agent)
+            return True
+        return False
+
+    def pause(self, agent: str, reason: str) -> bool:
+        """While a nailed-up agent's leg is down the pause is kept for when
+        the leg is back (the agent shows the leg's reason until then)."""
+        ep = self.endpoints.get(agent)
+        a = self.hub.router.agents.get(agent)
+        if (
+            ep is not None
+            and a is not None
+            and a.logged_in
+            and a.pause_reason in LEG_REASONS
+            and not self.has_leg(agent)
+        ):
+            ep.resume = reason
+            return True
+        return False
+
+    def logged_out(self, agent: str) -> None:
+        ep = self.endpoints.get(agent)
+        if ep is not None:  # logged out on purpose: not logged in again by a re-nail
+            self._cancel_retry(ep)
+            ep.queues, ep.resume = None, None
+
+    # -- the interactions it owns (center.hub.ChannelAdapter) ------------------------------
+    def waiting_inbound(self) -> Iterable[str]:
+        for call in self.calls.values():
+            if call.answered_at is None and call.interaction.id in self.hub.router.waiting:
+                yield call.interaction.queue
+
+    def carry_out(self, offer: Offer) -> None:
+        uid = offer.interaction.removeprefix(self.prefix)
+        call = self.calls.get(uid)
+        if call is None:
+            return
+        call.agent = offer.agent
+        ep = self.endpoints.get(offer.agent)
+        if ep is None:  # not an agent of this PBX
+            self.hub.router.decline(offer.agent, offer.interaction, self.hub.clock.seconds())
+            return
+        if ep.mode == "nailed":
+            if not self.has_leg(offer.agent):  # an empty conference is no agent
+                call.agent = None
+                self.leg_missing(offer.agent)
+                now = self.hub.clock.seconds()
+                self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+                return
+            d = self.telephony.connect_to_agent(uid, offer.agent)
+        else:
+            d = self.telephony.connect_to_agent(uid, offer.agent, ep.endpoint)
+        d.addErrback(self._redirect_failed, offer)
+
+    def on_exit(self, ex: Exit) -> None:
+        uid = ex.interaction.removeprefix(self.prefix)
+        call = self.calls.get(uid)
+        if call is None:
+            return
+        # the caller goes to the PBX's own fallback (queue / voicemail)
+        self.telephony.to_fallback(uid, call.interaction.queue)
+
+    def transfer(
+        self, agent: str, interaction: str, queue: str | None, to_agent: str | None
+    ) -> list[Offer]:
+        """The caller is first put back on hold (music on hold of the target
+        queue), then offered like a new arrival."""
+        router = self.hub.router
+        now = self.hub.clock.seconds()
+        uid = interaction.removeprefix(self.prefix)
+        call = self.calls[uid]
+        target_queue = queue or (
+            sorted(router.agents[to_agent].queues)[0]
+            if to_agent and router.agents.get(to_agent) and router.agents[to_agent].queues
+            else call.interaction.queue
+        )
+        offers = router.transfer(
+            agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.hub.wrap_up
+        )
+        call.agent, call.answered_at = None, None
+        call.interaction.arrived = now
+        # hold first: the caller leaves the agent and hears music until the next offer
+        self.telephony.transfer_to_queue(uid, target_queue)
+        return offers
+
+    def adopt_nailed(self, agent: str, queues: list[str]) -> bool:
+        """After a restart of Dirigent (not of the PBX), the agent's nailed-up
+        leg is still in its bridge: take it over and log the agent in,
+        instead of ringing a phone that is already on the line."""
+        prefix = f"agent-{agent}-"
+        for live in self.telephony.live_calls():
+            uid = live.id
+            if uid.startswith(prefix) and live.bridge is not None:
+                ep = self.endpoints[agent]
+                ep.nailed_uniqueid, ep.leg_up, ep.queues = uid, True, list(queues)
+                self.by_nailed[uid] = agent
+                self.hub.login(agent, queues)
+                log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
+                return True
+        return False
+
+    def has_leg(self, agent: str) -> bool:
+        """May calls be moved to this agent?  Ring-mode agents: always (their
+        phone is rung per call).  Nailed-up agents: only while their leg is in
+        its bridge, as the PBX mirror shows it."""
+        ep = self.endpoints.get(agent)
+        if ep is None or ep.mode != "nailed":
+            return True
+        if not ep.leg_up or ep.nailed_uniqueid is None:
+            return False
+        live = self.telephony.live_call(ep.nailed_uniqueid)
+        return live is not None and live.bridge is not None
+
+    def nail_up(self, agent: str, queues: list[str] | None = None) -> Deferred[None]:
+        """Bring a nailed-up agent's phone into its own bridge (dirigent-agent).
+
+        With ``queues``, the agent is logged in once the leg is in its bridge
+        (not before: a caller moved in earlier would find no bridge).  A
+        failure (busy, no answer, originate refused) is logged, counted
+        (``dirigent_agent_nailup_failures_total``) and retried, backed off;
+        the agent shows "no phone" meanwhile.  Calling this while a nail-up
+        is under way, or with the leg up, changes nothing (one leg per agent).
+        The Deferred fires (with None) once the Originate is answered or has
+        failed; it never fails."""
+        ep = self.endpoints[agent]
+        if queues is not None:
+            ep.queues = list(queues)
+        if ep.nailing or self.has_leg(agent):
+            return succeed(None)
+        self._cancel_retry(ep)
+        return self._nail(agent)
+
+    def _nail(self, agent: str) -> Deferred[None]:
+        ep = self.endpoints[agent]
+        ep.retry = None
+        if not self.telephony.connected:
+            return succeed(None)  # the resync after the reconnect nails it up
+        uid = f"agent-{agent}-{int(self.hub.clock.seconds() * 1000)}"
+        if uid == ep.nailed_uniqueid or uid in self.by_nailed:
+            uid = f"{uid}{ep.tries + 1}"  # same millisecond: still agent-<id>-<digits>
+        if ep.nailed_uniqueid is not None:
+            self.by_nailed.pop(ep.nailed_uniqueid, None)
+        ep.nailed_uniqueid, ep.leg_up, ep.nailing, ep.answered = uid, False, True, False
+        self.by_nailed[uid] = agent
+        d = self.telephony.keep_line(agent, ep.endpoint, call=uid, timeout=30.0)
+        done: Deferred[None] = d.addCallbacks(
+            self._nail_result, self._nail_error, (agent, uid), {}, (agent, uid)
+        )
+        return done  # fires with None: both callbacks return it
+
+    def _nail_result(self, result: DialResult, agent: str, uid: str) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid or not ep.nailing:
+            return
+        if result.outcome is Outcome.ANSWERED:
+            ep.answered = True  # the bridge follows (or a hang-up: see on_event)
+            return
+        cause = f", cause {result.cause}" if result.cause is not None else ""
+        self._nail_failed(agent, uid, result.outcome.value, f"{result.outcome.value}{cause}")
+
+    def _nail_error(self, failure: Any, agent: str, uid: str) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid or not ep.nailing:
+            return
+        if not self.telephony.connected:
+            # the link dropped under the Originate: the resync shows whether the
+            # leg exists, and nails it up if not
+            ep.nailing = False
+            log.info("agent {a}: nail-up interrupted by the PBX link loss", a=agent)
+            return
+        unknown = failure.check(OutcomeUnknown) is not None
+        self._nail_failed(
+            agent, uid, "unknown" if unknown else "originate-failed", failure.getErrorMessage()
+        )
+
+    def _nail_failed(self, agent: str, uid: str, reason: str, detail: str) -> None:
+        ep = self.endpoints[agent]
+        ep.nailing, ep.answered, ep.leg_up = False, False, False
+        self.by_nailed.pop(uid, None)
+        ep.tries += 1
+        if self.hub.metrics:
+            self.hub.metrics.nailup_failures.labels(reason).inc()
+        delay = self._retry_delay(ep)
+        if delay is None:
+            log.error(
+                "agent {a}: nail-up of phone {e} failed ({d}); gave up after {n} tries in a row"
+                " (the agent stays paused '{r}' until set ready or the next resync)",
+                a=agent,
+                e=ep.endpoint,
+                d=detail,
+                n=ep.tries,
+                r=NO_PHONE,
+            )
+        else:
+            log.warn(
+                "agent {a}: nail-up of phone {e} failed ({d}); try {n} again in {s:g} s",
+                a=agent,
+                e=ep.endpoint,
+                d=detail,
+                n=ep.tries + 1,
+                s=delay,
+            )
+        self._leg_down(agent, NO_PHONE)
+        if delay is not None:
+            self._schedule_nail(agent, delay)
+
+    def _retry_delay(self, ep: AgentEndpoint) -> float | None:
+        """1 s, 2 s, 4 s ... capped; None once ``nail_retries`` failed in a row."""
+        if ep.tries >= self.nail_retries:
+            return None
+        return float(min(self.nail_retry_max, self.nail_retry_initial * 2 ** max(0, ep.tries - 1)))
+
+    def _schedule_nail(self, agent: str, delay: float) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailing or (ep.retry is not None and ep.retry.active()):
+            return
+        ep.retry = self.hub.clock.callLater(delay, self._nail, agent)
+
+    @staticmethod
+    def _cancel_retry(ep: AgentEndpoint) -> None:
+        if ep.retry is not None and ep.retry.active():
+            ep.retry.cancel()
+        ep.retry = None
+
+    def _leg_down(self, agent: str, reason: str) -> None:
+        """The agent has no leg: it shows ``reason`` (and keeps what to return to)."""
+        ep = self.endpoints[agent]
+        a = self.hub.router.agents.get(agent)
+        if a is None:
+            return
+        now = self.hub.clock.seconds()
+        if not a.logged_in:
+            if ep.queues is not None:  # meant to be logged in: visible, not logged out
+                self.hub.router.login(agent, now, ep.queues, reason)
+            return
+        if a.pause_reason not in LEG_REASONS and a.pause_reason != PHONE_HUNG_UP:
+            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
+        if a.pause_reason != reason:
+            self.hub.router.pause(agent, now, reason)
+
+    def _leg_up(self, agent: str) -> None:
+        """The leg is in its bridge: log in, or back to ready / the agent's own pause."""
+        ep = self.endpoints[agent]
+        self._cancel_retry(ep)
+        ep.leg_up, ep.nailing, ep.answered, ep.tries, ep.hung_up_at = True, False, False, 0, None
+        a = self.hub.router.agents.get(agent)
+        if a is None:
+            return
+        resume, ep.resume = ep.resume, None
+        now = self.hub.clock.seconds()
+        if not a.logged_in:
+            if ep.queues is not None:
+                self.hub.route(self.hub.router.login(agent, now, ep.queues, resume))
+            return
+        if a.pause_reason in LEG_REASONS:
+            log.info("agent {a}: phone leg up again", a=agent)
+            if resume is None:
+                self.hub.route(self.hub.router.ready(agent, now))
+            else:
+                self.hub.router.pause(agent, now, resume)
+
+    def leg_missing(self, agent: str) -> None:
+        """Someone was about to move a call to ``agent`` whose leg is gone
+        (the campaign runners ask :meth:`has_leg` first): pause the agent
+        "no phone" and nail the leg up again."""
+        log.warn("agent {a}: no phone leg in its bridge; not offered calls until it is", a=agent)
+        self._leg_down(agent, NO_PHONE)
+        self._schedule_nail(agent, 0)
+
+    def _renail_all(self) -> None:
+        """After a resync: every logged-in nailed agent without its leg (lost
+        with the PBX, or never up) gets a new one, the first try after
+        ``nail_retry_initial`` (Asterisk takes logins before it has booted)."""
+        for agent, ep in self.endpoints.items():
+            a = self.hub.router.agents.get(agent)
+            if ep.mode != "nailed" or a is None or not a.logged_in or ep.nailing:
+                continue
+            if a.pause_reason not in LEG_REASONS or self.has_leg(agent):
+                continue
+            self._cancel_retry(ep)
+            ep.tries = 0
+            self._schedule_nail(agent, self.nail_retry_initial)
+
+    def _with_the_pbx(self, now: float) -> None:
+        """The PBX is going (Shutdown) or gone (link lost): legs that hung up
+        just before went with it, not by the agent's hand."""
+        for agent, ep in self.endpoints.items():
+            if ep.hung_up_at is None:
+                continue
+            recent, ep.hung_up_at = now - ep.hung_up_at <= SHUTDOWN_WINDOW, None
+            a = self.hub.router.agents.get(agent)
+            if recent and a is not None and a.logged_in and a.pause_reason == PHONE_HUNG_UP:
+                self.hub.router.pause(agent, now, PBX_LOST)
+
+    # -- events ---------------------------------------------------------------------------
+    def on_event(self, event: TelephonyEvent) -> None:
+        now = self.hub.clock.seconds()
+        match event:
+            case CallWaiting():
+                self._arrived(event, now)
+            case AgentRingFailed():
+                self._connect_failed(event, now)
+            case CallFellBack():
+                self._fallback(event, now)
+            case CallBridged(call=uid) if uid in self.calls:
+                self._connected(uid, now)
+            case CallBridged(call=uid) if uid in self.by_nailed:
+                agent = self.by_nailed[uid]
+                if self.endpoints[agent].nailed_uniqueid == uid:
+                    self._leg_up(agent)
+            case CallEnded(call=uid) if uid in self.calls:
+                self._caller_gone(uid, now, vanished=event.vanished)
+            case CallEnded(call=uid) if uid in self.by_nailed:
+                # with the PBX: vanished during a link loss, or cut by a shutdown/restart
+                with_pbx = event.vanished or event.cut_by_pbx
+                self._leg_gone(self.by_nailed.pop(uid), uid, now, with_pbx)
+            case PbxGoingDown():
+                self._pbx_going_down = True
+                self._with_the_pbx(now)
+            case PbxSynced():
+                self.lost_at, self._pbx_going_down = None, False
+                self._renail_all()
+                self.hub.route(self.hub.router.route(now))
+            case PbxLost():
+                self.lost_at = now
+                self._with_the_pbx(now)
+                for ep in self.endpoints.values():
+                    self._cancel_retry(ep)  # the resync decides what to nail up
+                if not self.hub.stopping:
+                    log.warn(
+                        "PBX link lost: {n} calls stay queued until resync",
+                        n=len(self.hub.router.waiting),
+                    )
+            case _:
+                pass
+
+    def _leg_gone(self, agent: str, uid: str, now: float, with_pbx: bool) -> None:
+        ep = self.endpoints[agent]
+        if ep.nailed_uniqueid != uid:
+            return  # an older leg of this agent
+        was_up, ep.leg_up = ep.leg_up, False
+        if not was_up:
+            if ep.nailing and ep.answered:  # answered, then hung up before the bridge
+                self._nail_failed(agent, uid, "hung-up", "hung up before its bridge")
+            elif ep.nailing and with_pbx:
+                ep.nailing = False  # went with the PBX: the resync nails it up
+            return  # still ringing: the Originate's result says how it ended
+        with_pbx = with_pbx or self._pbx_going_down
+        self._agent_lost(agent, now, PBX_LOST if with_pbx else PHONE_HUNG_UP)
+        if not with_pbx:
+            ep.hung_up_at = now  # unless the PBX turns out to be going down
+
+    def _arrived(self, event: CallWaiting, now: float) -> None:
+        uid = event.call
+        queue = event.queue or "default"
+        if uid in self.calls:
+            return
+        if queue not in self.hub.router.queues:
+            log.warn(
+                "inbound call {uid} for unknown queue {q}: left to the dialplan fallback",
+                uid=uid,
+                q=queue,
+            )
+            return
+        interaction = Interaction(
+            self.prefix + uid, Channel.VOICE, queue, now, customer=event.caller
+        )
+        self.calls[uid] = _Call(interaction)
+        self.hub.enqueue(interaction, owner=self)
+
+    def _redirect_failed(self, failure: Any, offer: Offer) -> None:
+        log.warn(
+            "connecting {i} to {a} failed: {e}",
+            i=offer.interaction,
+            a=offer.agent,
+            e=failure.getErrorMessage(),
+        )
+        now = self.hub.clock.seconds()
+        if offer.interaction in self.hub.router.offered:
+            self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+
+    def _connected(self, uid: str, now: float) -> None:
+        call = self.calls[uid]
+        iid = call.interaction.id
+        if call.answered_at is not None or call.agent is None or iid not in self.hub.router.offered:
+            return
+        self.hub.router.accept(call.agent, iid, now)
+        call.answered_at = now
+        self.hub.publish_interaction(Stage.ANSWERED, call.interaction, agent=call.agent)
+        wait = now - call.interaction.arrived
+        queue = call.interaction.queue
+        self.hub.kpi.answered(queue, wait, now)
+        if self.hub.metrics:
+            self.hub.metrics.answered.labels(queue, "voice").inc()
+            self.hub.metrics.wait.labels(queue, "voice", "answered").observe(wait)
+
+    def _connect_failed(self, event: AgentRingFailed, now: float) -> None:
+        uid = event.call
+        call = self.calls.get(uid)
+        iid = self.prefix + uid
+        if call is None or call.agent is None or iid not in self.hub.router.offered:
+            return
+        agent = call.agent
+        call.agent = None
+        reason = PAUSE_FOR_RING_FAILURE[event.failure]
+        offers = self.hub.router.decline(agent, iid, now, timed_out=True)
+        self.hub.router.pause(agent, now, reason)
+        self.hub.route(offers)
+
+    def _fallback(self, event: CallFellBack, now: float) -> None:
+        """The dialplan gave up on us (wait too long, or we were down): the
+        caller is in the fallback queue or voicemail now, not ours any more."""
+        uid = event.call
+        call = self.calls.pop(uid, None)
+        if call is None:
+            return
+        self.hub.release(call.interaction.id)
+        self.hub.router.abandon(call.interaction.id, now)
+        self.hub.kpi.fallbacks += 1
+        self.hub.publish_interaction(Stage.FALLBACK, call.interaction)
+        wait = now - call.interaction.arrived
+        log.warn("caller {uid} went to the dialplan fallback after {w:.0f} s", uid=uid, w=wait)
+        if self.hub.metrics:
+            self.hub.metrics.fallback.labels(call.interaction.queue, "voice").inc()
+
+    def _caller_gone(self, uid: str, now: float, vanished: bool) -> None:
+        call = self.calls.pop(uid)
+        uid = call.interaction.id  # from here on: the interaction's id
+        self.hub.release(uid)
+        queue = call.interaction.queue
+        if call.answered_at is not None and call.agent is not None:
+            # vanished with the link: it ended at the latest when the link was lost
+            lost = vanished and self.lost_at is not None
+            ended = max(call.answered_at, self.lost_at or now) if lost else now
+            self.hub.publish_interaction(
+                Stage.ENDED,
+                call.interaction,
+                at=ended,
+                agent=call.agent,
+                outcome=ENDED_PBX_LOST if lost else None,
+            )
+            if uid in self.hub.router.handling:
+                self.hub.route(self.hub.router.finish(call.agent, uid, now, self.hub.wrap_up))
+            if self.hub.metrics:
+                self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
+            return
+        self.hub.router.abandon(uid, now)
+        wait = now - call.interaction.arrived
+        self.hub.kpi.abandoned.append((uid, wait))
+        self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
+        if self.hub.metrics:
+            self.hub.metrics.abandoned.labels(queue, "voice").inc()
+            self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
+        if call.agent is not None and call.agent in self.hub.router.agents:
+            self.hub.route(self.hub.router.route_agent(call.agent, now))
+
+    def _agent_lost(self, agent: str, now: float, reason: str) -> None:
+        a = self.hub.router.agents.get(agent)
+        if a is None or not a.logged_in:
+            return
+        ep = self.endpoints.get(agent)
+        if ep is not None and a.pause_reason not in LEG_REASONS | {PHONE_HUNG_UP}:
+            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
+        for iid in list(a.work):
+            a.drop(now, iid, reason)
+            self.hub.router.handling.pop(iid, None)
+            self.hub.router.offered.pop(iid, None)
+        self.hub.router.pause(agent, now, reason)
+
+
+class InboundAcd(Hub):
+    """The hub with the voice channel of a single PBX: how a one-PBX
+    installation, the tests and the pacing lab assemble the centre.  With
+    several PBXs, :class:`dirigent.service.Dirigent` builds a :class:`Hub`
+    and one :class:`VoiceInbound` per PBX instead."""
+
+    def __init__(
+        self,
+        telephony: Telephony,
+        router: Router,
+        clock: IReactorTime,
+        endpoints: Mapping[str, AgentEndpoint],
+        *,
+        registry: CollectorRegistry | None = None,
+        wrap_up: float = 10.0,
+        tick_interval: float = 1.0,
+        day_start: Callable[[float], float] | None = None,
+        bus: EventBus | None = None,
+        nail_retry_initial: float = 1.0,
+        nail_retry_max: float = 60.0,
+        nail_retries: int = 10,
+    ) -> None:
+        super().__init__(
+            router,
+            clock,
+            registry=registry,
+            wrap_up=wrap_up,
+            tick_interval=tick_interval,
+            day_start=day_start or (lambda now: now - now % 86_400),
+            bus=bus,
+        )
+        self.voice = VoiceInbound(
+            telephony,
+            self,
+            endpoints,
+            nail_retry_initial=nail_retry_initial,
+            nail_retry_max=nail_retry_max,
+            nail_retries=nail_retries,
+        )
+
+    @property
+    def telephony(self) -> Telephony:
+        return self.voice.telephony
+
+    @property
+    def calls(self) -> dict[str, _Call]:
+        return self.voice.calls
+
+    @property
+    def endpoints(self) -> dict[str, AgentEndpoint]:
+        return self.voice.endpoints
+
+    @property
+    def by_nailed(self) -> dict[str, str]:
+        return self.voice.by_nailed
+
+    @property
+    def lost_at(self) -> float | None:
+        return self.voice.lost_at
+
+    def on_event(self, event: TelephonyEvent) -> None:
+        self.voice.on_event(event)
+
+    def adopt_nailed(self, agent: str, queues: list[str]) -> bool:
+        return self.voice.adopt_nailed(agent, queues)
+
+    def nail_up(self, agent: str, queues: list[str] | None = None) -> Deferred[None]:
+        return self.voice.nail_up(agent, queues)

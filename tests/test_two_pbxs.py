@@ -1,0 +1,212 @@
+"""Two PBXs for real: two simulated Asterisks over AMI/TCP, one Dirigent.
+
+Each agent, queue and campaign belongs to a PBX.  Callers on either PBX are
+answered by that PBX's own agents (seen on each PBX: the customer's channel
+is bridged with a phone of that PBX, never one of the other's), and a
+campaign on the second PBX dials there only: the first sees no Originate.
+Both PBXs number their channels alike and both have phones 1001 and 1002,
+so nothing may be told apart by a call id or an endpoint alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from twisted.internet import reactor
+
+from asterisk.session import PbxSettings
+from core.events import InteractionChanged, Stage
+from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
+from dirigent.config import (
+    AgentSettings,
+    DatabaseSettings,
+    HttpSettings,
+    RoutingSettings,
+    Settings,
+    parse_settings,
+)
+from dirigent.service import Dirigent
+from routing.model import QueueConfig
+from sim.ami_server import SimAmiServer
+from sim.pbx import SimPbx
+from sim.workload import parse_workload
+from store import db
+from tests.conftest import LOOP, run, stop_sim, wait_for
+
+FAST = {
+    "outcomes": {"live": 0.5, "machine": 0.2, "no_answer": 0.0, "busy": 0.3, "invalid": 0.0},
+    "ring": {"dist": "constant", "value": 0.3},
+    "talk": {"dist": "constant", "value": 1.5},
+    "wrapup": {"dist": "constant", "value": 0.5},
+    "amd": {"delay": 0.2, "person_misread": 0.0, "machine_detected": 1.0},
+}
+#: agent -> (its PBX, its phone there): the same phone numbers on both PBXs
+AGENTS = {
+    "anna": ("east", "1001"),
+    "arne": ("east", "1002"),
+    "bea": ("west", "1001"),
+    "ben": ("west", "1002"),
+}
+
+
+@pytest.fixture
+def sims() -> Iterator[dict[str, tuple[SimPbx, SimAmiServer]]]:
+    made: dict[str, tuple[SimPbx, SimAmiServer]] = {}
+    for seed, name in enumerate(("east", "west"), start=1):
+        pbx = SimPbx(
+            reactor,
+            seed=seed,
+            agents=2,
+            agent_answer_delay=0.05,
+            inbound_talk=30.0,
+            workload=parse_workload(FAST),
+        )
+        server = SimAmiServer(pbx, reactor, secret=f"secret-{name}")
+        server.listen(0)
+        made[name] = (pbx, server)
+    yield made
+    for pbx, server in made.values():
+        stop_sim(pbx, server)
+
+
+def _bridged_phones(pbx: SimPbx) -> dict[str, str]:
+    """Customer channel -> the phone (endpoint) it is bridged with, on this PBX."""
+    out = {}
+    for bridge in pbx.bridges.values():
+        members = [pbx.channels[m] for m in bridge.members if m in pbx.channels]
+        customers = [c for c in members if c.far == "customer"]
+        phones = [c.agent or bridge.owner for c in members if c.far == "agent"]
+        if bridge.owner is not None:  # an agent's nailed-up bridge
+            phones.append(bridge.owner)
+        for c in customers:
+            if phones and phones[0] is not None:
+                out[c.uniqueid] = phones[0]
+    return out
+
+
+def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_its_pbx(
+    sims, tmp_path
+):
+    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
+    pbxs = {name: pbx for name, (pbx, _server) in sims.items()}
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    db.upgrade(url)
+    campaign = _demo_campaign(url, tmp_path)
+    campaign = campaign.model_copy(
+        update={"settings": campaign.settings.with_changes(wrap_up=1.0), "pbx": "west"}
+    )
+    queues = {"east": ("sales-east",), "west": ("sales-west", DEMO_CAMPAIGN)}
+    settings = Settings(
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=url),
+        pbxs=tuple(
+            PbxSettings(name, *addresses[name], secret=f"secret-{name}", backoff_initial=0.05)
+            for name in ("east", "west")
+        ),
+        routing=RoutingSettings(
+            queues=(
+                QueueConfig("sales-east"),
+                QueueConfig("sales-west"),
+                QueueConfig(DEMO_CAMPAIGN),
+            ),
+            agents=tuple(
+                AgentSettings(
+                    id=agent,
+                    endpoint=phone,
+                    # the campaign's agents are nailed up (as predictive dialing needs)
+                    mode="nailed" if pbx == "west" else "ring",
+                    queues=queues[pbx],
+                    auto_login=True,
+                    pbx=pbx,
+                )
+                for agent, (pbx, phone) in AGENTS.items()
+            ),
+            queue_pbx={"sales-east": "east", "sales-west": "west", DEMO_CAMPAIGN: "west"},
+        ),
+        campaigns=(campaign,),
+    )
+    app = Dirigent(settings, CollectorRegistry())
+    answered: dict[str, str] = {}  # interaction -> agent
+
+    def on_change(event: InteractionChanged) -> None:
+        if event.stage is Stage.ANSWERED and event.agent is not None:
+            answered[event.interaction] = event.agent
+
+    assert app.acd is not None
+    app.acd.bus.subscribe(InteractionChanged, on_change)
+    app.service.startService()
+    try:
+        run(wait_for(lambda: all(s.connected for s in app.sessions.values()), what="both PBXs"))
+        run(
+            wait_for(
+                lambda: all(app.router.agents[a].logged_in for a in AGENTS),
+                timeout=15,
+                what="every agent logged in",
+            )
+        )
+        east, west = pbxs["east"], pbxs["west"]
+        # the campaign on the west PBX is dialing there
+        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+        run(wait_for(lambda: runner.stats.dials >= 2, timeout=20, what="the campaign dials"))
+        # one caller on each PBX, into that PBX's queue
+        seen: dict[str, dict[str, str]] = {"east": {}, "west": {}}
+        callers = {
+            "east": east.inbound_call(queue="sales-east").uniqueid,
+            "west": west.inbound_call(queue="sales-west").uniqueid,
+        }
+
+        def both_bridged() -> bool:
+            for name, pbx in pbxs.items():
+                seen[name].update(_bridged_phones(pbx))
+            return all(callers[n] in seen[n] for n in callers)
+
+        run(wait_for(both_bridged, timeout=20, what="both callers with an agent"))
+        phones = {pbx: {p for _a, (home, p) in AGENTS.items() if home == pbx} for pbx in pbxs}
+        for name in pbxs:
+            # on each PBX, the caller talks to a phone of that PBX
+            assert seen[name][callers[name]] in phones[name]
+        # and in Dirigent, to an agent of that PBX
+        run(
+            wait_for(
+                lambda: all(f"{n}:{callers[n]}" in answered for n in callers),
+                what="both answers recorded",
+            )
+        )
+        for name in pbxs:
+            agent = answered[f"{name}:{callers[name]}"]
+            assert AGENTS[agent][0] == name, f"{name}'s caller went to {agent}"
+        assert west.stats.get("originate", 0) > 0, "the campaign and west's agents dial on west"
+        assert east.stats.get("originate", 0) == 0, "nothing is dialled on east"
+    finally:
+        run(app.service.stopService().asFuture(LOOP))
+
+
+def test_each_queue_agent_and_campaign_names_its_pbx_when_there_are_several():
+    base = {
+        "pbx": [
+            {"name": "east", "host": "127.0.0.1", "secret": "x"},
+            {"name": "west", "host": "127.0.0.1", "secret": "y"},
+        ],
+        "queue": [{"name": "sales", "pbx": "east"}],
+        "agent": [{"id": "anna", "endpoint": "1001", "queues": ["sales"], "pbx": "east"}],
+    }
+    settings = parse_settings(base, env={})
+    assert settings.routing.queue_pbx == {"sales": "east"}
+    assert settings.routing.agents[0].pbx == "east"
+    with pytest.raises(ValueError, match=r"agent\[0\]\.pbx: required with several PBXs"):
+        parse_settings({**base, "agent": [{"id": "anna", "endpoint": "1001"}]}, env={})
+    with pytest.raises(ValueError, match=r"queue\[0\]\.pbx: unknown PBX 'north'"):
+        parse_settings({**base, "queue": [{"name": "sales", "pbx": "north"}]}, env={})
+    wrong = [{"id": "bea", "endpoint": "1001", "queues": ["sales"], "pbx": "west"}]
+    with pytest.raises(ValueError, match=r"agent\[0\]\.queues: queue 'sales' is on PBX 'east'"):
+        parse_settings({**base, "agent": wrong}, env={})
+    # with one PBX, nothing needs naming
+    one = {
+        "pbx": [base["pbx"][0]],
+        "queue": [{"name": "sales"}],
+        "agent": [{"id": "anna", "endpoint": "1001", "queues": ["sales"]}],
+    }
+    assert parse_settings(one, env={}).routing.agents[0].pbx == "east"
