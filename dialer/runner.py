@@ -817,8 +817,12 @@ class CampaignRunner:
         on: it is taken over (the agent is busy with it, and its end is
         recorded as usual) instead of being cut off.  Any other call still up
         is hung up (its state was lost) and, like the calls already gone,
-        closed "unknown".  None is redialed here: the retry rules decide when
-        the record is due again.  Returns the attempts closed."""
+        closed "unknown" -- unless the person had already been connected to
+        an agent: that call was a conversation, closed "pbx-lost" and seen
+        by the retry rules as "answered", so that nobody who spoke to an
+        agent is called again for it.  None is redialed here: the retry
+        rules decide when the record is due again.  Returns the attempts
+        closed."""
         now = self.clock.seconds()
         closed = []
         for attempt in self.log.open_attempts(self.settings.name):
@@ -828,10 +832,19 @@ class CampaignRunner:
                 if agent is not None and self._adopt(attempt, chan, agent, now):
                     continue
                 self.telephony.hang_up(attempt.channel_id)
-            attempt.outcome, attempt.ended = "unknown", now
+            if attempt.connected is not None:
+                # the person spoke to an agent: reached, never due again for
+                # it; the conversation ended at the latest now, at the
+                # earliest when it began (the last moment we know of)
+                outcome, retry_as = PBX_LOST, "answered"
+                attempt.ended = now if chan is not None else attempt.connected
+            else:
+                outcome = retry_as = "unknown"
+                attempt.ended = now
+            attempt.outcome = outcome
             self.log.end(attempt)
-            self.source.done(attempt.lead, "unknown", now)
-            self.stats.outcomes["unknown"] = self.stats.outcomes.get("unknown", 0) + 1
+            self.source.done(attempt.lead, retry_as, now)
+            self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
             closed.append(attempt)
             self._notify("ended", attempt)  # counted and reported like any other end
         return closed
