@@ -51,6 +51,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 NAMING_CONVENTION = {
@@ -544,3 +545,16 @@ def ping(engine: Engine) -> None:
     """Raise if the database cannot answer a trivial query."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+# -- failures ------------------------------------------------------------------------
+def transient(exc: BaseException) -> bool:
+    """A failure that may pass: a lock, a lost connection (not a bad value).
+    Every writer that retries (reports, the dialer's) asks this one."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc.orig or exc).lower()
+    return exc.connection_invalidated or any(
+        word in text
+        for word in ("locked", "busy", "connection", "server closed", "terminating", "timeout")
+    )

@@ -73,17 +73,6 @@ log = Logger(namespace="dirigent.dialer")
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def transient(exc: BaseException) -> bool:
-    """A failure that may pass: a lock, a lost connection (not a bad value)."""
-    if not isinstance(exc, DBAPIError):
-        return False
-    text = str(exc.orig or exc).lower()
-    return exc.connection_invalidated or any(
-        word in text
-        for word in ("locked", "busy", "connection", "server closed", "terminating", "timeout")
-    )
-
-
 class WriteMetrics:
     """The writer's counters (registered with the dialer's, ``DialerMetrics``)."""
 
@@ -208,7 +197,7 @@ class DialerWriter:
                         n=job.tries,
                     )
                     raise
-                kept = transient(exc)
+                kept = db.transient(exc)
                 log.failure(
                     "dialer write {kind} {what} failed after {n} tries; {then}",
                     failure,
@@ -230,7 +219,7 @@ class DialerWriter:
             try:
                 return job.fn()
             except Exception as exc:
-                if delay is None or not transient(exc):
+                if delay is None or not db.transient(exc):
                     raise
                 self.metrics.retries.labels(job.kind).inc()
                 log.warn(
@@ -251,7 +240,7 @@ class DialerWriter:
                 job.tries += 1
                 job.fn()
             except Exception as exc:
-                if transient(exc):
+                if db.transient(exc):
                     return
                 log.failure(
                     "kept dialer write {kind} {what} failed for good",

@@ -88,7 +88,7 @@ class Recorder:
                 return
             except (OperationalError, DBAPIError) as exc:
                 failure = Failure()
-                if delay is None or not _transient(exc):
+                if delay is None or not db.transient(exc):
                     break
                 log.warn(
                     "recording {kind} failed ({exc}); again in {d} s",
@@ -166,15 +166,6 @@ class Recorder:
     def close(self) -> None:
         self._unsubscribe()
         self._pool.shutdown(wait=True)
-
-
-def _transient(exc: DBAPIError) -> bool:
-    """A failure that may pass: a lock, a lost connection (not a bad value)."""
-    text = str(exc.orig or exc).lower()
-    return exc.connection_invalidated or any(
-        word in text
-        for word in ("locked", "busy", "connection", "server closed", "terminating", "timeout")
-    )
 
 
 def close_unfinished(engine: Engine) -> tuple[int, int]:
