@@ -871,6 +871,7 @@ class CampaignRunner:
             attributes=dict(attempt.lead.extra),
             agent=agent,
             priority=priority,
+            connect_by=now + self.settings.connect_within,
         )
 
     def _adopt(self, attempt: Attempt, chan: LiveCall, agent_id: str, now: float) -> bool:

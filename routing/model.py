@@ -69,6 +69,10 @@ class Interaction:
     declined_by: set[str] = field(default_factory=set)
     #: restricted to this one agent (a blind transfer to an agent)
     agent: str | None = None
+    #: when the contact is lost if no agent has it by then: an outbound person
+    #: on the line, whom the law lets wait 2 s before the call is abandoned
+    #: (None: it can wait, as an inbound caller can)
+    connect_by: float | None = None
     #: what happened to it so far: queued, answered, transferred (kept across transfers)
     history: list[dict[str, Any]] = field(default_factory=list)
 

@@ -267,6 +267,16 @@ class Router:
     def _urgency(self, interaction: Interaction, now: float) -> float:
         return PRIORITY_WEIGHT * interaction.priority + self._sla_used(interaction, now)
 
+    def _cannot_wait(self, interaction: Interaction, now: float) -> int:
+        """1 for a contact lost unless connected now (an outbound person on the
+        line), 0 for one that can wait.  The person goes ahead of any inbound
+        caller, whatever the queues' priorities: the law gives the person 2 s
+        before the call counts as abandoned, the caller loses the length of
+        one conversation against a service-level target, and the campaign
+        already yields agents to an inbound queue whose service level is at
+        risk (it dials less), so the caller is not starved."""
+        return int(interaction.connect_by is not None and interaction.connect_by >= now)
+
     def _policy_key(self, agent: Agent, interaction: Interaction) -> tuple[Any, ...]:
         if self.policy == "best_skill":
             return (
@@ -338,7 +348,7 @@ class Router:
             return None
         waiting = self.calls_waiting() if calls_waiting is None else calls_waiting
         best: Interaction | None = None
-        best_key = (float("-inf"), 0)
+        best_key: tuple[int, float, int] = (-1, float("-inf"), 0)
         for queue in agent.queues:
             for channel in agent.capacity:
                 bucket = self._buckets.get((queue, channel))
@@ -350,8 +360,13 @@ class Router:
                     if self.eligible(agent, interaction):
                         overdue = self._sla_used(interaction, now) >= 1.0
                         if self.rules.may_offer(agent, channel, waiting, overdue):
-                            # most urgent; on a tie, the earliest in the universal queue
-                            key = (self._urgency(interaction, now), -interaction.seq)
+                            # a person on the line who is lost in a moment first, then
+                            # the most urgent; on a tie, the earliest in the universal queue
+                            key = (
+                                self._cannot_wait(interaction, now),
+                                self._urgency(interaction, now),
+                                -interaction.seq,
+                            )
                             if key > best_key:
                                 best, best_key = interaction, key
                         break

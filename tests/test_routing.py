@@ -11,6 +11,7 @@ from routing.agent import NO_ANSWER, Agent, AgentState, IllegalTransition
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
+    Direction,
     ExpertiseRule,
     Interaction,
     OverflowStep,
@@ -262,6 +263,27 @@ def test_longest_idle_agent_gets_the_call_and_ties_break_by_id():
     assert offer.agent == "c" and offer.deadline == 25
     (offer,) = r.enqueue(call("y", 11), 11)
     assert offer.agent == "a", "same idle time: the lower id"
+
+
+def test_a_person_on_the_line_goes_ahead_of_an_inbound_caller_who_can_wait():
+    """A blended agent frees up with an inbound caller (a queue of higher
+    priority, waiting 10 s of a 20 s target) and a person the dialer reached
+    (2 s before the call counts as abandoned): the person is offered first;
+    the caller gets the next agent."""
+    queues = {"inbound": QueueConfig("inbound", priority=1), "campaign": QueueConfig("campaign")}
+    r = Router(queues)
+    for aid in ("a", "b"):
+        r.add_agent(Agent(aid))
+        r.login(aid, 0, ["inbound", "campaign"])
+        (offer,) = r.enqueue(call(f"earlier-{aid}", 1, queue="inbound"), 1)
+        r.accept(aid, offer.interaction, 2)
+    assert r.enqueue(call("caller", 100, queue="inbound"), 100) == []
+    person = call("person", 110, queue="campaign", direction=Direction.OUTBOUND, connect_by=112)
+    assert r.enqueue(person, 110) == []
+    (offer,) = r.finish("a", "earlier-a", 111)
+    assert (offer.agent, offer.interaction) == ("a", "person")
+    (offer,) = r.finish("b", "earlier-b", 111.5)
+    assert (offer.agent, offer.interaction) == ("b", "caller")
 
 
 def test_skills_levels_and_best_skill_policy():
