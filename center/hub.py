@@ -16,10 +16,10 @@ What the hub owns:
 * the live KPI figures (:mod:`center.kpi`) and the gauges
   (:mod:`center.metrics`).
 
+Campaign runners (``dialer.runner``) are adapters too: each owns the
+persons its campaign reached and receives their offers the same way.
 Interactions nobody owns (chat, e-mail, SMS created through the API until
-their gateways exist) are accepted and finished on the desktop.  Campaign
-runners still filter the offers of the calls they dialled
-(:attr:`offer_owners`, tried first), as the shared router hands them out.
+their gateways exist) are accepted and finished on the desktop.
 
 Which PBX an agent and a queue belong to is the hub's to check
 (``agent_pbx`` / ``queue_pbx``): an agent logs in only to queues of its own
@@ -104,8 +104,6 @@ class Hub:
         self.queue_pbx = dict(queue_pbx or {})
         self._published: dict[str, tuple[AgentState, str | None]] = {}
         self._ids = itertools.count(1)
-        #: campaign runners: each carries out the offers of its own calls and returns the rest
-        self.offer_owners: list[Callable[[list[Offer]], list[Offer]]] = []
         self.adapters: list[ChannelAdapter] = []
         self._owners: dict[str, ChannelAdapter] = {}  # interaction id -> its adapter
         self._lines: dict[str, AgentLine] = {}  # agent -> how its phone is reached
@@ -262,7 +260,22 @@ class Hub:
         self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
     ) -> None:
         """Blind transfer; an owned interaction (a call) goes through its adapter
-        (the caller is put back on hold first); it keeps its id and history."""
+        (the caller is put back on hold first); it keeps its id and history.
+        A call stays on its PBX: a queue or an agent of another PBX is refused
+        (naming the field) before anything moves."""
+        own = self.agent_pbx.get(agent)
+        if own is not None and queue is not None:
+            pbx = self.queue_pbx.get(queue)
+            if pbx is not None and pbx != own:
+                raise RoutingError(
+                    "queue", f"queue {queue!r} is on PBX {pbx!r}, this call on {own!r}"
+                )
+        if own is not None and to_agent is not None:
+            pbx = self.agent_pbx.get(to_agent)
+            if pbx is not None and pbx != own:
+                raise RoutingError(
+                    "agent", f"agent {to_agent} is on PBX {pbx!r}, this call on {own!r}"
+                )
         owner = self._owners.get(interaction)
         if owner is not None:
             self.route(owner.transfer(agent, interaction, queue, to_agent))
@@ -271,15 +284,9 @@ class Hub:
         self.route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
 
     # -- offers -------------------------------------------------------------------------
-    def route_offers(self, offers: list[Offer]) -> None:
-        """Carry out offers made by someone else's routing step (a campaign's)."""
-        self.route(offers)
-
     def route(self, offers: list[Offer]) -> None:
-        for runner in self.offer_owners:
-            if not offers:
-                return
-            offers = runner(offers)
+        """Publish each offer's screen pop and hand the offer to the adapter
+        owning its interaction (a PBX's voice adapter, a campaign)."""
         for offer in offers:
             pending = self.router.offered.get(offer.interaction)
             if pending is not None:
@@ -294,7 +301,9 @@ class Hub:
                         it.queue,
                         it.customer,
                         dict(it.attributes),
-                        offer.deadline,
+                        # a person the dialer reached is moved in at once: no time-out
+                        None if it.campaign is not None else offer.deadline,
+                        campaign=it.campaign,
                     )
                 )
             owner = self._owners.get(offer.interaction)

@@ -66,9 +66,23 @@ from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
 from routing.model import Channel, Direction, Interaction
-from routing.router import Offer, Router
+from routing.router import Exit, Offer, Router
 
 log = Logger(namespace="dirigent.dialer")
+
+
+class Center(Protocol):
+    """The hub's side for a campaign (``center.hub.Hub``): the runner is a
+    channel adapter that owns the calls it dialled.  It registers each
+    person on the line before queueing it, and hands every routing step's
+    offers to the hub, which gives each offer to the adapter owning its
+    interaction (this runner's to :meth:`CampaignRunner.carry_out`) and
+    publishes the screen pops."""
+
+    def own(self, interaction: str, adapter: Any) -> None: ...
+    def release(self, interaction: str) -> None: ...
+    def route(self, offers: list[Offer]) -> None: ...
+
 
 #: a conversation whose channels vanished with the PBX link (stored as the
 #: attempt's outcome; the retry rules see "answered": the person was reached)
@@ -194,6 +208,7 @@ class CampaignRunner:
         ledger: AbandonLedger | None = None,
         estimates: Estimates | None = None,
         oracle: Oracle | None = None,
+        center: Center | None = None,
         foreign_offers: Callable[[list[Offer]], None] | None = None,
         reserved_agents: Callable[[float], set[str]] | None = None,
         can_connect: Callable[[str], bool] | None = None,
@@ -214,7 +229,11 @@ class CampaignRunner:
             amd_delay=settings.amd_delay if settings.amd else 0.0,
         )
         self.oracle = oracle
-        #: offers for interactions that are not this campaign's (the inbound ACD's)
+        #: the hub this runner is an adapter of (None: the runner carries out
+        #: its own offers and hands the others to ``foreign_offers``, as the
+        #: pacing lab's inbound callers need)
+        self.center = center
+        #: offers for interactions that are not this campaign's (without a hub)
         self.foreign_offers = foreign_offers
         #: blended agents the inbound side needs now (service level at risk):
         #: pacing does not count on them, so the dialer yields them first
@@ -633,44 +652,98 @@ class CampaignRunner:
             self.settings.connect_within, self._deadline, attempt
         )
         self._notify("queued", attempt)
+        self._own(attempt.id)
         self._route(self.router.enqueue(interaction, now))
         if preview is not None and preview.attempt == attempt.id:
             # the agent who dialed takes the call: out of the preview pause, into the offer
             del self.previews[attempt.agent]  # type: ignore[arg-type]
             self._route(self.router.ready(attempt.agent, now))  # type: ignore[arg-type]
 
+    # -- the hub's adapter -----------------------------------------------------------------
+    def _own(self, interaction: str) -> None:
+        if self.center is not None:
+            self.center.own(interaction, self)
+
+    def _release(self, interaction: str) -> None:
+        if self.center is not None:
+            self.center.release(interaction)
+
+    def carry_out(self, offer: Offer) -> None:
+        """An agent was picked for a person this campaign reached: move the
+        person into the agent's bridge, or, when the agent's leg is not in
+        it, put the person back to the queue (never into an empty bridge)."""
+        attempt = self.live.get(offer.interaction)
+        if attempt is None:
+            log.warn("offer {o} for a call this campaign no longer has", o=offer)
+            return
+        if self.can_connect is not None and not self.can_connect(offer.agent):
+            log.warn(
+                "campaign {c}: agent {g} has no phone leg; {a} goes back to the queue",
+                c=self.settings.name,
+                g=offer.agent,
+                a=attempt.id,
+            )
+            if self.no_leg is not None:
+                self.no_leg(offer.agent)
+            if offer.interaction in self.router.offered:
+                now = self.clock.seconds()
+                self._route(self.router.decline(offer.agent, offer.interaction, now))
+            return
+        attempt.agent = offer.agent
+        d = self.telephony.connect_to_agent(attempt.channel_id, offer.agent)
+        self._command(attempt, "connecting to the agent", d)
+        self._notify("offered", attempt)
+
+    def on_exit(self, ex: Exit) -> None:
+        """The router gave a waiting person up (its queue's maximum wait):
+        the call is abandoned as at the connect deadline."""
+        attempt = self.live.get(ex.interaction)
+        if attempt is not None:
+            self._deadline(attempt)
+
+    def transfer(
+        self, agent: str, interaction: str, queue: str | None, to_agent: str | None
+    ) -> list[Offer]:
+        """A blind transfer of a person this campaign reached: the person
+        leaves the agent for the target queue's music on hold and is offered
+        like a caller who can wait (the 2 s of the first connection are
+        over); the call stays this campaign's until it ends."""
+        attempt = self.live[interaction]
+        now = self.clock.seconds()
+        handled = self.router.handled_interactions.get(interaction)
+        if handled is not None:
+            handled.connect_by = None
+        offers = self.router.transfer(
+            agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.settings.wrap_up
+        )
+        if attempt.connected is not None:
+            self._talk[agent] = (now - attempt.connected, now)
+        attempt.agent = None
+        queue_now = handled.queue if handled is not None else self.settings.queue_name
+        d = self.telephony.transfer_to_queue(attempt.channel_id, queue_now)
+        self._command(attempt, "transfer", d)
+        return offers
+
+    def waiting_inbound(self) -> list[str]:
+        return []  # this campaign's persons are outbound
+
     def own_offers(self, offers: list[Offer]) -> list[Offer]:
-        """Carry out the offers for this campaign's calls (move the person into
-        the agent's bridge); return the others."""
+        """Without a hub: carry out the offers for this campaign's calls and
+        return the others."""
         foreign = []
         for offer in offers:
-            attempt = self.live.get(offer.interaction)
-            if attempt is None:
+            if offer.interaction in self.live:
+                self.carry_out(offer)
+            else:
                 foreign.append(offer)
-                continue
-            if self.can_connect is not None and not self.can_connect(offer.agent):
-                # never into an agent's bridge without the agent's leg in it
-                log.warn(
-                    "campaign {c}: agent {g} has no phone leg; {a} goes back to the queue",
-                    c=self.settings.name,
-                    g=offer.agent,
-                    a=attempt.id,
-                )
-                if self.no_leg is not None:
-                    self.no_leg(offer.agent)
-                now = self.clock.seconds()
-                if offer.interaction in self.router.offered:
-                    foreign += self.own_offers(
-                        self.router.decline(offer.agent, offer.interaction, now)
-                    )
-                continue
-            attempt.agent = offer.agent
-            d = self.telephony.connect_to_agent(attempt.channel_id, offer.agent)
-            self._command(attempt, "connecting to the agent", d)
-            self._notify("offered", attempt)
         return foreign
 
     def _route(self, offers: list[Offer]) -> None:
+        if not offers:
+            return
+        if self.center is not None:
+            self.center.route(offers)
+            return
         foreign = self.own_offers(offers)
         if foreign:
             if self.foreign_offers is not None:
@@ -708,9 +781,12 @@ class CampaignRunner:
         self._notify("abandoned", attempt)
 
     def _connected(self, attempt: Attempt, now: float) -> None:
-        if attempt.connected is not None or attempt.agent is None:
+        if attempt.agent is None or attempt.id not in self.router.offered:
             return
-        if attempt.id not in self.router.offered:
+        if attempt.connected is not None:
+            # a person transferred by an agent, now with the next one
+            self.router.accept(attempt.agent, attempt.id, now)
+            self._notify("connected", attempt)
             return
         self.waiting_since.pop(attempt.id, None)
         timer = self._deadlines.pop(attempt.id, None)
@@ -726,6 +802,16 @@ class CampaignRunner:
 
     def _hung_up(self, attempt: Attempt, now: float, event: CallEnded) -> None:
         if not attempt.open:
+            return
+        if attempt.connected is not None and (
+            attempt.id in self.router.waiting or attempt.id in self.router.offered
+        ):
+            # transferred by an agent, gone before the next took it: reached all the same
+            pending = self.router.offered.get(attempt.id)
+            self.router.abandon(attempt.id, now)
+            if pending is not None:
+                self._route(self.router.route_agent(pending.agent, now))
+            self._end(attempt, "answered", now)
             return
         if attempt.connected is not None and attempt.agent is not None:
             vanished = event.vanished and self.lost_at is not None
@@ -786,6 +872,7 @@ class CampaignRunner:
             return
         self._line_change(max(now, self._last_line_change))
         attempt.outcome, attempt.ended = outcome, now
+        self._release(attempt.id)
         self.live.pop(attempt.id, None)
         self.by_channel.pop(attempt.channel_id, None)
         self.log.end(attempt)
@@ -872,6 +959,7 @@ class CampaignRunner:
             agent=agent,
             priority=priority,
             connect_by=now + self.settings.connect_within,
+            campaign=self.settings.name,
         )
 
     def _adopt(self, attempt: Attempt, chan: LiveCall, agent_id: str, now: float) -> bool:
@@ -884,9 +972,11 @@ class CampaignRunner:
         self.live[attempt.id] = attempt
         self.by_channel[attempt.channel_id] = attempt
         interaction = self._interaction(attempt, now, agent_id, PREVIEW_PRIORITY)
+        self._own(attempt.id)
         self.router.enqueue(interaction, now)  # offered to that agent only
         if attempt.id not in self.router.offered:
             self.router.abandon(attempt.id, now)
+            self._release(attempt.id)
             del self.live[attempt.id], self.by_channel[attempt.channel_id]
             return False
         self.router.accept(agent_id, attempt.id, now)

@@ -5,11 +5,11 @@ This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
 * its records, attempts and abandon ledger live in the database
   (:mod:`store.dialer`); a ledger is shared by the campaigns of one
   drop-rate group and counts in the campaign's local day;
-* it shares the inbound ACD's router and PBX link: the ACD ticks the router
-  and hands every offer to its owner (``acd.offer_owners``), the runner hands
-  inbound offers back (``foreign_offers``), and blended agents that an
-  inbound queue needs are not counted by the pacing
-  (``acd.agents_needed_inbound``);
+* it shares the hub's router and its PBX's link: each runner is a channel
+  adapter of the hub (``center=``), owning the persons its campaign reached;
+  the hub ticks the router, publishes every screen pop and hands each offer
+  to the adapter owning its interaction; blended agents that an inbound
+  queue needs are not counted by the pacing (``acd.agents_needed_inbound``);
 * after the first resync of a process, attempts a previous run left open
   are closed as "unknown", records claimed but never dialed are returned,
   and campaigns that were running (or ``auto_start``) start again;
@@ -48,7 +48,6 @@ from core.events import (
     Channel,
     Direction,
     InteractionChanged,
-    OfferMade,
     PreviewShown,
     Stage,
 )
@@ -170,12 +169,12 @@ class Campaign:
         return self.config.name
 
 
-def _port_of(pbxs: Mapping[str, Telephony], cfg: CampaignConfig) -> Telephony:
-    """The telephony port of the PBX the campaign names (the only one by default)."""
+def _pbx_of(pbxs: Mapping[str, Telephony], cfg: CampaignConfig) -> str:
+    """The name of the PBX the campaign names (the only one by default)."""
     if cfg.pbx is not None and cfg.pbx in pbxs:
-        return pbxs[cfg.pbx]
+        return cfg.pbx
     if len(pbxs) == 1:
-        return next(iter(pbxs.values()))
+        return next(iter(pbxs))
     raise ValueError(f"campaign {cfg.name}: pbx {cfg.pbx!r} is not one of {sorted(pbxs)}")
 
 
@@ -205,7 +204,10 @@ class Campaigns:
         self.campaigns: dict[str, Campaign] = {}
         self._configs = configs
         self._ledgers: dict[str, AbandonLedger] = {}
-        self._reconciled = False
+        #: the PBXs whose first resync has been seen (their campaigns recovered)
+        self._reconciled: set[str] = set()
+        #: campaign -> the PBX it dials on
+        self._pbx: dict[str, str] = {}
         self._counting = False
         gate = Compliance(DbDnc(engine), DbConsent(engine))
         #: each campaign dials through its own PBX's port (``pbx`` in its table)
@@ -230,9 +232,10 @@ class Campaigns:
                 writer=self.writer,
             )
             attempts = DbAttemptLog(engine, s.name, self.writer)
+            self._pbx[s.name] = _pbx_of(pbxs, cfg)
             runner = CampaignRunner(
                 s,
-                _port_of(pbxs, cfg),
+                pbxs[self._pbx[s.name]],
                 acd.router,
                 clock,
                 source,
@@ -241,7 +244,7 @@ class Campaigns:
                 # after-call work as configured until the campaign learns better:
                 # agents in a 120 s wrap-up are not counted on before it ends
                 estimates=estimates_for(s),
-                foreign_offers=acd.route_offers,
+                center=acd,
                 reserved_agents=acd.agents_needed_inbound,
                 # a person goes only to an agent whose nailed-up leg is in its bridge
                 can_connect=acd.has_leg,
@@ -249,12 +252,11 @@ class Campaigns:
                 ticks_router=False,
             )
             source.on_filled = runner.pace_soon  # a refill of the hopper: pace again
-            acd.offer_owners.append(runner.own_offers)
             runner.listeners.append(self._on_attempt)
             runner.preview_listeners.append(functools.partial(self._on_preview, s.name))
             self.campaigns[s.name] = Campaign(cfg, runner, source, attempts)
-        for port in pbxs.values():
-            port.listen(self._on_event)
+        for name, port in pbxs.items():
+            port.listen(functools.partial(self._on_event, name))
         self._figures = LoopingCall(self.publish_figures)
         self._figures.clock = clock
         self._figures_interval = figures_interval
@@ -314,19 +316,23 @@ class Campaigns:
         """Fires once every write asked for so far has been tried (tests, shutdown)."""
         return self.writer.flush()
 
-    def _on_event(self, event: TelephonyEvent) -> None:
-        if isinstance(event, PbxSynced) and not self._reconciled:
-            self._reconciled = True
-            self.clock.callLater(0, self.recover)
+    def _on_event(self, pbx: str, event: TelephonyEvent) -> None:
+        if isinstance(event, PbxSynced) and pbx not in self._reconciled:
+            self._reconciled.add(pbx)
+            self.clock.callLater(0, self.recover, pbx)
 
-    def recover(self) -> Deferred[Any]:
-        """After the first resync: close what a previous run left open, then
-        resume the campaigns that were running.  What the database says is
-        read in the writer's thread; the runners act on it here."""
+    def recover(self, pbx: str | None = None) -> Deferred[Any]:
+        """After the first resync of ``pbx`` (None: every PBX): close what a
+        previous run left open on it, then resume its campaigns that were
+        running.  Only that PBX's campaigns: another PBX's calls are not
+        known before its own resync, and its open attempts would be closed
+        as unknown while they talk.  What the database says is read in the
+        writer's thread; the runners act on it here."""
+        mine = [c for c in self.campaigns.values() if pbx is None or self._pbx[c.name] == pbx]
 
         def read() -> dict[str, tuple[str | None, bool]]:
             states = {}
-            for c in self.campaigns.values():
+            for c in mine:
                 c.attempts.preload_open(c.name)
                 controlled = bool(stored_settings(self.engine, c.name).get(CONTROLLED))
                 states[c.name] = (campaign_status(self.engine, c.name), controlled)
@@ -338,7 +344,7 @@ class Campaigns:
         return d
 
     def _resume(self, states: dict[str, tuple[str | None, bool]]) -> None:
-        for c in self.campaigns.values():
+        for c in (self.campaigns[name] for name in states):
             closed = c.runner.reconcile()  # their ends are queued in the writer first
             freed = self.writer.submit("orphans", c.source.release_orphans, durable=False)
             freed.addCallback(self._recovered, c.name, len(closed))
@@ -556,21 +562,6 @@ class Campaigns:
             if attempt.outcome in (PBX_LOST, "unknown"):
                 # cut by the PBX, or closed at start-up: not the person's doing
                 event, extra = "ended", {"outcome": attempt.outcome}
-        if what == "offered" and attempt.agent:
-            c = self.campaigns[attempt.campaign]
-            self.bus.publish(
-                OfferMade(
-                    self.clock.seconds(),
-                    attempt.agent,
-                    attempt.id,
-                    Channel.VOICE,
-                    c.runner.settings.queue_name,
-                    attempt.lead.number,
-                    dict(attempt.lead.extra),
-                    deadline=None,
-                    campaign=attempt.campaign,
-                )
-            )
         if event is None:
             return
         c = self.campaigns[attempt.campaign]

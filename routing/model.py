@@ -14,6 +14,8 @@ from typing import Any
 from core.errors import Invalid, NotFound
 from core.events import Channel as Channel  # one list of channels (events carry them)
 from core.events import Direction as Direction
+from core.events import HistoryEntry as HistoryEntry  # events carry the history
+from core.events import HistoryEvent as HistoryEvent
 
 
 class RoutingError(Invalid):
@@ -73,8 +75,10 @@ class Interaction:
     #: on the line, whom the law lets wait 2 s before the call is abandoned
     #: (None: it can wait, as an inbound caller can)
     connect_by: float | None = None
+    #: the campaign that dialled it (outbound), for the screen pop
+    campaign: str | None = None
     #: what happened to it so far: queued, answered, transferred (kept across transfers)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
 
 
 class OverflowAction(enum.StrEnum):

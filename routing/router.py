@@ -29,6 +29,7 @@ from routing.agent import Agent, Phase
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
+    HistoryEntry,
     Interaction,
     OverflowAction,
     QueueConfig,
@@ -212,7 +213,7 @@ class Router:
         interaction.priority = max(interaction.priority, config.priority)
         self._seq += 1
         interaction.seq = self._seq
-        interaction.history.append({"event": "queued", "queue": interaction.queue, "at": now})
+        interaction.history.append(HistoryEntry.queued(interaction.queue, now))
         self._push(interaction)
         return self.route_interaction(interaction.id, now)
 
@@ -401,7 +402,7 @@ class Router:
         del self.offered[interaction_id]
         self.handling[interaction_id] = agent_id
         self.handled_interactions[interaction_id] = pending.interaction
-        pending.interaction.history.append({"event": "answered", "agent": agent_id, "at": now})
+        pending.interaction.history.append(HistoryEntry.answered(agent_id, now))
         return pending.interaction
 
     def decline(
@@ -434,7 +435,7 @@ class Router:
             del self.handling[interaction_id]
         interaction = self.handled_interactions.pop(interaction_id, None)
         if interaction is not None:
-            interaction.history.append({"event": "ended", "agent": agent_id, "at": now})
+            interaction.history.append(HistoryEntry.ended(agent_id, now))
         self._reindex(agent)
         return self.route_agent(agent_id, now)
 
@@ -470,13 +471,7 @@ class Router:
             self.handling.pop(interaction_id, None)
         self._reindex(agent)
         interaction.history.append(
-            {
-                "event": "transferred",
-                "by": agent_id,
-                "to_queue": queue,
-                "to_agent": to_agent,
-                "at": now,
-            }
+            HistoryEntry.transferred(agent_id, now, to_queue=queue, to_agent=to_agent)
         )
         if to_agent is not None:
             interaction.agent = to_agent
@@ -490,7 +485,7 @@ class Router:
         interaction.declined_by = set()
         self._seq += 1
         interaction.seq = self._seq
-        interaction.history.append({"event": "queued", "queue": interaction.queue, "at": now})
+        interaction.history.append(HistoryEntry.queued(interaction.queue, now))
         self._push(interaction)
         return self.route_interaction(interaction_id, now) + self.route_agent(agent_id, now)
 
@@ -504,10 +499,16 @@ class Router:
         agent = self._agent(agent_id)
         ended = [w.interaction for w in agent.work.values() if w.phase is Phase.WRAP_UP]
         agent.end_wrap_up(now)
-        for iid in ended:
-            self.handling.pop(iid, None)
+        self._wrapped_up(agent_id, ended)
         self._reindex(agent)
         return self.route_agent(agent_id, now)
+
+    def _wrapped_up(self, agent_id: str, ended: list[str]) -> None:
+        """The agent's after-call work on ``ended`` is over.  An interaction it
+        transferred may be handled by another agent by now: that one keeps it."""
+        for iid in ended:
+            if self.handling.get(iid) == agent_id:
+                del self.handling[iid]
 
     # -- time -------------------------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[Offer], list[Exit]]:
@@ -521,8 +522,7 @@ class Router:
         for agent_id in [a for a in self.agents if a in self._wrapping]:
             agent = self.agents[agent_id]
             ended = agent.expire_wrap_ups(now)
-            for iid in ended:
-                self.handling.pop(iid, None)
+            self._wrapped_up(agent_id, ended)
             if ended:  # nothing changed otherwise: no re-indexing
                 self._reindex(agent)
         for interaction in list(self.waiting.values()):

@@ -353,11 +353,10 @@ def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> 
         clock,
         source,
         Progressive(),
-        foreign_offers=acd.route_offers,
+        center=acd,
         reserved_agents=acd.agents_needed_inbound,
         ticks_router=False,
     )
-    acd.offer_owners.append(runner.own_offers)
     acd.start()
     runner.start()
     clock.run_until(20.0)
@@ -433,3 +432,61 @@ def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_
     runner.pause()
     assert runner.previews == {} and runner.router.agents["1001"].pause_reason is None
     assert on_screen in [lead.number for lead in source.queue]
+
+
+def _bridge_owner(pbx: SimPbx, call: str) -> str | None:
+    """On the PBX's side: whose nailed-up bridge the channel ``call`` is in."""
+    for bridge in pbx.bridges.values():
+        if call in bridge.members:
+            return bridge.owner
+    return None
+
+
+def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_takes_it() -> None:
+    """The person leaves the first agent's bridge for the second agent's
+    (checked on the PBX), the first agent goes to wrap-up, and the call ends
+    answered with the second agent: the campaign keeps the call it dialled."""
+    from channels.voice import AgentEndpoint, InboundAcd
+
+    clock = HeapClock()
+    pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))
+    tel = SimTelephony(pbx)
+    router = Router({"c": QueueConfig("c"), "sales": QueueConfig("sales")})
+    endpoints = {}
+    for a in ("1001", "1002"):
+        router.add_agent(Agent(a))
+        endpoints[a] = AgentEndpoint(a, a, "nailed")
+    acd = InboundAcd(tel, router, clock, endpoints, wrap_up=5)
+    acd.nail_up("1001", ["c"])
+    acd.nail_up("1002", ["sales"])  # not the campaign's: reached only by the transfer
+    clock.run_until(2.0)
+    source = ListSource(["+4930123400001"])
+    runner = CampaignRunner(
+        validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
+        tel,
+        router,
+        clock,
+        source,
+        Progressive(),
+        center=acd,
+        ticks_router=False,
+    )
+    acd.start()
+    runner.start()
+    clock.run_until(20.0)
+    (attempt,) = runner.live.values()
+    assert attempt.agent == "1001" and attempt.connected is not None
+    assert _bridge_owner(pbx, attempt.channel_id) == "1001"
+
+    acd.transfer("1001", attempt.id, queue="sales")
+    clock.run_until(25.0)
+    assert _bridge_owner(pbx, attempt.channel_id) == "1002", "with the colleague on the PBX"
+    assert router.agents["1002"].state.value == "busy"
+    assert router.agents["1001"].state.value in ("wrap_up", "ready")
+    assert attempt.agent == "1002" and attempt.open
+
+    clock.run_until(90.0)  # the person talks 60 s in all, then hangs up
+    assert attempt.outcome == "answered" and source.done_calls == [("+4930123400001", "answered")]
+    assert runner.stats.connected == 1, "one person reached, connected once"
+    assert router.agents["1002"].state.value in ("wrap_up", "ready")
+    assert not router.waiting and not router.offered

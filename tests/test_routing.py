@@ -473,3 +473,26 @@ def test_indexed_decisions_equal_a_naive_scan(seed, policy, n_agents, n_waiting)
     for agent in r.agents.values():
         fast = r.best_interaction(agent, now)
         assert (fast.id if fast else None) == naive_interaction(r, agent, now)
+
+
+def test_the_end_of_the_transferring_agents_wrap_up_leaves_the_call_to_its_new_agent():
+    """a transfers a call and wraps up; b takes it; a's wrap-up ending (by its
+    timer or by a) must not take the call from b, who still finishes it."""
+    for end_by_agent in (False, True):
+        r = make_router()
+        for aid in ("a", "b"):
+            r.add_agent(Agent(aid))
+        r.login("a", 0, ["sales"])
+        assert len(r.enqueue(call("x", 1), 1)) == 1
+        r.accept("a", "x", 2)
+        r.login("b", 3, ["support"])
+        (offer,) = r.transfer("a", "x", 10, to_agent="b", wrap_up=5)
+        assert offer.agent == "b"
+        r.accept("b", "x", 11)
+        if end_by_agent:
+            r.end_wrap_up("a", 12)
+        else:
+            r.tick(16)
+        assert r.handling["x"] == "b"
+        r.finish("b", "x", 20)
+        assert r.agents["b"].state is AgentState.READY and "x" not in r.handling

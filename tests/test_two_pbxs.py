@@ -10,6 +10,7 @@ so nothing may be told apart by a call id or an endpoint alone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,11 +88,8 @@ def _bridged_phones(pbx: SimPbx) -> dict[str, str]:
     return out
 
 
-def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_its_pbx(
-    sims, tmp_path
-):
-    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
-    pbxs = {name: pbx for name, (pbx, _server) in sims.items()}
+def _two_pbx_settings(addresses: dict[str, Any], tmp_path: Any) -> Settings:
+    """East and west, each with two agents and a queue; the demo campaign on west."""
     url = f"sqlite:///{tmp_path / 'two.db'}"
     db.upgrade(url)
     campaign = _demo_campaign(url, tmp_path)
@@ -103,7 +101,13 @@ def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_i
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
         pbxs=tuple(
-            PbxSettings(name, *addresses[name], secret=f"secret-{name}", backoff_initial=0.05)
+            PbxSettings(
+                name,
+                addresses[name][0],
+                addresses[name][1],
+                secret=f"secret-{name}",
+                backoff_initial=0.05,
+            )
             for name in ("east", "west")
         ),
         routing=RoutingSettings(
@@ -128,6 +132,15 @@ def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_i
         ),
         campaigns=(campaign,),
     )
+    return settings
+
+
+def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_its_pbx(
+    sims, tmp_path
+):
+    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
+    pbxs = {name: pbx for name, (pbx, _server) in sims.items()}
+    settings = _two_pbx_settings(addresses, tmp_path)
     app = Dirigent(settings, CollectorRegistry())
     answered: dict[str, str] = {}  # interaction -> agent
 
@@ -210,3 +223,90 @@ def test_each_queue_agent_and_campaign_names_its_pbx_when_there_are_several():
         "agent": [{"id": "anna", "endpoint": "1001", "queues": ["sales"]}],
     }
     assert parse_settings(one, env={}).routing.agents[0].pbx == "east"
+
+
+def test_a_transfer_to_a_queue_or_an_agent_of_the_other_pbx_is_refused_and_nothing_moves():
+    """A call cannot leave its PBX: the hub refuses the transfer, naming the
+    field, and the call stays with the agent handling it."""
+    from twisted.internet.task import Clock
+
+    from center.hub import Hub
+    from routing.agent import Agent
+    from routing.model import Channel, Interaction
+    from routing.model import RoutingError as Refused
+    from routing.router import Router
+
+    router = Router({"sales": QueueConfig("sales"), "support": QueueConfig("support")})
+    for agent in ("anna", "ben"):
+        router.add_agent(Agent(agent))
+    hub = Hub(
+        router,
+        Clock(),
+        agent_pbx={"anna": "first", "ben": "second"},
+        queue_pbx={"sales": "first", "support": "second"},
+    )
+    hub.login("anna", ["sales"])
+    hub.login("ben", ["support"])
+    hub.enqueue(Interaction("i-1", Channel.VOICE, "sales", 0.0))
+    hub.accept("anna", "i-1")
+    with pytest.raises(Refused, match="queue 'support' is on PBX 'second'") as err:
+        hub.transfer("anna", "i-1", queue="support")
+    assert err.value.field == "queue"
+    with pytest.raises(Refused, match="agent ben is on PBX 'second'") as err:
+        hub.transfer("anna", "i-1", to_agent="ben")
+    assert err.value.field == "agent"
+    assert router.handling["i-1"] == "anna" and not router.waiting
+
+
+def test_a_campaign_resumes_on_its_own_pbxs_first_resync_not_another_ones(sims, tmp_path):
+    """West is down when Dirigent starts; east syncs first.  The campaign on
+    west is not recovered then: a call a previous run left open on west is
+    not closed while nobody can know whether it still talks, and nothing is
+    dialled; once west is up and synced, the call is settled (west has no
+    such channel: "unknown") and the campaign resumes there."""
+    from dialer.campaign import Lead
+    from dialer.runner import Attempt
+    from store.dialer import DbAttemptLog, ensure_campaign
+
+    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
+    west, west_server = sims["west"]
+    west_server.stop()
+    settings = _two_pbx_settings(addresses, tmp_path)
+    engine = db.make_engine(settings.database.url)
+    ensure_campaign(engine, DEMO_CAMPAIGN)
+    lead = Lead(None, "+4930111222")
+    earlier = Attempt("earlier-1", DEMO_CAMPAIGN, lead, 1.0e9, "1700000000.1", pbx="west")
+    DbAttemptLog(engine, DEMO_CAMPAIGN).begin(earlier)
+
+    def outcome() -> str | None:
+        with engine.connect() as conn:
+            return (
+                conn.execute(db.attempt.select().where(db.attempt.c.ref == "earlier-1"))
+                .one()
+                .outcome
+            )
+
+    app = Dirigent(settings, CollectorRegistry())
+    app.service.startService()
+    try:
+        run(wait_for(lambda: app.sessions["east"].connected, what="east"))
+        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+        east_agents = [a for a, (pbx, _phone) in AGENTS.items() if pbx == "east"]
+        run(
+            wait_for(
+                lambda: all(app.router.agents[a].logged_in for a in east_agents),
+                timeout=15,
+                what="east synced and its agents logged in",
+            )
+        )
+        run(asyncio.sleep(1.0))  # what a recovery after east's resync would have done by now
+        assert outcome() is None, "west's call is not settled by east's resync"
+        assert runner.stats.dials == 0
+        west_server.restart()
+        run(wait_for(lambda: outcome() == "unknown", timeout=15, what="settled after west's"))
+        run(wait_for(lambda: runner.status == "running", timeout=15, what="resumed on west"))
+        run(wait_for(lambda: runner.stats.dials >= 1, timeout=15, what="dials on west"))
+        assert west.stats.get("originate", 0) > 0
+        assert sims["east"][0].stats.get("originate", 0) == 0
+    finally:
+        run(app.service.stopService().asFuture(LOOP))
