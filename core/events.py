@@ -11,8 +11,9 @@ values, and optional fields that are ``None`` are left out, as they always
 were.
 
 The enums of the universal queue (:class:`Channel`, :class:`Direction`,
-:class:`AgentState`) live here because events carry them; ``routing``
-re-exports them, so there is one list of each.  Pure: imports nothing of ours.
+:class:`AgentState`) and an interaction's :class:`HistoryEntry` live here
+because events carry them; ``routing`` re-exports them, so there is one list
+of each.  Pure: imports nothing of ours outside core (its errors).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+from core.errors import Invalid
 
 
 class Channel(enum.StrEnum):
@@ -52,6 +55,89 @@ class Stage(enum.StrEnum):
     ENDED = "ended"  # after an agent handled it (outcome: answered, or why it was cut)
     ABANDONED = "abandoned"  # the customer left while waiting
     FALLBACK = "fallback"  # the PBX's own fallback took the caller
+
+
+class HistoryEvent(enum.StrEnum):
+    """What an entry of an interaction's history records."""
+
+    QUEUED = "queued"  # put in a queue (on arrival, and again after a transfer)
+    ANSWERED = "answered"  # an agent accepted it
+    ENDED = "ended"  # the agent finished it
+    TRANSFERRED = "transferred"  # the agent passed it on, to a queue or to one agent
+
+
+#: the fields each kind of entry carries, in the order of its JSON (a contract:
+#: the desktop and the reports read it; "at" comes last, as it always did)
+_HISTORY_FIELDS: Mapping[HistoryEvent, tuple[str, ...]] = {
+    HistoryEvent.QUEUED: ("queue",),
+    HistoryEvent.ANSWERED: ("agent",),
+    HistoryEvent.ENDED: ("agent",),
+    HistoryEvent.TRANSFERRED: ("by", "to_queue", "to_agent"),
+}
+#: of those, the ones that must be given (a transfer goes to a queue or an agent)
+_HISTORY_REQUIRED: Mapping[HistoryEvent, tuple[str, ...]] = {
+    HistoryEvent.QUEUED: ("queue",),
+    HistoryEvent.ANSWERED: ("agent",),
+    HistoryEvent.ENDED: ("agent",),
+    HistoryEvent.TRANSFERRED: ("by",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One step of an interaction's history (kept across transfers).
+
+    One class rather than one per event: the history is a list read in
+    order, and every step has an ``event`` and an ``at``; the other fields
+    are those its event needs (:data:`_HISTORY_FIELDS`), the rest stay None.
+    Build entries with the class methods, which name what each needs.  It
+    lives here, not in ``routing``, because :class:`InteractionChanged`
+    carries the history and ``core`` imports nothing of ours; ``routing``
+    re-exports it.  :meth:`to_json` is its one serialiser (push, API, report
+    rows)."""
+
+    event: HistoryEvent
+    at: float
+    queue: str | None = None
+    agent: str | None = None
+    by: str | None = None
+    to_queue: str | None = None
+    to_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in _HISTORY_REQUIRED[self.event]:
+            if getattr(self, name) is None:
+                raise Invalid(name, f"required in a history entry of event {self.event.value!r}")
+        for name in ("queue", "agent", "by", "to_queue", "to_agent"):
+            if name not in _HISTORY_FIELDS[self.event] and getattr(self, name) is not None:
+                raise Invalid(name, f"not part of a history entry of event {self.event.value!r}")
+
+    @classmethod
+    def queued(cls, queue: str, at: float) -> HistoryEntry:
+        return cls(HistoryEvent.QUEUED, at, queue=queue)
+
+    @classmethod
+    def answered(cls, agent: str, at: float) -> HistoryEntry:
+        return cls(HistoryEvent.ANSWERED, at, agent=agent)
+
+    @classmethod
+    def ended(cls, agent: str, at: float) -> HistoryEntry:
+        return cls(HistoryEvent.ENDED, at, agent=agent)
+
+    @classmethod
+    def transferred(
+        cls, by: str, at: float, *, to_queue: str | None = None, to_agent: str | None = None
+    ) -> HistoryEntry:
+        return cls(HistoryEvent.TRANSFERRED, at, by=by, to_queue=to_queue, to_agent=to_agent)
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON: ``{"event": ..., <its fields>..., "at": ...}``
+        (a transfer names both targets, the one not taken as null)."""
+        out: dict[str, Any] = {"event": self.event.value}
+        for name in _HISTORY_FIELDS[self.event]:
+            out[name] = getattr(self, name)
+        out["at"] = self.at
+        return out
 
 
 class CampaignStatus(enum.StrEnum):
@@ -91,7 +177,7 @@ class InteractionChanged(DomainEvent):
     queue: str
     customer: str | None = None
     direction: Direction = Direction.INBOUND
-    history: tuple[Mapping[str, Any], ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
     agent: str | None = None
     campaign: str | None = None
     #: how it ended when not simply "answered" (e.g. "pbx-lost", "unknown")
@@ -182,7 +268,7 @@ def to_message(event: DomainEvent) -> dict[str, Any]:
         if isinstance(value, enum.Enum):
             value = value.value
         elif f.name == "history":
-            value = [dict(entry) for entry in value]
+            value = [entry.to_json() for entry in value]
         elif isinstance(value, Mapping):
             value = dict(value)
         out[f.name] = value

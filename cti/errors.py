@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
-from routing.agent import IllegalTransition
 
 
 class ApiError(Exception):
@@ -33,7 +32,6 @@ STATUS: dict[type[BaseException], int] = {
     Conflict: 409,
     Unavailable: 503,
     DomainError: 400,
-    IllegalTransition: 409,
     # the built-ins that callees not yet moved to core.errors raise (by the
     # old convention their message reads "field: reason")
     PermissionError: 403,
@@ -59,8 +57,6 @@ def answer(exc: BaseException) -> tuple[int, str, str] | None:
         return None
     if isinstance(exc, DomainError):
         return status, exc.field, exc.reason
-    if isinstance(exc, IllegalTransition):
-        return status, "state", str(exc)
     field, sep, reason = str(exc).partition(": ")
     return (status, field, reason) if sep else (status, "request", str(exc))
 

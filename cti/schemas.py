@@ -324,7 +324,8 @@ class CreatedAnswer(Answer):
 
 class TransferAnswer(Answer):
     id: str
-    history: list[Any]
+    #: HistoryEntry.to_json() of each step, in order
+    history: list[dict[str, Any]]
 
 
 class ReportAnswer(Answer):

@@ -275,6 +275,7 @@ class Dirigent:
                 campaigns=self.campaigns,
                 lists=ListOps(engine, settings.campaigns),
                 audit=self._audit,
+                registry=self.registry,
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(

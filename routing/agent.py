@@ -29,6 +29,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from core.errors import Conflict
 from core.events import AgentState as AgentState  # one list of states (events carry them)
 from routing.model import Channel
 
@@ -39,13 +40,22 @@ class Phase(enum.StrEnum):
     WRAP_UP = "wrap_up"
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(Conflict):
+    """An operation the agent's current state does not allow: a
+    :class:`~core.errors.Conflict` (409 to the API, by type) on the field
+    ``state``.  ``str()`` stays the message it always was ("agent a1: cannot
+    pause while logged_out"), without the "state: " prefix of other domain
+    errors: logs, tests and the command line read it so."""
+
     def __init__(self, agent: str, current: AgentState, requested: str, why: str = "") -> None:
         detail = f" ({why})" if why else ""
-        super().__init__(f"agent {agent}: cannot {requested} while {current}{detail}")
+        super().__init__("state", f"agent {agent}: cannot {requested} while {current}{detail}")
         self.agent = agent
         self.current = current
         self.requested = requested
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass

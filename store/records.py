@@ -130,7 +130,7 @@ class Recorder:
     def _interaction(self, e: InteractionChanged) -> None:
         t = db.interaction
         at = _ts(e.at)
-        history = [dict(entry) for entry in e.history]
+        history = [entry.to_json() for entry in e.history]
         with self.engine.begin() as conn:
             row = conn.execute(select(t.c.id).where(t.c.uniqueid == e.interaction)).first()
             if row is None:

@@ -266,14 +266,14 @@ def test_blind_transfer_to_another_queue_keeps_the_history():
     advance(clock, 1)
     assert router.agents["biller"].state is AgentState.BUSY
     history = router.handled_interactions[caller.uniqueid].history
-    assert [h["event"] for h in history] == [
+    assert [h.event for h in history] == [
         "queued",
         "answered",
         "transferred",
         "queued",
         "answered",
     ]
-    assert history[2]["to_queue"] == "billing" and history[4]["agent"] == "biller"
+    assert history[2].to_queue == "billing" and history[4].agent == "biller"
     assert acd.calls[caller.uniqueid].answered_at is not None
 
 

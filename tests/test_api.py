@@ -272,6 +272,20 @@ def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):
     )
     assert status == 200
     assert [h["event"] for h in body["history"]] == ["queued", "answered", "transferred", "queued"]
+    # the JSON of each entry is a contract (desktop, reports): these keys, in this order
+    assert [list(h) for h in body["history"]] == [
+        ["event", "queue", "at"],
+        ["event", "agent", "at"],
+        ["event", "by", "to_queue", "to_agent", "at"],
+        ["event", "queue", "at"],
+    ]
+    assert [{k: v for k, v in h.items() if k != "at"} for h in body["history"]] == [
+        {"event": "queued", "queue": "sales"},
+        {"event": "answered", "agent": "anna"},
+        {"event": "transferred", "by": "anna", "to_queue": None, "to_agent": "ben"},
+        {"event": "queued", "queue": "sales"},
+    ]
+    assert all(isinstance(h["at"], float) for h in body["history"])
     assert call(app, "POST", "agents/ben/login", {"queues": ["sales"]}, ben)[0] == 200
     run(wait_for(lambda: app.router.agents["ben"].state.value == "busy", what="ben takes the call"))
     assert caller.uniqueid in app.router.agents["ben"].work

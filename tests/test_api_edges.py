@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import LOOP, run
 from tests.test_api import app, token
@@ -54,3 +55,39 @@ def test_malformed_requests_get_a_named_error(app, method, path, body, status, f
     data = body.encode() if isinstance(body, str) else (json.dumps(body).encode() if body else None)
     got, answer = raw(app, method, path, data, boss)
     assert (got, answer.get("field")) == (status, field), answer
+
+
+def http_errors(app) -> dict[tuple[str, str], float]:
+    """``dirigent_http_errors_total`` as /metrics shows it, by (method, route)."""
+
+    def go() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    counted: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(run(LOOP.run_in_executor(None, go))):
+        for sample in family.samples:
+            if sample.name == "dirigent_http_errors_total":
+                counted[sample.labels["method"], sample.labels["route"]] = sample.value
+    return counted
+
+
+def test_an_unexpected_failure_is_a_500_without_traceback_and_counted(app):
+    """The report's database look-up fails in a way no domain error names:
+    the answer is a 500 naming no more than the message, and the failure is
+    on /metrics by route (the pattern, not the path asked for)."""
+
+    def broken_database(agent: str, start: float, end: float) -> dict[str, float]:
+        raise RuntimeError("the report database is on fire")
+
+    api = app.site.resource.getStaticEntity(b"api").api
+    api.reports = broken_database
+    anna = token(app, "anna")
+    route = ("GET", "/api/agents/<agent_id>/report")
+    assert http_errors(app).get(route, 0.0) == 0.0
+    status, answer = raw(app, "GET", "/api/agents/anna/report", None, anna)
+    assert status == 500
+    assert answer == {"error": "server: the report database is on fire", "field": "server"}
+    assert http_errors(app)[route] == 1.0
+    status, _ = raw(app, "GET", "/api/agents/ben/report", None, token(app, "ben"))
+    assert status == 500 and http_errors(app)[route] == 2.0, "one route, whatever the agent"

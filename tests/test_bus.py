@@ -7,6 +7,7 @@ import json
 import pytest
 
 from core.bus import EventBus
+from core.errors import Invalid
 from core.events import (
     EVENTS,
     AgentState,
@@ -15,6 +16,8 @@ from core.events import (
     Channel,
     Direction,
     DomainEvent,
+    HistoryEntry,
+    HistoryEvent,
     InteractionChanged,
     OfferMade,
     Stage,
@@ -53,7 +56,7 @@ def test_the_json_of_each_event_is_what_the_push_always_sent():
             Channel.VOICE,
             "sales",
             "+4930111",
-            history=({"event": "queued", "queue": "sales", "at": 7.0},),
+            history=(HistoryEntry.queued("sales", 7.0),),
         )
     )
     # optional fields that are not set are left out (agent, outcome, wait, campaign)
@@ -98,6 +101,40 @@ def test_the_json_of_each_event_is_what_the_push_always_sent():
         "at": 4.0,
     }
     json.dumps([agent, queued, ended, offer, figures])  # all of it is JSON
+
+
+def test_history_entries_are_typed_and_serialise_to_the_json_they_always_had():
+    history = (
+        HistoryEntry.queued("sales", 1.0),
+        HistoryEntry.answered("anna", 2.0),
+        HistoryEntry.transferred("anna", 3.0, to_agent="ben"),
+        HistoryEntry.queued("sales", 3.0),
+        HistoryEntry.answered("ben", 4.0),
+        HistoryEntry.ended("ben", 5.0),
+    )
+    assert [h.event for h in history][:3] == [
+        HistoryEvent.QUEUED,
+        HistoryEvent.ANSWERED,
+        HistoryEvent.TRANSFERRED,
+    ]
+    pushed = to_message(
+        InteractionChanged(5.0, Stage.ENDED, "c-1", Channel.VOICE, "sales", history=history)
+    )
+    # keys in this order; a transfer names both targets, the one not taken as null
+    assert json.dumps(pushed["history"]) == json.dumps(
+        [
+            {"event": "queued", "queue": "sales", "at": 1.0},
+            {"event": "answered", "agent": "anna", "at": 2.0},
+            {"event": "transferred", "by": "anna", "to_queue": None, "to_agent": "ben", "at": 3.0},
+            {"event": "queued", "queue": "sales", "at": 3.0},
+            {"event": "answered", "agent": "ben", "at": 4.0},
+            {"event": "ended", "agent": "ben", "at": 5.0},
+        ]
+    )
+    with pytest.raises(Invalid, match="queue: required in a history entry of event 'queued'"):
+        HistoryEntry(HistoryEvent.QUEUED, 1.0)
+    with pytest.raises(Invalid, match="by: not part of a history entry of event 'answered'"):
+        HistoryEntry(HistoryEvent.ANSWERED, 1.0, agent="anna", by="ben")
 
 
 def test_every_event_class_is_named_once_with_its_message_type():

@@ -36,6 +36,13 @@ def test_the_field_comes_from_the_error_not_its_message():
     assert answer(RuntimeError("boom")) is None, "not a domain error: a 500, logged"
 
 
+def test_an_illegal_agent_transition_is_a_conflict_by_type_with_its_message_kept():
+    exc = IllegalTransition("anna", AgentState.LOGGED_OUT, "log out")
+    assert isinstance(exc, Conflict), "409 by its type, no special case in cti.errors"
+    assert str(exc) == "agent anna: cannot log out while logged_out"
+    assert answer(exc) == (409, "state", "agent anna: cannot log out while logged_out")
+
+
 def test_domain_errors_stay_what_callers_caught_before():
     assert issubclass(Invalid, ValueError) and issubclass(NotFound, LookupError)
     assert issubclass(Forbidden, PermissionError) and issubclass(RoutingError, ValueError)

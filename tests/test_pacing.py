@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,8 +26,8 @@ from dialer.pacing import (
 )
 
 
-def snap(**kw) -> Snapshot:
-    base = {"now": 1000.0, "agents": 10, "ready": 0}
+def snap(**kw: Any) -> Snapshot:
+    base: dict[str, Any] = {"now": 1000.0, "agents": 10, "ready": 0}
     base.update(kw)
     for key in ("talking", "wrapping", "ringing", "verdicts"):
         if key in base:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from klein.interfaces import IKleinRequest
+from prometheus_client import CollectorRegistry
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -34,6 +36,7 @@ from cti.http.context import (
     ReportLookup,
     UserLookup,
 )
+from cti.http.metrics import HttpMetrics
 
 log = Logger(namespace="cti.http")
 
@@ -41,7 +44,20 @@ log = Logger(namespace="cti.http")
 GROUPS = (session, agents, interactions, campaigns, lists, contacts)
 
 
-def make_app(api: ApiContext) -> Klein:
+def route_of(request: IRequest) -> str:
+    """The route pattern a request matched (``/api/agents/<agent_id>``), the
+    label of its metrics; ``-`` when it matched none."""
+    try:
+        rule, _ = IKleinRequest(request).mapper.match(return_rule=True)
+    except HTTPException:
+        return "-"
+    return f"/api{rule.rule}"
+
+
+def make_app(api: ApiContext, metrics: HttpMetrics | None = None) -> Klein:
+    """The API's routes; an unexpected exception is answered 500 without its
+    traceback, logged with it, and counted in ``dirigent_http_errors_total``
+    (``metrics``) so a dashboard sees what only the log said."""
     app = Klein()
     for group in GROUPS:
         group.register(app, api)
@@ -66,6 +82,8 @@ def make_app(api: ApiContext) -> Klein:
         if found is None:
             log.failure("HTTP API: {method} {path} failed", failure,
                         method=request.method, path=request.path)  # fmt: skip
+            if metrics is not None:
+                metrics.errors.labels(request.method.decode("latin-1"), route_of(request)).inc()
             found = (500, "server", failure.getErrorMessage())
         status, field, reason = found
         request.setResponseCode(status)
@@ -91,7 +109,10 @@ class ApiResource(resource.Resource):
         lists: ListOps | None = None,
         throttle: LoginThrottle | None = None,
         audit: AuditSink | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
+        """``registry``: the server's, where the API's metrics are counted
+        (None: a registry of its own, as in tests that build the API alone)."""
         super().__init__()
         self.api = ApiContext(
             ops,
@@ -103,7 +124,8 @@ class ApiResource(resource.Resource):
             throttle=throttle or LoginThrottle(),
             audit=audit,
         )
-        self.app = make_app(self.api)
+        self.metrics = HttpMetrics(registry if registry is not None else CollectorRegistry())
+        self.app = make_app(self.api, self.metrics)
         self._routes = self.app.resource()
 
     def render(self, request: server.Request) -> Any:

@@ -93,7 +93,7 @@ def register(app: Klein, api: ApiContext) -> None:
         interaction = ops.router.handled_interactions.get(iid)
         ops.transfer(handler, iid, queue=body.queue, to_agent=body.agent)
         history = interaction.history if interaction is not None else []
-        return TransferAnswer(id=iid, history=list(history))
+        return TransferAnswer(id=iid, history=[entry.to_json() for entry in history])
 
     @route(app, "/interactions/<ref>/disposition", "POST")
     @api.requires()
