@@ -74,7 +74,7 @@ def http_errors(app) -> dict[tuple[str, str], float]:
 
 def test_an_unexpected_failure_is_a_500_without_traceback_and_counted(app):
     """The report's database look-up fails in a way no domain error names:
-    the answer is a 500 naming no more than the message, and the failure is
+    the answer is a 500 saying no more than that, and the failure is
     on /metrics by route (the pattern, not the path asked for)."""
 
     def broken_database(agent: str, start: float, end: float) -> dict[str, float]:
@@ -87,7 +87,10 @@ def test_an_unexpected_failure_is_a_500_without_traceback_and_counted(app):
     assert http_errors(app).get(route, 0.0) == 0.0
     status, answer = raw(app, "GET", "/api/agents/anna/report", None, anna)
     assert status == 500
-    assert answer == {"error": "server: the report database is on fire", "field": "server"}
+    assert answer == {
+        "error": "server: internal error, logged with its traceback on the server",
+        "field": "server",
+    }, "the exception's own text (SQL, paths, URLs) stays in the log"
     assert http_errors(app)[route] == 1.0
     status, _ = raw(app, "GET", "/api/agents/ben/report", None, token(app, "ben"))
     assert status == 500 and http_errors(app)[route] == 2.0, "one route, whatever the agent"

@@ -84,7 +84,9 @@ def make_app(api: ApiContext, metrics: HttpMetrics | None = None) -> Klein:
                         method=request.method, path=request.path)  # fmt: skip
             if metrics is not None:
                 metrics.errors.labels(request.method.decode("latin-1"), route_of(request)).inc()
-            found = (500, "server", failure.getErrorMessage())
+            # the exception's text stays in the log: it may hold SQL, paths or a
+            # database URL, which are not the caller's to see
+            found = (500, "server", "internal error, logged with its traceback on the server")
         status, field, reason = found
         request.setResponseCode(status)
         return error_body(field, reason)
