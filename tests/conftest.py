@@ -23,6 +23,12 @@ LOOP = reactor_setup.install()
 # No timing assertions (COMMON.md), hypothesis's 200 ms deadline per example
 # included: on a loaded machine (CI, two cores shared) it fails correct code.
 settings.register_profile("dirigent", deadline=None)
+# The fast tier (``scripts/test.sh --fast`` passes ``--hypothesis-profile=fast``):
+# fewer examples for the property tests that take hypothesis's default count, so a
+# developer sees a broken property in seconds; the full run keeps the default
+# (100).  A test's own ``@settings(max_examples=...)`` wins over any profile: those
+# counts are the same in both runs (the long ones are in SLOW, out of the fast tier).
+settings.register_profile("fast", parent=settings.get_profile("dirigent"), max_examples=20)
 settings.load_profile("dirigent")
 
 from twisted.internet import reactor  # noqa: E402
@@ -72,6 +78,27 @@ _DOES = (
         ),
     ),
 )
+#: tests that need none of the above but take seconds of CPU each on a 2-core machine
+#: (pytest --durations): the integration tier, so that the fast tier stays under a
+#: minute.  Named by file and test (a class for stateful tests); a name the file no
+#: longer defines stops the run (``_check_slow``), so a rename cannot move a test back.
+SLOW = {
+    "tests/test_dialer_runner.py::test_answer_rate_collapse_keeps_abandons_under_the_cap": (
+        "two simulated hours of a campaign whose answer rate collapses"
+    ),
+    "tests/test_dialer_runner.py::test_predictive_keeps_agents_busier_than_progressive_within_the_cap": (
+        "two simulated campaign hours, progressive and predictive"
+    ),
+    "tests/test_framing.py::test_encoded_messages_frame_back_identically_whatever_the_chunking": (
+        "300 examples, each fed to the framer in chunks of down to one byte"
+    ),
+    "tests/test_framing.py::test_garbage_in_the_middle_costs_at_most_the_messages_it_touches": (
+        "200 examples of whole streams with a broken message"
+    ),
+    "tests/test_agent_board.py::test_the_board_says_what_a_recount_of_the_agents_says": (
+        "150 runs of 40 router steps, every board recounted after each"
+    ),
+}
 _CALL = re.compile(r"\b([A-Za-z_]\w*)\(")
 _TIER_OF_CODE: dict[object, str] = {}
 
@@ -115,6 +142,10 @@ def tier_of(item: pytest.Item) -> str:
         return "realpbx"
     names = getattr(item, "fixturenames", ())
     found = [FIXTURE_TIERS[name] for name in names if name in FIXTURE_TIERS]
+    if any(
+        item.nodeid == slow or item.nodeid.startswith((f"{slow}::", f"{slow}[")) for slow in SLOW
+    ):
+        found.append("integration")
     namespace = vars(item.module) if isinstance(item, pytest.Function) and item.module else {}
     obj = getattr(item, "obj", None)
     if obj is not None:
@@ -127,7 +158,24 @@ def tier_of(item: pytest.Item) -> str:
     return _slowest(found)
 
 
+def _check_slow(items: list[pytest.Item]) -> None:
+    """Stop the run when SLOW names a test its (collected) module no longer defines."""
+    modules = {
+        item.nodeid.split("::")[0]: item.module
+        for item in items
+        if isinstance(item, pytest.Function)
+    }
+    for slow in SLOW:
+        path, name = slow.split("::", 1)
+        if path in modules and not hasattr(modules[path], name.split("::")[0]):
+            raise pytest.UsageError(
+                f"tests/conftest.py SLOW names {slow}, which {path} does not define: "
+                "rename it there too, or the test lands in the fast tier"
+            )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _check_slow(items)
     for item in items:
         tier = tier_of(item)
         if item.get_closest_marker(tier) is None:
