@@ -663,3 +663,43 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
             campaigns.stop()
         stop_sim(pbx, server)
         engine.dispose()
+
+
+def test_an_agent_gets_one_screen_pop_per_person_the_campaign_connects(setup):
+    """Over the agent's WebSocket: each person the campaign put through to
+    anna pops once, with the campaign, the number dialled and no time-out
+    (the person is moved in at once); nothing pops twice."""
+    import asyncio
+    import json
+
+    import websockets
+
+    start, engine = setup
+    app = start()
+    anna = token(app, "anna")
+    offers: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        url = f"ws://127.0.0.1:{app.http_port}/ws"
+        headers = {"Authorization": f"Bearer {anna}"}
+        async with websockets.connect(url, additional_headers=headers) as ws:
+
+            async def reader() -> None:
+                async for raw in ws:
+                    message = json.loads(raw)
+                    if message["type"] == "offer":
+                        offers.append(message)
+
+            task = asyncio.ensure_future(reader())
+            await wait_for(lambda: len(offers) >= 3, timeout=30, what="three pops for anna")
+            task.cancel()
+
+    run(listen())
+    ids = [o["interaction"] for o in offers]
+    assert len(ids) == len(set(ids)), "one pop per person"
+    for offer in offers:
+        assert offer["agent"] == "agent1001" and offer["campaign"] == DEMO_CAMPAIGN
+        assert offer["deadline"] is None and offer["customer"].startswith("+")
+    with engine.connect() as conn:
+        dialled = dict(conn.execute(select(db.attempt.c.ref, db.attempt.c.e164)).all())
+    assert all(dialled[o["interaction"]] == o["customer"] for o in offers), "the number dialled"
