@@ -27,6 +27,7 @@ import struct
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import wave
 from collections.abc import Iterable
@@ -55,6 +56,17 @@ PASSWORDS = {ext: f"pw{ext}" for ext in ("1001", "1002", "1003", "1004", *EXTRA_
 
 class LabUnavailable(RuntimeError):
     """No Asterisk to test against (the tier is skipped, with HOW_TO_ENABLE)."""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGTERM when the process
+    that started it dies (PR_SET_PDEATHSIG), however it died.  The setting
+    survives exec and Asterisk's ``core restart`` (an exec in place).  Only
+    from the main thread: the signal follows the thread that forked."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class LabError(RuntimeError):
@@ -380,6 +392,11 @@ class Lab:
             stdin=subprocess.DEVNULL,
             env=self.env(),
             start_new_session=True,
+            # a test run killed outright (SIGKILL, no fixture teardown) takes
+            # its Asterisk with it instead of leaving it holding the ports
+            preexec_fn=_die_with_parent
+            if threading.current_thread() is threading.main_thread()
+            else None,
         )
         self.wait_booted(timeout)
 
