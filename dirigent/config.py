@@ -1,25 +1,30 @@
 """Configuration: one TOML file, secrets also from the environment.
 
-The tables of the file are the frozen pydantic models below, and they are
-the settings the server is built from: one declaration per setting, strict
-types (``"80"`` is no port, ``1`` no boolean), a key a table does not know
-refused with the keys it does know.  A pydantic error becomes one
-:class:`ConfigError` naming the key path (``pbx[0].port: must be an integer
-from 1 to 65535``, :func:`_config_error`), so a typo never silently falls
-back to a default.  What other packages define (a PBX's
-:class:`~asterisk.session.PbxSettings`, a queue's
-:class:`~routing.model.QueueConfig`, a campaign's dial settings, its
-country's policy, retry and blending rules) stays theirs and is built from
-the validated tables, its own checks with it; their errors name their key
-relative to the table and are joined to its path.  Secrets can stay out of
-the file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides ``[[pbx]] secret`` for
-the PBX called ``<name>`` (upper-cased, ``-`` as ``_``), and
-``DIRIGENT_DATABASE_URL`` overrides ``[database] url``.  ``repr`` of the
-settings never shows a secret.
+Each table of the file is a frozen pydantic model below (strict types:
+``"80"`` is no port, ``1`` no boolean; a key the table does not know refused
+with the keys it does know), and where the server's settings have the same
+shape the table *is* the setting (``[http]``, ``[database]``, ``[[agent]]``,
+``[[campaign]]``).  Where they differ, a table builds the domain's object
+with a small method: a PBX's :class:`~asterisk.session.PbxSettings`, a
+queue's :class:`~routing.model.QueueConfig`; a campaign's dial settings, its
+country's policy, retry and blending rules stay theirs, built from the
+validated keys with their own checks.  :class:`ConfigFile` is the whole
+file and checks across tables (unique names, an agent's queues, which PBX
+each queue, agent and campaign is on); :class:`Settings` is what the server
+is built from, in its own layout (the router's queues and agents together).
 
-A command that only touches the database loads the file with
-``need=("database",)`` (:func:`load_database_settings`): the whole file is
-still checked, but a PBX's secret is not demanded of it.
+Every error is one :class:`ConfigError` naming the key path
+(``pbx[0].port: must be an integer from 1 to 65535``, :func:`_config_error`):
+pydantic's errors in our words, a domain error's key (relative to its table)
+joined to the table's path.  So a typo never silently falls back to a default.
+
+Secrets can stay out of the file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides
+``[[pbx]] secret`` for the PBX called ``<name>`` (upper-cased, ``-`` as
+``_``), and ``DIRIGENT_DATABASE_URL`` overrides ``[database] url``.  ``repr``
+of the settings never shows a secret.  A command that only touches the
+database loads the file with ``need=("database",)``
+(:func:`load_database_settings`): the whole file is still checked, but a
+PBX's secret is not demanded of it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +47,7 @@ from pydantic import (
     Strict,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -52,6 +58,7 @@ from dialer.campaign import CampaignSettings, validate
 from dialer.compliance import Campaign, Policy, policy_for
 from dialer.retry import RetryRules
 from routing.blending import BlendingRules
+from routing.model import DEFAULT_SERVICE_LEVELS as SERVICE_LEVELS
 from routing.model import (
     Channel,
     ExpertiseRule,
@@ -113,21 +120,12 @@ def _rule(ok: Callable[[Any], object], reason: str | Callable[[Any], str]) -> Af
     return AfterValidator(check)
 
 
-def _extension(name: str) -> str:
-    """An agent id or queue name: the dialplan reaches it as an extension."""
-    if not _EXTEN_NAME.fullmatch(name):
-        raise ValueError("two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them")
-    if name in _RESERVED_EXTENS:
-        raise ValueError(f"{name!r} is an extension Asterisk keeps")
-    return name
-
-
-def _time_zone(name: str) -> str:
+def _is_time_zone(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return name
+        return False
+    return True
 
 
 T = TypeVar("T")
@@ -137,7 +135,15 @@ Many = Annotated[tuple[T, ...], Strict(False)]
 ByChannel = dict[Annotated[Channel, Strict(False)], T]
 _NAME_REASON = "required: letters, digits, '-' or '_' (at most 40)"
 Name = Annotated[str, _rule(_NAME_RE.fullmatch, _NAME_REASON)]
-Extension = Annotated[Name, AfterValidator(_extension)]
+#: an agent id or queue name: the dialplan reaches it as an extension
+Extension = Annotated[
+    Name,
+    _rule(
+        _EXTEN_NAME.fullmatch,
+        "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them",
+    ),
+    _rule(lambda v: v not in _RESERVED_EXTENS, lambda v: f"{v!r} is an extension Asterisk keeps"),
+]
 Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
 #: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
 #: :attr:`dirigent.service.Dirigent.http_port` says which)
@@ -145,26 +151,14 @@ ListenPort = Annotated[
     int, _rule(lambda v: 0 <= v <= 65535, "must be an integer from 1 to 65535 (0: any free port)")
 ]
 Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
-Levels = dict[
-    str, Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
-]
-Endpoint = Annotated[
-    str,
-    _rule(
-        ENDPOINT_NAME.fullmatch,
-        lambda v: (
-            f"{v!r} is not a PJSIP endpoint name (a letter or digit, then 1 to"
-            " 63 of letters, digits and _ . + -)"
-        ),
-    ),
-]
-DatabaseUrl = Annotated[
-    str,
-    _rule(
-        lambda v: re.match(r"^(sqlite|postgresql)(\+\w+)?://", v),
-        "must start with sqlite:// or postgresql://",
-    ),
-]
+Level = Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
+_ENDPOINT_REASON = (
+    "is not a PJSIP endpoint name (a letter or digit, then 1 to 63 of letters, digits and _ . + -)"
+)
+Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} {_ENDPOINT_REASON}")]
+_DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
+DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
+TimeZone = Annotated[str, _rule(_is_time_zone, lambda v: f"unknown time zone {v!r}")]
 
 
 def _check_keys(data: Mapping[str, Any], allowed: Collection[str]) -> None:
@@ -179,7 +173,8 @@ def _check_keys(data: Mapping[str, Any], allowed: Collection[str]) -> None:
 
 class _Table(BaseModel):
     """A TOML table, and the settings it gives: frozen, strict types, and a
-    key it does not know is named with the keys it does."""
+    key it does not know is named with the keys it does (``extra="forbid"``
+    alone would name the key, not what it could have been)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -191,7 +186,7 @@ class _Table(BaseModel):
         return data
 
 
-# -- the tables: each is the settings of its part -----------------------------------------
+# -- the tables ---------------------------------------------------------------------------
 class HttpSettings(_Table):
     host: str = "127.0.0.1"
     port: ListenPort = 8080
@@ -231,6 +226,8 @@ class PbxTable(_Table):
     lease: bool = True
 
     def build(self, env: Mapping[str, str], owner: str, key: str) -> PbxSettings:
+        """The session's settings; the secret is demanded here, not by validation,
+        as a command that only touches the database never builds them."""
         secret = env.get(env_secret_name(self.name), self.secret)
         if not secret:
             raise ConfigError(
@@ -270,10 +267,10 @@ class ExpertiseTable(_Table):
 
 
 class QueueTable(_Table):
-    """``[[queue]]``, built into the router's :class:`QueueConfig`."""
+    """``[[queue]]``: the router's :class:`QueueConfig`, and the PBX it is on."""
 
     name: Extension
-    skills: Levels = {}
+    skills: dict[str, Level] = {}
     priority: Annotated[int, Field(ge=0)] = 0
     max_wait: Annotated[float, Field(ge=1)] | None = None
     service_level: ByChannel[ServiceLevelTable] = {}
@@ -283,19 +280,18 @@ class QueueTable(_Table):
     pbx: str | None = None
 
     def build(self) -> QueueConfig:
-        levels = {
-            ch: ServiceLevel(sl.fraction, sl.seconds) for ch, sl in self.service_level.items()
-        }
+        """Overflow steps in the order they fire; no service level: the channels' defaults."""
+        levels = {ch: ServiceLevel(**dict(sl)) for ch, sl in self.service_level.items()}
         return QueueConfig(
             self.name,
             skills=self.skills,
             priority=self.priority,
-            service_levels=levels or dict(QueueConfig(self.name).service_levels),
+            service_levels=levels or dict(SERVICE_LEVELS),
             max_wait=self.max_wait,
             overflow=tuple(
-                OverflowStep(**o.model_dump()) for o in sorted(self.overflow, key=lambda o: o.after)
+                OverflowStep(**dict(o)) for o in sorted(self.overflow, key=lambda o: o.after)
             ),
-            expertise=tuple(ExpertiseRule(**e.model_dump()) for e in self.expertise),
+            expertise=tuple(ExpertiseRule(**dict(e)) for e in self.expertise),
         )
 
 
@@ -305,7 +301,7 @@ class AgentSettings(_Table):
     id: Extension
     endpoint: Endpoint
     mode: Literal["ring", "nailed"] = "ring"
-    skills: Levels = {}
+    skills: dict[str, Level] = {}
     capacity: Annotated[
         ByChannel[Annotated[int, Field(ge=0)]], AfterValidator(lambda c: c or {Channel.VOICE: 1})
     ] = {Channel.VOICE: 1}
@@ -343,27 +339,16 @@ class RoutingSettings(RoutingTable):
     queue_pbx: dict[str, str] = {}
 
 
-class _Dialing(_Table):
-    """The ``[[campaign]]`` keys that make its :class:`CampaignSettings` (and,
-    by its country, its :class:`Policy`); left out: their defaults."""
-
-    name: Name
-    country: str
-    caller_id: str
-    mode: str | None = None
-    queue: str | None = None
-    trunk: str | None = None
-    abandon_target: float | None = None
-    ring_timeout: float | None = None
-    amd: bool | None = None
-    amd_delay: float | None = None
-    machine_action: str | None = None
-    amd_false_positive: float | None = None
-    connect_within: float | None = None
-    max_lines_per_agent: float | None = None
-    power_ratio: float | None = None
-    wrap_up: float | None = None
-    preview_auto_dial: float | None = None
+#: the ``[[campaign]]`` keys that make its :class:`CampaignSettings`: its own
+#: fields, typed as it types them (left out: its defaults), but the two its
+#: country decides (``legal_max_abandon``, ``windows``)
+_DIALING: dict[str, Any] = {"name": (Name, ...), "country": (str, ...), "caller_id": (str, ...)}
+_DIALING |= {
+    key: (kind | None, None)
+    for key, kind in get_type_hints(CampaignSettings).items()
+    if key not in {*_DIALING, "legal_max_abandon", "windows"}
+}
+_Dialing = create_model("_Dialing", __base__=_Table, **_DIALING)
 
 
 class CampaignConfig(_Table):
@@ -376,7 +361,7 @@ class CampaignConfig(_Table):
     settings: CampaignSettings
     policy: Policy
     caller_id: str
-    timezone: Annotated[str, AfterValidator(_time_zone)]  # the local day of ledger and reports
+    timezone: TimeZone  # the local day of ledger and reports
     retry: RetryRules = RetryRules()
     drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
     auto_start: bool = False
@@ -395,12 +380,12 @@ class CampaignConfig(_Table):
         own = set(cls.model_fields) - {"settings", "policy", "caller_id"}
         _check_keys(data, own | set(_Dialing.model_fields))
         dial = _Dialing.model_validate({k: v for k, v in data.items() if k not in own})
-        policy = policy_for(dial.country)  # PolicyError("country", ...)
-        Campaign(dial.name, policy, dial.caller_id)  # PolicyError("caller_id", ...)
+        given = dial.model_dump(exclude_none=True)
+        policy = policy_for(given.pop("country"))  # PolicyError("country", ...)
+        Campaign(given["name"], policy, given["caller_id"])  # PolicyError("caller_id", ...)
         settings = validate(  # CampaignError(key, ...)
             CampaignSettings(
-                **{"abandon_target": policy.abandon_limit}
-                | dial.model_dump(exclude_none=True, exclude={"country"}),
+                **{"abandon_target": policy.abandon_limit, **given},
                 country=policy.country,
                 legal_max_abandon=policy.abandon_limit,
                 windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
@@ -411,7 +396,7 @@ class CampaignConfig(_Table):
             **{k: v for k, v in data.items() if k in own},
             "settings": settings,
             "policy": policy,
-            "caller_id": dial.caller_id,
+            "caller_id": given["caller_id"],
             "timezone": data.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
             # RetryError("retry.<outcome>...", ...)
             "retry": RetryRules.parse(retry, "retry") if isinstance(retry, dict) else retry,
@@ -449,7 +434,8 @@ class Settings(_Table):
 
 
 class ConfigFile(_Table):
-    """The whole file: its tables, and the checks across them."""
+    """The whole file: its tables, in its layout; :meth:`settings` checks
+    across them and lays them out for the server."""
 
     http: HttpSettings = HttpSettings()
     # validated even when absent: DIRIGENT_DATABASE_URL comes in through the context
@@ -461,11 +447,16 @@ class ConfigFile(_Table):
     agent: Many[AgentSettings] = ()
     campaign: Many[CampaignConfig] = ()
 
-    @model_validator(mode="after")
-    def _across_tables(self) -> Self:
-        """Names unique per kind; an agent's queues exist (configured or a campaign's)."""
+    def settings(self, env: Mapping[str, str], need: Collection[str]) -> Settings:
+        """The settings of the sections in ``need`` (the others: defaults).
+
+        Names are unique per kind; an agent's queues exist, a campaign's
+        queue being one (it gets the defaults unless a ``[[queue]]`` has
+        it); with several PBXs every queue, agent and campaign names its
+        own, and an agent is on its queues' PBX."""
+        pbx_names = [p.name for p in self.pbx]
         for kind, key, names in (
-            ("pbx", "name", [p.name for p in self.pbx]),
+            ("pbx", "name", pbx_names),
             ("queue", "name", [q.name for q in self.queue]),
             ("agent", "id", [a.id for a in self.agent]),
             ("campaign", "name", [c.name for c in self.campaign]),
@@ -473,80 +464,49 @@ class ConfigFile(_Table):
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ConfigError(f"{kind}[{i}].{key}", f"duplicate {name!r}")
-        queues = {q.name for q in self.queue} | self._campaign_queues()
+        configured = [q.build() for q in self.queue]
+        dialled = {c.settings.queue_name for c in self.campaign} - {q.name for q in configured}
+        queues = (*configured, *(QueueConfig(name) for name in sorted(dialled)))
         for i, agent in enumerate(self.agent):
             for q in agent.queues:
-                if q not in queues:
+                if q not in {q.name for q in queues}:
                     raise ConfigError(f"agent[{i}].queues", f"unknown queue {q!r}")
-        on = self._queue_pbx()
-        for i, agent in enumerate(self.agent):
-            pbx = self._pbx_of("agent", i, agent.pbx)
-            for q in agent.queues:
+
+        def pbx_of(kind: str, i: int, given: str | None) -> str | None:
+            """The PBX it names; the only one when it names none."""
+            if given is None and len(pbx_names) > 1:
+                choices = ", ".join(pbx_names)
+                raise ConfigError(
+                    f"{kind}[{i}].pbx", f"required with several PBXs (one of {choices})"
+                )
+            if given is not None and given not in pbx_names:
+                known = ", ".join(pbx_names) or "none configured"
+                raise ConfigError(f"{kind}[{i}].pbx", f"unknown PBX {given!r} (known: {known})")
+            return given or next(iter(pbx_names), None)
+
+        # queue -> PBX: a [[queue]]'s own, a campaign's queue its campaign's
+        on = {q.name: pbx for i, q in enumerate(self.queue) if (pbx := pbx_of("queue", i, q.pbx))}
+        campaigns = []
+        for i, c in enumerate(self.campaign):
+            pbx, name = pbx_of("campaign", i, c.pbx), c.settings.queue_name
+            if pbx is not None and on.setdefault(name, pbx) != pbx:
+                raise ConfigError(
+                    f"campaign[{i}].pbx", f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
+                )
+            campaigns.append(c.model_copy(update={"pbx": pbx}))
+        agents = []
+        for i, a in enumerate(self.agent):
+            pbx = pbx_of("agent", i, a.pbx)
+            for q in a.queues:
                 if pbx is not None and on.get(q, pbx) != pbx:
                     raise ConfigError(
                         f"agent[{i}].queues",
                         f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}",
                     )
-        return self
-
-    def _pbx_of(self, kind: str, i: int, given: str | None) -> str | None:
-        """The PBX a queue, agent or campaign names; the only one when it names
-        none; refused when several are configured and it names none or an unknown one."""
-        names = [p.name for p in self.pbx]
-        if given is None:
-            if len(names) > 1:
-                raise ConfigError(
-                    f"{kind}[{i}].pbx", f"required with several PBXs (one of {', '.join(names)})"
-                )
-            return names[0] if names else None
-        if given not in names:
-            known = ", ".join(names) or "none configured"
-            raise ConfigError(f"{kind}[{i}].pbx", f"unknown PBX {given!r} (known: {known})")
-        return given
-
-    def _queue_pbx(self) -> dict[str, str]:
-        """Queue -> PBX: a ``[[queue]]``'s own, a campaign's queue its campaign's."""
-        on: dict[str, str] = {}
-        for i, q in enumerate(self.queue):
-            pbx = self._pbx_of("queue", i, q.pbx)
-            if pbx is not None:
-                on[q.name] = pbx
-        for i, c in enumerate(self.campaign):
-            pbx = self._pbx_of("campaign", i, c.pbx)
-            name = c.settings.queue_name
-            if pbx is None:
-                continue
-            if on.setdefault(name, pbx) != pbx:
-                raise ConfigError(
-                    f"campaign[{i}].pbx", f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
-                )
-        return on
-
-    def _campaign_queues(self) -> set[str]:
-        return {c.settings.queue_name for c in self.campaign}
-
-    def settings(self, env: Mapping[str, str], need: Collection[str]) -> Settings:
-        """The settings of the sections in ``need`` (the others: defaults), the
-        domain's objects built here.  A campaign's queue that is not a
-        ``[[queue]]`` gets the defaults: agents log in to it to take its calls."""
+            agents.append(a.model_copy(update={"pbx": pbx}))
         owner = instance_name(self.database.url)
-        queues = [q.build() for q in self.queue]
-        queues += [
-            QueueConfig(n) for n in sorted(self._campaign_queues() - {q.name for q in queues})
-        ]
-        agents = tuple(
-            a.model_copy(update={"pbx": self._pbx_of("agent", i, a.pbx)})
-            for i, a in enumerate(self.agent)
-        )
         routing = RoutingSettings(
-            **dict(self.routing),
-            queues=tuple(queues),
-            agents=agents,
-            queue_pbx=self._queue_pbx(),
-        )
-        campaigns = tuple(
-            c.model_copy(update={"pbx": self._pbx_of("campaign", i, c.pbx)})
-            for i, c in enumerate(self.campaign)
+            **dict(self.routing), queues=queues, agents=tuple(agents), queue_pbx=on
         )
         return Settings(
             http=self.http if "http" in need else HttpSettings(),
@@ -556,7 +516,7 @@ class ConfigFile(_Table):
             else (),
             log_format=self.log.format if "log" in need else "text",
             routing=routing if "routing" in need else RoutingSettings(),
-            campaigns=campaigns if "campaigns" in need else (),
+            campaigns=tuple(campaigns) if "campaigns" in need else (),
         )
 
 
@@ -629,8 +589,7 @@ def parse_settings(
     defaults) and only those demand what comes from outside the file: a
     command that only touches the database runs without a PBX's secret."""
     env = os.environ if env is None else env
-    unknown = set(need) - SECTIONS
-    if unknown:
+    if unknown := set(need) - SECTIONS:
         raise ValueError(f"need: unknown sections {sorted(unknown)}")
     try:
         doc = ConfigFile.model_validate(

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 import websockets
+import websockets.exceptions
 from prometheus_client import CollectorRegistry
 
 from asterisk.session import PbxSettings

@@ -9,6 +9,7 @@ import json
 
 import pytest
 import websockets
+import websockets.exceptions
 
 from tests.conftest import LOOP, run, wait_for
 from tests.test_api import app, call_sync, token
