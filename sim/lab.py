@@ -446,8 +446,8 @@ def _report(
         fate = fates.get(a.channel_id)
         if fate is None or fate.outcome != "live" or a.answered is None:
             continue
-        abandoned = a.abandoned or a.verdict == "machine"
-        live_events.append((a.answered, abandoned))
+        # a person AMD took for a machine was hung up on: abandoned, as the law counts it
+        live_events.append((a.answered, a.abandoned or a.verdict == "machine"))
         connects += a.connected is not None
     lives = len(live_events)
     abandoned = sum(1 for _, ab in live_events if ab)
