@@ -41,7 +41,7 @@ from center.metrics import AcdMetrics
 from core.bus import EventBus
 from core.events import AgentStateChanged, InteractionChanged, OfferMade, Stage
 from routing.agent import Agent, AgentState
-from routing.model import Channel, Interaction, RoutingError
+from routing.model import Channel, Handover, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
 __all__ = ["AcdMetrics", "AgentLine", "ChannelAdapter", "Hub"]
@@ -107,6 +107,9 @@ class Hub:
         self.adapters: list[ChannelAdapter] = []
         self._owners: dict[str, ChannelAdapter] = {}  # interaction id -> its adapter
         self._lines: dict[str, AgentLine] = {}  # agent -> how its phone is reached
+        #: (PBX, call) -> what a call handed over between adapters carries, until
+        #: the PBX announces it to the adapter taking it
+        self._handovers: dict[tuple[str, str], Handover] = {}
         router.agent_listeners.append(self._agent_changed)
         self.stopping = False
         self._ticker = LoopingCall(self.tick)
@@ -125,6 +128,15 @@ class Hub:
 
     def release(self, interaction: str) -> None:
         self._owners.pop(interaction, None)
+
+    def hand_over(self, pbx: str, call: str, handover: Handover) -> None:
+        """A call leaves its adapter (a campaign's person transferred to a
+        queue) and is announced again by the PBX: the adapter that receives
+        it takes what it carries (:meth:`take_handover`)."""
+        self._handovers[(pbx, call)] = handover
+
+    def take_handover(self, pbx: str, call: str) -> Handover | None:
+        return self._handovers.pop((pbx, call), None)
 
     def start(self) -> None:
         self._ticker.start(self._tick_interval, now=False)
@@ -260,7 +272,10 @@ class Hub:
         self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
     ) -> None:
         """Blind transfer; an owned interaction (a call) goes through its adapter
-        (the caller is put back on hold first); it keeps its id and history.
+        (the caller is put back on hold first); it keeps its id and history.  A
+        person a campaign reached is handed over: the campaign's attempt ends,
+        the PBX announces the person in the target queue and its voice adapter
+        takes the call under its own id, with the history (:meth:`hand_over`).
         A call stays on its PBX: a queue or an agent of another PBX is refused
         (naming the field) before anything moves."""
         own = self.agent_pbx.get(agent)

@@ -69,7 +69,7 @@ from core.telephony import (
     Telephony,
     TelephonyEvent,
 )
-from routing.model import Channel, Interaction
+from routing.model import Channel, Direction, Interaction
 from routing.router import Exit, Offer, Router
 
 log = Logger(namespace="channels.voice")
@@ -564,9 +564,23 @@ class VoiceInbound:
                 q=queue,
             )
             return
-        interaction = Interaction(
-            self.prefix + uid, Channel.VOICE, queue, now, customer=event.caller
-        )
+        handover = self.hub.take_handover(event.pbx, uid)
+        if handover is None:
+            interaction = Interaction(
+                self.prefix + uid, Channel.VOICE, queue, now, customer=event.caller
+            )
+        else:  # a person a campaign reached, transferred here by an agent
+            interaction = Interaction(
+                self.prefix + uid,
+                Channel.VOICE,
+                queue,
+                now,
+                direction=Direction.OUTBOUND,
+                customer=handover.customer,
+                attributes=dict(handover.attributes),
+                agent=handover.to_agent,
+                history=list(handover.history),
+            )
         self.calls[uid] = _Call(interaction)
         self.hub.enqueue(interaction, owner=self)
 

@@ -65,7 +65,15 @@ from dialer.campaign import CampaignSettings, Lead, LeadSource
 from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
-from routing.model import Channel, Direction, Interaction
+from routing.model import (
+    Channel,
+    Direction,
+    Handover,
+    HistoryEntry,
+    Interaction,
+    RoutingError,
+    UnknownName,
+)
 from routing.router import Exit, Offer, Router
 
 log = Logger(namespace="dirigent.dialer")
@@ -82,6 +90,7 @@ class Center(Protocol):
     def own(self, interaction: str, adapter: Any) -> None: ...
     def release(self, interaction: str) -> None: ...
     def route(self, offers: list[Offer]) -> None: ...
+    def hand_over(self, pbx: str, call: str, handover: Handover) -> None: ...
 
 
 #: a conversation whose channels vanished with the PBX link (stored as the
@@ -704,24 +713,54 @@ class CampaignRunner:
     def transfer(
         self, agent: str, interaction: str, queue: str | None, to_agent: str | None
     ) -> list[Offer]:
-        """A blind transfer of a person this campaign reached: the person
-        leaves the agent for the target queue's music on hold and is offered
-        like a caller who can wait (the 2 s of the first connection are
-        over); the call stays this campaign's until it ends."""
+        """A blind transfer of a person this campaign reached: a hand-over.
+
+        The campaign's part ends here (the attempt is closed "answered", the
+        agent goes to wrap-up) and the person is sent to the queue's waiting
+        point in the PBX's dialplan, where the PBX announces the call like
+        any caller: the PBX's voice adapter takes it from there (hold music,
+        the dialplan fallback if nobody answers in time, the offer, the
+        end), as it would on a real Asterisk, with the number, the record's
+        fields and the history carried over by the hub.  Keeping it the
+        campaign's would leave two owners of one channel once the PBX
+        announces it.  ``to_agent``: waits for that agent only, in one of
+        that agent's queues."""
+        if self.center is None:
+            raise RoutingError("transfer", "a campaign call is transferred through the hub")
+        if (queue is None) == (to_agent is None):
+            raise RoutingError("transfer", "give either a queue or an agent")
+        if queue is not None and queue not in self.router.queues:
+            raise UnknownName("queue", f"unknown queue {queue!r}")
+        target = queue
+        if to_agent is not None:
+            other = self.router.agents.get(to_agent)
+            if other is None:
+                raise UnknownName("agent", f"unknown agent {to_agent!r}")
+            if not other.queues:
+                raise RoutingError("agent", f"agent {to_agent} is in no queue")
+            target = sorted(other.queues)[0]
+        assert target is not None
         attempt = self.live[interaction]
         now = self.clock.seconds()
         handled = self.router.handled_interactions.get(interaction)
-        if handled is not None:
-            handled.connect_by = None
-        offers = self.router.transfer(
-            agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.settings.wrap_up
+        history = list(handled.history) if handled is not None else []
+        history.append(HistoryEntry.transferred(agent, now, to_queue=queue, to_agent=to_agent))
+        self.center.hand_over(
+            self.telephony.name,
+            attempt.channel_id,
+            Handover(
+                customer=attempt.lead.number,
+                attributes=dict(attempt.lead.extra),
+                history=history,
+                to_agent=to_agent,
+            ),
         )
         if attempt.connected is not None:
             self._talk[agent] = (now - attempt.connected, now)
-        attempt.agent = None
-        queue_now = handled.queue if handled is not None else self.settings.queue_name
-        d = self.telephony.transfer_to_queue(attempt.channel_id, queue_now)
+        offers = self.router.finish(agent, interaction, now, self.settings.wrap_up)
+        d = self.telephony.transfer_to_queue(attempt.channel_id, target)
         self._command(attempt, "transfer", d)
+        self._end(attempt, "answered", now)
         return offers
 
     def waiting_inbound(self) -> list[str]:
@@ -781,12 +820,9 @@ class CampaignRunner:
         self._notify("abandoned", attempt)
 
     def _connected(self, attempt: Attempt, now: float) -> None:
-        if attempt.agent is None or attempt.id not in self.router.offered:
+        if attempt.connected is not None or attempt.agent is None:
             return
-        if attempt.connected is not None:
-            # a person transferred by an agent, now with the next one
-            self.router.accept(attempt.agent, attempt.id, now)
-            self._notify("connected", attempt)
+        if attempt.id not in self.router.offered:
             return
         self.waiting_since.pop(attempt.id, None)
         timer = self._deadlines.pop(attempt.id, None)
@@ -802,16 +838,6 @@ class CampaignRunner:
 
     def _hung_up(self, attempt: Attempt, now: float, event: CallEnded) -> None:
         if not attempt.open:
-            return
-        if attempt.connected is not None and (
-            attempt.id in self.router.waiting or attempt.id in self.router.offered
-        ):
-            # transferred by an agent, gone before the next took it: reached all the same
-            pending = self.router.offered.get(attempt.id)
-            self.router.abandon(attempt.id, now)
-            if pending is not None:
-                self._route(self.router.route_agent(pending.agent, now))
-            self._end(attempt, "answered", now)
             return
         if attempt.connected is not None and attempt.agent is not None:
             vanished = event.vanished and self.lost_at is not None

@@ -81,6 +81,18 @@ class Interaction:
     history: list[HistoryEntry] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What a call handed from one adapter to another (a campaign's person
+    transferred to a queue) carries to the interaction the receiving
+    adapter makes of it when the PBX announces the call."""
+
+    customer: str | None
+    attributes: dict[str, Any]
+    history: list[HistoryEntry]
+    to_agent: str | None = None
+
+
 class OverflowAction(enum.StrEnum):
     """What an overflow step does to a waiting interaction."""
 

@@ -443,9 +443,11 @@ def _bridge_owner(pbx: SimPbx, call: str) -> str | None:
 
 
 def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_takes_it() -> None:
-    """The person leaves the first agent's bridge for the second agent's
-    (checked on the PBX), the first agent goes to wrap-up, and the call ends
-    answered with the second agent: the campaign keeps the call it dialled."""
+    """A hand-over: the campaign's attempt ends answered with the first
+    agent (who wraps up), the PBX announces the person in the target queue
+    like any caller, and the voice side offers it to the colleague, with the
+    number and the history carried over.  On the PBX the person leaves the
+    first agent's bridge for the colleague's; one interaction at any time."""
     from channels.voice import AgentEndpoint, InboundAcd
 
     clock = HeapClock()
@@ -479,14 +481,24 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     assert _bridge_owner(pbx, attempt.channel_id) == "1001"
 
     acd.transfer("1001", attempt.id, queue="sales")
+    assert attempt.outcome == "answered" and source.done_calls == [("+4930123400001", "answered")]
+    assert router.agents["1001"].state.value == "wrap_up"
     clock.run_until(25.0)
     assert _bridge_owner(pbx, attempt.channel_id) == "1002", "with the colleague on the PBX"
-    assert router.agents["1002"].state.value == "busy"
-    assert router.agents["1001"].state.value in ("wrap_up", "ready")
-    assert attempt.agent == "1002" and attempt.open
+    (handed,) = acd.calls.values()
+    it = handed.interaction
+    assert handed.agent == "1002" and router.handling[it.id] == "1002"
+    assert it.customer == "+4930123400001" and it.direction.value == "outbound"
+    assert [h.event.value for h in it.history] == [
+        "queued",
+        "answered",
+        "transferred",
+        "queued",
+        "answered",
+    ]
+    assert len(router.handling) == 1 and not router.waiting and not router.offered
 
     clock.run_until(90.0)  # the person talks 60 s in all, then hangs up
-    assert attempt.outcome == "answered" and source.done_calls == [("+4930123400001", "answered")]
-    assert runner.stats.connected == 1, "one person reached, connected once"
+    assert not acd.calls and not router.handling and not router.waiting and not router.offered
+    assert runner.stats.connected == 1 and runner.stats.dials == 1
     assert router.agents["1002"].state.value in ("wrap_up", "ready")
-    assert not router.waiting and not router.offered
