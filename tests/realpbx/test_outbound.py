@@ -150,3 +150,42 @@ def test_abandon_message_plays_when_no_agent_is_free(pbx, farm, dirigent):
     assert not failed, f"the abandoned person heard silence: {failed[0]}"
     assert "Playing 'dirigent/abandon" in log, "the abandon message was never played"
     assert {farm.invites(n) for n in numbers} == {1}
+
+
+def test_a_person_the_agent_transfers_to_a_queue_reaches_the_colleague_on_the_pbx(
+    pbx, farm, dirigent
+):
+    """Carl takes a person the campaign reached and transfers the call to
+    the sales queue: on the PBX the person leaves carl's ConfBridge for
+    dora's (phone 1005); Dirigent shows dora busy, carl in wrap-up, and the
+    attempt row closed answered with carl."""
+    (number,) = fresh_numbers(1)
+    farm.script({number: "human"})
+    talk, farm.customers.talk = farm.customers.talk, 30.0  # long enough to be transferred
+    try:
+        agents = [AGENTS[0], AgentSpec("dora", "1005", "nailed", ["sales"])]
+        server = dirigent(
+            agents, queues=["sales"], campaigns=[CampaignSpec("out")], lists={"out": [number]}
+        )
+        server.wait_healthy()
+        with_carl = wait_until(
+            lambda: pbx.bridge_with("customers", "1003"), 25, "the person in carl's ConfBridge"
+        )
+        assert with_carl.name == "agent-carl"
+        work = wait_until(lambda: server.agent("carl")["work"], 5, "carl's call in Dirigent")
+        ref = work[0]["interaction"]
+        status, body = server.request(
+            "POST", f"/api/interactions/{ref}/transfer", {"queue": "sales"}
+        )
+        assert status == 200, body
+        with_dora = wait_until(
+            lambda: pbx.bridge_with("customers", "1005"), 15, "the person in dora's ConfBridge"
+        )
+        assert with_dora.name == "agent-dora"
+        assert pbx.bridge_with("customers", "1003") is None, "no longer with carl"
+        wait_until(lambda: server.agent("dora")["state"] == "busy", 5, "Dirigent shows dora busy")
+        assert server.agent("carl")["state"] in ("wrap_up", "ready")
+        (row,) = server.query("SELECT outcome, agent_code FROM attempt")
+        assert (row["outcome"], row["agent_code"]) == ("answered", "carl")
+    finally:
+        farm.customers.talk = talk
