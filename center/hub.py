@@ -316,8 +316,8 @@ class Hub:
                         it.queue,
                         it.customer,
                         dict(it.attributes),
-                        # a person the dialer reached is moved in at once: no time-out
-                        None if it.campaign is not None else offer.deadline,
+                        # a person the dialer just reached is moved in at once: no time-out
+                        None if it.connect_by is not None else offer.deadline,
                         campaign=it.campaign,
                     )
                 )

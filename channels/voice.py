@@ -580,7 +580,11 @@ class VoiceInbound:
                 attributes=dict(handover.attributes),
                 agent=handover.to_agent,
                 history=list(handover.history),
+                campaign=handover.campaign,
             )
+            if handover.attempt is not None:
+                # the record's result is given on the campaign's attempt
+                interaction.attributes.setdefault("attempt", handover.attempt)
         self.calls[uid] = _Call(interaction)
         self.hub.enqueue(interaction, owner=self)
 

@@ -44,6 +44,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from core.errors import Unavailable
 from core.telephony import (
     AttemptRef,
     CallBridged,
@@ -91,6 +92,7 @@ class Center(Protocol):
     def release(self, interaction: str) -> None: ...
     def route(self, offers: list[Offer]) -> None: ...
     def hand_over(self, pbx: str, call: str, handover: Handover) -> None: ...
+    def take_handover(self, pbx: str, call: str) -> Handover | None: ...
 
 
 #: a conversation whose channels vanished with the PBX link (stored as the
@@ -740,6 +742,9 @@ class CampaignRunner:
                 raise RoutingError("agent", f"agent {to_agent} is in no queue")
             target = sorted(other.queues)[0]
         assert target is not None
+        if not self.telephony.connected:
+            # the person could not be moved: the agent keeps the call
+            raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         attempt = self.live[interaction]
         now = self.clock.seconds()
         handled = self.router.handled_interactions.get(interaction)
@@ -753,12 +758,22 @@ class CampaignRunner:
                 attributes=dict(attempt.lead.extra),
                 history=history,
                 to_agent=to_agent,
+                campaign=self.settings.name,
+                attempt=attempt.id,
             ),
         )
         if attempt.connected is not None:
             self._talk[agent] = (now - attempt.connected, now)
         offers = self.router.finish(agent, interaction, now, self.settings.wrap_up)
         d = self.telephony.transfer_to_queue(attempt.channel_id, target)
+        center, pbx = self.center, self.telephony.name
+
+        def not_moved(failure: Any) -> Any:
+            # the call gone meanwhile: nothing will be announced, nothing is kept
+            center.take_handover(pbx, attempt.channel_id)
+            return failure
+
+        d.addErrback(not_moved)
         self._command(attempt, "transfer", d)
         self._end(attempt, "answered", now)
         return offers

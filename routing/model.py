@@ -91,6 +91,10 @@ class Handover:
     attributes: dict[str, Any]
     history: list[HistoryEntry]
     to_agent: str | None = None
+    #: the campaign that dialled the person and its attempt (the record's
+    #: result is given on that attempt), shown in the next agent's pop
+    campaign: str | None = None
+    attempt: str | None = None
 
 
 class OverflowAction(enum.StrEnum):

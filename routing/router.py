@@ -91,7 +91,7 @@ class Router:
         self.offered: dict[str, _Pending] = {}  # interaction id -> pending offer
         self.handling: dict[str, str] = {}  # interaction id -> agent id
         self.handled_interactions: dict[str, Interaction] = {}
-        self._buckets: dict[tuple[str, Channel], SortedList[tuple[float, int, str]]] = {}
+        self._buckets: dict[tuple[str, Channel], SortedList[tuple[int, float, int, str]]] = {}
         self._free: dict[tuple[str, Channel], set[str]] = {}
         self._skill_index: dict[tuple[str, int], set[str]] = {}
         self._wrapping: set[str] = set()  # agents with after-call work (the tick ends it)
@@ -217,13 +217,16 @@ class Router:
         self._push(interaction)
         return self.route_interaction(interaction.id, now)
 
-    def _bucket_key(self, interaction: Interaction) -> tuple[float, int, str]:
-        """Urgency order within a bucket, the same at any time: urgency is
-        ``W·priority + (now − arrived)/T`` and T is the bucket's own target,
-        so sorting by ``arrived/T − W·priority`` puts the most urgent first."""
+    def _bucket_key(self, interaction: Interaction) -> tuple[int, float, int, str]:
+        """Order within a bucket, the same at any time: first the persons on
+        the line who are lost unless connected (``connect_by``; they are
+        abandoned, and leave, when it passes), then by urgency, which is
+        ``W·priority + (now − arrived)/T`` with T the bucket's own target, so
+        sorting by ``arrived/T − W·priority`` puts the most urgent first."""
         target = self.queues[interaction.queue].service_level(interaction.channel).seconds
         urgency_order = interaction.arrived / target - PRIORITY_WEIGHT * interaction.priority
-        return (urgency_order, interaction.seq, interaction.id)
+        lost_soon = 0 if interaction.connect_by is not None else 1
+        return (lost_soon, urgency_order, interaction.seq, interaction.id)
 
     def _push(self, interaction: Interaction) -> None:
         self.waiting[interaction.id] = interaction
@@ -355,7 +358,7 @@ class Router:
                 bucket = self._buckets.get((queue, channel))
                 if not bucket:
                     continue
-                for _, _, iid in bucket:  # in order; usually the head is eligible
+                for *_, iid in bucket:  # in order; usually the head is eligible
                     self.stats.candidates_examined += 1
                     interaction = self.waiting[iid]
                     if self.eligible(agent, interaction):

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import Unavailable
+from core.events import OfferMade
 from core.telephony import PbxSynced
 from dialer.campaign import CampaignSettings, Lead, validate
 from dialer.pacing import Power, Predictive, Progressive, make_strategy
@@ -473,6 +475,8 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
         center=acd,
         ticks_router=False,
     )
+    pops: list[OfferMade] = []
+    acd.bus.subscribe(OfferMade, pops.append)
     acd.start()
     runner.start()
     clock.run_until(20.0)
@@ -480,6 +484,11 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     assert attempt.agent == "1001" and attempt.connected is not None
     assert _bridge_owner(pbx, attempt.channel_id) == "1001"
 
+    pbx.booted = False  # the PBX link is down: the person cannot be moved, carl keeps the call
+    with pytest.raises(Unavailable, match="pbx: the PBX link is down"):
+        acd.transfer("1001", attempt.id, queue="sales")
+    assert attempt.open and router.handling[attempt.id] == "1001"
+    pbx.booted = True
     acd.transfer("1001", attempt.id, queue="sales")
     assert attempt.outcome == "answered" and source.done_calls == [("+4930123400001", "answered")]
     assert router.agents["1001"].state.value == "wrap_up"
@@ -497,6 +506,11 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
         "answered",
     ]
     assert len(router.handling) == 1 and not router.waiting and not router.offered
+    # the colleague's screen pop: the campaign, and the attempt the record's result goes to
+    first, second = pops
+    assert (first.agent, first.campaign, first.deadline) == ("1001", "c", None)
+    assert (second.agent, second.campaign) == ("1002", "c")
+    assert second.customer == "+4930123400001" and second.attributes["attempt"] == attempt.id
 
     clock.run_until(90.0)  # the person talks 60 s in all, then hangs up
     assert not acd.calls and not router.handling and not router.waiting and not router.offered

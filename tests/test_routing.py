@@ -496,3 +496,30 @@ def test_the_end_of_the_transferring_agents_wrap_up_leaves_the_call_to_its_new_a
         assert r.handling["x"] == "b"
         r.finish("b", "x", 20)
         assert r.agents["b"].state is AgentState.READY and "x" not in r.handling
+
+
+def _person(iid: str, queue: str, now: float) -> Interaction:
+    """A person the dialer reached: lost unless connected within 2 s."""
+    return call(iid, now, queue=queue, direction=Direction.OUTBOUND, connect_by=now + 2.0)
+
+
+def test_a_person_goes_ahead_of_an_earlier_caller_in_the_same_queue():
+    r = Router({"sales": QueueConfig("sales")})
+    r.add_agent(Agent("a"))
+    r.login("a", 0.0, ["sales"], paused="break")
+    r.enqueue(call("in-1", 0.0), 0.0)
+    r.enqueue(_person("p-1", "sales", 10.0), 10.0)
+    assert [o.interaction for o in r.ready("a", 10.5)] == ["p-1"]
+
+
+def test_a_person_behind_a_call_that_can_wait_in_its_queue_still_goes_first():
+    """The campaign's queue holds an outbound call that can wait (one handed
+    back there, no 2 s any more) ahead of the new person; an inbound caller
+    waits in another queue: the new person is offered, not the caller."""
+    r = Router({"c": QueueConfig("c"), "in": QueueConfig("in")})
+    r.add_agent(Agent("a"))
+    r.login("a", 0.0, ["c", "in"], paused="break")
+    r.enqueue(call("p-0", 5.0, queue="c", direction=Direction.OUTBOUND), 5.0)
+    r.enqueue(call("in-1", 0.0, queue="in"), 0.0)
+    r.enqueue(_person("p-1", "c", 10.0), 10.0)
+    assert [o.interaction for o in r.ready("a", 10.5)] == ["p-1"]
