@@ -46,6 +46,9 @@ from routing.router import Exit, Offer, Router
 
 __all__ = ["AcdMetrics", "AgentLine", "ChannelAdapter", "Hub"]
 
+#: transferred campaign calls remembered for their result (a day of a large centre)
+TAKEN_OVER_KEPT = 10_000
+
 
 class ChannelAdapter(Protocol):
     """A channel's side of the interactions it owns (one voice adapter per PBX)."""
@@ -110,6 +113,9 @@ class Hub:
         #: (PBX, call) -> what a call handed over between adapters carries, until
         #: the PBX announces it to the adapter taking it
         self._handovers: dict[tuple[str, str], Handover] = {}
+        #: a campaign's attempt -> the agent who took the person after a
+        #: transfer (that agent gives the record's result); the latest kept
+        self._taken_over: dict[str, str] = {}
         router.agent_listeners.append(self._agent_changed)
         self.stopping = False
         self._ticker = LoopingCall(self.tick)
@@ -137,6 +143,10 @@ class Hub:
 
     def take_handover(self, pbx: str, call: str) -> Handover | None:
         return self._handovers.pop((pbx, call), None)
+
+    def taken_over_by(self, attempt: str) -> str | None:
+        """The agent who took a campaign's person after a transfer (None: nobody)."""
+        return self._taken_over.get(attempt)
 
     def start(self) -> None:
         self._ticker.start(self._tick_interval, now=False)
@@ -207,6 +217,11 @@ class Hub:
         outcome: str | None = None,
         wait: float | None = None,
     ) -> None:
+        attempt = interaction.attributes.get("attempt")
+        if stage is Stage.ANSWERED and agent is not None and isinstance(attempt, str):
+            self._taken_over[attempt] = agent
+            while len(self._taken_over) > TAKEN_OVER_KEPT:
+                del self._taken_over[next(iter(self._taken_over))]
         self.bus.publish(
             InteractionChanged(
                 self.clock.seconds() if at is None else at,

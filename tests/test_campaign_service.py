@@ -703,3 +703,64 @@ def test_an_agent_gets_one_screen_pop_per_person_the_campaign_connects(setup):
     with engine.connect() as conn:
         dialled = dict(conn.execute(select(db.attempt.c.ref, db.attempt.c.e164)).all())
     assert all(dialled[o["interaction"]] == o["customer"] for o in offers), "the number dialled"
+
+
+def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tmp_path):
+    """Anna (agent1001, on the campaign) transfers a person to the sales
+    queue, where only bert (agent1002) works: bert's screen pop names the
+    campaign and the attempt, and bert may record the call's result on it
+    (before, only anna could: the attempt row names her)."""
+    long_talk = {**FAST, "talk": {"dist": "constant", "value": 8.0}}
+    pbx = SimPbx(
+        reactor, seed=5, agents=2, agent_answer_delay=0.05, workload=parse_workload(long_talk)
+    )
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    url = f"sqlite:///{tmp_path / 'transfer.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    db.add_user(engine, "anna", hash_password("anna-password"), "agent", "agent1001")
+    db.add_user(engine, "bert", hash_password("bert-password"), "agent", "agent1002")
+    campaign = _demo_campaign(url, tmp_path)
+    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=5.0)})
+    queues = {"agent1001": ("sales", DEMO_CAMPAIGN), "agent1002": ("sales",)}
+    settings = Settings(
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=url),
+        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
+        routing=RoutingSettings(
+            queues=(QueueConfig("sales"), QueueConfig(DEMO_CAMPAIGN)),
+            agents=tuple(
+                AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=q, auto_login=True)
+                for a, q in queues.items()
+            ),
+        ),
+        campaigns=(campaign,),
+    )
+    app = Dirigent(settings, CollectorRegistry())
+    app.service.startService()
+    try:
+        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+        pops: list[Any] = []
+        from core.events import OfferMade
+
+        app.acd.bus.subscribe(OfferMade, pops.append)
+        run(wait_for(lambda: app.router.handling, timeout=30, what="anna with a person"))
+        runner.pause()  # no second person for anna meanwhile
+        (ref,) = [i for i, a in app.router.handling.items() if a == "agent1001"]
+        anna, bert = token(app, "anna"), token(app, "bert")
+        status, body = call(app, "POST", f"interactions/{ref}/transfer", {"queue": "sales"}, anna)
+        assert status == 200, body
+        run(
+            wait_for(
+                lambda: "agent1002" in app.router.handling.values(), what="bert has the person"
+            )
+        )
+        pop = next(p for p in pops if p.agent == "agent1002")
+        assert pop.campaign == DEMO_CAMPAIGN and pop.attributes["attempt"] == ref
+        status, body = call(app, "POST", f"interactions/{ref}/disposition", {"code": "sale"}, bert)
+        assert status == 200 and body["disposition"] == "sale", body
+    finally:
+        run(app.service.stopService().asFuture(LOOP))
+        stop_sim(pbx, server)
+        engine.dispose()

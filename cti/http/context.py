@@ -55,6 +55,7 @@ class Operations(Protocol):
     def transfer(
         self, agent: str, interaction: str, *, queue: str | None = None, to_agent: str | None = None
     ) -> None: ...
+    def taken_over_by(self, attempt: str) -> str | None: ...
 
 
 UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, password hash)

@@ -105,6 +105,8 @@ def register(app: Klein, api: ApiContext) -> None:
         if user.agent is None and not user.supervises:
             raise Forbidden("agent", f"{user.username} did not take this call")
         agent = None if user.supervises else user.agent
+        if agent is not None and ops.taken_over_by(ref) == agent:
+            agent = None  # the colleague a transfer gave the person to: the result is theirs
         body = read_body(request)
         result: dict[str, Any] = await threads.deferToThread(
             api.lists.disposition, ref, body, agent, api.now()
