@@ -195,12 +195,7 @@ class Predictive(Strategy):
     """
 
     limit: float = 0.03  # the legal or configured maximum abandon rate
-    margin: float = 0.008  # kept free below the limit (chance), at most
-    #: the margin shrinks with the hour's volume like the chance deviation of a
-    #: rate measured over it: ``margin_scale·sqrt(limit / live answers)``,
-    #: between ``margin_min`` and ``margin`` (see :meth:`_set_margin`)
-    margin_scale: float = 0.92
-    margin_min: float = 0.003
+    margin: float = 0.008  # kept free below the limit (chance)
     amd_false_positive: float = 0.0  # persons AMD hangs up on: part of the budget
     connect_within: float = 2.0
     lam: float = 0.01  # accepted abandon probability of the marginal call (start: careful)
@@ -226,7 +221,6 @@ class Predictive(Strategy):
     #: Bernoulli terms (agents busy + calls in flight); -1 turns it off
     exact_terms: int = 40
     _progressive: bool = False
-    _margin: float | None = None  # the margin for the hour's volume (None: ``margin``)
     _bound_cache: dict[tuple[float, float, float, float], bool] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -243,27 +237,7 @@ class Predictive(Strategy):
     def budget(self) -> float:
         """The abandon rate pacing may cause: the limit less AMD's misreads and the margin."""
         fp = self.amd_false_positive
-        margin = self.margin if self._margin is None else self._margin
-        return max(0.002, self.limit - fp / (1.0 - fp) - margin)
-
-    def _set_margin(self, now: float, ledger: AbandonLedger) -> None:
-        """The margin for the volume the last hour projects.
-
-        The margin is kept free for chance: the rate over an hour of *n*
-        live answers strays from its mean by about sqrt(rate / n).  With 5
-        to 20 agents (up to about 400 answers an hour) the full 0.8 points
-        are needed to keep the worst 60 minutes under 5 %; with 50 agents
-        (1,000 answers an hour) the worst hour stayed near 3 %, two points
-        below the line, while the margin cost occupancy (N = 50: 0.919 on
-        seed 4 once the ledger counted persons only).  So it shrinks as
-        ``margin_scale·sqrt(limit / n)``: 0.8 points at 400 answers an hour,
-        0.5 at 1,000, 0.36 at 2,000, never under ``margin_min``."""
-        volume = self._projected_hour(now, ledger)
-        if volume <= 0:
-            self._margin = None
-            return
-        scaled = self.margin_scale * math.sqrt(self.limit / volume)
-        self._margin = min(self.margin, max(self.margin_min, scaled))
+        return max(0.002, self.limit - fp / (1.0 - fp) - self.margin)
 
     @property
     def level(self) -> float:
@@ -362,7 +336,6 @@ class Predictive(Strategy):
         return abandoned + 1.0 > self.hour_guard * max(live, self._projected_hour(now, ledger))
 
     def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
-        self._set_margin(s.now, ledger)
         self._progressive = self._guard(s, ledger)
         progressive = max(0, s.ready - s.in_flight - s.waiting)
         if s.agents == 0:
