@@ -614,9 +614,7 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
             select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
         ).one()
         rec = conn.execute(
-            select(db.record.c.status, db.record.c.last_outcome).where(
-                db.record.c.id == record_id
-            )
+            select(db.record.c.status, db.record.c.last_outcome).where(db.record.c.id == record_id)
         ).one()
     assert tuple(attempt) == ("machine", "machine")
     assert tuple(rec) == ("scheduled", "machine"), "a machine is called again later"
