@@ -74,6 +74,37 @@ class AbandonLedger:
         """A person answered and no agent took the call in time."""
         self._add(now, 1.0, 1.0)
 
+    def take_back_live(self, at: float, now: float) -> bool:
+        """The live answer counted at ``at`` was an answering machine that
+        AMD missed (the agent's disposition says so): it is no live answer.
+
+        Every call connected to an agent is counted live when it connects;
+        about one in six of them is an answering machine with the standard
+        workload, and the rate (abandoned / persons who answered, the
+        regulator's figure) came out that much too low -- for the report
+        and for the guards of the pacing.  Taken back from the day bucket
+        of ``at`` (saved through ``on_change``) and, when ``at`` is within
+        the last hour, from the hour's events.  False if there is no such
+        live answer to take back (the day is gone, or already taken)."""
+        bucket = self.days.get(self.day_start(at))
+        if bucket is None or bucket.live - bucket.abandoned < 1.0 - 1e-9:
+            return False
+        bucket.live -= 1.0
+        self._trim(now)
+        if at >= now - 3600.0:
+            for i, (when, live, abandoned) in enumerate(self.recent):
+                if when == at and live == 1.0 and abandoned == 0.0:
+                    del self.recent[i]
+                    self._hour[0] -= 1.0
+                    break
+            else:  # not kept as one event (rebuilt after a restart, rounded): a negative one
+                events = sorted([*self.recent, (at, -1.0, 0.0)])
+                self.recent = deque(events)
+                self._hour[0] -= 1.0
+        if self.on_change is not None:
+            self.on_change(bucket)
+        return True
+
     def human_verdict(self, now: float) -> None:
         """AMD said "human".  For every person it recognises, fp/(1 - fp) more
         were taken for machines and hung up on: Ofcom counts that estimate as

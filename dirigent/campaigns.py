@@ -74,6 +74,7 @@ from store.dialer import (
     store_settings,
     stored_settings,
 )
+from store.pool import MachineCall, machine_after_answer
 
 log = Logger(namespace="dirigent.campaigns")
 
@@ -422,6 +423,35 @@ class Campaigns:
         """Merge ``updates`` into the campaign row's settings (kept across
         restarts), in the writer's order."""
         self.writer.submit("settings", store_settings, self.engine, name, dict(updates), **columns)
+
+    # -- dispositions ----------------------------------------------------------------------
+    def answering_machine(self, call: MachineCall) -> str:
+        """An agent said call ``call.ref`` reached an answering machine (the
+        disposition "machine", already stored on its attempt row).
+
+        The campaign's ledger takes the live answer back (its day bucket is
+        saved, the hour's guard and λ see persons only; see
+        :meth:`CampaignRunner.answering_machine`).  A call still up ends
+        "machine"; one that ended "answered" is rewritten "machine" and its
+        record retried by the machine rule, in the writer's order (after
+        the end's own writes).  Returns the runner's answer ("open",
+        "ended", "unknown"; "unknown" too for a campaign not configured)."""
+        c = self.campaigns.get(call.campaign)
+        if c is None:
+            return "unknown"
+        state = c.runner.answering_machine(call.ref, call.connected_at)
+        if state != "open":
+            now = dt.datetime.fromtimestamp(self.clock.seconds(), dt.UTC)
+            self.writer.submit(
+                "machine", machine_after_answer, self.engine, call.ref, now, c.config.retry
+            )
+        log.info(
+            "campaign {c}: call {a} was an answering machine ({s})",
+            c=call.campaign,
+            a=call.ref,
+            s=state,
+        )
+        return state
 
     # -- preview mode ------------------------------------------------------------------------
     def _preview_runner(self, agent: str) -> CampaignRunner:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from twisted.application import internet, service
@@ -38,6 +38,7 @@ from routing.agent import Agent
 from routing.router import Router
 from store import db
 from store.list_ops import ListOps
+from store.pool import MachineCall
 from store.records import Recorder, close_unfinished, time_in_state
 
 log = Logger(namespace="dirigent.service")
@@ -273,7 +274,7 @@ class Dirigent:
                 self.tokens,
                 lambda a, t0, t1: time_in_state(engine, a, t0, t1),
                 campaigns=self.campaigns,
-                lists=ListOps(engine, settings.campaigns),
+                lists=ListOps(engine, settings.campaigns, on_machine=self._machine_disposition),
                 audit=self._audit,
                 registry=self.registry,
             )
@@ -283,6 +284,18 @@ class Dirigent:
         )
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)
+
+    def _machine_disposition(self, call: MachineCall) -> None:
+        """From the API's thread: an agent said a call was an answering
+        machine.  The campaign's ledger (on the reactor) takes its live
+        answer back before the API answers."""
+        from twisted.internet import reactor
+        from twisted.internet.interfaces import IReactorFromThreads
+
+        if self.campaigns is not None:
+            threads.blockingCallFromThread(
+                cast(IReactorFromThreads, reactor), self.campaigns.answering_machine, call
+            )
 
     def _audit(self, entry: dict[str, Any]) -> None:
         """A supervisor's or campaign manager's action: in the log at once,

@@ -49,6 +49,10 @@ INBOUND = "sim-inbound"
 #: the inbound service level is judged over this window for the yield rule
 SL_WINDOW = 1800.0
 FIRST_EXTENSION = 1001
+#: an agent connected to an answering machine AMD missed recognises its greeting
+#: and gives the "machine" disposition this long after the connection (the
+#: workload's machine hangs up after ``undetected_machine_talk``, 6 s)
+MACHINE_HEARD = 3.0
 #: power ratios of ``--strategy all``
 ALL_RATIOS = (1.5, 2.0, 3.0)
 
@@ -389,7 +393,11 @@ def run(
     def on_attempt(what: str, attempt: Attempt) -> None:
         if what == "connected" and oracle is not None and attempt.agent:
             oracle.free_at[attempt.agent] = clock.seconds() + oracle.handle_time(attempt)
-        if what == "ended" and attempt.outcome == "answered" and attempt.agent:
+        fate = (pbx.fate_log or {}).get(attempt.channel_id)
+        if what == "connected" and fate is not None and fate.outcome == "machine":
+            # the agent hears a machine's greeting and says so (the disposition)
+            clock.callLater(MACHINE_HEARD, runner.answering_machine, attempt.id)
+        if what == "ended" and attempt.outcome in ("answered", "machine") and attempt.agent:
             agent = attempt.agent
             clock.callLater(
                 wrap_time(workload, seed, attempt.lead.number), runner.end_wrap_up, agent
@@ -450,6 +458,7 @@ def _report(
         live_events.append((a.answered, a.abandoned or a.verdict == "machine"))
         connects += a.connected is not None
     lives = len(live_events)
+    ledger_live, ledger_abandoned = runner.ledger.counts("30d", end)
     abandoned = sum(1 for _, ab in live_events if ab)
     worst = _worst_hour(live_events, start, end)
     duration = end - start
@@ -469,6 +478,11 @@ def _report(
         "live_answers": lives,
         "abandoned": abandoned,
         "live_connects": connects,
+        # what the dialer itself counted (its ledger: connections, abandons and
+        # AMD's estimated misreads), beside the ground truth above
+        "ledger_live_answers": round(ledger_live, 6),
+        "ledger_abandon_rate": round(ledger_abandoned / ledger_live, 4) if ledger_live else 0.0,
+        "ledger_human_verdicts": sum(1 for a in log.attempts.values() if a.verdict == "human"),
         "dials_per_live_connect": round(runner.stats.dials / connects, 3) if connects else None,
         "lines_in_use_mean": round(runner.stats.line_seconds / duration, 2) if duration else 0.0,
         "lines_in_use_peak": runner.stats.peak_lines,

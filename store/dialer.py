@@ -749,13 +749,14 @@ class DbLedgerStore:
         (abandoned), and per "human" verdict the estimate of persons AMD
         took for machines (``fp / (1 - fp)`` live and abandoned).  An
         abandon is placed at its answer (a few seconds before the runner
-        counted it)."""
+        counted it).  A connection the agent said was an answering machine
+        (disposition "machine") is no live answer: the runner took it back."""
         t, c = db.attempt, db.campaign
         since = _at(now - span)
         ids = select(c.c.id).where(c.c.name.in_(self.campaigns))
-        query = select(t.c.answered_at, t.c.connected_at, t.c.abandoned, t.c.verdict).where(
-            t.c.campaign_id.in_(ids), or_(t.c.connected_at >= since, t.c.answered_at >= since)
-        )
+        query = select(
+            t.c.answered_at, t.c.connected_at, t.c.abandoned, t.c.verdict, t.c.disposition
+        ).where(t.c.campaign_id.in_(ids), or_(t.c.connected_at >= since, t.c.answered_at >= since))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         fp = amd_false_positive
@@ -764,7 +765,7 @@ class DbLedgerStore:
         events: list[tuple[float, float, float]] = []
         for r in rows:
             answered, connected = _seconds(r.answered_at), _seconds(r.connected_at)
-            if connected is not None and connected >= start:
+            if connected is not None and connected >= start and r.disposition != pool.MACHINE:
                 events.append((connected, 1.0, 0.0))
             if answered is None or answered < start:
                 continue

@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -26,7 +27,7 @@ from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
 from store.consent import DbConsent, DbDnc, add_dnc, record_consent
 from store.lists_import import UnknownCampaign, import_list
-from store.pool import apply_disposition, pool_status, set_list_active
+from store.pool import MachineCall, apply_disposition, pool_status, set_list_active
 
 #: rejected rows listed in an upload's answer (the counts are always complete)
 MAX_PROBLEMS = 1000
@@ -55,9 +56,18 @@ class CampaignRules(Protocol):
 
 
 class ListOps:
-    def __init__(self, engine: Engine, campaigns: tuple[CampaignRules, ...] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        campaigns: tuple[CampaignRules, ...] = (),
+        *,
+        on_machine: Callable[[MachineCall], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.campaigns = {c.name: c for c in campaigns}
+        #: told (in the API's thread) of a call an agent said was an answering
+        #: machine: the running campaign takes the live answer back
+        self.on_machine = on_machine
 
     def import_upload(
         self,
@@ -207,6 +217,7 @@ class ListOps:
             self._retry_rules,
             callback_at=callback_at,
             agent=agent,
+            on_machine=self.on_machine,
         )
 
     def _retry_rules(self, campaign: str) -> RetryRules:

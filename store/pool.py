@@ -600,14 +600,28 @@ def pool_status(
 
 
 #: dispositions with an effect beyond being recorded (spelling is normalised:
-#: "Do not call", "do_not_call", "DNC" are one code; "Call back", "callback")
-DO_NOT_CALL, CALLBACK = "do-not-call", "callback"
+#: "Do not call", "do_not_call", "DNC" are one code; "Call back", "callback";
+#: "Answering machine", "AM", "machine")
+DO_NOT_CALL, CALLBACK, MACHINE = "do-not-call", "callback", "machine"
 _SPECIAL_CODES = {
     "do-not-call": DO_NOT_CALL,
     "dnc": DO_NOT_CALL,
     "callback": CALLBACK,
     "call-back": CALLBACK,
+    "machine": MACHINE,
+    "answering-machine": MACHINE,
+    "am": MACHINE,
 }
+
+
+@dataclass(frozen=True)
+class MachineCall:
+    """A call the agent says reached an answering machine (AMD took it for a
+    person): its campaign's ledger takes the live answer back."""
+
+    campaign: str
+    ref: str
+    connected_at: float | None  # when it reached the agent (epoch seconds)
 
 
 def disposition_code(raw: str) -> str:
@@ -628,6 +642,7 @@ def apply_disposition(
     *,
     callback_at: dt.datetime | None = None,
     agent: str | None = None,
+    on_machine: Callable[[MachineCall], None] | None = None,
 ) -> dict[str, Any]:
     """An agent's result for an outbound call (attempt ``ref``).
 
@@ -635,16 +650,29 @@ def apply_disposition(
     global do-not-call list at once (every campaign) and closes the record;
     ``callback`` schedules the record at ``callback_at``, with the attempt
     limits of the retry rules (only once the call has ended: the hang-up
-    would otherwise complete the record after it).  ``agent``: the one
-    giving it, who must be the one who took the call (None: a supervisor).
-    ``rules``: a campaign's retry rules, by its name."""
+    would otherwise complete the record after it).  ``machine``: an
+    answering machine that AMD took for a person; once committed,
+    ``on_machine`` is told (the first time only), and the campaign takes
+    the live answer back from its abandon ledger and retries the record as
+    a machine (:meth:`dirigent.campaigns.Campaigns.answering_machine`).
+    ``agent``: the one giving it, who must be the one who took the call
+    (None: a supervisor).  ``rules``: a campaign's retry rules, by its name."""
     from store.consent import opt_out
 
     code = disposition_code(raw_code)
     a, r = db.attempt, db.record
     with engine.begin() as conn:
         row = conn.execute(
-            select(a.c.id, a.c.record_id, a.c.e164, a.c.outcome, a.c.agent_code, db.campaign.c.name)
+            select(
+                a.c.id,
+                a.c.record_id,
+                a.c.e164,
+                a.c.outcome,
+                a.c.agent_code,
+                a.c.disposition,
+                a.c.connected_at,
+                db.campaign.c.name,
+            )
             .outerjoin(db.campaign, db.campaign.c.id == a.c.campaign_id)
             .where(a.c.ref == ref)
         ).first()
@@ -682,7 +710,51 @@ def apply_disposition(
                 )
             )
             status = step.status
+    if code == MACHINE and row.disposition != MACHINE and on_machine is not None:
+        connected = row.connected_at
+        if connected is not None and connected.tzinfo is None:
+            connected = connected.replace(tzinfo=dt.UTC)  # SQLite drops the offset
+        on_machine(MachineCall(row.name or "", ref, connected.timestamp() if connected else None))
     return {"interaction": ref, "disposition": code, "record_status": status}
+
+
+def machine_after_answer(
+    engine: Engine, ref: str, now: dt.datetime, rules: RetryRules
+) -> str | None:
+    """A call that ended "answered" and that the agent then said was an
+    answering machine: the attempt ends "machine", and its record, completed
+    as a person reached, is retried by the machine rule instead (no attempt
+    counted twice).  Nothing if the attempt is not "answered" (it ended
+    "machine" already, the disposition came while it was up) or the record
+    has been dialed since.  Returns the record's status, if changed."""
+    a, r = db.attempt, db.record
+    with engine.begin() as conn:
+        row = conn.execute(select(a.c.id, a.c.record_id, a.c.outcome).where(a.c.ref == ref)).first()
+        if row is None or row.outcome != "answered":
+            return None
+        conn.execute(update(a).where(a.c.id == row.id).values(outcome=MACHINE))
+        if row.record_id is None:
+            return None
+        rec = conn.execute(
+            select(r.c.attempts, r.c.last_outcome).where(r.c.id == row.record_id)
+        ).one()
+        if rec.last_outcome != "answered":
+            return None
+        same = conn.execute(
+            select(func.count()).where(a.c.record_id == row.record_id, a.c.outcome == MACHINE)
+        ).scalar()
+        step = rules.next(MACHINE, now, rec.attempts, same or 1)
+        conn.execute(
+            update(r)
+            .where(r.c.id == row.record_id)
+            .values(
+                status=step.status,
+                next_due_at=step.due,
+                closed_reason=step.reason,
+                last_outcome=MACHINE,
+            )
+        )
+    return step.status
 
 
 def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> dict[str, Any]:

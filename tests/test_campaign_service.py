@@ -559,6 +559,73 @@ def test_an_agent_records_the_result_do_not_call_blocks_at_once_and_callback_res
     assert results[other.e164]["disposition"] == "sale"
 
 
+def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_ledger(setup):
+    """Issue 15: the ledger counted every call that reached an agent as a
+    person, the answering machines AMD missed included, so the abandon rate
+    it stores (abandoned / persons who answered) was too low.  The agent's
+    disposition "Answering machine" takes that live answer back in the
+    database's ledger row (and from the hour rebuilt after a restart); the
+    attempt ends "machine" and its record is retried by the machine rule."""
+    from store.dialer import DbLedgerStore
+
+    start, engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss, anna = token(app, "boss"), token(app, "anna")
+
+    def answered() -> list[Any]:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(db.attempt.c.ref, db.attempt.c.record_id)
+                .where(db.attempt.c.outcome == "answered", db.attempt.c.agent_code == "agent1001")
+                .order_by(db.attempt.c.id)
+            ).all()
+
+    run(wait_for(lambda: len(answered()) >= 1, timeout=30, what="an answered call"))
+    status, _view = call(app, "POST", f"campaigns/{DEMO_CAMPAIGN}/pause", {}, boss)
+    assert status == 200
+    run(wait_for(lambda: not runner.live, timeout=30, what="the calls in progress ended"))
+    run(app.campaigns.flush().asFuture(LOOP))
+
+    def ledger_row() -> tuple[float, float]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(db.abandon_count.c.live, db.abandon_count.c.abandoned).where(
+                    db.abandon_count.c.grp == DEMO_CAMPAIGN
+                )
+            ).all()
+        return sum(r.live for r in rows), sum(r.abandoned for r in rows)
+
+    def hour_after_restart() -> float:
+        now = app.clock.seconds()
+        return sum(e[1] for e in DbLedgerStore(engine, DEMO_CAMPAIGN).recent(now))
+
+    live, abandoned = ledger_row()
+    hour = hour_after_restart()
+    ref, record_id = answered()[0]
+    path = f"interactions/{ref}/disposition"
+    status, body = call(app, "POST", path, {"code": "Answering machine"}, anna)
+    assert status == 200 and body["disposition"] == "machine", body
+    run(app.campaigns.flush().asFuture(LOOP))
+    assert ledger_row() == pytest.approx((live - 1.0, abandoned)), "one person fewer answered"
+    assert hour_after_restart() == pytest.approx(hour - 1.0)
+    with engine.connect() as conn:
+        attempt = conn.execute(
+            select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
+        ).one()
+        rec = conn.execute(
+            select(db.record.c.status, db.record.c.last_outcome).where(db.record.c.id == record_id)
+        ).one()
+    assert tuple(attempt) == ("machine", "machine")
+    assert tuple(rec) == ("scheduled", "machine"), "a machine is called again later"
+
+    # given twice (or by a supervisor as well): taken back once
+    status, body = call(app, "POST", path, {"code": "AM"}, boss)
+    assert status == 200 and body["disposition"] == "machine"
+    run(app.campaigns.flush().asFuture(LOOP))
+    assert ledger_row() == pytest.approx((live - 1.0, abandoned))
+
+
 def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(setup):
     """Issue 14, finding 12: restart recovery closes what a previous run left
     open as "unknown"; those attempts are dial attempts like any other."""
