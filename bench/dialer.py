@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import emit, machine
-from sim import lab as sim_dialer
+from sim import lab
 from sim.workload import load_workload
 
 KEYS = (
@@ -47,7 +47,7 @@ INBOUND_KEYS = ("inbound_service_level", "inbound_asa", "inbound_abandon_rate")
 
 def _run(args: tuple[Any, int, float, str, int, float | None]) -> dict[str, Any]:
     workload, n, hours, name, seed, share = args
-    return sim_dialer.run(
+    return lab.run(
         workload, agents=n, hours=hours, strategy=name, seed=seed, inbound_share=share
     )
 
@@ -71,7 +71,7 @@ def main() -> None:
         parser.error("--inbound-share: must be at least 0 and below 1")
     workload = load_workload(Path(__file__).with_name("workloads") / "standard.toml")
     strategies = (
-        sim_dialer.all_strategies() if args.strategies == "all" else args.strategies.split(",")
+        lab.all_strategies() if args.strategies == "all" else args.strategies.split(",")
     )
     seeds = [int(s) for s in args.seeds.split(",")]
     counts = [int(a) for a in args.agents.split(",")]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sim import lab as sim_dialer
+from sim import lab
 from sim.workload import WorkloadError, parse_workload, standard_workload
 
 
@@ -43,14 +43,14 @@ def blended(rate_per_hour: float, **inbound: Any) -> Any:
 def test_the_pacer_does_not_dial_for_an_agent_an_inbound_caller_is_about_to_take() -> None:
     # three agents, an inbound caller a minute: the old pacer counted the last
     # ready agent, the caller took it, and 5 of 135 persons found nobody (3.7 %)
-    r = sim_dialer.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=1)
+    r = lab.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=1)
     assert r["inbound_answered"] == r["inbound_calls"] > 30
     assert r["live_answers"] > 0
     assert r["abandoned"] == 0
 
 
 def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures() -> None:
-    r = sim_dialer.run(
+    r = lab.run(
         standard_workload(),
         agents=10,
         hours=0.5,
@@ -67,12 +67,12 @@ def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures(
     assert r["inbound_abandoned"] == 0  # no patience in the standard file: callers wait
     # a fifth of ten agents' capacity: two erlangs offered
     assert r["inbound_offered_erlangs"] == pytest.approx(2.0, abs=0.01)
-    assert "service level" in sim_dialer.format_line({**r, "wall_seconds": 0.0})
+    assert "service level" in lab.format_line({**r, "wall_seconds": 0.0})
 
 
 def test_callers_with_patience_hang_up_and_are_counted() -> None:
     wl = blended(600.0, patience={"dist": "constant", "value": 5.0})
-    r = sim_dialer.run(wl, agents=2, hours=0.5, strategy="progressive", seed=1)
+    r = lab.run(wl, agents=2, hours=0.5, strategy="progressive", seed=1)
     assert r["inbound_abandoned"] > 0
     assert r["inbound_abandoned"] + r["inbound_answered"] <= r["inbound_calls"]
     assert r["inbound_abandon_rate"] > 0

@@ -17,7 +17,7 @@ from dirigent.cli import main
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
-from sim import lab as sim_dialer
+from sim import lab
 from sim.clock import HeapClock
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
@@ -230,8 +230,8 @@ def test_live_changes_are_validated_and_reach_the_strategy() -> None:
 # -- the virtual-time benchmark -------------------------------------------------------------
 def test_sim_dialer_is_reproducible_and_progressive_never_abandons_by_pacing() -> None:
     wl = standard_workload()
-    a = sim_dialer.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
-    b = sim_dialer.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    a = lab.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    b = lab.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b
     # only persons that AMD took for machines are abandoned: never one waiting for an agent
@@ -241,8 +241,8 @@ def test_sim_dialer_is_reproducible_and_progressive_never_abandons_by_pacing() -
 
 def test_predictive_keeps_agents_busier_than_progressive_within_the_cap() -> None:
     wl = standard_workload()
-    prog = sim_dialer.run(wl, agents=20, hours=1.0, strategy="progressive", seed=2)
-    pred = sim_dialer.run(wl, agents=20, hours=1.0, strategy="predictive", seed=2)
+    prog = lab.run(wl, agents=20, hours=1.0, strategy="progressive", seed=2)
+    pred = lab.run(wl, agents=20, hours=1.0, strategy="predictive", seed=2)
     assert pred["occupancy"] > prog["occupancy"] + 0.05
     assert pred["abandon_rate"] <= 0.05
 
@@ -264,7 +264,7 @@ def test_answer_rate_collapse_keeps_abandons_under_the_cap() -> None:
         ],
     }
     wl = parse_workload(data)
-    r = sim_dialer.run(wl, agents=20, hours=1.5, strategy="predictive", seed=5)
+    r = lab.run(wl, agents=20, hours=1.5, strategy="predictive", seed=5)
     assert r["abandon_rate"] <= 0.03
     assert r["worst_hour_abandon_rate"] <= 0.05
 

@@ -101,7 +101,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_sim_dialer(args: argparse.Namespace) -> int:
     from dialer.pacing import PacingError, make_strategy
-    from sim import lab as sim_dialer
+    from sim import lab
     from sim.workload import WorkloadError, load_workload, standard_workload
 
     try:
@@ -116,7 +116,7 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
         raise UsageError("--max-lines-per-agent: must be between 1 and 10")
     if not 1 <= args.jobs <= 64:
         raise UsageError("--jobs: must be between 1 and 64")
-    strategies = sim_dialer.all_strategies() if args.strategy == "all" else [args.strategy]
+    strategies = lab.all_strategies() if args.strategy == "all" else [args.strategy]
     try:
         for name in strategies:
             make_strategy(name)
@@ -135,9 +135,9 @@ def cmd_sim_dialer(args: argparse.Namespace) -> int:
     ):
         results.setdefault(n, {})[name] = report
         if not args.json:
-            print(sim_dialer.format_line(report), flush=True)
+            print(lab.format_line(report), flush=True)
     if args.plot:
-        sim_dialer.plot(results, args.plot, workload.abandon_limit)
+        lab.plot(results, args.plot, workload.abandon_limit)
         if not args.json:
             print(f"plot written to {args.plot}")
     if args.json:
@@ -153,18 +153,17 @@ def _sim_reports(
 ) -> Iterator[dict[str, Any]]:
     """The reports of ``runs`` (agents, strategy), in that order; with
     ``jobs`` > 1 from a process pool (a run is one CPU-bound loop)."""
-    from sim import lab as sim_dialer
+    from sim import lab
 
     if jobs == 1 or len(runs) == 1:
         for n, name in runs:
-            yield sim_dialer.run(workload, agents=n, strategy=name, **options)
+            yield lab.run(workload, agents=n, strategy=name, **options)
         return
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
         futures = [
-            pool.submit(sim_dialer.run, workload, agents=n, strategy=name, **options)
-            for n, name in runs
+            pool.submit(lab.run, workload, agents=n, strategy=name, **options) for n, name in runs
         ]
         for future in futures:
             yield future.result()
