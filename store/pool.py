@@ -47,7 +47,7 @@ from core.errors import Forbidden, Invalid, NotFound
 from core.numbers import Number
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
-from dialer.retry import RetryRules
+from dialer.retry import Next, RetryRules
 from store import db
 from store.consent import DbConsent, DbDnc
 
@@ -698,16 +698,12 @@ def apply_disposition(
         ):
             rec = conn.execute(select(r.c.attempts).where(r.c.id == row.record_id)).one()
             step = rules(row.name or "").next(code, now, rec.attempts, 1, callback_at)
-            conn.execute(
-                update(r)
-                .where(r.c.id == row.record_id)
-                .values(
-                    status=step.status,
-                    next_due_at=step.due,
-                    callback_at=callback_at if code == CALLBACK else None,
-                    closed_reason=step.reason,
-                    last_outcome=code,
-                )
+            _record_step(
+                conn,
+                row.record_id,
+                step,
+                code,
+                callback_at=callback_at if code == CALLBACK else None,
             )
             status = step.status
     if code == MACHINE and row.disposition != MACHINE and on_machine is not None:
@@ -744,17 +740,27 @@ def machine_after_answer(
             select(func.count()).where(a.c.record_id == row.record_id, a.c.outcome == MACHINE)
         ).scalar()
         step = rules.next(MACHINE, now, rec.attempts, same or 1)
-        conn.execute(
-            update(r)
-            .where(r.c.id == row.record_id)
-            .values(
-                status=step.status,
-                next_due_at=step.due,
-                closed_reason=step.reason,
-                last_outcome=MACHINE,
-            )
-        )
+        _record_step(conn, row.record_id, step, MACHINE)
     return step.status
+
+
+def _record_step(
+    conn: Connection, record_id: int, step: Next, last_outcome: str, **callback: Any
+) -> None:
+    """A record's next step after an agent's result (the retry rules'
+    answer); ``callback_at=`` when the result sets or clears a call-back."""
+    r = db.record
+    conn.execute(
+        update(r)
+        .where(r.c.id == record_id)
+        .values(
+            status=step.status,
+            next_due_at=step.due,
+            closed_reason=step.reason,
+            last_outcome=last_outcome,
+            **callback,
+        )
+    )
 
 
 def set_list_active(engine: Engine, campaign: str, name: str, active: bool) -> dict[str, Any]:

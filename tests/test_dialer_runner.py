@@ -332,7 +332,9 @@ def test_cli_sim_dialer_runs_in_parallel_give_the_same_reports(
 
 
 # -- blended agents --------------------------------------------------------------------------
-def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
+def _two_nailed_agents() -> tuple[HeapClock, SimPbx, SimTelephony, Router, Any]:
+    """The in-process PBX (every answer a person) and a hub with agents 1001
+    and 1002 on nailed-up lines, queues "c" (the campaign's) and "sales"."""
     from channels.voice import AgentEndpoint, InboundAcd
 
     clock = HeapClock()
@@ -344,6 +346,11 @@ def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> 
         router.add_agent(Agent(a))
         endpoints[a] = AgentEndpoint(a, a, "nailed")
     acd = InboundAcd(tel, router, clock, endpoints, wrap_up=5)
+    return clock, pbx, tel, router, acd
+
+
+def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
+    clock, pbx, tel, router, acd = _two_nailed_agents()
     for a in ("1001", "1002"):
         acd.nail_up(a, ["sales", "c"])
     clock.run_until(2.0)
@@ -450,17 +457,7 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     like any caller, and the voice side offers it to the colleague, with the
     number and the history carried over.  On the PBX the person leaves the
     first agent's bridge for the colleague's; one interaction at any time."""
-    from channels.voice import AgentEndpoint, InboundAcd
-
-    clock = HeapClock()
-    pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))
-    tel = SimTelephony(pbx)
-    router = Router({"c": QueueConfig("c"), "sales": QueueConfig("sales")})
-    endpoints = {}
-    for a in ("1001", "1002"):
-        router.add_agent(Agent(a))
-        endpoints[a] = AgentEndpoint(a, a, "nailed")
-    acd = InboundAcd(tel, router, clock, endpoints, wrap_up=5)
+    clock, pbx, tel, router, acd = _two_nailed_agents()
     acd.nail_up("1001", ["c"])
     acd.nail_up("1002", ["sales"])  # not the campaign's: reached only by the transfer
     clock.run_until(2.0)
