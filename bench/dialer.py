@@ -47,9 +47,7 @@ INBOUND_KEYS = ("inbound_service_level", "inbound_asa", "inbound_abandon_rate")
 
 def _run(args: tuple[Any, int, float, str, int, float | None]) -> dict[str, Any]:
     workload, n, hours, name, seed, share = args
-    return lab.run(
-        workload, agents=n, hours=hours, strategy=name, seed=seed, inbound_share=share
-    )
+    return lab.run(workload, agents=n, hours=hours, strategy=name, seed=seed, inbound_share=share)
 
 
 def main() -> None:
@@ -70,9 +68,7 @@ def main() -> None:
     if args.inbound_share is not None and not 0.0 <= args.inbound_share < 1.0:
         parser.error("--inbound-share: must be at least 0 and below 1")
     workload = load_workload(Path(__file__).with_name("workloads") / "standard.toml")
-    strategies = (
-        lab.all_strategies() if args.strategies == "all" else args.strategies.split(",")
-    )
+    strategies = lab.all_strategies() if args.strategies == "all" else args.strategies.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     counts = [int(a) for a in args.agents.split(",")]
     cells = [(n, name) for n in counts for name in strategies]
