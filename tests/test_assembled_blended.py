@@ -38,11 +38,10 @@ from sqlalchemy import event, func, select
 from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
-from asterisk.session import PbxSettings
 from dirigent.cli.server import DEMO_CAMPAIGN, _demo_campaign, _demo_users
-from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
+from dirigent.cli.server import demo_settings as demo_config
+from dirigent.config import Settings
 from dirigent.service import Dirigent
-from routing.model import QueueConfig
 from sim.ami_server import SimAmiServer
 from sim.clock import ScaledClock
 from sim.pbx import SimPbx
@@ -131,31 +130,8 @@ class ReactorLag:
 
 
 def demo_settings(url: str, ami_port: int, campaign: Any) -> Settings:
-    """What ``dirigent demo`` builds (dirigent/cli/server.py ``cmd_demo``)."""
-    queues = ("sales", DEMO_CAMPAIGN)
-    return Settings(
-        http=HttpSettings(host="127.0.0.1", port=0),
-        database=DatabaseSettings(url=url),
-        pbxs=(
-            PbxSettings(
-                "sim", "127.0.0.1", ami_port, "dirigent", "demo-secret", keepalive_interval=5.0
-            ),
-        ),
-        routing=RoutingSettings(
-            queues=tuple(QueueConfig(q) for q in queues),
-            agents=tuple(
-                AgentSettings(
-                    id=f"agent{1001 + i}",
-                    endpoint=str(1001 + i),
-                    mode="nailed",
-                    queues=queues,
-                    auto_login=True,
-                )
-                for i in range(AGENTS)
-            ),
-        ),
-        campaigns=(campaign,),
-    )
+    """What ``dirigent demo`` builds (the same function), on a free HTTP port."""
+    return demo_config(url, ami_port, (campaign,), agents=AGENTS)
 
 
 def counted(engine: Any) -> dict[str, int]:

@@ -36,14 +36,8 @@ from sim.pbx import SimPbx
 from sim.workload import parse_workload
 from store import db
 from tests.conftest import LOOP, run, stop_sim, wait_for
+from tests.test_campaign_service import FAST
 
-FAST = {
-    "outcomes": {"live": 0.5, "machine": 0.2, "no_answer": 0.0, "busy": 0.3, "invalid": 0.0},
-    "ring": {"dist": "constant", "value": 0.3},
-    "talk": {"dist": "constant", "value": 1.5},
-    "wrapup": {"dist": "constant", "value": 0.5},
-    "amd": {"delay": 0.2, "person_misread": 0.0, "machine_detected": 1.0},
-}
 #: agent -> (its PBX, its phone there): the same phone numbers on both PBXs
 AGENTS = {
     "anna": ("east", "1001"),

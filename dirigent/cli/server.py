@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dirigent.config import CampaignConfig, Settings
 
 from core.events import AgentState, AgentStateChanged, Direction, InteractionChanged
 from dirigent.cli.common import (
@@ -176,7 +179,19 @@ def _demo_campaign(url: str, directory: Path) -> Any:
     )
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def demo_settings(
+    url: str,
+    ami_port: int,
+    campaigns: tuple[CampaignConfig, ...],
+    *,
+    agents: int,
+    http_port: int = 0,
+    ring: bool = False,
+) -> Settings:
+    """The demo's server: the simulated PBX on ``ami_port``, agents
+    agent1001... on nailed-up lines in "sales" and the campaign's queue (ring
+    mode in "sales" only with ``ring``, the inbound-only demo).  The
+    assembled-server test builds the same."""
     from asterisk.session import PbxSettings
     from dirigent.config import (
         AgentSettings,
@@ -186,6 +201,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
         Settings,
     )
     from routing.model import QueueConfig
+
+    queues = ("sales",) if ring else ("sales", DEMO_CAMPAIGN)
+    return Settings(
+        http=HttpSettings(host="127.0.0.1", port=http_port),
+        database=DatabaseSettings(url=url),
+        pbxs=(
+            PbxSettings(
+                "sim", "127.0.0.1", ami_port, "dirigent", "demo-secret", keepalive_interval=5.0
+            ),
+        ),
+        routing=RoutingSettings(
+            queues=tuple(QueueConfig(q) for q in queues),
+            agents=tuple(
+                AgentSettings(
+                    id=f"agent{1001 + i}",
+                    endpoint=str(1001 + i),
+                    mode="ring" if ring else "nailed",
+                    queues=queues,
+                    auto_login=True,
+                )
+                for i in range(agents)
+            ),
+        ),
+        campaigns=campaigns,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
     from store import db
 
     data = Path(args.data).resolve()
@@ -202,40 +245,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _demo_users(url, args.agents)
     args.username = "dirigent"
     campaigns = () if args.no_campaign else (_demo_campaign(url, data),)
-    queues = ("sales",) if args.no_campaign else ("sales", DEMO_CAMPAIGN)
 
     def setup(reactor: Any) -> None:
         pbx, server = make_sim(reactor, args, "demo-secret")
         server.listen(args.ami_port, "127.0.0.1")
         if args.inbound_rate:
             pbx.start_inbound(args.inbound_rate)
-        settings = Settings(
-            http=HttpSettings(host="127.0.0.1", port=args.http_port),
-            database=DatabaseSettings(url=url),
-            pbxs=(
-                PbxSettings(
-                    "sim",
-                    "127.0.0.1",
-                    server.address[1],
-                    "dirigent",
-                    "demo-secret",
-                    keepalive_interval=5.0,
-                ),
-            ),
-            routing=RoutingSettings(
-                queues=tuple(QueueConfig(q) for q in queues),
-                agents=tuple(
-                    AgentSettings(
-                        id=f"agent{1001 + i}",
-                        endpoint=str(1001 + i),
-                        mode="ring" if args.no_campaign else "nailed",
-                        queues=queues,
-                        auto_login=True,
-                    )
-                    for i in range(args.agents)
-                ),
-            ),
-            campaigns=campaigns,
+        settings = demo_settings(
+            url,
+            server.address[1],
+            campaigns,
+            agents=args.agents,
+            http_port=args.http_port,
+            ring=args.no_campaign,
         )
         app = start_dirigent(reactor, settings, args.duration)
         DemoReporter(reactor, app, args.summary_every).start()
@@ -245,7 +267,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  metrics: http://127.0.0.1:{app.http_port}/metrics\n"
             f"  simulated Asterisk AMI: 127.0.0.1:{server.address[1]}"
             f" (user dirigent, {args.agents} agent phones, {args.inbound_rate:g} inbound calls/h)\n"
-            f"  simulated agents agent1001..agent{1000 + args.agents} log in to {' and '.join(queues)}"
+            f"  simulated agents agent1001..agent{1000 + args.agents} log in to {' and '.join(q.name for q in settings.routing.queues)}"
             " and take the calls\n"
             + (
                 ""
