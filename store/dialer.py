@@ -187,17 +187,13 @@ class DialerWriter:
             except Exception as exc:
                 failure = Failure()
                 self.metrics.failures.labels(job.kind).inc()
+                kept = job.durable and db.transient(exc)
                 if not job.durable:
-                    log.failure(
-                        "dialer write {kind} {what} failed after {n} tries",
-                        failure,
-                        LogLevel.error,
-                        kind=job.kind,
-                        what=job.what,
-                        n=job.tries,
-                    )
-                    raise
-                kept = db.transient(exc)
+                    then = "the caller is told"
+                elif kept:
+                    then = "kept, tried again before the next write"
+                else:
+                    then = "not retried (the start-up recovery closes what it left open)"
                 log.failure(
                     "dialer write {kind} {what} failed after {n} tries; {then}",
                     failure,
@@ -205,10 +201,10 @@ class DialerWriter:
                     kind=job.kind,
                     what=job.what,
                     n=job.tries,
-                    then="kept, tried again before the next write"
-                    if kept
-                    else "not retried (the start-up recovery closes what it left open)",
+                    then=then,
                 )
+                if not job.durable:
+                    raise
                 if kept:
                     self._backlog.append(job)
                 return PENDING
