@@ -31,12 +31,13 @@ from cti.api import ApiResource
 from cti.auth import TokenStore, User, revoke_changed
 from cti.web import make_site
 from cti.ws import push_resource
+from dialer.campaigns import Campaigns
 from dirigent import logs
-from dirigent.campaigns import Campaigns
 from dirigent.config import Settings
 from routing.agent import Agent
 from routing.router import Router
 from store import db
+from store.dialer import DbCampaignStore
 from store.list_ops import ListOps
 from store.pool import MachineCall
 from store.records import Recorder, close_unfinished, time_in_state
@@ -253,7 +254,7 @@ class Dirigent:
                 raise ValueError("campaign: a campaign needs a [[pbx]] to dial through")
             self.campaigns = Campaigns(
                 settings.campaigns,
-                self.database.engine,
+                DbCampaignStore(self.database.engine, registry=self.registry),
                 {name: voice.telephony for name, voice in self.voices.items()},
                 self.acd,
                 self.clock,
@@ -294,7 +295,11 @@ class Dirigent:
 
         if self.campaigns is not None:
             threads.blockingCallFromThread(
-                cast(IReactorFromThreads, reactor), self.campaigns.answering_machine, call
+                cast(IReactorFromThreads, reactor),
+                self.campaigns.answering_machine,
+                call.campaign,
+                call.ref,
+                call.connected_at,
             )
 
     def _audit(self, entry: dict[str, Any]) -> None:

@@ -15,6 +15,9 @@ over SQLAlchemy so that a restart finds everything it needs:
 * :class:`DbLedgerStore` persists the abandon ledger's day buckets per
   campaign or drop-rate group, after every change, and rebuilds its last
   hour from the attempt rows after a restart.
+* :class:`DbCampaignStore` is the campaigns' port
+  (:class:`dialer.ports.CampaignStore`): it makes the three above for
+  each campaign and keeps its row (status, live settings).
 
 In the server (``writer`` given) nothing here runs on the reactor thread:
 every write and every claim goes to one :class:`DialerWriter` thread, in
@@ -39,7 +42,7 @@ import functools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
+from twisted.internet import threads
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -54,12 +58,15 @@ from twisted.python.failure import Failure
 from dialer.abandon import DayCount
 from dialer.campaign import Lead
 from dialer.compliance import Campaign, Compliance
+from dialer.ports import CampaignAttempts, CampaignSetup, Hopper
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
 from store import db, pool
+from store.consent import DbConsent, DbDnc
 
 __all__ = [
     "DbAttemptLog",
+    "DbCampaignStore",
     "DbLeadSource",
     "DbLedgerStore",
     "DialerWriter",
@@ -74,7 +81,7 @@ RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 class WriteMetrics:
-    """The writer's counters (registered with the dialer's, ``DialerMetrics``)."""
+    """The writer's counters (in the server's registry, beside ``DialerMetrics``)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
@@ -786,3 +793,83 @@ class DbLedgerStore:
         with self.engine.begin() as conn:
             if not conn.execute(update(t).where(where).values(**values)).rowcount:
                 conn.execute(insert(t).values(grp=self.group, day_start=bucket.day, **values))
+
+
+class DbCampaignStore:
+    """The campaigns' store in the database (:class:`dialer.ports.CampaignStore`):
+    their rows, hoppers, attempt logs and ledgers, every write and claim in
+    one :class:`DialerWriter`.  Its metrics (``dirigent_attempt_write_*``)
+    go to ``registry``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        registry: CollectorRegistry | None = None,
+        writer: DialerWriter | None = None,
+    ) -> None:
+        self.engine = engine
+        self.writer = writer or DialerWriter(metrics=WriteMetrics(registry))
+        self._gate = Compliance(DbDnc(engine), DbConsent(engine))
+
+    def open(self, setup: CampaignSetup) -> tuple[DbLeadSource, DbAttemptLog]:
+        s = setup.settings
+        ensure_campaign(
+            self.engine, s.name, country=s.country, dial_mode=s.mode, caller_id=setup.caller_id
+        )
+        source = DbLeadSource(
+            self.engine,
+            setup.compliance(),
+            self._gate,
+            setup.retry,
+            in_thread=threads.deferToThread,
+            writer=self.writer,
+        )
+        return source, DbAttemptLog(self.engine, s.name, self.writer)
+
+    def stored_settings(self, name: str) -> dict[str, Any]:
+        return stored_settings(self.engine, name)
+
+    def ledger(self, group: str, members: Sequence[str]) -> DbLedgerStore:
+        return DbLedgerStore(self.engine, group, members, writer=self.writer)
+
+    def recovery(
+        self, attempts: Mapping[str, CampaignAttempts]
+    ) -> Deferred[dict[str, tuple[str | None, dict[str, Any]]]]:
+        def read() -> dict[str, tuple[str | None, dict[str, Any]]]:
+            states = {}
+            for name, log_ in attempts.items():
+                log_.preload_open(name)
+                states[name] = (
+                    campaign_status(self.engine, name),
+                    stored_settings(self.engine, name),
+                )
+            return states
+
+        return self.writer.submit("recover", read, durable=False)
+
+    def release_orphans(self, source: Hopper) -> Deferred[int]:
+        return self.writer.submit("orphans", source.release_orphans, durable=False)
+
+    def set_status(self, name: str, status: str) -> None:
+        self.writer.submit("status", set_campaign_status, self.engine, name, status)
+
+    def store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
+        self.writer.submit("settings", store_settings, self.engine, name, updates, **columns)
+
+    def machine_after_answer(self, ref: str, now: dt.datetime, retry: RetryRules) -> None:
+        self.writer.submit("machine", pool.machine_after_answer, self.engine, ref, now, retry)
+
+    def count_records(
+        self, campaign_ids: Mapping[str, int]
+    ) -> Deferred[dict[str, dict[tuple[str, bool], dict[str, int]]]]:
+        return threads.deferToThread(count_records, self.engine, dict(campaign_ids))
+
+    def flush(self) -> Deferred[Any]:
+        return self.writer.flush()
+
+    def sweep(self) -> Deferred[Any]:
+        return self.writer.sweep()
+
+    def close(self) -> None:
+        self.writer.close()

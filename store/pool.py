@@ -654,7 +654,7 @@ def apply_disposition(
     answering machine that AMD took for a person; once committed,
     ``on_machine`` is told (the first time only), and the campaign takes
     the live answer back from its abandon ledger and retries the record as
-    a machine (:meth:`dirigent.campaigns.Campaigns.answering_machine`).
+    a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`).
     ``agent``: the one giving it, who must be the one who took the call
     (None: a supervisor).  ``rules``: a campaign's retry rules, by its name."""
     from store.consent import opt_out

@@ -671,10 +671,11 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     router) dials nothing in the first minute of it.  Twenty times real speed."""
     from asterisk.telephony import AmiTelephony
     from channels.voice import AgentEndpoint, InboundAcd
-    from dirigent.campaigns import Campaigns
+    from dialer.campaigns import Campaigns
     from routing.agent import Agent, AgentState
     from routing.router import Router
     from sim.clock import ScaledClock
+    from store.dialer import DbCampaignStore
 
     speed = 20.0
     clock = ScaledClock(reactor, speed)
@@ -702,7 +703,9 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
             router.add_agent(Agent(a))
             endpoints[a] = AgentEndpoint(a, a[-4:], "nailed")
         acd = InboundAcd(tel, router, clock, endpoints)
-        campaigns = Campaigns((campaign,), engine, tel, acd, clock, registry=CollectorRegistry())
+        registry = CollectorRegistry()
+        store = DbCampaignStore(engine, registry=registry)
+        campaigns = Campaigns((campaign,), store, tel, acd, clock, registry=registry)
         acd.start()
         for a in agents:
             acd.nail_up(a, [DEMO_CAMPAIGN])

@@ -65,7 +65,7 @@ AuditSink = Callable[[dict[str, Any]], None]
 
 
 class CampaignOps(Protocol):
-    """The dialer's controls (``dirigent.campaigns.Campaigns``); unknown names raise KeyError."""
+    """The dialer's controls (``dialer.campaigns.Campaigns``); unknown names raise KeyError."""
 
     def views(self) -> list[dict[str, Any]]: ...
     def view(self, name: str) -> dict[str, Any]: ...

@@ -1,28 +1,30 @@
-"""The outbound side of the server: configured campaigns, each a runner.
+"""The outbound channel: the configured campaigns, each a runner, and their controls.
 
-This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest:
+This is where a pure :class:`~dialer.runner.CampaignRunner` meets the rest
+of the server, through ports:
 
-* its records, attempts and abandon ledger live in the database
-  (:mod:`store.dialer`); a ledger is shared by the campaigns of one
-  drop-rate group and counts in the campaign's local day;
+* its records, attempts, abandon ledger and campaign row live behind a
+  :class:`~dialer.ports.CampaignStore` (the database's is
+  :class:`store.dialer.DbCampaignStore`, wired in by ``dirigent.service``);
+  a ledger is shared by the campaigns of one drop-rate group and counts in
+  the campaign's local day;
 * it shares the hub's router and its PBX's link: each runner is a channel
   adapter of the hub (``center=``), owning the persons its campaign reached;
   the hub ticks the router, publishes every screen pop and hands each offer
   to the adapter owning its interaction; blended agents that an inbound
-  queue needs are not counted by the pacing (``acd.agents_needed_inbound``);
-* after the first resync of a process, attempts a previous run left open
-  are closed as "unknown", records claimed but never dialed are returned,
-  and campaigns that were running (or ``auto_start``) start again;
-* controls (start, pause, stop, live setting changes) are persisted, and
-  live figures go to Prometheus and to the WebSocket bus (``campaign``
-  messages, for supervisors);
-* none of its database work runs on the reactor thread: claims, attempt
-  rows, outcomes, the ledger and the campaign row go through one ordered
-  :class:`~store.dialer.DialerWriter` (the attempt row is committed before
-  its Originate is sent), the record counts through a thread.
+  queue needs are not counted by the pacing (``hub.agents_needed_inbound``);
+* after the first resync of a PBX, its campaigns' attempts a previous run
+  left open are closed as "unknown", records claimed but never dialed are
+  returned, and campaigns that were running (or ``auto_start``) start again;
+* controls (start, pause, stop, live setting changes) are kept by the
+  store, and live figures go to Prometheus and to the event bus
+  (``CampaignFigures``, for supervisors).
 
-Time is the ``clock`` given (the reactor, or a ``ScaledClock`` in tests),
-for the runners and for the figures alike.
+The store does its work off the reactor thread, in the order asked (the
+attempt row committed before its Originate is sent); only the start-up
+(:class:`Campaigns`' constructor, before the reactor serves anything) reads
+and writes directly.  Time is the ``clock`` given (the reactor, or a
+``ScaledClock`` in tests), for the runners and for the figures alike.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -53,28 +54,11 @@ from core.events import (
 )
 from core.telephony import PbxSynced, Telephony, TelephonyEvent
 from dialer.abandon import WINDOWS, AbandonLedger
-from dialer.campaign import CampaignError
-from dialer.compliance import Compliance
+from dialer.campaign import CampaignError, CampaignSettings
 from dialer.pacing import estimates_for
+from dialer.ports import CampaignAttempts, CampaignSetup, CampaignStore, Hopper, RecordCounts
 from dialer.runner import PBX_LOST, Attempt, CampaignRunner
-from dirigent.config import CampaignConfig
 from routing.agent import AgentState
-from store.consent import DbConsent, DbDnc
-from store.dialer import (
-    DbAttemptLog,
-    DbLeadSource,
-    DbLedgerStore,
-    DialerWriter,
-    Engine,
-    WriteMetrics,
-    campaign_status,
-    count_records,
-    ensure_campaign,
-    set_campaign_status,
-    store_settings,
-    stored_settings,
-)
-from store.pool import MachineCall, machine_after_answer
 
 log = Logger(namespace="dirigent.campaigns")
 
@@ -154,23 +138,21 @@ class DialerMetrics:
             ["campaign", "list", "status"],
             registry=registry,
         )
-        #: the writer's retries, failures and kept writes (dirigent_attempt_write_*)
-        self.writes = WriteMetrics(registry)
 
 
 @dataclass
 class Campaign:
-    config: CampaignConfig
+    config: CampaignSetup
     runner: CampaignRunner
-    source: DbLeadSource
-    attempts: DbAttemptLog
+    source: Hopper
+    attempts: CampaignAttempts
 
     @property
     def name(self) -> str:
         return self.config.name
 
 
-def _pbx_of(pbxs: Mapping[str, Telephony], cfg: CampaignConfig) -> str:
+def _pbx_of(pbxs: Mapping[str, Telephony], cfg: CampaignSetup) -> str:
     """The name of the PBX the campaign names (the only one by default)."""
     if cfg.pbx is not None and cfg.pbx in pbxs:
         return cfg.pbx
@@ -182,8 +164,8 @@ def _pbx_of(pbxs: Mapping[str, Telephony], cfg: CampaignConfig) -> str:
 class Campaigns:
     def __init__(
         self,
-        configs: tuple[CampaignConfig, ...],
-        engine: Engine,
+        configs: tuple[CampaignSetup, ...],
+        store: CampaignStore,
         telephony: Telephony | Mapping[str, Telephony],
         acd: Hub,
         clock: IReactorTime,
@@ -192,16 +174,12 @@ class Campaigns:
         bus: EventBus | None = None,
         figures_interval: float = 5.0,
         sweep_interval: float = 30.0,
-        writer: DialerWriter | None = None,
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.clock = clock
         self.bus = bus or acd.bus
         self.metrics = DialerMetrics(registry) if registry is not None else None
         #: every database write and claim of the campaigns, in order, off the reactor
-        self.writer = writer or DialerWriter(
-            metrics=self.metrics.writes if self.metrics is not None else None
-        )
         self.campaigns: dict[str, Campaign] = {}
         self._configs = configs
         self._ledgers: dict[str, AbandonLedger] = {}
@@ -210,29 +188,13 @@ class Campaigns:
         #: campaign -> the PBX it dials on
         self._pbx: dict[str, str] = {}
         self._counting = False
-        gate = Compliance(DbDnc(engine), DbConsent(engine))
         #: each campaign dials through its own PBX's port (``pbx`` in its table)
         pbxs = dict(telephony) if isinstance(telephony, Mapping) else {"": telephony}
         # start-up (before the reactor serves anything): the rows are made here
         for cfg in configs:
             s = cfg.settings
-            ensure_campaign(
-                engine,
-                s.name,
-                country=s.country,
-                dial_mode=s.mode,
-                caller_id=cfg.caller_id,
-            )
+            source, attempts = store.open(cfg)
             s = self._restore_settings(cfg)
-            source = DbLeadSource(
-                engine,
-                cfg.compliance(),
-                gate,
-                cfg.retry,
-                in_thread=threads.deferToThread,
-                writer=self.writer,
-            )
-            attempts = DbAttemptLog(engine, s.name, self.writer)
             self._pbx[s.name] = _pbx_of(pbxs, cfg)
             runner = CampaignRunner(
                 s,
@@ -261,17 +223,17 @@ class Campaigns:
         self._figures = LoopingCall(self.publish_figures)
         self._figures.clock = clock
         self._figures_interval = figures_interval
-        # writes the database refused for longer than the retries are tried again
-        self._sweep = LoopingCall(self.writer.sweep)
+        # writes the store refused for longer than the retries are tried again
+        self._sweep = LoopingCall(store.sweep)
         self._sweep.clock = clock
         self._sweep_interval = sweep_interval
 
-    def _ledger(self, cfg: CampaignConfig) -> AbandonLedger:
+    def _ledger(self, cfg: CampaignSetup) -> AbandonLedger:
         group = cfg.ledger_group
         ledger = self._ledgers.get(group)
         if ledger is None:
             members = [c.name for c in self._configs if c.ledger_group == group]
-            store = DbLedgerStore(self.engine, group, members, writer=self.writer)
+            store = self.store.ledger(group, members)
             ledger = AbandonLedger(
                 day_start=local_day_start(cfg.timezone),
                 amd_false_positive=cfg.settings.amd_false_positive,
@@ -284,12 +246,12 @@ class Campaigns:
             self._ledgers[group] = ledger
         return ledger
 
-    def _restore_settings(self, cfg: CampaignConfig) -> Any:
+    def _restore_settings(self, cfg: CampaignSetup) -> CampaignSettings:
         """Live changes made through the API survive a restart (they are kept
         in the campaign row); a stored value the configuration no longer
         allows is dropped with a warning."""
         settings = cfg.settings
-        for key, value in stored_settings(self.engine, cfg.name).items():
+        for key, value in self.store.stored_settings(cfg.name).items():
             if key not in LIVE_SETTINGS:
                 continue
             try:
@@ -310,12 +272,12 @@ class Campaigns:
         for c in self.campaigns.values():
             c.runner.stop()  # the stored status stays: a restart resumes it
             c.source.release_buffer()
-        # what is queued is written before the engine goes (bounded by the retries)
-        self.writer.close()
+        # what is queued is written before the store goes (bounded by the retries)
+        self.store.close()
 
     def flush(self) -> Deferred[Any]:
         """Fires once every write asked for so far has been tried (tests, shutdown)."""
-        return self.writer.flush()
+        return self.store.flush()
 
     def _on_event(self, pbx: str, event: TelephonyEvent) -> None:
         if isinstance(event, PbxSynced) and pbx not in self._reconciled:
@@ -327,33 +289,28 @@ class Campaigns:
         previous run left open on it, then resume its campaigns that were
         running.  Only that PBX's campaigns: another PBX's calls are not
         known before its own resync, and its open attempts would be closed
-        as unknown while they talk.  What the database says is read in the
-        writer's thread; the runners act on it here."""
-        mine = [c for c in self.campaigns.values() if pbx is None or self._pbx[c.name] == pbx]
-
-        def read() -> dict[str, tuple[str | None, bool]]:
-            states = {}
-            for c in mine:
-                c.attempts.preload_open(c.name)
-                controlled = bool(stored_settings(self.engine, c.name).get(CONTROLLED))
-                states[c.name] = (campaign_status(self.engine, c.name), controlled)
-            return states
-
-        d = self.writer.submit("recover", read, durable=False)
+        as unknown while they talk.  What the store says is read in its
+        writer; the runners act on it here."""
+        mine = {
+            c.name: c.attempts
+            for c in self.campaigns.values()
+            if pbx is None or self._pbx[c.name] == pbx
+        }
+        d = self.store.recovery(mine)
         d.addCallback(self._resume)
         d.addErrback(lambda f: log.failure("campaign recovery failed", f))
         return d
 
-    def _resume(self, states: dict[str, tuple[str | None, bool]]) -> None:
+    def _resume(self, states: dict[str, tuple[str | None, dict[str, Any]]]) -> None:
         for c in (self.campaigns[name] for name in states):
             closed = c.runner.reconcile()  # their ends are queued in the writer first
-            freed = self.writer.submit("orphans", c.source.release_orphans, durable=False)
+            freed = self.store.release_orphans(c.source)
             freed.addCallback(self._recovered, c.name, len(closed))
             freed.addErrback(lambda f: log.failure("returning orphaned records failed", f))
             # auto_start until someone controls the campaign: a supervisor's
             # pause or stop outlives restarts, and so does a start
-            status, controlled = states[c.name]
-            if status == "running" or (c.config.auto_start and not controlled):
+            status, stored = states[c.name]
+            if status == "running" or (c.config.auto_start and not stored.get(CONTROLLED)):
                 self._status(c.name, "running")
                 # the first leads are claimed before the runner paces
                 primed = c.source.fill(self.clock.seconds())
@@ -370,7 +327,7 @@ class Campaigns:
             )
 
     def _status(self, name: str, status: str) -> None:
-        self.writer.submit("status", set_campaign_status, self.engine, name, status)
+        self.store.set_status(name, status)
 
     # -- controls -------------------------------------------------------------------------
     def get(self, name: str) -> Campaign:
@@ -422,11 +379,11 @@ class Campaigns:
     def _store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
         """Merge ``updates`` into the campaign row's settings (kept across
         restarts), in the writer's order."""
-        self.writer.submit("settings", store_settings, self.engine, name, dict(updates), **columns)
+        self.store.store_settings(name, dict(updates), **columns)
 
     # -- dispositions ----------------------------------------------------------------------
-    def answering_machine(self, call: MachineCall) -> str:
-        """An agent said call ``call.ref`` reached an answering machine (the
+    def answering_machine(self, campaign: str, ref: str, connected_at: float | None) -> str:
+        """An agent said call ``ref`` of ``campaign`` reached an answering machine (the
         disposition "machine", already stored on its attempt row).
 
         The campaign's ledger takes the live answer back (its day bucket is
@@ -436,20 +393,15 @@ class Campaigns:
         record retried by the machine rule, in the writer's order (after
         the end's own writes).  Returns the runner's answer ("open",
         "ended", "unknown"; "unknown" too for a campaign not configured)."""
-        c = self.campaigns.get(call.campaign)
+        c = self.campaigns.get(campaign)
         if c is None:
             return "unknown"
-        state = c.runner.answering_machine(call.ref, call.connected_at)
+        state = c.runner.answering_machine(ref, connected_at)
         if state != "open":
             now = dt.datetime.fromtimestamp(self.clock.seconds(), dt.UTC)
-            self.writer.submit(
-                "machine", machine_after_answer, self.engine, call.ref, now, c.config.retry
-            )
+            self.store.machine_after_answer(ref, now, c.config.retry)
         log.info(
-            "campaign {c}: call {a} was an answering machine ({s})",
-            c=call.campaign,
-            a=call.ref,
-            s=state,
+            "campaign {c}: call {a} was an answering machine ({s})", c=campaign, a=ref, s=state
         )
         return state
 
@@ -560,17 +512,12 @@ class Campaigns:
         if self.metrics is None or self._counting:
             return
         self._counting = True
-        d = threads.deferToThread(self._count_records)
+        d = self.store.count_records({n: c.attempts.campaign_id for n, c in self.campaigns.items()})
         d.addCallback(self._set_record_gauges)
         d.addErrback(lambda f: log.warn("record counts failed: {e}", e=f.getErrorMessage()))
         d.addBoth(lambda _: setattr(self, "_counting", False))
 
-    def _count_records(self) -> dict[str, dict[tuple[str, bool], dict[str, int]]]:
-        """campaign -> (list, active) -> status -> records."""
-        ids = {name: c.attempts.campaign_id for name, c in self.campaigns.items()}
-        return count_records(self.engine, ids)
-
-    def _set_record_gauges(self, counts: dict[str, dict[tuple[str, bool], dict[str, int]]]) -> None:
+    def _set_record_gauges(self, counts: RecordCounts) -> None:
         m = self.metrics
         assert m is not None
         for name, per_list in counts.items():
