@@ -1,15 +1,22 @@
 """A throwaway PostgreSQL server (Debian's packages) on a free loopback port,
 for the tests and the benchmarks: initdb in a temporary directory, trust
-authentication, no fsync; everything is removed when the block ends."""
+authentication, no fsync; everything is removed when the block ends.
+
+The server is the postmaster itself as our child (not daemonised by
+``pg_ctl``), set to die with the process that started it: a test run
+killed with SIGKILL leaves no PostgreSQL behind."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,14 +50,45 @@ def temporary_postgres(database: str = "dirigent_test") -> Iterator[str]:
         as_user = ["runuser", "-u", "postgres", "--"]
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "dirigent", "-A", "trust", "--no-sync"]
     subprocess.run([*as_user, *initdb], check=True, capture_output=True)
-    options = f"-p {port} -k {base} -h 127.0.0.1 -F"
-    start = [str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o", options]
-    subprocess.run([*as_user, *start, "start"], check=True, capture_output=True)
+    postgres = [str(bindir / "postgres"), "-D", str(data), "-k", str(base), "-F"]
+    server = subprocess.Popen(
+        [*postgres, "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(base / "log").open("ab"),
+        preexec_fn=_die_with_parent,  # after the switch to the postgres user
+        user="postgres" if as_user else None,
+        group="postgres" if as_user else None,
+    )
     try:
+        ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        deadline = time.monotonic() + 60
+        while subprocess.run(ready).returncode != 0:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log = (base / "log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"PostgreSQL did not start: {log}")
+            time.sleep(0.1)
         createdb = [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dirigent"]
         subprocess.run([*createdb, database], check=True, capture_output=True)
         yield f"postgresql://dirigent@127.0.0.1:{port}/{database}"
     finally:
-        stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]
-        subprocess.run([*as_user, *stop], capture_output=True)
+        server.send_signal(signal.SIGINT)  # "fast" shutdown
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+#: looked up in the parent: the child runs as the postgres user, who may not
+#: read our Python's files to import ctypes
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel sends SIGINT (a fast shutdown)
+    when the process that started it dies, however it died
+    (PR_SET_PDEATHSIG; only from the main thread: the signal follows the
+    thread that forked)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGINT)
