@@ -6,8 +6,9 @@ bearer token (``secrets.token_urlsafe``) valid for ``TOKEN_LIFETIME``; only
 its SHA-256 is kept in memory; logout ends it, and a password change or a
 user's removal ends all of that user's.  Password checks are throttled per
 user and per address (:class:`LoginThrottle`) and cost the same for an
-unknown user.  Roles: agent, supervisor, campaign_manager, admin.  Nothing
-here logs a password or a token.
+unknown user.  Roles: agent, supervisor, campaign_manager, admin; a
+supervisor may oversee some teams only (its :class:`Scope`).  Nothing here
+logs a password or a token.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 ROLES = ("agent", "supervisor", "campaign_manager", "admin")
@@ -72,14 +73,54 @@ def check_password(password: str, stored: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """What a supervisor who oversees some teams sees and acts on: the
+    teams' agents, the queues those agents serve, and the campaigns that
+    dial into those queues (all as configured)."""
+
+    teams: frozenset[str]
+    agents: frozenset[str] = frozenset()
+    queues: frozenset[str] = frozenset()
+    campaigns: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        teams: Iterable[str],
+        agents: Mapping[str, tuple[str | None, Iterable[str]]],
+        campaigns: Mapping[str, str],
+    ) -> Scope:
+        """``agents``: agent -> (team, its queues); ``campaigns``: campaign -> queue."""
+        teams = frozenset(teams)
+        mine = {a: queues for a, (team, queues) in agents.items() if team in teams}
+        queues = frozenset(q for qs in mine.values() for q in qs)
+        dialling = frozenset(c for c, q in campaigns.items() if q in queues)
+        return cls(teams, frozenset(mine), queues, dialling)
+
+
+@dataclass(frozen=True)
 class User:
     username: str
     role: str
     agent: str | None = None
+    #: a supervisor's teams (None: the whole centre, as for admins)
+    scope: Scope | None = None
 
     def may_act_for(self, agent: str) -> bool:
-        """Agents act for themselves; supervisors and admins for anyone."""
-        return self.role in SUPERVISORS or (self.role == "agent" and self.agent == agent)
+        """Agents act for themselves; supervisors for the agents of their
+        scope; admins for anyone."""
+        if self.role in SUPERVISORS:
+            return self.sees_agent(agent)
+        return self.role == "agent" and self.agent == agent
+
+    def sees_agent(self, agent: str) -> bool:
+        return self.scope is None or self.role == "admin" or agent in self.scope.agents
+
+    def sees_queue(self, queue: str) -> bool:
+        return self.scope is None or self.role == "admin" or queue in self.scope.queues
+
+    def sees_campaign(self, campaign: str) -> bool:
+        return self.scope is None or self.role == "admin" or campaign in self.scope.campaigns
 
     @property
     def supervises(self) -> bool:

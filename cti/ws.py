@@ -8,8 +8,10 @@ Each message is one JSON object made from a typed event of the in-process
 Who sees what: an agent's socket carries the messages that name that agent
 (its own state, its own offers and previews, the interactions it answers and
 ends) and nothing else -- a queued call or chat names no agent yet and
-carries a customer's number, so it is for supervisors only.  Supervisors and
-admins see everything.
+carries a customer's number, so it is for supervisors only.  Admins see
+everything, and so do supervisors of the whole centre; a supervisor who
+oversees some teams (:class:`~cti.auth.Scope`) sees their agents, the
+interactions of the queues they serve, and the campaigns dialling into them.
 
 The token is never in the URL, where proxies and access logs keep it: send
 it in an ``Authorization: Bearer`` header (programs) or as the first message
@@ -50,7 +52,16 @@ CLOSE_UNAUTHENTICATED = 4401
 def visible_to(user: User, event: DomainEvent) -> bool:
     """Whether ``user``'s socket may carry ``event`` (see the module's rules)."""
     if user.supervises:
-        return True
+        match event:
+            case CampaignFigures(campaign=campaign):
+                return user.sees_campaign(campaign)
+            case (
+                AgentStateChanged(agent=agent) | OfferMade(agent=agent) | PreviewShown(agent=agent)
+            ):
+                return user.sees_agent(agent)
+            case InteractionChanged(agent=agent, queue=queue):
+                return user.sees_queue(queue) or (agent is not None and user.sees_agent(agent))
+        return user.scope is None
     match event:
         case CampaignFigures():
             return False  # campaign figures are for supervisors, not every desktop

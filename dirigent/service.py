@@ -28,7 +28,7 @@ from center.hub import Hub
 from channels.voice import AgentEndpoint, VoiceInbound
 from core.telephony import PbxSynced, PbxUp, TelephonyEvent
 from cti.api import ApiResource
-from cti.auth import TokenStore, User, revoke_changed
+from cti.auth import Scope, TokenStore, User, revoke_changed
 from cti.web import make_site
 from cti.ws import push_resource
 from dialer.campaigns import Campaigns
@@ -337,8 +337,21 @@ class Dirigent:
         found = db.find_user(self.database.engine, username)
         if found is None:
             return None
-        role, password_hash, agent = found
-        return User(username, role, agent), password_hash
+        scope = None
+        if found.teams is not None and found.role == "supervisor":
+            routing = self.settings.routing
+            scope = Scope.of(
+                found.teams,
+                {a.id: (a.team, a.queues) for a in routing.agents},
+                {c.name: c.settings.queue_name for c in self.settings.campaigns},
+            )
+            if not scope.agents:
+                log.warn(
+                    "user {u}: no configured agent is in the teams {t}: it sees nothing",
+                    u=username,
+                    t=", ".join(sorted(found.teams)),
+                )
+        return User(username, found.role, found.agent, scope), found.password_hash
 
     def pbx_status(self) -> dict[str, dict[str, Any]]:
         status: dict[str, dict[str, Any]] = {}

@@ -20,6 +20,7 @@ Rules kept by the schema itself:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ user = Table(
     # change (or disabling) are ended by the server's revocation check
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("credentials_changed_at", DateTime(timezone=True), nullable=True),
+    # a supervisor's scope: the teams it oversees (NULL: the whole centre)
+    Column("teams", JSON, nullable=True),
 )
 
 team = Table(
@@ -442,26 +445,49 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def find_user(engine: Engine, username: str) -> tuple[str, str, str | None] | None:
-    """(role, password hash, agent code) of a user who may log in, or None
-    (no such user, or disabled)."""
+@dataclass(frozen=True)
+class LoginRow:
+    """What a login needs of a user who may log in."""
+
+    role: str
+    password_hash: str
+    agent: str | None
+    #: the teams a supervisor oversees (None: the whole centre)
+    teams: frozenset[str] | None
+
+
+def find_user(engine: Engine, username: str) -> LoginRow | None:
+    """The user ``username`` if it may log in (None: no such user, or disabled)."""
     with engine.connect() as conn:
         row = conn.execute(
             user.select()
-            .with_only_columns(user.c.role, user.c.password_hash, user.c.agent_code)
+            .with_only_columns(user.c.role, user.c.password_hash, user.c.agent_code, user.c.teams)
             .where(user.c.username == username, user.c.disabled.is_(False))
         ).first()
-    return (row.role, row.password_hash, row.agent_code) if row else None
+    if row is None:
+        return None
+    teams = frozenset(row.teams) if row.teams is not None else None
+    return LoginRow(row.role, row.password_hash, row.agent_code, teams)
 
 
 def add_user(
-    engine: Engine, username: str, password_hash: str, role: str, agent_code: str | None
+    engine: Engine,
+    username: str,
+    password_hash: str,
+    role: str,
+    agent_code: str | None,
+    teams: Iterable[str] | None = None,
 ) -> None:
-    """Create a user, or replace the password/role of an existing one (which
-    ends the tokens it holds, see :func:`user_credentials`)."""
+    """Create a user, or replace the password, role and teams of an existing
+    one (which ends the tokens it holds, see :func:`user_credentials`)."""
     with engine.begin() as conn:
         existing = conn.execute(user.select().where(user.c.username == username)).first()
-        values = {"password_hash": password_hash, "role": role, "agent_code": agent_code}
+        values = {
+            "password_hash": password_hash,
+            "role": role,
+            "agent_code": agent_code,
+            "teams": sorted(set(teams)) if teams is not None else None,
+        }
         if existing:
             conn.execute(
                 user.update()
@@ -480,6 +506,7 @@ class UserRow:
     disabled: bool
     created_at: dt.datetime | None
     credentials_changed_at: dt.datetime | None
+    teams: tuple[str, ...] | None = None
 
 
 def list_users(engine: Engine) -> list[UserRow]:
@@ -492,9 +519,13 @@ def list_users(engine: Engine) -> list[UserRow]:
                 user.c.disabled,
                 user.c.created_at,
                 user.c.credentials_changed_at,
+                user.c.teams,
             ).order_by(user.c.username)
         ).all()
-    return [UserRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
+    return [
+        UserRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], tuple(r[6]) if r[6] is not None else None)
+        for r in rows
+    ]
 
 
 def set_password(engine: Engine, username: str, password_hash: str) -> bool:

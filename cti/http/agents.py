@@ -58,17 +58,24 @@ def register(app: Klein, api: ApiContext) -> None:
     @api.requires()
     def agents(request: Request, user: User) -> list[AgentDayView]:
         today = ops.day_window()
-        return [agent_day_view(a, today) for _, a in sorted(ops.router.agents.items())]
+        return [
+            agent_day_view(a, today)
+            for _, a in sorted(ops.router.agents.items())
+            if user.sees_agent(a.id)
+        ]
 
     @route(app, "/agents/<agent_id>", "GET")
     @api.requires()
     def agent(request: Request, user: User, agent_id: str) -> AgentDayView:
-        return agent_day_view(api.agent(agent_id), ops.day_window())
+        found = api.agent(agent_id)
+        if not user.sees_agent(agent_id):
+            raise Forbidden("agent", f"{agent_id} is not in the teams {user.username} oversees")
+        return agent_day_view(found, ops.day_window())
 
     @route(app, "/queues", "GET")
     @api.requires()
     def queues(request: Request, user: User) -> list[dict[str, Any]]:
-        return ops.queue_figures()
+        return [q for q in ops.queue_figures() if user.sees_queue(q["queue"])]
 
     # -- the agent's own state (or a supervisor's hand) ------------------------------------------
     @route(app, "/agents/<agent_id>/login", "POST")
@@ -112,14 +119,14 @@ def register(app: Klein, api: ApiContext) -> None:
     @route(app, "/agents/<agent_id>/skills", "PUT")
     @supervisor
     def skills(request: Request, user: User, agent_id: str) -> AgentView:
-        api.agent(agent_id)
+        may_act(user, agent_id, "change the skills of")
         ops.router.set_skills(agent_id, parse(SkillsRequest, read_body(request)).skills)
         return acted(agent_id)
 
     @route(app, "/agents/<agent_id>/capacity", "PUT")
     @supervisor
     def capacity(request: Request, user: User, agent_id: str) -> AgentView:
-        api.agent(agent_id)
+        may_act(user, agent_id, "change the capacity of")
         ops.router.set_capacity(agent_id, parse(CapacityRequest, read_body(request)).capacity)
         return acted(agent_id)
 

@@ -20,7 +20,7 @@ from klein import Klein
 from twisted.internet import threads
 from twisted.web.server import Request
 
-from core.errors import Invalid, NotFound
+from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.http.context import ApiContext, CampaignOps, read_body, route
 
@@ -47,11 +47,20 @@ def register(app: Klein, api: ApiContext) -> None:
     @route(app, "/campaigns", "GET")
     @manager
     def views(request: Request, user: User) -> list[dict[str, Any]]:
-        return campaigns().views()
+        return [v for v in campaigns().views() if user.sees_campaign(v["campaign"])]
+
+    def in_scope(user: User, name: str) -> None:
+        """A supervisor of some teams sees and controls the campaigns dialling
+        into their queues (an unknown name is still a 404)."""
+        with _known():
+            campaigns().view(name)
+        if not user.sees_campaign(name):
+            raise Forbidden("campaign", f"{name} dials for no team {user.username} oversees")
 
     @route(app, "/campaigns/<name>", "GET")
     @manager
     def view(request: Request, user: User, name: str) -> dict[str, Any]:
+        in_scope(user, name)
         with _known():
             return campaigns().view(name)
 
@@ -59,6 +68,7 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     def control(request: Request, user: User, name: str, action: str) -> dict[str, Any]:
         read_body(request)
+        in_scope(user, name)
         with _known():
             return campaigns().control(name, action)
 
@@ -69,6 +79,7 @@ def register(app: Klein, api: ApiContext) -> None:
         ops = campaigns()
         if not changes:
             raise Invalid("body", "give at least one setting to change")
+        in_scope(user, name)
         with _known():
             return ops.change(name, changes)
 
@@ -77,6 +88,8 @@ def register(app: Klein, api: ApiContext) -> None:
     async def pool(request: Request, user: User, name: str) -> dict[str, Any]:
         if api.lists is None:
             raise NotFound("lists", "no database in this setup")
+        if not user.sees_campaign(name):
+            raise Forbidden("campaign", f"{name} dials for no team {user.username} oversees")
         status: Callable[[str, float], dict[str, Any]] = api.lists.pool
         result: dict[str, Any] = await threads.deferToThread(status, name, api.now())
         return result

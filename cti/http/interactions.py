@@ -47,6 +47,8 @@ def register(app: Klein, api: ApiContext) -> None:
         body = parse(InteractionRequest, read_body(request))
         if body.queue not in ops.router.queues:
             raise Invalid("queue", f"unknown queue {body.queue!r}")
+        if not user.sees_queue(body.queue):
+            raise Forbidden("queue", f"{body.queue} is not a queue of {user.username}'s teams")
         iid = ops.create_interaction(
             body.channel,
             body.queue,

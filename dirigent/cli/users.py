@@ -20,6 +20,12 @@ def register(sub: Any) -> None:
     )
     add.add_argument("--agent", default=None, help="the routing agent id this user logs in as")
     add.add_argument(
+        "--teams",
+        default=None,
+        help="a supervisor who oversees these teams only (comma-separated [[agent]] team"
+        " names): their agents, their queues and the campaigns dialling into them",
+    )
+    add.add_argument(
         "--db", default=None, help="database URL (default: config or sqlite:///store.db)"
     )
     add.add_argument("--config", default=None)
@@ -44,7 +50,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    """``dirigent user add NAME --role R [--agent ID]`` and ``user
+    """``dirigent user add NAME --role R [--agent ID] [--teams T,...]`` and ``user
     list|passwd|disable|enable|remove``; a password comes on standard input
     (asked without echo on a terminal), never on the command line."""
     from cti.auth import hash_password
@@ -66,6 +72,7 @@ def cmd_user(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.user_command == "add" and args.role == "agent" and not args.agent:
         raise UsageError("--agent: required for the agent role")
+    teams = _teams(args) if args.user_command == "add" else None
     try:
         hashed = hash_password(_read_password())
     except ValueError as exc:
@@ -76,9 +83,25 @@ def cmd_user(args: argparse.Namespace) -> int:
                 raise UsageError(f"user: no user {args.username!r}")
             print(f"password of {args.username} changed; its tokens end within seconds")
             return EXIT_OK
-        db.add_user(engine, args.username, hashed, args.role, args.agent)
-    print(f"user {args.username} ({args.role}) saved")
+        db.add_user(engine, args.username, hashed, args.role, args.agent, teams)
+    oversees = f", overseeing {', '.join(teams)}" if teams else ""
+    print(f"user {args.username} ({args.role}{oversees}) saved")
     return EXIT_OK
+
+
+def _teams(args: argparse.Namespace) -> list[str] | None:
+    """The teams of ``--teams``: for a supervisor only, names as in ``[[agent]] team``."""
+    if args.teams is None:
+        return None
+    if args.role != "supervisor":
+        raise UsageError(f"--teams: only a supervisor oversees teams, not the {args.role} role")
+    teams = sorted({t.strip() for t in args.teams.split(",") if t.strip()})
+    if not teams:
+        raise UsageError("--teams: give at least one team name (comma-separated)")
+    for team in teams:
+        if len(team) > 80 or not team.isprintable():
+            raise UsageError(f"--teams: {team!r} is not a team name (printable, at most 80)")
+    return teams
 
 
 def _read_password() -> str:
@@ -106,6 +129,7 @@ def _user_list(args: argparse.Namespace) -> int:
             "role": u.role,
             "agent": u.agent,
             "disabled": u.disabled,
+            "teams": list(u.teams) if u.teams is not None else None,
             "credentials_changed_at": u.credentials_changed_at.isoformat()
             if u.credentials_changed_at
             else None,
@@ -115,7 +139,9 @@ def _user_list(args: argparse.Namespace) -> int:
     if not args.json:
         for r in rows:
             agent = f" (agent {r['agent']})" if r["agent"] else ""
-            print(f"{r['username']}: {r['role']}{agent}{', disabled' if r['disabled'] else ''}")
+            teams = f" (teams {', '.join(r['teams'])})" if r["teams"] else ""
+            off = ", disabled" if r["disabled"] else ""
+            print(f"{r['username']}: {r['role']}{agent}{teams}{off}")
         if not rows:
             print("no users")
     else:
