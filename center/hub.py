@@ -315,30 +315,43 @@ class Hub:
 
     # -- offers -------------------------------------------------------------------------
     def route(self, offers: list[Offer]) -> None:
-        """Publish each offer's screen pop and hand the offer to the adapter
-        owning its interaction (a PBX's voice adapter, a campaign)."""
+        """Hand each offer to the adapter owning its interaction (a PBX's
+        voice adapter, a campaign), then publish its screen pop.
+
+        The pop comes once the adapter has the call on its way to the agent,
+        not before: an adapter may refuse an offer on the spot (a nailed-up
+        agent whose leg is out of its bridge gets no caller: the person goes
+        back to the queue, to a colleague), and a pop shown for it would leave
+        the agent with a customer's number and record for a call it never
+        gets, with nothing on the push to take it back."""
         for offer in offers:
             pending = self.router.offered.get(offer.interaction)
-            if pending is not None:
-                it = pending.interaction
-                # the screen pop: who, on what channel, with what the interaction carries
-                self.bus.publish(
-                    OfferMade(
-                        self.clock.seconds(),
-                        offer.agent,
-                        it.id,
-                        it.channel,
-                        it.queue,
-                        it.customer,
-                        dict(it.attributes),
-                        # a person the dialer just reached is moved in at once: no time-out
-                        None if it.connect_by is not None else offer.deadline,
-                        campaign=it.campaign,
-                    )
-                )
             owner = self._owners.get(offer.interaction)
             if owner is not None:  # else chat / e-mail / SMS: accepted on the desktop
                 owner.carry_out(offer)
+            if pending is None or pending.agent != offer.agent:
+                continue  # not (or no longer) this agent's offer
+            if offer.agent not in (
+                self.router.offered_to(offer.interaction),
+                self.router.handled_by(offer.interaction),
+            ):
+                continue  # refused by its adapter: offered to someone else or waiting again
+            it = pending.interaction
+            # the screen pop: who, on what channel, with what the interaction carries
+            self.bus.publish(
+                OfferMade(
+                    self.clock.seconds(),
+                    offer.agent,
+                    it.id,
+                    it.channel,
+                    it.queue,
+                    it.customer,
+                    dict(it.attributes),
+                    # a person the dialer just reached is moved in at once: no time-out
+                    None if it.connect_by is not None else offer.deadline,
+                    campaign=it.campaign,
+                )
+            )
 
     # -- queries ----------------------------------------------------------------------------
     @property

@@ -23,7 +23,10 @@ If the PBX link drops, dialing stops at once; after the resync, attempts
 whose channel is gone are closed as "unknown" (never redialed blindly) and
 live ones are followed again; a conversation whose channel vanished ends
 when the link was lost (its talk time is not stretched to the resync), with
-the outcome "pbx-lost" (the record counts as reached, like "answered").
+the outcome "pbx-lost" (the record counts as reached, like "answered"); a
+person whose move into an agent's bridge went with the link is moved again
+within the connect deadline, or past it hears the abandon message (the
+agent kept for them is free again).
 :meth:`reconcile` does the same for attempts left open by a previous run of
 the process.  A person is moved only into the bridge of an agent whose
 nailed-up leg is there (``can_connect``): an empty conference is no agent.
@@ -263,6 +266,8 @@ class CampaignRunner:
         self.no_leg = no_leg
         #: when the PBX link was lost (None while up)
         self.lost_at: float | None = None
+        #: persons whose move into an agent's bridge may have gone with the link
+        self._moves_unsure: set[str] = set()
         #: False when another component (the ACD) ticks the shared router and
         #: hands this runner its offers through :meth:`own_offers`
         self.ticks_router = ticks_router
@@ -636,6 +641,8 @@ class CampaignRunner:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
             case PbxLost():
                 self.lost_at = self.clock.seconds()
+                # moves into agents' bridges in flight may go with the link
+                self._moves_unsure.update(a for a in self.live if self.router.offered_to(a))
                 if self.status != "stopped":
                     log.warn(
                         "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
@@ -643,8 +650,9 @@ class CampaignRunner:
                         n=len(self.live),
                     )
             case PbxSynced():
+                self.lost_at = None  # moves from here on go over the new link
                 self.reconcile_live()
-                self.lost_at = None
+                self._settle_moves(self.clock.seconds())
                 self.pace_soon()
             case _:
                 pass
@@ -696,21 +704,26 @@ class CampaignRunner:
         if attempt is None:
             log.warn("offer {o} for a call this campaign no longer has", o=offer)
             return
-        if self.can_connect is not None and not self.can_connect(offer.agent):
+        self._move(attempt, offer.agent)
+
+    def _move(self, attempt: Attempt, agent: str) -> None:
+        if self.can_connect is not None and not self.can_connect(agent):
             log.warn(
                 "campaign {c}: agent {g} has no phone leg; {a} goes back to the queue",
                 c=self.settings.name,
-                g=offer.agent,
+                g=agent,
                 a=attempt.id,
             )
             if self.no_leg is not None:
-                self.no_leg(offer.agent)
-            if offer.interaction in self.router.offered:
+                self.no_leg(agent)
+            if self.router.offered_to(attempt.id) == agent:
                 now = self.clock.seconds()
-                self._route(self.router.decline(offer.agent, offer.interaction, now))
+                self._route(self.router.decline(agent, attempt.id, now))
             return
-        attempt.agent = offer.agent
-        d = self.telephony.connect_to_agent(attempt.channel_id, offer.agent)
+        attempt.agent = agent
+        if self.lost_at is not None:
+            self._moves_unsure.add(attempt.id)  # fails with the link down: the resync settles it
+        d = self.telephony.connect_to_agent(attempt.channel_id, agent)
         self._command(attempt, "connecting to the agent", d)
         self._notify("offered", attempt)
 
@@ -829,12 +842,20 @@ class CampaignRunner:
         self._deadlines.pop(attempt.id, None)
         if attempt.id not in self.waiting_since or not attempt.open:
             return
-        now = self.clock.seconds()
-        pending = self.router.offered.get(attempt.id)
-        if pending is not None:
-            return  # moving into the agent's bridge right now
+        if self.router.offered_to(attempt.id) is not None:
+            # moving into the agent's bridge right now (a move lost with the
+            # PBX link is settled by the resync: :meth:`_settle_moves`)
+            return
+        self._abandon(attempt, self.clock.seconds())
+
+    def _abandon(self, attempt: Attempt, now: float) -> None:
+        """No agent in time: the abandon message, counted abandoned.  A person
+        still offered (a move lost with the link) frees that agent."""
         del self.waiting_since[attempt.id]
-        self.router.abandon(attempt.id, now)
+        timer = self._deadlines.pop(attempt.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        freed = self.router.drop(attempt.id, now, "not moved")
         attempt.abandoned = True
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
@@ -842,11 +863,43 @@ class CampaignRunner:
         d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
         self._command(attempt, "abandon message", d)
         self._notify("abandoned", attempt)
+        if freed is not None:
+            self._route(self.router.route_agent(freed, now))
+
+    def _settle_moves(self, now: float) -> None:
+        """After a resync: a person whose move into an agent's bridge went
+        with the PBX link (sent as it dropped, or while it was down) and who
+        is not in that bridge now (the resync would have said so) is still
+        on hold, and the agent is kept for them.  Within the connect
+        deadline the person is moved again; past it, the person hears the
+        abandon message and counts abandoned, as at the deadline, and the
+        agent is free for the next one."""
+        unsure, self._moves_unsure = self._moves_unsure, set()
+        # who is offered to whom now: a person re-routed while this runs
+        # (to an agent freed here) is moved by that offer, not again
+        todo = [(a, self.router.offered_to(a)) for a in sorted(unsure)]
+        for attempt_id, agent in todo:
+            attempt = self.live.get(attempt_id)
+            since = self.waiting_since.get(attempt_id)
+            if attempt is None or attempt.connected is not None or since is None:
+                continue
+            if agent is None or self.router.offered_to(attempt_id) != agent:
+                continue
+            if now < since + self.settings.connect_within:
+                log.info(
+                    "campaign {c}: {a} moved to agent {g} again after the resync",
+                    c=self.settings.name,
+                    a=attempt_id,
+                    g=agent,
+                )
+                self._move(attempt, agent)
+            else:
+                self._abandon(attempt, now)
 
     def _connected(self, attempt: Attempt, now: float) -> None:
         if attempt.connected is not None or attempt.agent is None:
             return
-        if attempt.id not in self.router.offered:
+        if self.router.offered_to(attempt.id) is None:
             return
         self.waiting_since.pop(attempt.id, None)
         timer = self._deadlines.pop(attempt.id, None)
@@ -907,7 +960,7 @@ class CampaignRunner:
                 # cut by the PBX; one that vanished while the link was down ended
                 # at the latest when the link was lost (not at the resync)
                 ended = max(attempt.connected, self.lost_at or now) if vanished else now
-                if attempt.id in self.router.handling:
+                if self.router.handled_by(attempt.id) is not None:
                     self._route(
                         self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
                     )
@@ -915,7 +968,7 @@ class CampaignRunner:
                     attempt, PBX_LOST, ended, retry_as="machine" if attempt.machine else "answered"
                 )
                 return
-            if attempt.id in self.router.handling:
+            if self.router.handled_by(attempt.id) is not None:
                 self._talk[attempt.agent] = (now - attempt.connected, now)
                 self._route(
                     self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
@@ -938,10 +991,10 @@ class CampaignRunner:
             timer = self._deadlines.pop(attempt.id, None)
             if timer is not None and timer.active():
                 timer.cancel()
-            pending = self.router.offered.get(attempt.id)
+            offered_to = self.router.offered_to(attempt.id)
             self.router.abandon(attempt.id, now)  # also releases an agent it was offered to
-            if pending is not None:
-                self._route(self.router.route_agent(pending.agent, now))
+            if offered_to is not None:
+                self._route(self.router.route_agent(offered_to, now))
             attempt.abandoned = True
             self.stats.abandoned += 1
             self.ledger.abandoned(now)
@@ -1071,7 +1124,7 @@ class CampaignRunner:
         interaction = self._interaction(attempt, now, agent_id, PREVIEW_PRIORITY)
         self._own(attempt.id)
         self.router.enqueue(interaction, now)  # offered to that agent only
-        if attempt.id not in self.router.offered:
+        if self.router.offered_to(attempt.id) is None:
             self.router.abandon(attempt.id, now)
             self._release(attempt.id)
             del self.live[attempt.id], self.by_channel[attempt.channel_id]
@@ -1088,12 +1141,14 @@ class CampaignRunner:
         return True
 
     def _close_unknown(self, attempt: Attempt, now: float) -> None:
+        """Nobody knows how the call ended: closed "unknown", and out of the
+        router wherever it was (queued, offered, with an agent); the agent it
+        held is routed again."""
         self.waiting_since.pop(attempt.id, None)
-        if attempt.id in self.router.waiting:
-            self.router.abandon(attempt.id, now)
-        if attempt.agent and attempt.id in self.router.handling:
-            a = self.router.agents.get(attempt.agent)
-            if a is not None:
-                a.drop(now, attempt.id, "pbx lost")
-            self.router.handling.pop(attempt.id, None)
+        timer = self._deadlines.pop(attempt.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        freed = self.router.drop(attempt.id, now, "pbx lost")
         self._end(attempt, "unknown", now)
+        if freed is not None:
+            self._route(self.router.route_agent(freed, now))

@@ -253,6 +253,36 @@ class Router:
             return pending.interaction
         return None
 
+    def offered_to(self, interaction_id: str) -> str | None:
+        """The agent ``interaction_id`` is offered to now (None: not offered)."""
+        pending = self.offered.get(interaction_id)
+        return pending.agent if pending is not None else None
+
+    def handled_by(self, interaction_id: str) -> str | None:
+        """The agent handling ``interaction_id`` now (in wrap-up too; None: nobody)."""
+        return self.handling.get(interaction_id)
+
+    def drop(self, interaction_id: str, now: float, reason: str) -> str | None:
+        """The interaction is gone (its call closed "unknown" with the PBX):
+        out of the queue, out of an offer, out of an agent's hands, whichever
+        it was in; the agent's state log says ``reason``.  Returns the agent
+        it freed (to be routed again), if any."""
+        waiting = self.waiting.get(interaction_id)
+        if waiting is not None:
+            self._pull(waiting)
+            return None
+        pending = self.offered.pop(interaction_id, None)
+        if pending is not None:
+            agent_id: str | None = pending.agent
+        else:
+            agent_id = self.handling.pop(interaction_id, None)
+            self.handled_interactions.pop(interaction_id, None)
+        agent = self.agents.get(agent_id) if agent_id is not None else None
+        if agent is None or not agent.drop(now, interaction_id, reason):
+            return None
+        self._reindex(agent)
+        return agent.id
+
     # -- eligibility --------------------------------------------------------------------------
     def eligible(self, agent: Agent, interaction: Interaction) -> bool:
         if interaction.agent is not None:

@@ -137,12 +137,12 @@ def _user_list(args: argparse.Namespace) -> int:
         for u in users
     ]
     if not args.json:
-        for r in rows:
-            agent = f" (agent {r['agent']})" if r["agent"] else ""
-            teams = f" (teams {', '.join(r['teams'])})" if r["teams"] else ""
-            off = ", disabled" if r["disabled"] else ""
-            print(f"{r['username']}: {r['role']}{agent}{teams}{off}")
-        if not rows:
+        for u in users:
+            agent = f" (agent {u.agent})" if u.agent else ""
+            teams = f" (teams {', '.join(u.teams)})" if u.teams else ""
+            off = ", disabled" if u.disabled else ""
+            print(f"{u.username}: {u.role}{agent}{teams}{off}")
+        if not users:
             print("no users")
     else:
         print(json.dumps({"users": rows}))
