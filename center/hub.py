@@ -353,6 +353,39 @@ class Hub:
                 )
             )
 
+    # -- the faces' queries and settings (they see the router only through these) -----------
+    def agent(self, agent_id: str) -> Agent | None:
+        return self.router.agents.get(agent_id)
+
+    def agents(self) -> list[Agent]:
+        """Every configured agent, by id."""
+        return [a for _, a in sorted(self.router.agents.items())]
+
+    def has_queue(self, name: str) -> bool:
+        return name in self.router.queues
+
+    def is_waiting(self, interaction: str) -> bool:
+        """Queued, offered to nobody yet."""
+        return interaction in self.router.waiting
+
+    def handler_of(self, interaction: str) -> str | None:
+        """The agent handling ``interaction`` now (in wrap-up too)."""
+        return self.router.handled_by(interaction)
+
+    def handled(self, interaction: str) -> Interaction | None:
+        """An interaction an agent has now, with its history."""
+        return self.router.handled_interactions.get(interaction)
+
+    def set_skills(self, agent: str, skills: Mapping[str, int]) -> None:
+        """A supervisor's change: what waits and now fits the agent is offered at once."""
+        self.router.set_skills(agent, skills)
+        self.route(self.router.route_agent(agent, self.clock.seconds()))
+
+    def set_capacity(self, agent: str, capacity: Mapping[Channel, int]) -> None:
+        """A supervisor's change: more room on a channel is used at once."""
+        self.router.set_capacity(agent, capacity)
+        self.route(self.router.route_agent(agent, self.clock.seconds()))
+
     # -- queries ----------------------------------------------------------------------------
     @property
     def abandoned(self) -> list[tuple[str, float]]:

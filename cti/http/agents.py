@@ -58,11 +58,7 @@ def register(app: Klein, api: ApiContext) -> None:
     @api.requires()
     def agents(request: Request, user: User) -> list[AgentDayView]:
         today = ops.day_window()
-        return [
-            agent_day_view(a, today)
-            for _, a in sorted(ops.router.agents.items())
-            if user.sees_agent(a.id)
-        ]
+        return [agent_day_view(a, today) for a in ops.agents() if user.sees_agent(a.id)]
 
     @route(app, "/agents/<agent_id>", "GET")
     @api.requires()
@@ -84,7 +80,7 @@ def register(app: Klein, api: ApiContext) -> None:
         may_act(user, agent_id, "login for")
         body = parse(AgentLoginRequest, read_body(request))
         for q in body.queues:
-            if q not in ops.router.queues:
+            if not ops.has_queue(q):
                 raise Invalid("queues", f"unknown queue {q!r}")
         ops.login(agent_id, body.queues, body.paused)
         return acted(agent_id)
@@ -120,14 +116,14 @@ def register(app: Klein, api: ApiContext) -> None:
     @supervisor
     def skills(request: Request, user: User, agent_id: str) -> AgentView:
         may_act(user, agent_id, "change the skills of")
-        ops.router.set_skills(agent_id, parse(SkillsRequest, read_body(request)).skills)
+        ops.set_skills(agent_id, parse(SkillsRequest, read_body(request)).skills)
         return acted(agent_id)
 
     @route(app, "/agents/<agent_id>/capacity", "PUT")
     @supervisor
     def capacity(request: Request, user: User, agent_id: str) -> AgentView:
         may_act(user, agent_id, "change the capacity of")
-        ops.router.set_capacity(agent_id, parse(CapacityRequest, read_body(request)).capacity)
+        ops.set_capacity(agent_id, parse(CapacityRequest, read_body(request)).capacity)
         return acted(agent_id)
 
     # -- the day report (from the database, so it survives restarts) ------------------------------

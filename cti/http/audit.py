@@ -61,8 +61,9 @@ def request_record(request: Request, path: list[str]) -> Any:
 def state_of(api: ApiContext, path: list[str]) -> Any:
     """The state an action changes, for the audit's before and after."""
     try:
-        if len(path) >= 2 and path[0] == "agents" and path[1] in api.ops.router.agents:
-            view: AgentView = agent_view(api.ops.router.agents[path[1]])
+        agent = api.ops.agent(path[1]) if len(path) >= 2 and path[0] == "agents" else None
+        if agent is not None:
+            view: AgentView = agent_view(agent)
             return view.model_dump(include={"state", "pause_reason", "skills", "capacity"})
         if len(path) >= 2 and path[0] == "campaigns" and api.campaigns is not None:
             found = api.campaigns.view(path[1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from inspect import iscoroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -28,8 +28,7 @@ from core.errors import NotFound
 from cti.auth import ANY_USER, LoginThrottle, TokenStore, User
 from cti.errors import ApiError
 from routing.agent import Agent
-from routing.model import Channel
-from routing.router import Router
+from routing.model import Channel, Interaction
 
 #: the largest JSON body accepted
 MAX_BODY = 64 * 1024
@@ -38,10 +37,17 @@ MAX_UPLOAD = 512 * 1024 * 1024
 
 
 class Operations(Protocol):
-    """What the API needs from the centre (implemented by ``center.hub.Hub``)."""
+    """What the API needs from the centre (implemented by ``center.hub.Hub``):
+    its commands and queries, never its router."""
 
-    router: Router
-
+    def agent(self, agent_id: str) -> Agent | None: ...
+    def agents(self) -> list[Agent]: ...
+    def has_queue(self, name: str) -> bool: ...
+    def is_waiting(self, interaction: str) -> bool: ...
+    def handler_of(self, interaction: str) -> str | None: ...
+    def handled(self, interaction: str) -> Interaction | None: ...
+    def set_skills(self, agent: str, skills: Mapping[str, int]) -> None: ...
+    def set_capacity(self, agent: str, capacity: Mapping[Channel, int]) -> None: ...
     def login(self, agent: str, queues: list[str], paused: str | None = None) -> None: ...
     def logout(self, agent: str) -> None: ...
     def ready(self, agent: str) -> None: ...
@@ -154,7 +160,7 @@ class ApiContext:
 
     # -- the state handlers look at --------------------------------------------------------------
     def agent(self, agent_id: str) -> Agent:
-        agent = self.ops.router.agents.get(agent_id)
+        agent = self.ops.agent(agent_id)
         if agent is None:
             raise NotFound("agent", f"unknown agent {agent_id!r}")
         return agent

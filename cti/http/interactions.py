@@ -45,7 +45,7 @@ def register(app: Klein, api: ApiContext) -> None:
     )
     def create(request: Request, user: User) -> CreatedAnswer:
         body = parse(InteractionRequest, read_body(request))
-        if body.queue not in ops.router.queues:
+        if not ops.has_queue(body.queue):
             raise Invalid("queue", f"unknown queue {body.queue!r}")
         if not user.sees_queue(body.queue):
             raise Forbidden("queue", f"{body.queue} is not a queue of {user.username}'s teams")
@@ -57,7 +57,7 @@ def register(app: Klein, api: ApiContext) -> None:
             attributes=body.attributes,
             customer=body.customer,
         )
-        return CreatedAnswer(id=iid, waiting=iid in ops.router.waiting)
+        return CreatedAnswer(id=iid, waiting=ops.is_waiting(iid))
 
     def own_agent(user: User) -> str:
         if user.agent is None:
@@ -82,17 +82,17 @@ def register(app: Klein, api: ApiContext) -> None:
     @route(app, "/interactions/<iid>/transfer", "POST")
     @api.requires()
     def transfer(request: Request, user: User, iid: str) -> TransferAnswer:
-        handler = ops.router.handling.get(iid)
+        handler = ops.handler_of(iid)
         if handler is None:
             raise NotFound("interaction", f"{iid} is not being handled")
         if not user.may_act_for(handler):
             raise Forbidden("interaction", f"{user.username} may not transfer {iid}")
         body = parse(TransferRequest, read_body(request))
-        if body.queue is not None and body.queue not in ops.router.queues:
+        if body.queue is not None and not ops.has_queue(body.queue):
             raise Invalid("queue", f"unknown queue {body.queue!r}")
-        if body.agent is not None and body.agent not in ops.router.agents:
+        if body.agent is not None and ops.agent(body.agent) is None:
             raise Invalid("agent", f"unknown agent {body.agent!r}")
-        interaction = ops.router.handled_interactions.get(iid)
+        interaction = ops.handled(iid)
         ops.transfer(handler, iid, queue=body.queue, to_agent=body.agent)
         history = interaction.history if interaction is not None else []
         return TransferAnswer(id=iid, history=[entry.to_json() for entry in history])
