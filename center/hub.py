@@ -235,6 +235,7 @@ class Hub:
                 agent=agent,
                 outcome=outcome,
                 wait=wait,
+                attempt=attempt if isinstance(attempt, str) else None,
             )
         )
 

@@ -184,6 +184,9 @@ class InteractionChanged(DomainEvent):
     outcome: str | None = None
     #: seconds waited (abandoned)
     wait: float | None = None
+    #: the campaign call (attempt) a colleague took over by a transfer: its
+    #: result is theirs to give, also after a restart (kept in the report row)
+    attempt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +250,7 @@ EVENTS: Mapping[str, type[DomainEvent]] = {
 }
 
 #: fields left out of the message while they are None (they always were)
-_OPTIONAL = frozenset({"agent", "campaign", "outcome", "wait"})
+_OPTIONAL = frozenset({"agent", "campaign", "outcome", "wait", "attempt"})
 
 
 def to_message(event: DomainEvent) -> dict[str, Any]:

@@ -633,6 +633,18 @@ def disposition_code(raw: str) -> str:
     return _SPECIAL_CODES.get(key, code)
 
 
+def _took_over(conn: Connection, attempt_id: int, agent: str) -> bool:
+    """Whether ``agent`` answered the person of that attempt after a transfer
+    (the interaction row the report writer keeps for the colleague's call)."""
+    t = db.interaction
+    found = conn.execute(
+        select(t.c.id)
+        .where(t.c.attempt_id == attempt_id, t.c.agent_code == agent, t.c.answered_at.is_not(None))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def apply_disposition(
     engine: Engine,
     ref: str,
@@ -678,7 +690,7 @@ def apply_disposition(
         ).first()
         if row is None:
             raise NotFound("interaction", f"no outbound call {ref!r}")
-        if agent is not None and row.agent_code != agent:
+        if agent is not None and row.agent_code != agent and not _took_over(conn, row.id, agent):
             raise Forbidden("agent", f"{agent} did not take call {ref}")
         if code == CALLBACK:
             if callback_at is None:

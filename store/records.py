@@ -148,6 +148,10 @@ class Recorder:
                 if e.stage is Stage.QUEUED:
                     return
             values: dict[str, Any] = {"queue_name": e.queue, "attributes": {"history": history}}
+            if e.attempt is not None:  # a campaign call a colleague took over
+                values["attempt_id"] = conn.execute(
+                    select(db.attempt.c.id).where(db.attempt.c.ref == e.attempt)
+                ).scalar()
             if e.stage is Stage.ANSWERED:
                 values.update(answered_at=at, agent_code=e.agent)
             elif e.stage is not Stage.QUEUED:

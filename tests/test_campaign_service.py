@@ -779,7 +779,8 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
     """Anna (agent1001, on the campaign) transfers a person to the sales
     queue, where only bert (agent1002) works: bert's screen pop names the
     campaign and the attempt, and bert may record the call's result on it
-    (before, only anna could: the attempt row names her)."""
+    (before, only anna could: the attempt row names her) -- also after a
+    restart of the server (before: only while the hub remembered it)."""
     long_talk = {**FAST, "talk": {"dist": "constant", "value": 8.0}}
     pbx = SimPbx(
         reactor, seed=5, agents=2, agent_answer_delay=0.05, workload=parse_workload(long_talk)
@@ -791,6 +792,7 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
     engine = db.make_engine(url)
     db.add_user(engine, "anna", hash_password("anna-password"), "agent", "agent1001")
     db.add_user(engine, "bert", hash_password("bert-password"), "agent", "agent1002")
+    db.add_user(engine, "carl", hash_password("carl-password"), "agent", "agent1003")
     campaign = _demo_campaign(url, tmp_path)
     campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=5.0)})
     queues = {"agent1001": ("sales", DEMO_CAMPAIGN), "agent1002": ("sales",)}
@@ -830,6 +832,25 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
         assert pop.campaign == DEMO_CAMPAIGN and pop.attributes["attempt"] == ref
         status, body = call(app, "POST", f"interactions/{ref}/disposition", {"code": "sale"}, bert)
         assert status == 200 and body["disposition"] == "sale", body
+        # after a restart bert may still correct it (the report row says he took
+        # the person); anna, the first agent, too; carl never had the call
+        app.database.recorder.flush()
+        run(app.service.stopService().asFuture(LOOP))
+        app = Dirigent(settings, CollectorRegistry())
+        app.service.startService()
+        run(wait_for(lambda: app.sessions["sim"].connected, what="PBX after the restart"))
+        bert = token(app, "bert")
+        status, body = call(
+            app, "POST", f"interactions/{ref}/disposition", {"code": "no sale"}, bert
+        )
+        assert status == 200 and body["disposition"] == "no sale", body
+        anna = token(app, "anna")
+        assert (
+            call(app, "POST", f"interactions/{ref}/disposition", {"code": "sale"}, anna)[0] == 200
+        )
+        carl = token(app, "carl")
+        status, body = call(app, "POST", f"interactions/{ref}/disposition", {"code": "x"}, carl)
+        assert status == 403 and body["field"] == "agent", body
     finally:
         run(app.service.stopService().asFuture(LOOP))
         stop_sim(pbx, server)
