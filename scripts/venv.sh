@@ -34,8 +34,11 @@ fi
 stamp="$venv/.dirigent-installed"
 key="$PWD $(sha256sum pyproject.toml | cut -c1-64)"
 want="$key .$1"
+# and only while the package in the environment is this tree's (a `pip install -e`
+# from another clone into the same environment would run that clone's code)
+here=$(pwd -P)
 if [ -z "${DIRIGENT_REINSTALL:-}" ] && grep -qxF "$want" "$stamp" 2>/dev/null &&
-  "$venv/bin/python" -c 'import importlib.metadata as m; m.version("dirigent")' 2>/dev/null; then
+  [ "$(cd / && "$venv/bin/python" -c 'import os, dirigent; print(os.path.realpath(os.path.dirname(os.path.dirname(dirigent.__file__))))' 2>/dev/null)" = "$here" ]; then
   echo "Dirigent$1 is installed in $venv (pyproject.toml unchanged)" >&2
 else
   echo "installing Dirigent$1 into $venv ..." >&2
