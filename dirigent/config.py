@@ -22,9 +22,8 @@ Secrets can stay out of the file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides
 ``[[pbx]] secret`` for the PBX called ``<name>`` (upper-cased, ``-`` as
 ``_``), and ``DIRIGENT_DATABASE_URL`` overrides ``[database] url``.  ``repr``
 of the settings never shows a secret.  A command that only touches the
-database loads the file with ``need=("database",)``
-(:func:`load_database_settings`): the whole file is still checked, but a
-PBX's secret is not demanded of it.
+database loads the file with :func:`load_database_settings`: the whole
+file is still checked, but a PBX's secret is not demanded of it.
 """
 
 from __future__ import annotations
@@ -85,8 +84,6 @@ _EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
 _RESERVED_EXTENS = frozenset({"failed", "talk", "fax"})
 #: the local day for a country's ledger when ``timezone`` is not given
 DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
-#: what :func:`parse_settings` can be asked to build (``need``)
-SECTIONS = frozenset({"http", "database", "log", "pbx", "routing", "campaigns"})
 
 
 class ConfigError(ValueError):
@@ -447,8 +444,9 @@ class ConfigFile(_Table):
     agent: Many[AgentSettings] = ()
     campaign: Many[CampaignConfig] = ()
 
-    def settings(self, env: Mapping[str, str], need: Collection[str]) -> Settings:
-        """The settings of the sections in ``need`` (the others: defaults).
+    def settings(self, env: Mapping[str, str], *, pbxs: bool = True) -> Settings:
+        """The server's settings (``pbxs=False``: without the PBXs, whose
+        secrets are then not demanded).
 
         Names are unique per kind; an agent's queues exist, a campaign's
         queue being one (it gets the defaults unless a ``[[queue]]`` has
@@ -509,14 +507,14 @@ class ConfigFile(_Table):
             **dict(self.routing), queues=queues, agents=tuple(agents), queue_pbx=on
         )
         return Settings(
-            http=self.http if "http" in need else HttpSettings(),
+            http=self.http,
             database=self.database,
             pbxs=tuple(p.build(env, owner, f"pbx[{i}]") for i, p in enumerate(self.pbx))
-            if "pbx" in need
+            if pbxs
             else (),
-            log_format=self.log.format if "log" in need else "text",
-            routing=routing if "routing" in need else RoutingSettings(),
-            campaigns=tuple(campaigns) if "campaigns" in need else (),
+            log_format=self.log.format,
+            routing=routing,
+            campaigns=tuple(campaigns),
         )
 
 
@@ -576,28 +574,19 @@ def _config_error(error: ErrorDetails) -> ConfigError:
 
 
 def parse_settings(
-    data: Mapping[str, Any],
-    env: Mapping[str, str] | None = None,
-    *,
-    need: Collection[str] = SECTIONS,
+    data: Mapping[str, Any], env: Mapping[str, str] | None = None, *, pbxs: bool = True
 ) -> Settings:
-    """Settings from a parsed TOML document.
-
-    The whole document is always checked (keys, types, values, names across
-    tables).  ``need`` names the sections the caller uses (of
-    :data:`SECTIONS`); only those are returned (the others keep their
-    defaults) and only those demand what comes from outside the file: a
+    """Settings from a parsed TOML document, checked whole (keys, types,
+    values, names across tables).  ``pbxs=False``: without the PBXs, so a
     command that only touches the database runs without a PBX's secret."""
     env = os.environ if env is None else env
-    if unknown := set(need) - SECTIONS:
-        raise ValueError(f"need: unknown sections {sorted(unknown)}")
     try:
         doc = ConfigFile.model_validate(
             data, context={"database_url": env.get("DIRIGENT_DATABASE_URL")}
         )
     except ValidationError as exc:
         raise _config_error(exc.errors()[0]) from None
-    return doc.settings(env, need)
+    return doc.settings(env, pbxs=pbxs)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -620,13 +609,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_settings(
-    path: str | Path,
-    env: Mapping[str, str] | None = None,
-    *,
-    need: Collection[str] = SECTIONS,
+    path: str | Path, env: Mapping[str, str] | None = None, *, pbxs: bool = True
 ) -> Settings:
-    """The settings of the file at ``path`` (``need``: see :func:`parse_settings`)."""
-    return parse_settings(read_toml(path), env, need=need)
+    """The settings of the file at ``path`` (``pbxs``: see :func:`parse_settings`)."""
+    return parse_settings(read_toml(path), env, pbxs=pbxs)
 
 
 def load_database_settings(
@@ -634,4 +620,4 @@ def load_database_settings(
 ) -> DatabaseSettings:
     """Only ``[database]`` (the file checked whole): for the commands that
     touch nothing but the database (lists, contacts, consent, users ...)."""
-    return load_settings(path, env, need=("database",)).database
+    return load_settings(path, env, pbxs=False).database
