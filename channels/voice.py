@@ -65,10 +65,12 @@ from core.telephony import (
     PbxGoingDown,
     PbxLost,
     PbxSynced,
+    PbxUnavailable,
     RingFailure,
     Telephony,
     TelephonyEvent,
 )
+from routing.agent import Phase
 from routing.model import Channel, Direction, Interaction
 from routing.router import Exit, Offer, Router
 
@@ -158,6 +160,8 @@ class VoiceInbound:
         #: meanwhile end then, not at the resync
         self.lost_at: float | None = None
         self._pbx_going_down = False  # Shutdown seen: legs hanging up now go with the PBX
+        #: caller's interaction id -> the agent its move waits for (the link is down)
+        self._held: dict[str, str] = {}
         hub.add_adapter(self)
         for agent in self.endpoints:
             hub.add_line(agent, self)
@@ -229,7 +233,7 @@ class VoiceInbound:
     # -- the interactions it owns (center.hub.ChannelAdapter) ------------------------------
     def waiting_inbound(self) -> Iterable[str]:
         for call in self.calls.values():
-            if call.answered_at is None and call.interaction.id in self.hub.router.waiting:
+            if call.answered_at is None and self.hub.router.is_waiting(call.interaction.id):
                 yield call.interaction.queue
 
     def carry_out(self, offer: Offer) -> None:
@@ -239,8 +243,12 @@ class VoiceInbound:
             return
         call.agent = offer.agent
         ep = self.endpoints.get(offer.agent)
-        if ep is None:  # not an agent of this PBX
-            self.hub.router.decline(offer.agent, offer.interaction, self.hub.clock.seconds())
+        if ep is None:  # not an agent of this PBX: the caller goes to the next one now
+            call.agent = None
+            self.hub.route(self._not_here(offer))
+            return
+        if not self.telephony.connected:  # the PBX cannot be told now: after the resync
+            self._hold(offer)
             return
         if ep.mode == "nailed":
             if not self.has_leg(offer.agent):  # an empty conference is no agent
@@ -253,6 +261,50 @@ class VoiceInbound:
         else:
             d = self.telephony.connect_to_agent(uid, offer.agent, ep.endpoint)
         d.addErrback(self._redirect_failed, offer)
+
+    def _hold(self, offer: Offer) -> None:
+        """A move the PBX cannot carry out now (its link is down, or went down
+        under the command): the agent is kept for the caller, the offer does
+        not time out meanwhile (a "no answer" pause would blame the agent for
+        the PBX; a decline would keep the caller from that agent for good),
+        and the move is sent after the resync (:meth:`_send_held`)."""
+        if offer.interaction not in self._held:
+            log.info(
+                "caller {i}: the move to agent {a} waits for the PBX link",
+                i=offer.interaction,
+                a=offer.agent,
+            )
+        self._held[offer.interaction] = offer.agent
+        self.hub.router.hold_offer(offer.interaction)
+
+    def _send_held(self, now: float) -> None:
+        """After the resync: the moves held while the link was down are sent,
+        unless the resync settled them (the caller gone, or already with the
+        agent: its bridge was in the PBX's snapshot), or the agent lost its
+        phone meanwhile (the caller went on to the next agent)."""
+        held, self._held = self._held, {}
+        router = self.hub.router
+        for iid, agent in sorted(held.items()):
+            if router.offered_to(iid) != agent or iid.removeprefix(self.prefix) not in self.calls:
+                continue
+            router.renew_offer(iid, now)
+            self.carry_out(Offer(agent, iid, Channel.VOICE, now + router.offer_timeout))
+
+    def _not_here(self, offer: Offer) -> list[Offer]:
+        """Decline ``offer``, made to an agent with no phone on this PBX, and
+        the offers of our callers the router makes that agent next; return
+        the others (the callers offered to the next agents), to be routed at
+        once.  Declined here in a loop, not through the hub again: with a
+        long queue that recursion would run out of stack."""
+        now = self.hub.clock.seconds()
+        todo: list[Offer] = [offer]
+        others: list[Offer] = []
+        while todo:
+            for new in self.hub.router.decline(offer.agent, todo.pop().interaction, now):
+                call = self.calls.get(new.interaction.removeprefix(self.prefix))
+                ours = call is not None and call.interaction.id == new.interaction
+                (todo if ours and new.agent == offer.agent else others).append(new)
+        return others
 
     def on_exit(self, ex: Exit) -> None:
         uid = ex.interaction.removeprefix(self.prefix)
@@ -522,6 +574,7 @@ class VoiceInbound:
             case PbxSynced():
                 self.lost_at, self._pbx_going_down = None, False
                 self._renail_all()
+                self._send_held(now)
                 self.hub.route(self.hub.router.route(now))
             case PbxLost():
                 self.lost_at = now
@@ -531,7 +584,7 @@ class VoiceInbound:
                 if not self.hub.stopping:
                     log.warn(
                         "PBX link lost: {n} calls stay queued until resync",
-                        n=len(self.hub.router.waiting),
+                        n=self.hub.router.calls_waiting(),
                     )
             case _:
                 pass
@@ -596,13 +649,39 @@ class VoiceInbound:
             e=failure.getErrorMessage(),
         )
         now = self.hub.clock.seconds()
-        if offer.interaction in self.hub.router.offered:
-            self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+        # still this agent's offer (not given back meanwhile, nor offered to another)
+        if self.hub.router.offered_to(offer.interaction) != offer.agent:
+            return
+        if (
+            failure.check(PbxUnavailable)
+            or not self.telephony.connected
+            or self.lost_at is not None
+        ):
+            self._hold(offer)  # went with the link: sent again after the resync
+            return
+        call = self.calls.get(offer.interaction.removeprefix(self.prefix))
+        if call is not None:
+            call.agent = None
+        self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
 
     def _connected(self, uid: str, now: float) -> None:
         call = self.calls[uid]
         iid = call.interaction.id
-        if call.answered_at is not None or call.agent is None or iid not in self.hub.router.offered:
+        if (
+            call.answered_at is not None
+            or call.agent is None
+            or self.hub.router.offered_to(iid) != call.agent
+        ):
+            return
+        ep = self.endpoints.get(call.agent)
+        if (
+            ep is not None
+            and ep.mode == "nailed"
+            and ep.nailed_uniqueid not in self.telephony.bridged_with(uid)
+        ):
+            # a bridge without the agent's leg (an earlier move landing in the
+            # empty ConfBridge of an agent whose phone went away): not connected
+            # yet, the move to this agent follows
             return
         self.hub.router.accept(call.agent, iid, now)
         call.answered_at = now
@@ -618,7 +697,7 @@ class VoiceInbound:
         uid = event.call
         call = self.calls.get(uid)
         iid = self.prefix + uid
-        if call is None or call.agent is None or iid not in self.hub.router.offered:
+        if call is None or call.agent is None or self.hub.router.offered_to(iid) != call.agent:
             return
         agent = call.agent
         call.agent = None
@@ -659,7 +738,7 @@ class VoiceInbound:
                 agent=call.agent,
                 outcome=ENDED_PBX_LOST if lost else None,
             )
-            if uid in self.hub.router.handling:
+            if self.hub.router.handled_by(uid) == call.agent:
                 self.hub.route(self.hub.router.finish(call.agent, uid, now, self.hub.wrap_up))
             if self.hub.metrics:
                 self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
@@ -675,17 +754,50 @@ class VoiceInbound:
             self.hub.route(self.hub.router.route_agent(call.agent, now))
 
     def _agent_lost(self, agent: str, now: float, reason: str) -> None:
-        a = self.hub.router.agents.get(agent)
+        """The agent's nailed-up leg is gone (its phone hung up, or with the
+        PBX): paused with ``reason``; a call in its hands went with the leg
+        (the shipped ConfBridge profile ends the customer with the agent).
+        What was on its way to the agent goes back to its place in the queue
+        and on to the next agent (:meth:`Router.withdraw`), never dropped:
+        dropped, it was neither waiting nor offered, and nobody routed it
+        again.  A caller of ours whom nobody takes at once is put back on
+        hold, since its move may have reached the PBX already (in an empty
+        ConfBridge it would wait for the agent in silence).  Chat, e-mail and
+        SMS in the agent's hands stay there (the desktop still has them)."""
+        router = self.hub.router
+        a = router.agents.get(agent)
         if a is None or not a.logged_in:
             return
         ep = self.endpoints.get(agent)
         if ep is not None and a.pause_reason not in LEG_REASONS | {PHONE_HUNG_UP}:
             ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
-        for iid in list(a.work):
-            a.drop(now, iid, reason)
-            self.hub.router.handling.pop(iid, None)
-            self.hub.router.offered.pop(iid, None)
-        self.hub.router.pause(agent, now, reason)
+        router.pause(agent, now, reason)  # first: not offered again what it gives back
+        offers: list[Offer] = []
+        withdrawn: list[_Call] = []
+        for iid, item in list(a.work.items()):
+            if item.phase is Phase.OFFERED:
+                call = self.calls.get(iid.removeprefix(self.prefix))
+                if call is not None and call.interaction.id == iid:
+                    call.agent = None
+                    withdrawn.append(call)
+                offers += router.withdraw(agent, iid, now, reason)
+            elif item.channel is Channel.VOICE:
+                router.drop(iid, now, reason)
+        self.hub.route(offers)
+        for call in withdrawn:
+            iid = call.interaction.id
+            if router.is_waiting(iid) and iid.removeprefix(self.prefix) in self.calls:
+                self.telephony.transfer_to_queue(
+                    iid.removeprefix(self.prefix), call.interaction.queue
+                ).addErrback(self._hold_failed, iid)
+
+    @staticmethod
+    def _hold_failed(failure: Any, iid: str) -> None:
+        log.warn(
+            "caller {i}: back on hold failed: {e} (its own events say what happened)",
+            i=iid,
+            e=failure.getErrorMessage(),
+        )
 
 
 class InboundAcd(Hub):

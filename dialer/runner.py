@@ -641,8 +641,12 @@ class CampaignRunner:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
             case PbxLost():
                 self.lost_at = self.clock.seconds()
-                # moves into agents' bridges in flight may go with the link
+                # moves into agents' bridges in flight may go with the link; the
+                # router does not time them out meanwhile (a "no answer" pause
+                # would blame the agent for the PBX): the resync settles them
                 self._moves_unsure.update(a for a in self.live if self.router.offered_to(a))
+                for attempt_id in self._moves_unsure:
+                    self.router.hold_offer(attempt_id)
                 if self.status != "stopped":
                     log.warn(
                         "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
@@ -722,7 +726,11 @@ class CampaignRunner:
             return
         attempt.agent = agent
         if self.lost_at is not None:
-            self._moves_unsure.add(attempt.id)  # fails with the link down: the resync settles it
+            # fails with the link down: the resync settles it, no time-out meanwhile
+            self._moves_unsure.add(attempt.id)
+            self.router.hold_offer(attempt.id)
+        else:  # sent now: the offer's time-out counts from here (again, after a hold)
+            self.router.renew_offer(attempt.id, self.clock.seconds())
         d = self.telephony.connect_to_agent(attempt.channel_id, agent)
         self._command(attempt, "connecting to the agent", d)
         self._notify("offered", attempt)

@@ -283,6 +283,43 @@ class Router:
         self._reindex(agent)
         return agent.id
 
+    def is_waiting(self, interaction_id: str) -> bool:
+        """Is ``interaction_id`` in the queue now (not offered, not handled)?"""
+        return interaction_id in self.waiting
+
+    def withdraw(self, agent_id: str, interaction_id: str, now: float, reason: str) -> list[Offer]:
+        """The offer is taken back through no doing of the agent's (the
+        agent's phone went away while the interaction was on its way to it):
+        the interaction goes back to its place in the queue and is offered to
+        the next agent.  Unlike :meth:`decline`, the agent is not paused "no
+        answer" and may be offered it again once it is back (the caller
+        pauses it with its own reason first, so that it is not picked again
+        at once); its state log says ``reason``.  Returns the next offers."""
+        pending = self.offered.get(interaction_id)
+        if pending is None or pending.agent != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        agent = self._agent(agent_id)
+        agent.drop(now, interaction_id, reason)
+        del self.offered[interaction_id]
+        self._reindex(agent)
+        self._push(pending.interaction)
+        return self.route_interaction(interaction_id, now)
+
+    def hold_offer(self, interaction_id: str) -> None:
+        """No time-out for this offer until :meth:`renew_offer`: its move
+        cannot be carried out now (the PBX link is down), and the time-out's
+        "no answer" pause would blame the agent for the PBX.  Whoever holds
+        it settles it (moves it again, or drops it)."""
+        pending = self.offered.get(interaction_id)
+        if pending is not None:
+            pending.deadline = float("inf")
+
+    def renew_offer(self, interaction_id: str, now: float) -> None:
+        """The offer's time-out counts again, from ``now`` (a held move sent again)."""
+        pending = self.offered.get(interaction_id)
+        if pending is not None:
+            pending.deadline = now + self.offer_timeout
+
     # -- eligibility --------------------------------------------------------------------------
     def eligible(self, agent: Agent, interaction: Interaction) -> bool:
         if interaction.agent is not None:
