@@ -636,8 +636,9 @@ class VoiceInbound:
                 campaign=handover.campaign,
             )
             if handover.attempt is not None:
-                # the record's result is given on the campaign's attempt
-                interaction.attributes.setdefault("attempt", handover.attempt)
+                # the record's result is given on the campaign's attempt (the key
+                # is ours: a list column of that name does not hide it)
+                interaction.attributes["attempt"] = handover.attempt
         self.calls[uid] = _Call(interaction)
         self.hub.enqueue(interaction, owner=self)
 

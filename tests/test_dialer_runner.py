@@ -461,7 +461,9 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     acd.nail_up("1001", ["c"])
     acd.nail_up("1002", ["sales"])  # not the campaign's: reached only by the transfer
     clock.run_until(2.0)
-    source = ListSource(["+4930123400001"])
+    source = ListSource([])
+    # a list column named like the attempt's key: the attempt wins on the colleague's pop
+    source.queue = [Lead(0, "+4930123400001", extra={"attempt": "from-the-list", "plan": "gold"})]
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
         tel,
@@ -508,6 +510,7 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     assert (first.agent, first.campaign, first.deadline) == ("1001", "c", None)
     assert (second.agent, second.campaign) == ("1002", "c")
     assert second.customer == "+4930123400001" and second.attributes["attempt"] == attempt.id
+    assert second.attributes["plan"] == "gold", "the record's fields are carried over"
 
     clock.run_until(90.0)  # the person talks 60 s in all, then hangs up
     assert not acd.calls and not router.handling and not router.waiting and not router.offered
