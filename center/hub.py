@@ -217,8 +217,10 @@ class Hub:
         outcome: str | None = None,
         wait: float | None = None,
     ) -> None:
-        attempt = interaction.attributes.get("attempt")
-        if stage is Stage.ANSWERED and agent is not None and isinstance(attempt, str):
+        # the right to a call's result goes with a hand-over, never with an
+        # attribute an integration or a list column could set
+        attempt = interaction.handed_over
+        if stage is Stage.ANSWERED and agent is not None and attempt is not None:
             self._taken_over[attempt] = agent
             while len(self._taken_over) > TAKEN_OVER_KEPT:
                 del self._taken_over[next(iter(self._taken_over))]
@@ -235,7 +237,7 @@ class Hub:
                 agent=agent,
                 outcome=outcome,
                 wait=wait,
-                attempt=attempt if isinstance(attempt, str) else None,
+                attempt=attempt,
             )
         )
 

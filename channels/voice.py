@@ -636,8 +636,10 @@ class VoiceInbound:
                 campaign=handover.campaign,
             )
             if handover.attempt is not None:
-                # the record's result is given on the campaign's attempt (the key
-                # is ours: a list column of that name does not hide it)
+                # the record's result is given on the campaign's attempt: the
+                # right to give it follows the typed field; the pop shows it as
+                # attributes.attempt (a list column of that name does not hide it)
+                interaction.handed_over = handover.attempt
                 interaction.attributes["attempt"] = handover.attempt
         self.calls[uid] = _Call(interaction)
         self.hub.enqueue(interaction, owner=self)

@@ -119,8 +119,14 @@ class User:
     def sees_queue(self, queue: str) -> bool:
         return self.scope is None or self.role == "admin" or queue in self.scope.queues
 
+    @property
+    def campaigns_seen(self) -> frozenset[str] | None:
+        """The campaigns of this user's scope (None: every campaign)."""
+        return None if self.scope is None or self.role == "admin" else self.scope.campaigns
+
     def sees_campaign(self, campaign: str) -> bool:
-        return self.scope is None or self.role == "admin" or campaign in self.scope.campaigns
+        seen = self.campaigns_seen
+        return seen is None or campaign in seen
 
     @property
     def supervises(self) -> bool:

@@ -263,6 +263,8 @@ class Dirigent:
             CampaignService(self.campaigns).setServiceParent(self.service)
         children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
         self.tokens = TokenStore()
+        #: supervisors whose teams have no configured agent (warned once each)
+        self._warned_scopes: set[str] = set()
         # tokens end within REVOCATION_INTERVAL of a password change, a disabled
         # or removed user (done by `dirigent user` in another process)
         revocation = internet.TimerService(REVOCATION_INTERVAL, self._revoke_changed)
@@ -345,7 +347,8 @@ class Dirigent:
                 {a.id: (a.team, a.queues) for a in routing.agents},
                 {c.name: c.settings.queue_name for c in self.settings.campaigns},
             )
-            if not scope.agents:
+            if not scope.agents and username not in self._warned_scopes:
+                self._warned_scopes.add(username)  # once: logins are looked up before the check
                 log.warn(
                     "user {u}: no configured agent is in the teams {t}: it sees nothing",
                     u=username,

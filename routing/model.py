@@ -77,6 +77,10 @@ class Interaction:
     connect_by: float | None = None
     #: the campaign that dialled it (outbound), for the screen pop
     campaign: str | None = None
+    #: the campaign's attempt a hand-over carries (set only by the adapter that
+    #: takes the hand-over, never from attributes): its result is given by the
+    #: agent who answers it
+    handed_over: str | None = None
     #: what happened to it so far: queued, answered, transferred (kept across transfers)
     history: list[HistoryEntry] = field(default_factory=list)
 

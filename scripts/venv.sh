@@ -36,9 +36,11 @@ key="$PWD $(sha256sum pyproject.toml | cut -c1-64)"
 want="$key .$1"
 # and only while the package in the environment is this tree's (a `pip install -e`
 # from another clone into the same environment would run that clone's code)
+# (-P: the current folder is not on the path, or this tree would always be found)
 here=$(pwd -P)
+installed=$("$venv/bin/python" -P -c 'import os, dirigent; print(os.path.realpath(os.path.dirname(os.path.dirname(dirigent.__file__))))' 2>/dev/null)
 if [ -z "${DIRIGENT_REINSTALL:-}" ] && grep -qxF "$want" "$stamp" 2>/dev/null &&
-  [ "$(cd / && "$venv/bin/python" -c 'import os, dirigent; print(os.path.realpath(os.path.dirname(os.path.dirname(dirigent.__file__))))' 2>/dev/null)" = "$here" ]; then
+  [ "$installed" = "$here" ]; then
   echo "Dirigent$1 is installed in $venv (pyproject.toml unchanged)" >&2
 else
   echo "installing Dirigent$1 into $venv ..." >&2

@@ -324,7 +324,7 @@ interaction = Table(
     Column("contact_id", ForeignKey("contact.id"), nullable=True, index=True),
     Column("queue_id", ForeignKey("queue.id"), nullable=True),
     Column("campaign_id", ForeignKey("campaign.id"), nullable=True),
-    Column("attempt_id", ForeignKey("attempt.id"), nullable=True),
+    Column("attempt_id", ForeignKey("attempt.id"), nullable=True, index=True),
     Column("agent_id", ForeignKey("agent.id"), nullable=True),
     Column("pbx", String(40), nullable=True),
     Column("uniqueid", String(150), nullable=True, index=True),

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -194,9 +194,15 @@ class ListOps:
         return set_list_active(self.engine, campaign, name, active)
 
     def disposition(
-        self, ref: str, body: dict[str, Any], agent: str | None, now: float
+        self,
+        ref: str,
+        body: dict[str, Any],
+        agent: str | None,
+        now: float,
+        campaigns: Collection[str] | None = None,
     ) -> dict[str, Any]:
-        """``POST /api/interactions/<id>/disposition`` ``{code, callback_at?}``."""
+        """``POST /api/interactions/<id>/disposition`` ``{code, callback_at?}``
+        (``campaigns``: the only ones a team supervisor may give results for)."""
         code = body.get("code")
         if not isinstance(code, str):
             raise Invalid("code", "give the call's result as text, e.g. 'sale' or 'callback'")
@@ -217,6 +223,7 @@ class ListOps:
             self._retry_rules,
             callback_at=callback_at,
             agent=agent,
+            campaigns=campaigns,
             on_machine=self.on_machine,
         )
 

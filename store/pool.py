@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -654,6 +654,7 @@ def apply_disposition(
     *,
     callback_at: dt.datetime | None = None,
     agent: str | None = None,
+    campaigns: Collection[str] | None = None,
     on_machine: Callable[[MachineCall], None] | None = None,
 ) -> dict[str, Any]:
     """An agent's result for an outbound call (attempt ``ref``).
@@ -668,7 +669,8 @@ def apply_disposition(
     the live answer back from its abandon ledger and retries the record as
     a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`).
     ``agent``: the one giving it, who must be the one who took the call
-    (None: a supervisor).  ``rules``: a campaign's retry rules, by its name."""
+    (None: a supervisor; ``campaigns``: the campaigns a team supervisor's
+    scope holds, None: all).  ``rules``: a campaign's retry rules, by its name."""
     from store.consent import opt_out
 
     code = disposition_code(raw_code)
@@ -692,6 +694,8 @@ def apply_disposition(
             raise NotFound("interaction", f"no outbound call {ref!r}")
         if agent is not None and row.agent_code != agent and not _took_over(conn, row.id, agent):
             raise Forbidden("agent", f"{agent} did not take call {ref}")
+        if campaigns is not None and row.name not in campaigns:
+            raise Forbidden("campaign", f"call {ref} is not of a campaign of your teams")
         if code == CALLBACK:
             if callback_at is None:
                 raise Invalid("callback_at", "a call-back needs its time (ISO 8601 with offset)")

@@ -149,9 +149,11 @@ class Recorder:
                     return
             values: dict[str, Any] = {"queue_name": e.queue, "attributes": {"history": history}}
             if e.attempt is not None:  # a campaign call a colleague took over
-                values["attempt_id"] = conn.execute(
+                found = conn.execute(
                     select(db.attempt.c.id).where(db.attempt.c.ref == e.attempt)
                 ).scalar()
+                if found is not None:
+                    values["attempt_id"] = found
             if e.stage is Stage.ANSWERED:
                 values.update(answered_at=at, agent_code=e.agent)
             elif e.stage is not Stage.QUEUED:

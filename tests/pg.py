@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -41,7 +42,8 @@ def temporary_postgres(database: str = "dirigent_test") -> Iterator[str]:
     bindir = pg_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL is not installed")
-    base = Path(tempfile.mkdtemp(prefix="dirigent-pg-"))
+    _remove_abandoned()
+    base = Path(tempfile.mkdtemp(prefix=PREFIX))
     data = base / "data"
     port = free_port()
     as_user: list[str] = []
@@ -51,14 +53,15 @@ def temporary_postgres(database: str = "dirigent_test") -> Iterator[str]:
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "dirigent", "-A", "trust", "--no-sync"]
     subprocess.run([*as_user, *initdb], check=True, capture_output=True)
     postgres = [str(bindir / "postgres"), "-D", str(data), "-k", str(base), "-F"]
-    server = subprocess.Popen(
-        [*postgres, "-h", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(base / "log").open("ab"),
-        preexec_fn=_die_with_parent,  # after the switch to the postgres user
-        user="postgres" if as_user else None,
-        group="postgres" if as_user else None,
-    )
+    with (base / "log").open("ab") as log_file:
+        server = subprocess.Popen(
+            [*postgres, "-h", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),  # as postgres already
+            user="postgres" if as_user else None,
+            group="postgres" if as_user else None,
+        )
     try:
         ready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
         deadline = time.monotonic() + 60
@@ -86,9 +89,33 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """In the child before exec: the kernel sends SIGINT (a fast shutdown)
     when the process that started it dies, however it died
     (PR_SET_PDEATHSIG; only from the main thread: the signal follows the
-    thread that forked)."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    thread that forked).  A parent already gone before the call: no server."""
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGINT) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+#: the data folders of our servers (a run killed with SIGKILL leaves its own behind)
+PREFIX = "dirigent-pg-"
+
+
+def _remove_abandoned(older_than: float = 3600.0) -> None:
+    """Data folders of servers that are gone (no live postmaster), left by
+    killed runs; only old ones: a folder of a run starting now has no
+    postmaster yet."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            if time.time() - folder.stat().st_mtime < older_than:
+                continue
+            pid_file = folder / "data" / "postmaster.pid"
+            pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+            if pid is not None and Path(f"/proc/{pid}").exists():
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)

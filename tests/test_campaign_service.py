@@ -18,7 +18,7 @@ from dialer.runner import Attempt
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
-from routing.model import QueueConfig
+from routing.model import Channel, QueueConfig
 from sim.ami_server import SimAmiServer
 from sim.pbx import SimChannel, SimPbx
 from sim.workload import parse_workload
@@ -793,6 +793,7 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
     db.add_user(engine, "anna", hash_password("anna-password"), "agent", "agent1001")
     db.add_user(engine, "bert", hash_password("bert-password"), "agent", "agent1002")
     db.add_user(engine, "carl", hash_password("carl-password"), "agent", "agent1003")
+    db.add_user(engine, "sue", hash_password("sue-password"), "supervisor", None)
     campaign = _demo_campaign(url, tmp_path)
     campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=5.0)})
     queues = {"agent1001": ("sales", DEMO_CAMPAIGN), "agent1002": ("sales",)}
@@ -802,9 +803,19 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
         pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
         routing=RoutingSettings(
             queues=(QueueConfig("sales"), QueueConfig(DEMO_CAMPAIGN)),
-            agents=tuple(
-                AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=q, auto_login=True)
-                for a, q in queues.items()
+            agents=(
+                *(
+                    AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=q, auto_login=True)
+                    for a, q in queues.items()
+                ),
+                # chats only: never has the person
+                AgentSettings(
+                    id="agent1003",
+                    endpoint="1003",
+                    capacity={Channel.CHAT: 1},
+                    queues=("sales",),
+                    auto_login=True,
+                ),
             ),
         ),
         campaigns=(campaign,),
@@ -848,7 +859,14 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
         assert (
             call(app, "POST", f"interactions/{ref}/disposition", {"code": "sale"}, anna)[0] == 200
         )
-        carl = token(app, "carl")
+        # a chat whose attributes name the attempt gives carl no right to its result
+        sue, carl = token(app, "sue"), token(app, "carl")
+        chat = {"channel": "chat", "queue": "sales", "attributes": {"attempt": ref}}
+        status, created = call(app, "POST", "interactions", chat, sue)
+        assert status == 200, created
+        status, body = call(app, "POST", f"interactions/{created['id']}/accept", None, carl)
+        assert status == 200, body
+        app.database.recorder.flush()
         status, body = call(app, "POST", f"interactions/{ref}/disposition", {"code": "x"}, carl)
         assert status == 403 and body["field"] == "agent", body
     finally:

@@ -19,6 +19,7 @@ from asterisk.session import PbxSettings
 from cti.auth import hash_password
 from dirigent.config import (
     AgentSettings,
+    CampaignConfig,
     DatabaseSettings,
     HttpSettings,
     RoutingSettings,
@@ -82,7 +83,14 @@ def centre(sim, tmp_path):
             ),
         ),
     )
-    dirigent = Dirigent(settings, CollectorRegistry())
+    # a campaign dialling for each team (never started)
+    campaigns = tuple(
+        CampaignConfig.model_validate(
+            {"name": name, "country": "DE", "caller_id": "+493055500000", "queue": queue}
+        )
+        for name, queue in (("winback", "sales"), ("survey", "support"))
+    )
+    dirigent = Dirigent(settings.model_copy(update={"campaigns": campaigns}), CollectorRegistry())
     dirigent.service.startService()
     run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
     yield dirigent
@@ -205,3 +213,63 @@ def test_a_scope_holds_the_teams_agents_their_queues_and_the_campaigns_dialling_
     # an admin's scope, were it given, changes nothing: admins see the whole centre
     root = User("root", "admin", scope=scope)
     assert visible_to(root, figures["survey"]) and root.may_act_for("ben")
+
+
+def test_a_team_supervisor_controls_the_campaigns_and_lists_of_its_teams_only(centre):
+    nora, sam = _token(centre, "nora"), _token(centre, "sam")
+    status, views = call(centre, "GET", "campaigns", token=nora)
+    assert status == 200 and [v["campaign"] for v in views] == ["winback"]
+    assert [v["campaign"] for v in call(centre, "GET", "campaigns", token=sam)[1]] == [
+        "survey",
+        "winback",
+    ]
+    for method, path, body in (
+        ("GET", "campaigns/survey", None),
+        ("POST", "campaigns/survey/start", None),
+        ("PATCH", "campaigns/survey", {"abandon_target": 0.02}),
+        ("GET", "campaigns/survey/pool", None),
+        ("GET", "campaigns/no-such-campaign", None),  # other names: not even whether they exist
+        ("PATCH", "lists/survey/leads.csv", {"active": False}),
+        ("POST", "lists/merge", {"campaign": "survey", "keep": 1, "drop": [2]}),
+    ):
+        status, answer = call(centre, method, path, body, nora)
+        assert status == 403 and answer["field"] == "campaign", (path, answer)
+    assert centre.campaigns is not None
+    assert centre.campaigns.get("survey").runner.status != "running"
+    assert call(centre, "GET", "campaigns/winback", token=nora)[0] == 200
+    status, answer = call(centre, "GET", "campaigns/no-such-campaign", token=sam)
+    assert status == 404, answer
+    # nora staffs her teams' queues only, also for her own agents
+    status, answer = call(centre, "POST", "agents/anna/login", {"queues": ["support"]}, nora)
+    assert status == 403 and answer["field"] == "queues"
+
+
+def test_a_team_supervisor_gives_results_for_its_teams_campaign_calls_only(centre):
+    import datetime as dt
+
+    from sqlalchemy import insert, select
+
+    engine = centre.database.engine
+    with engine.begin() as conn:
+        for name in ("winback", "survey"):
+            campaign = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name))
+            conn.execute(
+                insert(db.attempt).values(
+                    ref=f"{name}-1",
+                    campaign_id=campaign.scalar_one(),
+                    e164="+4930123400009",
+                    pbx="sim",
+                    started_at=dt.datetime.now(dt.UTC),
+                )
+            )
+    nora = _token(centre, "nora")
+    status, answer = call(
+        centre, "POST", "interactions/survey-1/disposition", {"code": "do-not-call"}, nora
+    )
+    assert status == 403 and answer["field"] == "campaign", answer
+    status, answer = call(centre, "GET", "dnc/+4930123400009", token=nora)
+    assert status == 200 and not answer["blocked"], "the number was not put on the DNC list"
+    status, answer = call(
+        centre, "POST", "interactions/winback-1/disposition", {"code": "sale"}, nora
+    )
+    assert status == 200 and answer["disposition"] == "sale", answer

@@ -82,6 +82,8 @@ def register(app: Klein, api: ApiContext) -> None:
         for q in body.queues:
             if not ops.has_queue(q):
                 raise Invalid("queues", f"unknown queue {q!r}")
+            if not user.sees_queue(q):  # a team supervisor staffs its teams' queues
+                raise Forbidden("queues", f"{q} is not a queue of {user.username}'s teams")
         ops.login(agent_id, body.queues, body.paused)
         return acted(agent_id)
 

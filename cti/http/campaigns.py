@@ -51,9 +51,8 @@ def register(app: Klein, api: ApiContext) -> None:
 
     def in_scope(user: User, name: str) -> None:
         """A supervisor of some teams sees and controls the campaigns dialling
-        into their queues (an unknown name is still a 404)."""
-        with _known():
-            campaigns().view(name)
+        into their queues; any other name is a 403, known or not (its teams
+        cannot probe which campaigns the others have)."""
         if not user.sees_campaign(name):
             raise Forbidden("campaign", f"{name} dials for no team {user.username} oversees")
 
@@ -88,8 +87,7 @@ def register(app: Klein, api: ApiContext) -> None:
     async def pool(request: Request, user: User, name: str) -> dict[str, Any]:
         if api.lists is None:
             raise NotFound("lists", "no database in this setup")
-        if not user.sees_campaign(name):
-            raise Forbidden("campaign", f"{name} dials for no team {user.username} oversees")
+        in_scope(user, name)
         status: Callable[[str, float], dict[str, Any]] = api.lists.pool
         result: dict[str, Any] = await threads.deferToThread(status, name, api.now())
         return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from inspect import iscoroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -95,7 +95,12 @@ class ListOps(Protocol):
     def merge(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def set_active(self, campaign: str, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def disposition(
-        self, ref: str, body: dict[str, Any], agent: str | None, now: float
+        self,
+        ref: str,
+        body: dict[str, Any],
+        agent: str | None,
+        now: float,
+        campaigns: Collection[str] | None = None,
     ) -> dict[str, Any]: ...
     def find_contacts(self, phone: str, region: str | None = None) -> dict[str, Any]: ...
 

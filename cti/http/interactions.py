@@ -111,6 +111,6 @@ def register(app: Klein, api: ApiContext) -> None:
             agent = None  # the colleague a transfer gave the person to: the result is theirs
         body = read_body(request)
         result: dict[str, Any] = await threads.deferToThread(
-            api.lists.disposition, ref, body, agent, api.now()
+            api.lists.disposition, ref, body, agent, api.now(), user.campaigns_seen
         )
         return result

@@ -20,7 +20,7 @@ from klein import Klein
 from twisted.internet import threads
 from twisted.web.server import Request
 
-from core.errors import Invalid, NotFound
+from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.errors import ApiError
 from cti.http.context import (
@@ -41,6 +41,13 @@ def register(app: Klein, api: ApiContext) -> None:
             raise NotFound("lists", "no database in this setup")
         return api.lists
 
+    def in_scope(user: User, campaign: object) -> None:
+        """A supervisor of some teams manages the lists of the campaigns
+        dialling into their queues only (do-not-call and consent are the
+        whole centre's: a number's consent is not a team's)."""
+        if isinstance(campaign, str) and not user.sees_campaign(campaign):
+            raise Forbidden("campaign", f"{campaign} dials for no team {user.username} oversees")
+
     async def threaded(fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[str, Any]:
         result: dict[str, Any] = await threads.deferToThread(fn, *args, **kw)
         return result
@@ -59,6 +66,7 @@ def register(app: Klein, api: ApiContext) -> None:
             raise Invalid("campaign", "required (?campaign=...)")
         if not name:
             raise Invalid("name", "required: the file's name (?name=customers.csv)")
+        in_scope(user, campaign)
         body = request.content
         if body is None:
             raise Invalid("body", "the list file is missing")
@@ -76,12 +84,15 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     async def merge(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        return await threaded(ops.merge, read_body(request))
+        body = read_body(request)
+        in_scope(user, body.get("campaign") if isinstance(body, dict) else None)
+        return await threaded(ops.merge, body)
 
     @route(app, "/lists/<campaign>/<name>", "PATCH")
     @manager
     async def set_active(request: Request, user: User, campaign: str, name: str) -> dict[str, Any]:
         ops = lists()
+        in_scope(user, campaign)
         return await threaded(ops.set_active, campaign, name, read_body(request))
 
     @route(app, "/dnc", "POST")
