@@ -63,7 +63,8 @@ def _lognormal_quantiles(mean: float, sd: float, n: int) -> np.ndarray:
     sigma2 = np.log1p((sd / mean) ** 2)
     mu = np.log(mean) - sigma2 / 2
     q = (np.arange(n) + 0.5) / n
-    return np.exp(mu + np.sqrt(sigma2) * ndtri(q))
+    quantiles: np.ndarray = np.exp(mu + np.sqrt(sigma2) * ndtri(q))  # scipy's ndtri: untyped
+    return quantiles
 
 
 class Estimates:
