@@ -121,6 +121,18 @@ def test_agents_act_for_themselves_supervisors_for_anyone(app):
     assert status == 200 and view["skills"] == {"de": 8}
 
 
+def test_a_skill_given_by_a_supervisor_brings_the_waiting_chat_that_needs_it_at_once(app):
+    """The answer to the change already shows the chat on its way to the
+    agent (before, it waited for the centre's next routing tick)."""
+    anna, boss = token(app, "anna"), token(app, "boss")
+    assert call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)[0] == 200
+    chat = {"channel": "chat", "queue": "sales", "skills": {"fr": 5}, "customer": "c-fr-1"}
+    status, created = call(app, "POST", "interactions", chat, boss)
+    assert status == 200 and created["waiting"] is True, "nobody speaks French yet"
+    status, view = call(app, "PUT", "agents/anna/skills", {"skills": {"fr": 6}}, boss)
+    assert status == 200 and [w["interaction"] for w in view["work"]] == [created["id"]], view
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "field", "reason"),
     [
