@@ -38,7 +38,7 @@ want="$key .$1"
 # from another clone into the same environment would run that clone's code)
 # (-P: the current folder is not on the path, or this tree would always be found)
 here=$(pwd -P)
-installed=$("$venv/bin/python" -P -c 'import os, dirigent; print(os.path.realpath(os.path.dirname(os.path.dirname(dirigent.__file__))))' 2>/dev/null)
+installed=$("$venv/bin/python" -P -c 'import os, dirigent; print(os.path.realpath(os.path.dirname(os.path.dirname(dirigent.__file__))))' 2>/dev/null || true)
 if [ -z "${DIRIGENT_REINSTALL:-}" ] && grep -qxF "$want" "$stamp" 2>/dev/null &&
   [ "$installed" = "$here" ]; then
   echo "Dirigent$1 is installed in $venv (pyproject.toml unchanged)" >&2

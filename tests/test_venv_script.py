@@ -11,10 +11,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: a fresh environment has no dirigent (the import fails) until pip ran once
 FAKE_PYTHON = """#!/bin/sh
 case "$*" in
   *"-m pip install"*) echo pip >> "$PIP_LOG"; exit 0 ;;
-  *"import os, dirigent"*) echo "$DIRIGENT_AT"; exit 0 ;;
+  *"import os, dirigent"*) [ -f "$PIP_LOG" ] || exit 1; echo "$DIRIGENT_AT"; exit 0 ;;
 esac
 exec python3 "$@"
 """
@@ -33,11 +34,16 @@ def _tree(tmp_path: Path) -> Path:
 
 
 def _source(tree: Path, dirigent_at: Path) -> int:
-    """Source the script as demo.sh and test.sh do; returns how often pip ran so far."""
+    """Source the script as demo.sh does (``set -euo pipefail``); returns how
+    often pip ran so far."""
     log = tree / "pip.log"
     env = {"PATH": "/usr/bin:/bin", "PIP_LOG": str(log), "DIRIGENT_AT": str(dirigent_at)}
     subprocess.run(
-        ["bash", "-c", '. scripts/venv.sh "[test]"'], cwd=tree, env=env, check=True, timeout=60
+        ["bash", "-c", 'set -euo pipefail; . scripts/venv.sh "[test]"; echo sourced >&2'],
+        cwd=tree,
+        env=env,
+        check=True,
+        timeout=60,
     )
     return len(log.read_text().split()) if log.exists() else 0
 
