@@ -96,7 +96,14 @@ def test_an_outage_past_the_offer_time_out_pauses_no_agent_no_answer(
 
         runner.listeners.append(link_drops_with_the_move)
         runner.start()
-        run(wait_for(lambda: bool(offered), timeout=15, what="a person offered to an agent"))
+        try:
+            run(wait_for(lambda: bool(offered), timeout=30, what="a person offered to an agent"))
+        except AssertionError as exc:  # say why (seen once under a loaded CI run)
+            raise AssertionError(
+                f"{exc}: runner {runner.status} ({runner.idle_reason}), {runner.stats}, "
+                f"attempts {[(a.id, a.outcome, a.verdict) for a in runner.live.values()]}, "
+                f"link up {session.connected}, PBX {dict(pbx.stats)}"
+            ) from None
         (attempt,) = offered
         settle(2.5)  # the outage: past the offer time-out (1 s) and the connect deadline (2 s)
         assert all(router.agents[a].pause_reason != NO_ANSWER for a in AGENTS), (
