@@ -391,7 +391,9 @@ class Predictive(Strategy):
         def p_abandon(ks: np.ndarray) -> np.ndarray:
             before = (ks - 1.0)[:, None]  # new calls placed before the k-th
             sd = np.sqrt(np.maximum(var + before * w.spread, 0.01))
-            return ndtr((base + before * w.new_call) / sd) @ w.need_weights
+            # scipy's ndtr is untyped: the product is an array all the same
+            p: np.ndarray = ndtr((base + before * w.new_call) / sd) @ w.need_weights
+            return p
 
         return self._search(p_abandon, most, lam, done=1)
 
@@ -464,7 +466,8 @@ def wrap_free_by(s: Snapshot, t: Tables, c: int, n: int) -> np.ndarray:
     p = Tables.rows(t.wrap, s.wrapping)[:, c : c + n]
     if len(s.wrap_left) != len(s.wrapping) or not len(p):
         return p
-    return np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, c : c + n])
+    done: np.ndarray = np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, c : c + n])
+    return done
 
 
 def estimates_for(settings: CampaignSettings) -> Estimates:
@@ -559,7 +562,8 @@ def exact_abandon_chances(
                 bdtrc(np.maximum(need - 1, 0), trials, w.new_call[None, :, None]),
             ),
         )
-        return (tail * pmf[None, :, :]).sum(axis=2) @ w.need_weights
+        p: np.ndarray = (tail * pmf[None, :, :]).sum(axis=2) @ w.need_weights
+        return p
 
     return p_abandon
 
