@@ -25,7 +25,7 @@ from core.telephony import PbxSynced
 from dialer.campaign import CampaignSettings, validate
 from dialer.pacing import Progressive
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
-from routing.agent import Agent, AgentState
+from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.ami_server import SimAmiServer
@@ -47,7 +47,13 @@ def _patient_number(pbx: SimPbx) -> str:
     raise AssertionError("no patient customer among 1000 numbers")
 
 
-def _move_lost_with_the_link(session_factory: Any, outage: float) -> dict[str, Any]:
+def _move_lost_with_the_link(
+    session_factory: Any, outage: float, offer_timeout: float = 15.0
+) -> dict[str, Any]:
+    """A person reached, offered to an agent, the move into its bridge lost
+    with the AMI link, the link back after ``outage`` seconds; what the
+    runner, the router and the PBX then say (also who was paused "no
+    answer" while the link was down, for a short ``offer_timeout``)."""
     wl = replace(
         workload(live=1.0),
         ring=Distribution("constant", value=0.5),
@@ -64,7 +70,7 @@ def _move_lost_with_the_link(session_factory: Any, outage: float) -> dict[str, A
         for a in ("1001", "1002"):
             tel.originate(f"PJSIP/{a}", context="dirigent-agent", exten=a, channel_id=f"agent-{a}")
         run(wait_for(lambda: len(pbx.bridges) >= 2, what="the agents in their bridges"))
-        router = Router({"c": QueueConfig("c")})
+        router = Router({"c": QueueConfig("c")}, offer_timeout=offer_timeout)
         for a in ("1001", "1002"):
             router.add_agent(Agent(a))
             router.login(a, reactor.seconds(), ["c"])
@@ -92,11 +98,19 @@ def _move_lost_with_the_link(session_factory: Any, outage: float) -> dict[str, A
 
         runner.listeners.append(link_drops_with_the_move)
         runner.start()
-        run(wait_for(lambda: bool(offered), timeout=15, what="a person offered to an agent"))
+        try:
+            run(wait_for(lambda: bool(offered), timeout=30, what="a person offered to an agent"))
+        except AssertionError as exc:  # say why (seen once under a loaded CI run)
+            raise AssertionError(
+                f"{exc}: runner {runner.status} ({runner.idle_reason}), {runner.stats}, "
+                f"attempts {[(a.id, a.outcome, a.verdict) for a in runner.live.values()]}, "
+                f"link up {session.connected}, PBX {dict(pbx.stats)}"
+            ) from None
         (attempt,) = offered
         agent = attempt.agent
         assert agent is not None and router.agents[agent].state is AgentState.RESERVED
         settle(outage)
+        no_answer_meanwhile = [a for a, g in router.agents.items() if g.pause_reason == NO_ANSWER]
         person = next(c for c in pbx.channels.values() if c.uniqueid == attempt.channel_id)
         assert person.bridge is None, "on the PBX the person was never moved"
         pbx.subscribe(server.broadcast)
@@ -109,6 +123,8 @@ def _move_lost_with_the_link(session_factory: Any, outage: float) -> dict[str, A
             "state": router.agents[agent].state,
             "abandon_messages": pbx.stats.get("abandon_message", 0),
             "runner": runner,
+            "router": router,
+            "no_answer_meanwhile": no_answer_meanwhile,
         }
         runner.stop()
         return seen
