@@ -39,7 +39,14 @@ from twisted.internet.task import LoopingCall
 from center.kpi import Kpi
 from center.metrics import AcdMetrics
 from core.bus import EventBus
-from core.events import AgentStateChanged, InteractionChanged, OfferMade, Stage
+from core.events import (
+    AgentStateChanged,
+    InteractionChanged,
+    OfferEnd,
+    OfferEnded,
+    OfferMade,
+    Stage,
+)
 from routing.agent import Agent, AgentState
 from routing.model import Channel, Handover, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
@@ -116,7 +123,10 @@ class Hub:
         #: a campaign's attempt -> the agent who took the person after a
         #: transfer (that agent gives the record's result); the latest kept
         self._taken_over: dict[str, str] = {}
+        #: interaction -> the agent whose screen shows its pop (until the offer ends)
+        self._popped: dict[str, str] = {}
         router.agent_listeners.append(self._agent_changed)
+        router.offer_listeners.append(self._offer_ended)
         self.stopping = False
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
@@ -355,6 +365,20 @@ class Hub:
                     campaign=it.campaign,
                 )
             )
+            self._popped[it.id] = offer.agent
+            if self.router.handled_by(it.id) == offer.agent:  # taken while being carried out
+                self._offer_ended(offer.agent, it, OfferEnd.ACCEPTED, self.clock.seconds())
+
+    def _offer_ended(self, agent: str, interaction: Interaction, end: OfferEnd, now: float) -> None:
+        """Take the pop back from the agent's screen, however the offer ended
+        (only a pop that was shown: an offer its adapter refused on the spot
+        never reached the screen)."""
+        if self._popped.get(interaction.id) != agent:
+            return
+        del self._popped[interaction.id]
+        self.bus.publish(
+            OfferEnded(now, agent, interaction.id, interaction.channel, interaction.queue, end)
+        )
 
     # -- the faces' queries and settings (they see the router only through these) -----------
     def agent(self, agent_id: str) -> Agent | None:

@@ -207,6 +207,32 @@ class OfferMade(DomainEvent):
     campaign: str | None = None
 
 
+class OfferEnd(enum.StrEnum):
+    """How an offer ended (:class:`OfferEnded`)."""
+
+    ACCEPTED = "accepted"  # the agent has it now
+    DECLINED = "declined"  # the agent said no
+    TIMED_OUT = "timed_out"  # no answer in time: the agent is paused "no answer"
+    WITHDRAWN = "withdrawn"  # taken back, not the agent's doing (its phone went away)
+    GONE = "gone"  # the customer left, or the call went with the PBX
+
+
+@dataclass(frozen=True, slots=True)
+class OfferEnded(DomainEvent):
+    """The screen pop of :class:`OfferMade` is over: a desktop closes it.
+    The agent's state alone cannot tell which pop ended or how: an agent
+    with a chat in hand goes reserved -> busy whether it took a second chat
+    or that customer left first."""
+
+    TYPE: ClassVar[str] = "offer_ended"
+
+    agent: str
+    interaction: str
+    channel: Channel
+    queue: str
+    end: OfferEnd
+
+
 @dataclass(frozen=True, slots=True)
 class PreviewShown(DomainEvent):
     """A preview campaign put a record on ``agent``'s screen (``at``: the
@@ -246,7 +272,14 @@ class CampaignFigures(DomainEvent):
 #: every event class, by its message ``type``
 EVENTS: Mapping[str, type[DomainEvent]] = {
     cls.TYPE: cls
-    for cls in (AgentStateChanged, InteractionChanged, OfferMade, PreviewShown, CampaignFigures)
+    for cls in (
+        AgentStateChanged,
+        InteractionChanged,
+        OfferMade,
+        OfferEnded,
+        PreviewShown,
+        CampaignFigures,
+    )
 }
 
 #: fields left out of the message while they are None (they always were)

@@ -3,7 +3,10 @@
 Each message is one JSON object made from a typed event of the in-process
 :class:`EventBus` by :func:`core.events.to_message` (the one serialiser):
 ``{"type": "agent", "agent": ..., "state": ...}``, ``{"type": "offer",
-"agent": ..., "interaction": ..., "channel": ..., ...}``.
+"agent": ..., "interaction": ..., "channel": ..., ...}``, and when that
+offer is over, however it ended, ``{"type": "offer_ended", "agent": ...,
+"interaction": ..., "end": "accepted" | "declined" | "timed_out" |
+"withdrawn" | "gone"}`` (the desktop closes the pop).
 
 Who sees what: an agent's socket carries the messages that name that agent
 (its own state, its own offers and previews, the interactions it answers and
@@ -37,6 +40,7 @@ from core.events import (
     CampaignFigures,
     DomainEvent,
     InteractionChanged,
+    OfferEnded,
     OfferMade,
     PreviewShown,
     to_message,
@@ -56,7 +60,10 @@ def visible_to(user: User, event: DomainEvent) -> bool:
             case CampaignFigures(campaign=campaign):
                 return user.sees_campaign(campaign)
             case (
-                AgentStateChanged(agent=agent) | OfferMade(agent=agent) | PreviewShown(agent=agent)
+                AgentStateChanged(agent=agent)
+                | OfferMade(agent=agent)
+                | OfferEnded(agent=agent)
+                | PreviewShown(agent=agent)
             ):
                 return user.sees_agent(agent)
             case InteractionChanged(agent=agent, queue=queue):
@@ -65,7 +72,12 @@ def visible_to(user: User, event: DomainEvent) -> bool:
     match event:
         case CampaignFigures():
             return False  # campaign figures are for supervisors, not every desktop
-        case AgentStateChanged(agent=agent) | OfferMade(agent=agent) | PreviewShown(agent=agent):
+        case (
+            AgentStateChanged(agent=agent)
+            | OfferMade(agent=agent)
+            | OfferEnded(agent=agent)
+            | PreviewShown(agent=agent)
+        ):
             return user.agent is not None and agent == user.agent
         case InteractionChanged(agent=agent):
             return user.agent is not None and agent == user.agent

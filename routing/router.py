@@ -25,6 +25,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from core.events import OfferEnd
 from routing.agent import Agent, Phase
 from routing.blending import BlendingRules
 from routing.model import (
@@ -99,6 +100,9 @@ class Router:
         self.stats = RouterStats()
         #: called after every change to an agent (state, work, capacity)
         self.agent_listeners: list[Callable[[Agent], None]] = []
+        #: called when an offer ends, however it ends (agent, interaction, how, when):
+        #: the hub takes the agent's screen pop back
+        self.offer_listeners: list[Callable[[str, Interaction, OfferEnd, float], None]] = []
 
     # -- agents -----------------------------------------------------------------------------
     def add_agent(self, agent: Agent) -> None:
@@ -250,8 +254,13 @@ class Router:
             agent = self.agents[pending.agent]
             agent.drop(now, interaction_id, "caller left")
             self._reindex(agent)
+            self._offer_over(pending, OfferEnd.GONE, now)
             return pending.interaction
         return None
+
+    def _offer_over(self, pending: _Pending, end: OfferEnd, now: float) -> None:
+        for listener in self.offer_listeners:
+            listener(pending.agent, pending.interaction, end, now)
 
     def offered_to(self, interaction_id: str) -> str | None:
         """The agent ``interaction_id`` is offered to now (None: not offered)."""
@@ -274,6 +283,7 @@ class Router:
         pending = self.offered.pop(interaction_id, None)
         if pending is not None:
             agent_id: str | None = pending.agent
+            self._offer_over(pending, OfferEnd.GONE, now)
         else:
             agent_id = self.handling.pop(interaction_id, None)
             self.handled_interactions.pop(interaction_id, None)
@@ -302,6 +312,7 @@ class Router:
         agent.drop(now, interaction_id, reason)
         del self.offered[interaction_id]
         self._reindex(agent)
+        self._offer_over(pending, OfferEnd.WITHDRAWN, now)
         self._push(pending.interaction)
         return self.route_interaction(interaction_id, now)
 
@@ -473,6 +484,7 @@ class Router:
         self.handling[interaction_id] = agent_id
         self.handled_interactions[interaction_id] = pending.interaction
         pending.interaction.history.append(HistoryEntry.answered(agent_id, now))
+        self._offer_over(pending, OfferEnd.ACCEPTED, now)
         return pending.interaction
 
     def decline(
@@ -488,6 +500,7 @@ class Router:
         del self.offered[interaction_id]
         pending.interaction.declined_by.add(agent_id)
         self._reindex(agent)
+        self._offer_over(pending, OfferEnd.TIMED_OUT if timed_out else OfferEnd.DECLINED, now)
         self._push(pending.interaction)
         offers = self.route_interaction(interaction_id, now)
         if not timed_out:

@@ -138,7 +138,7 @@ def test_history_entries_are_typed_and_serialise_to_the_json_they_always_had():
 
 
 def test_every_event_class_is_named_once_with_its_message_type():
-    assert set(EVENTS) == {"agent", "interaction", "offer", "preview", "campaign"}
+    assert set(EVENTS) == {"agent", "interaction", "offer", "offer_ended", "preview", "campaign"}
     assert all(issubclass(cls, DomainEvent) and t == cls.TYPE for t, cls in EVENTS.items())
 
 

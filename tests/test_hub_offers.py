@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.voice import NO_PHONE, AgentEndpoint, InboundAcd
-from core.events import AgentStateChanged, OfferMade, to_message
+from core.events import AgentStateChanged, OfferEnded, OfferMade, to_message
 from dialer.campaign import CampaignSettings, validate
 from dialer.pacing import Progressive
 from dialer.runner import CampaignRunner
@@ -63,6 +63,7 @@ def test_an_agent_whose_leg_left_its_bridge_gets_no_pop_for_the_person_a_colleag
     pushed: list[dict[str, Any]] = []  # what the agents' sockets carry (the push's messages)
     acd.bus.subscribe(OfferMade, lambda e: pushed.append(to_message(e)))
     acd.bus.subscribe(AgentStateChanged, lambda e: pushed.append(to_message(e)))
+    acd.bus.subscribe(OfferEnded, lambda e: pushed.append(to_message(e)))
 
     def leg_out_of_its_bridge(what: str, attempt: Any) -> None:
         """The person is about to be offered; at that moment the leg of the
@@ -83,3 +84,5 @@ def test_an_agent_whose_leg_left_its_bridge_gets_no_pop_for_the_person_a_colleag
     assert any(m.get("pause_reason") == NO_PHONE for m in refused), "1001 was picked, refused"
     pops = [(m["agent"], m["customer"]) for m in pushed if m["type"] == "offer"]
     assert pops == [("1002", "+4930123400001")], "no pop on 1001's screen for 1002's call"
+    ends = [(m["agent"], m["end"]) for m in pushed if m["type"] == "offer_ended"]
+    assert ends == [("1002", "accepted")], "no pop to take back from 1001; 1002's ends taken"
