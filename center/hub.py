@@ -39,6 +39,7 @@ from twisted.internet.task import LoopingCall
 from center.kpi import Kpi
 from center.metrics import AcdMetrics
 from core.bus import EventBus
+from core.errors import Conflict
 from core.events import (
     AgentStateChanged,
     InteractionChanged,
@@ -277,9 +278,15 @@ class Hub:
         return iid
 
     def accept(self, agent: str, interaction: str) -> None:
+        """An agent takes an offered chat, e-mail or SMS (the desktop's button).
+        A call is not accepted here: its adapter accepts it once the agent's
+        phone is in the call (until then the agent would show busy with a
+        call nobody answered)."""
         pending = self.router.offered.get(interaction)
         if pending is None or pending.agent != agent:
             raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
+        if interaction in self._owners:
+            raise Conflict("interaction", f"{interaction} is a call: it is answered on the phone")
         now = self.clock.seconds()
         self.router.accept(agent, interaction, now)
         self.publish_interaction(Stage.ANSWERED, pending.interaction, agent=agent)
@@ -291,6 +298,11 @@ class Hub:
             )
 
     def finish(self, agent: str, interaction: str, wrap_up: float) -> None:
+        """The agent is done with a chat, e-mail or SMS.  A call ends when it
+        is hung up (its adapter finishes it): finished here, the agent would
+        be offered the next caller in the middle of the conversation."""
+        if interaction in self._owners and self.router.handled_by(interaction) == agent:
+            raise Conflict("interaction", f"{interaction} is a call: it ends when it is hung up")
         handled = self.router.handled_interactions.get(interaction)
         self.route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
         if handled is not None:

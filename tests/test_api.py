@@ -304,6 +304,36 @@ def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):
     assert caller.uniqueid in app.router.agents["ben"].work
 
 
+def test_a_call_is_answered_and_ended_on_the_phone_not_through_the_api(app, sim):
+    """``accept`` and ``finish`` are for chats, e-mails and SMS.  A call
+    "accepted" through the API while the agent's phone still rang showed the
+    agent busy with a call nobody had answered; "finished" while it went on,
+    the agent was ready again and offered the next caller mid-conversation."""
+    pbx, _server = sim
+    pbx.agent_answer_delay = 2.0
+    pbx.inbound_talk = 300
+    anna = token(app, "anna")
+    assert call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)[0] == 200
+    caller = pbx.inbound_call(queue="sales")
+    run(
+        wait_for(
+            lambda: app.router.offered_to(caller.uniqueid) == "anna", what="anna's phone rings"
+        )
+    )
+    status, error = call(app, "POST", f"interactions/{caller.uniqueid}/accept", None, anna)
+    assert status == 409 and error["field"] == "interaction", error
+    assert "phone" in error["error"]
+    assert app.router.agents["anna"].state.value == "reserved", "still ringing, not busy"
+    run(wait_for(lambda: app.router.agents["anna"].state.value == "busy", what="anna answers"))
+    status, error = call(
+        app, "POST", f"interactions/{caller.uniqueid}/finish", {"wrap_up": 0}, anna
+    )
+    assert status == 409 and error["field"] == "interaction", error
+    assert "hung up" in error["error"]
+    assert app.router.agents["anna"].state.value == "busy", "still on the call"
+    assert caller.uniqueid in app.router.agents["anna"].work
+
+
 def test_time_in_state_today_is_reported_per_agent(app):
     anna = token(app, "anna")
     call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)

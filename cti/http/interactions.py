@@ -5,7 +5,7 @@ call's disposition.
 ============================================  ===========  ====================================
 ``POST /api/interactions``                    supervisor   ``{channel, queue, priority?, ...}``
 ``POST /api/interactions/<id>/accept``        the agent    accept an offered chat / e-mail / SMS
-``POST /api/interactions/<id>/finish``        the agent    ``{wrap_up: seconds}``
+``POST /api/interactions/<id>/finish``        the agent    ``{wrap_up: seconds}`` (not a call: 409)
 ``POST /api/interactions/<id>/transfer``      agent/sup.   ``{queue}`` or ``{agent}``: blind
 ``POST /api/interactions/<id>/disposition``   agent/sup.   ``{code, callback_at?}`` (outbound)
 ============================================  ===========  ====================================
