@@ -26,10 +26,12 @@ fi
 # Debian packages the tests need: PostgreSQL for the database tests; the
 # runtime libraries of the relocatable Asterisk in ../shared/asterisk/dist and
 # zstd to unpack it, for the real-PBX tier (tests/realpbx, skipped with one
-# line when no Asterisk is found).  Installed with apt as root, else named.
+# line when no Asterisk is found); Debian's Chromium and ChromeDriver for the
+# browser tier (tests/browser; no browser is downloaded).  Installed with apt as root, else named.
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
-for pkg in libjansson4 libsrtp2-1 libxslt1.1 libedit2 libxml2 libsqlite3-0 libuuid1 libssl3 zstd; do
+for pkg in libjansson4 libsrtp2-1 libxslt1.1 libedit2 libxml2 libsqlite3-0 libuuid1 libssl3 zstd \
+  chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

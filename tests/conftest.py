@@ -56,6 +56,7 @@ FIXTURE_TIERS = {
     "database_url": "integration",  # a fresh database, SQLite file or PostgreSQL
     "postgres_url": "integration",  # a real PostgreSQL server
     "lab": "realpbx",  # a real Asterisk
+    "chromium": "browser",  # Debian's Chromium, headless (tests/browser)
 }
 
 #: what a test, a fixture it uses or a test helper it calls does, read from
@@ -138,8 +139,10 @@ def tier_of(item: pytest.Item) -> str:
     marked = [tier for tier in TIERS if item.get_closest_marker(tier) is not None]
     if marked:
         return _slowest(marked)
-    if "realpbx" in Path(str(item.fspath)).parts:
-        return "realpbx"
+    parts = Path(str(item.fspath)).parts
+    for folder in ("realpbx", "browser"):
+        if folder in parts:
+            return folder
     names = getattr(item, "fixturenames", ())
     found = [FIXTURE_TIERS[name] for name in names if name in FIXTURE_TIERS]
     if any(
