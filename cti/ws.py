@@ -22,6 +22,9 @@ it in an ``Authorization: Bearer`` header (programs) or as the first message
 (browsers, which cannot set headers on a WebSocket).  A bad header token is
 refused with HTTP 401; a bad or late first message closes the socket with
 code 4401; ``?token=`` is refused with HTTP 400 saying where the token goes.
+A socket lives no longer than its token: once a logout, a password change, a
+disabled or removed user or the token's age ends it, the socket is closed
+with 4401 before anything more is pushed.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class PushProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: Any) -> None:
         self.user: User | None = None
+        self._token: str | None = None
         self._unsubscribe: Any = None
         self._auth_timer: IDelayedCall | None = None
         params = request.params or {}
@@ -104,7 +108,7 @@ class PushProtocol(WebSocketServerProtocol):
             user = self.factory.tokens.user(token.strip()) if scheme.lower() == "bearer" else None
             if user is None:
                 raise ConnectionDeny(401, "a valid bearer token is required")
-            self.user = user
+            self.user, self._token = user, token.strip()
 
     def onOpen(self) -> None:
         if self.user is not None:
@@ -128,7 +132,7 @@ class PushProtocol(WebSocketServerProtocol):
             self.sendClose(CLOSE_UNAUTHENTICATED, "a valid token is required")
             return
         self._cancel_timer()
-        self.user = user
+        self.user, self._token = user, token
         self._subscribe()
         self.sendMessage(
             json.dumps({"type": "authenticated", "user": user.username}).encode(), isBinary=False
@@ -148,7 +152,20 @@ class PushProtocol(WebSocketServerProtocol):
         self._auth_timer = None
 
     def _on_event(self, event: DomainEvent) -> None:
-        if self.user is not None and visible_to(self.user, event):
+        """Pushed if its user may see it -- while the token lives: a logout,
+        a password change, a disabled or removed user or a changed scope ends
+        the token, and the socket is closed before anything more goes out."""
+        if self.user is None:
+            return
+        user = self.factory.tokens.user(self._token)
+        if user is None:
+            self.user = None
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+                self._unsubscribe = None
+            self.sendClose(CLOSE_UNAUTHENTICATED, "the token has ended: log in again")
+            return
+        if visible_to(user, event):
             self.sendMessage(json.dumps(to_message(event)).encode(), isBinary=False)
 
     def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:

@@ -116,3 +116,37 @@ def test_a_bad_header_token_is_refused_and_a_bad_first_message_closes_the_socket
             return closed.value.rcvd.code if closed.value.rcvd else None
 
     assert run(with_message()) == 4401
+
+
+@pytest.mark.parametrize("how", ["header", "first message"])
+def test_a_socket_whose_token_ends_is_closed_before_anything_more_is_pushed(app, how):
+    """A logout (or a password change, a disabled or removed user) ends the
+    token for the API at once; an open socket went on pushing every
+    customer's number to it for as long as it stayed open."""
+    boss = token(app, "boss")
+    dismissed = token(app, "boss")  # a second session of the supervisor, about to end
+    seen: list[dict] = []
+
+    async def scenario() -> int | None:
+        headers = {"Authorization": f"Bearer {dismissed}"} if how == "header" else {}
+        async with websockets.connect(_uri(app), additional_headers=headers) as ws:
+            if how == "first message":
+                await ws.send(json.dumps({"type": "auth", "token": dismissed}))
+                assert json.loads(await ws.recv())["type"] == "authenticated"
+
+            def api(*args):
+                return LOOP.run_in_executor(None, lambda: call_sync(app, *args))
+
+            chat = {"channel": "chat", "queue": "sales", "customer": "c-before"}
+            assert (await api("POST", "interactions", chat, boss))[0] == 200
+            seen.append(json.loads(await ws.recv()))
+            assert (await api("POST", "logout", None, dismissed))[0] == 200
+            chat = {"channel": "chat", "queue": "sales", "customer": "c-after-logout"}
+            assert (await api("POST", "interactions", chat, boss))[0] == 200
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                while True:
+                    seen.append(json.loads(await ws.recv()))
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert run(scenario()) == 4401
+    assert [m.get("customer") for m in seen] == ["c-before"], seen
