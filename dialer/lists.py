@@ -257,7 +257,9 @@ class ListReader:
             io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline="") as fh,
         ):
             self._position = lambda: raw.tell() / self.size if self.size else 1.0
-            reader = csv.reader(fh, self.dialect)
+            # strict: a quote opened and never closed is an error at the end of
+            # the file, not one field swallowing every row after it
+            reader = csv.reader(fh, self.dialect, strict=True)
             try:
                 headers = next(reader)
             except StopIteration:
@@ -269,6 +271,7 @@ class ListReader:
             self.columns = map_headers(headers, self.mapping)
             width = len(headers)
             while True:
+                first_line = reader.line_num + 1
                 try:
                     values = next(reader)
                 except StopIteration:
@@ -280,7 +283,13 @@ class ListReader:
                     ) from None
                 except csv.Error as exc:
                     self.rows_read += 1
-                    self.problems.append(RowProblem(reader.line_num, "row", f"unreadable: {exc}"))
+                    reason = f"unreadable: {exc}"
+                    if str(exc) == "unexpected end of data":
+                        reason = (
+                            f"a quote opened on line {first_line} is never closed: lines "
+                            f"{first_line}-{reader.line_num} (the end of the file) read as one row"
+                        )
+                    self.problems.append(RowProblem(first_line, "row", reason))
                     continue
                 if not any(v.strip() for v in values):
                     continue  # blank line

@@ -149,6 +149,34 @@ def test_absurdly_long_fields_and_bad_country_are_rejected_per_row(tmp_path):
     assert [(p.row, p.field) for p in reader.problems] == [(2, "notes"), (3, "country")]
 
 
+def test_a_quote_never_closed_is_a_rejected_row_not_the_rest_of_the_file_in_one_field(tmp_path):
+    """The rows after an unclosed quote vanished into one field of the row
+    before ("2 rows, 2 imported, 0 rejected"): now that row is rejected,
+    naming where the quote opened, and nothing is counted as imported that
+    was not read."""
+    path = tmp_path / "quote.csv"
+    path.write_text(
+        "name,phone,notes\n"
+        "A,02079461190,a\n"
+        'B,02079461191,"two\nlines"\n'  # a quoted field over two lines is fine
+        'C,02079461192,"unclosed quote\n'
+        "D,02079461193,d\n"
+        "E,02079461194,e\n"
+    )
+    reader = ListReader(path, region="GB")
+    rows = list(reader)
+    assert [r.number.e164 for r in rows] == ["+442079461190", "+442079461191"]
+    assert rows[1].extra == {"notes": "two\nlines"}
+    assert [(p.row, p.reason) for p in reader.problems] == [
+        (
+            5,
+            "a quote opened on line 5 is never closed: "
+            "lines 5-7 (the end of the file) read as one row",
+        )
+    ]
+    assert reader.rows_read == 3
+
+
 def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_url, engine):
     lines = ["phone,last_name"] + [f"+4930{1000000 + i},Name{i}" for i in range(3000)]
     path = tmp_path / "long.csv"
