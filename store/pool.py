@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 
-from core.errors import Forbidden, Invalid, NotFound
+from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.numbers import Number
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
@@ -667,7 +667,9 @@ def apply_disposition(
     answering machine that AMD took for a person; once committed,
     ``on_machine`` is told (the first time only), and the campaign takes
     the live answer back from its abandon ledger and retries the record as
-    a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`).
+    a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`); no
+    other result may follow it (:class:`Conflict`), so a live answer leaves
+    the ledger once per call, ever.
     ``agent``: the one giving it, who must be the one who took the call
     (None: a supervisor; ``campaigns``: the campaigns a team supervisor's
     scope holds, None: all).  ``rules``: a campaign's retry rules, by its name."""
@@ -696,6 +698,14 @@ def apply_disposition(
             raise Forbidden("agent", f"{agent} did not take call {ref}")
         if campaigns is not None and row.name not in campaigns:
             raise Forbidden("campaign", f"call {ref} is not of a campaign of your teams")
+        if row.disposition == MACHINE and code != MACHINE:
+            # its live answer left the ledger and its record is retried as a machine:
+            # flipping it back and forth took a live answer back each time
+            raise Conflict(
+                "code",
+                f"call {ref} was given 'machine' (its live answer taken back from the "
+                f"abandon ledger, its record retried as a machine): it cannot become {code!r}",
+            )
         if code == CALLBACK:
             if callback_at is None:
                 raise Invalid("callback_at", "a call-back needs its time (ISO 8601 with offset)")

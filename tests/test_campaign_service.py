@@ -625,6 +625,24 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
     run(app.campaigns.flush().asFuture(LOOP))
     assert ledger_row() == pytest.approx((live - 1.0, abandoned))
 
+    # "machine" -> "sale" -> "machine" took a live answer back each time (one
+    # call wiped the day's live answers: the campaign read 100 % abandoned),
+    # and after "sale" the buyer was still redialed as a machine: once a call
+    # was a machine, another result is refused, and nothing changes
+    status, body = call(app, "POST", path, {"code": "sale"}, anna)
+    assert status == 409 and body["field"] == "code", body
+    assert "machine" in body["error"]
+    status, body = call(app, "POST", path, {"code": "machine"}, anna)
+    assert status == 200
+    run(app.campaigns.flush().asFuture(LOOP))
+    assert ledger_row() == pytest.approx((live - 1.0, abandoned)), "taken back once, ever"
+    assert hour_after_restart() == pytest.approx(hour - 1.0)
+    with engine.connect() as conn:
+        attempt = conn.execute(
+            select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
+        ).one()
+    assert tuple(attempt) == ("machine", "machine")
+
 
 def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(setup):
     """Issue 14, finding 12: restart recovery closes what a previous run left
