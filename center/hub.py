@@ -29,7 +29,7 @@ PBX, so the router never offers a caller on one PBX to an agent on another.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -427,7 +427,8 @@ class Hub:
 
     # -- queries ----------------------------------------------------------------------------
     @property
-    def abandoned(self) -> list[tuple[str, float]]:
+    def abandoned(self) -> Sequence[tuple[str, float]]:
+        """The latest abandoned callers, (interaction, wait)."""
         return self.kpi.abandoned
 
     @property
@@ -465,7 +466,7 @@ class Hub:
                     "channels": channels,
                     "service_level_30m": window,
                     "service_level_today": today,
-                    "abandoned": len(self.kpi.abandoned),
+                    "abandoned": self.kpi.abandoned_in(name, now),  # today, this queue
                 }
             )
         return out

@@ -1,5 +1,5 @@
 """Live KPI figures of the hub: service level (last 30 minutes, today),
-abandoned callers, dialplan fallbacks.
+abandoned callers (per queue, today), dialplan fallbacks.
 
 Kept apart from the hub so that every channel adapter reports into one
 place (a caller answered on either PBX counts in its queue's service level)
@@ -16,6 +16,8 @@ from routing.model import Channel
 from routing.router import Router
 
 SL_WINDOW = 1800.0  # "service level over the last 30 minutes"
+#: the latest abandoned callers kept for reporting (the per-queue counts are not bounded by it)
+RECENT_ABANDONED = 10_000
 
 
 class Kpi:
@@ -25,13 +27,33 @@ class Kpi:
         self.answers: deque[tuple[float, str, float]] = deque()  # (answered at, queue, wait)
         self.today: dict[str, list[int]] = {}  # queue -> [within target, answered]
         self._today_start = day_start(now)
-        self.abandoned: list[tuple[str, float]] = []  # (interaction, wait) for reporting
+        #: the latest abandoned callers, (interaction, wait), for reporting
+        self.abandoned: deque[tuple[str, float]] = deque(maxlen=RECENT_ABANDONED)
+        self.abandoned_today: dict[str, int] = {}  # queue -> callers who left waiting
         self.fallbacks = 0
         #: queues whose service level over 30 minutes is below target (each tick)
         self.low_service: set[str] = set()
 
+    def _roll(self, now: float) -> None:
+        """A new day starts today's figures afresh."""
+        start = self.day_start(now)
+        if start != self._today_start:
+            self._today_start, self.today, self.abandoned_today = start, {}, {}
+
+    def abandon(self, interaction: str, queue: str, wait: float, now: float) -> None:
+        """A caller of ``queue`` left after waiting ``wait`` seconds."""
+        self._roll(now)
+        self.abandoned.append((interaction, wait))
+        self.abandoned_today[queue] = self.abandoned_today.get(queue, 0) + 1
+
+    def abandoned_in(self, queue: str, now: float) -> int:
+        """Callers of ``queue`` who left waiting today."""
+        self._roll(now)
+        return self.abandoned_today.get(queue, 0)
+
     def answered(self, queue: str, wait: float, now: float) -> None:
         """A voice caller of ``queue`` answered after ``wait`` seconds."""
+        self._roll(now)
         self.answers.append((now, queue, wait))
         target = self.router.queues[queue].service_level(Channel.VOICE).seconds
         day = self.today.setdefault(queue, [0, 0])
@@ -45,9 +67,7 @@ class Kpi:
         target = self.router.queues[queue].service_level(Channel.VOICE).seconds
         recent = [w for _, q, w in self.answers if q == queue]
         window = sum(w <= target for w in recent) / len(recent) if recent else None
-        start = self.day_start(now)
-        if start != self._today_start:
-            self._today_start, self.today = start, {}
+        self._roll(now)
         within, total = self.today.get(queue, [0, 0])
         return window, (within / total if total else None)
 

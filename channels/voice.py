@@ -748,7 +748,7 @@ class VoiceInbound:
             return
         self.hub.router.abandon(uid, now)
         wait = now - call.interaction.arrived
-        self.hub.kpi.abandoned.append((uid, wait))
+        self.hub.kpi.abandon(uid, queue, wait, now)
         self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
         if self.hub.metrics:
             self.hub.metrics.abandoned.labels(queue, "voice").inc()

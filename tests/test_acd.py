@@ -172,6 +172,32 @@ def test_caller_hanging_up_while_waiting_is_abandoned_with_its_wait():
     assert registry.get_sample_value("dirigent_interactions_abandoned_total", labels) == 1
 
 
+def test_each_queue_counts_its_own_callers_who_left_today():
+    """``GET /api/queues`` showed every queue the whole centre's abandoned
+    callers since the server started (campaign queues that never had a
+    caller too): a team supervisor read other teams' figures as its own."""
+    clock = task.Clock()
+    clock.advance(86_400 * 3 + 3600)  # 01:00 on the fourth day
+    pbx = SimPbx(clock, seed=3, agents=1)
+    router = Router({"sales": QueueConfig("sales"), "support": QueueConfig("support")})
+    router.add_agent(Agent("agent0"))
+    acd = InboundAcd(SimTelephony(pbx), router, clock, {}, wrap_up=5)
+    acd.start()
+
+    def figures() -> dict[str, int]:
+        return {q["queue"]: q["abandoned"] for q in acd.queue_figures()}
+
+    for queue in ("sales", "sales", "support"):
+        caller = pbx.inbound_call(queue=queue)  # nobody logged in
+        advance(clock, 5)
+        pbx.hangup_channel(caller, 16)
+        advance(clock, 1)
+    assert figures() == {"sales": 2, "support": 1}
+    advance(clock, 86_400 - 3600 - 18 + 60, step=60)  # past midnight
+    assert figures() == {"sales": 0, "support": 0}, "today's figure starts again at midnight"
+    assert [w > 4.9 for _, w in acd.abandoned] == [True] * 3, "the latest kept for reports"
+
+
 def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_closed(
     sim, session_factory
 ):
