@@ -52,6 +52,7 @@ from twisted.logger import Logger
 
 from center.hub import Hub
 from core.bus import EventBus
+from core.errors import Unavailable
 from core.events import Stage
 from core.telephony import (
     AgentRingFailed,
@@ -323,6 +324,8 @@ class VoiceInbound:
         now = self.hub.clock.seconds()
         uid = interaction.removeprefix(self.prefix)
         call = self.calls[uid]
+        if not self.telephony.connected:  # the caller would stay with the agent on the PBX
+            raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         target_queue = queue or (
             sorted(router.agents[to_agent].queues)[0]
             if to_agent and router.agents.get(to_agent) and router.agents[to_agent].queues
@@ -334,7 +337,9 @@ class VoiceInbound:
         call.agent, call.answered_at = None, None
         call.interaction.arrived = now
         # hold first: the caller leaves the agent and hears music until the next offer
-        self.telephony.transfer_to_queue(uid, target_queue)
+        self.telephony.transfer_to_queue(uid, target_queue).addErrback(
+            self._hold_failed, interaction
+        )
         return offers
 
     def adopt_nailed(self, agent: str, queues: list[str]) -> bool:

@@ -304,6 +304,26 @@ def test_an_agent_transfers_a_live_call_blind_to_a_colleague(app, sim):
     assert caller.uniqueid in app.router.agents["ben"].work
 
 
+def test_an_inbound_call_is_not_transferred_while_the_pbx_link_is_down(app, sim):
+    """The transfer answered 200 and the caller was taken from the agent in
+    Dirigent's view while the hold-music Redirect could not be sent ("Unhandled
+    error in Deferred", naming no call); a campaign call gave 503 already."""
+    pbx, server = sim
+    pbx.inbound_talk = 300
+    anna = token(app, "anna")
+    assert call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)[0] == 200
+    caller = pbx.inbound_call(queue="sales")
+    run(wait_for(lambda: app.router.agents["anna"].state.value == "busy", what="anna on the call"))
+    pbx.unsubscribe(server.broadcast)
+    server.stop()
+    run(wait_for(lambda: not app.sessions["sim"].connected, what="the PBX link down"))
+    status, error = call(
+        app, "POST", f"interactions/{caller.uniqueid}/transfer", {"agent": "ben"}, anna
+    )
+    assert status == 503 and error["field"] == "pbx", error
+    assert app.router.handled_by(caller.uniqueid) == "anna", "nothing changed"
+
+
 def test_a_call_is_answered_and_ended_on_the_phone_not_through_the_api(app, sim):
     """``accept`` and ``finish`` are for chats, e-mails and SMS.  A call
     "accepted" through the API while the agent's phone still rang showed the
