@@ -178,21 +178,30 @@ def test_db_upgrade_on_both_databases(tmp_path, postgres_url):
 
 def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
     http = free_port()
-    proc = spawn("demo", "--http-port", str(http), "--duration", "6", "--inbound-rate", "3600")
+    # the duration counts from start-up; on a loaded machine start-up alone took
+    # seconds, and a 6 s demo had ended before its metrics were read
+    proc = spawn("demo", "--http-port", str(http), "--duration", "12", "--inbound-rate", "3600")
     try:
         health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
         assert health["pbx"]["sim"]["connected"] is True
-        time.sleep(2.5)
+
+        def answered(metrics: str) -> float:
+            lines = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("dirigent_interactions_answered_total")
+            ]
+            return float(lines[0].split()[-1]) if lines else 0.0
+
+        deadline = time.monotonic() + 8
         _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+        while answered(metrics) < 1 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            _, metrics = get(f"http://127.0.0.1:{http}/metrics")
         assert 'dirigent_ami_events_total{event="Newchannel",pbx="sim"}' in metrics, (
             "inbound calls arrive"
         )
-        answered = [
-            line
-            for line in metrics.splitlines()
-            if line.startswith("dirigent_interactions_answered_total")
-        ]
-        assert answered and float(answered[0].split()[-1]) >= 1, "simulated agents take the calls"
+        assert answered(metrics) >= 1, "simulated agents take the calls"
     finally:
         code, out = proc.wait(timeout=20), proc.stdout.read()
     assert code == 0, out
