@@ -20,6 +20,7 @@ Rules kept by the schema itself:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +52,9 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.sql.dml import Insert
 
 NAMING_CONVENTION = {
@@ -417,6 +419,74 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+class BadDatabaseUrl(ValueError):
+    """A URL SQLAlchemy cannot use; the message never quotes it (its password)."""
+
+
+class DatabaseUnreachable(Exception):
+    """The database at a good URL did not open; the message says why in
+    words (the driver's first line, never the URL's password)."""
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`BadDatabaseUrl` unless ``url`` parses (a port that is
+    a number) and its driver is installed: else the first connection is a
+    traceback (``ArgumentError``, ``NoSuchModuleError``, ``ImportError``)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise BadDatabaseUrl(
+            "not a database URL (sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/NAME)"
+        ) from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise BadDatabaseUrl(f"no database driver {parsed.drivername!r}") from None
+    except ImportError as exc:
+        raise BadDatabaseUrl(
+            f"the driver of {parsed.drivername!r} is not installed ({exc.name})"
+        ) from None
+
+
+def reach(url: str) -> None:
+    """Open (and close) one connection to ``url``, or raise
+    :class:`DatabaseUnreachable` saying why: an SQLite folder that is not
+    there, a PostgreSQL not listening (yet), a login refused."""
+    engine = make_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        raise DatabaseUnreachable(_unreachable(url, exc)) from None
+    finally:
+        engine.dispose()
+
+
+def _unreachable(url: str, exc: DBAPIError) -> str:
+    parsed = make_url(url)
+    orig = exc.orig or exc
+    said = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if parsed.password:
+        said = said.replace(str(parsed.password), "***")
+    if parsed.get_backend_name() == "sqlite":
+        name = parsed.database or ""
+        if not name or name == ":memory:" or name.startswith("file:"):
+            return said
+        path = Path(name)
+        if not path.parent.is_dir():
+            return f"folder {path.parent} does not exist"
+        if path.is_dir():
+            return f"{path} is a folder, not a database file"
+        where = path if path.exists() else path.parent
+        if not os.access(where, os.W_OK):
+            return f"{where} is not writable"
+        return f"{path}: {said}"
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    port = parsed.port or 5432
+    said = said.rsplit(" failed: ", 1)[-1]  # psycopg: '... server at "h", port p failed: why'
+    return f"cannot connect to {host}:{port}: {said}"
 
 
 def alembic_config(url: str) -> Config:

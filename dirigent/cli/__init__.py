@@ -2,7 +2,8 @@
 
 One module per command group; each adds its commands to the parser
 (``register``) and names the handler that runs them.  Exit codes: 0
-success, 1 failure of the job, 2 bad usage or bad input.
+success, 1 failure of the job, 2 bad usage or bad input; both said in
+one line (:class:`UsageError`, :class:`Failed`), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dirigent.cli import campaigns, contacts, erlang, lists, server, sim, users
-from dirigent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from dirigent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Failed, UsageError
 from dirigent.cli.server import DEMO_CAMPAIGN, _demo_campaign
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "Failed",
     "UsageError",
     "_demo_campaign",
     "build_parser",
@@ -50,3 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dirigent: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Failed as exc:
+        print(f"dirigent: {exc}", file=sys.stderr)
+        return EXIT_FAILED

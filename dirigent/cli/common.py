@@ -13,7 +13,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
-    pass
+    """Bad usage or bad input, said in one line (exit 2)."""
+
+
+class Failed(Exception):
+    """The job could not be done, said in one line, no traceback (exit 1):
+    a failure the user can act on (a database not reachable), not a bug."""
 
 
 def host_port(value: str) -> tuple[str, int]:
@@ -95,19 +100,66 @@ def make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:
     return pbx, server
 
 
-def database_url(args: argparse.Namespace) -> str:
-    """``--db``, else ``[database]`` of ``--config``: the file is checked
-    whole, but a command that only touches the database needs nothing else
-    of it (no PBX secret in the environment)."""
+def database_source(args: argparse.Namespace) -> tuple[str, str]:
+    """The command's database URL and the key it came from: ``--db``, else
+    ``[database]`` of ``--config`` (the file is checked whole, but a command
+    that only touches the database needs nothing else of it: no PBX secret
+    in the environment), else ``DIRIGENT_DATABASE_URL``, else the default.
+    A URL from the command line or the environment gets the checks of
+    ``[database] url`` (it is the same setting)."""
     from dirigent.config import DEFAULT_DATABASE_URL, ConfigError, load_database_settings
 
-    url = args.db
-    if url is None and args.config:
+    if args.db is not None:
+        return checked_database_url(args.db, "--db"), "--db"
+    if args.config:
         try:
             url = load_database_settings(args.config).url
         except ConfigError as exc:
             raise bad_input(exc) from None
-    return url or os.environ.get("DIRIGENT_DATABASE_URL") or DEFAULT_DATABASE_URL
+        return checked_database_url(url, "database.url"), "database.url"
+    env = os.environ.get("DIRIGENT_DATABASE_URL")
+    if env:
+        return checked_database_url(env, "DIRIGENT_DATABASE_URL"), "DIRIGENT_DATABASE_URL"
+    return DEFAULT_DATABASE_URL, "database.url"
+
+
+def checked_database_url(url: str, key: str) -> str:
+    """``url`` if we can use it, else a :class:`UsageError` naming ``key``.
+
+    First the very checks of ``[database] url`` (dirigent.config: one
+    place says which URLs we take), then what only the store knows: that
+    it parses and that its driver is installed.  The reasons never quote
+    the URL (its password)."""
+    from dirigent.config import ConfigError, parse_settings
+    from store import db
+
+    try:
+        parse_settings({"database": {"url": url}}, env={}, pbxs=False)
+    except ConfigError as exc:
+        raise UsageError(f"{key}: {exc.reason}") from None
+    try:
+        db.check_url(url)
+    except db.BadDatabaseUrl as exc:
+        raise UsageError(f"{key}: {exc}") from None
+    return url
+
+
+def open_database(url: str, key: str, *, upgrade: bool = True) -> None:
+    """Reach the database at ``url`` (``key``: where the URL came from) and,
+    if ``upgrade``, bring it to the newest revision.  One that cannot be
+    opened is a :class:`Failed` naming the key and why, before anything
+    else runs: its first query would otherwise be a SQLAlchemy traceback
+    from deep inside the command or the server's start-up.  A failure of
+    the migrations themselves is not translated: it is not the user's to
+    fix."""
+    from store import db
+
+    try:
+        db.reach(url)
+    except db.DatabaseUnreachable as exc:
+        raise Failed(f"{key}: cannot open the database: {exc}") from None
+    if upgrade:
+        db.upgrade(url)
 
 
 @contextlib.contextmanager
@@ -116,8 +168,8 @@ def database(args: argparse.Namespace) -> Iterator[Any]:
     newest revision, disposed of when the command is done."""
     from store import db
 
-    url = database_url(args)
-    db.upgrade(url)
+    url, key = database_source(args)
+    open_database(url, key)
     engine = db.make_engine(url)
     try:
         yield engine

@@ -15,8 +15,10 @@ from dirigent.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     bad_input,
-    database_url,
+    checked_database_url,
+    database_source,
     make_sim,
+    open_database,
     run_reactor,
     start_dirigent,
 )
@@ -65,22 +67,27 @@ def register(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """The server.  Its database is reached (and migrated, unless
+    ``auto_upgrade = false``) before the reactor starts: one that cannot be
+    opened is one line and exit 1 -- no retry; a supervisor that restarts
+    on failure (systemd ``Restart=on-failure``) waits out a PostgreSQL
+    that comes up after us."""
     from dirigent.config import ConfigError, load_settings
-    from store import db
 
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         raise bad_input(exc) from None
-    if settings.database.auto_upgrade:
-        db.upgrade(settings.database.url)
+    url = checked_database_url(settings.database.url, "database.url")
+    open_database(url, "database.url", upgrade=settings.database.auto_upgrade)
     return run_reactor(args, settings.log_format, lambda r: start_dirigent(r, settings))
 
 
 def cmd_db(args: argparse.Namespace) -> int:
     from store import db
 
-    url = database_url(args)
+    url, key = database_source(args)
+    open_database(url, key, upgrade=False)  # one that cannot be opened: named, exit 1
     try:
         db.upgrade(url)
     except Exception as exc:
@@ -229,8 +236,6 @@ def demo_settings(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from store import db
-
     data = Path(args.data).resolve()
     if args.fresh and data.exists():
         import shutil
@@ -238,10 +243,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(data)
         print(f"demo: emptied {data}", flush=True)
     data.mkdir(parents=True, exist_ok=True)
-    url = args.db or f"sqlite:///{data / 'store.db'}"
+    url = checked_database_url(args.db, "--db") if args.db else f"sqlite:///{data / 'store.db'}"
     print(f"demo: data in {data} (kept between runs; --fresh starts over)", flush=True)
     print("demo: migrating the database, adding users, importing the demo list ...", flush=True)
-    db.upgrade(url)
+    open_database(url, "--db")
     _demo_users(url, args.agents)
     args.username = "dirigent"
     campaigns = () if args.no_campaign else (_demo_campaign(url, data),)
