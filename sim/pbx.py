@@ -238,6 +238,9 @@ class SimChannel:
     far: str = ""
     agent: str | None = None  # endpoint number for agent channels
     timers: list[IDelayedCall] = field(default_factory=list)
+    #: the end of this pass's ``MusicOnHold(default,${DIRIGENT_WAIT})`` in
+    #: dirigent-inbound (then the fallback); a Redirect ends that MusicOnHold
+    fallback: IDelayedCall | None = None
     on_moh: bool = False
     alive: bool = True
     #: what the far end of an outbound call will do (see sim.fates)
@@ -357,7 +360,7 @@ class SimPbx:
 
     def _later(
         self, chan: SimChannel | None, delay: float, fn: Callable[..., Any], *args: Any
-    ) -> None:
+    ) -> IDelayedCall:
         def run() -> None:
             if chan is None or chan.alive:
                 fn(*args)
@@ -366,6 +369,17 @@ class SimPbx:
         if chan is not None:
             chan.timers = [t for t in chan.timers if t.active()]
             chan.timers.append(call)
+        return call
+
+    def _end_inbound_wait(self, chan: SimChannel) -> None:
+        """The MusicOnHold of a pass through dirigent-inbound is over (a
+        Redirect, or a new pass): its timeout will not run the fallback.
+        On Asterisk a transfer (Redirect back into dirigent-inbound) runs
+        the extension again with a fresh ``${DIRIGENT_WAIT}``; the first
+        arrival's timer falling back would cut a transferred caller short."""
+        if chan.fallback is not None and chan.fallback.active():
+            chan.fallback.cancel()
+        chan.fallback = None
 
     def _uid(self) -> str:
         return f"{int(self.clock.seconds())}.{next(self._uid_seq)}"
@@ -985,8 +999,10 @@ class SimPbx:
         if chan.state != 6:
             self._newexten(chan, "Answer", "", priority=2)
             self._set_state(chan, 6)
-        queue = chan.variables.get("DIRIGENT_QUEUE") or (
-            exten if exten not in ("s", "") else "default"
+        # Set(__DIRIGENT_QUEUE=${EXTEN}): a transfer into another queue's
+        # extension names that queue (in its UserEvents and its fallback)
+        queue = (
+            exten if exten not in ("s", "") else chan.variables.get("DIRIGENT_QUEUE") or "default"
         )
         self._newexten(chan, "Set", f"DIRIGENT_QUEUE={queue}", priority=3)
         self._setvar(chan, "DIRIGENT_QUEUE", queue)
@@ -1008,12 +1024,14 @@ class SimPbx:
         )
         self._newexten(chan, "MusicOnHold", f"default,{int(self.fallback_after)}", priority=5)
         self._moh(chan, True)
-        self._later(chan, self.fallback_after, self._inbound_fallback, chan)
+        self._end_inbound_wait(chan)  # only this, the latest pass, may fall back
+        chan.fallback = self._later(chan, self.fallback_after, self._inbound_fallback, chan)
         if chan.far == "customer":
             patience = self.rng.expovariate(1.0 / self.inbound_patience_mean)
             self._later(chan, patience, self._hang_if_alone, chan)
 
     def _inbound_fallback(self, chan: SimChannel) -> None:
+        chan.fallback = None
         if chan.bridge is None and chan.on_moh and chan.context in ("dirigent-inbound", "inbound"):
             self._moh(chan, False)
             self._count("inbound_fallback")
@@ -1195,6 +1213,7 @@ class SimPbx:
 
     def redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
         chan = self.find(channel)
+        self._end_inbound_wait(chan)
         if chan.bridge:
             self._leave_bridge(chan)
         if chan.on_moh:
