@@ -89,6 +89,12 @@ def visible_to(user: User, event: DomainEvent) -> bool:
 
 class PushProtocol(WebSocketServerProtocol):
     factory: PushFactory
+    # set before onConnect: a plain HTTP request (a health check, a scanner) is
+    # closed without onConnect ever being called
+    user: User | None = None
+    _token: str | None = None
+    _unsubscribe: Any = None
+    _auth_timer: IDelayedCall | None = None
 
     def onConnect(self, request: Any) -> None:
         self.user: User | None = None
@@ -180,7 +186,10 @@ class PushFactory(WebSocketServerFactory):
     protocol = PushProtocol  # type: ignore[assignment]  # autobahn: untyped base
 
     def __init__(self, bus: EventBus, tokens: TokenStore, clock: Any = None) -> None:
-        super().__init__()
+        # no product banner; a request that is no WebSocket upgrade gets 426, not
+        # autobahn's status page (whose ?redirect= would send anyone anywhere)
+        super().__init__(server="Dirigent")
+        self.setProtocolOptions(webStatus=False)
         if clock is None:
             from twisted.internet import reactor as clock
         self.bus = bus

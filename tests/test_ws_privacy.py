@@ -11,7 +11,7 @@ import pytest
 import websockets
 import websockets.exceptions
 
-from tests.conftest import LOOP, run, wait_for
+from tests.conftest import LOOP, run, settle, wait_for
 from tests.test_api import app, call_sync, token
 
 __all__ = ["app"]  # the assembled service fixture, shared with test_api
@@ -150,3 +150,29 @@ def test_a_socket_whose_token_ends_is_closed_before_anything_more_is_pushed(app,
 
     assert run(scenario()) == 4401
     assert [m.get("customer") for m in seen] == ["c-before"], seen
+
+
+def test_a_plain_http_request_to_the_socket_is_426_and_logs_no_error(app, caplog):
+    """A load balancer's health check or a scanner GETs /ws without an
+    upgrade: each one logged an "Unhandled Error" traceback, and the answer
+    was autobahn's status page with its version (and a ?redirect= that sent
+    the browser anywhere)."""
+    import logging
+    import urllib.error
+    import urllib.request
+
+    def get(path: str) -> tuple[int, dict, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{app.http_port}{path}", timeout=5) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    with caplog.at_level(logging.WARNING):
+        for path in ("/ws", "/ws?redirect=https%3A%2F%2Fexample.org%2F"):
+            status, headers, body = run(LOOP.run_in_executor(None, get, path))
+            assert status == 426, (path, status, body[:200])
+            assert "autobahn" not in (str(headers) + body.decode(errors="replace")).lower()
+        settle(0.3)  # the connection's close, where the traceback came from
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
