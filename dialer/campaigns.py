@@ -463,13 +463,11 @@ class Campaigns:
             "campaign": name,
             "status": r.status,
             "idle_reason": r.idle_reason,
-            "mode": s.mode,
             "country": s.country,
-            "abandon_target": s.abandon_target,
             "legal_max_abandon": s.legal_max_abandon,
-            "max_lines_per_agent": s.max_lines_per_agent,
-            "power_ratio": s.power_ratio,
-            "ring_timeout": s.ring_timeout,
+            # every setting a PATCH may change, as it is now: a supervisor sees
+            # what was set, and the audit's before and after are read from here
+            **{key: getattr(s, key) for key in LIVE_SETTINGS},
             "lines_in_use": len(r.live),
             "agents": states,
             "dials": r.stats.dials,

@@ -667,21 +667,42 @@ class DbLeadSource:
         return self._reason[1] if self._reason is not None else "nothing dialable now"
 
     def reason_now(self, now: float) -> str:
-        """The idle reason, from a fresh pool status (blocks on the database)."""
+        """The idle reason, from a fresh pool status (blocks on the database).
+
+        Judged on the active lists only: with every list switched off the
+        campaign never resumes by itself, and saying "due later today" of
+        records it will not dial would have its manager wait for nothing."""
         status = pool.pool_status(self.engine, self.campaign, self.gate, _utc(now), sample=500)
-        records = status["records"]
+        lists = status["lists"]
+        # the hopper takes only from active lists: a switched-off list's open
+        # records are not "left to dial" (the campaign will not resume by itself)
+        active = [f for f in lists.values() if f["active"]]
+        importing = sum(1 for f in lists.values() if not f["active"] and "importing" in f)
+        off = len(lists) - len(active) - importing
+        records: dict[str, int] = {}
+        for figures in active:
+            for key, n in figures["records"].items():
+                records[key] = records.get(key, 0) + n
         open_ = records.get("new", 0) + records.get("scheduled", 0)
-        if not records:
+        switched_off = f"{off} list{'s' if off != 1 else ''} switched off" if off else ""
+        also = f"; {switched_off}" if off else ""
+        if not status["records"]:
             reason = "the campaign has no records (import a list)"
+        elif not active:
+            parts = [switched_off, f"{importing} being imported" if importing else ""]
+            reason = f"no active list ({', '.join(p for p in parts if p)})"
         elif open_ == 0 and records.get("dialing", 0) == 0:
-            reason = f"list exhausted ({records.get('completed', 0)} completed, {status['exhausted']} closed)"
+            reason = (
+                f"list exhausted ({records.get('completed', 0)} completed, "
+                f"{records.get('closed', 0)} closed{also})"
+            )
         elif status["blocked_now"]:
             why = ", ".join(f"{k} {v}" for k, v in sorted(status["blocked_now"].items()))
             reason = f"no record may be dialed now (blocked: {why})"
         elif status["due_later_today"]:
-            reason = f"nothing due now ({status['due_later_today']} due later today)"
+            reason = f"nothing due now ({status['due_later_today']} due later today{also})"
         else:
-            reason = "nothing due now"
+            reason = f"nothing due now ({switched_off})" if off else "nothing due now"
         return reason
 
     def release_orphans(self) -> int:

@@ -531,7 +531,9 @@ def pool_status(
     Records by status (all lists, active or not); of the active lists'
     records due now, how many may be dialed now and why the others may not
     (from the first ``sample`` due records of each list, in hopper order);
-    how many fall due later today; how many are closed ("exhausted")."""
+    how many of the active lists' records fall due later today (a switched
+    off list's never do: the hopper does not take from it); how many are
+    closed ("exhausted")."""
     r, lst = db.record, db.dial_list
     with engine.connect() as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
@@ -553,7 +555,7 @@ def pool_status(
             conn.execute(
                 select(r.c.list_id, func.count())
                 .where(
-                    r.c.list_id.in_(ids),
+                    r.c.list_id.in_([row.id for row in lists if row.active]),
                     r.c.status.in_(OPEN),
                     r.c.next_due_at > now,
                     r.c.next_due_at < end_of_day,

@@ -3,10 +3,25 @@ before and after, in the database and the log; an agent's own actions are not.""
 
 from __future__ import annotations
 
+import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from asterisk.session import PbxSettings
+from cti.auth import hash_password
+from cti.http.audit import CAMPAIGN_KEYS
+from dialer.campaigns import LIVE_SETTINGS
+from dirigent.config import (
+    CampaignConfig,
+    DatabaseSettings,
+    HttpSettings,
+    RoutingSettings,
+    Settings,
+)
+from dirigent.service import Dirigent
+from routing.model import QueueConfig
 from store import db
-from tests.conftest import run, wait_for
+from tests.conftest import LOOP, run, wait_for
 from tests.test_api import app, call, token
 
 __all__ = ["app"]
@@ -42,3 +57,65 @@ def test_a_supervisor_action_is_audited_with_before_and_after(app):
     assert pause.after["pause_reason"] == "coaching" and pause.request == {"reason": "coaching"}
     assert refused.before == refused.after, "a refused change changes nothing"
     assert all(r.at is not None for r in rows)
+
+
+@pytest.fixture
+def campaign_app(sim, tmp_path):
+    """A server with one campaign (never started) and a campaign manager."""
+    _pbx, server = sim
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    db.add_user(engine, "carl", hash_password("carl-password"), "campaign_manager", None)
+    engine.dispose()
+    campaign = CampaignConfig.model_validate(
+        {"name": "winback", "country": "DE", "caller_id": "+493055500000"}
+    )
+    settings = Settings(
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=url),
+        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
+        routing=RoutingSettings(queues=(QueueConfig("winback"),)),
+        campaigns=(campaign,),
+    )
+    dirigent = Dirigent(settings, CollectorRegistry())
+    dirigent.service.startService()
+    run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
+    yield dirigent
+    run(dirigent.service.stopService().asFuture(LOOP))
+
+
+def test_a_campaign_change_is_audited_with_every_setting_before_and_after(campaign_app):
+    """Who switched the campaign to playing the machine message, and when?
+    Every setting a PATCH may change is in the audit's before and after, and
+    in the campaign's view (a supervisor sees what was set)."""
+    assert set(LIVE_SETTINGS) <= set(CAMPAIGN_KEYS), "the audit shows every settable key"
+    carl = token(campaign_app, "carl")
+    status, before = call(campaign_app, "GET", "campaigns/winback", token=carl)
+    assert status == 200 and set(LIVE_SETTINGS) <= set(before), "the view shows every setting"
+    changes = {
+        "abandon_target": 0.02,
+        "max_lines_per_agent": 2.5,
+        "mode": "power",
+        "power_ratio": 1.5,
+        "ring_timeout": 30.0,
+        "machine_action": "message",
+        "wrap_up": 45.0,
+    }
+    assert set(changes) == set(LIVE_SETTINGS), "the test changes every settable key"
+    assert all(before[k] != v for k, v in changes.items()), "each one really changes"
+    status, after = call(campaign_app, "PATCH", "campaigns/winback", changes, carl)
+    assert status == 200 and {k: after[k] for k in changes} == changes
+    view = call(campaign_app, "GET", "campaigns/winback", token=carl)[1]
+    assert view["machine_action"] == "message" and view["wrap_up"] == 45.0
+    run(wait_for(lambda: audit_rows(campaign_app), what="the audit row"))
+    (row,) = audit_rows(campaign_app)
+    assert (row.actor, row.action, row.target) == (
+        "carl",
+        "PATCH /api/campaigns/winback",
+        "campaign winback",
+    )
+    assert row.request == changes
+    assert {k: row.before[k] for k in changes} == {k: before[k] for k in changes}
+    assert {k: row.after[k] for k in changes} == changes
+    assert row.before["status"] == row.after["status"] == "stopped"

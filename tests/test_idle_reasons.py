@@ -46,3 +46,60 @@ def test_a_campaign_whose_pbx_is_down_is_idle_with_the_reason(session_factory):
         runner.stop()
     finally:
         stop_sim(pbx, server)
+
+
+def test_every_list_switched_off_says_so_and_their_records_are_not_due_later(
+    database_url, tmp_path, capsys
+):
+    """A campaign manager switched every list off (``lists deactivate``, as
+    ``PATCH /api/lists/...``): the campaign will not resume by itself, so
+    its reason says that, not "nothing due now (5 due later today)" counting
+    records that will never be dialled."""
+    import datetime as dt
+
+    from dialer.compliance import Campaign, Compliance, policy_for
+    from dialer.retry import RetryRules
+    from dirigent.cli import main
+    from store import db
+    from store.consent import DbConsent, DbDnc
+    from store.dialer import DbLeadSource
+    from store.lists_import import import_list
+    from store.pool import claim, pool_status, record_outcome
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    for name, first in (("spring.csv", 100), ("autumn.csv", 200)):
+        path = tmp_path / name
+        path.write_text("phone\n" + "".join(f"+44 20 7946 0{first + i:03d}\n" for i in range(3)))
+        import_list(engine, path, "uk", create=True)
+    campaign = Campaign("uk", policy_for("GB"), "+442079460999")
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    monday_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)  # London, GMT
+    for lead in claim(engine, campaign, gate, monday_10, limit=10):  # all busy: again in 15 min
+        record_outcome(engine, lead.record_id, "busy", monday_10, RetryRules())
+    soon = monday_10 + dt.timedelta(minutes=1)
+
+    def reason() -> str:
+        return DbLeadSource(engine, campaign, gate).empty_reason(soon.timestamp())
+
+    def switch(verb: str, name: str) -> None:
+        assert main(["lists", verb, name, "--campaign", "uk", "--db", database_url]) == 0
+        capsys.readouterr()
+
+    try:
+        assert reason() == "nothing due now (6 due later today)"
+        switch("deactivate", "autumn.csv")
+        assert reason() == "nothing due now (3 due later today; 1 list switched off)"
+        assert pool_status(engine, campaign, gate, soon)["due_later_today"] == 3
+        switch("deactivate", "spring.csv")
+        assert reason() == "no active list (2 lists switched off)"
+        status = pool_status(engine, campaign, gate, soon)
+        assert status["due_later_today"] == 0, "a switched-off list's records are never due"
+        assert status["lists"]["spring.csv"]["due_later_today"] == 0
+        assert status["records"] == {"scheduled": 6}, "the records are kept"
+        later = monday_10 + dt.timedelta(minutes=20)
+        assert claim(engine, campaign, gate, later, limit=10) == [], "and none is dialled"
+        switch("activate", "spring.csv")
+        assert len(claim(engine, campaign, gate, later, limit=10)) == 3
+    finally:
+        engine.dispose()

@@ -20,7 +20,10 @@ from cti.http.context import MAX_BODY, ApiContext
 from cti.schemas import AgentView
 from cti.views import agent_view
 
-#: the campaign settings an audit entry shows before and after
+#: the campaign settings an audit entry shows before and after: the status and
+#: every setting ``PATCH /api/campaigns/<name>`` may change (``LIVE_SETTINGS`` of
+#: dialer.campaigns, which the faces may not import; tests/test_audit.py holds
+#: the two together), each read from the campaign's view
 CAMPAIGN_KEYS = ("status", "mode", "abandon_target", "max_lines_per_agent", "power_ratio",
                  "ring_timeout", "machine_action", "wrap_up")  # fmt: skip
 _KINDS = {"agents": "agent", "campaigns": "campaign", "interactions": "interaction",
