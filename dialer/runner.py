@@ -952,7 +952,7 @@ class CampaignRunner:
                 self.strategy.take_back()
             if attempt.open:
                 return "open"
-            self._ended_connected.pop(ref, None)
+            # kept (marked): a second "machine" finds it and takes nothing back again
             attempt.outcome = "machine"  # the caller rewrites the stored attempt and record
             return "ended"
         if connected_at is None:

@@ -669,9 +669,9 @@ def apply_disposition(
     answering machine that AMD took for a person; once committed,
     ``on_machine`` is told (the first time only), and the campaign takes
     the live answer back from its abandon ledger and retries the record as
-    a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`); no
-    other result may follow it (:class:`Conflict`), so a live answer leaves
-    the ledger once per call, ever.
+    a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`); only
+    ``do-not-call`` or ``callback`` may follow it (else :class:`Conflict`),
+    and a live answer leaves the ledger once per call, ever.
     ``agent``: the one giving it, who must be the one who took the call
     (None: a supervisor; ``campaigns``: the campaigns a team supervisor's
     scope holds, None: all).  ``rules``: a campaign's retry rules, by its name."""
@@ -700,13 +700,14 @@ def apply_disposition(
             raise Forbidden("agent", f"{agent} did not take call {ref}")
         if campaigns is not None and row.name not in campaigns:
             raise Forbidden("campaign", f"call {ref} is not of a campaign of your teams")
-        if row.disposition == MACHINE and code != MACHINE:
-            # its live answer left the ledger and its record is retried as a machine:
-            # flipping it back and forth took a live answer back each time
+        if row.disposition == MACHINE and code not in (MACHINE, DO_NOT_CALL, CALLBACK):
+            # its live answer left the ledger and its record is retried as a machine;
+            # a "do not call" (the law) or a call-back time still follow it
             raise Conflict(
                 "code",
                 f"call {ref} was given 'machine' (its live answer taken back from the "
-                f"abandon ledger, its record retried as a machine): it cannot become {code!r}",
+                f"abandon ledger, its record retried as a machine): it cannot become "
+                f"{code!r} (do-not-call and callback can still follow)",
             )
         if code == CALLBACK:
             if callback_at is None:
@@ -734,7 +735,10 @@ def apply_disposition(
                 callback_at=callback_at if code == CALLBACK else None,
             )
             status = step.status
-    if code == MACHINE and row.disposition != MACHINE and on_machine is not None:
+    # once per call, ever: not after a first "machine" (its outcome is "machine"
+    # once written), nor again after a do-not-call or call-back that followed it
+    taken_back = row.disposition == MACHINE or row.outcome == MACHINE
+    if code == MACHINE and not taken_back and on_machine is not None:
         connected = row.connected_at
         if connected is not None and connected.tzinfo is None:
             connected = connected.replace(tzinfo=dt.UTC)  # SQLite drops the offset

@@ -637,6 +637,20 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
     run(app.campaigns.flush().asFuture(LOOP))
     assert ledger_row() == pytest.approx((live - 1.0, abandoned)), "taken back once, ever"
     assert hour_after_restart() == pytest.approx(hour - 1.0)
+
+    # but a "do not call" heard after a mistaken "machine" is the law: it goes
+    # through (the number blocked everywhere), and "machine" once more after it
+    # still takes nothing back
+    status, body = call(app, "POST", path, {"code": "do not call"}, anna)
+    assert status == 200 and body["disposition"] == "do-not-call", body
+    status, body = call(app, "POST", path, {"code": "machine"}, anna)
+    assert status == 200
+    run(app.campaigns.flush().asFuture(LOOP))
+    assert ledger_row() == pytest.approx((live - 1.0, abandoned)), "taken back once, ever"
+    with engine.connect() as conn:
+        number = conn.execute(select(db.attempt.c.e164).where(db.attempt.c.ref == ref)).scalar_one()
+        blocked = conn.execute(select(db.dnc.c.e164).where(db.dnc.c.e164 == number)).all()
+    assert blocked, "the do-not-call reached the list"
     with engine.connect() as conn:
         attempt = conn.execute(
             select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
