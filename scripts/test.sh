@@ -7,7 +7,7 @@
 # The tests start their own PostgreSQL server and Asterisk on free loopback
 # ports.
 #
-#   scripts/test.sh [PYTEST ARGS]         everything
+#   scripts/test.sh [PYTEST ARGS]         everything (with PYTEST ARGS: what they select)
 #   scripts/test.sh --fast [PYTEST ARGS]  ruff and the unit tier only, the property tests
 #                                         that take hypothesis's default count at 20
 #                                         examples (profile "fast", tests/conftest.py):
@@ -52,15 +52,13 @@ ruff format --check .
 lint-imports
 # the whole tree (pyproject.toml [tool.mypy]: strict on core, routing and the pure dialer)
 mypy .
-# First every test but two kinds, on both cores (pytest-xdist: most tests wait
-# on sockets, processes and servers); then those two alone, as they need the
-# machine to themselves: the real PBX (calls in real time) and the assembled
-# server on its scaled clock (marker "serial").  Exit 5 is "nothing selected"
-# (a -k that matches nothing in one of the two).
-pytest_phase() {
-  local rc=0
-  python3 -m pytest -q "$@" || rc=$?
-  [ "$rc" = 0 ] || [ "$rc" = 5 ] || exit "$rc"
-}
-pytest_phase -n 2 -m "not realpbx and not serial" --durations=15 "$@"
-pytest_phase -m "realpbx or serial" --durations=10 "$@"
+# With arguments (a file, -k, -m ...): one pytest run of what they select.
+# Without: first every test but two kinds, on both cores (pytest-xdist: most
+# tests wait on sockets, processes and servers); then those two alone, as they
+# need the machine to themselves: the real PBX (calls in real time) and the
+# assembled server on its scaled clock (marker "serial").
+if [ "$#" -gt 0 ]; then
+  exec python3 -m pytest -q "$@"
+fi
+python3 -m pytest -q -n 2 -m "not realpbx and not serial" --durations=15
+exec python3 -m pytest -q -m "realpbx or serial" --durations=10
