@@ -142,3 +142,17 @@ def test_serve_with_an_unreachable_database_says_so_and_exits(tmp_path, auto_upg
         assert result.returncode == 1, result.stderr
         line = one_line(result)
         assert f"database.url: cannot open the database: {reason}" in line
+
+
+def test_the_environment_url_is_named_when_it_is_the_one_used(tmp_path, capsys, monkeypatch):
+    """``DIRIGENT_DATABASE_URL`` wins over ``[database] url``: an error named
+    ``database.url`` sent the operator to edit a file that was not the cause."""
+    config = tmp_path / "dirigent.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "fine.db"}"\n')
+    monkeypatch.setenv("DIRIGENT_DATABASE_URL", f"sqlite:///{tmp_path / 'gone' / 'x.db'}")
+    code, line = in_process(capsys, "user", "list", "--config", str(config))
+    assert code == 1
+    assert line.startswith("dirigent: DIRIGENT_DATABASE_URL: cannot open the database"), line
+    monkeypatch.setenv("DIRIGENT_DATABASE_URL", "mysql://x@y/z")
+    code, line = in_process(capsys, "user", "list", "--config", str(config))
+    assert code == 2 and "DIRIGENT_DATABASE_URL: must start with" in line, line

@@ -111,16 +111,26 @@ def database_source(args: argparse.Namespace) -> tuple[str, str]:
 
     if args.db is not None:
         return checked_database_url(args.db, "--db"), "--db"
+    env = os.environ.get("DIRIGENT_DATABASE_URL")
+    if env:  # it wins over the file's: its errors name it, not database.url
+        checked_database_url(env, "DIRIGENT_DATABASE_URL")
     if args.config:
         try:
             url = load_database_settings(args.config).url
         except ConfigError as exc:
             raise bad_input(exc) from None
-        return checked_database_url(url, "database.url"), "database.url"
-    env = os.environ.get("DIRIGENT_DATABASE_URL")
+        key = url_key(url)
+        return checked_database_url(url, key), key
     if env:
         return checked_database_url(env, "DIRIGENT_DATABASE_URL"), "DIRIGENT_DATABASE_URL"
     return DEFAULT_DATABASE_URL, "database.url"
+
+
+def url_key(url: str) -> str:
+    """Where a configuration's database URL came from, for an error to name:
+    ``DIRIGENT_DATABASE_URL`` wins over ``[database] url`` when it is set."""
+    env = os.environ.get("DIRIGENT_DATABASE_URL")
+    return "DIRIGENT_DATABASE_URL" if env and env == url else "database.url"
 
 
 def checked_database_url(url: str, key: str) -> str:

@@ -21,6 +21,7 @@ from dirigent.cli.common import (
     open_database,
     run_reactor,
     start_dirigent,
+    url_key,
 )
 
 
@@ -72,14 +73,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     opened is one line and exit 1 -- no retry; a supervisor that restarts
     on failure (systemd ``Restart=on-failure``) waits out a PostgreSQL
     that comes up after us."""
+    import os
+
     from dirigent.config import ConfigError, load_settings
 
+    env = os.environ.get("DIRIGENT_DATABASE_URL")
+    if env:  # it wins over the file's: its errors name it, not database.url
+        checked_database_url(env, "DIRIGENT_DATABASE_URL")
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         raise bad_input(exc) from None
-    url = checked_database_url(settings.database.url, "database.url")
-    open_database(url, "database.url", upgrade=settings.database.auto_upgrade)
+    key = url_key(settings.database.url)
+    url = checked_database_url(settings.database.url, key)
+    open_database(url, key, upgrade=settings.database.auto_upgrade)
     return run_reactor(args, settings.log_format, lambda r: start_dirigent(r, settings))
 
 
@@ -246,7 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     url = checked_database_url(args.db, "--db") if args.db else f"sqlite:///{data / 'store.db'}"
     print(f"demo: data in {data} (kept between runs; --fresh starts over)", flush=True)
     print("demo: migrating the database, adding users, importing the demo list ...", flush=True)
-    open_database(url, "--db")
+    open_database(url, "--db" if args.db else "--data")
     _demo_users(url, args.agents)
     args.username = "dirigent"
     campaigns = () if args.no_campaign else (_demo_campaign(url, data),)
