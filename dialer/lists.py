@@ -37,7 +37,8 @@ from core.errors import Invalid
 from core.numbers import Number, Rejected, normalize
 
 #: A field longer than this is refused (a CRM field is never this long; a
-#: binary blob or a broken export is).
+#: binary blob or a broken export is).  Fields the store keeps in sized
+#: columns have their own, smaller limits (``ListReader(limits=...)``).
 MAX_FIELD = 1000
 #: csv's own limit, raised so that one over-long field is reported, not fatal.
 csv.field_size_limit(1 << 20)
@@ -209,10 +210,16 @@ class ListReader:
         mapping: Mapping[str, str] | None = None,
         encoding: str | None = None,
         delimiter: str | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
+        """``limits``: field -> the most characters it may have, from the
+        columns that will hold it (the store passes them: this module knows
+        no database); a longer value is a rejected row naming the field, not
+        a failed import on a database that refuses it."""
         self.path = Path(path)
         self.region = region
         self.mapping = mapping
+        self.limits = dict(limits or {})
         try:
             with open(self.path, "rb") as fh:
                 sample = fh.read(64 * 1024)
@@ -350,6 +357,9 @@ class ListReader:
         for i, value in enumerate(values):
             name = self.columns[i]
             value = value.strip()
+            limit = self.limits.get(name)
+            if limit is not None and limit < len(value) <= MAX_FIELD:
+                return RowProblem(row, name, f"at most {limit} characters ({len(value)} given)")
             if len(value) > MAX_FIELD:
                 label = name[6:] if name.startswith("extra:") else name
                 return RowProblem(row, label, f"longer than {MAX_FIELD} characters")
@@ -366,7 +376,19 @@ class ListReader:
             )
         number = normalize(fields.get("phone", ""), region)
         if isinstance(number, Rejected):
-            return RowProblem(row, "phone", f"{number.reason}: {fields.get('phone', '')!r}")
+            reason, raw = number.reason, fields.get("phone", "")
+            if (
+                region is None
+                and raw
+                and not raw.startswith("+")
+                and reason.startswith("not a phone")
+            ):
+                # phonenumbers' "Missing or invalid default region." names no fix
+                reason = (
+                    "not a phone number: national numbers need a region"
+                    " (--region, or a country column)"
+                )
+            return RowProblem(row, "phone", f"{reason}: {fields.get('phone', '')!r}")
         priority = 0
         if fields.get("priority"):
             try:

@@ -13,8 +13,9 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select
+from sqlalchemy import Column, Connection, Engine, String, and_, insert, or_, select
 
 from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
@@ -29,6 +30,24 @@ class DncResult:
     already: int = 0
     #: (the input, why it was refused)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+def column_limit(column: Column[Any]) -> int | None:
+    """The most characters ``column`` holds (``String(n)``), None for no limit.
+
+    The schema in ``store/db.py`` is the one source of the limits: PostgreSQL
+    refuses a longer value (the whole statement fails), SQLite stores it, so
+    every text that reaches a column is checked against it first."""
+    kind = column.type
+    return kind.length if isinstance(kind, String) else None
+
+
+def check_fits(column: Column[Any], value: str | None, field: str) -> None:
+    """Refuse ``value`` for ``field`` (the input's name) if ``column`` cannot
+    hold it, before anything is written: the same answer on both databases."""
+    limit = column_limit(column)
+    if value is not None and limit is not None and len(value) > limit:
+        raise ListError(field, f"at most {limit} characters ({len(value)} given)")
 
 
 def _campaign_id(conn: Connection, name: str | None, create: bool = False) -> int | None:
@@ -51,7 +70,13 @@ def add_dnc(
     source: str = "manual",
     reason: str | None = None,
 ) -> DncResult:
-    """Add numbers to the global list (``campaign=None``) or a campaign's."""
+    """Add numbers to the global list (``campaign=None``) or a campaign's.
+
+    A ``source``, ``reason`` or campaign name longer than its column is a
+    :class:`ListError` naming it, raised before any number is written."""
+    check_fits(db.dnc.c.source, source, "source")
+    check_fits(db.dnc.c.reason, reason, "reason")
+    check_fits(db.campaign.c.name, campaign, "campaign")
     result = DncResult()
     with engine.begin() as conn:
         campaign_id = _campaign_id(conn, campaign, create=True)
@@ -77,14 +102,25 @@ def add_dnc(
 
 
 def import_dnc(
-    engine: Engine, path: str | Path, *, campaign: str | None = None, region: str | None = None
+    engine: Engine,
+    path: str | Path,
+    *,
+    campaign: str | None = None,
+    region: str | None = None,
+    reason: str | None = None,
 ) -> DncResult:
-    """A DNC file: a CSV with a phone column, or one number per line."""
+    """A DNC file: a CSV with a phone column, or one number per line.
+
+    The source is ``file:<name>``, cut to its column (it only says where the
+    entries came from; a file's name may be longer than the column)."""
+    check_fits(db.dnc.c.reason, reason, "reason")
+    check_fits(db.campaign.c.name, campaign, "campaign")
+    source = f"file:{Path(path).name}"[: column_limit(db.dnc.c.source)]
     text = Path(path).read_bytes()[:4096]
     if b";" in text or b"," in text or b"\t" in text:
         reader = ListReader(path, region=region)
         numbers = [row.number.e164 for row in reader]
-        result = add_dnc(engine, numbers, campaign=campaign, source=f"file:{Path(path).name}")
+        result = add_dnc(engine, numbers, campaign=campaign, source=source, reason=reason)
         result.rejected += [(f"row {p.row}", p.reason) for p in reader.problems]
         return result
     lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -93,7 +129,8 @@ def import_dnc(
         [line for line in lines if line.strip()],
         campaign=campaign,
         region=region,
-        source=f"file:{Path(path).name}",
+        source=source,
+        reason=reason,
     )
 
 
@@ -118,6 +155,8 @@ def record_consent(
         raise ListError("source", "required: where the consent (or withdrawal) came from")
     if granted and not (proof_ref or "").strip():
         raise ListError("proof_ref", "required for a grant: UWG 7a asks for documented proof")
+    check_fits(db.consent.c.source, source, "source")
+    check_fits(db.consent.c.proof_ref, proof_ref, "proof_ref")
     with engine.begin() as conn:
         if (
             conn.execute(select(db.contact.c.id).where(db.contact.c.id == contact_id)).first()

@@ -100,6 +100,7 @@ class ListOps:
                     dry_run=dry_run,
                     create=create,
                     configured=tuple(self.campaigns),
+                    country=self._country(campaign),
                 )
             except UnknownCampaign as exc:
                 raise Invalid("campaign", str(exc)) from None
@@ -226,6 +227,12 @@ class ListOps:
             campaigns=campaigns,
             on_machine=self.on_machine,
         )
+
+    def _country(self, campaign: str) -> str | None:
+        """The configured campaign's country: the default region of its
+        lists' national numbers (None: the import asks the campaign's row)."""
+        config = self.campaigns.get(campaign)
+        return config.compliance().policy.country if config is not None else None
 
     def _retry_rules(self, campaign: str) -> RetryRules:
         config = self.campaigns.get(campaign)

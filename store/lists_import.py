@@ -57,7 +57,10 @@ from sqlalchemy import (
 )
 
 from core.errors import Invalid, NotFound
+from core.numbers import check_region
 from dialer.lists import (
+    FIELDS,
+    ListError,
     ListReader,
     ListRow,
     Member,
@@ -66,10 +69,26 @@ from dialer.lists import (
     member,
 )
 from store import db
+from store.consent import check_fits, column_limit
 
 log = logging.getLogger("dirigent.lists")
 
 BATCH = 1000
+
+#: the most characters each list field may have: the size of the contact
+#: column that holds it (store/db.py is the one source).  The reader rejects a
+#: longer value as its row; PostgreSQL would refuse the whole batch (COPY), and
+#: SQLite would keep it.  ``country`` is not here: the reader's own rule (a
+#: two-letter code) says more.
+FIELD_LIMITS: dict[str, int] = {
+    name: limit
+    for name in FIELDS
+    if name in db.contact.c
+    and name != "country"
+    and (limit := column_limit(db.contact.c[name])) is not None
+}
+#: what an INTEGER column holds (``record.priority``) on PostgreSQL
+_INTEGER = (-(2**31), 2**31 - 1)
 #: batch counts after which PostgreSQL's statistics are refreshed during a load
 ANALYZE_AFTER = frozenset({2, 10, 50, 200, 500})
 
@@ -87,6 +106,10 @@ class ImportReport:
     delimiter: str = ""
     dry_run: bool = False
     resumed: bool = False
+    #: the default country of national numbers, and where it came from:
+    #: "given" (``--region``, ``region=``) or "campaign" (the campaign's country)
+    region: str | None = None
+    region_from: str | None = None
     rejected_file: str | None = None
     problems: list[RowProblem] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
@@ -104,6 +127,8 @@ class ImportReport:
             "delimiter": self.delimiter,
             "dry_run": self.dry_run,
             "rejected_file": self.rejected_file,
+            "region": self.region,
+            "region_from": self.region_from,
         }
 
 
@@ -124,6 +149,7 @@ def import_list(
     progress: Callable[[int, float], None] | None = None,
     create: bool = False,
     configured: Collection[str] = (),
+    country: str | None = None,
 ) -> ImportReport:
     """Import the list file at ``path`` into ``campaign``.
 
@@ -131,9 +157,29 @@ def import_list(
     server's ``[[campaign]]`` tables) unless ``create`` is set: a misspelt
     name would otherwise make a campaign of its own that nothing dials, while
     ``lists export`` says it does not exist.  :class:`UnknownCampaign` is
-    raised before any row is read."""
+    raised before any row is read.
+
+    National numbers are read as ``region``'s; without it, as the campaign's
+    country: ``country`` (its ``[[campaign]]`` table, when the caller has
+    one), else its row's (the server writes it): a UK campaign's list of
+    ``020 ...`` numbers was otherwise rejected row by row.  A row's own
+    ``country`` column still wins for that row."""
+    name = Path(path).name
+    limit = column_limit(db.dial_list.c.name)
+    if limit is not None and len(name) > limit:
+        raise ListError(
+            "file",
+            f"the file's name is the list's name: at most {limit} characters "
+            f"({len(name)} given); rename the file",
+        )
+    check_fits(db.campaign.c.name, campaign, "campaign")
     reader = ListReader(
-        path, region=region, mapping=mapping, encoding=encoding, delimiter=delimiter
+        path,
+        region=region,
+        mapping=mapping,
+        encoding=encoding,
+        delimiter=delimiter,
+        limits=FIELD_LIMITS,
     )
     if not create and campaign not in configured:
         _require_campaign(engine, campaign)
@@ -141,7 +187,12 @@ def import_list(
         encoding=reader.encoding,
         delimiter=reader.dialect.delimiter if reader.kind == "csv" else "",
         dry_run=dry_run,
+        region=region,
+        region_from="given" if region else None,
     )
+    if region is None:
+        reader.region = report.region = _campaign_region(engine, campaign, country)
+        report.region_from = "campaign" if report.region else None
     if dry_run:
         _dry_run(engine, reader, campaign, Path(path), report, progress)
     else:
@@ -159,6 +210,22 @@ def import_list(
     return report
 
 
+def _campaign_region(engine: Engine, campaign: str, configured: str | None) -> str | None:
+    """The campaign's country as a region phonenumbers knows: the configured
+    one, else the one on its row; None when neither is known."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(db.campaign.c.country).where(db.campaign.c.name == campaign)
+        ).scalar()
+    for country in (configured, stored):
+        if country:
+            try:
+                return check_region(country)
+            except ValueError:
+                continue  # not a region (e.g. a hand-edited row): the next, or none
+    return None
+
+
 def _dry_run(
     engine: Engine,
     reader: ListReader,
@@ -171,7 +238,7 @@ def _dry_run(
     try:
         with engine.begin() as conn:
             campaign_id = _campaign(conn, campaign)
-            list_id = _list(conn, campaign_id, path.name, str(path))
+            list_id = _list(conn, campaign_id, path.name, _source(path))
             _hold_write_lock(conn, list_id)
             seen = SeenNumbers()
             for batch in _batches(reader, seen, report, progress):
@@ -192,7 +259,7 @@ def _staged_import(
 ) -> None:
     with engine.begin() as conn:
         campaign_id = _campaign(conn, campaign)
-        list_id, state = _stage_list(conn, campaign_id, path.name, str(path))
+        list_id, state = _stage_list(conn, campaign_id, path.name, _source(path))
     report.resumed = state == "resumed"
     if state == "switching":  # an earlier import was cut short in its switch
         _go_live(engine, list_id)
@@ -219,6 +286,11 @@ def _staged_import(
     except BaseException:
         _discard(engine, list_id, created, reason="the import failed midway")
         raise
+
+
+def _source(path: Path) -> str:
+    """Where the list came from, cut to its column (it only informs)."""
+    return str(path)[: column_limit(db.dial_list.c.source)]
 
 
 @contextlib.contextmanager
@@ -249,9 +321,14 @@ def _batches(
     progress: Callable[[int, float], None] | None,
 ) -> Iterator[list[ListRow]]:
     """The file's rows in batches of :data:`BATCH`, duplicates in the file
-    counted and left out; progress reported after each batch."""
+    counted and left out, rows the database cannot hold rejected (with the
+    reader's own); progress reported after each batch."""
     batch: list[ListRow] = []
     for row in reader:
+        problem = _unstorable(row)
+        if problem is not None:
+            reader.problems.append(problem)
+            continue
         if not seen.add(row.number.e164):
             report.duplicates += 1
             continue
@@ -263,6 +340,25 @@ def _batches(
                 progress(reader.rows_read, reader.position())
     if batch:
         yield batch
+
+
+def _unstorable(row: ListRow) -> RowProblem | None:
+    """Why the store cannot keep ``row`` although the reader took it: what it
+    derives (the number's time zones) or a number beyond an INTEGER column.
+    Time zones are not cut short: calling hours are checked in every one."""
+    low, high = _INTEGER
+    if not low <= row.priority <= high:
+        return RowProblem(row.row, "priority", f"a whole number from {low} to {high}")
+    zones = ",".join(row.number.timezones)
+    limit = column_limit(db.contact_phone.c.timezones)
+    if limit is not None and len(zones) > limit:
+        return RowProblem(
+            row.row,
+            "phone",
+            f"{row.number.e164} spans {len(row.number.timezones)} time zones, more than "
+            f"the database keeps ({len(zones)} characters, at most {limit})",
+        )
+    return None
 
 
 def _stage_list(conn: Connection, campaign_id: int, name: str, source: str) -> tuple[int, str]:
@@ -620,13 +716,20 @@ def _among(conn: Connection, column: Any, values: list[str]) -> Any:
     return column.in_(values)
 
 
+#: the derived columns' sizes: a display name (first and last name, each
+#: within its own column, may be longer together) and the phonetic key are
+#: cut to fit; the names themselves are kept whole in their own columns
+_DISPLAY = column_limit(db.contact.c.display_name)
+_PHONETIC = column_limit(db.contact.c.phonetic_key)
+
+
 def _contact_values(r: ListRow) -> tuple[Any, ...]:
     f = r.fields
     display = " ".join(x for x in (f.get("first_name"), f.get("last_name")) if x) or f.get(
         "company", ""
     )
     return (
-        display,
+        display[:_DISPLAY],
         f.get("first_name") or None,
         f.get("last_name") or None,
         f.get("company") or None,
@@ -635,7 +738,7 @@ def _contact_values(r: ListRow) -> tuple[Any, ...]:
         f.get("city") or None,
         f.get("country") or r.number.region or None,
         f.get("email") or None,
-        r.phonetic,
+        r.phonetic[:_PHONETIC],
         json.dumps(r.extra),
     )
 

@@ -113,3 +113,82 @@ def test_command_line_dnc_and_consent(tmp_path):
     assert out.returncode == 2 and "proof_ref: required for a grant" in out.stderr
     out = cli(*grant, "--proof", "doi-1")
     assert out.returncode == 2 and "contact: unknown contact 1" in out.stderr
+
+
+LONG = "r" * 201  # every dnc/consent text column here holds 200 (proof_ref 500)
+
+
+def test_an_over_long_reason_or_source_is_refused_naming_it_and_nothing_is_written(engine):
+    """On PostgreSQL a 201-character reason was a StringDataRightTruncation (a
+    500, the opt-out lost); SQLite stored it.  Now both refuse it at the edge."""
+    number = "+442079460077"
+    for given, field in (({"reason": LONG}, "reason"), ({"source": LONG}, "source")):
+        with pytest.raises(ListError, match=rf"^{field}: at most 200 characters \(201 given\)"):
+            add_dnc(engine, [number, "+442079460078"], **given)
+    with pytest.raises(ListError, match=r"^campaign: at most 120 characters"):
+        add_dnc(engine, [number], campaign="c" * 121)
+    assert DbDnc(engine).blocked(number, "") is None, "nothing half-written"
+    with engine.connect() as conn:
+        assert conn.execute(db.campaign.select()).first() is None, "no campaign made either"
+    assert add_dnc(engine, [number], reason="r" * 200, source="s" * 200).added == 1, "200 fits"
+    assert DbDnc(engine).blocked(number, "") == "global"
+
+    with engine.begin() as conn:
+        contact = conn.execute(
+            insert(db.contact).values(display_name="Eva", custom={})
+        ).inserted_primary_key[0]
+    with pytest.raises(ListError, match=r"^source: at most 200 characters"):
+        record_consent(engine, contact, "voice", False, source=LONG)
+    with pytest.raises(ListError, match=r"^proof_ref: at most 500 characters \(501 given\)"):
+        record_consent(engine, contact, "voice", True, source="web", proof_ref="p" * 501)
+    with engine.connect() as conn:
+        assert conn.execute(db.consent.select()).first() is None
+    record_consent(engine, contact, "voice", False, source="s" * 200, proof_ref="p" * 500)
+
+
+def test_the_api_operations_refuse_over_long_text_with_the_field(engine):
+    """What ``POST /api/dnc`` and ``POST /api/consent`` run (a 400 naming the field)."""
+    from core.errors import Invalid
+    from store.list_ops import ListOps
+
+    ops = ListOps(engine)
+    for body, field in (
+        ({"numbers": ["+442079460077"], "reason": LONG}, "reason"),
+        ({"numbers": ["+442079460079"], "source": LONG}, "source"),
+    ):
+        with pytest.raises(Invalid, match=rf"^{field}: at most 200 characters") as caught:
+            ops.add_dnc(body)
+        assert caught.value.field == field
+    with engine.begin() as conn:
+        contact = conn.execute(
+            insert(db.contact).values(display_name="Eva", custom={})
+        ).inserted_primary_key[0]
+    with pytest.raises(Invalid, match=r"^source: at most 200 characters") as caught:
+        ops.add_consent({"contact": contact, "channel": "voice", "granted": False, "source": LONG})
+    assert caught.value.field == "source"
+
+
+def test_the_command_line_refuses_over_long_text_in_one_line(database_url):
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dirigent.cli", *args, "--db", database_url],
+            capture_output=True,
+            text=True,
+        )
+
+    out = cli("dnc", "add", "+442079460077", "--reason", LONG)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "dirigent: reason: at most 200 characters (201 given)"
+    ]
+    out = cli("dnc", "add", "+442079460077", "--reason", "fits")
+    assert out.returncode == 0 and "1 added" in out.stdout, out.stderr
+    out = cli("dnc", "import", "--reason", LONG, "nothing-read.txt")
+    assert out.returncode == 2 and "reason: at most 200 characters" in out.stderr
+    out = cli(
+        "consent", "add", "--contact", "1", "--channel", "voice", "--withdrawn", "--source", LONG
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "dirigent: source: at most 200 characters (201 given)"
+    ]

@@ -63,3 +63,27 @@ def test_a_bad_number_is_a_400_naming_phone_and_agents_may_not_look(app):
     assert status == 403 and error["field"] == "contacts"
     status, error = find(app, "+49 30 1234 5678", "no-such-token")
     assert status == 401 and error["field"] == "authorization"
+
+
+def test_over_long_dnc_and_consent_text_is_a_400_naming_the_field(app):
+    """On PostgreSQL these were a 500 and the opt-out was lost; the check is
+    the same on SQLite, whose columns do not refuse the value themselves."""
+    boss = token(app, "boss")
+    long = "r" * 201
+    numbers = ["+442079460077", "+442079460078"]
+    for field in ("reason", "source"):
+        status, error = call(app, "POST", "dnc", {"numbers": numbers, field: long}, boss)
+        assert status == 400 and error["field"] == field, error
+        assert "at most 200 characters (201 given)" in error["error"]
+    status, body = call(app, "GET", "dnc/%2B442079460077", token=boss)
+    assert body["blocked"] is None, "nothing was written"
+    status, error = call(
+        app,
+        "POST",
+        "consent",
+        {"contact": 1, "channel": "voice", "granted": False, "source": long},
+        boss,
+    )
+    assert status == 400 and error["field"] == "source", error
+    status, body = call(app, "POST", "dnc", {"numbers": numbers, "reason": "r" * 200}, boss)
+    assert status == 200 and body["added"] == 2

@@ -72,6 +72,8 @@ def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, databa
         "delimiter": ";",
         "dry_run": False,
         "rejected_file": None,
+        "region": "DE",
+        "region_from": "given",
     }
     assert [(p.row, p.field) for p in report.problems] == [(4, "phone"), (6, "row")]
     assert (

@@ -76,7 +76,9 @@ def cmd_dnc(args: argparse.Namespace) -> int:
             else:
                 result = None
                 for path in args.items:
-                    part = import_dnc(engine, path, campaign=args.campaign, region=args.region)
+                    part = import_dnc(
+                        engine, path, campaign=args.campaign, region=args.region, reason=args.reason
+                    )
                     if result is None:
                         result = part
                     else:

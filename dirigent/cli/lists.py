@@ -93,6 +93,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
         raise UsageError("--delimiter: one character")
     if not Path(args.file).is_file():
         raise UsageError(f"{args.file}: no such file")
+    configured = _configured_campaigns(args)
     bar = terminal_progress(args.file)
     try:
         mapping = load_mapping(args.mapping) if args.mapping else None
@@ -108,7 +109,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 progress=bar,
                 create=args.create,
-                configured=_configured_campaigns(args),
+                configured=tuple(configured),
+                country=configured.get(args.campaign),
             )
     except UnknownCampaign as exc:
         raise UsageError(f"--campaign: {exc}") from None
@@ -128,6 +130,13 @@ def cmd_lists(args: argparse.Namespace) -> int:
             + (" (dry run: nothing written)" if args.dry_run else "")
             + (" (resumed an import that had not ended)" if report.resumed else "")
         )
+        if report.region_from == "campaign":
+            print(
+                f"  national numbers read as {report.region}"
+                " (the campaign's country; --region overrides)"
+            )
+        elif report.region:
+            print(f"  national numbers read as {report.region} (--region)")
         for problem in report.problems[:20]:
             print(f"  row {problem.row}: {problem.field}: {problem.reason}")
         if report.rejected_file:
@@ -148,23 +157,33 @@ def cmd_lists(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _configured_campaigns(args: argparse.Namespace) -> tuple[str, ...]:
-    """The ``[[campaign]]`` names of ``--config`` (they count as existing).
+def _configured_campaigns(args: argparse.Namespace) -> dict[str, str | None]:
+    """The ``[[campaign]]`` names of ``--config`` (they count as existing),
+    each with its country as a region (``UK`` is ``GB``; None if no policy
+    pack knows it): the default region of the import's national numbers.
 
-    Only the names: a file that is not valid TOML has been named already by
-    the database look-up (or is not used: ``--db`` given)."""
+    Only these two keys: a file that is not valid TOML has been named already
+    by the database look-up (or is not used: ``--db`` given), and an import
+    needs nothing else of it (no PBX secret)."""
     if not args.config:
-        return ()
+        return {}
+    from dialer.compliance import PolicyError, policy_for
     from dirigent.config import ConfigError, read_toml
 
     try:
         data = read_toml(args.config)
     except ConfigError:
-        return ()
-    tables = data.get("campaign", [])
-    return tuple(
-        t["name"] for t in tables if isinstance(t, dict) and isinstance(t.get("name"), str)
-    )
+        return {}
+    out: dict[str, str | None] = {}
+    for t in data.get("campaign", []):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            continue
+        country = t.get("country")
+        try:
+            out[t["name"]] = policy_for(country).country if isinstance(country, str) else None
+        except PolicyError:
+            out[t["name"]] = None
+    return out
 
 
 def cmd_lists_export(args: argparse.Namespace) -> int:
