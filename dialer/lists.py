@@ -199,6 +199,13 @@ def map_headers(headers: list[str], mapping: Mapping[str, str] | None = None) ->
 
 
 # -- rows -------------------------------------------------------------------------------------
+def _taking(lines: Iterable[str], taken: list[str]) -> Iterator[str]:
+    """``lines``, each also put in ``taken`` (the caller clears it per record)."""
+    for line in lines:
+        taken.append(line)
+        yield line
+
+
 class ListReader:
     """Iterates a list file; collects one problem per rejected row."""
 
@@ -265,8 +272,12 @@ class ListReader:
         ):
             self._position = lambda: raw.tell() / self.size if self.size else 1.0
             # strict: a quote opened and never closed is an error at the end of
-            # the file, not one field swallowing every row after it
-            reader = csv.reader(fh, self.dialect, strict=True)
+            # the file, not one field swallowing every row after it; any other
+            # record strict parsing refuses (a quote inside a quoted field that
+            # is not doubled: "ACME "Best" GmbH") is read again leniently from
+            # the lines it took, as it always was
+            taken: list[str] = []
+            reader = csv.reader(_taking(fh, taken), self.dialect, strict=True)
             try:
                 headers = next(reader)
             except StopIteration:
@@ -279,6 +290,7 @@ class ListReader:
             width = len(headers)
             while True:
                 first_line = reader.line_num + 1
+                taken.clear()
                 try:
                     values = next(reader)
                 except StopIteration:
@@ -289,15 +301,20 @@ class ListReader:
                         f"not {self.encoding} near row {self.rows_read + 2}: {exc.reason}",
                     ) from None
                 except csv.Error as exc:
-                    self.rows_read += 1
-                    reason = f"unreadable: {exc}"
-                    if str(exc) == "unexpected end of data":
+                    lenient = None
+                    if str(exc) != "unexpected end of data":
+                        lenient = next(csv.reader(taken, self.dialect), None)
+                    if lenient is None:
+                        self.rows_read += 1
                         reason = (
                             f"a quote opened on line {first_line} is never closed: lines "
                             f"{first_line}-{reader.line_num} (the end of the file) read as one row"
+                            if str(exc) == "unexpected end of data"
+                            else f"unreadable: {exc}"
                         )
-                    self.problems.append(RowProblem(first_line, "row", reason))
-                    continue
+                        self.problems.append(RowProblem(first_line, "row", reason))
+                        continue
+                    values = lenient
                 if not any(v.strip() for v in values):
                     continue  # blank line
                 self.rows_read += 1

@@ -179,6 +179,19 @@ def test_a_quote_never_closed_is_a_rejected_row_not_the_rest_of_the_file_in_one_
     assert reader.rows_read == 3
 
 
+def test_a_quote_inside_a_quoted_field_that_is_not_doubled_still_imports(tmp_path):
+    """Hand-edited files and some CRM exports do not double a quote inside a
+    quoted field; such rows always imported (the quote kept), and the strict
+    reading that catches an unclosed quote must not reject them."""
+    path = tmp_path / "crm.csv"
+    path.write_text('company,phone\n"ACME "Best" GmbH",02079461190\n"Plain Ltd",02079461191\n')
+    reader = ListReader(path, region="GB")
+    rows = list(reader)
+    assert [r.number.e164 for r in rows] == ["+442079461190", "+442079461191"]
+    assert not reader.problems
+    assert rows[0].fields["company"].startswith("ACME ") and "Best" in rows[0].fields["company"]
+
+
 def test_a_file_that_fails_midway_leaves_the_list_as_it_was(tmp_path, database_url, engine):
     lines = ["phone,last_name"] + [f"+4930{1000000 + i},Name{i}" for i in range(3000)]
     path = tmp_path / "long.csv"
