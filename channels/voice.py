@@ -801,10 +801,12 @@ class VoiceInbound:
 
     @staticmethod
     def _hold_failed(failure: Any, iid: str) -> None:
-        log.warn(
-            "caller {i}: back on hold failed: {e} (its own events say what happened)",
+        # with its traceback, and counted (dirigent_log_errors_total): the router
+        # has the caller waiting while the PBX may still have it with the agent
+        log.failure(
+            "caller {i}: back on hold failed (its own events say what happened)",
+            failure,
             i=iid,
-            e=failure.getErrorMessage(),
         )
 
 

@@ -152,14 +152,17 @@ def test_a_socket_whose_token_ends_is_closed_before_anything_more_is_pushed(app,
     assert [m.get("customer") for m in seen] == ["c-before"], seen
 
 
-def test_a_plain_http_request_to_the_socket_is_426_and_logs_no_error(app, caplog):
+def test_a_plain_http_request_to_the_socket_is_426_and_logs_no_error(app):
     """A load balancer's health check or a scanner GETs /ws without an
     upgrade: each one logged an "Unhandled Error" traceback, and the answer
     was autobahn's status page with its version (and a ?redirect= that sent
     the browser anywhere)."""
-    import logging
     import urllib.error
     import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from dirigent.logs import count_errors
 
     def get(path: str) -> tuple[int, dict, bytes]:
         try:
@@ -168,11 +171,20 @@ def test_a_plain_http_request_to_the_socket_is_426_and_logs_no_error(app, caplog
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
 
-    with caplog.at_level(logging.WARNING):
+    registry = CollectorRegistry()
+    stop_counting = count_errors(registry)  # what dirigent_log_errors_total counts
+    try:
         for path in ("/ws", "/ws?redirect=https%3A%2F%2Fexample.org%2F"):
             status, headers, body = run(LOOP.run_in_executor(None, get, path))
             assert status == 426, (path, status, body[:200])
             assert "autobahn" not in (str(headers) + body.decode(errors="replace")).lower()
         settle(0.3)  # the connection's close, where the traceback came from
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
+    finally:
+        stop_counting()
+    errors = [
+        (s.labels, s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == "dirigent_log_errors_total" and s.value
+    ]
+    assert not errors, errors
