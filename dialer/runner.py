@@ -670,8 +670,8 @@ class CampaignRunner:
             if self.settings.machine_action == "message":
                 d = self.telephony.play_prompt(attempt.channel_id, Prompt.MACHINE_MESSAGE)
                 self._command(attempt, "machine message", d)
-            else:
-                self.telephony.hang_up(attempt.channel_id)
+            else:  # the machine may have hung up first: "No such channel" is said, not raised
+                self._command(attempt, "hang-up", self.telephony.hang_up(attempt.channel_id))
             return
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
@@ -1076,7 +1076,7 @@ class CampaignRunner:
                 agent = self._agent_bridged_with(chan)
                 if agent is not None and self._adopt(attempt, chan, agent, now):
                     continue
-                self.telephony.hang_up(attempt.channel_id)
+                self._command(attempt, "hang-up", self.telephony.hang_up(attempt.channel_id))
             if attempt.connected is not None:
                 # the person spoke to an agent: reached, never due again for
                 # it; the conversation ended at the latest now, at the
