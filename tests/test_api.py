@@ -4,9 +4,11 @@ assembled service (real TCP, real HTTP, simulated PBX over AMI)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 import websockets
@@ -22,9 +24,12 @@ from store import db
 from tests.conftest import LOOP, run, wait_for
 
 
-@pytest.fixture
-def app(sim, tmp_path):
+@contextlib.contextmanager
+def assembled(sim, tmp_path, offer_timeout: float = 30.0) -> Iterator[Dirigent]:
+    """The assembled service on the simulated PBX: anna (voice and two
+    chats) and ben (voice) in queue "sales"; users boss, anna, ben."""
     _pbx, server = sim
+    host, port = server.address
     url = f"sqlite:///{tmp_path / 'api.db'}"
     db.upgrade(url)
     engine = db.make_engine(url)
@@ -35,8 +40,9 @@ def app(sim, tmp_path):
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
-        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
+        pbxs=(PbxSettings("sim", host, port, secret="secret", backoff_initial=0.05),),
         routing=RoutingSettings(
+            offer_timeout=offer_timeout,
             queues=(QueueConfig("sales"),),
             agents=(
                 AgentSettings(
@@ -52,8 +58,16 @@ def app(sim, tmp_path):
     dirigent = Dirigent(settings, CollectorRegistry())
     dirigent.service.startService()
     run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
-    yield dirigent
-    run(dirigent.service.stopService().asFuture(LOOP))
+    try:
+        yield dirigent
+    finally:
+        run(dirigent.service.stopService().asFuture(LOOP))
+
+
+@pytest.fixture
+def app(sim, tmp_path):
+    with assembled(sim, tmp_path) as dirigent:
+        yield dirigent
 
 
 def call_sync(

@@ -15,21 +15,15 @@ from typing import Any
 
 import pytest
 import websockets
-from prometheus_client import CollectorRegistry
 
-from asterisk.session import PbxSettings
 from center.hub import Hub
 from core.events import Channel, OfferEnded, OfferMade, to_message
-from cti.auth import hash_password
-from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
-from dirigent.service import Dirigent
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.clock import HeapClock
-from store import db
 from tests.conftest import LOOP, run, wait_for
-from tests.test_api import call_sync, token
+from tests.test_api import assembled, call_sync, token
 
 
 def _hub(offer_timeout: float = 15.0) -> tuple[HeapClock, Hub, list[dict[str, Any]]]:
@@ -105,39 +99,9 @@ def test_declined_withdrawn_and_dropped_offers_end_as_such() -> None:
 # -- the assembled server: the pop's end on the agent's own socket only -------------------
 @pytest.fixture
 def quick_offers(sim, tmp_path):
-    """The API tests' server (anna: voice and two chats; ben: voice), with
-    offers that time out after 1 s."""
-    _pbx, server = sim
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    db.upgrade(url)
-    engine = db.make_engine(url)
-    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
-    db.add_user(engine, "anna", hash_password("anna-password"), "agent", "anna")
-    db.add_user(engine, "ben", hash_password("ben-password"), "agent", "ben")
-    engine.dispose()
-    settings = Settings(
-        http=HttpSettings(host="127.0.0.1", port=0),
-        database=DatabaseSettings(url=url),
-        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
-        routing=RoutingSettings(
-            offer_timeout=1.0,
-            queues=(QueueConfig("sales"),),
-            agents=(
-                AgentSettings(
-                    id="anna",
-                    endpoint="1001",
-                    capacity={Channel.VOICE: 1, Channel.CHAT: 2},
-                    queues=("sales",),
-                ),
-                AgentSettings(id="ben", endpoint="1002", queues=("sales",)),
-            ),
-        ),
-    )
-    dirigent = Dirigent(settings, CollectorRegistry())
-    dirigent.service.startService()
-    run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
-    yield dirigent
-    run(dirigent.service.stopService().asFuture(LOOP))
+    """The API tests' server, with offers that time out after 1 s."""
+    with assembled(sim, tmp_path, offer_timeout=1.0) as dirigent:
+        yield dirigent
 
 
 def test_an_agents_socket_is_told_when_its_pops_end_and_nobody_elses_is(quick_offers):
