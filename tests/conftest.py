@@ -281,3 +281,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Any]:
+    """A fresh database of each kind, migrated to the newest revision: its engine."""
+    from store import db
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()

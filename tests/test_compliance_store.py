@@ -20,14 +20,6 @@ NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)  # Monday 10:00 in Berlin
 BERLIN = normalize("+49 30 123456")
 
 
-@pytest.fixture
-def engine(database_url):
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def gate(engine) -> Compliance:
     return Compliance(DbDnc(engine), DbConsent(engine))
 

@@ -49,14 +49,6 @@ def counts(url: str) -> tuple[int, int, int]:
         engine.dispose()
 
 
-@pytest.fixture
-def engine(database_url):
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, database_url, engine):
     path = write(tmp_path, "kunden.csv", GERMAN, "cp1252")
     report = import_list(engine, path, "spring", region="DE", create=True)

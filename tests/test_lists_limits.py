@@ -45,14 +45,6 @@ EXPECTED = [
 ]
 
 
-@pytest.fixture
-def engine(database_url):
-    db.upgrade(database_url)
-    engine = db.make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
 def records(engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(db.record)).scalar_one()
