@@ -53,12 +53,13 @@ lint-imports
 # the whole tree (pyproject.toml [tool.mypy]: strict on core, routing and the pure dialer)
 mypy .
 # With arguments (a file, -k, -m ...): one pytest run of what they select.
-# Without: first every test but two kinds, on both cores (pytest-xdist: most
-# tests wait on sockets, processes and servers); then those two alone, as they
-# need the machine to themselves: the real PBX (calls in real time) and the
-# assembled server on its scaled clock (marker "serial").
+# Without: first every test but one, on both cores (pytest-xdist: most tests
+# wait on sockets, processes and servers; the real-PBX tier, calls in real
+# time, goes to one worker as a group: one Asterisk); then the assembled
+# server's hour on its scaled clock alone (marker "serial"), as it measures
+# against the wall clock.
 if [ "$#" -gt 0 ]; then
   exec python3 -m pytest -q "$@"
 fi
-python3 -m pytest -q -n 2 -m "not realpbx and not serial" --durations=15
-exec python3 -m pytest -q -m "realpbx or serial" --durations=10
+python3 -m pytest -q -n 2 --dist loadgroup -m "not serial" --durations=15
+exec python3 -m pytest -q -m serial

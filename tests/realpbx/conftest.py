@@ -35,6 +35,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in ours:
         if item in items:
             item.add_marker(pytest.mark.realpbx)
+            # one worker of a parallel run (pytest-xdist --dist loadgroup) takes
+            # them all: one Asterisk and one phone farm, on its own ports
+            item.add_marker(pytest.mark.xdist_group("realpbx"))
             # pyVoIP 1.6.8 imports audioop (deprecated), and its receive
             # threads raise "Bad file descriptor" once stop() closed their
             # sockets: pyVoIP's own shutdown, not a failure of the test
