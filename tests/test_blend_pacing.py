@@ -103,3 +103,12 @@ def test_a_bad_inbound_table_is_refused_naming_the_key(inbound: dict[str, Any], 
     with pytest.raises(WorkloadError) as err:
         parse_workload(raw)
     assert err.value.key == key
+
+
+def test_the_simulated_campaign_sets_its_wrap_up_as_an_operator_would() -> None:
+    # the server's priors for a new campaign are built on its wrap_up
+    # (estimates_for); the simulation builds its runner the same way, so its
+    # campaign's limit is the workload's longest usual after-call work, not
+    # ten minutes (25 s +- 10 s: 99 % end within a minute)
+    assert lab.wrap_up_limit(standard_workload()) == 60.0
+    assert lab.wrap_up_limit(blended(60.0)) == 5.0  # a constant 5 s wrap-up
