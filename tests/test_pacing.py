@@ -369,6 +369,20 @@ def test_the_rate_bound_is_the_measured_rate_for_many_answers() -> None:
     assert rate_bound(3, 0, 0.8, 0.015, 20.0) < 0.03
 
 
+def test_a_campaign_paces_on_its_own_after_call_work_once_it_has_handled_enough_calls() -> None:
+    # a campaign whose wrap_up limit is 60 s starts from 60 s of after-call
+    # work (estimates_for); its agents take 10 s.  The prior's samples used to
+    # stay among the 1,500 kept until 1,460 calls pushed them out: after 100
+    # calls an agent just into wrap-up still counted as free within 20 s only
+    # seven times in ten
+    est = Estimates(priors=Priors(wrap_mean=60.0))
+    assert est.tables().wrap[0, 20] < 0.2  # the prior: about a minute
+    for _ in range(100):
+        est.handled(120.0, 10.0)
+    assert est.tables().wrap[0, 20] == pytest.approx(1.0)
+    assert len(est.handle) == len(est.wrap) == 100
+
+
 # -- agents the pacer cannot have (issue 15, findings 1 and 2) --------------------------------
 
 
