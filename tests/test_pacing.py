@@ -390,6 +390,33 @@ def test_the_first_hour_of_a_day_is_still_judged_by_the_bound() -> None:
     assert p._progressive
 
 
+def clean_hour(lives: int) -> tuple[AbandonLedger, float]:
+    """A ledger whose last hour holds ``lives`` live answers, none abandoned."""
+    ledger, start = AbandonLedger(), 20 * DAY + 9 * 3600.0
+    for i in range(lives):
+        ledger.live(start + 3600.0 * i / lives)
+    return ledger, start + 3600.0
+
+
+def test_a_small_hour_leaves_pacing_a_smaller_budget() -> None:
+    # five blended agents: about 50 persons an hour, where two abandons are
+    # 4 % and AMD's unseen misreads (0.5 an hour) come on top: at the fixed
+    # 0.8-point margin four runs in five broke 5 % in some hour.  Fifty
+    # agents: 700 an hour, where the fixed margin is the larger
+    small, large = Predictive(limit=0.03), Predictive(limit=0.03)
+    ledger, now = clean_hour(50)
+    small.decide(snap(now=now, agents=5, ready=1), Estimates(), ledger)
+    ledger, now = clean_hour(700)
+    large.decide(snap(now=now, agents=50, ready=1), Estimates(), ledger)
+    assert large.budget == pytest.approx(0.03 - 0.008)
+    assert small.budget == pytest.approx(0.03 - 0.9 / 50, abs=0.001)  # 1.8 points
+    # so a served answer raises lambda less in the small hour
+    lam = small.lam
+    small.observe(False)
+    large.observe(False)
+    assert small.lam / lam < large.lam / lam
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     live=st.floats(0.0, 5000.0),
