@@ -108,7 +108,7 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
         ringing=ringing,
         room=room,
     )
-    p = Predictive(lam=lam, exact_terms=-1)
+    p = Predictive(lam=lam, exact_terms=-1, start_agents=None)  # this lambda from the start
     got = p.decide(s, est, ledger)
     t = est.tables()
     sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
@@ -411,10 +411,33 @@ def test_a_small_hour_leaves_pacing_a_smaller_budget() -> None:
     assert large.budget == pytest.approx(0.03 - 0.008)
     assert small.budget == pytest.approx(0.03 - 0.9 / 50, abs=0.001)  # 1.8 points
     # so a served answer raises lambda less in the small hour
-    lam = small.lam
+    lams = small.lam, large.lam
     small.observe(False)
     large.observe(False)
-    assert small.lam / lam < large.lam / lam
+    assert small.lam / lams[0] < large.lam / lams[1]
+
+
+def test_a_large_campaign_starts_more_carefully_and_a_small_one_as_before() -> None:
+    # fifty blended agents answered 887 persons in their first hour at the
+    # start's λ of 1 %, the feedback still tuning it: 1.9 % abandoned over
+    # the first 90 minutes, the day at its 3 % with AMD's estimate, and the
+    # day guard dialed progressively for 50 minutes (occupancy 0.909).  Ten
+    # agents or fewer learn slowly and keep the start they had
+    big, small = Predictive(limit=0.03), Predictive(limit=0.03)
+    big.decide(snap(agents=50, ready=1), Estimates(), AbandonLedger())
+    small.decide(snap(agents=10, ready=1), Estimates(), AbandonLedger())
+    assert small.lam == pytest.approx(0.01)
+    assert big.lam == pytest.approx(0.01 * (10 / 50) ** 0.5)
+    # once: later decisions (more agents logged in) leave λ to the feedback
+    big.decide(snap(agents=100, ready=1), Estimates(), AbandonLedger())
+    assert big.lam == pytest.approx(0.01 * (10 / 50) ** 0.5)
+    # so with the same calls up, the large campaign's first decision places fewer
+    state = {"ready": 3, "talking": [60.0] * 47}
+    first, later = Predictive(limit=0.03), Predictive(limit=0.03)
+    later.start_agents = None  # as if λ were already the feedback's
+    assert first.decide(snap(agents=50, **state), Estimates(), AbandonLedger()) < later.decide(
+        snap(agents=50, **state), Estimates(), AbandonLedger()
+    )
 
 
 @settings(max_examples=200, deadline=None)
