@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from dialer.campaign import CampaignSettings, Lead, validate
-from dialer.pacing import make_strategy
+from dialer.pacing import estimates_for, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
 from routing.agent import Agent, AgentState
 from routing.model import Channel, Direction, Interaction, QueueConfig, ServiceLevel
@@ -55,6 +55,24 @@ FIRST_EXTENSION = 1001
 MACHINE_HEARD = 3.0
 #: power ratios of ``--strategy all``
 ALL_RATIOS = (1.5, 2.0, 3.0)
+#: the simulated campaign's ``wrap_up`` limit is set as an operator would set
+#: it: at this quantile of the workload's after-call work (few agents reach it)
+WRAP_UP_QUANTILE = 0.99
+
+
+def wrap_up_limit(workload: Workload) -> float:
+    """The campaign's ``wrap_up`` for a workload: the longest after-call work
+    an operator would allow, the 99th percentile of the workload's wrap-up
+    times rounded up to 5 s (60 s for the standard workload's 25 s ± 10 s).
+
+    The server paces a new campaign from priors built on its ``wrap_up``
+    (:func:`dialer.pacing.estimates_for`); the simulation builds its runner
+    the same way, so it has to configure the limit as a campaign would.  A
+    limit of 600 s made those priors ten minutes of after-call work."""
+    rng = random.Random("wrap-up-limit")
+    samples = sorted(workload.wrapup.sample(rng) for _ in range(4000))
+    top = samples[min(len(samples) - 1, int(WRAP_UP_QUANTILE * len(samples)))]
+    return max(5.0, 5.0 * math.ceil(top / 5.0))
 
 
 def all_strategies() -> list[str]:
@@ -356,7 +374,7 @@ def run(
             connect_within=workload.connect_within,
             max_lines_per_agent=max_lines_per_agent,
             power_ratio=min(2.0, max_lines_per_agent),
-            wrap_up=600.0,
+            wrap_up=wrap_up_limit(workload),
         )
     )
     pacing = make_strategy(
@@ -381,6 +399,8 @@ def run(
         leads,
         pacing,
         attempts=attempts,
+        # the priors a campaign of these settings starts from in the server
+        estimates=estimates_for(settings),
         oracle=oracle,
         foreign_offers=inbound.offers if inbound is not None else None,
         reserved_agents=inbound.needed if inbound is not None else None,

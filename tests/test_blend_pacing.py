@@ -42,11 +42,18 @@ def blended(rate_per_hour: float, **inbound: Any) -> Any:
 
 def test_the_pacer_does_not_dial_for_an_agent_an_inbound_caller_is_about_to_take() -> None:
     # three agents, an inbound caller a minute: the old pacer counted the last
-    # ready agent, the caller took it, and 5 of 135 persons found nobody (3.7 %)
-    r = lab.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=1)
-    assert r["inbound_answered"] == r["inbound_calls"] > 30
-    assert r["live_answers"] > 0
-    assert r["abandoned"] == 0
+    # ready agent, the caller took it, and 5 of 135 persons found nobody (3.7 %).
+    # Over three seeds (one seed's single abandon more or less is chance: the
+    # figure counts the persons AMD took for machines too)
+    runs = [
+        lab.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=seed)
+        for seed in (1, 2, 3)
+    ]
+    for r in runs:
+        assert r["inbound_answered"] == r["inbound_calls"] > 30
+    live = sum(r["live_answers"] for r in runs)
+    assert live > 100
+    assert sum(r["abandoned"] for r in runs) <= 0.02 * live
 
 
 def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures() -> None:
@@ -103,3 +110,12 @@ def test_a_bad_inbound_table_is_refused_naming_the_key(inbound: dict[str, Any], 
     with pytest.raises(WorkloadError) as err:
         parse_workload(raw)
     assert err.value.key == key
+
+
+def test_the_simulated_campaign_sets_its_wrap_up_as_an_operator_would() -> None:
+    # the server's priors for a new campaign are built on its wrap_up
+    # (estimates_for); the simulation builds its runner the same way, so its
+    # campaign's limit is the workload's longest usual after-call work, not
+    # ten minutes (25 s +- 10 s: 99 % end within a minute)
+    assert lab.wrap_up_limit(standard_workload()) == 60.0
+    assert lab.wrap_up_limit(blended(60.0)) == 5.0  # a constant 5 s wrap-up

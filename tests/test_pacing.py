@@ -108,7 +108,7 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
         ringing=ringing,
         room=room,
     )
-    p = Predictive(lam=lam, exact_terms=-1)
+    p = Predictive(lam=lam, exact_terms=-1, start_agents=None)  # this lambda from the start
     got = p.decide(s, est, ledger)
     t = est.tables()
     sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
@@ -344,6 +344,102 @@ def test_a_day_at_the_cap_still_stops_predictive_dialing_with_a_clean_last_hour(
     assert p._progressive
 
 
+def hour_after(earlier: int, lives: int, abandons: int) -> tuple[AbandonLedger, float]:
+    """A ledger with ``earlier`` clean live answers in the day's first hours,
+    then an hour of ``lives`` answers, ``abandons`` of them abandoned (spread
+    over it); and the time at the end of that hour."""
+    ledger, day = AbandonLedger(), 20 * DAY
+    for i in range(earlier):
+        ledger.live(day + 3600.0 + 5 * 3600.0 * i / max(1, earlier))
+    start = day + 6 * 3600.0 + 60.0
+    step = 3540.0 / lives
+    spread = {int((k + 0.5) * lives / abandons) for k in range(abandons)}
+    for i in range(lives):
+        (ledger.abandoned if i in spread else ledger.live)(start + step * i)
+    return ledger, start + 3540.0
+
+
+def test_a_later_hour_at_three_percent_keeps_ten_agents_dialing_predictively() -> None:
+    # ten blended agents, five hours into a clean day: the last hour holds
+    # 130 answers, 4 abandoned (3.1 %).  The 90 % Beta bound of that hour
+    # (4.7 %) stopped predictive dialing until an abandon left the hour --
+    # 25 minutes at a time, up to a quarter of the day -- though the hour
+    # is far from 5 %; one more abandon (5 of 130, 3.8 %) would not break it
+    ledger, now = hour_after(1000, 130, 4)
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(now=now, ready=4, ringing=[1.0]), Estimates(), ledger) > 3
+    assert not p._progressive
+    # and an hour that one more abandon would take past the guard still stops it
+    ledger, now = hour_after(1000, 130, 5)
+    p = Predictive(limit=0.03)
+    assert p.decide(snap(now=now, ready=4, ringing=[1.0]), Estimates(), ledger) == 3
+    assert p._progressive
+
+
+def test_the_first_hour_of_a_day_is_still_judged_by_the_bound() -> None:
+    # the same calls are the day's figure then (the demo's first hour, where
+    # 3 % counts): 2 abandons in the first 40 answers, 20 minutes in, stop
+    # predictive dialing although the day's cap (3 % of the 120 answers the
+    # hour projects) and the hour's count (3 of 120 with the next) are not reached
+    ledger, day = AbandonLedger(), 20 * DAY
+    for i in range(40):
+        (ledger.abandoned if i in (5, 25) else ledger.live)(day + 3600.0 + 30.0 * i)
+    p = Predictive(limit=0.03)
+    now = day + 3600.0 + 1200.0
+    assert p.decide(snap(now=now, ready=4, ringing=[1.0]), Estimates(), ledger) == 3
+    assert p._progressive
+
+
+def clean_hour(lives: int) -> tuple[AbandonLedger, float]:
+    """A ledger whose last hour holds ``lives`` live answers, none abandoned."""
+    ledger, start = AbandonLedger(), 20 * DAY + 9 * 3600.0
+    for i in range(lives):
+        ledger.live(start + 3600.0 * i / lives)
+    return ledger, start + 3600.0
+
+
+def test_a_small_hour_leaves_pacing_a_smaller_budget() -> None:
+    # five blended agents: about 50 persons an hour, where two abandons are
+    # 4 % and AMD's unseen misreads (0.5 an hour) come on top: at the fixed
+    # 0.8-point margin four runs in five broke 5 % in some hour.  Fifty
+    # agents: 700 an hour, where the fixed margin is the larger
+    small, large = Predictive(limit=0.03), Predictive(limit=0.03)
+    ledger, now = clean_hour(50)
+    small.decide(snap(now=now, agents=5, ready=1), Estimates(), ledger)
+    ledger, now = clean_hour(700)
+    large.decide(snap(now=now, agents=50, ready=1), Estimates(), ledger)
+    assert large.budget == pytest.approx(0.03 - 0.008)
+    assert small.budget == pytest.approx(0.03 - 0.9 / 50, abs=0.001)  # 1.8 points
+    # so a served answer raises lambda less in the small hour
+    lams = small.lam, large.lam
+    small.observe(False)
+    large.observe(False)
+    assert small.lam / lams[0] < large.lam / lams[1]
+
+
+def test_a_large_campaign_starts_more_carefully_and_a_small_one_as_before() -> None:
+    # fifty blended agents answered 887 persons in their first hour at the
+    # start's λ of 1 %, the feedback still tuning it: 1.9 % abandoned over
+    # the first 90 minutes, the day at its 3 % with AMD's estimate, and the
+    # day guard dialed progressively for 50 minutes (occupancy 0.909).  Ten
+    # agents or fewer learn slowly and keep the start they had
+    big, small = Predictive(limit=0.03), Predictive(limit=0.03)
+    big.decide(snap(agents=50, ready=1), Estimates(), AbandonLedger())
+    small.decide(snap(agents=10, ready=1), Estimates(), AbandonLedger())
+    assert small.lam == pytest.approx(0.01)
+    assert big.lam == pytest.approx(0.01 * (10 / 50) ** 0.5)
+    # once: later decisions (more agents logged in) leave λ to the feedback
+    big.decide(snap(agents=100, ready=1), Estimates(), AbandonLedger())
+    assert big.lam == pytest.approx(0.01 * (10 / 50) ** 0.5)
+    # so with the same calls up, the large campaign's first decision places fewer
+    state = {"ready": 3, "talking": [60.0] * 47}
+    first, later = Predictive(limit=0.03), Predictive(limit=0.03)
+    later.start_agents = None  # as if λ were already the feedback's
+    assert first.decide(snap(agents=50, **state), Estimates(), AbandonLedger()) < later.decide(
+        snap(agents=50, **state), Estimates(), AbandonLedger()
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     live=st.floats(0.0, 5000.0),
@@ -367,6 +463,20 @@ def test_the_rate_bound_is_the_measured_rate_for_many_answers() -> None:
     # and careful with few: one abandon in ten is far above the cap
     assert rate_bound(10, 1, 0.8, 0.015, 20.0) > 0.05
     assert rate_bound(3, 0, 0.8, 0.015, 20.0) < 0.03
+
+
+def test_a_campaign_paces_on_its_own_after_call_work_once_it_has_handled_enough_calls() -> None:
+    # a campaign whose wrap_up limit is 60 s starts from 60 s of after-call
+    # work (estimates_for); its agents take 10 s.  The prior's samples used to
+    # stay among the 1,500 kept until 1,460 calls pushed them out: after 100
+    # calls an agent just into wrap-up still counted as free within 20 s only
+    # seven times in ten
+    est = Estimates(priors=Priors(wrap_mean=60.0))
+    assert est.tables().wrap[0, 20] < 0.2  # the prior: about a minute
+    for _ in range(100):
+        est.handled(120.0, 10.0)
+    assert est.tables().wrap[0, 20] == pytest.approx(1.0)
+    assert len(est.handle) == len(est.wrap) == 100
 
 
 # -- agents the pacer cannot have (issue 15, findings 1 and 2) --------------------------------
