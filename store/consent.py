@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, String, and_, insert, or_, select
+from sqlalchemy import Column, Connection, Engine, and_, insert, or_, select
 
 from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
 from store import db
+from store.db import column_limit
 
 CHANNELS = ("voice", "sms", "email")
 
@@ -30,16 +31,6 @@ class DncResult:
     already: int = 0
     #: (the input, why it was refused)
     rejected: list[tuple[str, str]] = field(default_factory=list)
-
-
-def column_limit(column: Column[Any]) -> int | None:
-    """The most characters ``column`` holds (``String(n)``), None for no limit.
-
-    The schema in ``store/db.py`` is the one source of the limits: PostgreSQL
-    refuses a longer value (the whole statement fails), SQLite stores it, so
-    every text that reaches a column is checked against it first."""
-    kind = column.type
-    return kind.length if isinstance(kind, String) else None
 
 
 def check_fits(column: Column[Any], value: str | None, field: str) -> None:

@@ -421,6 +421,16 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def column_limit(column: Column[Any]) -> int | None:
+    """The most characters ``column`` holds (``String(n)``), None for no limit.
+
+    The schema here is the one source of the limits: PostgreSQL refuses a
+    longer value (the whole statement fails), SQLite stores it, so every
+    text that reaches a column is checked against it first."""
+    kind = column.type
+    return kind.length if isinstance(kind, String) else None
+
+
 class BadDatabaseUrl(ValueError):
     """A URL SQLAlchemy cannot use; the message never quotes it (its password)."""
 

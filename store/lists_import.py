@@ -69,7 +69,8 @@ from dialer.lists import (
     member,
 )
 from store import db
-from store.consent import check_fits, column_limit
+from store.consent import check_fits
+from store.db import column_limit
 
 log = logging.getLogger("dirigent.lists")
 

@@ -160,3 +160,20 @@ def test_user_commands_list_change_disable_and_remove(tmp_path):
     missing = run("passwd", "anna", stdin="third-pass\n")
     assert missing.returncode == 2 and "no user 'anna'" in missing.stderr
     assert "no users" in run("list").stdout
+
+
+def test_a_username_or_agent_longer_than_its_column_is_refused_and_nothing_written(engine, capsys):
+    """On PostgreSQL a username over 80 or an --agent over 40 characters was
+    a traceback (the column refused it); SQLite kept it.  Both say so now,
+    and no user is written."""
+    from dirigent.cli import main
+    from store import db
+
+    url = engine.url.render_as_string(hide_password=False)
+    for args, said in (
+        (["x" * 81, "--role", "supervisor"], "username: at most 80 characters (81 given)"),
+        (["anna", "--role", "agent", "--agent", "a" * 41], "--agent: at most 40 characters"),
+    ):
+        code = main(["user", "add", *args, "--db", url])
+        assert code == 2 and said in capsys.readouterr().err
+    assert db.user_credentials(engine) == {}, "nothing written"

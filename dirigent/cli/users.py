@@ -72,6 +72,15 @@ def cmd_user(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.user_command == "add" and args.role == "agent" and not args.agent:
         raise UsageError("--agent: required for the agent role")
+    if args.user_command == "add":
+        # PostgreSQL refuses a longer value (a traceback, nothing written); SQLite kept it
+        for key, column, value in (
+            ("username", db.user.c.username, args.username),
+            ("--agent", db.user.c.agent_code, args.agent),
+        ):
+            limit = db.column_limit(column)
+            if value and limit is not None and len(value) > limit:
+                raise UsageError(f"{key}: at most {limit} characters ({len(value)} given)")
     teams = _teams(args) if args.user_command == "add" else None
     try:
         hashed = hash_password(_read_password())
