@@ -710,8 +710,13 @@ class VoiceInbound:
         agent = call.agent
         call.agent = None
         reason = PAUSE_FOR_RING_FAILURE[event.failure]
-        offers = self.hub.router.decline(agent, iid, now, timed_out=True)
-        self.hub.router.pause(agent, now, reason)
+        router = self.hub.router
+        if event.failure is RingFailure.NO_ANSWER:  # the agent's: its pop ends "timed_out"
+            offers = router.decline(agent, iid, now, timed_out=True)
+            router.pause(agent, now, reason)
+        else:  # a busy or unreachable phone: not the agent's doing, its pop ends "withdrawn"
+            router.pause(agent, now, reason)  # first: not offered again what it gives back
+            offers = router.withdraw(agent, iid, now, reason)
         self.hub.route(offers)
 
     def _fallback(self, event: CallFellBack, now: float) -> None:

@@ -11,7 +11,7 @@ from twisted.internet import task
 
 from asterisk.telephony import AmiTelephony
 from channels.voice import PBX_LOST, AgentEndpoint, InboundAcd
-from core.events import InteractionChanged, Stage, to_message
+from core.events import InteractionChanged, OfferEnded, Stage, to_message
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
@@ -114,6 +114,8 @@ def test_poisson_arrivals_for_an_hour_every_call_is_answered_abandoned_or_waitin
 def test_busy_agent_phone_pauses_the_agent_and_the_call_goes_to_another():
     clock = task.Clock()
     pbx, _phone, router, acd = build(clock, n_agents=2, inbound_talk=60)
+    ends: list[OfferEnded] = []
+    acd.bus.subscribe(OfferEnded, ends.append)
     acd.start()
     router.login("agent0", 0, ["sales"])
     router.login("agent1", 1, ["sales"])
@@ -123,6 +125,11 @@ def test_busy_agent_phone_pauses_the_agent_and_the_call_goes_to_another():
     a0, a1 = router.agents["agent0"], router.agents["agent1"]
     assert a0.state is AgentState.PAUSED and a0.pause_reason == "endpoint busy"
     assert a1.state is AgentState.BUSY and caller.uniqueid in a1.work
+    # agent0's desktop: the pop taken back as not its doing (it did not let it ring)
+    assert [(e.agent, e.end.value) for e in ends] == [
+        ("agent0", "withdrawn"),
+        ("agent1", "accepted"),
+    ]
 
 
 def test_unregistered_phone_is_reported_unreachable():
