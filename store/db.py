@@ -176,7 +176,9 @@ contact_phone = Table(
     Column("e164", String(16), nullable=False, index=True),
     Column("number_type", String(20), nullable=True),  # mobile, fixed_line, ...
     Column("region", String(2), nullable=True),
-    Column("timezones", String(200), nullable=True),
+    # every zone a number may ring in (a US toll-free number: all of them, 727
+    # characters): calling hours are checked in each, so none may be cut
+    Column("timezones", Text, nullable=True),
     UniqueConstraint("contact_id", "e164"),
 )
 

@@ -344,21 +344,11 @@ def _batches(
 
 
 def _unstorable(row: ListRow) -> RowProblem | None:
-    """Why the store cannot keep ``row`` although the reader took it: what it
-    derives (the number's time zones) or a number beyond an INTEGER column.
-    Time zones are not cut short: calling hours are checked in every one."""
+    """Why the store cannot keep ``row`` although the reader took it: a
+    priority beyond an INTEGER column."""
     low, high = _INTEGER
     if not low <= row.priority <= high:
         return RowProblem(row.row, "priority", f"a whole number from {low} to {high}")
-    zones = ",".join(row.number.timezones)
-    limit = column_limit(db.contact_phone.c.timezones)
-    if limit is not None and len(zones) > limit:
-        return RowProblem(
-            row.row,
-            "phone",
-            f"{row.number.e164} spans {len(row.number.timezones)} time zones, more than "
-            f"the database keeps ({len(zones)} characters, at most {limit})",
-        )
     return None
 
 
