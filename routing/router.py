@@ -258,6 +258,13 @@ class Router:
             return pending.interaction
         return None
 
+    def _offer_of(self, agent_id: str, interaction_id: str) -> _Pending:
+        """The pending offer of ``interaction_id`` to ``agent_id``, or a RoutingError."""
+        pending = self.offered.get(interaction_id)
+        if pending is None or pending.agent != agent_id:
+            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        return pending
+
     def _offer_over(self, pending: _Pending, end: OfferEnd, now: float) -> None:
         for listener in self.offer_listeners:
             listener(pending.agent, pending.interaction, end, now)
@@ -305,9 +312,7 @@ class Router:
         answer" and may be offered it again once it is back (the caller
         pauses it with its own reason first, so that it is not picked again
         at once); its state log says ``reason``.  Returns the next offers."""
-        pending = self.offered.get(interaction_id)
-        if pending is None or pending.agent != agent_id:
-            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        pending = self._offer_of(agent_id, interaction_id)
         agent = self._agent(agent_id)
         agent.drop(now, interaction_id, reason)
         del self.offered[interaction_id]
@@ -473,9 +478,7 @@ class Router:
 
     # -- offer protocol ---------------------------------------------------------------------
     def accept(self, agent_id: str, interaction_id: str, now: float) -> Interaction:
-        pending = self.offered.get(interaction_id)
-        if pending is None or pending.agent != agent_id:
-            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        pending = self._offer_of(agent_id, interaction_id)
         agent = self._agent(agent_id)
         agent.accept(now, interaction_id)
         for listener in self.agent_listeners:
@@ -492,9 +495,7 @@ class Router:
     ) -> list[Offer]:
         """Rejected or unanswered: the interaction goes back to its place; a
         timed-out agent is paused ("no answer").  Returns the next offers."""
-        pending = self.offered.get(interaction_id)
-        if pending is None or pending.agent != agent_id:
-            raise RoutingError("interaction", f"{interaction_id} is not offered to {agent_id}")
+        pending = self._offer_of(agent_id, interaction_id)
         agent = self._agent(agent_id)
         agent.decline(now, interaction_id, timed_out)
         del self.offered[interaction_id]
