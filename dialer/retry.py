@@ -4,8 +4,9 @@ Record lifecycle: ``new`` → ``dialing`` → outcome → ``scheduled`` (a retry
 with a due time) | ``completed`` (a person was reached) | ``closed`` (with
 a reason: attempts exhausted, invalid number, do not call).
 
-Rules per outcome are configuration (delay, maximum attempts); defaults
-below are common practice, not law.  Pure.
+Rules per outcome are configuration (delay, maximum attempts: a
+campaign's ``retry`` table, read by ``dirigent.config``); defaults below
+are common practice, not law.  Pure.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 OUTCOMES = (
     "answered",
@@ -64,31 +64,6 @@ class Next:
 class RetryRules:
     rules: Mapping[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
     max_attempts_total: int = 10
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any], prefix: str = "retry") -> RetryRules:
-        rules = dict(DEFAULT_RULES)
-        total = data.get("max_attempts_total", 10)
-        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
-            raise RetryError(f"{prefix}.max_attempts_total", "must be a whole number >= 1")
-        for outcome, rule in data.items():
-            if outcome == "max_attempts_total":
-                continue
-            if outcome not in DEFAULT_RULES:
-                raise RetryError(
-                    f"{prefix}.{outcome}",
-                    f"no retry for this outcome (one of {', '.join(DEFAULT_RULES)})",
-                )
-            if not isinstance(rule, Mapping) or set(rule) != {"delay", "max_attempts"}:
-                raise RetryError(
-                    f"{prefix}.{outcome}", "must be { delay = seconds, max_attempts = n }"
-                )
-            if not isinstance(rule["delay"], int | float) or rule["delay"] < 60:
-                raise RetryError(f"{prefix}.{outcome}.delay", "at least 60 seconds")
-            if not isinstance(rule["max_attempts"], int) or rule["max_attempts"] < 1:
-                raise RetryError(f"{prefix}.{outcome}.max_attempts", "a whole number >= 1")
-            rules[outcome] = Rule(float(rule["delay"]), rule["max_attempts"])
-        return cls(rules, total)
 
     def next(
         self,

@@ -43,6 +43,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     Strict,
     ValidationError,
     ValidationInfo,
@@ -55,7 +56,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from asterisk.session import PbxSettings
 from dialer.campaign import CampaignSettings, validate
 from dialer.compliance import Campaign, Policy, policy_for
-from dialer.retry import RetryRules
+from dialer.retry import DEFAULT_RULES, OUTCOMES, RetryRules, Rule
 from routing.blending import BlendingRules
 from routing.model import DEFAULT_SERVICE_LEVELS as SERVICE_LEVELS
 from routing.model import (
@@ -156,6 +157,20 @@ Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} {_END
 _DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
 TimeZone = Annotated[str, _rule(_is_time_zone, lambda v: f"unknown time zone {v!r}")]
+Count = Annotated[int, _rule(lambda v: v >= 0, "must be a whole number >= 0")]
+Attempts = Annotated[int, _rule(lambda v: v >= 1, "must be a whole number >= 1")]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _nested(model: type[M], data: Any, key: str) -> M:
+    """``data`` as the table ``key`` (a domain object is built from it in a
+    validator): its errors named under ``key``, as the outer table's are."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc.errors()[0], at=(key,)) from None
 
 
 def _check_keys(data: Mapping[str, Any], allowed: Collection[str]) -> None:
@@ -309,8 +324,49 @@ class AgentSettings(_Table):
     pbx: str | None = None
 
 
+def _channels(names: Any) -> frozenset[Channel]:
+    """Channel names as the channels (a bad one named with the ones there are)."""
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError("must be a list of channels")
+    known = [c.value for c in Channel]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown channel {name!r} (one of {', '.join(known)})")
+    return frozenset(Channel(name) for name in names)
+
+
+Channels = Annotated[frozenset[Channel], PlainValidator(_channels)]
+
+
+_BLENDING = BlendingRules()
+
+
+class BlendingTable(_Table):
+    """``[routing.blending]``: :class:`BlendingRules` in the file's words."""
+
+    block: ByChannel[Channels] = dict(_BLENDING.block)
+    deferrable: Annotated[
+        Channels,
+        _rule(lambda v: Channel.VOICE not in v, "voice is real-time, it cannot be deferrable"),
+    ] = _BLENDING.deferrable
+    offer_calls_to_deferrable_when_calls_waiting_above: Count | None = (
+        _BLENDING.calls_waiting_interrupt
+    )
+    offer_deferrable_to_voice_agents_when_calls_waiting_at_most: Count | None = (
+        _BLENDING.calls_waiting_quiet
+    )
+
+    def build(self) -> BlendingRules:
+        return BlendingRules(
+            self.block,
+            self.deferrable,
+            self.offer_calls_to_deferrable_when_calls_waiting_above,
+            self.offer_deferrable_to_voice_agents_when_calls_waiting_at_most,
+        )
+
+
 class RoutingTable(_Table):
-    """``[routing]``; ``blending`` is :class:`BlendingRules`' own table."""
+    """``[routing]``."""
 
     policy: Annotated[
         str, _rule(lambda v: v in POLICIES, f"must be one of {', '.join(POLICIES)}")
@@ -323,7 +379,10 @@ class RoutingTable(_Table):
     @classmethod
     def _blending(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("blending"), dict):
-            return {**data, "blending": BlendingRules.parse(data["blending"], "blending")}
+            return {
+                **data,
+                "blending": _nested(BlendingTable, data["blending"], "blending").build(),
+            }
         return data
 
 
@@ -334,6 +393,43 @@ class RoutingSettings(RoutingTable):
     agents: Many[AgentSettings] = ()
     #: queue name -> the PBX its callers arrive on (every queue, once a PBX is configured)
     queue_pbx: dict[str, str] = {}
+
+
+class RetryRuleTable(_Table):
+    delay: Annotated[float, _rule(lambda v: v >= 60, "at least 60 seconds")]
+    max_attempts: Attempts
+
+
+class _RetryBase(_Table):
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """An outcome that is never retried (``answered``, ``invalid`` ...) is
+        named as such, with those that are."""
+        if isinstance(data, dict):
+            for key in data:
+                if key in OUTCOMES and key not in DEFAULT_RULES:
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "no retry for this outcome (one of {allowed})",
+                        {"key": key, "allowed": ", ".join(DEFAULT_RULES)},
+                    )
+            _check_keys(data, cls.model_fields)
+        return data
+
+    def build(self) -> RetryRules:
+        own = {o: Rule(r.delay, r.max_attempts) for o in DEFAULT_RULES if (r := getattr(self, o))}
+        return RetryRules({**DEFAULT_RULES, **own}, self.max_attempts_total)  # type: ignore[attr-defined]
+
+
+#: a campaign's ``retry``: ``max_attempts_total``, and ``{ delay, max_attempts }``
+#: for each outcome that is retried (``no-answer`` too: keys as the outcomes are named)
+RetryTable = create_model(
+    "RetryTable",
+    __base__=_RetryBase,
+    max_attempts_total=(Attempts, 10),
+    **{outcome: (RetryRuleTable | None, None) for outcome in DEFAULT_RULES},  # type: ignore[call-overload]
+)
 
 
 #: the ``[[campaign]]`` keys that make its :class:`CampaignSettings`: its own
@@ -395,8 +491,9 @@ class CampaignConfig(_Table):
             "policy": policy,
             "caller_id": given["caller_id"],
             "timezone": data.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
-            # RetryError("retry.<outcome>...", ...)
-            "retry": RetryRules.parse(retry, "retry") if isinstance(retry, dict) else retry,
+            "retry": _nested(RetryTable, retry, "retry").build()
+            if isinstance(retry, dict)
+            else retry,
         }
 
     @property
@@ -550,9 +647,10 @@ def _dotted(loc: Iterable[int | str]) -> str:
     return key
 
 
-def _config_error(error: ErrorDetails) -> ConfigError:
-    """The first error of a validation, as ``key.path: reason``."""
-    loc = [part for part in error["loc"] if part != "[key]"]  # a bad key: named as itself
+def _config_error(error: ErrorDetails, at: tuple[str, ...] = ()) -> ConfigError:
+    """The first error of a validation, as ``key.path: reason`` (``at``: the
+    path of the table validated, from where its error is raised again)."""
+    loc = [*at, *(part for part in error["loc"] if part != "[key]")]  # a bad key: as itself
     key = _dotted(loc) or "config"
     ctx = error.get("ctx", {})
     cause = ctx.get("error")

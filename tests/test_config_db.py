@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import insert, inspect, select
 
+from dialer.retry import DEFAULT_RULES, Rule
 from dirigent import config
 from dirigent.config import ConfigError, env_secret_name, parse_settings
+from routing.model import Channel
 from store import db
 
 BASE = {"pbx": [{"name": "main", "host": "127.0.0.1", "port": 5038, "secret": "s3cr3t"}]}
@@ -69,6 +71,47 @@ def test_a_campaign_takes_its_country_rules_and_its_queue_exists():
         {"campaign": [{"name": "us", "country": "US", "caller_id": "+12125550199"}]}, env={}
     )
     assert us.campaigns[0].settings.windows == ("30d", "day")
+
+
+def test_blending_table_is_validated_naming_the_key():
+    def blending(table):
+        return parse_settings({"routing": {"blending": table}}, env={}).routing.blending
+
+    rules = blending({"block": {"voice": ["email"]}, "deferrable": ["email"]})
+    assert rules.block == {Channel.VOICE: frozenset({Channel.EMAIL})}
+    assert rules.deferrable == frozenset({Channel.EMAIL}) and rules.calls_waiting_interrupt == 3
+    with pytest.raises(ConfigError, match=r"routing.blending.block.voice: unknown channel 'fax'"):
+        blending({"block": {"voice": ["fax"]}})
+    with pytest.raises(ConfigError, match=r"routing.blending.deferrable: voice is real-time"):
+        blending({"deferrable": ["voice"]})
+    with pytest.raises(ConfigError, match=r"routing.blending.colour: unknown key"):
+        blending({"colour": 1})
+    with pytest.raises(ConfigError, match=r"calls_waiting_above: must be a whole number"):
+        blending({"offer_calls_to_deferrable_when_calls_waiting_above": -1})
+    with pytest.raises(
+        ConfigError, match=r"routing.blending.deferrable: must be a list of channels"
+    ):
+        blending({"deferrable": "email"})
+
+
+def test_retry_table_is_validated_naming_the_key():
+    def retry(table):
+        (campaign,) = parse_settings({"campaign": [{**UK, "retry": table}]}, env={}).campaigns
+        return campaign.retry
+
+    rules = retry({"no-answer": {"delay": 600, "max_attempts": 2}, "max_attempts_total": 4})
+    assert rules.rules["no-answer"] == Rule(600, 2) and rules.max_attempts_total == 4
+    assert rules.rules["busy"] == DEFAULT_RULES["busy"], "what is left out keeps its default"
+    with pytest.raises(ConfigError, match=r"retry\.busy\.delay: at least 60"):
+        retry({"busy": {"delay": 5, "max_attempts": 3}})
+    with pytest.raises(ConfigError, match=r"retry\.answered: no retry"):
+        retry({"answered": {"delay": 600, "max_attempts": 3}})
+    with pytest.raises(ConfigError, match=r"retry\.no-answer\.max_attempts: required"):
+        retry({"no-answer": {"delay": 600}})
+    with pytest.raises(
+        ConfigError, match=r"retry\.max_attempts_total: must be a whole number >= 1"
+    ):
+        retry({"max_attempts_total": 0})
 
 
 @pytest.mark.parametrize(

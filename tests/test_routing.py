@@ -231,19 +231,6 @@ def test_voice_agents_get_email_only_when_voice_is_quiet():
     assert rules.may_offer(mail_only, E, 10)
 
 
-def test_blending_config_is_validated_naming_the_key():
-    rules = BlendingRules.parse({"block": {"voice": ["email"]}, "deferrable": ["email"]})
-    assert rules.block == {V: frozenset({E})}
-    with pytest.raises(RoutingError, match=r"routing.blending.block.voice: unknown channel 'fax'"):
-        BlendingRules.parse({"block": {"voice": ["fax"]}})
-    with pytest.raises(RoutingError, match=r"routing.blending.deferrable: voice is real-time"):
-        BlendingRules.parse({"deferrable": ["voice"]})
-    with pytest.raises(RoutingError, match=r"routing.blending.colour: unknown key"):
-        BlendingRules.parse({"colour": 1})
-    with pytest.raises(RoutingError, match=r"calls_waiting_above: must be a whole number"):
-        BlendingRules.parse({"offer_calls_to_deferrable_when_calls_waiting_above": -1})
-
-
 # -- router ---------------------------------------------------------------------------------
 def make_router(policy: str = "longest_idle", **queue_kw) -> Router:
     queues = {"sales": QueueConfig("sales", **queue_kw), "support": QueueConfig("support")}
