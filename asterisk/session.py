@@ -108,6 +108,11 @@ class PbxSettings:
     takeover: bool = False
     #: seconds a lease lasts unless renewed (renewed with every keepalive)
     lease_seconds: float = 60.0
+    #: seconds between writing a new lease and reading it back: two Dirigents
+    #: that read it free at the same moment both write it, and only the
+    #: later write is the lease (AMI has no compare-and-set); a write
+    #: follows its read by one AMI round trip, far less than this
+    lease_settle: float = 0.25
 
 
 #: where the PBX's lease lives in its AstDB (``database show dirigent``)
@@ -482,19 +487,12 @@ class AmiSession:
         """Hold the PBX's lease in its own AstDB (``dirigent/owner``: owner and
         expiry): whoever runs the PBX sees it (``database show dirigent``),
         and it needs no database shared between the Dirigents.  Read, then
-        written when free, expired, ours or taken over on purpose."""
+        written when free, expired, ours or taken over on purpose; a lease
+        newly taken is read back once the other writers have had their
+        turn, and only the one whose write stayed drives the PBX."""
         s = self.settings
         now = time.time()
-        holder, until = "", 0.0
-        try:
-            items = await self._send_list(proto, ami.db_get(LEASE_FAMILY, LEASE_KEY))
-            value = items[0].get("Val", "") if items else ""
-            holder, _, expiry = value.rpartition("|")
-            until = float(expiry) if holder else 0.0
-        except ActionFailed:
-            pass  # "Database entry not found": nobody holds it
-        except ValueError:
-            holder = ""  # not a lease of ours: overwrite it
+        holder, until = await self._read_lease(proto)
         if holder and holder != s.owner and until > now:
             if not s.takeover:
                 self.refused = f"driven by another Dirigent ({holder})"
@@ -505,7 +503,26 @@ class AmiSession:
         await self._send(
             proto, ami.db_put(LEASE_FAMILY, LEASE_KEY, f"{s.owner}|{now + s.lease_seconds:.0f}")
         )
+        if holder != s.owner:
+            await asyncio.sleep(s.lease_settle)
+            holder, until = await self._read_lease(proto)
+            if holder != s.owner:  # written over at the same moment: the other one drives it
+                self.refused = f"driven by another Dirigent ({holder})"
+                raise PbxOwned(holder, until)
         self.refused = None
+
+    async def _read_lease(self, proto: _Protocol) -> tuple[str, float]:
+        """The lease's holder and expiry (``""``: nobody's, or not a lease of ours)."""
+        try:
+            items = await self._send_list(proto, ami.db_get(LEASE_FAMILY, LEASE_KEY))
+        except ActionFailed:
+            return "", 0.0  # "Database entry not found": nobody holds it
+        value = items[0].get("Val", "") if items else ""
+        holder, _, expiry = value.rpartition("|")
+        try:
+            return holder, float(expiry) if holder else 0.0
+        except ValueError:
+            return "", 0.0  # not a lease of ours: overwritten
 
     async def _keepalive(self, proto: _Protocol) -> None:
         s = self.settings

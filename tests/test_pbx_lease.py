@@ -67,3 +67,20 @@ def test_a_clean_stop_frees_the_pbx_for_another_dirigent_at_once(sim, session_fa
     successor = session_factory(server.address, owner="host-c/db3")
     successor.start()
     run(wait_for(lambda: successor.connected, timeout=5, what="the successor in"))
+
+
+def test_two_dirigents_starting_together_do_not_both_take_the_pbx(sim, session_factory):
+    """Both read the lease free before either wrote it: the one whose write
+    is not the lease's when it looks again stays off (it would nail up a
+    second line for every agent and route the same callers)."""
+    _pbx, server = sim
+    a = session_factory(server.address, owner="host-a/db1", keepalive_interval=30)
+    b = session_factory(server.address, owner="host-b/db2", keepalive_interval=30)
+    a.start()
+    b.start()
+    run(wait_for(lambda: (a.connected or a.refused) and (b.connected or b.refused), what="both"))
+    settle(0.5)
+    owner = server.astdb[("dirigent", "owner")].rsplit("|", 1)[0]
+    winner, loser = (a, b) if owner == "host-a/db1" else (b, a)
+    assert winner.connected and winner.refused is None
+    assert not loser.connected and loser.refused == f"driven by another Dirigent ({owner})"
