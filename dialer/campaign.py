@@ -18,6 +18,16 @@ from core.errors import Invalid
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
 MIN_RING = 15.0
+#: settings that may be changed while a campaign runs (API / command line)
+LIVE_SETTINGS = {
+    "abandon_target": float,
+    "max_lines_per_agent": float,
+    "mode": str,
+    "power_ratio": float,
+    "ring_timeout": float,
+    "machine_action": str,
+    "wrap_up": float,
+}
 #: one part of a dial string (technology, endpoint, number prefix): what a
 #: PJSIP endpoint name may be, so control characters or blanks in ``trunk``
 #: stop start-up instead of failing every dial

@@ -54,7 +54,7 @@ from core.events import (
 )
 from core.telephony import PbxSynced, Telephony, TelephonyEvent
 from dialer.abandon import WINDOWS, AbandonLedger
-from dialer.campaign import CampaignError, CampaignSettings
+from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings
 from dialer.pacing import estimates_for
 from dialer.ports import CampaignAttempts, CampaignSetup, CampaignStore, Hopper, RecordCounts
 from dialer.runner import PBX_LOST, Attempt, CampaignRunner
@@ -62,16 +62,6 @@ from routing.agent import AgentState
 
 log = Logger(namespace="dirigent.campaigns")
 
-#: settings that may be changed while a campaign runs (API / command line)
-LIVE_SETTINGS = {
-    "abandon_target": float,
-    "max_lines_per_agent": float,
-    "mode": str,
-    "power_ratio": float,
-    "ring_timeout": float,
-    "machine_action": str,
-    "wrap_up": float,
-}
 RECORD_STATUSES = ("new", "scheduled", "dialing", "completed", "closed")
 #: set in the campaign row once someone started, paused or stopped it
 CONTROLLED = "_controlled"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from asterisk.session import PbxSettings
 from cti.auth import hash_password
 from cti.http.audit import CAMPAIGN_KEYS
-from dialer.campaigns import LIVE_SETTINGS
+from dialer.campaign import LIVE_SETTINGS
 from dirigent.config import (
     CampaignConfig,
     DatabaseSettings,

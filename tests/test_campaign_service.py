@@ -351,6 +351,13 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
         LOOP.run_in_executor(None, lambda: main([*argv, "--max-lines-per-agent", "2", "--json"]))
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["max_lines_per_agent"] == 2.0
+    # every setting a PATCH may change can be set and is shown by the command line too
+    more = ["--wrap-up", "45", "--machine-action", "message", "--ring-timeout", "25"]
+    code = run(LOOP.run_in_executor(None, lambda: main([*argv, *more])))
+    out = capsys.readouterr().out
+    assert code == 0 and "ring 25 s, wrap-up 45 s, answering machines: message" in out
+    code = run(LOOP.run_in_executor(None, lambda: main([*argv, "--ring-timeout", "10"])))
+    assert code == 2 and "ring_timeout" in capsys.readouterr().err
     # the supervisor's pause outlives a restart, although the campaign auto-starts
     run(app.service.stopService().asFuture(LOOP))
     again = start()

@@ -22,7 +22,7 @@ from cti.views import agent_view
 
 #: the campaign settings an audit entry shows before and after: the status and
 #: every setting ``PATCH /api/campaigns/<name>`` may change (``LIVE_SETTINGS`` of
-#: dialer.campaigns, which the faces may not import; tests/test_audit.py holds
+#: dialer.campaign, which the faces may not import; tests/test_audit.py holds
 #: the two together), each read from the campaign's view
 CAMPAIGN_KEYS = ("status", "mode", "abandon_target", "max_lines_per_agent", "power_ratio",
                  "ring_timeout", "machine_action", "wrap_up")  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from dialer.campaign import LIVE_SETTINGS, MACHINE_ACTIONS, MODES
 from dirigent.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -25,14 +26,29 @@ def register(sub: Any) -> None:
         help="API user (supervisor, campaign_manager or admin); the password comes from "
         "DIRIGENT_PASSWORD or one line on standard input",
     )
-    camp.add_argument("--abandon-target", type=float, default=None, help="set: e.g. 0.02")
-    camp.add_argument("--max-lines-per-agent", type=float, default=None, help="set: e.g. 2.5")
-    camp.add_argument(
-        "--mode", choices=["preview", "progressive", "power", "predictive"], default=None
-    )
-    camp.add_argument("--power-ratio", type=float, default=None, help="set: lines per agent")
+    # set: one option per setting a running campaign may change (the API's PATCH)
+    choices = {"mode": MODES, "machine_action": MACHINE_ACTIONS}
+    for key, kind in LIVE_SETTINGS.items():
+        camp.add_argument(
+            "--" + key.replace("_", "-"),
+            type=kind,
+            choices=choices.get(key),
+            default=None,
+            help=f"set: {_SET_HELP[key]}",
+        )
     camp.add_argument("--json", action="store_true")
     camp.set_defaults(handler=cmd_campaign)
+
+
+_SET_HELP = {
+    "abandon_target": "e.g. 0.02 (at most the country's legal maximum)",
+    "max_lines_per_agent": "e.g. 2.5",
+    "mode": "the dial mode",
+    "power_ratio": "lines per agent in power mode",
+    "ring_timeout": "seconds a customer's phone rings (at least 15)",
+    "machine_action": "what an answering machine gets",
+    "wrap_up": "longest after-call work, seconds",
+}
 
 
 def _api_call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
@@ -70,7 +86,10 @@ def _format_campaign(v: dict[str, Any]) -> str:
     idle = f" ({v['idle_reason']})" if v.get("idle_reason") else ""
     return (
         f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
-        f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent\n"
+        f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent,"
+        f" power ratio {v['power_ratio']:g}\n"
+        f"  ring {v['ring_timeout']:g} s, wrap-up {v['wrap_up']:g} s,"
+        f" answering machines: {v['machine_action']}\n"
         f"  lines {v['lines_in_use']}, agents: {agents}\n"
         f"  dials {v['dials']}, connected {v['connected']}, abandoned {v['abandoned']};"
         f" abandon rate {rates} (with the estimate of persons AMD took for machines)"
@@ -85,20 +104,10 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     if args.action != "list" and not args.name:
         raise UsageError(f"campaign {args.action}: give the campaign's name")
-    changes = {
-        key: value
-        for key, value in (
-            ("abandon_target", args.abandon_target),
-            ("max_lines_per_agent", args.max_lines_per_agent),
-            ("mode", args.mode),
-            ("power_ratio", args.power_ratio),
-        )
-        if value is not None
-    }
+    changes = {key: getattr(args, key) for key in LIVE_SETTINGS if getattr(args, key) is not None}
     if args.action == "set" and not changes:
-        raise UsageError(
-            "campaign set: give --abandon-target, --max-lines-per-agent, --mode or --power-ratio"
-        )
+        options = ", ".join("--" + key.replace("_", "-") for key in LIVE_SETTINGS)
+        raise UsageError(f"campaign set: give one or more of {options}")
     password = os.environ.get("DIRIGENT_PASSWORD")
     if password is None:
         password = sys.stdin.readline().rstrip("\n")
