@@ -58,6 +58,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from asterisk.events import CHANNEL_FIELDS, SoftHangup
+from asterisk.port import FALLBACK_PRIORITY
 from sim.fates import CallFate, call_rng, draw_fate
 from sim.workload import Workload, standard_workload
 
@@ -241,6 +242,9 @@ class SimChannel:
     #: the end of this pass's ``MusicOnHold(default,${DIRIGENT_WAIT})`` in
     #: dirigent-inbound (then the fallback); a Redirect ends that MusicOnHold
     fallback: IDelayedCall | None = None
+    #: an inbound caller's patience while it waits alone (one per wait, not
+    #: one per pass: a caller moved from queue to queue gives up no sooner)
+    patience: IDelayedCall | None = None
     on_moh: bool = False
     alive: bool = True
     #: what the far end of an outbound call will do (see sim.fates)
@@ -988,6 +992,12 @@ class SimPbx:
             self.hangup_channel(chan, 16)
 
     def _ctx_inbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        if priority >= FALLBACK_PRIORITY:  # Dirigent sends the caller to the fallback
+            self._end_inbound_wait(chan)
+            self._moh(chan, False)
+            chan.context, chan.exten = context, exten
+            self._fallback_queue(chan)
+            return
         self._newexten(
             chan,
             "NoOp",
@@ -1026,9 +1036,9 @@ class SimPbx:
         self._moh(chan, True)
         self._end_inbound_wait(chan)  # only this, the latest pass, may fall back
         chan.fallback = self._later(chan, self.fallback_after, self._inbound_fallback, chan)
-        if chan.far == "customer":
+        if chan.far == "customer" and (chan.patience is None or not chan.patience.active()):
             patience = self.rng.expovariate(1.0 / self.inbound_patience_mean)
-            self._later(chan, patience, self._hang_if_alone, chan)
+            chan.patience = self._later(chan, patience, self._hang_if_alone, chan)
 
     def _inbound_fallback(self, chan: SimChannel) -> None:
         chan.fallback = None
@@ -1045,7 +1055,13 @@ class SimPbx:
                 ("CallUniqueid", chan.uniqueid),
                 privilege="user,all",
             )
-            self._newexten(chan, "Queue", "fallback,,,,300", priority=7)
+            self._fallback_queue(chan)
+
+    def _fallback_queue(self, chan: SimChannel) -> None:
+        """``dirigent-inbound`` from its GotoIf (the priority Dirigent's
+        fallback Redirect names): the PBX's own fallback queue, unannounced."""
+        self._newexten(chan, "GotoIf", '$["" = "voicemail"]?voicemail', priority=FALLBACK_PRIORITY)
+        self._newexten(chan, "Queue", "fallback,,,,300", priority=FALLBACK_PRIORITY + 1)
 
     def _ctx_outbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
         self._newexten(
