@@ -242,6 +242,9 @@ class SimChannel:
     #: the end of this pass's ``MusicOnHold(default,${DIRIGENT_WAIT})`` in
     #: dirigent-inbound (then the fallback); a Redirect ends that MusicOnHold
     fallback: IDelayedCall | None = None
+    #: Redirects sent to this channel: of two sent before the first ran,
+    #: only the last one runs (Asterisk: the last async goto wins)
+    moves: int = 0
     #: an inbound caller's patience while it waits alone (one per wait, not
     #: one per pass: a caller moved from queue to queue gives up no sooner)
     patience: IDelayedCall | None = None
@@ -645,6 +648,14 @@ class SimPbx:
                     self._later(other, 0.0, self.hangup_channel, other, 16)
             if not bridge.members:
                 self._destroy_bridge(bridge)
+        elif bridge.kind == "holding" and c.far == "agent":
+            # the agent (the conference's marked user) left: end_marked puts its
+            # callers out, and dirigent-join's next priority is Hangup()
+            for uid in list(bridge.members):
+                if (other := self.channels.get(uid)) is not None:
+                    self._later(other, 0.0, self.hangup_channel, other, 16)
+            if not bridge.members:
+                self._destroy_bridge(bridge)
         elif not bridge.members:
             self._destroy_bridge(bridge)
 
@@ -987,9 +998,23 @@ class SimPbx:
         elif chan.far == "machine":
             self._later(chan, 30.0, self._hang_if_alone, chan)
 
+    def _inbound_patience(self, chan: SimChannel) -> None:
+        """An inbound caller waiting alone gives up in time (one patience per wait)."""
+        if chan.far == "customer" and (chan.patience is None or not chan.patience.active()):
+            patience = self.rng.expovariate(1.0 / self.inbound_patience_mean)
+            chan.patience = self._later(chan, patience, self._hang_if_alone, chan)
+
     def _hang_if_alone(self, chan: SimChannel) -> None:
-        if chan.bridge is None:
+        if not self._with_agent(chan):
             self.hangup_channel(chan, 16)
+
+    def _with_agent(self, chan: SimChannel) -> bool:
+        """In a bridge with an agent's leg (a caller alone in an agent's
+        conference hears silence: it is alone)."""
+        bridge = self.bridges.get(chan.bridge or "")
+        return bridge is not None and any(
+            (m := self.channels.get(uid)) is not None and m.far == "agent" for uid in bridge.members
+        )
 
     def _ctx_inbound(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
         if priority >= FALLBACK_PRIORITY:  # Dirigent sends the caller to the fallback
@@ -1036,9 +1061,7 @@ class SimPbx:
         self._moh(chan, True)
         self._end_inbound_wait(chan)  # only this, the latest pass, may fall back
         chan.fallback = self._later(chan, self.fallback_after, self._inbound_fallback, chan)
-        if chan.far == "customer" and (chan.patience is None or not chan.patience.active()):
-            patience = self.rng.expovariate(1.0 / self.inbound_patience_mean)
-            chan.patience = self._later(chan, patience, self._hang_if_alone, chan)
+        self._inbound_patience(chan)
 
     def _inbound_fallback(self, chan: SimChannel) -> None:
         chan.fallback = None
@@ -1121,12 +1144,13 @@ class SimPbx:
         self._newexten(
             chan, "ConfBridge", f"agent-{exten}", context=context, exten=exten, priority=1
         )
+        # wait_marked: in a conference the agent is not in (yet), the caller
+        # waits in silence until the agent's line comes in (or it gives up)
         bridge = next((b for b in self.bridges.values() if b.owner == exten), None)
-        if bridge is None:
-            self._newexten(chan, "Hangup", "", priority=2)
-            self.hangup_channel(chan, 16)
-            return
-        self._enter_bridge(chan, bridge)
+        self._enter_bridge(chan, bridge or self._create_bridge("holding", owner=exten))
+        if not self._with_agent(chan):
+            self._later_customer_patience(chan)
+            self._inbound_patience(chan)
 
     def _ctx_connect(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
         """Dial the agent phone ``exten`` and bridge on answer."""
@@ -1234,7 +1258,12 @@ class SimPbx:
             self._leave_bridge(chan)
         if chan.on_moh:
             self._moh(chan, False)
-        self._later(chan, 0.0, self.run_dialplan, chan, context, exten, priority)
+        chan.moves += 1
+        self._later(chan, 0.0, self._move, chan, chan.moves, context, exten, priority)
+
+    def _move(self, chan: SimChannel, move: int, context: str, exten: str, priority: int) -> None:
+        if move == chan.moves:  # a later Redirect replaced this one before it ran
+            self.run_dialplan(chan, context, exten, priority)
 
     def bridge(self, channel1: str, channel2: str) -> None:
         one, two = self.find(channel1), self.find(channel2)

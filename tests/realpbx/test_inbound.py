@@ -71,6 +71,34 @@ def test_inbound_call_joins_a_nailed_agents_bridge(pbx, farm, dirigent):
     )
 
 
+def test_a_caller_with_a_nailed_agent_is_hung_up_when_the_agents_line_drops(pbx, farm, dirigent):
+    """The caller joins the agent's ConfBridge with ``end_marked``: when the
+    agent's line goes (a phone unplugged, a network cut), Asterisk puts the
+    caller out and dirigent-join hangs up; Dirigent shows the agent paused
+    "phone hung up" (not offered calls it has no line for).  (The simulated
+    PBX left the caller alone in the conference.)"""
+    server = dirigent([AgentSpec("bert", "1002", "nailed", ["nailed"])], queues=["nailed"])
+    server.wait_healthy()
+    wait_until(lambda: pbx.confbridges().get("agent-bert") == 1, 15, "bert nailed up")
+    wait_until(lambda: server.agent("bert")["state"] == "ready", 10, "agent bert ready")
+    with InboundCaller(pbx, "4915112340007") as caller:
+        caller.dial("4930555100")
+        wait_until(lambda: pbx.bridge_with("customers", "1002"), 15, "caller with bert")
+        (leg,) = [c for c in pbx.channel_names() if c.startswith("PJSIP/1002-")]
+        pbx.cli(f"channel request hangup {leg}")
+        wait_until(
+            lambda: not any(c.startswith("PJSIP/customers-") for c in pbx.channel_names()),
+            10,
+            "the caller's channel hung up by the PBX once bert's line was gone",
+        )
+    wait_until(
+        lambda: server.agent("bert").get("pause_reason") == "phone hung up",
+        10,
+        "Dirigent shows bert paused: phone hung up",
+    )
+    assert "agent-bert" not in pbx.confbridges(), "nobody left in bert's conference"
+
+
 def test_inbound_callers_number_is_stored(pbx, farm, dirigent):
     """Finding 6: the screen pop and the interaction need the caller's number."""
     server = dirigent([AgentSpec("anna", "1001", "ring", ["sales"])])
