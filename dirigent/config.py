@@ -32,7 +32,6 @@ import hashlib
 import os
 import re
 import socket
-import tomllib
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -54,6 +53,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from asterisk.session import PbxSettings
+from core import tomlfile
+from core.errors import Invalid
 from dialer.campaign import CampaignSettings, validate
 from dialer.compliance import Campaign, Policy, policy_for
 from dialer.retry import DEFAULT_RULES, OUTCOMES, RetryRules, Rule
@@ -690,20 +691,9 @@ def parse_settings(
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The parsed file, or a :class:`ConfigError` saying in words what is wrong with it."""
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError("config", f"{path} is a folder, not a TOML file") from None
-    except PermissionError:
-        raise ConfigError("config", f"{path}: permission denied") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            "config", f"{path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+        return tomlfile.read_toml(path, "config")
+    except Invalid as exc:
+        raise ConfigError(exc.field, exc.reason) from None
 
 
 def load_settings(

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from core.errors import Invalid
+from core.tomlfile import read_toml
 
 OUTCOMES = ("live", "machine", "no_answer", "busy", "invalid")
 
@@ -385,12 +387,9 @@ def parse_workload(data: dict[str, Any], *, with_phases: bool = True) -> Workloa
 
 def load_workload(path: str | Path) -> Workload:
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise WorkloadError("workload", f"file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise WorkloadError("workload", f"not valid TOML: {exc}") from None
+        data = read_toml(path, "workload")
+    except Invalid as exc:
+        raise WorkloadError(exc.field, exc.reason) from None
     return parse_workload(data)
 
 

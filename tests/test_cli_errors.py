@@ -35,6 +35,10 @@ def test_a_config_that_is_not_a_utf8_file_is_named(tmp_path, content, expected):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert f"config: {path} {expected}" in result.stderr
+    # the simulator's workload files are read the same way (a folder was a traceback)
+    result = cli("sim", "dialer", "--workload", str(path), "--hours", "0.1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"workload: {path} {expected}" in result.stderr
 
 
 def test_erlang_with_too_few_agents_prints_valid_json_and_says_why():
