@@ -672,7 +672,8 @@ class DbLeadSource:
         Judged on the active lists only: with every list switched off the
         campaign never resumes by itself, and saying "due later today" of
         records it will not dial would have its manager wait for nothing."""
-        status = pool.pool_status(self.engine, self.campaign, self.gate, _utc(now), sample=500)
+        sample = 500
+        status = pool.pool_status(self.engine, self.campaign, self.gate, _utc(now), sample=sample)
         lists = status["lists"]
         # the hopper takes only from active lists: a switched-off list's open
         # records are not "left to dial" (the campaign will not resume by itself)
@@ -696,6 +697,10 @@ class DbLeadSource:
                 f"list exhausted ({records.get('completed', 0)} completed, "
                 f"{records.get('closed', 0)} closed{also})"
             )
+        elif status["dialable_now"]:  # the hopper ran dry for a moment: records are there
+            n = status["dialable_now"]  # of the first ``sample`` due records of each list
+            many = f"{n} or more" if n >= sample else str(n)
+            reason = f"filling the hopper ({many} record{'s' if n != 1 else ''} may be dialed now)"
         elif status["blocked_now"]:
             why = ", ".join(f"{k} {v}" for k, v in sorted(status["blocked_now"].items()))
             reason = f"no record may be dialed now (blocked: {why})"

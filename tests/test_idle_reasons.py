@@ -103,3 +103,40 @@ def test_every_list_switched_off_says_so_and_their_records_are_not_due_later(
         assert len(claim(engine, campaign, gate, later, limit=10)) == 3
     finally:
         engine.dispose()
+
+
+def test_records_that_may_be_dialed_now_are_never_called_blocked_or_due_later(
+    database_url, tmp_path
+):
+    """The hopper ran dry for a moment (its leads went stale while inbound
+    kept every agent busy, the demo showed it) while records may be dialed
+    now: the reason says the hopper is filling, not "nothing due now (49 due
+    later today)" of a campaign with 1,900 new records, nor "no record may
+    be dialed now" because one number of the list is on the DNC list."""
+    import datetime as dt
+
+    from dialer.compliance import Campaign, Compliance, policy_for
+    from dialer.retry import RetryRules
+    from store import db
+    from store.consent import DbConsent, DbDnc, add_dnc
+    from store.dialer import DbLeadSource
+    from store.lists_import import import_list
+    from store.pool import claim, record_outcome
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "uk.csv"
+    path.write_text("phone\n" + "".join(f"+44 20 7946 0{300 + i:03d}\n" for i in range(4)))
+    import_list(engine, path, "uk", create=True)
+    campaign = Campaign("uk", policy_for("GB"), "+442079460999")
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    monday_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC)
+    (busy,) = claim(engine, campaign, gate, monday_10, limit=1)
+    record_outcome(engine, busy.record_id, "busy", monday_10, RetryRules())  # due in 15 min
+    add_dnc(engine, ["+442079460301"], source="test", reason="asked")
+    soon = (monday_10 + dt.timedelta(minutes=1)).timestamp()
+    try:
+        reason = DbLeadSource(engine, campaign, gate).empty_reason(soon)
+        assert reason == "filling the hopper (2 records may be dialed now)"
+    finally:
+        engine.dispose()
