@@ -402,6 +402,8 @@ class RetryRuleTable(_Table):
 
 
 class _RetryBase(_Table):
+    max_attempts_total: Attempts = 10
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
@@ -420,7 +422,7 @@ class _RetryBase(_Table):
 
     def build(self) -> RetryRules:
         own = {o: Rule(r.delay, r.max_attempts) for o in DEFAULT_RULES if (r := getattr(self, o))}
-        return RetryRules({**DEFAULT_RULES, **own}, self.max_attempts_total)  # type: ignore[attr-defined]
+        return RetryRules({**DEFAULT_RULES, **own}, self.max_attempts_total)
 
 
 #: a campaign's ``retry``: ``max_attempts_total``, and ``{ delay, max_attempts }``
@@ -428,7 +430,6 @@ class _RetryBase(_Table):
 RetryTable = create_model(
     "RetryTable",
     __base__=_RetryBase,
-    max_attempts_total=(Attempts, 10),
     **{outcome: (RetryRuleTable | None, None) for outcome in DEFAULT_RULES},  # type: ignore[call-overload]
 )
 
