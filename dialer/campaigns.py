@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from center.hub import Hub
 from core.bus import EventBus
+from core.errors import Conflict
 from core.events import (
     CampaignFigures,
     Channel,
@@ -55,6 +56,7 @@ from core.events import (
 from core.telephony import PbxSynced, Telephony, TelephonyEvent
 from dialer.abandon import WINDOWS, AbandonLedger
 from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings
+from dialer.compliance import Verdict
 from dialer.pacing import estimates_for
 from dialer.ports import CampaignAttempts, CampaignSetup, CampaignStore, Hopper, RecordCounts
 from dialer.runner import PBX_LOST, Attempt, CampaignRunner
@@ -410,14 +412,30 @@ class Campaigns:
                 return self._preview_view(c.name, agent, p)
         return None
 
-    def preview_decision(self, agent: str, decision: str) -> dict[str, Any]:
+    def preview_decision(self, agent: str, decision: str) -> Deferred[dict[str, Any]]:
+        """The agent's decision on the record on its screen; a dial is
+        answered once its attempt is written, or refused (409 naming the
+        record) when the compliance gate, asked again at this moment, says
+        no: the number went on the do-not-call list, its consent was
+        withdrawn or the calling hours ended while it was on screen."""
         runner = self._preview_runner(agent)
+        name = runner.settings.name
         if decision == "dial":
             attempt = runner.preview_dial(agent)
-            return {"campaign": runner.settings.name, "attempt": attempt.id, "dialing": True}
+
+            def answer(refused: Verdict | None) -> dict[str, Any]:
+                if refused is not None:
+                    raise Conflict(
+                        "record",
+                        f"{attempt.lead.number} not dialed: {refused.reason}"
+                        " (the next record comes up)",
+                    )
+                return {"campaign": name, "attempt": attempt.id, "dialing": True}
+
+            return (attempt.begun or succeed(None)).addCallback(answer)
         if decision == "skip":
             runner.preview_skip(agent)
-            return {"campaign": runner.settings.name, "skipped": True}
+            return succeed({"campaign": name, "skipped": True})
         raise ValueError(f"decision: unknown decision {decision!r} (dial, skip)")
 
     def _preview_view(self, campaign: str, agent: str, p: Any) -> dict[str, Any]:

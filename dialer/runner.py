@@ -66,6 +66,7 @@ from core.telephony import (
 from dialer.abandon import AbandonLedger
 from dialer.agent_board import AgentBoard
 from dialer.campaign import CampaignSettings, Lead, LeadSource
+from dialer.compliance import Verdict as GateVerdict
 from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
@@ -134,6 +135,9 @@ class Attempt:
     machine: bool = False
     #: the strategy learned from its connection (undone if it was a machine)
     paced: bool = False
+    #: fires once the row is written, with the gate's refusal (its verdict, asked
+    #: again at the dial: nothing written, nothing dialed) or None
+    begun: Deferred[GateVerdict | None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def open(self) -> bool:
@@ -143,9 +147,13 @@ class Attempt:
 class AttemptLog(Protocol):
     """Durable attempts: ``begin`` returns once the row is written, or a
     Deferred that fires then (the database in a thread): the Originate
-    waits for it, and is not sent if it fails."""
+    waits for it, and is not sent if it fails.  A log that asks the
+    compliance gate again at the dial (the database's: a number put on the
+    do-not-call list since its record was claimed, a consent withdrawn, a
+    calling window closed) returns, or fires with, the refusing
+    :class:`dialer.compliance.Verdict` instead, having written nothing."""
 
-    def begin(self, attempt: Attempt) -> Deferred[Any] | None: ...
+    def begin(self, attempt: Attempt) -> Deferred[Any] | GateVerdict | None: ...
 
     def end(self, attempt: Attempt) -> Deferred[Any] | None: ...
 
@@ -208,6 +216,8 @@ class Preview:
 @dataclass
 class RunnerStats:
     dials: int = 0
+    #: records the gate refused at the moment of their dial (not dialed)
+    refused: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     connected: int = 0
     abandoned: int = 0
@@ -573,10 +583,51 @@ class CampaignRunner:
         self.by_channel[attempt.channel_id] = attempt
         self.stats.dials += 1
         self.stats.peak_lines = max(self.stats.peak_lines, len(self.live))
-        d = written.addCallback(lambda _: self._send(attempt, agent))
+        attempt.begun = Deferred()
+        d = written.addCallback(self._begun, attempt, agent)
         d.addCallbacks(self._originated, self._originate_failed, (attempt,), {}, (attempt,))
         self._notify("dialed", attempt)
         return attempt
+
+    def _begun(
+        self, refused: object, attempt: Attempt, agent: str | None
+    ) -> Deferred[DialResult] | None:
+        """The row is written: the Originate goes, unless the gate refused
+        the record at this moment (then the attempt never was)."""
+        verdict = refused if isinstance(refused, GateVerdict) else None
+        if verdict is not None:
+            self._refused(attempt, verdict)
+        if attempt.begun is not None and not attempt.begun.called:
+            attempt.begun.callback(verdict)
+        return None if verdict is not None else self._send(attempt, agent)
+
+    def _refused(self, attempt: Attempt, verdict: GateVerdict) -> None:
+        """Not a dial: no outcome, no retry rule, nothing in the ledger; the
+        record goes back to the pool, whose gate keeps it from the hopper
+        while the refusal holds (a do-not-call entry: for good)."""
+        now = self.clock.seconds()
+        self.live.pop(attempt.id, None)
+        self.by_channel.pop(attempt.channel_id, None)
+        self.stats.dials -= 1
+        self.stats.refused += 1
+        self._line_change(now)
+        log.info(
+            "campaign {c}: record {r} not dialed, refused at the dial: {why}",
+            c=self.settings.name,
+            r=attempt.lead.record_id,
+            why=verdict.reason,
+        )
+        agent = attempt.agent
+        preview = self.previews.get(agent) if agent is not None else None
+        if agent is not None and preview is not None and preview.attempt == attempt.id:
+            preview.attempt = None
+            self._release_preview(agent)
+            self._preview_over(agent)
+        else:
+            release = getattr(self.source, "release", None)
+            if release is not None:
+                release(attempt.lead, now)
+        self.pace_soon()
 
     def _send(self, attempt: Attempt, agent: str | None) -> Deferred[DialResult] | None:
         """The Originate of an attempt whose row is written (unless it was

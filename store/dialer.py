@@ -57,7 +57,7 @@ from twisted.python.failure import Failure
 
 from dialer.abandon import DayCount
 from dialer.campaign import Lead
-from dialer.compliance import Campaign, Compliance
+from dialer.compliance import Campaign, Compliance, Verdict
 from dialer.ports import CampaignAttempts, CampaignSetup, Hopper
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
@@ -393,14 +393,26 @@ class DbAttemptLog:
     ``begin`` returns a Deferred fired once the row is committed (the runner
     sends the Originate then) and the other writes follow it in order."""
 
-    def __init__(self, engine: Engine, campaign: str, writer: DialerWriter | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        campaign: str,
+        writer: DialerWriter | None = None,
+        judge: Callable[[int, dt.datetime], Verdict] | None = None,
+    ) -> None:
         self.engine = engine
         self.writer = writer
+        #: the gate's verdict on a record now (:func:`store.pool.recheck`):
+        #: asked again as the attempt is written, in the same thread
+        self.judge = judge
         self._preloaded: list[Attempt] | None = None
         with engine.connect() as conn:
             self.campaign_id = pool.find_campaign_id(conn, campaign)
 
-    def begin(self, attempt: Attempt) -> Deferred[Any] | None:
+    def begin(self, attempt: Attempt) -> Deferred[Any] | Verdict | None:
+        """The attempt's row, unless the gate refuses its record now (the
+        refusing verdict is returned, or the Deferred's result, and nothing
+        is written: the Originate is not sent)."""
         record = attempt.lead.record_id
         values = {
             "ref": attempt.id,
@@ -413,15 +425,20 @@ class DbAttemptLog:
             "agent_code": attempt.agent,
         }
         if self.writer is None:
-            self._begin(values)
-            return None
+            return self._begin(values)
         return self.writer.submit("begin", self._begin, values, durable=False)
 
-    def _begin(self, values: dict[str, Any]) -> None:
+    def _begin(self, values: dict[str, Any]) -> Verdict | None:
+        record = values["record_id"]
+        if self.judge is not None and record is not None:
+            verdict = self.judge(record, values["started_at"])
+            if not verdict.allowed:
+                return verdict
         with self.engine.begin() as conn:
             conn.execute(insert(db.attempt).values(**values))
-            if values["record_id"] is not None:
-                pool.mark_dialing(conn, values["record_id"])
+            if record is not None:
+                pool.mark_dialing(conn, record)
+        return None
 
     def end(self, attempt: Attempt) -> Deferred[Any] | None:
         answered = attempt.answered
@@ -851,7 +868,8 @@ class DbCampaignStore:
             in_thread=threads.deferToThread,
             writer=self.writer,
         )
-        return source, DbAttemptLog(self.engine, s.name, self.writer)
+        judge = functools.partial(pool.recheck, self.engine, setup.compliance(), self._gate)
+        return source, DbAttemptLog(self.engine, s.name, self.writer, judge)
 
     def stored_settings(self, name: str) -> dict[str, Any]:
         return stored_settings(self.engine, name)

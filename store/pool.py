@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import zoneinfo
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,13 @@ def _read(
             *((cast(db.record.c.extra, Text).label("extra"),) if extra else ()),
         ),
     )
+    return _judged(conn, rows, campaign, gate, now)
+
+
+def _judged(
+    conn: Connection, rows: Sequence[Any], campaign: Campaign, gate: Compliance, now: dt.datetime
+) -> list[tuple[Any, Verdict]]:
+    """Each candidate row read with its look-ups (:func:`_lookups`), with the gate's verdict."""
     if not rows:
         return []
     a = db.attempt
@@ -408,6 +415,41 @@ def claim(
             for row in allowed
             if row.id in taken
         ]
+
+
+def recheck(
+    engine: Engine, campaign: Campaign, gate: Compliance, record_id: int, now: dt.datetime
+) -> Verdict:
+    """The gate's verdict on a claimed record at the moment of its dial.
+
+    A record is judged when it is claimed; a preview may then stay on an
+    agent's screen for minutes, a claimed lead waits up to ten seconds in
+    the buffer.  A number put on the do-not-call list, a consent withdrawn
+    or a calling window closed meanwhile must stop the dial: the gate is the
+    one way to a number.  A record no longer open (closed meanwhile) is
+    refused too."""
+    r, p = db.record, db.contact_phone
+    with engine.connect() as conn:
+        campaign_id = find_campaign_id(conn, campaign.name)
+        columns = (
+            r.c.id,
+            r.c.e164,
+            r.c.contact_id,
+            r.c.attempts,
+            r.c.callback_at,
+            *_lookups(campaign_id, now, _needs_consent(campaign)),
+        )
+        rows = conn.execute(
+            select(*columns)
+            .select_from(
+                r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
+            )
+            .where(r.c.id == record_id, _OPEN_SQL)
+        ).all()
+        if not rows:
+            return Verdict(False, f"record {record_id} is no longer open", "record")
+        ((_row, verdict),) = _judged(conn, rows, campaign, gate, now)
+        return verdict
 
 
 def _fields(raw: str | None) -> dict[str, Any]:

@@ -283,6 +283,41 @@ def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
     assert runner.stats.dials >= dials + 1
 
 
+def test_a_preview_whose_number_went_on_the_dnc_list_while_on_screen_is_not_dialed(setup, fast_sim):
+    """The gate judged the record when it was claimed; a preview may stay on
+    the agent's screen for minutes.  A number put on the do-not-call list
+    meanwhile must not be dialed when the agent clicks dial (the gate is
+    asked again at the dial): 409 naming the record, no call on the PBX, no
+    attempt, and the agent gets the next record (found by exploratory
+    testing: it dialed)."""
+    pbx, _server = fast_sim
+    start, engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss, anna = token(app, "boss"), token(app, "anna")
+    status, _view = call(app, "PATCH", f"campaigns/{DEMO_CAMPAIGN}", {"mode": "preview"}, boss)
+    assert status == 200
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=20, what="a preview"))
+    status, shown = call(app, "GET", "agents/agent1001/preview", token=anna)
+    number = shown["customer"]
+    seen: list[str] = []
+    pbx.subscribe(lambda m: seen.append(repr(m)))
+    status, _added = call(app, "POST", "dnc", {"numbers": [number], "reason": "asked"}, boss)
+    assert status == 200
+    status, err = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
+    assert status == 409 and err["field"] == "record", err
+    assert number in err["error"] and "do-not-call" in err["error"]
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=10, what="the next record"))
+    status, after = call(app, "GET", "agents/agent1001/preview", token=anna)
+    assert after["customer"] != number
+    settle(0.5)
+    assert not any(number.lstrip("+") in m for m in seen), "the PBX never saw a call to it"
+    with engine.connect() as conn:
+        rows = conn.execute(select(db.attempt).where(db.attempt.c.e164 == number)).all()
+    assert rows == [], "no attempt: it never was a dial"
+    assert runner.stats.refused == 1
+
+
 def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it(
     setup, capsys, monkeypatch
 ):

@@ -197,3 +197,35 @@ def test_in_the_server_the_idle_reason_is_worked_out_off_the_reactor(engine):
     run(wait_for(lambda: source.empty_reason(night) != "nothing dialable now", what="reason"))
     expected = DbLeadSource(engine, campaign, gate).empty_reason(night)
     assert source.empty_reason(night) == expected and expected.startswith("no record may be dialed")
+
+
+def test_a_claimed_lead_is_judged_again_at_its_dial_and_a_refused_one_is_not_written(engine):
+    """A lead waits up to ten seconds in the hopper's buffer after the gate
+    judged it (a preview: minutes).  At the dial the gate is asked again, in
+    the writer's thread with the attempt row: a number put on the
+    do-not-call list meanwhile, or one whose calling hours ended, is not
+    dialed and leaves no attempt; one still allowed is written as before."""
+    from functools import partial
+
+    from store.consent import add_dnc
+    from store.pool import recheck
+
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    source = DbLeadSource(engine, campaign, gate)
+    listed, allowed, late = source.take(3, MONDAY_10)
+    log = DbAttemptLog(engine, "uk", judge=partial(recheck, engine, campaign, gate))
+    add_dnc(engine, [listed.number], source="test", reason="asked on the phone")
+
+    def attempt(lead: Any, at: float) -> Attempt:
+        return Attempt(f"a-{lead.record_id}", "uk", lead, at, channel_id=f"c-{lead.record_id}")
+
+    refused = log.begin(attempt(listed, MONDAY_10 + 5))
+    assert refused is not None and refused.check == "dnc" and not refused.allowed
+    assert log.begin(attempt(allowed, MONDAY_10 + 5)) is None
+    night = dt.datetime(2026, 11, 23, 21, 0, 5, tzinfo=dt.UTC).timestamp()  # 21:00 London
+    closed = log.begin(attempt(late, night))
+    assert closed is not None and closed.check == "window"
+    with engine.connect() as conn:
+        written = conn.execute(select(db.attempt.c.e164)).scalars().all()
+    assert written == [allowed.number], "only the allowed dial has a row"

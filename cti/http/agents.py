@@ -154,8 +154,8 @@ def register(app: Klein, api: ApiContext) -> None:
 
     @route(app, "/agents/<agent_id>/<any('preview-dial', 'preview-skip'):action>", "POST")
     @api.requires()
-    def decide(request: Request, user: User, agent_id: str, action: str) -> dict[str, Any]:
+    async def decide(request: Request, user: User, agent_id: str, action: str) -> dict[str, Any]:
         may_act(user, agent_id, action)
         if api.campaigns is None:
             raise NotFound("campaign", "no campaigns are configured")
-        return api.campaigns.preview_decision(agent_id, action.split("-")[1])
+        return await api.campaigns.preview_decision(agent_id, action.split("-")[1])

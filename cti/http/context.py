@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from klein import Klein
 from pydantic_core import to_json
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
@@ -78,7 +78,10 @@ class CampaignOps(Protocol):
     def control(self, name: str, action: str) -> dict[str, Any]: ...
     def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
     def preview(self, agent: str) -> dict[str, Any] | None: ...
-    def preview_decision(self, agent: str, decision: str) -> dict[str, Any]: ...
+    def preview_decision(self, agent: str, decision: str) -> Deferred[dict[str, Any]]:
+        """Fires once the dial is written, or fails with a Conflict naming
+        the record the compliance gate refused at this moment."""
+        ...
 
 
 class ListOps(Protocol):
