@@ -49,6 +49,25 @@ def test_power_ratio_keeps_x_calls_per_ready_agent() -> None:
         Power(20)
 
 
+def test_power_dials_one_line_per_ready_agent_while_a_window_is_at_the_limit() -> None:
+    """Found by exploratory testing: a GB power campaign at 20.8 % abandoned
+    today went on at three lines an agent (a fixed ratio never looked at the
+    ledger).  At the limit it dials as progressive, under it at its ratio."""
+    est = Estimates()
+    ledger = AbandonLedger()
+    for _ in range(4):
+        ledger.live(900.0)
+    ledger.abandoned(950.0)  # 1 of 5 live answers today: 20 %
+    power = Power(3.0, limit=0.03, windows=("day",))
+    assert power.decide(snap(ready=2), est, ledger) == 2, "as progressive"
+    assert Progressive().decide(snap(ready=2), est, ledger) == 2
+    for _ in range(40):
+        ledger.live(960.0)  # 1 of 45: 2.2 %, under the limit
+    assert power.decide(snap(ready=2), est, ledger) == 6, "its ratio again"
+    power.set_limit(0.02)  # a supervisor lowered the target
+    assert power.decide(snap(ready=2), est, ledger) == 2
+
+
 def test_strategy_names_are_checked() -> None:
     assert make_strategy("ratio:2.5").name == "ratio:2.5"
     assert make_strategy("oracle-calls").name == "oracle-calls"
