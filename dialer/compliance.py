@@ -248,7 +248,9 @@ class Compliance:
                 refused = self.zone_verdicts[key]
             if refused is not None:
                 return refused
-        limit = campaign.max_attempts_per_day or policy.max_attempts_per_day
+        # the stricter of the campaign's own limit and the law's (0: none in law)
+        limits = [n for n in (campaign.max_attempts_per_day, policy.max_attempts_per_day) if n]
+        limit = min(limits) if limits else 0
         if limit and history.attempts_today >= limit:
             return Verdict(
                 False, f"{history.attempts_today} attempts today (at most {limit})", "attempts"

@@ -498,6 +498,16 @@ class CampaignConfig(_Table):
             else retry,
         }
 
+    @model_validator(mode="after")
+    def _within_the_law(self) -> Self:
+        """A campaign's own limit may be stricter than its country's, never laxer."""
+        law, own = self.policy.max_attempts_per_day, self.max_attempts_per_day
+        if law and own is not None and own > law:
+            raise ConfigError(
+                "max_attempts_per_day", f"at most {law} in {self.policy.country} (the law's limit)"
+            )
+        return self
+
     @property
     def name(self) -> str:
         return self.settings.name

@@ -148,6 +148,12 @@ def test_germany_no_sundays_no_holidays_at_most_three_attempts_and_consent():
     assert g.check(de, BERLIN, "c1", at(2026, 1, 6, 9)).check == "holiday"  # Epiphany: Bavaria only
     assert g.check(de, BERLIN, "c1", at(2026, 11, 23, 19, 30)).check == "window"  # 20:30 Berlin
     assert g.check(de, BERLIN, "c1", weekday, DialHistory(attempts_today=3)).check == "attempts"
+    # a campaign's own limit may be stricter than the law's, never laxer (found by
+    # exploratory testing: max_attempts_per_day = 6 let a number be dialed 4 times)
+    lax = Campaign("de6", policy_for("DE"), "+4930999999", max_attempts_per_day=6)
+    assert g.check(lax, BERLIN, "c1", weekday, DialHistory(attempts_today=3)).check == "attempts"
+    strict = Campaign("de2", policy_for("DE"), "+4930999999", max_attempts_per_day=2)
+    assert g.check(strict, BERLIN, "c1", weekday, DialHistory(attempts_today=2)).check == "attempts"
     assert g.check(de, BERLIN, "nobody", weekday).check == "consent"
     consents.records.append(("c1", "voice", False, at(2026, 6, 1, 0)))  # withdrawn
     assert g.check(de, BERLIN, "c1", weekday).check == "consent"

@@ -73,6 +73,18 @@ def test_a_campaign_takes_its_country_rules_and_its_queue_exists():
     assert us.campaigns[0].settings.windows == ("30d", "day")
 
 
+def test_a_campaigns_attempts_per_day_may_not_exceed_its_countrys():
+    de = {"name": "de", "country": "DE", "caller_id": "+493012345678"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"campaign": [{**de, "max_attempts_per_day": 6}]}, env={})
+    assert err.value.key == "campaign[0].max_attempts_per_day"
+    assert err.value.reason == "at most 3 in DE (the law's limit)"
+    (ok,) = parse_settings({"campaign": [{**de, "max_attempts_per_day": 2}]}, env={}).campaigns
+    assert ok.compliance().max_attempts_per_day == 2
+    (us,) = parse_settings({"campaign": [{**UK, "max_attempts_per_day": 8}]}, env={}).campaigns
+    assert us.max_attempts_per_day == 8, "no limit in the law: the campaign's own"
+
+
 def test_blending_table_is_validated_naming_the_key():
     def blending(table):
         return parse_settings({"routing": {"blending": table}}, env={}).routing.blending
