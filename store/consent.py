@@ -10,7 +10,7 @@ Blocking database work: run it in a thread or a writer, not on the loop.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ class DncResult:
     already: int = 0
     #: (the input, why it was refused)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    #: each number accepted, in E.164: "added" or "already" (listed before),
+    #: for the audit of what an entry changed
+    numbers: dict[str, str] = field(default_factory=dict)
 
 
 def check_fits(column: Column[Any], value: str | None, field: str) -> None:
@@ -41,15 +44,33 @@ def check_fits(column: Column[Any], value: str | None, field: str) -> None:
         raise ListError(field, f"at most {limit} characters ({len(value)} given)")
 
 
-def _campaign_id(conn: Connection, name: str | None, create: bool = False) -> int | None:
+def _campaign_id(
+    conn: Connection, name: str | None, configured: Collection[str] = ()
+) -> int | None:
+    """The campaign's row id, or a :class:`ListError` naming ``campaign`` if
+    there is no such campaign: a campaign exists once it has a row (the server
+    started it, or a list was imported with ``--create``) or is one of
+    ``configured`` (the ``[[campaign]]`` tables; its row is made here, as a
+    list import does).  A do-not-call entry never makes a campaign of its own:
+    one for a misspelt name was stored against a phantom campaign nothing
+    dials, while the real campaign kept dialling the number."""
     if name is None:
         return None
     found = conn.execute(select(db.campaign.c.id).where(db.campaign.c.name == name)).scalar()
-    if found is None and create:
+    if found is None and name in configured:
         found = db.insert_id(conn, insert(db.campaign).values(name=name, settings={}))
     if found is None:
         raise ListError("campaign", f"unknown campaign {name!r}")
     return found
+
+
+def require_campaign(engine: Engine, name: str, configured: Collection[str] = ()) -> None:
+    """A :class:`ListError` naming ``campaign`` unless the campaign exists
+    (a row, or one of ``configured``): for a look-up that writes nothing."""
+    if name in configured:
+        return
+    with engine.connect() as conn:
+        _campaign_id(conn, name)
 
 
 def add_dnc(
@@ -60,17 +81,19 @@ def add_dnc(
     region: str | None = None,
     source: str = "manual",
     reason: str | None = None,
+    configured: Collection[str] = (),
 ) -> DncResult:
     """Add numbers to the global list (``campaign=None``) or a campaign's.
 
-    A ``source``, ``reason`` or campaign name longer than its column is a
+    A ``source``, ``reason`` or campaign name longer than its column, or a
+    campaign that does not exist (no row and not in ``configured``), is a
     :class:`ListError` naming it, raised before any number is written."""
     check_fits(db.dnc.c.source, source, "source")
     check_fits(db.dnc.c.reason, reason, "reason")
     check_fits(db.campaign.c.name, campaign, "campaign")
     result = DncResult()
     with engine.begin() as conn:
-        campaign_id = _campaign_id(conn, campaign, create=True)
+        campaign_id = _campaign_id(conn, campaign, configured)
         for raw in numbers:
             number = normalize(raw, region)
             if isinstance(number, Rejected):
@@ -81,6 +104,8 @@ def add_dnc(
                 t.c.campaign_id.is_(None) if campaign_id is None else t.c.campaign_id == campaign_id
             )
             if conn.execute(select(t.c.id).where(t.c.e164 == number.e164, clause)).first():
+                if number.e164 not in result.numbers:
+                    result.numbers[number.e164] = "already"
                 result.already += 1
                 continue
             conn.execute(
@@ -88,6 +113,7 @@ def add_dnc(
                     e164=number.e164, campaign_id=campaign_id, source=source, reason=reason
                 )
             )
+            result.numbers[number.e164] = "added"
             result.added += 1
     return result
 
@@ -99,19 +125,30 @@ def import_dnc(
     campaign: str | None = None,
     region: str | None = None,
     reason: str | None = None,
+    configured: Collection[str] = (),
 ) -> DncResult:
     """A DNC file: a CSV with a phone column, or one number per line.
 
     The source is ``file:<name>``, cut to its column (it only says where the
-    entries came from; a file's name may be longer than the column)."""
+    entries came from; a file's name may be longer than the column).  The
+    campaign is checked as by :func:`add_dnc`, before the file is read."""
     check_fits(db.dnc.c.reason, reason, "reason")
     check_fits(db.campaign.c.name, campaign, "campaign")
+    if campaign is not None:
+        require_campaign(engine, campaign, configured)
     source = f"file:{Path(path).name}"[: column_limit(db.dnc.c.source)]
     text = Path(path).read_bytes()[:4096]
     if b";" in text or b"," in text or b"\t" in text:
         reader = ListReader(path, region=region)
         numbers = [row.number.e164 for row in reader]
-        result = add_dnc(engine, numbers, campaign=campaign, source=source, reason=reason)
+        result = add_dnc(
+            engine,
+            numbers,
+            campaign=campaign,
+            source=source,
+            reason=reason,
+            configured=configured,
+        )
         result.rejected += [(f"row {p.row}", p.reason) for p in reader.problems]
         return result
     lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -122,6 +159,7 @@ def import_dnc(
         region=region,
         source=source,
         reason=reason,
+        configured=configured,
     )
 
 

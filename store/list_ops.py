@@ -25,7 +25,7 @@ from core.errors import Invalid, NotFound
 from core.numbers import check_region
 from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
-from store.consent import DbConsent, DbDnc, add_dnc, record_consent
+from store.consent import DbConsent, DbDnc, add_dnc, record_consent, require_campaign
 from store.lists_import import UnknownCampaign, import_list
 from store.pool import MachineCall, apply_disposition, pool_status, set_list_active
 
@@ -133,11 +133,14 @@ class ListOps:
             region=region,
             source=_optional_text(body, "source") or "api",
             reason=_optional_text(body, "reason"),
+            configured=tuple(self.campaigns),
         )
         return {
             "added": result.added,
             "already": result.already,
             "rejected": [{"number": n, "reason": r} for n, r in result.rejected],
+            #: each accepted number in E.164: "added", or "already" listed
+            "numbers": result.numbers,
         }
 
     def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]:
@@ -146,6 +149,8 @@ class ListOps:
         parsed = normalize(number, None)
         if isinstance(parsed, Rejected):
             raise Invalid("number", parsed.reason)
+        if campaign is not None:  # a misspelt one is not "not blocked"
+            require_campaign(self.engine, campaign, tuple(self.campaigns))
         blocked = DbDnc(self.engine).blocked(parsed.e164, campaign or "")
         return {"number": parsed.e164, "blocked": blocked}
 

@@ -27,6 +27,8 @@ def gate(engine) -> Compliance:
 def test_global_and_campaign_dnc_block_dials(engine):
     us = Campaign("spring", policy_for("DE"), "+4930999999", requires_consent=False)
     assert gate(engine).check(us, BERLIN, None, NOW).allowed
+    with engine.begin() as conn:  # a campaign's entry needs the campaign (test_dnc_campaigns)
+        conn.execute(insert(db.campaign).values(name="spring", settings={}))
     result = add_dnc(engine, ["030 123456", "12"], campaign="spring", region="DE")
     assert (result.added, len(result.rejected)) == (1, 1)
     assert gate(engine).check(us, BERLIN, None, NOW).reason == "on the campaign do-not-call list"
@@ -74,7 +76,7 @@ def test_dnc_files_one_number_per_line_or_csv(engine, tmp_path):
     assert result.added == 2 and len(result.rejected) == 1
     csv_file = tmp_path / "dnc.csv"
     csv_file.write_text("name;telefon\nA;030 555555\nB;0900 1234567\n")
-    result = import_dnc(engine, csv_file, region="DE", campaign="spring")
+    result = import_dnc(engine, csv_file, region="DE", campaign="spring", configured=["spring"])
     assert result.added == 1 and result.rejected[0][1].startswith("premium-rate")
 
 

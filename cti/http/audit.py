@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from twisted.web.server import Request
 
@@ -28,6 +29,19 @@ CAMPAIGN_KEYS = ("status", "mode", "abandon_target", "max_lines_per_agent", "pow
                  "ring_timeout", "machine_action", "wrap_up")  # fmt: skip
 _KINDS = {"agents": "agent", "campaigns": "campaign", "interactions": "interaction",
           "lists": "list", "dnc": "dnc", "consent": "consent"}  # fmt: skip
+
+
+#: what a handler said its action changed, for the actions whose state is
+#: only in the database (a do-not-call entry, a consent record): the audit
+#: cannot read it on the event loop, so the handler, which learns it in its
+#: thread, hands it over (see :func:`changed`)
+_CHANGED: WeakKeyDictionary[Request, tuple[Any, Any]] = WeakKeyDictionary()
+
+
+def changed(request: Request, before: Any, after: Any) -> None:
+    """The state before and after this request's action, as its handler
+    learnt it; the audit entry shows these instead of :func:`state_of`'s."""
+    _CHANGED[request] = (before, after)
 
 
 def own_path(user: User, path: list[str]) -> bool:
@@ -95,12 +109,8 @@ def audit(api: ApiContext, request: Request, path: list[str]) -> None:
     }
 
     def finished(_result: object) -> None:
-        sink(
-            {
-                **entry,
-                "status": int(request.code or 200),
-                "after": state_of(api, path),
-            }
-        )
+        noted = _CHANGED.pop(request, None)
+        before, after = noted if noted is not None else (entry["before"], state_of(api, path))
+        sink({**entry, "status": int(request.code or 200), "before": before, "after": after})
 
     request.notifyFinish().addBoth(finished)

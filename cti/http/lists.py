@@ -23,6 +23,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.errors import ApiError
+from cti.http.audit import changed
 from cti.http.context import (
     MAX_UPLOAD,
     ApiContext,
@@ -99,7 +100,16 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     async def add_dnc(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        return await threaded(ops.add_dnc, read_body(request))
+        body = read_body(request)
+        answer = await threaded(ops.add_dnc, body)
+        numbers: dict[str, str] = answer.get("numbers", {})
+        where = f"campaign {body['campaign']}" if body.get("campaign") else "global"
+        changed(
+            request,
+            {"list": where, "listed": [n for n, how in numbers.items() if how == "already"]},
+            {"list": where, "listed": list(numbers)},
+        )
+        return answer
 
     @route(app, "/dnc/<number>", "GET")
     @manager
@@ -111,4 +121,7 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     async def add_consent(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        return await threaded(ops.add_consent, read_body(request))
+        answer = await threaded(ops.add_consent, read_body(request))
+        # records are never overwritten: the new one is what changed
+        changed(request, None, answer)
+        return answer

@@ -61,8 +61,12 @@ def register(sub: Any) -> None:
 
 def cmd_dnc(args: argparse.Namespace) -> int:
     from dialer.lists import ListError
+    from dirigent.cli.lists import _configured_campaigns
     from store.consent import add_dnc, import_dnc
 
+    # a campaign's entry needs the campaign to exist (a row, or a [[campaign]]
+    # of --config); an entry never makes one (a misspelt name did)
+    configured = tuple(_configured_campaigns(args)) if args.campaign else ()
     try:
         with database(args) as engine:
             if args.dnc_command == "add":
@@ -72,12 +76,18 @@ def cmd_dnc(args: argparse.Namespace) -> int:
                     campaign=args.campaign,
                     region=args.region,
                     reason=args.reason,
+                    configured=configured,
                 )
             else:
                 result = None
                 for path in args.items:
                     part = import_dnc(
-                        engine, path, campaign=args.campaign, region=args.region, reason=args.reason
+                        engine,
+                        path,
+                        campaign=args.campaign,
+                        region=args.region,
+                        reason=args.reason,
+                        configured=configured,
                     )
                     if result is None:
                         result = part
