@@ -386,6 +386,11 @@ def _verdict(
     return gate.check(campaign, number, str(row.contact_id), now, history, _aware(row.callback_at))
 
 
+#: how many due records a claim reads at most to find its batch (blocked ones
+#: are skipped): a zone's whole share of a list is blocked at its window's edge
+CLAIM_SCAN = 5000
+
+
 def claim(
     engine: Engine, campaign: Campaign, gate: Compliance, now: dt.datetime, limit: int = 100
 ) -> list[Claimed]:
@@ -399,13 +404,18 @@ def claim(
         allowed: list[Any] = []
         offset, chunk = 0, limit + limit // 4 + 8
         # most due records pass the gate: read a little more than needed, and
-        # more only while blocked ones leave the batch short (at most 8 x limit)
-        while len(allowed) < limit and offset < 8 * limit:
+        # more, twice as much each time, while blocked ones leave the batch
+        # short.  At a window's edge a whole zone is blocked at once (21:00 in
+        # New York: a national list's first hundreds of records) while the
+        # West may still be called: a scan of 8 x limit gave up and the
+        # campaign idled with records dialable (found by exploratory testing)
+        while len(allowed) < limit and offset < max(8 * limit, CLAIM_SCAN):
             read = _read(conn, campaign_id, campaign, gate, now, chunk, offset, extra=True)
             allowed += [row for row, v in read if v.allowed]
             if len(read) < chunk:
                 break
             offset += chunk
+            chunk *= 2
         allowed = allowed[:limit]
         if not allowed:
             return []

@@ -182,7 +182,7 @@ def test_the_batched_claim_decides_exactly_as_record_by_record(database_url, tmp
         )
     add_dnc(engine, [rows[7].e164])
     add_dnc(engine, [rows[8].e164], campaign="de-spring")
-    add_dnc(engine, [rows[9].e164], campaign="other")
+    add_dnc(engine, [rows[9].e164], campaign="other", configured=["other"])
     for r in rows[:30]:
         record_consent(
             engine,
@@ -366,3 +366,25 @@ def test_due_later_today_ends_at_the_campaigns_local_midnight(pool):
     assert pool_status(pool, local, gate, now)["due_later_today"] == 1
     utc = Campaign("us-spring", policy_for("US"), "+12125550199")  # the UTC day: both
     assert pool_status(pool, utc, gate, now)["due_later_today"] == 2
+
+
+def test_a_claim_finds_the_west_when_a_national_lists_east_is_closed(database_url, tmp_path):
+    """21:00 in New York, 18:00 in Los Angeles: the list's first 300 records
+    (New York) are blocked by the calling hours, the Californian ones after
+    them may be called.  The claim read at most 8 x its batch and gave up: the
+    campaign idled with records dialable (found by exploratory testing)."""
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "national.csv"
+    east = [f"+1 212 555 {i:04d}" for i in range(300)]
+    west = [f"+1 415 555 {i:04d}" for i in range(20)]
+    path.write_text("phone\n" + "\n".join([*east, *west]) + "\n")
+    import_list(engine, path, "us-national", create=True)
+    campaign = Campaign("us-national", policy_for("US"), "+12125550199")
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    nine_pm_new_york = dt.datetime(2026, 11, 24, 2, 0, 30, tzinfo=dt.UTC)  # a Tuesday
+    try:
+        claimed = claim(engine, campaign, gate, nine_pm_new_york, limit=10)
+        assert len(claimed) == 10 and all(c.e164.startswith("+1415") for c in claimed)
+    finally:
+        engine.dispose()
