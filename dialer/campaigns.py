@@ -478,6 +478,15 @@ class Campaigns:
             **{key: getattr(s, key) for key in LIVE_SETTINGS},
             "lines_in_use": len(r.live),
             "agents": states,
+            # dials ... outcomes: since this server started (``since``); a
+            # restart starts them again, the day's ledger (``today``, and the
+            # abandon rates) goes on: a supervisor must not read "abandoned 0"
+            # beside a day at 20 % without being told why
+            "since": round(r.stats.since, 3),
+            "today": {
+                k: round(v, 2)
+                for k, v in zip(("live", "abandoned"), r.ledger.counts("day", now), strict=True)
+            },
             "dials": r.stats.dials,
             "connected": r.stats.connected,
             "abandoned": r.stats.abandoned,

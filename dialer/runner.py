@@ -215,6 +215,10 @@ class Preview:
 
 @dataclass
 class RunnerStats:
+    """What this runner did since it was made (this process's start): the
+    day's regulatory figures are the ledger's, which survive restarts."""
+
+    since: float = 0.0
     dials: int = 0
     #: records the gate refused at the moment of their dial (not dialed)
     refused: int = 0
@@ -283,7 +287,7 @@ class CampaignRunner:
         self.ticks_router = ticks_router
         self.status = "stopped"
         self.idle_reason: str | None = None
-        self.stats = RunnerStats()
+        self.stats = RunnerStats(since=clock.seconds())
         self.live: dict[str, Attempt] = {}  # attempt id -> open attempt
         self.by_channel: dict[str, Attempt] = {}  # customer channel uniqueid -> attempt
         self.waiting_since: dict[str, float] = {}  # attempt id -> verdict time (no agent yet)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from typing import Any
 
@@ -84,6 +85,8 @@ def _format_campaign(v: dict[str, Any]) -> str:
     )
     agents = ", ".join(f"{n} {s}" for s, n in sorted(v["agents"].items())) or "none"
     idle = f" ({v['idle_reason']})" if v.get("idle_reason") else ""
+    since = dt.datetime.fromtimestamp(v["since"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    today = v["today"]
     return (
         f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
         f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent,"
@@ -91,7 +94,9 @@ def _format_campaign(v: dict[str, Any]) -> str:
         f"  ring {v['ring_timeout']:g} s, wrap-up {v['wrap_up']:g} s,"
         f" answering machines: {v['machine_action']}\n"
         f"  lines {v['lines_in_use']}, agents: {agents}\n"
-        f"  dials {v['dials']}, connected {v['connected']}, abandoned {v['abandoned']};"
+        f"  since {since} (this server's start): dials {v['dials']}, connected"
+        f" {v['connected']}, abandoned {v['abandoned']}\n"
+        f"  today: {today['live']:g} live answers, {today['abandoned']:g} abandoned;"
         f" abandon rate {rates} (with the estimate of persons AMD took for machines)"
     )
 
