@@ -36,14 +36,25 @@ ready or paused with its own reason.  A leg the agent's phone hung up
 ("phone hung up") is not rung again until the agent or a supervisor sets
 the agent ready.
 
+After a restart of Dirigent (not of the PBX) a nailed-up leg still in its
+bridge is taken over (:meth:`VoiceInbound.adopt_nailed`), and so is what
+shares that bridge, since a customer there is a conversation going on: an
+inbound caller whose interaction the last run left open
+(:class:`CallLeftOpen`) is the agent's call again (busy, its end ends it
+as usual, with its answer time from before the restart); a campaign's
+person (``dial-...``) is left to the campaign's runner, which takes it over
+from a ready agent; anything else (no row to name it) keeps the agent
+paused "call in bridge" until it leaves.  Never ready with a customer in
+the bridge: the next caller would be moved into that conversation.
+
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from twisted.internet.defer import Deferred, succeed
@@ -53,7 +64,7 @@ from twisted.logger import Logger
 from center.hub import Hub
 from core.bus import EventBus
 from core.errors import Unavailable
-from core.events import Stage
+from core.events import HistoryEntry, Stage
 from core.telephony import (
     AgentRingFailed,
     CallBridged,
@@ -81,6 +92,11 @@ log = Logger(namespace="channels.voice")
 PBX_LOST = "pbx lost"
 NO_PHONE = "no phone"
 PHONE_HUNG_UP = "phone hung up"
+#: the pause of a nailed-up agent whose bridge holds a channel nobody can name
+#: (found there after a restart): not offered calls until that channel leaves
+FOREIGN_CALL = "call in bridge"
+#: the call ids a campaign's runner dials under (it takes those over itself)
+CAMPAIGN_CALL = "dial-"
 LEG_REASONS = frozenset((PBX_LOST, NO_PHONE))
 #: the outcome of a conversation whose channels vanished with the PBX link
 ENDED_PBX_LOST = "pbx-lost"
@@ -96,6 +112,24 @@ PAUSE_FOR_RING_FAILURE = {
     RingFailure.UNREACHABLE: "endpoint unreachable",
     RingFailure.NO_ANSWER: "no answer",
 }
+
+
+class CallLeftOpen(Protocol):
+    """A call the last run left with an agent (answered, not ended), as the
+    report store read it back at start-up (``store.records.LeftOpen``)."""
+
+    @property
+    def queue(self) -> str: ...
+    @property
+    def customer(self) -> str | None: ...
+    @property
+    def direction(self) -> Direction: ...
+    @property
+    def arrived(self) -> float: ...
+    @property
+    def answered(self) -> float: ...
+    @property
+    def history(self) -> Sequence[HistoryEntry]: ...
 
 
 @dataclass
@@ -144,9 +178,16 @@ class VoiceInbound:
         nail_retry_initial: float = 1.0,
         nail_retry_max: float = 60.0,
         nail_retries: int = 10,
+        left_open: Mapping[str, CallLeftOpen] | None = None,
     ) -> None:
         self.telephony = telephony
         self.hub = hub
+        #: interaction id -> a call the last run left with an agent: taken
+        #: over if the resync finds it in that agent's bridge
+        self.left_open = dict(left_open or {})
+        #: channels nobody can name in a nailed agent's bridge -> that agent
+        #: (paused FOREIGN_CALL until they are gone)
+        self.foreign: dict[str, str] = {}
         self.name = name  # the PBX's name in the configuration
         self.endpoints = dict(endpoints)
         self.calls: dict[str, _Call] = {}  # the caller's call id on this PBX -> call
@@ -176,8 +217,13 @@ class VoiceInbound:
     def login(self, agent: str, queues: list[str], paused: str | None) -> bool:
         """A nailed-up agent without a leg logs in paused "no phone" and its
         leg is nailed up; it becomes ready (or ``paused``) once the leg is in
-        its bridge."""
+        its bridge.  One whose bridge holds a channel nobody can name logs in
+        paused :data:`FOREIGN_CALL` until it has left."""
         ep = self.endpoints.get(agent)
+        if ep is not None and self._has_foreign(agent):  # not ready: see _hold_for_foreign
+            self.hub.router.login(agent, self.hub.clock.seconds(), queues, FOREIGN_CALL)
+            ep.queues, ep.resume = list(queues), paused
+            return True
         if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
             ep.queues, ep.resume = list(queues), paused
@@ -193,6 +239,9 @@ class VoiceInbound:
         itself once the leg is in its bridge."""
         ep = self.endpoints.get(agent)
         a = self.hub.router.agents.get(agent)
+        if ep is not None and self._has_foreign(agent):  # ready once they have left
+            ep.resume = None
+            return True
         if (
             ep is not None
             and ep.mode == "nailed"
@@ -214,6 +263,9 @@ class VoiceInbound:
         the leg is back (the agent shows the leg's reason until then)."""
         ep = self.endpoints.get(agent)
         a = self.hub.router.agents.get(agent)
+        if ep is not None and a is not None and a.pause_reason == FOREIGN_CALL:
+            ep.resume = reason  # shown once the channels in its bridge have left
+            return True
         if (
             ep is not None
             and a is not None
@@ -345,7 +397,12 @@ class VoiceInbound:
     def adopt_nailed(self, agent: str, queues: list[str]) -> bool:
         """After a restart of Dirigent (not of the PBX), the agent's nailed-up
         leg is still in its bridge: take it over and log the agent in,
-        instead of ringing a phone that is already on the line."""
+        instead of ringing a phone that is already on the line.  What else
+        is in that bridge decides how: nobody, or only a campaign's person
+        (its runner takes that call over from a ready agent): ready; an
+        inbound caller the last run left with this agent: busy with it
+        (:meth:`_take_over`); anything else: paused :data:`FOREIGN_CALL`
+        until it leaves (:meth:`_hold_for_foreign`)."""
         prefix = f"agent-{agent}-"
         for live in self.telephony.live_calls():
             uid = live.id
@@ -353,10 +410,114 @@ class VoiceInbound:
                 ep = self.endpoints[agent]
                 ep.nailed_uniqueid, ep.leg_up, ep.queues = uid, True, list(queues)
                 self.by_nailed[uid] = agent
-                self.hub.login(agent, queues)
                 log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
+                others = sorted(self.telephony.bridged_with(uid))
+                if all(o.startswith(CAMPAIGN_CALL) for o in others):
+                    self.hub.login(agent, queues)
+                elif not (len(others) == 1 and self._take_over(agent, queues, others[0])):
+                    self._hold_for_foreign(agent, queues, others)
                 return True
         return False
+
+    def _take_over(self, agent: str, queues: list[str], uid: str) -> bool:
+        """The caller ``uid`` in ``agent``'s bridge after a restart becomes
+        that agent's call again, as if just connected: the agent is logged in
+        busy with it (never ready while the caller is there), its hang-up
+        ends it and the agent goes to wrap-up, and its report row is reopened
+        with the answer time it had (the talk time runs across the restart).
+        The call is put in the queue for this agent alone before the agent
+        logs in, and goes ahead of anything waiting (``connect_by``), so the
+        login offers it and nothing else on voice.  False (nothing changed)
+        when it is not a call of ours this agent had."""
+        iid = self.prefix + uid
+        left = self.left_open.get(iid)
+        router = self.hub.router
+        if left is None or left.queue not in router.queues or left.queue not in queues:
+            return False
+        now = self.hub.clock.seconds()
+        interaction = Interaction(
+            iid,
+            Channel.VOICE,
+            left.queue,
+            left.arrived,
+            direction=left.direction,
+            customer=left.customer,
+            agent=agent,
+            connect_by=now,
+        )
+        router.enqueue(interaction, now)  # the agent is not in yet: it waits for it
+        offers = router.login(agent, now, queues)
+        if not any(o.interaction == iid for o in offers):
+            router.pause(agent, now, FOREIGN_CALL)  # first: not offered again what it gives back
+            given_back: list[Offer] = []
+            for o in offers:
+                given_back += router.withdraw(agent, o.interaction, now, FOREIGN_CALL)
+            router.abandon(iid, now)
+            self.hub.route(given_back)
+            log.error("agent {a}: caller {i} in its bridge could not be taken over", a=agent, i=iid)
+            return False
+        del self.left_open[iid]
+        router.accept(agent, iid, now)
+        interaction.connect_by = None  # a transfer queues it as the caller it is
+        interaction.history = list(left.history)  # not a new queueing and answer
+        self.calls[uid] = _Call(interaction, agent, left.answered)
+        self.hub.own(iid, self)
+        self.hub.publish_interaction(Stage.ANSWERED, interaction, at=left.answered, agent=agent)
+        log.info("agent {a}: call {i} in its bridge taken over after a restart", a=agent, i=iid)
+        self.hub.route([o for o in offers if o.interaction != iid])  # chat, e-mail ...
+        return True
+
+    def _hold_for_foreign(self, agent: str, queues: list[str], channels: list[str]) -> None:
+        """Channels nobody can name share ``agent``'s bridge (a caller whose
+        report row is gone, someone else's call): the agent is logged in
+        paused :data:`FOREIGN_CALL` and offered nothing until they have left
+        (:meth:`_foreign_gone`); then it is ready, or paused as it asked
+        meanwhile.  A campaign's person among them is not adopted by its
+        runner (the agent is not ready): it is hung up by the runner, which
+        ends what two customers would otherwise share."""
+        for uid in channels:
+            self.foreign[uid] = agent
+        self.endpoints[agent].resume = None
+        log.warn(
+            "agent {a}: {c} in its bridge after a restart, not a call of its own: paused"
+            " '{r}' until they leave",
+            a=agent,
+            c=", ".join(channels),
+            r=FOREIGN_CALL,
+        )
+        now = self.hub.clock.seconds()
+        a = self.hub.router.agents[agent]
+        if a.logged_in:  # a take-over that failed half-way
+            self.hub.router.pause(agent, now, FOREIGN_CALL)
+        else:
+            self.hub.route(self.hub.router.login(agent, now, queues, FOREIGN_CALL))
+
+    def _has_foreign(self, agent: str) -> bool:
+        return agent in self.foreign.values()
+
+    def _foreign_moved(self, uid: str, now: float) -> None:
+        holder = self.foreign[uid]
+        leg = self.endpoints[holder].nailed_uniqueid
+        if leg is None or uid not in self.telephony.bridged_with(leg):
+            self._foreign_gone(uid, now)
+
+    def _foreign_gone(self, uid: str, now: float) -> None:
+        """A channel that held ``agent`` paused left its bridge (hung up, or
+        bridged elsewhere): once none is left, the agent is ready (or paused
+        with what it asked for meanwhile)."""
+        agent = self.foreign.pop(uid)
+        if self._has_foreign(agent):
+            return
+        ep = self.endpoints[agent]
+        a = self.hub.router.agents.get(agent)
+        if a is None or not a.logged_in or a.pause_reason != FOREIGN_CALL:
+            return
+        resume, ep.resume = ep.resume, None
+        log.info("agent {a}: its bridge is its own again", a=agent)
+        if resume is None:
+            self.hub.route(self.hub.router.ready(agent, now))
+        else:
+            self.hub.router.pause(agent, now, resume)
 
     def has_leg(self, agent: str) -> bool:
         """May calls be moved to this agent?  Ring-mode agents: always (their
@@ -493,7 +654,7 @@ class VoiceInbound:
                 self.hub.router.login(agent, now, ep.queues, reason)
             return
         if a.pause_reason not in LEG_REASONS and a.pause_reason != PHONE_HUNG_UP:
-            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
+            ep.resume = _resume_of(ep, a.pause_reason)
         if a.pause_reason != reason:
             self.hub.router.pause(agent, now, reason)
 
@@ -554,6 +715,10 @@ class VoiceInbound:
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TelephonyEvent) -> None:
         now = self.hub.clock.seconds()
+        if isinstance(event, CallEnded) and event.call in self.foreign:
+            self._foreign_gone(event.call, now)
+        elif isinstance(event, CallBridged) and event.call in self.foreign:
+            self._foreign_moved(event.call, now)
         match event:
             case CallWaiting():
                 self._arrived(event, now)
@@ -599,6 +764,8 @@ class VoiceInbound:
         if ep.nailed_uniqueid != uid:
             return  # an older leg of this agent
         was_up, ep.leg_up = ep.leg_up, False
+        for other in [u for u, holder in self.foreign.items() if holder == agent]:
+            del self.foreign[other]  # that bridge is not the agent's any more
         if not was_up:
             if ep.nailing and ep.answered:  # answered, then hung up before the bridge
                 self._nail_failed(agent, uid, "hung-up", "hung up before its bridge")
@@ -783,7 +950,7 @@ class VoiceInbound:
             return
         ep = self.endpoints.get(agent)
         if ep is not None and a.pause_reason not in LEG_REASONS | {PHONE_HUNG_UP}:
-            ep.resume = None if a.pause_reason == PREVIEW else a.pause_reason
+            ep.resume = _resume_of(ep, a.pause_reason)
         router.pause(agent, now, reason)  # first: not offered again what it gives back
         offers: list[Offer] = []
         withdrawn: list[_Call] = []
@@ -813,6 +980,16 @@ class VoiceInbound:
             failure,
             i=iid,
         )
+
+
+def _resume_of(ep: AgentEndpoint, reason: str | None) -> str | None:
+    """What the agent returns to once its leg is back, paused ``reason`` now:
+    a preview's pause is not restored (the record on screen went back), nor
+    :data:`FOREIGN_CALL` (that bridge is gone with the leg: what the agent
+    asked for meanwhile is kept)."""
+    if reason == FOREIGN_CALL:
+        return ep.resume
+    return None if reason == PREVIEW else reason
 
 
 class InboundAcd(Hub):

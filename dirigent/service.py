@@ -40,7 +40,7 @@ from store import db
 from store.dialer import DbCampaignStore
 from store.list_ops import ListOps
 from store.pool import MachineCall
-from store.records import Recorder, close_unfinished, time_in_state
+from store.records import Recorder, calls_left_open, close_unfinished, time_in_state
 
 log = Logger(namespace="dirigent.service")
 
@@ -233,6 +233,8 @@ class Dirigent:
                 agent_pbx=agent_pbx,
                 queue_pbx=routing.queue_pbx,
             )
+            # calls the last run left with agents: taken over if still bridged
+            left_open = calls_left_open(self.database.engine)
             for name, session in self.sessions.items():
                 self.voices[name] = VoiceInbound(
                     AmiTelephony(session),
@@ -240,6 +242,7 @@ class Dirigent:
                     endpoints[name],
                     name=name,
                     qualify_ids=len(self.sessions) > 1,
+                    left_open=left_open,
                 )
             # before anything routes: what the last run left open ends now
             close_unfinished(self.database.engine)

@@ -12,7 +12,11 @@ with backoff; one that still fails is logged with its traceback and counted
 (``dirigent_report_write_failures_total``), never dropped in silence.  What
 the API lets in is checked against the columns at the edge (cti/api.py), so
 no row is refused for its values.  At start-up, :func:`close_unfinished`
-ends the interactions and agent states a crash left open.
+ends the interactions and agent states a crash left open; the calls among
+them that were with an agent are read first (:func:`calls_left_open`), so
+that one found still going on in the agent's bridge at the PBX's resync is
+taken over and its row reopened (an answer event clears the end) and ended
+as usual, with its true talk time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -30,7 +35,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from core.bus import EventBus
-from core.events import AgentStateChanged, InteractionChanged, Stage
+from core.events import (
+    AgentStateChanged,
+    Direction,
+    HistoryEntry,
+    HistoryEvent,
+    InteractionChanged,
+    Stage,
+)
 from store import db
 
 log = Logger(namespace="store.records")
@@ -155,7 +167,9 @@ class Recorder:
                 if found is not None:
                     values["attempt_id"] = found
             if e.stage is Stage.ANSWERED:
-                values.update(answered_at=at, agent_code=e.agent)
+                # no end: a call taken over after a restart was closed at
+                # start-up ("server-restart") and goes on (its end comes later)
+                values.update(answered_at=at, agent_code=e.agent, ended_at=None, outcome=None)
             elif e.stage is not Stage.QUEUED:
                 # ended: "answered" unless cut ("pbx-lost": the channels vanished
                 # with the PBX link, ended then); abandoned and fallback: themselves
@@ -174,13 +188,78 @@ class Recorder:
         self._pool.shutdown(wait=True)
 
 
+def _aware(value: dt.datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class LeftOpen:
+    """A call the last run left with an agent (answered, no end): what its
+    voice adapter needs to take it over if the PBX still has it in the
+    agent's bridge (``interaction`` is its id, the row's ``uniqueid``)."""
+
+    interaction: str
+    queue: str
+    customer: str | None
+    direction: Direction
+    arrived: float
+    answered: float
+    agent: str | None
+    history: tuple[HistoryEntry, ...]
+
+
+def calls_left_open(engine: Engine) -> dict[str, LeftOpen]:
+    """The voice interactions answered and not ended, by interaction id.
+    Read before :func:`close_unfinished` closes them."""
+    t = db.interaction
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t).where(
+                t.c.ended_at.is_(None),
+                t.c.answered_at.is_not(None),
+                t.c.channel == "voice",
+                t.c.uniqueid.is_not(None),
+            )
+        ).all()
+    out: dict[str, LeftOpen] = {}
+    for row in rows:
+        try:
+            history = tuple(_history_entry(h) for h in (row.attributes or {}).get("history", ()))
+            out[row.uniqueid] = LeftOpen(
+                row.uniqueid,
+                row.queue_name or "default",
+                row.customer,
+                Direction(row.direction),
+                _aware(row.arrived_at),
+                _aware(row.answered_at),
+                row.agent_code,
+                history,
+            )
+        except (TypeError, ValueError, KeyError, AttributeError):
+            # not taken over (a channel nobody can name: the agent is held paused)
+            log.failure("interaction {i}: its row cannot be read back", i=row.uniqueid)
+    return out
+
+
+def _history_entry(entry: dict[str, Any]) -> HistoryEntry:
+    fields = {k: v for k, v in entry.items() if k not in ("event", "at") and v is not None}
+    return HistoryEntry(HistoryEvent(entry["event"]), float(entry["at"]), **fields)
+
+
 def close_unfinished(engine: Engine) -> tuple[int, int]:
     """End what a crash left open: interactions without an end, at the time
     of their last known event (answer or arrival) with outcome
     ``server-restart``,
     and agents whose last logged state is not ``logged_out``, logged out at
     the time of their last logged state with the reason "server restart".
-    Returns (interactions, agents) closed.  Run before the server routes."""
+    Returns (interactions, agents) closed.  Run before the server routes.
+
+    Closed here even if the PBX still has the call: whether it does is known
+    only at the resync, which may never come (the PBX gone for good), and a
+    row left open until then would count as a call going on in every
+    report.  A call taken over at the resync reopens its row (its answer
+    event clears the end) and is ended with its true talk time when it is
+    hung up; one the PBX no longer has keeps this close."""
     t, s = db.interaction, db.agent_state_log
     with engine.begin() as conn:
         rows = conn.execute(

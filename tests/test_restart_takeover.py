@@ -1,0 +1,222 @@
+"""A restart of Dirigent (not of the PBX) while an inbound caller talks to a
+nailed-up agent (QA round 2, finding 2).
+
+The simulated Asterisk keeps running over real AMI/TCP; the first Dirigent
+is stopped the way existing restart tests stop it (its PBX side, the agents'
+nailed-up legs and the caller in the agent's ConfBridge, stays up; nobody
+logs off) and a second one starts on the same PBX and database.  The call
+going on is taken over: the agent is busy with it, the next caller is not
+moved into that conference (two customers would hear each other), and the
+report row of the call keeps its true talk time.  A channel nobody can name
+in an agent's bridge keeps the agent paused until it leaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select, update
+from twisted.internet import reactor
+
+from asterisk.session import PbxSettings
+from channels.voice import FOREIGN_CALL
+from cti.auth import hash_password
+from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
+from dirigent.service import Dirigent
+from routing.model import QueueConfig
+from sim.ami_server import SimAmiServer
+from sim.pbx import SimChannel, SimPbx
+from store import db
+from tests.conftest import LOOP, run, settle, stop_sim, wait_for
+from tests.test_api import call, token
+
+AGENT = "agent1001"
+
+
+@pytest.fixture
+def restartable(tmp_path) -> Iterator[Any]:
+    pbx = SimPbx(reactor, seed=7, agents=1, agent_answer_delay=0.05)
+    server = SimAmiServer(pbx, reactor)
+    server.listen(0)
+    url = f"sqlite:///{tmp_path / 'takeover.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
+    settings = Settings(
+        http=HttpSettings(host="127.0.0.1", port=0),
+        database=DatabaseSettings(url=url),
+        pbxs=(PbxSettings("sim", *server.address, secret="secret", backoff_initial=0.05),),
+        routing=RoutingSettings(
+            wrap_up=0.5,
+            queues=(QueueConfig("sales"),),
+            agents=(
+                AgentSettings(
+                    id=AGENT, endpoint="1001", mode="nailed", queues=("sales",), auto_login=True
+                ),
+            ),
+        ),
+    )
+    started: list[Dirigent] = []
+
+    def start() -> Dirigent:
+        app = Dirigent(settings, CollectorRegistry())
+        app.service.startService()
+        started.append(app)
+        return app
+
+    try:
+        yield start, pbx, engine
+    finally:
+        for app in started:
+            if app.service.running:
+                run(app.service.stopService().asFuture(LOOP))
+        stop_sim(pbx, server)
+        engine.dispose()
+
+
+def crash(app: Dirigent) -> None:
+    """Dirigent goes away; the PBX keeps every call (legs, callers, bridges)."""
+    run(app.service.stopService().asFuture(LOOP))
+
+
+def customers_in_bridges(pbx: SimPbx) -> Callable[[], int]:
+    """The most customers ever seen together in one agent's bridge (PBX view)."""
+    most = [0]
+
+    def watch(_headers: Any) -> None:
+        for bridge in pbx.bridges.values():
+            members = [pbx.channels.get(m) for m in bridge.members]
+            customers = sum(1 for c in members if c is not None and c.far == "customer")
+            most[0] = max(most[0], customers)
+
+    pbx.subscribe(watch)
+    return lambda: most[0]
+
+
+def caller(pbx: SimPbx, talk: float = 3600.0) -> SimChannel:
+    chan = pbx.inbound_call(queue="sales")
+    chan.variables["SIM_TALK"] = str(talk)  # talks until the test hangs up
+    return chan
+
+
+def busy(app: Dirigent) -> bool:
+    assert app.acd is not None
+    return app.acd.router.agents[AGENT].state.value == "busy"
+
+
+def agent_view(app: Dirigent) -> dict[str, Any]:
+    status, agents = call(app, "GET", "agents", token=token(app, "boss"))
+    assert status == 200
+    (view,) = [a for a in agents if a["id"] == AGENT]
+    return view
+
+
+def row(engine: Any, uniqueid: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(db.interaction).where(db.interaction.c.uniqueid == uniqueid)
+        ).one()
+
+
+def _utc(value: dt.datetime | None) -> float | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restartable):
+    start, pbx, engine = restartable
+    most_customers = customers_in_bridges(pbx)
+    app = start()
+    run(wait_for(lambda: app.acd.has_leg(AGENT), what="the leg up"))
+    first = caller(pbx)
+    run(wait_for(lambda: busy(app), what="the first caller connected"))
+    leg = pbx.channels[app.voices["sim"].endpoints[AGENT].nailed_uniqueid]
+    assert first.bridge == leg.bridge
+    app.database.recorder.flush()
+    answered = _utc(row(engine, first.uniqueid).answered_at)
+    assert answered is not None
+
+    crash(app)
+    settle(0.5)  # the conversation goes on meanwhile
+    again = start()
+    # the agent is busy with the call it was in, not ready for the next one
+    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
+    view = agent_view(again)
+    assert view["state"] == "busy", view
+    assert [w["interaction"] for w in view["work"]] == [first.uniqueid]
+    assert again.acd.router.handled_by(first.uniqueid) == AGENT
+    again.database.recorder.flush()
+    reopened = row(engine, first.uniqueid)
+    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+
+    # the next caller waits: it is not moved into the conference going on
+    second = caller(pbx)
+    run(wait_for(lambda: again.acd.router.is_waiting(second.uniqueid), what="the second waits"))
+    settle(1.0)
+    assert second.bridge is None and set(pbx.bridges[leg.bridge].members) == {
+        leg.uniqueid,
+        first.uniqueid,
+    }
+    assert most_customers() == 1, "two customers were in one agent's bridge"
+
+    # the first caller hangs up: an ordinary end, wrap-up, then the second caller
+    settle(0.5)
+    pbx.hangup_channel(first, 16)
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(second.uniqueid) == AGENT,
+            what="the second caller with the agent after the wrap-up",
+        )
+    )
+    assert most_customers() == 1
+    again.database.recorder.flush()
+    ended = row(engine, first.uniqueid)
+    assert ended.outcome == "answered" and ended.agent_code == AGENT
+    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
+    ended_at = _utc(ended.ended_at)
+    assert ended_at is not None
+    talk = ended_at - answered
+    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+
+
+def test_a_channel_nobody_can_name_keeps_the_agent_paused_until_it_leaves(restartable):
+    start, pbx, engine = restartable
+    most_customers = customers_in_bridges(pbx)
+    app = start()
+    run(wait_for(lambda: app.acd.has_leg(AGENT), what="the leg up"))
+    first = caller(pbx)
+    run(wait_for(lambda: busy(app), what="the caller connected"))
+    crash(app)
+    # its report row is lost (a database restored from a backup, say)
+    with engine.begin() as conn:
+        conn.execute(
+            update(db.interaction)
+            .where(db.interaction.c.uniqueid == first.uniqueid)
+            .values(uniqueid="lost")
+        )
+    again = start()
+    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
+    view = agent_view(again)
+    assert view["state"] == "paused" and view["pause_reason"] == FOREIGN_CALL, view
+    second = caller(pbx)
+    run(wait_for(lambda: again.acd.router.is_waiting(second.uniqueid), what="the second waits"))
+    settle(1.0)
+    assert second.bridge is None and most_customers() == 1
+    # set ready while the channel is there: it stays paused
+    status, body = call(again, "POST", f"agents/{AGENT}/ready", {}, token(again, "boss"))
+    assert status == 200 and body["state"] == "paused", body
+    settle(0.5)
+    assert second.bridge is None
+    pbx.hangup_channel(first, 16)
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(second.uniqueid) == AGENT,
+            what="the agent ready again once the channel left, and connected",
+        )
+    )
+    assert most_customers() == 1
