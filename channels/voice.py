@@ -789,6 +789,23 @@ class VoiceInbound:
                 q=queue,
             )
             return
+        home = self.hub.queue_pbx.get(queue)
+        if home is not None and self.name and home != self.name:
+            # no agent of this PBX may take it (the hub keeps each agent to its
+            # PBX's queues): a minute of music for nothing, then the fallback
+            log.warn(
+                "inbound call {uid} on PBX {p} for queue {q}, which is on PBX {h}: no agent"
+                " here can take it; sent to the dialplan fallback (check the DID's routing)",
+                uid=uid,
+                p=self.name,
+                q=queue,
+                h=home,
+            )
+            if self.hub.metrics:
+                self.hub.metrics.fallback.labels(queue, "voice").inc()
+            d = self.telephony.to_fallback(uid, queue)
+            d.addErrback(lambda f: log.failure("fallback of call {uid} failed", f, uid=uid))
+            return
         handover = self.hub.take_handover(event.pbx, uid)
         if handover is None:
             interaction = Interaction(

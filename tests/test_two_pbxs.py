@@ -191,6 +191,42 @@ def test_calls_on_two_pbxs_go_to_their_own_agents_and_a_campaign_dials_only_on_i
         run(app.service.stopService().asFuture(LOOP))
 
 
+def test_a_call_on_one_pbx_for_a_queue_of_the_other_goes_to_the_fallback_at_once(sims, tmp_path):
+    """A DID routed to the wrong PBX: no agent of that PBX may take a caller
+    of the other's queue, so the caller is sent to the PBX's fallback at once
+    with a warning naming both PBXs (it waited a minute of music for nothing,
+    then fell back with nothing said: found by exploratory testing)."""
+    from twisted.logger import globalLogPublisher
+
+    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
+    east = sims["east"][0]
+    app = Dirigent(_two_pbx_settings(addresses, tmp_path), CollectorRegistry())
+    said: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if "which is on PBX" in event.get("log_format", ""):
+            said.append(event["log_format"].format(**event))
+
+    globalLogPublisher.addObserver(observe)
+    app.service.startService()
+    try:
+        run(wait_for(lambda: all(s.connected for s in app.sessions.values()), what="both PBXs"))
+        caller = east.inbound_call(queue="sales-west")  # the west's queue, on east
+        run(wait_for(lambda: said, timeout=10, what="the warning"))
+        assert "on PBX east for queue sales-west, which is on PBX west" in said[0]
+        run(
+            wait_for(
+                lambda: caller.context == "dirigent-inbound" and caller.priority >= 7,
+                timeout=5,
+                what="the caller sent to the fallback",
+            )
+        )
+        assert not caller.on_moh and caller.alive, "in the PBX's fallback queue, not waiting"
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        run(app.service.stopService().asFuture(LOOP))
+
+
 def test_each_queue_agent_and_campaign_names_its_pbx_when_there_are_several():
     base = {
         "pbx": [
