@@ -461,7 +461,7 @@ class CampaignRunner:
             return
         s = self.snapshot(now)
         if s.agents == 0:
-            self._idle("no agents logged in and ready")
+            self._idle(self._no_agents_reason())
             return
         cap = int(self.settings.max_lines_per_agent * s.agents) - len(self.live)
         if cap <= 0:
@@ -491,7 +491,7 @@ class CampaignRunner:
         ]
         if not free:
             if not self._board.members:
-                self._idle("no agents logged in and ready")
+                self._idle(self._no_agents_reason())
             return
         for agent in free:
             leads = self.source.take(1, now)
@@ -559,6 +559,18 @@ class CampaignRunner:
     def _notify_preview(self, agent: str, preview: Preview) -> None:
         for listener in self.preview_listeners:
             listener(agent, preview)
+
+    def _no_agents_reason(self) -> str:
+        """Why no agent counts for pacing: none logged in to the campaign, or
+        all of them busy elsewhere (an inbound call of a blended agent, a
+        pause), said with their states rather than "none logged in"."""
+        agents = [self.router.agents[a] for a in self.campaign_agents() if a in self.router.agents]
+        logged_in = [a for a in agents if a.logged_in]
+        if not logged_in:
+            return "no agents logged in and ready"
+        # a count, not each agent's state: the reason is logged when it changes
+        n = len(logged_in)
+        return f"no agent free for the campaign ({n} logged in: busy, paused or kept for inbound)"
 
     def _idle(self, reason: str) -> None:
         if self.status == "running" or self.idle_reason != reason:

@@ -364,7 +364,8 @@ class Dirigent:
         for name, s in self.sessions.items():
             status[name] = {
                 "connected": s.connected,
-                "channels": len(s.mirror.channels),
+                # unknown while the link is down (the mirror holds the last it saw)
+                "channels": len(s.mirror.channels) if s.connected else None,
                 "connects": s.connects,
             }
             if s.refused:  # another Dirigent holds the PBX's lease

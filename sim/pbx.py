@@ -1194,9 +1194,9 @@ class SimPbx:
         self._enter_bridge(chan, bridge)
 
     def _ctx_abandon(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
-        self._newexten(
-            chan, "Playback", exten or "dirigent/abandon", context=context, exten=exten, priority=1
-        )
+        # Playback(${DIRIGENT_ABANDON_SOUND}): the [globals] of the shipped dialplan
+        sound = self.globals.get("DIRIGENT_ABANDON_SOUND", "dirigent/abandon")
+        self._newexten(chan, "Playback", sound, context=context, exten=exten, priority=1)
         self._count("abandon_message")
         self._later(chan, 4.0, self.hangup_channel, chan, 16)
 

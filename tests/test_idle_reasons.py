@@ -140,3 +140,23 @@ def test_records_that_may_be_dialed_now_are_never_called_blocked_or_due_later(
         assert reason == "filling the hopper (2 records may be dialed now)"
     finally:
         engine.dispose()
+
+
+def test_a_campaign_whose_agents_are_all_paused_says_they_are_logged_in():
+    """Its agents are logged in, busy elsewhere or paused: the reason said
+    "no agents logged in and ready", which sent supervisors to look for a
+    login problem (found by exploratory testing: a blended agent on an
+    inbound call)."""
+    from tests.test_dialer_runner import setup, workload
+
+    clock, _pbx, runner, _source, _log = setup(workload(busy=1.0), paused=True)
+    runner.start()
+    clock.run_until(5.0)
+    assert runner.status == "idle"
+    assert runner.idle_reason == (
+        "no agent free for the campaign (2 logged in: busy, paused or kept for inbound)"
+    )
+    for agent in ("1001", "1002"):
+        runner.router.logout(agent, clock.seconds())
+    runner.pace()
+    assert runner.idle_reason == "no agents logged in and ready"

@@ -34,6 +34,7 @@ def test_one_service_drives_several_pbxs_and_reports_each(tmp_path):
         server = SimAmiServer(SimPbx(reactor, seed=seed), reactor, secret=f"s{seed}")
         server.listen(0)
         servers.append(server)
+    servers[1].pbx.inbound_call(queue="sales")  # a channel pbx1 has while it is up
     url = f"sqlite:///{tmp_path / 'd.db'}"
     db.upgrade(url)
     settings = Settings(
@@ -54,6 +55,7 @@ def test_one_service_drives_several_pbxs_and_reports_each(tmp_path):
             LOOP.run_in_executor(None, _get, f"http://127.0.0.1:{app.http_port}/healthz")
         )
         assert status == 200 and set(body["pbx"]) == {"pbx0", "pbx1"}
+        run(wait_for(lambda: app.pbx_status()["pbx1"]["channels"] == 1, what="its channel"))
         servers[1].drop_connections()
         servers[1].stop()
         run(wait_for(lambda: not app.sessions["pbx1"].connected, what="pbx1 down"))
@@ -65,6 +67,8 @@ def test_one_service_drives_several_pbxs_and_reports_each(tmp_path):
             and body["pbx"]["pbx0"]["connected"]
             and not body["pbx"]["pbx1"]["connected"]
         )
+        # a PBX that is down has no channel count we know (it said its last one)
+        assert body["pbx"]["pbx1"]["channels"] is None and body["pbx"]["pbx0"]["channels"] == 0
         assert app.registry.get_sample_value("dirigent_pbx_up", {"pbx": "pbx0"}) == 1
         assert app.registry.get_sample_value("dirigent_pbx_up", {"pbx": "pbx1"}) == 0
     finally:

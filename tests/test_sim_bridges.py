@@ -69,3 +69,21 @@ def test_of_two_redirects_sent_at_once_the_last_one_wins():
     assert caller.bridge is None and leg.bridge is not None
     assert caller.on_moh and caller.variables["DIRIGENT_QUEUE"] == "support"
     assert not caller.variables.get("_talking"), "it never reached the agent"
+
+
+def test_the_abandon_message_is_played_from_the_dialplans_global():
+    """``Playback(${DIRIGENT_ABANDON_SOUND})`` as the shipped dialplan has it
+    (the sim played the extension, ``s``, which is no sound at all)."""
+    clock, pbx = simulated()
+    seen: list[dict[str, str]] = []
+    pbx.subscribe(lambda m: seen.append(dict(m)))
+    caller = pbx.inbound_call(queue="sales")
+    advance(clock, 1.0)
+    pbx.redirect(caller.name, "dirigent-abandon", "s", 1)
+    advance(clock, 1.0)
+    played = [
+        e.get("AppData")
+        for e in seen
+        if e.get("Event") == "Newexten" and e.get("Application") == "Playback"
+    ]
+    assert played == ["dirigent/abandon"]
