@@ -44,7 +44,7 @@ from twisted.logger import Logger
 
 from center.hub import Hub
 from core.bus import EventBus
-from core.errors import Conflict
+from core.errors import Conflict, Unavailable
 from core.events import (
     CampaignFigures,
     Channel,
@@ -86,6 +86,12 @@ class DialerMetrics:
             "dirigent_dialer_calls",
             "Dial attempts by final outcome",
             ["campaign", "outcome"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "dirigent_dialer_refused",
+            "Records the compliance gate refused at the moment of their dial (not dialed)",
+            ["campaign", "check"],
             registry=registry,
         )
         self.abandon = Gauge(
@@ -423,7 +429,9 @@ class Campaigns:
         if decision == "dial":
             attempt = runner.preview_dial(agent)
 
-            def answer(refused: Verdict | None) -> dict[str, Any]:
+            def answer(refused: Verdict | Unavailable | None) -> dict[str, Any]:
+                if isinstance(refused, Unavailable):
+                    raise refused
                 if refused is not None:
                     raise Conflict(
                         "record",
@@ -491,6 +499,8 @@ class Campaigns:
             "connected": r.stats.connected,
             "abandoned": r.stats.abandoned,
             "outcomes": dict(r.stats.outcomes),
+            # records the gate refused at their dial (not dialed), by check
+            "refused": dict(r.stats.refused),
             # rounded: 0.010000000000000002 is float noise, not a figure
             "abandon_rate": {w: _rounded(r.ledger.rate(w, now)) for w in WINDOWS},
             "drop_group": c.config.ledger_group,
@@ -547,6 +557,8 @@ class Campaigns:
         outcome counter."""
         if what == "ended" and self.metrics is not None:
             self.metrics.calls.labels(attempt.campaign, attempt.outcome or "unknown").inc()
+        if what == "refused" and self.metrics is not None:
+            self.metrics.refused.labels(attempt.campaign, attempt.refused_by or "gate").inc()
         event = {"queued": "queued", "connected": "answered"}.get(what)
         extra: dict[str, Any] = {}
         if what == "ended" and attempt.verdict == "human":

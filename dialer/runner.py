@@ -46,6 +46,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from core.errors import Unavailable
 from core.telephony import (
@@ -136,8 +137,13 @@ class Attempt:
     #: the strategy learned from its connection (undone if it was a machine)
     paced: bool = False
     #: fires once the row is written, with the gate's refusal (its verdict, asked
-    #: again at the dial: nothing written, nothing dialed) or None
-    begun: Deferred[GateVerdict | None] | None = field(default=None, compare=False, repr=False)
+    #: again at the dial: nothing written, nothing dialed), an Unavailable if the
+    #: row could not be written, or None
+    #: the gate's check that refused this record at its dial (it never was a dial)
+    refused_by: str | None = None
+    begun: Deferred[GateVerdict | Unavailable | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def open(self) -> bool:
@@ -220,8 +226,8 @@ class RunnerStats:
 
     since: float = 0.0
     dials: int = 0
-    #: records the gate refused at the moment of their dial (not dialed)
-    refused: int = 0
+    #: records the gate refused at the moment of their dial (not dialed), by check
+    refused: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     connected: int = 0
     abandoned: int = 0
@@ -519,9 +525,7 @@ class CampaignRunner:
             raise ValueError("pbx: the PBX link is down; dial again once it is back")
         if preview.timer is not None and preview.timer.active():
             preview.timer.cancel()
-        attempt = self.dial(preview.lead, agent=agent)
-        preview.attempt = attempt.id
-        return attempt
+        return self.dial(preview.lead, agent=agent)  # it marks the preview dialed
 
     def preview_skip(self, agent: str) -> None:
         """The agent passes on the record: it goes back to the list untouched
@@ -592,6 +596,11 @@ class CampaignRunner:
             pbx=self.telephony.name,
             agent=agent,
         )
+        preview = self.previews.get(agent) if agent is not None else None
+        if preview is not None and preview.lead is lead:
+            # before the row is asked for: a refusal or failure that comes back
+            # at once must find the preview it ends
+            preview.attempt = attempt.id
         # the row is written before the Originate (a Deferred: in the database's thread)
         written = maybeDeferred(self.log.begin, attempt)
         self._line_change(now)
@@ -599,7 +608,15 @@ class CampaignRunner:
         self.by_channel[attempt.channel_id] = attempt
         self.stats.dials += 1
         self.stats.peak_lines = max(self.stats.peak_lines, len(self.live))
-        attempt.begun = Deferred()
+        begun = attempt.begun = Deferred()
+
+        def not_written(failure: Failure) -> Failure:
+            # said to whoever waits (a preview's dial: 503), then ended as failed
+            if not begun.called:
+                begun.callback(Unavailable("attempt", "its row could not be written; not dialed"))
+            return failure
+
+        written.addErrback(not_written)
         d = written.addCallback(self._begun, attempt, agent)
         d.addCallbacks(self._originated, self._originate_failed, (attempt,), {}, (attempt,))
         self._notify("dialed", attempt)
@@ -625,14 +642,16 @@ class CampaignRunner:
         self.live.pop(attempt.id, None)
         self.by_channel.pop(attempt.channel_id, None)
         self.stats.dials -= 1
-        self.stats.refused += 1
+        self.stats.refused[verdict.check] = self.stats.refused.get(verdict.check, 0) + 1
         self._line_change(now)
-        log.info(
+        log.warn(
             "campaign {c}: record {r} not dialed, refused at the dial: {why}",
             c=self.settings.name,
             r=attempt.lead.record_id,
             why=verdict.reason,
         )
+        attempt.refused_by = verdict.check
+        self._notify("refused", attempt)
         agent = attempt.agent
         preview = self.previews.get(agent) if agent is not None else None
         if agent is not None and preview is not None and preview.attempt == attempt.id:

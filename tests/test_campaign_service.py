@@ -321,7 +321,11 @@ def test_a_preview_whose_number_went_on_the_dnc_list_while_on_screen_is_not_dial
     with engine.connect() as conn:
         rows = conn.execute(select(db.attempt).where(db.attempt.c.e164 == number)).all()
     assert rows == [], "no attempt: it never was a dial"
-    assert runner.stats.refused == 1
+    assert runner.stats.refused == {"dnc": 1}
+    status, view = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}", token=boss)
+    assert view["refused"] == {"dnc": 1}, "the supervisor sees it"
+    labels = {"campaign": DEMO_CAMPAIGN, "check": "dnc"}
+    assert app.registry.get_sample_value("dirigent_dialer_refused_total", labels) == 1
 
 
 def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it(

@@ -425,6 +425,40 @@ def test_preview_shows_the_record_first_and_the_agent_dials_or_skips() -> None:
     assert shown[-1] == ("1001", "+493012340002")
 
 
+def test_a_preview_refused_or_unwritten_at_the_dial_gives_the_agent_the_next_record() -> None:
+    """The attempt log may refuse at once (the gate asked again, no writer
+    thread) or fail to write the row: the record on screen must not stay
+    there with a dead attempt (the agent paused "preview" for good, skip and
+    dial both refused), and whoever waits on the dial is told (found in
+    review)."""
+    from dialer.compliance import Verdict
+
+    clock, _pbx, runner, _source, log, shown = preview_setup(workload(live=1.0))
+    answers = iter([Verdict(False, "on the global do-not-call list", "dnc"), RuntimeError("db")])
+
+    def begin(attempt: Attempt) -> Any:
+        answer = next(answers, None)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if answer is not None else MemoryAttemptLog.begin(log, attempt)
+
+    log.begin = begin  # type: ignore[method-assign]
+    runner.start()
+    clock.run_until(10.0)
+    refused = runner.preview_dial("1001")
+    assert refused.begun is not None and refused.begun.called
+    assert refused.begun.result.check == "dnc"
+    clock.run_until(11.0)
+    assert runner.stats.refused == {"dnc": 1} and refused.refused_by == "dnc"
+    assert runner.previews["1001"].attempt is None, "the next record, not dialed yet"
+    assert shown[-1][1] != refused.lead.number
+    failed = runner.preview_dial("1001")  # its row cannot be written
+    assert isinstance(failed.begun.result, Unavailable) and failed.outcome == "failed"
+    clock.run_until(12.0)
+    assert runner.previews["1001"].attempt is None and shown[-1][1] != failed.lead.number
+    assert runner.router.agents["1001"].pause_reason == "preview"
+
+
 def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_record() -> None:
     clock, _pbx, runner, source, log, shown = preview_setup(workload(busy=1.0), auto=5.0)
     runner.start()
