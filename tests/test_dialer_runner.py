@@ -442,7 +442,7 @@ def test_a_preview_refused_or_unwritten_at_the_dial_gives_the_agent_the_next_rec
             raise answer
         return answer if answer is not None else MemoryAttemptLog.begin(log, attempt)
 
-    log.begin = begin  # type: ignore[method-assign]
+    log.begin = begin
     runner.start()
     clock.run_until(10.0)
     refused = runner.preview_dial("1001")
