@@ -41,10 +41,10 @@ bridge is taken over (:meth:`VoiceInbound.adopt_nailed`), and so is what
 shares that bridge, since a customer there is a conversation going on: an
 inbound caller whose interaction the last run left open
 (:class:`CallLeftOpen`) is the agent's call again (busy, its end ends it
-as usual, with its answer time from before the restart); a campaign's
-person (``dial-...``) is left to the campaign's runner, which takes it over
-from a ready agent; anything else (no row to name it) keeps the agent
-paused "call in bridge" until it leaves.  Never ready with a customer in
+as usual, with its answer time from before the restart); anything else
+keeps the agent paused "call in bridge" until it leaves, a campaign's
+person (``dial-...``) among it too: the campaign's runner takes that call
+over from the agent held so, once its reconciliation runs.  Never ready with a customer in
 the bridge: the next caller would be moved into that conversation.
 
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
@@ -66,6 +66,7 @@ from core.bus import EventBus
 from core.errors import Unavailable
 from core.events import HistoryEntry, Stage
 from core.telephony import (
+    CALL_IN_BRIDGE,
     AgentRingFailed,
     CallBridged,
     CallEnded,
@@ -94,7 +95,7 @@ NO_PHONE = "no phone"
 PHONE_HUNG_UP = "phone hung up"
 #: the pause of a nailed-up agent whose bridge holds a channel nobody can name
 #: (found there after a restart): not offered calls until that channel leaves
-FOREIGN_CALL = "call in bridge"
+FOREIGN_CALL = CALL_IN_BRIDGE
 #: the call ids a campaign's runner dials under (it takes those over itself)
 CAMPAIGN_CALL = "dial-"
 LEG_REASONS = frozenset((PBX_LOST, NO_PHONE))
@@ -398,11 +399,11 @@ class VoiceInbound:
         """After a restart of Dirigent (not of the PBX), the agent's nailed-up
         leg is still in its bridge: take it over and log the agent in,
         instead of ringing a phone that is already on the line.  What else
-        is in that bridge decides how: nobody, or only a campaign's person
-        (its runner takes that call over from a ready agent): ready; an
-        inbound caller the last run left with this agent: busy with it
-        (:meth:`_take_over`); anything else: paused :data:`FOREIGN_CALL`
-        until it leaves (:meth:`_hold_for_foreign`)."""
+        is in that bridge decides how: nobody: ready; an inbound caller the
+        last run left with this agent: busy with it (:meth:`_take_over`);
+        anything else: paused :data:`FOREIGN_CALL` until it leaves
+        (:meth:`_hold_for_foreign`) -- a campaign's person alone there is
+        taken over by its runner from the agent held so."""
         prefix = f"agent-{agent}-"
         for live in self.telephony.live_calls():
             uid = live.id
@@ -412,9 +413,15 @@ class VoiceInbound:
                 self.by_nailed[uid] = agent
                 log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
                 others = sorted(self.telephony.bridged_with(uid))
-                if all(o.startswith(CAMPAIGN_CALL) for o in others):
+                if not others:
                     self.hub.login(agent, queues)
-                elif not (len(others) == 1 and self._take_over(agent, queues, others[0])):
+                elif not (
+                    len(others) == 1
+                    and not others[0].startswith(CAMPAIGN_CALL)
+                    and self._take_over(agent, queues, others[0])
+                ):
+                    # a campaign's person too: its runner takes it over from the
+                    # held agent (ready, an inbound caller could join them first)
                     self._hold_for_foreign(agent, queues, others)
                 return True
         return False
@@ -472,9 +479,10 @@ class VoiceInbound:
         report row is gone, someone else's call): the agent is logged in
         paused :data:`FOREIGN_CALL` and offered nothing until they have left
         (:meth:`_foreign_gone`); then it is ready, or paused as it asked
-        meanwhile.  A campaign's person among them is not adopted by its
-        runner (the agent is not ready): it is hung up by the runner, which
-        ends what two customers would otherwise share."""
+        meanwhile.  A campaign's person alone there is taken over by its
+        runner from the agent held so (the runner checks that nobody else
+        shares the bridge); one with another customer is hung up by the
+        runner, which ends what two customers would otherwise share."""
         for uid in channels:
             self.foreign[uid] = agent
         self.endpoints[agent].resume = None

@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 
 
 # -- errors -------------------------------------------------------------------------
+#: an agent's pause while its line's bridge holds a call found there after a
+#: restart that its owner has not taken over yet: the voice adapter holds the
+#: agent so (never ready with a customer in its conference), a campaign's
+#: runner takes its own call over from an agent held so for it alone
+CALL_IN_BRIDGE = "call in bridge"
+
+
 class TelephonyError(Exception):
     """Base of what a PBX command fails with, whichever PBX is behind the port."""
 

@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 
 from core.errors import Unavailable
 from core.telephony import (
+    CALL_IN_BRIDGE,
     AttemptRef,
     CallBridged,
     CallClassified,
@@ -1207,8 +1208,17 @@ class CampaignRunner:
         )
 
     def _adopt(self, attempt: Attempt, chan: LiveCall, agent_id: str, now: float) -> bool:
+        """The person in ``agent_id``'s bridge after a restart is that agent's
+        call again.  The voice adapter holds such an agent paused
+        :data:`CALL_IN_BRIDGE` (ready, an inbound caller could be moved in
+        first); it is taken from the hold when this call is the only one
+        in the bridge (with another customer there, it is not: hung up)."""
         agent = self.router.agents.get(agent_id)
-        if agent is None or agent.state is not AgentState.READY:
+        if agent is None:
+            return False
+        held = agent.state is AgentState.PAUSED and agent.pause_reason == CALL_IN_BRIDGE
+        alone = all(uid.startswith("agent-") for uid in self.telephony.bridged_with(chan.id))
+        if not (agent.state is AgentState.READY or (held and alone)):
             return False
         attempt.answered = attempt.answered or now
         attempt.verdict, attempt.verdict_at = "human", attempt.verdict_at or now
@@ -1218,12 +1228,22 @@ class CampaignRunner:
         interaction = self._interaction(attempt, now, agent_id, PREVIEW_PRIORITY)
         self._own(attempt.id)
         self.router.enqueue(interaction, now)  # offered to that agent only
+        others: list[Offer] = []
+        if held:  # the agent leaves the hold for this call (first: it goes ahead)
+            others = [o for o in self.router.ready(agent_id, now) if o.interaction != attempt.id]
         if self.router.offered_to(attempt.id) is None:
+            if held:  # back in the hold, and what it was offered meanwhile goes back
+                self.router.pause(agent_id, now, CALL_IN_BRIDGE)
+                given_back: list[Offer] = []
+                for o in others:
+                    given_back += self.router.withdraw(agent_id, o.interaction, now, CALL_IN_BRIDGE)
+                self._route(given_back)
             self.router.abandon(attempt.id, now)
             self._release(attempt.id)
             del self.live[attempt.id], self.by_channel[attempt.channel_id]
             return False
         self.router.accept(agent_id, attempt.id, now)
+        self._route(others)  # chat, e-mail ... its capacity allows beside the call
         # the conversation began before the restart: its talk time counts from then
         attempt.agent, attempt.connected = agent_id, attempt.connected or now
         log.info(

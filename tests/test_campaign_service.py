@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from twisted.internet import reactor
 
 from asterisk.session import PbxSettings
+from core.events import AgentStateChanged
 from cti.auth import hash_password
 from dialer.runner import Attempt
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
@@ -200,10 +201,18 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     live_before, _abandoned = runner.ledger.counts("day", runner.clock.seconds())
     run(app.service.stopService().asFuture(LOOP))
     again = start()
+    states: list[tuple[str, str]] = []  # the new process's agent states, in order
+    assert again.acd is not None
+    again.acd.bus.subscribe(AgentStateChanged, lambda e: states.append((e.agent, e.state.value)))
     runner2 = again.campaigns.campaigns[DEMO_CAMPAIGN].runner
     # every conversation is taken over, keeping the moment it began (before the restart)
     run(wait_for(lambda: set(talking) <= set(runner2.live), what="the conversations taken over"))
     adopted = [runner2.live[ref] for ref in talking]
+    for agent in {a.agent for a in adopted}:
+        # held until its call is taken over, never ready with a customer in its
+        # conference: an inbound caller would have been moved in (found in review)
+        seen = [state for who, state in states if who == agent]
+        assert seen[0] == "paused" and "busy" in seen, seen
     assert all(a.connected == pytest.approx(talking[a.id], abs=0.01) for a in adopted)
     for a in adopted:  # the customers hang up, the new process records the ends
         leg = customer_leg(a)
