@@ -28,7 +28,7 @@ class AcdMetrics:
         )
         self.fallback = Counter(
             "dirigent_interactions_fallback_total",
-            "Callers the dialplan fallback took (Dirigent too slow or down)",
+            "Callers the dialplan fallback took (Dirigent too slow or down, or a call for a queue of another PBX)",
             labels,
             registry=registry,
         )

@@ -528,7 +528,11 @@ class DbLeadSource:
     ``max_age`` seconds (the gate judged it when it was claimed; a later
     do-not-call entry or the end of the calling hours must not be missed by
     much), then goes back to the pool undialed.  ``on_filled`` is called
-    when a refill brought leads (the runner paces again)."""
+    when a refill brought leads (the runner paces again).  After a claim
+    that found nothing the next waits ``empty_backoff`` seconds: an empty
+    claim may read thousands of blocked records (a zone closed at the edge
+    of its window), in the thread that writes every campaign's attempts,
+    and an idle campaign asks every second."""
 
     def __init__(
         self,
@@ -542,6 +546,7 @@ class DbLeadSource:
         writer: DialerWriter | None = None,
         batch: int = 10,
         max_age: float = 10.0,
+        empty_backoff: float = 5.0,
     ) -> None:
         self.engine = engine
         self.campaign = campaign
@@ -559,6 +564,8 @@ class DbLeadSource:
         self._filling = False
         #: whether the last claim came back with leads (None: none answered yet)
         self._found: bool | None = None
+        self.empty_backoff = empty_backoff
+        self._next_claim = float("-inf")  # no claim before (after an empty one)
 
     def take(self, n: int, now: float) -> list[Lead]:
         if self.writer is None:
@@ -572,13 +579,14 @@ class DbLeadSource:
     def fill(self, now: float, target: int | None = None) -> Deferred[Any]:
         """Claim up to ``target`` leads into the buffer (one claim at a time)."""
         want = (target or self.batch) - len(self._buffer)
-        if self.writer is None or self._filling or want <= 0:
+        if self.writer is None or self._filling or want <= 0 or now < self._next_claim:
             return succeed(None)
         self._filling = True
         d = self.writer.submit("claim", self.claim_now, want, now, durable=False)
 
         def filled(leads: list[Lead]) -> None:
             self._found = bool(leads)
+            self._next_claim = float("-inf") if leads else now + self.empty_backoff
             self._buffer.extend((now, lead) for lead in leads)
             if leads and self.on_filled is not None:
                 self.on_filled()

@@ -330,6 +330,10 @@ def test_a_preview_whose_number_went_on_the_dnc_list_while_on_screen_is_not_dial
     with engine.connect() as conn:
         rows = conn.execute(select(db.attempt).where(db.attempt.c.e164 == number)).all()
     assert rows == [], "no attempt: it never was a dial"
+    with engine.connect() as conn:
+        record = conn.execute(select(db.record).where(db.record.c.e164 == number)).one()
+        claimed = conn.execute(select(db.hopper).where(db.hopper.c.record_id == record.id)).all()
+    assert record.status == "scheduled" and claimed == [], "back in the pool, not claimed"
     assert runner.stats.refused == {"dnc": 1}
     status, view = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}", token=boss)
     assert view["refused"] == {"dnc": 1}, "the supervisor sees it"

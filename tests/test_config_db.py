@@ -81,8 +81,8 @@ def test_a_campaigns_attempts_per_day_may_not_exceed_its_countrys():
     assert err.value.reason == "at most 3 in DE (the law's limit)"
     (ok,) = parse_settings({"campaign": [{**de, "max_attempts_per_day": 2}]}, env={}).campaigns
     assert ok.compliance().max_attempts_per_day == 2
-    (us,) = parse_settings({"campaign": [{**UK, "max_attempts_per_day": 8}]}, env={}).campaigns
-    assert us.max_attempts_per_day == 8, "no limit in the law: the campaign's own"
+    (uk,) = parse_settings({"campaign": [{**UK, "max_attempts_per_day": 8}]}, env={}).campaigns
+    assert uk.max_attempts_per_day == 8, "no limit in the law (GB): the campaign's own"
 
 
 def test_blending_table_is_validated_naming_the_key():

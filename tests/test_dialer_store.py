@@ -229,3 +229,38 @@ def test_a_claimed_lead_is_judged_again_at_its_dial_and_a_refused_one_is_not_wri
     with engine.connect() as conn:
         written = conn.execute(select(db.attempt.c.e164)).scalars().all()
     assert written == [allowed.number], "only the allowed dial has a row"
+
+
+def test_after_a_claim_that_found_nothing_the_next_waits_a_few_seconds(engine):
+    """An empty claim may read thousands of blocked records (a zone closed at
+    its window's edge) in the thread that writes every campaign's attempts;
+    an idle campaign asks every second (found in review: 0.2 s a claim)."""
+    from store.dialer import DialerWriter
+    from tests.conftest import LOOP, run
+
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    writer = DialerWriter()
+    source = DbLeadSource(engine, campaign, gate, writer=writer, empty_backoff=5.0)
+    claims: list[float] = []
+    claim_now = source.claim_now
+
+    def counted(n: int, now: float) -> list[Any]:
+        claims.append(now)
+        return claim_now(n, now)
+
+    source.claim_now = counted
+    night = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC).timestamp()  # 22:00 London
+    try:
+        for second in range(4):  # an idle campaign asks every second
+            assert source.take(1, night + second) == []
+            run(writer.flush().asFuture(LOOP))
+        assert claims == [night], "one claim, then none for five seconds"
+        assert source.take(1, night + 6) == []
+        run(writer.flush().asFuture(LOOP))
+        assert claims == [night, night + 6]
+        assert source.take(1, MONDAY_10 + 86400) == [], "the next morning: claimed, not yet back"
+        run(writer.flush().asFuture(LOOP))
+        assert len(source.take(1, MONDAY_10 + 86400)) == 1, "records found again at once"
+    finally:
+        writer.close()

@@ -59,8 +59,7 @@ def test_power_dials_one_line_per_ready_agent_while_a_window_is_at_the_limit() -
         ledger.live(900.0)
     ledger.abandoned(950.0)  # 1 of 5 live answers today: 20 %
     power = Power(3.0, limit=0.03, windows=("day",))
-    assert power.decide(snap(ready=2), est, ledger) == 2, "as progressive"
-    assert Progressive().decide(snap(ready=2), est, ledger) == 2
+    assert power.decide(snap(ready=2), est, ledger) == 2, "as progressive: one line each"
     for _ in range(40):
         ledger.live(960.0)  # 1 of 45: 2.2 %, under the limit
     assert power.decide(snap(ready=2), est, ledger) == 6, "its ratio again"

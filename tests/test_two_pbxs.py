@@ -222,6 +222,8 @@ def test_a_call_on_one_pbx_for_a_queue_of_the_other_goes_to_the_fallback_at_once
             )
         )
         assert not caller.on_moh and caller.alive, "in the PBX's fallback queue, not waiting"
+        counted = {"queue": "sales-west", "channel": "voice"}
+        assert app.registry.get_sample_value("dirigent_interactions_fallback_total", counted) == 1
     finally:
         globalLogPublisher.removeObserver(observe)
         run(app.service.stopService().asFuture(LOOP))

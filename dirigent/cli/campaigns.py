@@ -87,6 +87,8 @@ def _format_campaign(v: dict[str, Any]) -> str:
     idle = f" ({v['idle_reason']})" if v.get("idle_reason") else ""
     since = dt.datetime.fromtimestamp(v["since"], dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     today = v["today"]
+    # the ledger is the drop group's: campaigns measured together (Ofcom)
+    group = f" (drop group {v['drop_group']})" if v.get("drop_group") != v["campaign"] else ""
     return (
         f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
         f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent,"
@@ -96,7 +98,7 @@ def _format_campaign(v: dict[str, Any]) -> str:
         f"  lines {v['lines_in_use']}, agents: {agents}\n"
         f"  since {since} (this server's start): dials {v['dials']}, connected"
         f" {v['connected']}, abandoned {v['abandoned']}\n"
-        f"  today: {today['live']:g} live answers, {today['abandoned']:g} abandoned;"
+        f"  today{group}: {today['live']:g} live answers, {today['abandoned']:g} abandoned;"
         f" abandon rate {rates} (with the estimate of persons AMD took for machines)"
     )
 
