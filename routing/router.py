@@ -441,9 +441,9 @@ class Router:
                 bucket = self._buckets.get((queue, channel))
                 if not bucket:
                     continue
-                for *_, iid in bucket:  # in order; usually the head is eligible
+                for entry in bucket:  # in order; usually the head is eligible
                     self.stats.candidates_examined += 1
-                    interaction = self.waiting[iid]
+                    interaction = self.waiting[entry[-1]]  # no star target: a list each
                     if self.eligible(agent, interaction):
                         overdue = self._sla_used(interaction, now) >= 1.0
                         if self.rules.may_offer(agent, channel, waiting, overdue):
