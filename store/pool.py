@@ -99,16 +99,7 @@ def _candidates(
     ]
     if not lists:
         return []
-    columns = (
-        r.c.id,
-        r.c.e164,
-        r.c.contact_id,
-        r.c.attempts,
-        r.c.callback_at,
-        r.c.priority,
-        r.c.next_due_at,
-        *looked_up,
-    )
+    columns = (*_CANDIDATE, *looked_up)
     want = limit + offset
     fresh = conn.execute(
         _from_record(columns)
@@ -131,17 +122,30 @@ def _candidates(
     return rows[offset:want]
 
 
-def _from_record(columns: tuple[Any, ...]) -> Select[Any]:
+#: a candidate record's own columns (the gate's look-ups come beside them)
+_CANDIDATE = (
+    db.record.c.id,
+    db.record.c.e164,
+    db.record.c.contact_id,
+    db.record.c.attempts,
+    db.record.c.callback_at,
+    db.record.c.priority,
+    db.record.c.next_due_at,
+)
+
+
+def _from_record(columns: tuple[Any, ...], claimed: bool = False) -> Select[Any]:
     """SELECT ``columns`` FROM record, with the record's own number (its
     contact's phone row: type, region, time zones) beside it; merging moves
     phone rows with their records, so the pair always exists.  Records in
-    the hopper (claimed already) are left out."""
+    the hopper (claimed already) are left out unless ``claimed``."""
     r, p, h = db.record, db.contact_phone, db.hopper
-    return (
-        select(*columns)
-        .select_from(r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164)))
-        .where(~select(h.c.record_id).where(h.c.record_id == r.c.id).exists())
+    query = select(*columns).select_from(
+        r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
     )
+    if claimed:
+        return query
+    return query.where(~select(h.c.record_id).where(h.c.record_id == r.c.id).exists())
 
 
 def _lookups(campaign_id: int, now: dt.datetime, consent: bool) -> tuple[Any, ...]:
@@ -438,23 +442,11 @@ def recheck(
     or a calling window closed meanwhile must stop the dial: the gate is the
     one way to a number.  A record no longer open (closed meanwhile) is
     refused too."""
-    r, p = db.record, db.contact_phone
     with engine.connect() as conn:
         campaign_id = find_campaign_id(conn, campaign.name)
-        columns = (
-            r.c.id,
-            r.c.e164,
-            r.c.contact_id,
-            r.c.attempts,
-            r.c.callback_at,
-            *_lookups(campaign_id, now, _needs_consent(campaign)),
-        )
+        columns = (*_CANDIDATE, *_lookups(campaign_id, now, _needs_consent(campaign)))
         rows = conn.execute(
-            select(*columns)
-            .select_from(
-                r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
-            )
-            .where(r.c.id == record_id, _OPEN_SQL)
+            _from_record(columns, claimed=True).where(db.record.c.id == record_id, _OPEN_SQL)
         ).all()
         if not rows:
             return Verdict(False, f"record {record_id} is no longer open", "record")
