@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,11 @@ import pytest
 from tests.realpbx.farm import PHONES, Farm
 from tests.realpbx.lab import Lab, LabUnavailable, make_lab, unavailable
 from tests.realpbx.server import AgentSpec, CampaignSpec, Dirigent, wait_until, write_config
+
+#: the servers a scenario started, for its failure report
+_SERVERS = pytest.StashKey[list[Dirigent]]()
+#: how much of a failed scenario's server log its report shows
+LOG_TAIL = 45
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,6 +50,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(
                 pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
             )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed scenario's report ends with the tail of each server's log
+    (HTTP access lines left out): on a CI machine the log folder is gone
+    when the run ends, and a time-out says nothing of what the server did."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for server in item.stash.get(_SERVERS, []):
+            lines = [ln for ln in server.log().splitlines() if "twisted.python.log" not in ln]
+            report.sections.append(
+                (f"{server.folder.name}/serve.log, last lines", "\n".join(lines[-LOG_TAIL:]))
+            )
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -90,10 +112,13 @@ def pbx(lab: Lab, farm: Farm) -> Lab:
 
 
 @pytest.fixture
-def dirigent(pbx: Lab, tmp_path: Path) -> Iterator[Callable[..., Dirigent]]:
+def dirigent(
+    pbx: Lab, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Dirigent]]:
     """``dirigent(agents, queues=..., campaigns=..., lists=..., secret=...)``:
     a prepared, started server (not yet waited for)."""
     started: list[Dirigent] = []
+    request.node.stash[_SERVERS] = started
 
     def make(
         agents: Sequence[AgentSpec],
