@@ -40,16 +40,22 @@ class Farm:
     def invites(self, number: str) -> int:
         return self.phones.invites[number.lstrip("+")]
 
-    def forget_dead_calls(self) -> int:
+    def held_calls(self) -> set[str]:
+        """The SIP call ids every phone holds now."""
+        return {call_id for phone in self.phones.phones for call_id in phone.calls}
+
+    def forget_dead_calls(self, only: set[str] | None = None) -> int:
         """After the PBX died (kill -9) no BYE will ever come: end every call the
-        phones still hold, locally (no SIP sent), and free the agent phones, as
-        a real phone does once it notices the dead call.  Without this an agent
-        phone refuses its re-nail with 486 for ever, and the dead calls' RTP
-        keeps arriving at ports the restarted Asterisk hands to new calls.
-        Returns how many calls were dropped."""
+        phones still hold (``only``: of these call ids), locally (no SIP sent),
+        and free the agent phones, as a real phone does once it notices the
+        dead call.  Without this an agent phone refuses its re-nail with 486
+        for ever, and the dead calls' RTP keeps arriving at ports the restarted
+        Asterisk hands to new calls.  Returns how many calls were dropped."""
         dropped = 0
         for phone in self.phones.phones:
             for call_id, call in list(phone.calls.items()):
+                if only is not None and call_id not in only:
+                    continue
                 with contextlib.suppress(Exception):
                     call.bye()  # stops its RTP, leaves phone.calls
                 phone.calls.pop(call_id, None)

@@ -70,10 +70,16 @@ def test_core_restart_mid_campaign_renails_every_agent_and_stores_cut_calls_as_u
     # dialed by then depends on how fast each agent was nailed up; a number
     # dialed after the restart may ring out as a plain no-answer, cause 19)
     live = {r["id"] for r in server.query("SELECT id FROM attempt WHERE outcome IS NULL")}
+    held = farm.held_calls()
     restart_at = time.monotonic()
     pbx.cli("core restart now")
     time.sleep(1.0)
     pbx.wait_booted()
+    # `core restart now` hangs every channel up and restarts at once: on a
+    # loaded machine a BYE may not leave before the restart, and the phone
+    # keeps that dead call and refuses the re-nail with 486 (a real phone
+    # notices the dead call by its RTP timeout; the farm's phones do not)
+    stale = farm.forget_dead_calls(only=held)
     violations: list[str] = []
 
     def renailed() -> bool:
@@ -109,7 +115,7 @@ def test_core_restart_mid_campaign_renails_every_agent_and_stores_cut_calls_as_u
         f"calls cut by the restart stored as {wrong}: they must be unknown (or pbx-lost), "
         "and SoftHangupRequest's flag 4 is not a Q.850 cause"
     )
-    print(f"re-nailed {renail_seconds:.2f} s after core restart now")
+    print(f"re-nailed {renail_seconds:.2f} s after core restart now ({stale} stale calls dropped)")
 
 
 def test_kill9_of_the_server_mid_campaign_no_redial_no_stray_originate_response(
