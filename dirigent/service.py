@@ -38,6 +38,7 @@ from routing.agent import Agent
 from routing.router import Router
 from store import db
 from store.dialer import DbCampaignStore
+from store.instance import hold_database
 from store.list_ops import ListOps
 from store.pool import MachineCall
 from store.records import Recorder, calls_left_open, close_unfinished, time_in_state
@@ -98,6 +99,9 @@ class DatabaseService(service.Service):
     name = "database"
 
     def __init__(self, url: str) -> None:
+        # held first: a second server on this database stops here, before it
+        # closes the first one's open rows or drives its PBXs (store.instance)
+        self.hold = hold_database(url)
         self.engine = db.make_engine(url)
         self.recorder: Recorder | None = None
 
@@ -106,6 +110,7 @@ class DatabaseService(service.Service):
         if self.recorder is not None:
             self.recorder.close()  # drain the report writes before the engine goes
         self.engine.dispose()
+        self.hold.release()
 
 
 class AcdService(service.Service):

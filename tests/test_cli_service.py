@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -206,3 +207,59 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         code, out = proc.wait(timeout=20), proc.stdout.read()
     assert code == 0, out
     assert f"http://127.0.0.1:{http}/healthz" in out
+
+
+def test_a_second_server_on_the_same_database_is_refused_before_it_touches_it(tmp_path, sim_pbx):
+    """Found trying two `dirigent serve` on one configuration: the second
+    died of its HTTP port in use (a 20-line traceback), but first closed the
+    running server's open agent states as "left open by the last run"; with
+    another HTTP port it would have driven the same PBX under the same lease
+    name.  Now it stops before anything, in one line naming the holder."""
+    ami_port, _sim = sim_pbx
+    http = free_port()
+    config = write_config(tmp_path, ami_port, http)
+    with config.open("a") as f:
+        f.write('[[queue]]\nname = "sales"\n')
+        f.write('[[agent]]\nid = "anna"\nendpoint = "1001"\nqueues = ["sales"]\n')
+        f.write("auto_login = true\n")
+    env = {"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"}
+    first = spawn("serve", "--config", str(config), env=env)
+    try:
+        poll(f"http://127.0.0.1:{http}/healthz", 200)
+        db_file = tmp_path / "d.db"
+
+        def anna_states() -> list[tuple[str, str | None]]:
+            with sqlite3.connect(db_file) as con:
+                return list(
+                    con.execute(
+                        "SELECT state, reason FROM agent_state_log WHERE agent_code = 'anna'"
+                        " ORDER BY id"
+                    )
+                )
+
+        deadline = time.monotonic() + 15
+        while not anna_states() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        before = anna_states()
+        assert before and before[-1][0] != "logged_out", before
+        for port in (http, free_port()):  # the same configuration, and one with another port
+            other = tmp_path / f"other-{port}.toml"
+            other.write_text(config.read_text().replace(f"port = {http}", f"port = {port}"))
+            result = subprocess.run(
+                [*DIRIGENT, "serve", "--config", str(other)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, **env},
+            )
+            said = result.stdout + result.stderr
+            assert result.returncode == 1, said
+            assert f"database {db_file} is in use by another Dirigent server" in said, said
+            assert f"pid {first.pid}" in said, said
+            assert "Traceback" not in said and "logged in" not in said, said
+        assert anna_states() == before  # the running server's rows are untouched
+        status, _ = get(f"http://127.0.0.1:{http}/healthz")
+        assert status == 200
+    finally:
+        code, out = stop(first)
+    assert code == 0, out

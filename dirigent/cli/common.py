@@ -61,13 +61,34 @@ def run_reactor(args: argparse.Namespace, log_format: str, setup: Callable[[Any]
         try:
             setup(reactor)
         except Exception as exc:
-            log.failure("start-up failed: {exc}", exc=exc)
+            said = _start_up_error(exc)
+            if said is None:
+                log.failure("start-up failed: {exc}", exc=exc)
+            else:  # the user's to act on, in one line: no traceback
+                log.critical("start-up failed: {why}", why=said)
             status["code"] = EXIT_FAILED
             reactor.stop()
 
     reactor.callWhenRunning(start)
     reactor.run()
     return status["code"]
+
+
+def _start_up_error(exc: Exception) -> str | None:
+    """What a start-up failure the user can act on says (None: a bug, with its traceback)."""
+    from twisted.internet.error import CannotListenError
+
+    from store.instance import DatabaseInUse
+
+    if isinstance(exc, DatabaseInUse | Failed):
+        return str(exc)
+    if isinstance(exc, CannotListenError):
+        why = exc.socketError.strerror if exc.socketError is not None else "refused"
+        return (
+            f"http: cannot listen on {exc.interface or '*'}:{exc.port} ({why}:"
+            " another server on that port?)"
+        )
+    return None
 
 
 def start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -> Any:
