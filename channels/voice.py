@@ -226,6 +226,13 @@ class VoiceInbound:
             ep.queues, ep.resume = list(queues), paused
             return True
         if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
+            if not ep.nailing and self.adopt_nailed(agent, queues):
+                # its leg outlived a restart of Dirigent (an agent without
+                # auto_login): taken over, as at the resync, not rung again
+                a = self.hub.router.agents.get(agent)
+                if paused is not None and a is not None and a.pause_reason is None:
+                    self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
+                return True
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
             ep.queues, ep.resume = list(queues), paused
             self.nail_up(agent)

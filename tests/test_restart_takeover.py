@@ -38,7 +38,10 @@ AGENT = "agent1001"
 
 
 @pytest.fixture
-def restartable(tmp_path) -> Iterator[Any]:
+def restartable(tmp_path, request) -> Iterator[Any]:
+    """(start, pbx, engine); ``auto_login`` of the agent from an indirect
+    parameter (default True)."""
+    auto_login = getattr(request, "param", True)
     pbx = SimPbx(reactor, seed=7, agents=1, agent_answer_delay=0.05)
     server = SimAmiServer(pbx, reactor)
     server.listen(0)
@@ -55,7 +58,11 @@ def restartable(tmp_path) -> Iterator[Any]:
             queues=(QueueConfig("sales"),),
             agents=(
                 AgentSettings(
-                    id=AGENT, endpoint="1001", mode="nailed", queues=("sales",), auto_login=True
+                    id=AGENT,
+                    endpoint="1001",
+                    mode="nailed",
+                    queues=("sales",),
+                    auto_login=auto_login,
                 ),
             ),
         ),
@@ -220,3 +227,40 @@ def test_a_channel_nobody_can_name_keeps_the_agent_paused_until_it_leaves(restar
         )
     )
     assert most_customers() == 1
+
+
+def phone_legs(pbx: SimPbx) -> list[str]:
+    """The agent phone's channels on the PBX (its nailed-up legs)."""
+    return [c.uniqueid for c in pbx.channels.values() if c.far == "agent"]
+
+
+@pytest.mark.parametrize("restartable", [False], indirect=True)
+def test_a_nailed_agent_who_logs_in_by_hand_after_a_restart_gets_its_leg_back_not_a_ring(
+    restartable,
+):
+    """Left alone in sessions 12-13: an agent without auto_login whose leg
+    outlived a restart of Dirigent was rung again at its next login -- a
+    second leg in the same conference (the phone rings while the agent is
+    on the line).  Its login takes the leg over, as auto_login does."""
+    start, pbx, _engine = restartable
+    app = start()
+    boss = token(app, "boss")
+    status, _ = call(app, "POST", f"agents/{AGENT}/login", {"queues": ["sales"]}, boss)
+    assert status == 200
+    run(wait_for(lambda: app.acd.has_leg(AGENT), what="the leg up"))
+    (leg,) = phone_legs(pbx)
+    crash(app)
+    again = start()
+    run(wait_for(lambda: again.sessions["sim"].connected, what="the second server on the PBX"))
+    settle(0.5)  # its resync: the agent is not logged in (no auto_login)
+    assert not again.acd.router.agents[AGENT].logged_in
+    originates = pbx.stats.get("originate", 0)
+    status, _ = call(
+        again, "POST", f"agents/{AGENT}/login", {"queues": ["sales"]}, token(again, "boss")
+    )
+    assert status == 200
+    run(wait_for(lambda: again.acd.has_leg(AGENT), what="the leg taken over"))
+    settle(0.5)
+    assert pbx.stats.get("originate", 0) == originates, "the phone was rung again"
+    assert phone_legs(pbx) == [leg]
+    assert agent_view(again)["state"] == "ready"
