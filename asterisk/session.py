@@ -479,6 +479,11 @@ class AmiSession:
             self.tracker.forget(action_id)
             if not fut.done():
                 fut.set_exception(ActionOutcomeUnknown("Originate"))
+                # its waiter hears of it when it runs next; at a shutdown the
+                # loop may never run it again, and asyncio would print "Future
+                # exception was never retrieved" at exit for an outcome the
+                # next start's reconcile settles (marked retrieved, not lost)
+                fut.exception()
         self._originates.clear()
         if was_up:
             self._emit(PbxDisconnected(self.name, "link lost"))
