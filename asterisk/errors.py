@@ -45,7 +45,20 @@ class LoginFailed(AmiError):
     pass
 
 
-__all__ = ["ActionFailed", "ActionOutcomeUnknown", "AmiError", "LoginFailed", "NotConnected"]
+__all__ = [
+    "ActionFailed",
+    "ActionOutcomeUnknown",
+    "AmiError",
+    "LoginFailed",
+    "MissingPermission",
+    "NotConnected",
+]
+
+
+class MissingPermission(AmiError):
+    """The AMI user may not read or write what Dirigent needs (its ``read`` /
+    ``write`` classes in manager.conf): Dirigent stays off that PBX and says
+    which class is missing, rather than run half-deaf."""
 
 
 class PbxOwned(AmiError):

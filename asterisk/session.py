@@ -56,6 +56,7 @@ from asterisk.errors import (
     ActionOutcomeUnknown,
     AmiError,
     LoginFailed,
+    MissingPermission,
     NotConnected,
     PbxOwned,
 )
@@ -113,8 +114,14 @@ class PbxSettings:
     #: later write is the lease (AMI has no compare-and-set); a write
     #: follows its read by one AMI round trip, far less than this
     lease_settle: float = 0.25
+    #: seconds to wait for the login's probe ``UserEvent`` to come back: the
+    #: dialplan speaks to Dirigent in UserEvents (inbound calls, AMD), which
+    #: an AMI user without ``read`` class ``user`` never receives
+    probe_timeout: float = 5.0
 
 
+#: the UserEvent Dirigent sends itself after login (see :meth:`AmiSession._probe`)
+PROBE_EVENT = "DirigentProbe"
 #: where the PBX's lease lives in its AstDB (``database show dirigent``)
 LEASE_FAMILY, LEASE_KEY = "dirigent", "owner"
 
@@ -151,6 +158,8 @@ class _Protocol(AMIProtocol):
         #: are collected here as framed, not as panoramisk Messages (resync of
         #: 10,000 channels: see docs/benchmarks.md).
         self.lists: dict[str, tuple[asyncio.Future[list[AmiMessage]], list[AmiMessage]]] = {}
+        #: the login's probe UserEvents in flight: token -> its arrival
+        self.probes: dict[str, asyncio.Future[None]] = {}
 
     def data_received(self, data: bytes) -> None:
         framer = self.framer
@@ -172,6 +181,11 @@ class _Protocol(AMIProtocol):
                 elif item.event is not None:
                     if item.event == "FullyBooted":
                         self.fully_booted.set()
+                    elif item.event == "UserEvent" and item.get("UserEvent") == PROBE_EVENT:
+                        probe = self.probes.pop(item.get("Token") or "", None)
+                        if probe is not None and not probe.done():
+                            probe.set_result(None)
+                        continue  # ours alone: not an event of the PBX's calls
                     session._on_event(item)
                 else:
                     log.debug("%s: response for no pending action dropped", session.name)
@@ -407,6 +421,17 @@ class AmiSession:
                     self._count(
                         self.metrics and self.metrics.connect_failures.labels(self.name, "auth")
                     )
+                except MissingPermission as exc:
+                    self.refused = str(exc)
+                    if str(exc) != self._refused_by:
+                        log.error("PBX %s: %s; staying off it", self.name, exc)
+                        self._refused_by = str(exc)
+                    self._count(
+                        self.metrics
+                        and self.metrics.connect_failures.labels(self.name, "permission")
+                    )
+                    with contextlib.suppress(AmiError, OSError, TimeoutError):
+                        await self._send(proto, ami.logoff())
                 except PbxOwned as exc:
                     if exc.owner != self._refused_by:
                         log.error("PBX %s: %s", self.name, exc)
@@ -453,6 +478,7 @@ class AmiSession:
         log.info("PBX %s: logged in (AMI %s)", self.name, self.version)
         for event_name in s.exclude_events:
             await self._send(proto, ami.filter_out(event_name))
+        await self._probe(proto)  # raises MissingPermission: Dirigent would be half-deaf
         self._logged_in.set()
         if self.metrics:
             self.metrics.pbx_up.labels(self.name).set(1)
@@ -515,6 +541,39 @@ class AmiSession:
                 self.refused = f"driven by another Dirigent ({holder})"
                 raise PbxOwned(holder, until)
         self.refused = None
+
+    async def _probe(self, proto: _Protocol) -> None:
+        """Send a ``UserEvent`` to ourselves and wait for it: the shipped
+        dialplan announces inbound callers (``DirigentInbound``) and AMD's
+        verdicts (``DirigentAMD``) in UserEvents, and an AMI user without
+        read class ``user`` (a ``read =`` line trimmed to the classes that
+        look enough) logs in, resyncs and looks healthy while every caller
+        goes to the fallback and every person a campaign reaches gets
+        silence.  So this PBX is refused, saying which class is missing,
+        and tried again with the backoff (a ``manager reload`` with the
+        class added lets the next login in)."""
+        token = secrets.token_hex(8)
+        arrived = asyncio.get_running_loop().create_future()
+        proto.probes[token] = arrived
+        try:
+            try:
+                await self._send(proto, ami.user_event(PROBE_EVENT, {"Token": token}))
+            except ActionFailed as exc:
+                raise MissingPermission(
+                    f"AMI user {self.settings.username!r} may not send a UserEvent ({exc}):"
+                    " it needs write class 'user' (asterisk/conf/manager_dirigent.conf)"
+                ) from None
+            try:
+                await asyncio.wait_for(asyncio.shield(arrived), self.settings.probe_timeout)
+            except TimeoutError:
+                raise MissingPermission(
+                    f"AMI user {self.settings.username!r} does not receive UserEvents: it needs"
+                    " read class 'user' (Dirigent would hear neither inbound callers nor AMD's"
+                    " verdicts; asterisk/conf/manager_dirigent.conf)"
+                ) from None
+        finally:
+            proto.probes.pop(token, None)
+        self.refused, self._refused_by = None, None  # a later refusal is said again
 
     async def _read_lease(self, proto: _Protocol) -> tuple[str, float]:
         """The lease's holder and expiry (``""``: nobody's, or not a lease of ours)."""

@@ -76,6 +76,7 @@ class AmiServerProtocol(protocol.Protocol):
             and self.events_on
             and not self.closing
             and headers[0][1] not in self.excluded
+            and self.factory.may_read(headers)
         ):
             self.transport.write(encoded)
 
@@ -267,7 +268,11 @@ class AmiServerProtocol(protocol.Protocol):
         name = f.get("UserEvent")
         if not name:
             raise SimError("UserEvent needs a name")
-        self.factory.pbx.user_event([("UserEvent", name)])
+        # its other headers are the event's body, as Asterisk sends them
+        # (action_fields also keeps each under its lower-case name: skipped)
+        skip = ("Action", "ActionID", "UserEvent", "Variable")
+        body = [(k, str(v)) for k, v in f.items() if k[:1].isupper() and k not in skip]
+        self.factory.pbx.user_event([("UserEvent", name), *body])
         self.respond(aid, "Success")
 
     def do_dbget(self, aid: str | None, f: dict[str, Any]) -> None:
@@ -338,6 +343,8 @@ class SimAmiServer(protocol.ServerFactory[AmiServerProtocol]):
         self.clock: IReactorTime = clock or reactor  # type: ignore[assignment]
         self.username = username
         self.secret = secret
+        #: the AMI user's ``read`` classes (manager.conf); None: ``read = all``
+        self.read_classes: frozenset[str] | None = None
         self.auth_fail_delay = auth_fail_delay
         self.sessions: set[AmiServerProtocol] = set()
         #: actions received, by lower-cased name (tests check nothing is replayed)
@@ -348,6 +355,16 @@ class SimAmiServer(protocol.ServerFactory[AmiServerProtocol]):
         self._interface = "127.0.0.1"
         self._port_number = 0
         pbx.subscribe(self.broadcast)
+
+    def may_read(self, headers: Headers) -> bool:
+        """Asterisk sends an event only to users with one of its classes
+        (its ``Privilege``) in their ``read`` line."""
+        if self.read_classes is None:
+            return True
+        privilege = next((v for k, v in headers if k == "Privilege"), None)
+        if privilege is None:
+            return True
+        return bool(set(privilege.split(",")) - {"all"} & self.read_classes)
 
     def broadcast(self, headers: Headers) -> None:
         encoded = encode_message(headers)

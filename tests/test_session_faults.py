@@ -105,8 +105,19 @@ def test_in_flight_originate_fails_as_unknown_and_is_never_replayed(session_fact
     assert session.mirror.channels["attempt-1"].variables == {"DIRIGENT_ATTEMPT": "1"}
 
 
+def user_event_echo(msg: AmiMessage) -> bytes:
+    """Asterisk's answer to a UserEvent action: Success, and the event itself
+    to every session that may read class ``user`` (the login's probe)."""
+    aid = msg.action_id or ""
+    body = [(k, v) for k, v in msg.headers if k not in ("Action", "ActionID")]
+    return encode_message([("Response", "Success"), ("ActionID", aid)]) + encode_message(
+        [("Event", "UserEvent"), ("Privilege", "user,all"), *body]
+    )
+
+
 class SilentAsterisk:
-    """Accepts a login, then never answers another action (a half-open link)."""
+    """Accepts a login (and its probe), then never answers another action
+    (a half-open link)."""
 
     def __init__(self) -> None:
         self.connections = 0
@@ -132,6 +143,8 @@ class SilentAsterisk:
                                 [("Response", "Success"), ("ActionID", msg.action_id or "")]
                             )
                         )
+                    elif msg.get("Action") == "UserEvent" and self.actions.count("UserEvent") == 1:
+                        writer.write(user_event_echo(msg))
         except ConnectionError:
             pass
         finally:
@@ -225,6 +238,8 @@ class GarbageAsterisk:
                     elif msg.get("Action") == "CoreShowChannels":
                         for message in empty_list(aid, "CoreShowChannelsComplete"):
                             writer.write(encode_message(message))
+                    elif msg.get("Action") == "UserEvent":
+                        writer.write(user_event_echo(msg))
                     else:
                         writer.write(
                             encode_message(
@@ -257,3 +272,32 @@ def test_malformed_messages_are_logged_counted_and_skipped_and_the_session_goes_
     assert "skipped a malformed AMI message" in caplog.text
     assert run(session.send(ami.ping())).get("Ping") == "Pong", "the session still works"
     garbage.server.close()
+
+
+def test_an_ami_user_that_cannot_read_user_events_is_refused_saying_which_class(
+    session_factory, sim
+):
+    """QA round 3, finding 4: an operator trims the AMI user's ``read =`` to
+    ``system,call,agent,dialplan``; Dirigent logged in, resynced and showed
+    healthy while every inbound caller went to the fallback and every
+    person a campaign reached got silence (the dialplan's UserEvents never
+    arrived).  The login's probe UserEvent does not come back: the PBX is
+    refused naming the class, counted, and taken once the class is given."""
+    _pbx, server = sim
+    server.read_classes = frozenset({"system", "call", "agent", "dialplan"})
+    registry = CollectorRegistry()
+    session = session_factory(server.address, probe_timeout=0.3)
+    session.metrics = AmiMetrics(registry)
+    session.start()
+    failures = {"pbx": "pbx1", "reason": "permission"}
+    run(
+        wait_for(
+            lambda: registry.get_sample_value("dirigent_ami_connect_failures_total", failures),
+            what="the login refused for the missing class",
+        )
+    )
+    assert not session.connected
+    assert session.refused is not None and "read class 'user'" in session.refused
+    server.read_classes = None  # the operator adds it and reloads the manager
+    run(session.wait_connected(5))
+    assert session.refused is None

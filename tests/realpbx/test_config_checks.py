@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ from tests.realpbx.server import (
     AgentSpec,
     CampaignSpec,
     fresh_numbers,
+    wait_until,
     write_config,
 )
 
@@ -87,3 +89,47 @@ def test_bad_endpoint_or_trunk_stops_serve_before_anything_reaches_the_pbx(
     assert not logins, f"Dirigent logged in to the PBX with a bad {key}: {logins}"
     assert not pbx.channels(), f"channels on the PBX: {pbx.channel_names()}"
     assert farm.invites(number) == 0, f"{number} was dialed with a bad {key}"
+
+
+def test_an_ami_user_without_read_class_user_is_refused_saying_so(pbx, farm, dirigent):
+    """QA round 3, finding 4, on the real PBX: an AMI user whose ``read =``
+    was trimmed to ``system,call,agent,dialplan`` logged in and looked
+    healthy while the dialplan's UserEvents (inbound callers, AMD) never
+    reached it.  Now /healthz says the PBX is refused and why, the log says
+    it once, and nothing is dialed or nailed up."""
+    conf = pbx.etc / "manager_dirigent.conf"
+    shipped = conf.read_text()
+    conf.write_text(
+        shipped
+        + f"\n[trimmed]\nsecret = {pbx.secret}\npermit = 127.0.0.1/255.255.255.255\n"
+        + "read = system,call,agent,dialplan\nwrite = all\n"
+    )
+    pbx.cli("manager reload")
+    try:
+        (number,) = fresh_numbers(1)
+        farm.script({number: "human"})
+        server = dirigent(
+            [AgentSpec("carl", "1003", "nailed", ["out"])],
+            queues=[],
+            campaigns=[CampaignSpec("out")],
+            lists={"out": [number]},
+            start=False,
+        )
+        server.config.write_text(
+            server.config.read_text().replace('username = "dirigent"', 'username = "trimmed"')
+        )
+        server.start()
+
+        def refused():
+            status, body = server.health()
+            lab = body.get("pbx", {}).get("lab", {}) if isinstance(body, dict) else {}
+            return status == 503 and "read class 'user'" in (lab.get("refused") or "") and body
+
+        wait_until(refused, 30, "/healthz saying the AMI user lacks read class 'user'")
+        time.sleep(2.0)  # a few retries with the backoff
+        log = server.log()
+        assert log.count("does not receive UserEvents") == 1, log[-2000:]
+        assert farm.invites(number) == 0 and not pbx.bridge_with("1003")
+    finally:
+        conf.write_text(shipped)
+        pbx.cli("manager reload")
