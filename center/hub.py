@@ -103,6 +103,8 @@ class Hub:
         bus: EventBus | None = None,
         agent_pbx: Mapping[str, str] | None = None,
         queue_pbx: Mapping[str, str] | None = None,
+        campaign_queues: Iterable[str] = (),
+        rung: Iterable[str] = (),
     ) -> None:
         self.router = router
         self.clock = clock
@@ -113,6 +115,11 @@ class Hub:
         self.bus = bus or EventBus()
         self.agent_pbx = dict(agent_pbx or {})
         self.queue_pbx = dict(queue_pbx or {})
+        #: the campaigns' queues, and the agents whose phone is rung per call
+        #: (no kept line): such an agent cannot take a person a campaign
+        #: reached, who must be with an agent within 2 s of the greeting
+        self.campaign_queues = frozenset(campaign_queues)
+        self.rung = frozenset(rung)
         self._published: dict[str, tuple[AgentState, str | None]] = {}
         self._ids = itertools.count(1)
         self.adapters: list[ChannelAdapter] = []
@@ -179,6 +186,12 @@ class Hub:
             if own is not None and pbx is not None and pbx != own:
                 raise RoutingError(
                     "queues", f"queue {q!r} is on PBX {pbx!r}, agent {agent} on {own!r}"
+                )
+            if q in self.campaign_queues and agent in self.rung:
+                raise RoutingError(
+                    "queues",
+                    f"queue {q!r} is a campaign's: its persons need an agent on a nailed-up"
+                    f" line (agent {agent} is rung per call)",
                 )
         line = self._lines.get(agent)
         if line is not None and line.login(agent, queues, paused):

@@ -602,9 +602,17 @@ class ConfigFile(_Table):
                 )
             campaigns.append(c.model_copy(update={"pbx": pbx}))
         agents = []
+        dialed = {c.settings.queue_name for c in self.campaign}
         for i, a in enumerate(self.agent):
             pbx = pbx_of("agent", i, a.pbx)
             for q in a.queues:
+                if q in dialed and a.mode != "nailed":
+                    raise ConfigError(
+                        f"agent[{i}].queues",
+                        f"campaign queue {q!r} needs mode = \"nailed\": a person a campaign"
+                        " reaches must be with an agent within 2 s, and a phone rung per"
+                        " call is not",
+                    )
                 if pbx is not None and on.get(q, pbx) != pbx:
                     raise ConfigError(
                         f"agent[{i}].queues",

@@ -237,6 +237,8 @@ class Dirigent:
                 wrap_up=routing.wrap_up,
                 agent_pbx=agent_pbx,
                 queue_pbx=routing.queue_pbx,
+                campaign_queues=[c.settings.queue_name for c in settings.campaigns],
+                rung=[a.id for a in routing.agents if a.mode != "nailed"],
             )
             # calls the last run left with agents: taken over if still bridged
             left_open = calls_left_open(self.database.engine)

@@ -277,6 +277,14 @@ def test_routing_configuration_is_parsed_into_queues_agents_and_rules():
             "'ring' or 'nailed'",
         ),
         ({"queue": [{"name": "q1"}], "agent": [{"id": "a1"}]}, "agent[0].endpoint", "required"),
+        (  # QA round 3: a ring-mode agent took campaign persons into an empty conference
+            {
+                "campaign": [{"name": "us", "country": "US", "caller_id": "+12125550199"}],
+                "agent": [{"id": "a1", "endpoint": "1001", "mode": "ring", "queues": ["us"]}],
+            },
+            "agent[0].queues",
+            "campaign queue 'us' needs mode = \"nailed\"",
+        ),
         (
             {"queue": [{"name": "q1"}], "agent": [{"id": "a1", "endpoint": "1001\r\nX: y"}]},
             "agent[0].endpoint",
