@@ -409,6 +409,7 @@ class AmiSession:
             except (OSError, TimeoutError) as exc:
                 reason = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
                 log.warning("PBX %s at %s:%s %s: %s", self.name, s.host, s.port, reason, exc)
+                self.refused = None  # not refused: not reached
                 self._count(
                     self.metrics and self.metrics.connect_failures.labels(self.name, reason)
                 )
@@ -418,6 +419,7 @@ class AmiSession:
                     lasted = await self._session(proto)
                 except LoginFailed as exc:
                     log.error("PBX %s: login as %r refused: %s", self.name, s.username, exc)
+                    self.refused = f"login as {s.username!r} refused: {exc}"  # for /healthz
                     self._count(
                         self.metrics and self.metrics.connect_failures.labels(self.name, "auth")
                     )

@@ -375,7 +375,7 @@ class Dirigent:
                 "channels": len(s.mirror.channels) if s.connected else None,
                 "connects": s.connects,
             }
-            if s.refused:  # another Dirigent holds the PBX's lease
+            if s.refused:  # its lease is held, its login refused, or a class missing
                 status[name]["refused"] = s.refused
         return status
 

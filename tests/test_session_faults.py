@@ -69,6 +69,9 @@ def test_wrong_secret_is_retried_never_crashes_and_never_connects(session_factor
     run(wait_for(lambda: server.action_counts.get("login", 0) >= 2, what="a second login attempt"))
     assert not session.connected
     assert session.metrics.connect_failures.labels("pbx1", "auth")._value.get() >= 1
+    # what /healthz shows beside "connected": false (QA round 3: it said nothing)
+    assert session.refused == "login as 'dirigent' refused: Authentication failed"
+    assert "wrong" not in session.refused
 
 
 def test_in_flight_originate_fails_as_unknown_and_is_never_replayed(session_factory, sim):
