@@ -290,6 +290,18 @@ class VoiceInbound:
         if ep is not None:  # logged out on purpose: not logged in again by a re-nail
             self._cancel_retry(ep)
             ep.queues, ep.resume = None, None
+            uid = ep.nailed_uniqueid
+            if uid is not None and self.has_leg(agent) and not self._has_foreign(agent):
+                # the shift is over: the phone is hung up, not left "in a call"
+                # in an empty conference (the next login rings it again)
+                d = self.telephony.hang_up(uid)
+                d.addErrback(
+                    lambda f: log.warn(
+                        "agent {a}: its line not hung up at the logout: {e}",
+                        a=agent,
+                        e=f.getErrorMessage(),
+                    )
+                )
 
     # -- the interactions it owns (center.hub.ChannelAdapter) ------------------------------
     def waiting_inbound(self) -> Iterable[str]:

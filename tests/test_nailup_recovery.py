@@ -156,6 +156,26 @@ def test_a_hung_up_phone_is_not_rung_again_until_the_agent_is_set_ready():
     assert phone.mirror.get(caller.uniqueid).bridge_id is not None
 
 
+def test_a_nailed_agent_who_logs_out_has_the_phone_hung_up_and_rung_at_the_next_login():
+    """QA round 3 (minor): a logout left the agent's phone in its conference
+    for good -- the phone "in a call" after the shift, a channel on the PBX."""
+    clock, registry = task.Clock(), CollectorRegistry()
+    pbx, _phone, router, acd = build(clock, registry)
+    acd.login("agent0", ["sales"])
+    advance(clock, 1)
+    leg = acd.endpoints["agent0"].nailed_uniqueid
+    assert leg in pbx.channels and acd.has_leg("agent0")
+    acd.logout("agent0")
+    advance(clock, 1)
+    assert leg not in pbx.channels, "the phone still on the line after the logout"
+    assert not router.agents["agent0"].logged_in
+    advance(clock, 30)
+    assert not [c for c in pbx.channels.values() if c.far == "agent"], "rung again by itself"
+    acd.login("agent0", ["sales"])
+    advance(clock, 1)
+    assert acd.has_leg("agent0") and router.agents["agent0"].state is AgentState.READY
+
+
 # -- over AMI: the assembled server, a PBX restart, a running campaign ----------------
 FAST = {
     "outcomes": {"live": 0.6, "machine": 0.1, "no_answer": 0.0, "busy": 0.3, "invalid": 0.0},
