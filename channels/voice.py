@@ -24,6 +24,11 @@ hanging up while connected ends the interaction (agent to wrap-up).  After a
 PBX link loss, waiting calls stay queued; the resync reports calls that ended
 meanwhile: a conversation among them ends at the moment the link was lost
 (its talk time is not stretched to the resync) with the outcome "pbx-lost".
+So does a caller who was waiting, if the PBX lost its calls (none of those
+it had at the loss is left: a crash, a restart) -- not the caller's doing,
+so not counted abandoned; a waiting caller the PBX's shutdown hangs up ends
+"pbx-lost" too.  If other calls outlived the outage only the link dropped,
+and a waiting caller gone meanwhile hung up: an abandon.
 
 Nailed-up agents are offered calls only while their leg sits in its bridge.
 An agent without one is paused with the reason "pbx lost" (the leg vanished
@@ -202,6 +207,9 @@ class VoiceInbound:
         #: when the PBX link was lost (None while up): conversations that vanished
         #: meanwhile end then, not at the resync
         self.lost_at: float | None = None
+        #: the calls the PBX had when the link was lost: if none of them is
+        #: there at the resync, the PBX lost its calls (crash, restart)
+        self._had_at_loss: frozenset[str] = frozenset()
         self._pbx_going_down = False  # Shutdown seen: legs hanging up now go with the PBX
         #: caller's interaction id -> the agent its move waits for (the link is down)
         self._held: dict[str, str] = {}
@@ -748,7 +756,7 @@ class VoiceInbound:
                 if self.endpoints[agent].nailed_uniqueid == uid:
                     self._leg_up(agent)
             case CallEnded(call=uid) if uid in self.calls:
-                self._caller_gone(uid, now, vanished=event.vanished)
+                self._caller_gone(uid, now, event.vanished, event.cut_by_pbx)
             case CallEnded(call=uid) if uid in self.by_nailed:
                 # with the PBX: vanished during a link loss, or cut by a shutdown/restart
                 with_pbx = event.vanished or event.cut_by_pbx
@@ -758,11 +766,13 @@ class VoiceInbound:
                 self._with_the_pbx(now)
             case PbxSynced():
                 self.lost_at, self._pbx_going_down = None, False
+                self._had_at_loss = frozenset()
                 self._renail_all()
                 self._send_held(now)
                 self.hub.route(self.hub.router.route(now))
             case PbxLost():
                 self.lost_at = now
+                self._had_at_loss = frozenset(c.id for c in self.telephony.live_calls())
                 self._with_the_pbx(now)
                 for ep in self.endpoints.values():
                     self._cancel_retry(ep)  # the resync decides what to nail up
@@ -934,14 +944,14 @@ class VoiceInbound:
         if self.hub.metrics:
             self.hub.metrics.fallback.labels(call.interaction.queue, "voice").inc()
 
-    def _caller_gone(self, uid: str, now: float, vanished: bool) -> None:
+    def _caller_gone(self, uid: str, now: float, vanished: bool, cut_by_pbx: bool = False) -> None:
         call = self.calls.pop(uid)
         uid = call.interaction.id  # from here on: the interaction's id
         self.hub.release(uid)
         queue = call.interaction.queue
+        # vanished with the link: it ended at the latest when the link was lost
+        lost = vanished and self.lost_at is not None
         if call.answered_at is not None and call.agent is not None:
-            # vanished with the link: it ended at the latest when the link was lost
-            lost = vanished and self.lost_at is not None
             ended = max(call.answered_at, self.lost_at or now) if lost else now
             self.hub.publish_interaction(
                 Stage.ENDED,
@@ -956,14 +966,34 @@ class VoiceInbound:
                 self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
             return
         self.hub.router.abandon(uid, now)
-        wait = now - call.interaction.arrived
-        self.hub.kpi.abandon(uid, queue, wait, now)
-        self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
-        if self.hub.metrics:
-            self.hub.metrics.abandoned.labels(queue, "voice").inc()
-            self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
+        lost_at = self.lost_at if lost and self._pbx_lost_its_calls() else None
+        if cut_by_pbx and not vanished:
+            lost_at = now  # ended by the PBX's shutdown or restart, as seen
+        if lost_at is not None:
+            # a waiting caller gone with the PBX (a crash, a restart): not the
+            # caller's doing, so not an abandon (the queue's count, the metric);
+            # its wait ends when the link was lost, not at the resync
+            ended = max(call.interaction.arrived, lost_at)
+            wait = ended - call.interaction.arrived
+            self.hub.publish_interaction(
+                Stage.ENDED, call.interaction, at=ended, outcome=ENDED_PBX_LOST, wait=wait
+            )
+        else:
+            wait = now - call.interaction.arrived
+            self.hub.kpi.abandon(uid, queue, wait, now)
+            self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
+            if self.hub.metrics:
+                self.hub.metrics.abandoned.labels(queue, "voice").inc()
+                self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
         if call.agent is not None and call.agent in self.hub.router.agents:
             self.hub.route(self.hub.router.route_agent(call.agent, now))
+
+    def _pbx_lost_its_calls(self) -> bool:
+        """At a resync after a link loss: did the PBX lose the calls it had
+        then (none of them is there now: it crashed or restarted)?  If some
+        are, only the link dropped, and a waiting caller gone meanwhile hung
+        up (an abandon).  A caller alone on the PBX counts as lost with it."""
+        return all(self.telephony.live_call(uid) is None for uid in self._had_at_loss)
 
     def _agent_lost(self, agent: str, now: float, reason: str) -> None:
         """The agent's nailed-up leg is gone (its phone hung up, or with the
