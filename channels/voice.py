@@ -50,7 +50,10 @@ as usual, with its answer time from before the restart); anything else
 keeps the agent paused "call in bridge" until it leaves, a campaign's
 person (``dial-...``) among it too: the campaign's runner takes that call
 over from the agent held so, once its reconciliation runs.  Never ready with a customer in
-the bridge: the next caller would be moved into that conversation.
+the bridge: the next caller would be moved into that conversation.  A caller
+the last run had waiting, still on hold at the resync (in no bridge), is
+queued again with its own arrival time (:meth:`VoiceInbound._requeue_waiting`):
+its ``DIRIGENT_WAIT`` still runs on the PBX, and the free agent gets it at once.
 
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
@@ -121,8 +124,9 @@ PAUSE_FOR_RING_FAILURE = {
 
 
 class CallLeftOpen(Protocol):
-    """A call the last run left with an agent (answered, not ended), as the
-    report store read it back at start-up (``store.records.LeftOpen``)."""
+    """A call the last run left open, as the report store read it back at
+    start-up (``store.records.LeftOpen``): with an agent (``answered`` set,
+    ``agent`` who had it) or still waiting (``answered`` None)."""
 
     @property
     def queue(self) -> str: ...
@@ -133,7 +137,9 @@ class CallLeftOpen(Protocol):
     @property
     def arrived(self) -> float: ...
     @property
-    def answered(self) -> float: ...
+    def answered(self) -> float | None: ...
+    @property
+    def agent(self) -> str | None: ...
     @property
     def history(self) -> Sequence[HistoryEntry]: ...
 
@@ -237,15 +243,18 @@ class VoiceInbound:
             if not ep.nailing and self.adopt_nailed(agent, queues):
                 # its leg outlived a restart of Dirigent (an agent without
                 # auto_login): taken over, as at the resync, not rung again
-                a = self.hub.router.agents.get(agent)
-                if paused is not None and a is not None and a.pause_reason is None:
-                    self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
+                self._keep_pause(agent, paused)
                 return True
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
             ep.queues, ep.resume = list(queues), paused
             self.nail_up(agent)
             return True
         return False
+
+    def _keep_pause(self, agent: str, paused: str | None) -> None:
+        a = self.hub.router.agents.get(agent)
+        if paused is not None and a is not None and a.pause_reason is None:
+            self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
 
     def ready(self, agent: str) -> bool:
         """For a nailed-up agent whose leg is down this does not open routing
@@ -456,6 +465,9 @@ class VoiceInbound:
         router = self.hub.router
         if left is None or left.queue not in router.queues or left.queue not in queues:
             return False
+        answered = left.answered
+        if answered is None:  # it was waiting: queued again at the resync instead
+            return False
         now = self.hub.clock.seconds()
         interaction = Interaction(
             iid,
@@ -482,12 +494,71 @@ class VoiceInbound:
         router.accept(agent, iid, now)
         interaction.connect_by = None  # a transfer queues it as the caller it is
         interaction.history = list(left.history)  # not a new queueing and answer
-        self.calls[uid] = _Call(interaction, agent, left.answered)
+        self.calls[uid] = _Call(interaction, agent, answered)
         self.hub.own(iid, self)
-        self.hub.publish_interaction(Stage.ANSWERED, interaction, at=left.answered, agent=agent)
+        self.hub.publish_interaction(Stage.ANSWERED, interaction, at=answered, agent=agent)
         log.info("agent {a}: call {i} in its bridge taken over after a restart", a=agent, i=iid)
         self.hub.route([o for o in offers if o.interaction != iid])  # chat, e-mail ...
         return True
+
+    def _requeue_waiting(self, now: float) -> None:
+        """After a restart of Dirigent: the callers the last run had waiting
+        and the PBX still has, in no bridge (on hold, their ``DIRIGENT_WAIT``
+        still running), are queued again with their own arrival time (their
+        place in the queue and their wait are the ones they had) and their
+        report rows reopened, so a free agent gets them at once instead of
+        the dialplan's fallback a minute later.  A campaign's person is its
+        runner's business; a caller whose call the PBX no longer has keeps
+        the row start-up closed."""
+        router = self.hub.router
+        for iid, left in sorted(self.left_open.items(), key=lambda item: item[1].arrived):
+            if left.answered is not None or not iid.startswith(self.prefix):
+                continue
+            uid = iid.removeprefix(self.prefix)
+            live = self.telephony.live_call(uid)
+            if (
+                live is None
+                or self.telephony.bridged_with(uid)
+                or uid in self.calls
+                or uid.startswith(CAMPAIGN_CALL)
+                or left.queue not in router.queues
+            ):
+                continue
+            del self.left_open[iid]
+            interaction = Interaction(
+                iid,
+                Channel.VOICE,
+                left.queue,
+                left.arrived,
+                direction=left.direction,
+                customer=left.customer,
+                history=list(left.history),
+            )
+            self.calls[uid] = _Call(interaction)
+            self.hub.own(iid, self)
+            self.hub.publish_interaction(Stage.QUEUED, interaction)  # its row reopened
+            offers = router.enqueue(interaction, now)
+            # queued once, on its arrival (the row, written before the router
+            # queued it, may not have that entry yet)
+            interaction.history = list(left.history) or [
+                HistoryEntry.queued(left.queue, left.arrived)
+            ]
+            log.info(
+                "caller {i} still waiting after a restart: queued again ({w:.0f} s waited)",
+                i=iid,
+                w=now - left.arrived,
+            )
+            self.hub.route(offers)
+
+    def _forget_gone(self) -> None:
+        """After a resync: calls the last run left open that the PBX no
+        longer has are not taken over by anyone (their rows keep start-up's
+        close)."""
+        for iid in list(self.left_open):
+            if iid.startswith(self.prefix) and (
+                self.telephony.live_call(iid.removeprefix(self.prefix)) is None
+            ):
+                del self.left_open[iid]
 
     def _hold_for_foreign(self, agent: str, queues: list[str], channels: list[str]) -> None:
         """Channels nobody can name share ``agent``'s bridge (a caller whose
@@ -767,6 +838,8 @@ class VoiceInbound:
             case PbxSynced():
                 self.lost_at, self._pbx_going_down = None, False
                 self._had_at_loss = frozenset()
+                self._forget_gone()
+                self._requeue_waiting(now)
                 self._renail_all()
                 self._send_held(now)
                 self.hub.route(self.hub.router.route(now))
