@@ -55,6 +55,13 @@ the last run had waiting, still on hold at the resync (in no bridge), is
 queued again with its own arrival time (:meth:`VoiceInbound._requeue_waiting`):
 its ``DIRIGENT_WAIT`` still runs on the PBX, and the free agent gets it at once.
 
+A ring-mode agent's conversation (the caller Dialed her phone from
+``dirigent-connect``; the two share a bridge) is taken over likewise when
+the agent logs in (:meth:`VoiceInbound._adopt_ringing`): busy with it, its
+hang-up ends it with the talk time across the restart.  Her auto-login waits
+for the resync then (``dirigent.service``): logged in ready before it, the
+next caller would ring the phone she talks on.
+
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
 
@@ -238,6 +245,10 @@ class VoiceInbound:
         if ep is not None and self._has_foreign(agent):  # not ready: see _hold_for_foreign
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, FOREIGN_CALL)
             ep.queues, ep.resume = list(queues), paused
+            return True
+        if ep is not None and ep.mode != "nailed" and self._adopt_ringing(agent, queues):
+            # a conversation rung to its phone outlived a restart of Dirigent
+            self._keep_pause(agent, paused)
             return True
         if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
             if not ep.nailing and self.adopt_nailed(agent, queues):
@@ -500,6 +511,41 @@ class VoiceInbound:
         log.info("agent {a}: call {i} in its bridge taken over after a restart", a=agent, i=iid)
         self.hub.route([o for o in offers if o.interaction != iid])  # chat, e-mail ...
         return True
+
+    def left_with(self, agent: str) -> bool:
+        """Did the last run leave a conversation with ``agent`` that the PBX
+        may still have?  Its service logs a ring-mode agent in only after the
+        resync then (:meth:`_adopt_ringing`): logged in ready before it, the
+        agent would be offered the next caller while she talks."""
+        return any(
+            left.agent == agent and left.answered is not None and iid.startswith(self.prefix)
+            for iid, left in self.left_open.items()
+        )
+
+    def _adopt_ringing(self, agent: str, queues: list[str]) -> bool:
+        """After a restart of Dirigent, a ring-mode agent's conversation goes
+        on at the PBX: the caller the last run left with this agent is still
+        bridged with one other channel, which is her phone (the shipped
+        dialplan Dials it from the caller's channel, and the two share a
+        bridge).  The agent is logged in busy with it (:meth:`_take_over`),
+        not ready while she talks.  False when there is none (or the PBX has
+        not been resynced yet: nothing is bridged in an empty mirror)."""
+        router = self.hub.router
+        a = router.agents.get(agent)
+        if a is None or a.logged_in:
+            return False
+        for iid, left in sorted(self.left_open.items()):
+            if left.agent != agent or left.answered is None or not iid.startswith(self.prefix):
+                continue
+            uid = iid.removeprefix(self.prefix)
+            others = self.telephony.bridged_with(uid)
+            if len(others) != 1 or uid in self.calls:
+                continue
+            (other,) = others
+            if other in self.calls or other.startswith((CAMPAIGN_CALL, "agent-")):
+                continue  # a customer or a nailed-up leg: not her phone
+            return self._take_over(agent, queues, uid)
+        return False
 
     def _requeue_waiting(self, now: float) -> None:
         """After a restart of Dirigent: the callers the last run had waiting

@@ -280,6 +280,68 @@ def phone_channels(pbx: SimPbx) -> list[SimChannel]:
 
 
 @pytest.mark.parametrize("restartable", [RING], indirect=True)
+def test_a_caller_talking_to_a_ring_mode_agent_is_taken_over_after_a_restart(restartable):
+    """QA3 finding 6: the agent's phone was Dialed for the caller (dirigent-
+    connect) and the two share a bridge.  After the restart the agent used
+    to be "ready" (logged in before the resync), the next caller rang her
+    phone mid-call and paused her "endpoint busy", and the row said 0 s of
+    talk.  Now she is busy with the call she is in (her auto-login waits for
+    the resync: ready before it, she was offered the caller waiting); its
+    hang-up ends it with the talk time across the restart."""
+    start, pbx, engine = restartable
+    app = start()
+    run(wait_for(lambda: app.acd.router.agents[AGENT].logged_in, what="the agent in"))
+    first = caller(pbx)
+    run(wait_for(lambda: busy(app), what="the first caller connected"))
+    (phone,) = phone_channels(pbx)
+    assert first.bridge is not None and first.bridge == phone.bridge
+    second = caller(pbx)  # waits: she is busy
+    run(wait_for(lambda: app.acd.router.is_waiting(second.uniqueid), what="the second waits"))
+    app.database.recorder.flush()
+    answered = _utc(row(engine, first.uniqueid).answered_at)
+    assert answered is not None
+
+    crash(app)
+    settle(0.5)  # the conversation goes on meanwhile
+    again = start()
+    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
+    view = agent_view(again)
+    assert view["state"] == "busy", view
+    assert [w["interaction"] for w in view["work"]] == [first.uniqueid]
+    again.database.recorder.flush()
+    reopened = row(engine, first.uniqueid)
+    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+
+    # the caller waiting is queued again, but the phone she talks on is not
+    # rung for it, nor for the next caller
+    third = caller(pbx)
+    run(wait_for(lambda: again.acd.router.is_waiting(third.uniqueid), what="the third waits"))
+    assert again.acd.router.is_waiting(second.uniqueid)
+    settle(1.0)
+    assert second.bridge is None and phone_channels(pbx) == [phone]
+    assert pbx.stats.get("connect_busy", 0) == 0, "her phone was rung during the call"
+    assert agent_view(again)["state"] == "busy"
+
+    # the first caller hangs up: wrap-up, then the second caller is rung to her
+    settle(0.5)
+    pbx.hangup_channel(first, 16)
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(second.uniqueid) == AGENT,
+            what="the second caller with the agent after the wrap-up",
+        )
+    )
+    again.database.recorder.flush()
+    ended = row(engine, first.uniqueid)
+    assert ended.outcome == "answered" and ended.agent_code == AGENT
+    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
+    ended_at = _utc(ended.ended_at)
+    assert ended_at is not None
+    talk = ended_at - answered
+    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+
+
+@pytest.mark.parametrize("restartable", [RING], indirect=True)
 def test_a_caller_waiting_while_dirigent_restarts_is_queued_again_and_connected(restartable):
     """QA3 finding 8: a caller on hold during the restart used to be
     forgotten (every agent ready, the queue empty, music until the
