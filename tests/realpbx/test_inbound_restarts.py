@@ -1,10 +1,12 @@
-"""Inbound callers across a restart of the Dirigent server on the real PBX
-(QA3 findings 6 and 8): the PBX keeps its calls while ``dirigent serve``
-stops and starts again.  A ring-mode agent's conversation (the caller's
-channel Dialed her phone from ``dirigent-connect``; the two share a bridge)
-stays hers -- busy, her phone not rung for the next caller -- and a caller
-waiting on hold goes to the free agent as soon as the new process is up,
-not to the dialplan's fallback a minute later."""
+"""Inbound callers across restarts on the real PBX (QA3 findings 6, 7, 8).
+
+The PBX keeps its calls while ``dirigent serve`` stops and starts again: a
+ring-mode agent's conversation (the caller's channel Dialed her phone from
+``dirigent-connect``; the two share a bridge) stays hers -- busy, her phone
+not rung for the next caller -- and a caller waiting on hold goes to the
+free agent as soon as the new process is up, not to the dialplan's fallback
+a minute later.  When Asterisk itself dies, a caller on hold is lost with
+it, not counted as having abandoned."""
 
 from __future__ import annotations
 
@@ -98,3 +100,43 @@ def test_a_caller_waiting_on_hold_at_a_kill9_goes_to_the_free_agent_after_it(pbx
     assert len(rows) == 1 and rows[0]["agent_code"] == "anna" and rows[0]["answered_at"], [
         dict(r) for r in rows
     ]
+
+
+def test_a_caller_waiting_when_asterisk_is_killed_is_pbx_lost_not_abandoned(pbx, farm, dirigent):
+    """QA3 finding 7: the caller was recorded "abandoned" at the resync after
+    Asterisk came back (its wait stretched over the outage, counted in the
+    queue's abandoned callers).  It vanished with the PBX: ``pbx-lost``,
+    ended at the crash, no abandon."""
+    down = 4.0
+    server = dirigent([ANNA])
+    server.wait_healthy()
+    wait_until(lambda: server.agent("anna")["state"] == "ready", 15, "anna ready")
+    status, body = server.request("POST", "/api/agents/anna/pause", {"reason": "break"})
+    assert status == 200, body
+    number = "4915112340024"
+    with InboundCaller(pbx, number) as waiting:
+        waiting.dial(SALES)
+        wait_until(waiting.answered, 10, "the caller answered by dirigent-inbound (on hold)")
+        time.sleep(1.0)
+        pbx.crash()
+        farm.forget_dead_calls()
+        time.sleep(down)
+        pbx.start()
+    rows = wait_until(
+        lambda: server.query(
+            "SELECT outcome, (julianday(ended_at) - julianday(arrived_at)) * 86400 AS wait"
+            " FROM interaction WHERE customer = ? AND ended_at IS NOT NULL",
+            number,
+        ),
+        30,
+        "the waiting caller's row closed after Asterisk came back",
+    )
+    (row,) = rows
+    assert row["outcome"] == "pbx-lost" and row["wait"] < 1.0 + down, (
+        f"the caller lost with the PBX is stored {row['outcome']!r} after {row['wait']:.1f} s"
+        f" of wait; it waited about 1 s before Asterisk died (down {down:.0f} s)"
+    )
+    status, queues = server.request("GET", "/api/queues")
+    assert status == 200, queues
+    (sales,) = [q for q in queues if q["queue"] == "sales"]
+    assert sales["abandoned"] == 0, sales
