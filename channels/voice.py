@@ -480,16 +480,7 @@ class VoiceInbound:
         if answered is None:  # it was waiting: queued again at the resync instead
             return False
         now = self.hub.clock.seconds()
-        interaction = Interaction(
-            iid,
-            Channel.VOICE,
-            left.queue,
-            left.arrived,
-            direction=left.direction,
-            customer=left.customer,
-            agent=agent,
-            connect_by=now,
-        )
+        interaction = _interaction_of(iid, left, agent=agent, connect_by=now)
         router.enqueue(interaction, now)  # the agent is not in yet: it waits for it
         offers = router.login(agent, now, queues)
         if not any(o.interaction == iid for o in offers):
@@ -571,15 +562,7 @@ class VoiceInbound:
             ):
                 continue
             del self.left_open[iid]
-            interaction = Interaction(
-                iid,
-                Channel.VOICE,
-                left.queue,
-                left.arrived,
-                direction=left.direction,
-                customer=left.customer,
-                history=list(left.history),
-            )
+            interaction = _interaction_of(iid, left, history=list(left.history))
             self.calls[uid] = _Call(interaction)
             self.hub.own(iid, self)
             self.hub.publish_interaction(Stage.QUEUED, interaction)  # its row reopened
@@ -1161,6 +1144,19 @@ class VoiceInbound:
             failure,
             i=iid,
         )
+
+
+def _interaction_of(iid: str, left: CallLeftOpen, **fields: Any) -> Interaction:
+    """The voice interaction of a call the last run left open, taken over."""
+    return Interaction(
+        iid,
+        Channel.VOICE,
+        left.queue,
+        left.arrived,
+        direction=left.direction,
+        customer=left.customer,
+        **fields,
+    )
 
 
 def _resume_of(ep: AgentEndpoint, reason: str | None) -> str | None:

@@ -17,7 +17,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
-from tests.conftest import run, wait_for
+from tests.conftest import run, settle, wait_for
 
 
 def build(clock, n_agents=3, mode="ring", registry=None, **pbx_kw):
@@ -344,6 +344,18 @@ def test_a_caller_taken_by_the_dialplan_fallback_leaves_our_queue():
     assert router.agents["agent0"].state is AgentState.READY, "nothing left to offer"
 
 
+def crash_and_come_back(pbx, server, lost: list[float]) -> None:
+    """The PBX crashes: link gone, every channel gone, Asterisk back a while later."""
+    pbx.unsubscribe(server.broadcast)
+    server.stop()
+    for chan in list(pbx.channels.values()):
+        pbx.hangup_channel(chan, 16)
+    run(wait_for(lambda: bool(lost), what="link loss seen"))
+    settle(0.6)
+    server.restart()
+    pbx.subscribe(server.broadcast)
+
+
 def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_so(
     sim, session_factory
 ):
@@ -351,8 +363,6 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
     finds them gone comes later.  The talk time ends when the link was lost,
     the outcome says why, and the agent gets a new leg by itself."""
     from twisted.internet import reactor
-
-    from tests.conftest import settle
 
     pbx, server = sim
     pbx.inbound_talk = 600
@@ -381,15 +391,7 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
         run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
         answered = acd.calls[caller.uniqueid].answered_at
 
-        # the PBX crashes: link gone, every channel gone, Asterisk back a while later
-        pbx.unsubscribe(server.broadcast)
-        server.stop()
-        for chan in list(pbx.channels.values()):
-            pbx.hangup_channel(chan, 16)
-        run(wait_for(lambda: lost, what="link loss seen"))
-        settle(0.6)
-        server.restart()
-        pbx.subscribe(server.broadcast)
+        crash_and_come_back(pbx, server, lost)
         run(wait_for(lambda: ended, timeout=10, what="the conversation closed by the resync"))
 
         (msg,) = ended
@@ -412,8 +414,6 @@ def test_a_caller_waiting_when_the_pbx_crashes_is_lost_with_it_not_abandoned(sim
     the queue's abandoned callers and the abandon metric).  It vanished with
     the PBX: it ends when the link was lost, "pbx-lost", and is no abandon."""
     from twisted.internet import reactor
-
-    from tests.conftest import settle
 
     pbx, server = sim
     registry = CollectorRegistry()
@@ -439,15 +439,7 @@ def test_a_caller_waiting_when_the_pbx_crashes_is_lost_with_it_not_abandoned(sim
         caller = pbx.inbound_call(queue="sales")  # nobody logged in: it waits
         run(wait_for(lambda: caller.uniqueid in router.waiting, what="the caller waits"))
 
-        # the PBX crashes: link gone, every channel gone, Asterisk back a while later
-        pbx.unsubscribe(server.broadcast)
-        server.stop()
-        for chan in list(pbx.channels.values()):
-            pbx.hangup_channel(chan, 16)
-        run(wait_for(lambda: lost, what="link loss seen"))
-        settle(0.6)
-        server.restart()
-        pbx.subscribe(server.broadcast)
+        crash_and_come_back(pbx, server, lost)
         run(wait_for(lambda: gone, timeout=10, what="the caller closed by the resync"))
 
         (msg,) = gone

@@ -141,6 +141,47 @@ def _utc(value: dt.datetime | None) -> float | None:
     return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def flush(app: Dirigent) -> None:
+    """Wait until ``app`` has written its report rows."""
+    recorder = app.database.recorder
+    assert recorder is not None
+    recorder.flush()
+
+
+def answered_at(app: Dirigent, engine: Any, uniqueid: str) -> float:
+    """The answer time the report row of a call has (written by ``app``)."""
+    flush(app)
+    answered = _utc(row(engine, uniqueid).answered_at)
+    assert answered is not None
+    return answered
+
+
+def busy_with_it_again(again: Dirigent, engine: Any, uniqueid: str) -> None:
+    """After the restart: the agent is busy with the call it was in (not
+    ready for the next one) and the call's row is open again."""
+    acd = again.acd
+    assert acd is not None
+    run(wait_for(lambda: acd.router.agents[AGENT].logged_in, what="the agent back"))
+    view = agent_view(again)
+    assert view["state"] == "busy", view
+    assert [w["interaction"] for w in view["work"]] == [uniqueid]
+    assert acd.router.handled_by(uniqueid) == AGENT
+    flush(again)
+    reopened = row(engine, uniqueid)
+    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+
+
+def ended_with_its_talk_time(again: Dirigent, engine: Any, uniqueid: str, answered: float) -> None:
+    flush(again)
+    ended = row(engine, uniqueid)
+    assert ended.outcome == "answered" and ended.agent_code == AGENT
+    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
+    ended_at = _utc(ended.ended_at)
+    assert ended_at is not None
+    talk = ended_at - answered
+    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+
+
 def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restartable):
     start, pbx, engine = restartable
     most_customers = customers_in_bridges(pbx)
@@ -150,22 +191,12 @@ def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restar
     run(wait_for(lambda: busy(app), what="the first caller connected"))
     leg = pbx.channels[app.voices["sim"].endpoints[AGENT].nailed_uniqueid]
     assert first.bridge == leg.bridge
-    app.database.recorder.flush()
-    answered = _utc(row(engine, first.uniqueid).answered_at)
-    assert answered is not None
+    answered = answered_at(app, engine, first.uniqueid)
 
     crash(app)
     settle(0.5)  # the conversation goes on meanwhile
     again = start()
-    # the agent is busy with the call it was in, not ready for the next one
-    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
-    view = agent_view(again)
-    assert view["state"] == "busy", view
-    assert [w["interaction"] for w in view["work"]] == [first.uniqueid]
-    assert again.acd.router.handled_by(first.uniqueid) == AGENT
-    again.database.recorder.flush()
-    reopened = row(engine, first.uniqueid)
-    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+    busy_with_it_again(again, engine, first.uniqueid)
 
     # the next caller waits: it is not moved into the conference going on
     second = caller(pbx)
@@ -187,14 +218,7 @@ def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restar
         )
     )
     assert most_customers() == 1
-    again.database.recorder.flush()
-    ended = row(engine, first.uniqueid)
-    assert ended.outcome == "answered" and ended.agent_code == AGENT
-    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
-    ended_at = _utc(ended.ended_at)
-    assert ended_at is not None
-    talk = ended_at - answered
-    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+    ended_with_its_talk_time(again, engine, first.uniqueid, answered)
 
 
 def test_a_channel_nobody_can_name_keeps_the_agent_paused_until_it_leaves(restartable):
@@ -297,20 +321,12 @@ def test_a_caller_talking_to_a_ring_mode_agent_is_taken_over_after_a_restart(res
     assert first.bridge is not None and first.bridge == phone.bridge
     second = caller(pbx)  # waits: she is busy
     run(wait_for(lambda: app.acd.router.is_waiting(second.uniqueid), what="the second waits"))
-    app.database.recorder.flush()
-    answered = _utc(row(engine, first.uniqueid).answered_at)
-    assert answered is not None
+    answered = answered_at(app, engine, first.uniqueid)
 
     crash(app)
     settle(0.5)  # the conversation goes on meanwhile
     again = start()
-    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
-    view = agent_view(again)
-    assert view["state"] == "busy", view
-    assert [w["interaction"] for w in view["work"]] == [first.uniqueid]
-    again.database.recorder.flush()
-    reopened = row(engine, first.uniqueid)
-    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+    busy_with_it_again(again, engine, first.uniqueid)
 
     # the caller waiting is queued again, but the phone she talks on is not
     # rung for it, nor for the next caller
@@ -331,14 +347,7 @@ def test_a_caller_talking_to_a_ring_mode_agent_is_taken_over_after_a_restart(res
             what="the second caller with the agent after the wrap-up",
         )
     )
-    again.database.recorder.flush()
-    ended = row(engine, first.uniqueid)
-    assert ended.outcome == "answered" and ended.agent_code == AGENT
-    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
-    ended_at = _utc(ended.ended_at)
-    assert ended_at is not None
-    talk = ended_at - answered
-    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+    ended_with_its_talk_time(again, engine, first.uniqueid, answered)
 
 
 @pytest.mark.parametrize("restartable", [RING], indirect=True)

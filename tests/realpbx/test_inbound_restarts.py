@@ -32,6 +32,22 @@ def _talk_seconds(server, customer: str) -> list[tuple[str, float | None]]:
     return [(r["outcome"], r["talk"]) for r in rows]
 
 
+def anna_on_a_break(dirigent):
+    """A server whose only agent, anna, is logged in and paused."""
+    server = dirigent([ANNA])
+    server.wait_healthy()
+    wait_until(lambda: server.agent("anna")["state"] == "ready", 15, "anna ready")
+    status, body = server.request("POST", "/api/agents/anna/pause", {"reason": "break"})
+    assert status == 200, body
+    return server
+
+
+def on_hold(caller: InboundCaller) -> None:
+    caller.dial(SALES)
+    wait_until(caller.answered, 10, "the caller answered by dirigent-inbound (on hold)")
+    time.sleep(1.0)
+
+
 def test_a_ring_mode_agents_conversation_outlives_a_sigterm_of_the_server(pbx, farm, dirigent):
     server = dirigent([ANNA])
     server.wait_healthy()
@@ -73,17 +89,11 @@ def test_a_ring_mode_agents_conversation_outlives_a_sigterm_of_the_server(pbx, f
 
 
 def test_a_caller_waiting_on_hold_at_a_kill9_goes_to_the_free_agent_after_it(pbx, farm, dirigent):
-    server = dirigent([ANNA])
-    server.wait_healthy()
-    wait_until(lambda: server.agent("anna")["state"] == "ready", 15, "anna ready")
-    status, body = server.request("POST", "/api/agents/anna/pause", {"reason": "break"})
-    assert status == 200, body
+    server = anna_on_a_break(dirigent)
     invites = farm.invites("1001")
     number = "4915112340023"
     with InboundCaller(pbx, number) as waiting:
-        waiting.dial(SALES)
-        wait_until(waiting.answered, 10, "the caller answered by dirigent-inbound (on hold)")
-        time.sleep(1.0)
+        on_hold(waiting)
         server.kill9()
         server.start()
         server.wait_healthy()  # anna logs in ready again (auto_login)
@@ -108,16 +118,10 @@ def test_a_caller_waiting_when_asterisk_is_killed_is_pbx_lost_not_abandoned(pbx,
     queue's abandoned callers).  It vanished with the PBX: ``pbx-lost``,
     ended at the crash, no abandon."""
     down = 4.0
-    server = dirigent([ANNA])
-    server.wait_healthy()
-    wait_until(lambda: server.agent("anna")["state"] == "ready", 15, "anna ready")
-    status, body = server.request("POST", "/api/agents/anna/pause", {"reason": "break"})
-    assert status == 200, body
+    server = anna_on_a_break(dirigent)
     number = "4915112340024"
     with InboundCaller(pbx, number) as waiting:
-        waiting.dial(SALES)
-        wait_until(waiting.answered, 10, "the caller answered by dirigent-inbound (on hold)")
-        time.sleep(1.0)
+        on_hold(waiting)
         pbx.crash()
         farm.forget_dead_calls()
         time.sleep(down)
