@@ -24,6 +24,11 @@ hanging up while connected ends the interaction (agent to wrap-up).  After a
 PBX link loss, waiting calls stay queued; the resync reports calls that ended
 meanwhile: a conversation among them ends at the moment the link was lost
 (its talk time is not stretched to the resync) with the outcome "pbx-lost".
+So does a caller who was waiting, if the PBX lost its calls (none of those
+it had at the loss is left: a crash, a restart) -- not the caller's doing,
+so not counted abandoned; a waiting caller the PBX's shutdown hangs up ends
+"pbx-lost" too.  If other calls outlived the outage only the link dropped,
+and a waiting caller gone meanwhile hung up: an abandon.
 
 Nailed-up agents are offered calls only while their leg sits in its bridge.
 An agent without one is paused with the reason "pbx lost" (the leg vanished
@@ -45,7 +50,17 @@ as usual, with its answer time from before the restart); anything else
 keeps the agent paused "call in bridge" until it leaves, a campaign's
 person (``dial-...``) among it too: the campaign's runner takes that call
 over from the agent held so, once its reconciliation runs.  Never ready with a customer in
-the bridge: the next caller would be moved into that conversation.
+the bridge: the next caller would be moved into that conversation.  A caller
+the last run had waiting, still on hold at the resync (in no bridge), is
+queued again with its own arrival time (:meth:`VoiceInbound._requeue_waiting`):
+its ``DIRIGENT_WAIT`` still runs on the PBX, and the free agent gets it at once.
+
+A ring-mode agent's conversation (the caller Dialed her phone from
+``dirigent-connect``; the two share a bridge) is taken over likewise when
+the agent logs in (:meth:`VoiceInbound._adopt_ringing`): busy with it, its
+hang-up ends it with the talk time across the restart.  Her auto-login waits
+for the resync then (``dirigent.service``): logged in ready before it, the
+next caller would ring the phone she talks on.
 
 Time comes from an ``IReactorTime`` (the reactor, or ``task.Clock``).
 """
@@ -116,8 +131,9 @@ PAUSE_FOR_RING_FAILURE = {
 
 
 class CallLeftOpen(Protocol):
-    """A call the last run left with an agent (answered, not ended), as the
-    report store read it back at start-up (``store.records.LeftOpen``)."""
+    """A call the last run left open, as the report store read it back at
+    start-up (``store.records.LeftOpen``): with an agent (``answered`` set,
+    ``agent`` who had it) or still waiting (``answered`` None)."""
 
     @property
     def queue(self) -> str: ...
@@ -128,7 +144,9 @@ class CallLeftOpen(Protocol):
     @property
     def arrived(self) -> float: ...
     @property
-    def answered(self) -> float: ...
+    def answered(self) -> float | None: ...
+    @property
+    def agent(self) -> str | None: ...
     @property
     def history(self) -> Sequence[HistoryEntry]: ...
 
@@ -202,6 +220,9 @@ class VoiceInbound:
         #: when the PBX link was lost (None while up): conversations that vanished
         #: meanwhile end then, not at the resync
         self.lost_at: float | None = None
+        #: the calls the PBX had when the link was lost: if none of them is
+        #: there at the resync, the PBX lost its calls (crash, restart)
+        self._had_at_loss: frozenset[str] = frozenset()
         self._pbx_going_down = False  # Shutdown seen: legs hanging up now go with the PBX
         #: caller's interaction id -> the agent its move waits for (the link is down)
         self._held: dict[str, str] = {}
@@ -225,19 +246,26 @@ class VoiceInbound:
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, FOREIGN_CALL)
             ep.queues, ep.resume = list(queues), paused
             return True
+        if ep is not None and ep.mode != "nailed" and self._adopt_ringing(agent, queues):
+            # a conversation rung to its phone outlived a restart of Dirigent
+            self._keep_pause(agent, paused)
+            return True
         if ep is not None and ep.mode == "nailed" and not self.has_leg(agent):
             if not ep.nailing and self.adopt_nailed(agent, queues):
                 # its leg outlived a restart of Dirigent (an agent without
                 # auto_login): taken over, as at the resync, not rung again
-                a = self.hub.router.agents.get(agent)
-                if paused is not None and a is not None and a.pause_reason is None:
-                    self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
+                self._keep_pause(agent, paused)
                 return True
             self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
             ep.queues, ep.resume = list(queues), paused
             self.nail_up(agent)
             return True
         return False
+
+    def _keep_pause(self, agent: str, paused: str | None) -> None:
+        a = self.hub.router.agents.get(agent)
+        if paused is not None and a is not None and a.pause_reason is None:
+            self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
 
     def ready(self, agent: str) -> bool:
         """For a nailed-up agent whose leg is down this does not open routing
@@ -460,17 +488,11 @@ class VoiceInbound:
         router = self.hub.router
         if left is None or left.queue not in router.queues or left.queue not in queues:
             return False
+        answered = left.answered
+        if answered is None:  # it was waiting: queued again at the resync instead
+            return False
         now = self.hub.clock.seconds()
-        interaction = Interaction(
-            iid,
-            Channel.VOICE,
-            left.queue,
-            left.arrived,
-            direction=left.direction,
-            customer=left.customer,
-            agent=agent,
-            connect_by=now,
-        )
+        interaction = _interaction_of(iid, left, agent=agent, connect_by=now)
         router.enqueue(interaction, now)  # the agent is not in yet: it waits for it
         offers = router.login(agent, now, queues)
         if not any(o.interaction == iid for o in offers):
@@ -486,12 +508,98 @@ class VoiceInbound:
         router.accept(agent, iid, now)
         interaction.connect_by = None  # a transfer queues it as the caller it is
         interaction.history = list(left.history)  # not a new queueing and answer
-        self.calls[uid] = _Call(interaction, agent, left.answered)
+        self.calls[uid] = _Call(interaction, agent, answered)
         self.hub.own(iid, self)
-        self.hub.publish_interaction(Stage.ANSWERED, interaction, at=left.answered, agent=agent)
+        self.hub.publish_interaction(Stage.ANSWERED, interaction, at=answered, agent=agent)
         log.info("agent {a}: call {i} in its bridge taken over after a restart", a=agent, i=iid)
         self.hub.route([o for o in offers if o.interaction != iid])  # chat, e-mail ...
         return True
+
+    def left_with(self, agent: str) -> bool:
+        """Did the last run leave a conversation with ``agent`` that the PBX
+        may still have?  Its service logs a ring-mode agent in only after the
+        resync then (:meth:`_adopt_ringing`): logged in ready before it, the
+        agent would be offered the next caller while she talks."""
+        return any(
+            left.agent == agent and left.answered is not None and iid.startswith(self.prefix)
+            for iid, left in self.left_open.items()
+        )
+
+    def _adopt_ringing(self, agent: str, queues: list[str]) -> bool:
+        """After a restart of Dirigent, a ring-mode agent's conversation goes
+        on at the PBX: the caller the last run left with this agent is still
+        bridged with one other channel, which is her phone (the shipped
+        dialplan Dials it from the caller's channel, and the two share a
+        bridge).  The agent is logged in busy with it (:meth:`_take_over`),
+        not ready while she talks.  False when there is none (or the PBX has
+        not been resynced yet: nothing is bridged in an empty mirror)."""
+        router = self.hub.router
+        a = router.agents.get(agent)
+        if a is None or a.logged_in:
+            return False
+        for iid, left in sorted(self.left_open.items()):
+            if left.agent != agent or left.answered is None or not iid.startswith(self.prefix):
+                continue
+            uid = iid.removeprefix(self.prefix)
+            others = self.telephony.bridged_with(uid)
+            if len(others) != 1 or uid in self.calls:
+                continue
+            (other,) = others
+            if other in self.calls or other.startswith((CAMPAIGN_CALL, "agent-")):
+                continue  # a customer or a nailed-up leg: not her phone
+            return self._take_over(agent, queues, uid)
+        return False
+
+    def _requeue_waiting(self, now: float) -> None:
+        """After a restart of Dirigent: the callers the last run had waiting
+        and the PBX still has, in no bridge (on hold, their ``DIRIGENT_WAIT``
+        still running), are queued again with their own arrival time (their
+        place in the queue and their wait are the ones they had) and their
+        report rows reopened, so a free agent gets them at once instead of
+        the dialplan's fallback a minute later.  A campaign's person is its
+        runner's business; a caller whose call the PBX no longer has keeps
+        the row start-up closed."""
+        router = self.hub.router
+        for iid, left in sorted(self.left_open.items(), key=lambda item: item[1].arrived):
+            if left.answered is not None or not iid.startswith(self.prefix):
+                continue
+            uid = iid.removeprefix(self.prefix)
+            live = self.telephony.live_call(uid)
+            if (
+                live is None
+                or self.telephony.bridged_with(uid)
+                or uid in self.calls
+                or uid.startswith(CAMPAIGN_CALL)
+                or left.queue not in router.queues
+            ):
+                continue
+            del self.left_open[iid]
+            interaction = _interaction_of(iid, left, history=list(left.history))
+            self.calls[uid] = _Call(interaction)
+            self.hub.own(iid, self)
+            self.hub.publish_interaction(Stage.QUEUED, interaction)  # its row reopened
+            offers = router.enqueue(interaction, now)
+            # queued once, on its arrival (the row, written before the router
+            # queued it, may not have that entry yet)
+            interaction.history = list(left.history) or [
+                HistoryEntry.queued(left.queue, left.arrived)
+            ]
+            log.info(
+                "caller {i} still waiting after a restart: queued again ({w:.0f} s waited)",
+                i=iid,
+                w=now - left.arrived,
+            )
+            self.hub.route(offers)
+
+    def _forget_gone(self) -> None:
+        """After a resync: calls the last run left open that the PBX no
+        longer has are not taken over by anyone (their rows keep start-up's
+        close)."""
+        for iid in list(self.left_open):
+            if iid.startswith(self.prefix) and (
+                self.telephony.live_call(iid.removeprefix(self.prefix)) is None
+            ):
+                del self.left_open[iid]
 
     def _hold_for_foreign(self, agent: str, queues: list[str], channels: list[str]) -> None:
         """Channels nobody can name share ``agent``'s bridge (a caller whose
@@ -760,7 +868,7 @@ class VoiceInbound:
                 if self.endpoints[agent].nailed_uniqueid == uid:
                     self._leg_up(agent)
             case CallEnded(call=uid) if uid in self.calls:
-                self._caller_gone(uid, now, vanished=event.vanished)
+                self._caller_gone(uid, now, event.vanished, event.cut_by_pbx)
             case CallEnded(call=uid) if uid in self.by_nailed:
                 # with the PBX: vanished during a link loss, or cut by a shutdown/restart
                 with_pbx = event.vanished or event.cut_by_pbx
@@ -770,11 +878,15 @@ class VoiceInbound:
                 self._with_the_pbx(now)
             case PbxSynced():
                 self.lost_at, self._pbx_going_down = None, False
+                self._had_at_loss = frozenset()
+                self._forget_gone()
+                self._requeue_waiting(now)
                 self._renail_all()
                 self._send_held(now)
                 self.hub.route(self.hub.router.route(now))
             case PbxLost():
                 self.lost_at = now
+                self._had_at_loss = frozenset(c.id for c in self.telephony.live_calls())
                 self._with_the_pbx(now)
                 for ep in self.endpoints.values():
                     self._cancel_retry(ep)  # the resync decides what to nail up
@@ -946,14 +1058,14 @@ class VoiceInbound:
         if self.hub.metrics:
             self.hub.metrics.fallback.labels(call.interaction.queue, "voice").inc()
 
-    def _caller_gone(self, uid: str, now: float, vanished: bool) -> None:
+    def _caller_gone(self, uid: str, now: float, vanished: bool, cut_by_pbx: bool = False) -> None:
         call = self.calls.pop(uid)
         uid = call.interaction.id  # from here on: the interaction's id
         self.hub.release(uid)
         queue = call.interaction.queue
+        # vanished with the link: it ended at the latest when the link was lost
+        lost = vanished and self.lost_at is not None
         if call.answered_at is not None and call.agent is not None:
-            # vanished with the link: it ended at the latest when the link was lost
-            lost = vanished and self.lost_at is not None
             ended = max(call.answered_at, self.lost_at or now) if lost else now
             self.hub.publish_interaction(
                 Stage.ENDED,
@@ -968,14 +1080,34 @@ class VoiceInbound:
                 self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
             return
         self.hub.router.abandon(uid, now)
-        wait = now - call.interaction.arrived
-        self.hub.kpi.abandon(uid, queue, wait, now)
-        self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
-        if self.hub.metrics:
-            self.hub.metrics.abandoned.labels(queue, "voice").inc()
-            self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
+        lost_at = self.lost_at if lost and self._pbx_lost_its_calls() else None
+        if cut_by_pbx and not vanished:
+            lost_at = now  # ended by the PBX's shutdown or restart, as seen
+        if lost_at is not None:
+            # a waiting caller gone with the PBX (a crash, a restart): not the
+            # caller's doing, so not an abandon (the queue's count, the metric);
+            # its wait ends when the link was lost, not at the resync
+            ended = max(call.interaction.arrived, lost_at)
+            wait = ended - call.interaction.arrived
+            self.hub.publish_interaction(
+                Stage.ENDED, call.interaction, at=ended, outcome=ENDED_PBX_LOST, wait=wait
+            )
+        else:
+            wait = now - call.interaction.arrived
+            self.hub.kpi.abandon(uid, queue, wait, now)
+            self.hub.publish_interaction(Stage.ABANDONED, call.interaction, wait=wait)
+            if self.hub.metrics:
+                self.hub.metrics.abandoned.labels(queue, "voice").inc()
+                self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
         if call.agent is not None and call.agent in self.hub.router.agents:
             self.hub.route(self.hub.router.route_agent(call.agent, now))
+
+    def _pbx_lost_its_calls(self) -> bool:
+        """At a resync after a link loss: did the PBX lose the calls it had
+        then (none of them is there now: it crashed or restarted)?  If some
+        are, only the link dropped, and a waiting caller gone meanwhile hung
+        up (an abandon).  A caller alone on the PBX counts as lost with it."""
+        return all(self.telephony.live_call(uid) is None for uid in self._had_at_loss)
 
     def _agent_lost(self, agent: str, now: float, reason: str) -> None:
         """The agent's nailed-up leg is gone (its phone hung up, or with the
@@ -1024,6 +1156,19 @@ class VoiceInbound:
             failure,
             i=iid,
         )
+
+
+def _interaction_of(iid: str, left: CallLeftOpen, **fields: Any) -> Interaction:
+    """The voice interaction of a call the last run left open, taken over."""
+    return Interaction(
+        iid,
+        Channel.VOICE,
+        left.queue,
+        left.arrived,
+        direction=left.direction,
+        customer=left.customer,
+        **fields,
+    )
 
 
 def _resume_of(ep: AgentEndpoint, reason: str | None) -> str | None:

@@ -128,23 +128,32 @@ class AcdService(service.Service):
     ) -> None:
         self.acd = acd
         self.auto_login = auto_login
+        #: ring-mode agents whose login waits for their PBX's resync
+        self._after_resync: set[str] = set()
         for voice in voices.values():
             voice.telephony.listen(functools.partial(self._on_event, voice))
 
     def _on_event(self, voice: VoiceInbound, event: TelephonyEvent) -> None:
         # ringing agents log in at once; nailed-up ones after the resync, which
-        # shows whether their leg survived a restart of Dirigent
-        nailed_step = isinstance(event, PbxSynced)
-        if not (nailed_step or isinstance(event, PbxUp)):
+        # shows whether their leg survived a restart of Dirigent -- and so do
+        # ringing ones the last run left in a conversation (ready before the
+        # resync, the next caller would ring the phone she talks on)
+        late_step = isinstance(event, PbxSynced)
+        if not (late_step or isinstance(event, PbxUp)):
             return
         for agent_id, queues in self.auto_login.items():
             ep = voice.endpoints.get(agent_id)
             if ep is None or self.acd.router.agents[agent_id].logged_in:
                 continue  # an agent of another PBX, or already in
             nailed = ep.mode == "nailed"
-            if nailed != nailed_step:
+            if not nailed and not late_step and voice.left_with(agent_id):
+                self._after_resync.add(agent_id)
+                continue
+            late = nailed or agent_id in self._after_resync
+            if late != late_step:
                 continue
             if not nailed:
+                self._after_resync.discard(agent_id)
                 self.acd.login(agent_id, list(queues))
             elif not voice.adopt_nailed(agent_id, list(queues)):
                 # logs in once bridged; a failure is logged, counted and retried

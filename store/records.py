@@ -13,10 +13,11 @@ with backoff; one that still fails is logged with its traceback and counted
 the API lets in is checked against the columns at the edge (cti/api.py), so
 no row is refused for its values.  At start-up, :func:`close_unfinished`
 ends the interactions and agent states a crash left open; the calls among
-them that were with an agent are read first (:func:`calls_left_open`), so
-that one found still going on in the agent's bridge at the PBX's resync is
-taken over and its row reopened (an answer event clears the end) and ended
-as usual, with its true talk time.
+them are read first (:func:`calls_left_open`), so that one the PBX's
+resync finds still going on -- a conversation in the agent's bridge, or a
+caller still waiting on hold -- is taken over and its row reopened (an
+answer or queueing event clears the end) and ended as usual, with its true
+talk time or wait.
 """
 
 from __future__ import annotations
@@ -170,6 +171,10 @@ class Recorder:
                 # no end: a call taken over after a restart was closed at
                 # start-up ("server-restart") and goes on (its end comes later)
                 values.update(answered_at=at, agent_code=e.agent, ended_at=None, outcome=None)
+            elif e.stage is Stage.QUEUED:
+                # waiting again (a transfer, or a caller queued again after a
+                # restart, whose row start-up closed): no end yet
+                values.update(ended_at=None, outcome=None)
             elif e.stage is not Stage.QUEUED:
                 # ended: "answered" unless cut ("pbx-lost": the channels vanished
                 # with the PBX link, ended then); abandoned and fallback: themselves
@@ -194,29 +199,29 @@ def _aware(value: dt.datetime) -> float:
 
 @dataclass(frozen=True, slots=True)
 class LeftOpen:
-    """A call the last run left with an agent (answered, no end): what its
-    voice adapter needs to take it over if the PBX still has it in the
-    agent's bridge (``interaction`` is its id, the row's ``uniqueid``)."""
+    """A call the last run left open: with an agent (``answered`` set) or
+    waiting (``answered`` None).  What its voice adapter needs to take it
+    over if the PBX still has it: in the agent's bridge, or on hold for the
+    queue (``interaction`` is its id, the row's ``uniqueid``)."""
 
     interaction: str
     queue: str
     customer: str | None
     direction: Direction
     arrived: float
-    answered: float
+    answered: float | None
     agent: str | None
     history: tuple[HistoryEntry, ...]
 
 
 def calls_left_open(engine: Engine) -> dict[str, LeftOpen]:
-    """The voice interactions answered and not ended, by interaction id.
-    Read before :func:`close_unfinished` closes them."""
+    """The voice interactions not ended (answered or still waiting), by
+    interaction id.  Read before :func:`close_unfinished` closes them."""
     t = db.interaction
     with engine.connect() as conn:
         rows = conn.execute(
             select(t).where(
                 t.c.ended_at.is_(None),
-                t.c.answered_at.is_not(None),
                 t.c.channel == "voice",
                 t.c.uniqueid.is_not(None),
             )
@@ -231,7 +236,7 @@ def calls_left_open(engine: Engine) -> dict[str, LeftOpen]:
                 row.customer,
                 Direction(row.direction),
                 _aware(row.arrived_at),
-                _aware(row.answered_at),
+                None if row.answered_at is None else _aware(row.answered_at),
                 row.agent_code,
                 history,
             )

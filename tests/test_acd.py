@@ -17,7 +17,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
-from tests.conftest import run, wait_for
+from tests.conftest import run, settle, wait_for
 
 
 def build(clock, n_agents=3, mode="ring", registry=None, **pbx_kw):
@@ -344,6 +344,18 @@ def test_a_caller_taken_by_the_dialplan_fallback_leaves_our_queue():
     assert router.agents["agent0"].state is AgentState.READY, "nothing left to offer"
 
 
+def crash_and_come_back(pbx, server, lost: list[float]) -> None:
+    """The PBX crashes: link gone, every channel gone, Asterisk back a while later."""
+    pbx.unsubscribe(server.broadcast)
+    server.stop()
+    for chan in list(pbx.channels.values()):
+        pbx.hangup_channel(chan, 16)
+    run(wait_for(lambda: bool(lost), what="link loss seen"))
+    settle(0.6)
+    server.restart()
+    pbx.subscribe(server.broadcast)
+
+
 def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_so(
     sim, session_factory
 ):
@@ -351,8 +363,6 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
     finds them gone comes later.  The talk time ends when the link was lost,
     the outcome says why, and the agent gets a new leg by itself."""
     from twisted.internet import reactor
-
-    from tests.conftest import settle
 
     pbx, server = sim
     pbx.inbound_talk = 600
@@ -381,15 +391,7 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
         run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
         answered = acd.calls[caller.uniqueid].answered_at
 
-        # the PBX crashes: link gone, every channel gone, Asterisk back a while later
-        pbx.unsubscribe(server.broadcast)
-        server.stop()
-        for chan in list(pbx.channels.values()):
-            pbx.hangup_channel(chan, 16)
-        run(wait_for(lambda: lost, what="link loss seen"))
-        settle(0.6)
-        server.restart()
-        pbx.subscribe(server.broadcast)
+        crash_and_come_back(pbx, server, lost)
         run(wait_for(lambda: ended, timeout=10, what="the conversation closed by the resync"))
 
         (msg,) = ended
@@ -402,5 +404,85 @@ def test_a_conversation_lost_with_the_pbx_ends_when_the_link_was_lost_and_says_s
                 what="a new leg nailed up after the resync, agent ready again",
             )
         )
+    finally:
+        acd.stop()
+
+
+def test_a_caller_waiting_when_the_pbx_crashes_is_lost_with_it_not_abandoned(sim, session_factory):
+    """QA3 finding 7: a caller on hold when Asterisk dies used to be recorded
+    "abandoned" at the resync (its wait stretched over the outage, counted in
+    the queue's abandoned callers and the abandon metric).  It vanished with
+    the PBX: it ends when the link was lost, "pbx-lost", and is no abandon."""
+    from twisted.internet import reactor
+
+    pbx, server = sim
+    registry = CollectorRegistry()
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    phone = AmiTelephony(session)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    router.add_agent(Agent("ringer"))
+    endpoints = {"ringer": AgentEndpoint("ringer", "1001")}
+    acd = InboundAcd(phone, router, reactor, endpoints, registry=registry, wrap_up=1)
+    gone: list[dict] = []
+    acd.bus.subscribe(
+        InteractionChanged,
+        lambda e: gone.append(to_message(e)) if e.stage is not Stage.QUEUED else None,
+    )
+    lost: list[float] = []
+    phone.subscribe(
+        lambda e: lost.append(reactor.seconds()) if type(e).__name__ == "PbxDisconnected" else None
+    )
+    session.start()
+    run(session.wait_connected(5))
+    acd.start()
+    try:
+        caller = pbx.inbound_call(queue="sales")  # nobody logged in: it waits
+        run(wait_for(lambda: caller.uniqueid in router.waiting, what="the caller waits"))
+
+        crash_and_come_back(pbx, server, lost)
+        run(wait_for(lambda: gone, timeout=10, what="the caller closed by the resync"))
+
+        (msg,) = gone
+        assert msg["interaction"] == caller.uniqueid
+        assert (msg["event"], msg.get("outcome")) == ("ended", "pbx-lost"), msg
+        assert msg["at"] <= lost[0] + 0.01, "its wait ends when the link was lost"
+        assert not router.waiting and caller.uniqueid not in acd.calls
+        assert acd.kpi.abandoned_in("sales", reactor.seconds()) == 0 and not acd.kpi.abandoned
+        labels = {"queue": "sales", "channel": "voice"}
+        abandons = registry.get_sample_value("dirigent_interactions_abandoned_total", labels)
+        assert not abandons, "a PBX crash counted as the caller's abandon"
+    finally:
+        acd.stop()
+
+
+def test_a_caller_waiting_when_the_pbx_shuts_down_is_lost_with_it_not_abandoned(
+    sim, session_factory
+):
+    """``core restart now``: the PBX hangs up every channel (SHUTDOWN soft
+    hang-ups, as recorded): a waiting caller cut so is no abandon either."""
+    from twisted.internet import reactor
+
+    pbx, server = sim
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    phone = AmiTelephony(session)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    router.add_agent(Agent("ringer"))
+    acd = InboundAcd(phone, router, reactor, {"ringer": AgentEndpoint("ringer", "1001")}, wrap_up=1)
+    gone: list[dict] = []
+    acd.bus.subscribe(
+        InteractionChanged,
+        lambda e: gone.append(to_message(e)) if e.stage is not Stage.QUEUED else None,
+    )
+    session.start()
+    run(session.wait_connected(5))
+    acd.start()
+    try:
+        caller = pbx.inbound_call(queue="sales")
+        run(wait_for(lambda: caller.uniqueid in router.waiting, what="the caller waits"))
+        pbx.shutdown(restart=True)
+        run(wait_for(lambda: gone, timeout=10, what="the caller's end"))
+        (msg,) = gone
+        assert (msg["event"], msg.get("outcome")) == ("ended", "pbx-lost"), msg
+        assert not acd.kpi.abandoned and acd.kpi.abandoned_in("sales", reactor.seconds()) == 0
     finally:
         acd.stop()

@@ -1,21 +1,24 @@
 """A restart of Dirigent (not of the PBX) while an inbound caller talks to a
-nailed-up agent (QA round 2, finding 2).
+nailed-up agent (QA round 2, finding 2), to a ring-mode agent, or waits on
+hold (QA round 3, findings 6 and 8).
 
 The simulated Asterisk keeps running over real AMI/TCP; the first Dirigent
 is stopped the way existing restart tests stop it (its PBX side, the agents'
 nailed-up legs and the caller in the agent's ConfBridge, stays up; nobody
 logs off) and a second one starts on the same PBX and database.  The call
 going on is taken over: the agent is busy with it, the next caller is not
-moved into that conference (two customers would hear each other), and the
-report row of the call keeps its true talk time.  A channel nobody can name
-in an agent's bridge keeps the agent paused until it leaves.
+moved into that conference (two customers would hear each other) nor rung to
+the phone she talks on, and the report row of the call keeps its true talk
+time.  A caller on hold is queued again with its own arrival time and
+connected to the free agent at once.  A channel nobody can name in an
+agent's bridge keeps the agent paused until it leaves.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -40,8 +43,11 @@ AGENT = "agent1001"
 @pytest.fixture
 def restartable(tmp_path, request) -> Iterator[Any]:
     """(start, pbx, engine); ``auto_login`` of the agent from an indirect
-    parameter (default True)."""
-    auto_login = getattr(request, "param", True)
+    parameter (default True), or ``{"auto_login": ..., "mode": ...}``."""
+    param = getattr(request, "param", True)
+    options: dict[str, Any] = param if isinstance(param, dict) else {"auto_login": param}
+    auto_login: bool = options.get("auto_login", True)
+    mode: Literal["ring", "nailed"] = options.get("mode", "nailed")
     pbx = SimPbx(reactor, seed=7, agents=1, agent_answer_delay=0.05)
     server = SimAmiServer(pbx, reactor)
     server.listen(0)
@@ -60,7 +66,7 @@ def restartable(tmp_path, request) -> Iterator[Any]:
                 AgentSettings(
                     id=AGENT,
                     endpoint="1001",
-                    mode="nailed",
+                    mode=mode,
                     queues=("sales",),
                     auto_login=auto_login,
                 ),
@@ -135,6 +141,47 @@ def _utc(value: dt.datetime | None) -> float | None:
     return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
 
 
+def flush(app: Dirigent) -> None:
+    """Wait until ``app`` has written its report rows."""
+    recorder = app.database.recorder
+    assert recorder is not None
+    recorder.flush()
+
+
+def answered_at(app: Dirigent, engine: Any, uniqueid: str) -> float:
+    """The answer time the report row of a call has (written by ``app``)."""
+    flush(app)
+    answered = _utc(row(engine, uniqueid).answered_at)
+    assert answered is not None
+    return answered
+
+
+def busy_with_it_again(again: Dirigent, engine: Any, uniqueid: str) -> None:
+    """After the restart: the agent is busy with the call it was in (not
+    ready for the next one) and the call's row is open again."""
+    acd = again.acd
+    assert acd is not None
+    run(wait_for(lambda: acd.router.agents[AGENT].logged_in, what="the agent back"))
+    view = agent_view(again)
+    assert view["state"] == "busy", view
+    assert [w["interaction"] for w in view["work"]] == [uniqueid]
+    assert acd.router.handled_by(uniqueid) == AGENT
+    flush(again)
+    reopened = row(engine, uniqueid)
+    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+
+
+def ended_with_its_talk_time(again: Dirigent, engine: Any, uniqueid: str, answered: float) -> None:
+    flush(again)
+    ended = row(engine, uniqueid)
+    assert ended.outcome == "answered" and ended.agent_code == AGENT
+    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
+    ended_at = _utc(ended.ended_at)
+    assert ended_at is not None
+    talk = ended_at - answered
+    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+
+
 def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restartable):
     start, pbx, engine = restartable
     most_customers = customers_in_bridges(pbx)
@@ -144,22 +191,12 @@ def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restar
     run(wait_for(lambda: busy(app), what="the first caller connected"))
     leg = pbx.channels[app.voices["sim"].endpoints[AGENT].nailed_uniqueid]
     assert first.bridge == leg.bridge
-    app.database.recorder.flush()
-    answered = _utc(row(engine, first.uniqueid).answered_at)
-    assert answered is not None
+    answered = answered_at(app, engine, first.uniqueid)
 
     crash(app)
     settle(0.5)  # the conversation goes on meanwhile
     again = start()
-    # the agent is busy with the call it was in, not ready for the next one
-    run(wait_for(lambda: again.acd.router.agents[AGENT].logged_in, what="the agent back"))
-    view = agent_view(again)
-    assert view["state"] == "busy", view
-    assert [w["interaction"] for w in view["work"]] == [first.uniqueid]
-    assert again.acd.router.handled_by(first.uniqueid) == AGENT
-    again.database.recorder.flush()
-    reopened = row(engine, first.uniqueid)
-    assert reopened.ended_at is None and reopened.outcome is None, "the call goes on"
+    busy_with_it_again(again, engine, first.uniqueid)
 
     # the next caller waits: it is not moved into the conference going on
     second = caller(pbx)
@@ -181,14 +218,7 @@ def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restar
         )
     )
     assert most_customers() == 1
-    again.database.recorder.flush()
-    ended = row(engine, first.uniqueid)
-    assert ended.outcome == "answered" and ended.agent_code == AGENT
-    assert _utc(ended.answered_at) == pytest.approx(answered, abs=0.01)
-    ended_at = _utc(ended.ended_at)
-    assert ended_at is not None
-    talk = ended_at - answered
-    assert talk >= 2.0, f"the talk time across the restart is {talk:.1f} s"
+    ended_with_its_talk_time(again, engine, first.uniqueid, answered)
 
 
 def test_a_channel_nobody_can_name_keeps_the_agent_paused_until_it_leaves(restartable):
@@ -264,3 +294,124 @@ def test_a_nailed_agent_who_logs_in_by_hand_after_a_restart_gets_its_leg_back_no
     assert pbx.stats.get("originate", 0) == originates, "the phone was rung again"
     assert phone_legs(pbx) == [leg]
     assert agent_view(again)["state"] == "ready"
+
+
+RING = {"auto_login": True, "mode": "ring"}
+
+
+def phone_channels(pbx: SimPbx) -> list[SimChannel]:
+    return [c for c in pbx.channels.values() if c.far == "agent"]
+
+
+@pytest.mark.parametrize("restartable", [RING], indirect=True)
+def test_a_caller_talking_to_a_ring_mode_agent_is_taken_over_after_a_restart(restartable):
+    """QA3 finding 6: the agent's phone was Dialed for the caller (dirigent-
+    connect) and the two share a bridge.  After the restart the agent used
+    to be "ready" (logged in before the resync), the next caller rang her
+    phone mid-call and paused her "endpoint busy", and the row said 0 s of
+    talk.  Now she is busy with the call she is in (her auto-login waits for
+    the resync: ready before it, she was offered the caller waiting); its
+    hang-up ends it with the talk time across the restart."""
+    start, pbx, engine = restartable
+    app = start()
+    run(wait_for(lambda: app.acd.router.agents[AGENT].logged_in, what="the agent in"))
+    first = caller(pbx)
+    run(wait_for(lambda: busy(app), what="the first caller connected"))
+    (phone,) = phone_channels(pbx)
+    assert first.bridge is not None and first.bridge == phone.bridge
+    second = caller(pbx)  # waits: she is busy
+    run(wait_for(lambda: app.acd.router.is_waiting(second.uniqueid), what="the second waits"))
+    answered = answered_at(app, engine, first.uniqueid)
+
+    crash(app)
+    settle(0.5)  # the conversation goes on meanwhile
+    again = start()
+    busy_with_it_again(again, engine, first.uniqueid)
+
+    # the caller waiting is queued again, but the phone she talks on is not
+    # rung for it, nor for the next caller
+    third = caller(pbx)
+    run(wait_for(lambda: again.acd.router.is_waiting(third.uniqueid), what="the third waits"))
+    assert again.acd.router.is_waiting(second.uniqueid)
+    settle(1.0)
+    assert second.bridge is None and phone_channels(pbx) == [phone]
+    assert pbx.stats.get("connect_busy", 0) == 0, "her phone was rung during the call"
+    assert agent_view(again)["state"] == "busy"
+
+    # the first caller hangs up: wrap-up, then the second caller is rung to her
+    settle(0.5)
+    pbx.hangup_channel(first, 16)
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(second.uniqueid) == AGENT,
+            what="the second caller with the agent after the wrap-up",
+        )
+    )
+    ended_with_its_talk_time(again, engine, first.uniqueid, answered)
+
+
+@pytest.mark.parametrize("restartable", [RING], indirect=True)
+def test_a_caller_waiting_while_dirigent_restarts_is_queued_again_and_connected(restartable):
+    """QA3 finding 8: a caller on hold during the restart used to be
+    forgotten (every agent ready, the queue empty, music until the
+    dialplan's fallback; its row closed at its arrival with 0 s of wait).
+    Now it is queued again with its own arrival time and the free agent
+    gets it at once; its row is reopened and answered."""
+    start, pbx, engine = restartable
+    app = start()
+    run(wait_for(lambda: app.acd.router.agents[AGENT].logged_in, what="the agent in"))
+    app.acd.pause(AGENT, "break")
+    waiting = caller(pbx)
+    run(wait_for(lambda: app.acd.router.is_waiting(waiting.uniqueid), what="the caller waits"))
+    app.database.recorder.flush()
+    arrived = _utc(row(engine, waiting.uniqueid).arrived_at)
+    assert arrived is not None
+
+    crash(app)
+    settle(0.5)  # the caller hears music meanwhile
+    again = start()  # the agent logs in ready (auto_login)
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(waiting.uniqueid) == AGENT,
+            what="the waiting caller connected to the free agent",
+        )
+    )
+    (phone,) = phone_channels(pbx)
+    assert waiting.bridge is not None and waiting.bridge == phone.bridge
+    again.database.recorder.flush()
+    answered = row(engine, waiting.uniqueid)
+    assert answered.ended_at is None and answered.outcome is None, "the call goes on"
+    assert answered.agent_code == AGENT
+    assert _utc(answered.arrived_at) == pytest.approx(arrived, abs=0.01)
+    answered_at = _utc(answered.answered_at)
+    assert answered_at is not None and answered_at - arrived >= 0.5, "the wait across the restart"
+    history = answered.attributes["history"]
+    assert [h["event"] for h in history] == ["queued", "answered"], history
+
+
+@pytest.mark.parametrize("restartable", [{"auto_login": False, "mode": "ring"}], indirect=True)
+def test_a_caller_waiting_across_a_restart_shows_in_its_queue_until_an_agent_logs_in(
+    restartable,
+):
+    start, pbx, _engine = restartable
+    app = start()
+    run(wait_for(lambda: app.sessions["sim"].connected, what="connected"))
+    waiting = caller(pbx)
+    run(wait_for(lambda: app.acd.router.is_waiting(waiting.uniqueid), what="the caller waits"))
+    crash(app)
+    again = start()
+    boss = token(again, "boss")
+    run(wait_for(lambda: again.acd.router.is_waiting(waiting.uniqueid), what="queued again"))
+    status, queues = call(again, "GET", "queues", token=boss)
+    assert status == 200
+    (sales,) = [q for q in queues if q["queue"] == "sales"]
+    voice = sales["channels"]["voice"]
+    assert voice["waiting"] == 1 and voice["oldest_wait"] >= 0.1, sales
+    status, _ = call(again, "POST", f"agents/{AGENT}/login", {"queues": ["sales"]}, boss)
+    assert status == 200
+    run(
+        wait_for(
+            lambda: again.acd.router.handled_by(waiting.uniqueid) == AGENT,
+            what="connected to the agent who logged in",
+        )
+    )
