@@ -609,7 +609,7 @@ class ConfigFile(_Table):
                 if q in dialed and a.mode != "nailed":
                     raise ConfigError(
                         f"agent[{i}].queues",
-                        f"campaign queue {q!r} needs mode = \"nailed\": a person a campaign"
+                        f'campaign queue {q!r} needs mode = "nailed": a person a campaign'
                         " reaches must be with an agent within 2 s, and a phone rung per"
                         " call is not",
                     )
