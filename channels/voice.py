@@ -412,8 +412,21 @@ class VoiceInbound:
         call = self.calls.get(uid)
         if call is None:
             return
-        # the caller goes to the PBX's own fallback (queue / voicemail)
-        self.telephony.to_fallback(uid, call.interaction.queue)
+        # the caller goes to the PBX's own fallback (queue / voicemail): not
+        # ours from then on, written "fallback" as when the dialplan's own wait
+        # ends (its priority skips the DirigentFallback UserEvent: we already
+        # know), not "abandoned" at the end of the fallback's conversation
+        d = self.telephony.to_fallback(uid, call.interaction.queue)
+        pbx = self.telephony.name
+        d.addCallbacks(
+            lambda _: self._fallback(CallFellBack(pbx, uid), self.hub.clock.seconds()),
+            lambda f: log.warn(
+                "caller {uid} not sent to the fallback of {q}: {e}",
+                uid=uid,
+                q=call.interaction.queue,
+                e=f.getErrorMessage(),
+            ),
+        )
 
     def transfer(
         self, agent: str, interaction: str, queue: str | None, to_agent: str | None

@@ -486,3 +486,28 @@ def test_a_caller_waiting_when_the_pbx_shuts_down_is_lost_with_it_not_abandoned(
         assert not acd.kpi.abandoned and acd.kpi.abandoned_in("sales", reactor.seconds()) == 0
     finally:
         acd.stop()
+
+
+def test_a_caller_the_queues_overflow_sends_to_voicemail_is_a_fallback_not_an_abandon():
+    """QA round 3: a caller sent to the PBX's fallback by a queue's overflow
+    step was written "abandoned" when the fallback's conversation ended,
+    while the dialplan's own fallback is written "fallback"."""
+    from routing.model import OverflowStep
+
+    clock = task.Clock()
+    pbx = SimPbx(clock, seed=3, agents=1, inbound_patience_mean=1e9, inbound_talk=20)
+    phone = SimTelephony(pbx)
+    queue = QueueConfig("sales", overflow=(OverflowStep(8, "voicemail"),))
+    router = Router({"sales": queue}, offer_timeout=30)
+    router.add_agent(Agent("agent0"))
+    acd = InboundAcd(phone, router, clock, {"agent0": AgentEndpoint("agent0", "1001", "ring")})
+    acd.start()
+    stages: list[tuple[str, float]] = []
+    acd.bus.subscribe(InteractionChanged, lambda e: stages.append((e.stage.value, round(e.at, 1))))
+    caller = pbx.inbound_call(queue="sales")  # nobody logged in
+    advance(clock, 12)
+    assert ("fallback", 8.0) in [(s, round(t)) for s, t in stages], stages
+    pbx.hangup_channel(caller, 16)  # after its conversation in the fallback queue
+    advance(clock, 1)
+    assert "abandoned" not in [s for s, _ in stages], stages
+    assert acd.kpi.fallbacks == 1 and not acd.kpi.abandoned
