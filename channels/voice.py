@@ -935,11 +935,17 @@ class VoiceInbound:
         if uid in self.calls:
             return
         if queue not in self.hub.router.queues:
+            # no agent can take it: the fallback now, not after a minute of music
             log.warn(
-                "inbound call {uid} for unknown queue {q}: left to the dialplan fallback",
+                "inbound call {uid} for unknown queue {q}: sent to the dialplan fallback"
+                " (check the DID's Goto(dirigent-inbound,<queue>,1))",
                 uid=uid,
                 q=queue,
             )
+            if self.hub.metrics:
+                self.hub.metrics.fallback.labels(queue, "voice").inc()
+            d = self.telephony.to_fallback(uid, queue)
+            d.addErrback(lambda f: log.failure("fallback of call {uid} failed", f, uid=uid))
             return
         home = self.hub.queue_pbx.get(queue)
         if home is not None and self.name and home != self.name:

@@ -511,3 +511,24 @@ def test_a_caller_the_queues_overflow_sends_to_voicemail_is_a_fallback_not_an_ab
     advance(clock, 1)
     assert "abandoned" not in [s for s, _ in stages], stages
     assert acd.kpi.fallbacks == 1 and not acd.kpi.abandoned
+
+
+def test_a_call_for_a_queue_dirigent_does_not_know_goes_to_the_fallback_at_once():
+    """QA round 3 (minor): a DID routed to an unknown queue was logged, and the
+    caller still waited the whole DIRIGENT_WAIT in music for nobody."""
+    from asterisk.port import FALLBACK_PRIORITY
+
+    clock = task.Clock()
+    registry = CollectorRegistry()
+    pbx, _phone, router, acd = build(clock, registry=registry, inbound_patience_mean=1e9)
+    acd.start()
+    for agent in router.agents:
+        router.login(agent, clock.seconds(), ["sales"])
+    caller = pbx.inbound_call(queue="billing")
+    advance(clock, 1)
+    assert caller.priority >= FALLBACK_PRIORITY and caller.app == "Queue", (
+        caller.app,
+        caller.priority,
+    )
+    labels = {"queue": "billing", "channel": "voice"}
+    assert registry.get_sample_value("dirigent_interactions_fallback_total", labels) == 1
