@@ -10,7 +10,7 @@ definition.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from routing.model import Channel
 from routing.router import Router
@@ -45,6 +45,27 @@ class Kpi:
         self._roll(now)
         self.abandoned.append((interaction, wait))
         self.abandoned_today[queue] = self.abandoned_today.get(queue, 0) + 1
+
+    def restore(
+        self,
+        answers: Iterable[tuple[float, str, float]],
+        abandons: Iterable[tuple[float, str, str, float]],
+        fallbacks: int,
+        now: float,
+    ) -> None:
+        """Today's figures from the report rows, at start-up: a restart does
+        not begin the day again.  ``answers``: (answered at, queue, wait);
+        ``abandons``: (left at, interaction, queue, wait); both in time
+        order.  Calls of a queue no longer configured are left out."""
+        self._roll(now)
+        for at, queue, wait in answers:
+            if queue in self.router.queues and self.day_start(at) == self._today_start:
+                self.answered(queue, wait, at)
+        for at, interaction, queue, wait in abandons:
+            if queue in self.router.queues and self.day_start(at) == self._today_start:
+                self.abandon(interaction, queue, wait, at)
+        self.fallbacks += fallbacks
+        self._roll(now)
 
     def abandoned_in(self, queue: str, now: float) -> int:
         """Callers of ``queue`` who left waiting today."""

@@ -41,12 +41,35 @@ from store.dialer import DbCampaignStore
 from store.instance import hold_database
 from store.list_ops import ListOps
 from store.pool import MachineCall
-from store.records import Recorder, calls_left_open, close_unfinished, time_in_state
+from store.records import (
+    DayCall,
+    Recorder,
+    calls_left_open,
+    close_unfinished,
+    inbound_calls_since,
+    time_in_state,
+)
 
 log = Logger(namespace="dirigent.service")
 
 #: seconds between comparisons of the live tokens with the users table
 REVOCATION_INTERVAL = 5.0
+
+
+def _restore_kpi(hub: Hub, calls: list[DayCall], now: float) -> None:
+    """Today's live figures from today's report rows (a restart does not
+    begin the day again): answers with their waits, callers who left
+    waiting, fallbacks."""
+    answers = sorted(
+        (c.answered, c.queue, c.answered - c.arrived) for c in calls if c.answered is not None
+    )
+    abandons = sorted(
+        (c.ended, c.interaction, c.queue, c.ended - c.arrived)
+        for c in calls
+        if c.outcome == "abandoned" and c.answered is None and c.ended is not None
+    )
+    fallbacks = sum(1 for c in calls if c.outcome == "fallback")
+    hub.kpi.restore(answers, abandons, fallbacks, now)
 
 
 def freeze_startup_objects() -> None:
@@ -249,6 +272,10 @@ class Dirigent:
                 campaign_queues=[c.settings.queue_name for c in settings.campaigns],
                 rung=[a.id for a in routing.agents if a.mode != "nailed"],
             )
+            # today's figures (service level, abandoned) go on from the rows
+            now = self.clock.seconds()
+            today = inbound_calls_since(self.database.engine, self.acd.day_start(now))
+            _restore_kpi(self.acd, today, now)
             # calls the last run left with agents: taken over if still bridged
             left_open = calls_left_open(self.database.engine)
             for name, session in self.sessions.items():

@@ -214,6 +214,49 @@ class LeftOpen:
     history: tuple[HistoryEntry, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DayCall:
+    """An inbound voice call of today as its report row has it (epoch seconds)."""
+
+    interaction: str
+    queue: str
+    arrived: float
+    answered: float | None
+    ended: float | None
+    outcome: str | None
+
+
+def inbound_calls_since(engine: Engine, since: float) -> list[DayCall]:
+    """Today's inbound voice calls, for the live figures a restart must not
+    reset (``/api/queues``: abandoned today, service level today)."""
+    t = db.interaction
+    start = dt.datetime.fromtimestamp(since, dt.UTC)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                t.c.uniqueid,
+                t.c.queue_name,
+                t.c.arrived_at,
+                t.c.answered_at,
+                t.c.ended_at,
+                t.c.outcome,
+            )
+            .where(t.c.channel == "voice", t.c.direction == "inbound", t.c.arrived_at >= start)
+            .order_by(t.c.arrived_at)
+        ).all()
+    return [
+        DayCall(
+            row.uniqueid or "",
+            row.queue_name or "default",
+            _aware(row.arrived_at),
+            None if row.answered_at is None else _aware(row.answered_at),
+            None if row.ended_at is None else _aware(row.ended_at),
+            row.outcome,
+        )
+        for row in rows
+    ]
+
+
 def calls_left_open(engine: Engine) -> dict[str, LeftOpen]:
     """The voice interactions not ended (answered or still waiting), by
     interaction id.  Read before :func:`close_unfinished` closes them."""

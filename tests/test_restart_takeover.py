@@ -415,3 +415,34 @@ def test_a_caller_waiting_across_a_restart_shows_in_its_queue_until_an_agent_log
             what="connected to the agent who logged in",
         )
     )
+
+
+def queue_figures(app: Dirigent, queue: str = "sales") -> dict[str, Any]:
+    status, queues = call(app, "GET", "queues", token=token(app, "boss"))
+    assert status == 200
+    (figures,) = [q for q in queues if q["queue"] == queue]
+    return figures
+
+
+def test_todays_queue_figures_outlive_a_restart(restartable):
+    """QA round 3 (minor): after a restart /api/queues said abandoned 0 and
+    no service level for today, while the database held today's calls."""
+    start, pbx, _engine = restartable
+    app = start()
+    run(wait_for(lambda: app.acd.has_leg(AGENT), what="the leg up"))
+    first = caller(pbx, talk=1.0)
+    run(wait_for(lambda: busy(app), what="the first caller connected"))
+    second = caller(pbx)  # waits: the only agent is busy
+    run(wait_for(lambda: app.acd.router.is_waiting(second.uniqueid), what="the second waits"))
+    pbx.hangup_channel(second, 16)  # gives up
+    run(wait_for(lambda: app.acd.kpi.abandoned_in("sales", reactor.seconds()) == 1, what="counted"))
+    before = queue_figures(app)
+    assert before["service_level_today"] is not None
+    run(wait_for(lambda: not first.alive, what="the first call over"))
+    app.database.recorder.flush()
+    crash(app)
+    again = start()
+    after = queue_figures(again)
+    assert after["abandoned"] == 1
+    assert after["service_level_today"] == before["service_level_today"]
+    assert after["service_level_30m"] == before["service_level_30m"]
