@@ -160,3 +160,24 @@ def test_a_transfer_to_a_queue_reaches_its_free_ring_mode_agent() -> None:
 
 def test_a_transfer_to_a_queue_reaches_its_free_nailed_agent() -> None:
     transfer_to_support("nailed")
+
+
+def test_a_move_the_pbx_refuses_while_the_caller_is_on_its_way_is_sent_again() -> None:
+    """Someone else's Redirect of the caller is under way when Dirigent moves
+    it to the agent who just became ready: Asterisk refuses ("channel not
+    up"); the move is sent again and the agent gets the caller, its pop
+    never ending "declined"."""
+    clock = task.Clock()
+    pbx, router, acd, _seen = build(clock, {"anna": AgentEndpoint("anna", "1001", "ring")})
+    ended: list[OfferEnded] = []
+    acd.bus.subscribe(OfferEnded, ended.append)
+    caller = pbx.inbound_call(queue="sales")
+    advance(clock, 1.0)
+    assert router.is_waiting(caller.uniqueid)
+    pbx.redirect(caller.name, "dirigent-inbound", "sales", 5)  # e.g. an operator's own action
+    acd.login("anna", ["sales"])  # offered at once: its Redirect meets the pending one
+    advance(clock, 2.0)
+    assert bridged_with(pbx, caller, "1001"), "anna never got the caller"
+    assert router.handled_by(caller.uniqueid) == "anna"
+    assert [e.end for e in ended] == [OfferEnd.ACCEPTED], ended
+    assert router.agents["anna"].pause_reason is None
