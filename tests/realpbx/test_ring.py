@@ -184,12 +184,9 @@ def test_a_blind_transfer_reaches_the_free_agent_of_the_queue(pbx, farm, dirigen
         caller.dial("4930555000")
         wait_until(caller.answered, 10, "the PBX answered the inbound caller")
         wait_until(lambda: pbx.bridge_with("customers", "1001"), 15, "the caller with anna")
-        work = wait_until(lambda: server.agent("anna")["work"], 10, "anna busy with the call")
-        iid = work[0]["interaction"]
-        status, body = server.request(
-            "POST", f"/api/interactions/{iid}/transfer", {"queue": "support"}
-        )
-        assert status == 200, body
+        iid = wait_until(lambda: server.agent("anna")["work"], 10, "anna busy")[0]["interaction"]
+        answer = server.request("POST", f"/api/interactions/{iid}/transfer", {"queue": "support"})
+        assert answer[0] == 200, f"transfer of {iid} to support: {answer}"
         bridge = wait_until(
             lambda: pbx.bridge_with("customers", "1003"),
             10,
