@@ -22,13 +22,14 @@ from typing import Any
 
 from twisted.internet import task
 
+from asterisk.port import FALLBACK_PRIORITY, RING_VARIABLE, WAIT_PRIORITY
 from channels.voice import AgentEndpoint, InboundAcd
 from core.events import InteractionChanged, OfferEnd, OfferEnded, Stage
 from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
-from sim.pbx import SimChannel, SimPbx
+from sim.pbx import SimChannel, SimPbx, shipped_dialplan_path
 
 OFFER_TIMEOUT = 15.0
 
@@ -181,3 +182,21 @@ def test_a_move_the_pbx_refuses_while_the_caller_is_on_its_way_is_sent_again() -
     assert router.handled_by(caller.uniqueid) == "anna"
     assert [e.end for e in ended] == [OfferEnd.ACCEPTED], ended
     assert router.agents["anna"].pause_reason is None
+
+
+def test_the_shipped_dialplan_has_the_priorities_dirigent_and_the_sim_name() -> None:
+    """``dirigent-inbound``'s label ``wait`` (where a failed ring returns) is
+    priority WAIT_PRIORITY, its GotoIf (where Dirigent sends a caller to the
+    fallback) FALLBACK_PRIORITY; dirigent-connect rings ``${DIRIGENT_RING}``."""
+    text = shipped_dialplan_path().read_text()
+    section = text.split("[dirigent-inbound]", 1)[1].split("\n[", 1)[0]
+    steps = []  # "<priority>,<application>(...)" of each line, the pattern left out
+    for line in section.splitlines():
+        if "=>" in line:
+            rhs = line.split("=>", 1)[1].strip()
+            steps.append(rhs.split(",", 1)[1] if rhs.startswith("_") else rhs)
+    assert steps[WAIT_PRIORITY - 1].startswith("n(wait),MusicOnHold("), steps
+    assert steps[FALLBACK_PRIORITY - 1].startswith("n,GotoIf("), steps
+    connect = text.split("[dirigent-connect]", 1)[1].split("\n[", 1)[0]
+    assert f"Dial(PJSIP/${{EXTEN}},${{{RING_VARIABLE}}})" in connect
+    assert "Goto(dirigent-inbound,${DIRIGENT_QUEUE},wait)" in connect
