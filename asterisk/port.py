@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from asterisk import actions as ami
@@ -63,6 +64,7 @@ from core.telephony import (
 )
 
 Subscriber = Callable[[PbxEvent], None]
+log = Logger(namespace="asterisk.port")
 
 
 @runtime_checkable
@@ -110,10 +112,15 @@ INBOUND = "dirigent-inbound"  # exten = queue: announce, hold music, then the fa
 #: the priority of ``dirigent-inbound`` after its ``DirigentFallback`` UserEvent:
 #: a caller sent there goes to the fallback queue / voicemail without announcing it
 FALLBACK_PRIORITY = 7
+#: the priority of ``dirigent-inbound``'s label ``wait`` (its MusicOnHold): where a
+#: caller whose agent's phone did not take the call waits again, not announced anew
+WAIT_PRIORITY = 5
 OUTBOUND = "dirigent-outbound"  # exten s: AMD (if asked), then wait to be moved
 AGENT_LINE = "dirigent-agent"  # exten = agent: the agent's own ConfBridge
 JOIN = "dirigent-join"  # exten = agent: join that agent's ConfBridge
 CONNECT = "dirigent-connect"  # exten = phone: Dial it, UserEvent DirigentConnectFailed
+#: the caller's channel variable ``[dirigent-connect]`` rings the phone for (seconds)
+RING_VARIABLE = "DIRIGENT_RING"
 PROMPTS = {Prompt.ABANDON: "dirigent-abandon", Prompt.MACHINE_MESSAGE: "dirigent-message"}
 #: an agent's phone as a dial string
 PHONE = "PJSIP/{phone}"
@@ -174,6 +181,16 @@ def _invalid(failure: Failure) -> Failure:
     return failure
 
 
+def _ring_time_failed(failure: Failure, call: str) -> None:
+    # the Redirect right behind it says whether the caller is still there; a
+    # phone that rings the dialplan's default time instead is worth a warning
+    log.warn(
+        "call {call}: setting its ring time failed ({e}); the dialplan's default applies",
+        call=call,
+        e=failure.getErrorMessage(),
+    )
+
+
 def _result(result: OriginateResult) -> DialResult:
     return DialResult(result.uniqueid, result.outcome, result.cause)
 
@@ -197,6 +214,9 @@ class AsteriskVoice:
         raise NotImplementedError
 
     def hangup(self, channel: str, cause: int = 16) -> Deferred[None]:
+        raise NotImplementedError
+
+    def setvar(self, channel: str, variable: str, value: str) -> Deferred[None]:
         raise NotImplementedError
 
     def play_moh(self, channel: str, on: bool = True) -> Deferred[None]:
@@ -278,9 +298,20 @@ class AsteriskVoice:
         )
         return d.addCallbacks(_result, _invalid)
 
-    def connect_to_agent(self, call: str, agent: str, ring: str | None = None) -> Deferred[None]:
+    def connect_to_agent(
+        self, call: str, agent: str, ring: str | None = None, ring_for: float | None = None
+    ) -> Deferred[None]:
+        """With ``ring_for`` the caller gets :data:`RING_VARIABLE` first (a
+        Setvar on the same link just before the Redirect: Asterisk carries out
+        one session's actions in order, so the Dial reads it), and the phone
+        rings that long, not the dialplan's default."""
         if ring is not None:
-            d = self.redirect(self._channel(call), CONNECT, ring)
+            channel = self._channel(call)
+            if ring_for is not None:
+                self.setvar(channel, RING_VARIABLE, f"{ring_for:.1f}").addErrback(
+                    _ring_time_failed, call
+                )
+            d = self.redirect(channel, CONNECT, ring)
         else:
             d = self.redirect(self._channel(call), JOIN, agent)
         return d.addErrback(_invalid)

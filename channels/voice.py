@@ -79,7 +79,7 @@ from twisted.logger import Logger
 from center.hub import Hub
 from core.bus import EventBus
 from core.errors import Unavailable
-from core.events import HistoryEntry, Stage
+from core.events import HistoryEntry, OfferEnd, Stage
 from core.telephony import (
     CALL_IN_BRIDGE,
     AgentRingFailed,
@@ -87,6 +87,7 @@ from core.telephony import (
     CallEnded,
     CallFellBack,
     CallWaiting,
+    CommandRefused,
     DialResult,
     Outcome,
     OutcomeUnknown,
@@ -122,6 +123,17 @@ SHUTDOWN_WINDOW = 5.0
 #: the pause a preview campaign sets; never restored after a lost leg (the
 #: record on screen went back meanwhile)
 PREVIEW = "preview"
+#: a ring-mode agent's phone rings this much less than the offer has left, so
+#: the PBX gives up (and says so) before the offer times out in Dirigent
+RING_MARGIN = 1.0
+#: a move the PBX refused while the caller is still up (Asterisk refuses a
+#: Redirect while the last one is under way: "channel not up") is sent again
+#: after this long, at most MOVE_RETRIES times, never held against the agent
+MOVE_RETRY_DELAY = 0.25
+MOVE_RETRIES = 4
+#: a move waiting for the caller's hold to land is sent anyway after this long
+#: (the landing is the caller's DirigentInbound UserEvent, which may not come)
+LANDING_WAIT = 2.0
 #: the pause reason of a ring-mode agent whose phone did not take the call
 PAUSE_FOR_RING_FAILURE = {
     RingFailure.BUSY: "endpoint busy",
@@ -175,6 +187,12 @@ class _Call:
     interaction: Interaction  # its id is the caller's call id
     agent: str | None = None
     answered_at: float | None = None
+    #: our Redirect back to hold is under way: the next move waits for it to land
+    moving: bool = False
+    #: the move to an agent that waits for the hold to land (or a retry)
+    pending: Offer | None = None
+    waiting_move: IDelayedCall | None = None
+    refused: int = 0  # moves the PBX refused in a row
 
 
 class VoiceInbound:
@@ -229,6 +247,7 @@ class VoiceInbound:
         hub.add_adapter(self)
         for agent in self.endpoints:
             hub.add_line(agent, self)
+        hub.router.offer_listeners.append(self._offer_ended)
         telephony.listen(self.on_event)
 
     def stop(self) -> None:
@@ -343,6 +362,11 @@ class VoiceInbound:
         if call is None:
             return
         call.agent = offer.agent
+        if call.moving and self.telephony.connected:
+            # our Redirect back to hold is under way: Asterisk would refuse this
+            # one ("channel not up"); it is sent once the caller has landed
+            self._wait_for_landing(call, offer)
+            return
         ep = self.endpoints.get(offer.agent)
         if ep is None:  # not an agent of this PBX: the caller goes to the next one now
             call.agent = None
@@ -360,8 +384,99 @@ class VoiceInbound:
                 return
             d = self.telephony.connect_to_agent(uid, offer.agent)
         else:
-            d = self.telephony.connect_to_agent(uid, offer.agent, ep.endpoint)
-        d.addErrback(self._redirect_failed, offer)
+            # the phone rings a little less than the offer has left: the PBX
+            # gives up first (DirigentConnectFailed), never a phone ringing on
+            # for an offer Dirigent has already given up
+            left = offer.deadline - self.hub.clock.seconds() - RING_MARGIN
+            ring_for = max(1.0, left) if left < float("inf") else None
+            d = self.telephony.connect_to_agent(uid, offer.agent, ep.endpoint, ring_for)
+        d.addCallbacks(self._moved, self._redirect_failed, (uid,), {}, (offer,))
+
+    def _moved(self, _: object, uid: str) -> None:
+        call = self.calls.get(uid)
+        if call is not None:
+            call.refused = 0
+
+    def _wait_for_landing(self, call: _Call, offer: Offer) -> None:
+        call.pending = offer
+        if call.waiting_move is None or not call.waiting_move.active():
+            call.waiting_move = self.hub.clock.callLater(
+                LANDING_WAIT, self._send_pending, call.interaction.id, "no landing seen"
+            )
+
+    def _send_pending(self, iid: str, why: str) -> None:
+        """Send the move that waited for the caller's hold to land (or for a
+        retry), if it is still that agent's offer."""
+        call = self.calls.get(iid.removeprefix(self.prefix))
+        if call is None or call.interaction.id != iid:
+            return
+        if call.waiting_move is not None and call.waiting_move.active():
+            call.waiting_move.cancel()
+        offer, call.pending, call.waiting_move, call.moving = call.pending, None, None, False
+        if offer is None or self.hub.router.offered_to(iid) != offer.agent:
+            return
+        log.debug("caller {i}: move to {a} sent ({w})", i=iid, a=offer.agent, w=why)
+        self.carry_out(offer)
+
+    def _to_hold(self, call: _Call, queue: str) -> None:
+        """Put the caller back on hold in ``queue`` (a Redirect to
+        dirigent-inbound); until it has landed a move to an agent waits."""
+        call.moving = True
+        uid = call.interaction.id.removeprefix(self.prefix)
+        iid = call.interaction.id
+
+        def failed(failure: Any) -> None:
+            self._hold_failed(failure, iid)
+            self._send_pending(iid, "hold failed")  # the waiting move may go now
+
+        self.telephony.transfer_to_queue(uid, queue).addErrback(failed)
+
+    def _landed(self, uid: str) -> None:
+        """The caller announced itself in dirigent-inbound again: the hold
+        we sent has landed, the move waiting for it may go."""
+        call = self.calls[uid]
+        if call.moving or call.pending is not None:
+            call.moving = False
+            self._send_pending(call.interaction.id, "landed")
+
+    def _offer_ended(self, agent: str, interaction: Interaction, end: OfferEnd, now: float) -> None:
+        """A ring-mode offer timed out in Dirigent while the PBX may still
+        ring the phone (a dialplan whose Dial outlasts the offer): the caller
+        is taken off that phone -- to the next agent if the router has one
+        (its Redirect ends the Dial), else back on hold.  A late answer can
+        then never put the caller through to an agent Dirigent paused "no
+        answer" while it shows the caller waiting."""
+        if end is not OfferEnd.TIMED_OUT:
+            return
+        call = self.calls.get(interaction.id.removeprefix(self.prefix))
+        ep = self.endpoints.get(agent)
+        if (
+            call is None
+            or call.interaction.id != interaction.id
+            or call.agent != agent  # a failed ring (the PBX's own NOANSWER) clears it first
+            or call.answered_at is not None
+            or ep is None
+            or ep.mode == "nailed"
+        ):
+            return
+        call.agent = None
+        if call.pending is not None and call.pending.agent == agent:
+            call.pending = None  # never sent: nothing rings
+            return
+        log.info(
+            "caller {i}: offer to {a} timed out; the phone {e} stops ringing",
+            i=interaction.id,
+            a=agent,
+            e=ep.endpoint,
+        )
+        self.hub.clock.callLater(0, self._off_the_phone, interaction.id)
+
+    def _off_the_phone(self, iid: str) -> None:
+        call = self.calls.get(iid.removeprefix(self.prefix))
+        if call is None or call.interaction.id != iid or call.answered_at is not None:
+            return
+        if self.hub.router.is_waiting(iid) and self.telephony.connected:
+            self._to_hold(call, call.interaction.queue)  # nobody else took it: on hold
 
     def _hold(self, offer: Offer) -> None:
         """A move the PBX cannot carry out now (its link is down, or went down
@@ -449,10 +564,10 @@ class VoiceInbound:
         )
         call.agent, call.answered_at = None, None
         call.interaction.arrived = now
-        # hold first: the caller leaves the agent and hears music until the next offer
-        self.telephony.transfer_to_queue(uid, target_queue).addErrback(
-            self._hold_failed, interaction
-        )
+        # hold first: the caller leaves the agent and hears music until the next
+        # offer, whose move waits for the hold to land (Asterisk refuses a
+        # Redirect while the last one is under way: "channel not up")
+        self._to_hold(call, target_queue)
         return offers
 
     def adopt_nailed(self, agent: str, queues: list[str]) -> bool:
@@ -933,6 +1048,7 @@ class VoiceInbound:
         uid = event.call
         queue = event.queue or "default"
         if uid in self.calls:
+            self._landed(uid)  # back in dirigent-inbound: our hold has landed
             return
         if queue not in self.hub.router.queues:
             # no agent can take it: the fallback now, not after a minute of music
@@ -1010,8 +1126,40 @@ class VoiceInbound:
             self._hold(offer)  # went with the link: sent again after the resync
             return
         call = self.calls.get(offer.interaction.removeprefix(self.prefix))
-        if call is not None:
-            call.agent = None
+        if call is None or call.interaction.id != offer.interaction:
+            self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+            return
+        if (
+            failure.check(CommandRefused)
+            and self.telephony.live_call(call.interaction.id.removeprefix(self.prefix)) is not None
+        ):
+            # the caller is still up: refused while it was on its way somewhere
+            # (Asterisk: a Redirect under way, "channel not up"); not the agent's doing
+            call.refused += 1
+            if call.refused <= MOVE_RETRIES:
+                call.pending = offer
+                call.waiting_move = self.hub.clock.callLater(
+                    MOVE_RETRY_DELAY * call.refused,
+                    self._send_pending,
+                    offer.interaction,
+                    f"try {call.refused + 1}",
+                )
+                return
+            # refused again and again: the caller goes to the next agent, this
+            # one stays ready (not paused, its pop ends "withdrawn")
+            log.error(
+                "caller {i}: the PBX refused to move it to {a} {n} times; offered to the next agent",
+                i=offer.interaction,
+                a=offer.agent,
+                n=call.refused,
+            )
+            call.refused, call.agent = 0, None
+            call.interaction.declined_by.add(offer.agent)  # not this caller again
+            router = self.hub.router
+            offers = router.withdraw(offer.agent, offer.interaction, now, "move refused")
+            self.hub.route(offers + router.route_agent(offer.agent, now))
+            return
+        call.agent = None
         self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
 
     def _connected(self, uid: str, now: float) -> None:
@@ -1162,9 +1310,7 @@ class VoiceInbound:
         for call in withdrawn:
             iid = call.interaction.id
             if router.is_waiting(iid) and iid.removeprefix(self.prefix) in self.calls:
-                self.telephony.transfer_to_queue(
-                    iid.removeprefix(self.prefix), call.interaction.queue
-                ).addErrback(self._hold_failed, iid)
+                self._to_hold(call, call.interaction.queue)
 
     @staticmethod
     def _hold_failed(failure: Any, iid: str) -> None:

@@ -268,10 +268,13 @@ class Telephony(Protocol):
         in the agent's own bridge (nailed up) for calls to join."""
         ...
 
-    def connect_to_agent(self, call: str, agent: str, ring: str | None = None) -> Deferred[None]:
+    def connect_to_agent(
+        self, call: str, agent: str, ring: str | None = None, ring_for: float | None = None
+    ) -> Deferred[None]:
         """Bring ``call`` to ``agent``: into the agent's kept line, or, with
-        ``ring`` (the agent's phone), by ringing that phone for this call
-        (a failure comes back as :class:`AgentRingFailed`)."""
+        ``ring`` (the agent's phone), by ringing that phone for this call,
+        ``ring_for`` seconds if given (a failure comes back as
+        :class:`AgentRingFailed`; the caller is then back on hold)."""
         ...
 
     def transfer_to_queue(self, call: str, queue: str) -> Deferred[None]:

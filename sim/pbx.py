@@ -40,7 +40,14 @@ What the real Asterisk 22 showed beyond the recordings (issue 14), modelled:
   legs included, in the recorded order (shutdown.ami); calls still ringing
   get their ``OriginateResponse`` (Reason 1) first;
 * the ``DirigentInbound`` UserEvent carries ``CallerIDNum`` twice (channel
-  block and body), as the shipped dialplan makes Asterisk send it.
+  block and body), as the shipped dialplan makes Asterisk send it;
+* a Redirect sent while the channel's last Redirect has not run yet is
+  refused ``Redirect failed, channel not up.`` (QA3 finding 3; manager.c);
+* ``dirigent-connect`` rings the phone ``${DIRIGENT_RING}`` seconds (an agent
+  phone whose ``answer_delay`` is longer, or None, rings out: NOANSWER), and
+  a failed ring goes back to ``dirigent-inbound``'s ``wait`` and on to the
+  fallback (QA3 findings 1, 2); a Redirect or hang-up of the caller ends
+  its Dial (the phone stops ringing).
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from asterisk.events import CHANNEL_FIELDS, SoftHangup
-from asterisk.port import FALLBACK_PRIORITY
+from asterisk.port import FALLBACK_PRIORITY, RING_VARIABLE, WAIT_PRIORITY
 from sim.fates import CallFate, call_rng, draw_fate
 from sim.workload import Workload, standard_workload
 
@@ -242,9 +249,15 @@ class SimChannel:
     #: the end of this pass's ``MusicOnHold(default,${DIRIGENT_WAIT})`` in
     #: dirigent-inbound (then the fallback); a Redirect ends that MusicOnHold
     fallback: IDelayedCall | None = None
-    #: Redirects sent to this channel: of two sent before the first ran,
-    #: only the last one runs (Asterisk: the last async goto wins)
-    moves: int = 0
+    #: a Redirect's async goto is pending (the channel is on its way out of
+    #: its bridge or application): Asterisk refuses another Redirect until it
+    #: has run ("Redirect failed, channel not up.": manager.c action_redirect
+    #: checks ast_check_hangup, and the pending goto is the soft hang-up
+    #: AST_SOFTHANGUP_ASYNCGOTO that the PBX loop clears when it jumps)
+    in_transit: bool = False
+    #: the phone channel this caller's Dial in dirigent-connect rings (until
+    #: answered or given up): a Redirect of the caller ends that Dial
+    dialing: str | None = None
     #: an inbound caller's patience while it waits alone (one per wait, not
     #: one per pass: a caller moved from queue to queue gives up no sooner)
     patience: IDelayedCall | None = None
@@ -271,7 +284,8 @@ class AgentPhone:
     ext: str
     registered: bool = True
     channel: str | None = None  # uniqueid of its current call
-    answer_delay: float = 0.3
+    #: seconds it rings before it answers; None: it never answers (rings out)
+    answer_delay: float | None = 0.3
 
 
 _BLOCK_KEYS: dict[str, tuple[str, ...]] = {}
@@ -572,6 +586,8 @@ class SimPbx:
         cause: a busy Local half shows SoftHangupRequest 16, Hangup 17)."""
         if not c.alive:
             return
+        if c.dialing is not None:  # the caller of a Dial hangs up: the phone stops ringing
+            self._end_dial(c, "CANCEL")
         c.alive = False
         for timer in c.timers:
             if timer.active():
@@ -868,7 +884,10 @@ class SimPbx:
             return
         phone.channel = chan.uniqueid
         self._later(chan, 0.02, self._ringing, chan)
-        self._later(chan, phone.answer_delay, self._answer_outgoing, chan, req)
+        if phone.answer_delay is None:  # never answers: the Originate's time-out
+            self._later(chan, req.timeout, self._ring_timeout, chan, req)
+        else:
+            self._later(chan, phone.answer_delay, self._answer_outgoing, chan, req)
 
     #: what the lab's [sim] extensions do (extensions.conf of the recorded PBX)
     _SIM_EXTENS = {
@@ -1023,6 +1042,10 @@ class SimPbx:
             chan.context, chan.exten = context, exten
             self._fallback_queue(chan)
             return
+        if priority == WAIT_PRIORITY:  # Goto(...,wait) after a failed ring: not announced
+            chan.context, chan.exten = context, exten
+            self._inbound_wait(chan)
+            return
         self._newexten(
             chan,
             "NoOp",
@@ -1057,7 +1080,14 @@ class SimPbx:
             ("CallUniqueid", chan.uniqueid),
             privilege="user,all",
         )
-        self._newexten(chan, "MusicOnHold", f"default,{int(self.fallback_after)}", priority=5)
+        self._inbound_wait(chan)
+
+    def _inbound_wait(self, chan: SimChannel) -> None:
+        """``dirigent-inbound``'s label ``wait``: hold music for
+        ``${DIRIGENT_WAIT}`` (``fallback_after``), then the fallback."""
+        self._newexten(
+            chan, "MusicOnHold", f"default,{int(self.fallback_after)}", priority=WAIT_PRIORITY
+        )
         self._moh(chan, True)
         self._end_inbound_wait(chan)  # only this, the latest pass, may fall back
         chan.fallback = self._later(chan, self.fallback_after, self._inbound_fallback, chan)
@@ -1153,8 +1183,13 @@ class SimPbx:
             self._inbound_patience(chan)
 
     def _ctx_connect(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
-        """Dial the agent phone ``exten`` and bridge on answer."""
-        self._newexten(chan, "Dial", f"PJSIP/{exten},20", context=context, exten=exten, priority=2)
+        """``Dial(PJSIP/<exten>,${DIRIGENT_RING})``: ring the agent phone
+        ``exten`` (as long as the caller's ``DIRIGENT_RING`` says, else the
+        dialplan's default of 20 s) and bridge on answer."""
+        ring_for = self._ring_time(chan)
+        self._newexten(
+            chan, "Dial", f"PJSIP/{exten},{ring_for:g}", context=context, exten=exten, priority=2
+        )
         if chan.on_moh:
             self._moh(chan, False)
         phone = self.phones.get(exten)
@@ -1168,12 +1203,42 @@ class SimPbx:
         )
         agent.far, agent.agent = "agent", exten
         phone.channel = agent.uniqueid
+        chan.dialing = agent.uniqueid
         self._dial_event("DialBegin", chan, agent, ("DialString", exten))
         self._later(agent, 0.02, self._set_state, agent, 5)
-        self._later(agent, phone.answer_delay, self._connect_answer, chan, agent)
+        if phone.answer_delay is None or phone.answer_delay >= ring_for:
+            self._later(agent, ring_for, self._connect_rang_out, chan, agent)
+        else:
+            self._later(agent, phone.answer_delay, self._connect_answer, chan, agent)
+
+    def _ring_time(self, chan: SimChannel) -> float:
+        value = chan.variables.get(RING_VARIABLE) or self.globals.get(RING_VARIABLE) or "20"
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = 0.0
+        return seconds if seconds > 0 else float("inf")  # app_dial: invalid = no time-out
+
+    def _connect_rang_out(self, chan: SimChannel, agent: SimChannel) -> None:
+        """The Dial's time-out: the phone stops ringing, NOANSWER."""
+        self._end_dial(chan, "NOANSWER")
+        self._connect_failed(chan, "NOANSWER")
+
+    def _end_dial(self, chan: SimChannel, status: str) -> None:
+        """The caller's Dial ends unanswered (time-out, or the caller was
+        Redirected away): the phone's channel is hung up."""
+        agent = self.channels.get(chan.dialing or "")
+        chan.dialing = None
+        if agent is None or not agent.alive:
+            return
+        self._dial_event("DialEnd", chan, agent, ("DialStatus", status))
+        self.hangup_channel(agent, 16 if status == "CANCEL" else 19)
 
     def _connect_failed(self, chan: SimChannel, status: str) -> None:
+        if chan.context != "dirigent-connect" or not chan.alive:
+            return  # Redirected away meanwhile: the Dial's next priority never ran
         self._count(f"connect_{status.lower()}")
+        self._newexten(chan, "UserEvent", f"DirigentConnectFailed,DialStatus: {status}", priority=3)
         self._chan_event(
             "UserEvent",
             chan,
@@ -1181,12 +1246,16 @@ class SimPbx:
             ("DialStatus", status),
             privilege="user,all",
         )
-        if chan.context in ("dirigent-connect",):
-            # Back to waiting; Dirigent decides what to do next.
-            self._newexten(chan, "MusicOnHold", "default", priority=3)
-            self._moh(chan, True)
+        # Goto(dirigent-inbound,${DIRIGENT_QUEUE},wait): back to waiting, not
+        # announced again; Dirigent rings the next agent, or the fallback comes
+        queue = chan.variables.get("DIRIGENT_QUEUE", "")
+        self._newexten(chan, "Goto", f"dirigent-inbound,{queue},wait", priority=4)
+        self.run_dialplan(chan, "dirigent-inbound", queue, WAIT_PRIORITY)
 
     def _connect_answer(self, chan: SimChannel, agent: SimChannel) -> None:
+        if chan.dialing != agent.uniqueid:  # that Dial is over (Redirected, hung up)
+            return
+        chan.dialing = None
         self._set_state(agent, 6)
         self._dial_event("DialEnd", chan, agent, ("DialStatus", "ANSWER"))
         bridge = self._create_bridge("basic")
@@ -1253,17 +1322,21 @@ class SimPbx:
 
     def redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
         chan = self.find(channel)
+        if chan.in_transit:  # the previous Redirect's goto has not run yet
+            raise SimError("Redirect failed, channel not up.")
         self._end_inbound_wait(chan)
+        if chan.dialing is not None:  # the Dial in dirigent-connect ends: the phone stops
+            self._end_dial(chan, "CANCEL")
         if chan.bridge:
             self._leave_bridge(chan)
         if chan.on_moh:
             self._moh(chan, False)
-        chan.moves += 1
-        self._later(chan, 0.0, self._move, chan, chan.moves, context, exten, priority)
+        chan.in_transit = True
+        self._later(chan, 0.0, self._move, chan, context, exten, priority)
 
-    def _move(self, chan: SimChannel, move: int, context: str, exten: str, priority: int) -> None:
-        if move == chan.moves:  # a later Redirect replaced this one before it ran
-            self.run_dialplan(chan, context, exten, priority)
+    def _move(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
+        chan.in_transit = False  # the PBX loop cleared AST_SOFTHANGUP_ASYNCGOTO: it jumps
+        self.run_dialplan(chan, context, exten, priority)
 
     def bridge(self, channel1: str, channel2: str) -> None:
         one, two = self.find(channel1), self.find(channel2)

@@ -1,14 +1,16 @@
 """The simulated PBX's agent conferences behave as the shipped ConfBridge
 profiles do on Asterisk 22 (asterisk/conf/confbridge_dirigent.conf: the
 agent is the marked user, a caller joins with ``wait_marked`` and
-``end_marked``), and of two Redirects sent at once the last one wins.
+``end_marked``), and a Redirect sent while the last one is still under
+way is refused, as Asterisk's manager.c refuses it.
 Simulated time (``task.Clock``)."""
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet import task
 
-from sim.pbx import SimChannel, SimPbx
+from sim.pbx import SimChannel, SimError, SimPbx
 
 
 def simulated() -> tuple[task.Clock, SimPbx]:
@@ -58,17 +60,25 @@ def test_a_caller_moved_into_an_agents_empty_conference_waits_for_the_agent():
     assert leg.bridge == caller.bridge and caller.variables.get("_talking") == "1"
 
 
-def test_of_two_redirects_sent_at_once_the_last_one_wins():
+def test_a_redirect_sent_while_the_last_one_is_under_way_is_refused():
+    """Asterisk 22 (manager.c action_redirect): a channel whose Redirect has
+    not run yet carries the soft hang-up AST_SOFTHANGUP_ASYNCGOTO, and a
+    second Redirect is refused "Redirect failed, channel not up." (QA3
+    finding 3 saw it on the real PBX); the first one runs.  Once it has
+    run, the channel may be Redirected again."""
     clock, pbx = simulated()
     leg = nail(clock, pbx, "1001")
     caller = pbx.inbound_call(queue="sales")
     advance(clock, 1.0)
-    pbx.redirect(caller.name, "dirigent-join", "1001", 1)
     pbx.redirect(caller.name, "dirigent-inbound", "support", 1)
+    with pytest.raises(SimError, match=r"Redirect failed, channel not up\."):
+        pbx.redirect(caller.name, "dirigent-join", "1001", 1)
     advance(clock, 1.0)
     assert caller.bridge is None and leg.bridge is not None
     assert caller.on_moh and caller.variables["DIRIGENT_QUEUE"] == "support"
-    assert not caller.variables.get("_talking"), "it never reached the agent"
+    pbx.redirect(caller.name, "dirigent-join", "1001", 1)
+    advance(clock, 1.0)
+    assert caller.bridge == leg.bridge, "moved once the first Redirect had landed"
 
 
 def test_the_abandon_message_is_played_from_the_dialplans_global():
