@@ -139,6 +139,50 @@ def test_no_free_agent_means_the_abandon_message_and_an_abandoned_count() -> Non
     assert runner.ledger.counts("day", clock.seconds()) == (3.0, 2.0)
 
 
+def test_persons_answering_while_no_dirigent_runs_hear_the_pbx_message_and_count_abandoned() -> (
+    None
+):
+    """QA finding 3: a person who answers while the server is down (a crash,
+    kill -9) heard silence and the call was closed "unknown" at the restart:
+    never counted abandoned, redialed an hour later.  The dialplan's net
+    plays the abandon message at the connect limit and marks the call in the
+    AstDB; the next run counts it abandoned and the mark is gone."""
+    clock, pbx, runner, source, log = setup(
+        workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3")
+    )
+    runner.start()
+    clock.run_until(3.0)  # the three are ringing (ring 5 s): then the server dies
+    assert len(log.order) == 3 and all(a.answered is None for a in log.attempts.values())
+    tel = runner.telephony
+    assert isinstance(tel, SimTelephony)
+    tel._subscribers.clear()  # a dead process hears nothing and does nothing
+    runner.stop()
+    clock.run_until(30.0)
+    marks = {k: v for k, v in pbx.astdb.items() if k[1].startswith("abandoned/")}
+    assert len(marks) == 3, marks  # all three answered, nobody moved them
+    assert pbx.stats.get("abandon_message") == 3  # each heard the message, not silence
+    # the next run, on the same PBX and the same attempt log
+    router = Router({"c": QueueConfig("c")})
+    router.add_agent(Agent("1001"))
+    later = CampaignRunner(
+        validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
+        SimTelephony(pbx),
+        router,
+        clock,
+        source,
+        Progressive(),
+        attempts=log,
+    )
+    found: list[dict[str, float]] = []
+    later.pbx_abandons().addCallback(found.append)
+    closed = later.reconcile(found[0])
+    assert sorted(a.outcome or "" for a in closed) == ["abandoned"] * 3
+    assert all(log.attempts[a.id].abandoned for a in closed)
+    assert sorted(o for _, o in source.done_calls) == ["abandoned"] * 3
+    assert later.ledger.counts("day", clock.seconds()) == (3.0, 3.0)
+    assert not [k for k in pbx.astdb if k[1].startswith("abandoned/")]  # forgotten by the PBX
+
+
 def test_machines_are_hung_up_and_never_reach_an_agent() -> None:
     clock, _pbx, runner, source, log = setup(workload(machine=1.0), numbers=4)
     runner.start()
