@@ -1154,9 +1154,48 @@ class CampaignRunner:
             # knows what answered (a flag, not a Q.850 cause: not "no answer")
             self._close_unknown(attempt, now)
             return
-        # answered, hung up before AMD decided
+        if self.settings.amd:
+            # answered, no verdict heard: AMD may have said HUMAN to a PBX
+            # whose UserEvent never reached us; the dialplan's net then
+            # played the abandon message and marked the call (QA round 3,
+            # finding 4: such persons were stored "no-answer", outside the
+            # ledger).  The PBX says which; the attempt closes once it has.
+            d = self.telephony.take_pbx_abandons([attempt.channel_id])
+            d.addCallbacks(self._verdict_missed, self._marks_unread, (attempt,), {}, (attempt,))
+            return
+        self._no_verdict(attempt, now)
+
+    def _no_verdict(self, attempt: Attempt, now: float) -> None:
+        """Answered, hung up before AMD decided."""
         self.estimates.outcome("failed")
         self._end(attempt, "no-answer", now)
+
+    def _verdict_missed(self, marks: dict[str, float], attempt: Attempt) -> None:
+        if not attempt.open:
+            return
+        now = self.clock.seconds()
+        if attempt.channel_id not in marks:
+            self._no_verdict(attempt, now)
+            return
+        log.warn(
+            "campaign {c}: {a} was answered by a person whose AMD verdict never reached"
+            " Dirigent; the PBX played the abandon message: counted abandoned",
+            c=self.settings.name,
+            a=attempt.id,
+        )
+        attempt.verdict = "human"
+        self._count_abandoned(attempt, now)
+        self._end(attempt, "abandoned", now)
+
+    def _marks_unread(self, failure: Failure, attempt: Attempt) -> None:
+        log.warn(
+            "campaign {c}: the PBX's abandon mark of {a} not read: {e}",
+            c=self.settings.name,
+            a=attempt.id,
+            e=failure.getErrorMessage(),
+        )
+        if attempt.open:
+            self._no_verdict(attempt, self.clock.seconds())
 
     def _end(self, attempt: Attempt, outcome: str, now: float, retry_as: str | None = None) -> None:
         """Close the attempt with ``outcome`` at ``now``; the retry rules see

@@ -19,7 +19,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim import lab
 from sim.clock import HeapClock
-from sim.inprocess import SimTelephony
+from sim.inprocess import KNOWN_EVENTS, SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload, standard_workload
 
@@ -181,6 +181,27 @@ def test_persons_answering_while_no_dirigent_runs_hear_the_pbx_message_and_count
     assert sorted(o for _, o in source.done_calls) == ["abandoned"] * 3
     assert later.ledger.counts("day", clock.seconds()) == (3.0, 3.0)
     assert not [k for k in pbx.astdb if k[1].startswith("abandoned/")]  # forgotten by the PBX
+
+
+def test_a_person_whose_verdict_never_arrives_is_counted_abandoned_not_no_answer() -> None:
+    """QA round 3, finding 4: with the dialplan's UserEvents lost (an AMI user
+    without read class ``user``) a person AMD heard was stored "no-answer"
+    after seconds of silence: outside the abandon ledger, redialed as a
+    no-answer.  The dialplan's net played the message and marked the call;
+    the hang-up asks the PBX, and the attempt is an abandoned live answer."""
+    clock, pbx, runner, source, log = setup(workload(live=1.0), agents=1, numbers=1)
+    tel = runner.telephony
+    assert isinstance(tel, SimTelephony)
+    # deaf to the dialplan's UserEvents, as an AMI user without read class "user"
+    pbx.unsubscribe(tel._on_headers)
+    pbx.subscribe(tel._on_headers, KNOWN_EVENTS - {"UserEvent"})
+    runner.start()
+    clock.run_until(40.0)
+    assert pbx.stats.get("abandon_message") == 1
+    assert [o for _, o in source.done_calls] == ["abandoned"]
+    (attempt,) = log.attempts.values()
+    assert attempt.abandoned and attempt.outcome == "abandoned"
+    assert runner.ledger.counts("day", clock.seconds()) == (1.0, 1.0)
 
 
 def test_machines_are_hung_up_and_never_reach_an_agent() -> None:
