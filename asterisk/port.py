@@ -21,10 +21,11 @@ Two layers, both here because only ``asterisk/`` may know what is below:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,6 +45,7 @@ from asterisk.mirror import ChannelMirror
 from core.telephony import (
     AgentRingFailed,
     AttemptRef,
+    CallAbandonedByPbx,
     CallBridged,
     CallClassified,
     CallEnded,
@@ -106,6 +108,12 @@ class PbxLink(Protocol):
 
     def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]: ...
 
+    def db_get(self, family: str, key: str) -> Deferred[str | None]:
+        """The AstDB entry, or None when there is none."""
+        ...
+
+    def db_del(self, family: str, key: str) -> Deferred[None]: ...
+
 
 # -- the shipped dialplan (asterisk/conf/extensions_dirigent.conf) ----------------------
 INBOUND = "dirigent-inbound"  # exten = queue: announce, hold music, then the fallback
@@ -126,6 +134,9 @@ PROMPTS = {Prompt.ABANDON: "dirigent-abandon", Prompt.MACHINE_MESSAGE: "dirigent
 PHONE = "PJSIP/{phone}"
 #: DialStatus of ``DirigentConnectFailed`` -> why
 RING_FAILURES = {"BUSY": RingFailure.BUSY, "CHANUNAVAIL": RingFailure.UNREACHABLE}
+#: the AstDB family and key prefix of the dialplan's net: ``dirigent/abandoned/<uniqueid>``
+#: = when (epoch seconds) the PBX played the abandon message itself
+ABANDONED_FAMILY, ABANDONED_KEY = "dirigent", "abandoned/{call}"
 
 
 def call_event(event: PbxEvent) -> TelephonyEvent | None:
@@ -146,6 +157,8 @@ def _user_event(event: UserEventReceived) -> TelephonyEvent | None:
             return CallWaiting(
                 event.pbx, call, fields.get("Queue") or None, fields.get("CallerIDNum")
             )
+        case "DirigentAbandoned" if event.uniqueid:
+            return CallAbandonedByPbx(event.pbx, event.uniqueid)
         case "DirigentFallback":
             call = fields.get("CallUniqueid") or event.uniqueid
             return CallFellBack(event.pbx, call) if call else None
@@ -191,6 +204,13 @@ def _ring_time_failed(failure: Failure, call: str) -> None:
     )
 
 
+def _first_error(failure: Failure) -> Failure:
+    """What failed inside a :func:`gatherResults` (not its FirstError wrapper)."""
+    if isinstance(failure.value, FirstError):
+        return failure.value.subFailure
+    return failure
+
+
 def _result(result: OriginateResult) -> DialResult:
     return DialResult(result.uniqueid, result.outcome, result.cause)
 
@@ -223,6 +243,12 @@ class AsteriskVoice:
         raise NotImplementedError
 
     def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
+        raise NotImplementedError
+
+    def db_get(self, family: str, key: str) -> Deferred[str | None]:
+        raise NotImplementedError
+
+    def db_del(self, family: str, key: str) -> Deferred[None]:
         raise NotImplementedError
 
     # -- events -----------------------------------------------------------------------
@@ -334,3 +360,27 @@ class AsteriskVoice:
 
     def send_message(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
         return self.message_send(to, body, sender).addErrback(_invalid)
+
+    def take_pbx_abandons(self, calls: Iterable[str]) -> Deferred[dict[str, float]]:
+        """The dialplan's marks (``dirigent/abandoned/<uniqueid>`` in the
+        AstDB, written by its net in ``dirigent-outbound``), one DBGet per
+        call: a restart has a few dozen open attempts at most.  A mark found
+        is deleted once read; one whose value is not a time counts as now
+        (the message was played: that is what the mark says)."""
+        found: dict[str, float] = {}
+
+        def read(value: str | None, call: str) -> Deferred[None] | None:
+            if value is None:
+                return None
+            try:
+                found[call] = float(value)
+            except ValueError:
+                found[call] = time.time()
+            return self.db_del(ABANDONED_FAMILY, ABANDONED_KEY.format(call=call))
+
+        reads = [
+            self.db_get(ABANDONED_FAMILY, ABANDONED_KEY.format(call=call)).addCallback(read, call)
+            for call in calls
+        ]
+        done = gatherResults(reads, consumeErrors=True)
+        return done.addCallback(lambda _: found).addErrback(_first_error)

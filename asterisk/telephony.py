@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, fail
 
 from asterisk import actions as ami
+from asterisk.errors import ActionFailed
 from asterisk.events import OriginateResult
 from asterisk.port import AsteriskVoice, Subscriber
 from asterisk.session import AmiSession
@@ -69,3 +70,21 @@ class AmiTelephony(AsteriskVoice):
 
     def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
         return self._send(ami.message_send, to, body, sender)
+
+    def db_get(self, family: str, key: str) -> Deferred[str | None]:
+        try:
+            action = ami.db_get(family, key)
+        except ami.ActionError as exc:
+            return fail(exc)
+
+        async def go() -> str | None:
+            try:
+                items = await self.session.send_list(action)
+            except ActionFailed:  # "Database entry not found"
+                return None
+            return str(items[0].get("Val", "")) if items else None
+
+        return _deferred(go())
+
+    def db_del(self, family: str, key: str) -> Deferred[None]:
+        return self._send(ami.db_del, family, key)

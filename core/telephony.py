@@ -150,6 +150,15 @@ class CallFellBack(TelephonyEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallAbandonedByPbx(TelephonyEvent):
+    """Nobody moved the person on ``call`` by the connect limit, and the PBX
+    played the abandon message itself (its net, for a server that is down,
+    stopped or slow): an abandoned live answer, whoever hears of it."""
+
+    call: str
+
+
+@dataclass(frozen=True, slots=True)
 class AgentRingFailed(TelephonyEvent):
     """Ringing the agent for ``call`` failed; the caller is back on hold."""
 
@@ -209,6 +218,7 @@ class PbxSynced(TelephonyEvent):
 CallEvent = (
     CallWaiting
     | CallFellBack
+    | CallAbandonedByPbx
     | AgentRingFailed
     | CallClassified
     | CallBridged
@@ -291,5 +301,12 @@ class Telephony(Protocol):
     def hold_music(self, call: str, on: bool = True) -> Deferred[None]: ...
 
     def hang_up(self, call: str) -> Deferred[None]: ...
+
+    def take_pbx_abandons(self, calls: Iterable[str]) -> Deferred[dict[str, float]]:
+        """Those of ``calls`` the PBX played the abandon message to itself
+        (see :class:`CallAbandonedByPbx`), with when (epoch seconds): the PBX
+        keeps the fact, so a server that was down learns it after its
+        restart.  What is returned is forgotten by the PBX."""
+        ...
 
     def send_message(self, to: str, body: str, sender: str | None = None) -> Deferred[None]: ...

@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from center.hub import Hub
 from core.bus import EventBus
@@ -299,21 +300,32 @@ class Campaigns:
         d.addErrback(lambda f: log.failure("campaign recovery failed", f))
         return d
 
-    def _resume(self, states: dict[str, tuple[str | None, dict[str, Any]]]) -> None:
+    def _resume(self, states: dict[str, tuple[str | None, dict[str, Any]]]) -> Deferred[Any]:
+        resumed = []
         for c in (self.campaigns[name] for name in states):
-            closed = c.runner.reconcile()  # their ends are queued in the writer first
-            freed = self.store.release_orphans(c.source)
-            freed.addCallback(self._recovered, c.name, len(closed))
-            freed.addErrback(lambda f: log.failure("returning orphaned records failed", f))
-            # auto_start until someone controls the campaign: a supervisor's
-            # pause or stop outlives restarts, and so does a start
-            status, stored = states[c.name]
-            if status == "running" or (c.config.auto_start and not stored.get(CONTROLLED)):
-                self._status(c.name, "running")
-                # the first leads are claimed before the runner paces
-                primed = c.source.fill(self.clock.seconds())
-                primed.addCallback(_start, c.runner)
-        self.publish_figures()
+            # which of the calls left open the PBX's net played the abandon
+            # message to (read from the PBX first: reconcile counts them)
+            d = c.runner.pbx_abandons()
+            d.addCallback(self._resume_one, c, states[c.name])
+            d.addErrback(_recovery_failed, c.name)
+            resumed.append(d)
+        return gatherResults(resumed).addCallback(lambda _: self.publish_figures())
+
+    def _resume_one(
+        self, pbx_abandoned: dict[str, float], c: Campaign, state: tuple[str | None, dict[str, Any]]
+    ) -> None:
+        closed = c.runner.reconcile(pbx_abandoned)  # their ends are queued in the writer first
+        freed = self.store.release_orphans(c.source)
+        freed.addCallback(self._recovered, c.name, len(closed))
+        freed.addErrback(lambda f: log.failure("returning orphaned records failed", f))
+        # auto_start until someone controls the campaign: a supervisor's
+        # pause or stop outlives restarts, and so does a start
+        status, stored = state
+        if status == "running" or (c.config.auto_start and not stored.get(CONTROLLED)):
+            self._status(c.name, "running")
+            # the first leads are claimed before the runner paces
+            primed = c.source.fill(self.clock.seconds())
+            primed.addCallback(_start, c.runner)
 
     def _recovered(self, freed: int, name: str, closed: int) -> None:
         if closed or freed:
@@ -590,6 +602,10 @@ class Campaigns:
                 outcome=payload.get("outcome"),
             )
         )
+
+
+def _recovery_failed(failure: Failure, name: str) -> None:
+    log.failure("campaign {c}: recovery failed", failure, c=name)
 
 
 def _start(_: object, runner: CampaignRunner) -> None:

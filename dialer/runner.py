@@ -37,12 +37,12 @@ Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -52,6 +52,7 @@ from core.errors import Unavailable
 from core.telephony import (
     CALL_IN_BRIDGE,
     AttemptRef,
+    CallAbandonedByPbx,
     CallBridged,
     CallClassified,
     CallEnded,
@@ -726,6 +727,8 @@ class CampaignRunner:
                 self._connected(self.by_channel[uid], self.clock.seconds())
             case CallEnded(call=uid) if uid in self.by_channel:
                 self._hung_up(self.by_channel[uid], self.clock.seconds(), event)
+            case CallAbandonedByPbx(call=uid) if uid in self.by_channel:
+                self._abandoned_by_pbx(self.by_channel[uid], self.clock.seconds())
             case PbxLost():
                 self.lost_at = self.clock.seconds()
                 # moves into agents' bridges in flight may go with the link; the
@@ -943,9 +946,10 @@ class CampaignRunner:
             return
         self._abandon(attempt, self.clock.seconds())
 
-    def _abandon(self, attempt: Attempt, now: float) -> None:
-        """No agent in time: the abandon message, counted abandoned.  A person
-        still offered (a move lost with the link) frees that agent."""
+    def _abandon(self, attempt: Attempt, now: float, played: bool = False) -> None:
+        """No agent in time: the abandon message (``played``: the PBX's net
+        played it already), counted abandoned.  A person still offered (a
+        move lost with the link) frees that agent."""
         del self.waiting_since[attempt.id]
         timer = self._deadlines.pop(attempt.id, None)
         if timer is not None and timer.active():
@@ -955,11 +959,54 @@ class CampaignRunner:
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
         self.strategy.observe(abandoned=True)
-        d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
-        self._command(attempt, "abandon message", d)
+        if not played:
+            d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
+            self._command(attempt, "abandon message", d)
         self._notify("abandoned", attempt)
         if freed is not None:
             self._route(self.router.route_agent(freed, now))
+
+    def _abandoned_by_pbx(self, attempt: Attempt, now: float) -> None:
+        """The dialplan's net played the abandon message at the legal limit:
+        nobody had moved the person (the server was stopped, late, or cut
+        off from the PBX while the person waited).  Counted abandoned as at
+        the deadline.  A move already on its way still lands (a Redirect
+        ends the message) and the call is connected as usual, but it came
+        too late for the law: abandoned all the same, counted live once."""
+        self._forget_marks([attempt])
+        if attempt.abandoned or attempt.connected is not None:
+            return
+        log.warn(
+            "campaign {c}: the PBX played the abandon message to {a} itself: nobody moved"
+            " the person by the connect limit",
+            c=self.settings.name,
+            a=attempt.id,
+        )
+        if attempt.id in self.waiting_since and self.router.offered_to(attempt.id) is None:
+            self._abandon(attempt, now, played=True)
+            return
+        self._count_abandoned(attempt, now)
+
+    def _count_abandoned(self, attempt: Attempt, now: float) -> None:
+        """A person answered and no agent took the call in time: once per call."""
+        if attempt.abandoned:
+            return
+        attempt.abandoned = True
+        self.stats.abandoned += 1
+        self.ledger.abandoned(now)
+        self.strategy.observe(abandoned=True)
+        self._notify("abandoned", attempt)
+
+    def _forget_marks(self, attempts: Iterable[Attempt]) -> None:
+        """The PBX's marks of these calls are known now: deleted there."""
+        d = self.telephony.take_pbx_abandons([a.channel_id for a in attempts])
+        d.addErrback(
+            lambda f: log.warn(
+                "campaign {c}: the PBX's abandon marks not deleted: {e}",
+                c=self.settings.name,
+                e=f.getErrorMessage(),
+            )
+        )
 
     def _settle_moves(self, now: float) -> None:
         """After a resync: a person whose move into an agent's bridge went
@@ -1004,7 +1051,8 @@ class CampaignRunner:
         attempt.connected = now
         self.log.connected(attempt)
         self.stats.connected += 1
-        self.ledger.live(now)
+        if not attempt.abandoned:  # a late move, counted live and abandoned at the PBX's net
+            self.ledger.live(now)
         attempt.paced = self.strategy.observe(abandoned=False)
         self._notify("connected", attempt)
 
@@ -1106,9 +1154,48 @@ class CampaignRunner:
             # knows what answered (a flag, not a Q.850 cause: not "no answer")
             self._close_unknown(attempt, now)
             return
-        # answered, hung up before AMD decided
+        if self.settings.amd:
+            # answered, no verdict heard: AMD may have said HUMAN to a PBX
+            # whose UserEvent never reached us; the dialplan's net then
+            # played the abandon message and marked the call (QA round 3,
+            # finding 4: such persons were stored "no-answer", outside the
+            # ledger).  The PBX says which; the attempt closes once it has.
+            d = self.telephony.take_pbx_abandons([attempt.channel_id])
+            d.addCallbacks(self._verdict_missed, self._marks_unread, (attempt,), {}, (attempt,))
+            return
+        self._no_verdict(attempt, now)
+
+    def _no_verdict(self, attempt: Attempt, now: float) -> None:
+        """Answered, hung up before AMD decided."""
         self.estimates.outcome("failed")
         self._end(attempt, "no-answer", now)
+
+    def _verdict_missed(self, marks: dict[str, float], attempt: Attempt) -> None:
+        if not attempt.open:
+            return
+        now = self.clock.seconds()
+        if attempt.channel_id not in marks:
+            self._no_verdict(attempt, now)
+            return
+        log.warn(
+            "campaign {c}: {a} was answered by a person whose AMD verdict never reached"
+            " Dirigent; the PBX played the abandon message: counted abandoned",
+            c=self.settings.name,
+            a=attempt.id,
+        )
+        attempt.verdict = "human"
+        self._count_abandoned(attempt, now)
+        self._end(attempt, "abandoned", now)
+
+    def _marks_unread(self, failure: Failure, attempt: Attempt) -> None:
+        log.warn(
+            "campaign {c}: the PBX's abandon mark of {a} not read: {e}",
+            c=self.settings.name,
+            a=attempt.id,
+            e=failure.getErrorMessage(),
+        )
+        if attempt.open:
+            self._no_verdict(attempt, self.clock.seconds())
 
     def _end(self, attempt: Attempt, outcome: str, now: float, retry_as: str | None = None) -> None:
         """Close the attempt with ``outcome`` at ``now``; the retry rules see
@@ -1135,15 +1222,57 @@ class CampaignRunner:
             listener(what, attempt)
 
     # -- restarts and link loss ------------------------------------------------------------
-    def reconcile_live(self) -> None:
-        """After a resync: attempts whose channel is gone are closed "unknown"."""
+    def reconcile_live(self) -> Deferred[None]:
+        """After a resync: attempts whose channel is gone are closed.  A
+        person who was waiting for an agent may have heard the PBX's abandon
+        message while the link was down (its net): the PBX's marks say so,
+        and those close abandoned; every other call gone closes "unknown" at
+        once.  A look-up that fails leaves the waiting ones open (held, not
+        moved) for the next resync."""
         now = self.clock.seconds()
-        for attempt in list(self.live.values()):
-            if self.telephony.live_call(attempt.channel_id) is None:
+        gone = [a for a in self.live.values() if self.telephony.live_call(a.channel_id) is None]
+        # persons who waited for an agent (or were counted abandoned at the
+        # deadline while the link was down: the PBX's net marked them too)
+        waiting = [
+            a for a in gone if (a.id in self.waiting_since or a.abandoned) and a.connected is None
+        ]
+        for attempt in gone:
+            if attempt not in waiting:
                 self._close_unknown(attempt, now)
+        if not waiting:
+            return succeed(None)
+        self._moves_unsure.difference_update(a.id for a in waiting)  # nowhere to move them
+        d = self.telephony.take_pbx_abandons([a.channel_id for a in waiting])
 
-    def reconcile(self) -> list[Attempt]:
+        def close(marks: dict[str, float]) -> None:
+            now = self.clock.seconds()
+            for attempt in waiting:
+                if not attempt.open:
+                    continue
+                if attempt.channel_id in marks or attempt.abandoned:
+                    self._close_abandoned(attempt, now)
+                else:
+                    self._close_unknown(attempt, now)
+
+        def failed(failure: Failure) -> None:
+            log.warn(
+                "campaign {c}: {n} persons gone with the link stay open until the next resync"
+                " (the PBX's abandon marks not read: {e})",
+                c=self.settings.name,
+                n=len(waiting),
+                e=failure.getErrorMessage(),
+            )
+
+        return d.addCallbacks(close, failed)
+
+    def reconcile(self, pbx_abandoned: Mapping[str, float] | None = None) -> list[Attempt]:
         """On start (after the first resync): attempts a previous run left open.
+
+        ``pbx_abandoned``: the calls the PBX's net played the abandon
+        message to while no Dirigent ran (:meth:`pbx_abandons`): abandoned
+        live answers, counted so in the ledger and closed "abandoned" (the
+        retry rules and the UK lock-out see an abandoned call); a message
+        still playing is left to end.
 
         A call still bridged with a nailed-up agent is a conversation going
         on: it is taken over (the agent is busy with it, and its end is
@@ -1157,8 +1286,13 @@ class CampaignRunner:
         closed."""
         now = self.clock.seconds()
         closed = []
+        marks = pbx_abandoned or {}
         for attempt in self.log.open_attempts(self.settings.name):
             chan = self.telephony.live_call(attempt.channel_id)
+            if attempt.channel_id in marks and attempt.connected is None:
+                self._abandoned_while_down(attempt, marks[attempt.channel_id], now)
+                closed.append(attempt)
+                continue
             if chan is not None:
                 agent = self._agent_bridged_with(chan)
                 if agent is not None and self._adopt(attempt, chan, agent, now):
@@ -1180,6 +1314,60 @@ class CampaignRunner:
             closed.append(attempt)
             self._notify("ended", attempt)  # counted and reported like any other end
         return closed
+
+    def pbx_abandons(self) -> Deferred[dict[str, float]]:
+        """Before :meth:`reconcile`: which open attempts of a previous run the
+        PBX's net played the abandon message to (read from the PBX, and
+        forgotten there).  A failed look-up is logged and reads as none:
+        those attempts close "unknown", as before the net existed."""
+        calls = [a.channel_id for a in self.log.open_attempts(self.settings.name)]
+        if not calls:
+            return succeed({})
+
+        def failed(failure: Failure) -> dict[str, float]:
+            log.failure(
+                "campaign {c}: the PBX's abandon marks could not be read",
+                failure,
+                c=self.settings.name,
+            )
+            return {}
+
+        return self.telephony.take_pbx_abandons(calls).addErrback(failed)
+
+    def _abandoned_while_down(self, attempt: Attempt, at: float, now: float) -> None:
+        """A person answered while no Dirigent ran and heard the PBX's
+        abandon message (at ``at``, the PBX's clock): an abandoned live
+        answer.  Counted in the ledger now -- the hour's window holds it a
+        little longer than from ``at``, on the safe side."""
+        attempt.answered = attempt.answered or min(at, now)
+        attempt.verdict = attempt.verdict or "human"
+        attempt.abandoned = True
+        attempt.outcome, attempt.ended = "abandoned", now
+        self.ledger.abandoned(now)
+        self.stats.abandoned += 1
+        self.stats.outcomes["abandoned"] = self.stats.outcomes.get("abandoned", 0) + 1
+        self.log.end(attempt)
+        self.source.done(attempt.lead, "abandoned", now)
+        log.warn(
+            "campaign {c}: {a} was answered while no Dirigent ran and the PBX played the"
+            " abandon message: counted abandoned",
+            c=self.settings.name,
+            a=attempt.id,
+        )
+        self._notify("ended", attempt)
+
+    def _close_abandoned(self, attempt: Attempt, now: float) -> None:
+        """Gone while the link was down, after the PBX's net played the
+        abandon message: abandoned (counted once), out of the router."""
+        self._count_abandoned(attempt, now)
+        self.waiting_since.pop(attempt.id, None)
+        timer = self._deadlines.pop(attempt.id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        freed = self.router.drop(attempt.id, now, "pbx lost")
+        self._end(attempt, "abandoned", now)
+        if freed is not None:
+            self._route(self.router.route_agent(freed, now))
 
     def _agent_bridged_with(self, chan: LiveCall) -> str | None:
         """The agent whose nailed-up leg (``agent-<id>-<ms>``) shares the bridge."""

@@ -338,9 +338,9 @@ class SimAmiServer(protocol.ServerFactory[AmiServerProtocol]):
     ) -> None:
         self.pbx = pbx
         self.reactor = reactor
-        #: the PBX's AstDB (family, key) -> value: it outlives client sessions
-        self.astdb: dict[tuple[str, str], str] = {}
         self.clock: IReactorTime = clock or reactor  # type: ignore[assignment]
+        #: the PBX's AstDB (family, key) -> value: it outlives client sessions
+        self.astdb = pbx.astdb
         self.username = username
         self.secret = secret
         #: the AMI user's ``read`` classes (manager.conf); None: ``read = all``

@@ -150,6 +150,18 @@ class SimTelephony(AsteriskVoice):
         build = ami.play_moh if on else ami.stop_moh
         return self._call(build, lambda f: self.pbx.music_on_hold(f["Channel"], on), channel)
 
+    def db_get(self, family: str, key: str) -> Deferred[str | None]:
+        try:
+            ami.db_get(family, key)
+        except ami.ActionError as exc:
+            return fail(exc)
+        return succeed(self.pbx.astdb.get((family, key)))
+
+    def db_del(self, family: str, key: str) -> Deferred[None]:
+        return self._call(
+            ami.db_del, lambda f: self.pbx.astdb.pop((f["Family"], f["Key"]), None), family, key
+        )
+
     def message_send(self, to: str, body: str, sender: str | None = None) -> Deferred[None]:
         return self._call(
             ami.message_send, lambda f: self.pbx.message_send(f["To"]), to, body, sender

@@ -291,6 +291,11 @@ class AgentPhone:
 _BLOCK_KEYS: dict[str, tuple[str, ...]] = {}
 
 
+#: ``dirigent-outbound``'s priorities (asterisk/conf/extensions_dirigent.conf):
+#: ``(person),Wait(${NET})``, the net's first step after it; ``(machine),Wait(60)``
+NET_PRIORITY, MACHINE_WAIT_PRIORITY = 8, 12
+
+
 class SimPbx:
     """The PBX model.  ``listeners`` get every event as a header list."""
 
@@ -334,6 +339,9 @@ class SimPbx:
         #: mean talk time of inbound callers (exponential); None: the workload's talk
         self.inbound_talk = inbound_talk
         self.globals = {"SOUNDS": "/var/lib/asterisk/sounds/lab"}
+        #: the PBX's AstDB (family, key) -> value: it outlives AMI sessions
+        #: (Dirigent's lease) and Dirigent itself (the dialplan net's marks)
+        self.astdb: dict[tuple[str, str], str] = {}
         self._chan_seq = itertools.count(0)
         self._uid_seq = itertools.count(1)
         self._inbound: IDelayedCall | None = None
@@ -1127,11 +1135,18 @@ class SimPbx:
         )
         use_amd = self.amd and chan.variables.get("DIRIGENT_AMD", "1") != "0"
         if use_amd:
-            self._newexten(chan, "AMD", "", priority=2)
+            self._newexten(chan, "AMD", "", priority=4)
             self._later(chan, self.workload_at(self.now()).amd.delay, self._amd_result, chan)
         else:
-            self._newexten(chan, "Wait", "60", priority=3)
+            self._wait_for_dirigent(chan, self._connect_limit())
             self._later_customer_patience(chan)
+
+    def _connect_limit(self) -> float:
+        """``${DIRIGENT_CONNECT_LIMIT}`` (the shipped [globals]: 2 s)."""
+        try:
+            return float(self.globals.get("DIRIGENT_CONNECT_LIMIT", "2"))
+        except ValueError:
+            return 2.0
 
     def _amd_result(self, chan: SimChannel) -> None:
         if chan.fate is not None:
@@ -1146,7 +1161,7 @@ class SimPbx:
         self._setvar(chan, "AMDSTATUS", status)
         self._setvar(chan, "AMDCAUSE", cause)
         self._newexten(
-            chan, "UserEvent", f"DirigentAMD,Status: {status},Cause: {cause}", priority=4
+            chan, "UserEvent", f"DirigentAMD,Status: {status},Cause: {cause}", priority=5
         )
         self._chan_event(
             "UserEvent",
@@ -1156,8 +1171,37 @@ class SimPbx:
             ("Cause", cause),
             privilege="user,all",
         )
-        self._newexten(chan, "Wait", "60", priority=5)
+        if machine:
+            self._newexten(chan, "Wait", "60", priority=MACHINE_WAIT_PRIORITY)
+        else:  # the greeting ended 800 ms ago (the cause's first figure)
+            self._wait_for_dirigent(chan, self._connect_limit() - 0.8)
         self._later_customer_patience(chan)
+
+    def _wait_for_dirigent(self, chan: SimChannel, net: float) -> None:
+        """``(person),Wait(${NET})``: a person Dirigent has not moved by then
+        hears the abandon message from the PBX (the dialplan's net)."""
+        self._newexten(chan, "Wait", f"{net:g}", priority=NET_PRIORITY)
+        self._later(chan, net, self._net, chan, chan.moves)
+
+    def _net(self, chan: SimChannel, moves: int) -> None:
+        if chan.moves != moves or chan.bridge is not None:
+            return  # Dirigent moved it (a Redirect ends the Wait)
+        mark = f"abandoned/{chan.uniqueid}"
+        self.astdb[("dirigent", mark)] = str(int(self.now()))
+        self._newexten(chan, "Set", f"DB(dirigent/{mark})", priority=NET_PRIORITY + 1)
+        attempt = chan.variables.get("DIRIGENT_ATTEMPT", "")
+        self._newexten(
+            chan, "UserEvent", f"DirigentAbandoned,Attempt: {attempt}", priority=NET_PRIORITY + 2
+        )
+        self._chan_event(
+            "UserEvent",
+            chan,
+            ("UserEvent", "DirigentAbandoned"),
+            ("Attempt", attempt),
+            privilege="user,all",
+        )
+        self._count("net_abandon")
+        self.run_dialplan(chan, "dirigent-abandon", "s", 1)
 
     def _ctx_agent(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:
         """Nailed-up agent leg: answered, parked in the agent's own holding bridge."""

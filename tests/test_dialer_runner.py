@@ -19,7 +19,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim import lab
 from sim.clock import HeapClock
-from sim.inprocess import SimTelephony
+from sim.inprocess import KNOWN_EVENTS, SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload, standard_workload
 
@@ -137,6 +137,71 @@ def test_no_free_agent_means_the_abandon_message_and_an_abandoned_count() -> Non
     assert outcomes == ["abandoned", "abandoned"]
     assert pbx.stats.get("abandon_message") == 2
     assert runner.ledger.counts("day", clock.seconds()) == (3.0, 2.0)
+
+
+def test_persons_answering_while_no_dirigent_runs_hear_the_pbx_message_and_count_abandoned() -> (
+    None
+):
+    """QA finding 3: a person who answers while the server is down (a crash,
+    kill -9) heard silence and the call was closed "unknown" at the restart:
+    never counted abandoned, redialed an hour later.  The dialplan's net
+    plays the abandon message at the connect limit and marks the call in the
+    AstDB; the next run counts it abandoned and the mark is gone."""
+    clock, pbx, runner, source, log = setup(
+        workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3")
+    )
+    runner.start()
+    clock.run_until(3.0)  # the three are ringing (ring 5 s): then the server dies
+    assert len(log.order) == 3 and all(a.answered is None for a in log.attempts.values())
+    tel = runner.telephony
+    assert isinstance(tel, SimTelephony)
+    tel._subscribers.clear()  # a dead process hears nothing and does nothing
+    runner.stop()
+    clock.run_until(30.0)
+    marks = {k: v for k, v in pbx.astdb.items() if k[1].startswith("abandoned/")}
+    assert len(marks) == 3, marks  # all three answered, nobody moved them
+    assert pbx.stats.get("abandon_message") == 3  # each heard the message, not silence
+    # the next run, on the same PBX and the same attempt log
+    router = Router({"c": QueueConfig("c")})
+    router.add_agent(Agent("1001"))
+    later = CampaignRunner(
+        validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
+        SimTelephony(pbx),
+        router,
+        clock,
+        source,
+        Progressive(),
+        attempts=log,
+    )
+    found: list[dict[str, float]] = []
+    later.pbx_abandons().addCallback(found.append)
+    closed = later.reconcile(found[0])
+    assert sorted(a.outcome or "" for a in closed) == ["abandoned"] * 3
+    assert all(log.attempts[a.id].abandoned for a in closed)
+    assert sorted(o for _, o in source.done_calls) == ["abandoned"] * 3
+    assert later.ledger.counts("day", clock.seconds()) == (3.0, 3.0)
+    assert not [k for k in pbx.astdb if k[1].startswith("abandoned/")]  # forgotten by the PBX
+
+
+def test_a_person_whose_verdict_never_arrives_is_counted_abandoned_not_no_answer() -> None:
+    """QA round 3, finding 4: with the dialplan's UserEvents lost (an AMI user
+    without read class ``user``) a person AMD heard was stored "no-answer"
+    after seconds of silence: outside the abandon ledger, redialed as a
+    no-answer.  The dialplan's net played the message and marked the call;
+    the hang-up asks the PBX, and the attempt is an abandoned live answer."""
+    clock, pbx, runner, source, log = setup(workload(live=1.0), agents=1, numbers=1)
+    tel = runner.telephony
+    assert isinstance(tel, SimTelephony)
+    # deaf to the dialplan's UserEvents, as an AMI user without read class "user"
+    pbx.unsubscribe(tel._on_headers)
+    pbx.subscribe(tel._on_headers, KNOWN_EVENTS - {"UserEvent"})
+    runner.start()
+    clock.run_until(40.0)
+    assert pbx.stats.get("abandon_message") == 1
+    assert [o for _, o in source.done_calls] == ["abandoned"]
+    (attempt,) = log.attempts.values()
+    assert attempt.abandoned and attempt.outcome == "abandoned"
+    assert runner.ledger.counts("day", clock.seconds()) == (1.0, 1.0)
 
 
 def test_machines_are_hung_up_and_never_reach_an_agent() -> None:

@@ -6,6 +6,7 @@ middle of a conversation."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -286,3 +287,66 @@ def test_talk_time_of_a_call_cut_by_a_pbx_crash_ends_at_the_crash(pbx, farm, dir
     assert farm.invites(number) == 1, "the person whose call was cut was dialed again"
     wait_until(farm.registered, 20, "the agent phones still registered after the restart")
     wait_until(lambda: pbx.confbridges().get("agent-carl") == 1, 30, "carl re-nailed")
+
+
+def test_a_person_answering_while_the_server_is_stopped_hears_the_message_and_counts_abandoned(
+    pbx, farm, dirigent
+):
+    """QA finding 3: a person who answers while Dirigent is down (crash,
+    kill -9, a stopped process) heard silence for a minute, and the restart
+    closed the attempt "unknown": not counted abandoned, due again in an
+    hour.  The shipped dialplan's net plays the abandon message at the
+    legal limit -- 2 s after the greeting's end, from AMD's own cause -- and
+    marks the call in the AstDB; the next run counts it abandoned."""
+    number = fresh_numbers(1)[0]
+    farm.script({number: "human"})
+    mark = pbx.log_mark()
+    server = dirigent(
+        AGENTS[:1], queues=[], campaigns=[CampaignSpec("out")], lists={"out": [number]}
+    )
+    with AmiWatcher(pbx.ami_port) as watcher:
+        server.wait_healthy()
+        wait_until(lambda: farm.invites(number), 30, f"{number} dialed")
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)  # from here on Dirigent does nothing
+        try:
+            played = wait_until(
+                lambda: watcher.events(
+                    "Newexten",
+                    lambda e: (
+                        e.get("Context") == "dirigent-abandon"
+                        and e.get("Application") == "Playback"
+                    ),
+                ),
+                30,
+                "the abandon message played by the PBX to the person nobody moved",
+            )
+        finally:
+            server.kill9()  # a stopped process dies of SIGKILL too
+        amd = watcher.events("UserEvent", lambda e: e.get("UserEvent") == "DirigentAMD")
+        assert [e.get("Status") for e in amd] == ["HUMAN"], amd
+        cause = amd[0].get("Cause")  # HUMAN-<silence ms>-<after-greeting ms>
+        silence = int(cause.split("-")[1]) / 1000
+        waits = watcher.events(
+            "Newexten",
+            lambda e: e.get("Context") == "dirigent-outbound" and e.get("Application") == "Wait",
+        )
+        # the net waited what was left of the 2 s after the greeting's end
+        assert [float(w.get("AppData")) for w in waits] == [pytest.approx(2.0 - silence)], waits
+        assert played[0].get("Uniqueid") == amd[0].get("Uniqueid")
+    log = pbx.log_since(mark)
+    assert "Playing 'dirigent/abandon" in log and "Playback failed" not in log
+    assert f"abandoned/{amd[0].get('Uniqueid')}" in pbx.cli("database show dirigent")
+    server.start()
+    server.wait_healthy()
+
+    def closed_abandoned():
+        rows = server.query("SELECT outcome, abandoned FROM attempt WHERE e164 = ?", number)
+        return rows and rows[0]["outcome"] and rows
+
+    rows = wait_until(closed_abandoned, 30, "the attempt closed after the restart")
+    assert [(r["outcome"], bool(r["abandoned"])) for r in rows] == [("abandoned", True)]
+    status, view = server.request("GET", "/api/campaigns/out")
+    assert status == 200 and view["today"]["abandoned"] >= 1.0, view
+    assert "abandoned/" not in pbx.cli("database show dirigent")  # the mark was taken
+    assert farm.invites(number) == 1  # and the person is not rung again
