@@ -24,6 +24,7 @@ from dialer.pacing import (
     exact_abandon_chances,
     make_strategy,
     rate_bound,
+    strategy_for,
 )
 
 
@@ -603,3 +604,35 @@ def test_the_exact_tail_counts_inbound_arrivals_as_a_poisson_demand() -> None:
     got = exact_abandon_chances(s, t, w, c)(np.array([1.0]))[0]
     mu = rate * (HORIZONS[: len(w.new_call)] + c)
     assert got == pytest.approx(poisson.sf(1, mu) @ w.need_weights, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ready=st.integers(0, 8),
+    talking=st.lists(st.floats(0, 400), max_size=20),
+    wrapping=st.lists(st.floats(0, 60), max_size=8),
+    ringing=st.lists(st.floats(0, 30), max_size=30),
+    exact=st.booleans(),
+)
+def test_a_shorter_connect_window_never_places_more_calls(
+    ready, talking, wrapping, ringing, exact
+) -> None:
+    """The runner abandons 0.9 s after the verdict (2 s from the greeting's
+    end, less AMD's 0.8 s of silence and the Redirect's margin): pacing that
+    counted agents free within 2 s of the verdict dialed for agents who came
+    too late.  Between the grid's whole seconds the window interpolates, so
+    the calls placed fall as the window shrinks, never rise."""
+    est, ledger = Estimates(), AbandonLedger()
+    s = snap(
+        agents=max(1, ready + len(talking) + len(wrapping)),
+        ready=ready,
+        talking=talking,
+        wrapping=wrapping,
+        ringing=ringing,
+    )
+    placed = [
+        Predictive(connect_window=c, exact_terms=40 if exact else -1).decide(s, est, ledger)
+        for c in (2.0, 1.5, 0.9, 0.5)
+    ]
+    assert placed == sorted(placed, reverse=True)
+    assert strategy_for(validate(CampaignSettings("c"))).connect_window == 0.9  # type: ignore[attr-defined]
