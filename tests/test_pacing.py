@@ -105,6 +105,16 @@ def test_predictive_dials_less_when_calls_are_already_ringing() -> None:
     assert ringing < idle
 
 
+def team(
+    ready: int, talking: list[float], wrapping: list[float], ringing: list[float], **kw: Any
+) -> Snapshot:
+    """A campaign's snapshot with these agents and calls (every agent logged in)."""
+    agents = max(1, ready + len(talking) + len(wrapping))
+    return snap(
+        agents=agents, ready=ready, talking=talking, wrapping=wrapping, ringing=ringing, **kw
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     ready=st.integers(0, 30),
@@ -120,14 +130,7 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
     """The chunked search gives the largest k with P_ab(k) <= lambda (normal
     approximation), as a call-by-call walk over the same formula does."""
     est, ledger = Estimates(), AbandonLedger()
-    s = snap(
-        agents=max(1, ready + len(talking) + len(wrapping)),
-        ready=ready,
-        talking=talking,
-        wrapping=wrapping,
-        ringing=ringing,
-        room=room,
-    )
+    s = team(ready, talking, wrapping, ringing, room=room)
     p = Predictive(lam=lam, exact_terms=-1, start_agents=None)  # this lambda from the start
     got = p.decide(s, est, ledger)
     t = est.tables()
@@ -623,13 +626,7 @@ def test_a_shorter_connect_window_never_places_more_calls(
     too late.  Between the grid's whole seconds the window interpolates, so
     the calls placed fall as the window shrinks, never rise."""
     est, ledger = Estimates(), AbandonLedger()
-    s = snap(
-        agents=max(1, ready + len(talking) + len(wrapping)),
-        ready=ready,
-        talking=talking,
-        wrapping=wrapping,
-        ringing=ringing,
-    )
+    s = team(ready, talking, wrapping, ringing)
     placed = [
         Predictive(connect_window=c, exact_terms=40 if exact else -1).decide(s, est, ledger)
         for c in (2.0, 1.5, 0.9, 0.5)
