@@ -21,6 +21,7 @@ Two layers, both here because only ``asterisk/`` may know what is below:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -139,6 +140,38 @@ RING_FAILURES = {"BUSY": RingFailure.BUSY, "CHANUNAVAIL": RingFailure.UNREACHABL
 ABANDONED_FAMILY, ABANDONED_KEY = "dirigent", "abandoned/{call}"
 
 
+#: ``AMDCAUSE`` of a "human" verdict (apps/app_amd.c):
+#: ``HUMAN-<silenceDuration>-<afterGreetingSilence>``, milliseconds
+_HUMAN_CAUSE = re.compile(r"HUMAN-([0-9]{1,7})-[0-9]{1,7}")
+
+
+def greeting_silence(cause: str | None) -> float:
+    """Seconds of silence AMD heard after the greeting, from its ``AMDCAUSE``
+    (the shipped dialplan's ``DirigentAMD`` UserEvent sends it as ``Cause``).
+
+    Asterisk's apps/app_amd.c sets, in milliseconds:
+
+    * ``HUMAN-<silenceDuration>-<afterGreetingSilence>``: a greeting, then
+      ``silenceDuration`` (>= ``afterGreetingSilence``, amd.conf's
+      ``after_greeting_silence``, 800 by default) of silence: the greeting
+      ended that long before the verdict;
+    * ``INITIALSILENCE-<silenceDuration>-<initialSilence>``,
+      ``LONGGREETING-<voiceDuration>-<greeting>``,
+      ``MAXWORDS-<wordCount>-<maximumNumberOfWords>``,
+      ``MAXWORDLENGTH-<consecutiveVoiceDuration>`` (MACHINE);
+    * ``TOOLONG-<totalTime>``, ``NOAUDIODATA-<totalTime>`` (NOTSURE), and an
+      empty cause for HANGUP or a channel that hung up during AMD.
+
+    Only ``HUMAN`` names a silence after a completed greeting; anything else
+    (the other causes, none, a malformed one) gives 0.0: the runner then
+    counts the connect limit from the verdict, which is not later than the
+    greeting's end would be."""
+    if not cause:
+        return 0.0
+    m = _HUMAN_CAUSE.fullmatch(cause.strip())
+    return int(m.group(1)) / 1000.0 if m else 0.0
+
+
 def call_event(event: PbxEvent) -> TelephonyEvent | None:
     """The domain event an AMI event means, or None (most mean nothing to the
     domain: they only keep the mirror and the originate tracker up to date).
@@ -168,7 +201,10 @@ def _user_event(event: UserEventReceived) -> TelephonyEvent | None:
         case "DirigentAMD" if event.uniqueid:
             machine = fields.get("Status", "") == "MACHINE"
             return CallClassified(
-                event.pbx, event.uniqueid, Verdict.MACHINE if machine else Verdict.HUMAN
+                event.pbx,
+                event.uniqueid,
+                Verdict.MACHINE if machine else Verdict.HUMAN,
+                0.0 if machine else greeting_silence(fields.get("Cause")),
             )
     return None
 

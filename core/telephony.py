@@ -168,10 +168,16 @@ class AgentRingFailed(TelephonyEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallClassified(TelephonyEvent):
-    """Answering-machine detection decided what answered ``call``."""
+    """Answering-machine detection decided what answered ``call``.
+
+    ``silence``: seconds of silence AMD heard after the person's greeting
+    before it said "human" (0.0 when the PBX did not say): the greeting
+    ended that long before this event, and the law's connect limit counts
+    from there (:func:`dialer.campaign.connect_delay`)."""
 
     call: str
     verdict: Verdict
+    silence: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

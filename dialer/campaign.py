@@ -18,6 +18,21 @@ from core.errors import Invalid
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
 MIN_RING = 15.0
+#: seconds kept back from the connect limit for the command that ends the
+#: wait: the Redirect into the abandon message (or into the agent's bridge)
+#: goes over AMI and the dialplan must start its Playback, and the verdict's
+#: UserEvent reached us a little after AMD decided.  On a quiet link the round
+#: trip is a few milliseconds (the finding's PBX log: 7 ms); 0.3 s covers a
+#: PBX or a Dirigent busy for a moment without giving away the law's 2 s.
+MOVE_MARGIN = 0.3
+#: the least time a person waits for an agent after the verdict, whatever the
+#: greeting's silence says: the agent's own events of the same instant (a
+#: wrap-up ending, a call hung up) may still be on their way, and an
+#: amd.conf whose ``after_greeting_silence`` leaves no time at all (or a cause
+#: that claims seconds of silence) must not turn every person into an abandon
+#: before the router was asked.  A person for whom an agent is free at once
+#: is moved at the verdict; this is only how long the others may wait.
+MIN_CONNECT_DELAY = 0.2
 #: settings that may be changed while a campaign runs (API / command line)
 LIVE_SETTINGS = {
     "abandon_target": float,
@@ -90,7 +105,11 @@ class CampaignSettings:
     amd_delay: float = 1.5  # AMD's analysis time after answer (amd.conf total_analysis_time)
     machine_action: str = "hangup"
     amd_false_positive: float = 0.01  # estimate, counted as abandoned (Ofcom method)
-    connect_within: float = 2.0
+    connect_within: float = 2.0  # from the end of the person's greeting (FCC, Ofcom)
+    #: amd.conf ``after_greeting_silence`` (s): AMD's "human" comes this long
+    #: after the greeting ended, so the person's connect window at the verdict
+    #: is this much shorter (pacing's window, :func:`pacing_window`)
+    after_greeting_silence: float = 0.8
     max_lines_per_agent: float = 3.0
     power_ratio: float = 2.0
     wrap_up: float = 120.0  # longest after-call work before the agent is ready again
@@ -129,6 +148,8 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         raise CampaignError("amd_false_positive", "must be in [0, 0.5)")
     if not 0 < s.connect_within <= 2.0:
         raise CampaignError("connect_within", "must be in (0, 2] s (FCC/Ofcom)")
+    if not 0 <= s.after_greeting_silence <= 5:
+        raise CampaignError("after_greeting_silence", "must be between 0 and 5 s")
     if not 1 <= s.max_lines_per_agent <= 10:
         raise CampaignError("max_lines_per_agent", "must be between 1 and 10")
     if not 1 <= s.power_ratio <= s.max_lines_per_agent:
@@ -144,6 +165,34 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         if w not in ("30d", "day"):
             raise CampaignError("windows", f"unknown window {w!r} (30d, day)")
     return s
+
+
+def connect_delay(settings: CampaignSettings, silence: float) -> float:
+    """Seconds from a person's verdict to the moment the person must be with
+    an agent, or hear the abandon message: the connect limit counted from the
+    end of the greeting (47 CFR 64.1200(a)(7): "within two seconds after the
+    called person's completed greeting"; Ofcom: 2 s), so less the ``silence``
+    AMD heard after the greeting before it said "human", less the command's
+    round trip (:data:`MOVE_MARGIN`), and never below
+    :data:`MIN_CONNECT_DELAY`.
+
+    Without AMD (or a verdict whose cause names no silence) the person is
+    queued at the answer, which comes before the greeting ends: counting from
+    there is on the law's safe side."""
+    # to the millisecond: 2.0 - 0.8 - 0.3 is 0.8999999999999999 in binary
+    return round(
+        max(MIN_CONNECT_DELAY, settings.connect_within - max(0.0, silence) - MOVE_MARGIN), 3
+    )
+
+
+def pacing_window(settings: CampaignSettings) -> float:
+    """The seconds within which an agent must come free for a live answer,
+    as pacing models it: :func:`connect_delay` for the silence AMD typically
+    hears after a greeting (amd.conf's ``after_greeting_silence``, the
+    campaign's setting) when AMD is on; without AMD the person is queued at
+    the answer and waits ``connect_within`` less the margin."""
+    silence = settings.after_greeting_silence if settings.amd else 0.0
+    return connect_delay(settings, silence)
 
 
 def _check_trunk(trunk: str) -> None:

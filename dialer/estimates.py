@@ -26,6 +26,7 @@ Pure: no clock, no I/O.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -35,6 +36,28 @@ from scipy.special import ndtri
 #: seconds ahead the pacing looks (0..40 s: a new call's ring, AMD and the
 #: 2 s connect limit fit in it)
 HORIZONS = np.arange(0.0, 41.0, 1.0)
+
+
+def columns(table: np.ndarray, c: float, n: int) -> np.ndarray:
+    """Columns of ``table`` (last axis on the ``HORIZONS`` grid) for the
+    horizons c, c + 1, ..., c + n - 1: a supply looked up ``c`` seconds after
+    each horizon.
+
+    The connect window ``c`` is counted from the end of the person's
+    greeting (:func:`dialer.campaign.pacing_window`: 0.9 s after the verdict
+    with AMD's 0.8 s of silence), not a whole number of seconds: between two
+    whole seconds the probabilities (distribution functions of the agents'
+    free times) are interpolated linearly.  A whole ``c`` gives the columns
+    themselves."""
+    lo = math.floor(c)
+    frac = c - lo
+    head = table[..., lo : lo + n]
+    if frac < 1e-9:
+        return head
+    out: np.ndarray = head + frac * (table[..., lo + 1 : lo + 1 + n] - head)
+    return out
+
+
 #: talk elapsed-time grid (1 s steps); longer conversations use the last row
 MAX_TALK = 1800
 MAX_WRAP = 600
@@ -305,7 +328,7 @@ class Tables:
     need_weights: np.ndarray  # sums to 1 over the grid (or all zero)
     p_human: float
     p_human_given_answer: float
-    _windows: dict[int, Window] = field(default_factory=dict, compare=False, repr=False)
+    _windows: dict[float, Window] = field(default_factory=dict, compare=False, repr=False)
 
     @staticmethod
     def rows(table: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
@@ -313,18 +336,21 @@ class Tables:
         idx = np.minimum(elapsed.astype(np.int64), len(table) - 1)
         return table[np.maximum(idx, 0)]
 
-    def window(self, connect_within: int) -> Window:
+    def window(self, connect_window: float) -> Window:
         """Horizons 0..40 - c with supply looked up ``c`` seconds later (cached:
         the tables change every 100 observations, decisions come every second).
+        ``c``: the seconds a person may wait for an agent after the verdict
+        (:func:`dialer.campaign.pacing_window`; between whole seconds, see
+        :func:`columns`).
 
         The window ends at the last horizon at which a new call can need an
         agent (its ring timeout plus the AMD delay; 24 s on the standard
         workload): later horizons have no weight in any abandon chance, and
         leaving them out makes every gather of a decision a third smaller."""
-        w = self._windows.get(connect_within)
+        w = self._windows.get(connect_window)
         if w is None:
-            c = connect_within
-            weighted = np.flatnonzero(self.need_weights[: len(HORIZONS) - c])
+            c = connect_window
+            weighted = np.flatnonzero(self.need_weights[: len(HORIZONS) - math.ceil(c)])
             j = int(weighted[-1]) + 1 if len(weighted) else 1
             new = self.new_call[:j]
             # row r: due from horizon r on; row j: after the last horizon (never)
@@ -332,8 +358,8 @@ class Tables:
             stacked = np.concatenate(
                 [
                     np.zeros((1, 2 * j)),
-                    _with_variance(self.talk[:, c : c + j]),
-                    _with_variance(self.wrap[:, c : c + j]),
+                    _with_variance(columns(self.talk, c, j)),
+                    _with_variance(columns(self.wrap, c, j)),
                     _with_variance(self.ring[:, :j]),
                     _with_variance(due * self.p_human_given_answer),
                 ]

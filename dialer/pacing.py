@@ -32,13 +32,17 @@ import numpy as np
 from scipy.special import bdtrc, betaincinv, ndtr
 
 from dialer.abandon import AbandonLedger
-from dialer.campaign import CampaignSettings
-from dialer.estimates import HORIZONS, Estimates, Priors, Tables, Window
+from dialer.campaign import CampaignSettings, pacing_window
+from dialer.estimates import HORIZONS, Estimates, Priors, Tables, Window, columns
 
 STRATEGIES = ("progressive", "ratio:X", "vicidial", "predictive", "oracle-agents", "oracle-calls")
 EMPTY = np.zeros(0)
 #: new calls whose abandon probability is evaluated together first (see Predictive._largest_k)
 FIRST_KS = 8
+
+#: the connect window of a campaign with the default settings (AMD on, amd.conf's
+#: 0.8 s after-greeting silence): 0.9 s after the verdict
+DEFAULT_WINDOW = pacing_window(CampaignSettings("default"))
 
 
 class PacingError(ValueError):
@@ -219,7 +223,11 @@ class Predictive(Strategy):
     limit: float = 0.03  # the legal or configured maximum abandon rate
     margin: float = 0.008  # kept free below the limit (chance)
     amd_false_positive: float = 0.0  # persons AMD hangs up on: part of the budget
-    connect_within: float = 2.0
+    #: c: the seconds from a person's verdict to the abandon deadline, in which
+    #: an agent must come free (:func:`dialer.campaign.pacing_window`: the 2 s
+    #: from the greeting's end less AMD's silence after it and the command's
+    #: round trip, 0.9 s with AMD; 1.7 s without)
+    connect_window: float = DEFAULT_WINDOW
     lam: float = 0.01  # accepted abandon probability of the marginal call (start: careful)
     lam_min: float = 0.0005
     lam_max: float = 0.5
@@ -452,7 +460,7 @@ class Predictive(Strategy):
     def _model_k(self, s: Snapshot, est: Estimates, lam: float) -> int:
         """The largest number of new calls each with P_ab <= ``lam``."""
         t = est.tables()
-        c = round(self.connect_within)
+        c = self.connect_window
         w = t.window(c)
         if not w.some_need:
             return 0
@@ -465,14 +473,14 @@ class Predictive(Strategy):
         # demand by h from the calls already placed
         if self.clairvoyant is not None and s.agent_free_in is not None:
             mv = w.supply_demand(EMPTY, EMPTY, s.ringing, s.verdicts)
-            free_by = (s.agent_free_in[:, None] <= HORIZONS[None, c : c + n]).sum(axis=0)
+            free_by = (s.agent_free_in[:, None] <= HORIZONS[None, :n] + c).sum(axis=0)
             mv[0] = 0.0
             mv[0, :n] = free_by
         else:
             mv = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
             if len(s.wrap_left):
                 # a wrap-up that ends by its timer within the window: free by then for sure
-                table = Tables.rows(t.wrap, s.wrapping)[:, c : c + n]
+                table = columns(Tables.rows(t.wrap, s.wrapping), c, n)
                 sure = wrap_free_by(s, t, c, n)
                 mv[0, :n] += (sure - table).sum(axis=0)
                 mv[0, n:] += (sure * (1.0 - sure) - table * (1.0 - table)).sum(axis=0)
@@ -543,7 +551,7 @@ class Predictive(Strategy):
         through that missed their agent by a fraction of a second)."""
         assert s.next_need_in is not None and s.agent_free_in is not None
         assert s.call_need_in is not None
-        c = self.connect_within
+        c = self.connect_window
         free = np.sort(np.concatenate([np.zeros(s.ready), s.agent_free_in]))
         needs = sorted([0.0] * s.waiting + [x for x in s.call_need_in.tolist() if x != math.inf])
 
@@ -563,7 +571,7 @@ class Predictive(Strategy):
         return len(upcoming)
 
 
-def wrap_free_by(s: Snapshot, t: Tables, c: int, n: int) -> np.ndarray:
+def wrap_free_by(s: Snapshot, t: Tables, c: float, n: int) -> np.ndarray:
     """P(free by h + c) per wrapping agent (rows) and horizon h (columns).
 
     What the campaign has learned of its agents' after-call work (how often
@@ -572,10 +580,10 @@ def wrap_free_by(s: Snapshot, t: Tables, c: int, n: int) -> np.ndarray:
     estimates start from its configured ``wrap_up`` (see
     :func:`estimates_for`), so an agent just into a 120 s wrap-up is not
     counted on before it is free."""
-    p = Tables.rows(t.wrap, s.wrapping)[:, c : c + n]
+    p = columns(Tables.rows(t.wrap, s.wrapping), c, n)
     if len(s.wrap_left) != len(s.wrapping) or not len(p):
         return p
-    done: np.ndarray = np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, c : c + n])
+    done: np.ndarray = np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, :n] + c)
     return done
 
 
@@ -611,7 +619,7 @@ def rate_bound(
     return float(betaincinv(a, b, confidence))
 
 
-def inbound_means(rate: float, c: int, n: int) -> np.ndarray:
+def inbound_means(rate: float, c: float, n: int) -> np.ndarray:
     """Expected inbound arrivals that take an agent before a call of ours
     needing one at horizon h can have it: those by h + c (per horizon)."""
     return rate * (HORIZONS[:n] + c)
@@ -651,7 +659,7 @@ def poisson_binomial(p: np.ndarray) -> np.ndarray:
 
 
 def exact_abandon_chances(
-    s: Snapshot, t: Tables, w: Window, c: int
+    s: Snapshot, t: Tables, w: Window, c: float
 ) -> Callable[[np.ndarray], np.ndarray]:
     """P_ab(k) for given k, from the exact distributions (see ``docs/pacing.md``).
 
@@ -668,7 +676,7 @@ def exact_abandon_chances(
     rows = [
         Tables.rows(t.ring, s.ringing)[:, :n],
         (s.verdicts[:, None] <= HORIZONS[None, :n]) * t.p_human_given_answer,
-        1.0 - Tables.rows(t.talk, s.talking)[:, c : c + n],
+        1.0 - columns(Tables.rows(t.talk, s.talking), c, n),
         1.0 - wrap_free_by(s, t, c, n),
     ]
     pmf = poisson_binomial(np.concatenate(rows))  # (n, terms + 1)
@@ -697,7 +705,11 @@ def exact_abandon_chances(
 
 
 def make_strategy(
-    name: str, *, limit: float = 0.03, amd_false_positive: float = 0.0, connect_within: float = 2.0
+    name: str,
+    *,
+    limit: float = 0.03,
+    amd_false_positive: float = 0.0,
+    connect_window: float = DEFAULT_WINDOW,
 ) -> Strategy:
     """A strategy from its ``--strategy`` name (``ratio:X`` with a number X)."""
     if name == "progressive":
@@ -716,7 +728,7 @@ def make_strategy(
         return Predictive(
             limit=limit,
             amd_false_positive=amd_false_positive,
-            connect_within=connect_within,
+            connect_window=connect_window,
             clairvoyant={"oracle-agents": "agents", "oracle-calls": "calls"}.get(name),
         )
     raise PacingError("strategy", f"unknown strategy {name!r} (one of {', '.join(STRATEGIES)})")
@@ -733,6 +745,6 @@ def strategy_for(settings: CampaignSettings) -> Strategy:
     return Predictive(
         limit=settings.abandon_target,
         amd_false_positive=settings.amd_false_positive,
-        connect_within=settings.connect_within,
+        connect_window=pacing_window(settings),
         windows=settings.windows,
     )

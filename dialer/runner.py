@@ -13,9 +13,15 @@ One runner drives one campaign through the Telephony port:
    (:class:`core.telephony.CallClassified`); a machine is hung up (or gets
    the message drop), a person becomes a voice interaction in the campaign's
    routing queue and is connected to a free nailed-up agent's line
-   (:meth:`Telephony.connect_to_agent`) -- or, with no agent within
-   ``connect_within`` seconds, hears the abandon message
-   (:attr:`Prompt.ABANDON`) and counts as abandoned;
+   (:meth:`Telephony.connect_to_agent`) -- or, with no agent in time, hears
+   the abandon message (:attr:`Prompt.ABANDON`) and counts as abandoned.
+   "In time" is the law's: ``connect_within`` (2 s) from the end of the
+   person's greeting, which AMD heard end ``silence`` seconds before its
+   verdict (:attr:`CallClassified.silence`, from ``AMDCAUSE``), less the
+   round trip of the command that starts the message: the deadline fires
+   ``connect_within - silence - MOVE_MARGIN`` (0.3 s) after the verdict, at
+   least ``MIN_CONNECT_DELAY`` (0.2 s) (:func:`dialer.campaign.connect_delay`;
+   armed at the verdict, it made the message start 2.8 s after the greeting);
 4. when the attempt ends its outcome is written, the lead source applies the
    retry rules, and the estimates and the abandon ledger learn from it.
 
@@ -68,7 +74,7 @@ from core.telephony import (
 )
 from dialer.abandon import AbandonLedger
 from dialer.agent_board import AgentBoard
-from dialer.campaign import CampaignSettings, Lead, LeadSource
+from dialer.campaign import CampaignSettings, Lead, LeadSource, connect_delay
 from dialer.compliance import Verdict as GateVerdict
 from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Snapshot, Strategy, strategy_for
@@ -127,6 +133,9 @@ class Attempt:
     answered: float | None = None
     verdict: str | None = None  # "human" / "machine"
     verdict_at: float | None = None
+    #: when the person must be with an agent or hear the abandon message
+    #: (the law's limit from the greeting's end, :meth:`CampaignRunner.connect_by`)
+    connect_by: float | None = None
     agent: str | None = None
     connected: float | None = None
     ended: float | None = None
@@ -722,7 +731,7 @@ class CampaignRunner:
         match event:
             case CallClassified(call=uid) if uid in self.by_channel:
                 verdict = "machine" if event.verdict is Verdict.MACHINE else "human"
-                self._verdict(self.by_channel[uid], verdict, self.clock.seconds())
+                self._verdict(self.by_channel[uid], verdict, self.clock.seconds(), event.silence)
             case CallBridged(call=uid) if uid in self.by_channel:
                 self._connected(self.by_channel[uid], self.clock.seconds())
             case CallEnded(call=uid) if uid in self.by_channel:
@@ -751,7 +760,18 @@ class CampaignRunner:
             case _:
                 pass
 
-    def _verdict(self, attempt: Attempt, verdict: str, now: float) -> None:
+    def connect_by(self, verdict_at: float, silence: float = 0.0) -> float:
+        """When a person whose verdict came at ``verdict_at``, ``silence``
+        seconds after the end of their greeting, must be with an agent or
+        hear the abandon message: the one deadline of the timer, the router's
+        ``connect_by`` and the moves settled after a resync
+        (:func:`dialer.campaign.connect_delay`)."""
+        return verdict_at + connect_delay(self.settings, silence)
+
+    def _verdict(self, attempt: Attempt, verdict: str, now: float, silence: float = 0.0) -> None:
+        """AMD's verdict (or the answer, without AMD).  A person is queued
+        for an agent until :meth:`connect_by`, counted from the end of the
+        greeting: ``silence`` is how long before ``now`` it ended."""
         if not attempt.open or attempt.verdict is not None:
             return
         attempt.verdict, attempt.verdict_at = verdict, now
@@ -766,12 +786,13 @@ class CampaignRunner:
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
         preview = self.previews.get(attempt.agent) if attempt.agent else None
+        attempt.connect_by = self.connect_by(now, silence)
         interaction = self._interaction(
             attempt, now, attempt.agent, PREVIEW_PRIORITY if preview is not None else 0
         )
         self.waiting_since[attempt.id] = now
         self._deadlines[attempt.id] = self.clock.callLater(
-            self.settings.connect_within, self._deadline, attempt
+            attempt.connect_by - now, self._deadline, attempt
         )
         self._notify("queued", attempt)
         self._own(attempt.id)
@@ -1012,8 +1033,8 @@ class CampaignRunner:
         """After a resync: a person whose move into an agent's bridge went
         with the PBX link (sent as it dropped, or while it was down) and who
         is not in that bridge now (the resync would have said so) is still
-        on hold, and the agent is kept for them.  Within the connect
-        deadline the person is moved again; past it, the person hears the
+        on hold, and the agent is kept for them.  Before the connect
+        deadline (:meth:`connect_by`, the timer's own) the person is moved again; past it, the person hears the
         abandon message and counts abandoned, as at the deadline, and the
         agent is free for the next one."""
         unsure, self._moves_unsure = self._moves_unsure, set()
@@ -1027,7 +1048,8 @@ class CampaignRunner:
                 continue
             if agent is None or self.router.offered_to(attempt_id) != agent:
                 continue
-            if now < since + self.settings.connect_within:
+            due = attempt.connect_by if attempt.connect_by is not None else self.connect_by(since)
+            if now < due:
                 log.info(
                     "campaign {c}: {a} moved to agent {g} again after the resync",
                     c=self.settings.name,
@@ -1391,7 +1413,7 @@ class CampaignRunner:
             attributes=dict(attempt.lead.extra),
             agent=agent,
             priority=priority,
-            connect_by=now + self.settings.connect_within,
+            connect_by=self.connect_by(now) if attempt.connect_by is None else attempt.connect_by,
             campaign=self.settings.name,
         )
 

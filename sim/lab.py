@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dialer.campaign import CampaignSettings, Lead, validate
+from dialer.campaign import CampaignSettings, Lead, pacing_window, validate
 from dialer.pacing import estimates_for, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
 from routing.agent import Agent, AgentState
@@ -372,6 +372,8 @@ def run(
             amd_delay=workload.amd.delay,
             amd_false_positive=workload.amd.person_misread,
             connect_within=workload.connect_within,
+            # the simulated AMD says "human" this long after the greeting (HUMAN-800-800)
+            after_greeting_silence=pbx.amd_silence_ms / 1000.0,
             max_lines_per_agent=max_lines_per_agent,
             power_ratio=min(2.0, max_lines_per_agent),
             wrap_up=wrap_up_limit(workload),
@@ -381,7 +383,8 @@ def run(
         strategy,
         limit=workload.abandon_limit,
         amd_false_positive=workload.amd.person_misread,
-        connect_within=workload.connect_within,
+        # the runner's deadline, counted from the greeting's end, as the server's pacing
+        connect_window=pacing_window(settings),
     )
     leads = SimLeads()
     attempts = MemoryAttemptLog()

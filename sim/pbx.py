@@ -83,6 +83,8 @@ CAUSE_TEXT = {
     20: "Subscriber absent",
     34: "Circuit/channel congestion",
 }
+#: Asterisk's amd.conf default ``after_greeting_silence``, milliseconds
+AFTER_GREETING_SILENCE_MS = 800
 SIP_OF_CAUSE = {17: "486", 34: "503", 1: "404", 19: "480", 20: "480"}
 
 _TRUNK_RE = re.compile(r"^PJSIP/(?:customers/sip:(?P<a>[^@]+)@.*|(?P<b>[^@/]+)@customers)$")
@@ -336,6 +338,13 @@ class SimPbx:
         self.inbound_patience_mean = inbound_patience_mean
         self.fallback_after = fallback_after
         self.amd = amd
+        #: amd.conf ``after_greeting_silence`` (ms): a person's "human" comes
+        #: this long after the end of their greeting, and ``AMDCAUSE`` says so
+        #: (``HUMAN-800-800``).  The workload's AMD delay after the answer
+        #: (1.5 s) is the greeting and this silence: "hello?" for 0.7 s, then
+        #: 0.8 s -- what Asterisk's AMD says of sim/phones.py's
+        #: ``HUMAN_GREETING`` on a real PBX (tests/fixtures/asterisk/amd.ami)
+        self.amd_silence_ms = AFTER_GREETING_SILENCE_MS
         #: mean talk time of inbound callers (exponential); None: the workload's talk
         self.inbound_talk = inbound_talk
         self.globals = {"SOUNDS": "/var/lib/asterisk/sounds/lab"}
@@ -1155,8 +1164,12 @@ class SimPbx:
             amd = self.workload_at(self.now()).amd
             rate = amd.machine_detected if chan.far == "machine" else amd.person_misread
             machine = self.rng.random() < rate
+        # the silence AMD heard: never more than the time since the answer
+        silence = min(self.amd_silence_ms, round(1000 * self.workload_at(self.now()).amd.delay))
         status, cause = (
-            ("MACHINE", "LONGGREETING-1500-1500") if machine else ("HUMAN", "HUMAN-800-800")
+            ("MACHINE", "LONGGREETING-1500-1500")
+            if machine
+            else ("HUMAN", f"HUMAN-{silence}-{self.amd_silence_ms}")
         )
         self._setvar(chan, "AMDSTATUS", status)
         self._setvar(chan, "AMDCAUSE", cause)

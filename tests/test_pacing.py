@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from dialer.pacing import (
     exact_abandon_chances,
     make_strategy,
     rate_bound,
+    strategy_for,
 )
 
 
@@ -103,6 +105,16 @@ def test_predictive_dials_less_when_calls_are_already_ringing() -> None:
     assert ringing < idle
 
 
+def team(
+    ready: int, talking: list[float], wrapping: list[float], ringing: list[float], **kw: Any
+) -> Snapshot:
+    """A campaign's snapshot with these agents and calls (every agent logged in)."""
+    agents = max(1, ready + len(talking) + len(wrapping))
+    return snap(
+        agents=agents, ready=ready, talking=talking, wrapping=wrapping, ringing=ringing, **kw
+    )
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     ready=st.integers(0, 30),
@@ -118,24 +130,21 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
     """The chunked search gives the largest k with P_ab(k) <= lambda (normal
     approximation), as a call-by-call walk over the same formula does."""
     est, ledger = Estimates(), AbandonLedger()
-    s = snap(
-        agents=max(1, ready + len(talking) + len(wrapping)),
-        ready=ready,
-        talking=talking,
-        wrapping=wrapping,
-        ringing=ringing,
-        room=room,
-    )
+    s = team(ready, talking, wrapping, ringing, room=room)
     p = Predictive(lam=lam, exact_terms=-1, start_agents=None)  # this lambda from the start
     got = p.decide(s, est, ledger)
     t = est.tables()
-    sup = ready + Tables.rows(t.talk, s.talking)[:, 2:].sum(0)
-    sup = sup + Tables.rows(t.wrap, s.wrapping)[:, 2:].sum(0)
-    q = Tables.rows(t.ring, s.ringing)[:, :-2]
-    pt = np.concatenate([Tables.rows(t.talk, s.talking), Tables.rows(t.wrap, s.wrapping)])[:, 2:]
+    # supply c seconds after each horizon (0.9 s: between two whole seconds)
+    c = p.connect_window
+    n = len(HORIZONS) - math.ceil(c)
+    busy = np.concatenate([Tables.rows(t.talk, s.talking), Tables.rows(t.wrap, s.wrapping)])
+    lo, frac = math.floor(c), c - math.floor(c)
+    pt = (1 - frac) * busy[:, lo : lo + n] + frac * busy[:, lo + 1 : lo + 1 + n]
+    sup = ready + pt.sum(0)
+    q = Tables.rows(t.ring, s.ringing)[:, :n]
     var = (pt * (1 - pt)).sum(0) + (q * (1 - q)).sum(0)
     base = q.sum(0) + 0.5 - sup
-    new, w = t.new_call[:-2], t.need_weights[:-2]
+    new, w = t.new_call[:n], t.need_weights[:n]
     k = 0
     while k < min(room, p.max_burst):
         sd = np.sqrt(np.maximum(var + k * new * (1 - new), 0.01))
@@ -188,8 +197,10 @@ def test_exact_abandon_chances_match_a_monte_carlo_of_the_same_model() -> None:
 
 
 def test_the_calls_oracle_dials_a_record_only_if_an_agent_is_free_within_the_limit() -> None:
-    """The clairvoyant bound compares exact times: an agent free 2.2 s after
-    the person answers is too late, one free 1.8 s after is not."""
+    """The clairvoyant bound compares exact times, with the runner's deadline:
+    0.9 s after the verdict (2 s from the greeting's end, less AMD's 0.8 s of
+    silence and the 0.3 s margin).  An agent free 1.0 s after the verdict is
+    too late, one free 0.8 s after is not."""
     est, ledger = Estimates(), AbandonLedger()
     inf = float("inf")
 
@@ -200,10 +211,10 @@ def test_the_calls_oracle_dials_a_record_only_if_an_agent_is_free_within_the_lim
         s.next_need_in = lambda n: np.asarray(upcoming[:n], dtype=float)
         return make_strategy("oracle-calls").decide(s, est, ledger)
 
-    assert decide([7.9, 300.0], [5.7, inf]) == 0
-    assert decide([7.5, 300.0], [5.7, inf, inf, 7.0]) == 3, "the second person would wait"
-    assert decide([7.5, 8.0], [5.7, inf, inf, 7.0, inf]) == 5
-    assert decide([1.0, 8.0], [5.7], waiting=1) == 0, "the person waiting now comes first"
+    assert decide([6.7, 300.0], [5.7, inf]) == 0
+    assert decide([6.5, 300.0], [5.7, inf, inf, 7.0]) == 3, "the second person would wait"
+    assert decide([6.5, 7.8], [5.7, inf, inf, 7.0, inf]) == 5
+    assert decide([0.5, 8.0], [5.7], waiting=1) == 0, "the person waiting now comes first"
 
 
 def test_predictive_goes_progressive_at_the_cap() -> None:
@@ -486,7 +497,7 @@ def test_a_large_campaign_starts_more_carefully_and_a_small_one_as_before() -> N
     big.decide(snap(agents=100, ready=1), Estimates(), AbandonLedger())
     assert big.lam == pytest.approx(0.01 * (20 / 50) ** 0.5)
     # so with the same calls up, the large campaign's first decision places fewer
-    state = {"ready": 3, "talking": [60.0] * 47}
+    state = {"ready": 5, "talking": [60.0] * 45}
     first, later = Predictive(limit=0.03), Predictive(limit=0.03)
     later.start_agents = None  # as if λ were already the feedback's
     assert first.decide(snap(agents=50, **state), Estimates(), AbandonLedger()) < later.decide(
@@ -596,3 +607,29 @@ def test_the_exact_tail_counts_inbound_arrivals_as_a_poisson_demand() -> None:
     got = exact_abandon_chances(s, t, w, c)(np.array([1.0]))[0]
     mu = rate * (HORIZONS[: len(w.new_call)] + c)
     assert got == pytest.approx(poisson.sf(1, mu) @ w.need_weights, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ready=st.integers(0, 8),
+    talking=st.lists(st.floats(0, 400), max_size=20),
+    wrapping=st.lists(st.floats(0, 60), max_size=8),
+    ringing=st.lists(st.floats(0, 30), max_size=30),
+    exact=st.booleans(),
+)
+def test_a_shorter_connect_window_never_places_more_calls(
+    ready, talking, wrapping, ringing, exact
+) -> None:
+    """The runner abandons 0.9 s after the verdict (2 s from the greeting's
+    end, less AMD's 0.8 s of silence and the Redirect's margin): pacing that
+    counted agents free within 2 s of the verdict dialed for agents who came
+    too late.  Between the grid's whole seconds the window interpolates, so
+    the calls placed fall as the window shrinks, never rise."""
+    est, ledger = Estimates(), AbandonLedger()
+    s = team(ready, talking, wrapping, ringing)
+    placed = [
+        Predictive(connect_window=c, exact_terms=40 if exact else -1).decide(s, est, ledger)
+        for c in (2.0, 1.5, 0.9, 0.5)
+    ]
+    assert placed == sorted(placed, reverse=True)
+    assert strategy_for(validate(CampaignSettings("c"))).connect_window == 0.9  # type: ignore[attr-defined]
