@@ -257,6 +257,9 @@ class SimChannel:
     #: checks ast_check_hangup, and the pending goto is the soft hang-up
     #: AST_SOFTHANGUP_ASYNCGOTO that the PBX loop clears when it jumps)
     in_transit: bool = False
+    #: Redirects accepted for this channel: a dialplan Wait that a Redirect
+    #: ended does not run on (the outbound net, see :meth:`SimPbx._net`)
+    gotos: int = 0
     #: the phone channel this caller's Dial in dirigent-connect rings (until
     #: answered or given up): a Redirect of the caller ends that Dial
     dialing: str | None = None
@@ -1186,18 +1189,18 @@ class SimPbx:
         )
         if machine:
             self._newexten(chan, "Wait", "60", priority=MACHINE_WAIT_PRIORITY)
-        else:  # the greeting ended 800 ms ago (the cause's first figure)
-            self._wait_for_dirigent(chan, self._connect_limit() - 0.8)
+        else:  # the greeting ended `silence` ms ago (the cause's first figure)
+            self._wait_for_dirigent(chan, self._connect_limit() - silence / 1000)
         self._later_customer_patience(chan)
 
     def _wait_for_dirigent(self, chan: SimChannel, net: float) -> None:
         """``(person),Wait(${NET})``: a person Dirigent has not moved by then
         hears the abandon message from the PBX (the dialplan's net)."""
         self._newexten(chan, "Wait", f"{net:g}", priority=NET_PRIORITY)
-        self._later(chan, net, self._net, chan, chan.moves)
+        self._later(chan, net, self._net, chan, chan.gotos)
 
-    def _net(self, chan: SimChannel, moves: int) -> None:
-        if chan.moves != moves or chan.bridge is not None:
+    def _net(self, chan: SimChannel, gotos: int) -> None:
+        if chan.gotos != gotos or chan.bridge is not None:
             return  # Dirigent moved it (a Redirect ends the Wait)
         mark = f"abandoned/{chan.uniqueid}"
         self.astdb[("dirigent", mark)] = str(int(self.now()))
@@ -1389,6 +1392,7 @@ class SimPbx:
         if chan.on_moh:
             self._moh(chan, False)
         chan.in_transit = True
+        chan.gotos += 1
         self._later(chan, 0.0, self._move, chan, context, exten, priority)
 
     def _move(self, chan: SimChannel, context: str, exten: str, priority: int) -> None:

@@ -172,6 +172,14 @@ def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percen
     _demo_users(url, AGENTS)
     campaign = _demo_campaign(url, tmp_path)
     pbx = SimPbx(clock, seed=SEED, agents=AGENTS)
+    # The dialplan's net plays the abandon message 2 s after the greeting, 0.3 s
+    # after Dirigent's own deadline.  At 25-50 times real speed the AMI round
+    # trip from AMD's UserEvent to the Redirect that follows it (30-60 real ms
+    # on a loaded machine) is 1-3 virtual seconds: the net would play to persons
+    # a server at real speed connects in time, and the hour would measure the
+    # clock, not the pacing.  Here it stands back; it is measured at real speed
+    # (tests/test_dialer_runner.py, tests/realpbx/test_restarts.py).
+    pbx.globals["DIRIGENT_CONNECT_LIMIT"] = "30"
     server = SimAmiServer(pbx, reactor, clock=clock, username="dirigent", secret="demo-secret")
     server.listen(0)
     pbx.start_inbound(INBOUND_RATE)
