@@ -299,6 +299,8 @@ class CampaignRunner:
         self.lost_at: float | None = None
         #: persons whose move into an agent's bridge may have gone with the link
         self._moves_unsure: set[str] = set()
+        #: the open attempts of a previous run, read by :meth:`pbx_abandons` for :meth:`reconcile`
+        self._recovering: list[Attempt] | None = None
         #: False when another component (the ACD) ticks the shared router and
         #: hands this runner its offers through :meth:`own_offers`
         self.ticks_router = ticks_router
@@ -1309,7 +1311,10 @@ class CampaignRunner:
         now = self.clock.seconds()
         closed = []
         marks = pbx_abandoned or {}
-        for attempt in self.log.open_attempts(self.settings.name):
+        recovering, self._recovering = self._recovering, None
+        if recovering is None:
+            recovering = self.log.open_attempts(self.settings.name)
+        for attempt in recovering:
             chan = self.telephony.live_call(attempt.channel_id)
             if attempt.channel_id in marks and attempt.connected is None:
                 self._abandoned_while_down(attempt, marks[attempt.channel_id], now)
@@ -1342,7 +1347,9 @@ class CampaignRunner:
         PBX's net played the abandon message to (read from the PBX, and
         forgotten there).  A failed look-up is logged and reads as none:
         those attempts close "unknown", as before the net existed."""
-        calls = [a.channel_id for a in self.log.open_attempts(self.settings.name)]
+        # read once (the store preloads them in its writer): reconcile takes these
+        self._recovering = self.log.open_attempts(self.settings.name)
+        calls = [a.channel_id for a in self._recovering]
         if not calls:
             return succeed({})
 
