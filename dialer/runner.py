@@ -1389,14 +1389,7 @@ class CampaignRunner:
         """Gone while the link was down, after the PBX's net played the
         abandon message: abandoned (counted once), out of the router."""
         self._count_abandoned(attempt, now)
-        self.waiting_since.pop(attempt.id, None)
-        timer = self._deadlines.pop(attempt.id, None)
-        if timer is not None and timer.active():
-            timer.cancel()
-        freed = self.router.drop(attempt.id, now, "pbx lost")
-        self._end(attempt, "abandoned", now)
-        if freed is not None:
-            self._route(self.router.route_agent(freed, now))
+        self._close_gone(attempt, "abandoned", now)
 
     def _agent_bridged_with(self, chan: LiveCall) -> str | None:
         """The agent whose nailed-up leg (``agent-<id>-<ms>``) shares the bridge."""
@@ -1475,11 +1468,16 @@ class CampaignRunner:
         """Nobody knows how the call ended: closed "unknown", and out of the
         router wherever it was (queued, offered, with an agent); the agent it
         held is routed again."""
+        self._close_gone(attempt, "unknown", now)
+
+    def _close_gone(self, attempt: Attempt, outcome: str, now: float) -> None:
+        """A call gone with the PBX link: closed ``outcome`` and out of the
+        router wherever it was; the agent it held is routed again."""
         self.waiting_since.pop(attempt.id, None)
         timer = self._deadlines.pop(attempt.id, None)
         if timer is not None and timer.active():
             timer.cancel()
         freed = self.router.drop(attempt.id, now, "pbx lost")
-        self._end(attempt, "unknown", now)
+        self._end(attempt, outcome, now)
         if freed is not None:
             self._route(self.router.route_agent(freed, now))
