@@ -106,6 +106,10 @@ def serve_blob(port_queue: mp.Queue, blob: bytes, paced: bytes | None, rate: flo
                             ]
                         )
                     )
+                elif action == "userevent":  # the login's probe: the event comes back
+                    writer.write(encode_message([("Response", "Success"), ("ActionID", aid)]))
+                    body = [(k, v) for k, v in msg.headers if k not in ("Action", "ActionID")]
+                    writer.write(encode_message([("Event", "UserEvent"), *body]))
                 elif action == "benchblast":
                     writer.write(encode_message([("Response", "Success"), ("ActionID", aid)]))
                     writer.write(blob)

@@ -17,6 +17,7 @@ import asyncio
 import time
 
 from asterisk.framing import NEED_DATA, AmiFramer, AmiMessage, encode_message
+from asterisk.session import PROBE_EVENT
 from tests.transcript import Connection, Msg, Transcript
 
 
@@ -103,6 +104,14 @@ class ReplayServer:
         """Send the recorded answer; True when the recorded peer closed here."""
         name = (msg.get("Action") or "").lower()
         client_id = msg.action_id
+        if name == "userevent" and msg.get("UserEvent") == PROBE_EVENT:
+            # the login's probe (no recording has it): answered as Asterisk
+            # does, with the event itself to a user that may read "user"
+            ident = [("ActionID", client_id)] if client_id else []
+            body = [(k, v) for k, v in msg.headers if k not in ("Action", "ActionID")]
+            writer.write(encode_message([("Response", "Success"), *ident]))
+            writer.write(encode_message([("Event", "UserEvent"), ("Privilege", "user,all"), *body]))
+            return False
         for i, step in enumerate(steps):
             if step.sent is not None and _action(step.sent) == name:
                 for skipped in steps[:i]:

@@ -69,6 +69,7 @@ def centre(sim, tmp_path):
                 AgentSettings(
                     id="anna",
                     endpoint="1001",
+                    mode="nailed",  # a campaign dials into its queue: a kept line
                     capacity={Channel.VOICE: 1, Channel.CHAT: 2},
                     queues=("sales",),
                     team="north",
@@ -76,6 +77,7 @@ def centre(sim, tmp_path):
                 AgentSettings(
                     id="ben",
                     endpoint="1002",
+                    mode="nailed",
                     capacity={Channel.VOICE: 1, Channel.CHAT: 2},
                     queues=("support",),
                     team="south",
