@@ -51,6 +51,9 @@ class Channel:
     context: str = ""
     exten: str = ""
     bridge_id: str | None = None
+    #: the dialplan application it ran when last read whole (a resync's
+    #: ``CoreShowChannel``; live ``Newexten`` events are not followed)
+    application: str = ""
     variables: dict[str, str] = field(default_factory=dict)
     #: flags of the SoftHangupRequest events seen for it (SHUTDOWN on a restart)
     soft_hangup: SoftHangup = NO_SOFT_HANGUP
@@ -69,6 +72,7 @@ class ChannelSnapshot:
     context: str
     exten: str
     bridge_id: str | None
+    application: str = ""
 
     @classmethod
     def from_message(cls, m: AmiMessage) -> ChannelSnapshot:
@@ -82,6 +86,7 @@ class ChannelSnapshot:
             m.get("Context") or "",
             m.get("Exten") or "",
             m.get("BridgeId") or None,
+            m.get("Application") or "",
         )
 
 
@@ -241,6 +246,7 @@ class ChannelMirror:
                     out.append(BridgeEntered(pbx, snap.bridge_id, uid, chan.name))
                 chan.bridge_id = snap.bridge_id
             chan.context, chan.exten = snap.context, snap.exten
+            chan.application = snap.application
             channels[uid] = chan
         self.channels = channels
         bridges: dict[str, set[str]] = {}

@@ -42,7 +42,7 @@ from asterisk.events import (
     ResyncCompleted,
     UserEventReceived,
 )
-from asterisk.mirror import ChannelMirror
+from asterisk.mirror import Channel, ChannelMirror
 from core.telephony import (
     AgentRingFailed,
     AttemptRef,
@@ -135,6 +135,8 @@ PROMPTS = {Prompt.ABANDON: "dirigent-abandon", Prompt.MACHINE_MESSAGE: "dirigent
 PHONE = "PJSIP/{phone}"
 #: DialStatus of ``DirigentConnectFailed`` -> why
 RING_FAILURES = {"BUSY": RingFailure.BUSY, "CHANUNAVAIL": RingFailure.UNREACHABLE}
+#: the applications of ``dirigent-inbound`` after the wait: the caller is the PBX's fallback's
+FALLBACK_APPLICATIONS = frozenset({"Queue", "VoiceMail"})
 #: the AstDB family and key prefix of the dialplan's net: ``dirigent/abandoned/<uniqueid>``
 #: = when (epoch seconds) the PBX played the abandon message itself
 ABANDONED_FAMILY, ABANDONED_KEY = "dirigent", "abandoned/{call}"
@@ -143,6 +145,11 @@ ABANDONED_FAMILY, ABANDONED_KEY = "dirigent", "abandoned/{call}"
 #: ``AMDCAUSE`` of a "human" verdict (apps/app_amd.c):
 #: ``HUMAN-<silenceDuration>-<afterGreetingSilence>``, milliseconds
 _HUMAN_CAUSE = re.compile(r"HUMAN-([0-9]{1,7})-[0-9]{1,7}")
+
+
+def _live(chan: Channel) -> LiveCall:
+    in_fallback = chan.context == INBOUND and chan.application in FALLBACK_APPLICATIONS
+    return LiveCall(chan.uniqueid, chan.name, chan.bridge_id, in_fallback)
 
 
 def greeting_silence(cause: str | None) -> float:
@@ -305,10 +312,10 @@ class AsteriskVoice:
     # -- queries ----------------------------------------------------------------------
     def live_call(self, call: str) -> LiveCall | None:
         chan = self.mirror.get(call)
-        return None if chan is None else LiveCall(chan.uniqueid, chan.name, chan.bridge_id)
+        return None if chan is None else _live(chan)
 
     def live_calls(self) -> Iterable[LiveCall]:
-        return [LiveCall(c.uniqueid, c.name, c.bridge_id) for c in self.mirror.channels.values()]
+        return [_live(c) for c in self.mirror.channels.values()]
 
     def bridged_with(self, call: str) -> frozenset[str]:
         chan = self.mirror.get(call)

@@ -706,6 +706,9 @@ class VoiceInbound:
             self.calls[uid] = _Call(interaction)
             self.hub.own(iid, self)
             self.hub.publish_interaction(Stage.QUEUED, interaction)  # its row reopened
+            if live.in_fallback:  # its wait ran out while we were down: the PBX's now
+                self._fallback(CallFellBack(self.telephony.name, uid), now)
+                continue
             offers = router.enqueue(interaction, now)
             # queued once, on its arrival (the row, written before the router
             # queued it, may not have that entry yet)
@@ -718,6 +721,15 @@ class VoiceInbound:
                 w=now - left.arrived,
             )
             self.hub.route(offers)
+
+    def _fallen_back_meanwhile(self, now: float) -> None:
+        """After a resync: callers whose wait ran out while the link was
+        down are in the dialplan's fallback now (its DirigentFallback event
+        was not heard): theirs, not routed by us any more."""
+        for uid in list(self.calls):
+            live = self.telephony.live_call(uid)
+            if live is not None and live.in_fallback:
+                self._fallback(CallFellBack(self.telephony.name, uid), now)
 
     def _forget_gone(self) -> None:
         """After a resync: calls the last run left open that the PBX no
@@ -1008,6 +1020,7 @@ class VoiceInbound:
                 self.lost_at, self._pbx_going_down = None, False
                 self._had_at_loss = frozenset()
                 self._forget_gone()
+                self._fallen_back_meanwhile(now)
                 self._requeue_waiting(now)
                 self._renail_all()
                 self._send_held(now)

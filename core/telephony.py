@@ -119,11 +119,16 @@ class AttemptRef:
 @dataclass(frozen=True, slots=True)
 class LiveCall:
     """A call the PBX has now.  ``bridge`` names the conversation it is in
-    (None: in none); ``name`` is the PBX's own label, kept for records."""
+    (None: in none); ``name`` is the PBX's own label, kept for records.
+    ``in_fallback``: the PBX had given the caller to its own fallback (its
+    queue or voicemail) when it last told us every call (at a resync), so
+    the caller is not ours to route: a caller whose wait ran out while we
+    were down or cut off."""
 
     id: str
     name: str
     bridge: str | None
+    in_fallback: bool = False
 
 
 # -- events the port delivers ---------------------------------------------------------

@@ -267,6 +267,43 @@ def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_c
         acd.stop()
 
 
+def test_over_ami_a_caller_whose_wait_ran_out_during_a_link_loss_is_left_to_the_fallback(
+    sim, session_factory
+):
+    """QA3 (minor): the dialplan gave a waiting caller to its fallback queue
+    while the link was down (its DirigentFallback event unheard); after the
+    resync Dirigent still had it waiting and rang the next agent for it,
+    pulling it out of the fallback queue."""
+    from twisted.internet import reactor
+
+    pbx, server = sim
+    session = session_factory(server.address, backoff_initial=0.05, backoff_max=0.1)
+    phone = AmiTelephony(session)
+    router = Router({"sales": QueueConfig("sales")}, offer_timeout=30)
+    endpoints = {"ringer": AgentEndpoint("ringer", "1002")}
+    router.add_agent(Agent("ringer"))
+    acd = InboundAcd(phone, router, reactor, endpoints, wrap_up=1)
+    session.start()
+    run(session.wait_connected(5))
+    acd.start()
+    try:
+        waiting = pbx.inbound_call(queue="sales")  # nobody logged in
+        run(wait_for(lambda: waiting.uniqueid in router.waiting, what="queued"))
+        pbx.unsubscribe(server.broadcast)
+        server.drop_connections()
+        pbx._inbound_fallback(waiting)  # DIRIGENT_WAIT ran out meanwhile
+        pbx.subscribe(server.broadcast)
+        run(wait_for(lambda: session.connects == 2, what="resync"))
+        run(wait_for(lambda: waiting.uniqueid not in router.waiting, what="no longer queued"))
+        assert acd.kpi.fallbacks == 1
+        acd.login("ringer", ["sales"])
+        settle(0.3)
+        assert router.agents["ringer"].state is AgentState.READY, "not rung for it"
+        assert waiting.app == "Queue" and waiting.bridge is None, "in the PBX's fallback queue"
+    finally:
+        acd.stop()
+
+
 def test_blind_transfer_to_another_queue_keeps_the_history():
     clock = task.Clock()
     pbx = SimPbx(clock, seed=3, agents=2, inbound_talk=300)
