@@ -492,7 +492,10 @@ class AmiSession:
         finally:
             keepalive.cancel()
             resyncer.cancel()
-        log.warning("PBX %s: link lost (%s)", self.name, reason)
+        if self._stopping:  # our own Logoff: the PBX closes the link as asked
+            log.info("PBX %s: logged off", self.name)
+        else:
+            log.warning("PBX %s: link lost (%s)", self.name, reason)
         return True
 
     def _teardown(self, proto: _Protocol) -> None:

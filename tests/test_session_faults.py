@@ -4,6 +4,7 @@ credentials, links that drop or go silent, resync after reconnect."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import pytest
@@ -304,3 +305,16 @@ def test_an_ami_user_that_cannot_read_user_events_is_refused_saying_which_class(
     server.read_classes = None  # the operator adds it and reloads the manager
     run(session.wait_connected(5))
     assert session.refused is None
+
+
+def test_a_clean_stop_logs_off_without_a_warning_of_a_lost_link(session_factory, sim, caplog):
+    """QA3 (minor): a SIGTERM'd server logged "link lost (closed by peer)",
+    a warning an operator's alerting reads as the PBX going away."""
+    _pbx, server = sim
+    session = session_factory(server.address)
+    session.start()
+    run(session.wait_connected(5))
+    with caplog.at_level(logging.INFO, logger="dirigent.asterisk"):
+        run(session.stop())
+    assert "logged off" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
