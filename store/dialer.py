@@ -65,6 +65,7 @@ from store import db, pool
 from store.consent import DbConsent, DbDnc
 
 __all__ = [
+    "CHECKING",
     "DbAttemptLog",
     "DbCampaignStore",
     "DbLeadSource",
@@ -75,6 +76,9 @@ __all__ = [
 ]
 
 log = Logger(namespace="dirigent.dialer")
+
+#: the idle reason while the first pool status is worked out (a thread's answer)
+CHECKING = "checking the lists for records due"
 
 #: seconds between the tries of a refused write (then it is logged, counted and kept)
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -689,7 +693,8 @@ class DbLeadSource:
             d.addCallback(lambda reason: setattr(self, "_reason", (now, reason)))
             d.addErrback(lambda f: log.warn("pool status failed: {e}", e=f.getErrorMessage()))
             d.addBoth(lambda _: setattr(self, "_refreshing", False))
-        return self._reason[1] if self._reason is not None else "nothing dialable now"
+        # not "nothing dialable": the lists may hold records due now (QA3)
+        return self._reason[1] if self._reason is not None else CHECKING
 
     def reason_now(self, now: float) -> str:
         """The idle reason, from a fresh pool status (blocks on the database).

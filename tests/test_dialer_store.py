@@ -22,7 +22,7 @@ from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from store import db
 from store.consent import DbConsent, DbDnc
-from store.dialer import DbAttemptLog, DbLeadSource, DbLedgerStore
+from store.dialer import CHECKING, DbAttemptLog, DbLeadSource, DbLedgerStore
 from store.lists_import import import_list
 from tests.test_dialer_runner import workload
 
@@ -193,8 +193,8 @@ def test_in_the_server_the_idle_reason_is_worked_out_off_the_reactor(engine):
     # Sunday 03:00 in London: outside the calling hours, so nothing may be dialed
     night = dt.datetime(2026, 11, 22, 3, 0, tzinfo=dt.UTC).timestamp()
     assert source.take(5, night) == []
-    assert source.empty_reason(night) == "nothing dialable now", "no answer yet: no waiting"
-    run(wait_for(lambda: source.empty_reason(night) != "nothing dialable now", what="reason"))
+    assert source.empty_reason(night) == CHECKING, "no answer yet: no waiting"
+    run(wait_for(lambda: source.empty_reason(night) != CHECKING, what="reason"))
     expected = DbLeadSource(engine, campaign, gate).empty_reason(night)
     assert source.empty_reason(night) == expected and expected.startswith("no record may be dialed")
 
