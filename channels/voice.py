@@ -126,6 +126,9 @@ PREVIEW = "preview"
 #: a ring-mode agent's phone rings this much less than the offer has left, so
 #: the PBX gives up (and says so) before the offer times out in Dirigent
 RING_MARGIN = 1.0
+#: a dialplan fallback this soon after the arrival: the hold music is missing (see
+#: :meth:`VoiceInbound._fell_back`)
+QUICK_FALLBACK = 1.0
 #: a move the PBX refused while the caller is still up (Asterisk refuses a
 #: Redirect while the last one is under way: "channel not up") is sent again
 #: after this long, at most MOVE_RETRIES times, never held against the agent
@@ -1000,7 +1003,7 @@ class VoiceInbound:
             case AgentRingFailed():
                 self._connect_failed(event, now)
             case CallFellBack():
-                self._fallback(event, now)
+                self._fell_back(event, now)
             case CallBridged(call=uid) if uid in self.calls:
                 self._connected(uid, now)
             case CallBridged(call=uid) if uid in self.by_nailed:
@@ -1221,6 +1224,22 @@ class VoiceInbound:
             router.pause(agent, now, reason)  # first: not offered again what it gives back
             offers = router.withdraw(agent, iid, now, reason)
         self.hub.route(offers)
+
+    def _fell_back(self, event: CallFellBack, now: float) -> None:
+        """The dialplan's own wait ended.  At once after the arrival, the
+        hold music is missing: ``MusicOnHold(default,...)`` returns at once
+        when its class has no files, and every caller goes to the fallback
+        (QA3: the log said only "after 0 s")."""
+        call = self.calls.get(event.call)
+        if call is not None and now - call.interaction.arrived < QUICK_FALLBACK:
+            log.warn(
+                "caller {uid} fell back within {s:.0f} s of arriving: the PBX's hold music"
+                " (musiconhold.conf class 'default') may have no files, so its"
+                " MusicOnHold returns at once; or DIRIGENT_WAIT is 0",
+                uid=event.call,
+                s=QUICK_FALLBACK,
+            )
+        self._fallback(event, now)
 
     def _fallback(self, event: CallFellBack, now: float) -> None:
         """The dialplan gave up on us (wait too long, or we were down): the

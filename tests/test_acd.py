@@ -179,6 +179,32 @@ def test_caller_hanging_up_while_waiting_is_abandoned_with_its_wait():
     assert registry.get_sample_value("dirigent_interactions_abandoned_total", labels) == 1
 
 
+def test_a_fallback_at_once_after_the_arrival_names_the_hold_music_as_the_likely_cause():
+    """QA3 (minor): on a PBX whose ``default`` hold music had no files every
+    caller went to the fallback at once, and the log said only "after 0 s"."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    clock = task.Clock()
+    pbx, _phone, _router, acd = build(clock, n_agents=1)
+    pbx.inbound_patience_mean = 1e9  # only the dialplan ends a wait
+    acd.start()
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        pbx.fallback_after = 0.0  # MusicOnHold returned at once
+        quick = pbx.inbound_call(queue="sales")
+        advance(clock, 1)
+        pbx.fallback_after = 60.0
+        slow = pbx.inbound_call(queue="sales")
+        advance(clock, 61)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    assert acd.kpi.fallbacks == 2
+    hints = [formatEvent(e) for e in seen if "hold music" in formatEvent(e)]
+    assert len(hints) == 1 and quick.uniqueid in hints[0], hints
+    assert slow.uniqueid not in hints[0]
+
+
 def test_each_queue_counts_its_own_callers_who_left_today():
     """``GET /api/queues`` showed every queue the whole centre's abandoned
     callers since the server started (campaign queues that never had a
