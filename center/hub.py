@@ -407,14 +407,14 @@ class Hub:
 
     # -- the faces' queries and settings (they see the router only through these) -----------
     def agent(self, agent_id: str) -> Agent | None:
-        return self.router.agents.get(agent_id)
+        return self.router.agent(agent_id)
 
     def agents(self) -> list[Agent]:
         """Every configured agent, by id."""
-        return [a for _, a in sorted(self.router.agents.items())]
+        return self.router.all_agents()
 
     def has_queue(self, name: str) -> bool:
-        return name in self.router.queues
+        return self.router.has_queue(name)
 
     def is_waiting(self, interaction: str) -> bool:
         """Queued, offered to nobody yet."""
@@ -426,7 +426,7 @@ class Hub:
 
     def handled(self, interaction: str) -> Interaction | None:
         """An interaction an agent has now, with its history."""
-        return self.router.handled_interactions.get(interaction)
+        return self.router.handled(interaction)
 
     def set_skills(self, agent: str, skills: Mapping[str, int]) -> None:
         """A supervisor's change: what waits and now fits the agent is offered at once."""

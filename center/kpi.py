@@ -59,10 +59,10 @@ class Kpi:
         order.  Calls of a queue no longer configured are left out."""
         self._roll(now)
         for at, queue, wait in answers:
-            if queue in self.router.queues and self.day_start(at) == self._today_start:
+            if self.router.has_queue(queue) and self.day_start(at) == self._today_start:
                 self.answered(queue, wait, at)
         for at, interaction, queue, wait in abandons:
-            if queue in self.router.queues and self.day_start(at) == self._today_start:
+            if self.router.has_queue(queue) and self.day_start(at) == self._today_start:
                 self.abandon(interaction, queue, wait, at)
         self.fallbacks += fallbacks
         self._roll(now)

@@ -285,7 +285,7 @@ class VoiceInbound:
         return False
 
     def _keep_pause(self, agent: str, paused: str | None) -> None:
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if paused is not None and a is not None and a.pause_reason is None:
             self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
 
@@ -296,7 +296,7 @@ class VoiceInbound:
         nail-up is started if none is under way, and the agent is ready by
         itself once the leg is in its bridge."""
         ep = self.endpoints.get(agent)
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if ep is not None and self._has_foreign(agent):  # ready once they have left
             ep.resume = None
             return True
@@ -320,7 +320,7 @@ class VoiceInbound:
         """While a nailed-up agent's leg is down the pause is kept for when
         the leg is back (the agent shows the leg's reason until then)."""
         ep = self.endpoints.get(agent)
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if ep is not None and a is not None and a.pause_reason == FOREIGN_CALL:
             ep.resume = reason  # shown once the channels in its bridge have left
             return True
@@ -558,8 +558,8 @@ class VoiceInbound:
         if not self.telephony.connected:  # the caller would stay with the agent on the PBX
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         target_queue = queue or (
-            sorted(router.agents[to_agent].queues)[0]
-            if to_agent and router.agents.get(to_agent) and router.agents[to_agent].queues
+            sorted(target.queues)[0]
+            if to_agent and (target := router.agent(to_agent)) is not None and target.queues
             else call.interaction.queue
         )
         offers = router.transfer(
@@ -617,7 +617,7 @@ class VoiceInbound:
         iid = self.prefix + uid
         left = self.left_open.get(iid)
         router = self.hub.router
-        if left is None or left.queue not in router.queues or left.queue not in queues:
+        if left is None or not router.has_queue(left.queue) or left.queue not in queues:
             return False
         answered = left.answered
         if answered is None:  # it was waiting: queued again at the resync instead
@@ -665,7 +665,7 @@ class VoiceInbound:
         not ready while she talks.  False when there is none (or the PBX has
         not been resynced yet: nothing is bridged in an empty mirror)."""
         router = self.hub.router
-        a = router.agents.get(agent)
+        a = router.agent(agent)
         if a is None or a.logged_in:
             return False
         for iid, left in sorted(self.left_open.items()):
@@ -701,7 +701,7 @@ class VoiceInbound:
                 or self.telephony.bridged_with(uid)
                 or uid in self.calls
                 or uid.startswith(CAMPAIGN_CALL)
-                or left.queue not in router.queues
+                or not router.has_queue(left.queue)
             ):
                 continue
             del self.left_open[iid]
@@ -764,7 +764,7 @@ class VoiceInbound:
             r=FOREIGN_CALL,
         )
         now = self.hub.clock.seconds()
-        a = self.hub.router.agents[agent]
+        a = self.hub.router.known_agent(agent)
         if a.logged_in:  # a take-over that failed half-way
             self.hub.router.pause(agent, now, FOREIGN_CALL)
         else:
@@ -787,7 +787,7 @@ class VoiceInbound:
         if self._has_foreign(agent):
             return
         ep = self.endpoints[agent]
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if a is None or not a.logged_in or a.pause_reason != FOREIGN_CALL:
             return
         resume, ep.resume = ep.resume, None
@@ -923,7 +923,7 @@ class VoiceInbound:
     def _leg_down(self, agent: str, reason: str) -> None:
         """The agent has no leg: it shows ``reason`` (and keeps what to return to)."""
         ep = self.endpoints[agent]
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if a is None:
             return
         now = self.hub.clock.seconds()
@@ -941,7 +941,7 @@ class VoiceInbound:
         ep = self.endpoints[agent]
         self._cancel_retry(ep)
         ep.leg_up, ep.nailing, ep.answered, ep.tries, ep.hung_up_at = True, False, False, 0, None
-        a = self.hub.router.agents.get(agent)
+        a = self.hub.router.agent(agent)
         if a is None:
             return
         resume, ep.resume = ep.resume, None
@@ -970,7 +970,7 @@ class VoiceInbound:
         with the PBX, or never up) gets a new one, the first try after
         ``nail_retry_initial`` (Asterisk takes logins before it has booted)."""
         for agent, ep in self.endpoints.items():
-            a = self.hub.router.agents.get(agent)
+            a = self.hub.router.agent(agent)
             if ep.mode != "nailed" or a is None or not a.logged_in or ep.nailing:
                 continue
             if a.pause_reason not in LEG_REASONS or self.has_leg(agent):
@@ -986,7 +986,7 @@ class VoiceInbound:
             if ep.hung_up_at is None:
                 continue
             recent, ep.hung_up_at = now - ep.hung_up_at <= SHUTDOWN_WINDOW, None
-            a = self.hub.router.agents.get(agent)
+            a = self.hub.router.agent(agent)
             if recent and a is not None and a.logged_in and a.pause_reason == PHONE_HUNG_UP:
                 self.hub.router.pause(agent, now, PBX_LOST)
 
@@ -1066,7 +1066,7 @@ class VoiceInbound:
         if uid in self.calls:
             self._landed(uid)  # back in dirigent-inbound: our hold has landed
             return
-        if queue not in self.hub.router.queues:
+        if not self.hub.router.has_queue(queue):
             # no agent can take it: the fallback now, not after a minute of music
             log.warn(
                 "inbound call {uid} for unknown queue {q}: sent to the dialplan fallback"
@@ -1298,7 +1298,7 @@ class VoiceInbound:
             if self.hub.metrics:
                 self.hub.metrics.abandoned.labels(queue, "voice").inc()
                 self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
-        if call.agent is not None and call.agent in self.hub.router.agents:
+        if call.agent is not None and self.hub.router.agent(call.agent) is not None:
             self.hub.route(self.hub.router.route_agent(call.agent, now))
 
     def _pbx_lost_its_calls(self) -> bool:
@@ -1320,7 +1320,7 @@ class VoiceInbound:
         ConfBridge it would wait for the agent in silence).  Chat, e-mail and
         SMS in the agent's hands stay there (the desktop still has them)."""
         router = self.hub.router
-        a = router.agents.get(agent)
+        a = router.agent(agent)
         if a is None or not a.logged_in:
             return
         ep = self.endpoints.get(agent)

@@ -484,7 +484,7 @@ class Campaigns:
         now = self.clock.seconds()
         states: dict[str, int] = {}
         for agent_id in r.campaign_agents():
-            state = r.router.agents[agent_id].state.value
+            state = r.router.known_agent(agent_id).state.value
             states[state] = states.get(state, 0) + 1
         s = r.settings
         return {

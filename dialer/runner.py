@@ -329,7 +329,7 @@ class CampaignRunner:
         #: and the voice work of others each member has now
         self.inbound = InboundRate()
         self._foreign: dict[str, set[str]] = {}
-        for a in router.agents.values():
+        for a in router.all_agents():
             self._board.update(a)
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
@@ -376,7 +376,7 @@ class CampaignRunner:
     def end_wrap_up(self, agent: str) -> None:
         """The agent finished the after-call work (desktop or simulated agent)."""
         now = self.clock.seconds()
-        a = self.router.agents.get(agent)
+        a = self.router.agent(agent)
         if a is None or not any(w.phase is Phase.WRAP_UP for w in a.work.values()):
             return
         self._route(self.router.end_wrap_up(agent, now))  # the listener learns its length
@@ -506,7 +506,7 @@ class CampaignRunner:
         free = [
             a
             for a in sorted(self._board.members)
-            if a not in self.previews and self.router.agents[a].state is AgentState.READY
+            if a not in self.previews and self.router.known_agent(a).state is AgentState.READY
         ]
         if not free:
             if not self._board.members:
@@ -568,7 +568,7 @@ class CampaignRunner:
 
     def _preview_over(self, agent: str) -> None:
         """Back to ready (if still paused for the preview); pacing brings the next record."""
-        a = self.router.agents.get(agent)
+        a = self.router.agent(agent)
         if a is not None and a.logged_in and a.pause_reason == PREVIEW:
             self._route(self.router.ready(agent, self.clock.seconds()))
         self.pace_soon()
@@ -581,7 +581,7 @@ class CampaignRunner:
         """Why no agent counts for pacing: none logged in to the campaign, or
         all of them busy elsewhere (an inbound call of a blended agent, a
         pause), said with their states rather than "none logged in"."""
-        agents = [self.router.agents[a] for a in self.campaign_agents() if a in self.router.agents]
+        agents = [a for a in map(self.router.agent, self.campaign_agents()) if a is not None]
         logged_in = [a for a in agents if a.logged_in]
         if not logged_in:
             return "no agents logged in and ready"
@@ -874,11 +874,11 @@ class CampaignRunner:
             raise RoutingError("transfer", "a campaign call is transferred through the hub")
         if (queue is None) == (to_agent is None):
             raise RoutingError("transfer", "give either a queue or an agent")
-        if queue is not None and queue not in self.router.queues:
+        if queue is not None and not self.router.has_queue(queue):
             raise UnknownName("queue", f"unknown queue {queue!r}")
         target = queue
         if to_agent is not None:
-            other = self.router.agents.get(to_agent)
+            other = self.router.agent(to_agent)
             if other is None:
                 raise UnknownName("agent", f"unknown agent {to_agent!r}")
             if not other.queues:
@@ -890,7 +890,7 @@ class CampaignRunner:
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         attempt = self.live[interaction]
         now = self.clock.seconds()
-        handled = self.router.handled_interactions.get(interaction)
+        handled = self.router.handled(interaction)
         history = list(handled.history) if handled is not None else []
         history.append(HistoryEntry.transferred(agent, now, to_queue=queue, to_agent=to_agent))
         self.center.hand_over(
@@ -1423,7 +1423,7 @@ class CampaignRunner:
         :data:`CALL_IN_BRIDGE` (ready, an inbound caller could be moved in
         first); it is taken from the hold when this call is the only one
         in the bridge (with another customer there, it is not: hung up)."""
-        agent = self.router.agents.get(agent_id)
+        agent = self.router.agent(agent_id)
         if agent is None:
             return False
         held = agent.state is AgentState.PAUSED and agent.pause_reason == CALL_IN_BRIDGE

@@ -166,7 +166,7 @@ class AcdService(service.Service):
             return
         for agent_id, queues in self.auto_login.items():
             ep = voice.endpoints.get(agent_id)
-            if ep is None or self.acd.router.agents[agent_id].logged_in:
+            if ep is None or self.acd.router.known_agent(agent_id).logged_in:
                 continue  # an agent of another PBX, or already in
             nailed = ep.mode == "nailed"
             if not nailed and not late_step and voice.left_with(agent_id):

@@ -137,6 +137,26 @@ class Router:
         except KeyError:
             raise UnknownName("agent", f"unknown agent {agent_id!r}") from None
 
+    # -- queries: the hub and the channel adapters read the router through these -------------
+    def agent(self, agent_id: str) -> Agent | None:
+        """The agent of that id (None: not configured)."""
+        return self.agents.get(agent_id)
+
+    def known_agent(self, agent_id: str) -> Agent:
+        """The agent of that id; an unknown one is :class:`UnknownName` (``agent``)."""
+        return self._agent(agent_id)
+
+    def all_agents(self) -> list[Agent]:
+        """Every configured agent, by id."""
+        return [a for _, a in sorted(self.agents.items())]
+
+    def has_queue(self, name: str) -> bool:
+        return name in self.queues
+
+    def handled(self, interaction_id: str) -> Interaction | None:
+        """An interaction an agent has now (in wrap-up too), with its history."""
+        return self.handled_interactions.get(interaction_id)
+
     def _reindex(self, agent: Agent) -> None:
         """Keep the free-agent index in step with one agent's state."""
         for key in [k for k, members in self._free.items() if agent.id in members]:
