@@ -171,7 +171,8 @@ class AgentEndpoint:
     agent: str
     endpoint: str  # the agent's phone, as the PBX names it (e.g. "1001")
     mode: str = "ring"  # "ring" or "nailed"
-    nailed_uniqueid: str | None = None
+    #: the call that is the agent's kept line (nailed mode), once dialled
+    line_call: str | None = None
     #: the nailed leg is in its bridge (calls may be moved in)
     leg_up: bool = False
     #: queues to log in to once the leg is up (auto-login, login without a leg)
@@ -234,7 +235,7 @@ class VoiceInbound:
         #: interaction ids are "<pbx>:<call id>" with several PBXs (two Asterisks
         #: number their channels alike), the PBX's call id with one
         self.prefix = f"{name}:" if qualify_ids else ""
-        self.by_nailed: dict[str, str] = {}  # nailed agent leg uniqueid -> agent
+        self.by_nailed: dict[str, str] = {}  # the call id of a nailed agent's line -> agent
         self.nail_retry_initial = nail_retry_initial
         self.nail_retry_max = nail_retry_max
         self.nail_retries = nail_retries
@@ -340,7 +341,7 @@ class VoiceInbound:
         if ep is not None:  # logged out on purpose: not logged in again by a re-nail
             self._cancel_retry(ep)
             ep.queues, ep.resume = None, None
-            uid = ep.nailed_uniqueid
+            uid = ep.line_call
             if uid is not None and self.has_leg(agent) and not self._has_foreign(agent):
                 # the shift is over: the phone is hung up, not left "in a call"
                 # in an empty conference (the next login rings it again)
@@ -393,7 +394,7 @@ class VoiceInbound:
             left = offer.deadline - self.hub.clock.seconds() - RING_MARGIN
             ring_for = max(1.0, left) if left < float("inf") else None
             d = self.telephony.connect_to_agent(uid, offer.agent, ep.endpoint, ring_for)
-        d.addCallbacks(self._moved, self._redirect_failed, (uid,), {}, (offer,))
+        d.addCallbacks(self._moved, self._move_failed, (uid,), {}, (offer,))
 
     def _moved(self, _: object, uid: str) -> None:
         call = self.calls.get(uid)
@@ -587,7 +588,7 @@ class VoiceInbound:
             uid = live.id
             if uid.startswith(prefix) and live.bridge is not None:
                 ep = self.endpoints[agent]
-                ep.nailed_uniqueid, ep.leg_up, ep.queues = uid, True, list(queues)
+                ep.line_call, ep.leg_up, ep.queues = uid, True, list(queues)
                 self.by_nailed[uid] = agent
                 log.info("agent {a}: nailed-up leg {uid} taken over", a=agent, uid=uid)
                 others = sorted(self.telephony.bridged_with(uid))
@@ -775,7 +776,7 @@ class VoiceInbound:
 
     def _foreign_moved(self, uid: str, now: float) -> None:
         holder = self.foreign[uid]
-        leg = self.endpoints[holder].nailed_uniqueid
+        leg = self.endpoints[holder].line_call
         if leg is None or uid not in self.telephony.bridged_with(leg):
             self._foreign_gone(uid, now)
 
@@ -804,9 +805,9 @@ class VoiceInbound:
         ep = self.endpoints.get(agent)
         if ep is None or ep.mode != "nailed":
             return True
-        if not ep.leg_up or ep.nailed_uniqueid is None:
+        if not ep.leg_up or ep.line_call is None:
             return False
-        live = self.telephony.live_call(ep.nailed_uniqueid)
+        live = self.telephony.live_call(ep.line_call)
         return live is not None and live.bridge is not None
 
     def nail_up(self, agent: str, queues: list[str] | None = None) -> Deferred[None]:
@@ -834,11 +835,11 @@ class VoiceInbound:
         if not self.telephony.connected:
             return succeed(None)  # the resync after the reconnect nails it up
         uid = f"agent-{agent}-{int(self.hub.clock.seconds() * 1000)}"
-        if uid == ep.nailed_uniqueid or uid in self.by_nailed:
+        if uid == ep.line_call or uid in self.by_nailed:
             uid = f"{uid}{ep.tries + 1}"  # same millisecond: still agent-<id>-<digits>
-        if ep.nailed_uniqueid is not None:
-            self.by_nailed.pop(ep.nailed_uniqueid, None)
-        ep.nailed_uniqueid, ep.leg_up, ep.nailing, ep.answered = uid, False, True, False
+        if ep.line_call is not None:
+            self.by_nailed.pop(ep.line_call, None)
+        ep.line_call, ep.leg_up, ep.nailing, ep.answered = uid, False, True, False
         self.by_nailed[uid] = agent
         d = self.telephony.keep_line(agent, ep.endpoint, call=uid, timeout=30.0)
         done: Deferred[None] = d.addCallbacks(
@@ -848,7 +849,7 @@ class VoiceInbound:
 
     def _nail_result(self, result: DialResult, agent: str, uid: str) -> None:
         ep = self.endpoints[agent]
-        if ep.nailed_uniqueid != uid or not ep.nailing:
+        if ep.line_call != uid or not ep.nailing:
             return
         if result.outcome is Outcome.ANSWERED:
             ep.answered = True  # the bridge follows (or a hang-up: see on_event)
@@ -858,7 +859,7 @@ class VoiceInbound:
 
     def _nail_error(self, failure: Any, agent: str, uid: str) -> None:
         ep = self.endpoints[agent]
-        if ep.nailed_uniqueid != uid or not ep.nailing:
+        if ep.line_call != uid or not ep.nailing:
             return
         if not self.telephony.connected:
             # the link dropped under the Originate: the resync shows whether the
@@ -1008,7 +1009,7 @@ class VoiceInbound:
                 self._connected(uid, now)
             case CallBridged(call=uid) if uid in self.by_nailed:
                 agent = self.by_nailed[uid]
-                if self.endpoints[agent].nailed_uniqueid == uid:
+                if self.endpoints[agent].line_call == uid:
                     self._leg_up(agent)
             case CallEnded(call=uid) if uid in self.calls:
                 self._caller_gone(uid, now, event.vanished, event.cut_by_pbx)
@@ -1044,7 +1045,7 @@ class VoiceInbound:
 
     def _leg_gone(self, agent: str, uid: str, now: float, with_pbx: bool) -> None:
         ep = self.endpoints[agent]
-        if ep.nailed_uniqueid != uid:
+        if ep.line_call != uid:
             return  # an older leg of this agent
         was_up, ep.leg_up = ep.leg_up, False
         for other in [u for u, holder in self.foreign.items() if holder == agent]:
@@ -1123,7 +1124,7 @@ class VoiceInbound:
         self.calls[uid] = _Call(interaction)
         self.hub.enqueue(interaction, owner=self)
 
-    def _redirect_failed(self, failure: Any, offer: Offer) -> None:
+    def _move_failed(self, failure: Any, offer: Offer) -> None:
         log.warn(
             "connecting {i} to {a} failed: {e}",
             i=offer.interaction,
@@ -1191,7 +1192,7 @@ class VoiceInbound:
         if (
             ep is not None
             and ep.mode == "nailed"
-            and ep.nailed_uniqueid not in self.telephony.bridged_with(uid)
+            and ep.line_call not in self.telephony.bridged_with(uid)
         ):
             # a bridge without the agent's leg (an earlier move landing in the
             # empty ConfBridge of an agent whose phone went away): not connected

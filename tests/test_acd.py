@@ -156,10 +156,10 @@ def test_nailed_up_agent_gets_the_caller_without_ringing():
     clock.advance(0)
     advance(clock, 0.2)
     assert router.agents["agent0"].state is AgentState.BUSY, "connected within 0.2 s, no phone rang"
-    agent_leg = phone.mirror.get(acd.endpoints["agent0"].nailed_uniqueid)
+    agent_leg = phone.mirror.get(acd.endpoints["agent0"].line_call)
     assert phone.mirror.get(caller.uniqueid).bridge_id == agent_leg.bridge_id
     advance(clock, 200)
-    assert phone.mirror.get(acd.endpoints["agent0"].nailed_uniqueid) is not None, (
+    assert phone.mirror.get(acd.endpoints["agent0"].line_call) is not None, (
         "the agent stays on the line"
     )
     assert router.agents["agent0"].state is AgentState.READY
@@ -256,7 +256,7 @@ def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_c
         run(
             wait_for(lambda: router.agents["nailed"].logged_in, what="agent logged in once bridged")
         )
-        assert phone.mirror.get(endpoints["nailed"].nailed_uniqueid).bridge_id is not None
+        assert phone.mirror.get(endpoints["nailed"].line_call).bridge_id is not None
         talking = pbx.inbound_call(queue="sales")
         run(wait_for(lambda: router.agents["nailed"].state is AgentState.BUSY, what="connected"))
         waiting = pbx.inbound_call(queue="sales")
@@ -267,7 +267,7 @@ def test_over_ami_with_a_link_loss_waiting_calls_survive_and_vanished_ones_are_c
         pbx.unsubscribe(server.broadcast)
         server.drop_connections()
         pbx.hangup_channel(leaving, 16)
-        pbx.hangup_channel(pbx.channels[endpoints["nailed"].nailed_uniqueid], 16)
+        pbx.hangup_channel(pbx.channels[endpoints["nailed"].line_call], 16)
         pbx.subscribe(server.broadcast)
         run(
             wait_for(

@@ -110,7 +110,7 @@ def test_a_failed_nail_up_is_logged_counted_and_retried_backed_off(warnings):
     assert failures(registry, "busy") == 1 and agent.pause_reason == NO_PHONE
     pbx.phones["1001"].channel = None
     advance(clock, 8.5)
-    leg = phone.mirror.get(acd.endpoints["agent0"].nailed_uniqueid)
+    leg = phone.mirror.get(acd.endpoints["agent0"].line_call)
     assert leg is not None and leg.bridge_id is not None, "the leg is in its bridge"
     assert agent.state is AgentState.BUSY, "ready by itself, and the waiting caller is put through"
     assert phone.mirror.get(caller.uniqueid).bridge_id == leg.bridge_id
@@ -143,7 +143,7 @@ def test_a_hung_up_phone_is_not_rung_again_until_the_agent_is_set_ready():
     acd.nail_up("agent0", ["sales"])
     advance(clock, 1)
     acd.pause("agent0", "coaching")
-    leg = acd.endpoints["agent0"].nailed_uniqueid
+    leg = acd.endpoints["agent0"].line_call
     pbx.hangup_channel(pbx.channels[leg], 16)  # the agent put the phone down
     advance(clock, 30)
     agent = router.agents["agent0"]
@@ -163,7 +163,7 @@ def test_a_nailed_agent_who_logs_out_has_the_phone_hung_up_and_rung_at_the_next_
     pbx, _phone, router, acd = build(clock, registry)
     acd.login("agent0", ["sales"])
     advance(clock, 1)
-    leg = acd.endpoints["agent0"].nailed_uniqueid
+    leg = acd.endpoints["agent0"].line_call
     assert leg in pbx.channels and acd.has_leg("agent0")
     acd.logout("agent0")
     advance(clock, 1)
@@ -273,7 +273,7 @@ def test_after_a_pbx_restart_agents_are_nailed_up_again_and_nobody_joins_an_empt
     )
     # each agent has a leg in its own bridge on the PBX side
     for agent in AGENTS:
-        uid = voice.endpoints[agent].nailed_uniqueid
+        uid = voice.endpoints[agent].line_call
         chan = pbx.channels[uid]
         assert chan.bridge is not None and pbx.bridges[chan.bridge].owner == agent
     # back to what they were: ready (and working the campaign), and the lunch pause

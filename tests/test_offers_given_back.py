@@ -60,7 +60,7 @@ def test_a_chat_on_its_way_to_an_agent_whose_phone_hangs_up_goes_to_the_next_age
     chat = acd.create_interaction(Channel.CHAT, "sales", customer="ann@example.com")
     assert router.offered_to(chat) == "a0"
 
-    leg = acd.endpoints["a0"].nailed_uniqueid
+    leg = acd.endpoints["a0"].line_call
     pbx.hangup_channel(pbx.channels[leg], 16)  # a0 puts the phone down as the chat comes in
     assert router.agents["a0"].pause_reason == PHONE_HUNG_UP
     assert router.offered_to(chat) == "a1", "the chat goes on to the next agent at once"
@@ -80,7 +80,7 @@ def test_a_chat_in_the_hands_of_an_agent_whose_phone_hangs_up_stays_there() -> N
     advance(clock, 1)
     chat = acd.create_interaction(Channel.CHAT, "sales", customer="ann@example.com")
     acd.accept("a0", chat)
-    leg = acd.endpoints["a0"].nailed_uniqueid
+    leg = acd.endpoints["a0"].line_call
     pbx.hangup_channel(pbx.channels[leg], 16)
     assert router.agents["a0"].pause_reason == PHONE_HUNG_UP
     assert router.handled_by(chat) == "a0", "the desktop still has the chat"
@@ -100,7 +100,7 @@ def test_a_caller_offered_to_an_agent_without_a_phone_here_goes_to_the_next_agen
     caller = pbx.inbound_call(queue="sales")
     advance(clock, 0.5)
     assert router.agents["a1"].state is AgentState.BUSY, "put through to a1 at once"
-    a1_leg = phone.mirror.get(acd.endpoints["a1"].nailed_uniqueid)
+    a1_leg = phone.mirror.get(acd.endpoints["a1"].line_call)
     assert phone.mirror.get(caller.uniqueid).bridge_id == a1_leg.bridge_id
     advance(clock, 40)  # past the offer time-out
     assert never_no_answer(router.agents["a1"]), "a1 is not paused for an offer it never got"

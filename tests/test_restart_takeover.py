@@ -189,7 +189,7 @@ def test_a_caller_talking_to_a_nailed_agent_is_taken_over_after_a_restart(restar
     run(wait_for(lambda: app.acd.has_leg(AGENT), what="the leg up"))
     first = caller(pbx)
     run(wait_for(lambda: busy(app), what="the first caller connected"))
-    leg = pbx.channels[app.voices["sim"].endpoints[AGENT].nailed_uniqueid]
+    leg = pbx.channels[app.voices["sim"].endpoints[AGENT].line_call]
     assert first.bridge == leg.bridge
     answered = answered_at(app, engine, first.uniqueid)
 
