@@ -55,6 +55,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from core.errors import Unavailable
+from core.events import CampaignStatus
 from core.telephony import (
     CALL_IN_BRIDGE,
     AttemptRef,
@@ -304,7 +305,7 @@ class CampaignRunner:
         #: False when another component (the ACD) ticks the shared router and
         #: hands this runner its offers through :meth:`own_offers`
         self.ticks_router = ticks_router
-        self.status = "stopped"
+        self.status: CampaignStatus = CampaignStatus.STOPPED
         self.idle_reason: str | None = None
         self.stats = RunnerStats(since=clock.seconds())
         self.live: dict[str, Attempt] = {}  # attempt id -> open attempt
@@ -339,7 +340,7 @@ class CampaignRunner:
 
     # -- controls ----------------------------------------------------------------------
     def start(self) -> None:
-        self.status, self.idle_reason = "running", None
+        self.status, self.idle_reason = CampaignStatus.RUNNING, None
         if not self._ticker.running:
             self._ticker.start(self._tick, now=False)
         self.pace_soon()
@@ -347,11 +348,11 @@ class CampaignRunner:
     def pause(self) -> None:
         """No new dials; calls in progress finish normally; records on preview
         screens that were not dialed go back to the list."""
-        self.status = "paused"
+        self.status = CampaignStatus.PAUSED
         self._drop_previews()
 
     def stop(self) -> None:
-        self.status = "stopped"
+        self.status = CampaignStatus.STOPPED
         self._drop_previews()
         if self._ticker.running:
             self._ticker.stop()
@@ -398,7 +399,7 @@ class CampaignRunner:
             and (agent.id not in self._board.members or agent.pause_reason != PREVIEW)
         ):
             self._release_preview(agent.id)  # logged out or paused for something else
-        if self.status == "running" and agent.state is AgentState.READY:
+        if self.status == CampaignStatus.RUNNING and agent.state is AgentState.READY:
             self.pace_soon()
 
     # -- pacing ----------------------------------------------------------------------------
@@ -469,7 +470,7 @@ class CampaignRunner:
         self._last_line_change = now
 
     def pace(self) -> None:
-        if self.status not in ("running", "idle"):
+        if self.status not in (CampaignStatus.RUNNING, CampaignStatus.IDLE):
             return
         if not self.telephony.connected:
             self._idle("PBX down")  # no new dials until the resync
@@ -494,8 +495,8 @@ class CampaignRunner:
         if not leads:
             self._idle(self.source.empty_reason(now))
             return
-        if self.status == "idle":
-            self.status, self.idle_reason = "running", None
+        if self.status == CampaignStatus.IDLE:
+            self.status, self.idle_reason = CampaignStatus.RUNNING, None
         for lead in leads:
             self.dial(lead)
 
@@ -517,8 +518,8 @@ class CampaignRunner:
             if not leads:
                 self._idle(self.source.empty_reason(now))
                 return
-            if self.status == "idle":
-                self.status, self.idle_reason = "running", None
+            if self.status == CampaignStatus.IDLE:
+                self.status, self.idle_reason = CampaignStatus.RUNNING, None
             preview = self.previews[agent] = Preview(leads[0], now)
             self.router.pause(agent, now, PREVIEW)
             if self.settings.preview_auto_dial is not None:
@@ -590,10 +591,10 @@ class CampaignRunner:
         return f"no agent free for the campaign ({n} logged in: busy, paused or kept for inbound)"
 
     def _idle(self, reason: str) -> None:
-        if self.status == "running" or self.idle_reason != reason:
+        if self.status == CampaignStatus.RUNNING or self.idle_reason != reason:
             if self.idle_reason != reason:
                 log.info("campaign {c} idle: {r}", c=self.settings.name, r=reason)
-            self.status, self.idle_reason = "idle", reason
+            self.status, self.idle_reason = CampaignStatus.IDLE, reason
 
     # -- dialing ---------------------------------------------------------------------------
     def dial(self, lead: Lead, agent: str | None = None) -> Attempt:
@@ -712,7 +713,7 @@ class CampaignRunner:
         self._end(attempt, outcome, now)
 
     def _originate_failed(self, failure: Any, attempt: Attempt) -> None:
-        if self.status == "stopped" and not self.telephony.connected:
+        if self.status == CampaignStatus.STOPPED and not self.telephony.connected:
             # shutting down: the link closed under calls still ringing; the
             # next start's reconcile settles them (one line, not one per call)
             self._unsettled_at_stop += 1
@@ -748,7 +749,7 @@ class CampaignRunner:
                 self._moves_unsure.update(a for a in self.live if self.router.offered_to(a))
                 for attempt_id in self._moves_unsure:
                     self.router.hold_offer(attempt_id)
-                if self.status != "stopped":
+                if self.status != CampaignStatus.STOPPED:
                     log.warn(
                         "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
                         c=self.settings.name,
