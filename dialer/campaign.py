@@ -81,8 +81,10 @@ class LeadSource(Protocol):
         """The attempt on ``lead`` ended with ``outcome`` (retry rules apply)."""
         ...
 
-    def empty_reason(self, now: float) -> str:
-        """Why ``take`` found nothing (for the campaign's idle status)."""
+    def empty_reason(self, now: float) -> str | None:
+        """Why ``take`` found nothing (for the campaign's idle status); None:
+        records are there and on their way (a buffer that ran dry for a
+        moment), the campaign is not idle."""
         ...
 
     # Optional: ``release(lead, now)`` returns a record taken but never dialed (an

@@ -493,7 +493,8 @@ class CampaignRunner:
             return
         leads = self.source.take(n, now)
         if not leads:
-            self._idle(self.source.empty_reason(now))
+            if (reason := self.source.empty_reason(now)) is not None:
+                self._idle(reason)
             return
         if self.status == CampaignStatus.IDLE:
             self.status, self.idle_reason = CampaignStatus.RUNNING, None
@@ -516,7 +517,8 @@ class CampaignRunner:
         for agent in free:
             leads = self.source.take(1, now)
             if not leads:
-                self._idle(self.source.empty_reason(now))
+                if (reason := self.source.empty_reason(now)) is not None:
+                    self._idle(reason)
                 return
             if self.status == CampaignStatus.IDLE:
                 self.status, self.idle_reason = CampaignStatus.RUNNING, None

@@ -673,13 +673,15 @@ class DbLeadSource:
             )
             pool.unclaim(conn, [record_id])
 
-    def empty_reason(self, now: float) -> str:
+    def empty_reason(self, now: float) -> str | None:
         """Why nothing is dialable, from the pool status (cached a few seconds:
         an idle campaign asks every second).
 
         The pool status counts the whole campaign; with ``in_thread`` set
         (the server) it is worked out there and the last answer is given
         meanwhile, so the reactor never waits for it."""
+        if self._found and self.writer is not None:
+            return None  # the last claim found records: the buffer ran dry for a moment
         if self._reason is not None and now - self._reason[0] < self.reason_ttl:
             return self._reason[1]
         if self._filling and self._found is None:

@@ -264,3 +264,27 @@ def test_after_a_claim_that_found_nothing_the_next_waits_a_few_seconds(engine):
         assert len(source.take(1, MONDAY_10 + 86400)) == 1, "records found again at once"
     finally:
         writer.close()
+
+
+def test_a_hopper_that_ran_dry_for_a_moment_keeps_the_campaign_running(engine):
+    """QA3 (minor): a running campaign with a full list went "idle" and back
+    every few seconds (12 idle lines in six minutes of the demo) whenever
+    pacing asked for more calls than its buffer held while the next claim
+    was on its way.  After a claim that found records, an empty buffer is
+    no reason to be idle: ``empty_reason`` says so with None."""
+    from store.dialer import DialerWriter
+    from tests.conftest import LOOP, run
+
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    writer = DialerWriter()
+    source = DbLeadSource(engine, campaign, gate, writer=writer, batch=2)
+    try:
+        assert source.take(2, MONDAY_10) == []
+        assert source.empty_reason(MONDAY_10) == "filling the hopper", "the first claim"
+        run(writer.flush().asFuture(LOOP))
+        assert len(source.take(10, MONDAY_10)) == 4  # the buffer, emptied; a refill asked for
+        assert source.take(2, MONDAY_10) == []  # the refill is on its way
+        assert source.empty_reason(MONDAY_10) is None, "records are there: not idle"
+    finally:
+        writer.close()

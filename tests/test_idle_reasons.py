@@ -79,7 +79,7 @@ def test_every_list_switched_off_says_so_and_their_records_are_not_due_later(
         record_outcome(engine, lead.record_id, "busy", monday_10, RetryRules())
     soon = monday_10 + dt.timedelta(minutes=1)
 
-    def reason() -> str:
+    def reason() -> str | None:
         return DbLeadSource(engine, campaign, gate).empty_reason(soon.timestamp())
 
     def switch(verb: str, name: str) -> None:
