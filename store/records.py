@@ -7,8 +7,11 @@ Subscribes to the in-process event bus (agent state changes and interaction
 events, by their classes); the writes run on one worker thread
 in order (the event loop never waits for the database), and :meth:`close`
 drains the queue, so a clean shutdown loses nothing.  A write that fails
-(SQLite's lock held by a list import, a PostgreSQL restart) is tried again
-with backoff; one that still fails is logged with its traceback and counted
+(SQLite's lock held by a list import, a PostgreSQL restart or fail-over)
+is tried again with backoff for as long as the failure lasts, the rows
+behind it waiting in order; one the database refuses for its values, or one
+still refused when the server stops (a stop does not wait for the
+database), is logged with its traceback and counted
 (``dirigent_report_write_failures_total``), never dropped in silence.  What
 the API lets in is checked against the columns at the edge (cti/api.py), so
 no row is refused for its values.  At start-up, :func:`close_unfinished`
@@ -23,6 +26,7 @@ talk time or wait.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,8 +57,11 @@ def _ts(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
-#: seconds between the tries of a failed write (then it is logged and counted)
+#: seconds between the tries of a failed write: while the failure may pass, the
+#: last delay repeats for as long as it lasts (the server stopping ends it)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: after the first tries, one warning every this many (once a minute at 5 s)
+QUIET_EVERY = 12
 
 
 class Recorder:
@@ -77,6 +84,8 @@ class Recorder:
         )
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dirigent-records")
         self._last: Future[Any] | None = None
+        #: set by :meth:`close`: a row still refused is given up at once
+        self._closing = threading.Event()
         off = [
             bus.subscribe(AgentStateChanged, self.on_agent_state),
             bus.subscribe(InteractionChanged, self.on_interaction),
@@ -94,33 +103,58 @@ class Recorder:
         self._last = self._pool.submit(self._safely, fn, item, kind, what)
 
     def _safely(self, fn: Callable[[Any], None], item: Any, kind: str, what: str | None) -> None:
+        """Write one row, trying again while the failure may pass (a lock, a
+        lost connection): as long as it lasts while the server runs, so that
+        a PostgreSQL restart or fail-over of any length loses no row and
+        keeps their order (the rows behind it wait; QA4: after 8 s a row was
+        dropped, an audit row among them).  A row the database refuses for
+        its values, or one still refused when the server stops, is logged
+        with its traceback and counted."""
         failure: Failure | None = None
-        for delay in (*self._delays, None):
+        tries = 0
+        while True:
+            tries += 1
             try:
                 fn(item)
+                if tries > 1:
+                    log.info(
+                        "recorded {kind} {what} after {n} tries", kind=kind, what=what, n=tries
+                    )
                 return
             except (OperationalError, DBAPIError) as exc:
                 failure = Failure()
-                if delay is None or not db.transient(exc):
+                if not db.transient(exc) or self._closing.is_set():
                     break
-                log.warn(
-                    "recording {kind} failed ({exc}); again in {d} s",
-                    kind=kind,
-                    exc=type(exc.orig).__name__ if exc.orig is not None else exc,
-                    d=delay,
-                )
-                self._sleep(delay)
+                delay = self._delays[min(tries, len(self._delays)) - 1]
+                if tries <= len(self._delays) or tries % QUIET_EVERY == 0:
+                    log.warn(
+                        "recording {kind} failed ({exc}); again in {d} s (try {n}; kept, in"
+                        " order, until the database takes it)",
+                        kind=kind,
+                        exc=type(exc.orig).__name__ if exc.orig is not None else exc,
+                        d=delay,
+                        n=tries,
+                    )
+                self._pause(delay)
             except Exception:
                 failure = Failure()
                 break
         # a lost report row must not stop routing, but it must be seen
         self.failures.labels(kind).inc()
         log.failure(
-            "could not record {kind} {what} after retries",
+            "could not record {kind} {what}{why}",
             failure,
             kind=kind,
             what=what,
+            why=" at shutdown: the database did not take it" if self._closing.is_set() else "",
         )
+
+    def _pause(self, delay: float) -> None:
+        """Wait before the next try; a stop ends the wait (and the retries)."""
+        if self._sleep is time.sleep:
+            self._closing.wait(delay)
+        else:  # a test's clock
+            self._sleep(delay)
 
     def audit(self, entry: dict[str, Any]) -> None:
         """An audit row, in order with the report rows (same writer, same retries)."""
@@ -189,7 +223,10 @@ class Recorder:
             last.result(timeout)
 
     def close(self) -> None:
+        """Write what is queued; with the database away, each row left gets one
+        more try and is logged and counted (a stop must not wait for it)."""
         self._unsubscribe()
+        self._closing.set()
         self._pool.shutdown(wait=True)
 
 

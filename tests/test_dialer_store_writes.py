@@ -172,6 +172,38 @@ def test_a_write_refused_past_every_retry_is_logged_counted_kept_and_written_lat
     assert "database is locked" in failed[0]["traceback"], "the traceback is on the JSON path"
 
 
+def test_writes_the_database_still_refuses_at_a_stop_are_each_logged_and_counted(world):
+    """QA4 finding 1b: a stop during a database outage threw the kept writes
+    (an attempt's end, its outcome, the ledger) away without a word; the
+    next start closed that attempt ``unknown`` and an abandon among them
+    was missing from the ledger.  Now each is an error line naming it and
+    counted; and the stop tries each write once, not through every retry."""
+    lines = io.StringIO()
+    observer = JsonLinesObserver(lines)
+    globalLogPublisher.addObserver(observer)
+    writer = writer_for(world, delays=(0.05, 0.05))
+    try:
+        source, attempts, attempt = dialed(world, writer)
+        lock = ExclusiveLock(world["path"])
+        try:
+            end_of_call(source, attempts, attempt)
+            wait(writer.flush())
+            assert sample(world, "dirigent_attempt_writes_pending") == 2, "end and outcome kept"
+            retries = sample(world, "dirigent_attempt_write_retries_total", kind="end")
+            writer.close()  # the server stops, the database still away
+        finally:
+            lock.release()
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert sample(world, "dirigent_attempt_writes_lost_total", kind="end") == 1
+    assert sample(world, "dirigent_attempt_writes_lost_total", kind="outcome") == 1
+    assert sample(world, "dirigent_attempt_write_retries_total", kind="end") == retries
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    lost = [r for r in records if "lost at shutdown" in r["message"]]
+    assert len(lost) == 2 and all(r["level"] == "error" for r in lost)
+    assert "uk-1" in lost[0]["message"]
+
+
 def test_a_call_whose_row_cannot_be_written_is_not_dialed(world):
     """The attempt row first: with the database refusing writes past every
     retry, ``begin`` fails, and the runner never sends the Originate."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, insert, select
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 
 from core.bus import EventBus
 from core.events import AgentState, AgentStateChanged
@@ -20,6 +22,83 @@ from tests.test_api import app, call, token
 
 __all__ = ["app"]
 T0 = 1_780_000_000.0
+
+
+def held_lock(path: Any) -> sqlite3.Connection:
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # a list import's batch, a database away
+    return holder
+
+
+def test_rows_wait_in_order_for_a_database_away_longer_than_every_retry(tmp_path):
+    """QA4 finding 1: a PostgreSQL outage of more than 8 s dropped a report
+    row for good each time the retries ran out (an interaction's end, an
+    audit row).  Now a row waits as long as the failure may pass, and the
+    rows behind it keep their order."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    db.upgrade(url)
+    impatient = create_engine(url, connect_args={"timeout": 0.02})
+    bus = EventBus()
+    registry = CollectorRegistry()
+    recorder = Recorder(impatient, bus, registry=registry, retry_delays=(0.05, 0.1))
+    holder = held_lock(tmp_path / "r.db")
+    release = threading.Timer(1.5, lambda: holder.execute("COMMIT"))  # ten times the retries
+    release.start()
+    try:
+        bus.publish(AgentStateChanged(T0, "anna", AgentState.READY, None))
+        bus.publish(AgentStateChanged(T0 + 1, "anna", AgentState.PAUSED, "break"))
+        recorder.flush(timeout=10)
+    finally:
+        release.join()
+        holder.close()
+        recorder.close()
+    with impatient.connect() as conn:
+        states = conn.execute(select(db.agent_state_log.c.state).order_by(db.agent_state_log.c.id))
+        assert states.scalars().all() == ["ready", "paused"]
+    impatient.dispose()
+    assert registry.get_sample_value("dirigent_report_write_failures_total", {"kind": "agent"}) in (
+        None,
+        0.0,
+    )
+
+
+def test_a_stop_while_the_database_is_away_gives_the_rows_up_at_once_and_says_so(tmp_path):
+    """QA4 finding 1b: a SIGTERM during a database outage took 74 s (every
+    queued row through all its retries) and could run into systemd's kill.
+    A stop ends the waiting: each row left gets one more try, and is
+    logged with its traceback and counted."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    db.upgrade(url)
+    impatient = create_engine(url, connect_args={"timeout": 0.02})
+    bus = EventBus()
+    registry = CollectorRegistry()
+    stopped = threading.Event()
+    naps_after_stop: list[float] = []
+
+    def nap(seconds: float) -> None:  # the retries' waits, shortened
+        if stopped.is_set():
+            naps_after_stop.append(seconds)
+        time.sleep(0.05)
+
+    recorder = Recorder(impatient, bus, registry=registry, retry_delays=(5.0,), sleep=nap)
+    holder = held_lock(tmp_path / "r.db")
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        for n in range(3):
+            bus.publish(AgentStateChanged(T0 + n, "anna", AgentState.READY, None))
+        threading.Event().wait(0.3)  # the first row waits in its retries
+        stopped.set()
+        recorder.close()
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        holder.close()
+        impatient.dispose()
+    assert naps_after_stop == [], "the stop waited for the database"
+    lost = registry.get_sample_value("dirigent_report_write_failures_total", {"kind": "agent"})
+    assert lost == 3.0
+    said = [e for e in seen if "could not record" in e.get("log_format", "")]
+    assert len(said) == 3 and all("at shutdown" in formatEvent(e) for e in said)
 
 
 def test_a_write_waits_out_a_held_lock_instead_of_dropping_the_row(tmp_path):
