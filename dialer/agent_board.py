@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class Part:
 
     counted: int  # logged in and not paused, or in a conversation or wrap-up
     ready: int  # free for a call now
+    #: logged in to no queue but the campaign's: no inbound caller can take it
+    only_ours: bool = False
     talk_since: float | None = None  # in a voice conversation since (NOT_YET: offered)
     wrap_since: float | None = None  # in wrap-up since
     wrap_until: float = math.inf  # ... which ends then at the latest (the campaign's wrap_up)
@@ -62,6 +64,8 @@ class Board:
     #: per wrapping agent: seconds until the wrap-up ends by itself (the time
     #: the router's wrap-up timer was set to; inf: no end set)
     wrap_left: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: of ``ready``: agents in no queue but the campaign's (no inbound caller takes them)
+    ready_only_ours: int = 0
 
 
 class AgentBoard:
@@ -72,6 +76,7 @@ class AgentBoard:
         self._parts: dict[str, Part] = {}  # one per member
         self._counted = 0
         self._ready = 0
+        self._ready_ours = 0  # of them, in no queue but the campaign's
         self._talk_since: dict[str, float] = {}
         self._wrap_since: dict[str, float] = {}
         self._wrap_until: dict[str, float] = {}
@@ -87,14 +92,19 @@ class AgentBoard:
         if old is not None:
             self._counted -= old.counted
             self._ready -= old.ready
+            self._ready_ours -= old.ready if old.only_ours else 0
             self._talk_since.pop(agent.id, None)
             self._wrap_since.pop(agent.id, None)
             self._wrap_until.pop(agent.id, None)
         if not (agent.logged_in and self.queue in agent.queues):
             return
-        new = self._parts[agent.id] = part_of(agent)
+        new = part_of(agent)
+        if agent.queues == {self.queue}:
+            new = replace(new, only_ours=True)
+        self._parts[agent.id] = new
         self._counted += new.counted
         self._ready += new.ready
+        self._ready_ours += new.ready if new.only_ours else 0
         if new.talk_since is not None:
             self._talk_since[agent.id] = new.talk_since
         elif new.wrap_since is not None:
@@ -105,6 +115,7 @@ class AgentBoard:
         """The picture at ``now``, without the ``reserved`` agents (blended
         agents the inbound side needs: pacing does not count on them)."""
         counted, ready = self._counted, self._ready
+        ours = self._ready_ours
         talk, wrap, until = self._talk_since, self._wrap_since, self._wrap_until
         if reserved:
             for agent_id in reserved:
@@ -112,6 +123,7 @@ class AgentBoard:
                 if part is not None:
                     counted -= part.counted
                     ready -= part.ready
+                    ours -= part.ready if part.only_ours else 0
             talk = {a: t for a, t in talk.items() if a not in reserved}
             wrap = {a: t for a, t in wrap.items() if a not in reserved}
         talking = now - np.fromiter(talk.values(), dtype=float, count=len(talk))
@@ -123,4 +135,5 @@ class AgentBoard:
             now - np.fromiter(wrap.values(), dtype=float, count=len(wrap)),
             [*talk, *wrap],
             np.maximum(left, 0.0),
+            ours,
         )

@@ -72,6 +72,9 @@ class Snapshot:
     #: before a call of ours needs its agent takes one of the agents counted
     #: in the supply
     inbound_rate: float = 0.0
+    #: of ``ready``: agents in no queue but the campaign's, whom no inbound
+    #: caller can take (a campaign of blended and outbound-only agents)
+    ready_only_ours: int = 0
     # clairvoyant inputs (simulation bounds only)
     agent_free_in: np.ndarray | None = None  # per busy/wrapping agent: seconds until free
     call_need_in: np.ndarray | None = None  # per call in flight: seconds until it needs an agent
@@ -450,12 +453,24 @@ class Predictive(Strategy):
             # blended agents: one call per ready agent is not safe when an
             # inbound caller may take the agent first; only the calls the
             # model gives (almost) no chance of finding no agent
-            return min(progressive, self._model_k(s, est, self.lam_min))
+            return max(self._only_ours(s), min(progressive, self._model_k(s, est, self.lam_min)))
         if self.clairvoyant == "calls" and s.next_need_in is not None:
             return self._clairvoyant_k(s)
         if self._wary:
-            return self._model_k(s, est, min(self.lam, self.wary_lam))
-        return self._model_k(s, est, self.lam)
+            return max(self._only_ours(s), self._model_k(s, est, min(self.lam, self.wary_lam)))
+        return max(self._only_ours(s), self._model_k(s, est, self.lam))
+
+    @staticmethod
+    def _only_ours(s: Snapshot) -> int:
+        """The calls that cannot be abandoned whatever inbound does: one per
+        ready agent no inbound caller can take, less every call in flight
+        and every person waiting (each may need one of them).  The model
+        counts inbound arrivals against every ready agent, and with two
+        blended agents busy it left an outbound-only one idle for minutes
+        (QA4 finding 2); progressive would have dialed her with no risk."""
+        if s.inbound_rate <= 0:
+            return 0  # nothing to take anyone: the model sees it all
+        return max(0, min(s.ready_only_ours, s.ready) - s.in_flight - s.waiting)
 
     def _model_k(self, s: Snapshot, est: Estimates, lam: float) -> int:
         """The largest number of new calls each with P_ab <= ``lam``."""

@@ -452,6 +452,7 @@ class CampaignRunner:
             verdicts=np.asarray(verdicts, dtype=float),
             waiting=len(self.waiting_since),
             inbound_rate=self.inbound.rate(now),
+            ready_only_ours=board.ready_only_ours,
         )
         if self.oracle is not None:
             o = self.oracle

@@ -22,24 +22,27 @@ AGENTS = ("a1", "a2", "a3", "a4")
 
 def recount(router: Router, members: set[str], now: float, reserved: set[str]):
     """What pacing counts, agent by agent (the walk the board replaces)."""
-    counted = ready = 0
+    counted = ready = ours = 0
     talking, wrapping = [], []
     for agent_id in members - reserved:
         a = router.agents[agent_id]
+        only_ours = a.queues == {"camp"}  # no inbound caller can take it
         if not a.work:
             if a.pause_reason is None:
                 counted += 1
                 ready += 1
+                ours += only_ours
             continue
         counted += 1
         voice = [w for w in a.work.values() if w.channel is V]
         if not voice:
             ready += a.pause_reason is None
+            ours += only_ours and a.pause_reason is None
         elif voice[0].phase is Phase.WRAP_UP:
             wrapping.append(now - voice[0].since)
         else:
             talking.append(now - voice[0].since if voice[0].phase is Phase.ACTIVE else 0.0)
-    return counted, ready, sorted(talking), sorted(wrapping)
+    return counted, ready, ours, sorted(talking), sorted(wrapping)
 
 
 class BoardMachine(RuleBasedStateMachine):
@@ -122,10 +125,10 @@ class BoardMachine(RuleBasedStateMachine):
         assert set(self.board.members) == self.members
         for reserved in (set(), {"a1", "a3"}):
             b = self.board.board(self.now, reserved)
-            counted, ready, talking, wrapping = recount(
+            counted, ready, ours, talking, wrapping = recount(
                 self.router, self.members, self.now, reserved
             )
-            assert (b.counted, b.ready) == (counted, ready)
+            assert (b.counted, b.ready, b.ready_only_ours) == (counted, ready, ours)
             assert sorted(b.talking.tolist()) == talking
             assert sorted(b.wrapping.tolist()) == wrapping
             assert len(b.busy) == len(talking) + len(wrapping)

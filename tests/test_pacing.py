@@ -573,6 +573,26 @@ def test_an_inbound_caller_expected_before_the_call_needs_the_agent_stops_the_di
     assert 0 < many < Predictive().decide(snap(agents=20, ready=20), est, ledger)
 
 
+def test_an_agent_inbound_cannot_take_is_dialed_for_whatever_inbound_does() -> None:
+    """QA4 finding 2: two blended agents busy, the one ready agent in no
+    inbound queue; inbound arrivals counted against her kept a predictive
+    campaign from dialing for minutes.  Nobody but the campaign can take
+    her: she gets her call (one call per such agent, less the calls in
+    flight), in the guard's progressive mode too."""
+    est, ledger = Estimates(), AbandonLedger()
+    one_ready = {"agents": 3, "ready": 1, "talking": [0.0, 0.0], "inbound_rate": 1 / 20.0}
+    assert Predictive().decide(snap(**one_ready), est, ledger) == 0, "blended: inbound takes her"
+    assert Predictive().decide(snap(**one_ready, ready_only_ours=1), est, ledger) >= 1
+    ringing = snap(**one_ready, ready_only_ours=1, ringing=[3.0])
+    assert Predictive().decide(ringing, est, ledger) == 0, "a call in flight may need her"
+    now = 20 * DAY + 6 * 3600.0
+    at_cap = Predictive(limit=0.03)
+    both = {"now": now, "ready": 2, "inbound_rate": 1 / 10.0}
+    assert at_cap.decide(snap(**both), est, early_day(10, 2)) == 0
+    assert at_cap._progressive
+    assert at_cap.decide(snap(**both, ready_only_ours=1), est, early_day(10, 2)) == 1
+
+
 def test_at_the_cap_blended_agents_are_not_dialed_for_when_inbound_will_take_them() -> None:
     now = 20 * DAY + 6 * 3600.0
     est, ledger = Estimates(), early_day(10, 2)
