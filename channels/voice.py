@@ -710,6 +710,8 @@ class VoiceInbound:
             self.calls[uid] = _Call(interaction)
             self.hub.own(iid, self)
             self.hub.publish_interaction(Stage.QUEUED, interaction)  # its row reopened
+            if self.hub.metrics:  # this process's counters: answered never above offered
+                self.hub.metrics.offered.labels(left.queue, "voice").inc()
             if live.in_fallback:  # its wait ran out while we were down: the PBX's now
                 self._fallback(CallFellBack(self.telephony.name, uid), now)
                 continue

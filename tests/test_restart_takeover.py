@@ -387,6 +387,11 @@ def test_a_caller_waiting_while_dirigent_restarts_is_queued_again_and_connected(
     assert answered_at is not None and answered_at - arrived >= 0.5, "the wait across the restart"
     history = answered.attributes["history"]
     assert [h["event"] for h in history] == ["queued", "answered"], history
+    labels = {"queue": "sales", "channel": "voice"}
+    # QA4: the new process counted the answer but not the offer (answered > offered)
+    offered = again.registry.get_sample_value("dirigent_interactions_offered_total", labels)
+    answered_n = again.registry.get_sample_value("dirigent_interactions_answered_total", labels)
+    assert (offered, answered_n) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("restartable", [RING], indirect=True)
