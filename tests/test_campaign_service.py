@@ -767,12 +767,13 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     predictive campaign (the server's wiring: Campaigns over AMI, the ACD's
     router) dials nothing in the first minute of it.  Twenty times real speed."""
     from asterisk.telephony import AmiTelephony
-    from channels.voice import AgentEndpoint, InboundAcd
+    from channels.voice import AgentEndpoint
     from dialer.campaigns import Campaigns
     from routing.agent import Agent, AgentState
     from routing.router import Router
     from sim.clock import ScaledClock
     from store.dialer import DbCampaignStore
+    from tests.acd import InboundAcd
 
     speed = 20.0
     clock = ScaledClock(reactor, speed)
