@@ -55,6 +55,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTENSIONS
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import Invalid
@@ -75,18 +76,7 @@ from routing.model import (
 from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///store.db"
-#: a name the shipped dialplan patterns (``_[a-zA-Z0-9].``: a letter or digit,
-#: then one character or more) can match -- endpoints dialled from
-#: dirigent-connect, agent ids and queue names used as extensions -- with no
-#: control characters, blanks or dialplan punctuation that would only fail
-#: when the first call is sent
-ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
-#: extension names Asterisk runs by itself (``failed``: a failed Originate's
-#: placeholder channel; ``talk``, ``fax``): an agent or queue of that name
-#: would share their calls
-_RESERVED_EXTENS = frozenset({"failed", "talk", "fax"})
 #: the local day for a country's ledger when ``timezone`` is not given
 DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
 
@@ -141,10 +131,12 @@ Name = Annotated[str, _rule(_NAME_RE.fullmatch, _NAME_REASON)]
 Extension = Annotated[
     Name,
     _rule(
-        _EXTEN_NAME.fullmatch,
+        EXTENSION.fullmatch,
         "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them",
     ),
-    _rule(lambda v: v not in _RESERVED_EXTENS, lambda v: f"{v!r} is an extension Asterisk keeps"),
+    _rule(
+        lambda v: v not in RESERVED_EXTENSIONS, lambda v: f"{v!r} is an extension Asterisk keeps"
+    ),
 ]
 Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
 #: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
@@ -154,9 +146,7 @@ ListenPort = Annotated[
 ]
 Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
 Level = Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
-_ENDPOINT_REASON = (
-    "is not a PJSIP endpoint name (a letter or digit, then 1 to 63 of letters, digits and _ . + -)"
-)
+_ENDPOINT_REASON = f"is not a PJSIP endpoint name ({ENDPOINT_RULE})"
 Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} {_ENDPOINT_REASON}")]
 _DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
