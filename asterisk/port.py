@@ -133,6 +133,22 @@ RING_VARIABLE = "DIRIGENT_RING"
 PROMPTS = {Prompt.ABANDON: "dirigent-abandon", Prompt.MACHINE_MESSAGE: "dirigent-message"}
 #: an agent's phone as a dial string
 PHONE = "PJSIP/{phone}"
+#: the route to a customer when a campaign names no ``trunk``: the shipped
+#: PJSIP endpoint ``customers``, the number (E.164 without '+') as its user
+CUSTOMER_TRUNK = "PJSIP/{number}@customers"
+#: what the extension patterns of the contexts above (``_[a-zA-Z0-9].``: a
+#: letter or digit, then one character or more) match: agent ids, queue
+#: names and phones are their extensions
+EXTENSION = re.compile(r"[A-Za-z0-9].+")
+#: extensions Asterisk runs by itself (``failed``: a failed Originate's
+#: placeholder channel; ``talk``, ``fax``): an agent or queue of that name
+#: would share their calls
+RESERVED_EXTENSIONS = frozenset({"failed", "talk", "fax"})
+#: a PJSIP endpoint name that ``dirigent-connect`` can dial as its extension,
+#: with no control characters, blanks or dialplan punctuation that would only
+#: fail when the first call is sent (:data:`ENDPOINT_RULE` in words)
+ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
+ENDPOINT_RULE = "a letter or digit, then 1 to 63 of letters, digits and _ . + -"
 #: DialStatus of ``DirigentConnectFailed`` -> why
 RING_FAILURES = {"BUSY": RingFailure.BUSY, "CHANUNAVAIL": RingFailure.UNREACHABLE}
 #: the applications of ``dirigent-inbound`` after the wait: the caller is the PBX's fallback's
@@ -333,7 +349,7 @@ class AsteriskVoice:
         self,
         number: str,
         *,
-        route: str,
+        route: str | None,
         call: str,
         ref: AttemptRef,
         timeout: float,
@@ -341,7 +357,7 @@ class AsteriskVoice:
         detect_machine: bool = False,
     ) -> Deferred[DialResult]:
         d = self.originate(
-            route.format(number=number.lstrip("+")),
+            (route or CUSTOMER_TRUNK).format(number=number.lstrip("+")),
             context=OUTBOUND,
             exten="s",
             timeout_ms=int(timeout * 1000),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from core.errors import Invalid
@@ -252,21 +252,57 @@ class PreviewShown(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignView:
+    """A campaign's figures and live settings beside its name and status, in
+    the order ``GET /api/campaigns/<name>`` and the push show them."""
+
+    idle_reason: str | None
+    country: str | None
+    legal_max_abandon: float
+    # every setting a PATCH may change (dialer.campaign.LIVE_SETTINGS), as it
+    # is now: a supervisor sees what was set, the audit reads its before and after here
+    abandon_target: float
+    max_lines_per_agent: float
+    mode: str
+    power_ratio: float
+    ring_timeout: float
+    machine_action: str
+    wrap_up: float
+    lines_in_use: int
+    #: the agents logged in to the campaign, by state
+    agents: Mapping[str, int]
+    #: when this server started counting ``dials`` ... ``refused``: a restart
+    #: starts them again, the day's ledger (``today``: live, abandoned, and the
+    #: abandon rates) goes on
+    since: float
+    today: Mapping[str, float]
+    dials: int
+    connected: int
+    abandoned: int
+    outcomes: Mapping[str, int]
+    #: records the compliance gate refused at their dial (not dialed), by check
+    refused: Mapping[str, int]
+    #: abandoned / live by window (``30d``, ``day``, ``1h``), None before a live answer
+    abandon_rate: Mapping[str, float | None]
+    drop_group: str
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignFigures(DomainEvent):
     """A campaign's live figures (status, lines, outcomes, abandon rates ...),
-    for supervisors; ``figures`` holds them as the API shows them."""
+    for supervisors; ``figures`` None: none worked out (an event made to test
+    who may see it)."""
 
     TYPE: ClassVar[str] = "campaign"
 
     campaign: str
     status: CampaignStatus
-    figures: Mapping[str, Any] = field(default_factory=dict)
+    figures: CampaignView | None = None
 
-    @classmethod
-    def of(cls, view: Mapping[str, Any], at: float) -> CampaignFigures:
-        """From the API's view of a campaign (``Campaigns.view``)."""
-        rest = {k: v for k, v in view.items() if k not in ("campaign", "status")}
-        return cls(at, view["campaign"], CampaignStatus(view["status"]), rest)
+    def view(self) -> dict[str, Any]:
+        """The campaign as the API answers it (the push adds ``type`` and ``at``)."""
+        figures = asdict(self.figures) if self.figures is not None else {}
+        return {"campaign": self.campaign, "status": self.status.value, **figures}
 
 
 #: every event class, by its message ``type``
@@ -290,10 +326,7 @@ def to_message(event: DomainEvent) -> dict[str, Any]:
     """The JSON object of ``event`` (the WebSocket push, the demo's printer)."""
     out: dict[str, Any] = {"type": event.TYPE}
     if isinstance(event, CampaignFigures):
-        out.update(campaign=event.campaign, status=event.status.value)
-        out.update(event.figures)
-        out["at"] = event.at
-        return out
+        return {**out, **event.view(), "at": event.at}
     for f in fields(event):
         value = getattr(event, f.name)
         if f.name == "stage":

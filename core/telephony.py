@@ -269,7 +269,7 @@ class Telephony(Protocol):
         self,
         number: str,
         *,
-        route: str,
+        route: str | None,
         call: str,
         ref: AttemptRef,
         timeout: float,
@@ -277,7 +277,8 @@ class Telephony(Protocol):
         detect_machine: bool = False,
     ) -> Deferred[DialResult]:
         """Ring a customer (``number`` in E.164) through ``route`` (the
-        operator's trunk template, opaque here); the answered call waits for
+        operator's trunk template, opaque here; None: the adapter's own route
+        to customers); the answered call waits for
         :meth:`connect_to_agent` or :meth:`play_prompt`, after
         :class:`CallClassified` when ``detect_machine``."""
         ...

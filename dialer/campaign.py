@@ -96,7 +96,9 @@ class CampaignSettings:
     name: str
     mode: str = "predictive"
     queue: str | None = None  # the routing queue agents log into (default: the name)
-    trunk: str = "PJSIP/{number}@customers"  # dial string; {number} is E.164 without '+' kept
+    #: the dial string, ``{number}`` the number in E.164 without '+' (a PBX's
+    #: syntax, passed through unread); None: the PBX adapter's own route to customers
+    trunk: str | None = None
     caller_id: str | None = None
     country: str | None = None
     legal_max_abandon: float = 0.03
@@ -160,9 +162,10 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         raise CampaignError("wrap_up", "must be >= 0 seconds")
     if s.preview_auto_dial is not None and s.preview_auto_dial <= 0:
         raise CampaignError("preview_auto_dial", "must be a positive number of seconds")
-    if "{number}" not in s.trunk:
-        raise CampaignError("trunk", "must contain {number}")
-    _check_trunk(s.trunk)
+    if s.trunk is not None:
+        if "{number}" not in s.trunk:
+            raise CampaignError("trunk", "must contain {number}")
+        _check_trunk(s.trunk)
     for w in s.windows:
         if w not in ("30d", "day"):
             raise CampaignError("windows", f"unknown window {w!r} (30d, day)")

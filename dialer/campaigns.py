@@ -48,6 +48,7 @@ from core.bus import EventBus
 from core.errors import Conflict, Unavailable
 from core.events import (
     CampaignFigures,
+    CampaignView,
     Channel,
     Direction,
     InteractionChanged,
@@ -478,7 +479,7 @@ class Campaigns:
         )
 
     # -- figures ---------------------------------------------------------------------------
-    def view(self, name: str) -> dict[str, Any]:
+    def figures(self, name: str) -> CampaignView:
         c = self.get(name)
         r = c.runner
         now = self.clock.seconds()
@@ -487,58 +488,63 @@ class Campaigns:
             state = r.router.known_agent(agent_id).state.value
             states[state] = states.get(state, 0) + 1
         s = r.settings
-        return {
-            "campaign": name,
-            "status": r.status,
-            "idle_reason": r.idle_reason,
-            "country": s.country,
-            "legal_max_abandon": s.legal_max_abandon,
-            # every setting a PATCH may change, as it is now: a supervisor sees
-            # what was set, and the audit's before and after are read from here
-            **{key: getattr(s, key) for key in LIVE_SETTINGS},
-            "lines_in_use": len(r.live),
-            "agents": states,
-            # dials ... outcomes: since this server started (``since``); a
-            # restart starts them again, the day's ledger (``today``, and the
-            # abandon rates) goes on: a supervisor must not read "abandoned 0"
-            # beside a day at 20 % without being told why
-            "since": round(r.stats.since, 3),
-            "today": {
-                k: round(v, 2)
-                for k, v in zip(("live", "abandoned"), r.ledger.counts("day", now), strict=True)
-            },
-            "dials": r.stats.dials,
-            "connected": r.stats.connected,
-            "abandoned": r.stats.abandoned,
-            "outcomes": dict(r.stats.outcomes),
-            # records the gate refused at their dial (not dialed), by check
-            "refused": dict(r.stats.refused),
+        live, abandoned = r.ledger.counts("day", now)
+        # the counts since this server started come with ``since`` and beside
+        # the day's: a supervisor must not read "abandoned 0" beside a day at
+        # 20 % without being told why
+        return CampaignView(
+            idle_reason=r.idle_reason,
+            country=s.country,
+            legal_max_abandon=s.legal_max_abandon,
+            abandon_target=s.abandon_target,
+            max_lines_per_agent=s.max_lines_per_agent,
+            mode=s.mode,
+            power_ratio=s.power_ratio,
+            ring_timeout=s.ring_timeout,
+            machine_action=s.machine_action,
+            wrap_up=s.wrap_up,
+            lines_in_use=len(r.live),
+            agents=states,
+            since=round(r.stats.since, 3),
+            today={"live": round(live, 2), "abandoned": round(abandoned, 2)},
+            dials=r.stats.dials,
+            connected=r.stats.connected,
+            abandoned=r.stats.abandoned,
+            outcomes=dict(r.stats.outcomes),
+            refused=dict(r.stats.refused),
             # rounded: 0.010000000000000002 is float noise, not a figure
-            "abandon_rate": {w: _rounded(r.ledger.rate(w, now)) for w in WINDOWS},
-            "drop_group": c.config.ledger_group,
-        }
+            abandon_rate={w: _rounded(r.ledger.rate(w, now)) for w in WINDOWS},
+            drop_group=c.config.ledger_group,
+        )
+
+    def event(self, name: str) -> CampaignFigures:
+        """The campaign's figures as the bus carries them."""
+        status = self.get(name).runner.status
+        return CampaignFigures(self.clock.seconds(), name, status, self.figures(name))
+
+    def view(self, name: str) -> dict[str, Any]:
+        """The campaign as the API answers it."""
+        return self.event(name).view()
 
     def views(self) -> list[dict[str, Any]]:
         return [self.view(name) for name in sorted(self.campaigns)]
 
     def publish_figures(self) -> None:
-        now = self.clock.seconds()
         for name, c in self.campaigns.items():
-            view = self.view(name)
-            self.bus.publish(CampaignFigures.of(view, now))
-            if self.metrics is None:
+            event = self.event(name)
+            self.bus.publish(event)
+            view = event.figures
+            if self.metrics is None or view is None:
                 continue
             m = self.metrics
-            for window, rate in view["abandon_rate"].items():
+            for window, rate in view.abandon_rate.items():
                 m.abandon.labels(name, window).set(rate or 0.0)
-            m.lines.labels(name).set(view["lines_in_use"])
-            working = sum(
-                n for state, n in view["agents"].items() if state != AgentState.PAUSED.value
-            )
-            m.level.labels(name).set(view["lines_in_use"] / working if working else 0.0)
+            m.lines.labels(name).set(view.lines_in_use)
+            working = sum(n for state, n in view.agents.items() if state != AgentState.PAUSED.value)
+            m.level.labels(name).set(view.lines_in_use / working if working else 0.0)
             for state in AgentState:
                 if state is not AgentState.LOGGED_OUT:
-                    m.agents.labels(name, state.value).set(view["agents"].get(state.value, 0))
+                    m.agents.labels(name, state.value).set(view.agents.get(state.value, 0))
             for status in ("running", "idle", "paused", "stopped"):
                 m.running.labels(name, status).set(1 if c.runner.status == status else 0)
         self._refresh_record_gauges()

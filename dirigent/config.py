@@ -3,12 +3,14 @@
 Each table of the file is a frozen pydantic model below (strict types:
 ``"80"`` is no port, ``1`` no boolean; a key the table does not know refused
 with the keys it does know), and where the server's settings have the same
-shape the table *is* the setting (``[http]``, ``[database]``, ``[[agent]]``,
-``[[campaign]]``).  Where they differ, a table builds the domain's object
-with a small method: a PBX's :class:`~asterisk.session.PbxSettings`, a
-queue's :class:`~routing.model.QueueConfig`; a campaign's dial settings, its
-country's policy, retry and blending rules stay theirs, built from the
-validated keys with their own checks.  :class:`ConfigFile` is the whole
+shape the table *is* the setting (``[http]``, ``[database]``,
+``[[agent]]``).  Where they differ, a table builds the domain's object
+with its ``build()``: a PBX's :class:`~asterisk.session.PbxSettings`, a
+queue's :class:`~routing.model.QueueConfig`, a campaign's
+:class:`CampaignConfig` (its dial settings and its country's policy, with
+their own checks), a campaign's retry rules and the blending rules (nested
+tables, built where they are validated, :func:`_built`, so that their errors
+carry their path as any other's).  :class:`ConfigFile` is the whole
 file and checks across tables (unique names, an agent's queues, which PBX
 each queue, agent and campaign is on); :class:`Settings` is what the server
 is built from, in its own layout (the router's queues and agents together).
@@ -33,15 +35,16 @@ import os
 import re
 import socket
 import zoneinfo
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, TypeVar, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_type_hints
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetPydanticSchema,
     PlainValidator,
     Strict,
     ValidationError,
@@ -50,8 +53,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
+from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTENSIONS
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import Invalid
@@ -72,18 +76,7 @@ from routing.model import (
 from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///store.db"
-#: a name the shipped dialplan patterns (``_[a-zA-Z0-9].``: a letter or digit,
-#: then one character or more) can match -- endpoints dialled from
-#: dirigent-connect, agent ids and queue names used as extensions -- with no
-#: control characters, blanks or dialplan punctuation that would only fail
-#: when the first call is sent
-ENDPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{1,63}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_EXTEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,39}")
-#: extension names Asterisk runs by itself (``failed``: a failed Originate's
-#: placeholder channel; ``talk``, ``fax``): an agent or queue of that name
-#: would share their calls
-_RESERVED_EXTENS = frozenset({"failed", "talk", "fax"})
 #: the local day for a country's ledger when ``timezone`` is not given
 DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
 
@@ -138,10 +131,12 @@ Name = Annotated[str, _rule(_NAME_RE.fullmatch, _NAME_REASON)]
 Extension = Annotated[
     Name,
     _rule(
-        _EXTEN_NAME.fullmatch,
+        EXTENSION.fullmatch,
         "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them",
     ),
-    _rule(lambda v: v not in _RESERVED_EXTENS, lambda v: f"{v!r} is an extension Asterisk keeps"),
+    _rule(
+        lambda v: v not in RESERVED_EXTENSIONS, lambda v: f"{v!r} is an extension Asterisk keeps"
+    ),
 ]
 Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
 #: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
@@ -151,9 +146,7 @@ ListenPort = Annotated[
 ]
 Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
 Level = Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
-_ENDPOINT_REASON = (
-    "is not a PJSIP endpoint name (a letter or digit, then 1 to 63 of letters, digits and _ . + -)"
-)
+_ENDPOINT_REASON = f"is not a PJSIP endpoint name ({ENDPOINT_RULE})"
 Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} {_ENDPOINT_REASON}")]
 _DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
@@ -162,26 +155,16 @@ Count = Annotated[int, _rule(lambda v: v >= 0, "must be a whole number >= 0")]
 Attempts = Annotated[int, _rule(lambda v: v >= 1, "must be a whole number >= 1")]
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _nested(model: type[M], data: Any, key: str) -> M:
-    """``data`` as the table ``key`` (a domain object is built from it in a
-    validator): its errors named under ``key``, as the outer table's are."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc.errors()[0], at=(key,)) from None
-
-
-def _check_keys(data: Mapping[str, Any], allowed: Collection[str]) -> None:
-    for key in data:
-        if key not in allowed:
-            raise PydanticCustomError(
-                "unknown_key",
-                "unknown key (allowed: {allowed})",
-                {"key": key, "allowed": ", ".join(sorted(allowed))},
-            )
+def _built(table: type[BaseModel]) -> GetPydanticSchema:
+    """``Annotated[Rules, _built(RulesTable)]``: a domain object the file
+    gives as a table, validated as ``table`` (its errors under its keys, as
+    every table's) and made by its ``build()``; one built in code as it is."""
+    return GetPydanticSchema(
+        lambda kind, handler: core_schema.no_info_wrap_validator_function(
+            lambda value, inner: value if isinstance(value, kind) else inner(value).build(),
+            handler(table),
+        )
+    )
 
 
 class _Table(BaseModel):
@@ -190,12 +173,20 @@ class _Table(BaseModel):
     alone would name the key, not what it could have been)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    #: keys refused with a reason of their own, not as unknown
+    refused: ClassVar[Mapping[str, str]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            _check_keys(data, cls.model_fields)
+        allowed = [field.alias or name for name, field in cls.model_fields.items()]
+        for key in data if isinstance(data, dict) else ():
+            if key not in allowed:
+                raise PydanticCustomError(
+                    "unknown_key",
+                    cls.refused.get(key, "unknown key (allowed: {allowed})"),
+                    {"key": key, "allowed": ", ".join(sorted(allowed))},
+                )
         return data
 
 
@@ -343,27 +334,24 @@ _BLENDING = BlendingRules()
 
 
 class BlendingTable(_Table):
-    """``[routing.blending]``: :class:`BlendingRules` in the file's words."""
+    """``[routing.blending]``: :class:`BlendingRules`, two keys in the file's longer words."""
 
     block: ByChannel[Channels] = dict(_BLENDING.block)
     deferrable: Annotated[
         Channels,
         _rule(lambda v: Channel.VOICE not in v, "voice is real-time, it cannot be deferrable"),
     ] = _BLENDING.deferrable
-    offer_calls_to_deferrable_when_calls_waiting_above: Count | None = (
-        _BLENDING.calls_waiting_interrupt
+    calls_waiting_interrupt: Count | None = Field(
+        _BLENDING.calls_waiting_interrupt,
+        alias="offer_calls_to_deferrable_when_calls_waiting_above",
     )
-    offer_deferrable_to_voice_agents_when_calls_waiting_at_most: Count | None = (
-        _BLENDING.calls_waiting_quiet
+    calls_waiting_quiet: Count | None = Field(
+        _BLENDING.calls_waiting_quiet,
+        alias="offer_deferrable_to_voice_agents_when_calls_waiting_at_most",
     )
 
     def build(self) -> BlendingRules:
-        return BlendingRules(
-            self.block,
-            self.deferrable,
-            self.offer_calls_to_deferrable_when_calls_waiting_above,
-            self.offer_deferrable_to_voice_agents_when_calls_waiting_at_most,
-        )
+        return BlendingRules(**dict(self))
 
 
 class RoutingTable(_Table):
@@ -374,17 +362,7 @@ class RoutingTable(_Table):
     ] = "longest_idle"
     offer_timeout: Annotated[float, Field(ge=1)] = 30.0
     wrap_up: Annotated[float, Field(ge=0)] = 10.0
-    blending: BlendingRules = BlendingRules()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blending(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("blending"), dict):
-            return {
-                **data,
-                "blending": _nested(BlendingTable, data["blending"], "blending").build(),
-            }
-        return data
+    blending: Annotated[BlendingRules, _built(BlendingTable)] = BlendingRules()
 
 
 class RoutingSettings(RoutingTable):
@@ -403,22 +381,12 @@ class RetryRuleTable(_Table):
 
 class _RetryBase(_Table):
     max_attempts_total: Attempts = 10
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        """An outcome that is never retried (``answered``, ``invalid`` ...) is
-        named as such, with those that are."""
-        if isinstance(data, dict):
-            for key in data:
-                if key in OUTCOMES and key not in DEFAULT_RULES:
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        "no retry for this outcome (one of {allowed})",
-                        {"key": key, "allowed": ", ".join(DEFAULT_RULES)},
-                    )
-            _check_keys(data, cls.model_fields)
-        return data
+    #: an outcome that is never retried (``answered``, ``invalid`` ...): named as such
+    refused = {
+        outcome: f"no retry for this outcome (one of {', '.join(DEFAULT_RULES)})"
+        for outcome in OUTCOMES
+        if outcome not in DEFAULT_RULES
+    }
 
     def build(self) -> RetryRules:
         own = {o: Rule(r.delay, r.max_attempts) for o in DEFAULT_RULES if (r := getattr(self, o))}
@@ -443,11 +411,22 @@ _DIALING |= {
     for key, kind in get_type_hints(CampaignSettings).items()
     if key not in {*_DIALING, "legal_max_abandon", "windows"}
 }
-_Dialing = create_model("_Dialing", __base__=_Table, **_DIALING)
 
 
-class CampaignConfig(_Table):
-    """One ``[[campaign]]``: dialing settings, the country's rules, retries.
+class _CampaignOwn(_Table):
+    """A campaign's keys beside its dialing settings: the file's and the server's."""
+
+    retry: Annotated[RetryRules, _built(RetryTable)] = RetryRules()
+    drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
+    auto_start: bool = False
+    max_attempts_per_day: Annotated[int, Field(ge=1)] | None = None
+    holiday_subdivisions: Many[str] = ()
+    #: the ``[[pbx]]`` it dials through (the only one by default)
+    pbx: str | None = None
+
+
+class CampaignConfig(_CampaignOwn):
+    """One campaign as the server runs it: dialing settings, the country's rules, retries.
 
     The country picks the legal rules (calling hours, abandon limit and
     window, lock-outs); the abandon target may be lower than the country's
@@ -457,56 +436,6 @@ class CampaignConfig(_Table):
     policy: Policy
     caller_id: str
     timezone: TimeZone  # the local day of ledger and reports
-    retry: RetryRules = RetryRules()
-    drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
-    auto_start: bool = False
-    max_attempts_per_day: Annotated[int, Field(ge=1)] | None = None
-    holiday_subdivisions: Many[str] = ()
-    #: the ``[[pbx]]`` it dials through (the only one by default)
-    pbx: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        """The table as the file has it (built in code: as it is); each
-        domain error names its key in this table."""
-        if not isinstance(data, dict) or isinstance(data.get("settings"), CampaignSettings):
-            return data
-        own = set(cls.model_fields) - {"settings", "policy", "caller_id"}
-        _check_keys(data, own | set(_Dialing.model_fields))
-        dial = _Dialing.model_validate({k: v for k, v in data.items() if k not in own})
-        given = dial.model_dump(exclude_none=True)
-        policy = policy_for(given.pop("country"))  # PolicyError("country", ...)
-        Campaign(given["name"], policy, given["caller_id"])  # PolicyError("caller_id", ...)
-        settings = validate(  # CampaignError(key, ...)
-            CampaignSettings(
-                **{"abandon_target": policy.abandon_limit, **given},
-                country=policy.country,
-                legal_max_abandon=policy.abandon_limit,
-                windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
-            )
-        )
-        retry = data.get("retry", {})
-        return {
-            **{k: v for k, v in data.items() if k in own},
-            "settings": settings,
-            "policy": policy,
-            "caller_id": given["caller_id"],
-            "timezone": data.get("timezone", DEFAULT_TIMEZONES.get(policy.country, "UTC")),
-            "retry": _nested(RetryTable, retry, "retry").build()
-            if isinstance(retry, dict)
-            else retry,
-        }
-
-    @model_validator(mode="after")
-    def _within_the_law(self) -> Self:
-        """A campaign's own limit may be stricter than its country's, never laxer."""
-        law, own = self.policy.max_attempts_per_day, self.max_attempts_per_day
-        if law and own is not None and own > law:
-            raise ConfigError(
-                "max_attempts_per_day", f"at most {law} in {self.policy.country} (the law's limit)"
-            )
-        return self
 
     @property
     def name(self) -> str:
@@ -526,6 +455,42 @@ class CampaignConfig(_Table):
             max_attempts_per_day=self.max_attempts_per_day,
             timezone=self.timezone,
         )
+
+
+class _CampaignTable(_CampaignOwn):
+    """One ``[[campaign]]`` as the file has it: the dialing keys of
+    :data:`_DIALING` (:data:`CampaignTable` adds them) and the campaign's own."""
+
+    timezone: TimeZone | None = None  # its country's by default
+
+    def build(self) -> CampaignConfig:
+        """The campaign; each domain error names its key in this table."""
+        dial = self.model_dump(include=set(_DIALING), exclude_none=True)
+        policy = policy_for(dial.pop("country"))  # PolicyError("country", ...)
+        Campaign(dial["name"], policy, dial["caller_id"])  # PolicyError("caller_id", ...)
+        law, own = policy.max_attempts_per_day, self.max_attempts_per_day
+        if law and own is not None and own > law:  # stricter than the law, never laxer
+            raise ConfigError(
+                "max_attempts_per_day", f"at most {law} in {policy.country} (the law's limit)"
+            )
+        settings = validate(  # CampaignError(key, ...)
+            CampaignSettings(
+                **{"abandon_target": policy.abandon_limit, **dial},
+                country=policy.country,
+                legal_max_abandon=policy.abandon_limit,
+                windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
+            )
+        )
+        return CampaignConfig(
+            **{key: getattr(self, key) for key in _CampaignOwn.model_fields},
+            settings=settings,
+            policy=policy,
+            caller_id=dial["caller_id"],
+            timezone=self.timezone or DEFAULT_TIMEZONES.get(policy.country, "UTC"),
+        )
+
+
+CampaignTable = create_model("CampaignTable", __base__=_CampaignTable, **_DIALING)
 
 
 class Settings(_Table):
@@ -551,7 +516,7 @@ class ConfigFile(_Table):
     routing: RoutingTable = RoutingTable()
     queue: Many[QueueTable] = ()
     agent: Many[AgentSettings] = ()
-    campaign: Many[CampaignConfig] = ()
+    campaign: Many[Annotated[CampaignConfig, _built(CampaignTable)]] = ()
 
     def settings(self, env: Mapping[str, str], *, pbxs: bool = True) -> Settings:
         """The server's settings (``pbxs=False``: without the PBXs, whose
@@ -667,10 +632,9 @@ def _dotted(loc: Iterable[int | str]) -> str:
     return key
 
 
-def _config_error(error: ErrorDetails, at: tuple[str, ...] = ()) -> ConfigError:
-    """The first error of a validation, as ``key.path: reason`` (``at``: the
-    path of the table validated, from where its error is raised again)."""
-    loc = [*at, *(part for part in error["loc"] if part != "[key]")]  # a bad key: as itself
+def _config_error(error: ErrorDetails) -> ConfigError:
+    """The first error of a validation, as ``key.path: reason``."""
+    loc = [part for part in error["loc"] if part != "[key]"]  # a bad key: as itself
     key = _dotted(loc) or "config"
     ctx = error.get("ctx", {})
     cause = ctx.get("error")

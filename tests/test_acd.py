@@ -10,13 +10,14 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import task
 
 from asterisk.telephony import AmiTelephony
-from channels.voice import PBX_LOST, AgentEndpoint, InboundAcd
+from channels.voice import PBX_LOST, AgentEndpoint
 from core.events import InteractionChanged, OfferEnded, Stage, to_message
 from routing.agent import Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
+from tests.acd import InboundAcd
 from tests.conftest import run, settle, wait_for
 
 

@@ -18,7 +18,7 @@ from twisted.internet import task
 from asterisk.events import CHANNEL_FIELDS, UserEventReceived, normalize
 from asterisk.framing import AmiMessage
 from asterisk.telephony import AmiTelephony
-from channels.voice import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint
 from core.bus import EventBus
 from core.events import to_message
 from routing.agent import Agent
@@ -26,6 +26,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx, shipped_dialplan_path
+from tests.acd import InboundAcd
 from tests.conftest import run, wait_for
 
 _value = st.text(

@@ -164,6 +164,7 @@ def ledger(engine: Any) -> tuple[float, float]:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.integration  # its tier, said as well as read from its code (tests/conftest.py)
 @pytest.mark.serial  # its scaled clock needs the cores: scripts/test.sh runs it alone
 def test_the_demo_blended_for_a_simulated_hour_keeps_abandons_under_three_percent(tmp_path):
     clock = ScaledClock(reactor, SPEED, start=START)

@@ -12,7 +12,7 @@ from cti.auth import hash_password
 from cti.http.audit import CAMPAIGN_KEYS
 from dialer.campaign import LIVE_SETTINGS
 from dirigent.config import (
-    CampaignConfig,
+    CampaignTable,
     DatabaseSettings,
     HttpSettings,
     RoutingSettings,
@@ -68,9 +68,9 @@ def campaign_app(sim, tmp_path):
     engine = db.make_engine(url)
     db.add_user(engine, "carl", hash_password("carl-password"), "campaign_manager", None)
     engine.dispose()
-    campaign = CampaignConfig.model_validate(
+    campaign = CampaignTable.model_validate(
         {"name": "winback", "country": "DE", "caller_id": "+493055500000"}
-    )
+    ).build()
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),

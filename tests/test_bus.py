@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -13,6 +14,8 @@ from core.events import (
     AgentState,
     AgentStateChanged,
     CampaignFigures,
+    CampaignStatus,
+    CampaignView,
     Channel,
     Direction,
     DomainEvent,
@@ -90,16 +93,40 @@ def test_the_json_of_each_event_is_what_the_push_always_sent():
     offer = to_message(OfferMade(1.0, "anna", "i-1", Channel.CHAT, "sales", "c-42", {"t": 1}))
     assert offer["deadline"] is None and "campaign" not in offer
     assert offer["attributes"] == {"t": 1} and offer["channel"] == "chat"
-    figures = to_message(
-        CampaignFigures.of({"campaign": "c", "status": "paused", "dials": 3}, at=4.0)
+    view = CampaignView(
+        idle_reason=None,
+        country="DE",
+        legal_max_abandon=0.03,
+        abandon_target=0.03,
+        max_lines_per_agent=3.0,
+        mode="predictive",
+        power_ratio=2.0,
+        ring_timeout=22.0,
+        machine_action="hangup",
+        wrap_up=120.0,
+        lines_in_use=1,
+        agents={"busy": 1},
+        since=1.0,
+        today={"live": 1.0, "abandoned": 0.0},
+        dials=3,
+        connected=1,
+        abandoned=0,
+        outcomes={"answered": 1, "busy": 2},
+        refused={},
+        abandon_rate={"day": 0.0},
+        drop_group="c",
     )
+    figures = to_message(CampaignFigures(4.0, "c", CampaignStatus.PAUSED, view))
     assert figures == {
         "type": "campaign",
         "campaign": "c",
         "status": "paused",
-        "dials": 3,
+        **asdict(view),
         "at": 4.0,
     }
+    assert figures["dials"] == 3 and figures["outcomes"] == {"answered": 1, "busy": 2}
+    assert list(figures)[:4] == ["type", "campaign", "status", "idle_reason"]
+    assert list(figures)[-2:] == ["drop_group", "at"]
     json.dumps([agent, queued, ended, offer, figures])  # all of it is JSON
 
 

@@ -767,12 +767,13 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     predictive campaign (the server's wiring: Campaigns over AMI, the ACD's
     router) dials nothing in the first minute of it.  Twenty times real speed."""
     from asterisk.telephony import AmiTelephony
-    from channels.voice import AgentEndpoint, InboundAcd
+    from channels.voice import AgentEndpoint
     from dialer.campaigns import Campaigns
     from routing.agent import Agent, AgentState
     from routing.router import Router
     from sim.clock import ScaledClock
     from store.dialer import DbCampaignStore
+    from tests.acd import InboundAcd
 
     speed = 20.0
     clock = ScaledClock(reactor, speed)
@@ -969,4 +970,72 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
     finally:
         run(app.service.stopService().asFuture(LOOP))
         stop_sim(pbx, server)
+        engine.dispose()
+
+
+#: a campaign's view as ``GET /api/campaigns/<name>`` answered it when the view
+#: was a dict (issue 16 typed it): the same keys, in the same order, with the same values
+VIEW_JSON = (
+    '{"campaign": "winback", "status": "stopped", "idle_reason": null, "country": "GB",'
+    ' "legal_max_abandon": 0.03, "abandon_target": 0.03, "max_lines_per_agent": 3.0,'
+    ' "mode": "predictive", "power_ratio": 2.0, "ring_timeout": 22.0, "machine_action": "hangup",'
+    ' "wrap_up": 120.0, "lines_in_use": 0, "agents": {"ready": 1, "paused": 1},'
+    ' "since": 1764662400.0, "today": {"live": 4.0, "abandoned": 1.0}, "dials": 7, "connected": 3,'
+    ' "abandoned": 1, "outcomes": {"answered": 4, "busy": 2, "no-answer": 1},'
+    ' "refused": {"dnc": 2}, "abandon_rate": {"30d": 0.25, "day": 0.25, "1h": 0.25},'
+    ' "drop_group": "uk"}'
+)
+
+
+def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
+    """The API's answer and the WebSocket's ``campaign`` message are the
+    same JSON, byte for byte, as before the figures were typed."""
+    import json
+
+    from channels.voice import AgentEndpoint
+    from core.events import CampaignFigures, to_message
+    from dialer.campaigns import Campaigns
+    from dirigent.config import CampaignTable
+    from routing.agent import Agent
+    from routing.router import Router
+    from sim.clock import HeapClock
+    from sim.inprocess import SimTelephony
+    from store.dialer import DbCampaignStore
+    from tests.acd import InboundAcd
+
+    clock = HeapClock()
+    clock.advance(1_764_662_400.0)
+    url = f"sqlite:///{tmp_path / 'view.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    campaign = CampaignTable.model_validate(
+        {"name": "winback", "country": "GB", "caller_id": "+442079460999", "drop_group": "uk"}
+    ).build()
+    tel = SimTelephony(SimPbx(clock, seed=1, agents=2))
+    router = Router({"winback": QueueConfig("winback")})
+    for a in ("a1", "a2"):
+        router.add_agent(Agent(a))
+    endpoints = {a: AgentEndpoint(a, f"100{a[-1]}", "nailed") for a in ("a1", "a2")}
+    acd = InboundAcd(tel, router, clock, endpoints)
+    campaigns = Campaigns((campaign,), DbCampaignStore(engine), tel, acd, clock)
+    try:
+        runner = campaigns.campaigns["winback"].runner
+        router.login("a1", clock.seconds(), ["winback"])
+        router.login("a2", clock.seconds(), ["winback"], paused="break")
+        stats = runner.stats
+        stats.dials, stats.connected, stats.abandoned = 7, 3, 1
+        stats.outcomes.update({"answered": 4, "busy": 2, "no-answer": 1})
+        stats.refused.update({"dnc": 2})
+        for _ in range(3):
+            runner.ledger.live(clock.seconds())
+        runner.ledger.abandoned(clock.seconds())
+        pushed: list[CampaignFigures] = []
+        acd.bus.subscribe(CampaignFigures, pushed.append)
+        campaigns.publish_figures()
+        assert json.dumps(campaigns.view("winback")) == VIEW_JSON
+        (event,) = pushed
+        message = '{"type": "campaign", ' + VIEW_JSON[1:-1] + ', "at": 1764662400.0}'
+        assert json.dumps(to_message(event)) == message
+    finally:
+        campaigns.stop()
         engine.dispose()

@@ -400,7 +400,8 @@ def test_cli_sim_dialer_runs_in_parallel_give_the_same_reports(
 def _two_nailed_agents() -> tuple[HeapClock, SimPbx, SimTelephony, Router, Any]:
     """The in-process PBX (every answer a person) and a hub with agents 1001
     and 1002 on nailed-up lines, queues "c" (the campaign's) and "sales"."""
-    from channels.voice import AgentEndpoint, InboundAcd
+    from channels.voice import AgentEndpoint
+    from tests.acd import InboundAcd
 
     clock = HeapClock()
     pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))

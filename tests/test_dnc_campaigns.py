@@ -22,7 +22,7 @@ from asterisk.session import PbxSettings
 from cti.auth import hash_password
 from dialer.lists import ListError
 from dirigent.config import (
-    CampaignConfig,
+    CampaignTable,
     DatabaseSettings,
     HttpSettings,
     RoutingSettings,
@@ -147,9 +147,9 @@ def server(sim, tmp_path):
     engine = db.make_engine(url)
     db.add_user(engine, "carl", hash_password("carl-password"), "campaign_manager", None)
     engine.dispose()
-    campaign = CampaignConfig.model_validate(
+    campaign = CampaignTable.model_validate(
         {"name": "winback", "country": "GB", "caller_id": "+442079460999"}
-    )
+    ).build()
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.voice import NO_PHONE, AgentEndpoint, InboundAcd
+from channels.voice import NO_PHONE, AgentEndpoint
 from core.events import AgentStateChanged, OfferEnded, OfferMade, to_message
 from dialer.campaign import CampaignSettings, validate
 from dialer.pacing import Progressive
@@ -24,6 +24,7 @@ from routing.router import Router
 from sim.clock import HeapClock
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
+from tests.acd import InboundAcd
 from tests.test_dialer_runner import ListSource, workload
 
 

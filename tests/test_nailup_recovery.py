@@ -21,7 +21,7 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from zope.interface import provider
 
 from asterisk.session import PbxSettings
-from channels.voice import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint, InboundAcd
+from channels.voice import NO_PHONE, PBX_LOST, PHONE_HUNG_UP, AgentEndpoint
 from cti.auth import hash_password
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
@@ -34,6 +34,7 @@ from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload
 from store import db
+from tests.acd import InboundAcd
 from tests.conftest import LOOP, run, settle, stop_sim, wait_for
 from tests.test_api import call, token
 

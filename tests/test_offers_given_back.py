@@ -15,13 +15,14 @@ from typing import Any
 
 from twisted.internet import task
 
-from channels.voice import PHONE_HUNG_UP, AgentEndpoint, InboundAcd
+from channels.voice import PHONE_HUNG_UP, AgentEndpoint
 from core.events import OfferMade
 from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import Channel, QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
+from tests.acd import InboundAcd
 
 
 def build(clock: task.Clock, endpoints: dict[str, AgentEndpoint], agents: list[Agent]) -> Any:

@@ -31,10 +31,11 @@ from typing import Any
 from twisted.internet import reactor
 
 from asterisk.telephony import AmiTelephony
-from channels.voice import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint
 from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
+from tests.acd import InboundAcd
 from tests.conftest import run, settle, wait_for
 from tests.test_campaign_link_loss import _move_lost_with_the_link
 

@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select
 from twisted.internet import task
 
-from channels.voice import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
@@ -17,6 +17,7 @@ from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from store import db
 from store.records import Recorder, time_in_state
+from tests.acd import InboundAcd
 
 
 def test_migrations_produce_exactly_the_tables_the_code_defines(database_url):

@@ -23,13 +23,14 @@ from typing import Any
 from twisted.internet import task
 
 from asterisk.port import FALLBACK_PRIORITY, RING_VARIABLE, WAIT_PRIORITY
-from channels.voice import AgentEndpoint, InboundAcd
+from channels.voice import AgentEndpoint
 from core.events import InteractionChanged, OfferEnd, OfferEnded, Stage
 from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.inprocess import SimTelephony
 from sim.pbx import SimChannel, SimPbx, shipped_dialplan_path
+from tests.acd import InboundAcd
 
 OFFER_TIMEOUT = 15.0
 

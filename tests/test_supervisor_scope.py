@@ -19,7 +19,7 @@ from asterisk.session import PbxSettings
 from cti.auth import hash_password
 from dirigent.config import (
     AgentSettings,
-    CampaignConfig,
+    CampaignTable,
     DatabaseSettings,
     HttpSettings,
     RoutingSettings,
@@ -87,9 +87,9 @@ def centre(sim, tmp_path):
     )
     # a campaign dialling for each team (never started)
     campaigns = tuple(
-        CampaignConfig.model_validate(
+        CampaignTable.model_validate(
             {"name": name, "country": "DE", "caller_id": "+493055500000", "queue": queue}
-        )
+        ).build()
         for name, queue in (("winback", "sales"), ("survey", "support"))
     )
     dirigent = Dirigent(settings.model_copy(update={"campaigns": campaigns}), CollectorRegistry())
