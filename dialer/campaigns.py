@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
+from collections import Counter as Tally
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings
 from dialer.compliance import Verdict
 from dialer.pacing import estimates_for
 from dialer.ports import CampaignAttempts, CampaignSetup, CampaignStore, Hopper, RecordCounts
-from dialer.runner import PBX_LOST, Attempt, CampaignRunner
+from dialer.runner import PBX_LOST, SERVER_RESTART, Attempt, CampaignRunner
 from routing.agent import AgentState
 
 log = Logger(namespace="dirigent.campaigns")
@@ -317,7 +318,8 @@ class Campaigns:
     ) -> None:
         closed = c.runner.reconcile(pbx_abandoned)  # their ends are queued in the writer first
         freed = self.store.release_orphans(c.source)
-        freed.addCallback(self._recovered, c.name, len(closed))
+        outcomes = Tally(a.outcome or "unknown" for a in closed)
+        freed.addCallback(self._recovered, c.name, outcomes)
         freed.addErrback(lambda f: log.failure("returning orphaned records failed", f))
         # auto_start until someone controls the campaign: a supervisor's
         # pause or stop outlives restarts, and so does a start
@@ -328,12 +330,14 @@ class Campaigns:
             primed = c.source.fill(self.clock.seconds())
             primed.addCallback(_start, c.runner)
 
-    def _recovered(self, freed: int, name: str, closed: int) -> None:
-        if closed or freed:
+    def _recovered(self, freed: int, name: str, outcomes: Tally[str]) -> None:
+        """Say what the start-up closed, by outcome (not all "unknown": QA4)."""
+        if outcomes or freed:
             log.info(
-                "campaign {c}: {n} open attempts closed as unknown, {f} records returned",
+                "campaign {c}: {n} open attempts closed ({o}), {f} records returned",
                 c=name,
-                n=closed,
+                n=sum(outcomes.values()),
+                o=", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "none",
                 f=freed,
             )
 
@@ -581,7 +585,7 @@ class Campaigns:
         extra: dict[str, Any] = {}
         if what == "ended" and attempt.verdict == "human":
             event = "ended" if attempt.connected is not None else "abandoned"
-            if attempt.outcome in (PBX_LOST, "unknown"):
+            if attempt.outcome in (PBX_LOST, SERVER_RESTART, "unknown"):
                 # cut by the PBX, or closed at start-up: not the person's doing
                 event, extra = "ended", {"outcome": attempt.outcome}
         if event is None:
@@ -596,6 +600,10 @@ class Campaigns:
                 # ended when the link was lost, not at the resync)
                 attempt.ended
                 if what == "ended" and attempt.ended is not None
+                # the answer when the connection was (an end closed at start-up
+                # at that moment must not come before it: QA4, a negative talk time)
+                else attempt.connected
+                if what == "connected" and attempt.connected is not None
                 else self.clock.seconds(),
                 Stage(event),
                 attempt.id,

@@ -112,6 +112,10 @@ class Center(Protocol):
 #: a conversation whose channels vanished with the PBX link (stored as the
 #: attempt's outcome; the retry rules see "answered": the person was reached)
 PBX_LOST = "pbx-lost"
+#: a conversation that ended while no Dirigent ran (closed at the next start:
+#: its end is not known, the last moment known is the connection); the retry
+#: rules see "answered".  Not "pbx-lost": the PBX was never lost (QA4)
+SERVER_RESTART = "server-restart"
 #: attempt outcomes (the retry rules' vocabulary, see dialer.retry)
 _DIAL_OUTCOME = {
     Outcome.BUSY: "busy",
@@ -1307,8 +1311,9 @@ class CampaignRunner:
         recorded as usual) instead of being cut off.  Any other call still up
         is hung up (its state was lost) and, like the calls already gone,
         closed "unknown" -- unless the person had already been connected to
-        an agent: that call was a conversation, closed "pbx-lost" and seen
-        by the retry rules as "answered", so that nobody who spoke to an
+        an agent: that call was a conversation, closed "server-restart" (or
+        "pbx-lost" for one still up, hung up here) and seen by the retry
+        rules as "answered", so that nobody who spoke to an
         agent is called again for it.  None is redialed here: the retry
         rules decide when the record is due again.  Returns the attempts
         closed."""
@@ -1333,7 +1338,8 @@ class CampaignRunner:
                 # the person spoke to an agent: reached, never due again for
                 # it; the conversation ended at the latest now, at the
                 # earliest when it began (the last moment we know of)
-                outcome, retry_as = PBX_LOST, "answered"
+                outcome = PBX_LOST if chan is not None else SERVER_RESTART
+                retry_as = "answered"
                 attempt.ended = now if chan is not None else attempt.connected
             else:
                 outcome = retry_as = "unknown"

@@ -265,6 +265,41 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     assert set(dials.values()) == {1}, "never redialed blindly"
 
 
+def test_a_conversation_that_ended_while_the_server_was_down_closes_server_restart(setup):
+    """QA4: a campaign call connected when Dirigent stopped and ended before it
+    came back was closed "pbx-lost" (the PBX was never lost) and its report
+    row ended 0.27 ms before its answer (a negative talk time); the start-up
+    said "closed as unknown" of it."""
+    start, engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    run(
+        wait_for(
+            lambda: any(a.connected is not None for a in runner.live.values()),
+            timeout=20,
+            what="a person with an agent",
+        )
+    )
+    talking = next(a.id for a in runner.live.values() if a.connected is not None)
+    run(app.service.stopService().asFuture(LOOP))  # the PBX keeps the call
+    settle(2.5)  # the conversation (1.5 s) ends while no Dirigent runs
+    again = start()
+    run(
+        wait_for(lambda: again.campaigns.campaigns[DEMO_CAMPAIGN].runner.stats.dials > 0, what="on")
+    )
+    run(again.campaigns.flush().asFuture(LOOP))
+    again.database.recorder.flush()
+    with engine.connect() as conn:
+        outcome = conn.execute(select(db.attempt.c.outcome).where(db.attempt.c.ref == talking))
+        assert outcome.scalar() == "server-restart"
+        row = conn.execute(
+            select(db.interaction.c.answered_at, db.interaction.c.ended_at).where(
+                db.interaction.c.uniqueid == talking
+            )
+        ).one()
+    assert row.answered_at is not None and row.ended_at >= row.answered_at, row
+
+
 def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
     start, _engine = setup
     app = start()

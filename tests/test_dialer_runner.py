@@ -264,16 +264,17 @@ def test_restart_reconciliation_closes_open_attempts_as_unknown() -> None:
 
 def test_a_conversation_that_ended_while_the_server_was_down_is_not_redialed() -> None:
     """A person who already spoke to an agent, whose call ended while no
-    Dirigent ran, was reached: closed "pbx-lost" at the last moment known
-    (the connection), and the retry rules see "answered" -- not "unknown",
-    which makes the record due again in an hour."""
+    Dirigent ran, was reached: closed at the last moment known (the
+    connection), and the retry rules see "answered" -- not "unknown",
+    which makes the record due again in an hour.  Its outcome says the
+    server restarted (QA4: "pbx-lost" read as if the PBX had failed)."""
     _clock, _pbx, runner, source, log = setup(workload(busy=1.0), numbers=0)
     talked = Attempt("c-1-2", "c", Lead(8, "+4930222"), 0.0, channel_id="dial-c-1-2")
     talked.answered, talked.connected, talked.agent = 4.0, 6.0, "1001"
     log.begin(talked)
     closed = runner.reconcile()
     assert [a.id for a in closed] == ["c-1-2"]
-    assert log.attempts["c-1-2"].outcome == "pbx-lost"
+    assert log.attempts["c-1-2"].outcome == "server-restart"
     assert log.attempts["c-1-2"].ended == 6.0
     assert source.done_calls == [("+4930222", "answered")]
 
