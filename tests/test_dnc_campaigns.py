@@ -134,6 +134,12 @@ def test_the_command_line_refuses_an_unknown_campaign_with_exit_2(database_url, 
         assert out.returncode == 0 and "1 added" in out.stdout, out
         assert campaigns(engine) == ["de-prog", "uk-pow"], "a configured campaign exists"
         assert DbDnc(engine).blocked(NUMBER, "de-prog") == "campaign"
+        # QA4: a number taken over the phone in national format is read in the
+        # campaign's country, as its lists are (it was refused: no region)
+        out = cli("dnc", "add", "030 9460 0123", "--campaign", "de-prog", "--config", str(config))
+        assert out.returncode == 0 and "1 added" in out.stdout, out
+        assert "read as DE (the campaign's country)" in out.stdout
+        assert DbDnc(engine).blocked("+493094600123", "de-prog") == "campaign"
     finally:
         engine.dispose()
 

@@ -66,7 +66,12 @@ def cmd_dnc(args: argparse.Namespace) -> int:
 
     # a campaign's entry needs the campaign to exist (a row, or a [[campaign]]
     # of --config); an entry never makes one (a misspelt name did)
-    configured = tuple(_configured_campaigns(args)) if args.campaign else ()
+    countries = _configured_campaigns(args) if args.campaign else {}
+    configured = tuple(countries)
+    region_from = "--region" if args.region else None
+    if args.region is None and countries.get(args.campaign):
+        # a campaign's number in national format, as the campaign's lists read it (QA4)
+        args.region, region_from = countries[args.campaign], "the campaign's country"
     try:
         with database(args) as engine:
             if args.dnc_command == "add":
@@ -103,6 +108,8 @@ def cmd_dnc(args: argparse.Namespace) -> int:
         f"do-not-call ({where}): {result.added} added, {result.already} already listed, "
         f"{len(result.rejected or [])} rejected"
     )
+    if region_from and (result.added or result.already):
+        print(f"  national numbers read as {args.region} ({region_from})")
     for raw, reason in (result.rejected or [])[:20]:
         print(f"  {raw}: {reason}")
     return EXIT_USAGE if result.rejected and not result.added and not result.already else EXIT_OK
