@@ -162,6 +162,49 @@ def test_user_commands_list_change_disable_and_remove(tmp_path):
     assert "no users" in run("list").stdout
 
 
+def test_account_changes_on_the_command_line_are_audited_and_a_re_add_says_what_it_changed(
+    tmp_path,
+):
+    """QA4 finding 7: ``user add`` of an existing name made a campaign manager
+    an admin saying only "saved", and no command-line account change left
+    an audit row (the API's do).  ``passwd`` of an unknown user asked for a
+    password before saying there was none."""
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    cli = [sys.executable, "-m", "dirigent.cli", "user"]
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, *args, "--db", url], input=stdin, capture_output=True, text=True, timeout=60
+        )
+
+    assert run("add", "cm", "--role", "campaign_manager", stdin="cm-pass-123\n").returncode == 0
+    raised = run("add", "cm", "--role", "admin", stdin="cm-pass-123\n")
+    assert raised.returncode == 0 and "role campaign_manager -> admin" in raised.stdout, raised
+    assert run("disable", "cm").returncode == 0
+    nobody = run("passwd", "nobody", stdin="short\n")
+    assert nobody.returncode == 2 and "no user 'nobody'" in nobody.stderr, nobody.stderr
+    from sqlalchemy import select
+
+    from store import db
+
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(db.audit).order_by(db.audit.c.id)).all()
+    finally:
+        engine.dispose()
+    assert [r.action for r in rows] == [
+        "dirigent user add",
+        "dirigent user add",
+        "dirigent user disable",
+    ]
+    assert all(r.actor.startswith("cli:") and r.target == "user cm" for r in rows)
+    assert rows[0].before is None and rows[0].after["role"] == "campaign_manager"
+    assert (rows[1].before["role"], rows[1].after["role"]) == ("campaign_manager", "admin")
+    assert (rows[2].before["disabled"], rows[2].after["disabled"]) == (False, True)
+    assert "password" not in str([r.after for r in rows])
+
+
 def test_a_username_or_agent_longer_than_its_column_is_refused_and_nothing_written(engine, capsys):
     """On PostgreSQL a username over 80 or an --agent over 40 characters was
     a traceback (the column refused it); SQLite kept it.  Both say so now,

@@ -60,10 +60,13 @@ def cmd_user(args: argparse.Namespace) -> int:
         return _user_list(args)
     if args.user_command in ("disable", "enable", "remove"):
         with database(args) as engine:
+            before = _account(engine, args.username)
             if args.user_command == "remove":
                 found = db.remove_user(engine, args.username)
             else:
                 found = db.set_disabled(engine, args.username, args.user_command == "disable")
+            if found:
+                _audit(engine, args.user_command, args.username, before)
         if not found:
             raise UsageError(f"user: no user {args.username!r}")
         done = {"disable": "disabled", "enable": "enabled", "remove": "removed"}[args.user_command]
@@ -82,20 +85,92 @@ def cmd_user(args: argparse.Namespace) -> int:
             if value and limit is not None and len(value) > limit:
                 raise UsageError(f"{key}: at most {limit} characters ({len(value)} given)")
     teams = _teams(args) if args.user_command == "add" else None
+    if args.user_command == "passwd":
+        with database(args) as engine:  # an unknown user first, before any password is asked
+            if _account(engine, args.username) is None:
+                raise UsageError(f"user: no user {args.username!r}")
     try:
         hashed = hash_password(_read_password())
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with database(args) as engine:
+        before = _account(engine, args.username)
         if args.user_command == "passwd":
             if not db.set_password(engine, args.username, hashed):
                 raise UsageError(f"user: no user {args.username!r}")
+            _audit(engine, "passwd", args.username, before)
             print(f"password of {args.username} changed; its tokens end within seconds")
             return EXIT_OK
         db.add_user(engine, args.username, hashed, args.role, args.agent, teams)
+        after = _audit(engine, "add", args.username, before)
     oversees = f", overseeing {', '.join(teams)}" if teams else ""
-    print(f"user {args.username} ({args.role}{oversees}) saved")
+    changed = _changes(before, after)
+    print(f"user {args.username} ({args.role}{oversees}) saved{changed}")
     return EXIT_OK
+
+
+def _account(engine: Any, username: str) -> dict[str, Any] | None:
+    """What an audit row shows of a user (never the password)."""
+    from store import db
+
+    for u in db.list_users(engine):
+        if u.username == username:
+            return {
+                "role": u.role,
+                "agent": u.agent,
+                "teams": list(u.teams) if u.teams is not None else None,
+                "disabled": u.disabled,
+            }
+    return None
+
+
+def _audit(
+    engine: Any, verb: str, username: str, before: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The account change in the audit table, as an API action is (QA4: the
+    command line left none, a role raised to admin among them).  The actor
+    is the system user who ran the command."""
+    import datetime as dt
+    import getpass
+
+    from store import db
+
+    after = _account(engine, username)
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        who = "unknown"
+    db.add_audit(
+        engine,
+        {
+            "at": dt.datetime.now(dt.UTC),
+            "actor": f"cli:{who}"[:80],
+            "role": "cli",
+            "action": f"dirigent user {verb}",
+            "target": f"user {username}"[:200],
+            "request": None,
+            "before": before,
+            "after": after,
+            "status": 0,
+        },
+    )
+    return after
+
+
+def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """``; role campaign_manager -> admin`` for what a re-add changed (it was silent)."""
+    if before is None or after is None:
+        return ""
+    parts = [
+        f"{key} {before[key]} -> {after[key]}"
+        for key in ("role", "agent", "teams")
+        if before.get(key) != after.get(key)
+    ]
+    return (
+        f" (was there: password replaced; {', '.join(parts)})"
+        if parts
+        else (" (was there: password replaced)")
+    )
 
 
 def _teams(args: argparse.Namespace) -> list[str] | None:
