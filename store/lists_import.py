@@ -450,8 +450,18 @@ def _discard(engine: Engine, list_id: int, created: list[int], reason: str) -> N
             else:
                 conn.execute(update(t).where(t.c.id == list_id).values(import_state=None))
         log.warning("list %s: import discarded (%s)", list_id, reason)
-    except Exception:
-        log.exception("list %s: discarding an unfinished import failed; it stays staged", list_id)
+    except Exception as exc:
+        if db.transient(exc):  # the database went away: said in one line, not three tracebacks
+            log.warning(
+                "list %s: the unfinished import stays staged (not dialed; the same import"
+                " resumes it): the database went away (%s)",
+                list_id,
+                type(exc).__name__,
+            )
+        else:
+            log.exception(
+                "list %s: discarding an unfinished import failed; it stays staged", list_id
+            )
 
 
 def _drop_contacts(engine: Engine, ids: list[int]) -> None:

@@ -171,3 +171,56 @@ def test_lists_discard_drops_a_killed_import(engine, database_url, tmp_path):
         [*cli, "--campaign", "us-spring", "--db", database_url], capture_output=True, text=True
     )
     assert again.returncode == 2 and "no list 'new.csv'" in again.stderr
+
+
+def test_a_database_connection_lost_midway_is_one_line_and_the_same_command_resumes(
+    engine, database_url, tmp_path
+):
+    """QA4 finding 5: a PostgreSQL restart during ``lists import`` printed 207
+    lines of chained tracebacks and nothing of what to do.  Now one line
+    says the database went away, that the list is not dialed, and how to
+    resume or discard; the same command resumes it.  The server ends the
+    import's connection (``pg_terminate_backend``, as a restart does) until
+    the import stops."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a database server's connection (SQLite has none to lose)")
+    import threading
+
+    from sqlalchemy import text
+
+    path = write_list(tmp_path / "big.csv", 5560000, 6 * BATCH)
+    cli = [sys.executable, "-m", "dirigent.cli", "lists", "import", str(path)]
+    args = [*cli, "--campaign", "us-spring", "--db", database_url]
+    importing = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    done = threading.Event()
+
+    def cut() -> None:
+        with admin.connect() as conn:
+            while not done.is_set() and importing.poll() is None:
+                if count(engine, db.record) > 3:  # it has begun writing
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            " AND backend_type = 'client backend' AND state <> 'idle'"
+                        )
+                    )
+                done.wait(0.02)
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    try:
+        out, err = importing.communicate(timeout=120)
+    finally:
+        done.set()
+        cutter.join()
+        admin.dispose()
+    engine.dispose()  # its connections were cut too
+    assert importing.returncode == 1, (out, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
+    assert "the database went away" in err and "run the same command again" in err, err
+    assert len(dialable(engine)) == 3, "nothing of the unfinished list is dialed"
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert len(dialable(engine)) == 3 + 6 * BATCH

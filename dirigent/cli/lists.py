@@ -82,6 +82,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
 
     from core.numbers import check_region
     from dialer.lists import ListError, load_mapping
+    from store import db
     from store.lists_import import UnknownCampaign, import_list, terminal_progress
 
     if args.region is not None:
@@ -118,6 +119,19 @@ def cmd_lists(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except LookupError as exc:  # an unknown --encoding
         raise UsageError(f"--encoding: {exc}") from None
+    except Exception as exc:  # the store's errors: a lost connection is said in one line
+        if not db.transient(exc):
+            raise
+        # a PostgreSQL restart mid-import (QA4 finding 5: 207 lines of tracebacks)
+        print(
+            f"dirigent: {args.file}: the database went away during the import"
+            f" ({type(exc).__name__}); the list is not dialed until it is whole:"
+            " run the same command again to resume it, or"
+            f" `dirigent lists discard --campaign {args.campaign} {Path(args.file).name}`"
+            " to drop what it wrote",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     finally:
         if bar is not None:
             bar.close()
@@ -145,7 +159,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
             print(
                 f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
             )
-    print(json.dumps(summary))
+    else:  # the human summary, or the JSON object: not both (QA4)
+        print(json.dumps(summary))
     if report.imported + report.updated == 0:
         what = "would import" if args.dry_run else "imported"
         print(
