@@ -194,6 +194,12 @@ class Compliance:
                 return True
         return False
 
+    def closed_in(self, campaign: Campaign, zones: Iterable[str], now: dt.datetime) -> bool:
+        """No call may be made now to a number of these zones: outside the
+        calling hours or on a holiday in one of them (whatever else the
+        number's record holds)."""
+        return any(self._zone_refusal(campaign, zone, now) is not None for zone in zones)
+
     def _zone_refusal(self, campaign: Campaign, zone: str, now: dt.datetime) -> Verdict | None:
         """Calling hours and holidays in one time zone: why not now, or None."""
         policy = campaign.policy

@@ -368,6 +368,37 @@ def test_due_later_today_ends_at_the_campaigns_local_midnight(pool):
     assert pool_status(pool, utc, gate, now)["due_later_today"] == 2
 
 
+def test_a_claim_finds_open_records_behind_more_closed_ones_than_it_scans(
+    database_url, tmp_path, monkeypatch
+):
+    """QA4 finding 3: 120,000 New York records whose window was closed ahead
+    of ten open Guam ones: the claim read its 5,000 and gave up, every time
+    (the campaign idled "filling the hopper (10 records may be dialed
+    now)").  Past its scan it leaves the zones closed now out in the
+    database and looks again.  (The scan here is 200, the list's closed
+    part 600, for the test's time; a late retry of the East stays behind.)"""
+    import store.pool
+
+    monkeypatch.setattr(store.pool, "CLAIM_SCAN", 200)
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "national.csv"
+    east = [f"+1 212 555 {i:04d}" for i in range(600)]
+    west = [f"+1 415 555 {i:04d}" for i in range(20)]
+    path.write_text("phone\n" + "\n".join([*east, *west]) + "\n")
+    import_list(engine, path, "us-national", create=True)
+    campaign = Campaign("us-national", policy_for("US"), "+12125550199")
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    nine_pm_new_york = dt.datetime(2026, 11, 24, 2, 0, 30, tzinfo=dt.UTC)  # a Tuesday
+    try:
+        claimed = claim(engine, campaign, gate, nine_pm_new_york, limit=10)
+        assert len(claimed) == 10 and all(c.e164.startswith("+1415") for c in claimed)
+        noon = dt.datetime(2026, 11, 24, 17, 0, tzinfo=dt.UTC)  # both open: list order again
+        assert claim(engine, campaign, gate, noon, limit=5)[0].e164.startswith("+1212")
+    finally:
+        engine.dispose()
+
+
 def test_a_claim_finds_the_west_when_a_national_lists_east_is_closed(database_url, tmp_path):
     """21:00 in New York, 18:00 in Los Angeles: the list's first 300 records
     (New York) are blocked by the calling hours, the Californian ones after
