@@ -309,6 +309,8 @@ class Dirigent:
             CampaignService(self.campaigns).setServiceParent(self.service)
         children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
         self.tokens = TokenStore()
+        #: the revocation check found the database away (said once until it is back)
+        self._revocation_away = False
         #: supervisors whose teams have no configured agent (warned once each)
         self._warned_scopes: set[str] = set()
         # tokens end within REVOCATION_INTERVAL of a password change, a disabled
@@ -372,9 +374,23 @@ class Dirigent:
                 log.info("tokens of user {u} ended (password changed or user removed)", u=name)
 
         def compare(credentials: dict[str, tuple[bool, float | None]]) -> None:
+            if self._revocation_away:
+                self._revocation_away = False
+                log.info("revocation check: the database is back")
             ended(revoke_changed(self.tokens, credentials))
 
         def failed(failure: Any) -> None:
+            if db.transient(failure.value):
+                # the database is away (/healthz says so): said once, not a
+                # traceback every 5 s for the whole outage (QA4 finding 4)
+                if not self._revocation_away:
+                    self._revocation_away = True
+                    log.warn(
+                        "revocation check: the database is away ({e}); tried again every"
+                        " 5 s, tokens already issued stay valid meanwhile",
+                        e=type(failure.value).__name__,
+                    )
+                return
             log.failure("revocation check failed", failure)
 
         d = threads.deferToThread(db.user_credentials, engine)
