@@ -329,6 +329,8 @@ class Campaigns:
             # the first leads are claimed before the runner paces
             primed = c.source.fill(self.clock.seconds())
             primed.addCallback(_start, c.runner)
+        elif status == "paused":  # a supervisor's pause, as the row says (it came back "stopped")
+            c.runner.pause()
 
     def _recovered(self, freed: int, name: str, outcomes: Tally[str]) -> None:
         """Say what the start-up closed, by outcome (not all "unknown": QA4)."""

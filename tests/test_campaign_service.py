@@ -300,6 +300,30 @@ def test_a_conversation_that_ended_while_the_server_was_down_closes_server_resta
     assert row.answered_at is not None and row.ended_at >= row.answered_at, row
 
 
+def test_a_paused_campaign_is_paused_after_a_restart(setup):
+    """QA4: paused before a restart, the campaign came back "stopped" while
+    its row (and the supervisor) said paused."""
+    start, _engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    run(wait_for(lambda: runner.stats.dials > 0, timeout=20, what="dialing"))
+    boss = token(app, "boss")
+    status, view = call(app, "POST", f"campaigns/{DEMO_CAMPAIGN}/pause", {}, boss)
+    assert status == 200 and view["status"] == "paused"
+    run(app.service.stopService().asFuture(LOOP))
+    again = start()
+    run(
+        wait_for(
+            lambda: again.campaigns.campaigns[DEMO_CAMPAIGN].runner.status != "stopped",
+            what="the campaign restored",
+        )
+    )
+    status, view = call(again, "GET", f"campaigns/{DEMO_CAMPAIGN}", token=token(again, "boss"))
+    assert status == 200 and view["status"] == "paused", view
+    status, view = call(again, "POST", f"campaigns/{DEMO_CAMPAIGN}/start", {}, token(again, "boss"))
+    assert status == 200 and view["status"] == "running"
+
+
 def test_preview_mode_over_the_api_the_agent_sees_skips_and_dials(setup):
     start, _engine = setup
     app = start()
