@@ -500,10 +500,14 @@ def recheck(
         campaign_id = find_campaign_id(conn, campaign.name)
         columns = (*_CANDIDATE, *_lookups(campaign_id, now, _needs_consent(campaign)))
         rows = conn.execute(
-            _from_record(columns, claimed=True).where(db.record.c.id == record_id, _OPEN_SQL)
+            _from_record((*columns, db.dial_list.c.active.label("list_active")), claimed=True)
+            .join(db.dial_list, db.dial_list.c.id == db.record.c.list_id)
+            .where(db.record.c.id == record_id, _OPEN_SQL)
         ).all()
         if not rows:
             return Verdict(False, f"record {record_id} is no longer open", "record")
+        if not rows[0].list_active:  # switched off after its claim (QA4: dialed 2 s after)
+            return Verdict(False, f"record {record_id}: its list is switched off", "list")
         ((_row, verdict),) = _judged(conn, rows, campaign, gate, now)
         return verdict
 

@@ -229,6 +229,13 @@ def test_a_claimed_lead_is_judged_again_at_its_dial_and_a_refused_one_is_not_wri
     with engine.connect() as conn:
         written = conn.execute(select(db.attempt.c.e164)).scalars().all()
     assert written == [allowed.number], "only the allowed dial has a row"
+    # QA4: a list switched off after its records were claimed: one was dialed 2 s after
+    from store.pool import set_list_active
+
+    (held,) = source.take(1, MONDAY_10)
+    set_list_active(engine, "uk", "uk.csv", False)
+    off = log.begin(attempt(held, MONDAY_10 + 6))
+    assert off is not None and off.check == "list" and "switched off" in off.reason
 
 
 def test_after_a_claim_that_found_nothing_the_next_waits_a_few_seconds(engine):
