@@ -76,3 +76,33 @@ def test_a_contact_id_beyond_any_database_integer_is_refused(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--contact: 1000000000000000000000000000000 is not an id" in result.stderr
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
+    """QA4: ``dirigent campaign list | head`` ended in a BrokenPipeError
+    traceback; a reader that stops early (head, less, grep -m) is normal."""
+    from sqlalchemy import insert
+
+    from store import db
+
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:  # more than a pipe holds (64 KB): the writer meets the closed end
+        conn.execute(
+            insert(db.user),
+            [
+                {"username": f"user{i:05d}", "password_hash": "x", "role": "agent"}
+                for i in range(4000)
+            ],
+        )
+    engine.dispose()
+    cut = subprocess.run(
+        f"{' '.join(DIRIGENT)} user list --db {url} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cut.stdout.startswith("user00000"), cut
+    assert "Traceback" not in cut.stderr and "BrokenPipe" not in cut.stderr, cut.stderr

@@ -55,3 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failed as exc:
         print(f"dirigent: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # `dirigent campaign list | head`: the reader went away (QA4: a traceback);
+        # stdout is closed quietly, as other Unix tools do
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
