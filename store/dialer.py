@@ -593,6 +593,8 @@ class DbLeadSource:
         self._filling = False
         #: whether the last claim came back with leads (None: none answered yet)
         self._found: bool | None = None
+        #: why the last claim failed (the database away), None once one succeeds
+        self._claim_error: str | None = None
         self.empty_backoff = empty_backoff
         self._next_claim = float("-inf")  # no claim before (after an empty one)
 
@@ -614,6 +616,7 @@ class DbLeadSource:
         d = self.writer.submit("claim", self.claim_now, want, now, durable=False)
 
         def filled(leads: list[Lead]) -> None:
+            self._claim_error = None
             self._found = bool(leads)
             self._next_claim = float("-inf") if leads else now + self.empty_backoff
             self._buffer.extend((now, lead) for lead in leads)
@@ -621,6 +624,8 @@ class DbLeadSource:
                 self.on_filled()
 
         def failed(f: Failure) -> None:
+            self._claim_error = _short(f.value) if f.value is not None else f.getErrorMessage()
+            self._next_claim = now + self.empty_backoff  # not every pacing step while it lasts
             log.warn("campaign {c}: claim failed: {e}", c=self.campaign.name, e=f.getErrorMessage())
 
         d.addCallbacks(filled, failed)
@@ -705,6 +710,8 @@ class DbLeadSource:
         The pool status counts the whole campaign; with ``in_thread`` set
         (the server) it is worked out there and the last answer is given
         meanwhile, so the reactor never waits for it."""
+        if self._claim_error is not None:  # QA4: "running", no reason, while nothing could dial
+            return f"database unavailable: no record can be claimed ({self._claim_error})"
         if self._found and self.writer is not None:
             return None  # the last claim found records: the buffer ran dry for a moment
         if self._reason is not None and now - self._reason[0] < self.reason_ttl:

@@ -295,3 +295,36 @@ def test_a_hopper_that_ran_dry_for_a_moment_keeps_the_campaign_running(engine):
         assert source.empty_reason(MONDAY_10) is None, "records are there: not idle"
     finally:
         writer.close()
+
+
+def test_a_campaign_whose_claims_fail_says_the_database_is_unavailable(tmp_path):
+    """QA4 finding 8: during a database outage the campaign said "running"
+    with no idle reason while every claim failed."""
+    import sqlite3
+
+    from store.dialer import DialerWriter
+    from tests.conftest import LOOP, run
+
+    url = f"sqlite:///{tmp_path / 'away.db'}"
+    db.upgrade(url)
+    setup_engine = db.make_engine(url)
+    path = tmp_path / "uk.csv"
+    path.write_text("phone\n+44 20 7946 0100\n+44 20 7946 0101\n")
+    import_list(setup_engine, path, "uk", create=True)
+    setup_engine.dispose()
+    engine = db.make_engine(f"{url}?timeout=0.05")
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    writer = DialerWriter(delays=(0.01,))
+    source = DbLeadSource(engine, campaign, gate, writer=writer, batch=1)
+    holder = sqlite3.connect(tmp_path / "away.db", isolation_level=None, check_same_thread=False)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # away: every claim fails
+        assert source.take(1, MONDAY_10) == []
+        run(writer.flush().asFuture(LOOP))
+        reason = source.empty_reason(MONDAY_10)
+        assert reason is not None and reason.startswith("database unavailable"), reason
+    finally:
+        holder.close()
+        writer.close()
+        engine.dispose()
