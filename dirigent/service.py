@@ -359,7 +359,8 @@ class Dirigent:
         import datetime as dt
 
         log.info(
-            "audit: {actor} ({role}) {action} -> {status}; before {before}; after {after}",
+            "audit: {actor} ({role}) {action} {target} -> {status}; request {request};"
+            " before {before}; after {after}",
             **entry,
         )
         row = {**entry, "at": dt.datetime.now(dt.UTC)}

@@ -119,3 +119,18 @@ def test_a_campaign_change_is_audited_with_every_setting_before_and_after(campai
     assert {k: row.before[k] for k in changes} == {k: before[k] for k in changes}
     assert {k: row.after[k] for k in changes} == changes
     assert row.before["status"] == row.after["status"] == "stopped"
+
+
+def test_a_list_upload_is_audited_naming_the_list_and_its_campaign(campaign_app):
+    """QA4: the audit row of ``POST /api/lists`` said only "list" (and the
+    log line not what was asked): which list went into which campaign?"""
+    from tests.test_campaign_service import upload
+
+    carl = token(campaign_app, "carl")
+    body = b"phone\r\n+49 30 9460 0100\r\n"
+    status, report = upload(campaign_app, "campaign=winback&name=herbst.csv", body, carl)
+    assert status == 200, report
+    run(wait_for(lambda: audit_rows(campaign_app), what="the audit row"))
+    (row,) = audit_rows(campaign_app)
+    assert (row.action, row.target) == ("POST /api/lists", "list herbst.csv of campaign winback")
+    assert row.request["name"] == ["herbst.csv"]

@@ -99,12 +99,17 @@ def audit(api: ApiContext, request: Request, path: list[str]) -> None:
     user = api.user(request)
     if user is None or not (user.supervises or user.manages_campaigns or not own_path(user, path)):
         return
+    asked = request_record(request, path)
+    named = target(path)
+    if path == ["lists"] and isinstance(asked, dict):  # which list, of which campaign (QA4)
+        name = (asked.get("name") or ["?"])[0]
+        named = f"list {name} of campaign {(asked.get('campaign') or ['?'])[0]}"[:200]
     entry = {
         "actor": user.username,
         "role": user.role,
         "action": f"{method} /api/{'/'.join(path)}",
-        "target": target(path),
-        "request": request_record(request, path),
+        "target": named,
+        "request": asked,
         "before": state_of(api, path),
     }
 
