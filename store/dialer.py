@@ -767,6 +767,8 @@ class DbLeadSource:
             reason = f"filling the hopper ({many} record{'s' if n != 1 else ''} may be dialed now)"
         elif status["blocked_now"]:
             why = ", ".join(f"{k} {v}" for k, v in sorted(status["blocked_now"].items()))
+            if status["sampled"]:  # of the first due records only: at least as many
+                why += f" of the first {sample} due of a list"
             reason = f"no record may be dialed now (blocked: {why})"
         elif status["due_later_today"]:
             reason = f"nothing due now ({status['due_later_today']} due later today{also})"

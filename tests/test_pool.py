@@ -263,8 +263,13 @@ def test_pool_status_per_list_and_a_list_switched_off_from_the_command_line(
         "due_later_today": 0,
         "blocked_now": {},
         "exhausted": 0,
+        "sampled": False,
     }
     assert status["dialable_now"] == 8 and status["records"] == {"new": 8}
+    # QA4: a sample read as the count (2,000 "blocked" of a list of 60,000)
+    few = pool_status(pool, campaign, gate, NOW, sample=3)
+    assert few["sampled"] and few["sample"] == 3 and few["lists"]["us.csv"]["sampled"]
+    assert not few["lists"]["autumn.csv"]["sampled"], "two due records, both judged"
 
     base = ["lists", "deactivate", "autumn.csv", "--campaign", "us-spring", "--db", database_url]
     assert main([*base, "--json"]) == 0
