@@ -46,7 +46,7 @@ from twisted.python.failure import Failure
 
 from center.hub import Hub
 from core.bus import EventBus
-from core.errors import Conflict, Unavailable
+from core.errors import Conflict, Invalid, NotFound, Unavailable
 from core.events import (
     CampaignFigures,
     CampaignView,
@@ -348,7 +348,7 @@ class Campaigns:
     def get(self, name: str) -> Campaign:
         found = self.campaigns.get(name)
         if found is None:
-            raise KeyError(name)
+            raise NotFound("campaign", f"unknown campaign {name!r}")
         return found
 
     def control(self, name: str, action: str) -> dict[str, Any]:
@@ -362,7 +362,7 @@ class Campaigns:
             c.runner.stop()
             c.source.release_buffer()
         else:
-            raise ValueError(f"action: unknown action {action!r} (start, pause, stop)")
+            raise Invalid("action", f"unknown action {action!r} (start, pause, stop)")
         self._status(name, "running" if action == "start" else c.runner.status)
         self._store_settings(name, {CONTROLLED: True})
         log.info("campaign {c}: {a}", c=name, a=action)
@@ -425,7 +425,7 @@ class Campaigns:
         for c in self.campaigns.values():
             if agent in c.runner.previews:
                 return c.runner
-        raise ValueError(f"agent: {agent} has no preview record")
+        raise Invalid("agent", f"{agent} has no preview record")
 
     def preview(self, agent: str) -> dict[str, Any] | None:
         """The record on the agent's screen, if any."""
@@ -461,7 +461,7 @@ class Campaigns:
         if decision == "skip":
             runner.preview_skip(agent)
             return succeed({"campaign": name, "skipped": True})
-        raise ValueError(f"decision: unknown decision {decision!r} (dial, skip)")
+        raise Invalid("decision", f"unknown decision {decision!r} (dial, skip)")
 
     def _preview_view(self, campaign: str, agent: str, p: Any) -> dict[str, Any]:
         auto = self.campaigns[campaign].runner.settings.preview_auto_dial

@@ -71,7 +71,7 @@ AuditSink = Callable[[dict[str, Any]], None]
 
 
 class CampaignOps(Protocol):
-    """The dialer's controls (``dialer.campaigns.Campaigns``); unknown names raise KeyError."""
+    """The dialer's controls (``dialer.campaigns.Campaigns``); an unknown name is a NotFound."""
 
     def views(self) -> list[dict[str, Any]]: ...
     def view(self, name: str) -> dict[str, Any]: ...
