@@ -22,6 +22,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.http.context import ApiContext, CampaignOps, read_body, route
+from cti.schemas import CampaignChange, parse
 
 
 def register(app: Klein, api: ApiContext) -> None:
@@ -62,12 +63,12 @@ def register(app: Klein, api: ApiContext) -> None:
     @route(app, "/campaigns/<name>", "PATCH")
     @manager
     def change(request: Request, user: User, name: str) -> dict[str, Any]:
-        changes = read_body(request)
+        raw = read_body(request)
         ops = campaigns()
-        if not changes:
+        if not raw:
             raise Invalid("body", "give at least one setting to change")
         in_scope(user, name)
-        return ops.change(name, changes)
+        return ops.change(name, parse(CampaignChange, raw).changes())
 
     @route(app, "/campaigns/<name>/pool", "GET")
     @api.requires(CAMPAIGN_MANAGERS, field="lists", refusal="{user} may not manage lists")
