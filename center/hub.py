@@ -39,7 +39,7 @@ from twisted.internet.task import LoopingCall
 from center.kpi import Kpi
 from center.metrics import AcdMetrics
 from core.bus import EventBus
-from core.errors import Conflict
+from core.errors import Conflict, Invalid
 from core.events import (
     AgentStateChanged,
     InteractionChanged,
@@ -556,4 +556,4 @@ def check_reason(reason: str | None) -> None:
     """Pause reasons are one line of text: a control character (CR, LF ...)
     is refused before it reaches the state log (the API refuses it first)."""
     if reason is not None and any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in reason):
-        raise ValueError("reason: must not contain control characters (CR, LF, tab ...)")
+        raise Invalid("reason", "must not contain control characters (CR, LF, tab ...)")

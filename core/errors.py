@@ -11,7 +11,9 @@ the same.
 The classes also derive from the built-in exception a caller would have
 caught before (``Invalid`` is a ``ValueError``, ``NotFound`` a
 ``LookupError``, ``Forbidden`` a ``PermissionError``), so an existing
-``except ValueError`` keeps working while raisers move over.  Pure: no
+``except ValueError`` keeps working.  The reverse does not hold: the
+faces map these types only, and a built-in ``ValueError`` or ``KeyError``
+reaching one is a bug (the HTTP API's 500), never a bad request.  Pure: no
 imports of ours, of Twisted or of SQLAlchemy.
 """
 

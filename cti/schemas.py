@@ -1,7 +1,12 @@
 """What the HTTP API accepts and answers, as pydantic v2 models.
 
-Request models are strict (``"5"`` is not a number, ``true`` is not 1) and
-ignore keys they do not know, as the API always did.  :func:`parse` turns a
+Request models are strict (``"5"`` is not a number, ``true`` is not 1).
+Most ignore keys they do not know, as the API always did; the bodies of
+campaign, list, do-not-call, consent and disposition changes
+(:class:`StrictBody`) refuse them, naming the key and the keys allowed in
+the configuration's words (``proof_rf: unknown key (allowed: ...)``): a
+misspelt optional key there (a consent's proof, a call-back time) was
+dropped while the request succeeded.  :func:`parse` turns a
 ``ValidationError`` into the API's 400 naming the field by its path
 (``skills.de``, ``queues.0``) with the reason in the words the API has
 always used ("required", "must be text", ...), so clients and tests that
@@ -15,9 +20,10 @@ is checked by the handlers, not here: a schema knows shapes, not the centre.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -87,12 +93,23 @@ def named(error: ErrorDetails) -> tuple[str, str]:
 M = TypeVar("M", bound=BaseModel)
 
 
+def unknown_key(model: type[BaseModel], error: ErrorDetails) -> tuple[str, str] | None:
+    """``(key, reason)`` of a key a :class:`StrictBody` does not know, naming
+    the keys it does (in the order it declares them); None for another error."""
+    if error["type"] != "extra_forbidden" or len(error["loc"]) != 1:
+        return None
+    allowed = ", ".join(f.alias or name for name, f in model.model_fields.items())
+    template: str = getattr(model, "unknown_key", UNKNOWN_KEY)
+    return str(error["loc"][0]), template.format(allowed=allowed)
+
+
 def parse(model: type[M], data: Mapping[str, Any]) -> M:
     """``data`` as a ``model``, or ``ApiError(400)`` naming the first bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        field, reason = named(exc.errors(include_url=False)[0])
+        error = exc.errors(include_url=False)[0]
+        field, reason = unknown_key(model, error) or named(error)
         raise ApiError(400, field, reason) from None
 
 
@@ -160,6 +177,39 @@ class Body(BaseModel):
     """A JSON request body: strict types, unknown keys ignored."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
+
+
+#: how a key a :class:`StrictBody` does not know is refused (the configuration's words)
+UNKNOWN_KEY = "unknown key (allowed: {allowed})"
+
+
+class StrictBody(Body):
+    """A JSON request body whose every key must be known: strict types, and
+    an unknown key refused with the keys allowed (:func:`unknown_key`)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    #: the reason an unknown key is refused with; ``{allowed}``: the model's keys
+    unknown_key: ClassVar[str] = UNKNOWN_KEY
+
+
+def _none_if_empty(value: str | None) -> str | None:
+    return value or None
+
+
+#: optional text; ``""`` is the same as not given
+OptionalText = Annotated[str | None, AfterValidator(_none_if_empty)]
+
+
+def _given(reason: str) -> BeforeValidator:
+    """A key given as ``null`` is refused as a wrong type would be: leaving
+    the key out is how a change leaves a setting as it is."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise Refused(reason)
+        return value
+
+    return BeforeValidator(check)
 
 
 # -- requests ---------------------------------------------------------------------------------------
@@ -232,6 +282,126 @@ class TransferRequest(Body):
         if (self.queue is None) == (self.agent is None):
             raise Invalid("queue", "give either a queue or an agent")
         return self
+
+
+# -- campaigns, lists, do-not-call, consent, dispositions (unknown keys refused) ----------------
+LiveNumber = Annotated[float | None, _given("must be a number")]
+LiveText = Annotated[str | None, _given("must be text")]
+
+
+class CampaignChange(StrictBody):
+    """``PATCH /api/campaigns/<name>``: the live settings to change (the
+    keys of ``dialer.campaign.LIVE_SETTINGS``); values are checked by the
+    campaign's own rules, all of them before any is applied."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    unknown_key: ClassVar[str] = "cannot be changed live (one of {allowed})"
+
+    abandon_target: LiveNumber = None
+    max_lines_per_agent: LiveNumber = None
+    mode: LiveText = None
+    power_ratio: LiveNumber = None
+    ring_timeout: LiveNumber = None
+    machine_action: LiveText = None
+    wrap_up: LiveNumber = None
+
+    def changes(self) -> dict[str, Any]:
+        """The settings the body gives, by name."""
+        return self.model_dump(exclude_unset=True)
+
+
+def _phone_numbers(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise Refused("a non-empty list of phone numbers")
+    return value
+
+
+class DncRequest(StrictBody):
+    """``POST /api/dnc``: numbers for the global list, or a campaign's."""
+
+    numbers: Annotated[list[str], BeforeValidator(_phone_numbers)]
+    campaign: OptionalText = None
+    region: OptionalText = None
+    source: OptionalText = None
+    reason: OptionalText = None
+
+
+def _contact_id(value: Any) -> Any:
+    if not _whole(value) or not 0 < value < 2**63:
+        raise Refused("the contact's id (a whole number from 1 to 2**63 - 1)")
+    return value
+
+
+def _grant(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise Refused("true (a grant) or false (a withdrawal)")
+    return value
+
+
+class ConsentRequest(StrictBody):
+    """``POST /api/consent``: a grant (with its proof) or a withdrawal."""
+
+    contact: Annotated[int, BeforeValidator(_contact_id)]
+    granted: Annotated[bool, BeforeValidator(_grant)]
+    channel: OptionalText = None
+    source: OptionalText = None
+    proof_ref: OptionalText = None
+
+
+def _number_list(value: Any) -> Any:
+    if not isinstance(value, list):
+        raise Refused("a list of numbers")
+    return value
+
+
+class MergeRequest(StrictBody):
+    """``POST /api/lists/merge``: the record to keep and the duplicates to fold into it."""
+
+    campaign: str
+    keep: str
+    drop: Annotated[list[str], BeforeValidator(_number_list)]
+    region: OptionalText = None
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign(cls, value: str) -> str:
+        if not value:
+            raise Refused("required")
+        return value
+
+
+class ListActiveRequest(StrictBody):
+    """``PATCH /api/lists/<campaign>/<list>``: switch a list on or off."""
+
+    active: bool
+
+
+def _callback_at(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise Refused("must be text")
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise Refused(f"{value!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise Refused("give the offset, e.g. 2026-11-24T10:00:00+01:00")
+    return at
+
+
+def _code(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise Refused("give the call's result as text, e.g. 'sale' or 'callback'")
+    return value
+
+
+class DispositionRequest(StrictBody):
+    """``POST /api/interactions/<id>/disposition``: the call's result, and
+    for a call-back its time (ISO 8601 with its offset)."""
+
+    code: Annotated[str, BeforeValidator(_code)]
+    callback_at: Annotated[dt.datetime | None, BeforeValidator(_callback_at)] = None
 
 
 def _epoch(value: Any) -> float:

@@ -32,15 +32,18 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from core.errors import Invalid
 from core.numbers import Number, Rejected, normalize
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 POLICY_DIR = Path(__file__).with_name("policies")
 
 
-class PolicyError(ValueError):
+class PolicyError(Invalid):
+    """A setting refused; ``key`` (= ``field``) names it (a 400 to the API)."""
+
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(key, reason)
         self.key = key
 
 

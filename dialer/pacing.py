@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import bdtrc, betaincinv, ndtr
 
+from core.errors import Invalid
 from dialer.abandon import AbandonLedger
 from dialer.campaign import CampaignSettings, pacing_window
 from dialer.estimates import HORIZONS, Estimates, Priors, Tables, Window, columns
@@ -45,9 +46,11 @@ FIRST_KS = 8
 DEFAULT_WINDOW = pacing_window(CampaignSettings("default"))
 
 
-class PacingError(ValueError):
+class PacingError(Invalid):
+    """A setting refused; ``key`` (= ``field``) names it (a 400 to the API)."""
+
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(key, reason)
         self.key = key
 
 

@@ -15,6 +15,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.errors import Invalid
+
 OUTCOMES = (
     "answered",
     "busy",
@@ -30,9 +32,11 @@ OUTCOMES = (
 )
 
 
-class RetryError(ValueError):
+class RetryError(Invalid):
+    """A setting refused; ``key`` (= ``field``) names it (a 400 to the API)."""
+
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
+        super().__init__(key, reason)
         self.key = key
 
 

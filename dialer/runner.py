@@ -54,7 +54,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from core.errors import Unavailable
+from core.errors import Invalid, Unavailable
 from core.events import CampaignStatus
 from core.telephony import (
     CALL_IN_BRIDGE,
@@ -539,11 +539,12 @@ class CampaignRunner:
         """The agent (or the auto-dial timer) dials the record on screen."""
         preview = self.previews.get(agent)
         if preview is None or preview.attempt is not None:
-            raise ValueError(
-                f"agent: {agent} has no record to dial in campaign {self.settings.name}"
+            raise Invalid(
+                "agent", f"{agent} has no record to dial in campaign {self.settings.name}"
             )
         if not self.telephony.connected:
-            raise ValueError("pbx: the PBX link is down; dial again once it is back")
+            # the same 503 naming the PBX as a transfer's (it was a 400, as if the agent erred)
+            raise Unavailable("pbx", "the PBX link is down; dial again once it is back")
         if preview.timer is not None and preview.timer.active():
             preview.timer.cancel()
         return self.dial(preview.lead, agent=agent)  # it marks the preview dialed
@@ -553,8 +554,8 @@ class CampaignRunner:
         (no attempt, no retry rule) and the agent gets the next one."""
         preview = self.previews.get(agent)
         if preview is None or preview.attempt is not None:
-            raise ValueError(
-                f"agent: {agent} has no record to skip in campaign {self.settings.name}"
+            raise Invalid(
+                "agent", f"{agent} has no record to skip in campaign {self.settings.name}"
             )
         self._release_preview(agent)
         self._preview_over(agent)

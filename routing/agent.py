@@ -29,7 +29,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core.errors import Conflict
+from core.errors import Conflict, Invalid
 from core.events import AgentState as AgentState  # one list of states (events carry them)
 from routing.model import Channel
 
@@ -95,10 +95,10 @@ class Agent:
     def __post_init__(self) -> None:
         for skill, level in self.skills.items():
             if not 1 <= level <= 10:
-                raise ValueError(f"skills.{skill}: level must be 1..10, not {level}")
+                raise Invalid(f"skills.{skill}", f"level must be 1..10, not {level}")
         for channel, n in self.capacity.items():
             if n < 0:
-                raise ValueError(f"capacity.{channel}: must not be negative")
+                raise Invalid(f"capacity.{channel}", "must not be negative")
         if not self.history:
             self.history.append(Transition(0.0, AgentState.LOGGED_OUT))
 
@@ -168,7 +168,7 @@ class Agent:
         if not self.logged_in:
             raise self._refuse("pause", "not logged in")
         if not reason:
-            raise ValueError("reason: a pause needs a reason code")
+            raise Invalid("reason", "a pause needs a reason code")
         before = self.state
         self.pause_reason = reason
         self._record(now, before, reason)
@@ -234,7 +234,7 @@ class Agent:
     def extend_wrap_up(self, now: float, interaction: str, seconds: float) -> None:
         item = self._item(interaction, Phase.WRAP_UP, "extend wrap-up")
         if seconds <= 0:
-            raise ValueError("seconds: must be positive")
+            raise Invalid("seconds", "must be positive")
         item.wrap_until = max(item.wrap_until or now, now) + seconds
 
     def end_wrap_up(self, now: float, interaction: str | None = None) -> None:

@@ -116,23 +116,25 @@ class ListOps:
         out["phonetic_groups"] = report.groups[:MAX_PROBLEMS]
         return out
 
-    def add_dnc(self, body: dict[str, Any]) -> dict[str, Any]:
-        numbers = body.get("numbers")
-        if (
-            not isinstance(numbers, list)
-            or not numbers
-            or not all(isinstance(n, str) for n in numbers)
-        ):
+    def add_dnc(
+        self,
+        numbers: list[str],
+        *,
+        campaign: str | None = None,
+        region: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /api/dnc`` (its body's shape checked by ``cti.schemas.DncRequest``)."""
+        if not numbers:
             raise Invalid("numbers", "a non-empty list of phone numbers")
-        campaign = _optional_text(body, "campaign")
-        region = _optional_text(body, "region")
         result = add_dnc(
             self.engine,
             numbers,
             campaign=campaign,
             region=region,
-            source=_optional_text(body, "source") or "api",
-            reason=_optional_text(body, "reason"),
+            source=source or "api",
+            reason=reason,
             configured=tuple(self.campaigns),
         )
         return {
@@ -154,73 +156,54 @@ class ListOps:
         blocked = DbDnc(self.engine).blocked(parsed.e164, campaign or "")
         return {"number": parsed.e164, "blocked": blocked}
 
-    def add_consent(self, body: dict[str, Any]) -> dict[str, Any]:
-        contact = body.get("contact")
-        if not isinstance(contact, int) or isinstance(contact, bool) or not 0 < contact < 2**63:
-            raise Invalid("contact", "the contact's id (a whole number from 1 to 2**63 - 1)")
-        granted = body.get("granted")
-        if not isinstance(granted, bool):
-            raise Invalid("granted", "true (a grant) or false (a withdrawal)")
-        channel = _optional_text(body, "channel") or ""
+    def add_consent(
+        self,
+        contact: int,
+        channel: str,
+        granted: bool,
+        *,
+        source: str | None = None,
+        proof_ref: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /api/consent`` (its body's shape: ``cti.schemas.ConsentRequest``)."""
         record_consent(
-            self.engine,
-            contact,
-            channel,
-            granted,
-            source=_optional_text(body, "source") or "",
-            proof_ref=_optional_text(body, "proof_ref"),
+            self.engine, contact, channel, granted, source=source or "", proof_ref=proof_ref
         )
         return {"contact": contact, "channel": channel, "granted": granted}
 
-    def merge(self, body: dict[str, Any]) -> dict[str, Any]:
+    def merge(
+        self, campaign: str, keep: str, drop: list[str], region: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /api/lists/merge`` (its body's shape: ``cti.schemas.MergeRequest``)."""
         from core.numbers import Rejected, normalize
         from store.lists_merge import merge
 
-        campaign = _optional_text(body, "campaign")
-        if not campaign:
-            raise Invalid("campaign", "required")
-        raw_drop = body.get("drop")
-        if not isinstance(raw_drop, list) or not all(isinstance(n, str) for n in raw_drop):
-            raise Invalid("drop", "a list of numbers")
-
         def e164(raw: str, key: str) -> str:
-            parsed = normalize(raw, _optional_text(body, "region"))
+            parsed = normalize(raw, region)
             if isinstance(parsed, Rejected):
                 raise Invalid(key, f"{raw!r}: {parsed.reason}")
             return parsed.e164
 
-        keep = e164(_optional_text(body, "keep") or "", "keep")
-        return merge(self.engine, campaign, keep, [e164(n, "drop") for n in raw_drop]).summary()
+        kept = e164(keep, "keep")
+        return merge(self.engine, campaign, kept, [e164(n, "drop") for n in drop]).summary()
 
-    def set_active(self, campaign: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def set_active(self, campaign: str, name: str, active: bool) -> dict[str, Any]:
         """``PATCH /api/lists/<campaign>/<list>`` with ``{"active": true|false}``."""
-        active = body.get("active")
-        if not isinstance(active, bool):
-            raise Invalid("active", "must be true or false")
         return set_list_active(self.engine, campaign, name, active)
 
     def disposition(
         self,
         ref: str,
-        body: dict[str, Any],
+        code: str,
         agent: str | None,
         now: float,
         campaigns: Collection[str] | None = None,
+        *,
+        callback_at: dt.datetime | None = None,
     ) -> dict[str, Any]:
         """``POST /api/interactions/<id>/disposition`` ``{code, callback_at?}``
-        (``campaigns``: the only ones a team supervisor may give results for)."""
-        code = body.get("code")
-        if not isinstance(code, str):
-            raise Invalid("code", "give the call's result as text, e.g. 'sale' or 'callback'")
-        raw_at = _optional_text(body, "callback_at")
-        callback_at = None
-        if raw_at is not None:
-            try:
-                callback_at = dt.datetime.fromisoformat(raw_at)
-            except ValueError:
-                raise Invalid("callback_at", f"{raw_at!r} is not an ISO 8601 time") from None
-            if callback_at.tzinfo is None:
-                raise Invalid("callback_at", "give the offset, e.g. 2026-11-24T10:00:00+01:00")
+        (its body's shape: ``cti.schemas.DispositionRequest``; ``campaigns``:
+        the only ones a team supervisor may give results for)."""
         return apply_disposition(
             self.engine,
             ref,
@@ -257,10 +240,3 @@ class ListOps:
         return pool_status(
             self.engine, config.compliance(), gate, dt.datetime.fromtimestamp(now, dt.UTC)
         )
-
-
-def _optional_text(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, str):
-        raise Invalid(key, "must be text")
-    return value or None

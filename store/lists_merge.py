@@ -23,14 +23,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, update
 
+from core.errors import Invalid
 from store import db
 from store.pool import find_campaign_id
 
 
-class MergeError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
+class MergeError(Invalid):
+    """A merge refused; ``field`` names the input at fault (a 400 to the API)."""
 
 
 @dataclass

@@ -10,10 +10,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import LOOP, run
-from tests.test_api import app, token
+from dirigent.cli import DEMO_CAMPAIGN
+from tests.conftest import LOOP, run, wait_for
+from tests.test_api import app, call, token
+from tests.test_campaign_service import fast_sim, setup
 
-__all__ = ["app"]
+__all__ = ["app", "fast_sim", "setup"]
 
 
 def raw(app, method: str, path: str, data: bytes | None, tok: str | None) -> tuple[int, dict]:
@@ -94,3 +96,49 @@ def test_an_unexpected_failure_is_a_500_without_traceback_and_counted(app):
     assert http_errors(app)[route] == 1.0
     status, _ = raw(app, "GET", "/api/agents/ben/report", None, token(app, "ben"))
     assert status == 500 and http_errors(app)[route] == 2.0, "one route, whatever the agent"
+
+
+@pytest.mark.parametrize(
+    ("bug", "was"),
+    [(KeyError("anna"), 404), (ValueError("from: not a time"), 400), (LookupError("x"), 404)],
+    ids=["KeyError", "ValueError", "LookupError"],
+)
+def test_a_stray_built_in_error_is_a_logged_500_not_a_404_or_400(app, bug, was):
+    """A ``KeyError`` or ``ValueError`` that escapes a handler is a bug in
+    Dirigent: it was answered ``was`` (its text read as "field: reason"),
+    telling the client its request was wrong, and nobody saw it; it is a
+    500 now, counted on /metrics as every unexpected failure is."""
+
+    def buggy_report(agent: str, start: float, end: float) -> dict[str, float]:
+        raise bug
+
+    app.site.resource.getStaticEntity(b"api").api.reports = buggy_report
+    route = ("GET", "/api/agents/<agent_id>/report")
+    status, answer = raw(app, "GET", "/api/agents/anna/report", None, token(app, "anna"))
+    assert (status, answer["field"]) == (500, "server"), f"was {was}: {answer}"
+    assert http_errors(app)[route] == 1.0
+
+
+def test_a_preview_dial_with_the_pbx_link_down_is_a_503_naming_pbx_as_a_transfer_is(
+    setup, fast_sim
+):
+    """The agent did nothing wrong: the PBX is away.  It was a 400 (as if
+    the request were bad) while a transfer with the link down was a 503;
+    both are a 503 naming ``pbx`` now, and the record stays on screen."""
+    start, _engine = setup
+    _pbx, server = fast_sim
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss, anna = token(app, "boss"), token(app, "anna")
+    status, _view = call(app, "PATCH", f"campaigns/{DEMO_CAMPAIGN}", {"mode": "preview"}, boss)
+    assert status == 200
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=20, what="a preview"))
+    shown = runner.previews["agent1001"]
+    server.stop()
+    run(wait_for(lambda: not app.sessions["sim"].connected, what="the PBX link down"))
+    status, error = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
+    assert (status, error) == (
+        503,
+        {"error": "pbx: the PBX link is down; dial again once it is back", "field": "pbx"},
+    )
+    assert runner.previews.get("agent1001") is shown and shown.attempt is None, "still on screen"

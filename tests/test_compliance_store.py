@@ -146,19 +146,19 @@ def test_the_api_operations_refuse_over_long_text_with_the_field(engine):
     from store.list_ops import ListOps
 
     ops = ListOps(engine)
-    for body, field in (
-        ({"numbers": ["+442079460077"], "reason": LONG}, "reason"),
-        ({"numbers": ["+442079460079"], "source": LONG}, "source"),
+    for number, text, field in (
+        ("+442079460077", {"reason": LONG}, "reason"),
+        ("+442079460079", {"source": LONG}, "source"),
     ):
         with pytest.raises(Invalid, match=rf"^{field}: at most 200 characters") as caught:
-            ops.add_dnc(body)
+            ops.add_dnc([number], **text)
         assert caught.value.field == field
     with engine.begin() as conn:
         contact = conn.execute(
             insert(db.contact).values(display_name="Eva", custom={})
         ).inserted_primary_key[0]
     with pytest.raises(Invalid, match=r"^source: at most 200 characters") as caught:
-        ops.add_consent({"contact": contact, "channel": "voice", "granted": False, "source": LONG})
+        ops.add_consent(contact, "voice", False, source=LONG)
     assert caught.value.field == "source"
 
 

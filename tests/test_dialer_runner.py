@@ -492,6 +492,24 @@ def test_preview_shows_the_record_first_and_the_agent_dials_or_skips() -> None:
     assert shown[-1] == ("1001", "+493012340002")
 
 
+def test_a_preview_dial_with_the_pbx_link_down_is_unavailable_naming_pbx() -> None:
+    """As a transfer with the link down (a 503 to the API, not the 400 of a
+    bad request); the record stays on screen for a dial once the link is back."""
+    clock, pbx, runner, _source, log, _shown = preview_setup(workload(live=1.0))
+    runner.start()
+    clock.run_until(10.0)
+    pbx.booted = False
+    with pytest.raises(Unavailable) as caught:
+        runner.preview_dial("1001")
+    assert (caught.value.field, caught.value.reason) == (
+        "pbx",
+        "the PBX link is down; dial again once it is back",
+    )
+    assert runner.previews["1001"].attempt is None and log.order == []
+    pbx.booted = True
+    assert runner.preview_dial("1001").agent == "1001"
+
+
 def test_a_preview_refused_or_unwritten_at_the_dial_gives_the_agent_the_next_record() -> None:
     """The attempt log may refuse at once (the gate asked again, no writer
     thread) or fail to write the row: the record on screen must not stay

@@ -95,11 +95,11 @@ def test_the_api_operations_refuse_an_unknown_campaign_naming_it(engine):
     ops = ListOps(engine)
     make_campaign(engine, "uk-pow")
     with pytest.raises(ListError, match=UNKNOWN):
-        ops.add_dnc({"numbers": [NUMBER], "campaign": "uk-pwo"})
+        ops.add_dnc([NUMBER], campaign="uk-pwo")
     with pytest.raises(ListError, match=UNKNOWN):
         ops.check_dnc(NUMBER, "uk-pwo")
     assert campaigns(engine) == ["uk-pow"] and dnc_rows(engine) == 0
-    answer = ops.add_dnc({"numbers": [NUMBER, "12"], "campaign": "uk-pow"})
+    answer = ops.add_dnc([NUMBER, "12"], campaign="uk-pow")
     assert (answer["added"], answer["numbers"]) == (1, {NUMBER: "added"})
     assert ops.check_dnc(NUMBER, "uk-pow") == {"number": NUMBER, "blocked": "campaign"}
 

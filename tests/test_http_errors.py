@@ -23,12 +23,42 @@ from routing.router import Router
         (UnknownName("agent", "unknown agent 'zoe'"), 404),
         (IllegalTransition("anna", AgentState.LOGGED_OUT, "log out"), 409),
         (ApiError(429, "login", "too many failed logins"), 429),
-        (ValueError("code: give the result"), 400),  # the old convention still reads
     ],
 )
 def test_status_by_type(exc, status):
     found = answer(exc)
     assert found is not None and found[0] == status
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError("code: give the result"),
+        KeyError("anna"),
+        LookupError("agent: unknown agent 'zoe'"),
+        PermissionError("agent: ben did not take call 7"),
+    ],
+    ids=["ValueError", "KeyError", "LookupError", "PermissionError"],
+)
+def test_a_built_in_error_is_a_server_error_whatever_its_message(exc):
+    """A stray ``KeyError`` or ``ValueError`` is a bug in Dirigent, not a bad
+    request or an unknown name: it was answered 400/404 (its message read as
+    "field: reason") and not logged; now it is a 500, logged and counted."""
+    assert answer(exc) is None
+
+
+def test_the_settings_errors_of_the_dialer_and_the_merge_are_domain_errors():
+    """They reach the API (a campaign PATCH, a list merge): a 400 by type, field kept."""
+    from dialer.compliance import PolicyError
+    from dialer.pacing import PacingError
+    from dialer.retry import RetryError
+    from store.lists_merge import MergeError
+
+    for cls in (PolicyError, PacingError, RetryError):
+        exc = cls("abandon_target", "too high")
+        assert answer(exc) == (400, "abandon_target", "too high") and exc.key == "abandon_target"
+        assert str(exc) == "abandon_target: too high", "the command line reads the same"
+    assert answer(MergeError("keep", "no record")) == (400, "keep", "no record")
 
 
 def test_the_field_comes_from_the_error_not_its_message():

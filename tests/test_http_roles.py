@@ -8,10 +8,13 @@ from __future__ import annotations
 import pytest
 
 from cti.auth import hash_password
+from cti.schemas import CampaignChange
+from dialer.campaign import LIVE_SETTINGS
 from store import db
 from tests.test_api import app, call, token
+from tests.test_audit import campaign_app
 
-__all__ = ["app"]
+__all__ = ["app", "campaign_app"]
 
 
 def test_the_role_decorator_refuses_a_wrong_role_and_changes_nothing(app):
@@ -65,3 +68,79 @@ def test_unknown_routes_and_methods(app):
     assert status == 401, "no route tells nothing to a caller without a token"
     status, error = call(app, "POST", "agents/zoe/pause", {"reason": "x"}, boss)
     assert (status, error["field"]) == (404, "agent")
+
+
+LIVE = ", ".join(LIVE_SETTINGS)
+CONSENT = {"contact": 1, "channel": "voice", "granted": True, "source": "web"}
+MERGE = {"campaign": "winback", "keep": "+4930123400001", "drop": ["+4930123400002"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field", "reason"),
+    [
+        # a misspelt key: it was dropped and the request went on without it
+        ("POST", "consent", {**CONSENT, "proof_rf": "form-7"}, "proof_rf",
+         "unknown key (allowed: contact, granted, channel, source, proof_ref)"),
+        ("POST", "dnc", {"numbers": ["+442079460500"], "reasn": "asked"}, "reasn",
+         "unknown key (allowed: numbers, campaign, region, source, reason)"),
+        ("POST", "lists/merge", {**MERGE, "regoin": "DE"}, "regoin",
+         "unknown key (allowed: campaign, keep, drop, region)"),
+        ("PATCH", "lists/winback/a.csv", {"active": False, "campaing": "x"}, "campaing",
+         "unknown key (allowed: active)"),
+        ("POST", "interactions/winback-1/disposition", {"code": "callback", "callback": "x"},
+         "callback", "unknown key (allowed: code, callback_at)"),
+        ("PATCH", "campaigns/winback", {"abandon_targt": 0.02}, "abandon_targt",
+         f"cannot be changed live (one of {LIVE})"),
+        # a wrong type names the field by its path
+        ("POST", "dnc", {"numbers": ["+442079460500", 5]}, "numbers.1", "must be text"),
+        ("POST", "dnc", {"numbers": []}, "numbers", "a non-empty list of phone numbers"),
+        ("POST", "consent", {**CONSENT, "granted": "yes"}, "granted",
+         "true (a grant) or false (a withdrawal)"),
+        ("POST", "consent", {**CONSENT, "proof_ref": 7}, "proof_ref", "must be text"),
+        ("POST", "lists/merge", {**MERGE, "keep": 5}, "keep", "must be text"),
+        ("POST", "lists/merge", {**MERGE, "campaign": ""}, "campaign", "required"),
+        ("PATCH", "lists/winback/a.csv", {}, "active", "required"),
+        ("POST", "interactions/winback-1/disposition", {"code": "callback", "callback_at": 5},
+         "callback_at", "must be text"),
+        ("POST", "interactions/winback-1/disposition",
+         {"code": "callback", "callback_at": "2026-11-24T10:00:00"}, "callback_at",
+         "give the offset, e.g. 2026-11-24T10:00:00+01:00"),
+        ("PATCH", "campaigns/winback", {"ring_timeout": "30"}, "ring_timeout", "must be a number"),
+        ("PATCH", "campaigns/winback", {"ring_timeout": None}, "ring_timeout", "must be a number"),
+        ("PATCH", "campaigns/winback", {"mode": True}, "mode", "must be text"),
+        ("PATCH", "campaigns/winback", b'{"ring_timeout": NaN}', "ring_timeout",
+         "must be a finite number"),
+    ],
+    ids=[
+        "consent-key", "dnc-key", "merge-key", "list-key", "disposition-key", "campaign-key",
+        "dnc-number-type", "dnc-empty", "consent-granted", "consent-proof-type", "merge-keep",
+        "merge-campaign", "list-active", "disposition-time-type", "disposition-no-offset",
+        "campaign-text", "campaign-null", "campaign-mode", "campaign-nan",
+    ],
+)  # fmt: skip
+def test_the_change_bodies_refuse_unknown_keys_and_wrong_types_naming_them(
+    campaign_app, method, path, body, field, reason
+):
+    """The bodies of campaign, list, do-not-call, consent and disposition
+    changes, by their schemas: a key a body does not know is refused with
+    the keys it does (a consent's misspelt proof was dropped, and the grant
+    refused for want of one; a DNC entry's misspelt reason was stored
+    without it), and a value of the wrong type is named by its path."""
+    app = campaign_app
+    db.add_user(app.database.engine, "sue", hash_password("sue-password"), "supervisor", None)
+    raw = body if isinstance(body, bytes) else None
+    status, error = call(app, method, path, None if raw else body, token(app, "sue"), raw=raw)
+    assert (status, error) == (400, {"error": f"{field}: {reason}", "field": field})
+
+
+def test_a_refused_key_changes_nothing(campaign_app):
+    app = campaign_app
+    carl = token(app, "carl")
+    status, _error = call(app, "POST", "dnc", {"numbers": ["+442079460500"], "resaon": "x"}, carl)
+    assert status == 400
+    status, answer = call(app, "GET", "dnc/%2B442079460500", token=carl)
+    assert status == 200 and answer["blocked"] is None, "the number was not listed"
+
+
+def test_the_campaign_change_schema_has_every_live_setting():
+    assert list(CampaignChange.model_fields) == list(LIVE_SETTINGS)

@@ -16,6 +16,7 @@ from weakref import WeakKeyDictionary
 
 from twisted.web.server import Request
 
+from core.errors import NotFound
 from cti.auth import User
 from cti.http.context import MAX_BODY, ApiContext
 from cti.schemas import AgentView
@@ -85,7 +86,7 @@ def state_of(api: ApiContext, path: list[str]) -> Any:
         if len(path) >= 2 and path[0] == "campaigns" and api.campaigns is not None:
             found = api.campaigns.view(path[1])
             return {k: found[k] for k in CAMPAIGN_KEYS if k in found}
-    except (KeyError, AttributeError):
+    except (NotFound, AttributeError):  # the handler answers the 404
         return None
     return None
 

@@ -12,8 +12,7 @@ the address pool (campaign managers and supervisors).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
@@ -23,15 +22,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.http.context import ApiContext, CampaignOps, read_body, route
-
-
-@contextmanager
-def _known() -> Iterator[None]:
-    """``Campaigns`` raises KeyError for a name it does not have: that is a 404."""
-    try:
-        yield
-    except KeyError as exc:
-        raise NotFound("campaign", f"unknown campaign {exc.args[0]!r}") from None
+from cti.schemas import CampaignChange, parse
 
 
 def register(app: Klein, api: ApiContext) -> None:
@@ -60,27 +51,24 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     def view(request: Request, user: User, name: str) -> dict[str, Any]:
         in_scope(user, name)
-        with _known():
-            return campaigns().view(name)
+        return campaigns().view(name)
 
     @route(app, "/campaigns/<name>/<any(start, pause, stop):action>", "POST")
     @manager
     def control(request: Request, user: User, name: str, action: str) -> dict[str, Any]:
         read_body(request)
         in_scope(user, name)
-        with _known():
-            return campaigns().control(name, action)
+        return campaigns().control(name, action)
 
     @route(app, "/campaigns/<name>", "PATCH")
     @manager
     def change(request: Request, user: User, name: str) -> dict[str, Any]:
-        changes = read_body(request)
+        raw = read_body(request)
         ops = campaigns()
-        if not changes:
+        if not raw:
             raise Invalid("body", "give at least one setting to change")
         in_scope(user, name)
-        with _known():
-            return ops.change(name, changes)
+        return ops.change(name, parse(CampaignChange, raw).changes())
 
     @route(app, "/campaigns/<name>/pool", "GET")
     @api.requires(CAMPAIGN_MANAGERS, field="lists", refusal="{user} may not manage lists")

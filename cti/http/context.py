@@ -11,6 +11,7 @@ the thing they protect.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Callable, Collection, Coroutine, Mapping
@@ -71,12 +72,12 @@ AuditSink = Callable[[dict[str, Any]], None]
 
 
 class CampaignOps(Protocol):
-    """The dialer's controls (``dialer.campaigns.Campaigns``); unknown names raise KeyError."""
+    """The dialer's controls (``dialer.campaigns.Campaigns``); an unknown name is a NotFound."""
 
     def views(self) -> list[dict[str, Any]]: ...
     def view(self, name: str) -> dict[str, Any]: ...
     def control(self, name: str, action: str) -> dict[str, Any]: ...
-    def change(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def change(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]: ...
     def preview(self, agent: str) -> dict[str, Any] | None: ...
     def preview_decision(self, agent: str, decision: str) -> Deferred[dict[str, Any]]:
         """Fires once the dial is written, or fails with a Conflict naming
@@ -91,19 +92,39 @@ class ListOps(Protocol):
     def import_upload(
         self, body: Any, name: str, campaign: str, *, region: str | None, dry_run: bool
     ) -> dict[str, Any]: ...
-    def add_dnc(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def add_dnc(
+        self,
+        numbers: list[str],
+        *,
+        campaign: str | None = None,
+        region: str | None = None,
+        source: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]: ...
     def check_dnc(self, number: str, campaign: str | None) -> dict[str, Any]: ...
-    def add_consent(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def add_consent(
+        self,
+        contact: int,
+        channel: str,
+        granted: bool,
+        *,
+        source: str | None = None,
+        proof_ref: str | None = None,
+    ) -> dict[str, Any]: ...
     def pool(self, campaign: str, now: float) -> dict[str, Any]: ...
-    def merge(self, body: dict[str, Any]) -> dict[str, Any]: ...
-    def set_active(self, campaign: str, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def merge(
+        self, campaign: str, keep: str, drop: list[str], region: str | None = None
+    ) -> dict[str, Any]: ...
+    def set_active(self, campaign: str, name: str, active: bool) -> dict[str, Any]: ...
     def disposition(
         self,
         ref: str,
-        body: dict[str, Any],
+        code: str,
         agent: str | None,
         now: float,
         campaigns: Collection[str] | None = None,
+        *,
+        callback_at: dt.datetime | None = None,
     ) -> dict[str, Any]: ...
     def find_contacts(self, phone: str, region: str | None = None) -> dict[str, Any]: ...
 

@@ -25,6 +25,7 @@ from cti.http.context import ApiContext, read_body, route
 from cti.schemas import (
     AgentView,
     CreatedAnswer,
+    DispositionRequest,
     FinishRequest,
     InteractionRequest,
     TransferAnswer,
@@ -109,8 +110,14 @@ def register(app: Klein, api: ApiContext) -> None:
         agent = None if user.supervises else user.agent
         if agent is not None and ops.taken_over_by(ref) == agent:
             agent = None  # the colleague a transfer gave the person to: the result is theirs
-        body = read_body(request)
+        body = parse(DispositionRequest, read_body(request))
         result: dict[str, Any] = await threads.deferToThread(
-            api.lists.disposition, ref, body, agent, api.now(), user.campaigns_seen
+            api.lists.disposition,
+            ref,
+            body.code,
+            agent,
+            api.now(),
+            user.campaigns_seen,
+            callback_at=body.callback_at,
         )
         return result

@@ -32,6 +32,7 @@ from cti.http.context import (
     read_body,
     route,
 )
+from cti.schemas import ConsentRequest, DncRequest, ListActiveRequest, MergeRequest, parse
 
 
 def register(app: Klein, api: ApiContext) -> None:
@@ -85,25 +86,34 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     async def merge(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        body = read_body(request)
-        in_scope(user, body.get("campaign") if isinstance(body, dict) else None)
-        return await threaded(ops.merge, body)
+        raw = read_body(request)
+        in_scope(user, raw.get("campaign"))  # before the body's shape: 403 tells no more
+        body = parse(MergeRequest, raw)
+        return await threaded(ops.merge, body.campaign, body.keep, body.drop, body.region)
 
     @route(app, "/lists/<campaign>/<name>", "PATCH")
     @manager
     async def set_active(request: Request, user: User, campaign: str, name: str) -> dict[str, Any]:
         ops = lists()
         in_scope(user, campaign)
-        return await threaded(ops.set_active, campaign, name, read_body(request))
+        body = parse(ListActiveRequest, read_body(request))
+        return await threaded(ops.set_active, campaign, name, body.active)
 
     @route(app, "/dnc", "POST")
     @manager
     async def add_dnc(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        body = read_body(request)
-        answer = await threaded(ops.add_dnc, body)
+        body = parse(DncRequest, read_body(request))
+        answer = await threaded(
+            ops.add_dnc,
+            body.numbers,
+            campaign=body.campaign,
+            region=body.region,
+            source=body.source,
+            reason=body.reason,
+        )
         numbers: dict[str, str] = answer.get("numbers", {})
-        where = f"campaign {body['campaign']}" if body.get("campaign") else "global"
+        where = f"campaign {body.campaign}" if body.campaign else "global"
         changed(
             request,
             {"list": where, "listed": [n for n, how in numbers.items() if how == "already"]},
@@ -121,7 +131,15 @@ def register(app: Klein, api: ApiContext) -> None:
     @manager
     async def add_consent(request: Request, user: User) -> dict[str, Any]:
         ops = lists()
-        answer = await threaded(ops.add_consent, read_body(request))
+        body = parse(ConsentRequest, read_body(request))
+        answer = await threaded(
+            ops.add_consent,
+            body.contact,
+            body.channel or "",
+            body.granted,
+            source=body.source,
+            proof_ref=body.proof_ref,
+        )
         # records are never overwritten: the new one is what changed
         changed(request, None, answer)
         return answer
