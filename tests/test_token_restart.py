@@ -82,3 +82,49 @@ def test_a_password_changed_while_the_server_was_down_ends_the_token_at_the_next
             assert call(second, "GET", "agents", token=boss)[0] == 200
         finally:
             run(second.service.stopService().asFuture(LOOP))
+
+
+def test_the_kept_tokens_on_both_databases_and_what_ends_them(database_url):
+    """The store's part: a hash with its user and times; read back only
+    while valid and backed by the user's credentials."""
+    import time
+
+    from cti.auth import hash_password
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    try:
+        for name in ("anna", "ben", "cleo", "dora"):
+            db.add_user(engine, name, hash_password(f"{name}-password"), "agent", name)
+        now = time.time()
+        db.add_token(engine, "a" * 64, "anna", now - 10, now + 3600)
+        db.add_token(engine, "b" * 64, "ben", now - 10, now + 3600)
+        db.add_token(engine, "c" * 64, "cleo", now - 10, now + 3600)
+        db.add_token(engine, "d" * 64, "dora", now - 7200, now - 1)  # expired
+        db.add_token(engine, "e" * 64, "anna", now - 5, now + 3600)
+        db.end_tokens(engine, ["e" * 64])  # a logout
+        db.set_disabled(engine, "ben", True)
+        db.remove_user(engine, "cleo")
+        (anna,) = db.live_tokens(engine, now)
+        assert (anna.key, anna.username, anna.login.role, anna.login.agent) == (
+            "a" * 64,
+            "anna",
+            "agent",
+            "anna",
+        )
+        assert abs(anna.issued - (now - 10)) < 0.01 and abs(anna.expires - (now + 3600)) < 0.01
+        # a change the rows were not deleted with (an older `dirigent user`):
+        # the token issued before it does not come back
+        import datetime as dt
+
+        with engine.begin() as conn:
+            conn.execute(
+                db.user.update()
+                .where(db.user.c.username == "anna")
+                .values(credentials_changed_at=dt.datetime.fromtimestamp(now - 1, dt.UTC))
+            )
+        assert db.live_tokens(engine, now) == []
+        with engine.connect() as conn:
+            assert conn.execute(select(db.api_token.c.token_sha256)).all() == []
+    finally:
+        engine.dispose()
