@@ -334,6 +334,9 @@ class Dirigent:
                 lists=ListOps(engine, settings.campaigns, on_machine=self._machine_disposition),
                 audit=self._audit,
                 registry=self.registry,
+                pbx_up=lambda name: (
+                    self.sessions[name].connected if name in self.sessions else None
+                ),
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(

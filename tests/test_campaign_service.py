@@ -431,7 +431,7 @@ def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it
 
     run(listen())
     out = capsys.readouterr().out
-    assert f"{DEMO_CAMPAIGN}: paused" in out and "abandon rate" in out
+    assert f"{DEMO_CAMPAIGN} on PBX sim: paused" in out and "abandon rate" in out
     figures = [m for m in seen["boss"] if m["type"] == "campaign"]
     assert figures[-1]["status"] == "paused" and "abandon_rate" in figures[-1]
     assert not any(m["type"] == "campaign" for m in seen["anna"]), "figures are not for agents"
