@@ -57,5 +57,9 @@ class AmiMetrics:
             registry=registry,
         )
         self.channels = Gauge(
-            "dirigent_pbx_channels", "Channels in the live mirror", ["pbx"], registry=registry
+            "dirigent_pbx_channels",
+            "Channels in the live mirror at its last resync; no series while the PBX is down"
+            " (its count is not known then: see dirigent_pbx_up)",
+            ["pbx"],
+            registry=registry,
         )

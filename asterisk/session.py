@@ -506,6 +506,9 @@ class AmiSession:
         self._resync_buffer = None
         if self.metrics:
             self.metrics.pbx_up.labels(self.name).set(0)
+            # the mirror holds what it last saw: no count is known until the resync
+            with contextlib.suppress(KeyError):
+                self.metrics.channels.remove(self.name)
         for action_id, fut in list(self._originates.items()):
             self.tracker.forget(action_id)
             if not fut.done():

@@ -413,6 +413,10 @@ class Hub:
         """Every configured agent, by id."""
         return self.router.all_agents()
 
+    def pbx_of(self, agent_id: str) -> str | None:
+        """The PBX the agent's phone is on (None: not known)."""
+        return self.agent_pbx.get(agent_id)
+
     def has_queue(self, name: str) -> bool:
         return self.router.has_queue(name)
 

@@ -257,6 +257,8 @@ class CampaignView:
     the order ``GET /api/campaigns/<name>`` and the push show them."""
 
     idle_reason: str | None
+    #: the PBX it dials through (None: the only one, unnamed)
+    pbx: str | None
     country: str | None
     legal_max_abandon: float
     # every setting a PATCH may change (dialer.campaign.LIVE_SETTINGS), as it

@@ -3,8 +3,10 @@
 Passwords are stored as scrypt hashes (RFC 7914, Python's ``hashlib``):
 ``scrypt$<n>$<r>$<p>$<salt>$<hash>`` in base64.  A login returns a random
 bearer token (``secrets.token_urlsafe``) valid for ``TOKEN_LIFETIME``; only
-its SHA-256 is kept in memory; logout ends it, and a password change or a
-user's removal ends all of that user's.  Password checks are throttled per
+its SHA-256 is kept, in memory for the checks and in the database (through
+a :class:`TokenJournal`) so that a restart logs nobody out; logout ends it,
+and a password change or a user's disabling or removal ends all of that
+user's.  Password checks are throttled per
 user and per address (:class:`LoginThrottle`) and cost the same for an
 unknown user.  Roles: agent, supervisor, campaign_manager, admin; a
 supervisor may oversee some teams only (its :class:`Scope`).  Nothing here
@@ -20,6 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 ROLES = ("agent", "supervisor", "campaign_manager", "admin")
 #: who may do what, by role: the HTTP API's role decorator and ``User`` use these
@@ -220,13 +223,31 @@ class LoginThrottle:
         return 0.0
 
 
+class TokenJournal(Protocol):
+    """Where the tokens are kept across restarts (the database, by its
+    writer thread): only the SHA-256 of a token is handed over, never the
+    token.  Called on the reactor thread: it must not wait."""
+
+    def token_issued(self, key: str, username: str, issued: float, expires: float) -> None: ...
+    def tokens_ended(self, keys: list[str]) -> None: ...
+
+
 class TokenStore:
+    """The live tokens, by their SHA-256: checked in memory (every request
+    and every WebSocket event asks, on the reactor thread), written through
+    the ``journal`` so that a restart keeps them (:meth:`restore`)."""
+
     def __init__(
-        self, clock: Callable[[], float] = time.time, lifetime: float = TOKEN_LIFETIME
+        self,
+        clock: Callable[[], float] = time.time,
+        lifetime: float = TOKEN_LIFETIME,
+        journal: TokenJournal | None = None,
     ) -> None:
         self._clock = clock
         self._lifetime = lifetime
-        self._tokens: dict[str, tuple[User, float]] = {}
+        self.journal = journal
+        #: key -> (user, issued, expires)
+        self._tokens: dict[str, tuple[User, float, float]] = {}
 
     @staticmethod
     def _key(token: str) -> str:
@@ -234,24 +255,43 @@ class TokenStore:
 
     def issue(self, user: User) -> str:
         token = secrets.token_urlsafe(32)
-        self._tokens[self._key(token)] = (user, self._clock() + self._lifetime)
+        key, now = self._key(token), self._clock()
+        self._tokens[key] = (user, now, now + self._lifetime)
+        if self.journal is not None:
+            self.journal.token_issued(key, user.username, now, now + self._lifetime)
         return token
+
+    def restore(self, kept: Iterable[tuple[str, User, float, float]]) -> int:
+        """The tokens the last run left (key, user, issued, expires), at
+        start-up; an expired one is left out.  Returns how many live."""
+        now, n = self._clock(), 0
+        for key, user, issued, expires in kept:
+            if expires > now:
+                self._tokens[key] = (user, issued, expires)
+                n += 1
+        return n
 
     def user(self, token: str | None) -> User | None:
         if not token:
             return None
-        entry = self._tokens.get(self._key(token))
+        key = self._key(token)
+        entry = self._tokens.get(key)
         if entry is None:
             return None
-        user, expires = entry
+        user, _issued, expires = entry
         if expires < self._clock():
-            del self._tokens[self._key(token)]
+            del self._tokens[key]  # its row goes at the next start (or the next login)
             return None
         return user
 
     def revoke(self, token: str) -> bool:
         """End one token (logout); True if it was valid."""
-        return self._tokens.pop(self._key(token), None) is not None
+        key = self._key(token)
+        if self._tokens.pop(key, None) is None:
+            return False
+        if self.journal is not None:
+            self.journal.tokens_ended([key])
+        return True
 
     def revoke_user(self, username: str, issued_before: float | None = None) -> int:
         """End every token of ``username`` (issued before ``issued_before``,
@@ -259,17 +299,18 @@ class TokenStore:
         Returns how many were ended."""
         ended = [
             key
-            for key, (user, expires) in self._tokens.items()
-            if user.username == username
-            and (issued_before is None or expires - self._lifetime < issued_before)
+            for key, (user, issued, _expires) in self._tokens.items()
+            if user.username == username and (issued_before is None or issued < issued_before)
         ]
         for key in ended:
             del self._tokens[key]
+        if ended and self.journal is not None:
+            self.journal.tokens_ended(ended)
         return len(ended)
 
     def usernames(self) -> set[str]:
         """The users holding a live token (for the revocation check)."""
-        return {user.username for user, _ in self._tokens.values()}
+        return {user.username for user, _, _ in self._tokens.values()}
 
 
 def revoke_changed(

@@ -6,6 +6,15 @@ from cti.schemas import AgentDayView, AgentView, WorkView
 from routing.agent import Agent
 
 
+class AgentBoardView(AgentDayView):
+    """An agent as ``GET /api/agents`` shows it to a supervisor: with the PBX
+    its phone is on (two PBXs may both have a 1001) and whether that PBX's
+    link is up (false: the agent can take no call there until it is back)."""
+
+    pbx: str | None
+    pbx_up: bool | None
+
+
 def agent_view(agent: Agent) -> AgentView:
     return AgentView(
         id=agent.id,
@@ -22,10 +31,15 @@ def agent_view(agent: Agent) -> AgentView:
     )
 
 
-def agent_day_view(agent: Agent, today: tuple[float, float]) -> AgentDayView:
-    """The agent with the seconds it spent in each state ``today`` (states never held left out)."""
+def agent_day_view(
+    agent: Agent, today: tuple[float, float], pbx: str | None = None, pbx_up: bool | None = None
+) -> AgentBoardView:
+    """The agent with the seconds it spent in each state ``today`` (states
+    never held left out), its PBX and whether that PBX is up."""
     spent = agent.time_in_state(*today)
-    return AgentDayView(
+    return AgentBoardView(
         **agent_view(agent).model_dump(),
         seconds_today={state.value: round(s, 3) for state, s in spent.items() if s},
+        pbx=pbx,
+        pbx_up=pbx_up,
     )

@@ -214,6 +214,7 @@ class Campaigns:
                 can_connect=acd.has_leg,
                 no_leg=acd.leg_missing,
                 ticks_router=False,
+                pbx=self._pbx[s.name] or None,
             )
             source.on_filled = runner.pace_soon  # a refill of the hopper: pace again
             runner.listeners.append(self._on_attempt)
@@ -495,6 +496,7 @@ class Campaigns:
         # 20 % without being told why
         return CampaignView(
             idle_reason=r.idle_reason,
+            pbx=self._pbx[name] or None,
             country=s.country,
             legal_max_abandon=s.legal_max_abandon,
             abandon_target=s.abandon_target,

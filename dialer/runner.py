@@ -272,9 +272,12 @@ class CampaignRunner:
         no_leg: Callable[[str], None] | None = None,
         ticks_router: bool = True,
         tick: float = 1.0,
+        pbx: str | None = None,
     ) -> None:
         self.settings = settings
         self.telephony = telephony
+        #: the PBX's name, in the idle reason while it is down (None: the only one)
+        self.pbx = pbx
         self.router = router
         self.clock = clock
         self.source = source
@@ -478,7 +481,8 @@ class CampaignRunner:
         if self.status not in (CampaignStatus.RUNNING, CampaignStatus.IDLE):
             return
         if not self.telephony.connected:
-            self._idle("PBX down")  # no new dials until the resync
+            # no new dials until the resync
+            self._idle(f"PBX {self.pbx} down" if self.pbx else "PBX down")
             return
         now = self.clock.seconds()
         if self.settings.mode == "preview":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import time
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -308,7 +309,14 @@ class Dirigent:
             )
             CampaignService(self.campaigns).setServiceParent(self.service)
         children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
-        self.tokens = TokenStore()
+        # tokens survive a restart: kept (hashed) by the report writer, the
+        # ones still valid read back here (before the reactor runs)
+        self.tokens = TokenStore(journal=self.database.recorder)
+        kept = db.live_tokens(self.database.engine, time.time())
+        if self.tokens.restore(
+            (t.key, self._user_of(t.username, t.login), t.issued, t.expires) for t in kept
+        ):
+            log.info("{n} API tokens of the last run are valid again", n=len(kept))
         #: the revocation check found the database away (said once until it is back)
         self._revocation_away = False
         #: supervisors whose teams have no configured agent (warned once each)
@@ -328,6 +336,9 @@ class Dirigent:
                 lists=ListOps(engine, settings.campaigns, on_machine=self._machine_disposition),
                 audit=self._audit,
                 registry=self.registry,
+                pbx_up=lambda name: (
+                    self.sessions[name].connected if name in self.sessions else None
+                ),
             )
             children[b"ws"] = push_resource(self.acd.bus, self.tokens)
         self.site = make_site(
@@ -402,6 +413,11 @@ class Dirigent:
         found = db.find_user(self.database.engine, username)
         if found is None:
             return None
+        return self._user_of(username, found), found.password_hash
+
+    def _user_of(self, username: str, found: db.LoginRow) -> User:
+        """The user of a login (or of a token kept from the last run): its
+        role, agent and a supervisor's scope of the configured teams."""
         scope = None
         if found.teams is not None and found.role == "supervisor":
             routing = self.settings.routing
@@ -417,7 +433,7 @@ class Dirigent:
                     u=username,
                     t=", ".join(sorted(found.teams)),
                 )
-        return User(username, found.role, found.agent, scope), found.password_hash
+        return User(username, found.role, found.agent, scope)
 
     def pbx_status(self) -> dict[str, dict[str, Any]]:
         status: dict[str, dict[str, Any]] = {}

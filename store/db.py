@@ -91,6 +91,20 @@ user = Table(
     Column("teams", JSON, nullable=True),
 )
 
+#: the live API / WebSocket tokens, so that a restart logs nobody out: the
+#: SHA-256 of each (never the token), whose it is, when issued and until
+#: when it is valid.  Logout, a password change, a disabled or removed user
+#: delete the rows; at start-up a row whose user changed its password (or
+#: was disabled, removed) since it was issued is not taken back.
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("username", String(80), nullable=False, index=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 team = Table(
     "team",
     metadata,
@@ -576,6 +590,7 @@ def add_user(
                 .where(user.c.username == username)
                 .values(**values, credentials_changed_at=_now())
             )
+            _end_tokens_of(conn, username)
         else:
             conn.execute(user.insert().values(username=username, **values))
 
@@ -618,6 +633,7 @@ def set_password(engine: Engine, username: str, password_hash: str) -> bool:
             .where(user.c.username == username)
             .values(password_hash=password_hash, credentials_changed_at=_now())
         ).rowcount
+        _end_tokens_of(conn, username)
     return bool(done)
 
 
@@ -626,13 +642,99 @@ def set_disabled(engine: Engine, username: str, disabled: bool) -> bool:
         values: dict[str, Any] = {"disabled": disabled}
         if disabled:
             values["credentials_changed_at"] = _now()
+            _end_tokens_of(conn, username)
         done = conn.execute(user.update().where(user.c.username == username).values(**values))
     return bool(done.rowcount)
 
 
 def remove_user(engine: Engine, username: str) -> bool:
     with engine.begin() as conn:
+        _end_tokens_of(conn, username)
         return bool(conn.execute(user.delete().where(user.c.username == username)).rowcount)
+
+
+def _end_tokens_of(conn: Connection, username: str) -> None:
+    conn.execute(api_token.delete().where(api_token.c.username == username))
+
+
+# -- tokens ----------------------------------------------------------------------------
+def _epoch(value: dt.datetime) -> float:
+    return (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _at(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def add_token(engine: Engine, key: str, username: str, issued: float, expires: float) -> None:
+    """Keep a token issued at a login (its SHA-256 ``key``); the expired
+    rows go at the same time."""
+    with engine.begin() as conn:
+        conn.execute(api_token.delete().where(api_token.c.expires_at < _at(issued)))
+        conn.execute(
+            api_token.insert().values(
+                token_sha256=key, username=username, issued_at=_at(issued), expires_at=_at(expires)
+            )
+        )
+
+
+def end_tokens(engine: Engine, keys: Iterable[str]) -> None:
+    """Forget tokens ended by a logout or a revocation."""
+    keys = list(keys)
+    with engine.begin() as conn:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            conn.execute(api_token.delete().where(api_token.c.token_sha256.in_(chunk)))
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    key: str
+    username: str
+    issued: float
+    expires: float
+    login: LoginRow
+
+
+def live_tokens(engine: Engine, now: float) -> list[TokenRow]:
+    """At start-up: the tokens the last run left that still hold, with
+    their users; the rest (expired, of a user removed, disabled or whose
+    password changed after the token was issued, also while the server was
+    down) are deleted."""
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(
+                api_token.c.token_sha256,
+                api_token.c.username,
+                api_token.c.issued_at,
+                api_token.c.expires_at,
+                user.c.role,
+                user.c.password_hash,
+                user.c.agent_code,
+                user.c.teams,
+                user.c.disabled,
+                user.c.credentials_changed_at,
+            ).select_from(api_token.outerjoin(user, user.c.username == api_token.c.username))
+        ).all()
+        live, dead = [], []
+        for r in rows:
+            issued, expires = _epoch(r.issued_at), _epoch(r.expires_at)
+            changed = r.credentials_changed_at
+            if (
+                r.role is None
+                or r.disabled
+                or expires <= now
+                or (changed is not None and _epoch(changed) > issued)
+            ):
+                dead.append(r.token_sha256)
+                continue
+            teams = frozenset(r.teams) if r.teams is not None else None
+            login = LoginRow(r.role, r.password_hash, r.agent_code, teams)
+            live.append(TokenRow(r.token_sha256, r.username, issued, expires, login))
+        for start in range(0, len(dead), 500):
+            chunk = dead[start : start + 500]
+            conn.execute(api_token.delete().where(api_token.c.token_sha256.in_(chunk)))
+    return live
 
 
 def user_credentials(engine: Engine) -> dict[str, tuple[bool, float | None]]:

@@ -1,7 +1,8 @@
 """Writes what routing does to the database, for reporting: every agent
 state change (``agent_state_log``) and every interaction's life
 (``interaction``: queued, answered, ended / abandoned / fallback, with its
-history across transfers).
+history across transfers), the audit rows, and the API's tokens (their
+SHA-256: issued, ended), so that a restart logs nobody out.
 
 Subscribes to the in-process event bus (agent state changes and interaction
 events, by their classes); the writes run on one worker thread
@@ -162,6 +163,20 @@ class Recorder:
 
     def _audit_row(self, entry: dict[str, Any]) -> None:
         db.add_audit(self.engine, entry)
+
+    # -- tokens (cti.auth.TokenJournal): kept so that a restart logs nobody out --------------
+    def token_issued(self, key: str, username: str, issued: float, expires: float) -> None:
+        """A login's token (its SHA-256), in order with its logout."""
+        self._submit(
+            lambda _: db.add_token(self.engine, key, username, issued, expires),
+            None,
+            "token",
+            username,
+        )
+
+    def tokens_ended(self, keys: list[str]) -> None:
+        """Tokens ended by a logout or a revocation."""
+        self._submit(lambda _: db.end_tokens(self.engine, keys), None, "token-end", None)
 
     def _agent_state(self, e: AgentStateChanged) -> None:
         with self.engine.begin() as conn:

@@ -61,7 +61,8 @@ def assembled(sim, tmp_path, offer_timeout: float = 30.0) -> Iterator[Dirigent]:
     try:
         yield dirigent
     finally:
-        run(dirigent.service.stopService().asFuture(LOOP))
+        if dirigent.service.running:  # a test may have stopped it (a restart)
+            run(dirigent.service.stopService().asFuture(LOOP))
 
 
 @pytest.fixture

@@ -95,6 +95,7 @@ def test_the_json_of_each_event_is_what_the_push_always_sent():
     assert offer["attributes"] == {"t": 1} and offer["channel"] == "chat"
     view = CampaignView(
         idle_reason=None,
+        pbx="west",
         country="DE",
         legal_max_abandon=0.03,
         abandon_target=0.03,
@@ -125,7 +126,7 @@ def test_the_json_of_each_event_is_what_the_push_always_sent():
         "at": 4.0,
     }
     assert figures["dials"] == 3 and figures["outcomes"] == {"answered": 1, "busy": 2}
-    assert list(figures)[:4] == ["type", "campaign", "status", "idle_reason"]
+    assert list(figures)[:5] == ["type", "campaign", "status", "idle_reason", "pbx"]
     assert list(figures)[-2:] == ["drop_group", "at"]
     json.dumps([agent, queued, ended, offer, figures])  # all of it is JSON
 

@@ -174,7 +174,7 @@ def test_db_upgrade_on_both_databases(tmp_path, postgres_url):
             [*DIRIGENT, "db", "upgrade", "--db", url], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
-        assert "database at revision 0012" in result.stdout
+        assert "database at revision 0013" in result.stdout
 
 
 def test_demo_runs_on_embedded_defaults_and_ends_by_itself():

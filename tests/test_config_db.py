@@ -178,7 +178,7 @@ def test_migrations_create_every_table_and_are_idempotent(database_url):
     try:
         tables = set(inspect(engine).get_table_names())
         assert set(db.metadata.tables) <= tables
-        assert db.current_revision(engine) == "0012"
+        assert db.current_revision(engine) == "0013"
         with engine.begin() as conn:
             cid = conn.execute(
                 insert(db.campaign).values(name="spring", settings={})

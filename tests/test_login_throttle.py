@@ -129,6 +129,36 @@ def test_tokens_end_by_logout_and_for_every_token_of_a_changed_user():
     assert tokens.revoke_user("anna") == 1 and tokens.usernames() == {"ben"}
 
 
+def test_tokens_go_to_the_journal_as_hashes_and_come_back_unless_expired():
+    clock, journal = Clock(), Journal()
+    tokens = TokenStore(clock, lifetime=100.0, journal=journal)
+    anna = User("anna", "agent", "anna")
+    token = tokens.issue(anna)
+    ((key, name, issued, expires),) = journal.issued
+    assert token not in key and name == "anna" and (issued, expires) == (1000.0, 1100.0)
+    # the next run: the kept hash is the token again until it expires
+    later = TokenStore(clock, lifetime=100.0)
+    assert later.restore([(key, anna, issued, expires), ("old", anna, 0.0, 999.0)]) == 1
+    assert later.user(token) == anna and later.usernames() == {"anna"}
+    clock.now = 1101.0
+    assert later.user(token) is None, "12 hours (here 100 s) from the login, not from the restart"
+    assert tokens.revoke(token) and journal.ended == [[key]]
+    other = tokens.issue(anna)
+    assert tokens.revoke_user("anna") == 1 and journal.ended[-1] == [tokens._key(other)]
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.issued: list[tuple[str, str, float, float]] = []
+        self.ended: list[list[str]] = []
+
+    def token_issued(self, key: str, username: str, issued: float, expires: float) -> None:
+        self.issued.append((key, username, issued, expires))
+
+    def tokens_ended(self, keys: list[str]) -> None:
+        self.ended.append(keys)
+
+
 def test_user_commands_list_change_disable_and_remove(tmp_path):
     url = f"sqlite:///{tmp_path / 'u.db'}"
     cli = [sys.executable, "-m", "dirigent.cli", "user"]

@@ -342,3 +342,74 @@ def test_a_campaign_resumes_on_its_own_pbxs_first_resync_not_another_ones(sims, 
         assert sims["east"][0].stats.get("originate", 0) == 0
     finally:
         run(app.service.stopService().asFuture(LOOP))
+
+
+def test_agents_and_campaigns_name_their_pbx_and_show_it_down(sims, tmp_path, monkeypatch, capsys):
+    """QA4 finding 6: with two PBXs the agent list (both have a 1001), the
+    campaigns and their idle reason say which PBX, an agent whose PBX is
+    down shows it, and the PBX's channel gauge keeps no stale count."""
+    from cti.auth import hash_password
+    from dirigent.cli import main
+    from tests.test_api import call_sync
+
+    addresses: dict[str, Any] = {name: server.address for name, (_pbx, server) in sims.items()}
+    settings = _two_pbx_settings(addresses, tmp_path)
+    engine = db.make_engine(settings.database.url)
+    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
+    engine.dispose()
+    app = Dirigent(settings, CollectorRegistry())
+    app.service.startService()
+
+    def api(path: str, tok: str | None = None, body: object = None) -> tuple[int, Any]:
+        method = "GET" if body is None else "POST"
+        return run(LOOP.run_in_executor(None, lambda: call_sync(app, method, path, body, tok)))
+
+    try:
+        run(wait_for(lambda: all(s.connected for s in app.sessions.values()), what="both PBXs"))
+        run(
+            wait_for(
+                lambda: all(app.router.agents[a].logged_in for a in AGENTS),
+                timeout=15,
+                what="every agent logged in",
+            )
+        )
+        _status, login = api("login", body={"username": "boss", "password": "boss-password"})
+        boss = login["token"]
+        status, agents = api("agents", boss)
+        assert status == 200
+        assert {a["id"]: (a["pbx"], a["pbx_up"]) for a in agents} == {
+            agent: (pbx, True) for agent, (pbx, _phone) in AGENTS.items()
+        }
+        status, campaigns = api("campaigns", boss)
+        assert status == 200 and [c["pbx"] for c in campaigns] == ["west"]
+        assert app.registry.get_sample_value("dirigent_pbx_channels", {"pbx": "west"}) is not None
+
+        _west, west_server = sims["west"]
+        west_server.drop_connections()
+        west_server.stop()
+        run(wait_for(lambda: not app.sessions["west"].connected, what="west down"))
+        status, bea = api("agents/bea", boss)
+        assert status == 200 and (bea["pbx"], bea["pbx_up"]) == ("west", False)
+        status, anna = api("agents/anna", boss)
+        assert status == 200 and (anna["pbx"], anna["pbx_up"]) == ("east", True)
+        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+        run(wait_for(lambda: runner.idle_reason == "PBX west down", what="the reason", timeout=5))
+        status, view = api(f"campaigns/{DEMO_CAMPAIGN}", boss)
+        assert (view["status"], view["idle_reason"], view["pbx"]) == (
+            "idle",
+            "PBX west down",
+            "west",
+        )
+        # no channel count is known for a PBX that is down: the series goes
+        assert app.registry.get_sample_value("dirigent_pbx_channels", {"pbx": "west"}) is None
+        assert app.registry.get_sample_value("dirigent_pbx_channels", {"pbx": "east"}) is not None
+        # the CLI names the PBX too
+        monkeypatch.setenv("DIRIGENT_PASSWORD", "boss-password")
+        server = f"http://127.0.0.1:{app.http_port}"
+        argv = ["campaign", "status", DEMO_CAMPAIGN, "--server", server, "--user", "boss"]
+        capsys.readouterr()
+        assert run(LOOP.run_in_executor(None, lambda: main(argv))) == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"{DEMO_CAMPAIGN} on PBX west: idle (PBX west down);"), out
+    finally:
+        run(app.service.stopService().asFuture(LOOP))

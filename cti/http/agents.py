@@ -41,6 +41,7 @@ from cti.schemas import (
     parse,
 )
 from cti.views import agent_day_view, agent_view
+from routing.agent import Agent
 
 
 def register(app: Klein, api: ApiContext) -> None:
@@ -54,11 +55,16 @@ def register(app: Klein, api: ApiContext) -> None:
     def acted(agent_id: str) -> AgentView:
         return agent_view(api.agent(agent_id))
 
+    def board_view(agent: Agent, today: tuple[float, float]) -> AgentDayView:
+        pbx = ops.pbx_of(agent.id)
+        up = api.pbx_up(pbx) if pbx is not None and api.pbx_up is not None else None
+        return agent_day_view(agent, today, pbx, up)
+
     @route(app, "/agents", "GET")
     @api.requires()
     def agents(request: Request, user: User) -> list[AgentDayView]:
         today = ops.day_window()
-        return [agent_day_view(a, today) for a in ops.agents() if user.sees_agent(a.id)]
+        return [board_view(a, today) for a in ops.agents() if user.sees_agent(a.id)]
 
     @route(app, "/agents/<agent_id>", "GET")
     @api.requires()
@@ -66,7 +72,7 @@ def register(app: Klein, api: ApiContext) -> None:
         found = api.agent(agent_id)
         if not user.sees_agent(agent_id):
             raise Forbidden("agent", f"{agent_id} is not in the teams {user.username} oversees")
-        return agent_day_view(found, ops.day_window())
+        return board_view(found, ops.day_window())
 
     @route(app, "/queues", "GET")
     @api.requires()

@@ -33,6 +33,7 @@ from cti.http.context import (
     CampaignOps,
     ListOps,
     Operations,
+    PbxLink,
     ReportLookup,
     UserLookup,
 )
@@ -112,6 +113,7 @@ class ApiResource(resource.Resource):
         throttle: LoginThrottle | None = None,
         audit: AuditSink | None = None,
         registry: CollectorRegistry | None = None,
+        pbx_up: PbxLink | None = None,
     ) -> None:
         """``registry``: the server's, where the API's metrics are counted
         (None: a registry of its own, as in tests that build the API alone)."""
@@ -125,6 +127,7 @@ class ApiResource(resource.Resource):
             lists=lists,
             throttle=throttle or LoginThrottle(),
             audit=audit,
+            pbx_up=pbx_up,
         )
         self.metrics = HttpMetrics(registry if registry is not None else CollectorRegistry())
         self.app = make_app(self.api, self.metrics)

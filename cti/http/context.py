@@ -43,6 +43,7 @@ class Operations(Protocol):
 
     def agent(self, agent_id: str) -> Agent | None: ...
     def agents(self) -> list[Agent]: ...
+    def pbx_of(self, agent_id: str) -> str | None: ...
     def has_queue(self, name: str) -> bool: ...
     def is_waiting(self, interaction: str) -> bool: ...
     def handler_of(self, interaction: str) -> str | None: ...
@@ -69,6 +70,8 @@ UserLookup = Callable[[str], tuple[User, str] | None]  # username -> (user, pass
 #: (agent, start, end) -> seconds per state, read from the database (blocking: run in a thread)
 ReportLookup = Callable[[str, float, float], dict[str, float]]
 AuditSink = Callable[[dict[str, Any]], None]
+#: PBX name -> whether its link is up now (None: no such PBX)
+PbxLink = Callable[[str], bool | None]
 
 
 class CampaignOps(Protocol):
@@ -145,6 +148,7 @@ class ApiContext:
     lists: ListOps | None = None
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     audit: AuditSink | None = None
+    pbx_up: PbxLink | None = None
 
     # -- who is asking -----------------------------------------------------------------------
     @staticmethod

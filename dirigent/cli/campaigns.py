@@ -89,8 +89,9 @@ def _format_campaign(v: dict[str, Any]) -> str:
     today = v["today"]
     # the ledger is the drop group's: campaigns measured together (Ofcom)
     group = f" (drop group {v['drop_group']})" if v.get("drop_group") != v["campaign"] else ""
+    pbx = f" on PBX {v['pbx']}" if v.get("pbx") else ""
     return (
-        f"{v['campaign']}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
+        f"{v['campaign']}{pbx}: {v['status']}{idle}; {v['mode']}, target {v['abandon_target']:.1%}"
         f" (legal {v['legal_max_abandon']:.1%}), max {v['max_lines_per_agent']:g} lines/agent,"
         f" power ratio {v['power_ratio']:g}\n"
         f"  ring {v['ring_timeout']:g} s, wrap-up {v['wrap_up']:g} s,"
