@@ -253,11 +253,22 @@ class Predictive(Strategy):
     #: abandons of room an hour keeps below the budget: the margin is at least
     #: this over the hour's live answers (see :attr:`budget`)
     hour_slack: float = 0.9
+    #: a day of many live answers keeps a smaller margin (see :attr:`budget`):
+    #: the chance spread of its rate at the limit, ``margin_z`` standard
+    #: deviations over the live answers the day holds so far ...
+    margin_z: float | None = 1.0
+    #: ... as long as the last hour keeps ``hour_room_z`` standard deviations
+    #: (Poisson, at the limit) below ``hour_guard``; None: the fixed margin
+    hour_room_z: float = 2.5
     #: the first hour's bound stops predictive dialing from this many abandons
     #: in the hour (counted, AMD's estimate included); below, with the bound
     #: over all the same, pacing goes on at λ no higher than ``wary_lam``
     #: (see :meth:`_guard`)
     bound_stops_at: float = 2.0
+    #: ... or from this share of the hour's projected live answers, if more
+    #: (a large campaign's first minutes; wary only in the last
+    #: ``bound_stops_at`` abandons before the stop)
+    bound_stop_share: float = 0.01
     wary_lam: float = 0.003
     #: a campaign of up to this many agents starts at ``lam``, a larger one at
     #: ``lam``·sqrt(start_agents / agents) (None: every one at ``lam``)
@@ -276,6 +287,8 @@ class Predictive(Strategy):
     )
     #: live answers the last hour holds or projects (see :meth:`_projected_hour`)
     _hour_volume: float = 0.0
+    #: live answers the day holds, at least the hour's projection
+    _day_volume: float = 0.0
     #: the first decision scales λ to the campaign's size (see :meth:`decide`)
     _started: bool = False
 
@@ -296,9 +309,28 @@ class Predictive(Strategy):
         hour holds 40-55 persons, two abandons are 4-5 %, and AMD's misreads
         (0.5 an hour, unseen) come on top; at the fixed 0.8 points four runs
         in five broke 5 % in some hour.  From about 110 live answers an hour
-        (ten agents) the fixed margin is the larger and nothing changes."""
+        (ten agents) the fixed margin is the larger and nothing changes.
+
+        A large campaign's margin is smaller: ``margin_z`` (1) standard
+        deviations of the day's rate at the limit, sqrt(p(1 - p) / V) over
+        the V live answers the day holds so far, when that is below
+        ``margin``, but no smaller than what keeps the last hour
+        ``hour_room_z`` (2.5) Poisson standard deviations below
+        ``hour_guard``.  Fifty agents' day holds 6,500-8,600 live answers:
+        with the fixed 0.8 points they ended it at 1.7-2.0 % against the 3 %
+        cap (occupancy 0.915-0.918); the margin now falls from 0.57 points
+        after their first hour to 0.19 at the day's end.  The day's cap is
+        kept by the guard (:meth:`_day_at_cap`), the margin only keeps the
+        feedback off it.  Twenty agents and fewer (an hour of at most about
+        400 live answers) keep the fixed margin: their hour has no room for
+        it (ten agents' hour of 140 answers: the floor is 2.2 points)."""
         fp = self.amd_false_positive
         margin = self.margin
+        if self.margin_z is not None and self._day_volume > 0 and self._hour_volume > 0:
+            p = self.limit
+            day = self.margin_z * math.sqrt(p * (1.0 - p) / self._day_volume)
+            hour = p - self.hour_guard + self.hour_room_z * math.sqrt(p / self._hour_volume)
+            margin = min(margin, max(day, hour))
         if self._hour_volume > 0:
             margin = max(margin, self.hour_slack / self._hour_volume)
         return max(0.002, self.limit - fp / (1.0 - fp) - margin)
@@ -364,7 +396,17 @@ class Predictive(Strategy):
         after such an abandon (seed 4, occupancy 0.795).  Two abandons
         early in the hour still stop it, which is what the assembled
         server's blended hour rests on.  With five agents the hourly rule
-        stops pacing after one abandon anyway."""
+        stops pacing after one abandon anyway.
+
+        A large campaign's hour stops later: from 1 % of the answers its
+        hour projects (``bound_stop_share``), if that is more than two, but
+        never later than two abandons beyond 3 % of the answers it has had;
+        it is wary only in the last two abandons before its stop.  Fifty
+        agents, all ready at the start, answered 55 persons in their first
+        minute, two or three abandoned, and dialed one call per ready agent
+        for the next seven minutes (11 % of their first hour) for an hour
+        that projects 330 answers and more; ten agents (an hour of at most
+        200 answers) keep the stop at two."""
         self._wary = False
         if self._day_at_cap(s.now, ledger):
             return True
@@ -372,9 +414,13 @@ class Predictive(Strategy):
         if self._young_day(s.now, ledger) and self._over(
             live, abandoned, self.hour_guard, self.hour_confidence
         ):
-            if abandoned >= self.bound_stops_at:
+            stops = min(
+                max(self.bound_stops_at, self.bound_stop_share * self._hour_volume),
+                self.bound_stops_at + self.limit * live,
+            )
+            if abandoned >= stops:
                 return True
-            self._wary = True
+            self._wary = abandoned >= stops - self.bound_stops_at
         return self._hour_at_risk(s.now, ledger)
 
     def _young_day(self, now: float, ledger: AbandonLedger) -> bool:
@@ -446,6 +492,8 @@ class Predictive(Strategy):
             self.lam *= min(1.0, math.sqrt(self.start_agents / s.agents))
         live, _ = ledger.counts("1h", s.now)
         self._hour_volume = max(live, self._projected_hour(s.now, ledger))
+        day_live, _ = ledger.counts("day", s.now)
+        self._day_volume = max(day_live, self._hour_volume)
         self._progressive = self._guard(s, ledger)
         progressive = max(0, s.ready - s.in_flight - s.waiting)
         if s.agents == 0:
