@@ -180,6 +180,9 @@ def test_the_command_line_uses_and_names_the_campaigns_country(tmp_path, databas
     assert out.returncode == 0, out.stderr
     assert "2 imported" in out.stdout
     assert "national numbers read as GB (the campaign's country; --region overrides)" in out.stdout
+    out = cli(
+        "lists", "import", str(path), "--campaign", "uk-test", "--config", str(config), "--json"
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1])["region"] == "GB"
 
     gb_campaign(engine, "demo")

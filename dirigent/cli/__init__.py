@@ -48,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone (| head) is caught below
+        return code
     except UsageError as exc:
         print(f"dirigent: {exc}", file=sys.stderr)
         return EXIT_USAGE
