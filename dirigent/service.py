@@ -313,10 +313,11 @@ class Dirigent:
         # ones still valid read back here (before the reactor runs)
         self.tokens = TokenStore(journal=self.database.recorder)
         kept = db.live_tokens(self.database.engine, time.time())
-        if self.tokens.restore(
+        restored = self.tokens.restore(
             (t.key, self._user_of(t.username, t.login), t.issued, t.expires) for t in kept
-        ):
-            log.info("{n} API tokens of the last run are valid again", n=len(kept))
+        )
+        if restored:
+            log.info("{n} API tokens of the last run are valid again", n=restored)
         #: the revocation check found the database away (said once until it is back)
         self._revocation_away = False
         #: supervisors whose teams have no configured agent (warned once each)

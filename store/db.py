@@ -680,11 +680,14 @@ def add_token(engine: Engine, key: str, username: str, issued: float, expires: f
 
 def end_tokens(engine: Engine, keys: Iterable[str]) -> None:
     """Forget tokens ended by a logout or a revocation."""
-    keys = list(keys)
     with engine.begin() as conn:
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            conn.execute(api_token.delete().where(api_token.c.token_sha256.in_(chunk)))
+        _delete_tokens(conn, list(keys))
+
+
+def _delete_tokens(conn: Connection, keys: list[str]) -> None:
+    for start in range(0, len(keys), 500):  # a bounded IN list
+        chunk = keys[start : start + 500]
+        conn.execute(api_token.delete().where(api_token.c.token_sha256.in_(chunk)))
 
 
 @dataclass(frozen=True)
@@ -731,9 +734,7 @@ def live_tokens(engine: Engine, now: float) -> list[TokenRow]:
             teams = frozenset(r.teams) if r.teams is not None else None
             login = LoginRow(r.role, r.password_hash, r.agent_code, teams)
             live.append(TokenRow(r.token_sha256, r.username, issued, expires, login))
-        for start in range(0, len(dead), 500):
-            chunk = dead[start : start + 500]
-            conn.execute(api_token.delete().where(api_token.c.token_sha256.in_(chunk)))
+        _delete_tokens(conn, dead)
     return live
 
 

@@ -166,11 +166,7 @@ def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str
         for key in ("role", "agent", "teams")
         if before.get(key) != after.get(key)
     ]
-    return (
-        f" (was there: password replaced; {', '.join(parts)})"
-        if parts
-        else (" (was there: password replaced)")
-    )
+    return f" (was there: password replaced{''.join(f'; {p}' for p in parts)})"
 
 
 def _teams(args: argparse.Namespace) -> list[str] | None:
