@@ -1,12 +1,12 @@
 """What the HTTP API accepts and answers, as pydantic v2 models.
 
-Request models are strict (``"5"`` is not a number, ``true`` is not 1).
-Most ignore keys they do not know, as the API always did; the bodies of
-campaign, list, do-not-call, consent and disposition changes
-(:class:`StrictBody`) refuse them, naming the key and the keys allowed in
-the configuration's words (``proof_rf: unknown key (allowed: ...)``): a
-misspelt optional key there (a consent's proof, a call-back time) was
-dropped while the request succeeded.  :func:`parse` turns a
+Request models are strict (``"5"`` is not a number, ``true`` is not 1),
+and every body (:class:`Body`) refuses a key it does not know, naming the
+key and the keys allowed in the configuration's words (``proof_rf: unknown
+key (allowed: ...)``): a misspelt optional key (a consent's proof, a
+call-back time, a wrap-up) was dropped while the request succeeded.  Query
+strings still ignore parameters they do not use, as links and caches add
+them.  :func:`parse` turns a
 ``ValidationError`` into the API's 400 naming the field by its path
 (``skills.de``, ``queues.0``) with the reason in the words the API has
 always used ("required", "must be text", ...), so clients and tests that
@@ -94,7 +94,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def unknown_key(model: type[BaseModel], error: ErrorDetails) -> tuple[str, str] | None:
-    """``(key, reason)`` of a key a :class:`StrictBody` does not know, naming
+    """``(key, reason)`` of a key a :class:`Body` does not know, naming
     the keys it does (in the order it declares them); None for another error."""
     if error["type"] != "extra_forbidden" or len(error["loc"]) != 1:
         return None
@@ -173,19 +173,15 @@ ChannelName = Annotated[Channel, BeforeValidator(channel_of)]
 Capacity = dict[ChannelName, Annotated[int, BeforeValidator(_count)]]
 
 
-class Body(BaseModel):
-    """A JSON request body: strict types, unknown keys ignored."""
-
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-#: how a key a :class:`StrictBody` does not know is refused (the configuration's words)
+#: how a key a :class:`Body` does not know is refused (the configuration's words)
 UNKNOWN_KEY = "unknown key (allowed: {allowed})"
 
 
-class StrictBody(Body):
+class Body(BaseModel):
     """A JSON request body whose every key must be known: strict types, and
-    an unknown key refused with the keys allowed (:func:`unknown_key`)."""
+    an unknown key refused with the keys allowed (:func:`unknown_key`).  A
+    misspelt optional key (``wrapup`` for ``wrap_up``, ``paused_reason``)
+    would otherwise be dropped while the request succeeds."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
     #: the reason an unknown key is refused with; ``{allowed}``: the model's keys
@@ -289,7 +285,7 @@ LiveNumber = Annotated[float | None, _given("must be a number")]
 LiveText = Annotated[str | None, _given("must be text")]
 
 
-class CampaignChange(StrictBody):
+class CampaignChange(Body):
     """``PATCH /api/campaigns/<name>``: the live settings to change (the
     keys of ``dialer.campaign.LIVE_SETTINGS``); values are checked by the
     campaign's own rules, all of them before any is applied."""
@@ -316,7 +312,7 @@ def _phone_numbers(value: Any) -> Any:
     return value
 
 
-class DncRequest(StrictBody):
+class DncRequest(Body):
     """``POST /api/dnc``: numbers for the global list, or a campaign's."""
 
     numbers: Annotated[list[str], BeforeValidator(_phone_numbers)]
@@ -338,7 +334,7 @@ def _grant(value: Any) -> Any:
     return value
 
 
-class ConsentRequest(StrictBody):
+class ConsentRequest(Body):
     """``POST /api/consent``: a grant (with its proof) or a withdrawal."""
 
     contact: Annotated[int, BeforeValidator(_contact_id)]
@@ -354,7 +350,7 @@ def _number_list(value: Any) -> Any:
     return value
 
 
-class MergeRequest(StrictBody):
+class MergeRequest(Body):
     """``POST /api/lists/merge``: the record to keep and the duplicates to fold into it."""
 
     campaign: str
@@ -370,7 +366,7 @@ class MergeRequest(StrictBody):
         return value
 
 
-class ListActiveRequest(StrictBody):
+class ListActiveRequest(Body):
     """``PATCH /api/lists/<campaign>/<list>``: switch a list on or off."""
 
     active: bool
@@ -396,7 +392,7 @@ def _code(value: Any) -> Any:
     return value
 
 
-class DispositionRequest(StrictBody):
+class DispositionRequest(Body):
     """``POST /api/interactions/<id>/disposition``: the call's result, and
     for a call-back its time (ISO 8601 with its offset)."""
 

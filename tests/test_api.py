@@ -187,6 +187,24 @@ def test_a_skill_given_by_a_supervisor_brings_the_waiting_chat_that_needs_it_at_
             "channel",
             "come from the PBX",
         ),
+        # a misspelt key was dropped while the request succeeded: a pause
+        # without its reason's correction, a login into no paused state
+        ("POST", "agents/anna/pause", {"reason": "lunch", "resaon": "x"}, "resaon", "unknown key"),
+        (
+            "POST",
+            "agents/anna/login",
+            {"queues": ["sales"], "pasued": "lunch"},
+            "pasued",
+            "unknown key (allowed: queues, paused)",
+        ),
+        ("PUT", "agents/anna/skills", {"skills": {}, "level": 3}, "level", "unknown key"),
+        (
+            "POST",
+            "interactions",
+            {"channel": "chat", "queue": "sales", "prio": 5},
+            "prio",
+            "unknown key",
+        ),
     ],
 )
 def test_bad_payloads_name_the_field_and_change_nothing(app, method, path, body, field, reason):
@@ -263,6 +281,10 @@ def test_a_chat_is_offered_pushed_to_the_agent_desktop_accepted_and_finished(app
     assert states[:2] == ["ready", "reserved"]
     status, view = call(app, "POST", f"interactions/{created['id']}/accept", {}, anna)
     assert status == 200 and view["state"] == "busy"
+    # a misspelt wrap-up is refused, not taken as none: the agent stays busy
+    status, error = call(app, "POST", f"interactions/{created['id']}/finish", {"wrapup": 30}, anna)
+    assert (status, error["field"]) == (400, "wrapup")
+    assert call(app, "GET", "agents/anna", token=boss)[1]["state"] == "busy"
     status, view = call(app, "POST", f"interactions/{created['id']}/finish", {"wrap_up": 0}, anna)
     assert status == 200 and view["state"] == "ready"
     status, queues = call(app, "GET", "queues", token=boss)
