@@ -103,7 +103,7 @@ class ListOps:
                     country=self._country(campaign),
                 )
             except UnknownCampaign as exc:
-                raise Invalid("campaign", str(exc)) from None
+                raise Invalid("campaign", f"{exc}; &create=1 makes a new one") from None
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         out = report.summary()

@@ -573,7 +573,8 @@ class UnknownCampaign(LookupError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name, self.known = name, known
         listed = ", ".join(known[:20]) if known else "none yet"
-        super().__init__(f"unknown campaign {name!r} (known: {listed}); --create makes a new one")
+        # how to make a new one is the caller's to say (``--create``, ``?create=1``)
+        super().__init__(f"unknown campaign {name!r} (known: {listed})")
 
 
 def _require_campaign(engine: Engine, name: str) -> None:

@@ -510,6 +510,15 @@ def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
     assert status == 403, "agents do not load lists"
     status, body = upload(app, "name=x.csv", csv_body, boss)
     assert status == 400 and body["field"] == "campaign"
+    # a misspelt campaign is refused with the API's way to make one (not the CLI's flag)
+    status, body = upload(app, "campaign=sprnig&name=x.csv&region=GB", csv_body, boss)
+    assert (status, body["field"]) == (400, "campaign")
+    assert "unknown campaign 'sprnig'" in body["error"] and "--create" not in body["error"]
+    assert body["error"].endswith("&create=1 makes a new one")
+    status, report = upload(app, "campaign=sprnig&name=x.csv&region=GB&create=1", csv_body, boss)
+    assert (status, report["imported"]) == (200, 2)
+    status, report = upload(app, "campaign=sprnig&name=y.csv&region=GB", csv_body, boss)
+    assert status == 200, "the campaign is known from then on"
     status, report = upload(
         app, f"campaign={DEMO_CAMPAIGN}&name=../../etc/winter.csv&region=GB", csv_body, boss
     )

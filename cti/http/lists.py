@@ -3,6 +3,7 @@ every operation is database work and runs in a thread.
 
 ================================================  ==============================================
 ``POST  /api/lists?campaign=C&name=F[&region=]``  the file (CSV or .xlsx) as the body: an import
+  ``[&dry_run=1][&create=1]``                     (``create``: make the campaign if it is new)
 ``POST  /api/lists/merge``                        ``{campaign, keep, drop: [...], region?}``
 ``PATCH /api/lists/<campaign>/<name>``            ``{active: true|false}``
 ``POST  /api/dnc``                                ``{numbers: [...], campaign?, region?, ...}``
@@ -80,6 +81,7 @@ def register(app: Klein, api: ApiContext) -> None:
             campaign,
             region=args.get("region"),
             dry_run=args.get("dry_run") in ("1", "true", "yes"),
+            create=args.get("create") in ("1", "true", "yes"),
         )
 
     @route(app, "/lists/merge", "POST")

@@ -114,7 +114,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
                 country=configured.get(args.campaign),
             )
     except UnknownCampaign as exc:
-        raise UsageError(f"--campaign: {exc}") from None
+        raise UsageError(f"--campaign: {exc}; --create makes a new one") from None
     except ListError as exc:
         raise UsageError(str(exc)) from None
     except LookupError as exc:  # an unknown --encoding
