@@ -203,6 +203,17 @@ class Compliance:
         number's record holds)."""
         return any(self._zone_refusal(campaign, zone, now) is not None for zone in zones)
 
+    def hours_refusal(self, campaign: Campaign, number: Number, at: dt.datetime) -> Verdict | None:
+        """Why the number may not be called at ``at`` by its hours and
+        holidays alone (the first of its zones that is closed), or None.  A
+        call-back an agent promises for then would wait for the next
+        opening: the customer is told one time and called at another."""
+        for zone in number.timezones or (default_zone(number.region),):
+            refused = self._zone_refusal(campaign, zone, at)
+            if refused is not None:
+                return refused
+        return None
+
     def _zone_refusal(self, campaign: Campaign, zone: str, now: dt.datetime) -> Verdict | None:
         """Calling hours and holidays in one time zone: why not now, or None."""
         policy = campaign.policy

@@ -22,7 +22,7 @@ from typing import IO, Any, Protocol
 from sqlalchemy import Engine
 
 from core.errors import Invalid, NotFound
-from core.numbers import check_region
+from core.numbers import Number, check_region
 from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
 from store.consent import DbConsent, DbDnc, add_dnc, record_consent, require_campaign
@@ -68,6 +68,8 @@ class ListOps:
         #: told (in the API's thread) of a call an agent said was an answering
         #: machine: the running campaign takes the live answer back
         self.on_machine = on_machine
+        #: the hours and holidays of a call-back time (its look-ups unused there)
+        self._gate = Compliance(DbDnc(engine), DbConsent(engine))
 
     def import_upload(
         self,
@@ -214,7 +216,16 @@ class ListOps:
             agent=agent,
             campaigns=campaigns,
             on_machine=self.on_machine,
+            closed=self._closed,
         )
+
+    def _closed(self, campaign: str, number: Number, at: dt.datetime) -> str | None:
+        """Why a configured campaign may not call ``number`` at ``at``."""
+        config = self.campaigns.get(campaign)
+        if config is None:
+            return None  # a campaign no longer configured: nothing dials it
+        refused = self._gate.hours_refusal(config.compliance(), number, at)
+        return refused.reason if refused is not None else None
 
     def _country(self, campaign: str) -> str | None:
         """The configured campaign's country: the default region of its

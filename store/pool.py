@@ -44,7 +44,7 @@ from sqlalchemy import (
 )
 
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.numbers import Number
+from core.numbers import Number, normalize
 from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
 from dialer.lists import export_safe
 from dialer.retry import Next, RetryRules
@@ -768,6 +768,7 @@ def apply_disposition(
     agent: str | None = None,
     campaigns: Collection[str] | None = None,
     on_machine: Callable[[MachineCall], None] | None = None,
+    closed: Callable[[str, Number, dt.datetime], str | None] | None = None,
 ) -> dict[str, Any]:
     """An agent's result for an outbound call (attempt ``ref``).
 
@@ -782,13 +783,17 @@ def apply_disposition(
     a machine (:meth:`dialer.campaigns.Campaigns.answering_machine`); only
     ``do-not-call`` or ``callback`` may follow it (else :class:`Conflict`),
     and a live answer leaves the ledger once per call, ever.
+    ``closed(campaign, number, at)``: why the campaign may not call the
+    number at ``at`` (its hours and holidays), or None; a call-back for such
+    a time is refused, naming the hours (the dialer would only call at the
+    next opening, not when the customer was told).
     ``agent``: the one giving it, who must be the one who took the call
     (None: a supervisor; ``campaigns``: the campaigns a team supervisor's
     scope holds, None: all).  ``rules``: a campaign's retry rules, by its name."""
     from store.consent import opt_out
 
     code = disposition_code(raw_code)
-    a, r = db.attempt, db.record
+    a, r, p = db.attempt, db.record, db.contact_phone
     with engine.begin() as conn:
         row = conn.execute(
             select(
@@ -800,8 +805,13 @@ def apply_disposition(
                 a.c.disposition,
                 a.c.connected_at,
                 db.campaign.c.name,
+                p.c.timezones,
+                p.c.region,
+                p.c.number_type,
             )
             .outerjoin(db.campaign, db.campaign.c.id == a.c.campaign_id)
+            .outerjoin(r, r.c.id == a.c.record_id)
+            .outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
             .where(a.c.ref == ref)
         ).first()
         if row is None:
@@ -824,6 +834,10 @@ def apply_disposition(
                 raise Invalid("callback_at", "a call-back needs its time (ISO 8601 with offset)")
             if callback_at <= now:
                 raise Invalid("callback_at", "must be in the future")
+            number = _attempt_number(row)
+            why = closed(row.name or "", number, callback_at) if closed is not None else None
+            if why is not None:
+                raise Invalid("callback_at", f"{why}: the call-back could not be made then")
             if row.outcome is None:
                 raise Invalid("state", "the call is still up; set the call-back once it has ended")
         if code == DO_NOT_CALL:
@@ -854,6 +868,17 @@ def apply_disposition(
             connected = connected.replace(tzinfo=dt.UTC)  # SQLite drops the offset
         on_machine(MachineCall(row.name or "", ref, connected.timestamp() if connected else None))
     return {"interaction": ref, "disposition": code, "record_status": status}
+
+
+def _attempt_number(row: Any) -> Number:
+    """The attempt's number as its record's phone row holds it (a dial
+    without a record, a preview's: read from the number itself)."""
+    if row.region is None:
+        parsed = normalize(row.e164)
+        if isinstance(parsed, Number):
+            return parsed
+    zones = tuple(z for z in (row.timezones or "").split(",") if z)
+    return Number(row.e164, row.number_type or "", row.region or "", zones)
 
 
 def machine_after_answer(

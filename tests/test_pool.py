@@ -424,3 +424,63 @@ def test_a_claim_finds_the_west_when_a_national_lists_east_is_closed(database_ur
         assert len(claimed) == 10 and all(c.e164.startswith("+1415") for c in claimed)
     finally:
         engine.dispose()
+
+
+def test_a_call_back_is_refused_for_a_time_the_campaign_may_not_call(database_url, tmp_path):
+    """QA4: a call-back set for 22:30 or a Sunday in Berlin was accepted, and
+    the dialer called the next morning, not when the customer was told.  It
+    is refused naming the hours, and nothing is written; a time inside them
+    schedules the record."""
+    from dataclasses import dataclass, field
+
+    from sqlalchemy import insert
+
+    from core.errors import Invalid
+    from store.list_ops import ListOps
+
+    @dataclass(frozen=True)
+    class Rules:
+        name: str = "de-spring"
+        retry: RetryRules = field(default_factory=RetryRules)
+
+        def compliance(self) -> Campaign:
+            return Campaign(self.name, policy_for("DE"), "+4930999999")
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "de.csv"
+    path.write_text("phone,first_name\n+49 30 12340001,Hans\n")
+    import_list(engine, path, "de-spring", create=True)
+    monday = dt.datetime(2026, 11, 23, 13, 0, tzinfo=dt.UTC)  # 14:00 in Berlin
+    with engine.begin() as conn:
+        record_id, e164 = conn.execute(select(db.record.c.id, db.record.c.e164)).one()
+        conn.execute(
+            insert(db.attempt).values(
+                ref="de-1",
+                campaign_id=conn.execute(select(db.campaign.c.id)).scalar_one(),
+                record_id=record_id,
+                e164=e164,
+                pbx="x",
+                started_at=monday - dt.timedelta(minutes=5),
+                outcome="answered",
+            )
+        )
+    ops = ListOps(engine, (Rules(),))
+    berlin = dt.timezone(dt.timedelta(hours=1))  # CET in November
+    for at, shown in (
+        (dt.datetime(2026, 11, 24, 22, 30, tzinfo=berlin), "Tue 22:30"),
+        (dt.datetime(2026, 11, 29, 12, 0, tzinfo=berlin), "Sun 12:00"),
+        (dt.datetime(2026, 12, 25, 12, 0, tzinfo=berlin), "public holiday in DE (2026-12-25)"),
+    ):
+        with pytest.raises(Invalid) as refused:
+            ops.disposition("de-1", "callback", None, monday.timestamp(), callback_at=at)
+        assert refused.value.field == "callback_at"
+        assert shown in str(refused.value) and "could not be made then" in str(refused.value)
+    with engine.connect() as conn:
+        assert conn.execute(select(db.attempt.c.disposition)).scalar() is None, "nothing written"
+        assert conn.execute(select(db.record.c.callback_at)).scalar() is None
+
+    at = dt.datetime(2026, 11, 24, 15, 0, tzinfo=berlin)
+    answer = ops.disposition("de-1", "callback", None, monday.timestamp(), callback_at=at)
+    assert answer["record_status"] == "scheduled"
+    engine.dispose()
