@@ -58,7 +58,7 @@ class AmiMetrics:
         )
         self.channels = Gauge(
             "dirigent_pbx_channels",
-            "Channels in the live mirror at its last resync; no series while the PBX is down"
+            "Channels in the live mirror, as calls come and go; no series while the PBX is down"
             " (its count is not known then: see dirigent_pbx_up)",
             ["pbx"],
             registry=registry,

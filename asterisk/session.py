@@ -669,11 +669,16 @@ class AmiSession:
         seconds = self._monotonic() - started
         if self.metrics:
             self.metrics.resync_seconds.labels(self.name).observe(seconds)
-            self.metrics.channels.labels(self.name).set(len(self.mirror.channels))
+            # read at each scrape from then on: the count follows every call,
+            # not only the last resync (the series goes while the PBX is down)
+            self.metrics.channels.labels(self.name).set_function(self._channel_count)
         log.info(
             "PBX %s: resync found %d channels (%d changes)", self.name, len(snapshot), len(diff)
         )
         self._emit(ResyncCompleted(self.name, len(snapshot), len(self.mirror.bridges), seconds))
+
+    def _channel_count(self) -> float:
+        return float(len(self.mirror.channels))
 
     def _flush_resync_buffer(self) -> None:
         buffered, self._resync_buffer = self._resync_buffer or [], None

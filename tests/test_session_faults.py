@@ -213,6 +213,30 @@ def test_resync_after_reconnect_reports_calls_that_ended_or_started_meanwhile(se
     assert not session.mirror.bridges, "the agent's bridge went with the agent"
 
 
+def test_the_channel_count_follows_calls_between_resyncs(session_factory, sim):
+    """A supervisor's dirigent_pbx_channels stayed at the count of the last
+    resync (0 after the login) while calls came and went (QA4 minor)."""
+    pbx, server = sim
+    session = session_factory(server.address)
+    registry = CollectorRegistry()
+    session.metrics = AmiMetrics(registry)
+    session.start()
+    run(session.wait_connected(5))
+
+    def channels() -> float | None:
+        return registry.get_sample_value("dirigent_pbx_channels", {"pbx": "pbx1"})
+
+    run(wait_for(lambda: channels() == 0, what="the first resync's count"))
+    callers = [pbx.inbound_call(queue="sales", caller=f"+493055500{i}") for i in range(3)]
+    run(wait_for(lambda: channels() == 3, what="three callers counted"))
+    pbx.hangup_channel(callers[0], 16)
+    run(wait_for(lambda: channels() == 2, what="one caller gone"))
+    resyncs = registry.get_sample_value(
+        "dirigent_ami_resync_duration_seconds_count", {"pbx": "pbx1"}
+    )
+    assert resyncs == 1, "no resync in between"
+
+
 class GarbageAsterisk:
     """Logs the client in, then sends broken messages between good events."""
 
