@@ -686,8 +686,10 @@ class VoiceInbound:
         still running), are queued again with their own arrival time (their
         place in the queue and their wait are the ones they had) and their
         report rows reopened, so a free agent gets them at once instead of
-        the dialplan's fallback a minute later.  A campaign's person is its
-        runner's business; a caller whose call the PBX no longer has keeps
+        the dialplan's fallback a minute later.  A caller the fallback took
+        meanwhile (in its Queue() or VoiceMail(), put through to a member
+        or not) is recorded as the fallback's and left there.  A campaign's
+        person is its runner's business; a caller whose call the PBX no longer has keeps
         the row start-up closed."""
         router = self.hub.router
         for iid, left in sorted(self.left_open.items(), key=lambda item: item[1].arrived):
@@ -697,7 +699,9 @@ class VoiceInbound:
             live = self.telephony.live_call(uid)
             if (
                 live is None
-                or self.telephony.bridged_with(uid)
+                # in a bridge: not waiting -- unless the fallback's Queue()
+                # put them through meanwhile (theirs: recorded so, left there)
+                or (self.telephony.bridged_with(uid) and not live.in_fallback)
                 or uid in self.calls
                 or uid.startswith(CAMPAIGN_CALL)
                 or not router.has_queue(left.queue)

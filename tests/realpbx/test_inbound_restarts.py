@@ -144,3 +144,41 @@ def test_a_caller_waiting_when_asterisk_is_killed_is_pbx_lost_not_abandoned(pbx,
     assert status == 200, queues
     (sales,) = [q for q in queues if q["queue"] == "sales"]
     assert sales["abandoned"] == 0, sales
+
+
+def test_a_caller_the_fallback_took_while_the_server_was_down_stays_there(pbx, farm, dirigent):
+    """A caller whose wait ran out while no Dirigent ran is the dialplan's
+    fallback's (Queue(fallback): phone 1004 talks with them).  The server
+    that starts again finds the caller in ``dirigent-inbound`` still, in the
+    Queue application: it records the call ``fallback`` and leaves it there
+    -- anna, ready again after the restart, is not rung, and the
+    conversation with 1004 goes on (it used to be queued again and moved
+    to her, out of the fallback's conversation)."""
+    server = anna_on_a_break(dirigent)
+    number = "4915112340025"
+    with InboundCaller(pbx, number) as waiting:
+        waiting.dial("4930555001")  # DIRIGENT_WAIT = 10 s
+        wait_until(waiting.answered, 10, "the caller answered by dirigent-inbound (on hold)")
+        server.kill9()
+        wait_until(
+            lambda: pbx.bridge_with("customers", "1004"),
+            25,
+            "after DIRIGENT_WAIT (10 s) the fallback queue put the caller through to 1004",
+        )
+        invites = farm.invites("1001")
+        server.start()
+        server.wait_healthy()  # anna logs in ready again (auto_login)
+        wait_until(lambda: server.agent("anna")["state"] == "ready", 15, "anna ready again")
+        rows = wait_until(
+            lambda: server.query(
+                "SELECT outcome FROM interaction WHERE customer = ? AND outcome IS NOT NULL",
+                number,
+            ),
+            15,
+            "the caller's row closed as the fallback's",
+        )
+        assert [r["outcome"] for r in rows] == ["fallback"], [dict(r) for r in rows]
+        time.sleep(2.0)  # what a wrong take-over would have done by now
+        assert farm.invites("1001") == invites, "anna was rung for the fallback's caller"
+        assert pbx.bridge_with("customers", "1004"), "the fallback's conversation goes on"
+        assert server.agent("anna")["state"] == "ready"
