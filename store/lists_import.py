@@ -67,6 +67,7 @@ from dialer.lists import (
     RowProblem,
     block_groups,
     member,
+    phonetic_key,
 )
 from store import db
 from store.consent import check_fits
@@ -646,6 +647,16 @@ def _write(
     report.duplicates += sum(
         1 for r in batch if r.number.e164 in elsewhere and r.number.e164 not in existing
     )
+    # the CRM's word on the contacts it lists again (a corrected name, a new
+    # e-mail): a re-imported row, or a new record of a contact known already
+    refreshed = [
+        (contacts[r.number.e164], r)
+        for r in batch
+        if r.number.e164 in contacts
+        and (r.number.e164 in existing or r.number.e164 not in elsewhere)
+    ]
+    if refreshed:
+        _refresh_contacts(conn, refreshed)
     needing_contact = [r for r in new_rows if r.number.e164 not in contacts]
     if needing_contact:
         ids = _reserve_ids(conn, "contact", len(needing_contact))
@@ -707,6 +718,51 @@ def _write(
 
 #: the contact columns an import fills, in the order of ``_contact_values``
 _CONTACT_COLUMNS = (*db.CONTACT_FIELDS, "custom")
+
+#: the contact fields a re-import sets where its row gives a value (a file
+#: without an e-mail column, or a row whose e-mail is empty, wipes none);
+#: the display name and phonetic key follow from the names that result.  Its
+#: extra columns are the record's (``record.extra``, replaced as before).
+_GIVEN = tuple(n for n in db.CONTACT_FIELDS if n not in ("display_name", "phonetic_key"))
+
+
+def _refresh_contacts(conn: Connection, rows: list[tuple[int, ListRow]]) -> None:
+    """The batch's known contacts (``(id, row)``) as the CRM has them now,
+    in one read and one ``executemany``: the screen pop, the export and the
+    duplicate search show the corrected name, not the first import's."""
+    c = db.contact
+    ids = [contact_id for contact_id, _ in rows]
+    stored = {
+        row.id: row._asdict()
+        for row in conn.execute(select(c.c.id, *(c.c[n] for n in _GIVEN)).where(c.c.id.in_(ids)))
+    }
+    params = []
+    for contact_id, r in rows:
+        was = stored.get(contact_id)
+        if was is None:
+            continue
+        given = dict(zip(_CONTACT_COLUMNS, _contact_values(r), strict=True))
+        now = {n: given[n] or was[n] for n in _GIVEN}
+        if now == {n: was[n] for n in _GIVEN}:
+            continue  # nothing new: no write
+        names = [x for x in (now["first_name"], now["last_name"]) if x]
+        display = " ".join(names) or now["company"] or ""
+        key = phonetic_key(now["first_name"] or "", now["last_name"] or "")
+        params.append(
+            {"cid": contact_id, "new_display": display[:_DISPLAY], "new_key": key[:_PHONETIC]}
+            | {f"new_{n}": v for n, v in now.items()}
+        )
+    if params:
+        conn.execute(
+            update(c)
+            .where(c.c.id == bindparam("cid"))
+            .values(
+                display_name=bindparam("new_display"),
+                phonetic_key=bindparam("new_key"),
+                **{n: bindparam(f"new_{n}") for n in _GIVEN},
+            ),
+            params,
+        )
 
 
 def _among(conn: Connection, column: Any, values: list[str]) -> Any:

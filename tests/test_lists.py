@@ -81,6 +81,41 @@ def test_german_excel_export_imports_and_reimports_idempotently(tmp_path, databa
     assert counts(database_url) == (3, 3, 1)
 
 
+def test_a_reimport_brings_the_crms_corrected_names_and_keeps_what_it_leaves_out(tmp_path, engine):
+    """QA4: a re-import updated records but not their contacts, so a name
+    corrected in the CRM stayed wrong in pops, exports and the duplicate
+    search.  A field the new file gives replaces the stored one; a column it
+    lacks, or an empty cell, keeps what is there."""
+    first = tmp_path / "crm.csv"
+    first.write_text(
+        "first_name,last_name,phone,email\n"
+        "Hans,Meier,+49 30 1234560,hans@example.org\n"
+        "Eva,Groß,+49 30 1234561,eva@example.org\n"
+    )
+    import_list(engine, first, "spring", create=True)
+    fixed = tmp_path / "crm.csv"
+    fixed.write_text(
+        "first_name,last_name,phone\n"  # no e-mail column this time
+        "Hans,Meyer,+49 30 1234560\n"
+        "Eva,,+49 30 1234561\n"
+    )
+    again = import_list(engine, fixed, "spring", create=True)
+    assert (again.imported, again.updated) == (0, 2)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                db.contact.c.first_name,
+                db.contact.c.last_name,
+                db.contact.c.display_name,
+                db.contact.c.email,
+            ).order_by(db.contact.c.id)
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("Hans", "Meyer", "Hans Meyer", "hans@example.org"),
+        ("Eva", "Groß", "Eva Groß", "eva@example.org"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("encoding", "delimiter", "bom"),
     [("utf-8", ",", True), ("utf-8", "\t", False), ("cp1252", ",", False), ("utf-8", "|", False)],
