@@ -617,13 +617,16 @@ def _write(
         return
     numbers = [r.number.e164 for r in batch]
     rec, lst, phone = db.record, db.dial_list, db.contact_phone
-    existing = dict(
-        conn.execute(
-            select(rec.c.e164, rec.c.id).where(
-                rec.c.list_id == list_id, _among(conn, rec.c.e164, numbers)
-            )
-        ).all()
-    )
+    found = conn.execute(
+        select(rec.c.e164, rec.c.id, rec.c.status).where(
+            rec.c.list_id == list_id, _among(conn, rec.c.e164, numbers)
+        )
+    ).all()
+    existing = {e164: rid for e164, rid, _status in found}
+    # written by this import before it was cut short (a resumed import): every
+    # record of a list not yet switched on, a live list's staged ones -- they
+    # are imported, not updated
+    ours = {e164 for e164, _rid, was in found if status == "new" or was == "staged"}
     elsewhere = set(
         conn.execute(
             select(rec.c.e164)
@@ -713,7 +716,9 @@ def _write(
             .values(priority=bindparam("new_priority"), extra=bindparam("new_extra")),
             updates,
         )
-        report.updated += len(updates)
+        resumed = sum(1 for r in batch if r.number.e164 in ours)
+        report.imported += resumed
+        report.updated += len(updates) - resumed
 
 
 #: the contact columns an import fills, in the order of ``_contact_values``

@@ -152,7 +152,29 @@ def test_kill_9_midway_leaves_the_list_undialed_and_running_again_resumes(
     with pytest.raises(LookupError, match="still being imported"):
         set_list_active(engine, "us-spring", "new.csv", True)
     report = import_list(engine, path, "us-spring")
-    assert report.resumed and report.imported == BATCH and report.updated == 2 * BATCH
+    # the two batches the killed run wrote are this import's rows, not updates
+    # (QA4: they were reported "updated", as if the list had been there)
+    assert report.resumed and (report.imported, report.updated) == (3 * BATCH, 0)
+    assert len(dialable(engine)) == 3 + 3 * BATCH
+
+
+def test_a_resumed_reimport_of_a_live_list_counts_its_staged_rows_imported(
+    engine, database_url, tmp_path
+):
+    """A live list's re-import killed after two batches: its first batch
+    (the list's own rows) was updated, its second (new rows) staged.  The
+    resumed run reports what the whole import did: the old rows updated,
+    the new ones imported -- the staged ones too, not "updated"."""
+    path = write_list(tmp_path / "live.csv", 5560000, BATCH)
+    import_list(engine, path, "us-spring")
+    write_list(path, 5560000, 3 * BATCH)  # the same rows first, then 2 batches of new ones
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED, database_url, str(path)], capture_output=True, timeout=120
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert len(dialable(engine)) == 3 + BATCH, "the live list dials as it was"
+    report = import_list(engine, path, "us-spring")
+    assert report.resumed and (report.imported, report.updated) == (2 * BATCH, BATCH)
     assert len(dialable(engine)) == 3 + 3 * BATCH
 
 
