@@ -383,7 +383,10 @@ def _callback_at(value: Any) -> Any:
         raise Refused(f"{value!r} is not an ISO 8601 time") from None
     if at.tzinfo is None:
         raise Refused("give the offset, e.g. 2026-11-24T10:00:00+01:00")
-    return at
+    try:
+        return at.astimezone(dt.UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 is in the year 10000
+        raise Refused(f"{value!r} is out of range") from None
 
 
 def _code(value: Any) -> Any:

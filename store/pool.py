@@ -757,6 +757,11 @@ def _took_over(conn: Connection, attempt_id: int, agent: str) -> bool:
     return found is not None
 
 
+#: how far ahead a call-back may be set (a typo's year 2099 would hold the
+#: record for ever, out of every report of what is due)
+CALLBACK_HORIZON = dt.timedelta(days=366)
+
+
 def apply_disposition(
     engine: Engine,
     ref: str,
@@ -834,6 +839,11 @@ def apply_disposition(
                 raise Invalid("callback_at", "a call-back needs its time (ISO 8601 with offset)")
             if callback_at <= now:
                 raise Invalid("callback_at", "must be in the future")
+            if callback_at > now + CALLBACK_HORIZON:
+                latest = now + CALLBACK_HORIZON
+                raise Invalid("callback_at", f"must be within a year (by {latest:%Y-%m-%d})")
+            # stored as UTC: SQLite keeps a time's wall clock and drops its offset
+            callback_at = callback_at.astimezone(dt.UTC)
             number = _attempt_number(row)
             why = closed(row.name or "", number, callback_at) if closed is not None else None
             if why is not None:

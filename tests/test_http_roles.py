@@ -105,6 +105,9 @@ MERGE = {"campaign": "winback", "keep": "+4930123400001", "drop": ["+49301234000
         ("POST", "interactions/winback-1/disposition",
          {"code": "callback", "callback_at": "2026-11-24T10:00:00"}, "callback_at",
          "give the offset, e.g. 2026-11-24T10:00:00+01:00"),
+        ("POST", "interactions/winback-1/disposition",
+         {"code": "callback", "callback_at": "9999-12-31T23:59:59-12:00"}, "callback_at",
+         "'9999-12-31T23:59:59-12:00' is out of range"),
         ("PATCH", "campaigns/winback", {"ring_timeout": "30"}, "ring_timeout", "must be a number"),
         ("PATCH", "campaigns/winback", {"ring_timeout": None}, "ring_timeout", "must be a number"),
         ("PATCH", "campaigns/winback", {"mode": True}, "mode", "must be text"),
@@ -115,6 +118,7 @@ MERGE = {"campaign": "winback", "keep": "+4930123400001", "drop": ["+49301234000
         "consent-key", "dnc-key", "merge-key", "list-key", "disposition-key", "campaign-key",
         "dnc-number-type", "dnc-empty", "consent-granted", "consent-proof-type", "merge-keep",
         "merge-campaign", "list-active", "disposition-time-type", "disposition-no-offset",
+        "disposition-year-10000",
         "campaign-text", "campaign-null", "campaign-mode", "campaign-nan",
     ],
 )  # fmt: skip

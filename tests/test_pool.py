@@ -483,4 +483,17 @@ def test_a_call_back_is_refused_for_a_time_the_campaign_may_not_call(database_ur
     at = dt.datetime(2026, 11, 24, 15, 0, tzinfo=berlin)
     answer = ops.disposition("de-1", "callback", None, monday.timestamp(), callback_at=at)
     assert answer["record_status"] == "scheduled"
+    # QA5: SQLite kept the wall time and dropped the offset (15:00 read back
+    # as 15:00 UTC: an hour late here, hours early with a US offset)
+    with engine.connect() as conn:
+        stored = conn.execute(select(db.record.c.callback_at, db.record.c.next_due_at)).one()
+    assert [t.replace(tzinfo=t.tzinfo or dt.UTC) for t in stored] == [at, at]
+    with pytest.raises(Invalid, match="callback_at: must be within a year"):
+        ops.disposition(
+            "de-1",
+            "callback",
+            None,
+            monday.timestamp(),
+            callback_at=dt.datetime(2099, 11, 24, 15, 0, tzinfo=berlin),
+        )
     engine.dispose()
