@@ -43,6 +43,7 @@ Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -78,7 +79,7 @@ from dialer.agent_board import AgentBoard
 from dialer.campaign import CampaignSettings, Lead, LeadSource, connect_delay
 from dialer.compliance import Verdict as GateVerdict
 from dialer.estimates import Estimates, InboundRate
-from dialer.pacing import Snapshot, Strategy, strategy_for
+from dialer.pacing import Progressive, Snapshot, Strategy, strategy_for
 from routing.agent import AgentState, Phase
 from routing.model import (
     Channel,
@@ -333,6 +334,10 @@ class CampaignRunner:
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
         #: the campaign's agents (logged in to its queue), as pacing counts them
         self._board = AgentBoard(settings.queue_name)
+        #: when pacing last placed a line (campaigns sharing agents take turns by it)
+        self.last_dial_at = -math.inf
+        #: its last pacing found no ready agent (so it waits for one)
+        self._short_of_agents = False
         #: how often the campaign's agents are taken by other (inbound) calls,
         #: and the voice work of others each member has now
         self.inbound = InboundRate()
@@ -427,7 +432,10 @@ class CampaignRunner:
         others = {
             iid
             for iid, w in agent.work.items()
-            if w.channel is Channel.VOICE and w.phase is not Phase.WRAP_UP and iid not in self.live
+            if w.channel is Channel.VOICE
+            and w.phase is not Phase.WRAP_UP
+            and iid not in self.live
+            and not self._another_campaigns(iid)
         }
         before = self._foreign.get(agent.id, set())
         if agent.id in self._board.members:
@@ -437,6 +445,13 @@ class CampaignRunner:
             self._foreign[agent.id] = others
         else:
             self._foreign.pop(agent.id, None)
+
+    def _another_campaigns(self, interaction: str) -> bool:
+        """A person another campaign reached: not an inbound arrival to pace
+        against -- its lines are left their agents by the reservation
+        (:meth:`dialer.campaigns.Campaigns.reserved_for`), counted twice as
+        inbound they held a shared agent's campaigns back for minutes."""
+        return self.router.campaign_of(interaction) not in (None, self.settings.name)
 
     def snapshot(self, now: float) -> Snapshot:
         reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
@@ -473,6 +488,43 @@ class CampaignRunner:
             s.next_need_in = lambda n: o.next_need_in(self, n, now)
         return s
 
+    @property
+    def waiting_for_agents(self) -> bool:
+        """Its last pacing would have dialed but found no ready agent: a
+        campaign whose turn it may be among those sharing agents (not one
+        that is paused, out of records, outside its hours, or held back by
+        its abandon guard with agents free)."""
+        return (
+            self.settings.mode != "preview"
+            and self.status in (CampaignStatus.RUNNING, CampaignStatus.IDLE)
+            and self._short_of_agents
+        )
+
+    def agents_wanted(self) -> float:
+        """How many of its agents the campaign's lines in flight will want:
+        one for a person waiting for an agent (not offered yet), and for a
+        line still ringing or waiting for AMD's verdict its chance of being
+        a person -- or one, for progressive dialing, which promises an agent
+        to every line.  What other campaigns that share these agents leave
+        to them (:meth:`dialer.campaigns.Campaigns.reserved_for`).  A
+        preview's line has its agent already."""
+        worst = isinstance(self.strategy, Progressive)
+        est = self.estimates
+        human, machine = est.share("human"), est.share("machine")
+        ringing = 1.0 if worst else min(1.0, human / max(1e-9, 1.0 - est.share("failed")))
+        answered = 1.0 if worst else human / max(1e-9, human + machine)
+        wanted = 0.0
+        for att in self.live.values():
+            if att.agent is not None or att.connected is not None or not att.open:
+                continue
+            if att.answered is None:
+                wanted += ringing
+            elif att.verdict is None:
+                wanted += answered
+            elif att.id in self.waiting_since and self.router.offered_to(att.id) is None:
+                wanted += 1.0
+        return wanted
+
     def _line_change(self, now: float) -> None:
         self.stats.line_seconds += len(self.live) * (now - self._last_line_change)
         self._last_line_change = now
@@ -489,17 +541,21 @@ class CampaignRunner:
             self._offer_previews(now)
             return
         s = self.snapshot(now)
+        # for the turns of campaigns sharing agents: it would dial if it had one
+        self._short_of_agents = s.ready == 0
         if s.agents == 0:
             self._idle(self._no_agents_reason())
             return
         cap = int(self.settings.max_lines_per_agent * s.agents) - len(self.live)
         if cap <= 0:
+            self._short_of_agents = False
             return
         s.room = cap
         want = self.strategy.decide(s, self.estimates, self.ledger)
         n = max(0, min(want, cap))
         if n == 0:
             return
+        self._short_of_agents = False
         leads = self.source.take(n, now)
         if not leads:
             if (reason := self.source.empty_reason(now)) is not None:
@@ -634,6 +690,8 @@ class CampaignRunner:
         self.by_channel[attempt.channel_id] = attempt
         self.stats.dials += 1
         self.stats.peak_lines = max(self.stats.peak_lines, len(self.live))
+        if agent is None:
+            self.last_dial_at = now
         begun = attempt.begun = Deferred()
 
         def not_written(failure: Failure) -> Failure:

@@ -289,6 +289,15 @@ class Router:
         for listener in self.offer_listeners:
             listener(pending.agent, pending.interaction, end, now)
 
+    def campaign_of(self, interaction_id: str) -> str | None:
+        """The campaign whose person an offered or handled interaction is
+        (None: not a campaign's, or not with an agent)."""
+        found = self.handled_interactions.get(interaction_id)
+        if found is None:
+            pending = self.offered.get(interaction_id)
+            found = pending.interaction if pending is not None else None
+        return found.campaign if found is not None else None
+
     def offered_to(self, interaction_id: str) -> str | None:
         """The agent ``interaction_id`` is offered to now (None: not offered)."""
         pending = self.offered.get(interaction_id)
@@ -398,10 +407,11 @@ class Router:
     # -- decisions ----------------------------------------------------------------------------
     def _offer(self, agent: Agent, interaction: Interaction, now: float) -> Offer:
         self._pull(interaction)
+        deadline = now + self.offer_timeout
+        # known as offered before the agent's listeners hear of the reservation
+        self.offered[interaction.id] = _Pending(interaction, agent.id, deadline)
         agent.reserve(now, interaction.id, interaction.channel)
         self._reindex(agent)
-        deadline = now + self.offer_timeout
-        self.offered[interaction.id] = _Pending(interaction, agent.id, deadline)
         self.stats.decisions += 1
         return Offer(agent.id, interaction.id, interaction.channel, deadline)
 
