@@ -82,6 +82,37 @@ def test_nothing_is_taken_back_that_is_not_a_live_served_answer() -> None:
     assert ledger.counts("day", 200.0) == (1.0, 1.0)
 
 
+def test_a_machine_takes_back_the_estimate_its_human_verdict_counted() -> None:
+    """AMD's misreads are estimated per person it recognised (fp / (1 - fp));
+    a "human" verdict that was a machine recognised no person."""
+    saved: list[tuple[float, float, float]] = []
+    ledger = AbandonLedger(
+        amd_false_positive=0.2, on_change=lambda b: saved.append((b.day, b.live, b.abandoned))
+    )
+    share = 0.25  # 0.2 / 0.8
+    for at in (100.0, 200.0):
+        ledger.human_verdict(at)
+        ledger.live(at + 1.0)
+    assert ledger.counts("day", 300.0) == pytest.approx((2.5, 0.5))
+
+    assert ledger.take_back_live(201.0, 300.0)
+    assert ledger.take_back_estimate(200.0, 300.0)
+    assert ledger.counts("day", 300.0) == pytest.approx((1.0 + share, share))
+    assert ledger.counts("1h", 300.0) == pytest.approx((1.0 + share, share))
+    assert ledger.rate("day", 300.0) == pytest.approx(0.2), "AMD's rate, for one person"
+    assert saved[-1] == pytest.approx((0.0, 1.0 + share, share)), "the day bucket saved again"
+
+    # an hour later: from the day only; after a restart the hour takes a negative event
+    assert ledger.take_back_estimate(100.0, 3800.0)
+    assert ledger.counts("day", 3800.0) == pytest.approx((1.0, 0.0))
+    assert not ledger.take_back_estimate(100.0, 3800.0), "no estimate left to take back"
+    ledger.human_verdict(4000.0)
+    ledger.load_recent([(4000.5, share, share)], 4100.0)
+    assert ledger.take_back_estimate(4000.5, 4100.0)
+    assert ledger.counts("1h", 4100.0) == pytest.approx((share, share))
+    assert not AbandonLedger().take_back_estimate(100.0, 200.0), "no AMD estimate counted"
+
+
 def test_a_machine_takes_back_the_step_lambda_took_for_a_served_person() -> None:
     p = Predictive(limit=0.03, amd_false_positive=0.01)
     before = p.lam
@@ -129,6 +160,23 @@ def test_the_runner_takes_a_machine_back_while_it_is_up_and_after_it_ended() -> 
     assert runner.answering_machine("no-such-call", connected_at=10.0) == "unknown"
 
 
+def test_the_runner_takes_back_amds_estimate_with_the_machine() -> None:
+    """Two "human" verdicts, the agent says one was a machine: the ledger
+    keeps the estimate of AMD's misreads for the other only."""
+    clock, _pbx, runner, _source, log = setup(missed_machines(), numbers=2)
+    runner.ledger.amd_false_positive = 0.01
+    share = 0.01 / 0.99
+    runner.start()
+    clock.run_until(8.5)
+    attempts = sorted(log.attempts.values(), key=lambda a: a.id)
+    assert all(a.connected is not None and a.verdict == "human" for a in attempts)
+    assert runner.ledger.counts("day", clock.seconds()) == pytest.approx((2 + 2 * share, 2 * share))
+    assert runner.answering_machine(attempts[0].id) == "open"
+    assert runner.ledger.counts("day", clock.seconds()) == pytest.approx((1 + share, share))
+    assert runner.ledger.counts("1h", clock.seconds()) == pytest.approx((1 + share, share))
+    assert runner.ledger.rate("day", clock.seconds()) == pytest.approx(0.01)
+
+
 def test_in_the_simulation_the_ledger_counts_persons_only() -> None:
     """Simulated agents give the disposition: the dialer's own rate is the
     benchmark's (persons answered), not one diluted by the machines AMD
@@ -138,13 +186,15 @@ def test_in_the_simulation_the_ledger_counts_persons_only() -> None:
     report = lab.run(wl, agents=5, hours=1.0, strategy="progressive", seed=2)
     assert report["live_connects"] > 20
     # the AMD estimate (fp / (1 - fp) per "human" verdict) is the only other live count
-    humans = report["ledger_human_verdicts"]
-    share = wl.amd.person_misread / (1.0 - wl.amd.person_misread)
+    # counted for the persons AMD recognised, not for the machines it missed
+    # (those are taken back with their live answer): fp / (1 - fp) per person
+    fp = wl.amd.person_misread
     assert report["ledger_live_answers"] == pytest.approx(
-        report["live_connects"] + humans * share,
+        report["live_connects"] / (1.0 - fp),
         abs=1.0,  # a machine in its last 3 s
     )
-    assert report["ledger_abandon_rate"] == pytest.approx(
-        humans * share / report["ledger_live_answers"], abs=1e-3
-    )
+    # no abandon of its own: the dialer's rate is AMD's misread rate, 1 %, and
+    # no more (counted per "human" verdict, machines included, it was 1.25 %)
+    assert report["ledger_abandon_rate"] == pytest.approx(fp, abs=2e-4)
+    assert report["ledger_human_verdicts"] > report["live_connects"], "machines AMD missed"
     assert not math.isnan(report["ledger_abandon_rate"])
