@@ -1108,9 +1108,9 @@ class CampaignRunner:
         pacing saw, e.g., 67.7 live answers in an hour where 50 persons
         answered: they let a third abandon into that hour.  The live answer
         is taken back at its connection (the day bucket, the last hour's
-        events), and so is the estimate of AMD's misreads its "human"
-        verdict counted (:meth:`AbandonLedger.take_back_estimate`: AMD
-        recognised no person there); λ's step for it is undone, and the
+        events), and so is, from the day, the estimate of AMD's misreads
+        its "human" verdict counted (:meth:`AbandonLedger.take_back_estimate`:
+        AMD recognised no person there); λ's step for it is undone, and the
         call ends "machine" (the retry rules see a machine, not a reached
         person).
 

@@ -845,8 +845,7 @@ class DbLedgerStore:
         took for machines (``fp / (1 - fp)`` live and abandoned).  An
         abandon is placed at its answer (a few seconds before the runner
         counted it).  A connection the agent said was an answering machine
-        (disposition "machine") is no live answer and no person AMD
-        recognised: the runner took both back."""
+        (disposition "machine") is no live answer: the runner took it back."""
         t, c = db.attempt, db.campaign
         since = _at(now - span)
         ids = select(c.c.id).where(c.c.name.in_(self.campaigns))
@@ -867,7 +866,7 @@ class DbLedgerStore:
                 continue
             if r.abandoned:
                 events.append((answered, 1.0, 1.0))
-            if share and r.verdict == "human" and r.disposition != pool.MACHINE:
+            if share and r.verdict == "human":
                 events.append((answered, share, share))
         return sorted(events)
 

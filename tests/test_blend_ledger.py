@@ -16,7 +16,6 @@ from dialer.pacing import Predictive, Snapshot
 from store import db
 from store.dialer import DbLedgerStore
 from store.lists_import import import_list
-from store.pool import MACHINE
 from tests.test_dialer_runner import workload
 from tests.test_dialer_store import HOUR, make_runner
 
@@ -88,26 +87,3 @@ def test_the_rebuilt_hour_counts_the_estimate_of_persons_amd_took_for_machines(
     # a group of campaigns: another campaign's calls are not this group's
     assert DbLedgerStore(engine, "grp", ["other"]).recent(now) == []
     assert len(DbLedgerStore(engine, "grp", ["other", "uk"]).recent(now, 0.02)) == 4
-
-
-def test_the_rebuilt_hour_counts_no_estimate_for_a_machine_amd_missed(engine: Any) -> None:
-    """A connection the agent said was a machine is no person AMD recognised:
-    the runner took its live answer and its estimate back, and so does the
-    hour rebuilt after a restart."""
-    clock, _pbx, runner, _source, _log = make_runner(
-        engine, workload(live=1.0), agents=2, strategy="progressive"
-    )
-    runner.start()
-    clock.run_until(clock.seconds() + 30.0)
-    runner.stop()
-    clock.run_until(clock.seconds() + 120.0)
-    now = clock.seconds()
-    with engine.begin() as conn:
-        first = conn.execute(db.attempt.select().order_by(db.attempt.c.id).limit(1)).first()
-        conn.execute(
-            db.attempt.update().where(db.attempt.c.id == first.id).values(disposition=MACHINE)
-        )
-    ledger = restarted(DbLedgerStore(engine, "uk"), now, amd_false_positive=0.02)
-    live, abandoned = ledger.counts("1h", now)
-    assert live == pytest.approx(1.0 + 0.02 / 0.98)
-    assert abandoned == pytest.approx(0.02 / 0.98)
