@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from dialer.abandon import DAY, AbandonLedger, DayCount
-from dialer.pacing import Predictive, Progressive
+from dialer.estimates import Estimates
+from dialer.pacing import Predictive, Progressive, Snapshot
 from sim import lab
 from sim.workload import parse_workload, standard_workload
 from store.pool import MACHINE, disposition_code
@@ -198,3 +199,51 @@ def test_in_the_simulation_the_ledger_counts_persons_only() -> None:
     assert report["ledger_abandon_rate"] == pytest.approx(fp, abs=2e-4)
     assert report["ledger_human_verdicts"] > report["live_connects"], "machines AMD missed"
     assert not math.isnan(report["ledger_abandon_rate"])
+
+
+def an_hour(persons: int, machines: int, abandons: int) -> AbandonLedger:
+    """A day of 5,000 served answers, then an hour (2,900 s) of ``persons``
+    served, ``machines`` AMD missed (taken back by the agents) and
+    ``abandons`` persons who found no agent; AMD's estimate at 1 %."""
+    ledger = AbandonLedger(amd_false_positive=0.01)
+    for i in range(5000):
+        ledger.live(i * 0.5)
+    t, step = 7000.0, 2800.0 / (persons + machines + abandons)
+    for kind in ["person"] * persons + ["machine"] * machines + ["abandon"] * abandons:
+        ledger.human_verdict(t)
+        if kind == "abandon":
+            ledger.abandoned(t + 2.0)
+        else:
+            ledger.live(t + 0.5)
+        if kind == "machine":
+            assert ledger.take_back_live(t + 0.5, t + 3.5)
+            assert ledger.take_back_estimate(t, t + 3.5)
+        t += step
+    return ledger
+
+
+def test_a_large_hour_is_judged_per_person_amd_recognised_a_small_one_keeps_the_slack() -> None:
+    """The hour's counts keep AMD's estimate for the machines AMD missed; a
+    campaign whose hour holds over 200 live answers takes it out (misreads
+    alone cannot take such an hour past 5 %), a small one judges the higher
+    count (its misreads, unseen, can)."""
+    now = 9900.0
+    large = an_hour(300, 60, 13)
+    assert large.machine_estimates(now) == pytest.approx(60 * 0.01 / 0.99)
+    p = Predictive(limit=0.03, amd_false_positive=0.01)
+    p.decide(Snapshot(now=now, agents=50, ready=0), Estimates(), large)
+    live, abandoned = large.counts("1h", now)
+    assert p._hour_counts(now, large) == pytest.approx(
+        (live - 60 * 0.01 / 0.99, abandoned - 60 * 0.01 / 0.99)
+    )
+    # 13 abandons and AMD's estimate for 313 persons: one more stays under 4.5 %
+    assert not p._progressive, "judged with the machines' estimate too, it stopped"
+    p.decide(Snapshot(now=now, agents=50, ready=0), Estimates(), an_hour(300, 60, 14))
+    assert p._progressive, "one abandon more does stop it"
+
+    small = an_hour(120, 30, 3)
+    q = Predictive(limit=0.03, amd_false_positive=0.01)
+    q.decide(Snapshot(now=now, agents=10, ready=0), Estimates(), small)
+    assert q._hour_volume < q.small_hour
+    assert q._hour_counts(now, small) == small.counts("1h", now)
+    assert small.machine_estimates(now + 3600.0) == 0.0, "the hour forgets them"
