@@ -47,9 +47,6 @@ class AbandonLedger:
         self.days: dict[float, DayCount] = {}
         self.recent: deque[tuple[float, float, float]] = deque()  # (at, live, abandoned)
         self._hour = [0.0, 0.0]  # running sums over ``recent``
-        #: the last hour's estimates taken back for machines (at, share), which
-        #: the hour's counts keep (see :meth:`take_back_estimate`)
-        self._machine_estimates: deque[tuple[float, float]] = deque()
         self.on_change = on_change
 
     # -- recording -------------------------------------------------------------------------
@@ -112,61 +109,10 @@ class AbandonLedger:
         """AMD said "human".  For every person it recognises, fp/(1 - fp) more
         were taken for machines and hung up on: Ofcom counts that estimate as
         live and abandoned."""
-        share = self.misread_share
-        if share > 0:
-            self._add(now, share, share)
-
-    @property
-    def misread_share(self) -> float:
-        """Persons AMD took for machines, estimated per person it recognised."""
         fp = self.amd_false_positive
-        return fp / (1.0 - fp) if fp > 0 else 0.0
-
-    def take_back_estimate(self, at: float, now: float) -> bool:
-        """The "human" verdict counted at ``at`` (:meth:`human_verdict`) was
-        an answering machine that AMD missed (the agent's disposition says
-        so): AMD recognised no person there, so the regulatory windows' estimate
-        of the persons it misread counts nothing for it.
-
-        The estimate is fp/(1 - fp) per person AMD recognises; counted for
-        every "human" verdict, it also counted the machines AMD missed (with
-        the standard workload one "human" verdict in seven), and the day's
-        rate ran about 0.2 points above the estimate's basis: the day guard
-        held fifty agents progressive for a quarter of an hour of a day at
-        2.24 % of its persons (seed 3, occupancy 0.9143).  Taken back from
-        the day bucket of ``at`` (saved again), which the day and 30-day
-        windows read.
-
-        The last hour's counts keep it: that window is pacing's own guard of
-        its 5 %, whose small hours the misreads it cannot see break (they
-        come in clusters), and the hourly rule of small campaigns was tuned
-        with this count; taken out of the hour too, ten agents broke 5 % in
-        two runs where they had kept it (docs/benchmarks.md, ninth sitting).
-        What the hour's counts hold of such estimates is
-        :meth:`machine_estimates` (a large campaign's pacing takes it out).
-        False if the day holds no such estimate (gone, or already taken)."""
-        share = self.misread_share
-        bucket = self.days.get(self.day_start(at))
-        if share <= 0 or bucket is None or bucket.abandoned < share - 1e-12:
-            return False
-        bucket.live -= share
-        bucket.abandoned -= share
-        if at >= now - 3600.0:
-            self._machine_estimates.append((at, share))
-        if self.on_change is not None:
-            self.on_change(bucket)
-        return True
-
-    def machine_estimates(self, now: float) -> float:
-        """The estimates of AMD's misreads that the last hour's counts hold
-        for "human" verdicts the agents said were machines (live and
-        abandoned both; see :meth:`take_back_estimate`).  After a restart
-        the hour is rebuilt with them and this is 0 until new ones come:
-        the hour errs high."""
-        kept = self._machine_estimates
-        while kept and kept[0][0] < now - 3600.0:
-            kept.popleft()
-        return sum(share for _, share in kept)
+        if fp > 0:
+            share = fp / (1.0 - fp)
+            self._add(now, share, share)
 
     def _trim(self, now: float) -> None:
         while self.recent and self.recent[0][0] < now - 3600.0:

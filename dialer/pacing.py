@@ -270,11 +270,6 @@ class Predictive(Strategy):
     #: ``bound_stops_at`` abandons before the stop)
     bound_stop_share: float = 0.01
     wary_lam: float = 0.003
-    #: an hour projecting more live answers than this judges its counts with
-    #: AMD's estimate for the persons it recognised only; a smaller one also
-    #: for the "human" verdicts its agents said were machines (see
-    #: :meth:`_hour_counts`)
-    small_hour: float = 200.0
     #: a campaign of up to this many agents starts at ``lam``, a larger one at
     #: ``lam``·sqrt(start_agents / agents) (None: every one at ``lam``)
     start_agents: float | None = 20.0
@@ -415,7 +410,7 @@ class Predictive(Strategy):
         self._wary = False
         if self._day_at_cap(s.now, ledger):
             return True
-        live, abandoned = self._hour_counts(s.now, ledger)
+        live, abandoned = ledger.counts("1h", s.now)
         if self._young_day(s.now, ledger) and self._over(
             live, abandoned, self.hour_guard, self.hour_confidence
         ):
@@ -427,28 +422,6 @@ class Predictive(Strategy):
                 return True
             self._wary = abandoned >= stops - self.bound_stops_at
         return self._hour_at_risk(s.now, ledger)
-
-    def _hour_counts(self, now: float, ledger: AbandonLedger) -> tuple[float, float]:
-        """The last hour's (live, abandoned) as the hourly guards judge them.
-
-        The ledger's hour counts AMD's estimated misreads for every "human"
-        verdict, also those the agents said were machines (the day counts
-        them per person AMD recognised, :meth:`AbandonLedger.take_back_estimate`).
-        An hour of more than ``small_hour`` (200) live answers is judged per
-        person recognised too: AMD's misreads alone cannot take it past 5 %
-        (twenty agents' hour of 260 answers needs 14 of them, at 2.6 an
-        hour).  A smaller hour keeps the higher count, 0.15-0.25 abandons an
-        hour at ten agents, as slack for the misreads it cannot see: an
-        8-hour day of ten blended agents breaks 5 % in some hour from
-        misreads alone one day in 75, of five blended agents one in five
-        (docs/benchmarks.md, ninth sitting), and counted per person
-        recognised there, ten agents broke 5 % in two runs where they had
-        kept it."""
-        live, abandoned = ledger.counts("1h", now)
-        if self._hour_volume > self.small_hour:
-            taken = ledger.machine_estimates(now)
-            live, abandoned = live - taken, max(0.0, abandoned - taken)
-        return live, abandoned
 
     def _young_day(self, now: float, ledger: AbandonLedger) -> bool:
         """Does the day hold no more than about an hour's calls?  Its live
@@ -499,7 +472,7 @@ class Predictive(Strategy):
         abandons are 5 %) a short run of bad luck stops predictive dialing
         before the worst 60 minutes pass 5 %, while with many agents it only
         acts when the hour really is near the line."""
-        live, abandoned = self._hour_counts(now, ledger)
+        live, abandoned = ledger.counts("1h", now)
         if abandoned < 1.0:
             return False
         return abandoned + 1.0 > self.hour_guard * max(live, self._projected_hour(now, ledger))

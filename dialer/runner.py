@@ -152,9 +152,6 @@ class Attempt:
     machine: bool = False
     #: the strategy learned from its connection (undone if it was a machine)
     paced: bool = False
-    #: its "human" verdict counted AMD's estimated misreads in the ledger
-    #: (taken back if it was a machine)
-    estimated: bool = False
     #: fires once the row is written, with the gate's refusal (its verdict, asked
     #: again at the dial: nothing written, nothing dialed), an Unavailable if the
     #: row could not be written, or None
@@ -803,7 +800,6 @@ class CampaignRunner:
             return
         if self.settings.amd and attempt.agent is None:
             self.ledger.human_verdict(now)
-            attempt.estimated = True
         preview = self.previews.get(attempt.agent) if attempt.agent else None
         attempt.connect_by = self.connect_by(now, silence)
         interaction = self._interaction(
@@ -1108,11 +1104,8 @@ class CampaignRunner:
         pacing saw, e.g., 67.7 live answers in an hour where 50 persons
         answered: they let a third abandon into that hour.  The live answer
         is taken back at its connection (the day bucket, the last hour's
-        events), and so is, from the day, the estimate of AMD's misreads
-        its "human" verdict counted (:meth:`AbandonLedger.take_back_estimate`:
-        AMD recognised no person there); λ's step for it is undone, and the
-        call ends "machine" (the retry rules see a machine, not a reached
-        person).
+        events), λ's step for it is undone, and the call ends "machine" (the
+        retry rules see a machine, not a reached person).
 
         ``connected_at``: when the call reached the agent, for a call this
         runner no longer holds (ended, or before a restart; the store knows).
@@ -1127,8 +1120,6 @@ class CampaignRunner:
                 return "unknown"
             attempt.machine = True
             self.ledger.take_back_live(attempt.connected, now)
-            if attempt.estimated and attempt.verdict_at is not None:
-                self.ledger.take_back_estimate(attempt.verdict_at, now)
             if attempt.paced:
                 self.strategy.take_back()
             if attempt.open:
@@ -1138,11 +1129,7 @@ class CampaignRunner:
             return "ended"
         if connected_at is None:
             return "unknown"
-        if not self.ledger.take_back_live(connected_at, now):
-            return "unknown"
-        if self.settings.amd:  # its "human" verdict came seconds before the connection
-            self.ledger.take_back_estimate(connected_at, now)
-        return "ended"
+        return "ended" if self.ledger.take_back_live(connected_at, now) else "unknown"
 
     def _hung_up(self, attempt: Attempt, now: float, event: CallEnded) -> None:
         if not attempt.open:
