@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.errors import Invalid
+from dialer.compliance import Policy
 
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
@@ -170,6 +171,21 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         if w not in ("30d", "day"):
             raise CampaignError("windows", f"unknown window {w!r} (30d, day)")
     return s
+
+
+def under_policy(policy: Policy, **keys: Any) -> CampaignSettings:
+    """A campaign's settings under its country's rules, validated: the
+    country's abandon limit is the legal maximum (and the target, unless a
+    lower one is given), measured over the country's window (30 days and the
+    day, or the day alone)."""
+    return validate(
+        CampaignSettings(
+            **{"abandon_target": policy.abandon_limit, **keys},
+            country=policy.country,
+            legal_max_abandon=policy.abandon_limit,
+            windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
+        )
+    )
 
 
 def connect_delay(settings: CampaignSettings, silence: float) -> float:

@@ -138,7 +138,7 @@ def _demo_campaign(url: str, directory: Path) -> Any:
     only the simulated PBX answers, imported like any list.  Its rules are
     the UK's except the calling hours (open all day, so the demo dials
     whenever it is started): a demo-only policy, never shipped as a pack."""
-    from dialer.campaign import CampaignSettings, validate
+    from dialer.campaign import under_policy
     from dialer.compliance import Policy
     from dirigent.config import CampaignConfig
     from store import db
@@ -177,15 +177,7 @@ def _demo_campaign(url: str, directory: Path) -> Any:
     )
     caller_id = "+442079460999"
     return CampaignConfig(
-        settings=validate(
-            CampaignSettings(
-                DEMO_CAMPAIGN,
-                caller_id=caller_id,
-                country="GB",
-                windows=("day",),
-                wrap_up=15.0,
-            )
-        ),
+        settings=under_policy(policy, name=DEMO_CAMPAIGN, caller_id=caller_id, wrap_up=15.0),
         policy=policy,
         caller_id=caller_id,
         timezone="Europe/London",
