@@ -7,7 +7,7 @@ shape the table *is* the setting (``[http]``, ``[database]``,
 ``[[agent]]``).  A table that makes a domain object is validated and built in
 one step where pydantic meets it (:func:`_built`): by the table's
 ``build()`` (a queue's :class:`~routing.model.QueueConfig`, a campaign's
-:class:`CampaignConfig` under its country's rules, its retry rules), or as
+:class:`~dialer.campaign.CampaignSetup` under its country's rules, its retry rules), or as
 the object made of the table's keys (a service level, an overflow step, an
 expertise rule, the blending rules).  :class:`ConfigFile` is the whole file
 and checks across tables (unique names, an agent's queues, which PBX each
@@ -30,6 +30,7 @@ file is still checked, but a PBX's secret is not demanded of it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -37,7 +38,7 @@ import socket
 import zoneinfo
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -57,8 +58,7 @@ from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTE
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import DomainError, Invalid
-from dialer.campaign import CampaignSettings, under_policy
-from dialer.compliance import Campaign, Policy, policy_for
+from dialer.campaign import CampaignSettings, CampaignSetup
 from dialer.retry import DEFAULT_RULES, OUTCOMES, RetryRules, Rule
 from routing.blending import BlendingRules
 from routing.model import (
@@ -74,8 +74,6 @@ from routing.model import (
 from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///store.db"
-#: the local day for a country's ledger when ``timezone`` is not given
-DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
 
 
 class ConfigError(Invalid):
@@ -99,12 +97,13 @@ def env_secret_name(pbx_name: str) -> str:
 
 
 # -- value types: the checks each kind of value gets, written once --------------------------
-def _rule(ok: Callable[[Any], object], reason: str | Callable[[Any], str]) -> AfterValidator:
-    """A check in our words (pydantic's constraints get generic ones)."""
+def _rule(ok: Callable[[Any], object], reason: str) -> AfterValidator:
+    """A check in our words (pydantic's constraints get generic ones);
+    ``{value!r}`` in ``reason`` is the value refused."""
 
     def check(value: Any) -> Any:
         if not ok(value):
-            raise ValueError(reason(value) if callable(reason) else reason)
+            raise ValueError(reason.format(value=value))
         return value
 
     return AfterValidator(check)
@@ -136,7 +135,8 @@ Many = Annotated[tuple[T, ...], Strict(False)]
 ByChannel = dict[Annotated[Channel, Strict(False)], T]
 Channels = Annotated[frozenset[Channel], PlainValidator(_channels)]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-Name = Annotated[str, _rule(_NAME.fullmatch, "required: letters, digits, '-' or '_' (at most 40)")]
+_NAME_REASON = "required: letters, digits, '-' or '_' (at most 40)"
+Name = Annotated[str, _rule(_NAME.fullmatch, _NAME_REASON)]
 #: an agent id or queue name: the dialplan reaches it as an extension
 Extension = Annotated[
     Name,
@@ -144,9 +144,7 @@ Extension = Annotated[
         EXTENSION.fullmatch,
         "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them",
     ),
-    _rule(
-        lambda v: v not in RESERVED_EXTENSIONS, lambda v: f"{v!r} is an extension Asterisk keeps"
-    ),
+    _rule(lambda v: v not in RESERVED_EXTENSIONS, "{value!r} is an extension Asterisk keeps"),
 ]
 Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
 #: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
@@ -156,15 +154,11 @@ ListenPort = Annotated[
 ]
 Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
 Level = Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
-Endpoint = Annotated[
-    str,
-    _rule(
-        ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} is not a PJSIP endpoint name ({ENDPOINT_RULE})"
-    ),
-]
+_ENDPOINT_REASON = f"{{value!r}} is not a PJSIP endpoint name ({ENDPOINT_RULE})"
+Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, _ENDPOINT_REASON)]
 _DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
-TimeZone = Annotated[str, _rule(_is_time_zone, lambda v: f"unknown time zone {v!r}")]
+TimeZone = Annotated[str, _rule(_is_time_zone, "unknown time zone {value!r}")]
 Count = Annotated[int, _rule(lambda v: v >= 0, "must be a whole number >= 0")]
 Attempts = Annotated[int, _rule(lambda v: v >= 1, "must be a whole number >= 1")]
 
@@ -278,11 +272,8 @@ class ExpertiseTable(_Table):
     level: int = 1
     team: str | None = None
 
-    @model_validator(mode="after")
-    def _a_target(self) -> Self:
-        if not self.skill and not self.team:
-            raise ValueError("needs a skill or a team to route to")
-        return self
+
+_TARGET = _rule(lambda rule: rule.skill or rule.team, "needs a skill or a team to route to")
 
 
 class QueueTable(_Table):
@@ -296,7 +287,7 @@ class QueueTable(_Table):
     )
     max_wait: Annotated[float, Field(ge=1)] | None = None
     overflow: Many[Annotated[OverflowStep, _built(OverflowTable)]] = ()
-    expertise: Many[Annotated[ExpertiseRule, _built(ExpertiseTable)]] = ()
+    expertise: Many[Annotated[ExpertiseRule, _built(ExpertiseTable), _TARGET]] = ()
     #: the ``[[pbx]]`` its callers arrive on (the only one by default)
     pbx: str | None = None
 
@@ -408,8 +399,11 @@ _DIALING |= {
 }
 
 
-class _CampaignOwn(_Table):
-    """A campaign's keys beside its dialing settings: the file's and the server's."""
+class _CampaignTable(_Table):
+    """One ``[[campaign]]`` as the file has it: the campaign's own keys and
+    the dialing keys of :data:`_DIALING` (:data:`CampaignTable` adds them),
+    built under its country's rules (:meth:`CampaignSetup.of_country`: each
+    of its refusals names its key in this table)."""
 
     retry: Annotated[RetryRules, _built(RetryTable)] = RetryRules()
     drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
@@ -418,63 +412,10 @@ class _CampaignOwn(_Table):
     holiday_subdivisions: Many[str] = ()
     #: the ``[[pbx]]`` it dials through (the only one by default)
     pbx: str | None = None
-
-
-class CampaignConfig(_CampaignOwn):
-    """One campaign as the server runs it: dialing settings, the country's rules, retries.
-
-    The country picks the legal rules (calling hours, abandon limit and
-    window, lock-outs); the abandon target may be lower than the country's
-    limit, never higher (:func:`dialer.campaign.under_policy`)."""
-
-    settings: CampaignSettings
-    policy: Policy
-    caller_id: str
-    timezone: TimeZone  # the local day of ledger and reports
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    @property
-    def ledger_group(self) -> str:
-        return self.drop_group or self.settings.name
-
-    def compliance(self) -> Campaign:
-        """The campaign as the compliance gate sees it."""
-        return Campaign(
-            self.name,
-            self.policy,
-            self.caller_id,
-            holiday_subdivisions=self.holiday_subdivisions,
-            max_attempts_per_day=self.max_attempts_per_day,
-            timezone=self.timezone,
-        )
-
-
-class _CampaignTable(_CampaignOwn):
-    """One ``[[campaign]]`` as the file has it: the dialing keys of
-    :data:`_DIALING` (:data:`CampaignTable` adds them) and the campaign's own."""
-
     timezone: TimeZone | None = None  # its country's by default
 
-    def build(self) -> CampaignConfig:
-        """The campaign; each domain error names its key in this table."""
-        dial = {key: value for key, value in self if key in _DIALING and value is not None}
-        policy = policy_for(dial.pop("country"))  # PolicyError("country", ...)
-        Campaign(dial["name"], policy, dial["caller_id"])  # PolicyError("caller_id", ...)
-        law, own = policy.max_attempts_per_day, self.max_attempts_per_day
-        if law and own is not None and own > law:  # stricter than the law, never laxer
-            raise ConfigError(
-                "max_attempts_per_day", f"at most {law} in {policy.country} (the law's limit)"
-            )
-        return CampaignConfig(
-            **{key: getattr(self, key) for key in _CampaignOwn.model_fields},
-            settings=under_policy(policy, **dial),  # CampaignError(key, ...)
-            policy=policy,
-            caller_id=dial["caller_id"],
-            timezone=self.timezone or DEFAULT_TIMEZONES.get(policy.country, "UTC"),
-        )
+    def build(self) -> CampaignSetup:
+        return CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
 
 
 CampaignTable = create_model("CampaignTable", __base__=_CampaignTable, **_DIALING)
@@ -488,7 +429,7 @@ class Settings(_Table):
     pbxs: Many[PbxSettings] = ()
     log_format: Literal["text", "json"] = "text"
     routing: RoutingSettings = RoutingSettings()
-    campaigns: Many[CampaignConfig] = ()
+    campaigns: Many[CampaignSetup] = ()
 
 
 class ConfigFile(_Table):
@@ -502,7 +443,7 @@ class ConfigFile(_Table):
     routing: RoutingTable = RoutingTable()
     queue: Many[QueueTable] = ()
     agent: Many[AgentSettings] = ()
-    campaign: Many[Annotated[CampaignConfig, _built(CampaignTable)]] = ()
+    campaign: Many[Annotated[CampaignSetup, _built(CampaignTable)]] = ()
 
     def settings(self, env: Mapping[str, str], *, pbxs: bool = True) -> Settings:
         """The server's settings (``pbxs=False``: without the PBXs, whose
@@ -526,22 +467,21 @@ class ConfigFile(_Table):
         queues = [q.build() for q in self.queue]
         queues += [QueueConfig(name) for name in sorted(dialled - {q.name for q in queues})]
         for i, agent in enumerate(self.agent):
-            for q in agent.queues:
-                if q not in {q.name for q in queues}:
-                    raise ConfigError(f"agent[{i}].queues", f"unknown queue {q!r}")
+            if unknown := [q for q in agent.queues if q not in {q.name for q in queues}]:
+                raise ConfigError(f"agent[{i}].queues", f"unknown queue {unknown[0]!r}")
         pbx_names = [p.name for p in self.pbx]
 
         def pbx_of(kind: str, i: int, given: str | None) -> str | None:
             """The PBX it names; the only one when it names none."""
             if given is None and len(pbx_names) > 1:
-                choices = ", ".join(pbx_names)
-                raise ConfigError(
-                    f"{kind}[{i}].pbx", f"required with several PBXs (one of {choices})"
+                reason = f"required with several PBXs (one of {', '.join(pbx_names)})"
+            elif given is not None and given not in pbx_names:
+                reason = (
+                    f"unknown PBX {given!r} (known: {', '.join(pbx_names) or 'none configured'})"
                 )
-            if given is not None and given not in pbx_names:
-                known = ", ".join(pbx_names) or "none configured"
-                raise ConfigError(f"{kind}[{i}].pbx", f"unknown PBX {given!r} (known: {known})")
-            return given or next(iter(pbx_names), None)
+            else:
+                return given or next(iter(pbx_names), None)
+            raise ConfigError(f"{kind}[{i}].pbx", reason)
 
         # queue -> PBX: a [[queue]]'s own, a campaign's queue its campaign's
         on = {q.name: pbx for i, q in enumerate(self.queue) if (pbx := pbx_of("queue", i, q.pbx))}
@@ -549,26 +489,18 @@ class ConfigFile(_Table):
         for i, c in enumerate(self.campaign):
             pbx, name = pbx_of("campaign", i, c.pbx), c.settings.queue_name
             if pbx is not None and on.setdefault(name, pbx) != pbx:
-                raise ConfigError(
-                    f"campaign[{i}].pbx", f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
-                )
-            campaigns.append(c.model_copy(update={"pbx": pbx}))
+                reason = f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
+                raise ConfigError(f"campaign[{i}].pbx", reason)
+            campaigns.append(dataclasses.replace(c, pbx=pbx))
         agents = []
         for i, a in enumerate(self.agent):
             pbx = pbx_of("agent", i, a.pbx)
             for q in a.queues:
                 if q in dialled and a.mode != "nailed":
-                    raise ConfigError(
-                        f"agent[{i}].queues",
-                        f'campaign queue {q!r} needs mode = "nailed": a person a campaign'
-                        " reaches must be with an agent within 2 s, and a phone rung per"
-                        " call is not",
-                    )
+                    raise ConfigError(f"agent[{i}].queues", f"campaign queue {q!r} {_NAILED}")
                 if pbx is not None and on.get(q, pbx) != pbx:
-                    raise ConfigError(
-                        f"agent[{i}].queues",
-                        f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}",
-                    )
+                    reason = f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}"
+                    raise ConfigError(f"agent[{i}].queues", reason)
             agents.append(a.model_copy(update={"pbx": pbx}))
         owner = instance_name(self.database.url)
         return Settings(
@@ -583,6 +515,13 @@ class ConfigFile(_Table):
         )
 
 
+#: why a campaign's queue takes only nailed-up agents
+_NAILED = (
+    'needs mode = "nailed": a person a campaign reaches must be with an agent within 2 s,'
+    " and a phone rung per call is not"
+)
+
+
 # -- pydantic's errors in the file's words ---------------------------------------------------
 #: the kinds of value pydantic names (``int_type`` ...), in the words of a TOML file
 _KINDS = {
@@ -593,6 +532,15 @@ _KINDS = {
     "tuple": "a list",
     "dict": "a table",
     "model": "a table",
+}
+
+#: what a missing key must hold, where its name alone does not say it
+_REQUIRED = {
+    "name": _NAME_REASON,
+    "id": _NAME_REASON,
+    "endpoint": 'required: the agent\'s PJSIP endpoint, e.g. "1001"',
+    "country": "required: US, GB or DE",
+    "caller_id": "required: the presented number, +E.164",
 }
 
 
@@ -616,10 +564,10 @@ def _config_error(error: ErrorDetails) -> ConfigError:
         reason = f"must be {_KINDS[kind.removesuffix('_type')]}"
     elif kind == "greater_than_equal":
         reason = f"must be >= {ctx['ge']:g}"
+    elif kind == "missing":
+        reason = _REQUIRED.get(str(loc[-1]), "required")
     else:
-        reason = (
-            "required" if kind == "missing" else error["msg"].replace("Input should be", "must be")
-        )
+        reason = error["msg"].replace("Input should be", "must be")
     key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
     return ConfigError(key.removeprefix(".") or "config", reason)
 
