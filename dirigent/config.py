@@ -6,11 +6,12 @@ with the keys it does know), and where the server's settings have the same
 shape the table *is* the setting (``[http]``, ``[database]``,
 ``[[agent]]``).  A table that makes a domain object is validated and built in
 one step where pydantic meets it (:func:`_built`): by the table's
-``build()`` (a queue's :class:`~routing.model.QueueConfig`, a campaign's
-:class:`~dialer.campaign.CampaignSetup` under its country's rules, its retry rules), or as
-the object made of the table's keys (a service level, an overflow step, an
-expertise rule, the blending rules).  :class:`ConfigFile` is the whole file
-and checks across tables (unique names, an agent's queues, which PBX each
+``build()`` (a campaign's :class:`~dialer.campaign.CampaignSetup` under its
+country's rules, its retry rules), or as the object made of the table's keys
+(a service level, an overflow step, an expertise rule, the blending rules).
+A ``[[queue]]`` makes its :class:`~routing.model.QueueConfig` in
+:meth:`ConfigFile.settings` (its ``pbx`` is the file's, not the router's).
+:class:`ConfigFile` is the whole file and checks across tables (unique names, an agent's queues, which PBX each
 queue, agent and campaign is on); :class:`Settings` is what the server is
 built from, in its own layout (the router's queues and agents together).
 
@@ -282,10 +283,10 @@ class QueueTable(_Table):
     name: Extension
     skills: dict[str, Level] = {}
     priority: Annotated[int, Field(ge=0)] = 0
+    max_wait: Annotated[float, Field(ge=1)] | None = None
     service_levels: ByChannel[Annotated[ServiceLevel, _built(ServiceLevelTable)]] = Field(
         {}, alias="service_level"
     )
-    max_wait: Annotated[float, Field(ge=1)] | None = None
     overflow: Many[Annotated[OverflowStep, _built(OverflowTable)]] = ()
     expertise: Many[Annotated[ExpertiseRule, _built(ExpertiseTable), _TARGET]] = ()
     #: the ``[[pbx]]`` its callers arrive on (the only one by default)
