@@ -1,4 +1,6 @@
-"""A campaign's dialing settings, validated, and the records it dials.
+"""A campaign's dialing settings, validated; the campaign as the server runs
+it (:class:`CampaignSetup`: its settings under its country's rules); and the
+records it dials.
 
 Settings come from configuration (``[[campaign]]`` tables) or the API; every
 error names the key.  The abandon target can never be set above the legal
