@@ -1,4 +1,6 @@
-"""A campaign's dialing settings, validated, and the records it dials.
+"""A campaign's dialing settings, validated; the campaign as the server runs
+it (:class:`CampaignSetup`: its settings under its country's rules); and the
+records it dials.
 
 Settings come from configuration (``[[campaign]]`` tables) or the API; every
 error names the key.  The abandon target can never be set above the legal
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.errors import Invalid
+from dialer.compliance import Campaign, Policy, PolicyError, policy_for
+from dialer.retry import RetryRules
 
 MODES = ("preview", "progressive", "power", "predictive")
 MACHINE_ACTIONS = ("hangup", "message")
@@ -170,6 +174,88 @@ def validate(s: CampaignSettings) -> CampaignSettings:
         if w not in ("30d", "day"):
             raise CampaignError("windows", f"unknown window {w!r} (30d, day)")
     return s
+
+
+def under_policy(policy: Policy, **keys: Any) -> CampaignSettings:
+    """A campaign's settings under its country's rules, validated: the
+    country's abandon limit is the legal maximum (and the target, unless a
+    lower one is given), measured over the country's window (30 days and the
+    day, or the day alone)."""
+    return validate(
+        CampaignSettings(
+            **{"abandon_target": policy.abandon_limit, **keys},
+            country=policy.country,
+            legal_max_abandon=policy.abandon_limit,
+            windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
+        )
+    )
+
+
+#: a country's local day (its campaigns' ledgers and reports) when a campaign names none
+DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
+
+
+@dataclass(frozen=True)
+class CampaignSetup:
+    """One campaign as the server runs it: its dialing settings, its
+    country's rules (calling hours, abandon limit and window, lock-outs), its
+    retries and the ledger it is measured in.  :meth:`of_country` makes one
+    from the keys of a ``[[campaign]]`` table."""
+
+    settings: CampaignSettings
+    policy: Policy
+    caller_id: str
+    timezone: str = "UTC"  # the local day of ledger and reports
+    retry: RetryRules = field(default_factory=RetryRules)
+    drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
+    auto_start: bool = False
+    max_attempts_per_day: int | None = None  # stricter than the country's, never laxer
+    holiday_subdivisions: tuple[str, ...] = ()
+    pbx: str | None = None  # the PBX it dials through (None: the only one)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def ledger_group(self) -> str:
+        return self.drop_group or self.settings.name
+
+    def compliance(self) -> Campaign:
+        """The campaign as the compliance gate sees it."""
+        return Campaign(
+            self.name,
+            self.policy,
+            self.caller_id,
+            holiday_subdivisions=self.holiday_subdivisions,
+            max_attempts_per_day=self.max_attempts_per_day,
+            timezone=self.timezone,
+        )
+
+    @classmethod
+    def of_country(
+        cls, country: str, caller_id: str, timezone: str | None = None, **keys: Any
+    ) -> CampaignSetup:
+        """The campaign under ``country``'s rules (:func:`under_policy`; its
+        local day the country's unless ``timezone`` names one): ``keys`` are
+        its dialing settings and its own.  Each refusal names its key: a
+        country without a policy pack, a caller ID that is not a presented
+        number, a daily attempt limit laxer than the law's, a dialing setting."""
+        policy = policy_for(country)  # PolicyError("country", ...)
+        Campaign(keys["name"], policy, caller_id)  # PolicyError("caller_id", ...)
+        law, own = policy.max_attempts_per_day, keys.get("max_attempts_per_day")
+        if law and own is not None and own > law:
+            raise PolicyError(
+                "max_attempts_per_day", f"at most {law} in {policy.country} (the law's limit)"
+            )
+        dial = {key: keys.pop(key) for key in CampaignSettings.__dataclass_fields__ if key in keys}
+        return cls(
+            under_policy(policy, caller_id=caller_id, **dial),  # CampaignError(key, ...)
+            policy,
+            caller_id,
+            timezone or DEFAULT_TIMEZONES.get(policy.country, "UTC"),
+            **keys,
+        )
 
 
 def connect_delay(settings: CampaignSettings, silence: float) -> float:

@@ -59,10 +59,10 @@ from core.events import (
 )
 from core.telephony import PbxSynced, Telephony, TelephonyEvent
 from dialer.abandon import WINDOWS, AbandonLedger
-from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings
+from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings, CampaignSetup
 from dialer.compliance import Verdict
 from dialer.pacing import estimates_for
-from dialer.ports import CampaignAttempts, CampaignSetup, CampaignStore, Hopper, RecordCounts
+from dialer.ports import CampaignAttempts, CampaignStore, Hopper, RecordCounts
 from dialer.runner import PBX_LOST, SERVER_RESTART, Attempt, CampaignRunner
 from routing.agent import AgentState
 

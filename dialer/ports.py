@@ -12,32 +12,9 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 
 from dialer.abandon import DayCount
-from dialer.campaign import CampaignSettings, LeadSource
-from dialer.compliance import Campaign as CampaignRules
+from dialer.campaign import CampaignSetup, LeadSource
 from dialer.retry import RetryRules
 from dialer.runner import AttemptLog
-
-
-class CampaignSetup(Protocol):
-    """A configured campaign (the configuration's ``CampaignConfig``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def settings(self) -> CampaignSettings: ...
-    @property
-    def caller_id(self) -> str: ...
-    @property
-    def pbx(self) -> str | None: ...
-    @property
-    def retry(self) -> RetryRules: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def auto_start(self) -> bool: ...
-    @property
-    def ledger_group(self) -> str: ...
-    def compliance(self) -> CampaignRules: ...
 
 
 class Hopper(LeadSource, Protocol):

@@ -4,21 +4,22 @@ Each table of the file is a frozen pydantic model below (strict types:
 ``"80"`` is no port, ``1`` no boolean; a key the table does not know refused
 with the keys it does know), and where the server's settings have the same
 shape the table *is* the setting (``[http]``, ``[database]``,
-``[[agent]]``).  Where they differ, a table builds the domain's object
-with its ``build()``: a PBX's :class:`~asterisk.session.PbxSettings`, a
-queue's :class:`~routing.model.QueueConfig`, a campaign's
-:class:`CampaignConfig` (its dial settings and its country's policy, with
-their own checks), a campaign's retry rules and the blending rules (nested
-tables, built where they are validated, :func:`_built`, so that their errors
-carry their path as any other's).  :class:`ConfigFile` is the whole
-file and checks across tables (unique names, an agent's queues, which PBX
-each queue, agent and campaign is on); :class:`Settings` is what the server
-is built from, in its own layout (the router's queues and agents together).
+``[[agent]]``).  A table that makes a domain object is validated and built in
+one step where pydantic meets it (:func:`_built`): by the table's
+``build()`` (a campaign's :class:`~dialer.campaign.CampaignSetup` under its
+country's rules, its retry rules), or as the object made of the table's keys
+(a service level, an overflow step, an expertise rule, the blending rules).
+A ``[[queue]]`` makes its :class:`~routing.model.QueueConfig` in
+:meth:`ConfigFile.settings` (its ``pbx`` is the file's, not the router's).
+:class:`ConfigFile` is the whole file and checks across tables (unique names, an agent's queues, which PBX each
+queue, agent and campaign is on); :class:`Settings` is what the server is
+built from, in its own layout (the router's queues and agents together).
 
 Every error is one :class:`ConfigError` naming the key path
-(``pbx[0].port: must be an integer from 1 to 65535``, :func:`_config_error`):
-pydantic's errors in our words, a domain error's key (relative to its table)
-joined to the table's path.  So a typo never silently falls back to a default.
+(``pbx[0].port: must be an integer from 1 to 65535``): pydantic's errors in
+the file's words (:func:`_config_error`), a domain error's key (relative to
+its table) joined to the table's path.  So a typo never silently falls back
+to a default.
 
 Secrets can stay out of the file: ``DIRIGENT_PBX_<NAME>_SECRET`` overrides
 ``[[pbx]] secret`` for the PBX called ``<name>`` (upper-cased, ``-`` as
@@ -30,14 +31,15 @@ file is still checked, but a PBX's secret is not demanded of it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import socket
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -48,9 +50,7 @@ from pydantic import (
     PlainValidator,
     Strict,
     ValidationError,
-    ValidationInfo,
     create_model,
-    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
@@ -58,13 +58,12 @@ from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTENSIONS
 from asterisk.session import PbxSettings
 from core import tomlfile
-from core.errors import Invalid
-from dialer.campaign import CampaignSettings, validate
-from dialer.compliance import Campaign, Policy, policy_for
+from core.errors import DomainError, Invalid
+from dialer.campaign import CampaignSettings, CampaignSetup
 from dialer.retry import DEFAULT_RULES, OUTCOMES, RetryRules, Rule
 from routing.blending import BlendingRules
-from routing.model import DEFAULT_SERVICE_LEVELS as SERVICE_LEVELS
 from routing.model import (
+    DEFAULT_SERVICE_LEVELS,
     Channel,
     ExpertiseRule,
     Operator,
@@ -76,16 +75,14 @@ from routing.model import (
 from routing.router import POLICIES
 
 DEFAULT_DATABASE_URL = "sqlite:///store.db"
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-#: the local day for a country's ledger when ``timezone`` is not given
-DEFAULT_TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin"}
 
 
-class ConfigError(ValueError):
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
+class ConfigError(Invalid):
+    """A key of the file (``key``, the error's ``field``) and why it is refused."""
+
+    @property
+    def key(self) -> str:
+        return self.field
 
 
 def instance_name(database_url: str) -> str:
@@ -101,12 +98,13 @@ def env_secret_name(pbx_name: str) -> str:
 
 
 # -- value types: the checks each kind of value gets, written once --------------------------
-def _rule(ok: Callable[[Any], object], reason: str | Callable[[Any], str]) -> AfterValidator:
-    """A check in our words (pydantic's constraints get generic ones)."""
+def _rule(ok: Callable[[Any], object], reason: str) -> AfterValidator:
+    """A check in our words (pydantic's constraints get generic ones);
+    ``{value!r}`` in ``reason`` is the value refused."""
 
     def check(value: Any) -> Any:
         if not ok(value):
-            raise ValueError(reason(value) if callable(reason) else reason)
+            raise ValueError(reason.format(value=value))
         return value
 
     return AfterValidator(check)
@@ -120,13 +118,26 @@ def _is_time_zone(name: str) -> bool:
     return True
 
 
+def _channels(names: Any) -> frozenset[Channel]:
+    """Channel names as the channels (a bad one named with the ones there are)."""
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError("must be a list of channels")
+    known = [c.value for c in Channel]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown channel {name!r} (one of {', '.join(known)})")
+    return frozenset(Channel(name) for name in names)
+
+
 T = TypeVar("T")
 #: an array (of tables or of text): TOML gives a list, the settings keep a tuple
 Many = Annotated[tuple[T, ...], Strict(False)]
 #: a table keyed by channel name (``voice``, ``chat``, ...)
 ByChannel = dict[Annotated[Channel, Strict(False)], T]
+Channels = Annotated[frozenset[Channel], PlainValidator(_channels)]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _NAME_REASON = "required: letters, digits, '-' or '_' (at most 40)"
-Name = Annotated[str, _rule(_NAME_RE.fullmatch, _NAME_REASON)]
+Name = Annotated[str, _rule(_NAME.fullmatch, _NAME_REASON)]
 #: an agent id or queue name: the dialplan reaches it as an extension
 Extension = Annotated[
     Name,
@@ -134,9 +145,7 @@ Extension = Annotated[
         EXTENSION.fullmatch,
         "two characters or more: the dialplan's _[a-zA-Z0-9]. patterns need them",
     ),
-    _rule(
-        lambda v: v not in RESERVED_EXTENSIONS, lambda v: f"{v!r} is an extension Asterisk keeps"
-    ),
+    _rule(lambda v: v not in RESERVED_EXTENSIONS, "{value!r} is an extension Asterisk keeps"),
 ]
 Port = Annotated[int, _rule(lambda v: 1 <= v <= 65535, "must be an integer from 1 to 65535")]
 #: where we listen: 0 lets the system pick a free port (tests, ``demo --http-port 0``;
@@ -146,23 +155,30 @@ ListenPort = Annotated[
 ]
 Seconds = Annotated[float, _rule(lambda v: v > 0, "must be a positive number of seconds")]
 Level = Annotated[int, _rule(lambda v: 1 <= v <= 10, "level must be a whole number from 1 to 10")]
-_ENDPOINT_REASON = f"is not a PJSIP endpoint name ({ENDPOINT_RULE})"
-Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, lambda v: f"{v!r} {_ENDPOINT_REASON}")]
+_ENDPOINT_REASON = f"{{value!r}} is not a PJSIP endpoint name ({ENDPOINT_RULE})"
+Endpoint = Annotated[str, _rule(ENDPOINT_NAME.fullmatch, _ENDPOINT_REASON)]
 _DB_SCHEME = re.compile(r"^(sqlite|postgresql)(\+\w+)?://")
 DatabaseUrl = Annotated[str, _rule(_DB_SCHEME.match, "must start with sqlite:// or postgresql://")]
-TimeZone = Annotated[str, _rule(_is_time_zone, lambda v: f"unknown time zone {v!r}")]
+TimeZone = Annotated[str, _rule(_is_time_zone, "unknown time zone {value!r}")]
 Count = Annotated[int, _rule(lambda v: v >= 0, "must be a whole number >= 0")]
 Attempts = Annotated[int, _rule(lambda v: v >= 1, "must be a whole number >= 1")]
 
 
 def _built(table: type[BaseModel]) -> GetPydanticSchema:
-    """``Annotated[Rules, _built(RulesTable)]``: a domain object the file
-    gives as a table, validated as ``table`` (its errors under its keys, as
-    every table's) and made by its ``build()``; one built in code as it is."""
+    """``Annotated[Kind, _built(Table)]``: a domain object the file gives as
+    a table, validated as ``Table`` (its errors under its keys, as every
+    table's) and made by its ``build()``, or as ``Kind(**table)``; one
+    made in code is taken as it is."""
+
+    def made(kind: Any, value: Any, inner: Callable[[Any], Any]) -> Any:
+        if isinstance(value, kind):
+            return value
+        given = inner(value)
+        return given.build() if hasattr(given, "build") else kind(**dict(given))
+
     return GetPydanticSchema(
         lambda kind, handler: core_schema.no_info_wrap_validator_function(
-            lambda value, inner: value if isinstance(value, kind) else inner(value).build(),
-            handler(table),
+            lambda value, inner: made(kind, value, inner), handler(table)
         )
     )
 
@@ -197,14 +213,8 @@ class HttpSettings(_Table):
 
 
 class DatabaseSettings(_Table):
-    url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL, validate_default=True, repr=False)
+    url: DatabaseUrl = Field(default=DEFAULT_DATABASE_URL, repr=False)
     auto_upgrade: bool = True
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _from_env(cls, url: Any, info: ValidationInfo) -> Any:
-        """``DIRIGENT_DATABASE_URL`` (given as the context) wins over the file."""
-        return (info.context or {}).get("database_url") or url
 
 
 class LogSettings(_Table):
@@ -263,11 +273,8 @@ class ExpertiseTable(_Table):
     level: int = 1
     team: str | None = None
 
-    @model_validator(mode="after")
-    def _a_target(self) -> Self:
-        if not self.skill and not self.team:
-            raise ValueError("needs a skill or a team to route to")
-        return self
+
+_TARGET = _rule(lambda rule: rule.skill or rule.team, "needs a skill or a team to route to")
 
 
 class QueueTable(_Table):
@@ -277,25 +284,22 @@ class QueueTable(_Table):
     skills: dict[str, Level] = {}
     priority: Annotated[int, Field(ge=0)] = 0
     max_wait: Annotated[float, Field(ge=1)] | None = None
-    service_level: ByChannel[ServiceLevelTable] = {}
-    overflow: Many[OverflowTable] = ()
-    expertise: Many[ExpertiseTable] = ()
+    service_levels: ByChannel[Annotated[ServiceLevel, _built(ServiceLevelTable)]] = Field(
+        {}, alias="service_level"
+    )
+    overflow: Many[Annotated[OverflowStep, _built(OverflowTable)]] = ()
+    expertise: Many[Annotated[ExpertiseRule, _built(ExpertiseTable), _TARGET]] = ()
     #: the ``[[pbx]]`` its callers arrive on (the only one by default)
     pbx: str | None = None
 
     def build(self) -> QueueConfig:
         """Overflow steps in the order they fire; no service level: the channels' defaults."""
-        levels = {ch: ServiceLevel(**dict(sl)) for ch, sl in self.service_level.items()}
         return QueueConfig(
-            self.name,
-            skills=self.skills,
-            priority=self.priority,
-            service_levels=levels or dict(SERVICE_LEVELS),
-            max_wait=self.max_wait,
-            overflow=tuple(
-                OverflowStep(**dict(o)) for o in sorted(self.overflow, key=lambda o: o.after)
-            ),
-            expertise=tuple(ExpertiseRule(**dict(e)) for e in self.expertise),
+            **{key: value for key, value in self if key != "pbx"}
+            | {
+                "service_levels": self.service_levels or dict(DEFAULT_SERVICE_LEVELS),
+                "overflow": tuple(sorted(self.overflow, key=lambda o: o.after)),
+            }
         )
 
 
@@ -314,20 +318,6 @@ class AgentSettings(_Table):
     auto_login: bool = False
     #: the ``[[pbx]]`` its phone is on (the only one by default)
     pbx: str | None = None
-
-
-def _channels(names: Any) -> frozenset[Channel]:
-    """Channel names as the channels (a bad one named with the ones there are)."""
-    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise ValueError("must be a list of channels")
-    known = [c.value for c in Channel]
-    for name in names:
-        if name not in known:
-            raise ValueError(f"unknown channel {name!r} (one of {', '.join(known)})")
-    return frozenset(Channel(name) for name in names)
-
-
-Channels = Annotated[frozenset[Channel], PlainValidator(_channels)]
 
 
 _BLENDING = BlendingRules()
@@ -349,9 +339,6 @@ class BlendingTable(_Table):
         _BLENDING.calls_waiting_quiet,
         alias="offer_deferrable_to_voice_agents_when_calls_waiting_at_most",
     )
-
-    def build(self) -> BlendingRules:
-        return BlendingRules(**dict(self))
 
 
 class RoutingTable(_Table):
@@ -413,8 +400,11 @@ _DIALING |= {
 }
 
 
-class _CampaignOwn(_Table):
-    """A campaign's keys beside its dialing settings: the file's and the server's."""
+class _CampaignTable(_Table):
+    """One ``[[campaign]]`` as the file has it: the campaign's own keys and
+    the dialing keys of :data:`_DIALING` (:data:`CampaignTable` adds them),
+    built under its country's rules (:meth:`CampaignSetup.of_country`: each
+    of its refusals names its key in this table)."""
 
     retry: Annotated[RetryRules, _built(RetryTable)] = RetryRules()
     drop_group: str | None = None  # campaigns measured together (Ofcom allows it)
@@ -423,71 +413,10 @@ class _CampaignOwn(_Table):
     holiday_subdivisions: Many[str] = ()
     #: the ``[[pbx]]`` it dials through (the only one by default)
     pbx: str | None = None
-
-
-class CampaignConfig(_CampaignOwn):
-    """One campaign as the server runs it: dialing settings, the country's rules, retries.
-
-    The country picks the legal rules (calling hours, abandon limit and
-    window, lock-outs); the abandon target may be lower than the country's
-    limit, never higher (:func:`dialer.campaign.validate`)."""
-
-    settings: CampaignSettings
-    policy: Policy
-    caller_id: str
-    timezone: TimeZone  # the local day of ledger and reports
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    @property
-    def ledger_group(self) -> str:
-        return self.drop_group or self.settings.name
-
-    def compliance(self) -> Campaign:
-        """The campaign as the compliance gate sees it."""
-        return Campaign(
-            self.name,
-            self.policy,
-            self.caller_id,
-            holiday_subdivisions=self.holiday_subdivisions,
-            max_attempts_per_day=self.max_attempts_per_day,
-            timezone=self.timezone,
-        )
-
-
-class _CampaignTable(_CampaignOwn):
-    """One ``[[campaign]]`` as the file has it: the dialing keys of
-    :data:`_DIALING` (:data:`CampaignTable` adds them) and the campaign's own."""
-
     timezone: TimeZone | None = None  # its country's by default
 
-    def build(self) -> CampaignConfig:
-        """The campaign; each domain error names its key in this table."""
-        dial = self.model_dump(include=set(_DIALING), exclude_none=True)
-        policy = policy_for(dial.pop("country"))  # PolicyError("country", ...)
-        Campaign(dial["name"], policy, dial["caller_id"])  # PolicyError("caller_id", ...)
-        law, own = policy.max_attempts_per_day, self.max_attempts_per_day
-        if law and own is not None and own > law:  # stricter than the law, never laxer
-            raise ConfigError(
-                "max_attempts_per_day", f"at most {law} in {policy.country} (the law's limit)"
-            )
-        settings = validate(  # CampaignError(key, ...)
-            CampaignSettings(
-                **{"abandon_target": policy.abandon_limit, **dial},
-                country=policy.country,
-                legal_max_abandon=policy.abandon_limit,
-                windows=("30d", "day") if policy.abandon_window == "30d" else ("day",),
-            )
-        )
-        return CampaignConfig(
-            **{key: getattr(self, key) for key in _CampaignOwn.model_fields},
-            settings=settings,
-            policy=policy,
-            caller_id=dial["caller_id"],
-            timezone=self.timezone or DEFAULT_TIMEZONES.get(policy.country, "UTC"),
-        )
+    def build(self) -> CampaignSetup:
+        return CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
 
 
 CampaignTable = create_model("CampaignTable", __base__=_CampaignTable, **_DIALING)
@@ -501,7 +430,7 @@ class Settings(_Table):
     pbxs: Many[PbxSettings] = ()
     log_format: Literal["text", "json"] = "text"
     routing: RoutingSettings = RoutingSettings()
-    campaigns: Many[CampaignConfig] = ()
+    campaigns: Many[CampaignSetup] = ()
 
 
 class ConfigFile(_Table):
@@ -509,14 +438,13 @@ class ConfigFile(_Table):
     across them and lays them out for the server."""
 
     http: HttpSettings = HttpSettings()
-    # validated even when absent: DIRIGENT_DATABASE_URL comes in through the context
-    database: DatabaseSettings = Field(default={}, validate_default=True)
+    database: DatabaseSettings = DatabaseSettings()
     log: LogSettings = LogSettings()
     pbx: Many[PbxTable] = ()
     routing: RoutingTable = RoutingTable()
     queue: Many[QueueTable] = ()
     agent: Many[AgentSettings] = ()
-    campaign: Many[Annotated[CampaignConfig, _built(CampaignTable)]] = ()
+    campaign: Many[Annotated[CampaignSetup, _built(CampaignTable)]] = ()
 
     def settings(self, env: Mapping[str, str], *, pbxs: bool = True) -> Settings:
         """The server's settings (``pbxs=False``: without the PBXs, whose
@@ -526,35 +454,35 @@ class ConfigFile(_Table):
         queue being one (it gets the defaults unless a ``[[queue]]`` has
         it); with several PBXs every queue, agent and campaign names its
         own, and an agent is on its queues' PBX."""
-        pbx_names = [p.name for p in self.pbx]
-        for kind, key, names in (
-            ("pbx", "name", pbx_names),
-            ("queue", "name", [q.name for q in self.queue]),
-            ("agent", "id", [a.id for a in self.agent]),
-            ("campaign", "name", [c.name for c in self.campaign]),
+        for kind, key in (
+            ("pbx", "name"),
+            ("queue", "name"),
+            ("agent", "id"),
+            ("campaign", "name"),
         ):
+            names = [getattr(table, key) for table in getattr(self, kind)]
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ConfigError(f"{kind}[{i}].{key}", f"duplicate {name!r}")
-        configured = [q.build() for q in self.queue]
-        dialled = {c.settings.queue_name for c in self.campaign} - {q.name for q in configured}
-        queues = (*configured, *(QueueConfig(name) for name in sorted(dialled)))
+        dialled = {c.settings.queue_name for c in self.campaign}
+        queues = [q.build() for q in self.queue]
+        queues += [QueueConfig(name) for name in sorted(dialled - {q.name for q in queues})]
         for i, agent in enumerate(self.agent):
-            for q in agent.queues:
-                if q not in {q.name for q in queues}:
-                    raise ConfigError(f"agent[{i}].queues", f"unknown queue {q!r}")
+            if unknown := [q for q in agent.queues if q not in {q.name for q in queues}]:
+                raise ConfigError(f"agent[{i}].queues", f"unknown queue {unknown[0]!r}")
+        pbx_names = [p.name for p in self.pbx]
 
         def pbx_of(kind: str, i: int, given: str | None) -> str | None:
             """The PBX it names; the only one when it names none."""
             if given is None and len(pbx_names) > 1:
-                choices = ", ".join(pbx_names)
-                raise ConfigError(
-                    f"{kind}[{i}].pbx", f"required with several PBXs (one of {choices})"
+                reason = f"required with several PBXs (one of {', '.join(pbx_names)})"
+            elif given is not None and given not in pbx_names:
+                reason = (
+                    f"unknown PBX {given!r} (known: {', '.join(pbx_names) or 'none configured'})"
                 )
-            if given is not None and given not in pbx_names:
-                known = ", ".join(pbx_names) or "none configured"
-                raise ConfigError(f"{kind}[{i}].pbx", f"unknown PBX {given!r} (known: {known})")
-            return given or next(iter(pbx_names), None)
+            else:
+                return given or next(iter(pbx_names), None)
+            raise ConfigError(f"{kind}[{i}].pbx", reason)
 
         # queue -> PBX: a [[queue]]'s own, a campaign's queue its campaign's
         on = {q.name: pbx for i, q in enumerate(self.queue) if (pbx := pbx_of("queue", i, q.pbx))}
@@ -562,60 +490,52 @@ class ConfigFile(_Table):
         for i, c in enumerate(self.campaign):
             pbx, name = pbx_of("campaign", i, c.pbx), c.settings.queue_name
             if pbx is not None and on.setdefault(name, pbx) != pbx:
-                raise ConfigError(
-                    f"campaign[{i}].pbx", f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
-                )
-            campaigns.append(c.model_copy(update={"pbx": pbx}))
+                reason = f"its queue {name!r} is on PBX {on[name]!r}, not {pbx!r}"
+                raise ConfigError(f"campaign[{i}].pbx", reason)
+            campaigns.append(dataclasses.replace(c, pbx=pbx))
         agents = []
-        dialed = {c.settings.queue_name for c in self.campaign}
         for i, a in enumerate(self.agent):
             pbx = pbx_of("agent", i, a.pbx)
             for q in a.queues:
-                if q in dialed and a.mode != "nailed":
-                    raise ConfigError(
-                        f"agent[{i}].queues",
-                        f'campaign queue {q!r} needs mode = "nailed": a person a campaign'
-                        " reaches must be with an agent within 2 s, and a phone rung per"
-                        " call is not",
-                    )
+                if q in dialled and a.mode != "nailed":
+                    raise ConfigError(f"agent[{i}].queues", f"campaign queue {q!r} {_NAILED}")
                 if pbx is not None and on.get(q, pbx) != pbx:
-                    raise ConfigError(
-                        f"agent[{i}].queues",
-                        f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}",
-                    )
+                    reason = f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}"
+                    raise ConfigError(f"agent[{i}].queues", reason)
             agents.append(a.model_copy(update={"pbx": pbx}))
         owner = instance_name(self.database.url)
-        routing = RoutingSettings(
-            **dict(self.routing), queues=queues, agents=tuple(agents), queue_pbx=on
-        )
         return Settings(
             http=self.http,
             database=self.database,
-            pbxs=tuple(p.build(env, owner, f"pbx[{i}]") for i, p in enumerate(self.pbx))
-            if pbxs
-            else (),
+            pbxs=tuple(p.build(env, owner, f"pbx[{i}]") for i, p in enumerate(self.pbx) if pbxs),
             log_format=self.log.format,
-            routing=routing,
+            routing=RoutingSettings(
+                **dict(self.routing), queues=tuple(queues), agents=tuple(agents), queue_pbx=on
+            ),
             campaigns=tuple(campaigns),
         )
 
 
-# -- pydantic's errors in our words -----------------------------------------------------
-_REASONS = {
-    "missing": "required",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be text",
-    "bool_type": "must be true or false",
-    "tuple_type": "must be a list",
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "dataclass_exact_type": "must be a table",
-    "literal_error": "must be {expected}",
-    "enum": "must be {expected}",
-    "greater_than_equal": "must be >= {ge:g}",
+#: why a campaign's queue takes only nailed-up agents
+_NAILED = (
+    'needs mode = "nailed": a person a campaign reaches must be with an agent within 2 s,'
+    " and a phone rung per call is not"
+)
+
+
+# -- pydantic's errors in the file's words ---------------------------------------------------
+#: the kinds of value pydantic names (``int_type`` ...), in the words of a TOML file
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "string": "text",
+    "bool": "true or false",
+    "tuple": "a list",
+    "dict": "a table",
+    "model": "a table",
 }
-#: what a missing key must hold, where the name alone does not say it
+
+#: what a missing key must hold, where its name alone does not say it
 _REQUIRED = {
     "name": _NAME_REASON,
     "id": _NAME_REASON,
@@ -625,34 +545,32 @@ _REQUIRED = {
 }
 
 
-def _dotted(loc: Iterable[int | str]) -> str:
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
-    return key
-
-
 def _config_error(error: ErrorDetails) -> ConfigError:
-    """The first error of a validation, as ``key.path: reason``."""
-    loc = [part for part in error["loc"] if part != "[key]"]  # a bad key: as itself
-    key = _dotted(loc) or "config"
-    ctx = error.get("ctx", {})
+    """The first error of a validation, as ``key.path: reason``: a domain
+    error's key (in its table) joined to the table's path, an unknown key's
+    to its table's, a bad key of a mapping as itself; pydantic's own words
+    turned into the file's (``Input should be`` as ``must be``)."""
+    loc: list[int | str] = [part for part in error["loc"] if part != "[key]"]
+    ctx, kind = error.get("ctx", {}), error["type"]
     cause = ctx.get("error")
-    if isinstance(cause, ValueError):  # ours, or the domain's naming its key in the table
-        inner = getattr(cause, "key", None) or getattr(cause, "field", None)
-        if isinstance(inner, str):
-            reason = getattr(cause, "reason", None) or str(cause).split(": ", 1)[-1]
-            return ConfigError(_dotted([*loc, *inner.split(".")]), reason)
-        return ConfigError(key, str(cause))
-    kind = error["type"]
-    if kind == "unknown_key":
-        return ConfigError(_dotted([*loc, ctx["key"]]), error["msg"])
-    if kind == "missing" and loc and loc[-1] in _REQUIRED:
-        return ConfigError(key, _REQUIRED[str(loc[-1])])
-    if kind == "tuple_type" and len(loc) == 1:
-        return ConfigError(key, f"must be an array of tables ([[{key}]])")
-    template = _REASONS.get(kind)
-    return ConfigError(key, template.format(**ctx) if template else error["msg"])
+    if isinstance(cause, DomainError):  # raised by a build, naming its key in the table
+        loc, reason = [*loc, *cause.field.split(".")], cause.reason
+    elif kind == "unknown_key":
+        loc, reason = [*loc, ctx["key"]], error["msg"]
+    elif cause is not None:  # a check of ours (:func:`_rule`)
+        reason = str(cause)
+    elif kind == "tuple_type" and len(loc) == 1:
+        reason = f"must be an array of tables ([[{loc[0]}]])"
+    elif kind.removesuffix("_type") in _KINDS:
+        reason = f"must be {_KINDS[kind.removesuffix('_type')]}"
+    elif kind == "greater_than_equal":
+        reason = f"must be >= {ctx['ge']:g}"
+    elif kind == "missing":
+        reason = _REQUIRED.get(str(loc[-1]), "required")
+    else:
+        reason = error["msg"].replace("Input should be", "must be")
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return ConfigError(key.removeprefix(".") or "config", reason)
 
 
 def parse_settings(
@@ -662,10 +580,11 @@ def parse_settings(
     values, names across tables).  ``pbxs=False``: without the PBXs, so a
     command that only touches the database runs without a PBX's secret."""
     env = os.environ if env is None else env
+    database = data.get("database", {})
+    if (url := env.get("DIRIGENT_DATABASE_URL")) and isinstance(database, dict):
+        data = {**data, "database": {**database, "url": url}}  # the environment wins
     try:
-        doc = ConfigFile.model_validate(
-            data, context={"database_url": env.get("DIRIGENT_DATABASE_URL")}
-        )
+        doc = ConfigFile.model_validate(data)
     except ValidationError as exc:
         raise _config_error(exc.errors()[0]) from None
     return doc.settings(env, pbxs=pbxs)

@@ -56,9 +56,9 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from dialer.abandon import DayCount
-from dialer.campaign import Lead
+from dialer.campaign import CampaignSetup, Lead
 from dialer.compliance import Campaign, Compliance, Verdict
-from dialer.ports import CampaignAttempts, CampaignSetup, Hopper
+from dialer.ports import CampaignAttempts, Hopper
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
 from store import db, pool

@@ -44,7 +44,7 @@ def safe_list_name(name: str) -> str:
 
 class CampaignRules(Protocol):
     """What list operations need of a configured campaign: its name, its retry
-    rules and its compliance rules (the configuration's ``CampaignConfig``)."""
+    rules and its compliance rules (a :class:`dialer.campaign.CampaignSetup`)."""
 
     @property
     def name(self) -> str: ...

@@ -3,6 +3,7 @@ SQLite, HTTP API, metrics, and a restart that reconciles what was left open."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +58,7 @@ def setup(fast_sim, tmp_path) -> Iterator[Any]:
     db.add_user(engine, "anna", hash_password("anna-password"), "agent", "agent1001")
     campaign = _demo_campaign(url, tmp_path)
     # agents are ready again 1 s after a call (the demo gives them 15 s)
-    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=1.0)})
+    campaign = dataclasses.replace(campaign, settings=campaign.settings.with_changes(wrap_up=1.0))
     queues = ("sales", DEMO_CAMPAIGN)
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
@@ -853,8 +854,8 @@ def test_predictive_pacing_does_not_dial_for_agents_in_a_two_minute_wrap_up(
     db.upgrade(url)
     engine = db.make_engine(url)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = campaign.model_copy(
-        update={"settings": campaign.settings.with_changes(wrap_up=120.0, mode="progressive")}
+    campaign = dataclasses.replace(
+        campaign, settings=campaign.settings.with_changes(wrap_up=120.0, mode="progressive")
     )
     agents = ("agent1001", "agent1002")
     session = session_factory(server.address)
@@ -961,7 +962,7 @@ def test_the_colleague_who_takes_a_transferred_campaign_call_gives_its_result(tm
     db.add_user(engine, "carl", hash_password("carl-password"), "agent", "agent1003")
     db.add_user(engine, "sue", hash_password("sue-password"), "supervisor", None)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=5.0)})
+    campaign = dataclasses.replace(campaign, settings=campaign.settings.with_changes(wrap_up=5.0))
     queues = {"agent1001": ("sales", DEMO_CAMPAIGN), "agent1002": ("sales",)}
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),

@@ -11,6 +11,7 @@ Asterisk, with the assembled server and a running campaign.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -198,7 +199,7 @@ def assembled(tmp_path) -> Iterator[Any]:
     engine = db.make_engine(url)
     db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = campaign.model_copy(update={"settings": campaign.settings.with_changes(wrap_up=0.5)})
+    campaign = dataclasses.replace(campaign, settings=campaign.settings.with_changes(wrap_up=0.5))
     queues = ("sales", DEMO_CAMPAIGN)
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),

@@ -11,6 +11,7 @@ so nothing may be told apart by a call id or an endpoint alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,8 +88,8 @@ def _two_pbx_settings(addresses: dict[str, Any], tmp_path: Any) -> Settings:
     url = f"sqlite:///{tmp_path / 'two.db'}"
     db.upgrade(url)
     campaign = _demo_campaign(url, tmp_path)
-    campaign = campaign.model_copy(
-        update={"settings": campaign.settings.with_changes(wrap_up=1.0), "pbx": "west"}
+    campaign = dataclasses.replace(
+        campaign, settings=campaign.settings.with_changes(wrap_up=1.0), pbx="west"
     )
     queues = {"east": ("sales-east",), "west": ("sales-west", DEMO_CAMPAIGN)}
     settings = Settings(

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dirigent.config import CampaignConfig, Settings
+    from dialer.campaign import CampaignSetup
+    from dirigent.config import Settings
 
 from core.events import AgentState, AgentStateChanged, Direction, InteractionChanged
 from dirigent.cli.common import (
@@ -138,9 +139,8 @@ def _demo_campaign(url: str, directory: Path) -> Any:
     only the simulated PBX answers, imported like any list.  Its rules are
     the UK's except the calling hours (open all day, so the demo dials
     whenever it is started): a demo-only policy, never shipped as a pack."""
-    from dialer.campaign import CampaignSettings, validate
+    from dialer.campaign import CampaignSetup, under_policy
     from dialer.compliance import Policy
-    from dirigent.config import CampaignConfig
     from store import db
     from store.lists_import import import_list
 
@@ -176,16 +176,8 @@ def _demo_campaign(url: str, directory: Path) -> Any:
         "demo policy",
     )
     caller_id = "+442079460999"
-    return CampaignConfig(
-        settings=validate(
-            CampaignSettings(
-                DEMO_CAMPAIGN,
-                caller_id=caller_id,
-                country="GB",
-                windows=("day",),
-                wrap_up=15.0,
-            )
-        ),
+    return CampaignSetup(
+        settings=under_policy(policy, name=DEMO_CAMPAIGN, caller_id=caller_id, wrap_up=15.0),
         policy=policy,
         caller_id=caller_id,
         timezone="Europe/London",
@@ -196,7 +188,7 @@ def _demo_campaign(url: str, directory: Path) -> Any:
 def demo_settings(
     url: str,
     ami_port: int,
-    campaigns: tuple[CampaignConfig, ...],
+    campaigns: tuple[CampaignSetup, ...],
     *,
     agents: int,
     http_port: int = 0,
