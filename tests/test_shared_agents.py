@@ -18,11 +18,10 @@ from sqlalchemy import func, select
 from twisted.internet import reactor
 
 from asterisk.session import PbxSettings
-from dialer.campaign import CampaignSettings, validate
+from dialer.campaign import CampaignSettings, CampaignSetup, validate
 from dialer.compliance import Policy
 from dirigent.config import (
     AgentSettings,
-    CampaignConfig,
     DatabaseSettings,
     HttpSettings,
     RoutingSettings,
@@ -66,9 +65,9 @@ OPEN_ALL_DAY = {
 }
 
 
-def campaign(name: str, mode: str) -> CampaignConfig:
+def campaign(name: str, mode: str) -> CampaignSetup:
     caller_id = "+442079460999"
-    return CampaignConfig(
+    return CampaignSetup(
         settings=validate(
             CampaignSettings(
                 name, mode=mode, caller_id=caller_id, country="GB", windows=("day",), wrap_up=1.0
