@@ -117,6 +117,11 @@ class User:
         return self.role == "agent" and self.agent == agent
 
     def sees_agent(self, agent: str) -> bool:
+        """An agent sees itself only (another's state, work and time today
+        are that agent's, as its report and its socket are: QA5 finding 7);
+        a supervisor its scope; an admin everyone."""
+        if self.role == "agent":
+            return agent == self.agent
         return self.scope is None or self.role == "admin" or agent in self.scope.agents
 
     def sees_queue(self, queue: str) -> bool:

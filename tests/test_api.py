@@ -119,7 +119,7 @@ def test_login_needs_the_right_password_and_every_route_a_token(app):
     assert status == 400 and body["error"] == "password: required"
     anna = token(app, "anna")
     status, agents = call(app, "GET", "agents", token=anna)
-    assert status == 200 and [a["id"] for a in agents] == ["anna", "ben"]
+    assert status == 200 and [a["id"] for a in agents] == ["anna"], "an agent sees itself only"
 
 
 def test_agents_act_for_themselves_supervisors_for_anyone(app):
@@ -134,6 +134,20 @@ def test_agents_act_for_themselves_supervisors_for_anyone(app):
     assert status == 403, "skills are the supervisor's"
     status, view = call(app, "PUT", "agents/anna/skills", {"skills": {"de": 8}}, boss)
     assert status == 200 and view["skills"] == {"de": 8}
+
+
+def test_an_agent_sees_its_own_state_only(app):
+    """QA5 finding 7: an agent read every colleague's state, work (the ids
+    of the customers' interactions) and time today, which its report route
+    and its socket refuse."""
+    anna, boss = token(app, "anna"), token(app, "boss")
+    status, listed = call(app, "GET", "agents", token=anna)
+    assert status == 200 and [a["id"] for a in listed] == ["anna"]
+    status, error = call(app, "GET", "agents/ben", token=anna)
+    assert (status, error["field"]) == (403, "agent")
+    assert call(app, "GET", "agents/anna", token=anna)[0] == 200
+    status, listed = call(app, "GET", "agents", token=boss)
+    assert status == 200 and {"anna", "ben"} <= {a["id"] for a in listed}
 
 
 def test_a_skill_given_by_a_supervisor_brings_the_waiting_chat_that_needs_it_at_once(app):

@@ -31,7 +31,7 @@ def test_the_role_decorator_refuses_a_wrong_role_and_changes_nothing(app):
     assert status == 403 and error["field"] == "campaign"
     status, error = call(app, "POST", "dnc", {"numbers": ["+442079460500"]}, anna)
     assert status == 403 and error["field"] == "lists"
-    status, ben = call(app, "GET", "agents/ben", token=anna)
+    status, ben = call(app, "GET", "agents/ben", token=carla)
     assert status == 200 and ben["skills"] == {}, "the refused change did not happen"
     status, queues = call(app, "GET", "queues", token=anna)
     assert status == 200 and all(q.get("waiting", 0) == 0 for q in queues)

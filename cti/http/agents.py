@@ -71,6 +71,8 @@ def register(app: Klein, api: ApiContext) -> None:
     def agent(request: Request, user: User, agent_id: str) -> AgentDayView:
         found = api.agent(agent_id)
         if not user.sees_agent(agent_id):
+            if user.role == "agent":
+                raise Forbidden("agent", f"{user.username} may see its own state only")
             raise Forbidden("agent", f"{agent_id} is not in the teams {user.username} oversees")
         return board_view(found, ops.day_window())
 
