@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.errors import Invalid
-from dialer.compliance import Campaign, Policy, PolicyError, policy_for
+from dialer.compliance import Campaign, Policy, PolicyError, check_subdivisions, policy_for
 from dialer.retry import RetryRules
 
 MODES = ("preview", "progressive", "power", "predictive")
@@ -243,6 +243,7 @@ class CampaignSetup:
         number, a daily attempt limit laxer than the law's, a dialing setting."""
         policy = policy_for(country)  # PolicyError("country", ...)
         Campaign(keys["name"], policy, caller_id)  # PolicyError("caller_id", ...)
+        check_subdivisions(policy.country, keys.get("holiday_subdivisions", ()))
         law, own = policy.max_attempts_per_day, keys.get("max_attempts_per_day")
         if law and own is not None and own > law:
             raise PolicyError(

@@ -304,6 +304,19 @@ class Compliance:
         return Verdict(True)
 
 
+def check_subdivisions(country: str, subdivisions: Iterable[str]) -> None:
+    """Each of ``subdivisions`` is one of ``country``'s (a state, a Land:
+    its holidays close the campaign's calls), or :class:`PolicyError` naming
+    it and those there are: an unknown one failed every claim at run time."""
+    known = holidays.country_holidays(country).subdivisions
+    for sub in subdivisions:
+        if sub not in known:
+            raise PolicyError(
+                "holiday_subdivisions",
+                f"{sub!r} is not a subdivision of {country} (one of {', '.join(known)})",
+            )
+
+
 def default_zone(region: str) -> str:
     return {"DE": "Europe/Berlin", "GB": "Europe/London", "US": "America/New_York"}.get(
         region, "UTC"

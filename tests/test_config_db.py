@@ -85,6 +85,19 @@ def test_a_campaigns_attempts_per_day_may_not_exceed_its_countrys():
     assert uk.max_attempts_per_day == 8, "no limit in the law (GB): the campaign's own"
 
 
+def test_a_campaigns_holiday_subdivisions_are_its_countrys():
+    """QA5 finding 9: ``holiday_subdivisions = ["XX"]`` passed start-up, then
+    every claim failed with a NotImplementedError traceback and the campaign
+    idled as "database unavailable"."""
+    de = {"name": "de", "country": "DE", "caller_id": "+493012345678"}
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"campaign": [{**de, "holiday_subdivisions": ["BY", "XX"]}]}, env={})
+    assert err.value.key == "campaign[0].holiday_subdivisions"
+    assert err.value.reason.startswith("'XX' is not a subdivision of DE (one of BB, BE, BW, BY,")
+    (ok,) = parse_settings({"campaign": [{**de, "holiday_subdivisions": ["BY"]}]}, env={}).campaigns
+    assert ok.compliance().holiday_subdivisions == ("BY",)
+
+
 def test_blending_table_is_validated_naming_the_key():
     def blending(table):
         return parse_settings({"routing": {"blending": table}}, env={}).routing.blending
