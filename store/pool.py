@@ -813,6 +813,8 @@ def apply_disposition(
                 p.c.timezones,
                 p.c.region,
                 p.c.number_type,
+                r.c.status.label("record_status"),
+                r.c.closed_reason,
             )
             .outerjoin(db.campaign, db.campaign.c.id == a.c.campaign_id)
             .outerjoin(r, r.c.id == a.c.record_id)
@@ -825,6 +827,27 @@ def apply_disposition(
             raise Forbidden("agent", f"{agent} did not take call {ref}")
         if campaigns is not None and row.name not in campaigns:
             raise Forbidden("campaign", f"call {ref} is not of a campaign of your teams")
+        if callback_at is not None and code != CALLBACK:
+            # it was dropped, and an earlier call-back stayed scheduled (QA5 F5)
+            raise Invalid("callback_at", f"only with the code {CALLBACK!r}, not {code!r}")
+        if row.disposition == DO_NOT_CALL and code != DO_NOT_CALL:
+            # the customer's word stays on the attempt and in the export (QA5 F13)
+            raise Conflict(
+                "code",
+                f"call {ref} was given 'do-not-call' (the number is on the do-not-call "
+                f"list): it cannot become {code!r}",
+            )
+        if (
+            code == CALLBACK
+            and row.record_status == "closed"
+            and _closed_for_good(row.closed_reason)
+        ):
+            # a merged record reopened beside the one it was merged into, or a
+            # do-not-call record scheduled for a call it may not get (QA5 F16)
+            raise Conflict(
+                "callback_at",
+                f"the record of call {ref} is closed ({row.closed_reason}): no call-back on it",
+            )
         if row.disposition == MACHINE and code not in (MACHINE, DO_NOT_CALL, CALLBACK):
             # its live answer left the ledger and its record is retried as a machine;
             # a "do not call" (the law) or a call-back time still follow it
@@ -878,6 +901,13 @@ def apply_disposition(
             connected = connected.replace(tzinfo=dt.UTC)  # SQLite drops the offset
         on_machine(MachineCall(row.name or "", ref, connected.timestamp() if connected else None))
     return {"interaction": ref, "disposition": code, "record_status": status}
+
+
+def _closed_for_good(reason: str | None) -> bool:
+    """A record closed by a merge or a do-not-call, which no call-back may
+    reopen (one closed by its retry limits may: the agent spoke with the
+    person, who asked to be called again)."""
+    return reason is not None and (reason == "do not call" or reason.startswith("merged into"))
 
 
 def _attempt_number(row: Any) -> Number:

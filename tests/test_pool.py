@@ -496,4 +496,34 @@ def test_a_call_back_is_refused_for_a_time_the_campaign_may_not_call(database_ur
             monday.timestamp(),
             callback_at=dt.datetime(2099, 11, 24, 15, 0, tzinfo=berlin),
         )
+    # QA5 F5, F13, F16: a time with another code was dropped (the call-back
+    # stayed scheduled); a later code overwrote "do not call"; a call-back
+    # reopened the do-not-call record
+    from core.errors import Conflict
+
+    with pytest.raises(Invalid, match="callback_at: only with the code 'callback', not 'sale'"):
+        ops.disposition("de-1", "sale", None, monday.timestamp(), callback_at=at)
+    assert ops.disposition("de-1", "dnc", None, monday.timestamp())["record_status"] == "closed"
+    with pytest.raises(Conflict, match="code: call de-1 was given 'do-not-call'"):
+        ops.disposition("de-1", "machine", None, monday.timestamp())
+    with pytest.raises(Conflict, match="code: call de-1 was given 'do-not-call'"):
+        ops.disposition("de-1", "callback", None, monday.timestamp(), callback_at=at)
+    with engine.begin() as conn:
+        assert conn.execute(select(db.attempt.c.disposition)).scalar() == "do-not-call"
+        conn.execute(update(db.record).values(closed_reason="merged into record 9"))
+        conn.execute(
+            insert(db.attempt).values(
+                ref="de-2",
+                campaign_id=conn.execute(select(db.campaign.c.id)).scalar_one(),
+                record_id=record_id,
+                e164=e164,
+                pbx="x",
+                started_at=monday - dt.timedelta(minutes=2),
+                outcome="answered",
+            )
+        )
+    with pytest.raises(Conflict, match=r"closed \(merged into record 9\): no call-back"):
+        ops.disposition("de-2", "callback", None, monday.timestamp(), callback_at=at)
+    with engine.connect() as conn:
+        assert conn.execute(select(db.record.c.status)).scalar() == "closed", "not reopened"
     engine.dispose()
