@@ -773,12 +773,13 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
     assert hour_after_restart() == pytest.approx(hour - 1.0)
 
     # but a "do not call" heard after a mistaken "machine" is the law: it goes
-    # through (the number blocked everywhere), and "machine" once more after it
-    # still takes nothing back
+    # through (the number blocked everywhere), and is final: "machine" once
+    # more after it is refused (QA5 F13: it overwrote the customer's word on
+    # the attempt and in the export) and takes nothing back
     status, body = call(app, "POST", path, {"code": "do not call"}, anna)
     assert status == 200 and body["disposition"] == "do-not-call", body
     status, body = call(app, "POST", path, {"code": "machine"}, anna)
-    assert status == 200
+    assert (status, body["field"]) == (409, "code"), body
     run(app.campaigns.flush().asFuture(LOOP))
     assert ledger_row() == pytest.approx((live - 1.0, abandoned)), "taken back once, ever"
     with engine.connect() as conn:
@@ -789,7 +790,7 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
         attempt = conn.execute(
             select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
         ).one()
-    assert tuple(attempt) == ("machine", "machine")
+    assert tuple(attempt) == ("machine", "do-not-call")
 
 
 def test_attempts_closed_unknown_at_start_up_are_counted_in_the_calls_metric(setup):
