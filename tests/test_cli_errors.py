@@ -106,3 +106,29 @@ def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
     )
     assert cut.stdout.startswith("user00000"), cut
     assert "Traceback" not in cut.stderr and "BrokenPipe" not in cut.stderr, cut.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # a usage error found inside the reactor's set-up was a critical log line
+        # with its traceback and exit 1
+        (("sim", "pbx", "--listen", "127.0.0.1:0", "--workload", "{missing}"),
+         "workload: file not found"),
+        # a pydantic traceback, after the demo had migrated, added users and imported
+        (("demo", "--http-port", "99999", "--duration", "1", "--data", "{data}"),
+         "argument --http-port: '99999' is not a port"),
+        # taken, and every national number then failed ("Missing or invalid default region")
+        (("dnc", "add", "2125550111", "--region", "XX", "--db", "sqlite:///{data}.db"),
+         "argument --region: 'XX' is not a country code"),
+    ],
+    ids=["sim-workload", "demo-port", "dnc-region"],
+)  # fmt: skip
+def test_bad_input_to_servers_and_lists_is_one_line_and_exit_2(tmp_path, args, expected):
+    """QA5 finding 8."""
+    data = tmp_path / "data"
+    given = [a.format(missing=tmp_path / "nope.toml", data=data) for a in args]
+    result = cli(*given)
+    assert result.returncode == 2, (result.returncode, result.stderr[-800:])
+    assert "Traceback" not in result.stderr and expected in result.stderr, result.stderr
+    assert not data.exists(), "nothing was made before the input was checked"

@@ -28,6 +28,25 @@ def host_port(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def port_number(text: str) -> int:
+    """A TCP port on the command line: 0 (any free one) to 65535."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0: any free one, to 65535)")
+    return int(text)
+
+
+def region_code(text: str) -> str:
+    """A country of national numbers (``--region``): one phonenumbers knows,
+    refused before anything is read or written (``XX`` was taken, and every
+    national number then failed)."""
+    from core.numbers import check_region
+
+    try:
+        return check_region(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def record_id(text: str) -> int:
     """A database id on the command line: a whole number from 1 to 2**63 - 1."""
     try:
@@ -55,11 +74,14 @@ def run_reactor(args: argparse.Namespace, log_format: str, setup: Callable[[Any]
 
     logs.setup(args.log_format or log_format, args.log_level)
     log = Logger(namespace="dirigent")
-    status = {"code": EXIT_OK}
+    status: dict[str, Any] = {"code": EXIT_OK}
 
     def start() -> None:
         try:
             setup(reactor)
+        except UsageError as exc:  # bad input found while setting up: one line, exit 2
+            status["error"] = exc
+            reactor.stop()
         except Exception as exc:
             said = _start_up_error(exc)
             if said is None:
@@ -71,6 +93,8 @@ def run_reactor(args: argparse.Namespace, log_format: str, setup: Callable[[Any]
 
     reactor.callWhenRunning(start)
     reactor.run()
+    if "error" in status:
+        raise status["error"]  # said by main() as every usage error is (no traceback)
     return status["code"]
 
 

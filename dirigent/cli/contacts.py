@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dirigent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, database, record_id
+from dirigent.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    database,
+    record_id,
+    region_code,
+)
 
 
 def register(sub: Any) -> None:
@@ -21,7 +29,9 @@ def register(sub: Any) -> None:
         p.add_argument(
             "--campaign", default=None, help="the campaign's list (default: the global list)"
         )
-        p.add_argument("--region", default=None, help="country of national numbers, e.g. DE")
+        p.add_argument(
+            "--region", type=region_code, default=None, help="country of national numbers, e.g. DE"
+        )
         p.add_argument("--reason", default=None)
         p.add_argument("--db", default=None)
         p.add_argument("--config", default=None)
@@ -32,7 +42,9 @@ def register(sub: Any) -> None:
     who = cadd.add_mutually_exclusive_group(required=True)
     who.add_argument("--contact", type=record_id, help="the contact's id (dirigent contacts find)")
     who.add_argument("--phone", help="the contact's phone number (must name one contact)")
-    cadd.add_argument("--region", default=None, help="country of a national --phone, e.g. DE")
+    cadd.add_argument(
+        "--region", type=region_code, default=None, help="country of a national --phone, e.g. DE"
+    )
     cadd.add_argument("--channel", choices=["voice", "sms", "email"], required=True)
     group = cadd.add_mutually_exclusive_group(required=True)
     group.add_argument("--granted", action="store_true")
@@ -50,7 +62,9 @@ def register(sub: Any) -> None:
         "find", help="who a phone number belongs to: contact ids, consent, DNC, records"
     )
     cfind.add_argument("number")
-    cfind.add_argument("--region", default=None, help="country of a national number, e.g. DE")
+    cfind.add_argument(
+        "--region", type=region_code, default=None, help="country of a national number, e.g. DE"
+    )
     cfind.add_argument("--db", default=None)
     cfind.add_argument("--config", default=None)
     cfind.add_argument("--json", action="store_true")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dirigent.cli.common import EXIT_FAILED, EXIT_OK, UsageError, database
+from dirigent.cli.common import EXIT_FAILED, EXIT_OK, UsageError, database, region_code
 
 
 def register(sub: Any) -> None:
@@ -20,7 +20,12 @@ def register(sub: Any) -> None:
     imp.add_argument(
         "--create", action="store_true", help="make the campaign if it does not exist yet"
     )
-    imp.add_argument("--region", default=None, help="default country of national numbers, e.g. DE")
+    imp.add_argument(
+        "--region",
+        type=region_code,
+        default=None,
+        help="default country of national numbers, e.g. DE",
+    )
     imp.add_argument("--mapping", default=None, help='TOML [columns] field = "header"')
     imp.add_argument("--encoding", default=None, help="override the detected encoding")
     imp.add_argument("--delimiter", default=None, help="override the detected delimiter")
@@ -35,7 +40,9 @@ def register(sub: Any) -> None:
     mrg.add_argument("--campaign", required=True)
     mrg.add_argument("--keep", required=True, help="number of the record to keep")
     mrg.add_argument("--drop", required=True, nargs="+", help="numbers of the records to merge in")
-    mrg.add_argument("--region", default=None, help="country of national numbers, e.g. DE")
+    mrg.add_argument(
+        "--region", type=region_code, default=None, help="country of national numbers, e.g. DE"
+    )
     mrg.add_argument("--db", default=None)
     mrg.add_argument("--config", default=None)
     mrg.add_argument("--json", action="store_true")

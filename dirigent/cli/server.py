@@ -20,6 +20,7 @@ from dirigent.cli.common import (
     database_source,
     make_sim,
     open_database,
+    port_number,
     run_reactor,
     start_dirigent,
     url_key,
@@ -32,8 +33,10 @@ def register(sub: Any) -> None:
     serve.add_argument("--config", required=True, help="TOML configuration file")
 
     demo = sub.add_parser("demo", help="server + simulated PBX on embedded defaults")
-    demo.add_argument("--http-port", type=int, default=8080)
-    demo.add_argument("--ami-port", type=int, default=0, help="simulated PBX port (0: any free)")
+    demo.add_argument("--http-port", type=port_number, default=8080)
+    demo.add_argument(
+        "--ami-port", type=port_number, default=0, help="simulated PBX port (0: any free)"
+    )
     demo.add_argument(
         "--data",
         default="dirigent-demo",
