@@ -285,7 +285,13 @@ class Hub:
         self.route(self.router.enqueue(interaction, self.clock.seconds()))
 
     def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str:
-        """A chat, e-mail or SMS (until their gateways exist): created through the API."""
+        """A chat, e-mail or SMS (until their gateways exist): created through the API.
+        Not into a campaign's queue: its agents are paced for its calls, and
+        a chat there waited for ever (QA5 finding 6)."""
+        if queue in self.campaign_queues:
+            raise RoutingError(
+                "queue", f"{queue!r} is a campaign's queue: it takes only the campaign's calls"
+            )
         iid = f"{channel.value}-{int(self.clock.seconds())}-{next(self._ids)}"
         self.enqueue(Interaction(iid, channel, queue, self.clock.seconds(), **fields))
         return iid
@@ -344,12 +350,36 @@ class Hub:
                 raise RoutingError(
                     "agent", f"agent {to_agent} is on PBX {pbx!r}, this call on {own!r}"
                 )
+        self._check_transfer_target(agent, interaction, queue, to_agent)
         owner = self._owners.get(interaction)
         if owner is not None:
             self.route(owner.transfer(agent, interaction, queue, to_agent))
             return
         now = self.clock.seconds()
         self.route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
+
+    def _check_transfer_target(
+        self, agent: str, interaction: str, queue: str | None, to_agent: str | None
+    ) -> None:
+        """A target that could never take the interaction is refused before
+        anything moves (QA5 findings 6, 11, 19): it waited for ever or was
+        handed back to its own agent."""
+        if queue is not None and queue in self.campaign_queues:
+            raise RoutingError(
+                "queue",
+                f"{queue!r} is a campaign's queue: it takes only the campaign's own calls"
+                " (transfer to an inbound queue or to an agent)",
+            )
+        if to_agent is None:
+            return
+        if to_agent == agent:
+            raise RoutingError("agent", f"{interaction} is {agent}'s already")
+        handled = self.router.handled(interaction)
+        target = self.router.known_agent(to_agent)  # UnknownName ("agent") if there is none
+        if handled is not None and target.capacity.get(handled.channel, 0) <= 0:
+            raise RoutingError(
+                "agent", f"{to_agent} takes no {handled.channel.value} (capacity 0 for it)"
+            )
 
     # -- offers -------------------------------------------------------------------------
     def route(self, offers: list[Offer]) -> None:
