@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -182,6 +183,9 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
     # the duration counts from start-up; on a loaded machine start-up alone took
     # seconds, and a 6 s demo had ended before its metrics were read
     proc = spawn("demo", "--http-port", str(http), "--duration", "12", "--inbound-rate", "3600")
+    lines: list[str] = []  # read as they come: the stop is seen in them
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     try:
         health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
         assert health["pbx"]["sim"]["connected"] is True
@@ -204,9 +208,59 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         )
         assert answered(metrics) >= 1, "simulated agents take the calls"
     finally:
-        code, out = proc.wait(timeout=20), proc.stdout.read()
+        # the end of the run is a clean stop: no new dials, then it waits for
+        # the lines in progress (up to a ring time-out, 22 s); a Ctrl-C then
+        # stops at once (QA5 F10: the second signal)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any("waiting for" in line for line in lines):
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.1)
+        code = proc.wait(timeout=20)
+        reader.join(timeout=5)
+        out = "".join(lines)
     assert code == 0, out
     assert f"http://127.0.0.1:{http}/healthz" in out
+    assert "stopping: no new dials" in out, out
+    if "waiting for" in out:
+        assert "Received SIGINT while stopping: stopping at once" in out, out
+        assert "left to the PBX" in out
+    assert "PBX sim: logged off" in out, "the rest of the stop runs: Logoff"
+
+
+def test_sighup_is_logged_and_ignored_and_sigterm_then_stops_cleanly(tmp_path, sim_pbx):
+    """QA5 F12: SIGHUP killed the server at once, unlogged (no Logoff, no lease
+    release, no drain of the report writer).  There is no configuration
+    reload: SIGHUP says so in the log and the server goes on."""
+    ami_port, sim_proc = sim_pbx
+    http = free_port()
+    config = write_config(tmp_path, ami_port, http)
+    proc = spawn("serve", "--config", str(config), env={"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        poll(f"http://127.0.0.1:{http}/healthz", 200)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any("SIGHUP" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "SIGHUP does not stop the server"
+        status, body = get(f"http://127.0.0.1:{http}/healthz")
+        assert status == 200, body
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        reader.join(timeout=5)
+        out = "".join(lines)
+    assert code == 0, out
+    assert "Received SIGHUP: ignored, still running (no configuration reload" in out, out
+    assert "restart the server to apply a change" in out
+    assert "Received SIGTERM, shutting down" in out and "PBX main: logged off" in out, out
+    _, sim_out = stop(sim_proc)
+    assert "AMI client logged off" in sim_out, "SIGTERM after SIGHUP still logs off"
 
 
 def test_a_second_server_on_the_same_database_is_refused_before_it_touches_it(tmp_path, sim_pbx):
