@@ -311,20 +311,28 @@ class Campaigns:
         self.publish_figures()
         began = self.clock.seconds()
         pending = self._in_progress()
+        away = sum(
+            len(c.runner.lines_in_progress())
+            for c in self.campaigns.values()
+            if not c.runner.telephony.connected
+        )
+        unseen = f"; {_lines(away)} on a PBX whose link is down, left to it" if away else ""
         if not pending or self._at_once:
             log.info(
-                "stopping: no new dials; {n} lines in progress{w}",
-                n=len(pending) or "no",
+                "stopping: no new dials; {n} in progress{w}{u}",
+                n=_lines(len(pending)) if pending else "no lines",
                 w=", not waited for (stopping at once)" if pending else "",
+                u=unseen,
             )
             self._drain_over()
             return _chained(done)
         until = max(self._settled_by(c, a) for c, a in pending)
         log.info(
-            "stopping: no new dials; waiting for {n} lines in progress to ring out, be"
-            " answered and connected (at most {t:.1f} s)",
-            n=len(pending),
+            "stopping: no new dials; waiting for {n} in progress (ringing, or answered and"
+            " not yet with an agent) to resolve, at most {t:.1f} s{u}",
+            n=_lines(len(pending)),
             t=max(0.0, until - began),
+            u=unseen,
         )
         self._drain_state = (began, len(pending), until)
         self._drain_loop.start(DRAIN_POLL, now=False)
@@ -362,17 +370,17 @@ class Campaigns:
             self._drain_loop.stop()
         if not left:
             log.info(
-                "stopping: the {n} lines in progress resolved in {t:.1f} s",
-                n=total,
+                "stopping: the {n} in progress resolved in {t:.1f} s",
+                n=_lines(total),
                 t=now - began,
             )
         else:
             log.warn(
-                "stopping{how}: {k} of {n} lines still in progress after {t:.1f} s, left to"
+                "stopping{how}: {k} of the {n} still in progress after {t:.1f} s, left to"
                 " the PBX (the next start settles them)",
                 how=" at once" if self._at_once else "",
                 k=len(left),
-                n=total,
+                n=_lines(total),
                 t=now - began,
             )
         self._drain_over()
@@ -738,6 +746,10 @@ class Campaigns:
                 outcome=payload.get("outcome"),
             )
         )
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
 
 
 def _chained(d: Deferred[None]) -> Deferred[None]:

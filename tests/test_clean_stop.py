@@ -10,7 +10,8 @@ and only then logs off."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -21,6 +22,7 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 
 from asterisk.session import PbxSettings
 from cti.auth import hash_password
+from dialer.runner import CampaignRunner
 from dirigent.cli import DEMO_CAMPAIGN, _demo_campaign
 from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, RoutingSettings, Settings
 from dirigent.service import Dirigent
@@ -44,15 +46,77 @@ RINGING = {
 AGENTS = ("agent1001", "agent1002", "agent1003")
 
 
+class Server:
+    """The assembled server (demo campaign, nailed agents) on a simulated PBX."""
+
+    def __init__(self, tmp_path: Path, workload: dict[str, Any], agents: int, **campaign: Any):
+        self.pbx = SimPbx(
+            reactor,
+            seed=5,
+            agents=agents,
+            agent_answer_delay=0.05,
+            workload=parse_workload(workload),
+        )
+        self.ami = SimAmiServer(self.pbx, reactor)
+        self.ami.listen(0)
+        host, port = self.ami.address
+        url = f"sqlite:///{tmp_path / 'stop.db'}"
+        db.upgrade(url)
+        self.engine = db.make_engine(url)
+        db.add_user(self.engine, "boss", hash_password("boss-password"), "supervisor", None)
+        demo = _demo_campaign(url, tmp_path)
+        demo = demo.model_copy(update={"settings": demo.settings.with_changes(**campaign)})
+        queues = ("sales", DEMO_CAMPAIGN)
+        self.agents = AGENTS[:agents]
+        settings = Settings(
+            http=HttpSettings(host="127.0.0.1", port=0),
+            database=DatabaseSettings(url=url),
+            pbxs=(PbxSettings("sim", host, port, secret="secret", backoff_initial=0.05),),
+            routing=RoutingSettings(
+                queues=tuple(QueueConfig(q) for q in queues),
+                agents=tuple(
+                    AgentSettings(
+                        id=a, endpoint=a[-4:], mode="nailed", queues=queues, auto_login=True
+                    )
+                    for a in self.agents
+                ),
+            ),
+            campaigns=(demo,),
+        )
+        self.app = Dirigent(settings, CollectorRegistry())
+        self.app.service.startService()
+        assert self.app.campaigns is not None
+        self.runner: CampaignRunner = self.app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+
+    def ringing(self) -> set[str]:
+        return {a.id for a in self.runner.live.values() if a.answered is None}
+
+    def attempts(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(db.attempt)).all())
+
+    def records(self) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(db.record.c.id, db.record.c.status)).all())
+
+    def close(self) -> None:
+        if self.app.service.running:
+            run(self.app.service.stopService().asFuture(LOOP))
+        stop_sim(self.pbx, self.ami)
+        self.engine.dispose()
+
+
 @pytest.fixture
-def ringing_sim() -> Iterator[tuple[SimPbx, SimAmiServer]]:
-    pbx = SimPbx(
-        reactor, seed=5, agents=3, agent_answer_delay=0.05, workload=parse_workload(RINGING)
-    )
-    server = SimAmiServer(pbx, reactor)
-    server.listen(0)
-    yield pbx, server
-    stop_sim(pbx, server)
+def server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    made: list[Server] = []
+
+    def make(workload: dict[str, Any], agents: int = 3, **campaign: Any) -> Server:
+        made.append(Server(tmp_path, workload, agents, **campaign))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
 
 
 @pytest.fixture
@@ -64,60 +128,24 @@ def logged() -> Iterator[list[dict[str, Any]]]:
     globalLogPublisher.removeObserver(observer)
 
 
-def test_a_stop_while_lines_ring_lets_them_resolve_before_it_logs_off(
-    ringing_sim, tmp_path, logged
-):
-    pbx, server = ringing_sim
-    host, port = server.address
-    url = f"sqlite:///{tmp_path / 'stop.db'}"
-    db.upgrade(url)
-    engine = db.make_engine(url)
-    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
-    campaign = _demo_campaign(url, tmp_path)
+def said(events: list[dict[str, Any]]) -> str:
+    return "\n".join(str(formatEvent(e)) for e in events)
+
+
+def test_a_stop_while_lines_ring_lets_them_resolve_before_it_logs_off(server, logged):
     # one line per ready agent: every person answering has an agent free
-    campaign = campaign.model_copy(
-        update={"settings": campaign.settings.with_changes(mode="progressive", wrap_up=1.0)}
-    )
-    queues = ("sales", DEMO_CAMPAIGN)
-    settings = Settings(
-        http=HttpSettings(host="127.0.0.1", port=0),
-        database=DatabaseSettings(url=url),
-        pbxs=(PbxSettings("sim", host, port, secret="secret", backoff_initial=0.05),),
-        routing=RoutingSettings(
-            queues=tuple(QueueConfig(q) for q in queues),
-            agents=tuple(
-                AgentSettings(id=a, endpoint=a[-4:], mode="nailed", queues=queues, auto_login=True)
-                for a in AGENTS
-            ),
-        ),
-        campaigns=(campaign,),
-    )
-    app = Dirigent(settings, CollectorRegistry())
-    app.service.startService()
-    try:
-        assert app.campaigns is not None
-        runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    s = server(RINGING, mode="progressive", wrap_up=1.0)
+    run(wait_for(lambda: len(s.ringing()) >= 3, timeout=20, what="three lines ringing"))
+    placed = s.ringing()
+    boss = token(s.app, "boss")
+    stopping = s.app.service.stopService()
+    # while it stops: no new dials, and a supervisor's start is refused
+    status, body = call(s.app, "POST", f"campaigns/{DEMO_CAMPAIGN}/start", {}, boss)
+    assert status == 503 and "stopping" in body["error"], body
+    run(stopping.asFuture(LOOP))
 
-        def ringing() -> list[str]:
-            return [a.id for a in runner.live.values() if a.answered is None]
-
-        run(wait_for(lambda: len(ringing()) >= 3, timeout=20, what="three lines ringing"))
-        placed = set(ringing())
-        boss = token(app, "boss")
-        stopping = app.service.stopService()
-        # while it stops: no new dials, and a supervisor's start is refused
-        status, body = call(app, "POST", f"campaigns/{DEMO_CAMPAIGN}/start", {}, boss)
-        assert status == 503 and "stopping" in body["error"], body
-        run(stopping.asFuture(LOOP))
-    finally:
-        if app.service.running:
-            run(app.service.stopService().asFuture(LOOP))
-
-    assert runner.stats.dials == len(placed), "no new dials once the stop began"
-    with engine.connect() as conn:
-        attempts = conn.execute(select(db.attempt)).all()
-        records = dict(conn.execute(select(db.record.c.id, db.record.c.status)).all())
-    engine.dispose()
+    assert s.runner.stats.dials == len(placed), "no new dials once the stop began"
+    attempts, records = s.attempts(), s.records()
     assert {a.ref for a in attempts} == placed
     for a in attempts:
         # each line resolved before the PBX session stopped: rang out busy, or
@@ -126,11 +154,49 @@ def test_a_stop_while_lines_ring_lets_them_resolve_before_it_logs_off(
         assert not a.abandoned, "no person answered into the abandon message"
         if a.outcome is not None:
             assert records[a.record_id] != "dialing", "a line that ended leaves its record"
-    assert any(a.connected_at is not None for a in attempts), "a person was put through"
     # the conversations go on on the PBX (the next start takes them over)
-    talking = [a.channel_id for a in runner.live.values() if a.connected is not None]
-    assert talking and all(pbx.channels[c].alive for c in talking)
-    text = "\n".join(str(formatEvent(e)) for e in logged)
+    talking = [a.channel_id for a in s.runner.live.values() if a.connected is not None]
+    assert talking and all(s.pbx.channels[c].alive for c in talking)
+    text = said(logged)
     assert f"waiting for {len(placed)} lines in progress" in text, text
-    assert f"the {len(placed)} lines in progress resolved" in text
+    assert f"the {len(placed)} lines in progress resolved in" in text
     assert "left to the PBX" not in text, "the stop waited for the ringing, not its bound"
+
+
+def test_a_person_given_the_abandon_message_during_the_stop_is_closed_abandoned(server, logged):
+    """Three lines for the one agent: the two persons nobody can take hear
+    the abandon message by the normal path (at the connect limit), and the
+    stop closes their attempts "abandoned" -- not left open, their records
+    "dialing", until a next start -- while the PBX plays the message out."""
+    every_one_answers = {
+        **RINGING,
+        "outcomes": {"live": 1.0, "machine": 0.0, "no_answer": 0.0, "busy": 0.0, "invalid": 0.0},
+    }
+    s = server(every_one_answers, agents=1, mode="power", power_ratio=3.0, wrap_up=1.0)
+    run(wait_for(lambda: len(s.ringing()) >= 3, timeout=20, what="three lines ringing"))
+    placed = s.ringing()
+    run(s.app.service.stopService().asFuture(LOOP))
+
+    attempts, records = s.attempts(), s.records()
+    assert {a.ref for a in attempts} == placed
+    through = [a for a in attempts if a.connected_at is not None]
+    abandoned = [a for a in attempts if a.abandoned]
+    assert len(through) == 1 and through[0].outcome is None, "the agent's conversation goes on"
+    assert len(abandoned) == 2 and all(a.outcome == "abandoned" for a in abandoned), attempts
+    assert all(records[a.record_id] != "dialing" for a in abandoned)
+    text = said(logged)
+    assert "the 3 lines in progress resolved in" in text, text
+    assert "2 calls given the abandon message or left to an answering machine closed" in text
+
+
+def test_a_second_stop_signal_ends_the_wait_at_once(server, logged):
+    long_ring = {**RINGING, "ring": {"dist": "constant", "value": 12.0}}
+    s = server(long_ring, mode="progressive", wrap_up=1.0)
+    run(wait_for(lambda: len(s.ringing()) >= 3, timeout=20, what="three lines ringing"))
+    stopping = s.app.service.stopService()
+    run(wait_for(lambda: "waiting for 3 lines" in said(logged), what="the wait said"))
+    s.app.stop_at_once()  # what a second SIGTERM or Ctrl-C does
+    run(stopping.asFuture(LOOP))
+    assert s.ringing() and not s.app.service.running, "stopped before the lines were answered"
+    assert "stopping at once: 3 of the 3 lines still in progress" in said(logged)
+    assert all(a.outcome is None for a in s.attempts()), "left open for the next start"

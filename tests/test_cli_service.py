@@ -213,7 +213,7 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         # stops at once (QA5 F10: the second signal)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
-            if any("waiting for" in line for line in lines):
+            if any("no new dials; waiting for" in line for line in lines):
                 proc.send_signal(signal.SIGINT)
                 break
             time.sleep(0.1)
@@ -223,7 +223,7 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
     assert code == 0, out
     assert f"http://127.0.0.1:{http}/healthz" in out
     assert "stopping: no new dials" in out, out
-    if "waiting for" in out:
+    if "no new dials; waiting for" in out:
         assert "Received SIGINT while stopping: stopping at once" in out, out
         assert "left to the PBX" in out
     assert "PBX sim: logged off" in out, "the rest of the stop runs: Logoff"
