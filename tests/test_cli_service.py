@@ -183,9 +183,6 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
     # the duration counts from start-up; on a loaded machine start-up alone took
     # seconds, and a 6 s demo had ended before its metrics were read
     proc = spawn("demo", "--http-port", str(http), "--duration", "12", "--inbound-rate", "3600")
-    lines: list[str] = []  # read as they come: the stop is seen in them
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
-    reader.start()
     try:
         health = json.loads(poll(f"http://127.0.0.1:{http}/healthz", 200))
         assert health["pbx"]["sim"]["connected"] is True
@@ -208,24 +205,51 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         )
         assert answered(metrics) >= 1, "simulated agents take the calls"
     finally:
-        # the end of the run is a clean stop: no new dials, then it waits for
-        # the lines in progress (up to a ring time-out, 22 s); a Ctrl-C then
-        # stops at once (QA5 F10: the second signal)
-        deadline = time.monotonic() + 20
+        code, out = proc.wait(timeout=20), proc.stdout.read()
+    assert code == 0, out
+    assert f"http://127.0.0.1:{http}/healthz" in out
+
+
+def test_ctrl_c_waits_for_the_lines_in_progress_and_a_second_one_stops_at_once(tmp_path):
+    """QA5 F10: the first Ctrl-C (SIGINT) of a dialing server stops new dials
+    and waits for the lines already placed; the second stops at once, saying
+    so, and the rest of the stop (Logoff) still runs."""
+    http = free_port()
+    data = str(tmp_path / "demo")
+    proc = spawn("demo", "--http-port", str(http), "--duration", "120", "--data", data)
+    lines: list[str] = []  # read as they come: the stop is seen in them
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        poll(f"http://127.0.0.1:{http}/healthz", 200)
+        in_use = 'dirigent_dialer_lines_in_use{campaign="demo-outbound"}'
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+            found = [x for x in metrics.splitlines() if x.startswith(in_use)]
+            if found and float(found[0].split()[-1]) > 0:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
             if any("no new dials; waiting for" in line for line in lines):
-                proc.send_signal(signal.SIGINT)
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
+        assert proc.poll() is None, "the first Ctrl-C waits for the lines in progress"
+        proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         reader.join(timeout=5)
         out = "".join(lines)
     assert code == 0, out
-    assert f"http://127.0.0.1:{http}/healthz" in out
-    assert "stopping: no new dials" in out, out
-    if "no new dials; waiting for" in out:
-        assert "Received SIGINT while stopping: stopping at once" in out, out
-        assert "left to the PBX" in out
+    assert "Received SIGINT, shutting down" in out, out
+    assert "no new dials; waiting for" in out and "to resolve, at most" in out, out
+    assert "Received SIGINT while stopping: stopping at once" in out, out
+    assert "still in progress after" in out and "left to the PBX" in out, out
     assert "PBX sim: logged off" in out, "the rest of the stop runs: Logoff"
 
 

@@ -92,8 +92,10 @@ def _start_up_error(exc: Exception) -> str | None:
 
 
 def start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -> Any:
-    """The server, started; a stop (a signal, the end of ``duration``) stops
-    its service tree: the campaigns' drain first (dirigent.service)."""
+    """The server, started; a stop signal stops its service tree, the
+    campaigns' drain first (dirigent.service).  A timed run (the demo's
+    ``--duration``) ends at its time: at once, its lines still in progress
+    left to the (simulated) PBX."""
     from dirigent.service import Dirigent, freeze_startup_objects
 
     app = Dirigent(settings)
@@ -102,7 +104,12 @@ def start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -
     freeze_startup_objects()
     install_stop_signals(reactor, app)
     if duration is not None:
-        reactor.callLater(duration, reactor.stop)
+
+        def time_is_up() -> None:
+            app.stop_at_once()
+            reactor.stop()
+
+        reactor.callLater(duration, time_is_up)
     return app
 
 
