@@ -200,3 +200,23 @@ def test_a_second_stop_signal_ends_the_wait_at_once(server, logged):
     assert s.ringing() and not s.app.service.running, "stopped before the lines were answered"
     assert "stopping at once: 3 of the 3 lines still in progress" in said(logged)
     assert all(a.outcome is None for a in s.attempts()), "left open for the next start"
+
+
+def test_the_wait_ends_at_its_bound_when_a_line_does_not_resolve(server, logged, monkeypatch):
+    """The bound (a line's ring timeout, AMD and the connect limit, + a
+    margin) holds when the PBX never says how a line ended: brought down
+    here to about a second past the dial instead of half a minute."""
+    import dialer.campaigns
+
+    long_ring = {**RINGING, "ring": {"dist": "constant", "value": 12.0}}
+    s = server(long_ring, mode="progressive", wrap_up=1.0)
+    settings = s.runner.settings
+    past = settings.ring_timeout + settings.amd_delay + settings.connect_within
+    monkeypatch.setattr(dialer.campaigns, "DRAIN_MARGIN", 1.5 - past)
+    run(wait_for(lambda: len(s.ringing()) >= 3, timeout=20, what="three lines ringing"))
+    run(s.app.service.stopService().asFuture(LOOP), timeout=10)
+    assert s.ringing() and not s.app.service.running
+    text = said(logged)
+    assert "waiting for 3 lines in progress" in text, text
+    assert "stopping: 3 of the 3 lines still in progress after" in text, text
+    assert all(a.outcome is None for a in s.attempts()), "left open for the next start"
