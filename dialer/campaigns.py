@@ -202,6 +202,8 @@ class Campaigns:
         self._at_once = False
         #: the drain's start, lines waited for and bound (campaign time)
         self._drain_state = (0.0, 0, 0.0)
+        #: the attempts the drain waits for
+        self._waited: set[str] = set()
         self._drain_loop = LoopingCall(self._drain_check)
         self._drain_loop.clock = clock
         #: each campaign dials through its own PBX's port (``pbx`` in its table)
@@ -335,6 +337,7 @@ class Campaigns:
             u=unseen,
         )
         self._drain_state = (began, len(pending), until)
+        self._waited = {a.id for _, a in pending}
         self._drain_loop.start(DRAIN_POLL, now=False)
         return _chained(done)
 
@@ -345,11 +348,12 @@ class Campaigns:
         if self._drained is not None and not self._drained.called:
             self._drain_check()
 
-    def _in_progress(self) -> list[tuple[Campaign, Attempt]]:
+    def _in_progress(self, linked: bool = True) -> list[tuple[Campaign, Attempt]]:
+        """The lines in progress (``linked``: only those on a PBX whose link is up)."""
         return [
             (c, a)
             for c in self.campaigns.values()
-            if c.runner.telephony.connected
+            if c.runner.telephony.connected or not linked
             for a in c.runner.lines_in_progress()
         ]
 
@@ -362,10 +366,11 @@ class Campaigns:
 
     def _drain_check(self) -> None:
         began, total, until = self._drain_state
-        left = self._in_progress()
         now = self.clock.seconds()
-        if left and not self._at_once and now < until:
+        if self._in_progress() and not self._at_once and now < until:
             return
+        # a link lost meanwhile: its lines are not waited for, but not resolved
+        left = [a for _, a in self._in_progress(linked=False) if a.id in self._waited]
         if self._drain_loop.running:
             self._drain_loop.stop()
         if not left:

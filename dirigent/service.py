@@ -98,7 +98,7 @@ class ServerTree(service.MultiService):
         self.drains: list[Callable[[], Deferred[None]]] = []
 
     def stopService(self) -> Deferred[None]:
-        drained = gatherResults([maybeDeferred(drain) for drain in self.drains])
+        drained = gatherResults([maybeDeferred(drain) for drain in self.drains], consumeErrors=True)
         drained.addErrback(lambda f: log.failure("the drain before the stop failed", f))
         stop = super().stopService
         return drained.addCallback(lambda _: stop())
