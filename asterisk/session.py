@@ -299,6 +299,8 @@ class AmiSession:
         self._protocol: _Protocol | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
+        #: "logged off" is in the log (said once, by whichever sees it first)
+        self._logoff_said = False
         self._logged_in = asyncio.Event()
         self._originates: dict[str, asyncio.Future[OriginateResult]] = {}
         self._resync_buffer: list[AmiMessage] | None = None
@@ -323,7 +325,7 @@ class AmiSession:
 
     def start(self) -> None:
         if self._runner is None:
-            self._stopping = False
+            self._stopping = self._logoff_said = False
             self._runner = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -338,6 +340,8 @@ class AmiSession:
                     )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send(proto, ami.logoff()), 2.0)
+                # said here too: the runner, cancelled below, may not see the link close
+                self._said_logged_off()
         if proto is not None:
             proto.close()
         if self._runner is not None:
@@ -345,6 +349,11 @@ class AmiSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
             self._runner = None
+
+    def _said_logged_off(self) -> None:
+        if not self._logoff_said:
+            self._logoff_said = True
+            log.info("PBX %s: logged off", self.name)
 
     async def send(self, action: ami.Action) -> AmiMessage:
         """Send one action and return its response; raise on ``Error``."""
@@ -493,7 +502,7 @@ class AmiSession:
             keepalive.cancel()
             resyncer.cancel()
         if self._stopping:  # our own Logoff: the PBX closes the link as asked
-            log.info("PBX %s: logged off", self.name)
+            self._said_logged_off()
         else:
             log.warning("PBX %s: link lost (%s)", self.name, reason)
         return True

@@ -69,6 +69,11 @@ from routing.agent import AgentState
 log = Logger(namespace="dirigent.campaigns")
 
 RECORD_STATUSES = ("new", "scheduled", "dialing", "completed", "closed")
+#: how often a stop's drain looks at the lines still in progress (seconds)
+DRAIN_POLL = 0.1
+#: a line's bound in a stop's drain: its ring timeout, AMD's analysis and the
+#: connect limit from its dial, plus this for the PBX's answers to arrive
+DRAIN_MARGIN = 3.0
 #: set in the campaign row once someone started, paused or stopped it
 CONTROLLED = "_controlled"
 
@@ -191,6 +196,18 @@ class Campaigns:
         #: campaign -> the PBX it dials on
         self._pbx: dict[str, str] = {}
         self._counting = False
+        #: a clean stop has begun: no new dials (:meth:`drain`)
+        self.stopping = False
+        #: fires when the stop's drain is over (None before it began)
+        self._drained: Deferred[None] | None = None
+        #: stop at once: the drain, begun or not, waits for nothing
+        self._at_once = False
+        #: the drain's start, lines waited for and bound (campaign time)
+        self._drain_state = (0.0, 0, 0.0)
+        #: the attempts the drain waits for
+        self._waited: set[str] = set()
+        self._drain_loop = LoopingCall(self._drain_check)
+        self._drain_loop.clock = clock
         #: each campaign dials through its own PBX's port (``pbx`` in its table)
         pbxs = dict(telephony) if isinstance(telephony, Mapping) else {"": telephony}
         # start-up (before the reactor serves anything): the rows are made here
@@ -308,6 +325,123 @@ class Campaigns:
         self._figures.start(self._figures_interval, now=False)
         self._sweep.start(self._sweep_interval, now=False)
 
+    def drain(self) -> Deferred[None]:
+        """The first step of a clean stop (SIGTERM, Ctrl-C, the end of a
+        timed run): every campaign stops placing new dials
+        (:meth:`CampaignRunner.wind_down`), and the lines already placed are
+        let resolve with the rest of the server still running (the PBX
+        sessions, the connect path, the ACD): a ringing line rings out at its
+        own ring timeout (never hung up early: the law wants an unanswered
+        call to ring at least 15 s), a person is connected to a free agent as
+        usual or hears the abandon message at the connect deadline, by the
+        normal path.  Fires once none is left in progress, at the latest
+        when the last one placed is past its ring timeout, AMD's analysis and
+        the connect limit (plus :data:`DRAIN_MARGIN`), or at once after
+        :meth:`stop_at_once`.  Then the calls whose end is decided (the
+        abandon message, a machine) are closed with that outcome; a
+        conversation with an agent goes on on the PBX (the next start takes
+        it over), and so does a line still in progress when the drain was
+        cut short (the next start settles it).  Lines of a PBX whose link is
+        down are not waited for (nothing here can move them)."""
+        if self._drained is not None:
+            return _chained(self._drained)
+        self.stopping = True
+        done: Deferred[None] = Deferred()
+        self._drained = done
+        for c in self.campaigns.values():
+            c.runner.wind_down()
+            c.source.release_buffer()
+        self.publish_figures()
+        began = self.clock.seconds()
+        pending = self._in_progress()
+        away = sum(
+            len(c.runner.lines_in_progress())
+            for c in self.campaigns.values()
+            if not c.runner.telephony.connected
+        )
+        unseen = f"; {_lines(away)} on a PBX whose link is down, left to it" if away else ""
+        if not pending or self._at_once:
+            log.info(
+                "stopping: no new dials; {n} in progress{w}{u}",
+                n=_lines(len(pending)) if pending else "no lines",
+                w=", not waited for (stopping at once)" if pending else "",
+                u=unseen,
+            )
+            self._drain_over()
+            return _chained(done)
+        until = max(self._settled_by(c, a) for c, a in pending)
+        log.info(
+            "stopping: no new dials; waiting for {n} in progress (ringing, or answered and"
+            " not yet with an agent) to resolve, at most {t:.1f} s{u}",
+            n=_lines(len(pending)),
+            t=max(0.0, until - began),
+            u=unseen,
+        )
+        self._drain_state = (began, len(pending), until)
+        self._waited = {a.id for _, a in pending}
+        self._drain_loop.start(DRAIN_POLL, now=False)
+        return _chained(done)
+
+    def stop_at_once(self) -> None:
+        """A second stop signal: the drain (begun or about to begin) waits
+        for nothing more."""
+        self._at_once = True
+        if self._drained is not None and not self._drained.called:
+            self._drain_check()
+
+    def _in_progress(self, linked: bool = True) -> list[tuple[Campaign, Attempt]]:
+        """The lines in progress (``linked``: only those on a PBX whose link is up)."""
+        return [
+            (c, a)
+            for c in self.campaigns.values()
+            if c.runner.telephony.connected or not linked
+            for a in c.runner.lines_in_progress()
+        ]
+
+    @staticmethod
+    def _settled_by(c: Campaign, attempt: Attempt) -> float:
+        """When a line placed at ``attempt.started`` is resolved at the latest."""
+        s = c.runner.settings
+        amd = s.amd_delay if s.amd else 0.0
+        return attempt.started + s.ring_timeout + amd + s.connect_within + DRAIN_MARGIN
+
+    def _drain_check(self) -> None:
+        began, total, until = self._drain_state
+        now = self.clock.seconds()
+        if self._in_progress() and not self._at_once and now < until:
+            return
+        # a link lost meanwhile: its lines are not waited for, but not resolved
+        left = [a for _, a in self._in_progress(linked=False) if a.id in self._waited]
+        if self._drain_loop.running:
+            self._drain_loop.stop()
+        if not left:
+            log.info(
+                "stopping: the {n} in progress resolved in {t:.1f} s",
+                n=_lines(total),
+                t=now - began,
+            )
+        else:
+            log.warn(
+                "stopping{how}: {k} of the {n} still in progress after {t:.1f} s, left to"
+                " the PBX (the next start settles them)",
+                how=" at once" if self._at_once else "",
+                k=len(left),
+                n=_lines(total),
+                t=now - began,
+            )
+        self._drain_over()
+
+    def _drain_over(self) -> None:
+        closed = sum(c.runner.close_decided() for c in self.campaigns.values())
+        if closed:
+            log.info(
+                "stopping: {n} calls given the abandon message or left to an answering"
+                " machine closed (the PBX plays them out)",
+                n=closed,
+            )
+        assert self._drained is not None
+        self._drained.callback(None)
+
     def stop(self) -> None:
         for loop in (self._figures, self._sweep):
             if loop.running:
@@ -397,6 +531,8 @@ class Campaigns:
 
     def control(self, name: str, action: str) -> dict[str, Any]:
         c = self.get(name)
+        if self.stopping and action == "start":
+            raise Unavailable("campaign", "the server is stopping: no new dials")
         if action == "start":
             c.runner.start()
         elif action == "pause":
@@ -656,6 +792,22 @@ class Campaigns:
                 outcome=payload.get("outcome"),
             )
         )
+
+
+def _lines(n: int) -> str:
+    return f"{n} line" if n == 1 else f"{n} lines"
+
+
+def _chained(d: Deferred[None]) -> Deferred[None]:
+    """A Deferred that fires when ``d`` does (each caller gets its own)."""
+    mine: Deferred[None] = Deferred()
+
+    def fire(result: object) -> object:
+        mine.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return mine
 
 
 def _recovery_failed(failure: Failure, name: str) -> None:

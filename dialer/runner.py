@@ -328,6 +328,8 @@ class CampaignRunner:
         self._ids = itertools.count(1)
         self._pace_soon: IDelayedCall | None = None
         self._unsettled_at_stop = 0
+        #: the server is stopping: no new dials, the lines placed go on (:meth:`wind_down`)
+        self.winding_down = False
         self._last_line_change = clock.seconds()
         self.listeners: list[Callable[[str, Attempt], None]] = []
         #: preview mode: called with (agent, preview) when a record is put on screen
@@ -352,6 +354,8 @@ class CampaignRunner:
 
     # -- controls ----------------------------------------------------------------------
     def start(self) -> None:
+        if self.winding_down:
+            return  # the server is stopping (the API refuses a start meanwhile)
         self.status, self.idle_reason = CampaignStatus.RUNNING, None
         if not self._ticker.running:
             self._ticker.start(self._tick, now=False)
@@ -368,6 +372,49 @@ class CampaignRunner:
         self._drop_previews()
         if self._ticker.running:
             self._ticker.stop()
+
+    def wind_down(self) -> None:
+        """The first step of a clean stop of the server: no new dials from
+        here on (records on preview screens go back), while the lines already
+        placed go on as usual -- ringing out at their own ring timeout, a
+        person connected to a free agent or given the abandon message at the
+        connect deadline.  The stored status is not touched: the next start
+        resumes the campaign."""
+        self.winding_down = True
+        self._drop_previews()
+        if self.status in (CampaignStatus.RUNNING, CampaignStatus.IDLE):
+            self.status = CampaignStatus.IDLE
+            self.idle_reason = "the server is stopping: no new dials"
+
+    def lines_in_progress(self) -> list[Attempt]:
+        """The lines placed whose fate is still open: ringing (or their row
+        still being written), answered while AMD listens, a person waiting for
+        an agent or being moved into an agent's bridge.  Not a conversation
+        with an agent (it goes on without the dialer), nor a call whose end
+        is decided and left to the PBX: the abandon message started, a
+        machine hung up or given the message (:meth:`close_decided`)."""
+        return [
+            a
+            for a in self.live.values()
+            if a.open and a.connected is None and not a.abandoned and a.verdict != "machine"
+        ]
+
+    def close_decided(self) -> int:
+        """At the end of a clean stop: close the calls whose outcome is
+        decided and whose rest the PBX plays out on its own (the abandon
+        message, a machine's message or hang-up) with that outcome now, so
+        that no attempt stays open (its record "dialing") until a next start.
+        Returns how many."""
+        now = self.clock.seconds()
+        decided = [
+            a
+            for a in list(self.live.values())
+            if a.open and a.connected is None and (a.abandoned or a.verdict == "machine")
+        ]
+        for a in decided:
+            self.waiting_since.pop(a.id, None)
+            self._end(a, "abandoned" if a.abandoned else "machine", now)
+        return len(decided)
 
     def update(self, **changes: Any) -> None:
         """Change settings live (abandon target, max lines per agent, dial
@@ -530,7 +577,7 @@ class CampaignRunner:
         self._last_line_change = now
 
     def pace(self) -> None:
-        if self.status not in (CampaignStatus.RUNNING, CampaignStatus.IDLE):
+        if self.winding_down or self.status not in (CampaignStatus.RUNNING, CampaignStatus.IDLE):
             return
         if not self.telephony.connected:
             # no new dials until the resync

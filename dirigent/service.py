@@ -1,10 +1,14 @@
 """Service assembly: one Twisted ``MultiService`` tree per process.
 
-Children start in order and stop in reverse (Twisted's ``MultiService``):
-PBX sessions, then the web server.  Stopping logs off every PBX (AMI
-``Logoff``) and disposes of the database engine, so SIGTERM leaves nothing
-half-done.  This module is the only place that knows which implementation of
-a port is wired in.
+Children start in order (PBX sessions, then the web server).  A stop
+(:class:`ServerTree`) first drains the campaigns: no new dials, and the lines
+already placed resolve -- ring out, or a person is connected to an agent or
+given the abandon message -- with everything still running
+(:meth:`dialer.campaigns.Campaigns.drain`, bounded); only then are the
+children stopped (Twisted's ``MultiService``: all at once).  Stopping logs off
+every PBX (AMI ``Logoff``, its lease released), drains the report writer and
+disposes of the database engine, so SIGTERM leaves nothing half-done.  This
+module is the only place that knows which implementation of a port is wired in.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import asyncio
 import functools
 import gc
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from twisted.application import internet, service
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -81,6 +86,22 @@ def freeze_startup_objects() -> None:
     halved, docs/benchmarks.md).  Called once, after start-up."""
     gc.collect()
     gc.freeze()
+
+
+class ServerTree(service.MultiService):
+    """The server's service tree.  Its stop runs the ``drains`` first (each
+    a Deferred; while they run every child still runs), then stops the
+    children: the PBX sessions must outlive the lines a drain waits for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drains: list[Callable[[], Deferred[None]]] = []
+
+    def stopService(self) -> Deferred[None]:
+        drained = gatherResults([maybeDeferred(drain) for drain in self.drains], consumeErrors=True)
+        drained.addErrback(lambda f: log.failure("the drain before the stop failed", f))
+        stop = super().stopService
+        return drained.addCallback(lambda _: stop())
 
 
 class PbxService(service.Service):
@@ -230,7 +251,7 @@ class Dirigent:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.ami_metrics = AmiMetrics(self.registry)
-        self.service = service.MultiService()
+        self.service = ServerTree()
         ErrorCountService(self.registry).setServiceParent(self.service)
         self.database = DatabaseService(settings.database.url)
         self.database.setServiceParent(self.service)
@@ -308,6 +329,7 @@ class Dirigent:
                 registry=self.registry,
             )
             CampaignService(self.campaigns).setServiceParent(self.service)
+            self.service.drains.append(self.campaigns.drain)
         children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
         # tokens survive a restart: kept (hashed) by the report writer, the
         # ones still valid read back here (before the reactor runs)
@@ -347,6 +369,11 @@ class Dirigent:
         )
         self.web = internet.TCPServer(settings.http.port, self.site, interface=settings.http.host)
         self.web.setServiceParent(self.service)
+
+    def stop_at_once(self) -> None:
+        """A second stop signal: the stop's drain waits for nothing more."""
+        if self.campaigns is not None:
+            self.campaigns.stop_at_once()
 
     def _machine_disposition(self, call: MachineCall) -> None:
         """From the API's thread: an agent said a call was an answering

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -207,6 +208,83 @@ def test_demo_runs_on_embedded_defaults_and_ends_by_itself():
         code, out = proc.wait(timeout=20), proc.stdout.read()
     assert code == 0, out
     assert f"http://127.0.0.1:{http}/healthz" in out
+
+
+def test_ctrl_c_waits_for_the_lines_in_progress_and_a_second_one_stops_at_once(tmp_path):
+    """QA5 F10: the first Ctrl-C (SIGINT) of a dialing server stops new dials
+    and waits for the lines already placed; the second stops at once, saying
+    so, and the rest of the stop (Logoff) still runs."""
+    http = free_port()
+    data = str(tmp_path / "demo")
+    proc = spawn("demo", "--http-port", str(http), "--duration", "120", "--data", data)
+    lines: list[str] = []  # read as they come: the stop is seen in them
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        poll(f"http://127.0.0.1:{http}/healthz", 200)
+        in_use = 'dirigent_dialer_lines_in_use{campaign="demo-outbound"}'
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+            found = [x for x in metrics.splitlines() if x.startswith(in_use)]
+            if found and float(found[0].split()[-1]) > 0:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any("no new dials; waiting for" in line for line in lines):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the first Ctrl-C waits for the lines in progress"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=5)
+        out = "".join(lines)
+    assert code == 0, out
+    assert "Received SIGINT, shutting down" in out, out
+    assert "no new dials; waiting for" in out and "to resolve, at most" in out, out
+    assert "Received SIGINT while stopping: stopping at once" in out, out
+    assert "still in progress after" in out and "left to the PBX" in out, out
+    assert "PBX sim: logged off" in out, "the rest of the stop runs: Logoff"
+
+
+def test_sighup_is_logged_and_ignored_and_sigterm_then_stops_cleanly(tmp_path, sim_pbx):
+    """QA5 F12: SIGHUP killed the server at once, unlogged (no Logoff, no lease
+    release, no drain of the report writer).  There is no configuration
+    reload: SIGHUP says so in the log and the server goes on."""
+    ami_port, sim_proc = sim_pbx
+    http = free_port()
+    config = write_config(tmp_path, ami_port, http)
+    proc = spawn("serve", "--config", str(config), env={"DIRIGENT_PBX_MAIN_SECRET": "top-s3cret"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        poll(f"http://127.0.0.1:{http}/healthz", 200)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while not any("SIGHUP" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "SIGHUP does not stop the server"
+        status, body = get(f"http://127.0.0.1:{http}/healthz")
+        assert status == 200, body
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        reader.join(timeout=5)
+        out = "".join(lines)
+    assert code == 0, out
+    assert "Received SIGHUP: ignored, still running (no configuration reload" in out, out
+    assert "restart the server to apply a change" in out
+    assert "Received SIGTERM, shutting down" in out and "PBX main: logged off" in out, out
+    _, sim_out = stop(sim_proc)
+    assert "AMI client logged off" in sim_out, "SIGTERM after SIGHUP still logs off"
 
 
 def test_a_second_server_on_the_same_database_is_refused_before_it_touches_it(tmp_path, sim_pbx):

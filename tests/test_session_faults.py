@@ -340,5 +340,5 @@ def test_a_clean_stop_logs_off_without_a_warning_of_a_lost_link(session_factory,
     run(session.wait_connected(5))
     with caplog.at_level(logging.INFO, logger="dirigent.asterisk"):
         run(session.stop())
-    assert "logged off" in caplog.text
+    assert caplog.text.count("logged off") == 1, caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -116,15 +116,84 @@ def _start_up_error(exc: Exception) -> str | None:
 
 
 def start_dirigent(reactor: Any, settings: Any, duration: float | None = None) -> Any:
+    """The server, started; a stop signal stops its service tree, the
+    campaigns' drain first (dirigent.service).  A timed run (the demo's
+    ``--duration``) ends at its time: at once, its lines still in progress
+    left to the (simulated) PBX."""
     from dirigent.service import Dirigent, freeze_startup_objects
 
     app = Dirigent(settings)
     reactor.addSystemEventTrigger("before", "shutdown", app.service.stopService)
     app.service.startService()
     freeze_startup_objects()
+    install_stop_signals(reactor, app)
     if duration is not None:
-        reactor.callLater(duration, reactor.stop)
+
+        def time_is_up() -> None:
+            app.stop_at_once()
+            reactor.stop()
+
+        reactor.callLater(duration, time_is_up)
     return app
+
+
+def install_stop_signals(reactor: Any, app: Any) -> None:
+    """The server's signals (in place of the reactor's own handlers).
+
+    SIGTERM and SIGINT (Ctrl-C) stop it cleanly: no new dials, the lines
+    already placed resolve (bounded), then the PBXs are logged off, their
+    leases released and the report writer drained.  The same signal again
+    while it stops: the drain waits for nothing more (the rest of the stop
+    still runs).  SIGHUP is logged and ignored: there is no configuration
+    reload (the file is read at start; a restart applies a change), and a
+    stray hang-up -- a closed terminal, a tool that sends SIGHUP to reload --
+    must not stop a dialing floor."""
+    import signal
+
+    from twisted.internet.error import ReactorNotRunning
+    from twisted.logger import Logger
+
+    log = Logger(namespace="dirigent")
+    stopping = {"now": False}
+    # a stop asked otherwise (the end of a timed run) counts too
+    reactor.addSystemEventTrigger("before", "shutdown", stopping.update, now=True)
+
+    def stop(name: str) -> None:
+        if not stopping["now"]:
+            stopping["now"] = True
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                pass  # a stop asked just now: this signal is the second one
+            else:
+                log.info(
+                    "Received {sig}, shutting down (the same signal again: stop at once,"
+                    " without waiting for the lines in progress)",
+                    sig=name,
+                )
+                return
+        log.warn(
+            "Received {sig} while stopping: stopping at once, lines still in"
+            " progress are left to the PBX (the next start settles them)",
+            sig=name,
+        )
+        app.stop_at_once()
+
+    def hang_up() -> None:
+        log.warn(
+            "Received SIGHUP: ignored, still running (no configuration reload: the"
+            " configuration is read at start; restart the server to apply a change)"
+        )
+
+    def on_signal(number: int, _frame: Any) -> None:
+        # the work on the reactor's thread, not inside the signal handler
+        if number == signal.SIGHUP:
+            reactor.callFromThread(hang_up)
+        else:
+            reactor.callFromThread(stop, signal.Signals(number).name)
+
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, on_signal)
 
 
 def make_sim(reactor: Any, args: argparse.Namespace, secret: str) -> Any:

@@ -52,7 +52,12 @@ def register(sub: Any) -> None:
     demo.add_argument("--agents", type=int, default=10)
     demo.add_argument("--inbound-rate", type=float, default=120.0, help="inbound calls per hour")
     demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds, at once (Ctrl-C waits for the lines in progress)",
+    )
     demo.add_argument(
         "--no-campaign",
         action="store_true",

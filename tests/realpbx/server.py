@@ -228,7 +228,9 @@ class Dirigent:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=15)
+                # a clean stop waits for the lines in progress: up to a ring
+                # time-out (15 s here), AMD's time and the connect limit, + 3 s
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
