@@ -10,6 +10,7 @@ and only then logs off."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -65,7 +66,7 @@ class Server:
         self.engine = db.make_engine(url)
         db.add_user(self.engine, "boss", hash_password("boss-password"), "supervisor", None)
         demo = _demo_campaign(url, tmp_path)
-        demo = demo.model_copy(update={"settings": demo.settings.with_changes(**campaign)})
+        demo = dataclasses.replace(demo, settings=demo.settings.with_changes(**campaign))
         queues = ("sales", DEMO_CAMPAIGN)
         self.agents = AGENTS[:agents]
         settings = Settings(
