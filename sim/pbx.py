@@ -1203,7 +1203,7 @@ class SimPbx:
         if chan.gotos != gotos or chan.bridge is not None:
             return  # Dirigent moved it (a Redirect ends the Wait)
         mark = f"abandoned/{chan.uniqueid}"
-        self.astdb[("dirigent", mark)] = str(int(self.now()))
+        self.astdb[("dirigent", mark)] = str(int(self.clock.seconds()))  # ${EPOCH}
         self._newexten(chan, "Set", f"DB(dirigent/{mark})", priority=NET_PRIORITY + 1)
         attempt = chan.variables.get("DIRIGENT_ATTEMPT", "")
         self._newexten(

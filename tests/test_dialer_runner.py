@@ -71,9 +71,15 @@ def workload(**outcomes: float) -> Any:
 
 
 def setup(
-    wl: Any, agents: int = 2, numbers: int = 10, strategy: Any = None, paused: bool = False
+    wl: Any,
+    agents: int = 2,
+    numbers: int = 10,
+    strategy: Any = None,
+    paused: bool = False,
+    start: float = 0.0,
 ) -> tuple[HeapClock, SimPbx, CampaignRunner, ListSource, CheckingLog]:
     clock = HeapClock()
+    clock.run_until(start)  # a PBX started at that time (the epoch's seconds, as a server's)
     pbx = SimPbx(clock, seed=3, agents=agents, workload=wl)
     tel = SimTelephony(pbx)
     router = Router({"c": QueueConfig("c")})
@@ -147,19 +153,23 @@ def test_persons_answering_while_no_dirigent_runs_hear_the_pbx_message_and_count
     never counted abandoned, redialed an hour later.  The dialplan's net
     plays the abandon message at the connect limit and marks the call in the
     AstDB; the next run counts it abandoned and the mark is gone."""
+    began = 1_796_000_000.0  # the PBX's clock is the epoch's, as a server's is
     clock, pbx, runner, source, log = setup(
-        workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3")
+        workload(live=1.0), agents=1, numbers=3, strategy=make_strategy("ratio:3"), start=began
     )
     runner.start()
-    clock.run_until(3.0)  # the three are ringing (ring 5 s): then the server dies
+    clock.run_until(began + 3.0)  # the three are ringing (ring 5 s): then the server dies
     assert len(log.order) == 3 and all(a.answered is None for a in log.attempts.values())
     tel = runner.telephony
     assert isinstance(tel, SimTelephony)
     tel._subscribers.clear()  # a dead process hears nothing and does nothing
     runner.stop()
-    clock.run_until(30.0)
+    clock.run_until(began + 30.0)
     marks = {k: v for k, v in pbx.astdb.items() if k[1].startswith("abandoned/")}
     assert len(marks) == 3, marks  # all three answered, nobody moved them
+    # ${EPOCH}, as Asterisk writes it (QA5 F15: seconds since the sim started,
+    # so the attempts were answered in 1970)
+    assert all(began < float(v) < began + 30.0 for v in marks.values()), marks
     assert pbx.stats.get("abandon_message") == 3  # each heard the message, not silence
     # the next run, on the same PBX and the same attempt log
     router = Router({"c": QueueConfig("c")})
