@@ -256,6 +256,10 @@ class InteractionRequest(Body):
         return value
 
 
+#: the longest after-call work an agent may ask for at once (an hour)
+MAX_WRAP_UP = 3600.0
+
+
 class FinishRequest(Body):
     wrap_up: float = 0.0
 
@@ -264,6 +268,8 @@ class FinishRequest(Body):
     def _not_negative(cls, value: float) -> float:
         if value < 0:
             raise Refused("must not be negative")
+        if not value <= MAX_WRAP_UP:  # 1e308 (and NaN) kept the agent out for ever (QA5 F22)
+            raise Refused(f"must be at most {MAX_WRAP_UP:.0f} seconds")
         return value
 
 

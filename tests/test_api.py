@@ -298,6 +298,10 @@ def test_a_chat_is_offered_pushed_to_the_agent_desktop_accepted_and_finished(app
     # a misspelt wrap-up is refused, not taken as none: the agent stays busy
     status, error = call(app, "POST", f"interactions/{created['id']}/finish", {"wrapup": 30}, anna)
     assert (status, error["field"]) == (400, "wrapup")
+    status, error = call(
+        app, "POST", f"interactions/{created['id']}/finish", {"wrap_up": 1e308}, anna
+    )
+    assert (status, error["error"]) == (400, "wrap_up: must be at most 3600 seconds")
     assert call(app, "GET", "agents/anna", token=boss)[1]["state"] == "busy"
     status, view = call(app, "POST", f"interactions/{created['id']}/finish", {"wrap_up": 0}, anna)
     assert status == 200 and view["state"] == "ready"
