@@ -17,7 +17,7 @@ import asyncio
 import functools
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -32,6 +32,7 @@ from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
 from center.hub import Hub
 from channels.voice import AgentEndpoint, VoiceInbound
+from core.events import AgentStateChanged
 from core.telephony import PbxSynced, PbxUp, TelephonyEvent
 from cti.api import ApiResource
 from cti.auth import Scope, TokenStore, User, revoke_changed
@@ -40,7 +41,7 @@ from cti.ws import push_resource
 from dialer.campaigns import Campaigns
 from dirigent import logs
 from dirigent.config import Settings
-from routing.agent import Agent
+from routing.agent import Agent, AgentState, Transition
 from routing.router import Router
 from store import db
 from store.dialer import DbCampaignStore
@@ -50,6 +51,7 @@ from store.pool import MachineCall
 from store.records import (
     DayCall,
     Recorder,
+    agent_states_since,
     calls_left_open,
     close_unfinished,
     inbound_calls_since,
@@ -60,6 +62,34 @@ log = Logger(namespace="dirigent.service")
 
 #: seconds between comparisons of the live tokens with the users table
 REVOCATION_INTERVAL = 5.0
+
+
+def _restore_agent_days(
+    router: Router, states: Mapping[str, list[tuple[float, str]]], now: float
+) -> None:
+    """Each agent's day before this process (its board's ``seconds_today``
+    counted everything before a restart as logged out: QA5 finding 20),
+    logged out from ``now`` until it logs in."""
+    for agent_id, changes in states.items():
+        agent = router.agents.get(agent_id)
+        if agent is None:
+            continue
+        known = {s.value for s in AgentState}
+        before = [Transition(at, AgentState(state)) for at, state in changes if state in known]
+        if before:
+            agent.history[1:1] = [*before, Transition(now, AgentState.LOGGED_OUT)]
+
+
+def _close_agent_days(router: Router, recorder: Any, now: float) -> None:
+    """A clean stop ends each logged-in agent's state in the report at the
+    stop (QA5 finding 23: the next start closed it at the agent's last
+    change, so the report lost the time up to the stop); the next run logs
+    the agent in again (auto_login, a call taken over)."""
+    for agent in router.agents.values():
+        if agent.logged_in:
+            recorder.on_agent_state(
+                AgentStateChanged(now, agent.id, AgentState.LOGGED_OUT, "server stopped")
+            )
 
 
 def _restore_kpi(hub: Hub, calls: list[DayCall], now: float) -> None:
@@ -96,12 +126,23 @@ class ServerTree(service.MultiService):
     def __init__(self) -> None:
         super().__init__()
         self.drains: list[Callable[[], Deferred[None]]] = []
+        #: run once the drains are done, before any child stops (the writer still takes rows)
+        self.closing: list[Callable[[], None]] = []
 
     def stopService(self) -> Deferred[None]:
         drained = gatherResults([maybeDeferred(drain) for drain in self.drains], consumeErrors=True)
         drained.addErrback(lambda f: log.failure("the drain before the stop failed", f))
         stop = super().stopService
-        return drained.addCallback(lambda _: stop())
+
+        def close(_: object) -> Deferred[None]:
+            for step in self.closing:
+                try:
+                    step()
+                except Exception:
+                    log.failure("a step of the stop failed")
+            return stop()
+
+        return drained.addCallback(close)
 
 
 class PbxService(service.Service):
@@ -311,6 +352,12 @@ class Dirigent:
                 )
             # before anything routes: what the last run left open ends now
             close_unfinished(self.database.engine)
+            # the agents' day so far, as the report has it (after that close)
+            _restore_agent_days(
+                self.acd.router,
+                agent_states_since(self.database.engine, self.acd.day_start(now)),
+                now,
+            )
             self.database.recorder = Recorder(
                 self.database.engine, self.acd.bus, registry=self.registry
             )
@@ -330,6 +377,7 @@ class Dirigent:
             )
             CampaignService(self.campaigns).setServiceParent(self.service)
             self.service.drains.append(self.campaigns.drain)
+        self.service.closing.append(self._agents_stopped)
         children: dict[bytes, Any] = {}  # twisted.web resources (autobahn's is not typed as one)
         # tokens survive a restart: kept (hashed) by the report writer, the
         # ones still valid read back here (before the reactor runs)
@@ -405,6 +453,10 @@ class Dirigent:
         row = {**entry, "at": dt.datetime.now(dt.UTC)}
         if self.database.recorder is not None:
             self.database.recorder.audit(row)
+
+    def _agents_stopped(self) -> None:
+        if self.acd is not None and self.database.recorder is not None:
+            _close_agent_days(self.acd.router, self.database.recorder, self.clock.seconds())
 
     def _revoke_changed(self) -> Deferred[Any]:
         engine = self.database.engine

@@ -395,6 +395,30 @@ def close_unfinished(engine: Engine) -> tuple[int, int]:
     return len(rows), len(open_agents)
 
 
+def agent_states_since(engine: Engine, since: float) -> dict[str, list[tuple[float, str]]]:
+    """Each agent's state changes from ``since`` on, in order, with the one
+    it was in at ``since`` (at its own time): what the agents' day held
+    before this process started (its board's seconds today go on from it)."""
+    t = db.agent_state_log
+    with engine.connect() as conn:
+        last = (
+            select(t.c.agent_code, func.max(t.c.id).label("id"))
+            .where(t.c.at <= _ts(since))
+            .group_by(t.c.agent_code)
+            .subquery()
+        )
+        rows = conn.execute(
+            select(t.c.agent_code, t.c.state, t.c.at)
+            .where((t.c.at > _ts(since)) | t.c.id.in_(select(last.c.id)))
+            .order_by(t.c.at, t.c.id)
+        ).all()
+    out: dict[str, list[tuple[float, str]]] = {}
+    for agent, state, at in rows:
+        at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+        out.setdefault(agent, []).append((at.timestamp(), state))
+    return out
+
+
 def time_in_state(engine: Engine, agent: str, start: float, end: float) -> dict[str, float]:
     """Seconds per state for ``agent`` between ``start`` and ``end``, from the log
     (the state before ``start`` counts from ``start``)."""

@@ -21,7 +21,7 @@ from dirigent.config import AgentSettings, DatabaseSettings, HttpSettings, Routi
 from dirigent.service import Dirigent
 from routing.model import Channel, QueueConfig
 from store import db
-from tests.conftest import LOOP, run, wait_for
+from tests.conftest import LOOP, run, settle, wait_for
 
 
 @contextlib.contextmanager
@@ -419,6 +419,26 @@ def test_time_in_state_today_is_reported_per_agent(app):
     spent = view["seconds_today"]
     assert spent["ready"] >= 0.25 and spent["paused"] >= 0.15
     assert "logged_out" in spent
+
+
+def test_seconds_today_go_on_across_a_restart(sim, tmp_path):
+    """QA5 finding 20: after a restart an agent's ``seconds_today`` counted
+    everything before it as logged out (busy 62 s on the board, 551 s in
+    the report from the database at the same moment)."""
+    with assembled(sim, tmp_path) as first:
+        anna = token(first, "anna")
+        assert call(first, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)[0] == 200
+        settle(1.5)
+        run(first.service.stopService().asFuture(LOOP))
+    with assembled(sim, tmp_path) as second:
+        boss = token(second, "boss")
+        status, view = call(second, "GET", "agents/anna", token=boss)
+        assert status == 200 and view["state"] == "logged_out"
+        assert view["seconds_today"].get("ready", 0) >= 1.4, view["seconds_today"]
+        status, report = call(second, "GET", "agents/anna/report", token=boss)
+        assert status == 200
+        ready = report["seconds"]["ready"]
+        assert abs(view["seconds_today"]["ready"] - ready) < 0.5, (view, report)
 
 
 def test_calls_chats_and_mails_blend_by_the_rules_end_to_end(app, sim):
