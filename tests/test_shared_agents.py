@@ -20,6 +20,7 @@ from twisted.internet import reactor
 from asterisk.session import PbxSettings
 from dialer.campaign import CampaignSettings, CampaignSetup, validate
 from dialer.compliance import Policy
+from dirigent.cli.server import DEMO_POLICY
 from dirigent.config import (
     AgentSettings,
     DatabaseSettings,
@@ -46,23 +47,6 @@ PERSONS = {
 }
 AGENTS = ("agent1001", "agent1002", "agent1003")
 CAMPAIGNS = ("north", "south", "west")
-OPEN_ALL_DAY = {
-    "country": "GB",
-    "windows": [
-        {
-            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-            "start": "00:00",
-            "end": "23:59",
-        }
-    ],
-    "public_holidays": False,
-    "max_attempts_per_day": 0,
-    "abandon_limit": 0.03,
-    "abandon_window": "day",
-    "abandon_lockout_hours": 72,
-    "machine_retry_same_day_needs_agent": True,
-    "requires_consent": False,
-}
 
 
 def campaign(name: str, mode: str) -> CampaignSetup:
@@ -73,7 +57,7 @@ def campaign(name: str, mode: str) -> CampaignSetup:
                 name, mode=mode, caller_id=caller_id, country="GB", windows=("day",), wrap_up=1.0
             )
         ),
-        policy=Policy.parse(OPEN_ALL_DAY, "test policy"),
+        policy=Policy.parse(DEMO_POLICY, "test policy"),
         caller_id=caller_id,
         timezone="Europe/London",
         auto_start=True,
