@@ -503,6 +503,14 @@ class ConfigFile(_Table):
                     reason = f"queue {q!r} is on PBX {on[q]!r}, the agent on {pbx!r}"
                     raise ConfigError(f"agent[{i}].queues", reason)
             agents.append(a.model_copy(update={"pbx": pbx}))
+        # one phone, one agent: a second agent on it was rung on the first's
+        # calls and nailed into the first's bridge (QA5 finding 24)
+        phones: dict[tuple[str | None, str], str] = {}
+        for i, a in enumerate(agents):
+            first = phones.setdefault((a.pbx, a.endpoint), a.id)
+            if first != a.id:
+                reason = f"phone {a.endpoint!r} is taken by agent {first!r}"
+                raise ConfigError(f"agent[{i}].endpoint", reason)
         owner = instance_name(self.database.url)
         return Settings(
             http=self.http,

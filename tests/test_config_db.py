@@ -98,6 +98,25 @@ def test_a_campaigns_holiday_subdivisions_are_its_countrys():
     assert ok.compliance().holiday_subdivisions == ("BY",)
 
 
+def test_two_agents_on_one_phone_are_refused():
+    """QA5 finding 24: two agents on the same endpoint passed the check."""
+    agents = [
+        {"id": "a1", "endpoint": "1001", "queues": ["sales"]},
+        {"id": "a2", "endpoint": "1001", "queues": ["sales"]},
+    ]
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"queue": [{"name": "sales"}], "agent": agents}, env={})
+    assert (err.value.key, err.value.reason) == (
+        "agent[1].endpoint",
+        "phone '1001' is taken by agent 'a1'",
+    )
+    agents[1]["endpoint"] = "1002"
+    assert (
+        len(parse_settings({"queue": [{"name": "sales"}], "agent": agents}, env={}).routing.agents)
+        == 2
+    )
+
+
 def test_blending_table_is_validated_naming_the_key():
     def blending(table):
         return parse_settings({"routing": {"blending": table}}, env={}).routing.blending
