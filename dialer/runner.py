@@ -543,6 +543,7 @@ class CampaignRunner:
         its abandon guard with agents free)."""
         return (
             self.settings.mode != "preview"
+            and not self.winding_down
             and self.status in (CampaignStatus.RUNNING, CampaignStatus.IDLE)
             and self._short_of_agents
         )
@@ -561,8 +562,8 @@ class CampaignRunner:
         ringing = 1.0 if worst else min(1.0, human / max(1e-9, 1.0 - est.share("failed")))
         answered = 1.0 if worst else human / max(1e-9, human + machine)
         wanted = 0.0
-        for att in self.live.values():
-            if att.agent is not None or att.connected is not None or not att.open:
+        for att in self.lines_in_progress():
+            if att.agent is not None:
                 continue
             if att.answered is None:
                 wanted += ringing
