@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from dirigent.cli.common import EXIT_OK, UsageError, database
+from dirigent.cli.common import EXIT_OK, UsageError, bad_input, database
 
 
 def register(sub: Any) -> None:
@@ -85,6 +85,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             if value and limit is not None and len(value) > limit:
                 raise UsageError(f"{key}: at most {limit} characters ({len(value)} given)")
     teams = _teams(args) if args.user_command == "add" else None
+    if args.user_command == "add":
+        _check_names(args, teams)
     if args.user_command == "passwd":
         with database(args) as engine:  # an unknown user first, before any password is asked
             if _account(engine, args.username) is None:
@@ -182,6 +184,40 @@ def _teams(args: argparse.Namespace) -> list[str] | None:
         if len(team) > 80 or not team.isprintable():
             raise UsageError(f"--teams: {team!r} is not a team name (printable, at most 80)")
     return teams
+
+
+def _check_names(args: argparse.Namespace, teams: list[str] | None) -> None:
+    """A username one can type at the login (no spaces), and, when the
+    configuration is given (``--config``), an ``--agent`` and ``--teams`` it
+    has: an unknown one was saved silently and the user then logged in as
+    no agent or oversaw nobody (QA7 F8).  Refused before a password is asked."""
+    from dirigent.config import ConfigError, load_settings
+
+    name = args.username
+    if not name or not name.isprintable() or any(c.isspace() for c in name):
+        raise UsageError(
+            f"username: {name!r} is not a user name (printable, without spaces; e.g. anna.berg)"
+        )
+    if not args.config:
+        return
+    try:
+        routing = load_settings(args.config, pbxs=False).routing
+    except ConfigError as exc:
+        raise bad_input(exc) from None
+    if args.agent is not None:
+        ids = [a.id for a in routing.agents]
+        if args.agent not in ids:
+            known = f"its agents: {', '.join(ids)}" if ids else "it has no [[agent]]"
+            raise UsageError(f"--agent: no agent {args.agent!r} in {args.config} ({known})")
+    known_teams = sorted({a.team for a in routing.agents if a.team})
+    for team in teams or ():
+        if team not in known_teams:
+            known = (
+                f"its teams: {', '.join(known_teams)}"
+                if known_teams
+                else "no [[agent]] there has a team"
+            )
+            raise UsageError(f"--teams: no team {team!r} in {args.config} ({known})")
 
 
 def _read_password() -> str:
