@@ -456,7 +456,10 @@ class Dirigent:
 
     def _agents_stopped(self) -> None:
         if self.acd is not None and self.database.recorder is not None:
-            _close_agent_days(self.acd.router, self.database.recorder, self.clock.seconds())
+            now = self.clock.seconds()
+            _close_agent_days(self.acd.router, self.database.recorder, now)
+            # and the report rows of the calls and chats going on end at the stop too
+            self.database.recorder.close_open(now)
 
     def _revoke_changed(self) -> Deferred[Any]:
         engine = self.database.engine

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -52,6 +52,9 @@ from core.events import (
 from store import db
 
 log = Logger(namespace="store.records")
+
+#: the outcome of an interaction a clean stop left going on (or waiting)
+STOPPED = "server-stopped"
 
 
 def _ts(seconds: float) -> dt.datetime:
@@ -231,6 +234,25 @@ class Recorder:
                 values.update(ended_at=at, outcome=e.outcome or default)
             conn.execute(update(t).where(t.c.uniqueid == e.interaction).values(**values))
 
+    def close_open(self, at: float, outcome: str = STOPPED) -> None:
+        """End every interaction row still open at ``at`` with ``outcome``:
+        a clean stop's (QA7 F10: a conversation going on left its row open
+        until the next start closed it at its answer, so a report between
+        the two counted a call in progress with every agent logged out).
+        Written after every row submitted before it.  A conversation the
+        PBX still has at the next start is taken over from the row
+        (:func:`calls_left_open` reads the last stop's) and its end then
+        replaces this one."""
+        self._submit(self._close_open, (_ts(at), outcome), "stop", outcome)
+
+    def _close_open(self, item: tuple[dt.datetime, str]) -> None:
+        at, outcome = item
+        t = db.interaction
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t).where(t.c.ended_at.is_(None)).values(ended_at=at, outcome=outcome)
+            )
+
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything submitted so far is written."""
         last = self._last
@@ -310,13 +332,19 @@ def inbound_calls_since(engine: Engine, since: float) -> list[DayCall]:
 
 
 def calls_left_open(engine: Engine) -> dict[str, LeftOpen]:
-    """The voice interactions not ended (answered or still waiting), by
+    """The voice interactions not ended (answered or still waiting), and
+    those the last clean stop closed (outcome ``server-stopped``), by
     interaction id.  Read before :func:`close_unfinished` closes them."""
     t = db.interaction
+    # the last clean stop's rows too: it closed them at one instant (close_open)
+    last_stop = select(func.max(t.c.ended_at)).where(t.c.outcome == STOPPED).scalar_subquery()
     with engine.connect() as conn:
         rows = conn.execute(
             select(t).where(
-                t.c.ended_at.is_(None),
+                or_(
+                    t.c.ended_at.is_(None),
+                    and_(t.c.outcome == STOPPED, t.c.ended_at == last_stop),
+                ),
                 t.c.channel == "voice",
                 t.c.uniqueid.is_not(None),
             )

@@ -221,3 +221,36 @@ def test_the_wait_ends_at_its_bound_when_a_line_does_not_resolve(server, logged,
     assert "waiting for 3 lines in progress" in text, text
     assert "stopping: 3 of the 3 lines still in progress after" in text, text
     assert all(a.outcome is None for a in s.attempts()), "left open for the next start"
+
+
+def test_a_clean_stop_closes_the_report_rows_of_the_conversations_going_on(server):
+    """QA7 F10: the agents were logged out "server stopped" but a connected
+    conversation's interaction row stayed open (no end) until a next start
+    closed it: a report read in between counted a call in progress with
+    nobody logged in.  Its row now ends at the stop, "server-stopped"."""
+    s = server(RINGING, mode="progressive", wrap_up=1.0)
+    run(wait_for(lambda: len(s.ringing()) >= 3, timeout=20, what="three lines ringing"))
+    run(s.app.service.stopService().asFuture(LOOP))
+    talking = {a.channel_id for a in s.runner.live.values() if a.connected is not None}
+    assert talking, "a person was put through before the stop"
+    with s.engine.connect() as conn:
+        rows = conn.execute(
+            select(db.interaction.c.uniqueid, db.interaction.c.ended_at, db.interaction.c.outcome)
+        ).all()
+    assert rows and [r for r in rows if r.ended_at is None] == [], rows
+    stopped = [r for r in rows if r.outcome == "server-stopped"]
+    assert len(stopped) >= len(talking), rows
+    with s.engine.connect() as conn:
+        states = conn.execute(
+            select(db.agent_state_log.c.agent_code, db.agent_state_log.c.at).where(
+                db.agent_state_log.c.reason == "server stopped"
+            )
+        ).all()
+    # at the very time the agents were logged out
+    assert {r.ended_at.replace(tzinfo=None) for r in stopped} <= {
+        at.replace(tzinfo=None) for _, at in states
+    }
+    # the next start takes the conversations over from those rows
+    from store.records import calls_left_open
+
+    assert {r.uniqueid for r in stopped} <= set(calls_left_open(s.engine))
