@@ -4,16 +4,18 @@ Checks, in order, each with a reason a supervisor can read:
 
 1. do-not-call: the global list and the campaign's (an opt-out during a
    call is on the global list at once);
-2. consent, where the campaign requires it (German B2C telephone
+2. the number's country: one the campaign's pack does not govern is
+   refused (its hours, consent and lock-outs are another regime's);
+3. consent, where the campaign requires it (German B2C telephone
    advertising: UWG 7(2)); a withdrawal after a grant wins;
-3. the calling window in the called party's local time, for every time zone
+4. the calling window in the called party's local time, for every time zone
    of the number (several zones: all must be inside the window, i.e. the
    most restrictive), public holidays where the country's pack says so;
-4. attempts per number per local day (Germany: at most 3);
-5. after an abandoned call, no redial within the lock-out (UK: 72 h) unless
+5. attempts per number per local day (Germany: at most 3);
+6. after an abandoned call, no redial within the lock-out (UK: 72 h) unless
    an agent is guaranteed; after a machine, same-day retry only with an agent
    guaranteed (UK);
-6. a "call back at" time set on the record.
+7. a "call back at" time set on the record.
 
 Country policy packs are data (``dialer/policies/*.toml``), validated when
 loaded.  Pure: the lookups and the time are passed in.
@@ -68,6 +70,13 @@ class Policy:
     abandon_lockout_hours: float
     machine_retry_same_day_needs_agent: bool
     requires_consent: bool
+    #: the regions (phonenumbers' codes) whose numbers this pack's rules
+    #: govern; a number of another is refused (``country``): its hours,
+    #: consent and lock-outs are another regime's (QA6 F3)
+    regions: tuple[str, ...] = ()
+
+    def governs(self, region: str) -> bool:
+        return region in (self.regions or (self.country,))
 
     @classmethod
     def parse(cls, data: dict[str, Any], source: str = "policy") -> Policy:
@@ -108,7 +117,24 @@ class Policy:
             abandon_lockout_hours=float(need("abandon_lockout_hours", (int, float))),
             machine_retry_same_day_needs_agent=need("machine_retry_same_day_needs_agent", bool),
             requires_consent=need("requires_consent", bool),
+            regions=_regions(data, source, need("country", str).upper()),
         )
+
+
+def _regions(data: dict[str, Any], source: str, country: str) -> tuple[str, ...]:
+    value = data.get("regions", [country])
+    if not isinstance(value, list) or not all(isinstance(v, str) and len(v) == 2 for v in value):
+        raise PolicyError(f"{source}.regions", "must be a list of two-letter region codes")
+    return tuple(v.upper() for v in value)
+
+
+def foreign_number(campaign: str, policy: Policy, number: Number) -> str | None:
+    """Why ``campaign`` (dialing under ``policy``) may not call ``number``
+    at all: a number of a region the pack does not govern (a GB number in a
+    US campaign's list would get US hours and no Ofcom lock-outs), else None."""
+    if not number.region or policy.governs(number.region):
+        return None
+    return f"number is in {number.region}; campaign {campaign!r} dials under {policy.country} rules"
 
 
 @cache
@@ -250,6 +276,9 @@ class Compliance:
         listed = self.dnc.blocked(number.e164, campaign.name)
         if listed:
             return Verdict(False, f"on the {listed} do-not-call list", "dnc")
+        foreign = foreign_number(campaign.name, policy, number)
+        if foreign is not None:
+            return Verdict(False, foreign, "country")
         needs_consent = (
             policy.requires_consent
             if campaign.requires_consent is None

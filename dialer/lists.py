@@ -26,7 +26,7 @@ import io
 import shutil
 import tempfile
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,12 +218,16 @@ class ListReader:
         encoding: str | None = None,
         delimiter: str | None = None,
         limits: Mapping[str, int] | None = None,
+        foreign: Callable[[Number], str | None] | None = None,
     ) -> None:
         """``limits``: field -> the most characters it may have, from the
         columns that will hold it (the store passes them: this module knows
         no database); a longer value is a rejected row naming the field, not
-        a failed import on a database that refuses it."""
+        a failed import on a database that refuses it.  ``foreign``: why the
+        campaign may not call a number at all (another country's), or None;
+        such a row is rejected with that reason."""
         self.path = Path(path)
+        self.foreign = foreign
         self.region = region
         self.mapping = mapping
         self.limits = dict(limits or {})
@@ -406,6 +410,9 @@ class ListReader:
                     " (--region, or a country column)"
                 )
             return RowProblem(row, "phone", f"{reason}: {fields.get('phone', '')!r}")
+        why = self.foreign(number) if self.foreign is not None else None
+        if why is not None:
+            return RowProblem(row, "phone", f"{why}: {fields.get('phone', '')!r}")
         priority = 0
         if fields.get("priority"):
             try:

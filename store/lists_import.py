@@ -30,6 +30,7 @@ run is one transaction rolled back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -58,6 +59,7 @@ from sqlalchemy import (
 
 from core.errors import Invalid, NotFound
 from core.numbers import check_region
+from dialer.compliance import Policy, PolicyError, foreign_number, policy_for
 from dialer.lists import (
     FIELDS,
     ListError,
@@ -195,6 +197,9 @@ def import_list(
     if region is None:
         reader.region = report.region = _campaign_region(engine, campaign, country)
         report.region_from = "campaign" if report.region else None
+    policy = _campaign_policy(engine, campaign, country)
+    if policy is not None:
+        reader.foreign = functools.partial(foreign_number, campaign, policy)
     if dry_run:
         _dry_run(engine, reader, campaign, Path(path), report, progress)
     else:
@@ -225,6 +230,23 @@ def _campaign_region(engine: Engine, campaign: str, configured: str | None) -> s
                 return check_region(country)
             except ValueError:
                 continue  # not a region (e.g. a hand-edited row): the next, or none
+    return None
+
+
+def _campaign_policy(engine: Engine, campaign: str, configured: str | None) -> Policy | None:
+    """The country pack the campaign dials under (configured, else its
+    row's), None when neither names one: its numbers of another country
+    are rejected at import (QA6 F3), and the gate refuses them anyway."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(db.campaign.c.country).where(db.campaign.c.name == campaign)
+        ).scalar()
+    for country in (configured, stored):
+        if country:
+            try:
+                return policy_for(country)
+            except PolicyError:
+                continue
     return None
 
 

@@ -223,3 +223,12 @@ def test_time_zones_match_phonenumbers_for_every_region_and_type():
                 assert result.timezones == expected, e164
                 checked += 1
     assert checked > 500
+
+
+def test_a_number_of_another_country_is_refused_naming_both_regimes():
+    # QA6 F3: a GB number in a US campaign got US hours and no Ofcom lock-outs
+    us = Campaign("x", policy_for("US"), "+12125550199")
+    v = gate().check(us, LONDON, None, at(2026, 11, 23, 15, 0))  # open in London and New York
+    assert not v.allowed and v.check == "country"
+    assert v.reason == "number is in GB; campaign 'x' dials under US rules"
+    assert gate().check(us, NY, None, at(2026, 11, 23, 15, 0)).allowed

@@ -597,3 +597,13 @@ def test_rejected_rows_beyond_the_first_thousand_are_counted_and_all_in_the_file
     with open(report.rejected_file, newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1005 and rows[-1]["row"] == "1006" and rows[-1]["field"] == "phone"
+
+
+def test_a_number_of_another_country_is_rejected_at_import_naming_both(tmp_path, engine):
+    # QA6 F3: the reject file says why, the US campaign never holds the GB number
+    path = tmp_path / "mixed.csv"
+    path.write_text("phone,first_name\n+1 212 555 0100,Ann\n+44 20 7946 0018,Bob\n")
+    report = import_list(engine, path, "x", create=True, country="US")
+    assert report.imported == 1 and report.rejected == 1
+    text = Path(report.rejected_file).read_text()
+    assert "number is in GB; campaign 'x' dials under US rules" in text
