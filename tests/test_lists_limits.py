@@ -142,8 +142,9 @@ def test_an_explicit_region_wins_over_the_campaigns_country(tmp_path, engine):
     gb_campaign(engine)
     report = import_list(engine, path, "uk-test", region="DE")
     assert (report.region, report.region_from) == ("DE", "given")
-    with engine.connect() as conn:
-        assert conn.execute(select(db.record.c.e164)).scalar_one() == "+493012345678"
+    # read as DE (+49 30 ...), so a number the GB campaign's rules do not govern (F3)
+    assert report.imported == 0
+    assert "number is in DE; campaign 'uk-test' dials under GB rules" in report.problems[0].reason
 
 
 def test_a_configured_campaigns_country_counts_before_its_row(tmp_path, engine):
@@ -195,8 +196,9 @@ def test_the_command_line_uses_and_names_the_campaigns_country(tmp_path, databas
     out = cli(
         "lists", "import", str(de), "--campaign", "demo", "--db", database_url, "--region", "de"
     )
-    assert out.returncode == 0, out.stderr
-    assert "national numbers read as DE (--region)" in out.stdout
+    # read as DE (--region wins), and so refused for the GB campaign (F3): nothing imported
+    assert out.returncode == 1, out.stderr
+    assert "imported nothing" in out.stderr
 
 
 def test_the_command_line_rejects_an_over_long_field_on_both_databases(tmp_path, database_url):
