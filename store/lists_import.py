@@ -194,10 +194,11 @@ def import_list(
         region=region,
         region_from="given" if region else None,
     )
+    countries = _campaign_countries(engine, campaign, country)
     if region is None:
-        reader.region = report.region = _campaign_region(engine, campaign, country)
+        reader.region = report.region = _campaign_region(countries)
         report.region_from = "campaign" if report.region else None
-    policy = _campaign_policy(engine, campaign, country)
+    policy = _campaign_policy(countries)
     if policy is not None:
         reader.foreign = functools.partial(foreign_number, campaign, policy)
     if dry_run:
@@ -217,36 +218,37 @@ def import_list(
     return report
 
 
-def _campaign_region(engine: Engine, campaign: str, configured: str | None) -> str | None:
-    """The campaign's country as a region phonenumbers knows: the configured
-    one, else the one on its row; None when neither is known."""
+def _campaign_countries(engine: Engine, campaign: str, configured: str | None) -> list[str]:
+    """The campaign's country as configured, then as on its row (one read),
+    the ones given: what the import reads national numbers as, and the
+    pack its rows are checked against."""
     with engine.connect() as conn:
         stored = conn.execute(
             select(db.campaign.c.country).where(db.campaign.c.name == campaign)
         ).scalar()
-    for country in (configured, stored):
-        if country:
-            try:
-                return check_region(country)
-            except ValueError:
-                continue  # not a region (e.g. a hand-edited row): the next, or none
+    return [country for country in (configured, stored) if country]
+
+
+def _campaign_region(countries: list[str]) -> str | None:
+    """The first of ``countries`` phonenumbers knows as a region, else None
+    (a hand-edited row's country may be none)."""
+    for country in countries:
+        try:
+            return check_region(country)
+        except ValueError:
+            continue
     return None
 
 
-def _campaign_policy(engine: Engine, campaign: str, configured: str | None) -> Policy | None:
-    """The country pack the campaign dials under (configured, else its
-    row's), None when neither names one: its numbers of another country
-    are rejected at import (QA6 F3), and the gate refuses them anyway."""
-    with engine.connect() as conn:
-        stored = conn.execute(
-            select(db.campaign.c.country).where(db.campaign.c.name == campaign)
-        ).scalar()
-    for country in (configured, stored):
-        if country:
-            try:
-                return policy_for(country)
-            except PolicyError:
-                continue
+def _campaign_policy(countries: list[str]) -> Policy | None:
+    """The country pack the campaign dials under (the first of ``countries``
+    that has one), None when none does: its numbers of another country are
+    rejected at import (QA6 F3), and the gate refuses them anyway."""
+    for country in countries:
+        try:
+            return policy_for(country)
+        except PolicyError:
+            continue
     return None
 
 
