@@ -130,7 +130,7 @@ def dirigent(
     ) -> Dirigent:
         folder = tmp_path / f"dirigent{len(started)}"
         folder.mkdir()
-        config, http = write_config(folder, pbx, agents, queues, campaigns)
+        config, http = write_config(folder, pbx, agents, queues, campaigns, lists=lists)
         server = Dirigent(folder, config, http, pbx.secret if secret is None else secret)
         server.prepare(lists)
         started.append(server)

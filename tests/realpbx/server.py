@@ -32,8 +32,10 @@ SUPERVISOR = ("super", "super-pass-1")
 #: called party's local time, dialer/policies) is closed in the UK and the
 #: whole US from about 07:00 to 08:00 UTC in winter, so a test campaign
 #: takes its numbers from a zone where it is day *now*: London (Ofcom drama
-#: range), New York, Los Angeles, Honolulu, Guam (555-01xx).  The campaign
-#: itself is a US one (its rules: no lock-outs that would skip a redial).
+#: range), New York, Los Angeles, Honolulu, Guam (555-01xx).  The US and its
+#: territories leave 11:00-12:00 UTC uncovered, so London stays in the list,
+#: and a campaign dials under the rules of its numbers' country (a number of
+#: another country is refused, F3): :func:`country_of`.
 ZONES = (
     ("Europe/London", "+4420794600{:02d}"),
     ("America/New_York", "+121255501{:02d}"),
@@ -41,6 +43,8 @@ ZONES = (
     ("Pacific/Honolulu", "+180855501{:02d}"),
     ("Pacific/Guam", "+167155501{:02d}"),
 )
+#: a campaign's caller ID, in its own country
+CALLER_ID = {"US": "+12125550100", "GB": "+442079460999"}
 _used: dict[str, int] = {}
 
 
@@ -64,6 +68,14 @@ def fresh_numbers(n: int) -> list[str]:
         raise AssertionError(f"out of fictional numbers in {zone}")
     _used[zone] = first + n
     return [template.format(i) for i in range(first, first + n)]
+
+
+def country_of(numbers: Sequence[str]) -> str:
+    """The rules a campaign dialing ``numbers`` is under: the UK's for London's,
+    the US's for the others (Guam's too: the US pack governs its territories);
+    with no numbers, those of the zone open now."""
+    first = numbers[0] if numbers else open_zone()[1].format(0)
+    return "GB" if first.startswith("+44") else "US"
 
 
 # ---------------------------------------------------------------- config
@@ -98,6 +110,7 @@ def write_config(
     queues: Sequence[str] = ("sales",),
     campaigns: Sequence[CampaignSpec] = (),
     pbx_name: str = "lab",
+    lists: dict[str, Sequence[str]] | None = None,
 ) -> tuple[Path, int]:
     http = free_tcp_port()
     lines = [
@@ -122,11 +135,12 @@ def write_config(
     for q in queues:
         lines += ["[[queue]]", f'name = "{q}"']
     for c in campaigns:
+        country = country_of((lists or {}).get(c.name, ()))
         lines += [
             "[[campaign]]",
             f'name = "{c.name}"',
-            'country = "US"',
-            'caller_id = "+12125550100"',
+            f'country = "{country}"',
+            f'caller_id = "{CALLER_ID[country]}"',
             f'mode = "{c.mode}"',
             f'machine_action = "{c.machine_action}"',
             f"wrap_up = {c.wrap_up}",

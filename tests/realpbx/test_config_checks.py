@@ -56,6 +56,7 @@ def test_bad_endpoint_or_trunk_stops_serve_before_anything_reaches_the_pbx(
         [AgentSpec("carl", endpoint, "nailed", ["out"])],
         queues=[],
         campaigns=[CampaignSpec("out", extra=extra)],
+        lists={"out": [number]},
     )
     mark = pbx.log_mark()
     proc = subprocess.Popen(
