@@ -134,16 +134,31 @@ def test_a_caller_whose_ring_failed_gets_the_fallback_queue(pbx, farm, dirigent,
         watcher.wait_logged_in()
         caller.dial("4930555001")
         wait_until(caller.answered, 10, "the PBX answered the inbound caller")
-        wait_until(
-            lambda: watcher.events(
-                "UserEvent",
-                lambda e: (
-                    e.get("UserEvent") == "DirigentConnectFailed" and e.get("DialStatus") == "BUSY"
+        try:
+            wait_until(
+                lambda: watcher.events(
+                    "UserEvent",
+                    lambda e: (
+                        e.get("UserEvent") == "DirigentConnectFailed"
+                        and e.get("DialStatus") == "BUSY"
+                    ),
                 ),
-            ),
-            15,
-            "1001 rejected the call (486): DirigentConnectFailed BUSY",
-        )
+                15,
+                "1001 rejected the call (486): DirigentConnectFailed BUSY",
+            )
+        except AssertionError as exc:
+            # what the PBX did instead (CI saw this fail once, with nothing
+            # more to go on): every ring and connect failure, and 1001's calls
+            seen = [
+                {k: e.get(k) for k in ("Event", "UserEvent", "DialStatus", "DestChannel")}
+                for e in watcher.events()
+                if e.name in {"DialBegin", "DialEnd", "UserEvent"}
+            ]
+            raise AssertionError(
+                f"{exc}; the PBX's dials and user events: {seen}; "
+                f"phone 1001: {farm.phones.events_of('1001')[-6:]}; "
+                f"Dirigent's anna: {server.agent('anna')}"
+            ) from None
         wait_until(
             lambda: server.agent("anna").get("pause_reason") == "endpoint busy",
             10,
