@@ -104,6 +104,7 @@ class Hub:
         agent_pbx: Mapping[str, str] | None = None,
         queue_pbx: Mapping[str, str] | None = None,
         campaign_queues: Iterable[str] = (),
+        campaign_only: Iterable[str] = (),
         rung: Iterable[str] = (),
     ) -> None:
         self.router = router
@@ -119,6 +120,10 @@ class Hub:
         #: (no kept line): such an agent cannot take a person a campaign
         #: reached, who must be with an agent within 2 s of the greeting
         self.campaign_queues = frozenset(campaign_queues)
+        #: the campaigns' queues that are no inbound queue too (no ``[[queue]]``
+        #: table): nobody there takes anything but the campaign's persons, so
+        #: a chat created in one or a call transferred into one would wait for ever
+        self.campaign_only = frozenset(campaign_only)
         self.rung = frozenset(rung)
         self._published: dict[str, tuple[AgentState, str | None]] = {}
         self._ids = itertools.count(1)
@@ -286,6 +291,7 @@ class Hub:
 
     def create_interaction(self, channel: Channel, queue: str, **fields: Any) -> str:
         """A chat, e-mail or SMS (until their gateways exist): created through the API."""
+        self._check_takes_others(queue)
         iid = f"{channel.value}-{int(self.clock.seconds())}-{next(self._ids)}"
         self.enqueue(Interaction(iid, channel, queue, self.clock.seconds(), **fields))
         return iid
@@ -344,6 +350,8 @@ class Hub:
                 raise RoutingError(
                     "agent", f"agent {to_agent} is on PBX {pbx!r}, this call on {own!r}"
                 )
+        if queue is not None:
+            self._check_takes_others(queue)
         self._check_transfer_target(agent, interaction, queue, to_agent)
         owner = self._owners.get(interaction)
         if owner is not None:
@@ -352,13 +360,24 @@ class Hub:
         now = self.clock.seconds()
         self.route(self.router.transfer(agent, interaction, now, queue=queue, to_agent=to_agent))
 
+    def _check_takes_others(self, queue: str) -> None:
+        """A campaign-only queue takes nothing but its campaign's persons
+        (QA5 findings 6, 11): refused naming ``queue``, nothing moved."""
+        if queue in self.campaign_only:
+            raise RoutingError(
+                "queue",
+                f"{queue!r} takes only campaign calls (a campaign's queue with no [[queue]]"
+                " table): use an inbound queue or an agent",
+            )
+
     def _check_transfer_target(
         self, agent: str, interaction: str, queue: str | None, to_agent: str | None
     ) -> None:
         """A target that could never take the interaction is refused before
         anything moves (QA5 findings 6, 19): it waited for ever or was handed
         back to its own agent.  (A campaign's queue may be an inbound queue
-        too -- a campaign may dial into "sales" -- so it is no refusal.)"""
+        too -- a campaign may dial into "sales" -- so only a campaign-only
+        queue is refused: :meth:`_check_takes_others`.)"""
         if to_agent is None:
             return
         if to_agent == agent:

@@ -359,6 +359,9 @@ class RoutingSettings(RoutingTable):
     agents: Many[AgentSettings] = ()
     #: queue name -> the PBX its callers arrive on (every queue, once a PBX is configured)
     queue_pbx: dict[str, str] = {}
+    #: the campaigns' queues without a ``[[queue]]`` table: they take only
+    #: their campaign's persons (no chat is created in one, nothing transferred into one)
+    campaign_only: frozenset[str] = frozenset()
 
 
 class RetryRuleTable(_Table):
@@ -518,7 +521,11 @@ class ConfigFile(_Table):
             pbxs=tuple(p.build(env, owner, f"pbx[{i}]") for i, p in enumerate(self.pbx) if pbxs),
             log_format=self.log.format,
             routing=RoutingSettings(
-                **dict(self.routing), queues=tuple(queues), agents=tuple(agents), queue_pbx=on
+                **dict(self.routing),
+                queues=tuple(queues),
+                agents=tuple(agents),
+                queue_pbx=on,
+                campaign_only=frozenset(dialled - {q.name for q in self.queue}),
             ),
             campaigns=tuple(campaigns),
         )

@@ -333,6 +333,7 @@ class Dirigent:
                 agent_pbx=agent_pbx,
                 queue_pbx=routing.queue_pbx,
                 campaign_queues=[c.settings.queue_name for c in settings.campaigns],
+                campaign_only=routing.campaign_only,
                 rung=[a.id for a in routing.agents if a.mode != "nailed"],
             )
             # today's figures (service level, abandoned) go on from the rows

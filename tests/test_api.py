@@ -24,19 +24,26 @@ from store import db
 from tests.conftest import LOOP, run, settle, wait_for
 
 
+def database_with_users(tmp_path, *agents: str) -> str:
+    """A fresh SQLite database with supervisor boss and an agent user per
+    agent (its name, password ``<name>-password``); its URL."""
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
+    for agent in agents:
+        db.add_user(engine, agent, hash_password(f"{agent}-password"), "agent", agent)
+    engine.dispose()
+    return url
+
+
 @contextlib.contextmanager
 def assembled(sim, tmp_path, offer_timeout: float = 30.0) -> Iterator[Dirigent]:
     """The assembled service on the simulated PBX: anna (voice and two
     chats) and ben (voice) in queue "sales"; users boss, anna, ben."""
     _pbx, server = sim
     host, port = server.address
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    db.upgrade(url)
-    engine = db.make_engine(url)
-    db.add_user(engine, "boss", hash_password("boss-password"), "supervisor", None)
-    db.add_user(engine, "anna", hash_password("anna-password"), "agent", "anna")
-    db.add_user(engine, "ben", hash_password("ben-password"), "agent", "ben")
-    engine.dispose()
+    url = database_with_users(tmp_path, "anna", "ben")
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=url),
@@ -506,3 +513,61 @@ def test_the_day_report_comes_from_the_database(app):
     assert call(app, "GET", "agents/anna/report", token=ben)[0] == 403
     status, error = call(app, "GET", "agents/anna/report?from=abc", token=anna)
     assert status == 400 and error["field"] == "from"
+
+
+def test_a_chat_or_transfer_into_a_campaign_only_queue_is_refused_naming_the_queue(sim, tmp_path):
+    """QA5 findings 6, 11, from the configuration file's words: campaign
+    "out" dials into its own queue (no [[queue]] table), campaign "win"
+    into the inbound queue "sales".  A chat created in "out" waited for
+    ever, a call or chat transferred there too; both are 400 ``queue``
+    now, and "sales" takes both."""
+    from dirigent.config import parse_settings
+
+    _pbx, server = sim
+    host, port = server.address
+    url = database_with_users(tmp_path, "anna")
+    uk = {"country": "GB", "caller_id": "+442079460999"}
+    settings = parse_settings(
+        {
+            "http": {"host": "127.0.0.1", "port": 0},
+            "database": {"url": url},
+            "pbx": [{"name": "sim", "host": host, "port": port, "secret": "secret"}],
+            "queue": [{"name": "sales"}],
+            "campaign": [{"name": "out", **uk}, {"name": "win", "queue": "sales", **uk}],
+            "agent": [
+                {
+                    "id": "anna",
+                    "endpoint": "1001",
+                    "mode": "nailed",
+                    "capacity": {"voice": 1, "chat": 2},
+                    "queues": ["sales", "out"],
+                    "auto_login": True,
+                }
+            ],
+        },
+        env={},
+    )
+    dirigent = Dirigent(settings, CollectorRegistry())
+    dirigent.service.startService()
+    try:
+        run(wait_for(lambda: dirigent.sessions["sim"].connected, what="PBX"))
+        boss, anna = token(dirigent, "boss"), token(dirigent, "anna")
+        status, body = call(
+            dirigent, "POST", "interactions", {"channel": "chat", "queue": "out"}, boss
+        )
+        assert (status, body["field"]) == (400, "queue"), body
+        assert "only campaign calls" in body["error"], body
+        status, created = call(
+            dirigent, "POST", "interactions", {"channel": "chat", "queue": "sales"}, boss
+        )
+        assert status == 200, created
+        chat = created["id"]
+        run(wait_for(lambda: dirigent.router.offered_to(chat) == "anna", what="anna offered"))
+        assert call(dirigent, "POST", f"interactions/{chat}/accept", None, anna)[0] == 200
+        status, body = call(
+            dirigent, "POST", f"interactions/{chat}/transfer", {"queue": "out"}, anna
+        )
+        assert (status, body["field"]) == (400, "queue"), body
+        assert dirigent.router.handled_by(chat) == "anna", "nothing moved"
+    finally:
+        run(dirigent.service.stopService().asFuture(LOOP))

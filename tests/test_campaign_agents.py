@@ -58,3 +58,33 @@ def test_a_transfer_nobody_could_take_is_refused_before_anything_moves():
         assert hub.router.handled_by(chat) == "bert", "nothing moved"
     hub.transfer("bert", chat, queue="sales")  # an inbound queue: fine
     assert hub.router.handled_by(chat) is None
+
+
+def test_nothing_is_created_in_or_transferred_into_a_campaign_only_queue():
+    """QA5 findings 6, 11: a chat created in a queue only a campaign dials
+    into waited for ever (its agents are paced for the campaign's calls and
+    nobody else is there), and a call transferred into one was dropped by
+    the simulated PBX or kept waiting by Asterisk.  Both are refused naming
+    ``queue``, nothing moved; a campaign's queue that is an inbound queue
+    too ("sales" with a [[queue]] table) takes both."""
+    from routing.model import Channel
+
+    router = Router(
+        {"sales": QueueConfig("sales"), "out": QueueConfig("out"), "win": QueueConfig("win")}
+    )
+    for agent in ("anna", "bert"):
+        router.add_agent(Agent(agent, capacity={Channel.VOICE: 1, Channel.CHAT: 1}))
+    hub = Hub(router, Clock(), campaign_queues=["out", "sales"], campaign_only=["out"])
+    hub.login("anna", ["sales", "out"])
+    with pytest.raises(RoutingError) as refused:
+        hub.create_interaction(Channel.CHAT, "out")
+    assert refused.value.field == "queue" and "only campaign calls" in str(refused.value)
+    assert hub.router.waiting_in("out", Channel.CHAT)[0] == 0, "nothing was queued"
+    chat = hub.create_interaction(Channel.CHAT, "sales")  # inbound too: fine
+    hub.accept("anna", chat)
+    with pytest.raises(RoutingError) as refused:
+        hub.transfer("anna", chat, queue="out")
+    assert refused.value.field == "queue" and "only campaign calls" in str(refused.value)
+    assert hub.router.handled_by(chat) == "anna", "nothing moved"
+    hub.transfer("anna", chat, queue="win")  # no campaign's: fine
+    assert hub.router.handled_by(chat) is None

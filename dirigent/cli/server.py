@@ -228,6 +228,7 @@ def demo_settings(
         ),
         routing=RoutingSettings(
             queues=tuple(QueueConfig(q) for q in queues),
+            campaign_only=frozenset(queues) - {"sales"},
             agents=tuple(
                 AgentSettings(
                     id=f"agent{1001 + i}",
