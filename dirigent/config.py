@@ -467,6 +467,15 @@ class ConfigFile(_Table):
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ConfigError(f"{kind}[{i}].{key}", f"duplicate {name!r}")
+        inbound = {q.name for q in self.queue}
+        for i, c in enumerate(self.campaign):
+            if c.settings.queue is None and c.settings.name in inbound:
+                reason = (
+                    f"is the inbound queue {c.settings.name!r}'s name too: its persons would"
+                    f' go to that queue; dial into it with queue = "{c.settings.name}",'
+                    " or name the campaign otherwise"
+                )
+                raise ConfigError(f"campaign[{i}].name", reason)
         dialled = {c.settings.queue_name for c in self.campaign}
         queues = [q.build() for q in self.queue]
         queues += [QueueConfig(name) for name in sorted(dialled - {q.name for q in queues})]
@@ -525,7 +534,7 @@ class ConfigFile(_Table):
                 queues=tuple(queues),
                 agents=tuple(agents),
                 queue_pbx=on,
-                campaign_only=frozenset(dialled - {q.name for q in self.queue}),
+                campaign_only=frozenset(dialled - inbound),
             ),
             campaigns=tuple(campaigns),
         )

@@ -409,3 +409,21 @@ def test_a_control_character_in_an_endpoint_stops_start_up_with_exit_2(tmp_path)
     )
     assert result.returncode == 2
     assert "agent[0].endpoint:" in result.stderr
+
+
+def test_a_campaign_named_like_an_inbound_queue_says_which_queue_it_dials_into():
+    """QA5 finding 24: campaign "sales" beside the inbound [[queue]] "sales"
+    passed, and its persons silently went to the inbound queue's agents.
+    Dialing into an inbound queue is asked for with ``queue``."""
+    sales = {"name": "sales", "country": "GB", "caller_id": "+442079460999"}
+    agents = [{"id": "a1", "endpoint": "1001", "mode": "nailed", "queues": ["sales"]}]
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"queue": [{"name": "sales"}], "campaign": [sales], "agent": agents}, env={})
+    assert err.value.key == "campaign[0].name"
+    assert "inbound queue 'sales'" in err.value.reason and 'queue = "sales"' in err.value.reason
+    asked = {**sales, "queue": "sales"}
+    settings = parse_settings(
+        {"queue": [{"name": "sales"}], "campaign": [asked], "agent": agents}, env={}
+    )
+    assert settings.campaigns[0].settings.queue_name == "sales"
+    assert settings.routing.campaign_only == frozenset(), "sales takes inbound calls too"
