@@ -589,7 +589,7 @@ class Campaigns:
         state = c.runner.answering_machine(ref, connected_at)
         if state != "open":
             now = dt.datetime.fromtimestamp(self.clock.seconds(), dt.UTC)
-            self.store.machine_after_answer(ref, now, c.config.retry)
+            self.store.machine_after_answer(ref, now, c.config.retry, c.config.policy)
         log.info(
             "campaign {c}: call {a} was an answering machine ({s})", c=campaign, a=ref, s=state
         )

@@ -13,8 +13,9 @@ Checks, in order, each with a reason a supervisor can read:
    most restrictive), public holidays where the country's pack says so;
 5. attempts per number per local day (Germany: at most 3);
 6. after an abandoned call, no redial within the lock-out (UK: 72 h) unless
-   an agent is guaranteed; after a machine, same-day retry only with an agent
-   guaranteed (UK);
+   an agent is guaranteed; after a machine, a retry within 24 hours of it
+   only with an agent guaranteed (UK: Ofcom's "same 24 hour period"; the
+   retry rules schedule no earlier, see :func:`lockout_end`);
 7. a "call back at" time set on the record.
 
 Country policy packs are data (``dialer/policies/*.toml``), validated when
@@ -320,17 +321,44 @@ class Compliance:
             policy.machine_retry_same_day_needs_agent
             and history.last_machine_at is not None
             and not agent_guaranteed
-            and history.last_machine_at.astimezone(ZoneInfo(zones[0])).date()
-            == now.astimezone(ZoneInfo(zones[0])).date()
         ):
-            return Verdict(
-                False,
-                "answering machine today: retry only with an agent guaranteed",
-                "machine-retry",
-            )
+            # Ofcom: "within the same 24 hour period", counted from the machine
+            # call (the calendar date let a 20:30 machine be retried at 08:00)
+            until = history.last_machine_at + MACHINE_RETRY_PERIOD
+            if now < until:
+                return Verdict(
+                    False,
+                    f"answering machine at {history.last_machine_at:%Y-%m-%d %H:%M} UTC: "
+                    f"retry only with an agent guaranteed until {until:%Y-%m-%d %H:%M} UTC",
+                    "machine-retry",
+                )
         if callback_at is not None and now < callback_at:
             return Verdict(False, f"call back at {callback_at:%Y-%m-%d %H:%M} UTC", "callback")
         return Verdict(True)
+
+
+#: after an answering machine, a retry within this period needs an agent
+#: guaranteed (Ofcom's "same 24 hour period"), where the pack says so
+MACHINE_RETRY_PERIOD = dt.timedelta(hours=24)
+
+
+def lockout_end(
+    policy: Policy, history: DialHistory, agent_guaranteed: bool = False
+) -> dt.datetime | None:
+    """When the law's lock-outs on a number end: the later of its last
+    abandoned call + ``abandon_lockout_hours`` and its last answering machine
+    + 24 h (where the pack has ``machine_retry_same_day_needs_agent``), or
+    None when neither applies (none in the pack, no such call, or an agent
+    guaranteed).  A retry is due no earlier: the gate would refuse it until
+    then (it may lie in the past: then it holds nothing back)."""
+    if agent_guaranteed:
+        return None
+    ends = []
+    if policy.abandon_lockout_hours and history.last_abandoned_at is not None:
+        ends.append(history.last_abandoned_at + dt.timedelta(hours=policy.abandon_lockout_hours))
+    if policy.machine_retry_same_day_needs_agent and history.last_machine_at is not None:
+        ends.append(history.last_machine_at + MACHINE_RETRY_PERIOD)
+    return max(ends) if ends else None
 
 
 def check_subdivisions(country: str, subdivisions: Iterable[str]) -> None:

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 
 from dialer.abandon import DayCount
 from dialer.campaign import CampaignSetup, LeadSource
+from dialer.compliance import Policy
 from dialer.retry import RetryRules
 from dialer.runner import AttemptLog
 
@@ -81,9 +82,12 @@ class CampaignStore(Protocol):
     def set_status(self, name: str, status: str) -> None: ...
     def store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None: ...
 
-    def machine_after_answer(self, ref: str, now: dt.datetime, retry: RetryRules) -> None:
+    def machine_after_answer(
+        self, ref: str, now: dt.datetime, retry: RetryRules, policy: Policy | None = None
+    ) -> None:
         """In the writer: an ended call that was an answering machine: its
-        attempt rewritten "machine", its record retried by the machine rule."""
+        attempt rewritten "machine", its record retried by the machine rule
+        (no earlier than ``policy``'s lock-outs end; None: the country's pack)."""
         ...
 
     def count_records(self, campaign_ids: Mapping[str, int]) -> Deferred[RecordCounts]:

@@ -76,9 +76,14 @@ class RetryRules:
         attempts: int,
         same_outcome_attempts: int,
         callback_at: dt.datetime | None = None,
+        not_before: dt.datetime | None = None,
     ) -> Next:
         """``attempts``: all attempts of the record so far, this one included;
-        ``same_outcome_attempts``: those that ended with ``outcome``."""
+        ``same_outcome_attempts``: those that ended with ``outcome``;
+        ``not_before``: when the law's lock-outs on the number end
+        (:func:`dialer.compliance.lockout_end`): a retry is due no earlier,
+        since the gate would refuse it until then.  A call-back keeps its
+        time."""
         if outcome not in OUTCOMES:
             raise RetryError("outcome", f"unknown outcome {outcome!r}")
         if outcome == "answered":
@@ -99,4 +104,7 @@ class RetryRules:
                 "closed",
                 reason=f"{same_outcome_attempts} x {outcome} (at most {rule.max_attempts})",
             )
-        return Next("scheduled", due=now + dt.timedelta(seconds=rule.delay))
+        due = now + dt.timedelta(seconds=rule.delay)
+        if not_before is not None and not_before > due:
+            due = not_before
+        return Next("scheduled", due=due)

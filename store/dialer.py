@@ -57,7 +57,7 @@ from twisted.python.failure import Failure
 
 from dialer.abandon import DayCount
 from dialer.campaign import CampaignSetup, Lead
-from dialer.compliance import Campaign, Compliance, Verdict
+from dialer.compliance import Campaign, Compliance, Policy, Verdict
 from dialer.ports import CampaignAttempts, Hopper
 from dialer.retry import RetryRules
 from dialer.runner import Attempt
@@ -678,10 +678,11 @@ class DbLeadSource:
         if not isinstance(lead.record_id, int):
             return  # an attempt without a record (a manual dial)
         args = (self.engine, lead.record_id, outcome, _utc(now), self.rules)
+        policy = self.campaign.policy
         if self.writer is None:
-            pool.record_outcome(*args, counted=True)
+            pool.record_outcome(*args, counted=True, policy=policy)
         else:
-            self.writer.submit("outcome", pool.record_outcome, *args, counted=True)
+            self.writer.submit("outcome", pool.record_outcome, *args, counted=True, policy=policy)
 
     def release(self, lead: Lead, now: float) -> None:
         """A record taken but never dialed (a skipped preview) is due again,
@@ -950,8 +951,12 @@ class DbCampaignStore:
     def store_settings(self, name: str, updates: dict[str, Any], **columns: Any) -> None:
         self.writer.submit("settings", store_settings, self.engine, name, updates, **columns)
 
-    def machine_after_answer(self, ref: str, now: dt.datetime, retry: RetryRules) -> None:
-        self.writer.submit("machine", pool.machine_after_answer, self.engine, ref, now, retry)
+    def machine_after_answer(
+        self, ref: str, now: dt.datetime, retry: RetryRules, policy: Policy | None = None
+    ) -> None:
+        self.writer.submit(
+            "machine", pool.machine_after_answer, self.engine, ref, now, retry, policy
+        )
 
     def count_records(
         self, campaign_ids: Mapping[str, int]

@@ -45,7 +45,17 @@ from sqlalchemy import (
 
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.numbers import Number, normalize
-from dialer.compliance import Campaign, Compliance, DialHistory, Verdict, default_zone
+from dialer.compliance import (
+    Campaign,
+    Compliance,
+    DialHistory,
+    Policy,
+    PolicyError,
+    Verdict,
+    default_zone,
+    lockout_end,
+    policy_for,
+)
 from dialer.lists import export_safe
 from dialer.retry import Next, RetryRules
 from store import db
@@ -583,6 +593,61 @@ def claim_one_by_one(
     return out
 
 
+def _campaign_policy(conn: Connection, record_id: int) -> Policy | None:
+    """The country pack of the campaign a record's list belongs to (None:
+    a campaign without a known country)."""
+    r, lst, c = db.record, db.dial_list, db.campaign
+    country = conn.execute(
+        select(c.c.country)
+        .select_from(r.join(lst, lst.c.id == r.c.list_id).join(c, c.c.id == lst.c.campaign_id))
+        .where(r.c.id == record_id)
+    ).scalar()
+    if not country:
+        return None
+    try:
+        return policy_for(country)
+    except PolicyError:
+        return None
+
+
+def _lockout_end(
+    conn: Connection,
+    record_id: int,
+    e164: str,
+    policy: Policy | None,
+    now: dt.datetime,
+    outcome: str | None = None,
+) -> dt.datetime | None:
+    """When the law's lock-outs on the record's number end (the gate's
+    look-ups: its last abandoned call and last answering machine, in any
+    campaign), so that a retry is not due before the gate would let it be
+    dialed (QA8 F18).  No agent is guaranteed: the gate is asked so at the
+    claim.  ``outcome``: the attempt just ended, at ``now``, if its row does
+    not carry it (yet).  ``policy``: None, the campaign's own pack."""
+    if policy is None:
+        policy = _campaign_policy(conn, record_id)
+    if policy is None or not (
+        policy.abandon_lockout_hours or policy.machine_retry_same_day_needs_agent
+    ):
+        return None
+    a = db.attempt
+    abandoned = _aware(
+        conn.execute(
+            select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.abandoned.is_(True))
+        ).scalar()
+    )
+    machine = _aware(
+        conn.execute(
+            select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.outcome == "machine")
+        ).scalar()
+    )
+    if outcome == "abandoned":
+        abandoned = max(abandoned, now) if abandoned is not None else now
+    if outcome == "machine":
+        machine = max(machine, now) if machine is not None else now
+    return lockout_end(policy, DialHistory(0, abandoned, machine))
+
+
 def record_outcome(
     engine: Engine,
     record_id: int,
@@ -592,13 +657,21 @@ def record_outcome(
     *,
     callback_at: dt.datetime | None = None,
     counted: bool = False,
+    policy: Policy | None = None,
 ) -> str:
     """Apply the retry rules after an attempt; returns the record's new status.
+
+    A retry is due no earlier than the end of the law's lock-outs on the
+    number (``policy``'s, None: the campaign's country pack): 24 h after an
+    answering machine, 72 h after an abandoned call in the UK.
 
     ``counted``: the attempt's own row already carries ``outcome`` (the
     dialer writes it first), so it is not counted a second time."""
     with engine.begin() as conn:
         rec = conn.execute(select(db.record).where(db.record.c.id == record_id)).one()
+        not_before = _lockout_end(
+            conn, record_id, rec.e164, policy, now, None if counted else outcome
+        )
         attempts = rec.attempts + 1
         same = (0 if counted else 1) + (
             conn.execute(
@@ -608,7 +681,7 @@ def record_outcome(
             ).scalar()
             or 0
         )
-        step = rules.next(outcome, now, attempts, same, callback_at)
+        step = rules.next(outcome, now, attempts, same, callback_at, not_before)
         conn.execute(
             update(db.record)
             .where(db.record.c.id == record_id)
@@ -922,7 +995,7 @@ def _attempt_number(row: Any) -> Number:
 
 
 def machine_after_answer(
-    engine: Engine, ref: str, now: dt.datetime, rules: RetryRules
+    engine: Engine, ref: str, now: dt.datetime, rules: RetryRules, policy: Policy | None = None
 ) -> str | None:
     """A call that ended "answered" and that the agent then said was an
     answering machine: the attempt ends "machine", and its record, completed
@@ -939,14 +1012,16 @@ def machine_after_answer(
         if row.record_id is None:
             return None
         rec = conn.execute(
-            select(r.c.attempts, r.c.last_outcome).where(r.c.id == row.record_id)
+            select(r.c.attempts, r.c.last_outcome, r.c.e164).where(r.c.id == row.record_id)
         ).one()
         if rec.last_outcome != "answered":
             return None
         same = conn.execute(
             select(func.count()).where(a.c.record_id == row.record_id, a.c.outcome == MACHINE)
         ).scalar()
-        step = rules.next(MACHINE, now, rec.attempts, same or 1)
+        # the attempt's row says "machine" now: its lock-out counts from its start
+        not_before = _lockout_end(conn, row.record_id, rec.e164, policy, now)
+        step = rules.next(MACHINE, now, rec.attempts, same or 1, not_before=not_before)
         _record_step(conn, row.record_id, step, MACHINE)
     return step.status
 

@@ -745,13 +745,22 @@ def test_an_answering_machine_disposition_takes_the_live_answer_back_from_the_le
     assert hour_after_restart() == pytest.approx(hour - 1.0)
     with engine.connect() as conn:
         attempt = conn.execute(
-            select(db.attempt.c.outcome, db.attempt.c.disposition).where(db.attempt.c.ref == ref)
+            select(db.attempt.c.outcome, db.attempt.c.disposition, db.attempt.c.started_at).where(
+                db.attempt.c.ref == ref
+            )
         ).one()
         rec = conn.execute(
-            select(db.record.c.status, db.record.c.last_outcome).where(db.record.c.id == record_id)
+            select(db.record.c.status, db.record.c.last_outcome, db.record.c.next_due_at).where(
+                db.record.c.id == record_id
+            )
         ).one()
-    assert tuple(attempt) == ("machine", "machine")
-    assert tuple(rec) == ("scheduled", "machine"), "a machine is called again later"
+    assert tuple(attempt[:2]) == ("machine", "machine")
+    assert tuple(rec[:2]) == ("scheduled", "machine"), "a machine is called again later"
+    # the UK's rules: not within 24 h of the machine without an agent guaranteed (QA8 F18),
+    # so the retry is due then, not at the machine rule's 4 h
+    assert rec.next_due_at.replace(tzinfo=None) == attempt.started_at.replace(
+        tzinfo=None
+    ) + dt.timedelta(hours=24)
 
     # given twice (or by a supervisor as well): taken back once
     status, body = call(app, "POST", path, {"code": "AM"}, boss)

@@ -188,6 +188,41 @@ def test_uk_abandoned_lockout_and_machine_retry_need_a_guaranteed_agent():
     assert g.check(uk, LONDON, None, now + dt.timedelta(days=1), machine).allowed
 
 
+def test_uk_machine_retry_needs_an_agent_for_24_hours_from_the_machine_not_the_date():
+    """Ofcom: an answering-machine call may be retried within the same 24
+    hour period only with an agent guaranteed.  A machine at 20:30 on Monday
+    locked the number until midnight only: at 08:00 on Tuesday, 11.5 h later,
+    it was dialed again without an agent (QA8 F18)."""
+    uk = Campaign("uk", policy_for("UK"), "+442079460000")
+    g = gate()
+    machine = DialHistory(last_machine_at=at(2026, 11, 23, 20, 30))  # Monday, London (GMT)
+    tuesday_8 = at(2026, 11, 24, 8)
+    refused = g.check(uk, LONDON, None, tuesday_8, machine)
+    assert refused.check == "machine-retry"
+    assert "2026-11-24 20:30" in refused.reason, "says until when"
+    assert g.check(uk, LONDON, None, tuesday_8, machine, agent_guaranteed=True).allowed
+    assert not g.check(uk, LONDON, None, at(2026, 11, 24, 20, 29), machine).allowed
+    assert g.check(uk, LONDON, None, at(2026, 11, 24, 20, 30), machine).allowed
+
+
+def test_the_lockout_end_is_the_later_of_the_abandon_and_machine_lockouts():
+    """When the law lets a number be called again without an agent
+    guaranteed (a retry is due no earlier): 72 h after an abandoned call and
+    24 h after a machine in the UK; no lock-out with an agent guaranteed, or
+    under a pack without them (the US)."""
+    from dialer.compliance import lockout_end
+
+    uk, us = policy_for("UK"), policy_for("US")
+    monday = at(2026, 11, 23, 10)
+    assert lockout_end(uk, DialHistory()) is None
+    machine = DialHistory(last_machine_at=monday)
+    assert lockout_end(uk, machine) == monday + dt.timedelta(hours=24)
+    both = DialHistory(last_abandoned_at=monday - dt.timedelta(hours=1), last_machine_at=monday)
+    assert lockout_end(uk, both) == monday + dt.timedelta(hours=71)
+    assert lockout_end(uk, both, agent_guaranteed=True) is None
+    assert lockout_end(us, both) is None
+
+
 def test_call_back_at_is_respected():
     us = Campaign("us", policy_for("US"), "+12125550199")
     now = at(2026, 11, 23, 15)

@@ -328,3 +328,62 @@ def test_a_campaign_whose_claims_fail_says_the_database_is_unavailable(tmp_path)
         holder.close()
         writer.close()
         engine.dispose()
+
+
+def _dialed(engine: Any, source: DbLeadSource, log: DbAttemptLog, at: float, **end: Any) -> Any:
+    """One record taken, dialed at ``at`` and ended 30 s later with ``end``
+    (``outcome=``, ``abandoned=``): its record as the retry rules left it."""
+    (lead,) = source.take(1, at)
+    attempt = Attempt(f"a-{lead.record_id}-{at}", "uk", lead, at, channel_id=f"c-{at}")
+    assert log.begin(attempt) is None
+    attempt.ended = at + 30
+    for key, value in end.items():
+        setattr(attempt, key, value)
+    log.end(attempt)
+    source.done(lead, end["outcome"], at + 30)
+    with engine.connect() as conn:
+        return conn.execute(select(db.record).where(db.record.c.id == lead.record_id)).one()
+
+
+def test_a_uk_retry_is_due_when_the_lockouts_end_not_before(engine):
+    """A retry's due time is the later of the retry rule's delay and the
+    law's lock-out: 24 h after an answering machine (Ofcom: a retry within
+    the same 24 hours only with an agent guaranteed), 72 h after an
+    abandoned call.  Before (QA8 F18) the machine rule's 4 h and the abandon
+    rule's 3 h made them due while the gate still refused them: claimed,
+    read and refused again at every claim for a day or three."""
+    from dialer.retry import RetryRules
+    from store.pool import pool_status, record_outcome
+
+    campaign = Campaign("uk", policy_for("GB"), CALLER_ID)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    source = DbLeadSource(engine, campaign, gate)
+    log = DbAttemptLog(engine, "uk")
+    started = dt.datetime.fromtimestamp(MONDAY_10, dt.UTC)
+    machine = _dialed(engine, source, log, MONDAY_10, outcome="machine")
+    assert machine.status == "scheduled"
+    assert db_time(machine.next_due_at) == started + dt.timedelta(hours=24)
+    abandoned = _dialed(engine, source, log, MONDAY_10, outcome="abandoned", abandoned=True)
+    assert db_time(abandoned.next_due_at) == started + dt.timedelta(hours=72)
+    # a busy retry of a number whose machine call (another campaign's) was half an hour before
+    busy = _dialed(engine, source, log, MONDAY_10, outcome="busy")
+    assert db_time(busy.next_due_at) == started + dt.timedelta(minutes=15, seconds=30), "15 min"
+    machine_at = started - dt.timedelta(minutes=30)
+    with engine.begin() as conn:
+        conn.execute(
+            db.attempt.insert().values(
+                ref="elsewhere", e164=busy.e164, pbx="", started_at=machine_at, outcome="machine"
+            )
+        )
+    later = started + dt.timedelta(minutes=1)
+    record_outcome(engine, busy.id, "busy", later, RetryRules(), policy=policy_for("GB"))
+    with engine.connect() as conn:
+        due = conn.execute(select(db.record.c.next_due_at).where(db.record.c.id == busy.id))
+        assert db_time(due.scalar()) == machine_at + dt.timedelta(hours=24)
+    assert (
+        pool_status(engine, campaign, gate, started + dt.timedelta(hours=2))["due_later_today"] == 0
+    )
+
+
+def db_time(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
