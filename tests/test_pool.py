@@ -32,6 +32,12 @@ def test_retry_rules_schedule_close_and_complete():
     )
     with pytest.raises(RetryError, match="callback_at"):
         rules.next("callback", NOW, 1, 1)
+    # a call-back the agent promised is kept at the attempts cap (the
+    # customer asked for it: no retry of the dialer's); the law's per-day
+    # limit is the gate's, which still applies when it is dialed
+    promised = NOW + dt.timedelta(days=1)
+    at_cap = rules.next("callback", NOW, 10, 1, promised)
+    assert (at_cap.status, at_cap.due) == ("scheduled", promised)
 
 
 @pytest.fixture
