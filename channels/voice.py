@@ -99,7 +99,7 @@ from core.telephony import (
 )
 from routing.agent import Phase
 from routing.model import Channel, Direction, Interaction
-from routing.router import Exit, Offer
+from routing.router import Exit, Offer, transfer_queue
 
 log = Logger(namespace="channels.voice")
 
@@ -556,11 +556,13 @@ class VoiceInbound:
         call = self.calls[uid]
         if not self.telephony.connected:  # the caller would stay with the agent on the PBX
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
+        # the queue the router has it wait in (one rule: routing.router.transfer_queue)
         target_queue = queue or (
-            sorted(target.queues)[0]
-            if to_agent and (target := router.agent(to_agent)) is not None and target.queues
-            else call.interaction.queue
+            transfer_queue(call.interaction.queue, target)
+            if to_agent and (target := router.agent(to_agent)) is not None
+            else None
         )
+        target_queue = target_queue or call.interaction.queue
         offers = router.transfer(
             agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.hub.wrap_up
         )

@@ -90,7 +90,7 @@ from routing.model import (
     RoutingError,
     UnknownName,
 )
-from routing.router import Exit, Offer, Router
+from routing.router import Exit, Offer, Router, transfer_queue
 
 log = Logger(namespace="dirigent.dialer")
 
@@ -987,8 +987,9 @@ class CampaignRunner:
         end), as it would on a real Asterisk, with the number, the record's
         fields and the history carried over by the hub.  Keeping it the
         campaign's would leave two owners of one channel once the PBX
-        announces it.  ``to_agent``: waits for that agent only, in one of
-        that agent's queues."""
+        announces it.  ``to_agent``: waits for that agent only, in the
+        campaign's queue if that agent serves it, else in that agent's first
+        configured queue (:func:`routing.router.transfer_queue`)."""
         if self.center is None:
             raise RoutingError("transfer", "a campaign call is transferred through the hub")
         if (queue is None) == (to_agent is None):
@@ -1000,9 +1001,10 @@ class CampaignRunner:
             other = self.router.agent(to_agent)
             if other is None:
                 raise UnknownName("agent", f"unknown agent {to_agent!r}")
-            if not other.queues:
+            # the campaign's queue if the colleague serves it, else the colleague's first
+            target = transfer_queue(self.settings.queue_name, other)
+            if target is None:
                 raise RoutingError("agent", f"agent {to_agent} is in no queue")
-            target = sorted(other.queues)[0]
         assert target is not None
         if not self.telephony.connected:
             # the person could not be moved: the agent keeps the call

@@ -85,6 +85,9 @@ class Agent:
     capacity: dict[Channel, int] = field(default_factory=lambda: {Channel.VOICE: 1})
     team: str | None = None
     queues: set[str] = field(default_factory=set)
+    #: the same queues in the order given at login (the agent's configuration's):
+    #: a transfer to the agent waits in the first of them (:func:`routing.router.transfer_queue`)
+    queue_order: tuple[str, ...] = ()
     logged_in: bool = False
     pause_reason: str | None = None  # None = available (when logged in)
     work: dict[str, WorkItem] = field(default_factory=dict)
@@ -150,7 +153,8 @@ class Agent:
         before = self.state
         self.logged_in = True
         self.pause_reason = paused
-        self.queues = set(queues)
+        self.queue_order = tuple(dict.fromkeys(queues))
+        self.queues = set(self.queue_order)
         self.idle_since = now
         self._record(now, before, paused)
 

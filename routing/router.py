@@ -566,8 +566,9 @@ class Router:
         """Blind transfer of a handled interaction to a queue or to one agent.
 
         The transferring agent goes to wrap-up; the interaction (same id, its
-        history kept) waits again from ``now``, in ``queue`` (default: its own)
-        and, for an agent transfer, for that agent only."""
+        history kept) waits again from ``now``, in ``queue`` and, for an agent
+        transfer, for that agent only, in the queue :func:`transfer_queue`
+        picks (its own if that agent serves it)."""
         if self.handling.get(interaction_id) != agent_id:
             raise RoutingError("interaction", f"{interaction_id} is not handled by {agent_id}")
         if (queue is None) == (to_agent is None):
@@ -589,9 +590,9 @@ class Router:
         )
         if to_agent is not None:
             interaction.agent = to_agent
-            target_queues = self._agent(to_agent).queues
-            if interaction.queue not in target_queues and target_queues:
-                interaction.queue = sorted(target_queues)[0]
+            interaction.queue = (
+                transfer_queue(interaction.queue, self._agent(to_agent)) or interaction.queue
+            )
         else:
             interaction.queue = queue or interaction.queue
             interaction.agent = None
@@ -680,3 +681,15 @@ class Router:
                 interaction.queue = step.queue
             self._push(interaction)
         return None
+
+
+def transfer_queue(own: str, target: Agent) -> str | None:
+    """The queue a transfer to the agent ``target`` waits in -- one rule for
+    the router, the voice adapter (the caller's hold) and a campaign's
+    hand-over: the transferred interaction's own queue ``own`` when
+    ``target`` serves it, else ``target``'s first configured queue (the
+    order it logged in with, as its configuration lists them), never the
+    alphabetically first.  None: ``target`` is in no queue."""
+    if own in target.queues:
+        return own
+    return target.queue_order[0] if target.queue_order else None

@@ -394,6 +394,42 @@ def test_blind_transfer_to_an_agent_waits_for_that_agent_only():
     assert router.agents["agent2"].state is AgentState.BUSY
 
 
+def test_a_caller_transferred_to_an_agent_waits_in_the_queue_the_router_shows():
+    """F19: the caller is put on hold (the dialplan's wait, its music and
+    its fallback) in the queue the router has the call wait in: its own when
+    the target agent serves it, else the agent's first configured queue --
+    before, the hold went to the agent's alphabetically first queue, and a
+    caller of "support" sent to an agent of support and sales heard sales'."""
+    for own, target_queues, expected in (
+        ("support", ["support", "sales"], "support"),
+        ("sales", ["support", "billing"], "support"),
+    ):
+        clock = task.Clock()
+        pbx = SimPbx(clock, seed=3, agents=2, inbound_talk=300)
+        phone = SimTelephony(pbx)
+        router = Router({n: QueueConfig(n) for n in ("sales", "support", "billing")})
+        router.add_agent(Agent("first"))
+        router.add_agent(Agent("target"))
+        acd = InboundAcd(
+            phone,
+            router,
+            clock,
+            {"first": AgentEndpoint("first", "1001"), "target": AgentEndpoint("target", "1002")},
+            wrap_up=5,
+        )
+        acd.start()
+        acd.login("first", [own])
+        acd.login("target", target_queues, paused="break")
+        caller = pbx.inbound_call(queue=own)
+        advance(clock, 1)
+        assert router.agents["first"].state is AgentState.BUSY
+        acd.transfer("first", caller.uniqueid, to_agent="target")
+        advance(clock, 1)
+        assert router.waiting[caller.uniqueid].queue == expected
+        assert caller.variables["DIRIGENT_QUEUE"] == expected, "on hold in that queue"
+        assert caller.bridge is None
+
+
 def test_a_caller_taken_by_the_dialplan_fallback_leaves_our_queue():
     clock = task.Clock()
     registry = CollectorRegistry()

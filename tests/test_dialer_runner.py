@@ -426,6 +426,59 @@ def _two_nailed_agents() -> tuple[HeapClock, SimPbx, SimTelephony, Router, Any]:
     return clock, pbx, tel, router, acd
 
 
+def test_a_campaign_call_transferred_to_an_agent_waits_in_the_queue_the_router_would_pick() -> None:
+    """F19: a person transferred to a colleague is sent to the campaign's
+    queue when the colleague serves it, else to the colleague's first
+    configured queue -- the PBX's wait (music, fallback) and the colleague's
+    waiting interaction name it.  Before, the alphabetically first of the
+    colleague's queues was taken, whatever the router would have picked."""
+    from channels.voice import AgentEndpoint
+    from tests.acd import InboundAcd
+
+    for colleague_queues, expected in ((["sales", "vip"], "vip"), (["sales", "billing"], "sales")):
+        clock = HeapClock()
+        pbx = SimPbx(clock, seed=3, agents=2, workload=workload(live=1.0))
+        tel = SimTelephony(pbx)
+        router = Router({n: QueueConfig(n) for n in ("vip", "sales", "billing")})
+        endpoints = {}
+        for a in ("1001", "1002"):
+            router.add_agent(Agent(a))
+            endpoints[a] = AgentEndpoint(a, a, "nailed")
+        acd = InboundAcd(tel, router, clock, endpoints, wrap_up=5)
+        acd.nail_up("1001", ["vip"])
+        acd.nail_up("1002", colleague_queues)
+        clock.run_until(2.0)
+        acd.pause("1002", "break")  # dialled for nobody but 1001; the person waits for 1002
+        source = ListSource([])
+        source.queue = [Lead(0, "+4930123400001")]
+        settings = CampaignSettings(
+            "c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5, queue="vip"
+        )
+        runner = CampaignRunner(
+            validate(settings),
+            tel,
+            router,
+            clock,
+            source,
+            Progressive(),
+            center=acd,
+            ticks_router=False,
+        )
+        acd.start()
+        runner.start()
+        clock.run_until(20.0)
+        (attempt,) = runner.live.values()
+        assert attempt.agent == "1001" and attempt.connected is not None
+        acd.transfer("1001", attempt.id, to_agent="1002")
+        clock.run_until(22.0)
+        channel = pbx.channels[attempt.channel_id]
+        assert channel.variables["DIRIGENT_QUEUE"] == expected, "on hold in that queue"
+        (waiting,) = router.waiting.values()
+        assert waiting.agent == "1002" and waiting.queue == expected
+        runner.stop()
+        acd.stop()
+
+
 def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
     clock, pbx, tel, router, acd = _two_nailed_agents()
     for a in ("1001", "1002"):

@@ -18,7 +18,7 @@ from routing.model import (
     QueueConfig,
     RoutingError,
 )
-from routing.router import Router
+from routing.router import Router, transfer_queue
 
 V, C, E, S = Channel.VOICE, Channel.CHAT, Channel.EMAIL, Channel.SMS
 BLENDED = {V: 1, C: 4, E: 2, S: 3}
@@ -510,3 +510,29 @@ def test_a_person_behind_a_call_that_can_wait_in_its_queue_still_goes_first():
     r.enqueue(call("in-1", 0.0, queue="in"), 0.0)
     r.enqueue(_person("p-1", "c", 10.0), 10.0)
     assert [o.interaction for o in r.ready("a", 10.5)] == ["p-1"]
+
+
+def test_a_transfer_to_an_agent_waits_in_the_calls_queue_or_the_agents_first_configured_one():
+    """F19: the call keeps its own queue when the target agent serves it,
+    else it waits in the target agent's FIRST configured queue (the order it
+    logged in with), not the alphabetically first: the report row (the
+    history's "queued" entry) and the interaction's queue say that queue."""
+    queues = {n: QueueConfig(n) for n in ("sales", "support", "billing")}
+    for target_queues, expected in (
+        (["support", "billing"], "support"),  # not hers: her first, not "billing"
+        (["support", "sales"], "sales"),  # hers too: the call's own
+    ):
+        r = Router(queues, offer_timeout=15)
+        for aid in ("a", "b"):
+            r.add_agent(Agent(aid))
+        r.login("a", 0, ["sales"])
+        r.enqueue(call("x", 1), 1)
+        r.accept("a", "x", 2)
+        r.login("b", 3, target_queues, paused="break")
+        r.transfer("a", "x", 10, to_agent="b")
+        it = r.waiting["x"]
+        assert it.queue == expected
+        assert it.history[-1].event == "queued" and it.history[-1].queue == expected
+    assert transfer_queue("sales", r.agents["b"]) == "sales"
+    assert transfer_queue("billing", r.agents["b"]) == "support"
+    assert transfer_queue("sales", Agent("nobody")) is None
