@@ -99,7 +99,7 @@ from core.telephony import (
 )
 from routing.agent import Phase
 from routing.model import Channel, Direction, Interaction
-from routing.router import Exit, Offer, transfer_queue
+from routing.router import Exit, Offer
 
 log = Logger(namespace="channels.voice")
 
@@ -556,16 +556,14 @@ class VoiceInbound:
         call = self.calls[uid]
         if not self.telephony.connected:  # the caller would stay with the agent on the PBX
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
-        # the queue the router has it wait in (one rule: routing.router.transfer_queue)
-        target_queue = queue or (
-            transfer_queue(call.interaction.queue, target)
-            if to_agent and (target := router.agent(to_agent)) is not None
-            else None
-        )
-        target_queue = target_queue or call.interaction.queue
+        moving = router.handled_interactions.get(interaction)
         offers = router.transfer(
             agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.hub.wrap_up
         )
+        # on hold in the queue the router has it wait in (for an agent:
+        # routing.router.transfer_queue), not a second choice of its own; the
+        # router may have offered it already, so it is read from the moved item
+        target_queue = moving.queue if moving is not None else call.interaction.queue
         call.agent, call.answered_at = None, None
         call.interaction.arrived = now
         # hold first: the caller leaves the agent and hears music until the next
