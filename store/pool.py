@@ -270,13 +270,23 @@ def _history(conn: Connection, number: Number, now: dt.datetime) -> DialHistory:
         ).scalar()
         or 0
     )
+    return DialHistory(today, *_last_abandoned_and_machine(conn, e164))
+
+
+def _last_abandoned_and_machine(
+    conn: Connection, e164: str
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The number's last abandoned call and last answering machine, in any
+    campaign: what the law's lock-outs run from (the gate's history, and
+    when a retry may be due: :func:`_lockout_end`)."""
+    a = db.attempt
     abandoned = conn.execute(
         select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.abandoned.is_(True))
     ).scalar()
     machine = conn.execute(
         select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.outcome == "machine")
     ).scalar()
-    return DialHistory(today, _aware(abandoned), _aware(machine))
+    return _aware(abandoned), _aware(machine)
 
 
 def _local_midnight(zone: str, now: dt.datetime, days: int = 0) -> dt.datetime:
@@ -630,17 +640,7 @@ def _lockout_end(
         policy.abandon_lockout_hours or policy.machine_retry_same_day_needs_agent
     ):
         return None
-    a = db.attempt
-    abandoned = _aware(
-        conn.execute(
-            select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.abandoned.is_(True))
-        ).scalar()
-    )
-    machine = _aware(
-        conn.execute(
-            select(func.max(a.c.started_at)).where(a.c.e164 == e164, a.c.outcome == "machine")
-        ).scalar()
-    )
+    abandoned, machine = _last_abandoned_and_machine(conn, e164)
     if outcome == "abandoned":
         abandoned = max(abandoned, now) if abandoned is not None else now
     if outcome == "machine":
