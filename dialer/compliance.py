@@ -76,8 +76,14 @@ class Policy:
     #: consent and lock-outs are another regime's (QA6 F3)
     regions: tuple[str, ...] = ()
 
+    @property
+    def governed(self) -> tuple[str, ...]:
+        """The regions whose numbers this pack may call (its own country's
+        when it names none)."""
+        return self.regions or (self.country,)
+
     def governs(self, region: str) -> bool:
-        return region in (self.regions or (self.country,))
+        return region in self.governed
 
     @classmethod
     def parse(cls, data: dict[str, Any], source: str = "policy") -> Policy:

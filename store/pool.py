@@ -93,13 +93,15 @@ def _candidates(
     only: int | None = None,
     looked_up: tuple[Any, ...] = (),
     skip_zones: Collection[str] = (),
+    regions: Collection[str] | None = None,
 ):
     """Due records in hopper order (priority, then new before scheduled, then
     due time, then list order).  Two index-ordered reads (never-tried records
     and due retries, each on its own partial index) merged here, so a refill
     reads about ``limit`` rows whatever the list's size.  ``only``: one list's.
     ``looked_up``: further columns (see :func:`_lookups`), computed by the
-    database for the rows read only."""
+    database for the rows read only.  ``skip_zones``, ``regions``: see
+    :func:`_from_record`."""
     r, lst = db.record, db.dial_list
     lists = [
         row.id
@@ -113,7 +115,7 @@ def _candidates(
     columns = (*_CANDIDATE, *looked_up)
     want = limit + offset
     fresh = conn.execute(
-        _from_record(columns, skip_zones=skip_zones)
+        _from_record(columns, skip_zones=skip_zones, regions=regions)
         .where(r.c.list_id.in_(lists), _OPEN_SQL, r.c.next_due_at.is_(None))
         .order_by(r.c.priority.desc(), r.c.id)
         .limit(want)
@@ -121,7 +123,7 @@ def _candidates(
     retries = [
         row
         for list_id in lists
-        for row in _due_retries(conn, list_id, now, want, columns, skip_zones)
+        for row in _due_retries(conn, list_id, now, want, columns, skip_zones, regions)
     ]
     if not retries:  # the fresh read is in hopper order already
         return fresh[offset:want]
@@ -150,20 +152,29 @@ _CANDIDATE = (
 
 
 def _from_record(
-    columns: tuple[Any, ...], claimed: bool = False, skip_zones: Collection[str] = ()
+    columns: tuple[Any, ...],
+    claimed: bool = False,
+    skip_zones: Collection[str] = (),
+    regions: Collection[str] | None = None,
 ) -> Select[Any]:
     """SELECT ``columns`` FROM record, with the record's own number (its
     contact's phone row: type, region, time zones) beside it; merging moves
     phone rows with their records, so the pair always exists.  Records in
     the hopper (claimed already) are left out unless ``claimed``; so are
     numbers whose time zones are one of ``skip_zones`` (closed now: see
-    :func:`claim`)."""
+    :func:`claim`), and with ``regions``, numbers of any other region (another
+    country's, which the campaign's rules do not govern: see :func:`claim`;
+    a number of no known region is the gate's to judge)."""
     r, p, h = db.record, db.contact_phone, db.hopper
     query = select(*columns).select_from(
         r.outerjoin(p, and_(p.c.contact_id == r.c.contact_id, p.c.e164 == r.c.e164))
     )
     if skip_zones:
         query = query.where(or_(p.c.timezones.is_(None), p.c.timezones.not_in(list(skip_zones))))
+    if regions is not None:
+        query = query.where(
+            or_(p.c.region.is_(None), p.c.region == "", p.c.region.in_(list(regions)))
+        )
     if claimed:
         return query
     return query.where(~select(h.c.record_id).where(h.c.record_id == r.c.id).exists())
@@ -222,6 +233,7 @@ def _due_retries(
     want: int,
     columns: tuple[Any, ...],
     skip_zones: Collection[str] = (),
+    regions: Collection[str] | None = None,
 ) -> list[Any]:
     """One list's first ``want`` due retries in hopper order, one priority at
     a time, highest first.  Each read seeks (list, priority, due time) on the
@@ -234,7 +246,7 @@ def _due_retries(
     top = conn.execute(select(func.max(r.c.priority)).where(*retry)).scalar()
     while top is not None and len(out) < want:
         out += conn.execute(
-            _from_record(columns, skip_zones=skip_zones)
+            _from_record(columns, skip_zones=skip_zones, regions=regions)
             .where(*retry, r.c.priority == top, r.c.next_due_at <= now)
             .order_by(r.c.next_due_at, r.c.id)
             .limit(want - len(out))
@@ -335,6 +347,7 @@ def _read(
     only: int | None = None,
     extra: bool = False,
     skip_zones: Collection[str] = (),
+    regions: Collection[str] | None = None,
 ) -> list[tuple[Any, Verdict]]:
     """Candidates in hopper order, each with the gate's verdict.  Everything
     the gate looks up comes with the candidate read (:func:`_lookups`); only
@@ -353,6 +366,7 @@ def _read(
             *((cast(db.record.c.extra, Text).label("extra"),) if extra else ()),
         ),
         skip_zones=skip_zones,
+        regions=regions,
     )
     return _judged(conn, rows, campaign, gate, now)
 
@@ -452,9 +466,23 @@ def claim(
         # West may still be called: a scan of 8 x limit gave up and the
         # campaign idled with records dialable (found by exploratory testing)
         skip: frozenset[str] = frozenset()
+        # another country's numbers are never the campaign's to call (the
+        # gate refuses them, "country"): a list imported before the campaign
+        # had its country, or under a pack that governed them, put them ahead
+        # of its own, and the scan read only them (as closed zones are, below)
+        governed = campaign.policy.governed
         while len(allowed) < limit:
             read = _read(
-                conn, campaign_id, campaign, gate, now, chunk, offset, extra=True, skip_zones=skip
+                conn,
+                campaign_id,
+                campaign,
+                gate,
+                now,
+                chunk,
+                offset,
+                extra=True,
+                skip_zones=skip,
+                regions=governed,
             )
             allowed += [row for row, v in read if v.allowed]
             if len(read) < chunk:
@@ -666,9 +694,26 @@ def record_outcome(
     answering machine, 72 h after an abandoned call in the UK.
 
     ``counted``: the attempt's own row already carries ``outcome`` (the
-    dialer writes it first), so it is not counted a second time."""
+    dialer writes it first), so it is not counted a second time.  The agent's
+    result may have come between that write and this one (the API's thread
+    beside the dialer's): a call-back or do-not-call it gave has set the
+    record's next step already and stands (the step for "answered" undid a
+    promised call-back); a "machine" it gave is the outcome retried."""
     with engine.begin() as conn:
         rec = conn.execute(select(db.record).where(db.record.c.id == record_id)).one()
+        given = _result_given(conn, record_id) if counted else None
+        if given in (DO_NOT_CALL, CALLBACK) and rec.status != "dialing":
+            # (still "dialing": it came while the call was up, and a
+            # do-not-call then blocks the number but leaves the record's step here)
+            conn.execute(
+                update(db.record)
+                .where(db.record.c.id == record_id)
+                .values(attempts=rec.attempts + 1)
+            )
+            unclaim(conn, [record_id])
+            return str(rec.status)
+        if given == MACHINE:
+            outcome = MACHINE
         not_before = _lockout_end(
             conn, record_id, rec.e164, policy, now, None if counted else outcome
         )
@@ -696,6 +741,15 @@ def record_outcome(
         )
         unclaim(conn, [record_id])
     return step.status
+
+
+def _result_given(conn: Connection, record_id: int) -> str | None:
+    """The agent's result on the record's latest attempt (the one whose
+    outcome is being applied: a record is dialled once at a time)."""
+    a = db.attempt
+    return conn.execute(
+        select(a.c.disposition).where(a.c.record_id == record_id).order_by(a.c.id.desc()).limit(1)
+    ).scalar()
 
 
 def pool_status(

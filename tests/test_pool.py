@@ -414,6 +414,35 @@ def test_a_claim_finds_open_records_behind_more_closed_ones_than_it_scans(
         engine.dispose()
 
 
+def test_a_claim_finds_open_records_behind_more_foreign_ones_than_it_scans(
+    database_url, tmp_path, monkeypatch
+):
+    """A list imported while its campaign dialled under other rules (a UK
+    campaign moved to the US pack, its British numbers now another
+    country's): the gate refuses each as foreign, and the claim read its
+    scan of them and gave up every time while the US records behind them
+    could be called.  Numbers the campaign's pack does not govern are left
+    out of the claim's read, as closed zones are."""
+    import store.pool
+
+    monkeypatch.setattr(store.pool, "CLAIM_SCAN", 200)
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    path = tmp_path / "mixed.csv"
+    british = [f"+44 20 7946 {i:04d}" for i in range(600)]
+    american = [f"+1 415 555 {i:04d}" for i in range(20)]
+    path.write_text("phone\n" + "\n".join([*british, *american]) + "\n")
+    import_list(engine, path, "moved", create=True)  # no country yet: nothing foreign
+    campaign = Campaign("moved", policy_for("US"), "+12125550199", requires_consent=False)
+    gate = Compliance(DbDnc(engine), DbConsent(engine))
+    noon_in_san_francisco = dt.datetime(2026, 11, 24, 20, 0, tzinfo=dt.UTC)  # a Tuesday
+    try:
+        claimed = claim(engine, campaign, gate, noon_in_san_francisco, limit=10)
+        assert len(claimed) == 10 and all(c.e164.startswith("+1415") for c in claimed)
+    finally:
+        engine.dispose()
+
+
 def test_a_claim_finds_the_west_when_a_national_lists_east_is_closed(database_url, tmp_path):
     """21:00 in New York, 18:00 in Los Angeles: the list's first 300 records
     (New York) are blocked by the calling hours, the Californian ones after
