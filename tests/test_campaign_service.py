@@ -401,6 +401,50 @@ def test_a_preview_whose_number_went_on_the_dnc_list_while_on_screen_is_not_dial
     assert app.registry.get_sample_value("dirigent_dialer_refused_total", labels) == 1
 
 
+def test_a_predictive_dial_refused_by_the_gate_is_counted_where_the_supervisor_looks(setup):
+    """The hopper holds records claimed minutes before their dial; numbers
+    put on the do-not-call list meanwhile are refused at the dial (the gate
+    asked again).  Outside preview (found in review: only the preview path
+    had a test), each refusal reaches the runner's figures, the campaign
+    view and the ``dirigent_dialer_refused_total`` counter alike, and no
+    attempt is written for a listed number once the gate has seen it."""
+    start, engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss = token(app, "boss")
+    run(wait_for(lambda: runner.stats.dials >= 2, timeout=30, what="the campaign dialling"))
+    r, h = db.record, db.hopper
+    with engine.connect() as conn:
+        waiting = [
+            row.e164
+            for row in conn.execute(
+                select(r.c.e164).join(h, h.c.record_id == r.c.id).where(r.c.status != "dialing")
+            )
+        ]
+    assert waiting, "records claimed and not dialed yet"
+    status, _added = call(app, "POST", "dnc", {"numbers": waiting, "reason": "asked"}, boss)
+    assert status == 200
+    run(wait_for(lambda: runner.stats.refused.get("dnc", 0) >= 1, timeout=30, what="a refusal"))
+
+    def attempts_to_listed() -> int:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(db.attempt).where(db.attempt.c.e164.in_(waiting))
+            ).scalar_one()
+
+    run(app.campaigns.flush().asFuture(LOOP))
+    before = attempts_to_listed()
+    dials = runner.stats.dials
+    run(wait_for(lambda: runner.stats.dials >= dials + 3, timeout=30, what="more dials"))
+    run(app.campaigns.flush().asFuture(LOOP))
+    assert attempts_to_listed() == before, "no listed number dialed after the gate saw the list"
+    refused = runner.stats.refused["dnc"]
+    labels = {"campaign": DEMO_CAMPAIGN, "check": "dnc"}
+    assert app.registry.get_sample_value("dirigent_dialer_refused_total", labels) == refused
+    status, view = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}", token=boss)
+    assert view["refused"]["dnc"] == refused, "the supervisor sees every one"
+
+
 def test_campaign_figures_are_pushed_to_supervisors_only_and_the_cli_controls_it(
     setup, capsys, monkeypatch
 ):

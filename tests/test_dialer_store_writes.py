@@ -233,3 +233,72 @@ async def _failure_of(d: Any) -> Any:
     d.addErrback(out.append)
     await d.asFuture(LOOP)
     return out[0]
+
+
+@pytest.mark.parametrize("code", ["callback", "do-not-call"])
+def test_an_agents_result_given_between_the_calls_two_writes_is_not_undone(world, code):
+    """The end of a call is two writes in the dialer's thread: the attempt's
+    outcome, then its record's next step.  The agent's result (from the
+    API's thread) may land between them: it sees the call ended and
+    schedules the promised call-back (or closes the record, do not call),
+    and the record's step for "answered" then overwrote it: the call-back
+    was lost, the record completed (found in review).  The agent's word
+    stands; the attempt is still counted."""
+    from dialer.retry import RetryRules
+    from store.pool import apply_disposition
+
+    engine = world["engine"]
+    writer = writer_for(world, delays=(0.05,))
+    try:
+        source, attempts, attempt = dialed(world, writer)
+        attempt.answered, attempt.connected, attempt.agent = MONDAY_10 + 5, MONDAY_10 + 6, "1001"
+        attempt.verdict, attempt.outcome, attempt.ended = "human", "answered", MONDAY_10 + 60
+        wait(attempts.end(attempt))
+        ended = dt.datetime.fromtimestamp(MONDAY_10 + 70, dt.UTC)
+        promised = ended + dt.timedelta(days=1)
+        apply_disposition(
+            engine,
+            attempt.id,
+            code,
+            ended,
+            lambda _campaign: RetryRules(),
+            callback_at=promised if code == "callback" else None,
+        )
+        source.done(attempt.lead, "answered", MONDAY_10 + 60)
+        wait(writer.flush())
+    finally:
+        writer.close()
+    r = db.record
+    with engine.connect() as conn:
+        rec = conn.execute(select(r).where(r.c.id == attempt.lead.record_id)).one()
+    assert rec.attempts == 1, "the call is counted once"
+    if code == "callback":
+        assert (rec.status, rec.last_outcome) == ("scheduled", "callback")
+        assert rec.callback_at.replace(tzinfo=dt.UTC) == promised
+        assert rec.next_due_at.replace(tzinfo=dt.UTC) == promised
+    else:
+        assert (rec.status, rec.closed_reason) == ("closed", "do not call")
+    with engine.connect() as conn:
+        claimed = conn.execute(select(db.hopper).where(db.hopper.c.record_id == rec.id)).all()
+    assert claimed == [], "out of the hopper"
+
+
+def test_a_do_not_call_given_while_the_call_is_up_leaves_no_record_dialing(world):
+    """The agent's do-not-call while the person is still on the line blocks
+    the number at once; the record's step waits for the end of the call
+    (it must not be taken for a result already applied and left
+    ``dialing``)."""
+    from dialer.retry import RetryRules
+    from store.pool import apply_disposition
+
+    engine = world["engine"]
+    writer = writer_for(world, delays=(0.05,))
+    try:
+        source, attempts, attempt = dialed(world, writer)
+        now = dt.datetime.fromtimestamp(MONDAY_10 + 30, dt.UTC)
+        apply_disposition(engine, attempt.id, "do-not-call", now, lambda _c: RetryRules())
+        end_of_call(source, attempts, attempt)
+        wait(writer.flush())
+    finally:
+        writer.close()
+    assert record_status(engine, attempt.lead.record_id) == "completed"
