@@ -466,11 +466,8 @@ def claim(
         # West may still be called: a scan of 8 x limit gave up and the
         # campaign idled with records dialable (found by exploratory testing)
         skip: frozenset[str] = frozenset()
-        # another country's numbers are never the campaign's to call (the
-        # gate refuses them, "country"): a list imported before the campaign
-        # had its country, or under a pack that governed them, put them ahead
-        # of its own, and the scan read only them (as closed zones are, below)
-        governed = campaign.policy.governed
+        regions: tuple[str, ...] | None = None
+        foreign = False  # another country's number among those read
         while len(allowed) < limit:
             read = _read(
                 conn,
@@ -482,24 +479,29 @@ def claim(
                 offset,
                 extra=True,
                 skip_zones=skip,
-                regions=governed,
+                regions=regions,
             )
             allowed += [row for row, v in read if v.allowed]
+            foreign = foreign or any(v.check == "country" for _, v in read)
             if len(read) < chunk:
                 break
             offset += chunk
             chunk *= 2
             if offset >= max(8 * limit, CLAIM_SCAN):
-                if allowed or skip:
+                if allowed or regions is not None:
                     break
                 # a scan of blocked records only: numbers of zones closed now
                 # (a national list sorted by area code at 21:00 in New York; a
                 # big list whose window is closed ahead of a small open one)
                 # are left out in the database and the scan starts again,
-                # where it found nothing behind 120,000 of them (QA4)
+                # where it found nothing behind 120,000 of them (QA4); so are
+                # other countries' numbers, which the gate refuses whenever
+                # they come (a list imported before its campaign had a
+                # country, or under a pack that governed them)
                 skip = _closed_zone_sets(conn, campaign_id, campaign, gate, now)
-                if not skip:
+                if not skip and not foreign:
                     break
+                regions = campaign.policy.governed
                 offset, chunk = 0, limit + limit // 4 + 8
         allowed = allowed[:limit]
         if not allowed:
