@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.errors import Invalid
+from core.events import DialMode, MachineAction
 from dialer.compliance import Campaign, Policy, PolicyError, check_subdivisions, policy_for
 from dialer.retry import RetryRules
 
-MODES = ("preview", "progressive", "power", "predictive")
-MACHINE_ACTIONS = ("hangup", "message")
 MIN_RING = 15.0
 #: seconds kept back from the connect limit for the command that ends the
 #: wait: the Redirect into the abandon message (or into the agent's bridge)
@@ -98,7 +97,9 @@ class LeadSource(Protocol):
 @dataclass(frozen=True)
 class CampaignSettings:
     name: str
-    mode: str = "predictive"
+    #: the text of configuration, API or database is read into these two
+    #: enums by :func:`validate`, which refuses an unknown one naming its key
+    mode: DialMode = DialMode.PREDICTIVE
     queue: str | None = None  # the routing queue agents log into (default: the name)
     #: the dial string, ``{number}`` the number in E.164 without '+' (a PBX's
     #: syntax, passed through unread); None: the PBX adapter's own route to customers
@@ -111,7 +112,7 @@ class CampaignSettings:
     ring_timeout: float = 22.0
     amd: bool = True
     amd_delay: float = 1.5  # AMD's analysis time after answer (amd.conf total_analysis_time)
-    machine_action: str = "hangup"
+    machine_action: MachineAction = MachineAction.HANGUP
     amd_false_positive: float = 0.01  # estimate, counted as abandoned (Ofcom method)
     connect_within: float = 2.0  # from the end of the person's greeting (FCC, Ofcom)
     #: amd.conf ``after_greeting_silence`` (s): AMD's "human" comes this long
@@ -133,12 +134,21 @@ class CampaignSettings:
 
 
 def validate(s: CampaignSettings) -> CampaignSettings:
+    """``s`` checked, its ``mode`` and ``machine_action`` as their enums
+    (given as text by configuration, the API or the campaign row), or the
+    :class:`CampaignError` naming the first key refused."""
     if not s.name or len(s.name) > 120:
         raise CampaignError("name", "must be 1 to 120 characters")
-    if s.mode not in MODES:
-        raise CampaignError("mode", f"unknown dial mode {s.mode!r} (one of {', '.join(MODES)})")
-    if s.machine_action not in MACHINE_ACTIONS:
-        raise CampaignError("machine_action", f"one of {', '.join(MACHINE_ACTIONS)}")
+    try:
+        mode = DialMode(s.mode)
+    except ValueError:
+        modes = ", ".join(DialMode)
+        raise CampaignError("mode", f"unknown dial mode {s.mode!r} (one of {modes})") from None
+    try:
+        machine_action = MachineAction(s.machine_action)
+    except ValueError:
+        raise CampaignError("machine_action", f"one of {', '.join(MachineAction)}") from None
+    s = replace(s, mode=mode, machine_action=machine_action)
     if not 0 < s.legal_max_abandon <= 1:
         raise CampaignError("legal_max_abandon", "must be in (0, 1]")
     if not 0 < s.abandon_target <= s.legal_max_abandon:

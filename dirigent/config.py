@@ -32,6 +32,7 @@ file is still checked, but a PBX's secret is not demanded of it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import os
 import re
@@ -394,10 +395,12 @@ RetryTable = create_model(
 
 #: the ``[[campaign]]`` keys that make its :class:`CampaignSettings`: its own
 #: fields, typed as it types them (left out: its defaults), but the two its
-#: country decides (``legal_max_abandon``, ``windows``)
+#: country decides (``legal_max_abandon``, ``windows``); an enum's
+#: (``mode``, ``machine_action``) is text here, read into the enum by the
+#: campaign's own check, whose refusal names the key and the choices
 _DIALING: dict[str, Any] = {"name": (Name, ...), "country": (str, ...), "caller_id": (str, ...)}
 _DIALING |= {
-    key: (kind | None, None)
+    key: ((str if isinstance(kind, type) and issubclass(kind, enum.Enum) else kind) | None, None)
     for key, kind in get_type_hints(CampaignSettings).items()
     if key not in {*_DIALING, "legal_max_abandon", "windows"}
 }
