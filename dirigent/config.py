@@ -56,7 +56,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
-from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTENSIONS
+from asterisk.port import (
+    ENDPOINT_NAME,
+    ENDPOINT_RULE,
+    EXTENSION,
+    RESERVED_EXTENSIONS,
+    customer_route_refusal,
+)
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import DomainError, Invalid
@@ -422,7 +428,13 @@ class _CampaignTable(_Table):
     timezone: TimeZone | None = None  # its country's by default
 
     def build(self) -> CampaignSetup:
-        return CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
+        setup = CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
+        # the dialer passes its route through unread: the PBX adapter judges it
+        route = setup.settings.trunk
+        refused = None if route is None else customer_route_refusal(route)
+        if refused is not None:
+            raise Invalid("trunk", refused)
+        return setup
 
 
 CampaignTable = create_model("CampaignTable", __base__=_CampaignTable, **_DIALING)

@@ -180,6 +180,8 @@ def test_retry_table_is_validated_naming_the_key():
         ({"trunk": "PJSIP/{number}@cust\x07"}, "campaign[0].trunk", "not a valid part"),
         ({"trunk": "PJSIP/{number}@my trunk"}, "campaign[0].trunk", "not a valid part"),
         ({"trunk": "{number}"}, "campaign[0].trunk", "TECH/"),
+        ({"trunk": "PJSIP/customers"}, "campaign[0].trunk", "must contain {number}"),
+        ({"trunk": "PJSIP/{number}@{number}"}, "campaign[0].trunk", "exactly once"),
     ],
 )
 def test_bad_campaign_configuration_names_the_key(campaign, key, reason):
@@ -194,6 +196,17 @@ def test_every_dial_mode_and_machine_action_of_the_file_is_accepted(mode, action
     campaign = {**UK, "mode": mode, "machine_action": action}
     settings = parse_settings({"campaign": [campaign]}, env={}).campaigns[0].settings
     assert (settings.mode, settings.machine_action) == (mode, action)
+
+
+def test_a_bad_trunk_is_refused_by_the_pbx_adapters_rule_in_the_same_words():
+    """The dialer passes a campaign's trunk through unread; the configuration
+    asks the Asterisk adapter, whose refusal is the one operators knew."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"campaign": [{**UK, "trunk": "PJSIP/{number}@my trunk"}]}, env={})
+    assert str(err.value) == (
+        "campaign[0].trunk: 'PJSIP/{number}@my trunk': 'my trunk' is not a valid part of a"
+        " dial string (a letter or digit, then up to 63 of letters, digits and _ . + -)"
+    )
 
 
 def test_secrets_and_database_url_come_from_the_environment():
