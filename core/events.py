@@ -13,7 +13,9 @@ were.
 The enums of the universal queue (:class:`Channel`, :class:`Direction`,
 :class:`AgentState`) and an interaction's :class:`HistoryEntry` live here
 because events carry them; ``routing`` re-exports them, so there is one list
-of each.  Pure: imports nothing of ours outside core (its errors).
+of each.  So do a campaign's :class:`DialMode` and :class:`MachineAction`
+(:class:`CampaignView` carries them; ``dialer.campaign`` reads its settings
+into them).  Pure: imports nothing of ours outside core (its errors).
 """
 
 from __future__ import annotations
