@@ -136,6 +136,12 @@ PHONE = "PJSIP/{phone}"
 #: the route to a customer when a campaign names no ``trunk``: the shipped
 #: PJSIP endpoint ``customers``, the number (E.164 without '+') as its user
 CUSTOMER_TRUNK = "PJSIP/{number}@customers"
+#: one part of a dial string (technology, endpoint, number prefix): what a
+#: PJSIP endpoint name may be, so control characters or blanks in a
+#: campaign's ``trunk`` stop start-up instead of failing every dial
+DIAL_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+#: after the technology: PJSIP's ``endpoint/sip:user@host:port`` form too
+DIAL_URI_PART = re.compile(r"(sips?:)?[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}(:[0-9]{1,5})?")
 #: what the extension patterns of the contexts above (``_[a-zA-Z0-9].``: a
 #: letter or digit, then one character or more) match: agent ids, queue
 #: names and phones are their extensions
@@ -156,6 +162,31 @@ FALLBACK_APPLICATIONS = frozenset({"Queue", "VoiceMail"})
 #: the AstDB family and key prefix of the dialplan's net: ``dirigent/abandoned/<uniqueid>``
 #: = when (epoch seconds) the PBX played the abandon message itself
 ABANDONED_FAMILY, ABANDONED_KEY = "dirigent", "abandoned/{call}"
+
+
+def customer_route_refusal(route: str) -> str | None:
+    """Why a campaign's route to its customers (its ``trunk``, a template
+    with ``{number}``) is not one this adapter can dial, or None.
+
+    The route is an Asterisk dial string, ``TECH/{number}@endpoint`` or
+    ``TECH/endpoint/{number}``: every part between ``/`` and ``@`` a name
+    like a PJSIP endpoint's (``{number}`` may sit inside one, e.g.
+    ``0{number}``).  The configuration asks at start-up, so a bad one stops
+    the server rather than failing every dial; the dialer passes the route
+    through unread."""
+    if route.count("{number}") != 1:
+        return "must contain {number} exactly once"
+    filled = route.replace("{number}", "0")
+    parts = re.split(r"[/@]", filled)
+    if len(parts) < 2 or "/" not in filled.split("@", 1)[0]:
+        return f"{route!r}: must be TECH/... (e.g. PJSIP/{{number}}@customers)"
+    for i, part in enumerate(parts):
+        if not (DIAL_PART if i == 0 else DIAL_URI_PART).fullmatch(part):
+            return (
+                f"{route!r}: {part!r} is not a valid part of a dial string (a letter or digit,"
+                " then up to 63 of letters, digits and _ . + -)"
+            )
+    return None
 
 
 #: ``AMDCAUSE`` of a "human" verdict (apps/app_amd.c):

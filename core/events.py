@@ -13,7 +13,9 @@ were.
 The enums of the universal queue (:class:`Channel`, :class:`Direction`,
 :class:`AgentState`) and an interaction's :class:`HistoryEntry` live here
 because events carry them; ``routing`` re-exports them, so there is one list
-of each.  Pure: imports nothing of ours outside core (its errors).
+of each.  So do a campaign's :class:`DialMode` and :class:`MachineAction`
+(:class:`CampaignView` carries them; ``dialer.campaign`` reads its settings
+into them).  Pure: imports nothing of ours outside core (its errors).
 """
 
 from __future__ import annotations
@@ -45,6 +47,27 @@ class AgentState(enum.StrEnum):
     BUSY = "busy"
     WRAP_UP = "wrap_up"
     PAUSED = "paused"
+
+
+class DialMode(enum.StrEnum):
+    """How a campaign dials: an agent first looks at the record (preview),
+    one line per free agent (progressive), a fixed number per agent (power),
+    or as many as the abandon limit allows (predictive).  The order is the
+    one its refusal lists."""
+
+    PREVIEW = "preview"
+    PROGRESSIVE = "progressive"
+    POWER = "power"
+    PREDICTIVE = "predictive"
+
+
+class MachineAction(enum.StrEnum):
+    """What a campaign's call gets when answering-machine detection says
+    machine: hung up, or the campaign's message played (a name, a number to
+    call back)."""
+
+    HANGUP = "hangup"
+    MESSAGE = "message"
 
 
 class Stage(enum.StrEnum):
@@ -265,10 +288,10 @@ class CampaignView:
     # is now: a supervisor sees what was set, the audit reads its before and after here
     abandon_target: float
     max_lines_per_agent: float
-    mode: str
+    mode: DialMode
     power_ratio: float
     ring_timeout: float
-    machine_action: str
+    machine_action: MachineAction
     wrap_up: float
     lines_in_use: int
     #: the agents logged in to the campaign, by state

@@ -18,7 +18,9 @@ Checks, in order, each with a reason a supervisor can read:
    retry rules schedule no earlier, see :func:`lockout_end`);
 7. a "call back at" time set on the record.
 
-Country policy packs are data (``dialer/policies/*.toml``), validated when
+The do-not-call and consent rules are every channel's (``core.consent``);
+the gate asks them first and adds the outbound calling rules.  Country
+policy packs are data (``dialer/policies/*.toml``), validated when
 loaded.  Pure: the lookups and the time are passed in.
 """
 
@@ -30,11 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
 
+from core.consent import ConsentLookup, DncLookup, consent_refusal, dnc_refusal
 from core.errors import Invalid
 from core.numbers import Number, Rejected, normalize
 
@@ -156,16 +159,6 @@ def policy_for(country: str) -> Policy:
 
 
 # -- what the gate needs to know ------------------------------------------------------------
-class DncLookup(Protocol):
-    def blocked(self, e164: str, campaign: str) -> str | None:
-        """'global' or 'campaign' if the number is on a do-not-call list, else None."""
-
-
-class ConsentLookup(Protocol):
-    def granted(self, contact: str, channel: str, at: dt.datetime) -> bool:
-        """The latest consent record for (contact, channel) at ``at`` is a grant."""
-
-
 @dataclass(frozen=True)
 class DialHistory:
     """What happened to this number before (from the attempt table)."""
@@ -280,9 +273,9 @@ class Compliance:
         if now.tzinfo is None:
             raise ValueError("now: must be timezone-aware")
         policy = campaign.policy
-        listed = self.dnc.blocked(number.e164, campaign.name)
-        if listed:
-            return Verdict(False, f"on the {listed} do-not-call list", "dnc")
+        listed = dnc_refusal(self.dnc, number.e164, campaign.name)
+        if listed is not None:
+            return Verdict(False, listed.reason, listed.check)
         foreign = foreign_number(campaign.name, policy, number)
         if foreign is not None:
             return Verdict(False, foreign, "country")
@@ -291,8 +284,10 @@ class Compliance:
             if campaign.requires_consent is None
             else campaign.requires_consent
         )
-        if needs_consent and (contact is None or not self.consent.granted(contact, "voice", now)):
-            return Verdict(False, "no prior express consent for telephone calls", "consent")
+        if needs_consent:
+            unconsented = consent_refusal(self.consent, contact, "voice", now)
+            if unconsented is not None:
+                return Verdict(False, unconsented.reason, unconsented.check)
         zones = number.timezones or (default_zone(number.region),)
         for zone in zones:
             if self.zone_verdicts is None:

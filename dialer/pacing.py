@@ -32,6 +32,7 @@ import numpy as np
 from scipy.special import bdtrc, betaincinv, ndtr
 
 from core.errors import Invalid
+from core.events import DialMode
 from dialer.abandon import AbandonLedger
 from dialer.campaign import CampaignSettings, pacing_window
 from dialer.estimates import HORIZONS, Estimates, Priors, Tables, Window, columns
@@ -804,9 +805,9 @@ def strategy_for(settings: CampaignSettings) -> Strategy:
     """The strategy a campaign's dial mode asks for, with the campaign's limits.
 
     Preview campaigns are paced by their agents (nothing is dialed for them)."""
-    if settings.mode in ("progressive", "preview"):
+    if settings.mode in (DialMode.PROGRESSIVE, DialMode.PREVIEW):
         return Progressive()
-    if settings.mode == "power":
+    if settings.mode is DialMode.POWER:
         return Power(settings.power_ratio, settings.abandon_target, settings.windows)
     return Predictive(
         limit=settings.abandon_target,

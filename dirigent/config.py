@@ -32,6 +32,7 @@ file is still checked, but a PBX's secret is not demanded of it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import os
 import re
@@ -55,7 +56,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
-from asterisk.port import ENDPOINT_NAME, ENDPOINT_RULE, EXTENSION, RESERVED_EXTENSIONS
+from asterisk.port import (
+    ENDPOINT_NAME,
+    ENDPOINT_RULE,
+    EXTENSION,
+    RESERVED_EXTENSIONS,
+    customer_route_refusal,
+)
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import DomainError, Invalid
@@ -394,10 +401,12 @@ RetryTable = create_model(
 
 #: the ``[[campaign]]`` keys that make its :class:`CampaignSettings`: its own
 #: fields, typed as it types them (left out: its defaults), but the two its
-#: country decides (``legal_max_abandon``, ``windows``)
+#: country decides (``legal_max_abandon``, ``windows``); an enum's
+#: (``mode``, ``machine_action``) is text here, read into the enum by the
+#: campaign's own check, whose refusal names the key and the choices
 _DIALING: dict[str, Any] = {"name": (Name, ...), "country": (str, ...), "caller_id": (str, ...)}
 _DIALING |= {
-    key: (kind | None, None)
+    key: ((str if isinstance(kind, type) and issubclass(kind, enum.Enum) else kind) | None, None)
     for key, kind in get_type_hints(CampaignSettings).items()
     if key not in {*_DIALING, "legal_max_abandon", "windows"}
 }
@@ -419,7 +428,13 @@ class _CampaignTable(_Table):
     timezone: TimeZone | None = None  # its country's by default
 
     def build(self) -> CampaignSetup:
-        return CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
+        setup = CampaignSetup.of_country(**{key: value for key, value in self if value is not None})
+        # the dialer passes its route through unread: the PBX adapter judges it
+        route = setup.settings.trunk
+        refused = None if route is None else customer_route_refusal(route)
+        if refused is not None:
+            raise Invalid("trunk", refused)
+        return setup
 
 
 CampaignTable = create_model("CampaignTable", __base__=_CampaignTable, **_DIALING)

@@ -647,18 +647,19 @@ class Router:
                 self._pull(interaction)
                 exits.append(Exit(interaction.id, "max wait"))
                 continue
-            exit_reason = self._apply_overflow(interaction, config, waited)
-            if exit_reason:
-                exits.append(Exit(interaction.id, exit_reason))
+            leaving = self._apply_overflow(interaction, config, waited)
+            if leaving is not None:
+                exits.append(Exit(interaction.id, leaving.value))
         if self.waiting:  # nothing waits: nothing to offer
             offers += self.route(now)
         return offers, exits
 
     def _apply_overflow(
         self, interaction: Interaction, config: QueueConfig, waited: float
-    ) -> str | None:
-        """Apply the overflow steps now due; return "callback"/"voicemail" if
-        the interaction leaves the queue."""
+    ) -> OverflowAction | None:
+        """Apply the overflow steps now due; the step that takes the
+        interaction out of the queue (callback, voicemail: its exit's reason
+        is the action's name), or None while it waits on."""
         steps = config.overflow
         while (
             interaction.overflow_step < len(steps)
@@ -668,7 +669,7 @@ class Router:
             interaction.overflow_step += 1
             self._pull(interaction)
             if step.action.leaves_queue:
-                return step.action.value
+                return step.action
             if step.action is OverflowAction.WIDEN:
                 interaction.skills = {
                     s: min(lvl, step.min_level or 1) for s, lvl in interaction.skills.items()

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from core.events import DialMode
 from dialer.campaign import CampaignSettings, Lead, pacing_window, validate
 from dialer.pacing import estimates_for, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
@@ -364,7 +365,7 @@ def run(
     settings = validate(
         CampaignSettings(
             CAMPAIGN,
-            mode="predictive",
+            mode=DialMode.PREDICTIVE,
             caller_id="+4930555000",
             abandon_target=workload.abandon_limit,
             legal_max_abandon=workload.abandon_limit,

@@ -1,5 +1,6 @@
 """Do-not-call entries and consent records in the database, and the lookups
-the compliance gate (``dialer/compliance.py``) reads them through.
+(``core.consent``'s ports) the compliance gate (``dialer/compliance.py``)
+reads them through.
 
 Consent records are never overwritten: a withdrawal is a new row, and the
 latest record at the time asked about decides (UWG §7a: the proof of consent
@@ -17,12 +18,11 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, Engine, and_, insert, or_, select
 
+from core.consent import CHANNELS
 from core.numbers import Rejected, normalize
 from dialer.lists import ListError, ListReader
 from store import db
 from store.db import column_limit
-
-CHANNELS = ("voice", "sms", "email")
 
 
 @dataclass
@@ -205,7 +205,7 @@ def record_consent(
 
 
 class DbDnc:
-    """``DncLookup`` over the dnc table."""
+    """``core.consent.DncLookup`` over the dnc table."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -224,7 +224,7 @@ class DbDnc:
 
 
 class DbConsent:
-    """``ConsentLookup`` over the consent table (latest record wins)."""
+    """``core.consent.ConsentLookup`` over the consent table (latest record wins)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

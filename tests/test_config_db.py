@@ -166,6 +166,8 @@ def test_retry_table_is_validated_naming_the_key():
         ({"abandon_target": 0.05}, "campaign[0].abandon_target", "legal maximum 3.0%"),
         ({"ring_timeout": 10}, "campaign[0].ring_timeout", "at least 15 s"),
         ({"mode": "turbo"}, "campaign[0].mode", "unknown dial mode"),
+        ({"mode": "Preview"}, "campaign[0].mode", "(one of preview, progressive, power, pre"),
+        ({"machine_action": "voicemail"}, "campaign[0].machine_action", "one of hangup, message"),
         ({"timezone": "Mars/Base"}, "campaign[0].timezone", "unknown time zone"),
         (
             {"retry": {"busy": {"delay": 5, "max_attempts": 2}}},
@@ -178,12 +180,33 @@ def test_retry_table_is_validated_naming_the_key():
         ({"trunk": "PJSIP/{number}@cust\x07"}, "campaign[0].trunk", "not a valid part"),
         ({"trunk": "PJSIP/{number}@my trunk"}, "campaign[0].trunk", "not a valid part"),
         ({"trunk": "{number}"}, "campaign[0].trunk", "TECH/"),
+        ({"trunk": "PJSIP/customers"}, "campaign[0].trunk", "must contain {number}"),
+        ({"trunk": "PJSIP/{number}@{number}"}, "campaign[0].trunk", "exactly once"),
     ],
 )
 def test_bad_campaign_configuration_names_the_key(campaign, key, reason):
     with pytest.raises(ConfigError) as err:
         parse_settings({"campaign": [{**UK, **campaign}]}, env={})
     assert err.value.key == key and reason in err.value.reason
+
+
+@pytest.mark.parametrize("mode", ["preview", "progressive", "power", "predictive"])
+@pytest.mark.parametrize("action", ["hangup", "message"])
+def test_every_dial_mode_and_machine_action_of_the_file_is_accepted(mode, action):
+    campaign = {**UK, "mode": mode, "machine_action": action}
+    settings = parse_settings({"campaign": [campaign]}, env={}).campaigns[0].settings
+    assert (settings.mode, settings.machine_action) == (mode, action)
+
+
+def test_a_bad_trunk_is_refused_by_the_pbx_adapters_rule_in_the_same_words():
+    """The dialer passes a campaign's trunk through unread; the configuration
+    asks the Asterisk adapter, whose refusal is the one operators knew."""
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"campaign": [{**UK, "trunk": "PJSIP/{number}@my trunk"}]}, env={})
+    assert str(err.value) == (
+        "campaign[0].trunk: 'PJSIP/{number}@my trunk': 'my trunk' is not a valid part of a"
+        " dial string (a letter or digit, then up to 63 of letters, digits and _ . + -)"
+    )
 
 
 def test_secrets_and_database_url_come_from_the_environment():

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import ndtr
 
+from core.events import DialMode, MachineAction
 from dialer.abandon import DAY, AbandonLedger, DayCount
 from dialer.campaign import CampaignError, CampaignSettings, validate
 from dialer.estimates import HORIZONS, Estimates, InboundRate, Priors, Tables
@@ -319,6 +320,23 @@ def test_campaign_settings_refuse_illegal_values_naming_the_key() -> None:
     with pytest.raises(CampaignError, match="trunk"):
         ok.with_changes(trunk="PJSIP/customers")
     assert ok.with_changes(abandon_target=0.02).abandon_target == 0.02
+
+
+def test_dial_mode_and_machine_action_text_is_read_into_the_enums_or_refused() -> None:
+    """The API and the campaign row give text: the settings hold the enum,
+    and an unknown one is refused naming the key and every choice."""
+    ok = validate(CampaignSettings("winter"))
+    changed = ok.with_changes(mode="preview", machine_action="message")
+    assert changed.mode is DialMode.PREVIEW and changed.machine_action is MachineAction.MESSAGE
+    with pytest.raises(CampaignError) as err:
+        ok.with_changes(mode="blaster")
+    assert err.value.key == "mode"
+    assert err.value.reason == (
+        "unknown dial mode 'blaster' (one of preview, progressive, power, predictive)"
+    )
+    with pytest.raises(CampaignError) as err:
+        ok.with_changes(machine_action="voicemail")
+    assert err.value.key == "machine_action" and err.value.reason == "one of hangup, message"
 
 
 # -- the guard from the first call (issue 15, finding 1) --------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from twisted.internet import reactor
 
 from asterisk.session import PbxSettings
+from core.events import DialMode
 from dialer.campaign import CampaignSettings, CampaignSetup, validate
 from dialer.compliance import Policy
 from dirigent.cli.server import DEMO_POLICY
@@ -54,7 +55,12 @@ def campaign(name: str, mode: str) -> CampaignSetup:
     return CampaignSetup(
         settings=validate(
             CampaignSettings(
-                name, mode=mode, caller_id=caller_id, country="GB", windows=("day",), wrap_up=1.0
+                name,
+                mode=DialMode(mode),
+                caller_id=caller_id,
+                country="GB",
+                windows=("day",),
+                wrap_up=1.0,
             )
         ),
         policy=Policy.parse(DEMO_POLICY, "test policy"),

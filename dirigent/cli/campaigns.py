@@ -7,7 +7,8 @@ import datetime as dt
 import sys
 from typing import Any
 
-from dialer.campaign import LIVE_SETTINGS, MACHINE_ACTIONS, MODES
+from core.events import DialMode, MachineAction
+from dialer.campaign import LIVE_SETTINGS
 from dirigent.cli.common import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -28,7 +29,11 @@ def register(sub: Any) -> None:
         "DIRIGENT_PASSWORD or one line on standard input",
     )
     # set: one option per setting a running campaign may change (the API's PATCH)
-    choices = {"mode": MODES, "machine_action": MACHINE_ACTIONS}
+    # the enums' values, plain text: argparse shows a choice by its repr
+    choices = {
+        "mode": [m.value for m in DialMode],
+        "machine_action": [m.value for m in MachineAction],
+    }
     for key, kind in LIVE_SETTINGS.items():
         camp.add_argument(
             "--" + key.replace("_", "-"),
