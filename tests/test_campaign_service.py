@@ -1073,8 +1073,11 @@ def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
     same JSON, byte for byte, as before the figures were typed."""
     import json
 
+    from pydantic_core import to_json
+
     from channels.voice import AgentEndpoint
     from core.events import CampaignFigures, to_message
+    from cti.responses import CampaignAnswer
     from dialer.campaigns import Campaigns
     from dirigent.config import CampaignTable
     from routing.agent import Agent
@@ -1114,6 +1117,9 @@ def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
         acd.bus.subscribe(CampaignFigures, pushed.append)
         campaigns.publish_figures()
         assert json.dumps(campaigns.view("winback")) == VIEW_JSON
+        # and through the answer's model the API checks it with, still the same
+        checked = CampaignAnswer.model_validate(campaigns.view("winback"))
+        assert json.dumps(json.loads(to_json(checked))) == VIEW_JSON
         (event,) = pushed
         message = '{"type": "campaign", ' + VIEW_JSON[1:-1] + ', "at": 1764662400.0}'
         assert json.dumps(to_message(event)) == message
