@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from sqlalchemy import insert, select, update
 
-from core.events import CampaignView
+from core.events import CampaignView, HistoryEntry
 from cti.responses import (
     CampaignAnswer,
     ConsentAnswer,
@@ -34,6 +34,7 @@ from cti.responses import (
     MergeAnswer,
     PoolAnswer,
 )
+from cti.schemas import TransferAnswer
 from dialer.compliance import Campaign, policy_for
 from dialer.retry import RetryRules
 
@@ -248,6 +249,26 @@ def test_the_campaign_answer_is_the_campaign_view_field_for_field_in_its_order()
     ``CampaignView``: a field added there must be added to the answer."""
     declared = [f.alias or name for name, f in CampaignAnswer.model_fields.items()]
     assert declared == ["campaign", "status", *(f.name for f in dataclasses.fields(CampaignView))]
+
+
+def test_a_transfers_history_keeps_each_steps_keys_in_their_order():
+    steps = [
+        HistoryEntry.queued("sales", 10.5),
+        HistoryEntry.answered("anna", 12.0),
+        HistoryEntry.transferred("anna", 13.25, to_agent="ben"),
+        HistoryEntry.queued("sales", 13.25),
+        HistoryEntry.ended("ben", 20),
+    ]
+    history = [s.to_json() for s in steps]
+    answer = TransferAnswer.model_validate({"id": "i1", "history": history})
+    assert to_json(answer) == dumped({"id": "i1", "history": history})
+    for bad in (
+        {**history[0], "agent": "anna"},  # a field its kind does not carry
+        {"event": "parked", "at": 1.0},  # a kind of step the API does not know
+        {"event": "answered", "at": 1.0},  # its agent missing
+    ):
+        with pytest.raises(ValidationError):
+            TransferAnswer.model_validate({"id": "i1", "history": [bad]})
 
 
 # -- the store's real answers, on SQLite and PostgreSQL --------------------------------------

@@ -97,7 +97,8 @@ def register(app: Klein, api: ApiContext) -> None:
         interaction = ops.handled(iid)
         ops.transfer(handler, iid, queue=body.queue, to_agent=body.agent)
         history = interaction.history if interaction is not None else []
-        return TransferAnswer(id=iid, history=[entry.to_json() for entry in history])
+        steps = [entry.to_json() for entry in history]
+        return TransferAnswer.model_validate({"id": iid, "history": steps})
 
     @route(app, "/interactions/<ref>/disposition", "POST")
     @api.requires()
