@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -497,10 +497,50 @@ class CreatedAnswer(Answer):
     waiting: bool
 
 
+# One model per kind of step of an interaction's history, as
+# ``core.events.HistoryEntry.to_json`` writes it: its fields in that order,
+# "at" last, and only the fields its event carries (a transfer names both
+# targets, the one not taken as null).  Strict and closed: a step of a new
+# kind, or with a field more, is refused, not passed on unchecked.
+class _Step(Answer):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class QueuedStep(_Step):
+    event: Literal["queued"]
+    queue: str
+    at: int | float
+
+
+class AnsweredStep(_Step):
+    event: Literal["answered"]
+    agent: str
+    at: int | float
+
+
+class EndedStep(_Step):
+    event: Literal["ended"]
+    agent: str
+    at: int | float
+
+
+class TransferredStep(_Step):
+    event: Literal["transferred"]
+    by: str
+    to_queue: str | None
+    to_agent: str | None
+    at: int | float
+
+
+HistoryStep = Annotated[
+    QueuedStep | AnsweredStep | EndedStep | TransferredStep, Field(discriminator="event")
+]
+
+
 class TransferAnswer(Answer):
     id: str
     #: HistoryEntry.to_json() of each step, in order
-    history: list[dict[str, Any]]
+    history: list[HistoryStep]
 
 
 class ReportAnswer(Answer):

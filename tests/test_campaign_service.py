@@ -639,6 +639,86 @@ def test_lists_dnc_consent_and_the_pool_over_http(setup, tmp_path):
     assert off["active"] is False and off["dialable_now"] == 0 and off["records"] == {"new": 1}
 
 
+def test_every_answer_relayed_from_the_store_and_the_dialer_keeps_its_keys_over_http(setup):
+    """The JSON contract of the routes whose answers the store and the dialer
+    make (checked on the way out by cti.responses): each answer's keys, in
+    their order, with null where null was."""
+    import json
+
+    start, engine = setup
+    app = start()
+    boss = token(app, "boss")
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    run(wait_for(lambda: runner.stats.connected >= 1, timeout=20, what="a connect"))
+    campaign_keys = list(json.loads(VIEW_JSON))
+    status, views = call(app, "GET", "campaigns", token=boss)
+    assert status == 200 and [list(v) for v in views] == [campaign_keys]
+    for method, path, body in (
+        ("GET", f"campaigns/{DEMO_CAMPAIGN}", None),
+        ("PATCH", f"campaigns/{DEMO_CAMPAIGN}", {"abandon_target": 0.02}),
+        ("POST", f"campaigns/{DEMO_CAMPAIGN}/pause", None),
+    ):
+        status, view = call(app, method, path, body, boss)
+        assert status == 200 and list(view) == campaign_keys, (method, path)
+
+    csv_body = b"phone,first_name\n+44 121 496 0501,Hans\n+44 121 496 0502,Hanna\n12,Bad\n"
+    status, report = upload(app, f"campaign={DEMO_CAMPAIGN}&name=keys.csv", csv_body, boss)
+    assert status == 200 and list(report) == [
+        "rows", "imported", "updated", "rejected", "duplicates", "phonetic_duplicate_groups",
+        "formula_like_fields", "encoding", "delimiter", "dry_run", "region", "region_from",
+        "list", "problems", "phonetic_groups",
+    ]  # fmt: skip
+    assert [list(p) for p in report["problems"]] == [["row", "field", "reason"]]
+    status, found = call(app, "GET", "contacts?phone=%2B441214960501", token=boss)
+    assert status == 200 and list(found) == ["e164", "do_not_call", "contacts"]
+    [contact] = found["contacts"]
+    assert list(contact) == [
+        "id", "display_name", "company", "city", "phones", "consent", "records",
+    ]  # fmt: skip
+    assert [list(r) for r in contact["records"]] == [
+        ["campaign", "list", "record", "status", "attempts", "last_outcome"]
+    ]
+    grant = {"contact": contact["id"], "channel": "voice", "granted": True, "source": "web"}
+    status, body = call(app, "POST", "consent", {**grant, "proof_ref": "f-1"}, boss)
+    assert status == 200 and body == {"contact": contact["id"], "channel": "voice", "granted": True}
+    status, found = call(app, "GET", "contacts?phone=%2B441214960501", token=boss)
+    assert [list(c) for c in found["contacts"][0]["consent"]] == [
+        ["channel", "granted", "source", "given_at"]
+    ]
+    status, body = call(app, "POST", "dnc", {"numbers": ["+44 121 496 0502", "12"]}, boss)
+    assert status == 200 and list(body) == ["added", "already", "rejected", "numbers"]
+    assert body["rejected"][0]["number"] == "12" and body["numbers"] == {"+441214960502": "added"}
+    status, body = call(app, "GET", "dnc/%2B441214960501", token=boss)
+    assert (status, body) == (200, {"number": "+441214960501", "blocked": None})
+    merge = {"campaign": DEMO_CAMPAIGN, "keep": "+44 121 496 0501", "drop": ["+44 121 496 0502"]}
+    status, merged = call(app, "POST", "lists/merge", merge, boss)
+    assert status == 200 and list(merged) == [
+        "kept", "closed", "contacts_folded", "numbers_moved", "consents_moved",
+        "interactions_moved",
+    ]  # fmt: skip
+    status, body = call(app, "PATCH", f"lists/{DEMO_CAMPAIGN}/keys.csv", {"active": False}, boss)
+    assert status == 200 and list(body) == ["campaign", "list", "active", "was_active"]
+    status, pool = call(app, "GET", f"campaigns/{DEMO_CAMPAIGN}/pool", token=boss)
+    assert status == 200 and list(pool) == [
+        "campaign", "records", "dialable_now", "due_later_today", "blocked_now", "exhausted",
+        "sample", "sampled", "lists",
+    ]  # fmt: skip
+    assert list(pool["lists"]["keys.csv"]) == [
+        "active", "records", "dialable_now", "due_later_today", "blocked_now", "exhausted",
+        "sampled",
+    ]  # fmt: skip
+
+    with engine.connect() as conn:
+        ref = conn.execute(
+            select(db.attempt.c.ref).where(db.attempt.c.outcome.is_not(None)).limit(1)
+        ).scalar_one()
+    status, body = call(app, "POST", f"interactions/{ref}/disposition", {"code": "sale"}, boss)
+    assert (status, body) == (
+        200,
+        {"interaction": ref, "disposition": "sale", "record_status": None},
+    )
+
+
 def test_an_agent_records_the_result_do_not_call_blocks_at_once_and_callback_reschedules(
     setup, tmp_path
 ):
@@ -1117,8 +1197,11 @@ def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
     same JSON, byte for byte, as before the figures were typed."""
     import json
 
+    from pydantic_core import to_json
+
     from channels.voice import AgentEndpoint
     from core.events import CampaignFigures, to_message
+    from cti.responses import CampaignAnswer
     from dialer.campaigns import Campaigns
     from dirigent.config import CampaignTable
     from routing.agent import Agent
@@ -1158,6 +1241,9 @@ def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
         acd.bus.subscribe(CampaignFigures, pushed.append)
         campaigns.publish_figures()
         assert json.dumps(campaigns.view("winback")) == VIEW_JSON
+        # and through the answer's model the API checks it with, still the same
+        checked = CampaignAnswer.model_validate(campaigns.view("winback"))
+        assert json.dumps(json.loads(to_json(checked))) == VIEW_JSON
         (event,) = pushed
         message = '{"type": "campaign", ' + VIEW_JSON[1:-1] + ', "at": 1764662400.0}'
         assert json.dumps(to_message(event)) == message

@@ -22,6 +22,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.http.context import ApiContext, CampaignOps, read_body, route
+from cti.responses import CampaignAnswer, PoolAnswer
 from cti.schemas import CampaignChange, parse
 
 
@@ -37,8 +38,12 @@ def register(app: Klein, api: ApiContext) -> None:
 
     @route(app, "/campaigns", "GET")
     @manager
-    def views(request: Request, user: User) -> list[dict[str, Any]]:
-        return [v for v in campaigns().views() if user.sees_campaign(v["campaign"])]
+    def views(request: Request, user: User) -> list[CampaignAnswer]:
+        return [
+            CampaignAnswer.model_validate(v)
+            for v in campaigns().views()
+            if user.sees_campaign(v["campaign"])
+        ]
 
     def in_scope(user: User, name: str) -> None:
         """A supervisor of some teams sees and controls the campaigns dialling
@@ -49,33 +54,33 @@ def register(app: Klein, api: ApiContext) -> None:
 
     @route(app, "/campaigns/<name>", "GET")
     @manager
-    def view(request: Request, user: User, name: str) -> dict[str, Any]:
+    def view(request: Request, user: User, name: str) -> CampaignAnswer:
         in_scope(user, name)
-        return campaigns().view(name)
+        return CampaignAnswer.model_validate(campaigns().view(name))
 
     @route(app, "/campaigns/<name>/<any(start, pause, stop):action>", "POST")
     @manager
-    def control(request: Request, user: User, name: str, action: str) -> dict[str, Any]:
+    def control(request: Request, user: User, name: str, action: str) -> CampaignAnswer:
         read_body(request)
         in_scope(user, name)
-        return campaigns().control(name, action)
+        return CampaignAnswer.model_validate(campaigns().control(name, action))
 
     @route(app, "/campaigns/<name>", "PATCH")
     @manager
-    def change(request: Request, user: User, name: str) -> dict[str, Any]:
+    def change(request: Request, user: User, name: str) -> CampaignAnswer:
         raw = read_body(request)
         ops = campaigns()
         if not raw:
             raise Invalid("body", "give at least one setting to change")
         in_scope(user, name)
-        return ops.change(name, parse(CampaignChange, raw).changes())
+        return CampaignAnswer.model_validate(ops.change(name, parse(CampaignChange, raw).changes()))
 
     @route(app, "/campaigns/<name>/pool", "GET")
     @api.requires(CAMPAIGN_MANAGERS, field="lists", refusal="{user} may not manage lists")
-    async def pool(request: Request, user: User, name: str) -> dict[str, Any]:
+    async def pool(request: Request, user: User, name: str) -> PoolAnswer:
         if api.lists is None:
             raise NotFound("lists", "no database in this setup")
         in_scope(user, name)
         status: Callable[[str, float], dict[str, Any]] = api.lists.pool
         result: dict[str, Any] = await threads.deferToThread(status, name, api.now())
-        return result
+        return PoolAnswer.model_validate(result)

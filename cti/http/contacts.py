@@ -18,17 +18,18 @@ from twisted.web.server import Request
 from core.errors import NotFound
 from cti.auth import CAMPAIGN_MANAGERS, User
 from cti.http.context import ApiContext, query, route
+from cti.responses import ContactsAnswer
 from cti.schemas import ContactsQuery, parse
 
 
 def register(app: Klein, api: ApiContext) -> None:
     @route(app, "/contacts", "GET")
     @api.requires(CAMPAIGN_MANAGERS, field="contacts", refusal="{user} may not look up contacts")
-    async def find(request: Request, user: User) -> dict[str, Any]:
+    async def find(request: Request, user: User) -> ContactsAnswer:
         if api.lists is None:
             raise NotFound("contacts", "no database in this setup")
         asked = parse(ContactsQuery, query(request))
         found: dict[str, Any] = await threads.deferToThread(
             api.lists.find_contacts, asked.phone, asked.region
         )
-        return found
+        return ContactsAnswer.model_validate(found)

@@ -75,7 +75,9 @@ PbxLink = Callable[[str], bool | None]
 
 
 class CampaignOps(Protocol):
-    """The dialer's controls (``dialer.campaigns.Campaigns``); an unknown name is a NotFound."""
+    """The dialer's controls (``dialer.campaigns.Campaigns``); an unknown name is a NotFound.
+    Its views are dicts (the dialer may not import ``cti``): the handlers check
+    each against its answer model in :mod:`cti.responses` before it is sent."""
 
     def views(self) -> list[dict[str, Any]]: ...
     def view(self, name: str) -> dict[str, Any]: ...
@@ -90,7 +92,10 @@ class CampaignOps(Protocol):
 
 class ListOps(Protocol):
     """Lists, do-not-call, consent, contacts, pool status (``store.list_ops``);
-    every method blocks on the database: the API runs them in a thread."""
+    every method blocks on the database: the API runs them in a thread.  The
+    answers are dicts (``store`` may not import ``cti``): the handlers check
+    each against its model in :mod:`cti.responses`, which refuses a key or a
+    type the JSON contract does not have."""
 
     def import_upload(
         self, body: Any, name: str, campaign: str, *, region: str | None, dry_run: bool

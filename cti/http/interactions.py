@@ -22,6 +22,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import SUPERVISORS, User
 from cti.http.context import ApiContext, read_body, route
+from cti.responses import DispositionAnswer
 from cti.schemas import (
     AgentView,
     CreatedAnswer,
@@ -96,11 +97,12 @@ def register(app: Klein, api: ApiContext) -> None:
         interaction = ops.handled(iid)
         ops.transfer(handler, iid, queue=body.queue, to_agent=body.agent)
         history = interaction.history if interaction is not None else []
-        return TransferAnswer(id=iid, history=[entry.to_json() for entry in history])
+        steps = [entry.to_json() for entry in history]
+        return TransferAnswer.model_validate({"id": iid, "history": steps})
 
     @route(app, "/interactions/<ref>/disposition", "POST")
     @api.requires()
-    async def disposition(request: Request, user: User, ref: str) -> dict[str, Any]:
+    async def disposition(request: Request, user: User, ref: str) -> DispositionAnswer:
         """An outbound call's result, from the agent who took it (or a
         supervisor): recorded, and "do-not-call" / "callback" act at once."""
         if api.lists is None:
@@ -120,4 +122,4 @@ def register(app: Klein, api: ApiContext) -> None:
             user.campaigns_seen,
             callback_at=body.callback_at,
         )
-        return result
+        return DispositionAnswer.model_validate(result)

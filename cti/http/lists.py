@@ -33,6 +33,14 @@ from cti.http.context import (
     read_body,
     route,
 )
+from cti.responses import (
+    ConsentAnswer,
+    DncAnswer,
+    DncCheckAnswer,
+    ImportAnswer,
+    ListActiveAnswer,
+    MergeAnswer,
+)
 from cti.schemas import ConsentRequest, DncRequest, ListActiveRequest, MergeRequest, parse
 
 
@@ -57,7 +65,7 @@ def register(app: Klein, api: ApiContext) -> None:
 
     @route(app, "/lists", "POST")
     @manager
-    async def upload(request: Request, user: User) -> dict[str, Any]:
+    async def upload(request: Request, user: User) -> ImportAnswer:
         """The same import as ``dirigent lists import``; the body is the file, not JSON."""
         ops = lists()
         length = request.getHeader(b"content-length")
@@ -74,7 +82,7 @@ def register(app: Klein, api: ApiContext) -> None:
         if body is None:
             raise Invalid("body", "the list file is missing")
         body.seek(0)
-        return await threaded(
+        answer = await threaded(
             ops.import_upload,
             body,
             name,
@@ -83,27 +91,32 @@ def register(app: Klein, api: ApiContext) -> None:
             dry_run=args.get("dry_run") in ("1", "true", "yes"),
             create=args.get("create") in ("1", "true", "yes"),
         )
+        return ImportAnswer.model_validate(answer)
 
     @route(app, "/lists/merge", "POST")
     @manager
-    async def merge(request: Request, user: User) -> dict[str, Any]:
+    async def merge(request: Request, user: User) -> MergeAnswer:
         ops = lists()
         raw = read_body(request)
         in_scope(user, raw.get("campaign"))  # before the body's shape: 403 tells no more
         body = parse(MergeRequest, raw)
-        return await threaded(ops.merge, body.campaign, body.keep, body.drop, body.region)
+        answer = await threaded(ops.merge, body.campaign, body.keep, body.drop, body.region)
+        return MergeAnswer.model_validate(answer)
 
     @route(app, "/lists/<campaign>/<name>", "PATCH")
     @manager
-    async def set_active(request: Request, user: User, campaign: str, name: str) -> dict[str, Any]:
+    async def set_active(
+        request: Request, user: User, campaign: str, name: str
+    ) -> ListActiveAnswer:
         ops = lists()
         in_scope(user, campaign)
         body = parse(ListActiveRequest, read_body(request))
-        return await threaded(ops.set_active, campaign, name, body.active)
+        answer = await threaded(ops.set_active, campaign, name, body.active)
+        return ListActiveAnswer.model_validate(answer)
 
     @route(app, "/dnc", "POST")
     @manager
-    async def add_dnc(request: Request, user: User) -> dict[str, Any]:
+    async def add_dnc(request: Request, user: User) -> DncAnswer:
         ops = lists()
         body = parse(DncRequest, read_body(request))
         answer = await threaded(
@@ -114,24 +127,26 @@ def register(app: Klein, api: ApiContext) -> None:
             source=body.source,
             reason=body.reason,
         )
-        numbers: dict[str, str] = answer.get("numbers", {})
+        checked = DncAnswer.model_validate(answer)
+        numbers = checked.numbers
         where = f"campaign {body.campaign}" if body.campaign else "global"
         changed(
             request,
             {"list": where, "listed": [n for n, how in numbers.items() if how == "already"]},
             {"list": where, "listed": list(numbers)},
         )
-        return answer
+        return checked
 
     @route(app, "/dnc/<number>", "GET")
     @manager
-    async def check_dnc(request: Request, user: User, number: str) -> dict[str, Any]:
+    async def check_dnc(request: Request, user: User, number: str) -> DncCheckAnswer:
         ops = lists()
-        return await threaded(ops.check_dnc, number, query(request).get("campaign") or None)
+        answer = await threaded(ops.check_dnc, number, query(request).get("campaign") or None)
+        return DncCheckAnswer.model_validate(answer)
 
     @route(app, "/consent", "POST")
     @manager
-    async def add_consent(request: Request, user: User) -> dict[str, Any]:
+    async def add_consent(request: Request, user: User) -> ConsentAnswer:
         ops = lists()
         body = parse(ConsentRequest, read_body(request))
         answer = await threaded(
@@ -142,6 +157,7 @@ def register(app: Klein, api: ApiContext) -> None:
             source=body.source,
             proof_ref=body.proof_ref,
         )
+        checked = ConsentAnswer.model_validate(answer)
         # records are never overwritten: the new one is what changed
         changed(request, None, answer)
-        return answer
+        return checked
