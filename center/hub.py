@@ -48,7 +48,7 @@ from core.events import (
     OfferMade,
     Stage,
 )
-from routing.agent import Agent, AgentState
+from routing.agent import Agent, AgentState, Transition
 from routing.model import Channel, Handover, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
@@ -234,6 +234,36 @@ class Hub:
         line = self._lines.get(agent)
         if line is not None:
             line.leg_missing(agent)
+
+    def restore_agent_days(
+        self, states: Mapping[str, Sequence[tuple[float, str]]], now: float
+    ) -> None:
+        """Each agent's day before this process, as the report has it
+        (``states``: agent -> (when, state) changes since the day began): the
+        live board's ``seconds_today`` counted everything before a restart as
+        logged out (QA5 finding 20).  The agent is logged out from ``now``
+        until it logs in; an agent no longer configured, or a state this
+        version does not know, is skipped."""
+        known = {s.value for s in AgentState}
+        for agent_id, changes in states.items():
+            agent = self.router.agent(agent_id)
+            if agent is None:
+                continue
+            before = [Transition(at, AgentState(state)) for at, state in changes if state in known]
+            if before:
+                agent.history[1:1] = [*before, Transition(now, AgentState.LOGGED_OUT)]
+
+    def close_agent_days(self, now: float) -> list[AgentStateChanged]:
+        """The state changes a clean stop ends each logged-in agent's day with,
+        for the report writer (QA5 finding 23: the next start closed the state
+        at the agent's last change, so the report lost the time up to the
+        stop).  Not published on the bus: nobody is logged out; the next run
+        logs the agent in again (auto_login, a call taken over)."""
+        return [
+            AgentStateChanged(now, agent.id, AgentState.LOGGED_OUT, "server stopped")
+            for agent in self.router.agents.values()  # in configuration order, as written
+            if agent.logged_in
+        ]
 
     # -- events -----------------------------------------------------------------------------
     def publish_interaction(
@@ -446,6 +476,10 @@ class Hub:
     # -- the faces' queries and settings (they see the router only through these) -----------
     def agent(self, agent_id: str) -> Agent | None:
         return self.router.agent(agent_id)
+
+    def known_agent(self, agent_id: str) -> Agent:
+        """The agent of that id; an unknown one is refused (``UnknownName``, ``agent``)."""
+        return self.router.known_agent(agent_id)
 
     def agents(self) -> list[Agent]:
         """Every configured agent, by id."""
