@@ -251,8 +251,7 @@ class Hub:
             if agent is None:
                 continue
             before = [Transition(at, AgentState(state)) for at, state in changes if state in known]
-            if before:
-                agent.history[1:1] = [*before, Transition(now, AgentState.LOGGED_OUT)]
+            agent.restore_day(before, now)
 
     def close_agent_days(self, now: float) -> list[AgentStateChanged]:
         """The state changes a clean stop ends each logged-in agent's day with,
@@ -508,6 +507,11 @@ class Hub:
     def offered_to(self, interaction: str) -> str | None:
         """The agent ``interaction`` is offered to now (None: not offered)."""
         return self.router.offered_to(interaction)
+
+    @property
+    def offer_timeout(self) -> float:
+        """Seconds an agent has to take an offer (the router's setting)."""
+        return self.router.offer_timeout
 
     def calls_waiting(self) -> int:
         """Voice interactions queued now, in every queue."""

@@ -506,7 +506,7 @@ class VoiceInbound:
             if self.hub.offered_to(iid) != agent or iid.removeprefix(self.prefix) not in self.calls:
                 continue
             router.renew_offer(iid, now)
-            self.carry_out(Offer(agent, iid, Channel.VOICE, now + router.offer_timeout))
+            self.carry_out(Offer(agent, iid, Channel.VOICE, now + self.hub.offer_timeout))
 
     def _not_here(self, offer: Offer) -> list[Offer]:
         """Decline ``offer``, made to an agent with no phone on this PBX, and

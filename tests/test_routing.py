@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from routing.agent import NO_ANSWER, Agent, AgentState, IllegalTransition
+from routing.agent import NO_ANSWER, Agent, AgentState, IllegalTransition, Transition
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
@@ -560,3 +560,14 @@ def test_the_routers_queries_and_listeners_say_who_has_what() -> None:
     assert router.in_offer("i1") is None and router.handled_by("i1") == "a"
     assert ended == [("a", "i1", "accepted")]
     assert changed == [("a", AgentState.READY), ("a", AgentState.RESERVED), ("a", AgentState.BUSY)]
+
+
+def test_the_day_before_a_restart_goes_ahead_of_this_runs_states() -> None:
+    agent = Agent("a")
+    agent.restore_day([], 500.0)
+    assert agent.time_in_state(0.0, 500.0)[AgentState.LOGGED_OUT] == 500.0
+    agent.restore_day([Transition(100.0, AgentState.READY)], 500.0)
+    agent.login(600.0)
+    seconds = agent.time_in_state(0.0, 700.0)
+    assert seconds[AgentState.READY] == 400.0 + 100.0
+    assert seconds[AgentState.LOGGED_OUT] == 100.0 + 100.0
