@@ -3,7 +3,8 @@
 What the hub owns:
 
 * the :class:`~routing.router.Router` (nothing outside ``routing/`` reads
-  its private fields; the hub asks it through its methods);
+  its dictionaries; the hub, like the adapters and the pacing lab, asks it
+  through its commands and queries);
 * agent commands (login, ready, pause, logout, end of wrap-up): the offers
   they cause are carried out at once;
 * the lifecycle of every interaction on every channel (queued, offered,
@@ -48,7 +49,7 @@ from core.events import (
     OfferMade,
     Stage,
 )
-from routing.agent import Agent, AgentState
+from routing.agent import Agent, AgentState, Transition
 from routing.model import Channel, Handover, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
@@ -138,8 +139,8 @@ class Hub:
         self._taken_over: dict[str, str] = {}
         #: interaction -> the agent whose screen shows its pop (until the offer ends)
         self._popped: dict[str, str] = {}
-        router.agent_listeners.append(self._agent_changed)
-        router.offer_listeners.append(self._offer_ended)
+        router.listen_agents(self._agent_changed)
+        router.listen_offers(self._offer_ended)
         self.stopping = False
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
@@ -235,6 +236,35 @@ class Hub:
         if line is not None:
             line.leg_missing(agent)
 
+    def restore_agent_days(
+        self, states: Mapping[str, Sequence[tuple[float, str]]], now: float
+    ) -> None:
+        """Each agent's day before this process, as the report has it
+        (``states``: agent -> (when, state) changes since the day began): the
+        live board's ``seconds_today`` counted everything before a restart as
+        logged out (QA5 finding 20).  The agent is logged out from ``now``
+        until it logs in; an agent no longer configured, or a state this
+        version does not know, is skipped."""
+        known = {s.value for s in AgentState}
+        for agent_id, changes in states.items():
+            agent = self.router.agent(agent_id)
+            if agent is None:
+                continue
+            before = [Transition(at, AgentState(state)) for at, state in changes if state in known]
+            agent.restore_day(before, now)
+
+    def close_agent_days(self, now: float) -> list[AgentStateChanged]:
+        """The state changes a clean stop ends each logged-in agent's day with,
+        for the report writer (QA5 finding 23: the next start closed the state
+        at the agent's last change, so the report lost the time up to the
+        stop).  Not published on the bus: nobody is logged out; the next run
+        logs the agent in again (auto_login, a call taken over)."""
+        return [
+            AgentStateChanged(now, agent.id, AgentState.LOGGED_OUT, "server stopped")
+            for agent in self.router.configured_agents()  # in configuration order, as written
+            if agent.logged_in
+        ]
+
     # -- events -----------------------------------------------------------------------------
     def publish_interaction(
         self,
@@ -301,16 +331,16 @@ class Hub:
         A call is not accepted here: its adapter accepts it once the agent's
         phone is in the call (until then the agent would show busy with a
         call nobody answered)."""
-        pending = self.router.offered.get(interaction)
-        if pending is None or pending.agent != agent:
+        offered = self.router.in_offer(interaction)
+        if offered is None or self.router.offered_to(interaction) != agent:
             raise RoutingError("interaction", f"{interaction} is not offered to {agent}")
         if interaction in self._owners:
             raise Conflict("interaction", f"{interaction} is a call: it is answered on the phone")
         now = self.clock.seconds()
         self.router.accept(agent, interaction, now)
-        self.publish_interaction(Stage.ANSWERED, pending.interaction, agent=agent)
+        self.publish_interaction(Stage.ANSWERED, offered, agent=agent)
         if self.metrics:
-            it = pending.interaction
+            it = offered
             self.metrics.answered.labels(it.queue, it.channel.value).inc()
             self.metrics.wait.labels(it.queue, it.channel.value, "answered").observe(
                 now - it.arrived
@@ -322,7 +352,7 @@ class Hub:
         be offered the next caller in the middle of the conversation."""
         if interaction in self._owners and self.router.handled_by(interaction) == agent:
             raise Conflict("interaction", f"{interaction} is a call: it ends when it is hung up")
-        handled = self.router.handled_interactions.get(interaction)
+        handled = self.router.handled(interaction)
         self.route(self.router.finish(agent, interaction, self.clock.seconds(), wrap_up))
         if handled is not None:
             self.publish_interaction(Stage.ENDED, handled, agent=agent)
@@ -401,18 +431,18 @@ class Hub:
         the agent with a customer's number and record for a call it never
         gets, with nothing on the push to take it back."""
         for offer in offers:
-            pending = self.router.offered.get(offer.interaction)
+            it = self.router.in_offer(offer.interaction)
+            offered_to = self.router.offered_to(offer.interaction)
             owner = self._owners.get(offer.interaction)
             if owner is not None:  # else chat / e-mail / SMS: accepted on the desktop
                 owner.carry_out(offer)
-            if pending is None or pending.agent != offer.agent:
+            if it is None or offered_to != offer.agent:
                 continue  # not (or no longer) this agent's offer
             if offer.agent not in (
                 self.router.offered_to(offer.interaction),
                 self.router.handled_by(offer.interaction),
             ):
                 continue  # refused by its adapter: offered to someone else or waiting again
-            it = pending.interaction
             # the screen pop: who, on what channel, with what the interaction carries
             self.bus.publish(
                 OfferMade(
@@ -447,6 +477,10 @@ class Hub:
     def agent(self, agent_id: str) -> Agent | None:
         return self.router.agent(agent_id)
 
+    def known_agent(self, agent_id: str) -> Agent:
+        """The agent of that id; an unknown one is refused (``UnknownName``, ``agent``)."""
+        return self.router.known_agent(agent_id)
+
     def agents(self) -> list[Agent]:
         """Every configured agent, by id."""
         return self.router.all_agents()
@@ -460,7 +494,7 @@ class Hub:
 
     def is_waiting(self, interaction: str) -> bool:
         """Queued, offered to nobody yet."""
-        return interaction in self.router.waiting
+        return self.router.is_waiting(interaction)
 
     def handler_of(self, interaction: str) -> str | None:
         """The agent handling ``interaction`` now (in wrap-up too)."""
@@ -469,6 +503,24 @@ class Hub:
     def handled(self, interaction: str) -> Interaction | None:
         """An interaction an agent has now, with its history."""
         return self.router.handled(interaction)
+
+    def offered_to(self, interaction: str) -> str | None:
+        """The agent ``interaction`` is offered to now (None: not offered)."""
+        return self.router.offered_to(interaction)
+
+    @property
+    def offer_timeout(self) -> float:
+        """Seconds an agent has to take an offer (the router's setting)."""
+        return self.router.offer_timeout
+
+    def calls_waiting(self) -> int:
+        """Voice interactions queued now, in every queue."""
+        return self.router.calls_waiting()
+
+    def listen_offers(self, listener: Callable[[str, Interaction, OfferEnd, float], None]) -> None:
+        """Call ``listener`` when an offer ends, however it ends (a channel
+        adapter forgets the ring or the move it had under way)."""
+        self.router.listen_offers(listener)
 
     def set_skills(self, agent: str, skills: Mapping[str, int]) -> None:
         """A supervisor's change: what waits and now fits the agent is offered at once."""
@@ -546,7 +598,7 @@ class Hub:
                 continue
             members = [
                 a
-                for a in self.router.agents.values()
+                for a in self.router.configured_agents()
                 if a.logged_in and queue in a.queues and a.id not in needed
             ]
             order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
@@ -582,7 +634,7 @@ class Hub:
             if today is not None:
                 m.service_level.labels(queue, "voice", "today").set(today)
         counts: dict[tuple[str, str], int] = {}
-        for agent in self.router.agents.values():
+        for agent in self.router.configured_agents():
             for channel, cap in agent.capacity.items():
                 if cap > 0:
                     key = (agent.state.value, channel.value)

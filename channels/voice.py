@@ -249,7 +249,7 @@ class VoiceInbound:
         hub.add_adapter(self)
         for agent in self.endpoints:
             hub.add_line(agent, self)
-        hub.router.offer_listeners.append(self._offer_ended)
+        hub.listen_offers(self._offer_ended)
         telephony.listen(self.on_event)
 
     def stop(self) -> None:
@@ -284,7 +284,7 @@ class VoiceInbound:
         return False
 
     def _keep_pause(self, agent: str, paused: str | None) -> None:
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if paused is not None and a is not None and a.pause_reason is None:
             self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
 
@@ -295,7 +295,7 @@ class VoiceInbound:
         nail-up is started if none is under way, and the agent is ready by
         itself once the leg is in its bridge."""
         ep = self.endpoints.get(agent)
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if ep is not None and self._has_foreign(agent):  # ready once they have left
             ep.resume = None
             return True
@@ -319,7 +319,7 @@ class VoiceInbound:
         """While a nailed-up agent's leg is down the pause is kept for when
         the leg is back (the agent shows the leg's reason until then)."""
         ep = self.endpoints.get(agent)
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if ep is not None and a is not None and a.pause_reason == FOREIGN_CALL:
             ep.resume = reason  # shown once the channels in its bridge have left
             return True
@@ -355,7 +355,7 @@ class VoiceInbound:
     # -- the interactions it owns (center.hub.ChannelAdapter) ------------------------------
     def waiting_inbound(self) -> Iterable[str]:
         for call in self.calls.values():
-            if call.answered_at is None and self.hub.router.is_waiting(call.interaction.id):
+            if call.answered_at is None and self.hub.is_waiting(call.interaction.id):
                 yield call.interaction.queue
 
     def carry_out(self, offer: Offer) -> None:
@@ -415,7 +415,7 @@ class VoiceInbound:
         if call.waiting_move is not None and call.waiting_move.active():
             call.waiting_move.cancel()
         offer, call.pending, call.waiting_move, call.moving = call.pending, None, None, False
-        if offer is None or self.hub.router.offered_to(iid) != offer.agent:
+        if offer is None or self.hub.offered_to(iid) != offer.agent:
             return
         log.debug("caller {i}: move to {a} sent ({w})", i=iid, a=offer.agent, w=why)
         self.carry_out(offer)
@@ -477,7 +477,7 @@ class VoiceInbound:
         call = self.calls.get(iid.removeprefix(self.prefix))
         if call is None or call.interaction.id != iid or call.answered_at is not None:
             return
-        if self.hub.router.is_waiting(iid) and self.telephony.connected:
+        if self.hub.is_waiting(iid) and self.telephony.connected:
             self._to_hold(call, call.interaction.queue)  # nobody else took it: on hold
 
     def _hold(self, offer: Offer) -> None:
@@ -503,10 +503,10 @@ class VoiceInbound:
         held, self._held = self._held, {}
         router = self.hub.router
         for iid, agent in sorted(held.items()):
-            if router.offered_to(iid) != agent or iid.removeprefix(self.prefix) not in self.calls:
+            if self.hub.offered_to(iid) != agent or iid.removeprefix(self.prefix) not in self.calls:
                 continue
             router.renew_offer(iid, now)
-            self.carry_out(Offer(agent, iid, Channel.VOICE, now + router.offer_timeout))
+            self.carry_out(Offer(agent, iid, Channel.VOICE, now + self.hub.offer_timeout))
 
     def _not_here(self, offer: Offer) -> list[Offer]:
         """Decline ``offer``, made to an agent with no phone on this PBX, and
@@ -556,7 +556,7 @@ class VoiceInbound:
         call = self.calls[uid]
         if not self.telephony.connected:  # the caller would stay with the agent on the PBX
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
-        moving = router.handled_interactions.get(interaction)
+        moving = self.hub.handled(interaction)
         offers = router.transfer(
             agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.hub.wrap_up
         )
@@ -616,7 +616,7 @@ class VoiceInbound:
         iid = self.prefix + uid
         left = self.left_open.get(iid)
         router = self.hub.router
-        if left is None or not router.has_queue(left.queue) or left.queue not in queues:
+        if left is None or not self.hub.has_queue(left.queue) or left.queue not in queues:
             return False
         answered = left.answered
         if answered is None:  # it was waiting: queued again at the resync instead
@@ -663,8 +663,7 @@ class VoiceInbound:
         bridge).  The agent is logged in busy with it (:meth:`_take_over`),
         not ready while she talks.  False when there is none (or the PBX has
         not been resynced yet: nothing is bridged in an empty mirror)."""
-        router = self.hub.router
-        a = router.agent(agent)
+        a = self.hub.agent(agent)
         if a is None or a.logged_in:
             return False
         for iid, left in sorted(self.left_open.items()):
@@ -704,7 +703,7 @@ class VoiceInbound:
                 or (self.telephony.bridged_with(uid) and not live.in_fallback)
                 or uid in self.calls
                 or uid.startswith(CAMPAIGN_CALL)
-                or not router.has_queue(left.queue)
+                or not self.hub.has_queue(left.queue)
             ):
                 continue
             del self.left_open[iid]
@@ -769,7 +768,7 @@ class VoiceInbound:
             r=FOREIGN_CALL,
         )
         now = self.hub.clock.seconds()
-        a = self.hub.router.known_agent(agent)
+        a = self.hub.known_agent(agent)
         if a.logged_in:  # a take-over that failed half-way
             self.hub.router.pause(agent, now, FOREIGN_CALL)
         else:
@@ -792,7 +791,7 @@ class VoiceInbound:
         if self._has_foreign(agent):
             return
         ep = self.endpoints[agent]
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if a is None or not a.logged_in or a.pause_reason != FOREIGN_CALL:
             return
         resume, ep.resume = ep.resume, None
@@ -928,7 +927,7 @@ class VoiceInbound:
     def _leg_down(self, agent: str, reason: str) -> None:
         """The agent has no leg: it shows ``reason`` (and keeps what to return to)."""
         ep = self.endpoints[agent]
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if a is None:
             return
         now = self.hub.clock.seconds()
@@ -946,7 +945,7 @@ class VoiceInbound:
         ep = self.endpoints[agent]
         self._cancel_retry(ep)
         ep.leg_up, ep.nailing, ep.answered, ep.tries, ep.hung_up_at = True, False, False, 0, None
-        a = self.hub.router.agent(agent)
+        a = self.hub.agent(agent)
         if a is None:
             return
         resume, ep.resume = ep.resume, None
@@ -975,7 +974,7 @@ class VoiceInbound:
         with the PBX, or never up) gets a new one, the first try after
         ``nail_retry_initial`` (Asterisk takes logins before it has booted)."""
         for agent, ep in self.endpoints.items():
-            a = self.hub.router.agent(agent)
+            a = self.hub.agent(agent)
             if ep.mode != "nailed" or a is None or not a.logged_in or ep.nailing:
                 continue
             if a.pause_reason not in LEG_REASONS or self.has_leg(agent):
@@ -991,7 +990,7 @@ class VoiceInbound:
             if ep.hung_up_at is None:
                 continue
             recent, ep.hung_up_at = now - ep.hung_up_at <= SHUTDOWN_WINDOW, None
-            a = self.hub.router.agent(agent)
+            a = self.hub.agent(agent)
             if recent and a is not None and a.logged_in and a.pause_reason == PHONE_HUNG_UP:
                 self.hub.router.pause(agent, now, PBX_LOST)
 
@@ -1042,7 +1041,7 @@ class VoiceInbound:
                 if not self.hub.stopping:
                     log.warn(
                         "PBX link lost: {n} calls stay queued until resync",
-                        n=self.hub.router.calls_waiting(),
+                        n=self.hub.calls_waiting(),
                     )
             case _:
                 pass
@@ -1071,7 +1070,7 @@ class VoiceInbound:
         if uid in self.calls:
             self._landed(uid)  # back in dirigent-inbound: our hold has landed
             return
-        if not self.hub.router.has_queue(queue):
+        if not self.hub.has_queue(queue):
             # no agent can take it: the fallback now, not after a minute of music
             log.warn(
                 "inbound call {uid} for unknown queue {q}: sent to the dialplan fallback"
@@ -1137,7 +1136,7 @@ class VoiceInbound:
         )
         now = self.hub.clock.seconds()
         # still this agent's offer (not given back meanwhile, nor offered to another)
-        if self.hub.router.offered_to(offer.interaction) != offer.agent:
+        if self.hub.offered_to(offer.interaction) != offer.agent:
             return
         if (
             failure.check(PbxUnavailable)
@@ -1189,7 +1188,7 @@ class VoiceInbound:
         if (
             call.answered_at is not None
             or call.agent is None
-            or self.hub.router.offered_to(iid) != call.agent
+            or self.hub.offered_to(iid) != call.agent
         ):
             return
         ep = self.endpoints.get(call.agent)
@@ -1216,7 +1215,7 @@ class VoiceInbound:
         uid = event.call
         call = self.calls.get(uid)
         iid = self.prefix + uid
-        if call is None or call.agent is None or self.hub.router.offered_to(iid) != call.agent:
+        if call is None or call.agent is None or self.hub.offered_to(iid) != call.agent:
             return
         agent = call.agent
         call.agent = None
@@ -1278,7 +1277,7 @@ class VoiceInbound:
                 agent=call.agent,
                 outcome=ENDED_PBX_LOST if lost else None,
             )
-            if self.hub.router.handled_by(uid) == call.agent:
+            if self.hub.handler_of(uid) == call.agent:
                 self.hub.route(self.hub.router.finish(call.agent, uid, now, self.hub.wrap_up))
             if self.hub.metrics:
                 self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
@@ -1303,7 +1302,7 @@ class VoiceInbound:
             if self.hub.metrics:
                 self.hub.metrics.abandoned.labels(queue, "voice").inc()
                 self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
-        if call.agent is not None and self.hub.router.agent(call.agent) is not None:
+        if call.agent is not None and self.hub.agent(call.agent) is not None:
             self.hub.route(self.hub.router.route_agent(call.agent, now))
 
     def _pbx_lost_its_calls(self) -> bool:
@@ -1325,7 +1324,7 @@ class VoiceInbound:
         ConfBridge it would wait for the agent in silence).  Chat, e-mail and
         SMS in the agent's hands stay there (the desktop still has them)."""
         router = self.hub.router
-        a = router.agent(agent)
+        a = self.hub.agent(agent)
         if a is None or not a.logged_in:
             return
         ep = self.endpoints.get(agent)
@@ -1346,7 +1345,7 @@ class VoiceInbound:
         self.hub.route(offers)
         for call in withdrawn:
             iid = call.interaction.id
-            if router.is_waiting(iid) and iid.removeprefix(self.prefix) in self.calls:
+            if self.hub.is_waiting(iid) and iid.removeprefix(self.prefix) in self.calls:
                 self._to_hold(call, call.interaction.queue)
 
     @staticmethod

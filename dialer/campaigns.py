@@ -281,7 +281,7 @@ class Campaigns:
                 continue
             free = [
                 a
-                for a in map(self.acd.router.known_agent, theirs)
+                for a in map(self.acd.known_agent, theirs)
                 if a.id not in reserved and a.state in order
             ]
             free.sort(key=lambda a: (order[a.state], a.id not in members, a.id))
@@ -664,7 +664,7 @@ class Campaigns:
         now = self.clock.seconds()
         states: dict[str, int] = {}
         for agent_id in r.campaign_agents():
-            state = r.router.known_agent(agent_id).state.value
+            state = self.acd.known_agent(agent_id).state.value
             states[state] = states.get(state, 0) + 1
         s = r.settings
         live, abandoned = r.ledger.counts("day", now)

@@ -350,7 +350,7 @@ class CampaignRunner:
         self._ticker.clock = clock
         self._tick = tick
         telephony.listen(self.on_event)
-        router.agent_listeners.append(self._agent_changed)
+        router.listen_agents(self._agent_changed)
 
     # -- controls ----------------------------------------------------------------------
     def start(self) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -32,7 +32,6 @@ from asterisk.session import AmiSession
 from asterisk.telephony import AmiTelephony
 from center.hub import Hub
 from channels.voice import AgentEndpoint, VoiceInbound
-from core.events import AgentStateChanged
 from core.telephony import PbxSynced, PbxUp, TelephonyEvent
 from cti.api import ApiResource
 from cti.auth import Scope, TokenStore, User, revoke_changed
@@ -41,7 +40,7 @@ from cti.ws import push_resource
 from dialer.campaigns import Campaigns
 from dirigent import logs
 from dirigent.config import Settings
-from routing.agent import Agent, AgentState, Transition
+from routing.agent import Agent
 from routing.router import Router
 from store import db
 from store.dialer import DbCampaignStore
@@ -62,34 +61,6 @@ log = Logger(namespace="dirigent.service")
 
 #: seconds between comparisons of the live tokens with the users table
 REVOCATION_INTERVAL = 5.0
-
-
-def _restore_agent_days(
-    router: Router, states: Mapping[str, list[tuple[float, str]]], now: float
-) -> None:
-    """Each agent's day before this process (its board's ``seconds_today``
-    counted everything before a restart as logged out: QA5 finding 20),
-    logged out from ``now`` until it logs in."""
-    for agent_id, changes in states.items():
-        agent = router.agents.get(agent_id)
-        if agent is None:
-            continue
-        known = {s.value for s in AgentState}
-        before = [Transition(at, AgentState(state)) for at, state in changes if state in known]
-        if before:
-            agent.history[1:1] = [*before, Transition(now, AgentState.LOGGED_OUT)]
-
-
-def _close_agent_days(router: Router, recorder: Any, now: float) -> None:
-    """A clean stop ends each logged-in agent's state in the report at the
-    stop (QA5 finding 23: the next start closed it at the agent's last
-    change, so the report lost the time up to the stop); the next run logs
-    the agent in again (auto_login, a call taken over)."""
-    for agent in router.agents.values():
-        if agent.logged_in:
-            recorder.on_agent_state(
-                AgentStateChanged(now, agent.id, AgentState.LOGGED_OUT, "server stopped")
-            )
 
 
 def _restore_kpi(hub: Hub, calls: list[DayCall], now: float) -> None:
@@ -229,7 +200,7 @@ class AcdService(service.Service):
             return
         for agent_id, queues in self.auto_login.items():
             ep = voice.endpoints.get(agent_id)
-            if ep is None or self.acd.router.known_agent(agent_id).logged_in:
+            if ep is None or self.acd.known_agent(agent_id).logged_in:
                 continue  # an agent of another PBX, or already in
             nailed = ep.mode == "nailed"
             if not nailed and not late_step and voice.left_with(agent_id):
@@ -354,10 +325,8 @@ class Dirigent:
             # before anything routes: what the last run left open ends now
             close_unfinished(self.database.engine)
             # the agents' day so far, as the report has it (after that close)
-            _restore_agent_days(
-                self.acd.router,
-                agent_states_since(self.database.engine, self.acd.day_start(now)),
-                now,
+            self.acd.restore_agent_days(
+                agent_states_since(self.database.engine, self.acd.day_start(now)), now
             )
             self.database.recorder = Recorder(
                 self.database.engine, self.acd.bus, registry=self.registry
@@ -458,7 +427,8 @@ class Dirigent:
     def _agents_stopped(self) -> None:
         if self.acd is not None and self.database.recorder is not None:
             now = self.clock.seconds()
-            _close_agent_days(self.acd.router, self.database.recorder, now)
+            for closed in self.acd.close_agent_days(now):
+                self.database.recorder.on_agent_state(closed)
             # and the report rows of the calls and chats going on end at the stop too
             self.database.recorder.close_open(now)
 

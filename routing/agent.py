@@ -26,7 +26,7 @@ the requested operation.  Pure: the caller passes the time.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from core.errors import Conflict, Invalid
@@ -279,6 +279,14 @@ class Agent:
         return due
 
     # -- reporting ------------------------------------------------------------------------
+    def restore_day(self, before: Sequence[Transition], now: float) -> None:
+        """The state changes of the day before this process (``before``, from
+        the report) go ahead of this run's, and the agent is logged out from
+        ``now`` until it logs in: :meth:`time_in_state` counts the whole day.
+        Nothing to restore (``before`` empty): the history is left alone."""
+        if before:
+            self.history[1:1] = [*before, Transition(now, AgentState.LOGGED_OUT)]
+
     def time_in_state(self, start: float, end: float) -> dict[AgentState, float]:
         """Seconds spent in each state between ``start`` and ``end`` (e.g. one day)."""
         out = {state: 0.0 for state in AgentState}

@@ -150,8 +150,25 @@ class Router:
         """Every configured agent, by id."""
         return [a for _, a in sorted(self.agents.items())]
 
+    def configured_agents(self) -> list[Agent]:
+        """Every agent, in the order they were added (the configuration's)."""
+        return list(self.agents.values())
+
     def has_queue(self, name: str) -> bool:
         return name in self.queues
+
+    def in_offer(self, interaction_id: str) -> Interaction | None:
+        """The interaction offered now (to :meth:`offered_to`'s agent; None: not offered)."""
+        pending = self.offered.get(interaction_id)
+        return pending.interaction if pending is not None else None
+
+    def listen_agents(self, listener: Callable[[Agent], None]) -> None:
+        """Call ``listener`` after every change to an agent (state, work, capacity)."""
+        self.agent_listeners.append(listener)
+
+    def listen_offers(self, listener: Callable[[str, Interaction, OfferEnd, float], None]) -> None:
+        """Call ``listener`` when an offer ends, however it ends (agent, interaction, how, when)."""
+        self.offer_listeners.append(listener)
 
     def handled(self, interaction_id: str) -> Interaction | None:
         """An interaction an agent has now (in wrap-up too), with its history."""

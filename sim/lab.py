@@ -132,7 +132,7 @@ class SimOracle:
         self._cache_phase = 0
 
     def agent_free_in(self, runner: CampaignRunner, agent: str, now: float) -> float:
-        a = runner.router.agents[agent]
+        a = runner.router.known_agent(agent)
         for item in a.work.values():
             attempt = runner.live.get(item.interaction)
             if attempt is not None and attempt.connected is None:
@@ -254,7 +254,7 @@ class InboundSim:
         self._next()
 
     def _give_up(self, caller: str) -> None:
-        if caller not in self.arrived or caller not in self.router.waiting:
+        if caller not in self.arrived or not self.router.is_waiting(caller):
             return
         now = self.clock.seconds()
         self.router.abandon(caller, now)
@@ -264,7 +264,7 @@ class InboundSim:
         """Offers of inbound callers (the runner hands over what is not its own)."""
         for offer in offers:
             caller = offer.interaction
-            if caller not in self.arrived or caller not in self.router.offered:
+            if caller not in self.arrived or self.router.offered_to(caller) is None:
                 continue
             now = self.clock.seconds()
             self.router.accept(offer.agent, caller, now)
@@ -294,12 +294,12 @@ class InboundSim:
 
     def needed(self, now: float) -> set[str]:
         """Blended agents the inbound queue needs now (the campaign yields them)."""
-        want = sum(1 for c in self.arrived if c in self.router.waiting) + self._service_low(now)
+        want = sum(1 for c in self.arrived if self.router.is_waiting(c)) + self._service_low(now)
         if want == 0:
             return set()
         order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
         members = sorted(
-            (a for a in self.router.agents.values() if a.logged_in and INBOUND in a.queues),
+            (a for a in self.router.all_agents() if a.logged_in and INBOUND in a.queues),
             key=lambda a: (order.get(a.state, 2), a.id),
         )
         return {a.id for a in members[:want]}
@@ -461,7 +461,7 @@ def _report(
     logged = talk = wrap = 0.0
     idle_waits: list[float] = []
     for agent_id in ids:
-        agent = router.agents[agent_id]
+        agent = router.known_agent(agent_id)
         t = agent.time_in_state(start, end)
         logged += sum(v for k, v in t.items() if k is not AgentState.LOGGED_OUT)
         talk += t[AgentState.BUSY]

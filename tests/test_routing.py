@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from routing.agent import NO_ANSWER, Agent, AgentState, IllegalTransition
+from routing.agent import NO_ANSWER, Agent, AgentState, IllegalTransition, Transition
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
@@ -536,3 +536,38 @@ def test_a_transfer_to_an_agent_waits_in_the_calls_queue_or_the_agents_first_con
     assert transfer_queue("sales", r.agents["b"]) == "sales"
     assert transfer_queue("billing", r.agents["b"]) == "support"
     assert transfer_queue("sales", Agent("nobody")) is None
+
+
+def test_the_routers_queries_and_listeners_say_who_has_what() -> None:
+    """What the hub, the adapters and the pacing lab read instead of the router's
+    dictionaries: the agents in configuration order, the interaction on offer
+    and its agent, and the changes as they happen."""
+    router = Router({"q": QueueConfig("q")})
+    for agent_id in ("b", "a"):
+        router.add_agent(Agent(agent_id))
+    changed: list[tuple[str, AgentState]] = []
+    ended: list[tuple[str, str, str]] = []
+    router.listen_agents(lambda a: changed.append((a.id, a.state)))
+    router.listen_offers(lambda agent, it, end, now: ended.append((agent, it.id, end.value)))
+    assert [a.id for a in router.configured_agents()] == ["b", "a"]
+    assert [a.id for a in router.all_agents()] == ["a", "b"]
+    router.login("a", 0.0, ["q"])
+    router.enqueue(Interaction("i1", V, "q", 1.0), 1.0)
+    offered = router.in_offer("i1")
+    assert offered is not None and offered.id == "i1" and router.offered_to("i1") == "a"
+    assert router.in_offer("nothing") is None
+    router.accept("a", "i1", 2.0)
+    assert router.in_offer("i1") is None and router.handled_by("i1") == "a"
+    assert ended == [("a", "i1", "accepted")]
+    assert changed == [("a", AgentState.READY), ("a", AgentState.RESERVED), ("a", AgentState.BUSY)]
+
+
+def test_the_day_before_a_restart_goes_ahead_of_this_runs_states() -> None:
+    agent = Agent("a")
+    agent.restore_day([], 500.0)
+    assert agent.time_in_state(0.0, 500.0)[AgentState.LOGGED_OUT] == 500.0
+    agent.restore_day([Transition(100.0, AgentState.READY)], 500.0)
+    agent.login(600.0)
+    seconds = agent.time_in_state(0.0, 700.0)
+    assert seconds[AgentState.READY] == 400.0 + 100.0
+    assert seconds[AgentState.LOGGED_OUT] == 100.0 + 100.0
