@@ -1,8 +1,9 @@
-"""The answers the HTTP API relays from ``store/`` and ``dialer/``, as pydantic v2 models.
+"""The answers the HTTP API relays from ``store/``, ``dialer/`` and ``center/``,
+as pydantic v2 models.
 
 These answers are made as dicts below the faces (``store.list_ops``,
-``dialer.campaigns``: packages that may not import ``cti``), so the models
-here do not build them: they check them on their way out
+``dialer.campaigns``, ``center.hub``: packages that may not import ``cti``),
+so the models here do not build them: they check them on their way out
 (``Model.model_validate(the_dict)`` in the handler) and serialise them.
 They are a module of their own, beside :mod:`cti.schemas`, because they are
 a different kind of schema: not what a client may send and the API decides,
@@ -28,7 +29,7 @@ The JSON is the dicts' own, byte for byte in meaning:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -242,3 +243,60 @@ class ContactsAnswer(Relayed):
     e164: str
     do_not_call: list[str]
     contacts: list[ContactAnswer]
+
+
+# -- queues (GET /api/queues) ------------------------------------------------------------------
+class QueueChannelAnswer(Relayed):
+    """One channel of a queue: calls (chats, ...) waiting and the oldest's
+    wait in seconds (0.0 when none waits)."""
+
+    waiting: int
+    oldest_wait: Figure
+
+
+class QueueAnswer(Relayed):
+    """One queue of ``center.hub.Hub.queue_figures``: each channel (in
+    ``routing.model.Channel``'s order), the voice service level over the
+    last 30 minutes and today (null: no call answered yet), and today's
+    callers who left waiting."""
+
+    queue: str
+    channels: dict[str, QueueChannelAnswer]
+    service_level_30m: Figure | None
+    service_level_today: Figure | None
+    abandoned: int
+
+
+# -- preview dialling (GET /api/agents/<id>/preview, POST .../preview-dial|preview-skip) -------
+class PreviewAnswer(Relayed):
+    """The record on an agent's screen (``dialer.campaigns.Campaigns.preview``),
+    the same fields as the push message ``core.events.PreviewShown`` but its
+    ``at`` (tests/test_responses.py holds the two together).  ``record`` has
+    the types of ``dialer.campaign.Lead.record_id``; ``attributes`` are the
+    list's own columns of the record, as imported; ``auto_dial_at`` is null
+    when the campaign does not dial by itself."""
+
+    agent: str
+    campaign: str
+    record: int | str | None
+    customer: str
+    name: str | None
+    attributes: dict[str, Any]
+    since: Figure
+    auto_dial_at: Figure | None
+    dialing: bool
+
+
+class PreviewDialAnswer(Relayed):
+    """``POST .../preview-dial``, once the attempt is written."""
+
+    campaign: str
+    attempt: str
+    dialing: Literal[True]
+
+
+class PreviewSkipAnswer(Relayed):
+    """``POST .../preview-skip``: the next record comes up."""
+
+    campaign: str
+    skipped: Literal[True]

@@ -719,6 +719,52 @@ def test_every_answer_relayed_from_the_store_and_the_dialer_keeps_its_keys_over_
     )
 
 
+def test_the_queue_figures_and_the_preview_answers_keep_their_keys_over_http(setup):
+    """The JSON contract of agents.py's answers the hub and the dialer make
+    (checked on the way out by cti.responses): keys in their order, null
+    where null was, whole numbers whole and seconds fractional."""
+    start, _engine = setup
+    app = start()
+    runner = app.campaigns.campaigns[DEMO_CAMPAIGN].runner
+    boss, anna = token(app, "boss"), token(app, "anna")
+    status, queues = call(app, "GET", "queues", token=boss)
+    assert status == 200 and [q["queue"] for q in queues] == sorted(("sales", DEMO_CAMPAIGN))
+    for queue in queues:
+        assert list(queue) == [
+            "queue", "channels", "service_level_30m", "service_level_today", "abandoned",
+        ]  # fmt: skip
+        assert list(queue["channels"]) == ["voice", "chat", "email", "sms"]
+        for figures in queue["channels"].values():
+            assert list(figures) == ["waiting", "oldest_wait"]
+            assert type(figures["waiting"]) is int and type(figures["oldest_wait"]) is float
+        for level in (queue["service_level_30m"], queue["service_level_today"]):
+            assert level is None or type(level) is float, "a share, or null before any answer"
+        assert type(queue["abandoned"]) is int
+
+    assert call(app, "GET", "agents/agent1001/preview", token=anna) == (200, None)
+    status, _view = call(app, "PATCH", f"campaigns/{DEMO_CAMPAIGN}", {"mode": "preview"}, boss)
+    assert status == 200
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=20, what="a preview"))
+    status, shown = call(app, "GET", "agents/agent1001/preview", token=anna)
+    assert status == 200 and list(shown) == [
+        "agent", "campaign", "record", "customer", "name", "attributes", "since",
+        "auto_dial_at", "dialing",
+    ]  # fmt: skip
+    assert type(shown["record"]) is int and type(shown["since"]) is float
+    assert shown == app.campaigns.preview("agent1001"), "the dialer's own view, unchanged"
+    assert (shown["auto_dial_at"], shown["dialing"]) == (None, False)
+    status, skipped = call(app, "POST", "agents/agent1001/preview-skip", {}, anna)
+    assert (status, list(skipped.items())) == (
+        200,
+        [("campaign", DEMO_CAMPAIGN), ("skipped", True)],
+    )
+    run(wait_for(lambda: "agent1001" in runner.previews, timeout=10, what="the next record"))
+    status, dialing = call(app, "POST", "agents/agent1001/preview-dial", {}, anna)
+    assert status == 200 and list(dialing) == ["campaign", "attempt", "dialing"]
+    assert (dialing["campaign"], dialing["dialing"]) == (DEMO_CAMPAIGN, True)
+    assert isinstance(dialing["attempt"], str)
+
+
 def test_an_agent_records_the_result_do_not_call_blocks_at_once_and_callback_reschedules(
     setup, tmp_path
 ):

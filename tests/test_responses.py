@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 from sqlalchemy import insert, select, update
 
-from core.events import CampaignView, HistoryEntry
+from core.events import CampaignView, DomainEvent, HistoryEntry, PreviewShown
 from cti.responses import (
     CampaignAnswer,
     ConsentAnswer,
@@ -33,6 +33,10 @@ from cti.responses import (
     ListActiveAnswer,
     MergeAnswer,
     PoolAnswer,
+    PreviewAnswer,
+    PreviewDialAnswer,
+    PreviewSkipAnswer,
+    QueueAnswer,
 )
 from cti.schemas import TransferAnswer
 from dialer.compliance import Campaign, policy_for
@@ -269,6 +273,122 @@ def test_a_transfers_history_keeps_each_steps_keys_in_their_order():
     ):
         with pytest.raises(ValidationError):
             TransferAnswer.model_validate({"id": "i1", "history": [bad]})
+
+
+# -- agents.py's answers: the hub's queue figures, the dialer's preview -------------------------
+PREVIEW = {
+    "agent": "agent1001",
+    "campaign": "winback",
+    "record": 42,
+    "customer": "+442079460077",
+    "name": "Alex Smith",
+    "attributes": {"plan": "gold", "since": "2019"},
+    "since": 1764662400.5,
+    "auto_dial_at": None,
+    "dialing": False,
+}
+
+#: ``center.hub.Hub.queue_figures`` and ``dialer.campaigns.Campaigns.preview[_decision]``
+LIVE: dict[type[BaseModel], dict[str, Any]] = {
+    QueueAnswer: {
+        "queue": "sales",
+        "channels": {
+            "voice": {"waiting": 2, "oldest_wait": 12.5},
+            "chat": {"waiting": 0, "oldest_wait": 0.0},
+            "email": {"waiting": 0, "oldest_wait": 0.0},
+            "sms": {"waiting": 0, "oldest_wait": 0.0},
+        },
+        "service_level_30m": 0.75,
+        "service_level_today": None,
+        "abandoned": 1,
+    },
+    PreviewAnswer: PREVIEW,
+    PreviewDialAnswer: {"campaign": "winback", "attempt": "winback-7", "dialing": True},
+    PreviewSkipAnswer: {"campaign": "winback", "skipped": True},
+}
+
+LIVE_PARAMS = pytest.mark.parametrize("model", list(LIVE), ids=lambda m: m.__name__)
+
+
+@LIVE_PARAMS
+def test_a_queue_or_preview_answer_keeps_its_json_byte_for_byte(model):
+    assert relayed(model, LIVE[model]) == dumped(LIVE[model])
+
+
+@LIVE_PARAMS
+def test_a_key_the_hub_or_the_dialer_added_is_refused_naming_it(model):
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({**LIVE[model], "surprise": 1})
+    [error] = refused.value.errors()
+    assert (error["type"], error["loc"]) == ("extra_forbidden", ("surprise",))
+
+
+@LIVE_PARAMS
+def test_a_key_the_hub_or_the_dialer_dropped_is_refused_naming_it(model):
+    for key in LIVE[model]:
+        data = {k: v for k, v in LIVE[model].items() if k != key}
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate(data)
+        assert [(e["type"], e["loc"]) for e in refused.value.errors()] == [("missing", (key,))]
+
+
+@LIVE_PARAMS
+def test_a_queue_or_preview_value_of_another_type_is_refused(model):
+    """A figure turned into text, text into a number, a flag into text.  The
+    preview's ``record`` is the exception: a lead's record id may be text
+    (``dialer.campaign.Lead.record_id``)."""
+    data = LIVE[model]
+    wrong: list[tuple[str, object]] = []
+    for key, value in data.items():
+        if isinstance(value, bool):
+            wrong.append((key, str(value).lower()))
+        elif isinstance(value, int | float) and (model, key) != (PreviewAnswer, "record"):
+            wrong.append((key, str(value)))
+        elif isinstance(value, str):
+            wrong.append((key, 1))
+    assert wrong
+    for key, value in wrong:
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate({**data, key: value})
+        assert refused.value.errors()[0]["loc"][0] == key
+
+
+def test_a_queues_channel_that_drifted_is_refused():
+    queue = json.loads(json.dumps(LIVE[QueueAnswer]))
+    queue["channels"]["voice"]["longest_wait"] = 3.0
+    with pytest.raises(ValidationError, match="longest_wait"):
+        QueueAnswer.model_validate(queue)
+    del queue["channels"]["voice"]["longest_wait"], queue["channels"]["chat"]["waiting"]
+    with pytest.raises(ValidationError, match="waiting"):
+        QueueAnswer.model_validate(queue)
+
+
+def test_a_preview_keeps_its_record_id_and_its_seconds_as_they_were_given():
+    for record in (42, "orphan-1", None):
+        shown = {**PREVIEW, "record": record, "since": 100, "auto_dial_at": 130.5}
+        assert relayed(PreviewAnswer, shown) == dumped(shown)
+    text = relayed(PreviewAnswer, {**PREVIEW, "since": 100, "auto_dial_at": 130}).decode()
+    assert '"since":100,"auto_dial_at":130,' in text, "25 must not become 25.0"
+    with pytest.raises(ValidationError):
+        PreviewAnswer.model_validate({**PREVIEW, "record": 4.2})
+
+
+def test_a_decision_answer_says_what_was_decided():
+    """``dialing`` and ``skipped`` are always true: false would be a new contract."""
+    with pytest.raises(ValidationError):
+        PreviewDialAnswer.model_validate({**LIVE[PreviewDialAnswer], "dialing": False})
+    with pytest.raises(ValidationError):
+        PreviewSkipAnswer.model_validate({**LIVE[PreviewSkipAnswer], "skipped": False})
+    with pytest.raises(ValidationError):  # a skip's answer is not a dial's
+        PreviewDialAnswer.model_validate(LIVE[PreviewSkipAnswer])
+
+
+def test_the_preview_answer_is_the_preview_push_message_field_for_field_in_its_order():
+    """``Campaigns.preview`` and the ``preview`` push event are made from the
+    same view: a field added to the event must be added to the answer."""
+    stamped = {f.name for f in dataclasses.fields(DomainEvent)}
+    event = [f.name for f in dataclasses.fields(PreviewShown) if f.name not in stamped]
+    assert list(PreviewAnswer.model_fields) == event
 
 
 # -- the store's real answers, on SQLite and PostgreSQL --------------------------------------

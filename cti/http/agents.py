@@ -29,6 +29,7 @@ from twisted.web.server import Request
 from core.errors import Forbidden, Invalid, NotFound
 from cti.auth import SUPERVISORS, User
 from cti.http.context import ApiContext, query, read_body, route
+from cti.responses import PreviewAnswer, PreviewDialAnswer, PreviewSkipAnswer, QueueAnswer
 from cti.schemas import (
     AgentDayView,
     AgentLoginRequest,
@@ -78,8 +79,12 @@ def register(app: Klein, api: ApiContext) -> None:
 
     @route(app, "/queues", "GET")
     @api.requires()
-    def queues(request: Request, user: User) -> list[dict[str, Any]]:
-        return [q for q in ops.queue_figures() if user.sees_queue(q["queue"])]
+    def queues(request: Request, user: User) -> list[QueueAnswer]:
+        return [
+            QueueAnswer.model_validate(q)
+            for q in ops.queue_figures()
+            if user.sees_queue(q["queue"])
+        ]
 
     # -- the agent's own state (or a supervisor's hand) ------------------------------------------
     @route(app, "/agents/<agent_id>/login", "POST")
@@ -156,14 +161,22 @@ def register(app: Klein, api: ApiContext) -> None:
     # -- preview dialling -------------------------------------------------------------------------
     @route(app, "/agents/<agent_id>/preview", "GET")
     @api.requires()
-    def preview(request: Request, user: User, agent_id: str) -> dict[str, Any] | None:
+    def preview(request: Request, user: User, agent_id: str) -> PreviewAnswer | None:
+        """The record on the agent's screen; null when there is none."""
         may_act(user, agent_id, "see the preview of")
-        return api.campaigns.preview(agent_id) if api.campaigns else None
+        shown = api.campaigns.preview(agent_id) if api.campaigns else None
+        return None if shown is None else PreviewAnswer.model_validate(shown)
 
     @route(app, "/agents/<agent_id>/<any('preview-dial', 'preview-skip'):action>", "POST")
     @api.requires()
-    async def decide(request: Request, user: User, agent_id: str, action: str) -> dict[str, Any]:
+    async def decide(
+        request: Request, user: User, agent_id: str, action: str
+    ) -> PreviewDialAnswer | PreviewSkipAnswer:
         may_act(user, agent_id, action)
         if api.campaigns is None:
             raise NotFound("campaign", "no campaigns are configured")
-        return await api.campaigns.preview_decision(agent_id, action.split("-")[1])
+        decision = action.split("-")[1]
+        decided = await api.campaigns.preview_decision(agent_id, decision)
+        if decision == "dial":
+            return PreviewDialAnswer.model_validate(decided)
+        return PreviewSkipAnswer.model_validate(decided)

@@ -39,7 +39,9 @@ MAX_UPLOAD = 512 * 1024 * 1024
 
 class Operations(Protocol):
     """What the API needs from the centre (implemented by ``center.hub.Hub``):
-    its commands and queries, never its router."""
+    its commands and queries, never its router.  Its queue figures are dicts
+    (``center`` may not import ``cti``): the handler checks each against
+    :class:`cti.responses.QueueAnswer` before it is sent."""
 
     def agent(self, agent_id: str) -> Agent | None: ...
     def agents(self) -> list[Agent]: ...
