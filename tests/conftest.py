@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -109,8 +110,12 @@ def _slowest(tiers: Iterable[str]) -> str:
 
 
 def _code_tier(obj: Any, namespace: dict[str, Any], seen: set[int]) -> str:
-    """The tier what ``obj`` (a function) does asks for, following the calls
-    it makes to other functions of the tests (helpers, one module deep each)."""
+    """The tier what ``obj`` (a function, or a class of the tests: a harness
+    whose ``__init__`` starts a server) does asks for, following the calls it
+    makes to other functions and classes of the tests (helpers, one module
+    deep each).  Classes were not followed: a fixture that built a
+    ``Server(...)`` harness (the simulated PBX over TCP, a SQLite file) put
+    four seconds-long tests of tests/test_clean_stop.py in the fast tier."""
     # a pytest fixture definition wraps its function
     func = inspect.unwrap(getattr(obj, "_get_wrapped_function", lambda: obj)())
     if id(func) in seen:
@@ -123,10 +128,13 @@ def _code_tier(obj: Any, namespace: dict[str, Any], seen: set[int]) -> str:
     except (OSError, TypeError):
         return "unit"
     found = [tier for tier, pattern in _DOES if pattern.search(source)]
-    own = getattr(func, "__globals__", namespace)
+    module = sys.modules.get(getattr(func, "__module__", ""))
+    own = getattr(func, "__globals__", vars(module) if module else namespace)
     for name in set(_CALL.findall(source)):
         helper = own.get(name)
-        if inspect.isfunction(helper) and helper.__module__.startswith("tests"):
+        if (inspect.isfunction(helper) or inspect.isclass(helper)) and helper.__module__.startswith(
+            "tests"
+        ):
             found.append(_code_tier(helper, own, seen))
     tier = _TIER_OF_CODE[func] = _slowest(found)
     return tier
