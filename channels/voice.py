@@ -556,7 +556,7 @@ class VoiceInbound:
         moving = self.hub.handled(interaction)
         offers = self.hub.transfer_owned(agent, interaction, now, queue=queue, to_agent=to_agent)
         # on hold in the queue the router has it wait in (for an agent:
-        # routing.router.transfer_queue), not a second choice of its own; the
+        # transfer_queue in routing/router.py), not a second choice of its own; the
         # router may have offered it already, so it is read from the moved item
         target_queue = moving.queue if moving is not None else call.interaction.queue
         call.agent, call.answered_at = None, None
