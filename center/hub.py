@@ -3,8 +3,11 @@
 What the hub owns:
 
 * the :class:`~routing.router.Router` (nothing outside ``routing/`` reads
-  its dictionaries; the hub, like the adapters and the pacing lab, asks it
-  through its commands and queries);
+  its dictionaries; the hub, like the campaign runners and the pacing lab,
+  asks it through its commands and queries).  The voice adapter never
+  touches it: it asks the hub's queries and reports through the hub's line
+  commands (:meth:`Hub.line_login`, :meth:`Hub.accept_offer` ...), which,
+  unlike the faces' agent commands, do not call the agent's line back;
 * agent commands (login, ready, pause, logout, end of wrap-up): the offers
   they cause are carried out at once;
 * the lifecycle of every interaction on every channel (queued, offered,
@@ -53,7 +56,9 @@ from routing.agent import Agent, AgentState, Transition
 from routing.model import Channel, Handover, Interaction, RoutingError
 from routing.router import Exit, Offer, Router
 
-__all__ = ["AcdMetrics", "AgentLine", "ChannelAdapter", "Hub"]
+# Offer and Exit: what the hub hands its adapters (ChannelAdapter speaks them),
+# so that an adapter needs no import of the router itself
+__all__ = ["AcdMetrics", "AgentLine", "ChannelAdapter", "Exit", "Hub", "Offer"]
 
 #: transferred campaign calls remembered for their result (a day of a large centre)
 TAKEN_OVER_KEPT = 10_000
@@ -235,6 +240,106 @@ class Hub:
         line = self._lines.get(agent)
         if line is not None:
             line.leg_missing(agent)
+
+    # -- the lines' own commands (an adapter reports what its PBX did) ------------------------
+    # Two sets of commands, on purpose.  The faces' ones above (login, ready,
+    # pause ...) reach the agent's line first: a nailed-up agent without its
+    # leg is not made ready, a login nails the leg up.  The ones below are
+    # what that line itself tells the hub (the leg is up, the phone rang out,
+    # the caller hung up): they go to the router only, never back to the line
+    # (which is the caller: it would be asked again what it just reported),
+    # with the time the adapter saw it.  Those that cause offers return them
+    # instead of routing them: the adapter hands them to :meth:`route` once
+    # its own bookkeeping is done (an agent paused before its given-back
+    # caller is offered again, a loop of declines that must not recurse).
+    def line_login(
+        self, agent: str, now: float, queues: list[str], paused: str | None = None
+    ) -> list[Offer]:
+        """The line logs its agent in (its leg is up, a conversation taken
+        over, or paused with the leg's reason meanwhile).  The queues are the
+        ones :meth:`login` checked, or the configuration's (auto_login)."""
+        return self.router.login(agent, now, queues, paused)
+
+    def line_ready(self, agent: str, now: float) -> list[Offer]:
+        """The line makes its agent ready (its leg is back, its bridge its own again)."""
+        return self.router.ready(agent, now)
+
+    def line_pause(self, agent: str, now: float, reason: str) -> None:
+        """The line pauses its agent (no phone, PBX lost, no answer ...)."""
+        self.router.pause(agent, now, reason)
+
+    def requeue(self, interaction: Interaction, now: float) -> list[Offer]:
+        """Queue again an interaction its adapter had announced already (a
+        caller the last run left waiting, a call taken over after a restart):
+        unlike :meth:`enqueue`, no QUEUED event and no count (its row is
+        reopened, not new)."""
+        return self.router.enqueue(interaction, now)
+
+    def accept_offer(self, agent: str, interaction: str, now: float) -> Interaction:
+        """The agent's phone is in the call offered to it: the agent has it.
+        Unlike :meth:`accept` (the desktop's, for what no adapter owns), the
+        adapter publishes the answer and counts it itself."""
+        return self.router.accept(agent, interaction, now)
+
+    def decline_offer(
+        self, agent: str, interaction: str, now: float, *, timed_out: bool = False
+    ) -> list[Offer]:
+        """The offer is not carried out (no leg, a failed move, a phone that
+        rang out: ``timed_out`` pauses the agent "no answer")."""
+        return self.router.decline(agent, interaction, now, timed_out)
+
+    def withdraw_offer(self, agent: str, interaction: str, now: float, reason: str) -> list[Offer]:
+        """The offer is taken back through no doing of the agent's (its phone
+        went away, the PBX refused the move): ``routing.router.Router.withdraw``."""
+        return self.router.withdraw(agent, interaction, now, reason)
+
+    def hold_offer(self, interaction: str) -> None:
+        """The offer's move waits for the PBX link: no time-out meanwhile."""
+        self.router.hold_offer(interaction)
+
+    def renew_offer(self, interaction: str, now: float) -> None:
+        """A held move is sent again: its time-out counts from ``now``."""
+        self.router.renew_offer(interaction, now)
+
+    def abandon(self, interaction: str, now: float) -> Interaction | None:
+        """The interaction leaves routing without an agent (the caller hung
+        up or went to the dialplan's fallback) while waiting or offered."""
+        return self.router.abandon(interaction, now)
+
+    def drop(self, interaction: str, now: float, reason: str) -> str | None:
+        """The interaction went with the agent's leg, wherever it was; the
+        agent it freed, if any (``routing.router.Router.drop``)."""
+        return self.router.drop(interaction, now, reason)
+
+    def call_ended(self, agent: str, interaction: str, now: float) -> list[Offer]:
+        """The call in ``agent``'s hands was hung up: the agent goes to
+        wrap-up (the hub's ``wrap_up``).  :meth:`finish` refuses that for a
+        call: there the desktop asks, and a call ends only when it is hung up."""
+        return self.router.finish(agent, interaction, now, self.wrap_up)
+
+    def transfer_owned(
+        self,
+        agent: str,
+        interaction: str,
+        now: float,
+        *,
+        queue: str | None = None,
+        to_agent: str | None = None,
+    ) -> list[Offer]:
+        """The owning adapter's half of :meth:`transfer` (which checked the
+        target and called the adapter): the interaction waits again, the
+        agent goes to wrap-up (the hub's ``wrap_up``)."""
+        return self.router.transfer(
+            agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.wrap_up
+        )
+
+    def route_agent(self, agent: str, now: float) -> list[Offer]:
+        """What waits and fits ``agent`` now (its caller left, its move refused)."""
+        return self.router.route_agent(agent, now)
+
+    def route_all(self, now: float) -> list[Offer]:
+        """Match everything that can be matched (after a PBX's resync)."""
+        return self.router.route(now)
 
     def restore_agent_days(
         self, states: Mapping[str, Sequence[tuple[float, str]]], now: float

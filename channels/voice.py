@@ -75,7 +75,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
-from center.hub import Hub
+from center.hub import Exit, Hub, Offer
 from core.errors import Unavailable
 from core.events import HistoryEntry, OfferEnd, Stage
 from core.telephony import (
@@ -99,7 +99,6 @@ from core.telephony import (
 )
 from routing.agent import Phase
 from routing.model import Channel, Direction, Interaction
-from routing.router import Exit, Offer
 
 log = Logger(namespace="channels.voice")
 
@@ -264,7 +263,7 @@ class VoiceInbound:
         paused :data:`FOREIGN_CALL` until it has left."""
         ep = self.endpoints.get(agent)
         if ep is not None and self._has_foreign(agent):  # not ready: see _hold_for_foreign
-            self.hub.router.login(agent, self.hub.clock.seconds(), queues, FOREIGN_CALL)
+            self.hub.line_login(agent, self.hub.clock.seconds(), queues, FOREIGN_CALL)
             ep.queues, ep.resume = list(queues), paused
             return True
         if ep is not None and ep.mode != "nailed" and self._adopt_ringing(agent, queues):
@@ -277,7 +276,7 @@ class VoiceInbound:
                 # auto_login): taken over, as at the resync, not rung again
                 self._keep_pause(agent, paused)
                 return True
-            self.hub.router.login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
+            self.hub.line_login(agent, self.hub.clock.seconds(), queues, NO_PHONE)
             ep.queues, ep.resume = list(queues), paused
             self.nail_up(agent)
             return True
@@ -286,7 +285,7 @@ class VoiceInbound:
     def _keep_pause(self, agent: str, paused: str | None) -> None:
         a = self.hub.agent(agent)
         if paused is not None and a is not None and a.pause_reason is None:
-            self.hub.router.pause(agent, self.hub.clock.seconds(), paused)
+            self.hub.line_pause(agent, self.hub.clock.seconds(), paused)
 
     def ready(self, agent: str) -> bool:
         """For a nailed-up agent whose leg is down this does not open routing
@@ -308,7 +307,7 @@ class VoiceInbound:
         ):
             ep.resume = None
             if a.pause_reason not in LEG_REASONS:
-                self.hub.router.pause(agent, self.hub.clock.seconds(), NO_PHONE)
+                self.hub.line_pause(agent, self.hub.clock.seconds(), NO_PHONE)
             if not ep.nailing and (ep.retry is None or not ep.retry.active()):
                 ep.tries = 0
                 self.nail_up(agent)
@@ -382,7 +381,7 @@ class VoiceInbound:
                 call.agent = None
                 self.leg_missing(offer.agent)
                 now = self.hub.clock.seconds()
-                self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+                self.hub.route(self.hub.decline_offer(offer.agent, offer.interaction, now))
                 return
             d = self.telephony.connect_to_agent(uid, offer.agent)
         else:
@@ -493,7 +492,7 @@ class VoiceInbound:
                 a=offer.agent,
             )
         self._held[offer.interaction] = offer.agent
-        self.hub.router.hold_offer(offer.interaction)
+        self.hub.hold_offer(offer.interaction)
 
     def _send_held(self, now: float) -> None:
         """After the resync: the moves held while the link was down are sent,
@@ -501,11 +500,10 @@ class VoiceInbound:
         agent: its bridge was in the PBX's snapshot), or the agent lost its
         phone meanwhile (the caller went on to the next agent)."""
         held, self._held = self._held, {}
-        router = self.hub.router
         for iid, agent in sorted(held.items()):
             if self.hub.offered_to(iid) != agent or iid.removeprefix(self.prefix) not in self.calls:
                 continue
-            router.renew_offer(iid, now)
+            self.hub.renew_offer(iid, now)
             self.carry_out(Offer(agent, iid, Channel.VOICE, now + self.hub.offer_timeout))
 
     def _not_here(self, offer: Offer) -> list[Offer]:
@@ -518,7 +516,7 @@ class VoiceInbound:
         todo: list[Offer] = [offer]
         others: list[Offer] = []
         while todo:
-            for new in self.hub.router.decline(offer.agent, todo.pop().interaction, now):
+            for new in self.hub.decline_offer(offer.agent, todo.pop().interaction, now):
                 call = self.calls.get(new.interaction.removeprefix(self.prefix))
                 ours = call is not None and call.interaction.id == new.interaction
                 (todo if ours and new.agent == offer.agent else others).append(new)
@@ -550,18 +548,15 @@ class VoiceInbound:
     ) -> list[Offer]:
         """The caller is first put back on hold (music on hold of the target
         queue), then offered like a new arrival."""
-        router = self.hub.router
         now = self.hub.clock.seconds()
         uid = interaction.removeprefix(self.prefix)
         call = self.calls[uid]
         if not self.telephony.connected:  # the caller would stay with the agent on the PBX
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         moving = self.hub.handled(interaction)
-        offers = router.transfer(
-            agent, interaction, now, queue=queue, to_agent=to_agent, wrap_up=self.hub.wrap_up
-        )
+        offers = self.hub.transfer_owned(agent, interaction, now, queue=queue, to_agent=to_agent)
         # on hold in the queue the router has it wait in (for an agent:
-        # routing.router.transfer_queue), not a second choice of its own; the
+        # transfer_queue in routing/router.py), not a second choice of its own; the
         # router may have offered it already, so it is read from the moved item
         target_queue = moving.queue if moving is not None else call.interaction.queue
         call.agent, call.answered_at = None, None
@@ -615,7 +610,6 @@ class VoiceInbound:
         when it is not a call of ours this agent had."""
         iid = self.prefix + uid
         left = self.left_open.get(iid)
-        router = self.hub.router
         if left is None or not self.hub.has_queue(left.queue) or left.queue not in queues:
             return False
         answered = left.answered
@@ -623,19 +617,21 @@ class VoiceInbound:
             return False
         now = self.hub.clock.seconds()
         interaction = _interaction_of(iid, left, agent=agent, connect_by=now)
-        router.enqueue(interaction, now)  # the agent is not in yet: it waits for it
-        offers = router.login(agent, now, queues)
+        self.hub.requeue(interaction, now)  # the agent is not in yet: it waits for it
+        offers = self.hub.line_login(agent, now, queues)
         if not any(o.interaction == iid for o in offers):
-            router.pause(agent, now, FOREIGN_CALL)  # first: not offered again what it gives back
+            self.hub.line_pause(
+                agent, now, FOREIGN_CALL
+            )  # first: not offered again what it gives back
             given_back: list[Offer] = []
             for o in offers:
-                given_back += router.withdraw(agent, o.interaction, now, FOREIGN_CALL)
-            router.abandon(iid, now)
+                given_back += self.hub.withdraw_offer(agent, o.interaction, now, FOREIGN_CALL)
+            self.hub.abandon(iid, now)
             self.hub.route(given_back)
             log.error("agent {a}: caller {i} in its bridge could not be taken over", a=agent, i=iid)
             return False
         del self.left_open[iid]
-        router.accept(agent, iid, now)
+        self.hub.accept_offer(agent, iid, now)
         interaction.connect_by = None  # a transfer queues it as the caller it is
         interaction.history = list(left.history)  # not a new queueing and answer
         self.calls[uid] = _Call(interaction, agent, answered)
@@ -690,7 +686,6 @@ class VoiceInbound:
         or not) is recorded as the fallback's and left there.  A campaign's
         person is its runner's business; a caller whose call the PBX no longer has keeps
         the row start-up closed."""
-        router = self.hub.router
         for iid, left in sorted(self.left_open.items(), key=lambda item: item[1].arrived):
             if left.answered is not None or not iid.startswith(self.prefix):
                 continue
@@ -716,7 +711,7 @@ class VoiceInbound:
             if live.in_fallback:  # its wait ran out while we were down: the PBX's now
                 self._fallback(CallFellBack(self.telephony.name, uid), now)
                 continue
-            offers = router.enqueue(interaction, now)
+            offers = self.hub.requeue(interaction, now)
             # queued once, on its arrival (the row, written before the router
             # queued it, may not have that entry yet)
             interaction.history = list(left.history) or [
@@ -770,9 +765,9 @@ class VoiceInbound:
         now = self.hub.clock.seconds()
         a = self.hub.known_agent(agent)
         if a.logged_in:  # a take-over that failed half-way
-            self.hub.router.pause(agent, now, FOREIGN_CALL)
+            self.hub.line_pause(agent, now, FOREIGN_CALL)
         else:
-            self.hub.route(self.hub.router.login(agent, now, queues, FOREIGN_CALL))
+            self.hub.route(self.hub.line_login(agent, now, queues, FOREIGN_CALL))
 
     def _has_foreign(self, agent: str) -> bool:
         return agent in self.foreign.values()
@@ -797,9 +792,9 @@ class VoiceInbound:
         resume, ep.resume = ep.resume, None
         log.info("agent {a}: its bridge is its own again", a=agent)
         if resume is None:
-            self.hub.route(self.hub.router.ready(agent, now))
+            self.hub.route(self.hub.line_ready(agent, now))
         else:
-            self.hub.router.pause(agent, now, resume)
+            self.hub.line_pause(agent, now, resume)
 
     def has_leg(self, agent: str) -> bool:
         """May calls be moved to this agent?  Ring-mode agents: always (their
@@ -933,12 +928,12 @@ class VoiceInbound:
         now = self.hub.clock.seconds()
         if not a.logged_in:
             if ep.queues is not None:  # meant to be logged in: visible, not logged out
-                self.hub.router.login(agent, now, ep.queues, reason)
+                self.hub.line_login(agent, now, ep.queues, reason)
             return
         if a.pause_reason not in LEG_REASONS and a.pause_reason != PHONE_HUNG_UP:
             ep.resume = _resume_of(ep, a.pause_reason)
         if a.pause_reason != reason:
-            self.hub.router.pause(agent, now, reason)
+            self.hub.line_pause(agent, now, reason)
 
     def _leg_up(self, agent: str) -> None:
         """The leg is in its bridge: log in, or back to ready / the agent's own pause."""
@@ -952,14 +947,14 @@ class VoiceInbound:
         now = self.hub.clock.seconds()
         if not a.logged_in:
             if ep.queues is not None:
-                self.hub.route(self.hub.router.login(agent, now, ep.queues, resume))
+                self.hub.route(self.hub.line_login(agent, now, ep.queues, resume))
             return
         if a.pause_reason in LEG_REASONS:
             log.info("agent {a}: phone leg up again", a=agent)
             if resume is None:
-                self.hub.route(self.hub.router.ready(agent, now))
+                self.hub.route(self.hub.line_ready(agent, now))
             else:
-                self.hub.router.pause(agent, now, resume)
+                self.hub.line_pause(agent, now, resume)
 
     def leg_missing(self, agent: str) -> None:
         """Someone was about to move a call to ``agent`` whose leg is gone
@@ -992,7 +987,7 @@ class VoiceInbound:
             recent, ep.hung_up_at = now - ep.hung_up_at <= SHUTDOWN_WINDOW, None
             a = self.hub.agent(agent)
             if recent and a is not None and a.logged_in and a.pause_reason == PHONE_HUNG_UP:
-                self.hub.router.pause(agent, now, PBX_LOST)
+                self.hub.line_pause(agent, now, PBX_LOST)
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: TelephonyEvent) -> None:
@@ -1031,7 +1026,7 @@ class VoiceInbound:
                 self._requeue_waiting(now)
                 self._renail_all()
                 self._send_held(now)
-                self.hub.route(self.hub.router.route(now))
+                self.hub.route(self.hub.route_all(now))
             case PbxLost():
                 self.lost_at = now
                 self._had_at_loss = frozenset(c.id for c in self.telephony.live_calls())
@@ -1147,7 +1142,7 @@ class VoiceInbound:
             return
         call = self.calls.get(offer.interaction.removeprefix(self.prefix))
         if call is None or call.interaction.id != offer.interaction:
-            self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+            self.hub.route(self.hub.decline_offer(offer.agent, offer.interaction, now))
             return
         if (
             failure.check(CommandRefused)
@@ -1175,12 +1170,11 @@ class VoiceInbound:
             )
             call.refused, call.agent = 0, None
             call.interaction.declined_by.add(offer.agent)  # not this caller again
-            router = self.hub.router
-            offers = router.withdraw(offer.agent, offer.interaction, now, "move refused")
-            self.hub.route(offers + router.route_agent(offer.agent, now))
+            offers = self.hub.withdraw_offer(offer.agent, offer.interaction, now, "move refused")
+            self.hub.route(offers + self.hub.route_agent(offer.agent, now))
             return
         call.agent = None
-        self.hub.route(self.hub.router.decline(offer.agent, offer.interaction, now))
+        self.hub.route(self.hub.decline_offer(offer.agent, offer.interaction, now))
 
     def _connected(self, uid: str, now: float) -> None:
         call = self.calls[uid]
@@ -1201,7 +1195,7 @@ class VoiceInbound:
             # empty ConfBridge of an agent whose phone went away): not connected
             # yet, the move to this agent follows
             return
-        self.hub.router.accept(call.agent, iid, now)
+        self.hub.accept_offer(call.agent, iid, now)
         call.answered_at = now
         self.hub.publish_interaction(Stage.ANSWERED, call.interaction, agent=call.agent)
         wait = now - call.interaction.arrived
@@ -1220,13 +1214,12 @@ class VoiceInbound:
         agent = call.agent
         call.agent = None
         reason = PAUSE_FOR_RING_FAILURE[event.failure]
-        router = self.hub.router
         if event.failure is RingFailure.NO_ANSWER:  # the agent's: its pop ends "timed_out"
-            offers = router.decline(agent, iid, now, timed_out=True)
-            router.pause(agent, now, reason)
+            offers = self.hub.decline_offer(agent, iid, now, timed_out=True)
+            self.hub.line_pause(agent, now, reason)
         else:  # a busy or unreachable phone: not the agent's doing, its pop ends "withdrawn"
-            router.pause(agent, now, reason)  # first: not offered again what it gives back
-            offers = router.withdraw(agent, iid, now, reason)
+            self.hub.line_pause(agent, now, reason)  # first: not offered again what it gives back
+            offers = self.hub.withdraw_offer(agent, iid, now, reason)
         self.hub.route(offers)
 
     def _fell_back(self, event: CallFellBack, now: float) -> None:
@@ -1253,7 +1246,7 @@ class VoiceInbound:
         if call is None:
             return
         self.hub.release(call.interaction.id)
-        self.hub.router.abandon(call.interaction.id, now)
+        self.hub.abandon(call.interaction.id, now)
         self.hub.kpi.fallbacks += 1
         self.hub.publish_interaction(Stage.FALLBACK, call.interaction)
         wait = now - call.interaction.arrived
@@ -1278,11 +1271,11 @@ class VoiceInbound:
                 outcome=ENDED_PBX_LOST if lost else None,
             )
             if self.hub.handler_of(uid) == call.agent:
-                self.hub.route(self.hub.router.finish(call.agent, uid, now, self.hub.wrap_up))
+                self.hub.route(self.hub.call_ended(call.agent, uid, now))
             if self.hub.metrics:
                 self.hub.metrics.handle.labels(queue, "voice").observe(ended - call.answered_at)
             return
-        self.hub.router.abandon(uid, now)
+        self.hub.abandon(uid, now)
         lost_at = self.lost_at if lost and self._pbx_lost_its_calls() else None
         if cut_by_pbx and not vanished:
             lost_at = now  # ended by the PBX's shutdown or restart, as seen
@@ -1303,7 +1296,7 @@ class VoiceInbound:
                 self.hub.metrics.abandoned.labels(queue, "voice").inc()
                 self.hub.metrics.wait.labels(queue, "voice", "abandoned").observe(wait)
         if call.agent is not None and self.hub.agent(call.agent) is not None:
-            self.hub.route(self.hub.router.route_agent(call.agent, now))
+            self.hub.route(self.hub.route_agent(call.agent, now))
 
     def _pbx_lost_its_calls(self) -> bool:
         """At a resync after a link loss: did the PBX lose the calls it had
@@ -1323,14 +1316,13 @@ class VoiceInbound:
         hold, since its move may have reached the PBX already (in an empty
         ConfBridge it would wait for the agent in silence).  Chat, e-mail and
         SMS in the agent's hands stay there (the desktop still has them)."""
-        router = self.hub.router
         a = self.hub.agent(agent)
         if a is None or not a.logged_in:
             return
         ep = self.endpoints.get(agent)
         if ep is not None and a.pause_reason not in LEG_REASONS | {PHONE_HUNG_UP}:
             ep.resume = _resume_of(ep, a.pause_reason)
-        router.pause(agent, now, reason)  # first: not offered again what it gives back
+        self.hub.line_pause(agent, now, reason)  # first: not offered again what it gives back
         offers: list[Offer] = []
         withdrawn: list[_Call] = []
         for iid, item in list(a.work.items()):
@@ -1339,9 +1331,9 @@ class VoiceInbound:
                 if call is not None and call.interaction.id == iid:
                     call.agent = None
                     withdrawn.append(call)
-                offers += router.withdraw(agent, iid, now, reason)
+                offers += self.hub.withdraw_offer(agent, iid, now, reason)
             elif item.channel is Channel.VOICE:
-                router.drop(iid, now, reason)
+                self.hub.drop(iid, now, reason)
         self.hub.route(offers)
         for call in withdrawn:
             iid = call.interaction.id
