@@ -42,6 +42,7 @@ Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -126,6 +127,22 @@ _DIAL_OUTCOME = {
     Outcome.FAILED: "failed",
     Outcome.UNKNOWN: "unknown",
 }
+
+
+class AttemptNews(enum.StrEnum):
+    """What just happened to an attempt, as the runner tells its listeners
+    (:attr:`CampaignRunner.listeners`): the campaigns' service reports some
+    of them as interactions, the pacing lab acts on others (an agent's wrap
+    time, an oracle's forecast).  String values, so a listener written for the
+    plain words still compares equal."""
+
+    DIALED = "dialed"
+    REFUSED = "refused"  # the gate refused the record at its dial (never dialed)
+    QUEUED = "queued"  # a person waits for an agent
+    OFFERED = "offered"
+    ABANDONED = "abandoned"
+    CONNECTED = "connected"  # with an agent
+    ENDED = "ended"
 
 
 @dataclass
@@ -331,7 +348,7 @@ class CampaignRunner:
         #: the server is stopping: no new dials, the lines placed go on (:meth:`wind_down`)
         self.winding_down = False
         self._last_line_change = clock.seconds()
-        self.listeners: list[Callable[[str, Attempt], None]] = []
+        self.listeners: list[Callable[[AttemptNews, Attempt], None]] = []
         #: preview mode: called with (agent, preview) when a record is put on screen
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
         #: the campaign's agents (logged in to its queue), as pacing counts them
@@ -751,7 +768,7 @@ class CampaignRunner:
         written.addErrback(not_written)
         d = written.addCallback(self._begun, attempt, agent)
         d.addCallbacks(self._originated, self._originate_failed, (attempt,), {}, (attempt,))
-        self._notify("dialed", attempt)
+        self._notify(AttemptNews.DIALED, attempt)
         return attempt
 
     def _begun(
@@ -783,7 +800,7 @@ class CampaignRunner:
             why=verdict.reason,
         )
         attempt.refused_by = verdict.check
-        self._notify("refused", attempt)
+        self._notify(AttemptNews.REFUSED, attempt)
         agent = attempt.agent
         preview = self.previews.get(agent) if agent is not None else None
         if agent is not None and preview is not None and preview.attempt == attempt.id:
@@ -915,7 +932,7 @@ class CampaignRunner:
         self._deadlines[attempt.id] = self.clock.callLater(
             attempt.connect_by - now, self._deadline, attempt
         )
-        self._notify("queued", attempt)
+        self._notify(AttemptNews.QUEUED, attempt)
         self._own(attempt.id)
         self._route(self.router.enqueue(interaction, now))
         if preview is not None and preview.attempt == attempt.id:
@@ -965,7 +982,7 @@ class CampaignRunner:
             self.router.renew_offer(attempt.id, self.clock.seconds())
         d = self.telephony.connect_to_agent(attempt.channel_id, agent)
         self._command(attempt, "connecting to the agent", d)
-        self._notify("offered", attempt)
+        self._notify(AttemptNews.OFFERED, attempt)
 
     def on_exit(self, ex: Exit) -> None:
         """The router gave a waiting person up (its queue's maximum wait):
@@ -1106,7 +1123,7 @@ class CampaignRunner:
         if not played:
             d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
             self._command(attempt, "abandon message", d)
-        self._notify("abandoned", attempt)
+        self._notify(AttemptNews.ABANDONED, attempt)
         if freed is not None:
             self._route(self.router.route_agent(freed, now))
 
@@ -1139,7 +1156,7 @@ class CampaignRunner:
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
         self.strategy.observe(abandoned=True)
-        self._notify("abandoned", attempt)
+        self._notify(AttemptNews.ABANDONED, attempt)
 
     def _forget_marks(self, attempts: Iterable[Attempt]) -> None:
         """The PBX's marks of these calls are known now: deleted there."""
@@ -1199,7 +1216,7 @@ class CampaignRunner:
         if not attempt.abandoned:  # a late move, counted live and abandoned at the PBX's net
             self.ledger.live(now)
         attempt.paced = self.strategy.observe(abandoned=False)
-        self._notify("connected", attempt)
+        self._notify(AttemptNews.CONNECTED, attempt)
 
     def answering_machine(self, ref: str, connected_at: float | None = None) -> str:
         """The agent's disposition: call ``ref`` reached an answering machine
@@ -1359,10 +1376,10 @@ class CampaignRunner:
         if preview is not None and preview.attempt == attempt.id:
             del self.previews[attempt.agent]  # type: ignore[arg-type]  # not answered
             self._preview_over(attempt.agent)  # type: ignore[arg-type]  # the next record
-        self._notify("ended", attempt)
+        self._notify(AttemptNews.ENDED, attempt)
         self.pace_soon()
 
-    def _notify(self, what: str, attempt: Attempt) -> None:
+    def _notify(self, what: AttemptNews, attempt: Attempt) -> None:
         for listener in self.listeners:
             listener(what, attempt)
 
@@ -1462,7 +1479,7 @@ class CampaignRunner:
             self.source.done(attempt.lead, retry_as, now)
             self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
             closed.append(attempt)
-            self._notify("ended", attempt)  # counted and reported like any other end
+            self._notify(AttemptNews.ENDED, attempt)  # counted and reported like any other end
         return closed
 
     def pbx_abandons(self) -> Deferred[dict[str, float]]:
@@ -1506,7 +1523,7 @@ class CampaignRunner:
             c=self.settings.name,
             a=attempt.id,
         )
-        self._notify("ended", attempt)
+        self._notify(AttemptNews.ENDED, attempt)
 
     def _close_abandoned(self, attempt: Attempt, now: float) -> None:
         """Gone while the link was down, after the PBX's net played the
