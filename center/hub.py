@@ -645,6 +645,66 @@ class Hub:
                     counts.get((state.value, channel.value), 0)
                 )
 
+    # -- a campaign runner's desk (``dialer.ports.AgentDesk``) -------------------------------
+    # The router's commands for the persons a campaign reached, unchanged:
+    # each returns its offers for the runner to hand to :meth:`route`; no
+    # agent line hook runs and nothing is published (the runner reports its
+    # persons itself).  The queries above (agent, known_agent, agents,
+    # has_queue, offered_to, handler_of, handled) are the desk's too.
+    def campaign_of(self, interaction: str) -> str | None:
+        return self.router.campaign_of(interaction)
+
+    def listen_agents(self, listener: Callable[[Agent], None]) -> None:
+        self.router.listen_agents(listener)
+
+    def queue_person(self, interaction: Interaction, now: float) -> list[Offer]:
+        return self.router.enqueue(interaction, now)
+
+    def agent_ready(self, agent: str, now: float) -> list[Offer]:
+        return self.router.ready(agent, now)
+
+    def agent_paused(self, agent: str, now: float, reason: str) -> None:
+        self.router.pause(agent, now, reason)
+
+    def agent_takes(self, agent: str, interaction: str, now: float) -> None:
+        self.router.accept(agent, interaction, now)
+
+    def agent_declines(self, agent: str, interaction: str, now: float) -> list[Offer]:
+        return self.router.decline(agent, interaction, now)
+
+    def agent_gives_back(
+        self, agent: str, interaction: str, now: float, reason: str
+    ) -> list[Offer]:
+        return self.router.withdraw(agent, interaction, now, reason)
+
+    def agent_finishes(
+        self, agent: str, interaction: str, now: float, wrap_up: float
+    ) -> list[Offer]:
+        return self.router.finish(agent, interaction, now, wrap_up)
+
+    def agent_wrapped_up(self, agent: str, now: float) -> list[Offer]:
+        return self.router.end_wrap_up(agent, now)
+
+    def route_agent(self, agent: str, now: float) -> list[Offer]:
+        return self.router.route_agent(agent, now)
+
+    def hold_offer(self, interaction: str) -> None:
+        self.router.hold_offer(interaction)
+
+    def renew_offer(self, interaction: str, now: float) -> None:
+        self.router.renew_offer(interaction, now)
+
+    def person_left(self, interaction: str, now: float) -> None:
+        self.router.abandon(interaction, now)
+
+    def drop(self, interaction: str, now: float, reason: str) -> str | None:
+        return self.router.drop(interaction, now, reason)
+
+    def tick_routing(self, now: float) -> tuple[list[Offer], list[Exit]]:
+        """The router's tick alone (a runner with ``ticks_router``); the hub's
+        own :meth:`tick` is the one a server runs."""
+        return self.router.tick(now)
+
 
 def check_reason(reason: str | None) -> None:
     """Pause reasons are one line of text: a control character (CR, LF ...)

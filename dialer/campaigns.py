@@ -219,7 +219,7 @@ class Campaigns:
             runner = CampaignRunner(
                 s,
                 pbxs[self._pbx[s.name]],
-                acd.router,
+                acd,  # the runner's AgentDesk
                 clock,
                 source,
                 attempts=attempts,

@@ -40,6 +40,7 @@ from routing.agent import Agent, AgentState
 from routing.model import Channel, Direction, Interaction, QueueConfig, ServiceLevel
 from routing.router import Offer, Router
 from sim.clock import HeapClock
+from sim.desk import RouterDesk
 from sim.fates import CallFate, call_rng
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
@@ -132,7 +133,7 @@ class SimOracle:
         self._cache_phase = 0
 
     def agent_free_in(self, runner: CampaignRunner, agent: str, now: float) -> float:
-        a = runner.router.known_agent(agent)
+        a = runner.desk.known_agent(agent)
         for item in a.work.values():
             attempt = runner.live.get(item.interaction)
             if attempt is not None and attempt.connected is None:
@@ -398,7 +399,7 @@ def run(
     runner = CampaignRunner(
         settings,
         telephony,
-        router,
+        RouterDesk(router),  # the runner commands the lab's router through its desk
         clock,
         leads,
         pacing,
