@@ -268,11 +268,11 @@ class Hub:
         """The line pauses its agent (no phone, PBX lost, no answer ...)."""
         self.router.pause(agent, now, reason)
 
-    def requeue(self, interaction: Interaction, now: float) -> list[Offer]:
-        """Queue again an interaction its adapter had announced already (a
-        caller the last run left waiting, a call taken over after a restart):
-        unlike :meth:`enqueue`, no QUEUED event and no count (its row is
-        reopened, not new)."""
+    def queue_owned(self, interaction: Interaction, now: float) -> list[Offer]:
+        """Queue an interaction whose adapter reports it itself: a caller the
+        last run left waiting or a call taken over after a restart (its row is
+        reopened, not new), a person a campaign reached (the runner publishes
+        its own news).  Unlike :meth:`enqueue`, no QUEUED event and no count."""
         return self.router.enqueue(interaction, now)
 
     def accept_offer(self, agent: str, interaction: str, now: float) -> Interaction:
@@ -749,6 +749,35 @@ class Hub:
                 m.agents.labels(state.value, channel.value).set(
                     counts.get((state.value, channel.value), 0)
                 )
+
+    # -- a campaign runner's desk (``dialer.ports.AgentDesk``) -------------------------------
+    # The router's commands for the persons a campaign reached, unchanged:
+    # each returns its offers for the runner to hand to :meth:`route`; no
+    # agent line hook runs and nothing is published (the runner reports its
+    # persons itself).  The queries above (agent, known_agent, agents,
+    # has_queue, offered_to, handler_of, handled) are the desk's too, and so
+    # are the line's commands (line_ready, line_pause, accept_offer,
+    # decline_offer, withdraw_offer, hold_offer, renew_offer, abandon, drop,
+    # route_agent): what a campaign's person does to the router is what a
+    # caller's line does, the same commands.
+    def campaign_of(self, interaction: str) -> str | None:
+        return self.router.campaign_of(interaction)
+
+    def listen_agents(self, listener: Callable[[Agent], None]) -> None:
+        self.router.listen_agents(listener)
+
+    def agent_finishes(
+        self, agent: str, interaction: str, now: float, wrap_up: float
+    ) -> list[Offer]:
+        return self.router.finish(agent, interaction, now, wrap_up)
+
+    def agent_wrapped_up(self, agent: str, now: float) -> list[Offer]:
+        return self.router.end_wrap_up(agent, now)
+
+    def tick_routing(self, now: float) -> tuple[list[Offer], list[Exit]]:
+        """The router's tick alone (a runner with ``ticks_router``); the hub's
+        own :meth:`tick` is the one a server runs."""
+        return self.router.tick(now)
 
 
 def check_reason(reason: str | None) -> None:

@@ -617,7 +617,7 @@ class VoiceInbound:
             return False
         now = self.hub.clock.seconds()
         interaction = _interaction_of(iid, left, agent=agent, connect_by=now)
-        self.hub.requeue(interaction, now)  # the agent is not in yet: it waits for it
+        self.hub.queue_owned(interaction, now)  # the agent is not in yet: it waits for it
         offers = self.hub.line_login(agent, now, queues)
         if not any(o.interaction == iid for o in offers):
             self.hub.line_pause(
@@ -711,7 +711,7 @@ class VoiceInbound:
             if live.in_fallback:  # its wait ran out while we were down: the PBX's now
                 self._fallback(CallFellBack(self.telephony.name, uid), now)
                 continue
-            offers = self.hub.requeue(interaction, now)
+            offers = self.hub.queue_owned(interaction, now)
             # queued once, on its arrival (the row, written before the router
             # queued it, may not have that entry yet)
             interaction.history = list(left.history) or [

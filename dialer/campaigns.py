@@ -63,7 +63,7 @@ from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings, Camp
 from dialer.compliance import Verdict
 from dialer.pacing import estimates_for
 from dialer.ports import CampaignAttempts, CampaignStore, Hopper, RecordCounts
-from dialer.runner import PBX_LOST, SERVER_RESTART, Attempt, CampaignRunner
+from dialer.runner import PBX_LOST, SERVER_RESTART, Attempt, AttemptNews, CampaignRunner
 from routing.agent import AgentState
 
 log = Logger(namespace="dirigent.campaigns")
@@ -219,7 +219,7 @@ class Campaigns:
             runner = CampaignRunner(
                 s,
                 pbxs[self._pbx[s.name]],
-                acd.router,
+                acd,  # the runner's AgentDesk
                 clock,
                 source,
                 attempts=attempts,
@@ -750,46 +750,56 @@ class Campaigns:
                 for (list_name, _), by in per_list.items():
                     m.list_records.labels(name, list_name, status).set(by.get(status, 0))
 
-    def _on_attempt(self, what: str, attempt: Attempt) -> None:
+    def _on_attempt(self, what: AttemptNews, attempt: Attempt) -> None:
         """Outbound interactions for the reports and the screen pop, and the
         outcome counter."""
-        if what == "ended" and self.metrics is not None:
-            self.metrics.calls.labels(attempt.campaign, attempt.outcome or "unknown").inc()
-        if what == "refused" and self.metrics is not None:
-            self.metrics.refused.labels(attempt.campaign, attempt.refused_by or "gate").inc()
-        event = {"queued": "queued", "connected": "answered"}.get(what)
-        extra: dict[str, Any] = {}
-        if what == "ended" and attempt.verdict == "human":
-            event = "ended" if attempt.connected is not None else "abandoned"
-            if attempt.outcome in (PBX_LOST, SERVER_RESTART, "unknown"):
-                # cut by the PBX, or closed at start-up: not the person's doing
-                event, extra = "ended", {"outcome": attempt.outcome}
-        if event is None:
-            return
-        c = self.campaigns[attempt.campaign]
-        payload: dict[str, Any] = dict(extra)
-        if event in ("answered", "ended"):
-            payload["agent"] = attempt.agent
-        self.bus.publish(
-            InteractionChanged(
-                # an end is reported when it happened (a call cut by a link loss
-                # ended when the link was lost, not at the resync)
-                attempt.ended
-                if what == "ended" and attempt.ended is not None
+        now = self.clock.seconds()
+        agent: str | None = None  # with an agent: answered, and ended after it
+        outcome: str | None = None  # why a call was cut that was not the person's doing
+        match what:
+            case AttemptNews.REFUSED:
+                if self.metrics is not None:
+                    self.metrics.refused.labels(
+                        attempt.campaign, attempt.refused_by or "gate"
+                    ).inc()
+                return
+            case AttemptNews.QUEUED:
+                stage, at = Stage.QUEUED, now
+            case AttemptNews.CONNECTED:
                 # the answer when the connection was (an end closed at start-up
                 # at that moment must not come before it: QA4, a negative talk time)
-                else attempt.connected
-                if what == "connected" and attempt.connected is not None
-                else self.clock.seconds(),
-                Stage(event),
+                stage, agent = Stage.ANSWERED, attempt.agent
+                at = attempt.connected if attempt.connected is not None else now
+            case AttemptNews.ENDED:
+                if self.metrics is not None:
+                    self.metrics.calls.labels(attempt.campaign, attempt.outcome or "unknown").inc()
+                if attempt.verdict != "human":
+                    return
+                # an end is reported when it happened (a call cut by a link loss
+                # ended when the link was lost, not at the resync)
+                at = attempt.ended if attempt.ended is not None else now
+                if attempt.outcome in (PBX_LOST, SERVER_RESTART, "unknown"):
+                    # cut by the PBX, or closed at start-up: not the person's doing
+                    stage, agent, outcome = Stage.ENDED, attempt.agent, attempt.outcome
+                elif attempt.connected is not None:
+                    stage, agent = Stage.ENDED, attempt.agent
+                else:
+                    stage = Stage.ABANDONED
+            case _:
+                return
+        c = self.campaigns[attempt.campaign]
+        self.bus.publish(
+            InteractionChanged(
+                at,
+                stage,
                 attempt.id,
                 Channel.VOICE,
                 c.runner.settings.queue_name,
                 attempt.lead.number,
                 Direction.OUTBOUND,
-                agent=payload.get("agent"),
+                agent=agent,
                 campaign=attempt.campaign,
-                outcome=payload.get("outcome"),
+                outcome=outcome,
             )
         )
 

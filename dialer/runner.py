@@ -42,11 +42,12 @@ Time comes from an ``IReactorTime`` (reactor or ``task.Clock``).
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -90,7 +91,10 @@ from routing.model import (
     RoutingError,
     UnknownName,
 )
-from routing.router import Exit, Offer, Router, transfer_queue
+from routing.router import Exit, Offer, transfer_queue
+
+if TYPE_CHECKING:  # dialer.ports imports this module (AttemptLog)
+    from dialer.ports import AgentDesk
 
 log = Logger(namespace="dirigent.dialer")
 
@@ -126,6 +130,22 @@ _DIAL_OUTCOME = {
     Outcome.FAILED: "failed",
     Outcome.UNKNOWN: "unknown",
 }
+
+
+class AttemptNews(enum.StrEnum):
+    """What just happened to an attempt, as the runner tells its listeners
+    (:attr:`CampaignRunner.listeners`): the campaigns' service reports some
+    of them as interactions, the pacing lab acts on others (an agent's wrap
+    time, an oracle's forecast).  String values, so a listener written for the
+    plain words still compares equal."""
+
+    DIALED = "dialed"
+    REFUSED = "refused"  # the gate refused the record at its dial (never dialed)
+    QUEUED = "queued"  # a person waits for an agent
+    OFFERED = "offered"
+    ABANDONED = "abandoned"
+    CONNECTED = "connected"  # with an agent
+    ENDED = "ended"
 
 
 @dataclass
@@ -257,7 +277,7 @@ class CampaignRunner:
         self,
         settings: CampaignSettings,
         telephony: Telephony,
-        router: Router,
+        desk: AgentDesk,
         clock: IReactorTime,
         source: LeadSource,
         strategy: Strategy | None = None,
@@ -279,7 +299,8 @@ class CampaignRunner:
         self.telephony = telephony
         #: the PBX's name, in the idle reason while it is down (None: the only one)
         self.pbx = pbx
-        self.router = router
+        #: the agents' side: the hub, or the lab's router-backed desk (never the router itself)
+        self.desk = desk
         self.clock = clock
         self.source = source
         self.strategy = strategy or strategy_for(settings)
@@ -331,7 +352,7 @@ class CampaignRunner:
         #: the server is stopping: no new dials, the lines placed go on (:meth:`wind_down`)
         self.winding_down = False
         self._last_line_change = clock.seconds()
-        self.listeners: list[Callable[[str, Attempt], None]] = []
+        self.listeners: list[Callable[[AttemptNews, Attempt], None]] = []
         #: preview mode: called with (agent, preview) when a record is put on screen
         self.preview_listeners: list[Callable[[str, Preview], None]] = []
         #: the campaign's agents (logged in to its queue), as pacing counts them
@@ -344,13 +365,13 @@ class CampaignRunner:
         #: and the voice work of others each member has now
         self.inbound = InboundRate()
         self._foreign: dict[str, set[str]] = {}
-        for a in router.all_agents():
+        for a in desk.agents():
             self._board.update(a)
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
         self._tick = tick
         telephony.listen(self.on_event)
-        router.listen_agents(self._agent_changed)
+        desk.listen_agents(self._agent_changed)
 
     # -- controls ----------------------------------------------------------------------
     def start(self) -> None:
@@ -436,10 +457,10 @@ class CampaignRunner:
     def end_wrap_up(self, agent: str) -> None:
         """The agent finished the after-call work (desktop or simulated agent)."""
         now = self.clock.seconds()
-        a = self.router.agent(agent)
+        a = self.desk.agent(agent)
         if a is None or not any(w.phase is Phase.WRAP_UP for w in a.work.values()):
             return
-        self._route(self.router.end_wrap_up(agent, now))  # the listener learns its length
+        self._route(self.desk.agent_wrapped_up(agent, now))  # the listener learns its length
 
     def _agent_changed(self, agent: Any) -> None:
         self._board.update(agent)
@@ -464,7 +485,7 @@ class CampaignRunner:
     # -- pacing ----------------------------------------------------------------------------
     def tick(self) -> None:
         if self.ticks_router:
-            offers, _exits = self.router.tick(self.clock.seconds())
+            offers, _exits = self.desk.tick_routing(self.clock.seconds())
             self._route(offers)
         self.pace()
 
@@ -498,7 +519,7 @@ class CampaignRunner:
         against -- its lines are left their agents by the reservation
         (:meth:`dialer.campaigns.Campaigns.reserved_for`), counted twice as
         inbound they held a shared agent's campaigns back for minutes."""
-        return self.router.campaign_of(interaction) not in (None, self.settings.name)
+        return self.desk.campaign_of(interaction) not in (None, self.settings.name)
 
     def snapshot(self, now: float) -> Snapshot:
         reserved = self.reserved_agents(now) if self.reserved_agents is not None else ()
@@ -569,7 +590,7 @@ class CampaignRunner:
                 wanted += ringing
             elif att.verdict is None:
                 wanted += answered
-            elif att.id in self.waiting_since and self.router.offered_to(att.id) is None:
+            elif att.id in self.waiting_since and self.desk.offered_to(att.id) is None:
                 wanted += 1.0
         return wanted
 
@@ -621,7 +642,7 @@ class CampaignRunner:
         free = [
             a
             for a in sorted(self._board.members)
-            if a not in self.previews and self.router.known_agent(a).state is AgentState.READY
+            if a not in self.previews and self.desk.known_agent(a).state is AgentState.READY
         ]
         if not free:
             if not self._board.members:
@@ -636,7 +657,7 @@ class CampaignRunner:
             if self.status == CampaignStatus.IDLE:
                 self.status, self.idle_reason = CampaignStatus.RUNNING, None
             preview = self.previews[agent] = Preview(leads[0], now)
-            self.router.pause(agent, now, PREVIEW)
+            self.desk.line_pause(agent, now, PREVIEW)
             if self.settings.preview_auto_dial is not None:
                 preview.timer = self.clock.callLater(
                     self.settings.preview_auto_dial, self.preview_dial, agent
@@ -685,9 +706,9 @@ class CampaignRunner:
 
     def _preview_over(self, agent: str) -> None:
         """Back to ready (if still paused for the preview); pacing brings the next record."""
-        a = self.router.agent(agent)
+        a = self.desk.agent(agent)
         if a is not None and a.logged_in and a.pause_reason == PREVIEW:
-            self._route(self.router.ready(agent, self.clock.seconds()))
+            self._route(self.desk.line_ready(agent, self.clock.seconds()))
         self.pace_soon()
 
     def _notify_preview(self, agent: str, preview: Preview) -> None:
@@ -698,7 +719,7 @@ class CampaignRunner:
         """Why no agent counts for pacing: none logged in to the campaign, or
         all of them busy elsewhere (an inbound call of a blended agent, a
         pause), said with their states rather than "none logged in"."""
-        agents = [a for a in map(self.router.agent, self.campaign_agents()) if a is not None]
+        agents = [a for a in map(self.desk.agent, self.campaign_agents()) if a is not None]
         logged_in = [a for a in agents if a.logged_in]
         if not logged_in:
             return "no agents logged in and ready"
@@ -751,7 +772,7 @@ class CampaignRunner:
         written.addErrback(not_written)
         d = written.addCallback(self._begun, attempt, agent)
         d.addCallbacks(self._originated, self._originate_failed, (attempt,), {}, (attempt,))
-        self._notify("dialed", attempt)
+        self._notify(AttemptNews.DIALED, attempt)
         return attempt
 
     def _begun(
@@ -783,7 +804,7 @@ class CampaignRunner:
             why=verdict.reason,
         )
         attempt.refused_by = verdict.check
-        self._notify("refused", attempt)
+        self._notify(AttemptNews.REFUSED, attempt)
         agent = attempt.agent
         preview = self.previews.get(agent) if agent is not None else None
         if agent is not None and preview is not None and preview.attempt == attempt.id:
@@ -864,9 +885,9 @@ class CampaignRunner:
                 # moves into agents' bridges in flight may go with the link; the
                 # router does not time them out meanwhile (a "no answer" pause
                 # would blame the agent for the PBX): the resync settles them
-                self._moves_unsure.update(a for a in self.live if self.router.offered_to(a))
+                self._moves_unsure.update(a for a in self.live if self.desk.offered_to(a))
                 for attempt_id in self._moves_unsure:
-                    self.router.hold_offer(attempt_id)
+                    self.desk.hold_offer(attempt_id)
                 if self.status != CampaignStatus.STOPPED:
                     log.warn(
                         "campaign {c}: PBX link lost, dialing stopped ({n} calls in progress)",
@@ -915,13 +936,13 @@ class CampaignRunner:
         self._deadlines[attempt.id] = self.clock.callLater(
             attempt.connect_by - now, self._deadline, attempt
         )
-        self._notify("queued", attempt)
+        self._notify(AttemptNews.QUEUED, attempt)
         self._own(attempt.id)
-        self._route(self.router.enqueue(interaction, now))
+        self._route(self.desk.queue_owned(interaction, now))
         if preview is not None and preview.attempt == attempt.id:
             # the agent who dialed takes the call: out of the preview pause, into the offer
             del self.previews[attempt.agent]  # type: ignore[arg-type]
-            self._route(self.router.ready(attempt.agent, now))  # type: ignore[arg-type]
+            self._route(self.desk.line_ready(attempt.agent, now))  # type: ignore[arg-type]
 
     # -- the hub's adapter -----------------------------------------------------------------
     def _own(self, interaction: str) -> None:
@@ -952,20 +973,20 @@ class CampaignRunner:
             )
             if self.no_leg is not None:
                 self.no_leg(agent)
-            if self.router.offered_to(attempt.id) == agent:
+            if self.desk.offered_to(attempt.id) == agent:
                 now = self.clock.seconds()
-                self._route(self.router.decline(agent, attempt.id, now))
+                self._route(self.desk.decline_offer(agent, attempt.id, now))
             return
         attempt.agent = agent
         if self.lost_at is not None:
             # fails with the link down: the resync settles it, no time-out meanwhile
             self._moves_unsure.add(attempt.id)
-            self.router.hold_offer(attempt.id)
+            self.desk.hold_offer(attempt.id)
         else:  # sent now: the offer's time-out counts from here (again, after a hold)
-            self.router.renew_offer(attempt.id, self.clock.seconds())
+            self.desk.renew_offer(attempt.id, self.clock.seconds())
         d = self.telephony.connect_to_agent(attempt.channel_id, agent)
         self._command(attempt, "connecting to the agent", d)
-        self._notify("offered", attempt)
+        self._notify(AttemptNews.OFFERED, attempt)
 
     def on_exit(self, ex: Exit) -> None:
         """The router gave a waiting person up (its queue's maximum wait):
@@ -994,11 +1015,11 @@ class CampaignRunner:
             raise RoutingError("transfer", "a campaign call is transferred through the hub")
         if (queue is None) == (to_agent is None):
             raise RoutingError("transfer", "give either a queue or an agent")
-        if queue is not None and not self.router.has_queue(queue):
+        if queue is not None and not self.desk.has_queue(queue):
             raise UnknownName("queue", f"unknown queue {queue!r}")
         target = queue
         if to_agent is not None:
-            other = self.router.agent(to_agent)
+            other = self.desk.agent(to_agent)
             if other is None:
                 raise UnknownName("agent", f"unknown agent {to_agent!r}")
             # the campaign's queue if the colleague serves it, else the colleague's first
@@ -1011,7 +1032,7 @@ class CampaignRunner:
             raise Unavailable("pbx", "the PBX link is down: the call cannot be moved now")
         attempt = self.live[interaction]
         now = self.clock.seconds()
-        handled = self.router.handled(interaction)
+        handled = self.desk.handled(interaction)
         history = list(handled.history) if handled is not None else []
         history.append(HistoryEntry.transferred(agent, now, to_queue=queue, to_agent=to_agent))
         self.center.hand_over(
@@ -1028,7 +1049,7 @@ class CampaignRunner:
         )
         if attempt.connected is not None:
             self._talk[agent] = (now - attempt.connected, now)
-        offers = self.router.finish(agent, interaction, now, self.settings.wrap_up)
+        offers = self.desk.agent_finishes(agent, interaction, now, self.settings.wrap_up)
         d = self.telephony.transfer_to_queue(attempt.channel_id, target)
         center, pbx = self.center, self.telephony.name
 
@@ -1084,7 +1105,7 @@ class CampaignRunner:
         self._deadlines.pop(attempt.id, None)
         if attempt.id not in self.waiting_since or not attempt.open:
             return
-        if self.router.offered_to(attempt.id) is not None:
+        if self.desk.offered_to(attempt.id) is not None:
             # moving into the agent's bridge right now (a move lost with the
             # PBX link is settled by the resync: :meth:`_settle_moves`)
             return
@@ -1098,7 +1119,7 @@ class CampaignRunner:
         timer = self._deadlines.pop(attempt.id, None)
         if timer is not None and timer.active():
             timer.cancel()
-        freed = self.router.drop(attempt.id, now, "not moved")
+        freed = self.desk.drop(attempt.id, now, "not moved")
         attempt.abandoned = True
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
@@ -1106,9 +1127,9 @@ class CampaignRunner:
         if not played:
             d = self.telephony.play_prompt(attempt.channel_id, Prompt.ABANDON)
             self._command(attempt, "abandon message", d)
-        self._notify("abandoned", attempt)
+        self._notify(AttemptNews.ABANDONED, attempt)
         if freed is not None:
-            self._route(self.router.route_agent(freed, now))
+            self._route(self.desk.route_agent(freed, now))
 
     def _abandoned_by_pbx(self, attempt: Attempt, now: float) -> None:
         """The dialplan's net played the abandon message at the legal limit:
@@ -1126,7 +1147,7 @@ class CampaignRunner:
             c=self.settings.name,
             a=attempt.id,
         )
-        if attempt.id in self.waiting_since and self.router.offered_to(attempt.id) is None:
+        if attempt.id in self.waiting_since and self.desk.offered_to(attempt.id) is None:
             self._abandon(attempt, now, played=True)
             return
         self._count_abandoned(attempt, now)
@@ -1139,7 +1160,7 @@ class CampaignRunner:
         self.stats.abandoned += 1
         self.ledger.abandoned(now)
         self.strategy.observe(abandoned=True)
-        self._notify("abandoned", attempt)
+        self._notify(AttemptNews.ABANDONED, attempt)
 
     def _forget_marks(self, attempts: Iterable[Attempt]) -> None:
         """The PBX's marks of these calls are known now: deleted there."""
@@ -1163,13 +1184,13 @@ class CampaignRunner:
         unsure, self._moves_unsure = self._moves_unsure, set()
         # who is offered to whom now: a person re-routed while this runs
         # (to an agent freed here) is moved by that offer, not again
-        todo = [(a, self.router.offered_to(a)) for a in sorted(unsure)]
+        todo = [(a, self.desk.offered_to(a)) for a in sorted(unsure)]
         for attempt_id, agent in todo:
             attempt = self.live.get(attempt_id)
             since = self.waiting_since.get(attempt_id)
             if attempt is None or attempt.connected is not None or since is None:
                 continue
-            if agent is None or self.router.offered_to(attempt_id) != agent:
+            if agent is None or self.desk.offered_to(attempt_id) != agent:
                 continue
             due = attempt.connect_by if attempt.connect_by is not None else self.connect_by(since)
             if now < due:
@@ -1186,20 +1207,20 @@ class CampaignRunner:
     def _connected(self, attempt: Attempt, now: float) -> None:
         if attempt.connected is not None or attempt.agent is None:
             return
-        if self.router.offered_to(attempt.id) is None:
+        if self.desk.offered_to(attempt.id) is None:
             return
         self.waiting_since.pop(attempt.id, None)
         timer = self._deadlines.pop(attempt.id, None)
         if timer is not None and timer.active():
             timer.cancel()
-        self.router.accept(attempt.agent, attempt.id, now)
+        self.desk.accept_offer(attempt.agent, attempt.id, now)
         attempt.connected = now
         self.log.connected(attempt)
         self.stats.connected += 1
         if not attempt.abandoned:  # a late move, counted live and abandoned at the PBX's net
             self.ledger.live(now)
         attempt.paced = self.strategy.observe(abandoned=False)
-        self._notify("connected", attempt)
+        self._notify(AttemptNews.CONNECTED, attempt)
 
     def answering_machine(self, ref: str, connected_at: float | None = None) -> str:
         """The agent's disposition: call ``ref`` reached an answering machine
@@ -1248,18 +1269,20 @@ class CampaignRunner:
                 # cut by the PBX; one that vanished while the link was down ended
                 # at the latest when the link was lost (not at the resync)
                 ended = max(attempt.connected, self.lost_at or now) if vanished else now
-                if self.router.handled_by(attempt.id) is not None:
+                if self.desk.handler_of(attempt.id) is not None:
                     self._route(
-                        self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
+                        self.desk.agent_finishes(
+                            attempt.agent, attempt.id, now, self.settings.wrap_up
+                        )
                     )
                 self._end(
                     attempt, PBX_LOST, ended, retry_as="machine" if attempt.machine else "answered"
                 )
                 return
-            if self.router.handled_by(attempt.id) is not None:
+            if self.desk.handler_of(attempt.id) is not None:
                 self._talk[attempt.agent] = (now - attempt.connected, now)
                 self._route(
-                    self.router.finish(attempt.agent, attempt.id, now, self.settings.wrap_up)
+                    self.desk.agent_finishes(attempt.agent, attempt.id, now, self.settings.wrap_up)
                 )
             if attempt.machine:
                 self._end(attempt, "machine", now)
@@ -1279,10 +1302,10 @@ class CampaignRunner:
             timer = self._deadlines.pop(attempt.id, None)
             if timer is not None and timer.active():
                 timer.cancel()
-            offered_to = self.router.offered_to(attempt.id)
-            self.router.abandon(attempt.id, now)  # also releases an agent it was offered to
+            offered_to = self.desk.offered_to(attempt.id)
+            self.desk.abandon(attempt.id, now)  # also releases an agent it was offered to
             if offered_to is not None:
-                self._route(self.router.route_agent(offered_to, now))
+                self._route(self.desk.route_agent(offered_to, now))
             attempt.abandoned = True
             self.stats.abandoned += 1
             self.ledger.abandoned(now)
@@ -1359,10 +1382,10 @@ class CampaignRunner:
         if preview is not None and preview.attempt == attempt.id:
             del self.previews[attempt.agent]  # type: ignore[arg-type]  # not answered
             self._preview_over(attempt.agent)  # type: ignore[arg-type]  # the next record
-        self._notify("ended", attempt)
+        self._notify(AttemptNews.ENDED, attempt)
         self.pace_soon()
 
-    def _notify(self, what: str, attempt: Attempt) -> None:
+    def _notify(self, what: AttemptNews, attempt: Attempt) -> None:
         for listener in self.listeners:
             listener(what, attempt)
 
@@ -1462,7 +1485,7 @@ class CampaignRunner:
             self.source.done(attempt.lead, retry_as, now)
             self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
             closed.append(attempt)
-            self._notify("ended", attempt)  # counted and reported like any other end
+            self._notify(AttemptNews.ENDED, attempt)  # counted and reported like any other end
         return closed
 
     def pbx_abandons(self) -> Deferred[dict[str, float]]:
@@ -1506,7 +1529,7 @@ class CampaignRunner:
             c=self.settings.name,
             a=attempt.id,
         )
-        self._notify("ended", attempt)
+        self._notify(AttemptNews.ENDED, attempt)
 
     def _close_abandoned(self, attempt: Attempt, now: float) -> None:
         """Gone while the link was down, after the PBX's net played the
@@ -1546,7 +1569,7 @@ class CampaignRunner:
         :data:`CALL_IN_BRIDGE` (ready, an inbound caller could be moved in
         first); it is taken from the hold when this call is the only one
         in the bridge (with another customer there, it is not: hung up)."""
-        agent = self.router.agent(agent_id)
+        agent = self.desk.agent(agent_id)
         if agent is None:
             return False
         held = agent.state is AgentState.PAUSED and agent.pause_reason == CALL_IN_BRIDGE
@@ -1560,22 +1583,24 @@ class CampaignRunner:
         self.by_channel[attempt.channel_id] = attempt
         interaction = self._interaction(attempt, now, agent_id, PREVIEW_PRIORITY)
         self._own(attempt.id)
-        self.router.enqueue(interaction, now)  # offered to that agent only
+        self.desk.queue_owned(interaction, now)  # offered to that agent only
         others: list[Offer] = []
         if held:  # the agent leaves the hold for this call (first: it goes ahead)
-            others = [o for o in self.router.ready(agent_id, now) if o.interaction != attempt.id]
-        if self.router.offered_to(attempt.id) is None:
+            others = [o for o in self.desk.line_ready(agent_id, now) if o.interaction != attempt.id]
+        if self.desk.offered_to(attempt.id) is None:
             if held:  # back in the hold, and what it was offered meanwhile goes back
-                self.router.pause(agent_id, now, CALL_IN_BRIDGE)
+                self.desk.line_pause(agent_id, now, CALL_IN_BRIDGE)
                 given_back: list[Offer] = []
                 for o in others:
-                    given_back += self.router.withdraw(agent_id, o.interaction, now, CALL_IN_BRIDGE)
+                    given_back += self.desk.withdraw_offer(
+                        agent_id, o.interaction, now, CALL_IN_BRIDGE
+                    )
                 self._route(given_back)
-            self.router.abandon(attempt.id, now)
+            self.desk.abandon(attempt.id, now)
             self._release(attempt.id)
             del self.live[attempt.id], self.by_channel[attempt.channel_id]
             return False
-        self.router.accept(agent_id, attempt.id, now)
+        self.desk.accept_offer(agent_id, attempt.id, now)
         self._route(others)  # chat, e-mail ... its capacity allows beside the call
         # the conversation began before the restart: its talk time counts from then
         attempt.agent, attempt.connected = agent_id, attempt.connected or now
@@ -1600,7 +1625,7 @@ class CampaignRunner:
         timer = self._deadlines.pop(attempt.id, None)
         if timer is not None and timer.active():
             timer.cancel()
-        freed = self.router.drop(attempt.id, now, "pbx lost")
+        freed = self.desk.drop(attempt.id, now, "pbx lost")
         self._end(attempt, outcome, now)
         if freed is not None:
-            self._route(self.router.route_agent(freed, now))
+            self._route(self.desk.route_agent(freed, now))

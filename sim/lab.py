@@ -35,11 +35,12 @@ import numpy as np
 from core.events import DialMode
 from dialer.campaign import CampaignSettings, Lead, pacing_window, validate
 from dialer.pacing import estimates_for, make_strategy
-from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
+from dialer.runner import Attempt, AttemptNews, CampaignRunner, MemoryAttemptLog
 from routing.agent import Agent, AgentState
 from routing.model import Channel, Direction, Interaction, QueueConfig, ServiceLevel
 from routing.router import Offer, Router
 from sim.clock import HeapClock
+from sim.desk import RouterDesk
 from sim.fates import CallFate, call_rng
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
@@ -132,7 +133,7 @@ class SimOracle:
         self._cache_phase = 0
 
     def agent_free_in(self, runner: CampaignRunner, agent: str, now: float) -> float:
-        a = runner.router.known_agent(agent)
+        a = runner.desk.known_agent(agent)
         for item in a.work.values():
             attempt = runner.live.get(item.interaction)
             if attempt is not None and attempt.connected is None:
@@ -398,7 +399,7 @@ def run(
     runner = CampaignRunner(
         settings,
         telephony,
-        router,
+        RouterDesk(router),  # the runner commands the lab's router through its desk
         clock,
         leads,
         pacing,
@@ -414,14 +415,18 @@ def run(
         inbound.route = lambda offers: hand(runner.own_offers(offers))
         inbound.end_wrap_up = runner.end_wrap_up
 
-    def on_attempt(what: str, attempt: Attempt) -> None:
-        if what == "connected" and oracle is not None and attempt.agent:
+    def on_attempt(what: AttemptNews, attempt: Attempt) -> None:
+        if what is AttemptNews.CONNECTED and oracle is not None and attempt.agent:
             oracle.free_at[attempt.agent] = clock.seconds() + oracle.handle_time(attempt)
         fate = (pbx.fate_log or {}).get(attempt.channel_id)
-        if what == "connected" and fate is not None and fate.outcome == "machine":
+        if what is AttemptNews.CONNECTED and fate is not None and fate.outcome == "machine":
             # the agent hears a machine's greeting and says so (the disposition)
             clock.callLater(MACHINE_HEARD, runner.answering_machine, attempt.id)
-        if what == "ended" and attempt.outcome in ("answered", "machine") and attempt.agent:
+        if (
+            what is AttemptNews.ENDED
+            and attempt.outcome in ("answered", "machine")
+            and attempt.agent
+        ):
             agent = attempt.agent
             clock.callLater(
                 wrap_time(workload, seed, attempt.lead.number), runner.end_wrap_up, agent

@@ -29,6 +29,7 @@ from routing.agent import NO_ANSWER, Agent, AgentState
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.ami_server import SimAmiServer
+from sim.desk import RouterDesk
 from sim.pbx import SimPbx
 from sim.workload import Distribution
 from tests.conftest import run, settle, stop_sim, wait_for
@@ -80,7 +81,7 @@ def _move_lost_with_the_link(
                 CampaignSettings("c", caller_id="+4930555000", amd=False, amd_false_positive=0.0)
             ),
             tel,
-            router,
+            RouterDesk(router),
             reactor,
             ListSource([number]),
             Progressive(),

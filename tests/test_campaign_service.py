@@ -227,7 +227,7 @@ def test_a_campaign_dials_connects_is_controlled_over_the_api_and_survives_a_res
     assert view["since"] > runner.stats.since and view["dials"] == runner2.stats.dials
     assert view["today"]["live"] >= round(live_before, 2) > 0, "the day's live answers go on"
     # the agents' nailed-up legs survived the restart and were taken over, not rung again
-    assert all(runner2.router.agents[a].logged_in for a in AGENTS)
+    assert all(runner2.desk.known_agent(a).logged_in for a in AGENTS)
 
     def outcomes() -> dict[str, tuple[str | None, str | None]]:
         with engine.connect() as conn:

@@ -22,6 +22,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim.ami_server import SimAmiServer
 from sim.clock import HeapClock, ScaledClock
+from sim.desk import RouterDesk
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import Distribution, standard_workload
@@ -54,7 +55,7 @@ def make_runner(telephony: Any, clock: Any) -> tuple[CampaignRunner, MemoryAttem
             CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=3.0)
         ),
         telephony,
-        router,
+        RouterDesk(router),
         clock,
         ListSource(NUMBERS),
         Progressive(),
@@ -64,8 +65,9 @@ def make_runner(telephony: Any, clock: Any) -> tuple[CampaignRunner, MemoryAttem
 
 
 def nail_up_and_login(runner: CampaignRunner, now: float) -> None:
+    assert isinstance(runner.desk, RouterDesk)  # the test's own router, behind the desk
     for a in AGENTS:
-        runner.router.login(a, now, ["c"])
+        runner.desk.router.login(a, now, ["c"])
 
 
 def outcomes(log: MemoryAttemptLog) -> dict[str, str]:
@@ -158,7 +160,7 @@ def test_a_conversation_cut_by_a_pbx_crash_ends_when_the_link_was_lost(session_f
                 )
             ),
             tel,
-            router,
+            RouterDesk(router),
             reactor,
             source,
             Progressive(),

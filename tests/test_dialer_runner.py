@@ -19,6 +19,7 @@ from routing.model import QueueConfig
 from routing.router import Router
 from sim import lab
 from sim.clock import HeapClock
+from sim.desk import RouterDesk
 from sim.inprocess import KNOWN_EVENTS, SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload, standard_workload
@@ -95,7 +96,7 @@ def setup(
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
         tel,
-        router,
+        RouterDesk(router),
         clock,
         source,
         strategy or Progressive(),
@@ -177,7 +178,7 @@ def test_persons_answering_while_no_dirigent_runs_hear_the_pbx_message_and_count
     later = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
         SimTelephony(pbx),
-        router,
+        RouterDesk(router),
         clock,
         source,
         Progressive(),
@@ -457,7 +458,7 @@ def test_a_campaign_call_transferred_to_an_agent_waits_in_the_queue_the_router_w
         runner = CampaignRunner(
             validate(settings),
             tel,
-            router,
+            acd,  # the runner's AgentDesk
             clock,
             source,
             Progressive(),
@@ -480,7 +481,7 @@ def test_a_campaign_call_transferred_to_an_agent_waits_in_the_queue_the_router_w
 
 
 def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> None:
-    clock, pbx, tel, router, acd = _two_nailed_agents()
+    clock, pbx, tel, _router, acd = _two_nailed_agents()
     for a in ("1001", "1002"):
         acd.nail_up(a, ["sales", "c"])
     clock.run_until(2.0)
@@ -488,7 +489,7 @@ def test_blended_agents_are_yielded_to_an_inbound_queue_whose_callers_wait() -> 
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
         tel,
-        router,
+        acd,  # the runner's AgentDesk
         clock,
         source,
         Progressive(),
@@ -532,7 +533,7 @@ def test_preview_shows_the_record_first_and_the_agent_dials_or_skips() -> None:
     clock, _pbx, runner, source, log, shown = preview_setup(workload(live=1.0))
     runner.start()
     clock.run_until(10.0)
-    agent = runner.router.agents["1001"]
+    agent = runner.desk.known_agent("1001")
     assert shown == [("1001", "+493012340000")] and log.order == [], "nothing dialed yet"
     assert agent.pause_reason == "preview", "nothing else is routed to an agent reading a record"
 
@@ -604,7 +605,7 @@ def test_a_preview_refused_or_unwritten_at_the_dial_gives_the_agent_the_next_rec
     assert isinstance(failed.begun.result, Unavailable) and failed.outcome == "failed"
     clock.run_until(12.0)
     assert runner.previews["1001"].attempt is None and shown[-1][1] != failed.lead.number
-    assert runner.router.agents["1001"].pause_reason == "preview"
+    assert runner.desk.known_agent("1001").pause_reason == "preview"
 
 
 def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_record() -> None:
@@ -617,11 +618,11 @@ def test_preview_auto_dials_after_n_seconds_and_unanswered_calls_bring_the_next_
     clock.run_until(30.0)
     first = log.attempts[log.order[0]]
     assert first.outcome == "busy"
-    assert len(shown) >= 2 and runner.router.agents["1001"].pause_reason == "preview"
+    assert len(shown) >= 2 and runner.desk.known_agent("1001").pause_reason == "preview"
     # a campaign pause gives the record on screen back and frees the agent
     on_screen = runner.previews["1001"].lead.number
     runner.pause()
-    assert runner.previews == {} and runner.router.agents["1001"].pause_reason is None
+    assert runner.previews == {} and runner.desk.known_agent("1001").pause_reason is None
     assert on_screen in [lead.number for lead in source.queue]
 
 
@@ -649,7 +650,7 @@ def test_an_agent_transfers_a_campaign_call_blind_to_a_queue_and_a_colleague_tak
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
         tel,
-        router,
+        acd,  # the runner's AgentDesk
         clock,
         source,
         Progressive(),

@@ -18,6 +18,7 @@ from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.clock import HeapClock
+from sim.desk import RouterDesk
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from store import db
@@ -86,7 +87,7 @@ def make_runner(
     runner = CampaignRunner(
         validate(CampaignSettings("uk", caller_id=CALLER_ID, amd_false_positive=0.0)),
         tel,
-        router,
+        RouterDesk(router),
         clock,
         source,
         make_strategy(strategy),

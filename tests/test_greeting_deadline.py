@@ -38,6 +38,7 @@ from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.clock import HeapClock
+from sim.desk import RouterDesk
 from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import parse_workload, standard_workload
@@ -200,7 +201,7 @@ def _three_persons_for_one_agent(clock: Any, silence_ms: int, step: float | None
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0)),
         tel,
-        router,
+        RouterDesk(router),
         clock,
         Three(),
         make_strategy("ratio:3"),

@@ -166,7 +166,7 @@ def test_a_caller_queued_again_is_not_announced_again() -> None:
     _call(hub, line, "pbx-1")
     assert stages == [Stage.QUEUED]
     hub.own("pbx-2", line)
-    offers = hub.requeue(Interaction("pbx-2", Channel.VOICE, "q", 0.0), clock.seconds())
+    offers = hub.queue_owned(Interaction("pbx-2", Channel.VOICE, "q", 0.0), clock.seconds())
     assert offers == [] and hub.is_waiting("pbx-2") and stages == [Stage.QUEUED]
     hub.abandon("pbx-2", clock.seconds())
     assert not hub.is_waiting("pbx-2")

@@ -47,7 +47,7 @@ def _centre() -> tuple[HeapClock, SimPbx, Router, InboundAcd, CampaignRunner]:
     runner = CampaignRunner(
         validate(CampaignSettings("c", caller_id="+4930555000", amd_false_positive=0.0, wrap_up=5)),
         tel,
-        router,
+        acd,  # the runner's AgentDesk
         clock,
         ListSource(["+4930123400001"]),
         Progressive(),

@@ -13,6 +13,7 @@ from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
 from sim.ami_server import SimAmiServer
+from sim.desk import RouterDesk
 from sim.pbx import SimPbx
 from tests.conftest import run, stop_sim, wait_for
 from tests.test_dialer_runner import ListSource
@@ -32,7 +33,7 @@ def test_a_campaign_whose_pbx_is_down_is_idle_with_the_reason(session_factory):
         runner = CampaignRunner(
             validate(CampaignSettings("c", caller_id="+4930555000", amd=False)),
             AmiTelephony(session),
-            router,
+            RouterDesk(router),
             reactor,
             ListSource([]),
             Progressive(),
@@ -157,6 +158,7 @@ def test_a_campaign_whose_agents_are_all_paused_says_they_are_logged_in():
         "no agent free for the campaign (2 logged in: busy, paused or kept for inbound)"
     )
     for agent in ("1001", "1002"):
-        runner.router.logout(agent, clock.seconds())
+        assert isinstance(runner.desk, RouterDesk)  # the test's own router, behind the desk
+        runner.desk.router.logout(agent, clock.seconds())
     runner.pace()
     assert runner.idle_reason == "no agents logged in and ready"
