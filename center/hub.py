@@ -53,8 +53,8 @@ from core.events import (
     Stage,
 )
 from routing.agent import Agent, AgentState, Transition
-from routing.model import Channel, Handover, Interaction, RoutingError
-from routing.router import Exit, Offer, Router
+from routing.model import Channel, Exit, Handover, Interaction, Offer, RoutingError
+from routing.router import Router
 
 # Offer and Exit: what the hub hands its adapters (ChannelAdapter speaks them),
 # so that an adapter needs no import of the router itself

@@ -19,8 +19,7 @@ from dialer.compliance import Policy
 from dialer.retry import RetryRules
 from dialer.runner import AttemptLog
 from routing.agent import Agent
-from routing.model import Interaction
-from routing.router import Exit, Offer
+from routing.model import Exit, Interaction, Offer
 
 
 class Hopper(LeadSource, Protocol):

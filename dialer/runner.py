@@ -81,17 +81,18 @@ from dialer.campaign import CampaignSettings, Lead, LeadSource, connect_delay
 from dialer.compliance import Verdict as GateVerdict
 from dialer.estimates import Estimates, InboundRate
 from dialer.pacing import Progressive, Snapshot, Strategy, strategy_for
-from routing.agent import AgentState, Phase
+from routing.agent import AgentState, Phase, transfer_queue
 from routing.model import (
     Channel,
     Direction,
+    Exit,
     Handover,
     HistoryEntry,
     Interaction,
+    Offer,
     RoutingError,
     UnknownName,
 )
-from routing.router import Exit, Offer, transfer_queue
 
 if TYPE_CHECKING:  # dialer.ports imports this module (AttemptLog)
     from dialer.ports import AgentDesk

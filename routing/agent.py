@@ -297,3 +297,15 @@ class Agent:
             if hi > lo:
                 out[tr.state] += hi - lo
         return out
+
+
+def transfer_queue(own: str, target: Agent) -> str | None:
+    """The queue a transfer to the agent ``target`` waits in -- one rule for
+    the router, the voice adapter (the caller's hold) and a campaign's
+    hand-over: the transferred interaction's own queue ``own`` when
+    ``target`` serves it, else ``target``'s first configured queue (the
+    order it logged in with, as its configuration lists them), never the
+    alphabetically first.  None: ``target`` is in no queue."""
+    if own in target.queues:
+        return own
+    return target.queue_order[0] if target.queue_order else None

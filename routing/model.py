@@ -207,3 +207,23 @@ class QueueConfig:
 
     def service_level(self, channel: Channel) -> ServiceLevel:
         return self.service_levels.get(channel) or DEFAULT_SERVICE_LEVELS[channel]
+
+
+# -- what the router decides (values its callers carry out: the hub, the adapters,
+# the campaign runner; here, not in routing.router, so that they need not import
+# the router itself to read its answers)
+@dataclass(frozen=True)
+class Offer:
+    agent: str
+    interaction: str
+    channel: Channel
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Exit:
+    """An interaction leaving the queue without an agent (overflow to
+    callback/voicemail, or its maximum wait reached)."""
+
+    interaction: str
+    reason: str

@@ -27,6 +27,7 @@ from sortedcontainers import SortedList
 
 from core.events import OfferEnd
 from routing.agent import Agent, Phase
+from routing.agent import transfer_queue as transfer_queue  # the router's rule, the agent's data
 from routing.blending import BlendingRules
 from routing.model import (
     Channel,
@@ -37,29 +38,14 @@ from routing.model import (
     RoutingError,
     UnknownName,
 )
+from routing.model import Exit as Exit  # what the router hands back, as values of the model
+from routing.model import Offer as Offer
 
 POLICIES = ("longest_idle", "best_skill", "least_occupied")
 
 #: Weight of one priority step against SLA aging: a priority step is worth as
 #: much as having waited the whole service-level target time.
 PRIORITY_WEIGHT = 1.0
-
-
-@dataclass(frozen=True)
-class Offer:
-    agent: str
-    interaction: str
-    channel: Channel
-    deadline: float
-
-
-@dataclass(frozen=True)
-class Exit:
-    """An interaction leaving the queue without an agent (overflow to
-    callback/voicemail, or its maximum wait reached)."""
-
-    interaction: str
-    reason: str
 
 
 @dataclass
@@ -699,15 +685,3 @@ class Router:
                 interaction.queue = step.queue
             self._push(interaction)
         return None
-
-
-def transfer_queue(own: str, target: Agent) -> str | None:
-    """The queue a transfer to the agent ``target`` waits in -- one rule for
-    the router, the voice adapter (the caller's hold) and a campaign's
-    hand-over: the transferred interaction's own queue ``own`` when
-    ``target`` serves it, else ``target``'s first configured queue (the
-    order it logged in with, as its configuration lists them), never the
-    alphabetically first.  None: ``target`` is in no queue."""
-    if own in target.queues:
-        return own
-    return target.queue_order[0] if target.queue_order else None

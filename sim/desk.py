@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from routing.agent import Agent
-from routing.model import Interaction
-from routing.router import Exit, Offer, Router
+from routing.model import Exit, Interaction, Offer
+from routing.router import Router
 
 
 class RouterDesk:

@@ -37,8 +37,8 @@ from dialer.campaign import CampaignSettings, Lead, pacing_window, validate
 from dialer.pacing import estimates_for, make_strategy
 from dialer.runner import Attempt, AttemptNews, CampaignRunner, MemoryAttemptLog
 from routing.agent import Agent, AgentState
-from routing.model import Channel, Direction, Interaction, QueueConfig, ServiceLevel
-from routing.router import Offer, Router
+from routing.model import Channel, Direction, Interaction, Offer, QueueConfig, ServiceLevel
+from routing.router import Router
 from sim.clock import HeapClock
 from sim.desk import RouterDesk
 from sim.fates import CallFate, call_rng
