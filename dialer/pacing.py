@@ -807,7 +807,7 @@ def strategy_for(settings: CampaignSettings) -> Strategy:
     Preview campaigns are paced by their agents (nothing is dialed for them)."""
     if settings.mode in (DialMode.PROGRESSIVE, DialMode.PREVIEW):
         return Progressive()
-    if settings.mode is DialMode.POWER:
+    if settings.mode == DialMode.POWER:
         return Power(settings.power_ratio, settings.abandon_target, settings.windows)
     return Predictive(
         limit=settings.abandon_target,

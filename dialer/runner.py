@@ -443,7 +443,7 @@ class CampaignRunner:
         mode, ...).  A new dial mode or power ratio brings a new strategy; a
         new abandon target keeps what the current one has learned."""
         self.settings = self.settings.with_changes(**changes)
-        if self.settings.mode is not DialMode.PREVIEW:
+        if self.settings.mode != DialMode.PREVIEW:
             self._drop_previews()
         if "mode" in changes or "power_ratio" in changes:
             self.strategy = strategy_for(self.settings)
@@ -564,7 +564,7 @@ class CampaignRunner:
         that is paused, out of records, outside its hours, or held back by
         its abandon guard with agents free)."""
         return (
-            self.settings.mode is not DialMode.PREVIEW
+            self.settings.mode != DialMode.PREVIEW
             and not self.winding_down
             and self.status in (CampaignStatus.RUNNING, CampaignStatus.IDLE)
             and self._short_of_agents
@@ -607,7 +607,7 @@ class CampaignRunner:
             self._idle(f"PBX {self.pbx} down" if self.pbx else "PBX down")
             return
         now = self.clock.seconds()
-        if self.settings.mode is DialMode.PREVIEW:
+        if self.settings.mode == DialMode.PREVIEW:
             self._offer_previews(now)
             return
         s = self.snapshot(now)
@@ -920,7 +920,7 @@ class CampaignRunner:
         attempt.verdict, attempt.verdict_at = verdict, now
         self.estimates.outcome(verdict)
         if verdict == "machine":
-            if self.settings.machine_action is MachineAction.MESSAGE:
+            if self.settings.machine_action == MachineAction.MESSAGE:
                 d = self.telephony.play_prompt(attempt.channel_id, Prompt.MACHINE_MESSAGE)
                 self._command(attempt, "machine message", d)
             else:  # the machine may have hung up first: "No such channel" is said, not raised

@@ -746,11 +746,19 @@ def record_outcome(
 
 
 def _result_given(conn: Connection, record_id: int) -> str | None:
-    """The agent's result on the record's latest attempt (the one whose
-    outcome is being applied: a record is dialled once at a time)."""
-    a = db.attempt
+    """The agent's result on this call: the record's latest attempt started
+    since the record was claimed for it (a record is dialled once at a time,
+    and stays in the hopper until its outcome).  Not the call before's: a
+    call whose attempt row was never written (refused past every retry)
+    found that one's call-back or machine and took it for its own (found in
+    review)."""
+    a, h = db.attempt, db.hopper
+    claimed = select(h.c.claimed_at).where(h.c.record_id == record_id).scalar_subquery()
     return conn.execute(
-        select(a.c.disposition).where(a.c.record_id == record_id).order_by(a.c.id.desc()).limit(1)
+        select(a.c.disposition)
+        .where(a.c.record_id == record_id, a.c.started_at >= claimed)
+        .order_by(a.c.id.desc())
+        .limit(1)
     ).scalar()
 
 

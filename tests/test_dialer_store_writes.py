@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from twisted.logger import globalLogPublisher
 
 from dialer.campaign import Lead
@@ -302,3 +302,56 @@ def test_a_do_not_call_given_while_the_call_is_up_leaves_no_record_dialing(world
     finally:
         writer.close()
     assert record_status(engine, attempt.lead.record_id) == "completed"
+
+
+@pytest.mark.parametrize("earlier", ["callback", "machine"])
+def test_an_earlier_calls_result_is_not_taken_for_this_ones(world, earlier):
+    """The record's next call may leave no attempt row of its own (its row
+    refused past every retry: the call is not made and ends "failed").
+    The agent's result of the call before (a call-back kept, a machine)
+    was taken for this call's: the failed try kept the stale call-back as
+    its due time, or counted as a machine (found in review).  Only a
+    result given on an attempt of this claim stands."""
+    from dialer.retry import RetryRules
+    from store.pool import apply_disposition, machine_after_answer
+
+    engine = world["engine"]
+    writer = writer_for(world, delays=(0.05,))
+    try:
+        source, attempts, attempt = dialed(world, writer)
+        end_of_call(source, attempts, attempt)
+        wait(writer.flush())
+        after = dt.datetime.fromtimestamp(MONDAY_10 + 70, dt.UTC)
+        promised = after + dt.timedelta(days=1)
+        apply_disposition(
+            engine,
+            attempt.id,
+            earlier,
+            after,
+            lambda _campaign: RetryRules(),
+            callback_at=promised if earlier == "callback" else None,
+        )
+        if earlier == "machine":  # what the campaign does once told (on_machine)
+            machine_after_answer(engine, attempt.id, after, RetryRules(), policy_for("GB"))
+        # the next call, at the promised time: claimed, its attempt row never
+        # written (the list's other records are out of the way)
+        source.release_buffer()
+        wait(writer.flush())
+        with engine.begin() as conn:
+            conn.execute(
+                update(db.record)
+                .where(db.record.c.id != attempt.lead.record_id)
+                .values(status="closed")
+            )
+        when = promised.timestamp() + 60
+        (lead,) = source.claim_now(1, when)
+        assert lead.record_id == attempt.lead.record_id
+        source.done(lead, "failed", when + 1)
+        wait(writer.flush())
+    finally:
+        writer.close()
+    r = db.record
+    with engine.connect() as conn:
+        rec = conn.execute(select(r).where(r.c.id == lead.record_id)).one()
+    assert (rec.last_outcome, rec.attempts) == ("failed", 2), "this call's step, counted"
+    assert rec.callback_at is None, "the kept call-back was made (or tried)"
