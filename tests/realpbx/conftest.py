@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from tests.realpbx.server import AgentSpec, CampaignSpec, Dirigent, wait_until, 
 
 #: the servers a scenario started, for its failure report
 _SERVERS = pytest.StashKey[list[Dirigent]]()
+#: the phone farm and when the scenario began, for its failure report
+_FARM = pytest.StashKey[tuple[Farm, float]]()
 #: how much of a failed scenario's server log its report shows
 LOG_TAIL = 45
 
@@ -45,10 +48,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xdist_group("realpbx"))
             # pyVoIP 1.6.8 imports audioop (deprecated), and its receive
             # threads raise "Bad file descriptor" once stop() closed their
-            # sockets: pyVoIP's own shutdown, not a failure of the test
+            # sockets: pyVoIP's own shutdown, not a failure of the test.  Any
+            # other exception of a phone's thread stays a warning of the run.
             item.add_marker(pytest.mark.filterwarnings("ignore:'audioop':DeprecationWarning"))
             item.add_marker(
-                pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+                pytest.mark.filterwarnings(
+                    r"ignore:(?s).*Bad file descriptor:pytest.PytestUnhandledThreadExceptionWarning"
+                )
             )
 
 
@@ -65,6 +71,12 @@ def pytest_runtest_makereport(
             lines = [ln for ln in server.log().splitlines() if "twisted.python.log" not in ln]
             report.sections.append(
                 (f"{server.folder.name}/serve.log, last lines", "\n".join(lines[-LOG_TAIL:]))
+            )
+        if _FARM in item.stash:
+            farm, began = item.stash[_FARM]
+            said = farm.report(began).splitlines()
+            report.sections.append(
+                ("phone farm, since the scenario began", "\n".join(said[-LOG_TAIL:]))
             )
     return report
 
@@ -100,8 +112,9 @@ def farm(lab: Lab) -> Iterator[Farm]:
 
 
 @pytest.fixture
-def pbx(lab: Lab, farm: Farm) -> Lab:
+def pbx(lab: Lab, farm: Farm, request: pytest.FixtureRequest) -> Lab:
     """The lab PBX, up, phones registered, no call left from an earlier test."""
+    request.node.stash[_FARM] = (farm, time.monotonic())
     if lab.proc is None or lab.proc.poll() is not None:
         lab.start()
     lab.wait_booted()

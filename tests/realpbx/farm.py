@@ -5,6 +5,9 @@ far end of the ``customers`` trunk answering each number as scripted."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from collections import deque
 
 from sim.phones import AgentDecider, PhoneFarm, ScriptedCustomers
 from tests.realpbx.lab import PASSWORDS, Lab, free_udp_port
@@ -21,6 +24,9 @@ class Farm:
         self.lab = lab
         self.customers = ScriptedCustomers({}, talk=8.0)
         self.agents = AgentDecider()
+        #: what the phones said (an answer that failed...), for a failed scenario's report
+        self.log: deque[tuple[float, str]] = deque(maxlen=200)
+        self._log_lock = threading.Lock()
         self.phones = PhoneFarm(
             ("127.0.0.1", lab.sip_port),
             list(PHONES),
@@ -29,8 +35,26 @@ class Farm:
             customer_listen=("127.0.0.1", lab.trunk_port),
             password=lambda ext: PASSWORDS[ext],
             sip_ports={ext: free_udp_port() for ext in PHONES},
-            log=lambda _m: None,
+            log=self._note,
         )
+
+    def _note(self, message: str) -> None:
+        with self._log_lock:
+            self.log.append((time.monotonic(), message))
+
+    def report(self, since: float) -> str:
+        """The phones' calls and messages since ``since`` (monotonic), one per
+        line with its seconds from ``since``: what a failed scenario's report
+        shows of the SIP endpoints' side."""
+        with self._log_lock:
+            said = [(t, "", "", m) for t, m in self.log if t >= since]
+        with self.phones._lock:
+            calls = [e for e in self.phones.events if e[0] >= since]
+        lines = []
+        for t, user, call_id, what in sorted(said + calls, key=lambda e: e[0]):
+            who = f"{user} {call_id[:12]} " if user else ""
+            lines.append(f"{t - since:7.2f} s  {who}{what}")
+        return "\n".join(lines)
 
     def script(self, behaviours: dict[str, str]) -> None:
         """Give called numbers their behaviour (human, machine, busy, ...)."""
