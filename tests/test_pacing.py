@@ -126,6 +126,7 @@ def team(
     room=st.integers(1, 300),
 )
 @example(ready=1, talking=[], wrapping=[0.0], ringing=[], lam=0.015625, room=5)
+@example(ready=1, talking=[], wrapping=[], ringing=[0.0], lam=0.125, room=1)
 def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lambda(
     ready, talking, wrapping, ringing, lam, room
 ) -> None:
@@ -149,8 +150,8 @@ def test_predictive_places_exactly_the_calls_whose_abandon_chance_is_within_lamb
     var = (pt * (1 - pt)).sum(0) + (q * (1 - q)).sum(0)
     base = q.sum(0) + 0.5 - sup
     new, w = t.new_call[:n], t.need_weights[:n]
-    # a call with a ready agent of its own (none in flight, no inbound) is never charged
-    k = min(ready, room)
+    # a call with a ready agent no call in flight may need (no inbound) is never charged
+    k = max(0, min(ready - len(ringing), room))
     while k < min(room, p.max_burst):
         sd = np.sqrt(np.maximum(var + k * new * (1 - new), 0.01))
         if float((ndtr((base + k * new) / sd) * w).sum()) > lam:
