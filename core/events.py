@@ -268,7 +268,7 @@ class PreviewShown(DomainEvent):
     record: int | str | None
     customer: str
     name: str | None
-    attributes: Mapping[str, Any]
+    attributes: Mapping[str, str]  # the record's own list columns, as text
     since: float
     auto_dial_at: float | None
     dialing: bool

@@ -273,7 +273,8 @@ class PreviewAnswer(Relayed):
     the same fields as the push message ``core.events.PreviewShown`` but its
     ``at`` (tests/test_responses.py holds the two together).  ``record`` has
     the types of ``dialer.campaign.Lead.record_id``; ``attributes`` are the
-    list's own columns of the record, as imported; ``auto_dial_at`` is null
+    list's own columns of the record, as imported (text: an import keeps
+    every cell as the text a CSV export holds); ``auto_dial_at`` is null
     when the campaign does not dial by itself."""
 
     agent: str
@@ -281,7 +282,7 @@ class PreviewAnswer(Relayed):
     record: int | str | None
     customer: str
     name: str | None
-    attributes: dict[str, Any]
+    attributes: dict[str, str]
     since: Figure
     auto_dial_at: Figure | None
     dialing: bool

@@ -62,7 +62,8 @@ class Lead:
     record_id: int | str
     number: str  # E.164
     contact: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the record's own list columns (``extra:`` columns of the import), as text
+    extra: Mapping[str, str] = field(default_factory=dict)
     name: str | None = None  # the contact's display name (screen pop, preview)
 
 

@@ -373,6 +373,19 @@ def test_a_preview_keeps_its_record_id_and_its_seconds_as_they_were_given():
         PreviewAnswer.model_validate({**PREVIEW, "record": 4.2})
 
 
+def test_a_previews_attributes_are_the_lists_text_and_nothing_else():
+    # an import keeps every cell as text (dialer.lists.cell_text): a number
+    # or a nested value here is the store's drift, not the list's column
+    for bad in (2019, 20.5, None, ["gold"], {"tier": "gold"}):
+        shown = {**PREVIEW, "attributes": {"plan": "gold", "since": bad}}
+        with pytest.raises(ValidationError) as refused:
+            PreviewAnswer.model_validate(shown)
+        assert refused.value.errors()[0]["loc"][:2] == ("attributes", "since")
+    assert relayed(PreviewAnswer, {**PREVIEW, "attributes": {}}) == dumped(
+        {**PREVIEW, "attributes": {}}
+    )
+
+
 def test_a_decision_answer_says_what_was_decided():
     """``dialing`` and ``skipped`` are always true: false would be a new contract."""
     with pytest.raises(ValidationError):
