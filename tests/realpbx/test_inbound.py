@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.realpbx.callers import InboundCaller
-from tests.realpbx.server import AgentSpec, wait_until
+from tests.realpbx.server import NAILED_WITHIN, AgentSpec, wait_until
 
 pytestmark = pytest.mark.realpbx
 
@@ -79,7 +79,7 @@ def test_a_caller_with_a_nailed_agent_is_hung_up_when_the_agents_line_drops(pbx,
     PBX left the caller alone in the conference.)"""
     server = dirigent([AgentSpec("bert", "1002", "nailed", ["nailed"])], queues=["nailed"])
     server.wait_healthy()
-    wait_until(lambda: pbx.confbridges().get("agent-bert") == 1, 15, "bert nailed up")
+    wait_until(lambda: pbx.confbridges().get("agent-bert") == 1, NAILED_WITHIN, "bert nailed up")
     wait_until(lambda: server.agent("bert")["state"] == "ready", 10, "agent bert ready")
     with InboundCaller(pbx, "4915112340007") as caller:
         caller.dial("4930555100")

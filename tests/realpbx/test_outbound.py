@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.realpbx.server import AgentSpec, CampaignSpec, fresh_numbers, wait_until
+from tests.realpbx.server import NAILED_WITHIN, AgentSpec, CampaignSpec, fresh_numbers, wait_until
 
 pytestmark = pytest.mark.realpbx
 
@@ -84,7 +84,9 @@ def test_amd_human_is_connected_to_a_nailed_agent_on_the_pbx(pbx, farm, dirigent
         AGENTS[:1], queues=[], campaigns=[CampaignSpec("out")], lists={"out": [number]}
     )
     server.wait_healthy()
-    wait_until(lambda: pbx.confbridges().get("agent-carl") == 1, 15, "carl nailed up on 1003")
+    wait_until(
+        lambda: pbx.confbridges().get("agent-carl") == 1, NAILED_WITHIN, "carl nailed up on 1003"
+    )
     bridge = wait_until(
         lambda: pbx.bridge_with("customers", "1003"),
         20,

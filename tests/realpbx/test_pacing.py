@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from tests.realpbx.server import AgentSpec, CampaignSpec, fresh_numbers, wait_until
+from tests.realpbx.server import NAILED_WITHIN, AgentSpec, CampaignSpec, fresh_numbers, wait_until
 
 pytestmark = pytest.mark.realpbx
 
@@ -43,7 +43,11 @@ def test_predictive_pacer_does_not_dial_while_the_only_agent_wraps_up(pbx, farm,
         # the nail-up first, with time for one retry: a phone that missed the
         # first INVITE (seen once on CI: no answer in 30 s, cause 19) is rung
         # again a second later, and this scenario is about the pacer
-        wait_until(lambda: pbx.confbridges().get("agent-carl") == 1, 70, "carl nailed up on 1003")
+        wait_until(
+            lambda: pbx.confbridges().get("agent-carl") == 1,
+            NAILED_WITHIN,
+            "carl nailed up on 1003",
+        )
         wait_until(
             lambda: pbx.bridge_with("customers", "1003"),
             30,

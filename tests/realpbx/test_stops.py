@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.realpbx.server import AgentSpec, CampaignSpec, fresh_numbers, wait_until
+from tests.realpbx.server import NAILED_WITHIN, AgentSpec, CampaignSpec, fresh_numbers, wait_until
 
 pytestmark = pytest.mark.realpbx
 
@@ -28,7 +28,9 @@ def test_sigterm_while_a_line_rings_puts_the_person_through_before_it_exits(pbx,
     try:
         server = dirigent([CARL], queues=[], campaigns=[CampaignSpec("c1")], lists={"c1": [number]})
         server.wait_healthy()
-        wait_until(lambda: pbx.confbridges().get("agent-carl") == 1, 15, "carl nailed up")
+        wait_until(
+            lambda: pbx.confbridges().get("agent-carl") == 1, NAILED_WITHIN, "carl nailed up"
+        )
         wait_until(lambda: farm.invites(number) == 1, 30, "the number dialed")
         time.sleep(1.0)
         assert server.query("SELECT 1 FROM attempt WHERE answered_at IS NULL"), "still ringing"
