@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import emit, machine
+from dirigent.lab import run as run_lab
 from sim import lab
 from sim.workload import load_workload
 
@@ -47,7 +48,7 @@ INBOUND_KEYS = ("inbound_service_level", "inbound_asa", "inbound_abandon_rate")
 
 def _run(args: tuple[Any, int, float, str, int, float | None]) -> dict[str, Any]:
     workload, n, hours, name, seed, share = args
-    return lab.run(workload, agents=n, hours=hours, strategy=name, seed=seed, inbound_share=share)
+    return run_lab(workload, agents=n, hours=hours, strategy=name, seed=seed, inbound_share=share)
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ class RouterDesk:
     def offered_to(self, interaction: str) -> str | None:
         return self.router.offered_to(interaction)
 
+    def is_waiting(self, interaction: str) -> bool:
+        """In the queue now (not offered, not handled): an inbound caller of the lab who may still give up."""
+        return self.router.is_waiting(interaction)
+
     def handler_of(self, interaction: str) -> str | None:
         return self.router.handled_by(interaction)
 

@@ -24,25 +24,19 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from core.events import DialMode
-from dialer.campaign import CampaignSettings, Lead, pacing_window, validate
-from dialer.pacing import estimates_for, make_strategy
-from dialer.runner import Attempt, AttemptNews, CampaignRunner, MemoryAttemptLog
-from routing.agent import Agent, AgentState
-from routing.model import Channel, Direction, Interaction, Offer, QueueConfig, ServiceLevel
-from routing.router import Router
+from dialer.campaign import Lead
+from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
+from routing.agent import AgentState
+from routing.model import Channel, Direction, Interaction, Offer
 from sim.clock import HeapClock
 from sim.desk import RouterDesk
 from sim.fates import CallFate, call_rng
-from sim.inprocess import SimTelephony
 from sim.pbx import SimPbx
 from sim.workload import Inbound, Workload
 
@@ -204,14 +198,14 @@ class InboundSim:
         spec: Inbound,
         workload: Workload,
         clock: HeapClock,
-        router: Router,
+        desk: RouterDesk,
         agents: int,
         seed: int,
         wrap_up_limit: float,
     ) -> None:
         self.spec = spec
         self.clock = clock
-        self.router = router
+        self.desk = desk
         self.seed = seed
         self.wrap_up_limit = wrap_up_limit
         self.rate = spec.rate(agents, workload.wrapup)
@@ -251,24 +245,24 @@ class InboundSim:
             patience = self.spec.patience.sample(self._rng(caller, "patience"))
             self.clock.callLater(patience, self._give_up, caller)
         it = Interaction(caller, Channel.VOICE, INBOUND, now, direction=Direction.INBOUND)
-        self.route(self.router.enqueue(it, now))
+        self.route(self.desk.queue_owned(it, now))
         self._next()
 
     def _give_up(self, caller: str) -> None:
-        if caller not in self.arrived or not self.router.is_waiting(caller):
+        if caller not in self.arrived or not self.desk.is_waiting(caller):
             return
         now = self.clock.seconds()
-        self.router.abandon(caller, now)
+        self.desk.abandon(caller, now)
         self.abandon_waits.append(now - self.arrived.pop(caller))
 
     def offers(self, offers: list[Offer]) -> None:
         """Offers of inbound callers (the runner hands over what is not its own)."""
         for offer in offers:
             caller = offer.interaction
-            if caller not in self.arrived or self.router.offered_to(caller) is None:
+            if caller not in self.arrived or self.desk.offered_to(caller) is None:
                 continue
             now = self.clock.seconds()
-            self.router.accept(offer.agent, caller, now)
+            self.desk.accept_offer(offer.agent, caller, now)
             wait = now - self.arrived.pop(caller)
             self.waits.append(wait)
             self.answers.append((now, wait))
@@ -278,7 +272,7 @@ class InboundSim:
 
     def _hang_up(self, agent: str, caller: str) -> None:
         now = self.clock.seconds()
-        self.route(self.router.finish(agent, caller, now, self.wrap_up_limit))
+        self.route(self.desk.agent_finishes(agent, caller, now, self.wrap_up_limit))
         wrap = self.wrapup.sample(self._rng(caller, "wrap"))
         self.clock.callLater(wrap, self.end_wrap_up, agent)
 
@@ -295,12 +289,12 @@ class InboundSim:
 
     def needed(self, now: float) -> set[str]:
         """Blended agents the inbound queue needs now (the campaign yields them)."""
-        want = sum(1 for c in self.arrived if self.router.is_waiting(c)) + self._service_low(now)
+        want = sum(1 for c in self.arrived if self.desk.is_waiting(c)) + self._service_low(now)
         if want == 0:
             return set()
         order = {AgentState.READY: 0, AgentState.WRAP_UP: 1}
         members = sorted(
-            (a for a in self.router.all_agents() if a.logged_in and INBOUND in a.queues),
+            (a for a in self.desk.agents() if a.logged_in and INBOUND in a.queues),
             key=lambda a: (order.get(a.state, 2), a.id),
         )
         return {a.id for a in members[:want]}
@@ -329,135 +323,10 @@ class InboundSim:
         }
 
 
-def run(
-    workload: Workload,
-    *,
-    agents: int,
-    hours: float,
-    strategy: str,
-    seed: int = 1,
-    max_lines_per_agent: float = 3.0,
-    inbound_share: float | None = None,
-) -> dict[str, Any]:
-    """One strategy, one run; returns the report (see ``docs/pacing.md``).
-
-    ``inbound_share`` overrides the workload's ``[inbound]`` traffic: that
-    share of the agents' capacity (0: none)."""
-    wall = time.perf_counter()
-    if inbound_share is not None:
-        spec = replace(workload.inbound, share=inbound_share, rate_per_hour=0.0)
-        workload = replace(workload, inbound=spec)
-    clock = HeapClock()
-    pbx = SimPbx(clock, seed=seed, agents=agents, first_agent=FIRST_EXTENSION, workload=workload)
-    pbx.fate_log = {}
-    telephony = SimTelephony(pbx)
-    spec = workload.inbound
-    queues = {CAMPAIGN: QueueConfig(CAMPAIGN)}
-    if spec.active:
-        queues[INBOUND] = QueueConfig(
-            INBOUND,
-            priority=spec.priority,
-            service_levels={Channel.VOICE: ServiceLevel(spec.service_level, spec.service_seconds)},
-        )
-    router = Router(queues)
-    ids = [str(FIRST_EXTENSION + i) for i in range(agents)]
-    for agent_id in ids:
-        router.add_agent(Agent(agent_id))
-    settings = validate(
-        CampaignSettings(
-            CAMPAIGN,
-            mode=DialMode.PREDICTIVE,
-            caller_id="+4930555000",
-            abandon_target=workload.abandon_limit,
-            legal_max_abandon=workload.abandon_limit,
-            ring_timeout=max(15.0, workload.timeouts.no_answer),
-            amd_delay=workload.amd.delay,
-            amd_false_positive=workload.amd.person_misread,
-            connect_within=workload.connect_within,
-            # the simulated AMD says "human" this long after the greeting (HUMAN-800-800)
-            after_greeting_silence=pbx.amd_silence_ms / 1000.0,
-            max_lines_per_agent=max_lines_per_agent,
-            power_ratio=min(2.0, max_lines_per_agent),
-            wrap_up=wrap_up_limit(workload),
-        )
-    )
-    pacing = make_strategy(
-        strategy,
-        limit=workload.abandon_limit,
-        amd_false_positive=workload.amd.person_misread,
-        # the runner's deadline, counted from the greeting's end, as the server's pacing
-        connect_window=pacing_window(settings),
-    )
-    leads = SimLeads()
-    attempts = MemoryAttemptLog()
-    oracle = SimOracle(pbx, leads, seed) if strategy.startswith("oracle") else None
-    inbound = (
-        InboundSim(spec, workload, clock, router, agents, seed, settings.wrap_up)
-        if spec.active
-        else None
-    )
-    runner = CampaignRunner(
-        settings,
-        telephony,
-        RouterDesk(router),  # the runner commands the lab's router through its desk
-        clock,
-        leads,
-        pacing,
-        attempts=attempts,
-        # the priors a campaign of these settings starts from in the server
-        estimates=estimates_for(settings),
-        oracle=oracle,
-        foreign_offers=inbound.offers if inbound is not None else None,
-        reserved_agents=inbound.needed if inbound is not None else None,
-    )
-    if inbound is not None:
-        hand = inbound.offers
-        inbound.route = lambda offers: hand(runner.own_offers(offers))
-        inbound.end_wrap_up = runner.end_wrap_up
-
-    def on_attempt(what: AttemptNews, attempt: Attempt) -> None:
-        if what is AttemptNews.CONNECTED and oracle is not None and attempt.agent:
-            oracle.free_at[attempt.agent] = clock.seconds() + oracle.handle_time(attempt)
-        fate = (pbx.fate_log or {}).get(attempt.channel_id)
-        if what is AttemptNews.CONNECTED and fate is not None and fate.outcome == "machine":
-            # the agent hears a machine's greeting and says so (the disposition)
-            clock.callLater(MACHINE_HEARD, runner.answering_machine, attempt.id)
-        if (
-            what is AttemptNews.ENDED
-            and attempt.outcome in ("answered", "machine")
-            and attempt.agent
-        ):
-            agent = attempt.agent
-            clock.callLater(
-                wrap_time(workload, seed, attempt.lead.number), runner.end_wrap_up, agent
-            )
-
-    runner.listeners.append(on_attempt)
-    # nail up every agent's phone into its own bridge, then log in
-    for agent_id in ids:
-        telephony.keep_line(agent_id, agent_id, call=f"agent-{agent_id}")
-    clock.run_until(2.0)
-    start = clock.seconds()
-    for agent_id in ids:
-        router.login(agent_id, start, list(queues))
-    runner.start()
-    end = start + hours * 3600.0
-    if inbound is not None:
-        inbound.start(start, end)
-    clock.run_until(end)
-    runner.pause()
-    report = _report(runner, attempts, router, pbx, ids, start, end)
-    if inbound is not None:
-        report.update(inbound.report())
-    report["wall_seconds"] = round(time.perf_counter() - wall, 2)
-    runner.stop()
-    return report
-
-
-def _report(
+def report(
     runner: CampaignRunner,
     log: MemoryAttemptLog,
-    router: Router,
+    desk: RouterDesk,
     pbx: SimPbx,
     ids: list[str],
     start: float,
@@ -466,7 +335,7 @@ def _report(
     logged = talk = wrap = 0.0
     idle_waits: list[float] = []
     for agent_id in ids:
-        agent = router.known_agent(agent_id)
+        agent = desk.known_agent(agent_id)
         t = agent.time_in_state(start, end)
         logged += sum(v for k, v in t.items() if k is not AgentState.LOGGED_OUT)
         talk += t[AgentState.BUSY]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dirigent.lab import run as run_lab
 from sim import lab
 from sim.workload import WorkloadError, parse_workload, standard_workload
 
@@ -46,7 +47,7 @@ def test_the_pacer_does_not_dial_for_an_agent_an_inbound_caller_is_about_to_take
     # Over three seeds (one seed's single abandon more or less is chance: the
     # figure counts the persons AMD took for machines too)
     runs = [
-        lab.run(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=seed)
+        run_lab(blended(60.0), agents=3, hours=1.0, strategy="predictive", seed=seed)
         for seed in (1, 2, 3)
     ]
     for r in runs:
@@ -57,7 +58,7 @@ def test_the_pacer_does_not_dial_for_an_agent_an_inbound_caller_is_about_to_take
 
 
 def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures() -> None:
-    r = lab.run(
+    r = run_lab(
         standard_workload(),
         agents=10,
         hours=0.5,
@@ -79,7 +80,7 @@ def test_the_report_shows_the_inbound_service_level_beside_the_outbound_figures(
 
 def test_callers_with_patience_hang_up_and_are_counted() -> None:
     wl = blended(600.0, patience={"dist": "constant", "value": 5.0})
-    r = lab.run(wl, agents=2, hours=0.5, strategy="progressive", seed=1)
+    r = run_lab(wl, agents=2, hours=0.5, strategy="progressive", seed=1)
     assert r["inbound_abandoned"] > 0
     assert r["inbound_abandoned"] + r["inbound_answered"] <= r["inbound_calls"]
     assert r["inbound_abandon_rate"] > 0

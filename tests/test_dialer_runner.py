@@ -14,10 +14,10 @@ from dialer.campaign import CampaignSettings, Lead, validate
 from dialer.pacing import Power, Predictive, Progressive, make_strategy
 from dialer.runner import Attempt, CampaignRunner, MemoryAttemptLog
 from dirigent.cli import main
+from dirigent.lab import run as run_lab
 from routing.agent import Agent
 from routing.model import QueueConfig
 from routing.router import Router
-from sim import lab
 from sim.clock import HeapClock
 from sim.desk import RouterDesk
 from sim.inprocess import KNOWN_EVENTS, SimTelephony
@@ -307,8 +307,8 @@ def test_live_changes_are_validated_and_reach_the_strategy() -> None:
 # -- the virtual-time benchmark -------------------------------------------------------------
 def test_sim_dialer_is_reproducible_and_progressive_never_abandons_by_pacing() -> None:
     wl = standard_workload()
-    a = lab.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
-    b = lab.run(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    a = run_lab(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
+    b = run_lab(wl, agents=5, hours=0.5, strategy="progressive", seed=4)
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b
     # only persons that AMD took for machines are abandoned: never one waiting for an agent
@@ -318,8 +318,8 @@ def test_sim_dialer_is_reproducible_and_progressive_never_abandons_by_pacing() -
 
 def test_predictive_keeps_agents_busier_than_progressive_within_the_cap() -> None:
     wl = standard_workload()
-    prog = lab.run(wl, agents=20, hours=1.0, strategy="progressive", seed=2)
-    pred = lab.run(wl, agents=20, hours=1.0, strategy="predictive", seed=2)
+    prog = run_lab(wl, agents=20, hours=1.0, strategy="progressive", seed=2)
+    pred = run_lab(wl, agents=20, hours=1.0, strategy="predictive", seed=2)
     assert pred["occupancy"] > prog["occupancy"] + 0.05
     assert pred["abandon_rate"] <= 0.05
 
@@ -341,7 +341,7 @@ def test_answer_rate_collapse_keeps_abandons_under_the_cap() -> None:
         ],
     }
     wl = parse_workload(data)
-    r = lab.run(wl, agents=20, hours=1.5, strategy="predictive", seed=5)
+    r = run_lab(wl, agents=20, hours=1.5, strategy="predictive", seed=5)
     assert r["abandon_rate"] <= 0.03
     assert r["worst_hour_abandon_rate"] <= 0.05
 

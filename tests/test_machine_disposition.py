@@ -20,7 +20,7 @@ import pytest
 
 from dialer.abandon import DAY, AbandonLedger, DayCount
 from dialer.pacing import Predictive, Progressive
-from sim import lab
+from dirigent.lab import run as run_lab
 from sim.workload import parse_workload, standard_workload
 from store.pool import MACHINE, disposition_code
 from tests.test_dialer_runner import setup
@@ -135,7 +135,7 @@ def test_in_the_simulation_the_ledger_counts_persons_only() -> None:
     missed.  Progressive dialing: no abandons, so the ledger's live answers
     are exactly the persons connected."""
     wl = standard_workload()
-    report = lab.run(wl, agents=5, hours=1.0, strategy="progressive", seed=2)
+    report = run_lab(wl, agents=5, hours=1.0, strategy="progressive", seed=2)
     assert report["live_connects"] > 20
     # the AMD estimate (fp / (1 - fp) per "human" verdict) is the only other live count
     humans = report["ledger_human_verdicts"]

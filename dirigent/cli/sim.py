@@ -153,17 +153,17 @@ def _sim_reports(
 ) -> Iterator[dict[str, Any]]:
     """The reports of ``runs`` (agents, strategy), in that order; with
     ``jobs`` > 1 from a process pool (a run is one CPU-bound loop)."""
-    from sim import lab
+    from dirigent.lab import run as run_lab
 
     if jobs == 1 or len(runs) == 1:
         for n, name in runs:
-            yield lab.run(workload, agents=n, strategy=name, **options)
+            yield run_lab(workload, agents=n, strategy=name, **options)
         return
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
         futures = [
-            pool.submit(lab.run, workload, agents=n, strategy=name, **options) for n, name in runs
+            pool.submit(run_lab, workload, agents=n, strategy=name, **options) for n, name in runs
         ]
         for future in futures:
             yield future.result()
