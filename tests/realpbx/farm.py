@@ -12,6 +12,19 @@ from collections import deque
 from sim.phones import AgentDecider, PhoneFarm, ScriptedCustomers
 from tests.realpbx.lab import PASSWORDS, Lab, free_udp_port
 
+#: what pyVoIP says (only to its ``debug``, printed when ``pyVoIP.DEBUG``) that
+#: a failed scenario's report keeps: its swallowed errors (a message it could
+#: not parse is dropped unanswered), registrations, calls it could not find
+PYVOIP_WORTH_KEEPING = (
+    "rror",
+    "REGISTER",
+    "nknown",
+    "nkown",
+    "Unable",
+    "not found",
+    "Re-negotiation",
+)
+
 #: agent phones the farm registers (1004 answers the dialplan's fallback queue)
 PHONES = ("1001", "1002", "1003", "1004", "1005", "1006", "alice")
 
@@ -37,10 +50,23 @@ class Farm:
             sip_ports={ext: free_udp_port() for ext in PHONES},
             log=self._note,
         )
+        # pyVoIP swallows a message it cannot handle (SIP.recv: "Error on header
+        # parsing"), saying so only to debug(): keep those lines for the report
+        # (imported once the farm has: pyVoIP.SIP alone first is a circular import)
+        import pyVoIP.SIP
+        import pyVoIP.VoIP.VoIP
+
+        pyVoIP.SIP.debug = self._pyvoip_said
+        pyVoIP.VoIP.VoIP.debug = self._pyvoip_said
 
     def _note(self, message: str) -> None:
         with self._log_lock:
             self.log.append((time.monotonic(), message))
+
+    def _pyvoip_said(self, message: object, exc: object = None) -> None:
+        text = str(message if exc is None else f"{message} {exc}")
+        if any(word in text for word in PYVOIP_WORTH_KEEPING):
+            self._note(f"pyVoIP: {text[:400]}")
 
     def report(self, since: float) -> str:
         """The phones' calls and messages since ``since`` (monotonic), one per
