@@ -515,19 +515,22 @@ class Predictive(Strategy):
     @staticmethod
     def _only_ours(s: Snapshot) -> int:
         """The calls that cannot be abandoned: one per ready agent no inbound
-        caller can take (every ready agent when the campaign has no inbound),
-        less every call in flight and every person waiting (each may need
-        one of them), within the line limit.
+        caller or other campaign can take (logged in to no queue but this
+        campaign's), less every call in flight and every person waiting
+        (each may need one of them), within the line limit.
 
         The model counts inbound arrivals against every ready agent, and with
         two blended agents busy it left an outbound-only one idle for minutes
         (QA4 finding 2); progressive would have dialed her with no risk.
-        Without inbound the normal approximation charged such a call all the
-        same: one agent ready, two talking 14 s, nothing in flight gave the
-        first call P_ab 1.03 % with a 2 s connect window (the exact model: 0),
-        so the longer window, with more agents free in time, placed nothing
-        where the shorter placed one."""
-        ours = s.ready if s.inbound_rate <= 0 else min(s.ready_only_ours, s.ready)
+        The normal approximation charged such a call even without inbound:
+        one agent ready, two talking 14 s, nothing in flight gave the first
+        call P_ab 1.03 % with a 2 s connect window (the exact model: 0), so
+        the longer window, with more agents free in time, placed nothing
+        where the shorter placed one.  A blended agent is left to the model
+        whatever inbound's learnt rate says: that rate is 0 until the first
+        inbound call and after half an hour without one, and the next caller
+        is routed ahead of the campaign (found in review)."""
+        ours = min(s.ready_only_ours, s.ready)
         return max(0, min(ours - s.in_flight - s.waiting, s.room))
 
     def _model_k(self, s: Snapshot, est: Estimates, lam: float) -> int:

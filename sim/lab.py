@@ -1,23 +1,26 @@
-"""``dirigent sim dialer``: a campaign in virtual time against the simulated PBX.
+"""The pacing lab's models: what ``dirigent sim dialer`` simulates around a
+real campaign runner (wired in :mod:`dirigent.lab`, the lab's composition
+root), and the report it makes of a run.
 
-The real campaign runner, pacing strategy and router drive the in-process
-simulated PBX (:class:`sim.inprocess.SimTelephony`) under
-``twisted.internet.task.Clock``: hours of a campaign run in seconds, and
-every strategy meets the same customers (a call's fate depends on the seed
-and the number only; records are dialed in the same order).  Agents are
-nailed up; simulated agents end their wrap-up after a time drawn from the
-workload, also per customer.
+The runner, its pacing strategy and a router of the lab's own drive the
+in-process simulated PBX (:class:`sim.inprocess.SimTelephony`) on a
+:class:`sim.clock.HeapClock`: hours of a campaign run in seconds, and every
+strategy meets the same customers (a call's fate depends on the seed and the
+number only; :class:`SimLeads` gives the records in the same order).  Agents
+are nailed up; simulated agents end their wrap-up after a time drawn from the
+workload, also per customer (:func:`wrap_time`).
 
 With an ``[inbound]`` table in the workload, inbound callers arrive
 (Poisson) into a second queue that the same agents are logged in to, routed
-by the same router ahead of the campaign (:class:`InboundSim`): the blend of
-the assembled server, where a campaign yields agents to inbound queues whose
-service level is at risk.  The report then gives the inbound service level,
-speed of answer and abandons beside the outbound figures.
+by the same router ahead of the campaign (:class:`InboundSim`, through the
+lab's :class:`sim.desk.RouterDesk`): the blend of the assembled server, where
+a campaign yields agents to inbound queues whose service level is at risk.
+The report then gives the inbound service level, speed of answer and
+abandons beside the outbound figures.
 
-The report is computed from ground truth, not from what the dialer
-believes: a "live" answer is a call whose far end is a person, and persons
-that AMD took for machines count as abandoned, as the workload says.
+The report (:func:`report`) is computed from ground truth, not from what the
+dialer believes: a "live" answer is a call whose far end is a person, and
+persons that AMD took for machines count as abandoned, as the workload says.
 """
 
 from __future__ import annotations
