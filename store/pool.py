@@ -69,7 +69,8 @@ class Claimed:
     record_id: int
     e164: str
     contact_id: int
-    extra: dict[str, Any]
+    #: the record's own list columns, as text (an import keeps every cell so)
+    extra: dict[str, str]
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -562,7 +563,7 @@ def recheck(
         return verdict
 
 
-def _fields(raw: str | None) -> dict[str, Any]:
+def _fields(raw: str | None) -> dict[str, str]:
     """A record's own fields from their JSON text (most lists have none)."""
     return json.loads(raw) if raw and raw != "{}" else {}
 

@@ -103,10 +103,10 @@ def lab() -> Iterator[Lab]:
 def farm(lab: Lab) -> Iterator[Farm]:
     farm = Farm(lab)
     before = set(threading.enumerate())
-    farm.phones.start()
+    farm.start()
     wait_until(farm.registered, 20, f"agent phones {PHONES} registered at the lab PBX")
     yield farm
-    farm.phones.stop()
+    farm.stop()
     for thread in set(threading.enumerate()) - before:
         thread.join(timeout=3)
 

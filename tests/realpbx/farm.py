@@ -53,15 +53,28 @@ class Farm:
         # pyVoIP swallows a message it cannot handle (SIP.recv: "Error on header
         # parsing"), saying so only to debug(): keep those lines for the report
         # (imported once the farm has: pyVoIP.SIP alone first is a circular import)
+        import pyVoIP.RTP
         import pyVoIP.SIP
         import pyVoIP.VoIP.VoIP
 
-        pyVoIP.SIP.debug = self._pyvoip_said
-        pyVoIP.VoIP.VoIP.debug = self._pyvoip_said
+        self._pyvoip_modules = (pyVoIP.RTP, pyVoIP.SIP, pyVoIP.VoIP.VoIP)
+        for module in self._pyvoip_modules:
+            module.debug = self._pyvoip_said  # type: ignore[attr-defined]
 
     def _note(self, message: str) -> None:
         with self._log_lock:
             self.log.append((time.monotonic(), message))
+
+    def start(self) -> None:
+        self.phones.start()
+
+    def stop(self) -> None:
+        """Stop the phones and give pyVoIP its own debug() back."""
+        import pyVoIP
+
+        self.phones.stop()
+        for module in self._pyvoip_modules:
+            module.debug = pyVoIP.debug  # type: ignore[attr-defined]
 
     def _pyvoip_said(self, message: object, exc: object = None) -> None:
         text = str(message if exc is None else f"{message} {exc}")
