@@ -554,7 +554,7 @@ class Predictive(Strategy):
             if len(s.wrap_left):
                 # a wrap-up that ends by its timer within the window: free by then for sure
                 table = columns(Tables.rows(t.wrap, s.wrapping), c, n)
-                sure = wrap_free_by(s, t, c, n)
+                sure = wrap_free_by(s, t, c, n, table)
                 mv[0, :n] += (sure - table).sum(axis=0)
                 mv[0, n:] += (sure * (1.0 - sure) - table * (1.0 - table)).sum(axis=0)
         # D(h) + 1/2 - S(h) and its variance
@@ -644,7 +644,9 @@ class Predictive(Strategy):
         return len(upcoming)
 
 
-def wrap_free_by(s: Snapshot, t: Tables, c: float, n: int) -> np.ndarray:
+def wrap_free_by(
+    s: Snapshot, t: Tables, c: float, n: int, learned: np.ndarray | None = None
+) -> np.ndarray:
     """P(free by h + c) per wrapping agent (rows) and horizon h (columns).
 
     What the campaign has learned of its agents' after-call work (how often
@@ -652,8 +654,9 @@ def wrap_free_by(s: Snapshot, t: Tables, c: float, n: int) -> np.ndarray:
     the router ends it then (``wrap_up`` of the campaign).  A new campaign's
     estimates start from its configured ``wrap_up`` (see
     :func:`estimates_for`), so an agent just into a 120 s wrap-up is not
-    counted on before it is free."""
-    p = columns(Tables.rows(t.wrap, s.wrapping), c, n)
+    counted on before it is free.  ``learned``: that first part, when the
+    caller has it already (the normal approximation needs both)."""
+    p = columns(Tables.rows(t.wrap, s.wrapping), c, n) if learned is None else learned
     if len(s.wrap_left) != len(s.wrapping) or not len(p):
         return p
     done: np.ndarray = np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, :n] + c)
