@@ -136,7 +136,7 @@ def test_listeners_hear_of_a_dial_after_its_originate_when_the_row_is_written_at
             rows.append(Deferred())
             return rows[-1]
 
-        log.begin = begin
+        log.begin = begin  # type: ignore[method-assign]
     heard: list[tuple[str, int]] = []
     runner.listeners.append(lambda what, a: heard.append((what.value, pbx.stats["originate"])))
     runner.start()
