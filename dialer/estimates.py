@@ -314,6 +314,16 @@ class Window:
         split = 1 + len(talking) + len(wrapping)  # the second zero row
         return np.add.reduceat(self.stacked.take(idx, axis=0), (0, split), axis=0)
 
+    def wrap_rows(self, wrapping: np.ndarray) -> np.ndarray:
+        """The wrap-up rows for agents ``wrapping`` seconds into their
+        after-call work, clipped to the grid as :meth:`Tables.rows` clips
+        them: ``[:, :J]`` is ``columns(Tables.rows(wrap, wrapping), c, J)``
+        and ``[:, J:]`` its variance, both computed once per window rather
+        than interpolated again for every decision."""
+        idx = np.maximum(np.minimum(wrapping.astype(np.int64), MAX_WRAP), 0)
+        rows: np.ndarray = self.stacked[idx + self.WRAP]
+        return rows
+
 
 def _with_variance(p: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([p, p * (1.0 - p)], axis=1))

@@ -553,10 +553,11 @@ class Predictive(Strategy):
             mv = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
             if len(s.wrap_left):
                 # a wrap-up that ends by its timer within the window: free by then for sure
-                table = columns(Tables.rows(t.wrap, s.wrapping), c, n)
+                learned = w.wrap_rows(s.wrapping)
+                table = learned[:, :n]
                 sure = wrap_free_by(s, t, c, n, table)
                 mv[0, :n] += (sure - table).sum(axis=0)
-                mv[0, n:] += (sure * (1.0 - sure) - table * (1.0 - table)).sum(axis=0)
+                mv[0, n:] += (sure * (1.0 - sure) - learned[:, n:]).sum(axis=0)
         # D(h) + 1/2 - S(h) and its variance
         base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
         var = mv[0, n:] + mv[1, n:]

@@ -756,3 +756,23 @@ def test_a_shorter_connect_window_never_places_more_calls(
     ]
     assert placed == sorted(placed, reverse=True)
     assert strategy_for(validate(CampaignSettings("c"))).connect_window == 0.9  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("c", [0.9, 1.7, 2.0])
+def test_a_window_gives_the_wrap_up_rows_a_decision_would_interpolate(c: float) -> None:
+    """The normal approximation takes the wrapping agents' rows from the
+    window (interpolated once per table) rather than interpolating them again
+    for every decision: the same numbers to the last bit, off the grid too."""
+    from dialer.estimates import columns
+
+    est = Estimates(priors=Priors(wrap_mean=45.0))
+    for i in range(150):
+        est.handled(100.0 + i, 10.0 + (i * 7) % 50)
+    t = est.tables()
+    w = t.window(c)
+    j = len(w.new_call)
+    wrapping = np.array([-0.5, 0.0, 0.4, 3.99, 17.2, 599.9, 600.0, 2500.0])
+    rows = w.wrap_rows(wrapping)
+    expected = columns(Tables.rows(t.wrap, wrapping), c, j)
+    assert rows[:, :j].tobytes() == expected.tobytes()
+    assert rows[:, j:].tobytes() == (expected * (1.0 - expected)).tobytes()
