@@ -776,3 +776,34 @@ def test_a_window_gives_the_wrap_up_rows_a_decision_would_interpolate(c: float) 
     expected = columns(Tables.rows(t.wrap, wrapping), c, j)
     assert rows[:, :j].tobytes() == expected.tobytes()
     assert rows[:, j:].tobytes() == (expected * (1.0 - expected)).tobytes()
+
+
+def test_the_duration_tables_are_the_conditional_chances_counted_one_by_one() -> None:
+    """The talk and wrap-up tables (built with histograms, in place) hold,
+    row by row, the share of the samples still going at that elapsed time
+    that are done by each horizon: counted here sample by sample, exactly
+    (rows past the longest samples repeat the last row with enough)."""
+    from dialer.estimates import MIN_SURVIVORS, _carried_rows
+
+    est = Estimates(priors=Priors(weight=1.0), forget_priors_after=1)
+    pairs = [(5.0 + (i * 37) % 200 + 0.25, 3.0 + (i * 11) % 40) for i in range(120)]
+    for talk, wrap in pairs:
+        est.handled(talk, wrap)
+    t = est.tables()
+    talks = np.array([p[0] for p in est.handle])
+    totals = np.array([p[0] + p[1] for p in est.handle])
+    for e in (0, 4, 5, 6, 60, 150, 204, 205, 400):
+        alive = talks > e
+        expected = [
+            (totals[alive] <= e + h).sum() / alive.sum() if alive.sum() else 1.0 for h in HORIZONS
+        ]
+        if alive.sum() >= MIN_SURVIVORS:
+            assert t.talk[e].tolist() == expected, e
+    carried = _carried_rows(np.array([(talks > e).sum() for e in range(len(t.talk))]))
+    assert t.talk[400].tolist() == t.talk[carried[400]].tolist()
+    wraps = np.array(list(est.wrap))
+    for e in (0, 3, 10, 42, 43, 600):
+        longer = wraps > e
+        if longer.sum() >= MIN_SURVIVORS:
+            expected = [(wraps[longer] <= e + h).sum() / longer.sum() for h in HORIZONS]
+            assert t.wrap[e].tolist() == expected, e
