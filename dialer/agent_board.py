@@ -128,7 +128,10 @@ class AgentBoard:
             talk = {a: t for a, t in talk.items() if a not in reserved}
             wrap = {a: t for a, t in wrap.items() if a not in reserved}
         talking = now - np.fromiter(talk.values(), dtype=float, count=len(talk))
-        left = np.fromiter((until[a] for a in wrap), dtype=float, count=len(wrap)) - now
+        # ``_wrap_until`` has the keys of ``_wrap_since`` in their order (set and
+        # dropped together): its values as they are, unless some were left out
+        ends = until.values() if wrap is self._wrap_since else (until[a] for a in wrap)
+        left = np.fromiter(ends, dtype=float, count=len(wrap)) - now
         return Board(
             counted,
             ready,
