@@ -807,3 +807,18 @@ def test_the_duration_tables_are_the_conditional_chances_counted_one_by_one() ->
         if longer.sum() >= MIN_SURVIVORS:
             expected = [(wraps[longer] <= e + h).sum() / longer.sum() for h in HORIZONS]
             assert t.wrap[e].tolist() == expected, e
+
+
+def test_the_hour_a_decision_projects_once_is_not_kept_past_it() -> None:
+    """A decision works out the projected hour once for its guards; asked
+    again after the ledger changed (by the same strategy, at the same
+    moment), the hour says what the ledger holds now."""
+    ledger, now = clean_hour(10)
+    p = Predictive(limit=0.03)
+    p.decide(snap(now=now, ready=2), Estimates(), ledger)
+    assert p._hour_volume == pytest.approx(10.0)
+    for _ in range(5):
+        ledger.live(now)
+    assert p._projected_hour(now, ledger) == pytest.approx(15.0)
+    p.decide(snap(now=now, ready=2), Estimates(), ledger)
+    assert p._hour_volume == pytest.approx(15.0)
