@@ -351,7 +351,12 @@ class AsteriskVoice:
         self._listeners.append(callback)
 
     def _translate(self, event: PbxEvent) -> None:
-        out = call_event(event)
+        # call_event's look-up, inline: this runs for every event of the PBX,
+        # and most of them mean nothing to the domain
+        translate = _TRANSLATE.get(type(event))
+        if translate is None:
+            return
+        out = translate(event)
         if out is not None and self._listeners:
             for callback in self._listeners:
                 callback(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -100,7 +100,8 @@ class AgentBoard:
             return
         new = part_of(agent)
         if agent.queues == {self.queue}:
-            new = replace(new, only_ours=True)
+            # the fields spelled out: dataclasses.replace cost more than the update
+            new = Part(new.counted, new.ready, True, new.talk_since, new.wrap_since, new.wrap_until)
         self._parts[agent.id] = new
         self._counted += new.counted
         self._ready += new.ready
@@ -127,7 +128,10 @@ class AgentBoard:
             talk = {a: t for a, t in talk.items() if a not in reserved}
             wrap = {a: t for a, t in wrap.items() if a not in reserved}
         talking = now - np.fromiter(talk.values(), dtype=float, count=len(talk))
-        left = np.fromiter((until[a] for a in wrap), dtype=float, count=len(wrap)) - now
+        # ``_wrap_until`` has the keys of ``_wrap_since`` in their order (set and
+        # dropped together): its values as they are, unless some were left out
+        ends = until.values() if wrap is self._wrap_since else (until[a] for a in wrap)
+        left = np.fromiter(ends, dtype=float, count=len(wrap)) - now
         return Board(
             counted,
             ready,

@@ -292,6 +292,11 @@ class Predictive(Strategy):
     _day_volume: float = 0.0
     #: the first decision scales λ to the campaign's size (see :meth:`decide`)
     _started: bool = False
+    #: during one decision: (now, ledger, projected hour or None), the hour the
+    #: guards ask for four times (see :meth:`_projected_hour`)
+    _hour_memo: tuple[float, AbandonLedger, float | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.limit <= 1.0:
@@ -448,9 +453,15 @@ class Predictive(Strategy):
     def _projected_hour(self, now: float, ledger: AbandonLedger) -> float:
         """The last hour's live answers, scaled to a full hour while less
         than one has passed (at least ten minutes' worth are assumed)."""
+        memo = self._hour_memo
+        if memo is not None and memo[0] == now and memo[1] is ledger and memo[2] is not None:
+            return memo[2]
         live, _ = ledger.counts("1h", now)
         span = ledger.hour_span(now)
-        return live * 3600.0 / max(span, 600.0) if span < 3600.0 else live
+        hour = live * 3600.0 / max(span, 600.0) if span < 3600.0 else live
+        if memo is not None and memo[0] == now and memo[1] is ledger:
+            self._hour_memo = (now, ledger, hour)
+        return hour
 
     def _over(self, live: float, abandoned: float, limit: float, confidence: float) -> bool:
         key = (live, abandoned, limit, confidence)
@@ -479,6 +490,15 @@ class Predictive(Strategy):
         return abandoned + 1.0 > self.hour_guard * max(live, self._projected_hour(now, ledger))
 
     def decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
+        # nothing changes the ledger during a decision: its projected hour is
+        # worked out once (forgotten after it, for calls from elsewhere)
+        self._hour_memo = (s.now, ledger, None)
+        try:
+            return self._decide(s, est, ledger)
+        finally:
+            self._hour_memo = None
+
+    def _decide(self, s: Snapshot, est: Estimates, ledger: AbandonLedger) -> int:
         if not self._started and s.agents > 0 and self.start_agents is not None:
             # a campaign starts at λ for twenty agents or fewer, less for
             # more: fifty agents answer 900 persons in their first hour while
@@ -556,10 +576,11 @@ class Predictive(Strategy):
             mv = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
             if len(s.wrap_left):
                 # a wrap-up that ends by its timer within the window: free by then for sure
-                table = columns(Tables.rows(t.wrap, s.wrapping), c, n)
-                sure = wrap_free_by(s, t, c, n)
+                learned = w.wrap_rows(s.wrapping)
+                table = learned[:, :n]
+                sure = wrap_free_by(s, t, c, n, table)
                 mv[0, :n] += (sure - table).sum(axis=0)
-                mv[0, n:] += (sure * (1.0 - sure) - table * (1.0 - table)).sum(axis=0)
+                mv[0, n:] += (sure * (1.0 - sure) - learned[:, n:]).sum(axis=0)
         # D(h) + 1/2 - S(h) and its variance
         base = (mv[1, :n] - mv[0, :n]) + (s.waiting + 0.5 - s.ready)
         var = mv[0, n:] + mv[1, n:]
@@ -647,7 +668,9 @@ class Predictive(Strategy):
         return len(upcoming)
 
 
-def wrap_free_by(s: Snapshot, t: Tables, c: float, n: int) -> np.ndarray:
+def wrap_free_by(
+    s: Snapshot, t: Tables, c: float, n: int, learned: np.ndarray | None = None
+) -> np.ndarray:
     """P(free by h + c) per wrapping agent (rows) and horizon h (columns).
 
     What the campaign has learned of its agents' after-call work (how often
@@ -655,8 +678,9 @@ def wrap_free_by(s: Snapshot, t: Tables, c: float, n: int) -> np.ndarray:
     the router ends it then (``wrap_up`` of the campaign).  A new campaign's
     estimates start from its configured ``wrap_up`` (see
     :func:`estimates_for`), so an agent just into a 120 s wrap-up is not
-    counted on before it is free."""
-    p = columns(Tables.rows(t.wrap, s.wrapping), c, n)
+    counted on before it is free.  ``learned``: that first part, when the
+    caller has it already (the normal approximation needs both)."""
+    p = columns(Tables.rows(t.wrap, s.wrapping), c, n) if learned is None else learned
     if len(s.wrap_left) != len(s.wrapping) or not len(p):
         return p
     done: np.ndarray = np.maximum(p, s.wrap_left[:, None] <= HORIZONS[None, :n] + c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 
 import numpy as np
 from hypothesis import settings
@@ -132,6 +133,16 @@ class BoardMachine(RuleBasedStateMachine):
             assert sorted(b.talking.tolist()) == talking
             assert sorted(b.wrapping.tolist()) == wrapping
             assert len(b.busy) == len(talking) + len(wrapping)
+            # each wrapping agent's elapsed and remaining wrap-up, in the board's order
+            wrappers = b.busy[len(b.talking) :]
+            for agent_id, elapsed, left in zip(
+                wrappers, b.wrapping.tolist(), b.wrap_left.tolist(), strict=True
+            ):
+                voice = next(
+                    w for w in self.router.agents[agent_id].work.values() if w.channel is V
+                )
+                until = voice.wrap_until if voice.wrap_until is not None else math.inf
+                assert (elapsed, left) == (self.now - voice.since, max(until - self.now, 0.0))
 
     @invariant()
     def no_wrap_up_outlives_its_time_after_a_tick(self) -> None:
@@ -162,3 +173,25 @@ def test_a_reserved_agent_is_neither_counted_nor_ready():
     b = board.board(12.0, reserved={talking_agent})
     assert (b.counted, b.ready, len(b.talking)) == (1, 1, 0)
     assert np.array_equal(board.board(12.0).talking, [10.0])
+
+
+def test_each_wrapping_agent_has_its_own_time_left_in_the_boards_order() -> None:
+    router = Router({"camp": QueueConfig("camp")})
+    board = AgentBoard("camp")
+    router.agent_listeners.append(board.update)
+    for agent_id in ("a1", "a2", "a3"):
+        router.add_agent(Agent(agent_id))
+        router.login(agent_id, 0.0, ["camp"])
+    ends = {}
+    for i, wrap in enumerate((30.0, 5.0, 60.0)):
+        iid = f"call{i}"
+        router.enqueue(Interaction(iid, V, "camp", 1.0), 1.0)
+        agent = router.offered[iid].agent
+        router.accept(agent, iid, 2.0)
+        router.finish(agent, iid, 10.0 + i, wrap)
+        ends[agent] = 10.0 + i + wrap
+    for reserved in (set(), {"a2"}):
+        b = board.board(12.0, reserved)
+        wrappers = b.busy[len(b.talking) :]
+        assert sorted(wrappers) == sorted(set(ends) - reserved)
+        assert b.wrap_left.tolist() == [ends[a] - 12.0 for a in wrappers]

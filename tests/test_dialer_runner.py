@@ -117,6 +117,37 @@ def test_attempt_is_written_before_its_originate() -> None:
     assert all(a.outcome == "busy" for a in log.attempts.values())
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["row-at-once", "row-later"])
+def test_listeners_hear_of_a_dial_after_its_originate_when_the_row_is_written_at_once(
+    later: bool,
+) -> None:
+    """A log that writes the row at once (the simulation's) lets the
+    Originate go before the listeners hear "dialed"; one that answers with
+    a Deferred (the database's thread) after they did, once it fires.  The
+    dial without a Deferred chain keeps that order."""
+    from twisted.internet.defer import Deferred
+
+    clock, pbx, runner, _source, log = setup(workload(busy=1.0), agents=1, numbers=1)
+    rows: list[Deferred[None]] = []
+    if later:
+
+        def begin(attempt: Attempt) -> Any:
+            MemoryAttemptLog.begin(log, attempt)
+            rows.append(Deferred())
+            return rows[-1]
+
+        log.begin = begin  # type: ignore[method-assign]
+    heard: list[tuple[str, int]] = []
+    runner.listeners.append(lambda what, a: heard.append((what.value, pbx.stats["originate"])))
+    runner.start()
+    clock.run_until(3.0)
+    assert heard[0] == ("dialed", 1 if later else 2), "the agent's leg was the first Originate"
+    for row in rows:
+        row.callback(None)
+    clock.run_until(30.0)
+    assert pbx.stats["originate"] == 2 and log.attempts[log.order[0]].outcome == "busy"
+
+
 def test_live_answers_are_connected_to_nailed_agents() -> None:
     clock, _pbx, runner, source, log = setup(workload(live=1.0), agents=2, numbers=2)
     runner.start()

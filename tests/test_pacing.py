@@ -773,3 +773,69 @@ def test_a_blended_agent_is_left_to_the_model_while_inbound_has_been_quiet() -> 
     ours = team(1, [14.0, 15.0], [], [])
     pacer = Predictive(connect_window=2.0, exact_terms=-1, start_agents=None)
     assert pacer.decide(ours, est, ledger) == 1, "only the campaign's: her call"
+
+
+@pytest.mark.parametrize("c", [0.9, 1.7, 2.0])
+def test_a_window_gives_the_wrap_up_rows_a_decision_would_interpolate(c: float) -> None:
+    """The normal approximation takes the wrapping agents' rows from the
+    window (interpolated once per table) rather than interpolating them again
+    for every decision: the same numbers to the last bit, off the grid too."""
+    from dialer.estimates import columns
+
+    est = Estimates(priors=Priors(wrap_mean=45.0))
+    for i in range(150):
+        est.handled(100.0 + i, 10.0 + (i * 7) % 50)
+    t = est.tables()
+    w = t.window(c)
+    j = len(w.new_call)
+    wrapping = np.array([-0.5, 0.0, 0.4, 3.99, 17.2, 599.9, 600.0, 2500.0])
+    rows = w.wrap_rows(wrapping)
+    expected = columns(Tables.rows(t.wrap, wrapping), c, j)
+    assert rows[:, :j].tobytes() == expected.tobytes()
+    assert rows[:, j:].tobytes() == (expected * (1.0 - expected)).tobytes()
+
+
+def test_the_duration_tables_are_the_conditional_chances_counted_one_by_one() -> None:
+    """The talk and wrap-up tables (built with histograms, in place) hold,
+    row by row, the share of the samples still going at that elapsed time
+    that are done by each horizon: counted here sample by sample, exactly
+    (rows past the longest samples repeat the last row with enough)."""
+    from dialer.estimates import MIN_SURVIVORS, _carried_rows
+
+    est = Estimates(priors=Priors(weight=1.0), forget_priors_after=1)
+    pairs = [(5.0 + (i * 37) % 200 + 0.25, 3.0 + (i * 11) % 40) for i in range(120)]
+    for talk, wrap in pairs:
+        est.handled(talk, wrap)
+    t = est.tables()
+    talks = np.array([p[0] for p in est.handle])
+    totals = np.array([p[0] + p[1] for p in est.handle])
+    for e in (0, 4, 5, 6, 60, 150, 204, 205, 400):
+        alive = talks > e
+        expected = [
+            (totals[alive] <= e + h).sum() / alive.sum() if alive.sum() else 1.0 for h in HORIZONS
+        ]
+        if alive.sum() >= MIN_SURVIVORS:
+            assert t.talk[e].tolist() == expected, e
+    carried = _carried_rows(np.array([(talks > e).sum() for e in range(len(t.talk))]))
+    assert t.talk[400].tolist() == t.talk[carried[400]].tolist()
+    wraps = np.array(list(est.wrap))
+    for e in (0, 3, 10, 42, 43, 600):
+        longer = wraps > e
+        if longer.sum() >= MIN_SURVIVORS:
+            expected = [(wraps[longer] <= e + h).sum() / longer.sum() for h in HORIZONS]
+            assert t.wrap[e].tolist() == expected, e
+
+
+def test_the_hour_a_decision_projects_once_is_not_kept_past_it() -> None:
+    """A decision works out the projected hour once for its guards; asked
+    again after the ledger changed (by the same strategy, at the same
+    moment), the hour says what the ledger holds now."""
+    ledger, now = clean_hour(10)
+    p = Predictive(limit=0.03)
+    p.decide(snap(now=now, ready=2), Estimates(), ledger)
+    assert p._hour_volume == pytest.approx(10.0)
+    for _ in range(5):
+        ledger.live(now)
+    assert p._projected_hour(now, ledger) == pytest.approx(15.0)
+    p.decide(snap(now=now, ready=2), Estimates(), ledger)
+    assert p._hour_volume == pytest.approx(15.0)
