@@ -231,7 +231,13 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
     (agent extension or customer number without ``+``); :attr:`events`
     lists ``(monotonic time, user, Call-ID, what)`` with ``what`` one of
     ``ringing``, ``answered``, ``rejected 486``…, ``cancelled``,
-    ``hung up by the other side``, ``hung up``."""
+    ``hung up by the other side``, ``hung up``.
+
+    Agent phone i takes its RTP ports from ``first_rtp_port + 100 i`` (100
+    each; pyVoIP picks one per call and binds it only at the answer, so two
+    farms of one process on the same range can make a phone's answer fail
+    on a port the other holds: the caller hears it ring out); the customers'
+    side takes ``customer_rtp``."""
 
     def __init__(
         self,
@@ -244,6 +250,8 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
         first_sip_port: int = 5071,
         log: Callable[[str], None] = print,
         sip_ports: Mapping[str, int] | None = None,
+        first_rtp_port: int = 30000,
+        customer_rtp: tuple[int, int] = (40000, 49999),
     ) -> None:
         from pyVoIP.VoIP import CallState, VoIPPhone
 
@@ -378,8 +386,8 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 myIP="127.0.0.1",
                 sipPort=ports.get(ext, first_sip_port + i),
                 callCallback=lambda call, c=cls: c.on_call(call),
-                rtpPortLow=30000 + 100 * i,
-                rtpPortHigh=30099 + 100 * i,
+                rtpPortLow=first_rtp_port + 100 * i,
+                rtpPortHigh=first_rtp_port + 99 + 100 * i,
             )
             self.phones.append(phone)
         if customers is not None:
@@ -395,8 +403,8 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 myIP=customer_listen[0],
                 sipPort=customer_listen[1],
                 callCallback=lambda call, c=cls: c.on_call(call),
-                rtpPortLow=40000,
-                rtpPortHigh=49999,
+                rtpPortLow=customer_rtp[0],
+                rtpPortHigh=customer_rtp[1],
             )
             uas.sip.register = lambda: True  # static contact on the PBX: never register
             self.phones.append(uas)

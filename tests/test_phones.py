@@ -165,6 +165,8 @@ def test_customer_uas_answers_invites_over_real_sip_per_its_fate():
         AgentDecider(),
         CustomerDecider(workload, seed=4),
         customer_listen=("127.0.0.1", uas_port),
+        # not the real-PBX tier's ranges (another worker may run it meanwhile)
+        customer_rtp=(20000, 20999),
         log=lambda _m: None,
     )
     threads_before = set(threading.enumerate())
@@ -290,6 +292,7 @@ def test_agent_phone_answers_again_after_the_pbx_hung_up_over_real_sip():
         AgentDecider(),
         None,
         sip_ports={"1001": phone_port},
+        first_rtp_port=21000,  # not the real-PBX tier's (another worker may run it meanwhile)
         log=lambda _m: None,
     )
     threads_before = set(threading.enumerate())
