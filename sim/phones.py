@@ -71,6 +71,18 @@ class Decision:
     audio: bytes | None = field(default=None, repr=False)
 
 
+def _udp_free(host: str, port: int) -> bool:
+    """May a UDP socket bind ``port`` now (nobody else holds it)?"""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def tone(segments: list[tuple[float, int]], amplitude: int = 100) -> bytes:
     """8 kHz 8-bit unsigned PCM of (frequency Hz, milliseconds); 0 Hz is silence."""
     out = bytearray()
@@ -254,6 +266,7 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
         customer_rtp: tuple[int, int] = (40000, 49999),
     ) -> None:
         from pyVoIP.VoIP import CallState, VoIPPhone
+        from pyVoIP.VoIP.VoIP import NoPortsAvailableError
 
         self.log = log
         self.phones: list[Any] = []
@@ -273,6 +286,22 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                     super().__init__(*args, **kwargs)
                     self._decisions: dict[str, Decision] = {}
                     self._rejected: dict[str, bytes] = {}
+                    #: an answer (RTP bound, 200 OK sent) and a CANCEL of the
+                    #: same call, one after the other: a CANCEL that closed the
+                    #: RTP sockets before the answer opened them leaked them
+                    self.answering = threading.Lock()
+
+                def request_port(self, blocking: bool = True) -> int:
+                    # pyVoIP hands out a port it has not handed out itself and
+                    # binds it only at the answer: one another socket holds (a
+                    # call it lost track of, another farm) failed the answer,
+                    # and the PBX heard the phone ring out
+                    for _ in range(self.rtpPortHigh - self.rtpPortLow + 2):
+                        port: int = super().request_port(blocking)
+                        if _udp_free(self.myIP, port):
+                            return port
+                        # left handed out: not pyVoIP's to give while it is held
+                    raise NoPortsAvailableError("every RTP port of the phone is held")
 
                 def callback(self, request: Any) -> None:
                     # pyVoIP ignores CANCEL (it only answers it 200): end the
@@ -319,9 +348,12 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 def _cancelled(self, request: Any) -> None:
                     call_id = request.headers["Call-ID"]
                     call = self.calls.get(call_id)
-                    if call is None or call.state != CallState.RINGING:
+                    if call is None:
                         return
-                    call.state = CallState.ENDED
+                    with self.answering:
+                        if call.state != CallState.RINGING:
+                            return  # answered first: the PBX's BYE ends it
+                        call.state = CallState.ENDED
                     for rtp in call.RTPClients:
                         with contextlib.suppress(Exception):
                             rtp.stop()
@@ -345,14 +377,15 @@ class PhoneFarm:  # pragma: no cover - needs a real Asterisk (tests/realpbx) or 
                 threading.Timer(wait, lambda: _answer(call, decision)).start()
 
             def _answer(call: Any, decision: Decision) -> None:
-                if call.state != CallState.RINGING:
-                    return  # cancelled while we waited
-                try:
-                    call.answer()
-                except Exception as exc:
-                    log(f"answer failed: {exc!r}")
-                    on_end(call.call_id)
-                    return
+                with call.phone.answering:
+                    if call.state != CallState.RINGING:
+                        return  # cancelled while we waited
+                    try:
+                        call.answer()
+                    except Exception as exc:
+                        log(f"answer failed: {exc!r}")
+                        on_end(call.call_id)
+                        return
                 note(_user_of(call.request), call.call_id, "answered")
                 if decision.audio:
                     call.write_audio(decision.audio)

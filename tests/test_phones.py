@@ -328,3 +328,51 @@ def test_agent_phone_answers_again_after_the_pbx_hung_up_over_real_sip():
         pbx.close()
         for thread in set(threading.enumerate()) - threads_before:
             thread.join(timeout=5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_agent_phone_answers_on_a_free_rtp_port_when_others_of_its_range_are_held():
+    """pyVoIP picks a call's RTP port at random among those it has not
+    handed out itself and binds it only at the answer: a port another
+    socket holds (a call pyVoIP lost track of, another farm) made the answer
+    fail, and the PBX heard the phone ring out (no answer, cause 19).  With
+    99 of its 100 ports held, the phone still answers, on the free one."""
+    first_rtp = 22000
+    held = []
+    for port in range(first_rtp, first_rtp + 100):
+        if port == first_rtp + 37:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", port))
+        held.append(s)
+    pbx = FakeRegistrar()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        phone_port = probe.getsockname()[1]
+    farm = PhoneFarm(
+        ("127.0.0.1", pbx.port),
+        ["1001"],
+        AgentDecider(),
+        None,
+        sip_ports={"1001": phone_port},
+        first_rtp_port=first_rtp,
+        log=lambda _m: None,
+    )
+    threads_before = set(threading.enumerate())
+    farm.start()
+    try:
+        time.sleep(1.2)  # pyVoIP starts its receive loop after 1 s
+        pbx.send(_request("INVITE", "held1", 1, phone_port, pbx.port), phone_port)
+        answer = pbx.expect("200 OK", timeout=5)
+        assert answer.split("\r\n", 1)[0] == "SIP/2.0 200 OK"
+        assert f"m=audio {first_rtp + 37} " in answer, "its RTP on the one free port"
+        pbx.send(_request("ACK", "held1", 1, phone_port, pbx.port), phone_port)
+        pbx.send(_request("BYE", "held1", 2, phone_port, pbx.port), phone_port)
+        pbx.expect("200 OK")
+    finally:
+        farm.stop()
+        pbx.close()
+        for s in held:
+            s.close()
+        for thread in set(threading.enumerate()) - threads_before:
+            thread.join(timeout=5)
