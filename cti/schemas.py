@@ -38,6 +38,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from core.errors import DomainError, Invalid
+from core.numbers import check_region
 from cti.errors import ApiError
 from routing.model import Channel
 
@@ -196,6 +197,21 @@ def _none_if_empty(value: str | None) -> str | None:
 OptionalText = Annotated[str | None, AfterValidator(_none_if_empty)]
 
 
+def _region(value: str | None) -> str | None:
+    """A country of national numbers phonenumbers knows, upper-cased; one it
+    does not (``XX``) rejected every number one by one, or was blamed on it."""
+    if not value:
+        return None
+    try:
+        return check_region(value)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+
+
+#: the default country of national numbers (``?region=DE``, ``"region": "DE"``)
+Region = Annotated[str | None, AfterValidator(_region)]
+
+
 def _given(reason: str) -> BeforeValidator:
     """A key given as ``null`` is refused as a wrong type would be: leaving
     the key out is how a change leaves a setting as it is."""
@@ -323,7 +339,7 @@ class DncRequest(Body):
 
     numbers: Annotated[list[str], BeforeValidator(_phone_numbers)]
     campaign: OptionalText = None
-    region: OptionalText = None
+    region: Region = None
     source: OptionalText = None
     reason: OptionalText = None
 
@@ -362,7 +378,7 @@ class MergeRequest(Body):
     campaign: str
     keep: str
     drop: Annotated[list[str], BeforeValidator(_number_list)]
-    region: OptionalText = None
+    region: Region = None
 
     @field_validator("campaign")
     @classmethod
@@ -437,7 +453,7 @@ class ContactsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     phone: str
-    region: str | None = None
+    region: Region = None
 
     @field_validator("phone")
     @classmethod

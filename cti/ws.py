@@ -131,7 +131,7 @@ class PushProtocol(WebSocketServerProtocol):
             if isinstance(message, dict) and message.get("type") == "auth":
                 token = message.get("token")
                 user = self.factory.tokens.user(token) if isinstance(token, str) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is no ValueError
             pass
         if user is None:
             self._cancel_timer()

@@ -10,6 +10,7 @@ the FCC requires (47 CFR 64.1200(a)(6)).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -19,6 +20,10 @@ from core.events import DialMode, MachineAction
 from dialer.compliance import Campaign, Policy, PolicyError, check_subdivisions, policy_for
 from dialer.retry import RetryRules
 
+#: a campaign's name as a ``[[campaign]]`` table may give it (``Name`` of
+#: dirigent.config): a list import that makes a campaign (``--create``) gives it no other
+CAMPAIGN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+CAMPAIGN_NAME_RULE = "letters, digits, '-' or '_' (at most 40)"
 MIN_RING = 15.0
 #: seconds kept back from the connect limit for the command that ends the
 #: wait: the Redirect into the abandon message (or into the agent's bridge)

@@ -66,7 +66,7 @@ from asterisk.port import (
 from asterisk.session import PbxSettings
 from core import tomlfile
 from core.errors import DomainError, Invalid
-from dialer.campaign import CampaignSettings, CampaignSetup
+from dialer.campaign import CAMPAIGN_NAME, CAMPAIGN_NAME_RULE, CampaignSettings, CampaignSetup
 from dialer.retry import DEFAULT_RULES, OUTCOMES, RetryRules, Rule
 from routing.blending import BlendingRules
 from routing.model import (
@@ -142,8 +142,8 @@ Many = Annotated[tuple[T, ...], Strict(False)]
 #: a table keyed by channel name (``voice``, ``chat``, ...)
 ByChannel = dict[Annotated[Channel, Strict(False)], T]
 Channels = Annotated[frozenset[Channel], PlainValidator(_channels)]
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_NAME_REASON = "required: letters, digits, '-' or '_' (at most 40)"
+_NAME = CAMPAIGN_NAME  # every name of the file: campaigns, PBXs, agents, queues
+_NAME_REASON = f"required: {CAMPAIGN_NAME_RULE}"
 Name = Annotated[str, _rule(_NAME.fullmatch, _NAME_REASON)]
 #: an agent id or queue name: the dialplan reaches it as an extension
 Extension = Annotated[

@@ -20,7 +20,7 @@ from sqlalchemy import Column, Connection, Engine, and_, insert, or_, select
 
 from core.consent import CHANNELS
 from core.numbers import Rejected, normalize
-from dialer.lists import ListError, ListReader
+from dialer.lists import ListError, ListReader, detect_encoding
 from store import db
 from store.db import column_limit
 
@@ -137,8 +137,12 @@ def import_dnc(
     if campaign is not None:
         require_campaign(engine, campaign, configured)
     source = f"file:{Path(path).name}"[: column_limit(db.dnc.c.source)]
-    text = Path(path).read_bytes()[:4096]
-    if b";" in text or b"," in text or b"\t" in text:
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(4096)
+    except OSError as exc:  # a folder, a file not there: named, not Python's words
+        raise ListError("file", f"cannot read {path}: {exc.strerror}") from None
+    if text.startswith(b"PK\x03\x04") or b";" in text or b"," in text or b"\t" in text:
         reader = ListReader(path, region=region)
         numbers = [row.number.e164 for row in reader]
         result = add_dnc(
@@ -151,7 +155,12 @@ def import_dnc(
         )
         result.rejected += [(f"row {p.row}", p.reason) for p in reader.problems]
         return result
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    # UTF-8 or Windows-1252 as a list's CSV; NUL bytes (UTF-16, a binary file) refused
+    try:
+        encoding = detect_encoding(text)
+    except ListError as exc:  # which of the files given
+        raise ListError("file", f"{path}: {exc.reason}") from None
+    lines = Path(path).read_text(encoding=encoding, errors="replace").splitlines()
     return add_dnc(
         engine,
         [line for line in lines if line.strip()],

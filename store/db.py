@@ -20,6 +20,7 @@ Rules kept by the schema itself:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -413,8 +414,29 @@ def insert_id(conn: Connection, statement: Insert) -> int:
 
 
 def add_audit(engine: Engine, entry: dict[str, Any]) -> None:
+    """One audit row, fitted to its columns (:func:`fit_audit`)."""
     with engine.begin() as conn:
-        conn.execute(audit.insert().values(**entry))
+        conn.execute(audit.insert().values(**fit_audit(entry)))
+
+
+def fit_audit(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit row every database stores, whatever the request was: its
+    texts cut to their columns and without NUL (PostgreSQL refuses both: the
+    row of a request to a 300-character or ``%00`` path was lost), its JSON
+    without NaN or Infinity (``{"reason": NaN}``, ``1e400``: PostgreSQL's
+    JSON has neither), which are kept as the strings ``"NaN"``, ``"Infinity"``."""
+    fitted = dict(entry)
+    for key, value in entry.items():
+        column = audit.c[key]
+        if isinstance(value, str):
+            limit = column_limit(column)
+            fitted[key] = value.replace("\x00", "\ufffd")[:limit]
+        elif isinstance(column.type, JSON) and value is not None:
+            try:
+                fitted[key] = json.loads(json.dumps(value, default=str), parse_constant=str)
+            except (ValueError, RecursionError):
+                fitted[key] = None
+    return fitted
 
 
 # -- engines and migrations ---------------------------------------------------------

@@ -59,6 +59,7 @@ from sqlalchemy import (
 
 from core.errors import Invalid, NotFound
 from core.numbers import check_region
+from dialer.campaign import CAMPAIGN_NAME, CAMPAIGN_NAME_RULE
 from dialer.compliance import Policy, PolicyError, foreign_number, policy_for
 from dialer.lists import (
     FIELDS,
@@ -187,6 +188,15 @@ def import_list(
     )
     if not create and campaign not in configured:
         _require_campaign(engine, campaign)
+    elif campaign not in configured and not CAMPAIGN_NAME.fullmatch(campaign):
+        try:  # one made earlier keeps its name; a new one gets one a [[campaign]] can give
+            _require_campaign(engine, campaign)
+        except UnknownCampaign:
+            raise ListError(
+                "campaign",
+                f"{campaign!r} cannot be a new campaign's name: {CAMPAIGN_NAME_RULE},"
+                " as a [[campaign]] table must name it to dial its records",
+            ) from None
     report = ImportReport(
         encoding=reader.encoding,
         delimiter=reader.dialect.delimiter if reader.kind == "csv" else "",

@@ -515,6 +515,21 @@ def test_the_day_report_comes_from_the_database(app):
     assert status == 400 and error["field"] == "from"
 
 
+def test_a_report_reaching_into_the_future_counts_until_now(app):
+    """A report ``?to=`` later than now (the rest of the week, ``to=1e10``)
+    counted the agent's present state until then: "busy" for 260 years."""
+    anna = token(app, "anna")
+    call(app, "POST", "agents/anna/login", {"queues": ["sales"]}, anna)
+    run(asyncio.sleep(0.2))
+    app.database.recorder.flush()
+    now = app.acd.day_window()[1]
+    status, report = call(app, "GET", f"agents/anna/report?from={now - 60:.0f}&to=1e10", token=anna)
+    assert status == 200, report
+    assert sum(report["seconds"].values()) <= 61 and report["to"] <= now + 5, report
+    status, error = call(app, "GET", f"agents/anna/report?from={now + 3600:.0f}", token=anna)
+    assert (status, error["field"]) == (400, "from"), error
+
+
 def test_a_chat_or_transfer_into_a_campaign_only_queue_is_refused_naming_the_queue(sim, tmp_path):
     """QA5 findings 6, 11, from the configuration file's words: campaign
     "out" dials into its own queue (no [[queue]] table), campaign "win"

@@ -49,8 +49,11 @@ def raw(app, method: str, path: str, data: bytes | None, tok: str | None) -> tup
             "contact",
         ),
         ("POST", "/api/agents/anna/pause", "[" * 5000 + "]" * 5000, 400, "body"),
+        # Python refuses to read an integer of more than 4300 digits (a ValueError,
+        # not a JSONDecodeError): it was a 500 with a traceback in the log
+        ("POST", "/api/agents/anna/pause", '{"reason": ' + "1" * 5000 + "}", 400, "body"),
     ],
-    ids=["bad-utf8-path", "nan", "huge", "minus-inf", "huge-contact", "deep-json"],
+    ids=["bad-utf8-path", "nan", "huge", "minus-inf", "huge-contact", "deep-json", "long-int"],
 )
 def test_malformed_requests_get_a_named_error(app, method, path, body, status, field):
     boss = token(app, "boss")

@@ -134,3 +134,40 @@ def test_a_list_upload_is_audited_naming_the_list_and_its_campaign(campaign_app)
     (row,) = audit_rows(campaign_app)
     assert (row.action, row.target) == ("POST /api/lists", "list herbst.csv of campaign winback")
     assert row.request["name"] == ["herbst.csv"]
+
+
+def test_an_audit_row_of_any_request_fits_its_columns(database_url):
+    """On PostgreSQL the audit row of an odd request was lost (logged and
+    counted, never stored): a path longer than its column (``POST
+    /api/agents/<300 characters>/pause``, answered 404), a NUL in it
+    (``%00``: PostgreSQL text holds none) or a body with NaN or 1e400 (its
+    JSON holds neither).  Who tried what is the row an audit must keep."""
+    import datetime as dt
+
+    db.upgrade(database_url)
+    engine = db.make_engine(database_url)
+    name = "a" * 300
+    base = {"at": dt.datetime.now(dt.UTC), "actor": "boss", "role": "supervisor", "status": 404}
+    try:
+        db.add_audit(
+            engine,
+            {
+                **base,
+                "action": f"POST /api/agents/{name}/pause",
+                "target": f"agent {name}",
+                "request": {"reason": float("nan"), "wrap_up": [float("inf"), -float("inf")]},
+                "before": None,
+                "after": None,
+            },
+        )
+        nul = {"action": "POST /api/agents/a\x00b/pause", "target": "agent a\x00b"}
+        db.add_audit(engine, {**base, **nul, "request": None, "before": None, "after": None})
+        with engine.connect() as conn:
+            rows = conn.execute(select(db.audit).order_by(db.audit.c.id)).all()
+    finally:
+        engine.dispose()
+    long, nul = rows
+    assert len(long.action) <= 200 and long.action.startswith("POST /api/agents/aaa")
+    assert len(long.target) <= 200 and long.target.startswith("agent aaa")
+    assert long.request == {"reason": "NaN", "wrap_up": ["Infinity", "-Infinity"]}
+    assert "\x00" not in nul.action + nul.target and nul.target.startswith("agent a")

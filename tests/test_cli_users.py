@@ -103,3 +103,15 @@ def test_what_the_configuration_has_is_saved(centre, monkeypatch, capsys):
         config,
     )
     assert code == 2 and "--agent: no agent 'carl'" in err, err
+
+
+def test_a_password_that_is_no_text_is_refused_naming_password(monkeypatch):
+    """A password line with bytes that are no UTF-8 (Python reads them as
+    surrogates) was refused with Python's own words: "'utf-8' codec can't
+    encode characters in position 4-5: surrogates not allowed"."""
+    from dirigent.cli.common import UsageError
+    from dirigent.cli.users import _read_password
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("pass\udcff\udcfeword\n"))
+    with pytest.raises(UsageError, match=r"^password: not UTF-8 text"):
+        _read_password()

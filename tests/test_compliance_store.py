@@ -80,6 +80,21 @@ def test_dnc_files_one_number_per_line_or_csv(engine, tmp_path):
     assert result.added == 1 and result.rejected[0][1].startswith("premium-rate")
 
 
+def test_a_dnc_file_that_is_no_text_is_refused_naming_file(engine, tmp_path):
+    """A list of numbers saved as UTF-16 (Notepad's "Unicode"), a binary file
+    or a folder: the first was read as UTF-8, every number rejected and
+    printed with its NUL bytes (a binary file's bytes went to the terminal as
+    they were); the folder was Python's "[Errno 21] Is a directory"."""
+    utf16 = tmp_path / "dnc.txt"
+    utf16.write_bytes("+4930123456\n+4930123457\n".encode("utf-16"))
+    binary = tmp_path / "dnc.bin"
+    binary.write_bytes(bytes(range(256)))
+    for path in (utf16, binary, tmp_path):
+        with pytest.raises(ListError, match=r"^file: "):
+            import_dnc(engine, path)
+    assert DbDnc(engine).blocked("+4930123456", "") is None, "nothing was written"
+
+
 def test_command_line_dnc_and_consent(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
 

@@ -38,3 +38,17 @@ def test_the_demo_says_what_it_does_and_keeps_its_data(tmp_path):
     fresh = demo(data, "--fresh")
     assert f"demo: emptied {data}" in fresh
     assert dials(fresh) <= dials(again)
+
+
+def test_the_demo_holds_its_pbx_lease():
+    """The demo prints its simulated Asterisk's AMI address and secret to
+    try things with; a ``dirigent serve`` pointed there found no lease (the
+    demo held none) and took the demo's agents' nailed-up legs over
+    ("nailed-up leg ... taken over"), issue 15's finding 7 in the README's own
+    demo.  Its PBX holds a lease, as a configured ``[[pbx]]`` does."""
+    from dirigent.cli.server import demo_settings
+    from dirigent.config import instance_name
+
+    url = "postgresql://dirigent@db.example/demo"
+    [pbx] = demo_settings(url, 5038, (), agents=2).pbxs
+    assert pbx.owner == instance_name(url) and not pbx.takeover

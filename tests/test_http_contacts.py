@@ -87,3 +87,28 @@ def test_over_long_dnc_and_consent_text_is_a_400_naming_the_field(app):
     assert status == 400 and error["field"] == "source", error
     status, body = call(app, "POST", "dnc", {"numbers": numbers, "reason": "r" * 200}, boss)
     assert status == 200 and body["added"] == 2
+
+
+def test_an_unknown_region_is_refused_naming_region_before_any_number_is_read(app):
+    """``region=XX`` was taken by ``POST /api/dnc`` (200, every number
+    rejected one by one, as ``--region XX`` once did to a list import) and
+    blamed on ``phone`` by the contact look-up; the command line refuses it
+    up front, and so does the API now."""
+    boss = token(app, "boss")
+    status, error = find(app, "030 1234 5678", boss, region="XX")
+    assert (status, error["field"]) == (400, "region"), error
+    body = {"numbers": ["030 1234 5678"], "region": "XX"}
+    status, error = call(app, "POST", "dnc", body, token=boss)
+    assert (status, error["field"]) == (400, "region"), error
+    body = {
+        "campaign": "spring",
+        "keep": "030 1234 5678",
+        "drop": ["030 1234 5679"],
+        "region": "XX",
+    }
+    status, error = call(app, "POST", "lists/merge", body, token=boss)
+    assert (status, error["field"]) == (400, "region"), error
+    status, added = call(app, "POST", "dnc", {"numbers": ["030 1234 5678"], "region": "de"}, boss)
+    assert status == 200 and added["numbers"] == {"+493012345678": "added"}, (
+        "lower case is a region"
+    )

@@ -94,3 +94,24 @@ def test_an_upload_into_an_unknown_campaign_names_the_field(url):
     finally:
         engine.dispose()
     assert counts(url) == (0, 0)
+
+
+@pytest.mark.parametrize("name", ["Spring 2026", "spring/uk", "c" * 41, "new\nline", "-x"])
+def test_a_new_campaign_gets_only_a_name_a_campaign_table_can_give(url, name):
+    """``--create`` (``&create=1``) made a campaign of any name up to 120
+    characters, "Spring 2026" or one with a newline, that no ``[[campaign]]``
+    table may name (letters, digits, - and _, at most 40): its records could
+    never be dialed.  Refused naming campaign, nothing written; the
+    configuration refuses the same names."""
+    from dirigent.config import ConfigError, parse_settings
+
+    engine = db.make_engine(url)
+    try:
+        with pytest.raises(ValueError, match=r"^campaign: .*\[\[campaign\]\]"):
+            ListOps(engine).import_upload(io.BytesIO(GOOD.encode()), "x.csv", name, create=True)
+    finally:
+        engine.dispose()
+    assert counts(url) == (0, 0)
+    table = {"name": name, "country": "DE", "caller_id": "+493012345600"}
+    with pytest.raises(ConfigError, match=r"^campaign\[0\]\.name: "):
+        parse_settings({"campaign": [table]}, env={}, pbxs=False)

@@ -118,6 +118,42 @@ def test_a_bad_header_token_is_refused_and_a_bad_first_message_closes_the_socket
     assert run(with_message()) == 4401
 
 
+@pytest.mark.parametrize(
+    "first",
+    ["[" * 5000 + "]" * 5000, '{"type": "auth", "token": ' + "1" * 5000 + "}"],
+    ids=["deep-json", "long-int"],
+)
+def test_a_first_message_json_cannot_read_closes_the_socket_as_a_bad_token(app, first):
+    """5,000 nested arrays (a RecursionError, not a ValueError) escaped the
+    handler: a critical traceback in the log and the connection dropped
+    without a close code, where a bad token gets 4401."""
+    from prometheus_client import CollectorRegistry
+
+    from dirigent.logs import count_errors
+
+    registry = CollectorRegistry()
+    stop_counting = count_errors(registry)
+
+    async def with_message() -> int | None:
+        async with websockets.connect(_uri(app)) as ws:
+            await ws.send(first)
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    try:
+        assert run(with_message()) == 4401
+    finally:
+        stop_counting()
+    errors = [
+        (s.labels, s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == "dirigent_log_errors_total" and s.value
+    ]
+    assert not errors, errors
+
+
 @pytest.mark.parametrize("how", ["header", "first message"])
 def test_a_socket_whose_token_ends_is_closed_before_anything_more_is_pushed(app, how):
     """A logout (or a password change, a disabled or removed user) ends the

@@ -150,9 +150,12 @@ def register(app: Klein, api: ApiContext) -> None:
         if api.reports is None:
             raise NotFound("report", "no database reports in this setup")
         window = parse(ReportQuery, query(request))
-        day_start, day_end = ops.day_window()
+        day_start, now = ops.day_window()
         start = day_start if window.start is None else window.start
-        end = day_end if window.end is None else window.end
+        if start >= now:
+            raise Invalid("from", "must be in the past (the report counts what has happened)")
+        # the future has no states yet: the present one was counted up to ``to``
+        end = now if window.end is None else min(window.end, now)
         if end <= start:
             raise Invalid("to", "must be after from")
         seconds = await threads.deferToThread(api.reports, agent_id, start, end)

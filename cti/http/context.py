@@ -224,6 +224,8 @@ def read_body(request: Request) -> dict[str, Any]:
         raise ApiError(400, "body", f"not valid JSON ({exc})") from None
     except RecursionError:  # 64 KB of "[" is within the size limit
         raise ApiError(400, "body", "nested too deeply") from None
+    except ValueError:  # Python reads no integer of more than 4300 digits (not a JSONDecodeError)
+        raise ApiError(400, "body", "holds a number of more than 4300 digits") from None
     if not isinstance(body, dict):
         raise ApiError(400, "body", "must be a JSON object")
     try:  # "\ud800" is valid JSON but no character: no database can store it

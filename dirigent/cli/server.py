@@ -214,6 +214,7 @@ def demo_settings(
         HttpSettings,
         RoutingSettings,
         Settings,
+        instance_name,
     )
     from routing.model import QueueConfig
 
@@ -222,8 +223,17 @@ def demo_settings(
         http=HttpSettings(host="127.0.0.1", port=http_port),
         database=DatabaseSettings(url=url),
         pbxs=(
+            # the lease a configured [[pbx]] holds: another Dirigent pointed at the
+            # demo's PBX (its address is printed) stays off it instead of taking
+            # the agents' legs over
             PbxSettings(
-                "sim", "127.0.0.1", ami_port, "dirigent", "demo-secret", keepalive_interval=5.0
+                "sim",
+                "127.0.0.1",
+                ami_port,
+                "dirigent",
+                "demo-secret",
+                keepalive_interval=5.0,
+                owner=instance_name(url),
             ),
         ),
         routing=RoutingSettings(

@@ -225,11 +225,19 @@ def _read_password() -> str:
     if sys.stdin.isatty():
         import getpass
 
-        first = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != first:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
             raise UsageError("password: the two entries differ")
-        return first
-    return sys.stdin.readline().rstrip("\n")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:  # bytes that are no UTF-8 come in as surrogates (Python's surrogateescape)
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            "password: not UTF-8 text (bytes that are no character: check the"
+            " terminal's or the file's encoding)"
+        ) from None
+    return password
 
 
 def _user_list(args: argparse.Namespace) -> int:
