@@ -48,6 +48,10 @@ from sim.lab import (
 from sim.pbx import SimPbx
 from sim.workload import Workload
 
+#: events the lab's PBX never sends its link: no part wired here reads them
+#: (a server configured with the same ``exclude_events`` is told the same)
+LAB_EXCLUDED_EVENTS = ("VarSet", "DeviceStateChange")
+
 
 def run(
     workload: Workload,
@@ -70,7 +74,8 @@ def run(
     clock = HeapClock()
     pbx = SimPbx(clock, seed=seed, agents=agents, first_agent=FIRST_EXTENSION, workload=workload)
     pbx.fate_log = {}
-    telephony = SimTelephony(pbx)
+    # VarSet and DeviceStateChange: nothing here reads them (see SimTelephony)
+    telephony = SimTelephony(pbx, exclude_events=LAB_EXCLUDED_EVENTS)
     spec = workload.inbound
     queues = {CAMPAIGN: QueueConfig(CAMPAIGN)}
     if spec.active:
