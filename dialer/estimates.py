@@ -281,6 +281,7 @@ def _floats(samples: deque[float]) -> np.ndarray:
 
 
 _ZERO = np.zeros(1)
+_NOUGHT = np.zeros(())
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ class Window:
         lengths = (1, nt, nw, 1, len(ringing), len(verdicts))
         elapsed = np.concatenate((_ZERO, talking, wrapping, _ZERO, ringing, np.ceil(verdicts)))
         np.minimum(elapsed, self.limits.repeat(lengths), out=elapsed)
-        np.maximum(elapsed, _ZERO, out=elapsed)
+        np.maximum(elapsed, _NOUGHT, out=elapsed)  # (a 0-d array: broadcast for free)
         elapsed += self.FIRSTS.repeat(lengths)
         rows = self.stacked.take(elapsed.astype(np.intp), axis=0)
         split = 1 + nt + nw  # the second zero row

@@ -26,8 +26,8 @@ def _report(**kw: Any) -> dict[str, Any]:
 def test_the_events_the_lab_drops_at_its_pbx_change_no_figure(
     monkeypatch: pytest.MonkeyPatch, inbound_share: float | None
 ) -> None:
-    # VarSet and DeviceStateChange never reach the lab's link: the same
-    # report as with every event the link knows
+    # VarSet, DeviceStateChange, DialBegin, NewCallerid and Newstate never
+    # reach the lab's link: the same report as with every event it knows
     kw: dict[str, Any] = {
         "agents": 8,
         "hours": 0.25,
