@@ -623,7 +623,7 @@ class Predictive(Strategy):
                 continue
             over = p_abandon(np.arange(done + 1.0, stop + 1.0)) > lam
             if over.any():
-                return done + int(np.argmax(over))
+                return done + int(over.argmax())
             done = stop
         return done
 
@@ -697,7 +697,7 @@ def supply_demand_with_timers(s: Snapshot, w: Window) -> np.ndarray:
     if not len(s.wrap_left) or len(s.wrap_left) != len(s.wrapping):
         return mv  # no timers known: the learned rows stand (see wrap_free_by)
     reach = w.reach
-    ending = np.flatnonzero(s.wrap_left <= reach[-1])
+    ending = (s.wrap_left <= reach[-1]).nonzero()[0]
     if len(ending):
         n = len(reach)
         rows = learned[ending]
