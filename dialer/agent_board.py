@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from routing.model import Channel
 
 #: talk start of an agent offered a call but not talking yet (elapsed 0)
 NOT_YET = math.inf
+
+_NOUGHT = np.zeros(())  # a floor NumPy broadcasts without converting a Python number
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +130,24 @@ class AgentBoard:
                     ours -= part.ready if part.only_ours else 0
             talk = {a: t for a, t in talk.items() if a not in reserved}
             wrap = {a: t for a, t in wrap.items() if a not in reserved}
-        talking = now - np.fromiter(talk.values(), dtype=float, count=len(talk))
-        # ``_wrap_until`` has the keys of ``_wrap_since`` in their order (set and
-        # dropped together): its values as they are, unless some were left out
+        # the start and end times in one array (one NumPy call per step, not
+        # one per kind): talks, wrap-ups, then the wrap-ups' ends, which
+        # ``_wrap_until`` has in ``_wrap_since``'s order (set and dropped
+        # together), unless some agents were left out
+        nt, nw = len(talk), len(wrap)
         ends = until.values() if wrap is self._wrap_since else (until[a] for a in wrap)
-        left = np.fromiter(ends, dtype=float, count=len(wrap)) - now
+        times = np.fromiter(chain(talk.values(), wrap.values(), ends), float, nt + 2 * nw)
+        elapsed = now - times[: nt + nw]
+        left = times[nt + nw :] - now
+        talking = elapsed[:nt]
+        np.maximum(talking, _NOUGHT, out=talking)  # offered, not talking yet: 0
+        np.maximum(left, _NOUGHT, out=left)
         return Board(
             counted,
             ready,
-            np.maximum(talking, 0.0),  # offered, not talking yet: 0
-            now - np.fromiter(wrap.values(), dtype=float, count=len(wrap)),
+            talking,
+            elapsed[nt:],
             [*talk, *wrap],
-            np.maximum(left, 0.0),
+            left,
             ours,
         )

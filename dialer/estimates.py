@@ -281,6 +281,7 @@ def _floats(samples: deque[float]) -> np.ndarray:
 
 
 _ZERO = np.zeros(1)
+_NOUGHT = np.zeros(())
 
 
 @dataclass(frozen=True)
@@ -304,12 +305,19 @@ class Window:
     need_weights: np.ndarray  # (J,)
     spread: np.ndarray  # (J,) new_call (1 - new_call)
     some_need: bool  # need_weights has a non-zero weight: a new call can need an agent
+    #: per part of :meth:`gather`'s index (zero row, talk, wrap-up, zero row,
+    #: ring, verdict): the last row it may use, counted from its first
+    limits: np.ndarray
+    #: HORIZONS[:J] + c: the moment by which an agent must be free for a call
+    #: needing one at each horizon
+    reach: np.ndarray
 
     #: first row of each part in ``stacked``
     TALK = 1
     WRAP = TALK + MAX_TALK + 1
     RING = WRAP + MAX_WRAP + 1
     VERDICT = RING + MAX_RING + 1
+    FIRSTS = np.array([0.0, TALK, WRAP, 0.0, RING, VERDICT])
 
     def supply_demand(
         self,
@@ -319,33 +327,40 @@ class Window:
         verdicts: np.ndarray = _ZERO[:0],
     ) -> np.ndarray:
         """``[supply, demand]``: the summed rows for agents talking and wrapping
-        up, and for calls ringing, by elapsed seconds (never negative; the
-        longest ones share the grid's last row), and for calls answered and
-        waiting ``verdicts`` seconds for AMD (due by horizon h when h >= the
-        wait; a wait past the last horizon is never due)."""
-        j = len(self.new_call)
-        idx = np.concatenate(
-            (
-                _ZERO,
-                np.minimum(talking, MAX_TALK) + self.TALK,
-                np.minimum(wrapping, MAX_WRAP) + self.WRAP,
-                _ZERO,
-                np.minimum(ringing, MAX_RING) + self.RING,
-                np.minimum(np.ceil(verdicts), j) + self.VERDICT,
-            )
-        ).astype(np.intp)
-        split = 1 + len(talking) + len(wrapping)  # the second zero row
-        return np.add.reduceat(self.stacked.take(idx, axis=0), (0, split), axis=0)
+        up, and for calls ringing, by elapsed seconds (clipped to the grid:
+        below at 0, the longest ones share its last row), and for calls
+        answered and waiting ``verdicts`` seconds for AMD (due by horizon h
+        when h >= the wait; a wait past the last horizon is never due)."""
+        return self.gather(talking, wrapping, ringing, verdicts)[0]
 
-    def wrap_rows(self, wrapping: np.ndarray) -> np.ndarray:
-        """The wrap-up rows for agents ``wrapping`` seconds into their
-        after-call work, clipped to the grid as :meth:`Tables.rows` clips
-        them: ``[:, :J]`` is ``columns(Tables.rows(wrap, wrapping), c, J)``
-        and ``[:, J:]`` its variance, both computed once per window rather
-        than interpolated again for every decision."""
-        idx = np.maximum(np.minimum(wrapping.astype(np.int64), MAX_WRAP), 0)
-        rows: np.ndarray = self.stacked[idx + self.WRAP]
-        return rows
+    def gather(
+        self,
+        talking: np.ndarray,
+        wrapping: np.ndarray,
+        ringing: np.ndarray,
+        verdicts: np.ndarray = _ZERO[:0],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`supply_demand`, and the wrapping agents' rows it summed:
+        ``[:, :J]`` is ``columns(Tables.rows(wrap, wrapping), c, J)`` and
+        ``[:, J:]`` its variance (interpolated once per window, not again
+        for every decision).
+
+        The row indices are built in one array: the elapsed times side by
+        side, each part clipped to its own stretch of the grid by one
+        ``minimum`` against the parts' limits repeated (one NumPy call, not
+        one per part with a Python number, which NumPy 2 converts every
+        time).  Whole numbers of seconds are added to non-negative floats
+        below 2**52, so the indices are those of ``np.minimum(x, limit) +
+        first`` part by part, and the rows and sums the same to the bit."""
+        nt, nw = len(talking), len(wrapping)
+        lengths = (1, nt, nw, 1, len(ringing), len(verdicts))
+        elapsed = np.concatenate((_ZERO, talking, wrapping, _ZERO, ringing, np.ceil(verdicts)))
+        np.minimum(elapsed, self.limits.repeat(lengths), out=elapsed)
+        np.maximum(elapsed, _NOUGHT, out=elapsed)  # (a 0-d array: broadcast for free)
+        elapsed += self.FIRSTS.repeat(lengths)
+        rows = self.stacked.take(elapsed.astype(np.intp), axis=0)
+        split = 1 + nt + nw  # the second zero row
+        return np.add.reduceat(rows, (0, split), axis=0), rows[1 + nt : split]
 
 
 def _with_variance(p: np.ndarray) -> np.ndarray:
@@ -405,6 +420,8 @@ class Tables:
                 need_weights=self.need_weights[:j],
                 spread=new * (1.0 - new),
                 some_need=bool(self.need_weights[:j].any()),
+                limits=np.array([0.0, MAX_TALK, MAX_WRAP, 0.0, MAX_RING, j]),
+                reach=HORIZONS[:j] + c,
             )
         return w
 

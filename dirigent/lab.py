@@ -48,6 +48,16 @@ from sim.lab import (
 from sim.pbx import SimPbx
 from sim.workload import Workload
 
+#: events the lab's PBX never sends its link (as ``exclude_events`` has
+#: Asterisk drop them for a server): no part wired here reads what they
+#: carry.  VarSet and DeviceStateChange are translated and followed by
+#: nothing (the channel variables the mirror keeps are read by no one);
+#: DialBegin by nothing at all; NewCallerid and Newstate only update the
+#: mirror's record of a channel's caller ID and state, which only a resync
+#: reads, and the lab's PBX never goes away.  Together three in five of a
+#: dial's events; a test pins the same report with all of them.
+LAB_EXCLUDED_EVENTS = ("VarSet", "DeviceStateChange", "DialBegin", "NewCallerid", "Newstate")
+
 
 def run(
     workload: Workload,
@@ -70,7 +80,7 @@ def run(
     clock = HeapClock()
     pbx = SimPbx(clock, seed=seed, agents=agents, first_agent=FIRST_EXTENSION, workload=workload)
     pbx.fate_log = {}
-    telephony = SimTelephony(pbx)
+    telephony = SimTelephony(pbx, exclude_events=LAB_EXCLUDED_EVENTS)
     spec = workload.inbound
     queues = {CAMPAIGN: QueueConfig(CAMPAIGN)}
     if spec.active:

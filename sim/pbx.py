@@ -508,6 +508,8 @@ class SimPbx:
         self._emit(headers)
 
     def _device(self, device: str, state: str) -> None:
+        if not self._wants("DeviceStateChange"):
+            return
         self._emit(
             [
                 ("Event", "DeviceStateChange"),

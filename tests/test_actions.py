@@ -27,6 +27,19 @@ def test_control_characters_are_refused_with_the_field_name(bad):
         ami.hangup(bad)
 
 
+def test_a_value_str_isprintable_passes_holds_no_control_character() -> None:
+    """validate_headers searches a value for control characters only when
+    str.isprintable() says no: every character the search refuses (C0
+    controls and DEL) is one isprintable() refuses, and non-ASCII text that
+    is not printable (a line separator, NEL) is searched and let through."""
+    for code in range(0x10000):
+        char = chr(code)
+        if ami._CONTROL_RE.search(char):
+            assert not char.isprintable(), hex(code)
+    for text in ("caf\u00e9", "a\u2028b", "x\x85y", "\u00a0"):
+        assert ami.validate_headers([("Data", text)]) == [("Data", text)]
+
+
 def test_over_long_values_and_empty_required_fields_are_refused():
     with pytest.raises(ami.ActionError, match="Data: longer than 1024"):
         ami.originate("PJSIP/1001", application="Playback", data="x" * 2000)

@@ -14,7 +14,7 @@ from scipy.special import ndtr
 from core.events import DialMode, MachineAction
 from dialer.abandon import DAY, AbandonLedger, DayCount
 from dialer.campaign import CampaignError, CampaignSettings, validate
-from dialer.estimates import HORIZONS, Estimates, InboundRate, Priors, Tables
+from dialer.estimates import HORIZONS, Estimates, InboundRate, Priors, Tables, Window, columns
 from dialer.pacing import (
     PacingError,
     Power,
@@ -780,7 +780,6 @@ def test_a_window_gives_the_wrap_up_rows_a_decision_would_interpolate(c: float) 
     """The normal approximation takes the wrapping agents' rows from the
     window (interpolated once per table) rather than interpolating them again
     for every decision: the same numbers to the last bit, off the grid too."""
-    from dialer.estimates import columns
 
     est = Estimates(priors=Priors(wrap_mean=45.0))
     for i in range(150):
@@ -789,10 +788,83 @@ def test_a_window_gives_the_wrap_up_rows_a_decision_would_interpolate(c: float) 
     w = t.window(c)
     j = len(w.new_call)
     wrapping = np.array([-0.5, 0.0, 0.4, 3.99, 17.2, 599.9, 600.0, 2500.0])
-    rows = w.wrap_rows(wrapping)
+    _, rows = w.gather(np.zeros(0), wrapping, np.zeros(0))
     expected = columns(Tables.rows(t.wrap, wrapping), c, j)
     assert rows[:, :j].tobytes() == expected.tobytes()
     assert rows[:, j:].tobytes() == (expected * (1.0 - expected)).tobytes()
+
+
+def _learned_tables(c: float, seed: int) -> tuple[Tables, Window]:
+    rng = np.random.default_rng(seed)
+    est = Estimates(priors=Priors(wrap_mean=45.0))
+    for _ in range(150):
+        est.handled(float(rng.lognormal(4.5, 0.8)), float(rng.uniform(2.0, 70.0)))
+        est.answered_after(float(rng.uniform(2.0, 25.0)))
+        est.outcome(["human", "machine", "failed", "no_answer"][int(rng.integers(4))])
+    t = est.tables()
+    return t, t.window(c)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("c", [0.9, 2.0])
+def test_the_gathered_sums_are_those_summed_part_by_part(c: float, seed: int) -> None:
+    """Window.gather builds the row indices of all parts in one array: the
+    same rows, and the same sums to the bit, as each part's index built on
+    its own (elapsed times past the grid and waits past the window too)."""
+    from dialer.estimates import MAX_RING, MAX_TALK, MAX_WRAP
+
+    _, w = _learned_tables(c, seed)
+    rng = np.random.default_rng(100 + seed)
+    j = len(w.new_call)
+    talking = rng.uniform(0.0, 2200.0, int(rng.integers(0, 60)))
+    wrapping = rng.uniform(0.0, 700.0, int(rng.integers(0, 30)))
+    ringing = rng.uniform(0.0, 140.0, int(rng.integers(0, 40)))
+    verdicts = rng.uniform(0.0, j + 3.0, int(rng.integers(0, 10)))
+    idx = np.concatenate(
+        (
+            [0.0],
+            np.minimum(talking, MAX_TALK) + w.TALK,
+            np.minimum(wrapping, MAX_WRAP) + w.WRAP,
+            [0.0],
+            np.minimum(ringing, MAX_RING) + w.RING,
+            np.minimum(np.ceil(verdicts), j) + w.VERDICT,
+        )
+    ).astype(np.intp)
+    split = 1 + len(talking) + len(wrapping)
+    expected = np.add.reduceat(w.stacked.take(idx, axis=0), (0, split), axis=0)
+    mv, rows = w.gather(talking, wrapping, ringing, verdicts)
+    assert mv.tobytes() == expected.tobytes()
+    assert rows.tobytes() == w.stacked[idx[1 + len(talking) : split]].tobytes()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_wrap_up_timers_correct_the_sums_as_over_every_agent(seed: int) -> None:
+    """supply_demand_with_timers corrects only the agents whose wrap-up timer
+    ends within the window: the same sums, to the bit, as correcting every
+    wrapping agent (wrap_free_by's rows against the learned ones)."""
+    from dialer.pacing import Snapshot, supply_demand_with_timers, wrap_free_by
+
+    c = 0.9
+    t, w = _learned_tables(c, seed)
+    rng = np.random.default_rng(200 + seed)
+    n = len(w.new_call)
+    for _ in range(20):
+        wrapping = rng.uniform(0.0, 60.0, int(rng.integers(0, 15)))
+        s = Snapshot(
+            now=1000.0,
+            agents=50,
+            ready=1,
+            talking=rng.uniform(0.0, 400.0, int(rng.integers(0, 40))),
+            wrapping=wrapping,
+            wrap_left=np.maximum(0.0, 60.0 - wrapping - rng.uniform(0.0, 30.0, len(wrapping))),
+            ringing=rng.uniform(0.0, 22.0, int(rng.integers(0, 20))),
+        )
+        expected = w.supply_demand(s.talking, s.wrapping, s.ringing, s.verdicts)
+        learned = columns(Tables.rows(t.wrap, s.wrapping), c, n)
+        sure = wrap_free_by(s, t, c, n, learned)
+        expected[0, :n] += (sure - learned).sum(axis=0)
+        expected[0, n:] += (sure * (1.0 - sure) - learned * (1.0 - learned)).sum(axis=0)
+        assert supply_demand_with_timers(s, w).tobytes() == expected.tobytes()
 
 
 def test_the_duration_tables_are_the_conditional_chances_counted_one_by_one() -> None:
