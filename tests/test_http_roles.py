@@ -70,6 +70,15 @@ def test_unknown_routes_and_methods(app):
     assert (status, error["field"]) == (404, "agent")
 
 
+def test_the_campaign_list_of_a_setup_without_campaigns_is_empty(app):
+    """No [[campaign]] table: the list is empty (200 []), not a 404; one
+    campaign by name is still a 404 naming campaign."""
+    boss = token(app, "boss")
+    assert call(app, "GET", "campaigns", token=boss) == (200, [])
+    status, error = call(app, "GET", "campaigns/winback", token=boss)
+    assert (status, error["field"]) == (404, "campaign")
+
+
 LIVE = ", ".join(LIVE_SETTINGS)
 CONSENT = {"contact": 1, "channel": "voice", "granted": True, "source": "web"}
 MERGE = {"campaign": "winback", "keep": "+4930123400001", "drop": ["+4930123400002"]}
