@@ -162,9 +162,10 @@ def cmd_lists(args: argparse.Namespace) -> int:
             print(f"  row {problem.row}: {problem.field}: {problem.reason}")
         if report.rejected_file:
             print(f"  all rejected rows: {report.rejected_file}")
-        for group in report.groups[:10]:
+        for group in report.groups[:GROUPS_SHOWN]:
             print(
-                f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
+                f"  maybe the same person: {_first_numbers(group['numbers'])}"
+                f" (keep {group['suggested_keep']})"
             )
     else:  # the human summary, or the JSON object: not both (QA4)
         print(json.dumps(summary))
@@ -177,6 +178,20 @@ def cmd_lists(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+#: the suspected-duplicate groups an import prints, and the numbers of each
+#: (a list with many identical names made one group of thousands; the API's
+#: answer keeps every number of its groups)
+GROUPS_SHOWN = 10
+NUMBERS_SHOWN = 5
+
+
+def _first_numbers(numbers: list[str]) -> str:
+    """The first :data:`NUMBERS_SHOWN` numbers, then how many more."""
+    shown = ", ".join(numbers[:NUMBERS_SHOWN])
+    more = len(numbers) - NUMBERS_SHOWN
+    return f"{shown} … and {more} more" if more > 0 else shown
 
 
 def _configured_campaigns(args: argparse.Namespace) -> dict[str, str | None]:
