@@ -200,5 +200,6 @@ def cmd_contacts(args: argparse.Namespace) -> int:
                     f"{r.attempts} attempts"
                     + (f", last {r.last_outcome}" if r.last_outcome else "")
                 )
-    print(json.dumps(found.as_dict()))
+    else:  # the human text, or the JSON object: not both (as lists import)
+        print(json.dumps(found.as_dict()))
     return EXIT_OK if found.contacts else EXIT_FAILED

@@ -298,5 +298,6 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
             f" {report.contacts_folded} contacts folded in ({report.numbers_moved} numbers,"
             f" {report.consents_moved} consent records, {report.interactions_moved} interactions)"
         )
-    print(json.dumps(report.summary()))
+    else:  # the human text, or the JSON object: not both (as lists import)
+        print(json.dumps(report.summary()))
     return EXIT_OK
