@@ -241,7 +241,7 @@ class ListOps:
         """``GET /api/contacts?phone=``: what ``dirigent contacts find`` shows."""
         from store.contacts import find_by_phone
 
-        return find_by_phone(self.engine, phone, region).as_dict()
+        return find_by_phone(self.engine, phone, region, "?region=DE").as_dict()
 
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)

@@ -132,3 +132,21 @@ def test_a_large_duplicate_group_shows_its_first_numbers_and_how_many_more(tmp_p
     assert len(shown) == 5 and " … and 7 more (keep +49301234" in line, line
     as_json = cli("lists", "import", str(path), "--campaign", "s", "--db", url, "--json")
     assert json.loads(as_json.stdout)["phonetic_duplicate_groups"] == 1
+
+
+def test_a_list_without_a_phone_column_names_the_fix_each_face_has(tmp_path, url):
+    """QA12 finding 2: the upload's 400 said ``use --mapping``, an option
+    the API does not have; the command line still names it."""
+    nophone = "name,city\nAda,Berlin\n"
+    engine = db.make_engine(url)
+    try:
+        with pytest.raises(ValueError, match=r"^header: no phone column") as refused:
+            ListOps(engine).import_upload(io.BytesIO(nophone.encode()), "x.csv", "s", create=True)
+    finally:
+        engine.dispose()
+    assert "--" not in str(refused.value) and "headed e.g. phone" in str(refused.value)
+    path = tmp_path / "nophone.csv"
+    path.write_text(nophone)
+    result = cli("lists", "import", str(path), "--campaign", "s", "--create", "--db", url)
+    assert result.returncode == 2 and "headed e.g. phone" in result.stderr
+    assert "or name it with --mapping FILE" in result.stderr

@@ -158,7 +158,7 @@ def _one_contact(engine: Any, phone: str, region: str | None) -> int:
     from store.contacts import find_by_phone
 
     try:
-        found = find_by_phone(engine, phone, region)
+        found = find_by_phone(engine, phone, region, "--region DE")
     except ValueError as exc:
         raise UsageError(f"--{exc}") from None
     if not found.contacts:
@@ -177,7 +177,7 @@ def cmd_contacts(args: argparse.Namespace) -> int:
 
     with database(args) as engine:
         try:
-            found = find_by_phone(engine, args.number, args.region)
+            found = find_by_phone(engine, args.number, args.region, "--region DE")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if not args.json:

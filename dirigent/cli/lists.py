@@ -123,7 +123,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
     except UnknownCampaign as exc:
         raise UsageError(f"--campaign: {exc}; --create makes a new one") from None
     except ListError as exc:
-        raise UsageError(str(exc)) from None
+        how = "; or name it with --mapping FILE" if exc.field == "header" else ""
+        raise UsageError(f"{exc}{how}") from None
     except LookupError as exc:  # an unknown --encoding
         raise UsageError(f"--encoding: {exc}") from None
     except Exception as exc:  # the store's errors: a lost connection is said in one line
