@@ -46,6 +46,10 @@ from routing.model import Channel
 MAX_REASON = 80
 #: the ``interaction.customer`` column's width
 CUSTOMER_MAX = 200
+#: the longest skill or attribute name (as the configuration's names: campaigns, queues, agents)
+MAX_NAME = 40
+#: the most interactions of one channel an agent may carry at once
+MAX_CAPACITY = 100
 #: the latest time a report may ask about (the year 3000): beyond it, or NaN,
 #: the database's date conversion fails
 LATEST_EPOCH = 32503680000.0
@@ -115,17 +119,29 @@ def parse(model: type[M], data: Mapping[str, Any]) -> M:
 
 
 # -- field types ----------------------------------------------------------------------------------
-def _one_line(value: str) -> str:
+def _one_line(value: str, limit: int = MAX_REASON, what: str = "") -> str:
     """A pause reason as it is shown and stored: one line of text.  Control
     characters (CR, LF, tab, escape ...) are refused here, at the edge: stored
-    raw they would break log lines, CSV exports and the supervisors' screens."""
+    raw they would break log lines, CSV exports and the supervisors' screens.
+    ``what`` names the text in the reason (a mapping's key: its field is the
+    mapping)."""
     if not value.strip():
-        raise Refused("must not be empty")
+        raise Refused(f"{what}must not be empty")
     if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
-        raise Refused("must not contain control characters (CR, LF, tab ...)")
-    if len(value) > MAX_REASON:
-        raise Refused(f"must be at most {MAX_REASON} characters")
+        raise Refused(f"{what}must not contain control characters (CR, LF, tab ...)")
+    if len(value) > limit:
+        raise Refused(f"{what}must be at most {limit} characters")
     return value
+
+
+def _skill(value: str) -> str:
+    """A skill name: one line, at most :data:`MAX_NAME` (``""`` and 1,000
+    characters were taken, QA12 finding 6)."""
+    return _one_line(value, MAX_NAME, "a skill name ")
+
+
+def _attribute(value: str) -> str:
+    return _one_line(value, MAX_NAME, "an attribute name ")
 
 
 def _customer(value: str) -> str:
@@ -148,9 +164,9 @@ def _level(value: Any) -> Any:
     return value
 
 
-def _count(value: Any) -> Any:
-    if not _whole(value) or value < 0:
-        raise Refused("must be a whole number >= 0")
+def _capacity(value: Any) -> Any:
+    if not _whole(value) or not 0 <= value <= MAX_CAPACITY:
+        raise Refused(f"must be a whole number from 0 to {MAX_CAPACITY}")
     return value
 
 
@@ -169,9 +185,10 @@ def channel_of(value: Any) -> Channel:
 Reason = Annotated[str, AfterValidator(_one_line)]
 Customer = Annotated[str, AfterValidator(_customer)]
 Level = Annotated[int, BeforeValidator(_level)]
-Levels = dict[str, Level]
+Levels = dict[Annotated[str, AfterValidator(_skill)], Level]
+Attributes = dict[Annotated[str, AfterValidator(_attribute)], Any]
 ChannelName = Annotated[Channel, BeforeValidator(channel_of)]
-Capacity = dict[ChannelName, Annotated[int, BeforeValidator(_count)]]
+Capacity = dict[ChannelName, Annotated[int, BeforeValidator(_capacity)]]
 
 
 #: how a key a :class:`Body` does not know is refused (the configuration's words)
@@ -254,7 +271,7 @@ class InteractionRequest(Body):
     queue: str
     priority: int = 0
     skills: Levels = Field(default_factory=dict)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
     customer: Customer | None = None
 
     @field_validator("channel")

@@ -63,7 +63,14 @@ from dialer.campaign import LIVE_SETTINGS, CampaignError, CampaignSettings, Camp
 from dialer.compliance import Verdict
 from dialer.pacing import estimates_for
 from dialer.ports import CampaignAttempts, CampaignStore, Hopper, RecordCounts
-from dialer.runner import PBX_LOST, SERVER_RESTART, Attempt, AttemptNews, CampaignRunner
+from dialer.runner import (
+    PBX_LOST,
+    SERVER_RESTART,
+    Attempt,
+    AttemptNews,
+    CampaignRunner,
+    CampaignStatus,
+)
 from routing.agent import AgentState
 
 log = Logger(namespace="dirigent.campaigns")
@@ -672,7 +679,7 @@ class Campaigns:
         # the day's: a supervisor must not read "abandoned 0" beside a day at
         # 20 % without being told why
         return CampaignView(
-            idle_reason=r.idle_reason,
+            idle_reason=r.idle_reason or self._not_started(c),
             pbx=self._pbx[name] or None,
             country=s.country,
             legal_max_abandon=s.legal_max_abandon,
@@ -696,6 +703,22 @@ class Campaigns:
             abandon_rate={w: _rounded(r.ledger.rate(w, now)) for w in WINDOWS},
             drop_group=c.config.ledger_group,
         )
+
+    def _not_started(self, c: Campaign) -> str | None:
+        """Why an ``auto_start`` campaign is still stopped: its PBX has not had
+        its first resync (QA12 finding 9: ``stopped`` with no reason), in the
+        runner's words for a PBX that is down."""
+        pbx = self._pbx[c.name]
+        if (
+            not c.config.auto_start
+            or c.runner.status is not CampaignStatus.STOPPED
+            or pbx in self._reconciled
+        ):
+            return None
+        waits = f"auto_start starts it after {f'PBX {pbx}' if pbx else 'the PBX'}'s first resync"
+        if c.runner.telephony.connected:
+            return waits
+        return f"{f'PBX {pbx}' if pbx else 'PBX'} down: {waits}"
 
     def event(self, name: str) -> CampaignFigures:
         """The campaign's figures as the bus carries them."""

@@ -193,7 +193,8 @@ def map_headers(headers: list[str], mapping: Mapping[str, str] | None = None) ->
     if "phone" not in taken:
         raise ListError(
             "header",
-            f"no phone column (headers: {', '.join(h.strip() for h in headers)}; use --mapping)",
+            f"no phone column (headers: {', '.join(h.strip() for h in headers)}; a phone"
+            f" column is headed e.g. {', '.join(SYNONYMS['phone'][:3])})",
         )
     return out
 
@@ -407,7 +408,7 @@ class ListReader:
                 # phonenumbers' "Missing or invalid default region." names no fix
                 reason = (
                     "not a phone number: national numbers need a region"
-                    " (--region, or a country column)"
+                    " (the import's region, or a country column)"
                 )
             return RowProblem(row, "phone", f"{reason}: {fields.get('phone', '')!r}")
         why = self.foreign(number) if self.foreign is not None else None

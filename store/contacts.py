@@ -68,17 +68,23 @@ class NumberLookup:
         }
 
 
-def e164_of(raw: str, region: str | None = None) -> str:
-    """``raw`` in E.164, or ValueError naming the field and why."""
+def e164_of(raw: str, region: str | None = None, region_example: str | None = None) -> str:
+    """``raw`` in E.164, or ValueError naming the field and why; a national
+    number without a region says how each face gives one (``region_example``:
+    ``--region DE``, ``?region=DE``; QA12 finding 2: the API named the option)."""
     number = normalize(raw, region)
     if isinstance(number, Rejected):
-        hint = "" if region or raw.strip().startswith("+") else " (national numbers need --region)"
+        example = f", e.g. {region_example}" if region_example else ""
+        national = not (region or raw.strip().startswith("+"))
+        hint = f" (national numbers need a region{example})" if national else ""
         raise Invalid("phone", f"{raw!r}: {number.reason}{hint}")
     return number.e164
 
 
-def find_by_phone(engine: Engine, raw: str, region: str | None = None) -> NumberLookup:
-    e164 = e164_of(raw, region)
+def find_by_phone(
+    engine: Engine, raw: str, region: str | None = None, region_example: str | None = None
+) -> NumberLookup:
+    e164 = e164_of(raw, region, region_example)
     c, cp, r, dl, camp = db.contact, db.contact_phone, db.record, db.dial_list, db.campaign
     with engine.connect() as conn:
         ids = [

@@ -19,12 +19,13 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from core.errors import Invalid, NotFound
 from core.numbers import Number, check_region
 from dialer.compliance import Campaign, Compliance
 from dialer.retry import RetryRules
+from store import db
 from store.consent import DbConsent, DbDnc, add_dnc, record_consent, require_campaign
 from store.lists_import import UnknownCampaign, import_list
 from store.pool import MachineCall, apply_disposition, pool_status, set_list_active
@@ -241,12 +242,33 @@ class ListOps:
         """``GET /api/contacts?phone=``: what ``dirigent contacts find`` shows."""
         from store.contacts import find_by_phone
 
-        return find_by_phone(self.engine, phone, region).as_dict()
+        return find_by_phone(self.engine, phone, region, "?region=DE").as_dict()
+
+    def unconfigured(self, campaign: str) -> NotFound:
+        """The 404 of a campaign no ``[[campaign]]`` table configures.  One a
+        list import made (``--create``) is a row with records that never
+        dials: the answer says so, not "unknown" (QA12 finding 4).  Its pool
+        is not shown: what may be dialed depends on the table's country and rules."""
+        c, lst, r = db.campaign, db.dial_list, db.record
+        with self.engine.connect() as conn:
+            found = conn.execute(select(c.c.id).where(c.c.name == campaign)).scalar()
+            if found is None:
+                return NotFound("campaign", f"unknown campaign {campaign!r}")
+            n = conn.execute(
+                select(func.count())
+                .select_from(r.join(lst, r.c.list_id == lst.c.id))
+                .where(lst.c.campaign_id == found)
+            ).scalar_one()
+        return NotFound(
+            "campaign",
+            f"{campaign!r} has {n} records but no [[campaign]] table, so it does not dial"
+            " (add one to the configuration)",
+        )
 
     def pool(self, campaign: str, now: float) -> dict[str, Any]:
         config = self.campaigns.get(campaign)
         if config is None:
-            raise NotFound("campaign", f"unknown campaign {campaign!r}")
+            raise self.unconfigured(campaign)
         gate = Compliance(DbDnc(self.engine), DbConsent(self.engine))
         return pool_status(
             self.engine, config.compliance(), gate, dt.datetime.fromtimestamp(now, dt.UTC)

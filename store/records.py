@@ -97,16 +97,20 @@ class Recorder:
         self._unsubscribe = lambda: [unsubscribe() for unsubscribe in off]
 
     def on_agent_state(self, event: AgentStateChanged) -> None:
-        self._submit(self._agent_state, event, event.TYPE, event.agent)
+        what = f"state {event.state.value} of agent {event.agent}"
+        self._submit(self._agent_state, event, event.TYPE, what)
 
     def on_interaction(self, event: InteractionChanged) -> None:
-        self._submit(self._interaction, event, event.TYPE, event.interaction)
+        what = f"{event.interaction} ({event.stage.value}, queue {event.queue})"
+        self._submit(self._interaction, event, event.TYPE, what)
 
-    def _submit(self, fn: Callable[[Any], None], item: Any, kind: str, what: str | None) -> None:
+    def _submit(self, fn: Callable[[Any], None], item: Any, kind: str, what: str) -> None:
+        """Write ``item`` by ``fn`` on the writer thread; ``kind`` and ``what``
+        (which row: agent, interaction, request, user) name it in the log."""
         # events are frozen: the writer thread reads them as they were published
         self._last = self._pool.submit(self._safely, fn, item, kind, what)
 
-    def _safely(self, fn: Callable[[Any], None], item: Any, kind: str, what: str | None) -> None:
+    def _safely(self, fn: Callable[[Any], None], item: Any, kind: str, what: str) -> None:
         """Write one row, trying again while the failure may pass (a lock, a
         lost connection): as long as it lasts while the server runs, so that
         a PostgreSQL restart or fail-over of any length loses no row and
@@ -162,7 +166,8 @@ class Recorder:
 
     def audit(self, entry: dict[str, Any]) -> None:
         """An audit row, in order with the report rows (same writer, same retries)."""
-        self._submit(self._audit_row, dict(entry), "audit", None)
+        what = f"{entry.get('action')} by {entry.get('actor')} -> {entry.get('status')}"
+        self._submit(self._audit_row, dict(entry), "audit", what)
 
     def _audit_row(self, entry: dict[str, Any]) -> None:
         db.add_audit(self.engine, entry)
@@ -174,12 +179,14 @@ class Recorder:
             lambda _: db.add_token(self.engine, key, username, issued, expires),
             None,
             "token",
-            username,
+            f"of {username} (SHA-256 {key[:8]}...)",
         )
 
     def tokens_ended(self, keys: list[str]) -> None:
         """Tokens ended by a logout or a revocation."""
-        self._submit(lambda _: db.end_tokens(self.engine, keys), None, "token-end", None)
+        first = f" (SHA-256 {keys[0][:8]}...)" if keys else ""
+        what = f"of {len(keys)} token{'s' if len(keys) != 1 else ''}{first}"
+        self._submit(lambda _: db.end_tokens(self.engine, keys), None, "token-end", what)
 
     def _agent_state(self, e: AgentStateChanged) -> None:
         with self.engine.begin() as conn:

@@ -219,6 +219,43 @@ def test_a_skill_given_by_a_supervisor_brings_the_waiting_chat_that_needs_it_at_
             "unknown key (allowed: queues, paused)",
         ),
         ("PUT", "agents/anna/skills", {"skills": {}, "level": 3}, "level", "unknown key"),
+        # QA12 finding 6: any skill name, attribute name or capacity was taken
+        (
+            "PUT",
+            "agents/anna/skills",
+            {"skills": {"": 5}},
+            "skills",
+            "skill name must not be empty",
+        ),
+        ("PUT", "agents/anna/skills", {"skills": {"x" * 41: 5}}, "skills", "at most 40 char"),
+        (
+            "POST",
+            "interactions",
+            {"channel": "chat", "queue": "sales", "skills": {" ": 5}},
+            "skills",
+            "skill name must not be empty",
+        ),
+        (
+            "POST",
+            "interactions",
+            {"channel": "chat", "queue": "sales", "attributes": {"": 1}},
+            "attributes",
+            "attribute name must not be empty",
+        ),
+        (
+            "POST",
+            "interactions",
+            {"channel": "chat", "queue": "sales", "attributes": {"k" * 1000: 1}},
+            "attributes",
+            "at most 40 char",
+        ),
+        (
+            "PUT",
+            "agents/anna/capacity",
+            {"capacity": {"chat": 1_000_000}},
+            "capacity.chat",
+            "from 0 to 100",
+        ),
         (
             "POST",
             "interactions",

@@ -1298,6 +1298,52 @@ def test_the_campaign_view_and_its_push_message_keep_their_json(tmp_path):
         engine.dispose()
 
 
+def test_an_auto_start_campaign_before_its_pbx_came_up_says_why_it_is_stopped(tmp_path):
+    """QA12 finding 9: an ``auto_start`` campaign whose PBX never came up
+    said ``stopped`` with no reason; it says that its PBX is down (then that
+    it waits for the first resync), as an idle campaign says "PBX down"."""
+    from channels.voice import AgentEndpoint
+    from dialer.campaigns import Campaigns
+    from dirigent.config import CampaignTable
+    from routing.router import Router
+    from sim.clock import HeapClock
+    from sim.inprocess import SimTelephony
+    from store.dialer import DbCampaignStore
+    from tests.acd import InboundAcd
+
+    clock = HeapClock()
+    clock.advance(1_764_662_400.0)
+    url = f"sqlite:///{tmp_path / 'auto.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    table = {"name": "winback", "country": "GB", "caller_id": "+442079460999", "auto_start": True}
+    pbx = SimPbx(clock, seed=1, agents=1)
+    pbx.booted = False  # the PBX has not come up
+    tel = SimTelephony(pbx)
+    acd = InboundAcd(
+        tel,
+        Router({"winback": QueueConfig("winback")}),
+        clock,
+        {"a1": AgentEndpoint("a1", "1001", "nailed")},
+    )
+    campaigns = Campaigns(
+        (CampaignTable.model_validate(table).build(),), DbCampaignStore(engine), tel, acd, clock
+    )
+    try:
+        view = campaigns.view("winback")
+        assert (view["status"], view["idle_reason"]) == (
+            "stopped",
+            "PBX down: auto_start starts it after the PBX's first resync",
+        )
+        pbx.booted = True  # logged in, its resync under way
+        assert campaigns.view("winback")["idle_reason"] == (
+            "auto_start starts it after the PBX's first resync"
+        )
+    finally:
+        campaigns.stop()
+        engine.dispose()
+
+
 def test_every_metric_the_server_exposes_is_in_the_catalogue(setup):
     """QA5 finding 14: six families on /metrics were missing from
     docs/metrics.md, the catalogue dashboards are built from."""

@@ -42,12 +42,15 @@ def test_a_config_that_is_not_a_utf8_file_is_named(tmp_path, content, expected):
 
 
 def test_erlang_with_too_few_agents_prints_valid_json_and_says_why():
-    result = cli("erlang", "--calls", "100", "--interval", "1800", "--aht", "180", "--agents", "5")
+    args = ("erlang", "--calls", "100", "--interval", "1800", "--aht", "180", "--agents", "5")
+    result = cli(*args, "--json")
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])  # strict JSON: no Infinity
+    figures = json.loads(result.stdout)  # strict JSON: no Infinity; the JSON alone
     assert figures["stable"] is False and figures["asa"] is None
     assert figures["p_wait"] == 1.0 and figures["service_level"] == 0.0
-    assert "cannot carry 10 Erlangs" in result.stdout
+    text = cli(*args)
+    assert text.returncode == 0 and "cannot carry 10 Erlangs" in text.stdout
+    assert not [x for x in text.stdout.splitlines() if x.startswith("{")], "the text alone"
 
 
 def test_erlang_without_calls_needs_nobody_and_nobody_waits():

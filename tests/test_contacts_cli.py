@@ -42,8 +42,10 @@ def test_a_number_leads_to_its_contact_its_consent_and_its_records(tmp_path):
     assert [(r["campaign"], r["list"], r["status"]) for r in contact["records"]] == [
         ("spring", "spring.csv", "new")
     ]
+    assert json.loads(found.stdout) == view, "--json prints the JSON alone"
     text = cli("contacts", "find", "+49 30 1234 5678", "--db", url).stdout
     assert f"contact {contact['id']}: Ada Lovelace (Acme)" in text
+    assert not [x for x in text.splitlines() if x.startswith("{")], "the text alone (QA12 1)"
 
 
 def test_unknown_and_bad_numbers_are_said_so(tmp_path):

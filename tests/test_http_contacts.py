@@ -57,6 +57,8 @@ def test_a_bad_number_is_a_400_naming_phone_and_agents_may_not_look(app):
     boss = token(app, "boss")
     status, error = find(app, "030 12", boss)
     assert status == 400 and error["field"] == "phone" and "'030 12'" in error["error"]
+    # QA12 finding 2: the API's answer named the command line's --region
+    assert "national numbers need a region, e.g. ?region=DE" in error["error"], error
     status, error = call(app, "GET", "contacts", token=boss)
     assert (status, error["field"], error["error"]) == (400, "phone", "phone: required")
     status, error = find(app, "+49 30 1234 5678", token(app, "anna"))

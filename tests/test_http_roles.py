@@ -70,6 +70,37 @@ def test_unknown_routes_and_methods(app):
     assert (status, error["field"]) == (404, "agent")
 
 
+def test_the_campaign_list_of_a_setup_without_campaigns_is_empty(app):
+    """No [[campaign]] table: the list is empty (200 []), not a 404; one
+    campaign by name is still a 404 naming campaign."""
+    boss = token(app, "boss")
+    assert call(app, "GET", "campaigns", token=boss) == (200, [])
+    status, error = call(app, "GET", "campaigns/winback", token=boss)
+    assert (status, error["field"]) == (404, "campaign")
+
+
+def test_a_campaign_a_list_import_made_says_it_has_no_campaign_table(app, tmp_path):
+    """QA12 finding 4: a campaign ``lists import --create`` made (a row with
+    records, no ``[[campaign]]`` table) was "unknown campaign" to its view and
+    pool, while the import named it among the known ones.  What its pool may
+    dial depends on the table it lacks: the 404 says so."""
+    from store.lists_import import import_list
+
+    path = tmp_path / "bulk.csv"
+    path.write_text("phone\n+49 30 1234 5678\n+49 30 1234 5679\n")
+    import_list(app.database.engine, path, "bulk", create=True)
+    boss = token(app, "boss")
+    for route in ("campaigns/bulk", "campaigns/bulk/pool"):
+        status, error = call(app, "GET", route, token=boss)
+        assert (status, error["field"]) == (404, "campaign"), route
+        assert (
+            "'bulk' has 2 records but no [[campaign]] table, so it does not dial"
+            in (error["error"])
+        ), route
+    status, error = call(app, "GET", "campaigns/nope/pool", token=boss)
+    assert (status, error["error"]) == (404, "campaign: unknown campaign 'nope'")
+
+
 LIVE = ", ".join(LIVE_SETTINGS)
 CONSENT = {"contact": 1, "channel": "voice", "granted": True, "source": "web"}
 MERGE = {"campaign": "winback", "keep": "+4930123400001", "drop": ["+4930123400002"]}

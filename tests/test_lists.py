@@ -518,7 +518,14 @@ def test_merging_duplicates_keeps_one_contact_with_the_whole_history(
 def test_merge_on_the_command_line(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     path = write(
-        tmp_path, "d.csv", ["name;phone", "Ann Lee;+1 212 555 0100", "Ann Li;+1 212 555 0101"]
+        tmp_path,
+        "d.csv",
+        [
+            "name;phone",
+            "Ann Lee;+1 212 555 0100",
+            "Ann Li;+1 212 555 0101",
+            "A Lee;+1 212 555 0102",
+        ],
     )
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "dirigent.cli", *a], capture_output=True, text=True
@@ -532,7 +539,10 @@ def test_merge_on_the_command_line(tmp_path):
     assert bad.returncode == 2 and "--drop" in bad.stderr
     ok = run(*merge, "--drop", "+1 212 555 0101", "--json")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout.strip().splitlines()[-1])["closed"]
+    assert json.loads(ok.stdout)["closed"], "--json prints the JSON alone"
+    human = run(*merge, "--drop", "+1 212 555 0102")
+    assert human.returncode == 0 and human.stdout.startswith("kept record"), human.stderr
+    assert not [x for x in human.stdout.splitlines() if x.startswith("{")], "the text alone"
 
 
 def test_the_import_reports_progress_through_the_file(tmp_path, database_url, engine, capsys):

@@ -5,6 +5,7 @@ said at once with exit 2 or 1, nothing written."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 
@@ -115,3 +116,37 @@ def test_a_new_campaign_gets_only_a_name_a_campaign_table_can_give(url, name):
     table = {"name": name, "country": "DE", "caller_id": "+493012345600"}
     with pytest.raises(ConfigError, match=r"^campaign\[0\]\.name: "):
         parse_settings({"campaign": [table]}, env={}, pbxs=False)
+
+
+def test_a_large_duplicate_group_shows_its_first_numbers_and_how_many_more(tmp_path, url):
+    """QA12 finding 3: each suspected-duplicate group printed every number
+    (thousands for a list with many identical names).  The terminal shows
+    the first five and how many more; ``--json`` is unchanged."""
+    path = tmp_path / "same.csv"
+    rows = [f"+49 30 1234 56{n:02d},Hans,Meyer,Hauptstr. 1,50667" for n in range(12)]
+    path.write_text("phone,first_name,last_name,street,postal_code\n" + "\n".join(rows) + "\n")
+    result = cli("lists", "import", str(path), "--campaign", "s", "--create", "--db", url)
+    assert result.returncode == 0, result.stderr
+    [line] = [x for x in result.stdout.splitlines() if "maybe the same person" in x]
+    shown = line.split(": ", 1)[1].split(" … and ")[0].split(", ")
+    assert len(shown) == 5 and " … and 7 more (keep +49301234" in line, line
+    as_json = cli("lists", "import", str(path), "--campaign", "s", "--db", url, "--json")
+    assert json.loads(as_json.stdout)["phonetic_duplicate_groups"] == 1
+
+
+def test_a_list_without_a_phone_column_names_the_fix_each_face_has(tmp_path, url):
+    """QA12 finding 2: the upload's 400 said ``use --mapping``, an option
+    the API does not have; the command line still names it."""
+    nophone = "name,city\nAda,Berlin\n"
+    engine = db.make_engine(url)
+    try:
+        with pytest.raises(ValueError, match=r"^header: no phone column") as refused:
+            ListOps(engine).import_upload(io.BytesIO(nophone.encode()), "x.csv", "s", create=True)
+    finally:
+        engine.dispose()
+    assert "--" not in str(refused.value) and "headed e.g. phone" in str(refused.value)
+    path = tmp_path / "nophone.csv"
+    path.write_text(nophone)
+    result = cli("lists", "import", str(path), "--campaign", "s", "--create", "--db", url)
+    assert result.returncode == 2 and "headed e.g. phone" in result.stderr
+    assert "or name it with --mapping FILE" in result.stderr

@@ -160,7 +160,7 @@ def test_without_any_region_a_national_number_names_the_fix(tmp_path, engine):
     path.write_text(NATIONAL)
     report = import_list(engine, path, "nowhere", create=True)
     assert report.imported == 0 and report.region is None
-    assert "national numbers need a region (--region, or a country column)" in (
+    assert "national numbers need a region (the import's region, or a country column)" in (
         report.problems[0].reason
     )
 

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, insert, select
 from twisted.logger import formatEvent, globalLogPublisher
 
 from core.bus import EventBus
-from core.events import AgentState, AgentStateChanged
+from core.events import AgentState, AgentStateChanged, Channel, InteractionChanged, Stage
 from store import db
 from store.records import Recorder, close_unfinished
 from tests.test_api import app, call, token
@@ -146,6 +146,40 @@ def test_a_row_that_cannot_be_written_is_logged_with_its_traceback_and_counted(t
     assert value == 1.0
     [failed] = [e for e in seen if "could not record" in e.get("log_format", "")]
     assert "Traceback" in failed["log_failure"].getTraceback()
+
+
+def test_the_failure_line_names_the_row_of_every_kind(tmp_path):
+    """QA12 finding 12: an audit row that failed was logged as ``could not
+    record audit None``.  Each kind of row is named by what identifies it."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables: every write fails
+    recorder = Recorder(engine, EventBus(), retry_delays=(0.01,))
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        recorder.on_agent_state(AgentStateChanged(T0, "anna", AgentState.PAUSED, "coffee"))
+        recorder.on_interaction(
+            InteractionChanged(T0, Stage.QUEUED, "call-7", Channel.VOICE, "sales")
+        )
+        recorder.audit(
+            {"actor": "boss", "role": "supervisor", "action": "PATCH /api/campaigns/spring",
+             "target": "campaign spring", "status": 200, "at": dt.datetime.now(dt.UTC)}
+        )  # fmt: skip
+        recorder.token_issued("ab12cd34" * 8, "carla", T0, T0 + 3600)
+        recorder.tokens_ended(["ef56" * 16])
+        recorder.flush(timeout=10)
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        recorder.close()
+        engine.dispose()
+    said = [formatEvent(e) for e in seen if "could not record" in e.get("log_format", "")]
+    assert said == [
+        "could not record agent state paused of agent anna",
+        "could not record interaction call-7 (queued, queue sales)",
+        "could not record audit PATCH /api/campaigns/spring by boss -> 200",
+        "could not record token of carla (SHA-256 ab12cd34...)",
+        "could not record token-end of 1 token (SHA-256 ef56ef56...)",
+    ]
+    assert "None" not in " ".join(said)
 
 
 def test_what_a_crash_left_open_is_closed_at_the_last_known_time(tmp_path):

@@ -158,7 +158,7 @@ def _one_contact(engine: Any, phone: str, region: str | None) -> int:
     from store.contacts import find_by_phone
 
     try:
-        found = find_by_phone(engine, phone, region)
+        found = find_by_phone(engine, phone, region, "--region DE")
     except ValueError as exc:
         raise UsageError(f"--{exc}") from None
     if not found.contacts:
@@ -177,7 +177,7 @@ def cmd_contacts(args: argparse.Namespace) -> int:
 
     with database(args) as engine:
         try:
-            found = find_by_phone(engine, args.number, args.region)
+            found = find_by_phone(engine, args.number, args.region, "--region DE")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if not args.json:
@@ -200,5 +200,6 @@ def cmd_contacts(args: argparse.Namespace) -> int:
                     f"{r.attempts} attempts"
                     + (f", last {r.last_outcome}" if r.last_outcome else "")
                 )
-    print(json.dumps(found.as_dict()))
+    else:  # the human text, or the JSON object: not both (as lists import)
+        print(json.dumps(found.as_dict()))
     return EXIT_OK if found.contacts else EXIT_FAILED

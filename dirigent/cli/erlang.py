@@ -103,7 +103,8 @@ def cmd_erlang(args: argparse.Namespace) -> int:
                 f"  {agents} agents cannot carry {traffic:g} Erlangs: the queue grows "
                 "without end (no finite ASA)"
             )
-    print(json.dumps(result, allow_nan=False))
+    else:  # the human text, or the JSON object: not both (as lists import)
+        print(json.dumps(result, allow_nan=False))
     return EXIT_OK
 
 

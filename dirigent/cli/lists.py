@@ -123,7 +123,8 @@ def cmd_lists(args: argparse.Namespace) -> int:
     except UnknownCampaign as exc:
         raise UsageError(f"--campaign: {exc}; --create makes a new one") from None
     except ListError as exc:
-        raise UsageError(str(exc)) from None
+        how = "; or name it with --mapping FILE" if exc.field == "header" else ""
+        raise UsageError(f"{exc}{how}") from None
     except LookupError as exc:  # an unknown --encoding
         raise UsageError(f"--encoding: {exc}") from None
     except Exception as exc:  # the store's errors: a lost connection is said in one line
@@ -162,9 +163,10 @@ def cmd_lists(args: argparse.Namespace) -> int:
             print(f"  row {problem.row}: {problem.field}: {problem.reason}")
         if report.rejected_file:
             print(f"  all rejected rows: {report.rejected_file}")
-        for group in report.groups[:10]:
+        for group in report.groups[:GROUPS_SHOWN]:
             print(
-                f"  maybe the same person: {', '.join(group['numbers'])} (keep {group['suggested_keep']})"
+                f"  maybe the same person: {_first_numbers(group['numbers'])}"
+                f" (keep {group['suggested_keep']})"
             )
     else:  # the human summary, or the JSON object: not both (QA4)
         print(json.dumps(summary))
@@ -177,6 +179,20 @@ def cmd_lists(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+#: the suspected-duplicate groups an import prints, and the numbers of each
+#: (a list with many identical names made one group of thousands; the API's
+#: answer keeps every number of its groups)
+GROUPS_SHOWN = 10
+NUMBERS_SHOWN = 5
+
+
+def _first_numbers(numbers: list[str]) -> str:
+    """The first :data:`NUMBERS_SHOWN` numbers, then how many more."""
+    shown = ", ".join(numbers[:NUMBERS_SHOWN])
+    more = len(numbers) - NUMBERS_SHOWN
+    return f"{shown} … and {more} more" if more > 0 else shown
 
 
 def _configured_campaigns(args: argparse.Namespace) -> dict[str, str | None]:
@@ -283,5 +299,6 @@ def cmd_lists_merge(args: argparse.Namespace) -> int:
             f" {report.contacts_folded} contacts folded in ({report.numbers_moved} numbers,"
             f" {report.consents_moved} consent records, {report.interactions_moved} interactions)"
         )
-    print(json.dumps(report.summary()))
+    else:  # the human text, or the JSON object: not both (as lists import)
+        print(json.dumps(report.summary()))
     return EXIT_OK
