@@ -38,11 +38,12 @@ class SimTelephony(AsteriskVoice):
 
     ``exclude_events``: event names dropped at the PBX, as the AMI link's
     ``exclude_events`` has Asterisk drop them (``Action: Filter``); the
-    simulated PBX then never formats them.  The pacing lab drops the VarSet
-    and DeviceStateChange events (two in five of a dial's events), which
-    nothing it wires reads: the domain port translates neither, the
-    originate tracker follows neither, and the mirror's channel variables
-    are read by no one in the lab."""
+    simulated PBX then never formats them.  The pacing lab drops five
+    (``dirigent.lab.LAB_EXCLUDED_EVENTS``, three in five of a dial's events)
+    that nothing it wires reads: the domain port translates none of them
+    (VarSet, DeviceStateChange, DialBegin), and the rest (NewCallerid,
+    Newstate) only update the mirror's record of a channel, which only a
+    resync reads."""
 
     def __init__(
         self, pbx: SimPbx, name: str = "sim", *, exclude_events: Iterable[str] = ()

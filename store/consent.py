@@ -155,9 +155,10 @@ def import_dnc(
         )
         result.rejected += [(f"row {p.row}", p.reason) for p in reader.problems]
         return result
-    # UTF-8 or Windows-1252 as a list's CSV; NUL bytes (UTF-16, a binary file) refused
+    # UTF-8 or Windows-1252 as a list's CSV; NUL bytes (UTF-16, a binary file)
+    # refused; an empty file (an export with no new numbers) adds nothing
     try:
-        encoding = detect_encoding(text)
+        encoding = detect_encoding(text) if text else "utf-8"
     except ListError as exc:  # which of the files given
         raise ListError("file", f"{path}: {exc.reason}") from None
     lines = Path(path).read_text(encoding=encoding, errors="replace").splitlines()

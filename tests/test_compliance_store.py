@@ -95,6 +95,15 @@ def test_a_dnc_file_that_is_no_text_is_refused_naming_file(engine, tmp_path):
     assert DbDnc(engine).blocked("+4930123456", "") is None, "nothing was written"
 
 
+def test_an_empty_dnc_file_adds_nothing_and_is_no_error(engine, tmp_path):
+    """A nightly export with no new numbers is an empty file: 0 added, as
+    before the encoding check (found in review: it became "empty file", exit 2)."""
+    empty = tmp_path / "dnc.txt"
+    empty.write_bytes(b"")
+    result = import_dnc(engine, empty)
+    assert result.added == 0 and result.rejected == []
+
+
 def test_command_line_dnc_and_consent(tmp_path):
     url = f"sqlite:///{tmp_path / 'c.db'}"
 
