@@ -207,7 +207,7 @@ def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
 
 
 def settle(seconds: float) -> None:
-    run(asyncio.sleep(seconds))
+    run(asyncio.sleep(seconds), timeout=max(30.0, seconds + 10.0))  # never cut short
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
