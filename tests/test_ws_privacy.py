@@ -118,6 +118,16 @@ def test_a_bad_header_token_is_refused_and_a_bad_first_message_closes_the_socket
     assert run(with_message()) == 4401
 
 
+def logged_errors(registry) -> list:
+    """What ``dirigent_log_errors_total`` counted (non-zero samples)."""
+    return [
+        (s.labels, s.value)
+        for metric in registry.collect()
+        for s in metric.samples
+        if s.name == "dirigent_log_errors_total" and s.value
+    ]
+
+
 @pytest.mark.parametrize(
     "first",
     ["[" * 5000 + "]" * 5000, '{"type": "auth", "token": ' + "1" * 5000 + "}"],
@@ -145,13 +155,7 @@ def test_a_first_message_json_cannot_read_closes_the_socket_as_a_bad_token(app, 
         assert run(with_message()) == 4401
     finally:
         stop_counting()
-    errors = [
-        (s.labels, s.value)
-        for metric in registry.collect()
-        for s in metric.samples
-        if s.name == "dirigent_log_errors_total" and s.value
-    ]
-    assert not errors, errors
+    assert not logged_errors(registry), logged_errors(registry)
 
 
 @pytest.mark.parametrize("how", ["header", "first message"])
@@ -217,10 +221,4 @@ def test_a_plain_http_request_to_the_socket_is_426_and_logs_no_error(app):
         settle(0.3)  # the connection's close, where the traceback came from
     finally:
         stop_counting()
-    errors = [
-        (s.labels, s.value)
-        for metric in registry.collect()
-        for s in metric.samples
-        if s.name == "dirigent_log_errors_total" and s.value
-    ]
-    assert not errors, errors
+    assert not logged_errors(registry), logged_errors(registry)
